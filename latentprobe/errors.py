@@ -1,0 +1,46 @@
+"""Typed errors. Each message says what was wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class LatentProbeError(Exception):
+    """Base class of every error raised by latentprobe."""
+
+
+class ModelStructureError(LatentProbeError, TypeError):
+    """The model's decoder layers, final norm, embedding or LM head could not be located."""
+
+
+class SpecError(LatentProbeError, ValueError):
+    """A LatentSpec is inconsistent (e.g. K <= 0, offset not 0 or 1)."""
+
+
+class SpecTokenError(SpecError, KeyError):
+    """A token named by a LatentSpec is missing from the tokenizer."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it plainly
+        return str(self.args[0]) if self.args else ""
+
+
+class InputError(LatentProbeError, ValueError):
+    """Prompts, images or generation settings that cannot be run."""
+
+
+class ImageBatchError(InputError):
+    """Images that do not match the prompts (count, placeholders or size)."""
+
+
+class InterventionError(LatentProbeError, ValueError):
+    """An intervention that cannot be applied as asked."""
+
+
+class InterventionShapeError(InterventionError):
+    """An intervention tensor whose shape does not match the hidden size or step count."""
+
+
+class StepOutOfRangeError(InterventionError, IndexError):
+    """Latent steps or layers outside the range a trace has."""
+
+
+class TraceFormatError(LatentProbeError, ValueError):
+    """A saved trace that is missing fields or was written by an incompatible version."""

@@ -1,0 +1,277 @@
+"""Interventions on latents: small serialisable objects, plus any callable ``(z, step, example) -> z``.
+
+An intervention receives one latent vector at a time (``z``: ``[d]``), the latent step index and
+the example's :class:`~latentprobe.trace.ExampleTrace` (its ``index``, ``example_id``, recorded
+``z`` and ``hidden``), and returns the vector to use instead. When the runner patches a residual
+layer other than the fed vector it also passes ``layer=`` (0 = the fed vector, ``i`` = output of
+decoder layer ``i-1``); built-ins use it to read the matching recorded values.
+
+Noise is scaled to the norm of the latent it replaces: latents are post-norm vectors whose norm is
+far from a token embedding's, so a fixed sigma would mean different things in different models.
+Random draws are seeded per (seed, example_id, step, layer), so batched and one-by-one runs agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from latentprobe.errors import InterventionError, InterventionShapeError, StepOutOfRangeError
+
+__all__ = [
+    "Intervention", "Replace", "Zero", "Scale", "AddNoise", "ReplaceNoise", "MeanAblate", "Swap",
+    "RepeatFirst", "Lambda", "as_intervention", "intervention_from_config",
+]
+
+
+def _generator(seed: int, example_id: str, step: int, layer: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed((int(seed) * 1_000_003 + zlib.crc32(f"{example_id}|{step}|{layer}".encode())) % (2**63))
+    return g
+
+
+def _tensor_config(t: Tensor | None) -> Any:
+    return None if t is None else {"shape": list(t.shape), "values": t.flatten().tolist()}
+
+
+def _tensor_from_config(c: Any) -> Tensor | None:
+    return None if c is None else torch.tensor(c["values"], dtype=torch.float32).reshape(c["shape"])
+
+
+class Intervention:
+    """Base class. Subclasses implement :meth:`apply`; ``__call__(z, step, example)`` forwards to it."""
+
+    name: str = "intervention"
+
+    def apply(self, z: Float[Tensor, "d"], step: int, example: Any, layer: int = 0) -> Float[Tensor, "d"]:
+        raise NotImplementedError(f"{type(self).__name__} must implement apply(z, step, example, layer)")
+
+    def __call__(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+        return self.apply(z, step, example, layer)
+
+    def check(self, hidden_size: int, trace: Any) -> None:
+        """Validate against the model's hidden size and the trace before anything runs."""
+
+    def to_config(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": type(self).__name__}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            d[f.name] = _tensor_config(v) if isinstance(v, Tensor) else v
+        return d
+
+
+@dataclass(frozen=True, eq=False)
+class Replace(Intervention):
+    """Replace with a given tensor: ``[d]`` (one vector for every step of every example, the
+    paper's "one shared tensor"), ``[K, d]`` (per step) or ``[n, K, d]`` (per example and step)."""
+
+    value: Tensor
+
+    def check(self, hidden_size: int, trace: Any) -> None:
+        v = self.value
+        if not isinstance(v, Tensor):
+            raise InterventionShapeError(f"Replace.value must be a torch.Tensor, got {type(v).__name__}.")
+        if v.ndim not in (1, 2, 3) or v.shape[-1] != hidden_size:
+            raise InterventionShapeError(
+                f"Replace.value has shape {tuple(v.shape)}; the model's hidden size is {hidden_size}: "
+                f"give [{hidden_size}], [K, {hidden_size}] or [n, K, {hidden_size}]."
+            )
+        if v.ndim == 3 and trace is not None and v.shape[0] != len(trace):
+            raise InterventionShapeError(f"Replace.value is [n={v.shape[0]}, K, d] but the trace has {len(trace)} examples.")
+
+    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+        v = self.value
+        if v.ndim == 2:
+            if step >= v.shape[0]:
+                raise StepOutOfRangeError(f"Replace.value holds {v.shape[0]} steps; step {step} asked.")
+            v = v[step]
+        elif v.ndim == 3:
+            v = v[example.index, step]
+        return v.to(z.dtype).clone()
+
+
+@dataclass(frozen=True)
+class Zero(Intervention):
+    """Set the latent to zero (the paper's near-zero intervention is ``Scale(1e-3)``)."""
+
+    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+        return torch.zeros_like(z)
+
+
+@dataclass(frozen=True)
+class Scale(Intervention):
+    """Multiply the latent by ``factor``."""
+
+    factor: float
+
+    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+        return z * float(self.factor)
+
+
+@dataclass(frozen=True)
+class AddNoise(Intervention):
+    """Add Gaussian noise with per-coordinate std ``scale * ||z|| / sqrt(d)`` (so the noise norm is
+    about ``scale * ||z||``)."""
+
+    scale: float = 1.0
+    seed: int = 0
+
+    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+        g = _generator(self.seed, example.example_id, step, layer)
+        eps = torch.randn(z.shape, generator=g, dtype=torch.float32).to(z.dtype)
+        return z + eps * (self.scale * z.norm() / z.numel() ** 0.5)
+
+
+@dataclass(frozen=True, eq=False)
+class ReplaceNoise(Intervention):
+    """Replace with a Gaussian random direction of the same norm as the latent (also the
+    random-direction placebo of matched norm)."""
+
+    seed: int = 0
+
+    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+        g = _generator(self.seed, example.example_id, step, layer)
+        eps = torch.randn(z.shape, generator=g, dtype=torch.float32).to(z.dtype)
+        return eps * (z.norm() / eps.norm().clamp_min(1e-12))
+
+
+@dataclass(frozen=True, eq=False)
+class MeanAblate(Intervention):
+    """Replace with the mean of a reference set: ``[d]``, ``[K, d]`` per step, or
+    ``[K, L+1, d]`` per step and residual layer. Build it with :meth:`from_trace`."""
+
+    mean: Tensor
+
+    @classmethod
+    def from_trace(cls, trace: Any, *, per_step: bool = True, per_layer: bool = False) -> "MeanAblate":
+        what = "hidden" if per_layer else "z"
+        if per_layer:
+            stacked = torch.stack([e.hidden for e in trace.examples if e.num_latents > 0]) if per_step else None
+            if stacked is None:
+                raise InterventionError("MeanAblate.from_trace(per_layer=True) needs per_step=True.")
+            return cls(stacked.mean(0))
+        zs, _ = trace.stack(what)
+        return cls(zs.mean(0) if per_step else zs.reshape(-1, zs.shape[-1]).mean(0))
+
+    def check(self, hidden_size: int, trace: Any) -> None:
+        if self.mean.shape[-1] != hidden_size or self.mean.ndim not in (1, 2, 3):
+            raise InterventionShapeError(
+                f"MeanAblate.mean has shape {tuple(self.mean.shape)}; expected [{hidden_size}], [K, {hidden_size}] "
+                f"or [K, L+1, {hidden_size}]."
+            )
+
+    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+        m = self.mean
+        if m.ndim >= 2:
+            if step >= m.shape[0]:
+                raise StepOutOfRangeError(f"MeanAblate.mean holds {m.shape[0]} steps; step {step} asked.")
+            m = m[step]
+        if m.ndim == 2:
+            m = m[layer]
+        elif layer != 0 and self.mean.ndim < 3:
+            raise InterventionError("MeanAblate at a layer other than 0 needs a per-layer mean: from_trace(per_layer=True).")
+        return m.to(z.dtype).clone()
+
+
+@dataclass(frozen=True, eq=False)
+class Swap(Intervention):
+    """Swap in another example's latent at the same step (and layer).
+
+    ``source`` is a LatentTrace (default: the trace being intervened on must be passed explicitly)
+    and ``mapping[i]`` the source example for example ``i`` (default: ``(i + 1) % n``, a cyclic
+    derangement, so no example receives its own latents).
+    """
+
+    source: Any
+    mapping: tuple[int, ...] | None = None
+
+    def check(self, hidden_size: int, trace: Any) -> None:
+        n_src = len(self.source)
+        if self.mapping is not None:
+            if trace is not None and len(self.mapping) != len(trace):
+                raise InterventionShapeError(f"Swap.mapping has {len(self.mapping)} entries for {len(trace)} examples.")
+            bad = [j for j in self.mapping if not 0 <= j < n_src]
+            if bad:
+                raise StepOutOfRangeError(f"Swap.mapping points at source examples {bad}; the source has {n_src}.")
+
+    def _src(self, example: Any) -> Any:
+        n = len(self.source)
+        j = self.mapping[example.index] if self.mapping is not None else (example.index + 1) % n
+        return self.source[j]
+
+    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+        s = self._src(example)
+        if step >= s.num_latents:
+            raise StepOutOfRangeError(
+                f"Swap: source example {s.example_id!r} has {s.num_latents} latents; step {step} asked."
+            )
+        v = s.z[step] if layer == 0 else s.hidden[step, layer]
+        return v.to(z.dtype).clone()
+
+    def to_config(self) -> dict[str, Any]:
+        return {"type": "Swap", "source_ids": list(getattr(self.source, "example_ids", [])),
+                "mapping": None if self.mapping is None else list(self.mapping)}
+
+
+@dataclass(frozen=True)
+class RepeatFirst(Intervention):
+    """Replace every chosen step with the example's own first latent (recorded)."""
+
+    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+        v = example.z[0] if layer == 0 else example.hidden[0, layer]
+        return v.to(z.dtype).clone()
+
+
+@dataclass(frozen=True, eq=False)
+class Lambda(Intervention):
+    """Wrap a user callable ``fn(z, step, example)`` (or ``fn(z, step, example, layer)``)."""
+
+    fn: Callable[..., Tensor]
+    name_: str = field(default="")
+
+    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+        try:
+            params = inspect.signature(self.fn).parameters
+            takes_layer = "layer" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+        except (TypeError, ValueError):
+            takes_layer = False
+        return self.fn(z, step, example, layer=layer) if takes_layer else self.fn(z, step, example)
+
+    def to_config(self) -> dict[str, Any]:
+        return {"type": "Lambda", "fn": self.name_ or getattr(self.fn, "__qualname__", repr(self.fn))}
+
+
+def as_intervention(x: Any) -> Intervention:
+    """An :class:`Intervention` from an intervention or a callable ``(z, step, example) -> z``."""
+    if isinstance(x, Intervention):
+        return x
+    if callable(x):
+        return Lambda(x)
+    raise InterventionError(
+        f"{x!r} is not an intervention; pass a latentprobe.interventions object or a callable (z, step, example) -> z."
+    )
+
+
+_REGISTRY = {c.__name__: c for c in (Replace, Zero, Scale, AddNoise, ReplaceNoise, MeanAblate, RepeatFirst)}
+
+
+def intervention_from_config(config: dict[str, Any]) -> Intervention:
+    """Rebuild a built-in intervention from :meth:`Intervention.to_config` (Swap and Lambda hold
+    references to data or code and cannot be rebuilt from config alone)."""
+    cfg = dict(config)
+    kind = cfg.pop("type", None)
+    if kind not in _REGISTRY:
+        raise InterventionError(f"cannot rebuild intervention of type {kind!r} from config; known: {sorted(_REGISTRY)}.")
+    cls = _REGISTRY[kind]
+    kw = {}
+    for f in dataclasses.fields(cls):
+        v = cfg.get(f.name)
+        kw[f.name] = _tensor_from_config(v) if isinstance(v, dict) and "values" in v else v
+    return cls(**{k: v for k, v in kw.items() if v is not None or k in cfg})

@@ -1,0 +1,607 @@
+"""Resumable sweeps: write results as they are computed, resume where they stopped.
+
+A sweep iterates over *units* of work (a layer, a (layer, step) pair, a
+batch of examples, ...). After each unit its rows are written to their own
+part file, atomically, and the unit is then recorded as completed in a small
+JSON metadata file (also written atomically). If the process dies, every
+unit recorded as completed is on disk in full and a new
+:class:`ResumableSweep` on the same directory skips it.
+
+Layout inside ``out_dir``::
+
+    {name}.meta.json            config, storage format, completed units
+    {name}.parts/part-00000.parquet
+    {name}.parts/part-00001.parquet
+    ...
+
+A part file that exists but is not recorded in the metadata (a crash
+between writing the part and updating the metadata) is ignored and removed
+when the sweep is next opened; its unit is simply computed again.
+
+Only one process may write to a sweep directory at a time; there is no
+locking.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+__all__ = [
+    "SweepError",
+    "SweepConfigMismatch",
+    "SweepStateError",
+    "SweepRowsError",
+    "ResumableSweep",
+    "normalize_key",
+]
+
+_META_VERSION = 1
+_PANDAS_MAJOR = int(pd.__version__.split(".")[0])
+_FORMATS = ("parquet", "csv")
+_CSV_DTYPES = {"int64", "float64", "bool", "str", "object", "string"}
+
+
+class SweepError(Exception):
+    """Base class of errors raised by :mod:`latentprobe.sweep`."""
+
+
+class SweepConfigMismatch(SweepError, ValueError):
+    """The directory holds results of a sweep with a different configuration."""
+
+
+class SweepStateError(SweepError, RuntimeError):
+    """The files on disk are inconsistent with the sweep's metadata."""
+
+
+class SweepRowsError(SweepError, ValueError):
+    """Rows handed to :meth:`ResumableSweep.write` cannot be stored."""
+
+
+# ---------------------------------------------------------------------------
+# Key / config normalisation
+# ---------------------------------------------------------------------------
+
+
+def normalize_key(obj: Any, *, what: str = "unit key") -> Any:
+    """Convert a unit key or config value to plain JSON data.
+
+    Tuples become lists, numpy scalars become Python scalars, mappings must
+    have string keys.
+
+    Parameters
+    ----------
+    obj : Any
+        A str, int, float, bool, None, or nested tuples/lists/dicts of those.
+    what : str
+        Description used in error messages.
+
+    Returns
+    -------
+    Any
+        The JSON-ready equivalent of ``obj``.
+
+    Raises
+    ------
+    TypeError
+        If ``obj`` contains a value that cannot be written as JSON.
+    """
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if hasattr(obj, "item") and getattr(obj, "shape", None) == ():  # numpy scalar / 0-d array
+        return normalize_key(obj.item(), what=what)
+    if isinstance(obj, (list, tuple)):
+        return [normalize_key(v, what=what) for v in obj]
+    if isinstance(obj, Mapping):
+        out = {}
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise TypeError(
+                    f"{what} contains a mapping key {k!r} of type {type(k).__name__}; "
+                    "use string keys so it can be stored as JSON."
+                )
+            out[k] = normalize_key(v, what=what)
+        return out
+    raise TypeError(
+        f"{what} contains {obj!r} of type {type(obj).__name__}, which cannot be stored "
+        "as JSON; use str, int, float, bool, None or tuples/lists/dicts of those "
+        "(e.g. pass `unit_key=lambda u: (u.layer, u.step)`)."
+    )
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def _denormalize_key(obj: Any) -> Any:
+    if isinstance(obj, list):
+        return tuple(_denormalize_key(v) for v in obj)
+    return obj
+
+
+# ---------------------------------------------------------------------------
+# Atomic file helpers
+# ---------------------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool) -> None:
+    """Write via ``write(fileobj)`` to a temp file in the same folder, then rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        text_args = {} if binary else {"newline": "", "encoding": "utf-8"}
+        with os.fdopen(fd, "wb" if binary else "w", **text_args) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+# ---------------------------------------------------------------------------
+# The sweep
+# ---------------------------------------------------------------------------
+
+
+class ResumableSweep:
+    """A sweep whose results are written unit by unit and survive interruption.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        Folder for the results; created if missing. Several sweeps may share
+        it if they have different ``name``.
+    name : str, default ``"results"``
+        Stem of the metadata file and parts folder.
+    config : dict or None
+        Everything that determines the results (model, layers, seeds, ...),
+        JSON-serialisable. Stored on first use; reopening the directory with
+        a different config raises :class:`SweepConfigMismatch`. ``None``
+        means "not specified": a new sweep stores ``{}``, an existing one
+        keeps its stored config without checking.
+    key_columns : sequence of str, default ``("example_id",)``
+        Columns every non-empty set of written rows must contain (without
+        missing values), so that rows can be matched across conditions.
+        Pass ``()`` to disable the check.
+    format : {"parquet", "csv"}, default ``"parquet"``
+        Storage format of the part files. Parquet preserves dtypes exactly;
+        CSV restores int64/float64/bool/str columns from dtypes recorded in
+        the metadata, but cannot tell an empty string from a missing value.
+    overwrite : bool, default False
+        Delete this sweep's existing metadata and parts (other files in
+        ``out_dir`` are left alone) and start from scratch.
+
+    Raises
+    ------
+    SweepConfigMismatch
+        If the directory holds a sweep with a different config or format.
+    SweepStateError
+        If the metadata file is unreadable.
+
+    Notes
+    -----
+    Resuming guarantees that no completed unit is lost or duplicated; it
+    does not guarantee that recomputed units give the same numbers as an
+    uninterrupted run. That depends on ``fn`` being deterministic given the
+    unit and the seeds recorded in ``config``.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        *,
+        name: str = "results",
+        config: dict | None = None,
+        key_columns: Sequence[str] = ("example_id",),
+        format: str = "parquet",
+        overwrite: bool = False,
+    ) -> None:
+        if not isinstance(name, str) or not name or os.sep in name or name.startswith("."):
+            raise ValueError(
+                f"`name` must be a non-empty file stem without path separators or a "
+                f"leading dot, got {name!r}."
+            )
+        if format not in _FORMATS:
+            raise ValueError(f"`format` must be one of {_FORMATS}, got {format!r}.")
+        if isinstance(key_columns, str):
+            key_columns = (key_columns,)
+        self._key_columns = tuple(key_columns)
+        for col in self._key_columns:
+            if not isinstance(col, str):
+                raise ValueError(f"`key_columns` must be strings, got {col!r}.")
+        if config is not None and not isinstance(config, Mapping):
+            raise TypeError(
+                f"`config` must be a dict of settings (or None), got {type(config).__name__}."
+            )
+
+        self._name = name
+        self._format = format
+        self._out_dir = Path(out_dir)
+        self._parts_dir = self._out_dir / f"{name}.parts"
+        self._meta_path = self._out_dir / f"{name}.meta.json"
+
+        if overwrite:
+            if self._parts_dir.exists():
+                shutil.rmtree(self._parts_dir)
+            if self._meta_path.exists():
+                self._meta_path.unlink()
+        self._parts_dir.mkdir(parents=True, exist_ok=True)
+
+        new_config = None if config is None else normalize_key(dict(config), what="config")
+
+        if self._meta_path.exists():
+            meta = self._read_meta()
+            stored_format = meta.get("format", "parquet")
+            if stored_format != format:
+                raise SweepConfigMismatch(
+                    f"sweep {name!r} in {self._out_dir} was stored as {stored_format!r}, "
+                    f"but format={format!r} was requested; pass format={stored_format!r}, "
+                    "use a new out_dir, or pass overwrite=True to discard the old results."
+                )
+            stored_config = meta.get("config", {})
+            if new_config is not None and _canonical(new_config) != _canonical(stored_config):
+                raise SweepConfigMismatch(self._mismatch_message(stored_config, new_config))
+            self._config = stored_config
+            self._units: list[dict[str, Any]] = list(meta.get("units", []))
+        else:
+            self._config = {} if new_config is None else new_config
+            self._units = []
+            self._write_meta()
+
+        self._done = {_canonical(u["key"]) for u in self._units}
+        self._remove_orphans()
+
+    # -- metadata ------------------------------------------------------------
+
+    def _read_meta(self) -> dict[str, Any]:
+        try:
+            with open(self._meta_path, encoding="utf-8") as f:
+                meta = json.load(f)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SweepStateError(
+                f"cannot read sweep metadata {self._meta_path} ({exc}); the file was "
+                "modified outside latentprobe. Pass overwrite=True to start again."
+            ) from exc
+        if not isinstance(meta, dict) or not isinstance(meta.get("units", []), list):
+            raise SweepStateError(
+                f"sweep metadata {self._meta_path} has an unexpected structure; "
+                "pass overwrite=True to start again."
+            )
+        return meta
+
+    def _write_meta(self) -> None:
+        meta = {
+            "version": _META_VERSION,
+            "name": self._name,
+            "format": self._format,
+            "key_columns": list(self._key_columns),
+            "config": self._config,
+            "units": self._units,
+        }
+        text = json.dumps(meta, indent=1, sort_keys=False)
+        _atomic_write(self._meta_path, lambda f: f.write(text), binary=False)
+
+    def _mismatch_message(self, stored: Any, new: Any) -> str:
+        if isinstance(stored, dict) and isinstance(new, dict):
+            diffs = []
+            for k in sorted(set(stored) | set(new)):
+                if k not in stored:
+                    diffs.append(f"{k!r}: not stored, now {new[k]!r}")
+                elif k not in new:
+                    diffs.append(f"{k!r}: stored {stored[k]!r}, now missing")
+                elif _canonical(stored[k]) != _canonical(new[k]):
+                    diffs.append(f"{k!r}: stored {stored[k]!r}, now {new[k]!r}")
+            detail = "; ".join(diffs)
+        else:
+            detail = f"stored {stored!r}, now {new!r}"
+        return (
+            f"sweep {self._name!r} in {self._out_dir} was run with a different config "
+            f"({detail}). Use a new out_dir (or name) for the new config, or pass "
+            "overwrite=True to discard the old results."
+        )
+
+    def _remove_orphans(self) -> None:
+        referenced = {u["part"] for u in self._units if u.get("part")}
+        for p in self._parts_dir.iterdir():
+            if p.name not in referenced and p.is_file():
+                # A temp file or a part written just before a crash, before the
+                # metadata recorded it: its unit is not completed and will be redone.
+                p.unlink()
+
+    # -- properties ------------------------------------------------------------
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The stored configuration (JSON form: tuples appear as lists)."""
+        return json.loads(json.dumps(self._config))
+
+    @property
+    def completed_units(self) -> list[Any]:
+        """Keys of completed units in completion order (lists shown as tuples)."""
+        return [_denormalize_key(u["key"]) for u in self._units]
+
+    @property
+    def out_dir(self) -> Path:
+        """Folder holding the sweep."""
+        return self._out_dir
+
+    @property
+    def format(self) -> str:
+        """Storage format of the parts (``"parquet"`` or ``"csv"``)."""
+        return self._format
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        """Columns required in every written set of rows."""
+        return self._key_columns
+
+    def __len__(self) -> int:
+        return len(self._units)
+
+    def __repr__(self) -> str:
+        return (
+            f"ResumableSweep(out_dir={str(self._out_dir)!r}, name={self._name!r}, "
+            f"format={self._format!r}, completed={len(self._units)})"
+        )
+
+    # -- core API --------------------------------------------------------------
+
+    def done(self, unit_key: Any) -> bool:
+        """Whether a unit has been completed and stored.
+
+        Parameters
+        ----------
+        unit_key : Any
+            JSON-serialisable key; tuples and lists with equal items match.
+
+        Returns
+        -------
+        bool
+        """
+        return _canonical(normalize_key(unit_key)) in self._done
+
+    def _to_frame(self, rows: Any, unit_key: Any) -> pd.DataFrame:
+        if isinstance(rows, pd.DataFrame):
+            frame = rows.reset_index(drop=True)
+        elif isinstance(rows, Mapping):
+            frame = pd.DataFrame([dict(rows)])
+        elif isinstance(rows, (list, tuple)):
+            if not all(isinstance(r, Mapping) for r in rows):
+                raise SweepRowsError(
+                    f"rows for unit {unit_key!r} must be a DataFrame or a list of dicts; "
+                    "got a list containing non-dict items."
+                )
+            frame = pd.DataFrame([dict(r) for r in rows])
+        else:
+            raise SweepRowsError(
+                f"rows for unit {unit_key!r} must be a DataFrame, a list of dicts or a "
+                f"dict, got {type(rows).__name__}; return `[]` for a unit with no rows."
+            )
+        bad = [c for c in frame.columns if not isinstance(c, str)]
+        if bad:
+            raise SweepRowsError(
+                f"rows for unit {unit_key!r} have non-string column names {bad!r}; "
+                "rename columns to strings before writing."
+            )
+        if frame.columns.duplicated().any():
+            dup = frame.columns[frame.columns.duplicated()].tolist()
+            raise SweepRowsError(f"rows for unit {unit_key!r} have duplicate columns {dup!r}.")
+        if len(frame) and self._key_columns:
+            missing = [c for c in self._key_columns if c not in frame.columns]
+            if missing:
+                raise SweepRowsError(
+                    f"rows for unit {unit_key!r} lack key column(s) {missing!r} "
+                    f"(have {list(frame.columns)!r}); add them to the rows or construct "
+                    "the sweep with matching `key_columns=` (or `key_columns=()`)."
+                )
+            nulls = [c for c in self._key_columns if frame[c].isna().any()]
+            if nulls:
+                raise SweepRowsError(
+                    f"rows for unit {unit_key!r} have missing values in key column(s) {nulls!r}."
+                )
+        return frame
+
+    def write(self, unit_key: Any, rows: pd.DataFrame | list[dict] | dict) -> None:
+        """Store the rows of one unit and record the unit as completed.
+
+        The part file is written atomically first; only then is the unit
+        added to the metadata (also written atomically). A crash in between
+        leaves an unrecorded part that is discarded on the next open.
+
+        Parameters
+        ----------
+        unit_key : Any
+            JSON-serialisable key of the unit (str, int, tuple, ...).
+        rows : DataFrame, list of dict or dict
+            The unit's rows, in the order they should appear in
+            :meth:`results`. The DataFrame index is discarded. An empty list
+            records the unit as completed with no rows.
+
+        Raises
+        ------
+        SweepStateError
+            If the unit is already completed.
+        SweepRowsError
+            If the rows cannot be stored (see message).
+        """
+        key = normalize_key(unit_key)
+        canon = _canonical(key)
+        if canon in self._done:
+            raise SweepStateError(
+                f"unit {unit_key!r} is already completed in {self._meta_path}; check "
+                "`done(key)` before computing it, or pass overwrite=True to start again."
+            )
+        frame = self._to_frame(rows, unit_key)
+        entry: dict[str, Any] = {"key": key, "part": None, "n_rows": int(len(frame))}
+        if len(frame.columns) or len(frame):
+            part_name = self._next_part_name()
+            path = self._parts_dir / part_name
+            try:
+                if self._format == "parquet":
+                    _atomic_write(path, lambda f: frame.to_parquet(f, index=False), binary=True)
+                else:
+                    entry["dtypes"] = {c: str(t) for c, t in frame.dtypes.items()}
+                    _atomic_write(path, lambda f: frame.to_csv(f, index=False), binary=False)
+            except OSError:
+                raise
+            except Exception as exc:  # serialisation failures (e.g. mixed-type columns)
+                raise SweepRowsError(
+                    f"rows for unit {unit_key!r} could not be written as {self._format} "
+                    f"({type(exc).__name__}: {exc}); give each column a single type "
+                    "(numbers, strings or booleans)."
+                ) from exc
+            entry["part"] = part_name
+        self._units.append(entry)
+        try:
+            self._write_meta()
+        except BaseException:
+            self._units.pop()
+            raise
+        self._done.add(canon)
+
+    def _next_part_name(self) -> str:
+        used = [int(u["part"][5:10]) for u in self._units if u.get("part")]
+        idx = max(used, default=-1) + 1
+        return f"part-{idx:05d}.{self._format}"
+
+    def _read_part(self, entry: dict[str, Any]) -> pd.DataFrame:
+        path = self._parts_dir / entry["part"]
+        if not path.exists():
+            raise SweepStateError(
+                f"part {path} of completed unit {entry['key']!r} is missing; the folder "
+                "was modified outside latentprobe. Pass overwrite=True to start again."
+            )
+        if self._format == "parquet":
+            return pd.read_parquet(path)
+        dtypes = entry.get("dtypes", {})
+        str_cols = [c for c, t in dtypes.items() if t in ("str", "object", "string")]
+        read_dtypes = {c: "str" for c in str_cols}
+        kwargs: dict[str, Any] = {}
+        if _PANDAS_MAJOR < 3:  # pandas >= 3 parses floats with round-trip precision by default
+            kwargs["float_precision"] = "round_trip"
+        frame = pd.read_csv(path, dtype=read_dtypes or None, **kwargs)
+        for c, t in dtypes.items():
+            if c in frame.columns and t in _CSV_DTYPES and t not in ("str", "object", "string"):
+                if str(frame[c].dtype) != t and not frame[c].isna().any():
+                    try:
+                        frame[c] = frame[c].astype(t)
+                    except (TypeError, ValueError):
+                        pass
+        return frame
+
+    def results(self) -> pd.DataFrame:
+        """All stored rows, one DataFrame.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Parts concatenated in unit completion order, rows within a unit
+            in the order they were written, with a fresh ``RangeIndex``.
+            Columns missing from some units are filled with missing values.
+            Empty (no columns) when nothing has been written.
+        """
+        frames = [self._read_part(u) for u in self._units if u.get("part")]
+        frames = [f for f in frames if len(f.columns)]
+        if not frames:
+            return pd.DataFrame()
+        if len(frames) == 1:
+            return frames[0].reset_index(drop=True)
+        return pd.concat(frames, ignore_index=True, sort=False)
+
+    def run(
+        self,
+        units: Iterable[Any],
+        fn: Callable[[Any], pd.DataFrame | list[dict] | dict],
+        *,
+        unit_key: Callable[[Any], Any] = lambda u: u,
+        desc: str | None = None,
+        progress: bool = True,
+    ) -> pd.DataFrame:
+        """Compute and store every unit that is not yet completed.
+
+        Parameters
+        ----------
+        units : iterable
+            Units of work, in the order they should be computed.
+        fn : callable
+            ``fn(unit)`` returns the unit's rows (DataFrame, list of dicts or
+            dict). Called only for units that are not completed.
+        unit_key : callable, default identity
+            Maps a unit to its JSON-serialisable key.
+        desc : str, optional
+            Progress bar label (defaults to the sweep name).
+        progress : bool, default True
+            Show a tqdm progress bar.
+
+        Returns
+        -------
+        pandas.DataFrame
+            :meth:`results` after all units are done.
+
+        Raises
+        ------
+        Exception
+            Whatever ``fn`` raises, after every unit finished before it has
+            been stored; rerunning resumes from the failed unit.
+        """
+        total = None
+        initial = 0
+        if hasattr(units, "__len__"):
+            units = list(units)
+            total = len(units)
+            initial = sum(1 for u in units if self.done(unit_key(u)))
+        bar = tqdm(
+            total=total,
+            initial=initial,
+            desc=desc if desc is not None else self._name,
+            disable=not progress,
+            unit="unit",
+        )
+        try:
+            for unit in units:
+                key = unit_key(unit)
+                if self.done(key):
+                    if total is None:
+                        bar.update(1)
+                    continue
+                rows = fn(unit)
+                if rows is None:
+                    raise SweepRowsError(
+                        f"fn returned None for unit {key!r}; return a DataFrame, a list of "
+                        "dicts or a dict (an empty list records a unit with no rows)."
+                    )
+                self.write(key, rows)
+                bar.update(1)
+        finally:
+            bar.close()
+        return self.results()

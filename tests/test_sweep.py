@@ -1,0 +1,233 @@
+"""Tests for latentprobe.sweep."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from latentprobe.sweep import (
+    ResumableSweep,
+    SweepConfigMismatch,
+    SweepRowsError,
+    SweepStateError,
+)
+
+CONFIG = {"model": "toy", "layers": (0, 1, 2), "seed": 0}
+
+
+def _unit_rows(unit):
+    """Deterministic rows of mixed dtypes for one (layer, step) unit."""
+    layer, step = unit
+    rng = np.random.default_rng(layer * 100 + step)
+    return pd.DataFrame(
+        {
+            "example_id": np.arange(3, dtype=np.int64),
+            "layer": layer,
+            "step": step,
+            "condition": ["clean", "patched", "ablated"],
+            "score": rng.normal(size=3),
+            "correct": rng.random(3) < 0.5,
+        }
+    )
+
+
+UNITS = [(layer, step) for layer in range(5) for step in range(4)]  # 20 units
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def _expected():
+    return pd.concat([_unit_rows(u) for u in UNITS], ignore_index=True)
+
+
+def test_crash_and_resume_matches_uninterrupted_run(tmp_path):
+    calls = []
+
+    def flaky(unit):
+        if len(calls) == 7:
+            raise Boom("simulated failure")
+        calls.append(unit)
+        return _unit_rows(unit)
+
+    sweep = ResumableSweep(tmp_path / "a", config=CONFIG)
+    with pytest.raises(Boom):
+        sweep.run(UNITS, flaky, progress=False)
+    assert len(calls) == 7
+    assert sweep.completed_units == UNITS[:7]
+    assert len(list((tmp_path / "a" / "results.parts").iterdir())) == 7
+
+    resumed = ResumableSweep(tmp_path / "a", config=CONFIG)
+    assert resumed.completed_units == UNITS[:7]
+    assert resumed.done((0, 0)) and resumed.done([0, 0]) and not resumed.done((1, 3))
+    pd.testing.assert_frame_equal(resumed.results(), _expected().iloc[:21], check_exact=True)
+
+    second_calls = []
+
+    def counting(unit):
+        second_calls.append(unit)
+        return _unit_rows(unit)
+
+    out = resumed.run(UNITS, counting, progress=False)
+    assert second_calls == UNITS[7:]
+    assert len(second_calls) == 13
+
+    fresh = ResumableSweep(tmp_path / "b", config=CONFIG).run(UNITS, _unit_rows, progress=False)
+    pd.testing.assert_frame_equal(out, fresh, check_exact=True)
+    pd.testing.assert_frame_equal(out, _expected(), check_exact=True)
+    assert out["example_id"].dtype == np.int64
+    assert out["correct"].dtype == bool
+    assert out["score"].dtype == np.float64
+
+    # Running again computes nothing.
+    again = ResumableSweep(tmp_path / "a", config=CONFIG).run(
+        UNITS, lambda u: pytest.fail("should not be called"), progress=False
+    )
+    pd.testing.assert_frame_equal(again, out, check_exact=True)
+
+
+def test_meta_records_config_and_units(tmp_path):
+    sweep = ResumableSweep(tmp_path, name="patching", config=CONFIG)
+    sweep.write((2, 1), _unit_rows((2, 1)))
+    sweep.write("summary", [{"example_id": 0, "x": 1.5}])
+    meta = json.loads((tmp_path / "patching.meta.json").read_text())
+    assert meta["config"] == {"model": "toy", "layers": [0, 1, 2], "seed": 0}
+    assert [u["key"] for u in meta["units"]] == [[2, 1], "summary"]
+    assert sweep.config == meta["config"]
+    assert sweep.completed_units == [(2, 1), "summary"]
+    # Units of different shapes concatenate in completion order.
+    res = sweep.results()
+    assert len(res) == 4 and res["x"].isna().sum() == 3 and res["x"].iloc[-1] == 1.5
+    # No temp files left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["patching.meta.json", "patching.parts"]
+
+
+def test_config_mismatch_and_overwrite(tmp_path):
+    sweep = ResumableSweep(tmp_path, config=CONFIG)
+    sweep.run(UNITS[:3], _unit_rows, progress=False)
+
+    with pytest.raises(SweepConfigMismatch, match="'seed': stored 0, now 1") as info:
+        ResumableSweep(tmp_path, config={**CONFIG, "seed": 1})
+    assert "overwrite=True" in str(info.value) and "out_dir" in str(info.value)
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(SweepConfigMismatch, match="'extra': not stored"):
+        ResumableSweep(tmp_path, config={**CONFIG, "extra": 3})
+    # Tuples and lists are the same config; None adopts the stored one.
+    same = ResumableSweep(tmp_path, config={**CONFIG, "layers": [0, 1, 2]})
+    assert same.completed_units == UNITS[:3]
+    assert ResumableSweep(tmp_path).config["seed"] == 0
+    with pytest.raises(SweepConfigMismatch, match="format"):
+        ResumableSweep(tmp_path, config=CONFIG, format="csv")
+
+    other = tmp_path / "unrelated.txt"
+    other.write_text("keep me")
+    cleared = ResumableSweep(tmp_path, config={**CONFIG, "seed": 1}, overwrite=True)
+    assert cleared.completed_units == []
+    assert cleared.results().empty
+    assert other.read_text() == "keep me"
+    assert ResumableSweep(tmp_path).config["seed"] == 1
+
+
+def test_orphan_part_and_temp_file_are_ignored(tmp_path):
+    sweep = ResumableSweep(tmp_path, config=CONFIG)
+    sweep.run(UNITS[:5], _unit_rows, progress=False)
+    parts = tmp_path / "results.parts"
+    # Crash after the part of unit 6 was renamed into place but before meta was updated,
+    # and a half-written temp file from another crash.
+    _unit_rows(UNITS[5]).assign(score=-999.0).to_parquet(parts / "part-00005.parquet")
+    (parts / ".part-00006.parquet.abc.tmp").write_bytes(b"\x00garbage")
+
+    resumed = ResumableSweep(tmp_path, config=CONFIG)
+    assert resumed.completed_units == UNITS[:5]
+    assert sorted(p.name for p in parts.iterdir()) == [f"part-{i:05d}.parquet" for i in range(5)]
+    out = resumed.run(UNITS, _unit_rows, progress=False)
+    pd.testing.assert_frame_equal(out, _expected(), check_exact=True)
+    assert (out["score"] != -999.0).all()
+    assert len(out) == 60
+
+
+def test_csv_round_trip(tmp_path):
+    sweep = ResumableSweep(tmp_path, config=CONFIG, format="csv")
+    out = sweep.run(UNITS[:4], _unit_rows, progress=False)
+    assert (tmp_path / "results.parts" / "part-00000.csv").exists()
+    reopened = ResumableSweep(tmp_path, config=CONFIG, format="csv").results()
+    expected = pd.concat([_unit_rows(u) for u in UNITS[:4]], ignore_index=True)
+    pd.testing.assert_frame_equal(out, expected, check_exact=True)
+    pd.testing.assert_frame_equal(reopened, expected, check_exact=True)
+    # Strings that look like numbers stay strings.
+    sweep.write("ids", [{"example_id": "007", "score": 1.0, "correct": True}])
+    assert sweep.results()["example_id"].iloc[-1] == "007"
+
+
+def test_write_validation(tmp_path):
+    sweep = ResumableSweep(tmp_path)
+    with pytest.raises(SweepRowsError, match="example_id"):
+        sweep.write("u", [{"layer": 0, "score": 1.0}])
+    assert not sweep.done("u")
+    with pytest.raises(SweepRowsError, match="DataFrame"):
+        sweep.write("u", 3.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="JSON"):
+        sweep.write(object(), [])
+    sweep.write("u", [])  # a unit with no rows
+    assert sweep.done("u") and sweep.results().empty
+    with pytest.raises(SweepStateError, match="already completed"):
+        sweep.write("u", [{"example_id": 1}])
+    with pytest.raises(SweepRowsError, match="None"):
+        sweep.run(["v"], lambda u: None, progress=False)
+
+    free = ResumableSweep(tmp_path, name="free", key_columns=())
+    free.write(np.int64(3), {"layer": 3, "accuracy": 0.5})
+    assert free.done(3)
+    assert free.results().to_dict("records") == [{"layer": 3, "accuracy": 0.5}]
+
+
+def test_run_with_generator_and_unit_key(tmp_path):
+    sweep = ResumableSweep(tmp_path, config={"seed": 0})
+    units = ({"layer": i, "step": 0} for i in range(4))
+    out = sweep.run(
+        units,
+        lambda u: [{"example_id": 0, "layer": u["layer"]}],
+        unit_key=lambda u: (u["layer"], u["step"]),
+        progress=False,
+    )
+    assert list(out["layer"]) == [0, 1, 2, 3]
+    assert sweep.completed_units == [(0, 0), (1, 0), (2, 0), (3, 0)]
+    assert sweep.done((2, 0))
+
+
+def test_missing_part_is_reported(tmp_path):
+    sweep = ResumableSweep(tmp_path, config=CONFIG)
+    sweep.run(UNITS[:2], _unit_rows, progress=False)
+    (tmp_path / "results.parts" / "part-00001.parquet").unlink()
+    with pytest.raises(SweepStateError, match="missing"):
+        ResumableSweep(tmp_path, config=CONFIG).results()
+    (tmp_path / "results.meta.json").write_text("{not json")
+    with pytest.raises(SweepStateError, match="overwrite=True"):
+        ResumableSweep(tmp_path, config=CONFIG)
+
+
+def test_crash_between_part_and_meta_redoes_unit_once(tmp_path, monkeypatch):
+    sweep = ResumableSweep(tmp_path, config=CONFIG)
+    sweep.run(UNITS[:3], _unit_rows, progress=False)
+
+    def failing_meta(self):
+        raise Boom("crash while recording the unit")
+
+    monkeypatch.setattr(ResumableSweep, "_write_meta", failing_meta)
+    with pytest.raises(Boom):
+        sweep.write(UNITS[3], _unit_rows(UNITS[3]))
+    assert not sweep.done(UNITS[3])
+    monkeypatch.undo()
+    # The part is on disk but not recorded.
+    assert (tmp_path / "results.parts" / "part-00003.parquet").exists()
+
+    calls = []
+    resumed = ResumableSweep(tmp_path, config=CONFIG)
+    out = resumed.run(UNITS[:5], lambda u: calls.append(u) or _unit_rows(u), progress=False)
+    assert calls == UNITS[3:5]
+    expected = pd.concat([_unit_rows(u) for u in UNITS[:5]], ignore_index=True)
+    pd.testing.assert_frame_equal(out, expected, check_exact=True)
