@@ -32,15 +32,13 @@ from tqdm.auto import tqdm
 
 from latentprobe.errors import ImageBatchError, InputError, InterventionError, SpecError, StepOutOfRangeError
 from latentprobe.interventions import Intervention, as_intervention
+from latentprobe.masks import MaskRule, segment_attention_mask
 from latentprobe.models import ModelParts, locate_parts
 from latentprobe.spec import LatentSpec, ResolvedSpec, get_preset
 from latentprobe.trace import ExampleTrace, LatentTrace, Segment
 
 __all__ = ["LatentRunner", "MaskRule", "GenerationConfig"]
 
-#: ``mask_rule(seg_q, seg_k) -> allowed``: boolean [B, Q, K] of extra attention constraints,
-#: combined (AND) with causality and padding. Segment codes are :class:`Segment` values.
-MaskRule = Callable[[Int[Tensor, "b q"], Int[Tensor, "b k"]], Bool[Tensor, "b q k"]]
 LogitsProcessor = Callable[[list[int], Float[Tensor, "vocab"], int], Float[Tensor, "vocab"]]
 
 _LAT = ("lat",)
@@ -88,7 +86,7 @@ class _Row:
     lat_total: int = 0  # latents fed in all segments
     segments_done: int = 0
     finished: bool = False
-    new_tokens: int = 0
+    budget_offset: int = 0  # positions after the prompt that a redecode dropped
     gen: torch.Generator | None = None
     # records
     lat_pos: list[int] = field(default_factory=list)
@@ -177,6 +175,9 @@ class LatentRunner:
             token) in the prompt; it is expanded to the image's number of tokens.
         images:
             One entry per prompt: ``None``, an ``HxWx3`` uint8 array, or a list of them.
+        max_new_tokens:
+            Budget of positions after the prompt, latents and markers included (as in Hugging Face
+            ``generate``). A latent segment that has started is always completed.
         capture_positions:
             Also record every layer's hidden state at chosen prompt positions: ``"image"``,
             ``"prompt"`` (all prompt positions) or a callable ``(ids, segments) -> positions``.
@@ -360,7 +361,8 @@ class LatentRunner:
                 closed = closed or is_close
                 row.queue.append(("tok", t, Segment.CLOSE if is_close else Segment.TEXT))
             ids, segs = ids[: o + 1], segs[: o + 1]
-            row.mode = "latent"
+            row.mode = "text"  # the queue feeds the prompt's latent slots, then its forced tail
+            row.segments_done = 1
         row.ids, row.segs = list(ids), list(segs)
 
     # ------------------------------------------------------------------ forward passes
@@ -456,19 +458,7 @@ class LatentRunner:
         """2-D padding mask, or a 4-D additive mask when a mask rule is set. ``col_segs`` [B, T]."""
         if self.mask_rule is None:
             return col_mask.to(self.device)
-        B, T = col_segs.shape
-        qs = col_segs[:, T - q_len:]
-        allowed = self.mask_rule(qs, col_segs).bool()
-        causal = torch.ones(q_len, T, dtype=torch.bool).tril(diagonal=T - q_len)
-        allowed = allowed & causal[None] & col_mask.bool()[:, None, :]
-        # every query keeps itself, so no row is fully masked
-        eye = torch.zeros(q_len, T, dtype=torch.bool)
-        eye[torch.arange(q_len), torch.arange(T - q_len, T)] = True
-        allowed = allowed | eye[None]
-        neg = torch.finfo(self.dtype).min
-        m = torch.zeros(B, 1, q_len, T, dtype=self.dtype)
-        m.masked_fill_(~allowed[:, None], neg)
-        return m.to(self.device)
+        return segment_attention_mask(col_segs, col_mask, q_len, self.mask_rule, self.dtype).to(self.device)
 
     def _new_cache(self) -> Any:
         from transformers import DynamicCache
@@ -565,8 +555,12 @@ class LatentRunner:
                 pos_next = len(r.ids)
                 lp = torch.log_softmax(logits[b], dim=-1)
                 action = self._next_action(r, lp, processor, cfg)
-                if action[0] == "lat":
-                    z_nat = self._latent_fn(h_last[b]).float().cpu()
+                if action[0] in ("lat", "lat_tok"):
+                    if action[0] == "lat_tok":  # explicit text imagination: the token's embedding is fed
+                        with torch.no_grad():
+                            z_nat = self.parts.embed(torch.tensor([action[1]], device=self.device))[0].float().cpu()
+                    else:
+                        z_nat = self._latent_fn(h_last[b]).float().cpu()
                     step = r.lat_total
                     z = z_nat
                     pt = r.patches.get(step)
@@ -641,6 +635,17 @@ class LatentRunner:
             if a == _LAT:
                 return ("lat", rs.slot_id if spec.open_mode == "prompt" else None)
             return a
+        if r.mode == "latent" and spec.mediator == "text":
+            if r.lat_count < spec.num_latents:
+                scores = lp if processor is None else processor(list(r.ids), lp.clone(), r.index)
+                tok = _choose(scores, cfg, r.gen)
+                if not (tok == rs.close_id and r.lat_count >= spec.min_latents):
+                    return ("lat_tok", tok)
+            r.mode = "text"
+            r.segments_done += 1
+            r.lat_count = 0
+            r.queue.extend(("tok", t, Segment.CLOSE) for t in rs.after_close_ids)
+            return ("tok", rs.close_id, Segment.CLOSE)
         if r.mode == "latent":
             stop_now = False
             if spec.stop == "end_token" and r.lat_count >= spec.min_latents and int(lp.argmax()) == rs.close_id:
@@ -656,11 +661,11 @@ class LatentRunner:
             r.queue.extend(("tok", t, Segment.CLOSE) for t in rs.after_close_ids)
             return ("tok", rs.close_id, Segment.CLOSE)
         # free text decoding
-        if r.new_tokens >= cfg.max_new_tokens:
+        # the budget counts every position after the prompt (HF semantics), dropped latent slots included
+        if len(r.ids) - r.prompt_len + r.budget_offset >= cfg.max_new_tokens:
             return ("end",)
         scores = lp if processor is None else processor(list(r.ids), lp.clone(), r.index)
         tok = _choose(scores, cfg, r.gen)
-        r.new_tokens += 1
         pos = len(r.ids)
         r.text_lp[pos] = float(lp[tok])
         prev = r.segs[-1] if r.segs else Segment.TEXT
@@ -730,11 +735,13 @@ class LatentRunner:
             segs = [segs[p] for p in keep]
             z_at = {}
             prompt_len = sum(1 for p in keep if p < e.prompt_len)
+            dropped_after_prompt = sum(1 for p in range(e.prompt_len, upto) if p not in remap)
         else:
             prompt_len = e.prompt_len
+            dropped_after_prompt = 0
         r = _Row(index=e.index, example_id=e.example_id, ids=ids, segs=segs, z_at=z_at,
-                 image_embeds=e.image_embeds, grid_thw=e.image_grid_thw, prompt_len=min(prompt_len, len(ids)),
-                 source=e)
+                 image_embeds=e.image_embeds, grid_thw=e.image_grid_thw, prompt_len=prompt_len,
+                 source=e, budget_offset=dropped_after_prompt)
         return r
 
     def _replay(self, exs: list[ExampleTrace], chosen: list[list[int]], layers: tuple[int, ...],
@@ -753,7 +760,8 @@ class LatentRunner:
             # gather: latent slots (already), sources p-1 of latents, answer-scoring positions
             srcs = [p - 1 for p in e.latent_positions.tolist()]
             scoring = list(range(e.answer_start - 1, e.seq_len - 1)) if e.answer_ids.numel() else []
-            extra.append(sorted(set(srcs) | set(scoring)))
+            caps = e.captured_positions.tolist() if e.captured_positions is not None else []
+            extra.append(sorted(set(srcs) | set(scoring) | set(caps)))
         # a single forward: no decoding (every row is 'finished' before the loop starts)
         for r in rows:
             r.finished = True
@@ -779,8 +787,12 @@ class LatentRunner:
                 forced = pred_lp = torch.zeros(0)
                 pred = torch.zeros(0, dtype=torch.long)
                 first = None
+            cap = None
+            if e.captured_positions is not None:
+                cp = e.captured_positions.tolist()
+                cap = torch.stack([g[p][0] for p in cp]) if cp else e.captured_hidden
             out.append(e.replace(
-                z=z, h_src=h_src, hidden=hidden, answer_ids=pred, answer_logprobs=pred_lp,
+                z=z, h_src=h_src, hidden=hidden, answer_ids=pred, answer_logprobs=pred_lp, captured_hidden=cap,
                 forced_logprobs=forced, first_token_logprobs=first,
                 answer_text=self.tokenizer.decode(pred.tolist(), skip_special_tokens=True).strip(),
                 meta={**e.meta, "mode": "replay"},
@@ -828,7 +840,6 @@ class LatentRunner:
             r.lat_z = [r.z_at[p].float().cpu() for p in r.lat_pos]
             r.lat_h = [e.h_src[k] for k in range(keep)]
             r.lat_hidden = [e.hidden[k] for k in range(keep)]
-            r.meta["redecode_prefix"] = True
             rows.append(r)
         gather_extra = [sorted(r.z_at) for r in rows]
         pre = self._prefill_and_decode_with_prefix_records(rows, cfg, processor, gather_extra)
@@ -863,7 +874,9 @@ class LatentRunner:
         r.lat_count = k
         r.segments_done = sum(1 for q in range(upto) if segs[q] == Segment.CLOSE and (q == 0 or segs[q - 1] == Segment.LATENT))
         if spec.open_mode == "prompt":
-            # the rest of the prompt region is still forced
+            # the rest of the prompt region is still forced; the queue feeds its latent slots
+            r.mode = "text"
+            r.segments_done = 1
             for q in range(upto, e.prompt_len):
                 if segs[q] == Segment.LATENT:
                     r.queue.append(_LAT)

@@ -46,6 +46,7 @@ OpenMode = Literal["emitted", "prompt", "appended"]
 StopRule = Literal["fixed", "end_token"]
 SlotPolicy = Literal["sampled", "placeholder", "none"]
 ProjectionKind = Literal["identity", "module"]
+Mediator = Literal["latent", "text"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,12 @@ class LatentSpec:
         (e.g. :class:`CodiProjection`).
     max_segments:
         How many ``open -> latents -> close`` segments one generation may hold (``"emitted"`` only).
+    mediator:
+        ``"latent"``: vectors are fed at the slots. ``"text"``: explicit text imagination
+        (CapImagine-style): between the markers the model writes ordinary tokens, chosen like any
+        text token, until it emits ``close_token`` (or reaches ``num_latents`` tokens). The span is
+        recorded exactly like latents (``z`` = the fed token embeddings), so every analysis runs on
+        both and can compare them.
     base:
         Informative: the base architecture(s) the family is built on.
     """
@@ -108,6 +115,7 @@ class LatentSpec:
     after_close: tuple[str, ...] = ()
     projection: ProjectionKind = "identity"
     max_segments: int = 1
+    mediator: Mediator = "latent"
     base: str = ""
     notes: str = ""
 
@@ -145,6 +153,10 @@ class LatentSpec:
             )
         if self.projection not in ("identity", "module"):
             raise SpecError(f"LatentSpec {self.name!r}: projection must be 'identity' or 'module'.")
+        if self.mediator not in ("latent", "text"):
+            raise SpecError(f"LatentSpec {self.name!r}: mediator must be 'latent' or 'text', got {self.mediator!r}.")
+        if self.mediator == "text" and self.close_token is None:
+            raise SpecError(f"LatentSpec {self.name!r}: mediator='text' needs close_token to end the span.")
         if self.max_segments < 1:
             raise SpecError(f"LatentSpec {self.name!r}: max_segments must be >= 1.")
 

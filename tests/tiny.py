@@ -72,19 +72,18 @@ def tiny_llama(tokenizer, seed: int = 0, hidden: int = 64, layers: int = 2):
     return LlamaForCausalLM(cfg).eval()
 
 
-def force_open(tokenizer, open_token: str, at_step: dict[int, int] | int = 0, prompt_lens: dict[int, int] | None = None):
-    """A logits processor that forces ``open_token`` as the n-th free token of each example."""
+def force_open(tokenizer, open_token: str, at_step: dict[int, int] | int, prompt_lens: dict[int, int]):
+    """A stateless logits processor: emit ``open_token`` as the k-th token after the prompt (k per
+    example index), never otherwise, and never end early. Stateless, so resumed runs see the same rule."""
     oid = tokenizer.convert_tokens_to_ids(open_token)
     eos = tokenizer.eos_token_id
-    seen: dict[int, int] = {}
 
     def proc(ids, logits, index):
-        k = at_step if isinstance(at_step, int) else at_step.get(index, 0)
-        n = seen.get(index, 0)
-        seen[index] = n + 1
+        k = at_step if isinstance(at_step, int) else at_step[index]
+        n0 = prompt_lens[index]
         logits = logits.clone()
         logits[eos] = float("-inf")
-        if n == k:
+        if oid not in ids[n0:] and len(ids) - n0 == k:
             logits[:] = float("-inf")
             logits[oid] = 0.0
         else:

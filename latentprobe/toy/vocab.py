@@ -25,6 +25,7 @@ from latentprobe.toy.shapes import (
 )
 
 __all__ = [
+    "CAPTION_END_TOKEN",
     "CAPTION_TOKEN",
     "IMAGE_PAD_TOKEN",
     "LATENT_END_TOKEN",
@@ -49,6 +50,7 @@ LATENT_START_TOKEN = "<|latent_start|>"
 LATENT_END_TOKEN = "<|latent_end|>"
 LATENT_PAD_TOKEN = "<|latent_pad|>"
 CAPTION_TOKEN = "<|caption|>"
+CAPTION_END_TOKEN = "<|caption_end|>"
 
 SPECIAL_TOKENS: tuple[str, ...] = (
     PAD_TOKEN,
@@ -61,6 +63,7 @@ SPECIAL_TOKENS: tuple[str, ...] = (
     LATENT_END_TOKEN,
     LATENT_PAD_TOKEN,
     CAPTION_TOKEN,
+    CAPTION_END_TOKEN,
 )
 
 _CAPTION_WORDS = ("row", "col", "at", "shapes", "object", "left", "of")

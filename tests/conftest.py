@@ -1,0 +1,40 @@
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+sys.path.insert(0, os.path.dirname(__file__))
+
+from tiny import make_tokenizer, tiny_gpt2, tiny_llama, tiny_qwen_vl  # noqa: E402
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def tok():
+    return make_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def qwen(tok):
+    return tiny_qwen_vl(tok)
+
+
+@pytest.fixture(scope="session")
+def gpt2(tok):
+    return tiny_gpt2(tok)
+
+
+@pytest.fixture(scope="session")
+def llama(tok):
+    return tiny_llama(tok)
+
+
+@pytest.fixture(scope="session")
+def images():
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (112, 112, 3), dtype=np.uint8) for _ in range(3)]
