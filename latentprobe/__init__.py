@@ -1,3 +1,44 @@
-"""latentprobe: do latent reasoning tokens actually carry the reasoning?"""
+"""latentprobe: do latent reasoning tokens actually carry the reasoning?
+
+Capture and patch latent-token states (nnsight), probe what they encode (scikit-learn), measure
+how much they collapse, and run causal mediation X -> Z -> Y with confidence intervals.
+"""
+
+from latentprobe.errors import (
+    ImageBatchError,
+    InputError,
+    InterventionError,
+    InterventionShapeError,
+    LatentProbeError,
+    ModelStructureError,
+    SpecError,
+    SpecTokenError,
+    StepOutOfRangeError,
+    TraceFormatError,
+)
+from latentprobe.interventions import (
+    AddNoise,
+    Intervention,
+    Lambda,
+    MeanAblate,
+    RepeatFirst,
+    Replace,
+    ReplaceNoise,
+    Scale,
+    Swap,
+    Zero,
+)
+from latentprobe.masks import segment_attention_mask
+from latentprobe.runner import LatentRunner
+from latentprobe.spec import CodiProjection, LatentSpec, get_preset, list_presets, register_preset
+from latentprobe.trace import ExampleTrace, LatentTrace, Segment
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "AddNoise", "CodiProjection", "ExampleTrace", "ImageBatchError", "InputError", "Intervention",
+    "InterventionError", "InterventionShapeError", "Lambda", "LatentProbeError", "LatentRunner", "LatentSpec",
+    "LatentTrace", "MeanAblate", "ModelStructureError", "RepeatFirst", "Replace", "ReplaceNoise", "Scale",
+    "Segment", "SpecError", "SpecTokenError", "StepOutOfRangeError", "Swap", "TraceFormatError", "Zero",
+    "get_preset", "list_presets", "register_preset", "segment_attention_mask", "__version__",
+]

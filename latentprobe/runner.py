@@ -30,7 +30,8 @@ from nnsight import NNsight
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from latentprobe.errors import ImageBatchError, InputError, InterventionError, SpecError, StepOutOfRangeError
+from latentprobe.errors import (ImageBatchError, InputError, InterventionError, InterventionShapeError, SpecError,
+                                StepOutOfRangeError)
 from latentprobe.interventions import Intervention, as_intervention
 from latentprobe.masks import MaskRule, segment_attention_mask
 from latentprobe.models import ModelParts, locate_parts
@@ -277,7 +278,10 @@ class LatentRunner:
         if self.image_processor is None:
             from latentprobe.toy.images import to_pixel_values
 
-            pv, thw = to_pixel_values(imgs)
+            try:
+                pv, thw = to_pixel_values(imgs)
+            except ValueError as err:
+                raise ImageBatchError(f"{err}; or pass image_processor= (e.g. the checkpoint's processor).") from err
         else:
             res = self.image_processor(imgs)
             if isinstance(res, tuple):
@@ -889,7 +893,7 @@ def _apply(fn: Intervention, z: Tensor, step: int, example: Any, layer: int = 0)
         example = example.source
     out = fn.apply(z, step, example, layer)
     if not isinstance(out, Tensor) or out.shape != z.shape:
-        raise InterventionError(
+        raise InterventionShapeError(
             f"intervention {fn!r} returned {getattr(out, 'shape', type(out))} for a latent of shape {tuple(z.shape)}; "
             "it must return a tensor of the same shape."
         )

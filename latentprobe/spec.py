@@ -110,7 +110,7 @@ class LatentSpec:
     first_offset: int = 1
     stop: StopRule = "fixed"
     min_latents: int = 1
-    slot_policy: SlotPolicy = "placeholder"
+    slot_policy: SlotPolicy = "none"
     slot_token: str | None = None
     after_close: tuple[str, ...] = ()
     projection: ProjectionKind = "identity"

@@ -428,7 +428,7 @@ def _step_losses(model: torch.nn.Module, batch: Batch, variant: str, stage: int,
     if variant == "text":
         _, logits = forward_sequence(model, batch, rule=rule)
         ce = _ce(logits, batch.labels)
-        return ce, {"ce": float(ce)}
+        return ce, {"ce": ce.item()}
     feats = image_features(model, batch.pixel_values, batch.image_grid_thw)
     norm_w = model.model.language_model.norm.weight
     k = len(batch.latent_pos)
@@ -443,7 +443,7 @@ def _step_losses(model: torch.nn.Module, batch: Batch, variant: str, stage: int,
     ce = _ce(logits, batch.labels)
     al = _align(h_src, targets)
     loss = ce + w_align * al if w_align else ce
-    return loss, {"ce": float(ce), "align": float(al)}
+    return loss, {"ce": ce.item(), "align": al.item()}
 
 
 def _ans_acc(logits: Tensor, batch: Batch) -> float:
@@ -510,7 +510,7 @@ def train_variant(variant: str, *, out_dir: str | Path | None = None, seed: int 
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
                 opt.step()
-                logs = {"stage": stage, "step": i, "loss": float(loss), **logs}
+                logs = {"stage": stage, "step": i, "loss": loss.item(), **logs}
                 history.append(logs)
                 if progress and (i % 10 == 0 or i == n_steps - 1):
                     bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k not in ("stage", "step")})
