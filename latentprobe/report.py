@@ -361,7 +361,7 @@ class Report:
         from plotly.offline import get_plotlyjs
 
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-        meta = f"Generated at {stamp} · latentprobe {html.escape(str(__version__))}"
+        meta = f"Created {stamp} · latentprobe {html.escape(str(__version__))}"
         script = ""
         if self._n_figures:
             script = f'<script type="text/javascript">{get_plotlyjs()}</script>\n'

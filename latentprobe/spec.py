@@ -323,3 +323,9 @@ register_preset(LatentSpec(
     slot_policy="placeholder", slot_token="<|latent_pad|>", projection="identity",
     notes="The embedded default's protocol (Mirage-like, fixed K=4, close forced).",
 ))
+register_preset(LatentSpec(
+    name="toy-text", base="Qwen2.5-VL (tiny, shipped)", open_mode="emitted", open_token="<|caption|>",
+    close_token="<|caption_end|>", num_latents=10, first_offset=1, stop="end_token", min_latents=1,
+    slot_policy="none", projection="identity", mediator="text",
+    notes="Explicit text imagination: a short caption of the queried object between markers.",
+))

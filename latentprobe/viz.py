@@ -834,8 +834,10 @@ def probe_controls(
     if x is None:
         if "representation" in df.columns:
             labels = df["representation"].astype(str)
+            x_title = "representation"
         elif "layer" in df.columns and "step" in df.columns:
             labels = "layer " + df["layer"].astype(str) + ", step " + df["step"].astype(str)
+            x_title = "layer, latent step"
         else:
             raise VizInputError(
                 f"{func}: cannot tell the bar groups apart: need a 'representation' column, "
@@ -845,6 +847,7 @@ def probe_controls(
     else:
         _require(df, [x], func)
         labels = df[x].astype(str)
+        x_title = x
     if "target" in df.columns and df["target"].nunique() > 1:
         labels = df["target"].astype(str) + ": " + labels
     labels = labels.tolist()
@@ -905,7 +908,7 @@ def probe_controls(
                 )
     fig.update_layout(barmode="group")
     fig.update_xaxes(type="category")
-    return _finish(fig, title, x_title=x if x else "", y_title=y_title, subtitle=subtitle)
+    return _finish(fig, title, x_title=x_title, y_title=y_title, subtitle=subtitle)
 
 
 # --------------------------------------------------------------------------- #
@@ -1134,7 +1137,9 @@ def xz_lines(
         value = "value" if "value" in df.columns else "mean"
     _require(df, ["perturbation", "step", "metric", value], func)
     df = _single_valued(df, "layer", layer, func, "layer")
-    sources = _ordered(df["source"], first=("latent", "text_tokens", "image_tokens")) if "source" in df.columns else [None]
+    sources: list[Any] = [None]
+    if "source" in df.columns:
+        sources = _ordered(df["source"], first=("latent", "text_tokens", "image_tokens"))
     metrics = _ordered(df["metric"], first=("cosine", "rel_l2"))
     perturbations = _ordered(df["perturbation"])
     colors = _colors(perturbations)

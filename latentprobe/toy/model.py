@@ -26,7 +26,7 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from latentprobe.spec import LatentSpec, register_preset, get_preset
+from latentprobe.spec import LatentSpec, get_preset
 from latentprobe.trace import Segment
 
 __all__ = ["VARIANTS", "LATENT_VARIANTS", "mask_rule", "toy_spec", "toy_config", "build_model", "prompt_for",
@@ -73,12 +73,7 @@ def mask_rule(variant: str):
     return _RULES[variant]
 
 
-TOY_TEXT_SPEC = register_preset(LatentSpec(
-    name="toy-text", base="Qwen2.5-VL (tiny, shipped)", open_mode="emitted", open_token="<|caption|>",
-    close_token="<|caption_end|>", num_latents=10, first_offset=1, stop="end_token", min_latents=1,
-    slot_policy="none", projection="identity", mediator="text",
-    notes="Explicit text imagination: a short caption of the queried object between markers.",
-))
+TOY_TEXT_SPEC = get_preset("toy-text")
 
 
 def toy_spec(variant: str) -> LatentSpec:
