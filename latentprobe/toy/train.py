@@ -103,6 +103,7 @@ class TrainArgs:
     grad_clip: float = 1.0
     eval_batch_size: int = 100
     n_first: int = 100  # also record the accuracy on the first ``n_first`` test examples
+    max_new_tokens: int = 16  # the runner's budget counts every position after the prompt
 
 
 DEFAULT_ARGS: dict[str, TrainArgs] = {
@@ -341,7 +342,7 @@ def _align(h_src: Tensor, targets: Tensor) -> Tensor:
 
 
 def evaluate(model: torch.nn.Module, tokenizer: Any, variant: str, examples: Sequence[ToyExample], *,
-             batch_size: int = 100) -> list[str]:
+             batch_size: int = 100, max_new_tokens: int = 16) -> list[str]:
     """Greedy answers of ``model`` through :class:`LatentRunner` (the inference protocol)."""
     from latentprobe.runner import LatentRunner
 
@@ -349,7 +350,7 @@ def evaluate(model: torch.nn.Module, tokenizer: Any, variant: str, examples: Seq
         return []
     runner = LatentRunner(model, tokenizer, toy_spec(variant), mask_rule=mask_rule(variant))
     trace = runner.run([prompt_for(e.question) for e in examples], [e.image() for e in examples],
-                       example_ids=[e.example_id for e in examples], max_new_tokens=4, batch_size=batch_size,
+                       example_ids=[e.example_id for e in examples], max_new_tokens=max_new_tokens, batch_size=batch_size,
                        progress=False)
     return trace.answers
 
@@ -428,7 +429,7 @@ def _step_losses(model: torch.nn.Module, batch: Batch, variant: str, stage: int,
     if variant == "text":
         _, logits = forward_sequence(model, batch, rule=rule)
         ce = _ce(logits, batch.labels)
-        return ce, {"ce": ce.item()}
+        return ce, {"ce": ce.item(), "acc": _ans_acc(logits, batch)}
     feats = image_features(model, batch.pixel_values, batch.image_grid_thw)
     norm_w = model.model.language_model.norm.weight
     k = len(batch.latent_pos)
@@ -443,7 +444,7 @@ def _step_losses(model: torch.nn.Module, batch: Batch, variant: str, stage: int,
     ce = _ce(logits, batch.labels)
     al = _align(h_src, targets)
     loss = ce + w_align * al if w_align else ce
-    return loss, {"ce": ce.item(), "align": al.item()}
+    return loss, {"ce": ce.item(), "align": al.item(), "acc": _ans_acc(logits, batch)}
 
 
 def _ans_acc(logits: Tensor, batch: Batch) -> float:
@@ -544,7 +545,8 @@ def train_variant(variant: str, *, out_dir: str | Path | None = None, seed: int 
         rounded.eval()
         if evaluate_test:
             t1 = time.perf_counter()
-            answers = evaluate(rounded, tok, variant, test, batch_size=args.eval_batch_size)
+            answers = evaluate(rounded, tok, variant, test, batch_size=args.eval_batch_size,
+                               max_new_tokens=args.max_new_tokens)
             meta["test_accuracy"] = _accuracy(answers, test)
             n_first = min(args.n_first, len(test))
             meta["n_first"] = n_first
