@@ -50,7 +50,7 @@ import os
 import tempfile
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -74,7 +74,7 @@ __all__ = [
     "x_to_z", "z_to_y", "decompose",
     "summarize_x_to_z", "summarize_z_to_y", "summarize_mediation",
     "default_interventions", "GaussianReplace", "MatchedDisplacement", "NoLatents",
-    "PAPER_INTERVENTIONS", "BASELINE_SOURCES",
+    "PAPER_INTERVENTIONS", "BASELINE_SOURCES", "bootstrap_mean_columns", "trace_fingerprint",
 ]
 
 MODES = ("replay", "propagate", "redecode")
@@ -155,8 +155,9 @@ class ZYResult:
     rows : DataFrame
         One row per kept example x intervention x mode: ``example_id, chunk, intervention, mode,
         answer, ref_answer`` (the same mode's no-op control), ``clean_answer`` (original run),
-        ``gold, correct, ref_correct`` (1.0/0.0, NaN without gold), ``flip`` (answer differs from
-        the control's), ``changed_vs_clean`` (answer differs from the original run's),
+        ``gold, correct, ref_correct`` (1.0/0.0, NaN without gold), ``flip`` (the answer tokens
+        differ from the control's; the first token only with ``match="first_word"``),
+        ``changed_vs_clean`` (the same against the original run's answer),
         ``gold_logprob, ref_gold_logprob`` (first-token log-prob of the gold answer), ``kl``
         (KL(control first-token distribution || intervened), nats), ``recorded_logprob,
         ref_recorded_logprob`` (replay only: log-prob of the recorded answer), ``n_latents``.
@@ -283,10 +284,11 @@ class _MemorySweep:
         return self.results()
 
 
-def _open(out_dir: str | os.PathLike | None, name: str, config: dict[str, Any], key_columns: Sequence[str]) -> Any:
+def _open(out_dir: str | os.PathLike | None, name: str, config: dict[str, Any], key_columns: Sequence[str],
+          overwrite: bool = False) -> Any:
     if out_dir is None:
         return _MemorySweep()
-    return ResumableSweep(out_dir, name=name, config=config, key_columns=tuple(key_columns))
+    return ResumableSweep(out_dir, name=name, config=config, key_columns=tuple(key_columns), overwrite=overwrite)
 
 
 def _frame(records: list[dict[str, Any]], schema: dict[str, str]) -> pd.DataFrame:
@@ -318,10 +320,14 @@ def _run_units(rows_store: Any, status_store: Any | None, units: list[Any], fn: 
 class _TensorCache:
     """Per-chunk tensors (clean latents for the inter-instance analysis), on disk when out_dir is set."""
 
-    def __init__(self, out_dir: str | os.PathLike | None, name: str, fingerprint: str) -> None:
+    def __init__(self, out_dir: str | os.PathLike | None, name: str, fingerprint: str, overwrite: bool = False) -> None:
         self._mem: dict[int, dict[str, Tensor]] = {}
         self._dir = None if out_dir is None else Path(out_dir) / f"{name}_cache" / fingerprint
         if self._dir is not None:
+            if overwrite and self._dir.parent.exists():
+                import shutil
+
+                shutil.rmtree(self._dir.parent)
             self._dir.mkdir(parents=True, exist_ok=True)
 
     def _path(self, c: int) -> Path:
@@ -463,7 +469,7 @@ def bootstrap_mean_columns(values: np.ndarray, *, n_boot: int = 2000, seed: int 
 
     Same resamples and conventions as :func:`latentprobe.stats.bootstrap_ci` with ``np.mean``
     (``default_rng(seed).integers(0, n, size=(n_boot, n))``, one draw shared by all columns;
-    a constant column gets exactly ``[v, v]``), vectorised over columns.
+    a constant column gets exactly ``[v, v]``), with one index draw shared by all columns.
     """
     v = np.asarray(values, dtype=np.float64)
     n, g = v.shape
@@ -477,14 +483,11 @@ def bootstrap_mean_columns(values: np.ndarray, *, n_boot: int = 2000, seed: int 
     if var.size:
         est[var] = [float(np.mean(v[:, j])) for j in var]
         alpha = 1.0 - float(confidence)
-        vt = np.ascontiguousarray(v[:, var].T)  # [G', n]
-        per = max(1, _MAX_INDEX_ELEMENTS // max(1, n_boot * n))
-        boots = [np.empty((0,), dtype=np.float64) for _ in range(var.size)]
+        boots: list[list[np.ndarray]] = [[] for _ in range(var.size)]
         for idx in _index_blocks(n, n_boot, seed):
-            for s in range(0, var.size, per):
-                block = vt[s:s + per][:, idx].mean(axis=-1)  # [b, n_boot_block]
-                for j in range(block.shape[0]):
-                    boots[s + j] = np.concatenate([boots[s + j], block[j]])
+            for j, col in enumerate(var):
+                boots[j].append(np.mean(np.ascontiguousarray(v[:, col])[idx], axis=1))
+        boots = [np.concatenate(b) for b in boots]
         for j, col in enumerate(var):
             lo[col], hi[col] = np.quantile(boots[j], [alpha / 2.0, 1.0 - alpha / 2.0])
     return est, lo, hi
@@ -557,7 +560,7 @@ def x_to_z(runner: Any, inputs: InputSet, perturbations: Perturbation | Sequence
            *, layers: Sequence[int] | None = None, out_dir: str | os.PathLike | None = None, seed: int = 0,
            n_boot: int = 2000, chunk_size: int = 16, batch_size: int = 8, max_new_tokens: int = 16,
            logits_processor: Any = None, across_layers: Sequence[int] = (0,), baselines: bool = True,
-           progress: bool = True, name: str = "x_to_z") -> XZResult:
+           overwrite: bool = False, progress: bool = True, name: str = "x_to_z") -> XZResult:
     """How much do the latents change when the input changes?
 
     For every perturbation, clean and perturbed inputs are run; for each example that entered
@@ -578,7 +581,10 @@ def x_to_z(runner: Any, inputs: InputSet, perturbations: Perturbation | Sequence
     layers : sequence of int, optional
         Residual layers to compare (default: all, ``0..n_layers``; 0 is the fed latent z).
     out_dir : path, optional
-        Write rows as they are computed and resume an interrupted sweep (see module docs).
+        Write rows as they are computed and resume an interrupted sweep (see module docs). A
+        folder holding results of another configuration is refused (``SweepConfigMismatch``).
+    overwrite : bool
+        Discard this sweep's stored results in ``out_dir`` and start again.
     seed : int
         Generation seed (sampling only) and bootstrap seed.
     n_boot : int
@@ -612,10 +618,12 @@ def x_to_z(runner: Any, inputs: InputSet, perturbations: Perturbation | Sequence
         "chunk_size": int(chunk_size), "batch_size": int(batch_size), "max_new_tokens": int(max_new_tokens),
         "logits_processor": _qualname(logits_processor), "baselines": bool(baselines),
     }
-    config = {**sweep_cfg, "n_boot": int(n_boot), "across_layers": across_layers, "out_dir": None if out_dir is None else str(out_dir)}
-    rows_store = _open(out_dir, name, sweep_cfg, ("example_id",))
-    status_store = _open(out_dir, f"{name}_status", sweep_cfg, ("example_id",))
-    cache = _TensorCache(out_dir, name, hashlib.sha1(json.dumps(sweep_cfg, sort_keys=True).encode()).hexdigest()[:12])
+    config = {**sweep_cfg, "n_boot": int(n_boot), "across_layers": across_layers,
+              "out_dir": None if out_dir is None else str(out_dir)}
+    rows_store = _open(out_dir, name, sweep_cfg, ("example_id",), overwrite)
+    status_store = _open(out_dir, f"{name}_status", sweep_cfg, ("example_id",), overwrite)
+    cache_key = json.dumps({**sweep_cfg, "across_layers": across_layers}, sort_keys=True)
+    cache = _TensorCache(out_dir, name, hashlib.sha1(cache_key.encode()).hexdigest()[:12], overwrite)
     capture = _capture_prompt_text_and_image if baselines else None
     current: dict[str, Any] = {"chunk": None, "feats": None}
 
@@ -901,6 +909,12 @@ def _answer_key(text: str | None, match: str) -> str:
     return s
 
 
+def _answer_sig(e: Any, match: str) -> tuple[int, ...]:
+    """The answer tokens that a flip compares: all of them, or the first with ``match="first_word"``."""
+    ids = tuple(int(t) for t in e.answer_ids.tolist())
+    return ids[:1] if match == "first_word" else ids
+
+
 def _gold_token_id(tokenizer: Any, gold: str | None, prefix: str) -> int | None:
     if gold is None:
         return None
@@ -932,7 +946,7 @@ def z_to_y(runner: Any, trace: LatentTrace, interventions: Mapping[str, Any] | N
            steps: Sequence[int] | None = None, layers: Sequence[int] = (0,), out_dir: str | os.PathLike | None = None,
            seed: int = 0, n_boot: int = 2000, chunk_size: int = 16, batch_size: int = 8,
            max_new_tokens: int | None = None, logits_processor: Any = None, match: str = "exact",
-           gold_prefix: str = "", progress: bool = True, name: str = "z_to_y") -> ZYResult:
+           gold_prefix: str = "", overwrite: bool = False, progress: bool = True, name: str = "z_to_y") -> ZYResult:
     """How much does the answer change when the latents change?
 
     Every intervention is run in every mode on the examples of ``trace`` that entered latent mode
@@ -961,6 +975,9 @@ def z_to_y(runner: Any, trace: LatentTrace, interventions: Mapping[str, Any] | N
     gold_prefix : str
         Prepended to the gold answer before tokenising it for ``gold_logprob`` (e.g. ``" "`` for
         BPE vocabularies whose answers start with a space).
+    out_dir, overwrite, seed, n_boot, chunk_size, batch_size, logits_processor, progress, name
+        As in :func:`x_to_z` (``seed`` also seeds the default suite's random draws);
+        ``max_new_tokens`` defaults to the trace's.
 
     Returns
     -------
@@ -1002,7 +1019,7 @@ def z_to_y(runner: Any, trace: LatentTrace, interventions: Mapping[str, Any] | N
     config = {**sweep_cfg, "n_boot": int(n_boot), "n_kept": len(kept), "num_latents": k,
               "no_latents_modes": ["redecode"], "reference": "no-op control of the same mode",
               "out_dir": None if out_dir is None else str(out_dir)}
-    store = _open(out_dir, name, sweep_cfg, ("example_id",))
+    store = _open(out_dir, name, sweep_cfg, ("example_id",), overwrite)
     tok = runner.tokenizer
     gids = None if golds_all is None else [_gold_token_id(tok, g, gold_prefix) for g in golds_all]
     controls: dict[tuple[int, str], LatentTrace] = {}
@@ -1038,8 +1055,8 @@ def z_to_y(runner: Any, trace: LatentTrace, interventions: Mapping[str, Any] | N
                 "example_id": e_clean.example_id, "chunk": c, "intervention": nm, "mode": mode,
                 "answer": e_out.answer_text, "ref_answer": e_ref.answer_text, "clean_answer": e_clean.answer_text,
                 "gold": g, "correct": o["correct"], "ref_correct": r["correct"],
-                "flip": _answer_key(e_out.answer_text, match) != _answer_key(e_ref.answer_text, match),
-                "changed_vs_clean": _answer_key(e_out.answer_text, match) != _answer_key(e_clean.answer_text, match),
+                "flip": _answer_sig(e_out, match) != _answer_sig(e_ref, match),
+                "changed_vs_clean": _answer_sig(e_out, match) != _answer_sig(e_clean, match),
                 "gold_logprob": o["gold_logprob"], "ref_gold_logprob": r["gold_logprob"], "kl": _kl(e_ref, e_out),
                 "recorded_logprob": o["recorded_logprob"] if mode == "replay" else np.nan,
                 "ref_recorded_logprob": r["recorded_logprob"] if mode == "replay" else np.nan,
@@ -1140,7 +1157,7 @@ def decompose(runner: Any, inputs: InputSet, treatment: Perturbation, *,
               gold: Sequence[str | None] | Mapping[str, str] | None = None, against: str = "clean",
               outcome: str = "correct", out_dir: str | os.PathLike | None = None, n_boot: int = 2000, seed: int = 0,
               chunk_size: int = 16, batch_size: int = 8, max_new_tokens: int = 16, logits_processor: Any = None,
-              match: str = "exact", gold_prefix: str = "", progress: bool = True,
+              match: str = "exact", gold_prefix: str = "", overwrite: bool = False, progress: bool = True,
               name: str = "mediation") -> MediationResult:
     """Total, natural direct and natural indirect effect of ``treatment`` on the answer, through Z.
 
@@ -1171,6 +1188,8 @@ def decompose(runner: Any, inputs: InputSet, treatment: Perturbation, *,
     outcome : ``"correct"`` (default) or ``"gold_logprob"``
         Per-example outcome: correctness (McNemar exact p-values are attached to TE, NDE, NIE) or
         the first-token log-probability of the gold answer.
+    out_dir, overwrite, seed, n_boot, chunk_size, batch_size, max_new_tokens, logits_processor
+        As in :func:`x_to_z`; ``match`` and ``gold_prefix`` as in :func:`z_to_y`.
 
     Returns
     -------
@@ -1205,8 +1224,8 @@ def decompose(runner: Any, inputs: InputSet, treatment: Perturbation, *,
     }
     config = {**sweep_cfg, "outcome": outcome, "n_boot": int(n_boot), "out_dir": None if out_dir is None else str(out_dir),
               "conditions": {c: {"x": x, "z": z} for c, x, z in _CONDITIONS}, "decode": "redecode (all four conditions)"}
-    rows_store = _open(out_dir, name, sweep_cfg, ("example_id",))
-    status_store = _open(out_dir, f"{name}_status", sweep_cfg, ("example_id",))
+    rows_store = _open(out_dir, name, sweep_cfg, ("example_id",), overwrite)
+    status_store = _open(out_dir, f"{name}_status", sweep_cfg, ("example_id",), overwrite)
     tok = runner.tokenizer
     tname = treatment.name
 
@@ -1264,7 +1283,7 @@ def decompose(runner: Any, inputs: InputSet, treatment: Perturbation, *,
     status = _typed(status_store.results(), _STATUS)
     dropped = status[status["reason"] != _KEPT].reset_index(drop=True)
     summary, effects, prop, note, extra_drop = summarize_mediation(rows, outcome=outcome, n_boot=n_boot, seed=seed,
-                                                                   treatment=tname, _return_details=True)
+                                                                   treatment=tname, return_details=True)
     if len(extra_drop):
         dropped = pd.concat([dropped, _frame([_status(e, tname, f"no_{outcome}_value", -1, -1, -1) for e in extra_drop],
                                              _STATUS)], ignore_index=True)
@@ -1273,12 +1292,12 @@ def decompose(runner: Any, inputs: InputSet, treatment: Perturbation, *,
 
 
 def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot: int = 2000, seed: int = 0,
-                        confidence: float = 0.95, treatment: str = "", _return_details: bool = False) -> Any:
+                        confidence: float = 0.95, treatment: str = "", return_details: bool = False) -> Any:
     """TE, NDE, NIE (paired bootstrap, shared resamples), interaction, proportion mediated and the
     four condition means, from mediation rows (columns ``example_id, condition`` and the outcome).
 
-    Examples missing an outcome in any condition are left out (their ids are returned with
-    ``_return_details``). With ``outcome="correct"`` each effect carries McNemar's exact p-value
+    Examples missing an outcome in any condition are left out. With ``return_details`` the
+    result is ``(summary, effects, proportion_mediated, proportion_note, left_out_example_ids)``. With ``outcome="correct"`` each effect carries McNemar's exact p-value
     for the two conditions it compares. The proportion mediated ``NIE / TE`` is reported only when
     TE's interval excludes 0; its interval is the percentile interval of ``mean(NIE) / mean(TE)``
     over the same resamples (resamples with ``mean(TE) == 0`` are left out and counted in the note).
@@ -1288,7 +1307,7 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
     if rows.empty:
         empty = pd.DataFrame(columns=cols)
         res = (empty, {}, float("nan"), "no examples", [])
-        return res if _return_details else empty
+        return res if return_details else empty
     wide = rows.pivot_table(index="example_id", columns="condition", values=col, aggfunc="first", dropna=False, sort=False)
     order = list(dict.fromkeys(rows["example_id"]))
     wide = wide.reindex(index=order, columns=["clean", "treated", "direct", "indirect"])
@@ -1302,7 +1321,7 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
     if len(w) == 0:
         empty = pd.DataFrame(columns=cols)
         res = (empty, {}, float("nan"), "no example has the outcome in all four conditions", missing)
-        return res if _return_details else empty
+        return res if return_details else empty
     te, nde, nie = _stats.mediation_effects(y["clean"], y["treated"], y["direct"], y["indirect"], **kw)
     pairs = {"TE": (te, "treated"), "NDE": (nde, "direct"), "NIE": (nie, "indirect")}
     for nm, (eff, cond) in pairs.items():
@@ -1337,7 +1356,8 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
             pnote += f"; {n_boot - r.size} resamples with mean TE = 0 left out"
         out.append({"effect": "proportion_mediated", "kind": "ratio", "estimate": prop, "ci_low": float(lo),
                     "ci_high": float(hi), "n": len(d_te), "p_value": np.nan,
-                    "method": f"ratio of means over paired percentile bootstrap resamples ({int(round(confidence * 100))}% CI, n_boot={n_boot})",
+                    "method": ("ratio of means over paired percentile bootstrap resamples "
+                               f"({int(round(confidence * 100))}% CI, n_boot={n_boot})"),
                     "note": pnote})
     else:
         prop = float("nan")
@@ -1352,6 +1372,6 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
     frame["treatment"] = treatment
     frame = frame[cols].astype({"estimate": "float64", "ci_low": "float64", "ci_high": "float64", "p_value": "float64",
                                 "n": "int64"})
-    if _return_details:
+    if return_details:
         return frame, effects, prop, pnote, missing
     return frame

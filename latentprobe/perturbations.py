@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -178,13 +178,16 @@ def _example_rng(seed: int, example_id: str) -> np.random.Generator:
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(str(example_id).encode())])
 
 
-def derangement(n: int, seed: int = 0, groups: Sequence[Any] | None = None, max_tries: int = 100_000) -> tuple[int, ...]:
+def derangement(n: int, seed: int = 0, groups: Sequence[Any] | None = None, max_tries: int = 1000) -> tuple[int, ...]:
     """A seeded random permutation ``m`` of ``range(n)`` with ``m[i] != i`` for every ``i``.
 
     With ``groups``, also ``groups[m[i]] != groups[i]`` (e.g. never pair two questions about the
-    same image, which would make an image swap a no-op). Rejection sampling from
-    ``numpy.random.default_rng(seed)``; raises :class:`InputError` when no such permutation is
-    found (e.g. one group holds more than half of the examples).
+    same image, which would make an image swap a no-op). Drawn by rejection sampling from
+    ``numpy.random.default_rng(seed)`` (uniform over valid permutations); when ``max_tries`` draws
+    fail (many examples share a group), a valid one is built instead: examples are put in a random
+    order grouped by label and each is paired with the one ``m`` places further (``m`` = the
+    largest group's size), cyclically. Raises :class:`InputError` when none exists (one group holds
+    more than half of the examples).
     """
     if n < 2:
         raise InputError(f"a derangement needs at least 2 examples, got {n}.")
@@ -200,11 +203,23 @@ def derangement(n: int, seed: int = 0, groups: Sequence[Any] | None = None, max_
         if g is not None and np.any(g[p] == g):
             continue
         return tuple(int(x) for x in p)
-    raise InputError(
-        f"no derangement of {n} examples found in {max_tries} tries"
-        + (" with the group constraint (is one group more than half of the examples?)" if g is not None else "")
-        + "; pass an explicit mapping."
-    )
+    labels = g if g is not None else np.asarray([str(i) for i in range(n)])
+    uniq = list(dict.fromkeys(labels.tolist()))
+    sizes = {u: int(np.sum(labels == u)) for u in uniq}
+    m = max(sizes.values())
+    if 2 * m > n:
+        raise InputError(
+            f"no derangement of {n} examples exists: {m} of them share one group, more than half; "
+            "pass an explicit mapping."
+        )
+    order = []
+    for u in (uniq[i] for i in rng.permutation(len(uniq))):
+        members = np.flatnonzero(labels == u)
+        order.extend(int(x) for x in members[rng.permutation(len(members))])
+    out = [0] * n
+    for pos, i in enumerate(order):
+        out[i] = order[(pos + m) % n]
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- perturbations

@@ -701,7 +701,8 @@ class LatentRunner:
         ans_pos = [p for p in range(start, len(r.ids)) if r.segs[p] == Segment.GEN]
         ans_ids = torch.tensor([r.ids[p] for p in ans_pos], dtype=torch.long)
         ans_lp = torch.tensor([r.text_lp[p] for p in ans_pos], dtype=torch.float32)
-        first = r.dist_at.get(ans_pos[0]) if ans_pos else None
+        # the first answer token's distribution, also when that token was <eos> (an empty answer)
+        first = r.dist_at.get(ans_pos[0]) if ans_pos else r.dist_at.get(len(r.ids))
         d = self.parts.hidden_size
         L1 = self.parts.n_layers + 1
         k = len(r.lat_pos)
@@ -763,7 +764,7 @@ class LatentRunner:
             rows.append(r)
             # gather: latent slots (already), sources p-1 of latents, answer-scoring positions
             srcs = [p - 1 for p in e.latent_positions.tolist()]
-            scoring = list(range(e.answer_start - 1, e.seq_len - 1)) if e.answer_ids.numel() else []
+            scoring = list(range(e.answer_start - 1, e.seq_len - 1)) if e.answer_ids.numel() else [e.seq_len - 1]
             caps = e.captured_positions.tolist() if e.captured_positions is not None else []
             extra.append(sorted(set(srcs) | set(scoring) | set(caps)))
         # a single forward: no decoding (every row is 'finished' before the loop starts)
@@ -790,7 +791,7 @@ class LatentRunner:
             else:
                 forced = pred_lp = torch.zeros(0)
                 pred = torch.zeros(0, dtype=torch.long)
-                first = None
+                first = torch.log_softmax(g[e.seq_len - 1][2], -1) if e.first_token_logprobs is not None else None
             cap = None
             if e.captured_positions is not None:
                 cp = e.captured_positions.tolist()

@@ -113,3 +113,21 @@ def test_interventions_serialise():
         z = torch.randn(3)
         ex = type("E", (), {"example_id": "e", "index": 0})()
         torch.testing.assert_close(y(z, 1, ex), x(z, 1, ex))
+
+
+def test_an_empty_answer_keeps_its_first_token_distribution(qwen, tok, images):
+    r = LatentRunner(qwen, tok, get_preset("toy", open_mode="appended"))
+    eos, close = tok.eos_token_id, r.rspec.close_id
+
+    def end_at_once(ids, logits, index):
+        if ids[-1] == close:
+            logits = torch.full_like(logits, float("-inf"))
+            logits[eos] = 0.0
+        return logits
+
+    tr = r.run(VL, images, max_new_tokens=10, logits_processor=end_at_once, progress=False)
+    rep = r.intervene(tr, None, mode="replay", progress=False)
+    for a, b in zip(tr, rep):
+        assert a.answer_text == "" and a.finished
+        assert a.first_token_logprobs is not None and torch.isclose(a.first_token_logprobs.exp().sum(), torch.tensor(1.0))
+        assert (a.first_token_logprobs - b.first_token_logprobs).abs().max() <= 1e-4

@@ -1,0 +1,120 @@
+"""Mediation: how much of an input change's effect on the answer goes through the latents?
+
+For each example, four runs: clean ``(x, Z(x))``, treated ``(x', Z(x'))``, direct ``(x', Z(x))``
+and indirect ``(x, Z(x'))``, all re-decoded from fixed latents. Prints the total, natural direct
+and natural indirect effects (paired bootstrap CIs, McNemar exact p-values for accuracy), their
+interaction and the proportion mediated (only when the total effect is distinguishable from 0).
+
+    python examples/mediation_decomposition.py --variant mediated --n 100 --out results/med
+
+By default the treatment is the toy minimal pair (one object attribute changes so the answer
+changes) and outcomes are scored against the clean gold answer. ``--random-init`` runs an
+untrained model when the shipped weights are not available (then only the structural fact holds:
+in ``bypass`` the indirect effect is exactly 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import pandas as pd
+import torch
+
+from latentprobe.mediation import decompose
+from latentprobe.perturbations import (
+    BlankImage, Counterfactual, ImageSwap, InputSet, InstanceSwap, NoiseImage, Occlude, QuestionSwap,
+)
+from latentprobe.runner import LatentRunner
+from latentprobe.toy.model import VARIANTS
+
+TREATMENTS = {
+    "counterfactual": lambda seed: Counterfactual(seed=seed),
+    "image_swap": lambda seed: ImageSwap(seed=seed),
+    "blank_image": lambda seed: BlankImage(),
+    "noise_image": lambda seed: NoiseImage(seed=seed),
+    "occlude": lambda seed: Occlude(box="target"),
+    "question_swap": lambda seed: QuestionSwap(seed=seed),
+    "instance_swap": lambda seed: InstanceSwap(seed=seed),
+}
+
+
+class ForceOpen:
+    """For untrained models: open latent mode at the first free token, never stop early."""
+
+    def __init__(self, tok, open_token):
+        self.open, self.eos = tok.convert_tokens_to_ids(open_token), tok.eos_token_id
+
+    def __call__(self, ids, logits, index):
+        logits = logits.clone()
+        if self.open not in ids:
+            logits[:] = float("-inf")
+            logits[self.open] = 0.0
+        else:
+            logits[self.open] = float("-inf")
+            logits[self.eos] = float("-inf")
+        return logits
+
+
+def setup(args):
+    """(runner, toy examples, logits processor) for the chosen variant."""
+    if args.random_init:
+        from latentprobe.toy.model import build_model, mask_rule, toy_spec
+        from latentprobe.toy.shapes import make_dataset
+        from latentprobe.toy.vocab import build_tokenizer
+
+        tok = build_tokenizer()
+        runner = LatentRunner(build_model(tok.get_vocab(), seed=args.seed), tok, toy_spec(args.variant),
+                              mask_rule=mask_rule(args.variant))
+        examples = make_dataset((args.n + 1) // 2, 2, seed=12345)[: args.n]
+        return runner, examples, ForceOpen(tok, runner.spec.open_token)
+    from latentprobe.toy import load
+
+    tm = load(args.variant)
+    return tm.runner(), tm.examples(split="test", n=args.n), None
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--variant", default="mediated", choices=VARIANTS)
+    ap.add_argument("--n", type=int, default=100, help="number of test examples")
+    ap.add_argument("--out", default=None, help="folder for resumable results (parquet) and the summary CSV")
+    ap.add_argument("--treatment", default="counterfactual", choices=sorted(TREATMENTS))
+    ap.add_argument("--outcome", default="correct", choices=("correct", "gold_logprob"))
+    ap.add_argument("--against", default="clean", choices=("clean", "treated"),
+                    help="score every condition against the clean (default) or the treated gold answer")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-boot", type=int, default=2000)
+    ap.add_argument("--max-new-tokens", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest for the toy)")
+    ap.add_argument("--random-init", action="store_true", help="untrained weights (no shipped weights needed)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    runner, examples, proc = setup(args)
+    inputs = InputSet.from_toy(examples)
+    res = decompose(runner, inputs, TREATMENTS[args.treatment](args.seed), outcome=args.outcome, against=args.against,
+                    out_dir=args.out, seed=args.seed, n_boot=args.n_boot, max_new_tokens=args.max_new_tokens,
+                    logits_processor=proc)
+    pd.set_option("display.width", 200)
+    s = res.summary
+    table = pd.DataFrame({
+        "effect": s["effect"],
+        "estimate": s["estimate"].map(lambda v: f"{v:+.3f}"),
+        "95% CI": [f"[{a:+.3f}, {b:+.3f}]" for a, b in zip(s["ci_low"], s["ci_high"])],
+        "p (McNemar)": s["p_value"].map(lambda p: "" if pd.isna(p) else f"{p:.3g}"),
+        "n": s["n"],
+    })
+    print(f"\nMediation on toy '{args.variant}', treatment '{args.treatment}', outcome '{args.outcome}' "
+          f"(against the {args.against} gold)")
+    print(table.to_string(index=False))
+    print(f"\nproportion mediated: {res.proportion_mediated:.3f} ({res.proportion_note})")
+    print(f"dropped: {res.drop_counts() or 'none'}")
+    if args.out:
+        s.to_csv(f"{args.out}/mediation_summary.csv", index=False)
+    print(f"({time.time() - t0:.1f} s)")
+    return res
+
+
+if __name__ == "__main__":
+    main()

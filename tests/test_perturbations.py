@@ -1,0 +1,173 @@
+"""Tests for latentprobe.perturbations (no model needed)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from latentprobe.errors import InputError
+from latentprobe.perturbations import (
+    BlankImage,
+    Counterfactual,
+    Custom,
+    ImageSwap,
+    InputSet,
+    InstanceSwap,
+    NoiseImage,
+    Occlude,
+    QuestionSwap,
+    derangement,
+    perturbation_from_config,
+)
+from latentprobe.toy.shapes import answer_question, cell_box, make_dataset
+
+
+@pytest.fixture(scope="module")
+def toy_inputs():
+    return InputSet.from_toy(make_dataset(6, 2, seed=3))
+
+
+ALL = [ImageSwap(seed=1), BlankImage(), NoiseImage(seed=2), NoiseImage(additive=False, name="pure_noise"),
+       Occlude(), Occlude(box="target", name="occlude_target"), QuestionSwap(seed=4), InstanceSwap(seed=5),
+       Counterfactual(seed=6)]
+
+
+def test_from_toy_fields(toy_inputs):
+    ex = make_dataset(6, 2, seed=3)
+    assert toy_inputs.example_ids == tuple(e.example_id for e in ex)
+    assert toy_inputs.gold == tuple(e.answer for e in ex)
+    assert toy_inputs.prompts[0].startswith(ex[0].question)
+    assert toy_inputs.images[0].shape == (112, 112, 3) and toy_inputs.images[0].dtype == np.uint8
+    assert toy_inputs.meta[0]["toy"].example_id == ex[0].example_id
+    kw = toy_inputs.run_kwargs()
+    assert kw["example_ids"] == list(toy_inputs.example_ids) and len(kw["images"]) == len(toy_inputs)
+
+
+def test_inputset_validation():
+    with pytest.raises(InputError, match="unique"):
+        InputSet(("a", "a"), ("p", "q"))
+    with pytest.raises(InputError, match="entries"):
+        InputSet(("a", "b"), ("p",))
+
+
+@pytest.mark.parametrize("p", ALL, ids=lambda p: p.name)
+def test_same_ids_order_and_chunk_consistency(toy_inputs, p):
+    full = p.apply(toy_inputs)
+    assert full.example_ids == toy_inputs.example_ids
+    # a chunk computed alone equals the same examples of the full application
+    idx = [5, 1, 7]
+    part = p.apply(toy_inputs, idx)
+    assert part.example_ids == tuple(toy_inputs.example_ids[i] for i in idx)
+    for j, i in enumerate(idx):
+        assert part.prompts[j] == full.prompts[i]
+        np.testing.assert_array_equal(part.images[j], full.images[i])
+        assert (part.gold or [None] * 3)[j] == (full.gold or [None] * len(full))[i]
+    # deterministic and JSON-serialisable
+    again = p.apply(toy_inputs)
+    assert again.fingerprint() == full.fingerprint()
+    cfg = p.bind(toy_inputs).to_config()
+    json.dumps(cfg)
+    assert cfg["type"] == type(p).__name__ and cfg["name"] == p.name
+    rebuilt = perturbation_from_config(cfg)
+    assert rebuilt.apply(toy_inputs).fingerprint() == full.fingerprint()
+    # the input set is not modified
+    assert toy_inputs.fingerprint() == InputSet.from_toy(make_dataset(6, 2, seed=3)).fingerprint()
+
+
+def test_image_swap_never_shows_the_same_image(toy_inputs):
+    p = ImageSwap(seed=0).bind(toy_inputs)
+    ids = [m["image_id"] for m in toy_inputs.meta]
+    assert all(ids[j] != ids[i] for i, j in enumerate(p.mapping))
+    out = p.apply(toy_inputs)
+    for i, j in enumerate(p.mapping):
+        assert out.prompts[i] == toy_inputs.prompts[i]
+        np.testing.assert_array_equal(out.images[i], toy_inputs.images[j])
+        a, b = toy_inputs.meta[i]["toy"], toy_inputs.meta[j]["toy"]
+        try:
+            want = answer_question(b.scene, a.template, a.query_word)[0]
+        except ValueError:
+            want = None
+        assert out.gold[i] == want
+    assert ImageSwap(seed=1).bind(toy_inputs).mapping != p.mapping  # the seed matters
+
+
+def test_explicit_mapping_and_errors(toy_inputs):
+    n = len(toy_inputs)
+    m = tuple((i + 2) % n for i in range(n))
+    out = QuestionSwap(mapping=m).apply(toy_inputs)
+    assert out.prompts == tuple(toy_inputs.prompts[j] for j in m)
+    for i in range(n):
+        np.testing.assert_array_equal(out.images[i], toy_inputs.images[i])
+    with pytest.raises(InputError, match="mapping"):
+        QuestionSwap(mapping=(0, 1)).apply(toy_inputs)
+
+
+def test_blank_noise_occlude(toy_inputs):
+    b = BlankImage(fill=(10, 20, 30)).apply(toy_inputs)
+    assert (b.images[0] == np.array([10, 20, 30], dtype=np.uint8)).all() and b.gold == (None,) * len(b)
+    n1 = NoiseImage(sigma=30, seed=1).apply(toy_inputs)
+    assert not np.array_equal(n1.images[0], toy_inputs.images[0]) and n1.gold == toy_inputs.gold
+    assert not np.array_equal(NoiseImage(sigma=30, seed=2).apply(toy_inputs).images[0], n1.images[0])
+    ex = toy_inputs.meta[0]["toy"]
+    o = Occlude(box="target", fill=255).apply(toy_inputs)
+    if ex.target is not None:
+        t, l, bt, r = cell_box(ex.target.row, ex.target.col, 112)
+        assert (o.images[0][t:bt, l:r] == 255).all()
+        assert np.array_equal(o.images[0][:t], toy_inputs.images[0][:t])
+    with pytest.raises(InputError, match="toy"):
+        Occlude(box="target").apply(InputSet(("a",), ("p",), images=(np.zeros((28, 28, 3), np.uint8),)))
+    with pytest.raises(InputError, match="images"):
+        BlankImage().apply(InputSet(("a",), ("p",)))
+
+
+def test_instance_swap_and_counterfactual(toy_inputs):
+    s = InstanceSwap(seed=0).bind(toy_inputs)
+    out = s.apply(toy_inputs)
+    for i, j in enumerate(s.mapping):
+        assert i != j and out.example_ids[i] == toy_inputs.example_ids[i]
+        assert out.prompts[i] == toy_inputs.prompts[j] and out.gold[i] == toy_inputs.gold[j]
+    cf = Counterfactual().apply(toy_inputs)
+    assert cf.prompts == toy_inputs.prompts
+    assert all(a != b for a, b in zip(cf.gold, toy_inputs.gold))
+    assert any(not np.array_equal(a, b) for a, b in zip(cf.images, toy_inputs.images))
+    with pytest.raises(InputError, match="toy"):
+        Counterfactual().apply(InputSet(("a",), ("p",), images=(np.zeros((28, 28, 3), np.uint8),)))
+
+
+def test_custom(toy_inputs):
+    calls = []
+
+    def flip(prompt, image, meta):
+        calls.append(meta["question"])
+        return prompt, image[::-1].copy()
+
+    p = Custom(flip, name="vflip")
+    out = p.apply(toy_inputs, [0, 2])
+    assert len(calls) == 2
+    np.testing.assert_array_equal(out.images[1], toy_inputs.images[2][::-1])
+    assert p.to_config()["fn"].endswith("flip")
+    whole = Custom(lambda s: s.replace(gold=None), name="nogold", per_example=False)
+    assert whole.apply(toy_inputs, [1]).example_ids == (toy_inputs.example_ids[1],)
+    with pytest.raises(InputError, match="same example_ids"):
+        Custom(lambda s: s.select([0]), per_example=False).apply(toy_inputs)
+
+
+def test_derangement():
+    for seed in range(20):
+        m = derangement(7, seed)
+        assert sorted(m) == list(range(7)) and all(i != j for i, j in enumerate(m))
+    assert derangement(7, 3) == derangement(7, 3)
+    g = ["a", "a", "b", "b", "c", "c"]
+    m = derangement(6, 0, groups=g)
+    assert all(g[i] != g[j] for i, j in enumerate(m))
+    with pytest.raises(InputError):
+        derangement(1)
+    with pytest.raises(InputError, match="more than half"):
+        derangement(3, 0, groups=["a", "a", "b"], max_tries=50)
+    # many examples per group: rejection sampling gives up, the constructed pairing is still valid
+    g = [i % 5 for i in range(200)]
+    m = derangement(200, 1, groups=g, max_tries=10)
+    assert sorted(m) == list(range(200)) and all(g[i] != g[j] for i, j in enumerate(m))
+    assert m == derangement(200, 1, groups=g, max_tries=10)
