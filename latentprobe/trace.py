@@ -184,6 +184,18 @@ class LatentTrace:
             return torch.zeros(0, num_latents, d), kept
         return torch.stack(rows), kept
 
+    def image_features(self, indices: Sequence[int] | None = None) -> Float[Tensor, "n d"]:
+        """Mean-pooled vision-tower output (the merged image features the LM reads) per example,
+        a regression target for probes. Examples without an image raise an error."""
+        idx = range(len(self)) if indices is None else indices
+        rows = []
+        for i in idx:
+            e = self.examples[i]
+            if e.image_embeds is None:
+                raise StepOutOfRangeError(f"example {e.example_id!r} has no image features (no image in its prompt).")
+            rows.append(e.image_embeds.mean(0))
+        return torch.stack(rows)
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
         """Write ``path/trace.safetensors`` and ``path/trace.json``; returns the folder."""

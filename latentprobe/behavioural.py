@@ -1,0 +1,118 @@
+"""The paper's behavioural probe: can a derived question be answered from the latents alone?
+
+For each example, the model first runs on its original question and image (latents Z). Then a
+*derived* question about the same image is answered three ways:
+
+* ``image``: the derived question with the image (the ceiling);
+* ``blank``: the derived question with a blank image and the latents the model writes for it
+  (the floor: no visual information anywhere);
+* ``latents_only``: the derived question with a blank image, every latent replaced by the
+  original run's latents (answers re-decoded with the latents held).
+
+If the latents carry the image's content, ``latents_only`` beats ``blank``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from latentprobe import stats
+from latentprobe.interventions import Replace
+from latentprobe.perturbations import BlankImage, InputSet
+
+__all__ = ["BehaviouralProbeResult", "behavioural_probe", "toy_derived_inputs"]
+
+
+@dataclass(frozen=True)
+class BehaviouralProbeResult:
+    """``summary``: condition, accuracy, ci_low, ci_high, n. ``tests``: paired comparisons
+    (accuracy difference with a paired bootstrap CI and McNemar's exact p). ``rows``: per example."""
+
+    summary: pd.DataFrame
+    tests: pd.DataFrame
+    rows: pd.DataFrame
+    dropped: dict[str, int]
+
+
+def _correct(trace: Any, gold: list[str]) -> np.ndarray:
+    return np.array([e.answer_text.strip() == g.strip() for e, g in zip(trace, gold)], dtype=bool)
+
+
+def behavioural_probe(runner: Any, original: InputSet, derived: InputSet, *, max_new_tokens: int = 16,
+                      batch_size: int = 16, n_boot: int = 2000, seed: int = 0, progress: bool = False
+                      ) -> BehaviouralProbeResult:
+    """Answer ``derived`` questions from the image, from nothing, and from ``original``'s latents alone.
+
+    ``original`` and ``derived`` are aligned example by example (same ids, same images); ``derived``
+    must carry gold answers. Only examples whose three latent runs have the same number of latents
+    count; ``dropped`` says how many were left out.
+    """
+    if len(original) != len(derived) or original.example_ids != derived.example_ids:
+        raise ValueError("original and derived InputSets must hold the same example_ids in the same order.")
+    if derived.gold is None:
+        raise ValueError("derived needs gold answers (InputSet.gold).")
+    kw = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+    clean = runner.run(**original.run_kwargs(), **kw)
+    blank_in = BlankImage().apply(derived)
+    with_image = runner.run(**derived.run_kwargs(), **kw)
+    blank = runner.run(**blank_in.run_kwargs(), **kw)
+    keep = [i for i in range(len(derived))
+            if clean[i].num_latents > 0 and clean[i].num_latents == blank[i].num_latents and derived.gold[i] is not None]
+    dropped = {"no latents or different latent counts": len(derived) - len(keep)}
+    if not keep:
+        raise ValueError("no example kept: none entered latent mode with matching latent counts.")
+    gold = [derived.gold[i] for i in keep]
+    blank_k, clean_k, image_k = blank.select(keep), clean.select(keep), with_image.select(keep)
+    z = torch.stack([e.z for e in clean_k])
+    latents_only = runner.intervene(blank_k, Replace(z), mode="redecode", **kw)
+    res = {"image": _correct(image_k, gold), "blank": _correct(blank_k, gold),
+           "latents_only": _correct(latents_only, gold)}
+    summary = []
+    for name, c in res.items():
+        e = stats.bootstrap_ci(c.astype(float), n_boot=n_boot, seed=seed, name=name)
+        summary.append({"condition": name, "accuracy": e.estimate, "ci_low": e.ci_low, "ci_high": e.ci_high,
+                        "n": e.n, "note": e.note})
+    tests = []
+    for a, b in (("latents_only", "blank"), ("image", "latents_only")):
+        e = stats.accuracy_difference(res[a], res[b], n_boot=n_boot, seed=seed, name=f"{a} - {b}")
+        tests.append(e.to_dict())
+    rows = pd.DataFrame({"example_id": [derived.example_ids[i] for i in keep], "gold": gold,
+                         **{f"correct_{k}": v for k, v in res.items()},
+                         "answer_latents_only": [e.answer_text for e in latents_only]})
+    return BehaviouralProbeResult(pd.DataFrame(summary), pd.DataFrame(tests), rows, dropped)
+
+
+def toy_derived_inputs(examples: list[Any]) -> tuple[InputSet, InputSet]:
+    """Original and derived inputs for toy examples: a question about the queried object's colour
+    becomes "what shape is the {colour} object ?" (kept only where that colour is unique), and a
+    question about its shape becomes "what colour is the {shape} ?" (where the shape is unique)."""
+    from latentprobe.toy.shapes import TEMPLATES, answer_question
+
+    kept, derived_q, derived_a = [], [], []
+    for e in examples:
+        if e.target_index is None:
+            continue
+        obj = e.scene.objects[e.target_index]
+        if e.template in ("colour_of_shape", "colour_left_of"):
+            template, word = "shape_of_colour", obj.colour
+        else:
+            template, word = "colour_of_shape", obj.shape
+        try:
+            ans, tgt, _ = answer_question(e.scene, template, word)
+        except ValueError:
+            continue
+        if tgt != e.target_index:
+            continue
+        kept.append(e)
+        derived_q.append(TEMPLATES[template].format(shape=word, colour=word))
+        derived_a.append(ans)
+    original = InputSet.from_toy(kept)
+    from latentprobe.toy.model import prompt_for
+
+    derived = original.replace(prompts=tuple(prompt_for(q) for q in derived_q), gold=tuple(derived_a))
+    return original, derived
