@@ -58,14 +58,27 @@ def run_demo(out_dir: str | Path, *, n_examples: int = 200, variants: Sequence[s
     as CSV under ``out_dir``. What this does not prove: the toy models are tiny and trained on a
     synthetic task; they show that the measurements recover planted causal structure, not how any
     real model behaves.
+    ``progress`` prints one line per variant as it finishes.
     """
+    t0 = time.perf_counter()
+    if not progress:
+        echo = lambda *_a, **_k: None  # noqa: E731
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the toy models are tiny: intra-op threads only contend with each other
+    try:
+        return _run(out_dir, n_examples=n_examples, variants=variants, seed=seed, n_boot=n_boot, echo=echo, t0=t0)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(out_dir: str | Path, *, n_examples: int, variants: Sequence[str] | None, seed: int, n_boot: int,
+         echo: Callable[[str], None], t0: float) -> DemoResult:
     from latentprobe import mediation, probing, similarity, viz
     from latentprobe.perturbations import Counterfactual, ImageSwap, InputSet
     from latentprobe.report import Report
     from latentprobe.toy import VARIANTS, load
     from latentprobe.toy.shapes import majority_baseline
 
-    t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     variants = list(variants or VARIANTS)
@@ -89,7 +102,7 @@ def run_demo(out_dir: str | Path, *, n_examples: int = 200, variants: Sequence[s
         acc = tm.accuracy(trace, ex)
         row: dict[str, Any] = {"variant": v, "n": len(ex), "accuracy": acc, "majority": majority_baseline(ex),
                                "entered_latent_mode": float(np.mean(trace.entered))}
-        common = dict(n_boot=n_boot, seed=seed, batch_size=32, progress=False, max_new_tokens=mnt)
+        common = dict(n_boot=n_boot, seed=seed, batch_size=32, chunk_size=100, progress=False, max_new_tokens=mnt)
 
         # X -> Z: a minimal-pair counterfactual image and an image swap, against image-token states
         xz = mediation.x_to_z(runner, inputs, [Counterfactual(seed=seed), ImageSwap(seed=seed)], layers=[0],
@@ -105,7 +118,7 @@ def run_demo(out_dir: str | Path, *, n_examples: int = 200, variants: Sequence[s
         suite = mediation.default_interventions(trace, seed=seed)
         chosen = {k: suite[k] for k in ZY_INTERVENTIONS if k in suite}
         zy = mediation.z_to_y(runner, trace, chosen, modes=("redecode",), gold=inputs, n_boot=n_boot, seed=seed,
-                              batch_size=32, progress=False)
+                              batch_size=32, chunk_size=100, progress=False)
         zs = zy.summary
         sw = zs[(zs.intervention == "swap") & (zs.metric == "accuracy_change")]
         row["zy_swap_acc_change"] = float(sw.estimate.iloc[0]) if len(sw) else float("nan")

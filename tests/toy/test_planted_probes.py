@@ -1,0 +1,71 @@
+"""Issue acceptance on the shipped planted toys: probes and the behavioural probe recover the truth."""
+
+import numpy as np
+import pytest
+import torch
+
+from latentprobe import probing
+from latentprobe.behavioural import behavioural_probe, toy_derived_inputs
+from latentprobe.toy import load
+
+# questions whose words do not name the queried colour (otherwise even blind latents could read it)
+TEMPLATES = ("colour_of_shape", "colour_left_of")
+
+
+def _latent_features(variant, n=300):
+    tm = load(variant)
+    ex = [e for e in tm.examples("test") if e.template in TEMPLATES][:n]
+    tr = tm.runner().run(tm.prompts(ex), tm.images(ex), example_ids=[e.example_id for e in ex],
+                         max_new_tokens=8, batch_size=64, progress=False)
+    n_layers = tm.model.config.text_config.num_hidden_layers
+    lat, kept = tr.stack("hidden", layer=n_layers)
+    y = np.array([ex[i].attributes["target_colour"] for i in kept])
+    groups = np.array([ex[i].image_id for i in kept])
+    return lat.numpy().mean(1), y, groups, tr, kept
+
+
+@pytest.fixture(scope="module")
+def mediated():
+    return _latent_features("mediated")
+
+
+@pytest.fixture(scope="module")
+def blind():
+    return _latent_features("blind")
+
+
+def test_mediated_latents_encode_the_queried_colour(mediated):
+    X, y, g, _, _ = mediated
+    s = probing.compare_representations({"latent": X}, y, g, task="classification", n_splits=4, seed=0).iloc[0]
+    assert s.ci_low > s.chance + 0.3
+    assert s.score > max(s.majority, s.shuffle, s.control) + 0.3
+    assert s.selectivity > 0.3
+
+
+def test_blind_latents_sit_at_chance(blind):
+    X, y, g, _, _ = blind
+    s = probing.compare_representations({"latent": X}, y, g, task="classification", n_splits=4, seed=0).iloc[0]
+    assert s.ci_low <= s.chance + 0.05 and s.score < s.chance + 0.15
+
+
+def test_regression_to_image_features_separates_the_variants(mediated, blind):
+    r2 = {}
+    for name, (X, _, g, tr, kept) in {"mediated": mediated, "blind": blind}.items():
+        feats = tr.image_features(kept).numpy()
+        r2[name] = probing.cross_validate_probe(X, feats, g, task="regression", n_splits=4, seed=0).score
+    assert r2["mediated"] > r2["blind"] + 0.1
+    assert r2["blind"] < 0.05
+
+
+@pytest.mark.parametrize("variant,carries", [("mediated", True), ("blind", False)])
+def test_behavioural_probe(variant, carries):
+    tm = load(variant)
+    original, derived = toy_derived_inputs(tm.examples("test", n=300))
+    res = behavioural_probe(tm.runner(), original, derived, max_new_tokens=8, batch_size=64, n_boot=500)
+    acc = res.summary.set_index("condition").accuracy
+    test = res.tests.set_index("name").loc["latents_only - blank"]
+    if carries:
+        assert acc["latents_only"] > acc["blank"] + 0.2 and test.p_value < 1e-3
+    else:
+        assert abs(acc["latents_only"] - acc["blank"]) < 0.1
+    assert acc["image"] > 0.5
