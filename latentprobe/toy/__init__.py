@@ -1,1 +1,184 @@
-"""The embedded default: synthetic shapes data and tiny latent-reasoning VLMs."""
+"""The embedded default: synthetic shapes data and tiny latent-reasoning VLMs with planted causal graphs.
+
+Five tiny trained Qwen2.5-VL-architecture models ship with the package (float16 safetensors, a
+few MB in all). They differ only in which causal edges exist (see :mod:`latentprobe.toy.model`):
+
+=========  =====================================================================
+variant    known truth
+=========  =====================================================================
+mediated   every bit of visual information reaches the answer through the latents
+bypass     the latents have exactly no effect on the answer
+blind      the image has exactly no effect on the latents
+free       ordinary causal attention, like the published models
+text       writes a caption between markers instead of feeding latents
+=========  =====================================================================
+
+Example
+-------
+>>> from latentprobe import toy
+>>> m = toy.load("mediated")                                  # doctest: +SKIP
+>>> ex = m.examples("test", n=32)                             # doctest: +SKIP
+>>> trace = m.run(ex)                                         # doctest: +SKIP
+>>> m.accuracy(trace, ex) > m.metadata["majority_baseline"]   # doctest: +SKIP
+True
+
+``m.runner()`` is a :class:`~latentprobe.runner.LatentRunner` set up with the variant's spec and
+mask rule, for interventions; ``m.prompts(ex)`` and ``m.images(ex)`` are its inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from latentprobe.toy.model import LATENT_VARIANTS, VARIANTS, build_model, mask_rule, prompt_for, toy_spec
+from latentprobe.toy.shapes import ToyExample, make_dataset, majority_baseline, train_test_split
+from latentprobe.toy.vocab import build_tokenizer
+
+__all__ = [
+    "ToyModel",
+    "load",
+    "weights_dir",
+    "VARIANTS",
+    "LATENT_VARIANTS",
+    "make_dataset",
+    "train_test_split",
+    "majority_baseline",
+    "build_tokenizer",
+    "build_model",
+    "mask_rule",
+    "toy_spec",
+    "prompt_for",
+    "train_variant",
+    "train_all",
+]
+
+_WEIGHTS = Path(__file__).resolve().parent / "weights"
+
+
+def __getattr__(name: str) -> Any:
+    # the trainer is imported on first use, so ``python -m latentprobe.toy.train`` runs it cleanly
+    if name in ("train_variant", "train_all"):
+        from latentprobe.toy import train
+
+        return getattr(train, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def weights_dir() -> Path:
+    """The folder holding the shipped ``{variant}.safetensors`` and ``{variant}.json`` files."""
+    return _WEIGHTS
+
+
+@lru_cache(maxsize=8)
+def _split(n_images: int, questions_per_image: int, test_fraction: float, seed: int
+           ) -> tuple[tuple[ToyExample, ...], tuple[ToyExample, ...]]:
+    train, test = train_test_split(make_dataset(n_images, questions_per_image, seed=seed), test_fraction, seed=seed)
+    return tuple(train), tuple(test)
+
+
+@dataclass(frozen=True, eq=False)
+class ToyModel:
+    """A loaded toy model with everything needed to run it and its data.
+
+    Attributes
+    ----------
+    variant: one of :data:`VARIANTS`.
+    model: the ``Qwen2_5_VLForConditionalGeneration`` (float32, eval mode).
+    tokenizer: the toy word-level tokenizer.
+    spec: the :class:`~latentprobe.spec.LatentSpec` it runs with (``toy`` or ``toy-text``).
+    mask_rule: the variant's attention rule (``None`` for ``free`` and ``text``).
+    metadata: the training record (configuration, arguments, seed, measured test accuracy, ...).
+    """
+
+    variant: str
+    model: Any
+    tokenizer: Any
+    spec: Any
+    mask_rule: Any
+    metadata: dict[str, Any] = field(repr=False)
+
+    def runner(self, **kw: Any) -> Any:
+        """A :class:`~latentprobe.runner.LatentRunner` with this variant's spec and mask rule."""
+        from latentprobe.runner import LatentRunner
+
+        kw.setdefault("mask_rule", self.mask_rule)
+        return LatentRunner(self.model, self.tokenizer, self.spec, **kw)
+
+    def examples(self, split: str = "test", n: int | None = None) -> list[ToyExample]:
+        """The exact examples the model was trained (``"train"``) or evaluated (``"test"``) on; the first ``n``."""
+        if split not in ("train", "test"):
+            raise ValueError(f"split={split!r}; use 'train' or 'test'.")
+        a = self.metadata["train_args"]
+        train, test = _split(int(a["n_images"]), int(a["questions_per_image"]), float(a["test_fraction"]),
+                             int(self.metadata["seed"]))
+        out = list(train if split == "train" else test)
+        return out if n is None else out[:n]
+
+    @staticmethod
+    def prompts(examples: Sequence[ToyExample]) -> list[str]:
+        """The runner's prompts: ``question <|vision_start|> <|image_pad|>``."""
+        return [prompt_for(e.question) for e in examples]
+
+    @staticmethod
+    def images(examples: Sequence[ToyExample]) -> list[np.ndarray]:
+        """The rendered 112 x 112 uint8 images."""
+        return [e.image() for e in examples]
+
+    def run(self, examples: Sequence[ToyExample], **kw: Any) -> Any:
+        """Greedy latent-loop generation on ``examples`` (keyword arguments go to :meth:`LatentRunner.run`)."""
+        kw.setdefault("max_new_tokens", int(self.metadata.get("train_args", {}).get("max_new_tokens", 16)))
+        kw.setdefault("example_ids", [e.example_id for e in examples])
+        kw.setdefault("progress", False)
+        return self.runner().run(self.prompts(examples), self.images(examples), **kw)
+
+    @staticmethod
+    def accuracy(trace: Any, examples: Sequence[ToyExample]) -> float:
+        """Fraction of ``trace``'s answers equal to the examples' gold answers (in order)."""
+        answers = trace.answers if hasattr(trace, "answers") else list(trace)
+        if len(answers) != len(examples):
+            raise ValueError(f"{len(answers)} answers for {len(examples)} examples.")
+        if not examples:
+            return 0.0
+        return float(np.mean([a == e.answer for a, e in zip(answers, examples)]))
+
+
+def load(variant: str, weights: str | Path | None = None, *, verify: bool = True) -> ToyModel:
+    """Load a shipped toy model (safetensors only; nothing is unpickled).
+
+    Parameters
+    ----------
+    variant:
+        One of :data:`VARIANTS`.
+    weights:
+        A folder holding ``{variant}.safetensors`` and ``{variant}.json`` (default: the shipped ones;
+        :func:`train_all` writes such a folder).
+    verify:
+        Check the file's sha256 against the one recorded at training time.
+    """
+    from latentprobe.toy.train import load_weights
+
+    mask_rule(variant)
+    folder = Path(weights) if weights is not None else _WEIGHTS
+    jf, wf = folder / f"{variant}.json", folder / f"{variant}.safetensors"
+    if not jf.exists() or not wf.exists():
+        raise FileNotFoundError(
+            f"{folder} holds no weights for {variant!r} ({jf.name}, {wf.name}); retrain with "
+            f"`python -m latentprobe.toy.train --out {folder}`."
+        )
+    meta = json.loads(jf.read_text())
+    if verify and meta.get("sha256"):
+        digest = hashlib.sha256(wf.read_bytes()).hexdigest()
+        if digest != meta["sha256"]:
+            raise ValueError(f"{wf}: sha256 {digest} differs from the recorded {meta['sha256']}; the file is damaged.")
+    tok = build_tokenizer()
+    model = build_model(tok.get_vocab(), seed=int(meta.get("seed", 0)), **meta.get("config_kwargs", {}))
+    load_weights(model, wf)
+    return ToyModel(variant=variant, model=model, tokenizer=tok, spec=toy_spec(variant), mask_rule=mask_rule(variant),
+                    metadata=meta)

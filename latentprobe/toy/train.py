@@ -1,4 +1,4 @@
-"""Training the toy latent-reasoning models: a seeded, deterministic two-stage recipe.
+"""Training the toy latent-reasoning models: a seeded, deterministic staged recipe.
 
 The sequences are exactly those :class:`~latentprobe.runner.LatentRunner` builds at inference
 (see :mod:`latentprobe.toy.model`)::
@@ -9,23 +9,31 @@ with the same input embeddings (token embeddings; merged vision features at the 
 latent vectors at the slots, whose ids are ``<|latent_pad|>`` for the rotary positions), the same
 4-D segment attention mask and the same 3-D rotary positions from ``get_rope_index``.
 
-Latent variants follow the published recipe (Mirage-style):
+Stages (every variant of a seed starts from the same base model, as the published latent models
+all start from a pretrained VLM):
 
-* **stage 1, teacher-forced latents.** Latent ``k`` is fed an alignment target ``t_k``: the
-  mean of the merged image features of grid row ``k``, rescaled to the norm of the final-norm
-  weight (the scale of the outputs ``lm_head`` reads). The loss is cross-entropy on the open
-  marker, the answer and ``<eos>`` plus ``1 - cos(h_{p-1}, t_k)`` at each latent's source
-  position. The alignment target is detached; the fed copy keeps its gradient, so the answer's
-  loss also trains the vision tower, which (unlike the frozen encoders of the published models)
-  starts from random weights here.
+* **stage 0a, vision tower.** Each merged image token learns its grid cell's colour, shape and
+  size (a linear read-out that is then discarded, plus the model's own tied ``lm_head`` giving the
+  object's words), with its norm held near that of token embeddings. The tower then stays frozen,
+  like the pretrained encoders of the published models.
+* **stage 0b, base VLM.** Ordinary causal attention, no latents: scene captions
+  (``<|vision_start|> image  red circle large row two col three ...``) mixed with direct answers
+  (``question <|vision_start|> image answer``).
+* **stage 1, teacher-forced latents (Mirage-style).** Latent ``k`` is fed an alignment target
+  ``t_k`` built from the frozen image features and rescaled to the norm of the final-norm weight
+  (the scale of the outputs ``lm_head`` reads): by default the feature of the grid cell the
+  question is about (Mirage's helper image of the relevant region; see :func:`evidence_cells`),
+  or the mean feature of grid row ``k`` (``targets="rows"``). The loss is cross-entropy on the open
+  marker, the answer and ``<eos>`` plus ``1 - cos(h_{p-1}, t_k)`` at each latent's source position.
 * **stage 2, recurrent fine-tuning.** The model computes its own latents, ``z_k = h_{p-1}``,
   incrementally with a KV cache (one pass up to the open marker, one per latent, one for the
   close marker and the answer), backpropagating through the whole chain; the loss is the same
   cross-entropy plus a small alignment term.
 
-In the ``blind`` variant no latent can see the image, so its alignment weight is zero (the
-latents are trained by the answer's loss only). The ``text`` variant is plain teacher forcing on
-``<|caption|> caption <|caption_end|> answer <eos>``.
+In ``blind`` no latent can see the image, so no visual target is reachable: it skips stage 1 and
+its alignment weight is zero (the latents are trained by the answer's loss only). The ``text``
+variant is plain teacher forcing on ``<|caption|> caption <|caption_end|> answer <eos>`` after
+the base stages.
 
 Weights are saved as float16 safetensors next to a JSON record of the configuration, the
 training arguments and the test accuracy measured with the saved (float16 -> float32) weights
@@ -60,9 +68,13 @@ from latentprobe.trace import Segment
 
 __all__ = [
     "TrainArgs",
-    "Batch",
     "DEFAULT_ARGS",
+    "Batch",
     "encode_examples",
+    "encode_pretraining",
+    "evidence_cells",
+    "scene_caption",
+    "cell_labels",
     "collate",
     "image_features",
     "alignment_targets",
@@ -91,13 +103,23 @@ class TrainArgs:
     n_images: int = 2000
     questions_per_image: int = 2
     test_fraction: float = 0.2
-    steps: int = 1000  # stage 1 (teacher-forced latents; all steps for ``text``)
-    recurrent_steps: int = 200  # stage 2 (latents computed by the model)
+    vision_steps: int = 150  # stage 0a: the vision tower learns the cell contents
+    vision_lr: float = 3e-3
+    vision_word_weight: float = 1.0
+    vision_norm_weight: float = 1.0
+    vision_feature_norm: float = 1.0
+    pretrain_steps: int = 1500  # stage 0b: the base VLM (scene captions + direct answers), shared by all variants
+    pretrain_lr: float = 2e-3
+    pretrain_qa_fraction: float = 0.5  # fraction of each pretraining batch that is direct question answering
+    freeze_vision: bool = True  # after stage 0a the vision tower stays fixed (like a pretrained encoder)
+    steps: int = 600  # stage 1 (teacher-forced latents; all fine-tuning steps for ``text``)
+    recurrent_steps: int = 600  # stage 2 (latents computed by the model)
     batch_size: int = 32
     lr: float = 2e-3
     recurrent_lr: float = 5e-4
     weight_decay: float = 0.01
     warmup: int = 50
+    targets: str = "evidence"  # alignment targets: "evidence" or "rows" (see alignment_targets)
     align_weight: float = 1.0
     recurrent_align_weight: float = 0.1
     grad_clip: float = 1.0
@@ -109,9 +131,9 @@ class TrainArgs:
 DEFAULT_ARGS: dict[str, TrainArgs] = {
     "mediated": TrainArgs(),
     "bypass": TrainArgs(),
-    "blind": TrainArgs(),
+    "blind": TrainArgs(steps=0, recurrent_steps=1200),
     "free": TrainArgs(),
-    "text": TrainArgs(recurrent_steps=0),
+    "text": TrainArgs(steps=1200, recurrent_steps=0),
 }
 
 
@@ -124,6 +146,8 @@ class _Encoded:
     segs: list[int]
     labels: list[int]  # labels[p]: the token position p must predict (IGNORE: none)
     image: np.ndarray
+    evidence: list[int] | None = None  # per latent: the grid cell it is aligned with (-1: the empty background)
+    occupied: list[int] | None = None  # grid cells holding an object
 
 
 @dataclass
@@ -143,6 +167,8 @@ class Batch:
     image_grid_thw: Int[Tensor, "b 3"]
     image_mask: Bool[Tensor, "b t"]
     latent_pos: Int[Tensor, "k"] | None
+    evidence: Int[Tensor, "b k"] | None = None
+    occupied: Bool[Tensor, "b 16"] | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -181,24 +207,74 @@ def encode_examples(tokenizer: Any, examples: Sequence[ToyExample], variant: str
         if len(answer) != 1:
             raise ValueError(f"answer {ex.answer!r} is not one token")
         if variant == "text":
-            caption = _word_ids(tokenizer, caption_for(ex))
             labels[-1] = t["<|caption|>"]
-            ids.append(t["<|caption|>"]); segs.append(S.OPEN)
-            for w in caption:
-                labels.append(w)
-                ids.append(w); segs.append(S.LATENT)
-            labels.append(t["<|caption_end|>"])
-            ids.append(t["<|caption_end|>"]); segs.append(S.CLOSE)
+            tail = [(t["<|caption|>"], S.OPEN)] + [(w, S.LATENT) for w in _word_ids(tokenizer, caption_for(ex))]
+            tail += [(t["<|caption_end|>"], S.CLOSE)]
         else:
             labels[-1] = t["<|latent_start|>"]
-            ids.append(t["<|latent_start|>"]); segs.append(S.OPEN); labels.append(IGNORE)
-            for _ in range(k_lat):
-                ids.append(t["<|latent_pad|>"]); segs.append(S.LATENT); labels.append(IGNORE)
-            ids.append(t["<|latent_end|>"]); segs.append(S.CLOSE)
-        labels.append(answer[0])
-        ids.append(answer[0]); segs.append(S.GEN); labels.append(t["<eos>"])
-        out.append(_Encoded(ids, segs, labels, ex.image()))
+            tail = [(t["<|latent_start|>"], S.OPEN)] + [(t["<|latent_pad|>"], S.LATENT)] * k_lat
+            tail += [(t["<|latent_end|>"], S.CLOSE)]
+        tail += [(answer[0], S.GEN)]
+        for i, (tok, seg) in enumerate(tail):
+            ids.append(tok)
+            segs.append(seg)
+            nxt = tail[i + 1] if i + 1 < len(tail) else (t["<eos>"], None)
+            # latent slots are fed vectors, not predicted tokens: no label before a slot or the forced close
+            labels.append(IGNORE if variant != "text" and nxt[1] in (S.LATENT, S.CLOSE) else nxt[0])
+        out.append(_Encoded(ids, segs, labels, ex.image(), evidence_cells(ex, k_lat),
+                            [o.row * IMAGE_SIDE + o.col for o in ex.scene.objects]))
     return out
+
+
+def evidence_cells(example: ToyExample, k: int = 4) -> list[int]:
+    """The grid cells (row-major index) the ``k`` latents are aligned with under ``targets="evidence"``.
+
+    Object questions: the queried object's cell for every latent. Counting questions: the cells
+    of the asked colour in reading order, then the empty background (-1).
+    """
+    t = example.target
+    if t is not None:
+        return [t.row * IMAGE_SIDE + t.col] * k
+    cells = [o.row * IMAGE_SIDE + o.col for o in example.scene.objects if o.colour == example.query_word]
+    return (cells + [-1] * k)[:k]
+
+
+def scene_caption(example: ToyExample) -> str:
+    """Every object of the scene in reading order: ``"{colour} {shape} {size} row {r} col {c}"`` each."""
+    from latentprobe.toy.shapes import NUMBER_WORDS
+
+    return " ".join(f"{o.colour} {o.shape} {o.size} row {NUMBER_WORDS[o.row + 1]} col {NUMBER_WORDS[o.col + 1]}"
+                    for o in example.scene.objects)
+
+
+def encode_pretraining(tokenizer: Any, examples: Sequence[ToyExample]) -> tuple[list[_Encoded], list[_Encoded]]:
+    """Base-model sequences: scene captions (``<|vision_start|> image caption <eos>``, one per image) and
+    direct answers (``question <|vision_start|> image answer <eos>``, one per question)."""
+    t = _token_ids(tokenizer)
+    vs = int(tokenizer.convert_tokens_to_ids("<|vision_start|>"))
+    caps, seen = [], set()
+    for ex in examples:
+        if ex.image_id in seen:
+            continue
+        seen.add(ex.image_id)
+        ids = [vs] + [t["<|image_pad|>"]] * NUM_IMAGE_TOKENS
+        segs = [S.TEXT] + [S.IMAGE] * NUM_IMAGE_TOKENS
+        words = _word_ids(tokenizer, scene_caption(ex))
+        labels = [IGNORE] * (len(ids) - 1) + words + [t["<eos>"]]
+        ids += words
+        segs += [S.GEN] * len(words)
+        caps.append(_Encoded(ids, segs, labels, ex.image()))
+    qa = []
+    for ex in examples:
+        prompt = _word_ids(tokenizer, prompt_for(ex.question))
+        ids: list[int] = []
+        for tok in prompt:
+            ids.extend([tok] * NUM_IMAGE_TOKENS if tok == t["<|image_pad|>"] else [tok])
+        segs = [S.IMAGE if tok == t["<|image_pad|>"] else S.TEXT for tok in ids]
+        answer = _word_ids(tokenizer, ex.answer)
+        labels = [IGNORE] * (len(ids) - 1) + answer + [t["<eos>"]]
+        qa.append(_Encoded(ids + answer, segs + [S.GEN], labels, ex.image()))
+    return caps, qa
 
 
 def collate(model: torch.nn.Module, items: Sequence[_Encoded], pad_id: int) -> Batch:
@@ -224,7 +300,13 @@ def collate(model: torch.nn.Module, items: Sequence[_Encoded], pad_id: int) -> B
     latent_pos = None
     if lat.any() and bool((lat == lat[:1]).all()):
         latent_pos = torch.nonzero(lat[0]).flatten()
-    return Batch(ids, segs, valid, labels, pos, pv, grid, image_mask, latent_pos)
+    evidence = occupied = None
+    if all(it.evidence is not None for it in items):
+        evidence = torch.tensor([it.evidence for it in items], dtype=torch.long)
+        occupied = torch.zeros(B, IMAGE_SIDE * IMAGE_SIDE, dtype=torch.bool)
+        for b, it in enumerate(items):
+            occupied[b, it.occupied] = True
+    return Batch(ids, segs, valid, labels, pos, pv, grid, image_mask, latent_pos, evidence, occupied)
 
 
 # ----------------------------------------------------------------------------- forward passes
@@ -321,13 +403,34 @@ def rollout(model: torch.nn.Module, batch: Batch, *, rule: MaskRule | None = Non
     return torch.stack(zs, dim=1), hidden, model.lm_head(hidden)
 
 
-def alignment_targets(image_embeds: Tensor, batch_size: int, norm_weight: Tensor, k: int = 4) -> Float[Tensor, "b k d"]:
-    """Latent ``k``'s target: the mean merged image feature of grid row ``k``, rescaled to ``|norm.weight|``."""
+def alignment_targets(image_embeds: Tensor, batch: Batch, norm_weight: Tensor, kind: str = "evidence"
+                      ) -> Float[Tensor, "b k d"]:
+    """The vectors the latents are aligned with, rescaled to ``|norm.weight|`` (the scale of ``h``).
+
+    ``"evidence"`` (the default): latent ``k`` <- the feature of the grid cell the question is
+    about (:func:`evidence_cells`; the mean of the empty cells for "nothing there"). ``"rows"``:
+    latent ``k`` <- the mean merged image feature of grid row ``k``.
+    """
+    assert batch.latent_pos is not None
+    B, k = batch.shape[0], len(batch.latent_pos)
     d = image_embeds.shape[-1]
-    grid = image_embeds.reshape(batch_size, IMAGE_SIDE, IMAGE_SIDE, d)
-    rows = grid.mean(dim=2)[:, :k]
+    cells = image_embeds.reshape(B, IMAGE_SIDE * IMAGE_SIDE, d)
+    if kind == "rows":
+        if k > IMAGE_SIDE:
+            raise ValueError(f"'rows' targets need K <= {IMAGE_SIDE} latents")
+        out = cells.reshape(B, IMAGE_SIDE, IMAGE_SIDE, d).mean(dim=2)[:, :k]
+    elif kind == "evidence":
+        if batch.evidence is None or batch.occupied is None:
+            raise ValueError("'evidence' targets need a batch built from encode_examples")
+        empty = (~batch.occupied).to(cells.dtype)
+        background = (cells * empty[..., None]).sum(1) / empty.sum(1, keepdim=True).clamp_min(1.0)
+        ev = batch.evidence
+        picked = cells.gather(1, ev.clamp_min(0)[..., None].expand(-1, -1, d))
+        out = torch.where((ev >= 0)[..., None], picked, background[:, None].expand(-1, k, -1))
+    else:
+        raise ValueError(f"unknown alignment targets {kind!r}; use 'rows' or 'evidence'")
     scale = norm_weight.detach().norm()
-    return rows / rows.norm(dim=-1, keepdim=True).clamp_min(1e-6) * scale
+    return out / out.norm(dim=-1, keepdim=True).clamp_min(1e-6) * scale
 
 
 def _ce(logits: Tensor, labels: Tensor) -> Tensor:
@@ -350,9 +453,47 @@ def evaluate(model: torch.nn.Module, tokenizer: Any, variant: str, examples: Seq
         return []
     runner = LatentRunner(model, tokenizer, toy_spec(variant), mask_rule=mask_rule(variant))
     trace = runner.run([prompt_for(e.question) for e in examples], [e.image() for e in examples],
-                       example_ids=[e.example_id for e in examples], max_new_tokens=max_new_tokens, batch_size=batch_size,
-                       progress=False)
+                       example_ids=[e.example_id for e in examples], max_new_tokens=max_new_tokens,
+                       batch_size=batch_size, progress=False)
     return trace.answers
+
+
+EVAL_THREADS = 1  # evaluation runs single-threaded: reproducible and robust on a busy machine
+
+
+def measure_accuracy(model: torch.nn.Module, tokenizer: Any, variant: str, test: Sequence[ToyExample],
+                     args: TrainArgs) -> dict[str, Any]:
+    """The accuracy fields of the JSON record: greedy runner answers on the whole test split."""
+    with _deterministic(EVAL_THREADS):
+        t1 = time.perf_counter()
+        answers = evaluate(model, tokenizer, variant, test, batch_size=args.eval_batch_size,
+                           max_new_tokens=args.max_new_tokens)
+        seconds = time.perf_counter() - t1
+    n_first = min(args.n_first, len(test))
+    return {
+        "test_accuracy": _accuracy(answers, test),
+        "n_first": n_first,
+        "test_accuracy_first": _accuracy(answers[:n_first], test[:n_first]),
+        "test_accuracy_by_template": _by_template(answers, test),
+        "eval_threads": EVAL_THREADS,
+        "eval_seconds": round(seconds, 1),
+    }
+
+
+def reevaluate(folder: str | Path, variant: str) -> dict[str, Any]:
+    """Measure the saved weights of ``variant`` in ``folder`` again and update the accuracy fields of its JSON."""
+    folder = Path(folder)
+    jf = folder / f"{variant}.json"
+    meta = json.loads(jf.read_text())
+    args = TrainArgs(**meta["train_args"])
+    tok = build_tokenizer()
+    model = load_weights(build_model(tok.get_vocab(), seed=int(meta["seed"]), **meta["config_kwargs"]),
+                         folder / f"{variant}.safetensors")
+    _, test = train_test_split(make_dataset(args.n_images, args.questions_per_image, seed=int(meta["seed"])),
+                               args.test_fraction, seed=int(meta["seed"]))
+    meta.update(measure_accuracy(model, tok, variant, test, args))
+    jf.write_text(json.dumps(meta, indent=1) + "\n")
+    return meta
 
 
 def _accuracy(answers: Sequence[str], examples: Sequence[ToyExample]) -> float:
@@ -370,6 +511,7 @@ def save_weights(model: torch.nn.Module, path: str | Path) -> str:
 
     sd = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
     save_file(sd, str(path), metadata={"format": "pt", "dtype": "float16"})
+    Path(path).chmod(0o644)
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
@@ -423,22 +565,37 @@ def _batches(n: int, batch_size: int, steps: int, gen: torch.Generator) -> Itera
                 return
 
 
+def _ans_acc(logits: Tensor, batch: Batch) -> float:
+    """Teacher-forced accuracy at the answer position (the second-to-last label of every row)."""
+    pred = logits[:, -2].argmax(-1)
+    return float((pred == batch.labels[:, -2]).float().mean())
+
+
+def _features(model: torch.nn.Module, batch: Batch, frozen: bool) -> Tensor:
+    if frozen:
+        with torch.no_grad():
+            return image_features(model, batch.pixel_values, batch.image_grid_thw)
+    return image_features(model, batch.pixel_values, batch.image_grid_thw)
+
+
 def _step_losses(model: torch.nn.Module, batch: Batch, variant: str, stage: int, args: TrainArgs
                  ) -> tuple[Tensor, dict[str, float]]:
-    rule = mask_rule(variant)
-    if variant == "text":
-        _, logits = forward_sequence(model, batch, rule=rule)
+    """The loss of one batch: stage 0 base pretraining, 1 teacher-forced latents, 2 recurrent latents."""
+    frozen = args.freeze_vision
+    feats = _features(model, batch, frozen)
+    if stage == 0 or variant == "text":
+        _, logits = forward_sequence(model, batch, rule=None if stage == 0 else mask_rule(variant),
+                                     image_embeds=feats)
         ce = _ce(logits, batch.labels)
         return ce, {"ce": ce.item(), "acc": _ans_acc(logits, batch)}
-    feats = image_features(model, batch.pixel_values, batch.image_grid_thw)
+    rule = mask_rule(variant)
     norm_w = model.model.language_model.norm.weight
-    k = len(batch.latent_pos)
-    targets = alignment_targets(feats, batch.shape[0], norm_w, k)
-    src = batch.latent_pos - 1
+    assert batch.latent_pos is not None
+    targets = alignment_targets(feats, batch, norm_w, args.targets)
     w_align = 0.0 if variant == "blind" else (args.align_weight if stage == 1 else args.recurrent_align_weight)
     if stage == 1:
         h, logits = forward_sequence(model, batch, rule=rule, latents=targets, image_embeds=feats)
-        h_src = h[:, src]
+        h_src = h[:, batch.latent_pos - 1]
     else:
         h_src, _, logits = rollout(model, batch, rule=rule, image_embeds=feats)
     ce = _ce(logits, batch.labels)
@@ -447,33 +604,201 @@ def _step_losses(model: torch.nn.Module, batch: Batch, variant: str, stage: int,
     return loss, {"ce": ce.item(), "align": al.item(), "acc": _ans_acc(logits, batch)}
 
 
-def _ans_acc(logits: Tensor, batch: Batch) -> float:
-    """Teacher-forced accuracy at the answer position (the second-to-last label of every row)."""
-    pred = logits[:, -2].argmax(-1)
-    return float((pred == batch.labels[:, -2]).float().mean())
+def _run_stage(model: torch.nn.Module, stage: int, variant: str, items: Sequence[_Encoded] | tuple, n_steps: int,
+               peak_lr: float, args: TrainArgs, gen: torch.Generator, pad_id: int, progress: bool,
+               history: list[dict[str, float]]) -> None:
+    """``n_steps`` AdamW steps of one stage (warmup, cosine decay to 10 %, gradient clipping)."""
+    from tqdm.auto import tqdm
+
+    if n_steps <= 0:
+        return
+    frozen = args.freeze_vision
+    for p in model.model.visual.parameters():
+        p.requires_grad_(not frozen)
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=peak_lr, betas=(0.9, 0.98))
+    warm = min(args.warmup, max(1, n_steps // 10))
+    if stage == 0:  # mixed batches: scene captions and direct answers
+        caps, qa = items
+        n_qa = int(round(args.batch_size * args.pretrain_qa_fraction))
+        streams = []
+        if n_qa < args.batch_size:
+            streams.append((caps, _batches(len(caps), args.batch_size - n_qa, n_steps, gen)))
+        if n_qa > 0:
+            streams.append((qa, _batches(len(qa), n_qa, n_steps, gen)))
+
+        def batch_items() -> Iterator[list[_Encoded]]:
+            for idxs in zip(*[it for _, it in streams]):
+                yield [src[j] for (src, _), ix in zip(streams, idxs) for j in ix]
+    else:
+        def batch_items() -> Iterator[list[_Encoded]]:
+            for ix in _batches(len(items), args.batch_size, n_steps, gen):
+                yield [items[j] for j in ix]
+
+    model.train()
+    bar = tqdm(total=n_steps, desc=f"{variant} stage {stage}", disable=not progress, leave=False)
+    for i, chunk in enumerate(batch_items()):
+        batch = collate(model, chunk, pad_id)
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(i, n_steps, peak_lr, warm)
+        loss, logs = _step_losses(model, batch, variant, stage, args)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, args.grad_clip)
+        opt.step()
+        logs = {"stage": stage, "step": i, "loss": loss.item(), **logs}
+        history.append(logs)
+        if progress and (i % 10 == 0 or i == n_steps - 1):
+            bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k not in ("stage", "step")})
+        bar.update(1)
+    bar.close()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.eval()
+
+
+def cell_labels(example: ToyExample) -> Int[Tensor, "16 3"]:
+    """Per merged image token (grid cell, row-major): colour, shape and size class (0: empty)."""
+    from latentprobe.toy.shapes import COLOURS, SHAPES, SIZES
+
+    lab = torch.zeros(IMAGE_SIDE * IMAGE_SIDE, 3, dtype=torch.long)
+    for o in example.scene.objects:
+        lab[o.row * IMAGE_SIDE + o.col] = torch.tensor(
+            [COLOURS.index(o.colour) + 1, SHAPES.index(o.shape) + 1, SIZES.index(o.size) + 1])
+    return lab
+
+
+_CLASSES = (5, 4, 3)
+
+
+def _pretrain_vision(model: torch.nn.Module, examples: Sequence[ToyExample], args: TrainArgs, gen: torch.Generator,
+                     progress: bool, history: list[dict[str, float]]) -> None:
+    """Stage 0a: train the vision tower to tell each cell's colour, shape and size.
+
+    Two read-outs of each merged token: a linear classifier (discarded afterwards) and the model's
+    own (tied) ``lm_head``, which must give the object's colour, shape and size words equal
+    probability; the latter places the features of a cell near the embeddings of its words.
+    """
+    from tqdm.auto import tqdm
+    from latentprobe.toy.shapes import COLOURS, SHAPES, SIZES
+
+    tok = build_tokenizer()
+    word_ids = [torch.tensor([0] + [int(tok.convert_tokens_to_ids(w)) for w in ws])
+                for ws in (COLOURS, SHAPES, SIZES)]
+
+    if args.vision_steps <= 0:
+        return
+    images, seen = [], set()
+    for ex in examples:
+        if ex.image_id not in seen:
+            seen.add(ex.image_id)
+            images.append(ex)
+    d = model.config.vision_config.out_hidden_size
+    head = torch.nn.Linear(d, sum(_CLASSES))
+    with torch.no_grad():
+        head.weight.normal_(0.0, 0.02, generator=gen)
+        head.bias.zero_()
+    params = (list(model.model.visual.parameters()) + list(head.parameters())
+              + ([model.lm_head.weight] if args.vision_word_weight else []))
+    opt = torch.optim.AdamW(params, lr=args.vision_lr, betas=(0.9, 0.98), weight_decay=0.0)
+    warm = min(args.warmup, max(1, args.vision_steps // 10))
+    bar = tqdm(total=args.vision_steps, desc="vision", disable=not progress, leave=False)
+    model.train()
+    for i, ix in enumerate(_batches(len(images), args.batch_size, args.vision_steps, gen)):
+        chunk = [images[j] for j in ix]
+        pv, grid = to_pixel_values([e.image() for e in chunk])
+        feats = image_features(model, pv, grid)
+        labels = torch.cat([cell_labels(e) for e in chunk])
+        logits = head(feats).split(list(_CLASSES), dim=-1)
+        losses = [F.cross_entropy(lg, labels[:, j]) for j, lg in enumerate(logits)]
+        loss = sum(losses)
+        obj = labels[:, 0] > 0
+        if args.vision_word_weight and bool(obj.any()):
+            lp = torch.log_softmax(model.lm_head(feats[obj]), dim=-1)
+            words = torch.stack([word_ids[j][labels[obj, j]] for j in range(3)], dim=1)
+            loss = loss + args.vision_word_weight * (-lp.gather(1, words).mean())
+        if args.vision_norm_weight:
+            # keep the features at the scale of token embeddings, so text and image mix in the residual stream
+            loss = loss + args.vision_norm_weight * (feats.norm(dim=-1) / args.vision_feature_norm - 1.0).pow(2).mean()
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(i, args.vision_steps, args.vision_lr, warm)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, args.grad_clip)
+        opt.step()
+        accs = [float((lg.argmax(-1) == labels[:, j]).float().mean()) for j, lg in enumerate(logits)]
+        history.append({"stage": -1, "step": i, "loss": loss.item(), "acc": accs[0], "acc_shape": accs[1],
+                        "acc_size": accs[2]})
+        bar.update(1)
+    bar.close()
+    model.eval()
+
+
+_BASE_CACHE: dict[str, tuple[dict[str, Tensor], list[dict[str, float]], float]] = {}
+
+
+def _base_key(seed: int, args: TrainArgs, config_kwargs: dict[str, Any], threads: int) -> str:
+    keys = ("n_images", "questions_per_image", "test_fraction", "vision_steps", "vision_lr", "vision_word_weight",
+            "vision_norm_weight", "vision_feature_norm", "freeze_vision", "pretrain_steps", "pretrain_lr",
+            "pretrain_qa_fraction", "batch_size", "weight_decay", "warmup", "grad_clip")
+    a = asdict(args)
+    return json.dumps({"seed": seed, "threads": threads, "config": config_kwargs, **{k: a[k] for k in keys}},
+                      sort_keys=True)
+
+
+def _base_model(tok: Any, train: Sequence[ToyExample], seed: int, args: TrainArgs, config_kwargs: dict[str, Any],
+                threads: int, progress: bool) -> tuple[torch.nn.Module, list[dict[str, float]], float]:
+    """The base VLM every variant starts from (stage 0); cached per process (it is deterministic)."""
+    key = _base_key(seed, args, config_kwargs, threads)
+    model = build_model(tok.get_vocab(), seed=seed, **config_kwargs)
+    if key not in _BASE_CACHE:
+        t0 = time.perf_counter()
+        history: list[dict[str, float]] = []
+        gen = torch.Generator().manual_seed(seed * 7919 + 17)
+        items = encode_pretraining(tok, train)
+        _pretrain_vision(model, train, args, gen, progress, history)
+        _run_stage(model, 0, "base", items, args.pretrain_steps, args.pretrain_lr, args, gen,
+                   int(tok.pad_token_id), progress, history)
+        _BASE_CACHE.clear()
+        _BASE_CACHE[key] = ({k: v.detach().clone() for k, v in model.state_dict().items()}, history,
+                            time.perf_counter() - t0)
+    state, history, seconds = _BASE_CACHE[key]
+    model.load_state_dict(state)
+    return model, history, seconds
 
 
 def train_variant(variant: str, *, out_dir: str | Path | None = None, seed: int = 0, n_images: int | None = None,
                   steps: int | None = None, recurrent_steps: int | None = None, batch_size: int | None = None,
-                  lr: float | None = None, evaluate_test: bool = True, progress: bool = True,
-                  config_kwargs: dict[str, Any] | None = None, threads: int = 2,
-                  return_model: bool = False) -> dict[str, Any]:
+                  lr: float | None = None, progress: bool = True, evaluate_test: bool = True,
+                  config_kwargs: dict[str, Any] | None = None, threads: int = 2, cache_base: bool = True,
+                  return_model: bool = False, **overrides: Any) -> dict[str, Any]:
     """Train one toy variant; optionally write ``{variant}.safetensors`` and ``{variant}.json`` to ``out_dir``.
 
-    Same ``seed`` and arguments give bitwise-identical weights on CPU (fixed thread count,
-    deterministic algorithms, seeded initialisation and batch order).
+    Stage 0 trains the base VLM (scene captions and direct answers, ordinary causal attention;
+    shared by every variant of a seed and cached within the process), stage 1 trains with
+    teacher-forced latents and stage 2 with the model's own latents (see the module docstring).
+    ``n_images``, ``steps``, ``recurrent_steps``, ``batch_size``, ``lr`` and any other
+    :class:`TrainArgs` field given as a keyword override the per-variant defaults in
+    :data:`DEFAULT_ARGS`. Same ``seed`` and arguments give bitwise-identical weights on CPU (fixed
+    thread count, deterministic algorithms, seeded initialisation and batch order).
 
     Returns
     -------
     dict: the metadata written to the JSON file (with ``"model"`` and ``"tokenizer"`` added when
-    ``return_model``). ``test_accuracy`` is measured with the float16-rounded weights.
+    ``return_model``; the model holds the float16-rounded weights that were evaluated).
     """
     mask_rule(variant)
-    base = DEFAULT_ARGS[variant]
+    fields = set(asdict(DEFAULT_ARGS[variant]))
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise TypeError(f"train_variant() got unknown argument(s) {unknown}; TrainArgs fields are {sorted(fields)}")
     over = {k: v for k, v in dict(n_images=n_images, steps=steps, recurrent_steps=recurrent_steps,
-                                  batch_size=batch_size, lr=lr).items() if v is not None}
-    args = TrainArgs(**{**asdict(base), **over})
-    if variant == "text":
+                                  batch_size=batch_size, lr=lr, **overrides).items() if v is not None}
+    args = TrainArgs(**{**asdict(DEFAULT_ARGS[variant]), **over})
+    if variant == "text" and args.recurrent_steps:
         args = TrainArgs(**{**asdict(args), "recurrent_steps": 0})
     config_kwargs = dict(config_kwargs or {})
     tok = build_tokenizer()
@@ -484,41 +809,18 @@ def train_variant(variant: str, *, out_dir: str | Path | None = None, seed: int 
     train, test = train_test_split(data, args.test_fraction, seed=seed)
     enc = encode_examples(tok, train, variant)
 
-    t0 = time.perf_counter()
     history: list[dict[str, float]] = []
     with _deterministic(threads):
-        model = build_model(vocab, seed=seed, **config_kwargs)
-        model.train()
-        gen = torch.Generator().manual_seed(seed)
-        decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-        no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
-        stages = [(1, args.steps, args.lr)]
-        if args.recurrent_steps > 0:
-            stages.append((2, args.recurrent_steps, args.recurrent_lr))
-        from tqdm.auto import tqdm
-
-        for stage, n_steps, peak in stages:
-            bar = tqdm(total=n_steps, desc=f"{variant} stage {stage}", disable=not progress, leave=False)
-            warm = min(args.warmup, max(1, n_steps // 10))
-            for i, idx in enumerate(_batches(len(enc), args.batch_size, n_steps, gen)):
-                batch = collate(model, [enc[j] for j in idx], pad_id)
-                for g in opt.param_groups:
-                    g["lr"] = _lr_at(i, n_steps, peak, warm)
-                loss, logs = _step_losses(model, batch, variant, stage, args)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-                opt.step()
-                logs = {"stage": stage, "step": i, "loss": loss.item(), **logs}
-                history.append(logs)
-                if progress and (i % 10 == 0 or i == n_steps - 1):
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k not in ("stage", "step")})
-                bar.update(1)
-            bar.close()
-        model.eval()
-    train_seconds = time.perf_counter() - t0
+        if not cache_base:
+            _BASE_CACHE.clear()
+        model, base_history, base_seconds = _base_model(tok, train, seed, args, config_kwargs, threads, progress)
+        t0 = time.perf_counter()
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + VARIANTS.index(variant))
+        _run_stage(model, 1, variant, enc, args.steps, args.lr, args, gen, pad_id, progress, history)
+        if variant != "text":
+            _run_stage(model, 2, variant, enc, args.recurrent_steps, args.recurrent_lr, args, gen, pad_id, progress,
+                       history)
+    train_seconds = base_seconds + time.perf_counter() - t0
 
     meta: dict[str, Any] = {
         "variant": variant,
@@ -530,29 +832,25 @@ def train_variant(variant: str, *, out_dir: str | Path | None = None, seed: int 
         "n_test": len(test),
         "majority_baseline": majority_baseline(test),
         "train_seconds": round(train_seconds, 1),
+        "base_seconds": round(base_seconds, 1),
+        "threads": threads,
         "torch_version": torch.__version__,
         "transformers_version": _transformers_version(),
         "weights_dtype": "float16",
-        "final_losses": _tail_mean(history),
+        "base_final_losses": {name: _tail_mean([h for h in base_history if h["stage"] == st])
+                              for name, st in (("vision", -1), ("base", 0))},
+        "final_losses": {f"stage{st}": _tail_mean([h for h in history if h["stage"] == st]) for st in (1, 2)
+                         if any(h["stage"] == st for h in history)},
     }
 
     # evaluate with the float16-rounded weights, exactly as a user loads them
     with _deterministic(threads):
         rounded = build_model(vocab, seed=seed, **config_kwargs)
-        sd = {k: v.detach().to(torch.float16).float() for k, v in model.state_dict().items()}
-        rounded.load_state_dict(sd)
+        rounded.load_state_dict({k: v.detach().to(torch.float16).float() for k, v in model.state_dict().items()})
         rounded.tie_weights()
         rounded.eval()
-        if evaluate_test:
-            t1 = time.perf_counter()
-            answers = evaluate(rounded, tok, variant, test, batch_size=args.eval_batch_size,
-                               max_new_tokens=args.max_new_tokens)
-            meta["test_accuracy"] = _accuracy(answers, test)
-            n_first = min(args.n_first, len(test))
-            meta["n_first"] = n_first
-            meta["test_accuracy_first"] = _accuracy(answers[:n_first], test[:n_first])
-            meta["eval_seconds"] = round(time.perf_counter() - t1, 1)
-            meta["test_accuracy_by_template"] = _by_template(answers, test)
+    if evaluate_test:
+        meta.update(measure_accuracy(rounded, tok, variant, test, args))
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -565,7 +863,7 @@ def train_variant(variant: str, *, out_dir: str | Path | None = None, seed: int 
 
 def train_all(out_dir: str | Path, seed: int = 0, variants: Sequence[str] = VARIANTS, *, progress: bool = True,
               **kwargs: Any) -> dict[str, dict[str, Any]]:
-    """Train and save every variant; returns their metadata by variant."""
+    """Train and save every variant (the base model is trained once and shared); returns their metadata."""
     return {v: train_variant(v, out_dir=out_dir, seed=seed, progress=progress, **kwargs) for v in variants}
 
 
@@ -596,7 +894,15 @@ def _main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--reevaluate", action="store_true",
+                   help="do not train: measure the weights already in --out again and update their JSON records")
     a = p.parse_args(argv)
+    if a.reevaluate:
+        for v in a.variants:
+            meta = reevaluate(a.out, v)
+            print(f"{v}: test accuracy {meta['test_accuracy']:.4f} (first {meta['n_first']}: "
+                  f"{meta['test_accuracy_first']:.4f})", flush=True)
+        return
     for v in a.variants:
         meta = train_variant(v, out_dir=a.out, seed=a.seed, progress=not a.quiet)
         print(f"{v}: test accuracy {meta['test_accuracy']:.3f} (majority {meta['majority_baseline']:.3f}, "
