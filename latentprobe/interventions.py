@@ -13,6 +13,8 @@ Random draws are seeded per (seed, example_id, step, layer), so batched and one-
 
 from __future__ import annotations
 
+import abc
+
 import dataclasses
 import inspect
 import zlib
@@ -45,13 +47,14 @@ def _tensor_from_config(c: Any) -> Tensor | None:
     return None if c is None else torch.tensor(c["values"], dtype=torch.float32).reshape(c["shape"])
 
 
-class Intervention:
+class Intervention(abc.ABC):
     """Base class. Subclasses implement :meth:`apply`; ``__call__(z, step, example)`` forwards to it."""
 
     name: str = "intervention"
 
+    @abc.abstractmethod
     def apply(self, z: Float[Tensor, "d"], step: int, example: Any, layer: int = 0) -> Float[Tensor, "d"]:
-        raise NotImplementedError(f"{type(self).__name__} must implement apply(z, step, example, layer)")
+        """The vector to use instead of ``z`` at latent ``step`` (residual ``layer``) of ``example``."""
 
     def __call__(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
         return self.apply(z, step, example, layer)

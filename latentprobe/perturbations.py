@@ -33,6 +33,8 @@ are known) and ``None`` otherwise (e.g. a blank image has no correct answer).
 
 from __future__ import annotations
 
+import abc
+
 import dataclasses
 import hashlib
 import zlib
@@ -223,7 +225,7 @@ def derangement(n: int, seed: int = 0, groups: Sequence[Any] | None = None, max_
 
 
 # --------------------------------------------------------------------------- perturbations
-class Perturbation:
+class Perturbation(abc.ABC):
     """Base class: a controlled change to every example of an :class:`InputSet`.
 
     Subclasses implement :meth:`_one` (the change for example ``i`` of the full set); those that
@@ -260,8 +262,9 @@ class Perturbation:
 
     __call__ = apply
 
+    @abc.abstractmethod
     def _one(self, inputs: InputSet, i: int) -> tuple[Any, Any, str | None, dict[str, Any]]:
-        raise NotImplementedError(f"{type(self).__name__} must implement _one(inputs, i)")
+        """The change for example ``i``: (prompt, image, gold, meta)."""
 
     def to_config(self) -> dict[str, Any]:
         """JSON-ready description: the class name and every field."""

@@ -190,14 +190,9 @@ def test_blind_x_to_z_exactly_zero(model, tok, inputs):
 
 # --------------------------------------------------------------------------- trained weights
 def _load_trained(variant):
-    try:
-        from latentprobe.toy import load
-    except ImportError as exc:  # the loader is not shipped yet
-        pytest.skip(f"latentprobe.toy.load is not available: {exc}")
-    try:
-        return load(variant)
-    except (FileNotFoundError, OSError) as exc:
-        pytest.skip(f"trained toy weights for {variant!r} are not available: {exc}")
+    from latentprobe.toy import load
+
+    return load(variant)  # the weights ship with the package: a missing file is a failure
 
 
 def test_mediated_trained_large_nie():
