@@ -25,7 +25,7 @@ from latentprobe.mediation import decompose
 from latentprobe.perturbations import (
     BlankImage, Counterfactual, ImageSwap, InputSet, InstanceSwap, NoiseImage, Occlude, QuestionSwap,
 )
-from latentprobe.runner import LatentRunner
+from _toy_setup import setup  # noqa: E402  (examples/ is on sys.path when run as a script)
 from latentprobe.toy.model import VARIANTS
 
 TREATMENTS = {
@@ -37,41 +37,6 @@ TREATMENTS = {
     "question_swap": lambda seed: QuestionSwap(seed=seed),
     "instance_swap": lambda seed: InstanceSwap(seed=seed),
 }
-
-
-class ForceOpen:
-    """For untrained models: open latent mode at the first free token, never stop early."""
-
-    def __init__(self, tok, open_token):
-        self.open, self.eos = tok.convert_tokens_to_ids(open_token), tok.eos_token_id
-
-    def __call__(self, ids, logits, index):
-        logits = logits.clone()
-        if self.open not in ids:
-            logits[:] = float("-inf")
-            logits[self.open] = 0.0
-        else:
-            logits[self.open] = float("-inf")
-            logits[self.eos] = float("-inf")
-        return logits
-
-
-def setup(args):
-    """(runner, toy examples, logits processor) for the chosen variant."""
-    if args.random_init:
-        from latentprobe.toy.model import build_model, mask_rule, toy_spec
-        from latentprobe.toy.shapes import make_dataset
-        from latentprobe.toy.vocab import build_tokenizer
-
-        tok = build_tokenizer()
-        runner = LatentRunner(build_model(tok.get_vocab(), seed=args.seed), tok, toy_spec(args.variant),
-                              mask_rule=mask_rule(args.variant))
-        examples = make_dataset((args.n + 1) // 2, 2, seed=12345)[: args.n]
-        return runner, examples, ForceOpen(tok, runner.spec.open_token)
-    from latentprobe.toy import load
-
-    tm = load(args.variant)
-    return tm.runner(), tm.examples(split="test", n=args.n), None
 
 
 def main(argv=None):

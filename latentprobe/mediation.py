@@ -95,7 +95,6 @@ _MED_ROWS = {"example_id": "str", "chunk": "int64", "condition": "str", "x": "st
              "gold": "str", "correct": "float64", "gold_logprob": "float64", "n_latents": "int64"}
 _SUMMARY_COLS = ["estimate", "ci_low", "ci_high", "n", "p_value", "method", "note"]
 _KEPT = "kept"
-_MAX_INDEX_ELEMENTS = 1 << 24  # as latentprobe.stats: index matrices are drawn in row blocks above this
 
 
 # =========================================================================== results
@@ -450,17 +449,7 @@ def _pair_reason(kc: int, ko: int, other: str) -> str:
 
 
 # ---------------------------------------------------------------- bootstrap of column means
-def _index_blocks(n: int, n_boot: int, seed: int | None):
-    rng = np.random.default_rng(seed)
-    if n_boot * n <= _MAX_INDEX_ELEMENTS:
-        yield rng.integers(0, n, size=(n_boot, n))
-        return
-    rows = max(1, _MAX_INDEX_ELEMENTS // n)
-    done = 0
-    while done < n_boot:
-        k = min(rows, n_boot - done)
-        yield rng.integers(0, n, size=(k, n))
-        done += k
+from latentprobe.stats import _index_blocks  # noqa: E402  (one resampling scheme for every interval)
 
 
 def bootstrap_mean_columns(values: np.ndarray, *, n_boot: int = 2000, seed: int | None = 0,
