@@ -63,10 +63,15 @@ def run_demo(out_dir: str | Path, *, n_examples: int = 200, variants: Sequence[s
     t0 = time.perf_counter()
     if not progress:
         echo = lambda *_a, **_k: None  # noqa: E731
+    from threadpoolctl import threadpool_limits
+
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the toy models are tiny: intra-op threads only contend with each other
+    # the toy models and probes are small: extra intra-op and BLAS threads only contend with each other
+    torch.set_num_threads(1)
     try:
-        return _run(out_dir, n_examples=n_examples, variants=variants, seed=seed, n_boot=n_boot, echo=echo, t0=t0)
+        with threadpool_limits(limits=1):
+            return _run(out_dir, n_examples=n_examples, variants=variants, seed=seed, n_boot=n_boot, echo=echo,
+                        t0=t0)
     finally:
         torch.set_num_threads(threads)
 
