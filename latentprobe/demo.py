@@ -149,8 +149,9 @@ def _run(out_dir: str | Path, *, n_examples: int, variants: Sequence[str] | None
             pos = [kept.index(i) for i in keep]
             reps = {"latent (mean over steps)": lat[pos].mean(1), "latent (last step)": lat[pos, -1],
                     "image tokens (mean)": _image_states(trace, keep, n_layers)}
+            probe = probing.LinearProbe(Cs=(0.1, 1.0, 10.0), inner_cv=2, max_iter=300)  # lighter grid for the demo
             cmp = probing.compare_representations(reps, colour[keep], groups[keep], task="classification",
-                                                  target_name="target_colour", n_splits=4, seed=seed)
+                                                  target_name="target_colour", n_splits=4, seed=seed, probe=probe)
             probe_frames.append(cmp.assign(variant=v))
             best = cmp[cmp.representation.str.startswith("latent")].sort_values("score").iloc[-1]
             row["probe_colour_latent"] = float(best.score)
