@@ -50,6 +50,14 @@ def _image_states(trace: Any, kept: Sequence[int], layer: int) -> np.ndarray:
     return np.stack([trace[i].captured_hidden[:, layer].mean(0).numpy() for i in kept])
 
 
+def _random_weights_runner(tm: Any, seed: int) -> Any:
+    from latentprobe.runner import LatentRunner
+    from latentprobe.toy import build_model
+
+    model = build_model(tm.tokenizer.get_vocab(), seed=seed + 1)
+    return LatentRunner(model, tm.tokenizer, tm.spec.replace(open_mode="appended"), mask_rule=tm.mask_rule)
+
+
 def run_demo(out_dir: str | Path, *, n_examples: int = 200, variants: Sequence[str] | None = None, seed: int = 0,
              n_boot: int = 1000, progress: bool = True, echo: Callable[[str], None] = print) -> DemoResult:
     """Run the analyses on the shipped toy variants and write ``out_dir/report.html``.
@@ -149,11 +157,16 @@ def _run(out_dir: str | Path, *, n_examples: int, variants: Sequence[str] | None
             pos = [kept.index(i) for i in keep]
             reps = {"latent (mean over steps)": lat[pos].mean(1), "latent (last step)": lat[pos, -1],
                     "image tokens (mean)": _image_states(trace, keep, n_layers)}
+            if v != "text":  # the same architecture with random weights (latent mode opened by the runner)
+                rnd = _random_weights_runner(tm, seed)
+                rtr = rnd.run([tm.prompts(ex)[i] for i in keep], [ex[i].image() for i in keep],
+                              max_new_tokens=mnt, batch_size=32, progress=False)
+                reps["random-weights model latents"] = rtr.stack("hidden", layer=n_layers)[0].numpy().mean(1)
             probe = probing.LinearProbe(Cs=(0.1, 1.0, 10.0), inner_cv=2, max_iter=300)  # lighter grid for the demo
             cmp = probing.compare_representations(reps, colour[keep], groups[keep], task="classification",
                                                   target_name="target_colour", n_splits=4, seed=seed, probe=probe)
             probe_frames.append(cmp.assign(variant=v))
-            best = cmp[cmp.representation.str.startswith("latent")].sort_values("score").iloc[-1]
+            best = cmp[cmp.representation.str.startswith("latent (")].sort_values("score").iloc[-1]
             row["probe_colour_latent"] = float(best.score)
             row["probe_selectivity"] = float(best.selectivity)
             row["probe_chance"] = float(best.chance)
