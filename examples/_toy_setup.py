@@ -36,3 +36,18 @@ def setup(args):
 
     tm = load(args.variant)
     return tm.runner(), tm.examples(split="test", n=args.n), None
+
+
+def parse_common(ap, argv=None, *, n_boot=1000):
+    """Add the options every example takes, parse, and set torch's thread count."""
+    import torch
+
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-boot", type=int, default=n_boot)
+    ap.add_argument("--max-new-tokens", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest for the toy)")
+    ap.add_argument("--random-init", action="store_true", help="untrained weights (no shipped weights needed)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    return args
+

@@ -25,7 +25,7 @@ from latentprobe.mediation import decompose
 from latentprobe.perturbations import (
     BlankImage, Counterfactual, ImageSwap, InputSet, InstanceSwap, NoiseImage, Occlude, QuestionSwap,
 )
-from _toy_setup import setup  # noqa: E402  (examples/ is on sys.path when run as a script)
+from _toy_setup import parse_common, setup  # noqa: E402  (examples/ is on sys.path when run as a script)
 from latentprobe.toy.model import VARIANTS
 
 TREATMENTS = {
@@ -48,13 +48,7 @@ def main(argv=None):
     ap.add_argument("--outcome", default="correct", choices=("correct", "gold_logprob"))
     ap.add_argument("--against", default="clean", choices=("clean", "treated"),
                     help="score every condition against the clean (default) or the treated gold answer")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n-boot", type=int, default=2000)
-    ap.add_argument("--max-new-tokens", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest for the toy)")
-    ap.add_argument("--random-init", action="store_true", help="untrained weights (no shipped weights needed)")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_common(ap, argv, n_boot=2000)
     t0 = time.time()
     runner, examples, proc = setup(args)
     inputs = InputSet.from_toy(examples)

@@ -23,7 +23,7 @@ import torch
 
 from latentprobe.mediation import MODES, z_to_y
 from latentprobe.perturbations import InputSet
-from _toy_setup import setup  # noqa: E402  (examples/ is on sys.path when run as a script)
+from _toy_setup import parse_common, setup  # noqa: E402  (examples/ is on sys.path when run as a script)
 from latentprobe.toy.model import VARIANTS
 
 
@@ -33,13 +33,7 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=60, help="number of test examples")
     ap.add_argument("--out", default=None, help="folder for resumable results (parquet) and the summary CSV")
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n-boot", type=int, default=1000)
-    ap.add_argument("--max-new-tokens", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest for the toy)")
-    ap.add_argument("--random-init", action="store_true", help="untrained weights (no shipped weights needed)")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_common(ap, argv, n_boot=1000)
     t0 = time.time()
     runner, examples, proc = setup(args)
     inputs = InputSet.from_toy(examples)
