@@ -61,7 +61,7 @@ from torch import Tensor
 
 from latentprobe.masks import MaskRule, segment_attention_mask
 from latentprobe.toy.images import to_pixel_values
-from latentprobe.toy.model import LATENT_VARIANTS, VARIANTS, build_model, mask_rule, prompt_for, toy_spec
+from latentprobe.toy.model import VARIANTS, build_model, mask_rule, prompt_for, toy_spec
 from latentprobe.toy.shapes import ToyExample, majority_baseline, make_dataset, train_test_split
 from latentprobe.toy.vocab import build_tokenizer, caption_for
 from latentprobe.trace import Segment
@@ -510,7 +510,8 @@ def save_weights(model: torch.nn.Module, path: str | Path) -> str:
     from safetensors.torch import save_file
 
     sd = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
-    save_file(sd, str(path), metadata={"format": "pt", "dtype": "float16"})
+    # a single metadata entry: the header (and so the file's hash) is then the same on every save
+    save_file(sd, str(path), metadata={"format": "pt"})
     Path(path).chmod(0o644)
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -787,8 +788,9 @@ def train_variant(variant: str, *, out_dir: str | Path | None = None, seed: int 
 
     Returns
     -------
-    dict: the metadata written to the JSON file (with ``"model"`` and ``"tokenizer"`` added when
-    ``return_model``; the model holds the float16-rounded weights that were evaluated).
+    dict: the metadata written to the JSON file. With ``return_model`` also ``"model"`` (holding the
+    float16-rounded weights that were evaluated and saved), ``"tokenizer"`` and ``"state_dict"``
+    (the float32 weights as trained).
     """
     mask_rule(variant)
     fields = set(asdict(DEFAULT_ARGS[variant]))
@@ -857,7 +859,7 @@ def train_variant(variant: str, *, out_dir: str | Path | None = None, seed: int 
         meta["sha256"] = save_weights(model, out / f"{variant}.safetensors")
         (out / f"{variant}.json").write_text(json.dumps(meta, indent=1) + "\n")
     if return_model:
-        meta = {**meta, "model": rounded, "tokenizer": tok}
+        meta = {**meta, "model": rounded, "tokenizer": tok, "state_dict": model.state_dict()}
     return meta
 
 

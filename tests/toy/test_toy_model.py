@@ -171,12 +171,14 @@ def test_shipped_weights_reproduce_recorded_accuracy(shipped, variant):
     assert all(e.finished for e in trace)  # every generation ended with <eos> within the budget
 
 
-@pytest.mark.parametrize("variant", ["mediated", "free", "text"])
+@pytest.mark.parametrize("variant", toy.VARIANTS)
 def test_trained_models_beat_majority_by_far(shipped, variant):
+    """The runner's answers match gold far above the majority-class baseline (measured above)."""
     meta = shipped[variant].metadata
     assert meta["majority_baseline"] < 0.2
-    assert meta["test_accuracy"] >= 0.5
-    assert meta["test_accuracy"] >= 3 * meta["majority_baseline"]
+    assert meta["test_accuracy"] >= 0.8
+    assert meta["test_accuracy"] >= meta["majority_baseline"] + 0.6
+    assert min(meta["test_accuracy_by_template"].values()) >= 0.6  # every question type, not one easy template
 
 
 def test_metadata_records_what_it_claims(shipped):
@@ -234,7 +236,7 @@ _TINY = dict(n_images=12, steps=2, recurrent_steps=2, batch_size=4, vision_steps
 
 def _state(seed: int) -> dict[str, torch.Tensor]:
     meta = T.train_variant("mediated", seed=seed, return_model=True, **_TINY)
-    return {k: v.clone() for k, v in meta["model"].state_dict().items()}
+    return {k: v.clone() for k, v in meta["state_dict"].items()}  # float32, as trained
 
 
 def test_trainer_is_deterministic():
@@ -250,4 +252,5 @@ def test_saved_weights_round_trip(tmp_path):
     ref = meta["model"].state_dict()
     got = loaded.model.state_dict()
     assert all(torch.equal(ref[k], got[k]) for k in ref)
-    assert (tmp_path / "free.json").exists()
+    # the file is a pure function of the weights: saving again gives the recorded hash
+    assert T.save_weights(loaded.model, tmp_path / "again.safetensors") == loaded.metadata["sha256"]
