@@ -847,15 +847,11 @@ class LatentRunner:
             r.lat_hidden = [e.hidden[k] for k in range(keep)]
             rows.append(r)
         gather_extra = [sorted(r.z_at) for r in rows]
-        pre = self._prefill_and_decode_with_prefix_records(rows, cfg, processor, gather_extra)
-        out = []
-        for e, r in zip(exs, rows):
-            out.append(self._finish(r, {"mode": mode}))
-        return out
+        self._prefill_and_decode_with_prefix_records(rows, cfg, processor, gather_extra)
+        return [self._finish(r, {"mode": mode}) for r in rows]
 
     def _prefill_and_decode_with_prefix_records(self, rows, cfg, processor, gather_extra):
         # prefix latents are recomputed in the prefill: refresh their hidden states (layer patches included)
-        pre_records: list[dict] = []
         result = self._prefill_and_decode(rows, cfg, processor, None, gather_extra)
         for b, r in enumerate(rows):
             g = result.get("gathered", [{}] * len(rows))[b]
