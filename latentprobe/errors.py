@@ -44,3 +44,55 @@ class StepOutOfRangeError(InterventionError, IndexError):
 
 class TraceFormatError(LatentProbeError, ValueError):
     """A saved trace that is missing fields or was written by an incompatible version."""
+
+
+class DataError(InputError):
+    """A dataset file or record that cannot be read as asked."""
+
+
+class StatsInputError(LatentProbeError, ValueError):
+    """The inputs to a statistics routine are malformed; the message names the argument and the fix."""
+
+
+class ProbeError(LatentProbeError, ValueError):
+    """Invalid input to a probe: wrong shapes, too few classes or groups, etc."""
+
+
+class SimilarityError(LatentProbeError, ValueError):
+    """Base class of the errors raised by the geometry (similarity, CKA, spectrum) analyses."""
+
+
+class ShapeError(SimilarityError):
+    """An input has the wrong number of dimensions or mismatched sizes."""
+
+
+class TooFewSamplesError(SimilarityError):
+    """An input has too few rows (instances, examples) for the statistic."""
+
+
+class NonFiniteError(SimilarityError):
+    """An input contains NaN or infinite values."""
+
+
+class DTypeError(SimilarityError):
+    """An input is not real-valued numeric data."""
+
+
+class SweepError(LatentProbeError):
+    """Base class of errors raised by resumable sweeps."""
+
+
+class SweepConfigMismatch(SweepError, ValueError):
+    """The directory holds results of a sweep with a different configuration."""
+
+
+class SweepStateError(SweepError, RuntimeError):
+    """The files on disk are inconsistent with the sweep's metadata."""
+
+
+class SweepRowsError(SweepError, ValueError):
+    """Rows handed to :meth:`ResumableSweep.write` cannot be stored."""
+
+
+class VizInputError(LatentProbeError, ValueError):
+    """A table or matrix that cannot be plotted (missing columns, wrong shape)."""

@@ -17,7 +17,6 @@ import abc
 
 import dataclasses
 import inspect
-import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -25,6 +24,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from latentprobe.seeding import torch_generator
 from latentprobe.errors import InterventionError, InterventionShapeError, StepOutOfRangeError
 
 __all__ = [
@@ -34,9 +34,7 @@ __all__ = [
 
 
 def _generator(seed: int, example_id: str, step: int, layer: int) -> torch.Generator:
-    g = torch.Generator()
-    g.manual_seed((int(seed) * 1_000_003 + zlib.crc32(f"{example_id}|{step}|{layer}".encode())) % (2**63))
-    return g
+    return torch_generator(seed, example_id, step, layer)
 
 
 def _tensor_config(t: Tensor | None) -> Any:

@@ -48,7 +48,6 @@ import hashlib
 import json
 import os
 import tempfile
-import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +60,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from latentprobe import stats as _stats
+from latentprobe.seeding import torch_generator
 from latentprobe.errors import InputError, InterventionError
 from latentprobe.interventions import (
     AddNoise, Intervention, Lambda, MeanAblate, RepeatFirst, Replace, ReplaceNoise, Scale, Swap, Zero,
@@ -773,9 +773,7 @@ class NoLatents:
 
 
 def _gen(seed: int, example_id: str, step: int, layer: int, salt: str) -> torch.Generator:
-    g = torch.Generator()
-    g.manual_seed((int(seed) * 1_000_003 + zlib.crc32(f"{salt}|{example_id}|{step}|{layer}".encode())) % (2**63))
-    return g
+    return torch_generator(seed, salt, example_id, step, layer)
 
 
 @dataclass(frozen=True)

@@ -37,12 +37,12 @@ import abc
 
 import dataclasses
 import hashlib
-import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from latentprobe.seeding import numpy_rng
 from latentprobe.errors import InputError
 
 __all__ = [
@@ -177,7 +177,7 @@ def _map_image(entry: Any, fn: Callable[[np.ndarray], np.ndarray]) -> Any:
 
 
 def _example_rng(seed: int, example_id: str) -> np.random.Generator:
-    return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(str(example_id).encode())])
+    return numpy_rng(seed, example_id)
 
 
 def derangement(n: int, seed: int = 0, groups: Sequence[Any] | None = None, max_tries: int = 1000) -> tuple[int, ...]:
@@ -441,7 +441,7 @@ class Occlude(Perturbation):
 
     def _one(self, inputs: InputSet, i: int):
         _need_images(inputs, "Occlude")
-        from latentprobe.toy.images import occlude
+        from latentprobe.images import occlude
 
         seed = int(_example_rng(self.seed, inputs.example_ids[i]).integers(0, 2**31 - 1))
         img = _map_image(inputs.images[i], lambda a: occlude(a, self._box(inputs, i, a.shape), self.fill, seed))

@@ -59,6 +59,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
+from latentprobe.errors import ProbeError
 
 __all__ = [
     "ProbeError",
@@ -102,11 +103,6 @@ SCORE_COLUMNS: tuple[str, ...] = (
 _VALUE_COLUMNS: tuple[str, ...] = tuple(c for c in SCORE_COLUMNS if c not in ("target", "layer", "step"))
 
 
-class ProbeError(ValueError):
-    """Invalid input to a probe: wrong shapes, too few classes or groups, etc.
-
-    The message states what is wrong and how to fix it.
-    """
 
 
 # ---------------------------------------------------------------------------

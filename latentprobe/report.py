@@ -28,7 +28,6 @@ import html
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +36,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+
+from latentprobe.atomic import atomic_write_text
 
 __all__ = ["Report"]
 
@@ -388,19 +389,5 @@ class Report:
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        document = self.to_html()
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(document)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        atomic_write_text(path, self.to_html())
         return path

@@ -18,7 +18,6 @@ Three intervention modes (:meth:`LatentRunner.intervene`):
 
 from __future__ import annotations
 
-import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -30,6 +29,7 @@ from nnsight import NNsight
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from latentprobe.seeding import torch_generator
 from latentprobe.errors import (ImageBatchError, InputError, InterventionError, InterventionShapeError, SpecError,
                                 StepOutOfRangeError)
 from latentprobe.interventions import Intervention, as_intervention
@@ -276,7 +276,7 @@ class LatentRunner:
 
     def _process_images(self, imgs: list[np.ndarray]) -> tuple[Tensor, Tensor]:
         if self.image_processor is None:
-            from latentprobe.toy.images import to_pixel_values
+            from latentprobe.images import to_pixel_values
 
             try:
                 pv, thw = to_pixel_values(imgs)
@@ -925,9 +925,7 @@ def _choose(scores: Tensor, cfg: GenerationConfig, gen: torch.Generator | None) 
 
 
 def _row_generator(seed: int, example_id: str, salt: str) -> torch.Generator:
-    g = torch.Generator()
-    g.manual_seed((int(seed) * 1_000_003 + zlib.crc32(f"{example_id}|{salt}".encode())) % (2**63))
-    return g
+    return torch_generator(seed, example_id, salt)
 
 
 def _expand_image_tokens(ids: list[int], img_tok: int, grid: Tensor, merge: int) -> list[int]:

@@ -42,6 +42,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 from jaxtyping import Float
+from latentprobe.errors import DTypeError, NonFiniteError, ShapeError, SimilarityError, TooFewSamplesError
 
 __all__ = [
     "SimilarityError",
@@ -75,24 +76,14 @@ _BOOT_BUDGET = 1 << 22
 # --------------------------------------------------------------------------- #
 # Errors
 # --------------------------------------------------------------------------- #
-class SimilarityError(ValueError):
-    """Base class of the errors raised by :mod:`latentprobe.similarity`."""
 
 
-class ShapeError(SimilarityError):
-    """An input has the wrong number of dimensions or mismatched sizes."""
 
 
-class TooFewSamplesError(SimilarityError):
-    """An input has too few rows (instances, examples) for the statistic."""
 
 
-class NonFiniteError(SimilarityError):
-    """An input contains NaN or infinite values."""
 
 
-class DTypeError(SimilarityError):
-    """An input is not real-valued numeric data."""
 
 
 # --------------------------------------------------------------------------- #

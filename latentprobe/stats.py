@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 from scipy import stats as _scipy_stats
+from latentprobe.errors import StatsInputError
 
 __all__ = [
     "SMALL_SAMPLE_N",
@@ -56,11 +57,6 @@ Statistic = Callable[..., Any]
 _LOCATION_STATISTICS = (np.mean, np.median, np.nanmean, np.nanmedian, np.average)
 
 
-class StatsInputError(ValueError):
-    """Raised when the inputs to a statistics routine are malformed.
-
-    The message says which argument was wrong and how to fix it.
-    """
 
 
 # ---------------------------------------------------------------------------

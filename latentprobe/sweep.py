@@ -27,13 +27,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 from tqdm.auto import tqdm
+from latentprobe.atomic import atomic_write
+from latentprobe.errors import SweepConfigMismatch, SweepError, SweepRowsError, SweepStateError
 
 __all__ = [
     "SweepError",
@@ -50,20 +51,12 @@ _FORMATS = ("parquet", "csv")
 _CSV_DTYPES = {"int64", "float64", "bool", "str", "object", "string"}
 
 
-class SweepError(Exception):
-    """Base class of errors raised by :mod:`latentprobe.sweep`."""
 
 
-class SweepConfigMismatch(SweepError, ValueError):
-    """The directory holds results of a sweep with a different configuration."""
 
 
-class SweepStateError(SweepError, RuntimeError):
-    """The files on disk are inconsistent with the sweep's metadata."""
 
 
-class SweepRowsError(SweepError, ValueError):
-    """Rows handed to :meth:`ResumableSweep.write` cannot be stored."""
 
 
 # ---------------------------------------------------------------------------
@@ -134,38 +127,6 @@ def _denormalize_key(obj: Any) -> Any:
 # ---------------------------------------------------------------------------
 # Atomic file helpers
 # ---------------------------------------------------------------------------
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool) -> None:
-    """Write via ``write(fileobj)`` to a temp file in the same folder, then rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        text_args = {} if binary else {"newline": "", "encoding": "utf-8"}
-        with os.fdopen(fd, "wb" if binary else "w", **text_args) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
 
 
 # ---------------------------------------------------------------------------
@@ -309,7 +270,7 @@ class ResumableSweep:
             "units": self._units,
         }
         text = json.dumps(meta, indent=1, sort_keys=False)
-        _atomic_write(self._meta_path, lambda f: f.write(text), binary=False)
+        atomic_write(self._meta_path, lambda f: f.write(text), binary=False)
 
     def _mismatch_message(self, stored: Any, new: Any) -> str:
         if isinstance(stored, dict) and isinstance(new, dict):
@@ -468,10 +429,10 @@ class ResumableSweep:
             path = self._parts_dir / part_name
             try:
                 if self._format == "parquet":
-                    _atomic_write(path, lambda f: frame.to_parquet(f, index=False), binary=True)
+                    atomic_write(path, lambda f: frame.to_parquet(f, index=False), binary=True)
                 else:
                     entry["dtypes"] = {c: str(t) for c, t in frame.dtypes.items()}
-                    _atomic_write(path, lambda f: frame.to_csv(f, index=False), binary=False)
+                    atomic_write(path, lambda f: frame.to_csv(f, index=False), binary=False)
             except OSError:
                 raise
             except Exception as exc:  # serialisation failures (e.g. mixed-type columns)

@@ -59,6 +59,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .errors import LatentProbeError
+from latentprobe.errors import VizInputError
 
 __all__ = [
     "PALETTE",
@@ -128,8 +129,6 @@ _PRETTY = {
 }
 
 
-class VizInputError(LatentProbeError, ValueError):
-    """A table or matrix that cannot be plotted (missing columns, wrong shape)."""
 
 
 # --------------------------------------------------------------------------- #

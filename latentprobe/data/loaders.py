@@ -10,12 +10,11 @@ import numpy as np
 
 from latentprobe.errors import InputError
 from latentprobe.perturbations import InputSet
+from latentprobe.errors import DataError
 
 __all__ = ["DataError", "load_jsonl", "load_hf_disk", "load_image"]
 
 
-class DataError(InputError):
-    """A dataset file or record that cannot be read as asked."""
 
 
 def load_image(path: str | Path, *, size: tuple[int, int] | int | None = None) -> np.ndarray:

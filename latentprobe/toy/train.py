@@ -60,7 +60,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from latentprobe.masks import MaskRule, segment_attention_mask
-from latentprobe.toy.images import to_pixel_values
+from latentprobe.images import to_pixel_values
 from latentprobe.toy.model import VARIANTS, build_model, mask_rule, prompt_for, toy_spec
 from latentprobe.toy.shapes import ToyExample, majority_baseline, make_dataset, train_test_split
 from latentprobe.toy.vocab import build_tokenizer, caption_for

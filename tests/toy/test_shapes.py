@@ -11,7 +11,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from latentprobe.toy.images import blank_image, noise_image, occlude, to_pixel_values  # noqa: E402
+from latentprobe.images import blank_image, noise_image, occlude, to_pixel_values  # noqa: E402
 from latentprobe.toy.shapes import (  # noqa: E402
     ANSWERS,
     COLOURS,
