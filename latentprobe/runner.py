@@ -159,6 +159,27 @@ class LatentRunner:
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
 
+    # ------------------------------------------------------------------ public attributes
+    @property
+    def n_layers(self) -> int:
+        """Number of decoder layers (residual layers are ``0..n_layers``; 0 is the fed vector)."""
+        return self.parts.n_layers
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the residual stream (and of every latent)."""
+        return self.parts.hidden_size
+
+    @property
+    def is_vlm(self) -> bool:
+        """Whether the model takes images."""
+        return self.parts.is_vlm
+
+    @property
+    def resolved(self) -> ResolvedSpec:
+        """The spec with every marker id read from this runner's tokenizer."""
+        return self.rspec
+
     # ------------------------------------------------------------------ public API
     def run(self, prompts: Sequence[str] | Sequence[Sequence[int]], images: Sequence[Any] | None = None, *,
             example_ids: Sequence[str] | None = None, max_new_tokens: int = 32, do_sample: bool = False,
