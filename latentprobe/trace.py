@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import numpy as np
 import torch
 from jaxtyping import Float, Int
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from latentprobe.errors import StepOutOfRangeError, TraceFormatError
+from latentprobe.display import Summarized, describe, short_list
+from latentprobe.errors import InputError, StepOutOfRangeError, TraceFormatError
 from latentprobe.spec import LatentSpec
 
 __all__ = ["Segment", "ExampleTrace", "LatentTrace"]
@@ -42,8 +44,8 @@ _TENSOR_FIELDS = (
 )
 
 
-@dataclass(frozen=True, eq=False)
-class ExampleTrace:
+@dataclass(frozen=True, eq=False, repr=False)
+class ExampleTrace(Summarized):
     """One example's record.
 
     Layer index convention for ``hidden``: 0 is the input of decoder layer 0 (for GPT-2 this
@@ -106,9 +108,25 @@ class ExampleTrace:
     def replace(self, **changes: Any) -> "ExampleTrace":
         return dataclasses.replace(self, **changes)
 
+    def _summary(self) -> tuple[str, list[tuple[str, str]]]:
+        segs = [Segment.NAMES.get(int(s), str(int(s))) for s in self.segments.tolist()]
+        counts = {name: segs.count(name) for name in Segment.NAMES.values() if segs.count(name)}
+        rows = [
+            ("positions", f"{self.seq_len} (prompt {self.prompt_len}; " + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")"),
+            ("latents", f"{self.num_latents} at positions {short_list(self.latent_positions.tolist(), 6)}"),
+            ("z", describe(self.z)),
+            ("hidden", describe(self.hidden) + " (latent step x residual layer x width)"),
+            ("answer", describe(self.answer_text) + ("" if self.finished else " (not finished)")),
+        ]
+        if self.captured_hidden is not None:
+            rows.append(("captured", describe(self.captured_hidden)))
+        if self.image_embeds is not None:
+            rows.append(("image features", describe(self.image_embeds)))
+        return f"ExampleTrace {self.example_id!r} (index {self.index})", rows
 
-@dataclass(frozen=True, eq=False)
-class LatentTrace:
+
+@dataclass(frozen=True, eq=False, repr=False)
+class LatentTrace(Summarized):
     """The traces of a set of examples under one spec and one run configuration."""
 
     examples: tuple[ExampleTrace, ...]
@@ -136,6 +154,97 @@ class LatentTrace:
     def entered(self) -> list[bool]:
         """Whether each example entered latent mode at least once."""
         return [e.entered_latent_mode for e in self.examples]
+
+    def _summary(self) -> tuple[str, list[tuple[str, str]]]:
+        n = len(self.examples)
+        counts: dict[int, int] = {}
+        for e in self.examples:
+            counts[e.num_latents] = counts.get(e.num_latents, 0) + 1
+        first = self.examples[0] if n else None
+        rows = [
+            ("spec", f"{self.spec.name} (open {self.spec.open_mode}, K={self.spec.num_latents}, stop {self.spec.stop})"),
+            ("mode", str(self.config.get("mode", "?"))),
+            ("latents per example", ", ".join(f"{k}: {c}" for k, c in sorted(counts.items()))),
+            ("example ids", short_list(self.example_ids)),
+            ("answers", short_list(self.answers)),
+        ]
+        if first is not None:
+            rows += [("z (first example)", describe(first.z)),
+                     ("hidden (first example)", describe(first.hidden) + " (step x residual layer x width)")]
+        return f"LatentTrace: {n} example(s)", rows
+
+    def kept_indices(self, num_latents: int | None = None) -> list[int]:
+        """Indices of the examples with ``num_latents`` latents (default: the most common non-zero count)."""
+        counts = [e.num_latents for e in self.examples]
+        if num_latents is None:
+            nz = [c for c in counts if c > 0]
+            if not nz:
+                raise StepOutOfRangeError("no example in this trace entered latent mode; there are no latents.")
+            num_latents = max(set(nz), key=nz.count)
+        return [i for i, c in enumerate(counts) if c == num_latents]
+
+    def features(self, layers: int | Sequence[int] | None = None, steps: Sequence[int] | None = None, *,
+                 what: str = "hidden", num_latents: int | None = None) -> np.ndarray:
+        """The float32 array that probes and geometry analyses take.
+
+        Parameters
+        ----------
+        layers:
+            Residual layer(s) for ``what="hidden"`` (0 = the fed vector, ``i`` = output of decoder layer
+            ``i-1``; negative indices count from the last). An int gives ``[n, k, d]``; a sequence gives
+            ``[n, k, len(layers), d]``. ``None`` means the last layer.
+        steps:
+            Latent steps to keep (default: all).
+        what:
+            ``"hidden"``, ``"z"`` (the fed vectors) or ``"h_src"`` (final-norm states the latents come from).
+        num_latents:
+            Every example must have the same number of latents; when they differ, name the count to
+            keep (``kept_indices(num_latents)`` lists which examples that keeps).
+
+        Returns
+        -------
+        ``[n, k, d]`` (or ``[n, k, L, d]``): latents per instance, the input of the geometry analyses;
+        ``X[:, s]`` is the ``[n, d]`` design matrix of a probe at step ``s``.
+
+        Examples
+        --------
+        >>> from latentprobe import toy
+        >>> tm = toy.load("mediated")
+        >>> trace = tm.run(tm.examples("test", 3))
+        >>> trace.features(layers=2).shape
+        (3, 4, 128)
+        >>> trace.features(layers=[0, 4], steps=[0]).shape
+        (3, 1, 2, 128)
+        """
+        if what not in ("hidden", "z", "h_src"):
+            raise InputError(f"features(what={what!r}): use 'hidden', 'z' or 'h_src'.")
+        counts = sorted({e.num_latents for e in self.examples})
+        if num_latents is None and len(counts) > 1:
+            raise InputError(
+                f"features(): examples have different numbers of latents {counts}; pass num_latents=<one of them> "
+                "(trace.kept_indices(num_latents) lists the examples kept)."
+            )
+        kept = self.kept_indices(num_latents)
+        if not kept:
+            raise StepOutOfRangeError(f"features(): no example has num_latents={num_latents}; counts are {counts}.")
+        k = self.examples[kept[0]].num_latents
+        step_idx = list(range(k)) if steps is None else self.examples[kept[0]].check_steps(steps)
+        if what != "hidden":
+            if layers is not None:
+                raise InputError(f"features(what={what!r}) has no layers; drop layers= or use what='hidden'.")
+            arr = torch.stack([getattr(self.examples[i], what)[step_idx] for i in kept])
+            return arr.float().numpy()
+        n_res = self.examples[kept[0]].hidden.shape[1]
+        one = layers is None or isinstance(layers, (int, np.integer))
+        wanted = [n_res - 1] if layers is None else ([int(layers)] if one else [int(l) for l in layers])
+        bad = [l for l in wanted if not -n_res <= l < n_res]
+        if bad or not wanted:
+            raise StepOutOfRangeError(
+                f"features(layers={layers!r}): traces hold {n_res} residual layers (0..{n_res - 1}); {bad or 'none'} given."
+            )
+        arr = torch.stack([self.examples[i].hidden[step_idx][:, wanted] for i in kept])  # [n, k, L, d]
+        arr = arr[:, :, 0] if one else arr
+        return arr.float().numpy()
 
     def select(self, indices: Sequence[int]) -> "LatentTrace":
         """A trace holding the given examples (re-indexed from 0)."""
