@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -11,16 +10,15 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 from jaxtyping import Float, Int
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from latentprobe.display import Summarized, describe, short_list
 from latentprobe.errors import InputError, StepOutOfRangeError, TraceFormatError
 from latentprobe.spec import LatentSpec
+from latentprobe.trace_store import load_trace, save_trace
 
 __all__ = ["Segment", "ExampleTrace", "LatentTrace"]
 
-FORMAT_VERSION = 1
 
 
 class Segment:
@@ -37,11 +35,6 @@ class Segment:
     NAMES = {-1: "pad", 0: "text", 1: "image", 2: "open", 3: "latent", 4: "close", 5: "gen"}
 
 
-_TENSOR_FIELDS = (
-    "input_ids", "segments", "latent_positions", "z", "h_src", "hidden", "captured_positions",
-    "captured_hidden", "answer_ids", "answer_logprobs", "first_token_logprobs", "forced_logprobs",
-    "image_embeds", "image_grid_thw",
-)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -132,6 +125,18 @@ class LatentTrace(Summarized):
     examples: tuple[ExampleTrace, ...]
     spec: LatentSpec
     config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "examples", tuple(self.examples))
+        for name, values in (("example_id", [e.example_id for e in self.examples]),
+                             ("index", [e.index for e in self.examples])):
+            seen: set[Any] = set()
+            clash = sorted({str(v) for v in values if v in seen or seen.add(v)})
+            if clash:
+                raise TraceFormatError(
+                    f"LatentTrace: {name} {', '.join(clash[:5])} appear(s) more than once; every example needs its own "
+                    f"{name} (results are matched on them). Combine traces with distinct ids, or re-index with select()."
+                )
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -307,56 +312,16 @@ class LatentTrace(Summarized):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
-        """Write ``path/trace.safetensors`` and ``path/trace.json``; returns the folder."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        tensors: dict[str, Tensor] = {}
-        records = []
-        for e in self.examples:
-            rec: dict[str, Any] = {}
-            for f in dataclasses.fields(e):
-                v = getattr(e, f.name)
-                if f.name in _TENSOR_FIELDS:
-                    if v is not None:
-                        tensors[f"{e.index}.{f.name}"] = v.detach().contiguous().cpu()
-                    rec[f.name] = v is not None
-                else:
-                    rec[f.name] = v
-            records.append(rec)
-        save_file(tensors, str(path / "trace.safetensors"))
-        meta = {"format_version": FORMAT_VERSION, "spec": self.spec.to_dict(), "config": self.config,
-                "examples": records}
-        (path / "trace.json").write_text(json.dumps(meta, indent=1, default=_json_default))
-        return path
+        """Write ``path/trace.safetensors`` and ``path/trace.json`` (see :mod:`latentprobe.trace_store`)."""
+        return save_trace(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> "LatentTrace":
-        """Read a trace written by :meth:`save` (safetensors only: nothing is unpickled)."""
-        path = Path(path)
-        jf, tf = path / "trace.json", path / "trace.safetensors"
-        if not jf.exists() or not tf.exists():
-            raise TraceFormatError(f"{path} does not hold trace.json and trace.safetensors; was it written by LatentTrace.save?")
-        meta = json.loads(jf.read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise TraceFormatError(f"{path}: trace format {meta.get('format_version')!r}, this version reads {FORMAT_VERSION}.")
-        tensors = load_file(str(tf))
-        examples = []
-        for rec in meta["examples"]:
-            kw = {}
-            for k, v in rec.items():
-                if k in _TENSOR_FIELDS:
-                    kw[k] = tensors[f"{rec['index']}.{k}"] if v else None
-                else:
-                    kw[k] = v
-            examples.append(ExampleTrace(**kw))
-        return cls(tuple(examples), LatentSpec.from_dict(meta["spec"]), meta.get("config", {}))
+        """Read a trace written by :meth:`save`, checking every tensor against its record (nothing is unpickled).
 
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, Tensor):
-        return o.tolist()
-    if isinstance(o, tuple):
-        return list(o)
-    if dataclasses.is_dataclass(o):
-        return dataclasses.asdict(o)
-    return str(o)
+        Raises
+        ------
+        TraceFormatError
+            Naming the file and field of a damaged, edited, truncated or mixed-up trace.
+        """
+        return load_trace(path, cls)
