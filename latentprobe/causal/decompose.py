@@ -69,7 +69,7 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
         Per-example outcome: correctness (McNemar exact p-values are attached to TE, NDE, NIE) or
         the first-token log-probability of the gold answer.
     out_dir, overwrite, seed, n_boot, chunk_size, batch_size, max_new_tokens, logits_processor
-        As in :func:`x_to_z`; ``match`` and ``gold_prefix`` as in :func:`z_to_y`.
+        As in :func:`~latentprobe.causal.x_to_z`; ``match`` and ``gold_prefix`` as in :func:`~latentprobe.causal.z_to_y`.
 
     Returns
     -------

@@ -40,11 +40,11 @@ def default_interventions(trace: LatentTrace, *, seed: int = 0) -> dict[str, Any
 
     Paper: ``shared_tensor`` (one random vector, of the clean latents' mean norm, written into
     every latent of every example), ``add_noise`` (Gaussian noise of about the latent's own norm),
-    ``replace_noise`` (:class:`GaussianReplace`), ``near_zero`` (``Scale(1e-3)``).
+    ``replace_noise`` (:class:`~latentprobe.interventions.GaussianReplace`), ``near_zero`` (``Scale(1e-3)``).
     Wider: ``zero``, ``mean_ablate`` (per-step mean), ``swap`` (another example's latents, seeded
-    derangement), ``repeat_first``, ``no_latents`` (:class:`NoLatents`), ``random_direction``
+    derangement), ``repeat_first``, ``no_latents`` (:class:`~latentprobe.interventions.NoLatents`), ``random_direction``
     (``ReplaceNoise``: a random direction with the latent's norm) and ``swap_placebo``
-    (:class:`MatchedDisplacement`). Swaps need at least 2 usable examples and are left out
+    (:class:`~latentprobe.interventions.MatchedDisplacement`). Swaps need at least 2 usable examples and are left out
     otherwise. Index-based interventions (swaps) index ``trace``.
     """
     kept, k = _kept_latent_examples(trace)
@@ -124,7 +124,7 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
         Prepended to the gold answer before tokenising it for ``gold_logprob`` (e.g. ``" "`` for
         BPE vocabularies whose answers start with a space).
     out_dir, overwrite, seed, n_boot, chunk_size, batch_size, logits_processor, progress, name
-        As in :func:`x_to_z` (``seed`` also seeds the default suite's random draws);
+        As in :func:`~latentprobe.causal.x_to_z` (``seed`` also seeds the default suite's random draws);
         ``max_new_tokens`` defaults to the trace's.
 
     Returns
