@@ -21,19 +21,20 @@ import time
 import pandas as pd
 import torch
 
-from latentprobe.mediation import decompose
+from latentprobe.causal import decompose
 from latentprobe.perturbations import (
-    BlankImage, Counterfactual, ImageSwap, InputSet, InstanceSwap, NoiseImage, Occlude, QuestionSwap,
+    BlankImage, ImageSwap, InstanceSwap, NoiseImage, QuestionSwap,
 )
 from _toy_setup import parse_common, setup  # noqa: E402  (examples/ is on sys.path when run as a script)
 from latentprobe.toy.model import VARIANTS
+from latentprobe.toy.perturbations import Counterfactual, OccludeTarget, toy_inputs
 
 TREATMENTS = {
     "counterfactual": lambda seed: Counterfactual(seed=seed),
     "image_swap": lambda seed: ImageSwap(seed=seed),
     "blank_image": lambda seed: BlankImage(),
     "noise_image": lambda seed: NoiseImage(seed=seed),
-    "occlude": lambda seed: Occlude(box="target"),
+    "occlude": lambda seed: OccludeTarget(),
     "question_swap": lambda seed: QuestionSwap(seed=seed),
     "instance_swap": lambda seed: InstanceSwap(seed=seed),
 }
@@ -51,7 +52,7 @@ def main(argv=None):
     args = parse_common(ap, argv, n_boot=2000)
     t0 = time.time()
     runner, examples, proc = setup(args)
-    inputs = InputSet.from_toy(examples)
+    inputs = toy_inputs(examples)
     res = decompose(runner, inputs, TREATMENTS[args.treatment](args.seed), outcome=args.outcome, against=args.against,
                     out_dir=args.out, seed=args.seed, n_boot=args.n_boot, max_new_tokens=args.max_new_tokens,
                     logits_processor=proc)

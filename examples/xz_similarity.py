@@ -20,12 +20,13 @@ import time
 import pandas as pd
 import torch
 
-from latentprobe.mediation import x_to_z
+from latentprobe.causal import x_to_z
 from latentprobe.perturbations import (
-    BlankImage, Counterfactual, ImageSwap, InputSet, InstanceSwap, NoiseImage, Occlude, QuestionSwap,
+    BlankImage, ImageSwap, InstanceSwap, NoiseImage, QuestionSwap,
 )
 from _toy_setup import parse_common, setup  # noqa: E402  (examples/ is on sys.path when run as a script)
 from latentprobe.toy.model import VARIANTS
+from latentprobe.toy.perturbations import Counterfactual, OccludeTarget, toy_inputs
 
 
 def cell(est, lo, hi):
@@ -40,8 +41,8 @@ def main(argv=None):
     args = parse_common(ap, argv, n_boot=1000)
     t0 = time.time()
     runner, examples, proc = setup(args)
-    inputs = InputSet.from_toy(examples)
-    perts = [ImageSwap(seed=args.seed), BlankImage(), NoiseImage(seed=args.seed), Occlude(box="target"),
+    inputs = toy_inputs(examples)
+    perts = [ImageSwap(seed=args.seed), BlankImage(), NoiseImage(seed=args.seed), OccludeTarget(),
              Counterfactual(seed=args.seed), QuestionSwap(seed=args.seed), InstanceSwap(seed=args.seed)]
     res = x_to_z(runner, inputs, perts, out_dir=args.out, seed=args.seed, n_boot=args.n_boot,
                  max_new_tokens=args.max_new_tokens, logits_processor=proc)

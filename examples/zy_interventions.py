@@ -21,10 +21,10 @@ import time
 import pandas as pd
 import torch
 
-from latentprobe.mediation import MODES, z_to_y
-from latentprobe.perturbations import InputSet
+from latentprobe.causal import MODES, z_to_y
 from _toy_setup import parse_common, setup  # noqa: E402  (examples/ is on sys.path when run as a script)
 from latentprobe.toy.model import VARIANTS
+from latentprobe.toy.perturbations import toy_inputs
 
 
 def main(argv=None):
@@ -36,7 +36,7 @@ def main(argv=None):
     args = parse_common(ap, argv, n_boot=1000)
     t0 = time.time()
     runner, examples, proc = setup(args)
-    inputs = InputSet.from_toy(examples)
+    inputs = toy_inputs(examples)
     trace = runner.run(**inputs.run_kwargs(), max_new_tokens=args.max_new_tokens, logits_processor=proc,
                        seed=args.seed, batch_size=16, progress=False)
     res = z_to_y(runner, trace, modes=args.modes, gold=inputs.gold, out_dir=args.out, seed=args.seed,

@@ -18,15 +18,20 @@ from latentprobe.errors import (
 )
 from latentprobe.interventions import (
     AddNoise,
+    GaussianReplace,
     Intervention,
     Lambda,
+    MatchedDisplacement,
     MeanAblate,
+    NoLatents,
     RepeatFirst,
     Replace,
     ReplaceNoise,
     Scale,
     Swap,
     Zero,
+    intervention_from_config,
+    register_intervention,
 )
 from latentprobe.masks import segment_attention_mask
 from latentprobe.runner import LatentRunner
@@ -36,9 +41,10 @@ from latentprobe.trace import ExampleTrace, LatentTrace, Segment
 __version__ = "0.1.0"
 
 __all__ = [
-    "AddNoise", "CodiProjection", "ExampleTrace", "ImageBatchError", "InputError", "Intervention",
-    "InterventionError", "InterventionShapeError", "Lambda", "LatentProbeError", "LatentRunner", "LatentSpec",
-    "LatentTrace", "MeanAblate", "ModelStructureError", "RepeatFirst", "Replace", "ReplaceNoise", "Scale",
-    "Segment", "SpecError", "SpecTokenError", "StepOutOfRangeError", "Swap", "TraceFormatError", "Zero",
-    "get_preset", "list_presets", "register_preset", "segment_attention_mask", "__version__",
+    "AddNoise", "CodiProjection", "ExampleTrace", "GaussianReplace", "ImageBatchError", "InputError",
+    "Intervention", "InterventionError", "InterventionShapeError", "Lambda", "LatentProbeError",
+    "LatentRunner", "LatentSpec", "LatentTrace", "MatchedDisplacement", "MeanAblate", "ModelStructureError",
+    "NoLatents", "RepeatFirst", "Replace", "ReplaceNoise", "Scale", "Segment", "SpecError", "SpecTokenError",
+    "StepOutOfRangeError", "Swap", "TraceFormatError", "Zero", "get_preset", "intervention_from_config",
+    "list_presets", "register_intervention", "register_preset", "segment_attention_mask", "__version__",
 ]

@@ -9,23 +9,28 @@ For each example, the model first runs on its original question and image (laten
 * ``latents_only``: the derived question with a blank image, every latent replaced by the
   original run's latents (answers re-decoded with the latents held).
 
-If the latents carry the image's content, ``latents_only`` beats ``blank``.
+If the latents carry the image's content, ``latents_only`` beats ``blank``. Derived questions for
+the toy come from :func:`latentprobe.toy.behavioural.toy_derived_inputs`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from latentprobe import stats
+from latentprobe.errors import InputError
 from latentprobe.interventions import Replace
 from latentprobe.perturbations import BlankImage, InputSet
 
-__all__ = ["BehaviouralProbeResult", "behavioural_probe", "toy_derived_inputs"]
+if TYPE_CHECKING:
+    from latentprobe.runner import LatentRunner
+
+__all__ = ["BehaviouralProbeResult", "behavioural_probe"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ def _correct(trace: Any, gold: list[str]) -> np.ndarray:
     return np.array([e.answer_text.strip() == g.strip() for e, g in zip(trace, gold)], dtype=bool)
 
 
-def behavioural_probe(runner: Any, original: InputSet, derived: InputSet, *, max_new_tokens: int = 16,
+def behavioural_probe(runner: LatentRunner, original: InputSet, derived: InputSet, *, max_new_tokens: int = 16,
                       batch_size: int = 16, n_boot: int = 2000, seed: int = 0, progress: bool = False
                       ) -> BehaviouralProbeResult:
     """Answer ``derived`` questions from the image, from nothing, and from ``original``'s latents alone.
@@ -53,9 +58,10 @@ def behavioural_probe(runner: Any, original: InputSet, derived: InputSet, *, max
     count; ``dropped`` says how many were left out.
     """
     if len(original) != len(derived) or original.example_ids != derived.example_ids:
-        raise ValueError("original and derived InputSets must hold the same example_ids in the same order.")
+        raise InputError("original and derived InputSets must hold the same example_ids in the same order "
+                         f"(got {len(original)} and {len(derived)} examples); build them from the same examples.")
     if derived.gold is None:
-        raise ValueError("derived needs gold answers (InputSet.gold).")
+        raise InputError("derived needs gold answers (InputSet.gold): one per example, None where unknown.")
     kw = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
     clean = runner.run(**original.run_kwargs(), **kw)
     blank_in = BlankImage().apply(derived)
@@ -65,7 +71,9 @@ def behavioural_probe(runner: Any, original: InputSet, derived: InputSet, *, max
             if clean[i].num_latents > 0 and clean[i].num_latents == blank[i].num_latents and derived.gold[i] is not None]
     dropped = {"no latents or different latent counts": len(derived) - len(keep)}
     if not keep:
-        raise ValueError("no example kept: none entered latent mode with matching latent counts.")
+        raise InputError(f"no example kept out of {len(derived)}: none entered latent mode with the same number of "
+                         "latents in the original and the blank-image run (and a gold answer); check the spec's "
+                         "open marker, or pass more examples.")
     gold = [derived.gold[i] for i in keep]
     blank_k, clean_k, image_k = blank.select(keep), clean.select(keep), with_image.select(keep)
     z = torch.stack([e.z for e in clean_k])
@@ -85,34 +93,3 @@ def behavioural_probe(runner: Any, original: InputSet, derived: InputSet, *, max
                          **{f"correct_{k}": v for k, v in res.items()},
                          "answer_latents_only": [e.answer_text for e in latents_only]})
     return BehaviouralProbeResult(pd.DataFrame(summary), pd.DataFrame(tests), rows, dropped)
-
-
-def toy_derived_inputs(examples: list[Any]) -> tuple[InputSet, InputSet]:
-    """Original and derived inputs for toy examples: a question about the queried object's colour
-    becomes "what shape is the {colour} object ?" (kept only where that colour is unique), and a
-    question about its shape becomes "what colour is the {shape} ?" (where the shape is unique)."""
-    from latentprobe.toy.shapes import TEMPLATES, answer_question
-
-    kept, derived_q, derived_a = [], [], []
-    for e in examples:
-        if e.target_index is None:
-            continue
-        obj = e.scene.objects[e.target_index]
-        if e.template in ("colour_of_shape", "colour_left_of"):
-            template, word = "shape_of_colour", obj.colour
-        else:
-            template, word = "colour_of_shape", obj.shape
-        try:
-            ans, tgt, _ = answer_question(e.scene, template, word)
-        except ValueError:
-            continue
-        if tgt != e.target_index:
-            continue
-        kept.append(e)
-        derived_q.append(TEMPLATES[template].format(shape=word, colour=word))
-        derived_a.append(ans)
-    original = InputSet.from_toy(kept)
-    from latentprobe.toy.model import prompt_for
-
-    derived = original.replace(prompts=tuple(prompt_for(q) for q in derived_q), gold=tuple(derived_a))
-    return original, derived

@@ -90,10 +90,11 @@ def run_demo(out_dir: str | Path, *, n_examples: int = 200, variants: Sequence[s
 
 def _run(out_dir: str | Path, *, n_examples: int, variants: Sequence[str] | None, seed: int, n_boot: int,
          echo: Callable[[str], None], t0: float) -> DemoResult:
-    from latentprobe import mediation, probing, similarity, viz
-    from latentprobe.perturbations import Counterfactual, ImageSwap, InputSet
+    from latentprobe import causal, probing, similarity, viz
+    from latentprobe.perturbations import ImageSwap
     from latentprobe.report import Report
     from latentprobe.toy import VARIANTS, load
+    from latentprobe.toy.perturbations import Counterfactual, toy_inputs
     from latentprobe.toy.shapes import majority_baseline
 
     out = Path(out_dir)
@@ -111,7 +112,7 @@ def _run(out_dir: str | Path, *, n_examples: int, variants: Sequence[str] | None
         tv = time.perf_counter()
         tm = load(v)
         ex = tm.examples("test", n=n_examples)
-        inputs = InputSet.from_toy(ex)
+        inputs = toy_inputs(ex)
         runner = tm.runner()
         mnt = 16 if v == "text" else 8
         trace = runner.run(tm.prompts(ex), tm.images(ex), example_ids=[e.example_id for e in ex],
@@ -122,7 +123,7 @@ def _run(out_dir: str | Path, *, n_examples: int, variants: Sequence[str] | None
         common = dict(n_boot=n_boot, seed=seed, batch_size=32, chunk_size=100, progress=False, max_new_tokens=mnt)
 
         # X -> Z: a minimal-pair counterfactual image and an image swap, against image-token states
-        xz = mediation.x_to_z(runner, inputs, [Counterfactual(seed=seed), ImageSwap(seed=seed)], layers=[0],
+        xz = causal.x_to_z(runner, inputs, [Counterfactual(seed=seed), ImageSwap(seed=seed)], layers=[0],
                               **common)
         s = xz.summary
         cos = s[(s.metric == "cosine") & (s.layer.isin([0, -1]) | s.source.ne("latent"))]
@@ -132,9 +133,9 @@ def _run(out_dir: str | Path, *, n_examples: int, variants: Sequence[str] | None
         xz_frames.append(s.assign(variant=v))
 
         # Z -> Y: latent interventions, answers re-decoded with all latents held (redecode)
-        suite = mediation.default_interventions(trace, seed=seed)
+        suite = causal.default_interventions(trace, seed=seed)
         chosen = {k: suite[k] for k in ZY_INTERVENTIONS if k in suite}
-        zy = mediation.z_to_y(runner, trace, chosen, modes=("redecode",), gold=inputs, n_boot=n_boot, seed=seed,
+        zy = causal.z_to_y(runner, trace, chosen, modes=("redecode",), gold=inputs, n_boot=n_boot, seed=seed,
                               batch_size=32, chunk_size=100, progress=False)
         zs = zy.summary
         sw = zs[(zs.intervention == "swap") & (zs.metric == "accuracy_change")]
@@ -144,7 +145,7 @@ def _run(out_dir: str | Path, *, n_examples: int, variants: Sequence[str] | None
         zy_frames.append(zs.assign(variant=v))
 
         # mediation decomposition for the counterfactual image (outcome: correct w.r.t. the clean gold)
-        med = mediation.decompose(runner, inputs, Counterfactual(seed=seed), **common)
+        med = causal.decompose(runner, inputs, Counterfactual(seed=seed), **common)
         for k in ("TE", "NDE", "NIE"):
             e = med.effects[k]
             row[k] = e.estimate

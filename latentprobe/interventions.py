@@ -9,16 +9,25 @@ decoder layer ``i-1``); built-ins use it to read the matching recorded values.
 Noise is scaled to the norm of the latent it replaces: latents are post-norm vectors whose norm is
 far from a token embedding's, so a fixed sigma would mean different things in different models.
 Random draws are seeded per (seed, example_id, step, layer), so batched and one-by-one runs agree.
+
+Every intervention class is registered by name with :func:`register_intervention` (the built-ins
+too), so a configuration written by :meth:`Intervention.to_config` can be rebuilt with
+:func:`intervention_from_config`. Register your own the same way::
+
+    @register_intervention
+    @dataclass(frozen=True)
+    class Halve(Intervention):
+        def apply(self, z, step, example, layer=0):
+            return z / 2
 """
 
 from __future__ import annotations
 
 import abc
-
 import dataclasses
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, TypeVar
 
 import torch
 from jaxtyping import Float
@@ -29,8 +38,38 @@ from latentprobe.errors import InterventionError, InterventionShapeError, StepOu
 
 __all__ = [
     "Intervention", "Replace", "Zero", "Scale", "AddNoise", "ReplaceNoise", "MeanAblate", "Swap",
-    "RepeatFirst", "Lambda", "as_intervention", "intervention_from_config",
+    "RepeatFirst", "Lambda", "GaussianReplace", "MatchedDisplacement", "NoLatents", "as_intervention",
+    "intervention_from_config", "register_intervention", "registered_interventions",
 ]
+
+_I = TypeVar("_I", bound=type)
+#: Intervention classes by name (the ``"type"`` of their :meth:`Intervention.to_config`).
+_REGISTRY: dict[str, type] = {}
+
+
+def register_intervention(cls: _I) -> _I:
+    """Class decorator: register an :class:`Intervention` subclass under its class name, so that
+    :func:`intervention_from_config` can rebuild it from :meth:`Intervention.to_config`.
+
+    Registering the same class twice is a no-op; a *different* class with a name already taken
+    raises :class:`~latentprobe.errors.InterventionError` (rename the class).
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Intervention)):
+        raise InterventionError(f"register_intervention takes an Intervention subclass, got {cls!r}.")
+    name = cls.__name__
+    known = _REGISTRY.get(name)
+    if known is not None and known is not cls:
+        raise InterventionError(
+            f"an intervention named {name!r} is already registered ({known.__module__}.{known.__qualname__}); "
+            f"give {cls.__module__}.{cls.__qualname__} another class name."
+        )
+    _REGISTRY[name] = cls
+    return cls
+
+
+def registered_interventions() -> dict[str, type]:
+    """``{name: class}`` of every registered intervention (a copy)."""
+    return dict(_REGISTRY)
 
 
 def _generator(seed: int, example_id: str, step: int, layer: int) -> torch.Generator:
@@ -61,13 +100,29 @@ class Intervention(abc.ABC):
         """Validate against the model's hidden size and the trace before anything runs."""
 
     def to_config(self) -> dict[str, Any]:
+        """JSON-ready description: ``{"type": class name, field: value}`` (tensors as shape + values)."""
         d: dict[str, Any] = {"type": type(self).__name__}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             v = getattr(self, f.name)
             d[f.name] = _tensor_config(v) if isinstance(v, Tensor) else v
         return d
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Intervention":
+        """Rebuild from :meth:`to_config` (``config`` without ``"type"``); a dataclass's fields."""
+        kw = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            v = config.get(f.name)
+            kw[f.name] = _tensor_from_config(v) if isinstance(v, dict) and "values" in v else v
+        return cls(**{k: v for k, v in kw.items() if v is not None or k in config})
 
+
+def _not_rebuildable(cls: type, what: str) -> InterventionError:
+    return InterventionError(f"cannot rebuild {cls.__name__} from a config: it holds {what}, which a config "
+                             f"only names; construct {cls.__name__}(...) again with the same arguments.")
+
+
+@register_intervention
 @dataclass(frozen=True, eq=False)
 class Replace(Intervention):
     """Replace with a given tensor: ``[d]`` (one vector for every step of every example, the
@@ -98,6 +153,7 @@ class Replace(Intervention):
         return v.to(z.dtype).clone()
 
 
+@register_intervention
 @dataclass(frozen=True)
 class Zero(Intervention):
     """Set the latent to zero (the paper's near-zero intervention is ``Scale(1e-3)``)."""
@@ -106,6 +162,7 @@ class Zero(Intervention):
         return torch.zeros_like(z)
 
 
+@register_intervention
 @dataclass(frozen=True)
 class Scale(Intervention):
     """Multiply the latent by ``factor``."""
@@ -116,6 +173,7 @@ class Scale(Intervention):
         return z * float(self.factor)
 
 
+@register_intervention
 @dataclass(frozen=True)
 class AddNoise(Intervention):
     """Add Gaussian noise with per-coordinate std ``scale * ||z|| / sqrt(d)`` (so the noise norm is
@@ -130,6 +188,7 @@ class AddNoise(Intervention):
         return z + eps * (self.scale * z.norm() / z.numel() ** 0.5)
 
 
+@register_intervention
 @dataclass(frozen=True, eq=False)
 class ReplaceNoise(Intervention):
     """Replace with a Gaussian random direction of the same norm as the latent (also the
@@ -143,6 +202,7 @@ class ReplaceNoise(Intervention):
         return eps * (z.norm() / eps.norm().clamp_min(1e-12))
 
 
+@register_intervention
 @dataclass(frozen=True, eq=False)
 class MeanAblate(Intervention):
     """Replace with the mean of a reference set: ``[d]``, ``[K, d]`` per step, or
@@ -181,6 +241,7 @@ class MeanAblate(Intervention):
         return m.to(z.dtype).clone()
 
 
+@register_intervention
 @dataclass(frozen=True, eq=False)
 class Swap(Intervention):
     """Swap in another example's latent at the same step (and layer).
@@ -220,7 +281,12 @@ class Swap(Intervention):
         return {"type": "Swap", "source_ids": list(getattr(self.source, "example_ids", [])),
                 "mapping": None if self.mapping is None else list(self.mapping)}
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Intervention":
+        raise _not_rebuildable(cls, "a source trace")
 
+
+@register_intervention
 @dataclass(frozen=True)
 class RepeatFirst(Intervention):
     """Replace every chosen step with the example's own first latent (recorded)."""
@@ -230,6 +296,7 @@ class RepeatFirst(Intervention):
         return v.to(z.dtype).clone()
 
 
+@register_intervention
 @dataclass(frozen=True, eq=False)
 class Lambda(Intervention):
     """Wrap a user callable ``fn(z, step, example)`` (or ``fn(z, step, example, layer)``)."""
@@ -248,6 +315,78 @@ class Lambda(Intervention):
     def to_config(self) -> dict[str, Any]:
         return {"type": "Lambda", "fn": self.name_ or getattr(self.fn, "__qualname__", repr(self.fn))}
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Intervention":
+        raise _not_rebuildable(cls, "a Python callable")
+
+
+@register_intervention
+@dataclass(frozen=True)
+class GaussianReplace(Intervention):
+    """Replace the latent with ``N(0, std^2 I)`` noise, seeded per (seed, example_id, step, layer).
+
+    The paper's "replace with Gaussian noise"; :func:`latentprobe.causal.default_interventions`
+    sets ``std`` to the root-mean-square coordinate of the clean latents, so the noise has their
+    typical norm (unlike :class:`ReplaceNoise`, whose norm is matched per latent)."""
+
+    std: float = 1.0
+    seed: int = 0
+
+    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+        g = torch_generator(self.seed, "gauss", example.example_id, step, layer)
+        return (torch.randn(z.shape, generator=g, dtype=torch.float32) * float(self.std)).to(z.dtype)
+
+
+@register_intervention
+@dataclass(frozen=True, eq=False)
+class MatchedDisplacement(Intervention):
+    """Placebo for a swap: move the latent by a random direction of the *same distance* as the swap
+    would (``z + u * ||z_src - z||``, ``u`` a seeded random unit vector), where ``z_src`` is the
+    latent of example ``mapping[i]`` of ``source`` at the same step (and layer). A swap that hurts
+    more than this placebo does so because of *what* it writes, not only how far it moves z."""
+
+    source: Any
+    mapping: tuple[int, ...] | None = None
+    seed: int = 0
+
+    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+        n = len(self.source)
+        j = self.mapping[example.index] if self.mapping is not None else (example.index + 1) % n
+        s = self.source[j]
+        target = s.z[step] if layer == 0 else s.hidden[step, layer]
+        dist = (target.float() - z.float()).norm()
+        g = torch_generator(self.seed, "placebo", example.example_id, step, layer)
+        u = torch.randn(z.shape, generator=g, dtype=torch.float32)
+        u = u / u.norm().clamp_min(1e-12)
+        return (z.float() + u * dist).to(z.dtype)
+
+    def to_config(self) -> dict[str, Any]:
+        return {"type": "MatchedDisplacement", "source_ids": list(getattr(self.source, "example_ids", [])),
+                "mapping": None if self.mapping is None else list(self.mapping), "seed": int(self.seed)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Intervention":
+        raise _not_rebuildable(cls, "a source trace")
+
+
+@register_intervention
+@dataclass(frozen=True)
+class NoLatents(Intervention):
+    """The "keep only the open/close markers" condition: the latent slots are removed and the
+    answer re-decoded (``runner.intervene(..., mode="redecode", drop_latents=True)``), which
+    :func:`latentprobe.causal.z_to_y` does for it in redecode mode only. Removing the slots also
+    shifts the positions of everything after them, so its effect is not purely an effect of latent
+    content. It is not applied latent by latent: :meth:`apply` refuses."""
+
+    name: ClassVar[str] = "no_latents"
+
+    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+        raise InterventionError(
+            f"NoLatents removes the latent slots instead of rewriting them (example {example.example_id!r}, "
+            f"step {step}); run it with runner.intervene(trace, None, mode='redecode', drop_latents=True) "
+            "or through latentprobe.causal.z_to_y."
+        )
+
 
 def as_intervention(x: Any) -> Intervention:
     """An :class:`Intervention` from an intervention or a callable ``(z, step, example) -> z``."""
@@ -260,19 +399,15 @@ def as_intervention(x: Any) -> Intervention:
     )
 
 
-_REGISTRY = {c.__name__: c for c in (Replace, Zero, Scale, AddNoise, ReplaceNoise, MeanAblate, RepeatFirst)}
-
-
 def intervention_from_config(config: dict[str, Any]) -> Intervention:
-    """Rebuild a built-in intervention from :meth:`Intervention.to_config` (Swap and Lambda hold
-    references to data or code and cannot be rebuilt from config alone)."""
+    """Rebuild a registered intervention from :meth:`Intervention.to_config` (see
+    :func:`register_intervention`). Swap, MatchedDisplacement and Lambda hold references to data or
+    code and cannot be rebuilt from a config alone."""
     cfg = dict(config)
     kind = cfg.pop("type", None)
     if kind not in _REGISTRY:
-        raise InterventionError(f"cannot rebuild intervention of type {kind!r} from config; known: {sorted(_REGISTRY)}.")
-    cls = _REGISTRY[kind]
-    kw = {}
-    for f in dataclasses.fields(cls):
-        v = cfg.get(f.name)
-        kw[f.name] = _tensor_from_config(v) if isinstance(v, dict) and "values" in v else v
-    return cls(**{k: v for k, v in kw.items() if v is not None or k in cfg})
+        raise InterventionError(
+            f"cannot rebuild intervention of type {kind!r} from config; known: {sorted(_REGISTRY)}. "
+            "Decorate your class with @register_intervention (and import its module) first."
+        )
+    return _REGISTRY[kind].from_config(cfg)

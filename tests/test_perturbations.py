@@ -1,4 +1,4 @@
-"""Tests for latentprobe.perturbations (no model needed)."""
+"""Tests for latentprobe.perturbations and the toy's perturbations (no model needed)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 from latentprobe.errors import InputError
 from latentprobe.perturbations import (
     BlankImage,
-    Counterfactual,
     Custom,
     ImageSwap,
     InputSet,
@@ -21,16 +20,18 @@ from latentprobe.perturbations import (
     derangement,
     perturbation_from_config,
 )
+from latentprobe.toy import perturbations as toy_perturbations
+from latentprobe.toy.perturbations import Counterfactual, OccludeTarget
 from latentprobe.toy.shapes import answer_question, cell_box, make_dataset
 
 
 @pytest.fixture(scope="module")
 def toy_inputs():
-    return InputSet.from_toy(make_dataset(6, 2, seed=3))
+    return toy_perturbations.toy_inputs(make_dataset(6, 2, seed=3))
 
 
 ALL = [ImageSwap(seed=1), BlankImage(), NoiseImage(seed=2), NoiseImage(additive=False, name="pure_noise"),
-       Occlude(), Occlude(box="target", name="occlude_target"), QuestionSwap(seed=4), InstanceSwap(seed=5),
+       Occlude(), OccludeTarget(name="occlude_target"), QuestionSwap(seed=4), InstanceSwap(seed=5),
        Counterfactual(seed=6)]
 
 
@@ -73,7 +74,7 @@ def test_same_ids_order_and_chunk_consistency(toy_inputs, p):
     rebuilt = perturbation_from_config(cfg)
     assert rebuilt.apply(toy_inputs).fingerprint() == full.fingerprint()
     # the input set is not modified
-    assert toy_inputs.fingerprint() == InputSet.from_toy(make_dataset(6, 2, seed=3)).fingerprint()
+    assert toy_inputs.fingerprint() == toy_perturbations.toy_inputs(make_dataset(6, 2, seed=3)).fingerprint()
 
 
 def test_image_swap_never_shows_the_same_image(toy_inputs):
@@ -111,13 +112,13 @@ def test_blank_noise_occlude(toy_inputs):
     assert not np.array_equal(n1.images[0], toy_inputs.images[0]) and n1.gold == toy_inputs.gold
     assert not np.array_equal(NoiseImage(sigma=30, seed=2).apply(toy_inputs).images[0], n1.images[0])
     ex = toy_inputs.meta[0]["toy"]
-    o = Occlude(box="target", fill=255).apply(toy_inputs)
+    o = OccludeTarget(fill=255).apply(toy_inputs)
     if ex.target is not None:
         t, l, bt, r = cell_box(ex.target.row, ex.target.col, 112)
         assert (o.images[0][t:bt, l:r] == 255).all()
         assert np.array_equal(o.images[0][:t], toy_inputs.images[0][:t])
     with pytest.raises(InputError, match="toy"):
-        Occlude(box="target").apply(InputSet(("a",), ("p",), images=(np.zeros((28, 28, 3), np.uint8),)))
+        OccludeTarget().apply(InputSet(("a",), ("p",), images=(np.zeros((28, 28, 3), np.uint8),)))
     with pytest.raises(InputError, match="images"):
         BlankImage().apply(InputSet(("a",), ("p",)))
 
@@ -171,3 +172,48 @@ def test_derangement():
     m = derangement(200, 1, groups=g, max_tries=10)
     assert sorted(m) == list(range(200)) and all(g[i] != g[j] for i, j in enumerate(m))
     assert m == derangement(200, 1, groups=g, max_tries=10)
+
+
+def test_relabel_recomputes_swapped_gold_without_the_toy():
+    """Any dataset can give swaps their gold answers: relabel(image_meta, question_meta)."""
+    imgs = tuple(np.full((28, 28, 3), v, np.uint8) for v in (10, 20, 30))
+    colour = {"a": "red", "b": "blue", "c": "green"}
+
+    def relabel(image_meta, question_meta):
+        return f"{colour[image_meta['image_id']]}?{question_meta['q']}", {"asked": question_meta["q"]}
+
+    base = InputSet(("a", "b", "c"), ("pa", "pb", "pc"), images=imgs, gold=("x", "y", "z"),
+                    meta=tuple({"image_id": k, "q": k.upper()} for k in "abc"), relabel=relabel)
+    out = ImageSwap(mapping=(1, 2, 0)).apply(base)
+    assert out.gold == ("blue?A", "green?B", "red?C") and out.relabel is relabel
+    assert [m["image_id"] for m in out.meta] == ["b", "c", "a"] and out.meta[0]["asked"] == "A"
+    q = QuestionSwap(mapping=(2, 0, 1)).apply(base, [0, 2])
+    assert q.gold == ("red?C", "green?B") and q.prompts == ("pc", "pb")
+    assert base.select([2]).relabel is relabel
+    assert ImageSwap(mapping=(1, 2, 0)).apply(base.replace(relabel=None)).gold == (None, None, None)
+
+
+def test_generic_occlude_boxes():
+    img = np.zeros((28, 28, 3), np.uint8)
+    s = InputSet(("a",), ("p",), images=(img,))
+    o = Occlude(box=(0, 0, 4, 4), fill=255).apply(s)
+    assert (o.images[0][:4, :4] == 255).all() and (o.images[0][4:] == 0).all()
+    c = Occlude(fill=255).apply(s)
+    assert (c.images[0][7:21, 7:21] == 255).all() and c.images[0][:7].sum() == 0
+    with pytest.raises(InputError, match="OccludeTarget"):
+        Occlude(box="target").apply(s)
+
+
+@pytest.mark.parametrize("module", ["latentprobe/perturbations", "latentprobe/behavioural.py"])
+def test_generic_modules_do_not_import_the_toy(module):
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    path = root / module
+    files = sorted(path.glob("*.py")) if path.is_dir() else [path]
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.startswith("latentprobe.toy") for n in names), f"{f.name} imports {names}"

@@ -231,3 +231,42 @@ def test_crash_between_part_and_meta_redoes_unit_once(tmp_path, monkeypatch):
     assert calls == UNITS[3:5]
     expected = pd.concat([_unit_rows(u) for u in UNITS[:5]], ignore_index=True)
     pd.testing.assert_frame_equal(out, expected, check_exact=True)
+
+
+# ---------------------------------------------------------------------------
+# In memory (out_dir=None)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("format", ["parquet", "csv"])
+def test_in_memory_sweep_gives_the_on_disk_table(tmp_path, format):
+    disk = ResumableSweep(tmp_path, config=CONFIG, format=format).run(UNITS, _unit_rows, progress=False)
+    mem_sweep = ResumableSweep(None, config=CONFIG, format=format)
+    mem = mem_sweep.run(UNITS, _unit_rows, progress=False)
+    pd.testing.assert_frame_equal(mem, disk)
+    pd.testing.assert_frame_equal(mem, _expected())
+    assert mem_sweep.out_dir is None and len(mem_sweep) == len(UNITS)
+    assert mem_sweep.completed_units == UNITS and mem_sweep.config == json.loads(json.dumps(CONFIG))
+    assert list(tmp_path.iterdir()) != [] and "out_dir=None" in repr(mem_sweep)
+
+
+def test_in_memory_sweep_skips_done_units_and_refuses_rewrites():
+    calls = []
+
+    def fn(unit):
+        calls.append(unit)
+        return _unit_rows(unit)
+
+    sweep = ResumableSweep(None, config=CONFIG)
+    sweep.run(UNITS[:5], fn, progress=False)
+    sweep.run(UNITS, fn, progress=False)
+    assert calls == UNITS  # each unit computed once
+    assert sweep.done(list(UNITS[3])) and not sweep.done((99, 0))
+    with pytest.raises(SweepStateError, match="memory"):
+        sweep.write(UNITS[0], _unit_rows(UNITS[0]))
+    with pytest.raises(SweepRowsError, match="key column"):
+        sweep.write("bad", [{"score": 1.0}])
+    empty = ResumableSweep(None)
+    assert empty.results().empty and empty.config == {}
+    empty.write("nothing", [])
+    assert empty.done("nothing") and empty.results().empty

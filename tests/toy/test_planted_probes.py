@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from latentprobe import probing
-from latentprobe.behavioural import behavioural_probe, toy_derived_inputs
+from latentprobe.behavioural import behavioural_probe
+from latentprobe.toy.behavioural import toy_derived_inputs
 from latentprobe.toy import load
 
 # questions whose words do not name the queried colour (otherwise even blind latents could read it)

@@ -1,26 +1,4 @@
-"""Resumable sweeps: write results as they are computed, resume where they stopped.
-
-A sweep iterates over *units* of work (a layer, a (layer, step) pair, a
-batch of examples, ...). After each unit its rows are written to their own
-part file, atomically, and the unit is then recorded as completed in a small
-JSON metadata file (also written atomically). If the process dies, every
-unit recorded as completed is on disk in full and a new
-:class:`ResumableSweep` on the same directory skips it.
-
-Layout inside ``out_dir``::
-
-    {name}.meta.json            config, storage format, completed units
-    {name}.parts/part-00000.parquet
-    {name}.parts/part-00001.parquet
-    ...
-
-A part file that exists but is not recorded in the metadata (a crash
-between writing the part and updating the metadata) is ignored and removed
-when the sweep is next opened; its unit is simply computed again.
-
-Only one process may write to a sweep directory at a time; there is no
-locking.
-"""
+"""The resumable store: :class:`ResumableSweep` (on disk, or in memory with ``out_dir=None``)."""
 
 from __future__ import annotations
 
@@ -33,105 +11,15 @@ from typing import Any, Callable
 
 import pandas as pd
 from tqdm.auto import tqdm
-from latentprobe.atomic import atomic_write
-from latentprobe.errors import SweepConfigMismatch, SweepError, SweepRowsError, SweepStateError
 
-__all__ = [
-    "SweepError",
-    "SweepConfigMismatch",
-    "SweepStateError",
-    "SweepRowsError",
-    "ResumableSweep",
-    "normalize_key",
-]
+from latentprobe.atomic import atomic_write
+from latentprobe.errors import SweepConfigMismatch, SweepRowsError, SweepStateError
+from latentprobe.sweep.keys import _canonical, _denormalize_key, normalize_key, read_csv_part, rows_frame
+
+__all__ = ["ResumableSweep"]
 
 _META_VERSION = 1
-_PANDAS_MAJOR = int(pd.__version__.split(".")[0])
 _FORMATS = ("parquet", "csv")
-_CSV_DTYPES = {"int64", "float64", "bool", "str", "object", "string"}
-
-
-
-
-
-
-
-
-
-
-# ---------------------------------------------------------------------------
-# Key / config normalisation
-# ---------------------------------------------------------------------------
-
-
-def normalize_key(obj: Any, *, what: str = "unit key") -> Any:
-    """Convert a unit key or config value to plain JSON data.
-
-    Tuples become lists, numpy scalars become Python scalars, mappings must
-    have string keys.
-
-    Parameters
-    ----------
-    obj : Any
-        A str, int, float, bool, None, or nested tuples/lists/dicts of those.
-    what : str
-        Description used in error messages.
-
-    Returns
-    -------
-    Any
-        The JSON-ready equivalent of ``obj``.
-
-    Raises
-    ------
-    TypeError
-        If ``obj`` contains a value that cannot be written as JSON.
-    """
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, float):
-        return float(obj)
-    if hasattr(obj, "item") and getattr(obj, "shape", None) == ():  # numpy scalar / 0-d array
-        return normalize_key(obj.item(), what=what)
-    if isinstance(obj, (list, tuple)):
-        return [normalize_key(v, what=what) for v in obj]
-    if isinstance(obj, Mapping):
-        out = {}
-        for k, v in obj.items():
-            if not isinstance(k, str):
-                raise TypeError(
-                    f"{what} contains a mapping key {k!r} of type {type(k).__name__}; "
-                    "use string keys so it can be stored as JSON."
-                )
-            out[k] = normalize_key(v, what=what)
-        return out
-    raise TypeError(
-        f"{what} contains {obj!r} of type {type(obj).__name__}, which cannot be stored "
-        "as JSON; use str, int, float, bool, None or tuples/lists/dicts of those "
-        "(e.g. pass `unit_key=lambda u: (u.layer, u.step)`)."
-    )
-
-
-def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
-
-
-def _denormalize_key(obj: Any) -> Any:
-    if isinstance(obj, list):
-        return tuple(_denormalize_key(v) for v in obj)
-    return obj
-
-
-# ---------------------------------------------------------------------------
-# Atomic file helpers
-# ---------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------
-# The sweep
-# ---------------------------------------------------------------------------
 
 
 class ResumableSweep:
@@ -139,9 +27,12 @@ class ResumableSweep:
 
     Parameters
     ----------
-    out_dir : str or os.PathLike
+    out_dir : str, os.PathLike or None
         Folder for the results; created if missing. Several sweeps may share
-        it if they have different ``name``.
+        it if they have different ``name``. ``None`` keeps the sweep in memory:
+        the same interface and the same rows (with the dtypes they were
+        written with), nothing written to disk and nothing to resume from
+        after the process ends.
     name : str, default ``"results"``
         Stem of the metadata file and parts folder.
     config : dict or None
@@ -179,7 +70,7 @@ class ResumableSweep:
 
     def __init__(
         self,
-        out_dir: str | os.PathLike,
+        out_dir: str | os.PathLike | None,
         *,
         name: str = "results",
         config: dict | None = None,
@@ -207,6 +98,15 @@ class ResumableSweep:
 
         self._name = name
         self._format = format
+        new_config = None if config is None else normalize_key(dict(config), what="config")
+        self._memory: dict[str, pd.DataFrame] | None = None
+        if out_dir is None:  # in memory: no folder, no metadata file, nothing to resume
+            self._memory = {}
+            self._out_dir = self._parts_dir = self._meta_path = None
+            self._config = {} if new_config is None else new_config
+            self._units = []
+            self._done: set[str] = set()
+            return
         self._out_dir = Path(out_dir)
         self._parts_dir = self._out_dir / f"{name}.parts"
         self._meta_path = self._out_dir / f"{name}.meta.json"
@@ -217,8 +117,6 @@ class ResumableSweep:
             if self._meta_path.exists():
                 self._meta_path.unlink()
         self._parts_dir.mkdir(parents=True, exist_ok=True)
-
-        new_config = None if config is None else normalize_key(dict(config), what="config")
 
         if self._meta_path.exists():
             meta = self._read_meta()
@@ -244,6 +142,10 @@ class ResumableSweep:
 
     # -- metadata ------------------------------------------------------------
 
+    @property
+    def _where(self) -> str:
+        return "memory" if self._meta_path is None else str(self._meta_path)
+
     def _read_meta(self) -> dict[str, Any]:
         try:
             with open(self._meta_path, encoding="utf-8") as f:
@@ -261,6 +163,8 @@ class ResumableSweep:
         return meta
 
     def _write_meta(self) -> None:
+        if self._memory is not None:
+            return
         meta = {
             "version": _META_VERSION,
             "name": self._name,
@@ -312,8 +216,8 @@ class ResumableSweep:
         return [_denormalize_key(u["key"]) for u in self._units]
 
     @property
-    def out_dir(self) -> Path:
-        """Folder holding the sweep."""
+    def out_dir(self) -> Path | None:
+        """Folder holding the sweep (``None`` for a sweep kept in memory)."""
         return self._out_dir
 
     @property
@@ -331,7 +235,7 @@ class ResumableSweep:
 
     def __repr__(self) -> str:
         return (
-            f"ResumableSweep(out_dir={str(self._out_dir)!r}, name={self._name!r}, "
+            f"ResumableSweep(out_dir={None if self._out_dir is None else str(self._out_dir)!r}, name={self._name!r}, "
             f"format={self._format!r}, completed={len(self._units)})"
         )
 
@@ -350,47 +254,6 @@ class ResumableSweep:
         bool
         """
         return _canonical(normalize_key(unit_key)) in self._done
-
-    def _to_frame(self, rows: Any, unit_key: Any) -> pd.DataFrame:
-        if isinstance(rows, pd.DataFrame):
-            frame = rows.reset_index(drop=True)
-        elif isinstance(rows, Mapping):
-            frame = pd.DataFrame([dict(rows)])
-        elif isinstance(rows, (list, tuple)):
-            if not all(isinstance(r, Mapping) for r in rows):
-                raise SweepRowsError(
-                    f"rows for unit {unit_key!r} must be a DataFrame or a list of dicts; "
-                    "got a list containing non-dict items."
-                )
-            frame = pd.DataFrame([dict(r) for r in rows])
-        else:
-            raise SweepRowsError(
-                f"rows for unit {unit_key!r} must be a DataFrame, a list of dicts or a "
-                f"dict, got {type(rows).__name__}; return `[]` for a unit with no rows."
-            )
-        bad = [c for c in frame.columns if not isinstance(c, str)]
-        if bad:
-            raise SweepRowsError(
-                f"rows for unit {unit_key!r} have non-string column names {bad!r}; "
-                "rename columns to strings before writing."
-            )
-        if frame.columns.duplicated().any():
-            dup = frame.columns[frame.columns.duplicated()].tolist()
-            raise SweepRowsError(f"rows for unit {unit_key!r} have duplicate columns {dup!r}.")
-        if len(frame) and self._key_columns:
-            missing = [c for c in self._key_columns if c not in frame.columns]
-            if missing:
-                raise SweepRowsError(
-                    f"rows for unit {unit_key!r} lack key column(s) {missing!r} "
-                    f"(have {list(frame.columns)!r}); add them to the rows or construct "
-                    "the sweep with matching `key_columns=` (or `key_columns=()`)."
-                )
-            nulls = [c for c in self._key_columns if frame[c].isna().any()]
-            if nulls:
-                raise SweepRowsError(
-                    f"rows for unit {unit_key!r} have missing values in key column(s) {nulls!r}."
-                )
-        return frame
 
     def write(self, unit_key: Any, rows: pd.DataFrame | list[dict] | dict) -> None:
         """Store the rows of one unit and record the unit as completed.
@@ -419,18 +282,21 @@ class ResumableSweep:
         canon = _canonical(key)
         if canon in self._done:
             raise SweepStateError(
-                f"unit {unit_key!r} is already completed in {self._meta_path}; check "
+                f"unit {unit_key!r} is already completed in {self._where}; check "
                 "`done(key)` before computing it, or pass overwrite=True to start again."
             )
-        frame = self._to_frame(rows, unit_key)
+        frame = rows_frame(rows, unit_key, self._key_columns)
         entry: dict[str, Any] = {"key": key, "part": None, "n_rows": int(len(frame))}
         if len(frame.columns) or len(frame):
             part_name = self._next_part_name()
-            path = self._parts_dir / part_name
             try:
-                if self._format == "parquet":
+                if self._memory is not None:
+                    self._memory[part_name] = frame
+                elif self._format == "parquet":
+                    path = self._parts_dir / part_name
                     atomic_write(path, lambda f: frame.to_parquet(f, index=False), binary=True)
                 else:
+                    path = self._parts_dir / part_name
                     entry["dtypes"] = {c: str(t) for c, t in frame.dtypes.items()}
                     atomic_write(path, lambda f: frame.to_csv(f, index=False), binary=False)
             except OSError:
@@ -456,6 +322,8 @@ class ResumableSweep:
         return f"part-{idx:05d}.{self._format}"
 
     def _read_part(self, entry: dict[str, Any]) -> pd.DataFrame:
+        if self._memory is not None:
+            return self._memory[entry["part"]]
         path = self._parts_dir / entry["part"]
         if not path.exists():
             raise SweepStateError(
@@ -464,21 +332,7 @@ class ResumableSweep:
             )
         if self._format == "parquet":
             return pd.read_parquet(path)
-        dtypes = entry.get("dtypes", {})
-        str_cols = [c for c, t in dtypes.items() if t in ("str", "object", "string")]
-        read_dtypes = {c: "str" for c in str_cols}
-        kwargs: dict[str, Any] = {}
-        if _PANDAS_MAJOR < 3:  # pandas >= 3 parses floats with round-trip precision by default
-            kwargs["float_precision"] = "round_trip"
-        frame = pd.read_csv(path, dtype=read_dtypes or None, **kwargs)
-        for c, t in dtypes.items():
-            if c in frame.columns and t in _CSV_DTYPES and t not in ("str", "object", "string"):
-                if str(frame[c].dtype) != t and not frame[c].isna().any():
-                    try:
-                        frame[c] = frame[c].astype(t)
-                    except (TypeError, ValueError):
-                        pass
-        return frame
+        return read_csv_part(path, entry.get("dtypes", {}))
 
     def results(self) -> pd.DataFrame:
         """All stored rows, one DataFrame.

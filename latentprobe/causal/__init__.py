@@ -1,0 +1,63 @@
+"""The paper's three experiments, with paired designs and intervals: X -> Z, Z -> Y, mediation.
+
+The study models an input ``X`` (image + question), the latent reasoning tokens ``Z`` and the
+answer ``Y``. Three analyses, each returning a frozen result with tidy ``rows`` (one row per
+example x condition [x step x layer]), a ``summary`` with 95% bootstrap intervals over examples,
+``dropped`` (which examples were left out, and why) and the ``config`` (seeds included):
+
+:func:`x_to_z`
+    Does changing the input change the latents? Clean and perturbed inputs (see
+    :mod:`latentprobe.perturbations`) are run; latents at the same step and residual layer are
+    compared (cosine similarity, relative L2 ``||z' - z|| / ||z||``), next to the same comparison
+    for prompt-token states (baselines) and the paper's inter-instance similarity matrix.
+:func:`z_to_y`
+    Does changing the latents change the answer? The paper's interventions and a wider suite, in
+    ``replay``, ``propagate`` and ``redecode`` modes (see :mod:`latentprobe.runner`).
+:func:`decompose`
+    Total, natural direct and natural indirect effects of an input change on the answer, with the
+    latents as mediator.
+
+Conventions
+-----------
+* **Only examples that entered latent mode count.** An example contributes to an X -> Z or
+  mediation comparison only when both runs entered latent mode with the same number of latents
+  (step-wise comparisons need it); Z -> Y keeps examples with the trace's most common number of
+  latents. Every result lists the others in ``dropped`` (``reason`` column;
+  :meth:`drop_counts` tallies them).
+* **References are computed the same way as the intervened runs.** In :func:`z_to_y` every
+  intervention is compared with the *no-op control of the same mode* (``intervention="none"``):
+  replay teacher-forces, propagate and redecode decode again from a prefix, and each of these
+  differs slightly from the original generation (numerics, answer token budget). The control's
+  own change from the original run is in the rows (``changed_vs_clean``). In :func:`decompose` all
+  four conditions are ``redecode`` runs (the clean and treated ones with their own latents), so
+  the effects isolate ``X`` and ``Z``.
+* **Gold log-probability** is the log-probability of the gold answer's *first token* at the first
+  answer position (``first_token_logprobs[gold_id]``); it is the answer's log-probability for
+  one-token answers such as the toy model's. In replay mode ``recorded_logprob`` additionally
+  scores the whole recorded (clean) answer under the intervention (``forced_logprobs``).
+* **Results are written as they are computed** when ``out_dir`` is given: examples are processed
+  in chunks (``chunk_size``), each (chunk, condition) unit is stored by a
+  :class:`~latentprobe.sweep.ResumableSweep`, and a rerun with the same arguments resumes where
+  a killed one stopped. Without ``out_dir`` the same store is kept in memory. Summaries are
+  recomputed from the stored rows.
+
+Modules: :mod:`~latentprobe.causal.results` (result objects), :mod:`~latentprobe.causal.xz`,
+:mod:`~latentprobe.causal.zy`, :mod:`~latentprobe.causal.decompose` (the three analyses) and
+:mod:`~latentprobe.causal.common` (shared helpers). The interventions live in
+:mod:`latentprobe.interventions`, the bootstrap in :mod:`latentprobe.stats`.
+"""
+
+from latentprobe.causal.common import BASELINE_SOURCES, MODES, PAPER_INTERVENTIONS, trace_fingerprint
+from latentprobe.causal.decompose import decompose, summarize_mediation
+from latentprobe.causal.results import MediationResult, XZResult, ZYResult
+from latentprobe.causal.xz import summarize_x_to_z, x_to_z
+from latentprobe.causal.zy import default_interventions, summarize_z_to_y, z_to_y
+from latentprobe.stats import bootstrap_mean_columns
+
+__all__ = [
+    "XZResult", "ZYResult", "MediationResult",
+    "x_to_z", "z_to_y", "decompose",
+    "summarize_x_to_z", "summarize_z_to_y", "summarize_mediation",
+    "default_interventions", "MODES", "PAPER_INTERVENTIONS", "BASELINE_SOURCES", "bootstrap_mean_columns",
+    "trace_fingerprint",
+]

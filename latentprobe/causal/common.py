@@ -1,0 +1,239 @@
+"""Shared parts of the causal analyses: row schemas, stores, chunks, fingerprints, example status
+and the answer/outcome helpers (gold answers, flips, log-probabilities, KL)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from torch import Tensor
+
+from latentprobe.errors import InputError, InterventionError
+from latentprobe.interventions import Intervention, Lambda, NoLatents
+from latentprobe.perturbations import InputSet
+from latentprobe.stats import Effect
+from latentprobe.sweep import ResumableSweep
+from latentprobe.trace import LatentTrace
+
+if TYPE_CHECKING:
+    from latentprobe.runner import LatentRunner
+
+__all__ = ["MODES", "PAPER_INTERVENTIONS", "BASELINE_SOURCES", "trace_fingerprint"]
+
+MODES = ("replay", "propagate", "redecode")
+#: Names of the paper's four interventions in :func:`default_interventions`.
+PAPER_INTERVENTIONS = ("shared_tensor", "add_noise", "replace_noise", "near_zero")
+#: Prompt-token baselines of :func:`x_to_z`, compared at the same residual layers as the latents.
+BASELINE_SOURCES = ("text_last", "text_mean", "image_mean", "prompt_last")
+
+_XZ_ROWS = {"example_id": "str", "perturbation": "str", "source": "str", "step": "int64", "layer": "int64",
+            "cosine": "float64", "rel_l2": "float64", "chunk": "int64"}
+_STATUS = {"example_id": "str", "condition": "str", "reason": "str", "n_latents_clean": "int64",
+           "n_latents_other": "int64", "chunk": "int64"}
+_ZY_ROWS = {"example_id": "str", "chunk": "int64", "intervention": "str", "mode": "str", "answer": "str",
+            "ref_answer": "str", "clean_answer": "str", "gold": "str", "correct": "float64", "ref_correct": "float64",
+            "flip": "bool", "changed_vs_clean": "bool", "gold_logprob": "float64", "ref_gold_logprob": "float64",
+            "kl": "float64", "recorded_logprob": "float64", "ref_recorded_logprob": "float64", "n_latents": "int64"}
+_MED_ROWS = {"example_id": "str", "chunk": "int64", "condition": "str", "x": "str", "z": "str", "answer": "str",
+             "gold": "str", "correct": "float64", "gold_logprob": "float64", "n_latents": "int64"}
+_SUMMARY_COLS = ["estimate", "ci_low", "ci_high", "n", "p_value", "method", "note"]
+_KEPT = "kept"
+
+
+# --------------------------------------------------------------------------- stores and rows
+def _open(out_dir: str | os.PathLike | None, name: str, config: dict[str, Any], key_columns: Sequence[str],
+          overwrite: bool = False) -> ResumableSweep:
+    """The store of one analysis: on disk under ``out_dir``, or in memory when it is ``None``."""
+    return ResumableSweep(out_dir, name=name, config=config, key_columns=tuple(key_columns), overwrite=overwrite)
+
+
+def _frame(records: list[dict[str, Any]], schema: dict[str, str]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(records, columns=list(schema)) if records else pd.DataFrame(
+        {c: pd.Series([], dtype=t) for c, t in schema.items()})
+    return frame.astype(schema)
+
+
+def _typed(frame: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:
+    if frame.empty and not len(frame.columns):
+        return _frame([], schema)
+    return frame
+
+
+def _run_units(rows_store: ResumableSweep, status_store: ResumableSweep | None, units: list[Any], fn: Callable[[Any], tuple],
+               desc: str, progress: bool) -> None:
+    """Run ``fn(unit) -> (rows, status)`` for every pending unit; status is written before rows, so
+    a unit is complete exactly when its rows are stored (a crash in between recomputes it)."""
+
+    def one(u: Any) -> pd.DataFrame:
+        rows, status = fn(u)
+        if status_store is not None and not status_store.done(u):
+            status_store.write(u, status)
+        return rows
+
+    rows_store.run(units, one, unit_key=lambda u: u, desc=desc, progress=progress)
+
+
+# --------------------------------------------------------------------------- small helpers
+def _chunks(n: int, size: int) -> list[list[int]]:
+    if size < 1:
+        raise InputError(f"chunk_size must be >= 1, got {size}.")
+    return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+
+
+def _qualname(fn: Any) -> str | None:
+    if fn is None:
+        return None
+    return getattr(fn, "__qualname__", None) or type(fn).__qualname__
+
+
+def _tensor_digest(t: Tensor) -> dict[str, Any]:
+    a = t.detach().float().cpu().contiguous()
+    return {"shape": list(a.shape), "sha1": hashlib.sha1(a.numpy().tobytes()).hexdigest()[:16]}
+
+
+def trace_fingerprint(trace: LatentTrace) -> str:
+    """A short hash of a trace's example ids, latents and answers."""
+    h = hashlib.sha1()
+    for e in trace:
+        h.update(e.example_id.encode())
+        h.update(e.z.detach().float().cpu().contiguous().numpy().tobytes())
+        h.update(e.answer_ids.detach().cpu().numpy().astype(np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _describe(obj: Any) -> Any:
+    """JSON-ready description of an intervention (tensors and traces by digest, callables by name)."""
+    if isinstance(obj, NoLatents):
+        return {"type": "NoLatents"}
+    if isinstance(obj, Lambda):
+        return {"type": "Lambda", "fn": obj.name_ or _qualname(obj.fn)}
+    if isinstance(obj, Intervention) and dataclasses.is_dataclass(obj):
+        d: dict[str, Any] = {"type": type(obj).__name__}
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if isinstance(v, Tensor):
+                d[f.name] = _tensor_digest(v)
+            elif isinstance(v, LatentTrace):
+                d[f.name] = {"trace": trace_fingerprint(v), "n": len(v)}
+            elif isinstance(v, tuple):
+                d[f.name] = list(v)
+            elif callable(v):
+                d[f.name] = _qualname(v)
+            else:
+                d[f.name] = v
+        return d
+    if callable(obj):
+        return {"type": "callable", "fn": _qualname(obj)}
+    raise InterventionError(f"{obj!r} is not an intervention or a callable (z, step, example) -> z.")
+
+
+def _runner_info(runner: LatentRunner) -> dict[str, Any]:
+    return {"model": type(runner.model).__name__, "spec": runner.spec.name,
+            "n_layers": int(runner.n_layers), "hidden_size": int(runner.hidden_size)}
+
+
+def _run(runner: LatentRunner, inputs: InputSet, *, max_new_tokens: int, batch_size: int, seed: int,
+         logits_processor: Any, capture: Any = None) -> LatentTrace:
+    return runner.run(**inputs.run_kwargs(), max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed,
+                      capture_positions=capture, logits_processor=logits_processor, progress=False)
+
+
+def _modal_k(counts: Sequence[int]) -> int | None:
+    nz = [c for c in counts if c > 0]
+    if not nz:
+        return None
+    tally = Counter(nz)
+    best = max(tally.values())
+    return min(k for k, v in tally.items() if v == best)
+
+
+def _status(eid: str, cond: str, reason: str, kc: int, ko: int, chunk: int) -> dict[str, Any]:
+    return {"example_id": eid, "condition": cond, "reason": reason, "n_latents_clean": int(kc),
+            "n_latents_other": int(ko), "chunk": int(chunk)}
+
+
+def _pair_reason(kc: int, ko: int, other: str) -> str:
+    if kc == 0:
+        return "clean_not_entered"
+    if ko == 0:
+        return f"{other}_not_entered"
+    if kc != ko:
+        return "latent_count_mismatch"
+    return _KEPT
+
+
+def _kept_latent_examples(trace: LatentTrace) -> tuple[list[int], int | None]:
+    k = _modal_k([e.num_latents for e in trace])
+    return [i for i, e in enumerate(trace) if k is not None and e.num_latents == k], k
+
+
+# --------------------------------------------------------------------------- answers and outcomes
+def _gold_list(gold: Any, ids: Sequence[str]) -> list[str | None] | None:
+    if gold is None:
+        return None
+    if isinstance(gold, InputSet):
+        gold = gold.gold
+        if gold is None:
+            return None
+    if isinstance(gold, Mapping):
+        return [None if gold.get(i) is None else str(gold.get(i)) for i in ids]
+    gold = list(gold)
+    if len(gold) != len(ids):
+        raise InputError(f"{len(gold)} gold answers for {len(ids)} examples; give one per example (None where unknown).")
+    return [None if g is None else str(g) for g in gold]
+
+
+def _answer_key(text: str | None, match: str) -> str:
+    s = " ".join(str(text or "").strip().lower().split())
+    if match == "first_word":
+        return s.split(" ")[0] if s else ""
+    return s
+
+
+def _answer_sig(e: Any, match: str) -> tuple[int, ...]:
+    """The answer tokens that a flip compares: all of them, or the first with ``match="first_word"``."""
+    ids = tuple(int(t) for t in e.answer_ids.tolist())
+    return ids[:1] if match == "first_word" else ids
+
+
+def _gold_token_id(tokenizer: Any, gold: str | None, prefix: str) -> int | None:
+    if gold is None:
+        return None
+    ids = tokenizer(prefix + gold, add_special_tokens=False)["input_ids"]
+    return int(ids[0]) if len(ids) else None
+
+
+def _first_lp(e: Any) -> Tensor | None:
+    return None if e.first_token_logprobs is None else e.first_token_logprobs.double()
+
+
+def _outcome(e: Any, gold: str | None, gid: int | None, match: str) -> dict[str, float]:
+    lp = _first_lp(e)
+    correct = np.nan if gold is None else float(_answer_key(e.answer_text, match) == _answer_key(gold, match))
+    glp = float(lp[gid]) if (lp is not None and gid is not None and 0 <= gid < lp.numel()) else np.nan
+    rec = float(e.forced_logprobs.double().sum()) if e.forced_logprobs is not None else np.nan
+    return {"correct": correct, "gold_logprob": glp, "recorded_logprob": rec}
+
+
+def _kl(ref: Any, other: Any) -> float:
+    p, q = _first_lp(ref), _first_lp(other)
+    if p is None or q is None or p.shape != q.shape:
+        return np.nan
+    return float((p.exp() * (p - q)).sum())
+
+
+def _effect_row(eff: Effect, **keys: Any) -> dict[str, Any]:
+    return {**keys, "estimate": eff.estimate, "ci_low": eff.ci_low, "ci_high": eff.ci_high, "n": eff.n,
+            "p_value": np.nan if eff.p_value is None else eff.p_value, "method": eff.method, "note": eff.note}
+
+
+def _finite(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    ok = np.ones(len(arrays[0]), dtype=bool)
+    for a in arrays:
+        ok &= np.isfinite(a)
+    return tuple(a[ok] for a in arrays)

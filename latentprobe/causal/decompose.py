@@ -1,0 +1,257 @@
+"""Mediation: total, natural direct and natural indirect effects of an input change on the answer,
+with the latents as mediator (:func:`decompose`, :func:`summarize_mediation`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from latentprobe import stats as _stats
+from latentprobe.causal.common import (
+    _KEPT, _MED_ROWS, _STATUS, _SUMMARY_COLS, _chunks, _effect_row, _frame, _gold_list, _gold_token_id, _open,
+    _outcome, _pair_reason, _qualname, _run, _run_units, _runner_info, _status, _typed,
+)
+from latentprobe.causal.results import MediationResult
+from latentprobe.errors import InputError
+from latentprobe.interventions import Replace
+from latentprobe.perturbations import InputSet, Perturbation
+
+if TYPE_CHECKING:
+    from latentprobe.runner import LatentRunner
+
+__all__ = ["decompose", "summarize_mediation"]
+
+
+_CONDITIONS = (("clean", "clean", "clean"), ("treated", "treated", "treated"),
+               ("direct", "treated", "clean"), ("indirect", "clean", "treated"))
+
+
+def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *,
+              gold: Sequence[str | None] | Mapping[str, str] | None = None, against: str = "clean",
+              outcome: str = "correct", out_dir: str | os.PathLike | None = None, n_boot: int = 2000, seed: int = 0,
+              chunk_size: int = 16, batch_size: int = 8, max_new_tokens: int = 16, logits_processor: Any = None,
+              match: str = "exact", gold_prefix: str = "", overwrite: bool = False, progress: bool = True,
+              name: str = "mediation") -> MediationResult:
+    """Total, natural direct and natural indirect effect of ``treatment`` on the answer, through Z.
+
+    Four conditions per example (:func:`latentprobe.stats.mediation_effects`):
+
+    * clean    ``(x,  Z(x))``: the clean run, answer re-decoded from its own latents;
+    * treated  ``(x', Z(x'))``: the perturbed run, answer re-decoded from its own latents;
+    * direct   ``(x', Z(x))``: the perturbed run's prefix with its latents replaced by the clean
+      ones (``redecode`` with ``Replace([n, K, d])``);
+    * indirect ``(x,  Z(x'))``: the clean run's prefix with the perturbed latents.
+
+    ``TE = E[y_treated - y_clean]``, ``NDE = E[y_direct - y_clean]``, ``NIE = E[y_indirect -
+    y_clean]``. All four answers are produced by ``redecode`` runs, so the effects are not
+    confounded by differences between free generation and re-decoding. Examples count only when
+    both runs entered latent mode with the same number of latents (latents are swapped step by
+    step) and a gold answer is known.
+
+    Parameters
+    ----------
+    treatment : Perturbation
+        The input change ``x -> x'`` (e.g. :class:`~latentprobe.perturbations.Counterfactual`).
+    gold : optional
+        Gold answers aligned with ``inputs`` (or ``{example_id: gold}``). Default: ``inputs.gold``.
+    against : ``"clean"`` (default) or ``"treated"``
+        Outcomes are measured against the *clean* gold answer by default, in all four conditions:
+        a negative TE then means the change of input moves the model away from the clean input's
+        answer. ``"treated"`` uses the perturbed inputs' gold (e.g. the counterfactual answer).
+    outcome : ``"correct"`` (default) or ``"gold_logprob"``
+        Per-example outcome: correctness (McNemar exact p-values are attached to TE, NDE, NIE) or
+        the first-token log-probability of the gold answer.
+    out_dir, overwrite, seed, n_boot, chunk_size, batch_size, max_new_tokens, logits_processor
+        As in :func:`~latentprobe.causal.x_to_z`; ``match`` and ``gold_prefix`` as in :func:`~latentprobe.causal.z_to_y`.
+
+    Returns
+    -------
+    MediationResult
+    """
+    if outcome not in ("correct", "gold_logprob"):
+        raise InputError(f"outcome={outcome!r}; use 'correct' or 'gold_logprob'.")
+    if against not in ("clean", "treated"):
+        raise InputError(f"against={against!r}; use 'clean' or 'treated'.")
+    if match not in ("exact", "first_word"):
+        raise InputError(f"match={match!r}; use 'exact' or 'first_word'.")
+    if not isinstance(treatment, Perturbation):
+        raise InputError(f"treatment must be a Perturbation, got {type(treatment).__name__}.")
+    n = len(inputs)
+    if n == 0:
+        raise InputError("the InputSet is empty.")
+    treatment = treatment.bind(inputs)
+    chunks = _chunks(n, chunk_size)
+    if against == "clean":
+        golds = _gold_list(gold if gold is not None else inputs.gold, inputs.example_ids)
+        if golds is None:
+            raise InputError("no gold answers: pass gold=... or give the InputSet gold answers.")
+    else:
+        golds = None if gold is None else _gold_list(gold, inputs.example_ids)
+    sweep_cfg = {
+        "analysis": "mediation", "inputs": inputs.fingerprint(), "n": n, "runner": _runner_info(runner),
+        "treatment": treatment.to_config(), "against": against,
+        "gold": None if golds is None else hashlib.sha1(json.dumps(golds).encode()).hexdigest()[:16],
+        "seed": int(seed), "chunk_size": int(chunk_size), "batch_size": int(batch_size),
+        "max_new_tokens": int(max_new_tokens), "logits_processor": _qualname(logits_processor), "match": match,
+        "gold_prefix": gold_prefix,
+    }
+    config = {**sweep_cfg, "outcome": outcome, "n_boot": int(n_boot), "out_dir": None if out_dir is None else str(out_dir),
+              "conditions": {c: {"x": x, "z": z} for c, x, z in _CONDITIONS}, "decode": "redecode (all four conditions)"}
+    rows_store = _open(out_dir, name, sweep_cfg, ("example_id",), overwrite)
+    status_store = _open(out_dir, f"{name}_status", sweep_cfg, ("example_id",), overwrite)
+    tok = runner.tokenizer
+    tname = treatment.name
+
+    def unit(c: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        idx = chunks[c]
+        sub = inputs.select(idx)
+        tsub = treatment.apply(inputs, idx)
+        if against == "treated":
+            g_chunk = [golds[i] for i in idx] if golds is not None else list(tsub.gold or [None] * len(idx))
+        else:
+            g_chunk = [golds[i] for i in idx]
+        kw = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, logits_processor=logits_processor)
+        clean = _run(runner, sub, **kw)
+        treated = _run(runner, tsub, **kw)
+        status, kept = [], []
+        for j, (ec, et) in enumerate(zip(clean, treated)):
+            reason = _pair_reason(ec.num_latents, et.num_latents, "treated")
+            if reason == _KEPT and g_chunk[j] is None:
+                reason = "no_gold"
+            status.append(_status(ec.example_id, tname, reason, ec.num_latents, et.num_latents, c))
+            if reason == _KEPT:
+                kept.append(j)
+        by_k: dict[int, list[int]] = {}
+        for j in kept:
+            by_k.setdefault(clean[j].num_latents, []).append(j)
+        results: dict[int, dict[str, Any]] = {}
+        ikw = dict(mode="redecode", batch_size=batch_size, max_new_tokens=max_new_tokens,
+                   logits_processor=logits_processor, seed=seed, progress=False)
+        for kk, js in sorted(by_k.items()):
+            ct, tt = clean.select(js), treated.select(js)
+            zc = torch.stack([e.z for e in ct])
+            zt = torch.stack([e.z for e in tt])
+            outs = {
+                "clean": runner.intervene(ct, None, **ikw),
+                "treated": runner.intervene(tt, None, **ikw),
+                "direct": runner.intervene(tt, Replace(zc), **ikw),
+                "indirect": runner.intervene(ct, Replace(zt), **ikw),
+            }
+            for pos, j in enumerate(js):
+                results[j] = {cond: outs[cond][pos] for cond in outs}
+        recs = []
+        for j in kept:
+            g = g_chunk[j]
+            gid = _gold_token_id(tok, g, gold_prefix)
+            for cond, x, z in _CONDITIONS:
+                e = results[j][cond]
+                o = _outcome(e, g, gid, match)
+                recs.append({"example_id": clean[j].example_id, "chunk": c, "condition": cond, "x": x, "z": z,
+                             "answer": e.answer_text, "gold": g, "correct": o["correct"],
+                             "gold_logprob": o["gold_logprob"], "n_latents": e.num_latents})
+        return _frame(recs, _MED_ROWS), _frame(status, _STATUS)
+
+    _run_units(rows_store, status_store, list(range(len(chunks))), unit, desc=name, progress=progress)
+    rows = _typed(rows_store.results(), _MED_ROWS)
+    status = _typed(status_store.results(), _STATUS)
+    dropped = status[status["reason"] != _KEPT].reset_index(drop=True)
+    summary, effects, prop, note, extra_drop = summarize_mediation(rows, outcome=outcome, n_boot=n_boot, seed=seed,
+                                                                   treatment=tname, return_details=True)
+    if len(extra_drop):
+        dropped = pd.concat([dropped, _frame([_status(e, tname, f"no_{outcome}_value", -1, -1, -1) for e in extra_drop],
+                                             _STATUS)], ignore_index=True)
+    return MediationResult(rows=rows, summary=summary, dropped=dropped, config=config, effects=effects,
+                           proportion_mediated=prop, proportion_note=note)
+
+
+def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot: int = 2000, seed: int = 0,
+                        confidence: float = 0.95, treatment: str = "", return_details: bool = False) -> Any:
+    """TE, NDE, NIE (paired bootstrap, shared resamples), interaction, proportion mediated and the
+    four condition means, from mediation rows (columns ``example_id, condition`` and the outcome).
+
+    Examples missing an outcome in any condition are left out. With ``return_details`` the
+    result is ``(summary, effects, proportion_mediated, proportion_note, left_out_example_ids)``. With ``outcome="correct"`` each effect carries McNemar's exact p-value
+    for the two conditions it compares. The proportion mediated ``NIE / TE`` is reported only when
+    TE's interval excludes 0; its interval is the percentile interval of ``mean(NIE) / mean(TE)``
+    over the same resamples (resamples with ``mean(TE) == 0`` are left out and counted in the note).
+    """
+    cols = ["effect", "kind"] + _SUMMARY_COLS + ["outcome", "treatment"]
+    col = "correct" if outcome == "correct" else "gold_logprob"
+    if rows.empty:
+        empty = pd.DataFrame(columns=cols)
+        res = (empty, {}, float("nan"), "no examples", [])
+        return res if return_details else empty
+    wide = rows.pivot_table(index="example_id", columns="condition", values=col, aggfunc="first", dropna=False, sort=False)
+    order = list(dict.fromkeys(rows["example_id"]))
+    wide = wide.reindex(index=order, columns=["clean", "treated", "direct", "indirect"])
+    ok = np.isfinite(wide.to_numpy(np.float64)).all(axis=1)
+    missing = [e for e, good in zip(order, ok) if not good]
+    w = wide[ok]
+    y = {c: w[c].to_numpy(np.float64) for c in w.columns}
+    kw = dict(n_boot=n_boot, seed=seed, confidence=confidence)
+    out: list[dict[str, Any]] = []
+    effects: dict[str, _stats.Effect] = {}
+    if len(w) == 0:
+        empty = pd.DataFrame(columns=cols)
+        res = (empty, {}, float("nan"), "no example has the outcome in all four conditions", missing)
+        return res if return_details else empty
+    te, nde, nie = _stats.mediation_effects(y["clean"], y["treated"], y["direct"], y["indirect"], **kw)
+    pairs = {"TE": (te, "treated"), "NDE": (nde, "direct"), "NIE": (nie, "indirect")}
+    for nm, (eff, cond) in pairs.items():
+        if outcome == "correct":
+            mc = _stats.mcnemar_exact(y["clean"].astype(bool), y[cond].astype(bool))
+            eff = dataclasses.replace(eff, p_value=mc.p_value, method=eff.method + "; p from McNemar exact test "
+                                      f"(clean vs {cond}: b={mc.b}, c={mc.c})")
+        effects[nm] = eff
+    inter_vals = y["treated"] - y["direct"] - y["indirect"] + y["clean"]
+    effects["interaction"] = dataclasses.replace(
+        _stats.bootstrap_ci(inter_vals, name="interaction", **kw),
+        note=("TE - NDE - NIE: non-zero when X and Z interact (the decomposition is then not additive)"
+              + ("; " + _stats.small_sample_note(len(inter_vals)) if _stats.small_sample_note(len(inter_vals)) else "")))
+    for nm in ("TE", "NDE", "NIE", "interaction"):
+        out.append(_effect_row(effects[nm], effect=nm, kind="effect"))
+    # proportion mediated
+    if te.excludes_zero:
+        prop = float(nie.estimate / te.estimate)
+        d_te = y["treated"] - y["clean"]
+        d_nie = y["indirect"] - y["clean"]
+        ratios = []
+        for idx in _stats.resample_indices(len(d_te), n_boot, seed):
+            m_te = d_te[idx].mean(axis=1)
+            m_nie = d_nie[idx].mean(axis=1)
+            good = m_te != 0
+            ratios.append(m_nie[good] / m_te[good])
+        r = np.concatenate(ratios)
+        alpha = 1.0 - confidence
+        lo, hi = (np.quantile(r, [alpha / 2, 1 - alpha / 2]) if r.size else (np.nan, np.nan))
+        pnote = "NIE / TE (TE's interval excludes 0)"
+        if r.size < n_boot:
+            pnote += f"; {n_boot - r.size} resamples with mean TE = 0 left out"
+        out.append({"effect": "proportion_mediated", "kind": "ratio", "estimate": prop, "ci_low": float(lo),
+                    "ci_high": float(hi), "n": len(d_te), "p_value": np.nan,
+                    "method": ("ratio of means over paired percentile bootstrap resamples "
+                               f"({int(round(confidence * 100))}% CI, n_boot={n_boot})"),
+                    "note": pnote})
+    else:
+        prop = float("nan")
+        pnote = (f"TE's {int(round(confidence * 100))}% interval [{te.ci_low:.4g}, {te.ci_high:.4g}] includes 0: "
+                 "the proportion mediated is undefined")
+        out.append({"effect": "proportion_mediated", "kind": "ratio", "estimate": np.nan, "ci_low": np.nan,
+                    "ci_high": np.nan, "n": len(w), "p_value": np.nan, "method": "", "note": pnote})
+    for cond in ("clean", "treated", "direct", "indirect"):
+        out.append(_effect_row(_stats.bootstrap_ci(y[cond], name=f"mean_{cond}", **kw), effect=f"mean_{cond}", kind="level"))
+    frame = pd.DataFrame(out)
+    frame["outcome"] = outcome
+    frame["treatment"] = treatment
+    frame = frame[cols].astype({"estimate": "float64", "ci_low": "float64", "ci_high": "float64", "p_value": "float64",
+                                "n": "int64"})
+    if return_details:
+        return frame, effects, prop, pnote, missing
+    return frame

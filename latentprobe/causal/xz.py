@@ -1,0 +1,342 @@
+"""X -> Z: does changing the input change the latents? (:func:`x_to_z`, :func:`summarize_x_to_z`)"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from latentprobe import stats as _stats
+from latentprobe.atomic import atomic_write
+from latentprobe.causal.common import (
+    _KEPT, _STATUS, _XZ_ROWS, BASELINE_SOURCES, _chunks, _frame, _modal_k, _open, _pair_reason, _qualname, _run,
+    _run_units, _runner_info, _status, _typed,
+)
+from latentprobe.causal.results import XZResult
+from latentprobe.errors import InputError
+from latentprobe.perturbations import InputSet, Perturbation
+from latentprobe.trace import LatentTrace, Segment
+
+if TYPE_CHECKING:
+    from latentprobe.runner import LatentRunner
+
+__all__ = ["x_to_z", "summarize_x_to_z"]
+
+class _TensorCache:
+    """Per-chunk tensors (clean latents for the inter-instance analysis), on disk when out_dir is set."""
+
+    def __init__(self, out_dir: str | os.PathLike | None, name: str, fingerprint: str, overwrite: bool = False) -> None:
+        self._mem: dict[int, dict[str, Tensor]] = {}
+        self._dir = None if out_dir is None else Path(out_dir) / f"{name}_cache" / fingerprint
+        if self._dir is not None:
+            if overwrite and self._dir.parent.exists():
+                shutil.rmtree(self._dir.parent)
+            self._dir.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, c: int) -> Path:
+        assert self._dir is not None
+        return self._dir / f"chunk-{c:05d}.safetensors"
+
+    def get(self, c: int) -> dict[str, Tensor] | None:
+        if c in self._mem:
+            return self._mem[c]
+        if self._dir is not None and self._path(c).exists():
+            from safetensors.torch import load_file
+
+            self._mem[c] = load_file(str(self._path(c)))
+            return self._mem[c]
+        return None
+
+    def put(self, c: int, tensors: dict[str, Tensor]) -> None:
+        self._mem[c] = tensors
+        if self._dir is not None and not self._path(c).exists():
+            from safetensors.torch import save
+
+            data = save({k: v.contiguous() for k, v in tensors.items()})
+            atomic_write(self._path(c), lambda f: f.write(data), binary=True)
+
+
+def _capture_prompt_text_and_image(ids: Tensor, segs: Tensor) -> list[int]:
+    s = segs.tolist()
+    return [p for p, c in enumerate(s) if c in (Segment.TEXT, Segment.IMAGE)]
+
+
+def _xz_features(trace: LatentTrace, layers: list[int]) -> list[dict[str, Any]]:
+    out = []
+    for e in trace:
+        f: dict[str, Any] = {"example_id": e.example_id, "k": e.num_latents,
+                             "lat": e.hidden[:, layers].float() if e.num_latents else None, "base": {}}
+        if e.captured_positions is not None and e.captured_hidden is not None and e.captured_positions.numel():
+            row_of = {int(p): r for r, p in enumerate(e.captured_positions.tolist())}
+            segs = e.segments.tolist()[: e.prompt_len]
+            text = [p for p, c in enumerate(segs) if c == Segment.TEXT and p in row_of]
+            image = [p for p, c in enumerate(segs) if c == Segment.IMAGE and p in row_of]
+            ch = e.captured_hidden[:, layers].float()
+            if text:
+                f["base"]["text_last"] = ch[row_of[text[-1]]]
+                f["base"]["text_mean"] = ch[[row_of[p] for p in text]].mean(0)
+            if image:
+                f["base"]["image_mean"] = ch[[row_of[p] for p in image]].mean(0)
+            both = sorted(text + image)
+            if both:
+                f["base"]["prompt_last"] = ch[row_of[both[-1]]]
+        out.append(f)
+    return out
+
+
+def _cos_rel(a: Tensor, b: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine and ||b - a|| / ||a|| along the last axis, in float64 (NaN where a norm is 0)."""
+    x = a.double().numpy()
+    y = b.double().numpy()
+    na = np.linalg.norm(x, axis=-1)
+    nb = np.linalg.norm(y, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.clip((x * y).sum(-1) / (na * nb), -1.0, 1.0)
+        rel = np.linalg.norm(y - x, axis=-1) / na
+    cos = np.where((na == 0) | (nb == 0), np.nan, cos)
+    rel = np.where(na == 0, np.nan, rel)
+    return cos, rel
+
+
+def _normalise_perturbations(perturbations: Any) -> list[Perturbation]:
+    if isinstance(perturbations, Perturbation):
+        perts = [perturbations]
+    elif isinstance(perturbations, Mapping):
+        perts = [dataclasses.replace(p, name=str(k)) if dataclasses.is_dataclass(p) and getattr(p, "name", k) != k else p
+                 for k, p in perturbations.items()]
+    else:
+        perts = list(perturbations)
+    if not perts:
+        raise InputError("no perturbations given.")
+    bad = [p for p in perts if not isinstance(p, Perturbation)]
+    if bad:
+        raise InputError(f"{bad[0]!r} is not a latentprobe.perturbations.Perturbation; wrap callables in Custom(fn, name=...).")
+    names = [p.name for p in perts]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(f"perturbation names must be unique, got {dup} more than once; pass name=... to tell them apart.")
+    return perts
+
+
+def x_to_z(runner: LatentRunner, inputs: InputSet, perturbations: Perturbation | Sequence[Perturbation] | Mapping[str, Perturbation],
+           *, layers: Sequence[int] | None = None, out_dir: str | os.PathLike | None = None, seed: int = 0,
+           n_boot: int = 2000, chunk_size: int = 16, batch_size: int = 8, max_new_tokens: int = 16,
+           logits_processor: Any = None, across_layers: Sequence[int] = (0,), baselines: bool = True,
+           overwrite: bool = False, progress: bool = True, name: str = "x_to_z") -> XZResult:
+    """How much do the latents change when the input changes?
+
+    For every perturbation, clean and perturbed inputs are run; for each example that entered
+    latent mode in both runs with the same number of latents, the latents at each step and
+    residual layer are compared (cosine similarity and relative L2 ``||z' - z|| / ||z||``). The
+    same comparison for prompt-token states gives baselines: ``text_last`` (last text token of
+    the prompt; in the toy prompt this is ``<|vision_start|>``, which comes before the image),
+    ``text_mean`` (mean over prompt text tokens), ``image_mean`` (mean over image tokens) and
+    ``prompt_last`` (the last prompt token). :class:`~latentprobe.perturbations.InstanceSwap` gives
+    the cross-instance reference: latents of entirely different inputs.
+
+    Parameters
+    ----------
+    runner : LatentRunner
+    inputs : InputSet
+    perturbations : Perturbation, list of them, or ``{name: Perturbation}``
+        Names must be unique; they label the results.
+    layers : sequence of int, optional
+        Residual layers to compare (default: all, ``0..n_layers``; 0 is the fed latent z).
+    out_dir : path, optional
+        Write rows as they are computed and resume an interrupted sweep (see module docs). A
+        folder holding results of another configuration is refused (``SweepConfigMismatch``).
+    overwrite : bool
+        Discard this sweep's stored results in ``out_dir`` and start again.
+    seed : int
+        Generation seed (sampling only) and bootstrap seed.
+    n_boot : int
+        Bootstrap resamples of every interval.
+    chunk_size, batch_size, max_new_tokens, logits_processor
+        Examples per stored unit; runner batch size, token budget and logits processor.
+    across_layers : sequence of int
+        Residual layers of the inter-instance similarity of clean latents.
+    baselines : bool
+        Capture prompt-token states for the baselines (all prompt text and image positions at all
+        layers: turn off for very long prompts).
+
+    Returns
+    -------
+    XZResult
+    """
+    n = len(inputs)
+    if n == 0:
+        raise InputError("the InputSet is empty.")
+    n_res = int(runner.n_layers) + 1
+    layers = list(range(n_res)) if layers is None else sorted({int(l) for l in layers})
+    across_layers = sorted({int(l) for l in across_layers})
+    bad = [l for l in layers + across_layers if not 0 <= l < n_res]
+    if bad:
+        raise InputError(f"layers {bad} out of range: residual layers are 0..{n_res - 1} (0 = the fed latent).")
+    perts = [p.bind(inputs) for p in _normalise_perturbations(perturbations)]
+    chunks = _chunks(n, chunk_size)
+    sweep_cfg = {
+        "analysis": "x_to_z", "inputs": inputs.fingerprint(), "n": n, "runner": _runner_info(runner),
+        "perturbations": {p.name: p.to_config() for p in perts}, "layers": layers, "seed": int(seed),
+        "chunk_size": int(chunk_size), "batch_size": int(batch_size), "max_new_tokens": int(max_new_tokens),
+        "logits_processor": _qualname(logits_processor), "baselines": bool(baselines),
+    }
+    config = {**sweep_cfg, "n_boot": int(n_boot), "across_layers": across_layers,
+              "out_dir": None if out_dir is None else str(out_dir)}
+    rows_store = _open(out_dir, name, sweep_cfg, ("example_id",), overwrite)
+    status_store = _open(out_dir, f"{name}_status", sweep_cfg, ("example_id",), overwrite)
+    cache_key = json.dumps({**sweep_cfg, "across_layers": across_layers}, sort_keys=True)
+    cache = _TensorCache(out_dir, name, hashlib.sha1(cache_key.encode()).hexdigest()[:12], overwrite)
+    capture = _capture_prompt_text_and_image if baselines else None
+    current: dict[str, Any] = {"chunk": None, "feats": None}
+
+    def clean_features(c: int) -> list[dict[str, Any]]:
+        if current["chunk"] != c:
+            tr = _run(runner, inputs.select(chunks[c]), max_new_tokens=max_new_tokens, batch_size=batch_size,
+                      seed=seed, logits_processor=logits_processor, capture=capture)
+            current["chunk"], current["feats"] = c, _xz_features(tr, layers)
+            if cache.get(c) is None:
+                cache.put(c, _across_tensors(tr, across_layers))
+        return current["feats"]
+
+    def unit(u: tuple[int, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        c, pname = u
+        p = next(q for q in perts if q.name == pname)
+        clean = clean_features(c)
+        pin = p.apply(inputs, chunks[c])
+        tr = _run(runner, pin, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed,
+                  logits_processor=logits_processor, capture=capture)
+        pert = _xz_features(tr, layers)
+        rows, status = [], []
+        for fc, fp in zip(clean, pert):
+            eid = fc["example_id"]
+            reason = _pair_reason(fc["k"], fp["k"], "perturbed")
+            status.append(_status(eid, pname, reason, fc["k"], fp["k"], c))
+            if reason != _KEPT:
+                continue
+            cos, rel = _cos_rel(fc["lat"], fp["lat"])  # [K, Lsel]
+            for k in range(fc["k"]):
+                for li, l in enumerate(layers):
+                    rows.append({"example_id": eid, "perturbation": pname, "source": "latent", "step": k, "layer": l,
+                                 "cosine": float(cos[k, li]), "rel_l2": float(rel[k, li]), "chunk": c})
+            for src in BASELINE_SOURCES:
+                if src in fc["base"] and src in fp["base"]:
+                    bc, br = _cos_rel(fc["base"][src], fp["base"][src])
+                    for li, l in enumerate(layers):
+                        rows.append({"example_id": eid, "perturbation": pname, "source": src, "step": -1, "layer": l,
+                                     "cosine": float(bc[li]), "rel_l2": float(br[li]), "chunk": c})
+        return _frame(rows, _XZ_ROWS), _frame(status, _STATUS)
+
+    units = [(c, p.name) for c in range(len(chunks)) for p in perts]
+    _run_units(rows_store, status_store, units, unit, desc=name, progress=progress)
+    rows = _typed(rows_store.results(), _XZ_ROWS)
+    status = _typed(status_store.results(), _STATUS)
+    dropped = status[status["reason"] != _KEPT].reset_index(drop=True)
+    summary = summarize_x_to_z(rows, n_boot=n_boot, seed=seed, order=[p.name for p in perts])
+
+    # inter-instance similarity of clean latents
+    per_chunk = []
+    for c in range(len(chunks)):
+        t = cache.get(c)
+        if t is None:
+            clean_features(c)
+            t = cache.get(c)
+        per_chunk.append(t)
+    across, mats = _across_frame(per_chunk, inputs.example_ids, across_layers, n_boot=n_boot, seed=seed)
+    return XZResult(rows=rows, summary=summary, dropped=dropped, config=config, across=across,
+                    across_matrices=mats, status=status)
+
+
+def _across_tensors(trace: LatentTrace, across_layers: list[int]) -> dict[str, Tensor]:
+    return {e.example_id: e.hidden[:, across_layers].float().contiguous() for e in trace if e.num_latents > 0}
+
+
+def _across_frame(per_chunk: list[dict[str, Tensor]], example_ids: Sequence[str], across_layers: list[int], *,
+                  n_boot: int, seed: int) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
+    from latentprobe.similarity import across_instances
+
+    cols = {"layer": "int64", "center": "bool", "step": "int64", "mean_offdiag": "float64", "ci_low": "float64",
+            "ci_high": "float64", "n": "int64"}
+    merged: dict[str, Tensor] = {}
+    for t in per_chunk:
+        merged.update(t)
+    present = [e for e in example_ids if e in merged]
+    k = _modal_k([merged[e].shape[0] for e in present])
+    keep = [e for e in present if k is not None and merged[e].shape[0] == k]
+    if len(keep) < 2:
+        return _frame([], cols), {}
+    lat = torch.stack([merged[e] for e in keep])  # [n, K, A, d]
+    recs, mats = [], {}
+    for a, l in enumerate(across_layers):
+        for center in (False, True):
+            res = across_instances(lat[:, :, a], center=center, n_boot=n_boot, seed=seed)
+            if not center and res.matrices is not None:
+                mats[l] = res.matrices
+            for _, r in res.summary.iterrows():
+                recs.append({"layer": l, "center": center, "step": int(r["step"]), "mean_offdiag": float(r["mean_offdiag"]),
+                             "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]), "n": int(r["n"])})
+    return _frame(recs, cols), mats
+
+
+def summarize_x_to_z(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95,
+                     order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean cosine and relative L2 with percentile bootstrap intervals over examples, per
+    perturbation x source x step x layer (long format: one row per metric).
+
+    Within a perturbation every cell is resampled with the same example indices (those of
+    :func:`latentprobe.stats.bootstrap_ci` with ``seed``); values that are NaN (a zero-norm
+    vector) are left out of their cell, which then has a smaller ``n``.
+    """
+    cols = ["perturbation", "source", "step", "layer", "metric", "estimate", "ci_low", "ci_high", "n", "note"]
+    if rows.empty:
+        return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in zip(
+            cols, ["str", "str", "int64", "int64", "str", "float64", "float64", "float64", "int64", "str"])})
+    src_rank = {s: i for i, s in enumerate(("latent",) + BASELINE_SOURCES)}
+    perts = list(order) if order is not None else list(dict.fromkeys(rows["perturbation"]))
+    perts += [p for p in dict.fromkeys(rows["perturbation"]) if p not in perts]
+    out = []
+    for p in perts:
+        dp = rows[rows["perturbation"] == p]
+        if dp.empty:
+            continue
+        ex_order = list(dict.fromkeys(dp["example_id"]))
+        keys = sorted(dp[["source", "step", "layer"]].drop_duplicates().itertuples(index=False, name=None),
+                      key=lambda t: (src_rank.get(t[0], 99), t[0], t[1], t[2]))
+        for metric in ("cosine", "rel_l2"):
+            wide = dp.pivot_table(index="example_id", columns=["source", "step", "layer"], values=metric,
+                                  aggfunc="first", dropna=False, sort=False)
+            wide = wide.reindex(index=ex_order, columns=pd.MultiIndex.from_tuples(keys, names=["source", "step", "layer"]))
+            v = wide.to_numpy(dtype=np.float64)
+            full = ~np.isnan(v).any(axis=0)
+            est = np.full(len(keys), np.nan)
+            lo = np.full(len(keys), np.nan)
+            hi = np.full(len(keys), np.nan)
+            nn = np.full(len(keys), v.shape[0])
+            if full.any():
+                e_, l_, h_ = _stats.bootstrap_mean_columns(v[:, full], n_boot=n_boot, seed=seed, confidence=confidence)
+                est[full], lo[full], hi[full] = e_, l_, h_
+            for j in np.flatnonzero(~full):
+                x = v[:, j][~np.isnan(v[:, j])]
+                nn[j] = x.size
+                if x.size:
+                    eff = _stats.bootstrap_ci(x, n_boot=n_boot, seed=seed, confidence=confidence)
+                    est[j], lo[j], hi[j] = eff.estimate, eff.ci_low, eff.ci_high
+            for j, (src, step, layer) in enumerate(keys):
+                out.append({"perturbation": p, "source": src, "step": int(step), "layer": int(layer), "metric": metric,
+                            "estimate": est[j], "ci_low": lo[j], "ci_high": hi[j], "n": int(nn[j]),
+                            "note": _stats.small_sample_note(int(nn[j]))})
+    frame = pd.DataFrame(out, columns=cols)
+    # one metric after the other within each cell
+    frame["_m"] = frame["metric"].map({"cosine": 0, "rel_l2": 1})
+    frame["_s"] = frame["source"].map(lambda s: src_rank.get(s, 99))
+    frame["_p"] = frame["perturbation"].map({p: i for i, p in enumerate(perts)})
+    frame = frame.sort_values(["_p", "_s", "step", "layer", "_m"], kind="stable").drop(columns=["_m", "_s", "_p"])
+    return frame.reset_index(drop=True).astype({"step": "int64", "layer": "int64", "n": "int64"})

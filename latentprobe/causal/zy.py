@@ -1,0 +1,284 @@
+"""Z -> Y: does changing the latents change the answer? (:func:`z_to_y`, :func:`summarize_z_to_y`,
+:func:`default_interventions`)"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from latentprobe import stats as _stats
+from latentprobe.causal.common import (
+    _STATUS, _SUMMARY_COLS, _ZY_ROWS, MODES, _answer_key, _answer_sig, _chunks, _describe, _effect_row, _finite,
+    _frame, _gold_list, _gold_token_id, _kept_latent_examples, _kl, _open, _outcome, _qualname, _run_units,
+    _runner_info, _status, _typed, trace_fingerprint,
+)
+from latentprobe.causal.results import ZYResult
+from latentprobe.errors import InputError, InterventionError
+from latentprobe.interventions import (
+    AddNoise, GaussianReplace, MatchedDisplacement, MeanAblate, NoLatents, RepeatFirst, Replace, ReplaceNoise, Scale,
+    Swap, Zero,
+)
+from latentprobe.perturbations import InputSet, derangement
+from latentprobe.trace import LatentTrace
+
+if TYPE_CHECKING:
+    from latentprobe.runner import LatentRunner
+
+__all__ = ["default_interventions", "z_to_y", "summarize_z_to_y"]
+
+
+def default_interventions(trace: LatentTrace, *, seed: int = 0) -> dict[str, Any]:
+    """The full suite, built from ``trace`` (its examples with the most common number of latents).
+
+    Paper: ``shared_tensor`` (one random vector, of the clean latents' mean norm, written into
+    every latent of every example), ``add_noise`` (Gaussian noise of about the latent's own norm),
+    ``replace_noise`` (:class:`~latentprobe.interventions.GaussianReplace`), ``near_zero`` (``Scale(1e-3)``).
+    Wider: ``zero``, ``mean_ablate`` (per-step mean), ``swap`` (another example's latents, seeded
+    derangement), ``repeat_first``, ``no_latents`` (:class:`~latentprobe.interventions.NoLatents`), ``random_direction``
+    (``ReplaceNoise``: a random direction with the latent's norm) and ``swap_placebo``
+    (:class:`~latentprobe.interventions.MatchedDisplacement`). Swaps need at least 2 usable examples and are left out
+    otherwise. Index-based interventions (swaps) index ``trace``.
+    """
+    kept, k = _kept_latent_examples(trace)
+    if not kept:
+        raise InterventionError("no example of the trace entered latent mode; there is nothing to intervene on.")
+    zs = torch.stack([trace[i].z.float() for i in kept])  # [n, K, d]
+    d = zs.shape[-1]
+    mean_norm = float(zs.norm(dim=-1).mean())
+    rms = float(zs.pow(2).mean().sqrt())
+    g = torch.Generator()
+    g.manual_seed(int(seed) * 7919 + 17)
+    v = torch.randn(d, generator=g)
+    shared = v / v.norm() * mean_norm
+    suite: dict[str, Any] = {
+        "shared_tensor": Replace(shared),
+        "add_noise": AddNoise(scale=1.0, seed=seed),
+        "replace_noise": GaussianReplace(std=rms, seed=seed),
+        "near_zero": Scale(1e-3),
+        "zero": Zero(),
+        "mean_ablate": MeanAblate(zs.mean(0)),
+        "repeat_first": RepeatFirst(),
+        "no_latents": NoLatents(),
+        "random_direction": ReplaceNoise(seed=seed + 1),
+    }
+    if len(kept) >= 2:
+        perm = derangement(len(kept), seed)
+        mapping = list(range(len(trace)))
+        for a, b in zip(kept, perm):
+            mapping[a] = kept[b]
+        suite["swap"] = Swap(trace, tuple(mapping))
+        suite["swap_placebo"] = MatchedDisplacement(trace, tuple(mapping), seed=seed)
+    return suite
+
+
+def _for_chunk(iv: Any, orig_idx: list[int], n_trace: int) -> Any:
+    """Re-express an index-based intervention for a chunk (whose examples are re-indexed from 0)."""
+    if isinstance(iv, (Swap, MatchedDisplacement)):
+        m = iv.mapping if iv.mapping is not None else tuple((i + 1) % len(iv.source) for i in range(n_trace))
+        return dataclasses.replace(iv, mapping=tuple(int(m[i]) for i in orig_idx))
+    if isinstance(iv, Replace) and isinstance(iv.value, Tensor) and iv.value.ndim == 3:
+        return Replace(iv.value[orig_idx])
+    return iv
+
+
+def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str, Any] | None = None, *,
+           modes: Sequence[str] = MODES, gold: Sequence[str | None] | Mapping[str, str] | InputSet | None = None,
+           steps: Sequence[int] | None = None, layers: Sequence[int] = (0,), out_dir: str | os.PathLike | None = None,
+           seed: int = 0, n_boot: int = 2000, chunk_size: int = 16, batch_size: int = 8,
+           max_new_tokens: int | None = None, logits_processor: Any = None, match: str = "exact",
+           gold_prefix: str = "", overwrite: bool = False, progress: bool = True, name: str = "z_to_y") -> ZYResult:
+    """How much does the answer change when the latents change?
+
+    Every intervention is run in every mode on the examples of ``trace`` that entered latent mode
+    with the trace's most common number of latents, and compared example by example with the
+    no-op control of the same mode (``intervention="none"``, see the module docs).
+
+    Parameters
+    ----------
+    runner : LatentRunner
+    trace : LatentTrace
+        The clean run (from ``runner.run``).
+    interventions : ``{name: Intervention | callable}``, optional
+        Default: :func:`default_interventions` (the paper's four and the wider suite). Callables
+        receive examples re-indexed within a chunk: look data up by ``example.example_id``. Swaps
+        and ``Replace([n, K, d])`` index ``trace`` and are remapped per chunk automatically.
+        ``NoLatents`` runs in ``redecode`` mode only.
+    modes : sequence of ``"replay" | "propagate" | "redecode"``
+        In replay the answer is teacher forced: ``answer`` holds the greedy predictions at the
+        recorded answer positions and ``recorded_logprob`` scores the recorded answer.
+    gold : sequence (aligned with ``trace``), ``{example_id: gold}`` or an InputSet, optional
+        Without gold, accuracy metrics are NaN (flips, log-probs of nothing and KL remain).
+    steps, layers
+        Latent steps to intervene on (default all) and residual layers to patch (default the fed z).
+    match : ``"exact"`` or ``"first_word"``
+        How answers are compared (after lower-casing and collapsing whitespace).
+    gold_prefix : str
+        Prepended to the gold answer before tokenising it for ``gold_logprob`` (e.g. ``" "`` for
+        BPE vocabularies whose answers start with a space).
+    out_dir, overwrite, seed, n_boot, chunk_size, batch_size, logits_processor, progress, name
+        As in :func:`~latentprobe.causal.x_to_z` (``seed`` also seeds the default suite's random draws);
+        ``max_new_tokens`` defaults to the trace's.
+
+    Returns
+    -------
+    ZYResult
+    """
+    modes = list(dict.fromkeys(modes))
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise InputError(f"modes {bad or modes} not understood; use a subset of {MODES}.")
+    if match not in ("exact", "first_word"):
+        raise InputError(f"match={match!r}; use 'exact' or 'first_word'.")
+    ids = trace.example_ids
+    golds_all = _gold_list(gold, ids)
+    kept, k = _kept_latent_examples(trace)
+    dropped_recs = []
+    for i, e in enumerate(trace):
+        if e.num_latents == 0:
+            dropped_recs.append(_status(e.example_id, "all", "not_entered", 0, 0, -1))
+        elif e.num_latents != k:
+            dropped_recs.append(_status(e.example_id, "all", "latent_count_not_modal", e.num_latents, e.num_latents, -1))
+    dropped = _frame(dropped_recs, _STATUS)
+    if interventions is None:
+        interventions = default_interventions(trace, seed=seed) if kept else {}
+    interventions = dict(interventions)
+    if "none" in interventions:
+        raise InputError("'none' is reserved for the no-op control; rename that intervention.")
+    for nm, iv in interventions.items():
+        _describe(iv)  # validates
+    chunks = [[kept[j] for j in c] for c in _chunks(len(kept), chunk_size)] if kept else []
+    sweep_cfg = {
+        "analysis": "z_to_y", "trace": trace_fingerprint(trace), "n": len(trace), "runner": _runner_info(runner),
+        "interventions": {nm: _describe(iv) for nm, iv in interventions.items()}, "modes": modes,
+        "gold": None if golds_all is None else hashlib.sha1(json.dumps(golds_all).encode()).hexdigest()[:16],
+        "steps": None if steps is None else sorted({int(s) for s in steps}), "layers": sorted({int(l) for l in layers}),
+        "seed": int(seed), "chunk_size": int(chunk_size), "batch_size": int(batch_size),
+        "max_new_tokens": max_new_tokens, "logits_processor": _qualname(logits_processor), "match": match,
+        "gold_prefix": gold_prefix,
+    }
+    config = {**sweep_cfg, "n_boot": int(n_boot), "n_kept": len(kept), "num_latents": k,
+              "no_latents_modes": ["redecode"], "reference": "no-op control of the same mode",
+              "out_dir": None if out_dir is None else str(out_dir)}
+    store = _open(out_dir, name, sweep_cfg, ("example_id",), overwrite)
+    tok = runner.tokenizer
+    gids = None if golds_all is None else [_gold_token_id(tok, g, gold_prefix) for g in golds_all]
+    controls: dict[tuple[int, str], LatentTrace] = {}
+    ikw = dict(steps=steps, layers=tuple(layers), batch_size=batch_size, max_new_tokens=max_new_tokens,
+               logits_processor=logits_processor, seed=seed, progress=False)
+
+    def control(c: int, mode: str) -> LatentTrace:
+        if (c, mode) not in controls:
+            for key in [key for key in controls if key[0] != c]:
+                del controls[key]
+            controls[(c, mode)] = runner.intervene(trace.select(chunks[c]), None, mode=mode, **ikw)
+        return controls[(c, mode)]
+
+    def unit(u: tuple[int, str, str]) -> tuple[pd.DataFrame, None]:
+        c, mode, nm = u
+        sub = trace.select(chunks[c])
+        ref = control(c, mode)
+        if nm == "none":
+            out = ref
+        else:
+            iv = interventions[nm]
+            if isinstance(iv, NoLatents):
+                out = runner.intervene(sub, None, mode="redecode", drop_latents=True,
+                                       **{**ikw, "steps": None, "layers": (0,)})
+            else:
+                out = runner.intervene(sub, _for_chunk(iv, chunks[c], len(trace)), mode=mode, **ikw)
+        recs = []
+        for j, (oi, e_clean, e_ref, e_out) in enumerate(zip(chunks[c], sub, ref, out)):
+            g = None if golds_all is None else golds_all[oi]
+            gid = None if gids is None else gids[oi]
+            o, r = _outcome(e_out, g, gid, match), _outcome(e_ref, g, gid, match)
+            recs.append({
+                "example_id": e_clean.example_id, "chunk": c, "intervention": nm, "mode": mode,
+                "answer": e_out.answer_text, "ref_answer": e_ref.answer_text, "clean_answer": e_clean.answer_text,
+                "gold": g, "correct": o["correct"], "ref_correct": r["correct"],
+                "flip": _answer_sig(e_out, match) != _answer_sig(e_ref, match),
+                "changed_vs_clean": _answer_sig(e_out, match) != _answer_sig(e_clean, match),
+                "gold_logprob": o["gold_logprob"], "ref_gold_logprob": r["gold_logprob"], "kl": _kl(e_ref, e_out),
+                "recorded_logprob": o["recorded_logprob"] if mode == "replay" else np.nan,
+                "ref_recorded_logprob": r["recorded_logprob"] if mode == "replay" else np.nan,
+                "n_latents": e_out.num_latents,
+            })
+        return _frame(recs, _ZY_ROWS), None
+
+    units = []
+    for c in range(len(chunks)):
+        for mode in modes:
+            units.append((c, mode, "none"))
+            for nm, iv in interventions.items():
+                if isinstance(iv, NoLatents) and mode != "redecode":
+                    continue
+                units.append((c, mode, nm))
+    _run_units(store, None, units, unit, desc=name, progress=progress)
+    rows = _typed(store.results(), _ZY_ROWS)
+    clean_correct = None
+    if golds_all is not None and kept:
+        clean_correct = np.array([np.nan if golds_all[i] is None else
+                                  float(_answer_key(trace[i].answer_text, match) == _answer_key(golds_all[i], match))
+                                  for i in kept])
+    summary = summarize_z_to_y(rows, n_boot=n_boot, seed=seed, clean_correct=clean_correct,
+                               order=["none"] + list(interventions))
+    return ZYResult(rows=rows, summary=summary, dropped=dropped, config=config)
+
+
+def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95,
+                     clean_correct: Sequence[float] | None = None, order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Summary of Z -> Y rows, per intervention x mode (long format, one row per metric).
+
+    ``accuracy`` (bootstrap CI of mean correctness), ``accuracy_change`` (intervened minus control,
+    :func:`latentprobe.stats.binary_outcome_effect`: paired bootstrap CI and McNemar exact p),
+    ``flip_rate`` (bootstrap CI), ``gold_logprob_change`` and ``recorded_logprob_change``
+    (:func:`latentprobe.stats.paired_bootstrap_diff`), ``kl`` (bootstrap CI). Examples with a
+    missing value (no gold, no first-token distribution) are left out of that metric only; ``n``
+    says how many remain. ``clean_correct`` adds the original run's accuracy as
+    ``intervention="none", mode="run"``.
+    """
+    cols = ["intervention", "mode", "metric"] + _SUMMARY_COLS
+    out: list[dict[str, Any]] = []
+    kw = dict(n_boot=n_boot, seed=seed, confidence=confidence)
+    if clean_correct is not None:
+        (cc,) = _finite(np.asarray(clean_correct, dtype=np.float64))
+        if cc.size:
+            out.append(_effect_row(_stats.bootstrap_ci(cc, name="accuracy", **kw), intervention="none", mode="run",
+                                   metric="accuracy"))
+    if not rows.empty:
+        names = list(order) if order is not None else []
+        names += [n for n in dict.fromkeys(rows["intervention"]) if n not in names]
+        for nm in names:
+            for mode in MODES:
+                g = rows[(rows["intervention"] == nm) & (rows["mode"] == mode)]
+                if g.empty:
+                    continue
+                key = dict(intervention=nm, mode=mode)
+                c, rc = _finite(g["correct"].to_numpy(np.float64), g["ref_correct"].to_numpy(np.float64))
+                if c.size:
+                    out.append(_effect_row(_stats.bootstrap_ci(c, name="accuracy", **kw), metric="accuracy", **key))
+                    out.append(_effect_row(_stats.binary_outcome_effect(rc.astype(bool), c.astype(bool), name="accuracy_change",
+                                                                        **kw), metric="accuracy_change", **key))
+                out.append(_effect_row(_stats.bootstrap_ci(g["flip"].to_numpy(np.float64), name="flip_rate", **kw),
+                                       metric="flip_rate", **key))
+                a, b = _finite(g["gold_logprob"].to_numpy(np.float64), g["ref_gold_logprob"].to_numpy(np.float64))
+                if a.size:
+                    out.append(_effect_row(_stats.paired_bootstrap_diff(a, b, name="gold_logprob_change", **kw),
+                                           metric="gold_logprob_change", **key))
+                (kl,) = _finite(g["kl"].to_numpy(np.float64))
+                if kl.size:
+                    out.append(_effect_row(_stats.bootstrap_ci(kl, name="kl", **kw), metric="kl", **key))
+                a, b = _finite(g["recorded_logprob"].to_numpy(np.float64), g["ref_recorded_logprob"].to_numpy(np.float64))
+                if a.size:
+                    out.append(_effect_row(_stats.paired_bootstrap_diff(a, b, name="recorded_logprob_change", **kw),
+                                           metric="recorded_logprob_change", **key))
+    frame = pd.DataFrame(out, columns=cols)
+    return frame.astype({"estimate": "float64", "ci_low": "float64", "ci_high": "float64", "p_value": "float64",
+                         "n": "int64"})

@@ -1,0 +1,145 @@
+"""The :class:`Perturbation` base class, its registry and the helpers the built-ins share."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import hashlib
+from typing import Any, Sequence, TypeVar
+
+import numpy as np
+
+from latentprobe.errors import InputError
+from latentprobe.perturbations.inputs import InputSet, _image_list, _map_image
+from latentprobe.seeding import numpy_rng
+
+__all__ = ["Perturbation", "register_perturbation", "perturbation_from_config"]
+
+_P = TypeVar("_P", bound=type)
+_REGISTRY: dict[str, type] = {}
+
+
+def register_perturbation(cls: _P) -> _P:
+    """Class decorator: register a :class:`Perturbation` dataclass under its class name, so that
+    :func:`perturbation_from_config` can rebuild it. Registering the same class twice is a no-op;
+    a different class with a name already taken raises :class:`~latentprobe.errors.InputError`."""
+    if not (isinstance(cls, type) and issubclass(cls, Perturbation)):
+        raise InputError(f"register_perturbation takes a Perturbation subclass, got {cls!r}.")
+    known = _REGISTRY.get(cls.__name__)
+    if known is not None and known is not cls:
+        raise InputError(f"a perturbation named {cls.__name__!r} is already registered "
+                         f"({known.__module__}.{known.__qualname__}); give the new class another name.")
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+class Perturbation(abc.ABC):
+    """Base class: a controlled change to every example of an :class:`InputSet`.
+
+    Subclasses implement :meth:`_one` (the change for example ``i`` of the full set); those that
+    pair examples override :meth:`bind` to fix their mapping.
+    """
+
+    name: str = "perturbation"
+
+    def bind(self, inputs: InputSet) -> "Perturbation":
+        """A copy with everything that depends on the whole input set fixed (default: self)."""
+        return self
+
+    def apply(self, inputs: InputSet, indices: Sequence[int] | None = None) -> InputSet:
+        """The perturbed examples at ``indices`` (default: all), as a new InputSet.
+
+        The result holds ``inputs.example_ids[indices]`` in the same order. Partners of swaps are
+        looked up in the *full* ``inputs``.
+        """
+        bound = self.bind(inputs)
+        idx = list(range(len(inputs))) if indices is None else [int(i) for i in indices]
+        prompts, images, gold, meta = [], [], [], []
+        for i in idx:
+            p, im, g, m = bound._one(inputs, i)
+            prompts.append(p)
+            images.append(im)
+            gold.append(g)
+            meta.append(m)
+        return InputSet(
+            example_ids=tuple(inputs.example_ids[i] for i in idx), prompts=tuple(prompts),
+            images=None if inputs.images is None else tuple(images),
+            gold=None if inputs.gold is None and all(g is None for g in gold) else tuple(gold),
+            meta=tuple(meta), relabel=inputs.relabel,
+        )
+
+    __call__ = apply
+
+    @abc.abstractmethod
+    def _one(self, inputs: InputSet, i: int) -> tuple[Any, Any, str | None, dict[str, Any]]:
+        """The change for example ``i``: (prompt, image, gold, meta)."""
+
+    def to_config(self) -> dict[str, Any]:
+        """JSON-ready description: the class name and every field."""
+        d: dict[str, Any] = {"type": type(self).__name__}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            if callable(v):
+                v = getattr(v, "__qualname__", type(v).__qualname__)
+            elif isinstance(v, tuple):
+                v = list(v)
+            d[f.name] = v
+        return d
+
+
+def perturbation_from_config(config: dict[str, Any]) -> Perturbation:
+    """Rebuild a registered perturbation from :meth:`Perturbation.to_config` (not :class:`Custom`,
+    which holds code). Perturbations defined elsewhere are known once their module is imported
+    (e.g. :mod:`latentprobe.toy.perturbations`)."""
+    cfg = dict(config)
+    kind = cfg.pop("type", None)
+    if kind not in _REGISTRY:
+        raise InputError(f"cannot rebuild a perturbation of type {kind!r}; known: {sorted(_REGISTRY)} "
+                         "(import the module that defines it, which registers it with register_perturbation).")
+    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()}
+    return _REGISTRY[kind](**kw)
+
+
+def _example_rng(seed: int, example_id: str) -> np.random.Generator:
+    return numpy_rng(seed, example_id)
+
+
+def _need_images(inputs: InputSet, who: str) -> None:
+    if inputs.images is None:
+        raise InputError(f"{who} changes images, but the InputSet has none (images=None).")
+
+
+def _relabel(inputs: InputSet, image_of: int, question_of: int) -> tuple[str | None, dict[str, Any]] | None:
+    """``inputs.relabel`` for the image of example ``image_of`` and the question of ``question_of``."""
+    if inputs.relabel is None:
+        return None
+    return inputs.relabel(inputs.meta[image_of], inputs.meta[question_of])
+
+
+def _image_groups(inputs: InputSet) -> list[str]:
+    """A label per example that is equal when two examples show the same image."""
+    out = []
+    for i in range(len(inputs)):
+        iid = inputs.meta[i].get("image_id")
+        if iid is not None:
+            out.append(f"id:{iid}")
+            continue
+        h = hashlib.sha1()
+        for im in _image_list(inputs.images[i] if inputs.images is not None else None):
+            a = np.ascontiguousarray(np.asarray(im))
+            h.update(str(a.shape).encode())
+            h.update(a.tobytes())
+        out.append(h.hexdigest())
+    return out
+
+
+def _check_mapping(mapping: tuple[int, ...], n: int, who: str) -> None:
+    if len(mapping) != n:
+        raise InputError(f"{who}.mapping has {len(mapping)} entries for {n} examples; bind it to this InputSet.")
+    bad = [j for j in mapping if not 0 <= j < n]
+    if bad:
+        raise InputError(f"{who}.mapping points at examples {bad[:5]} outside 0..{n - 1}.")
+
+
+def _copy_image(entry: Any) -> Any:
+    return _map_image(entry, lambda a: np.array(a, copy=True))
