@@ -37,7 +37,7 @@ from latentprobe.perturbations import (  # noqa: E402
     Occlude,
     QuestionSwap,
 )
-from latentprobe.runner import LatentRunner  # noqa: E402
+from latentprobe.engine import LatentRunner  # noqa: E402
 from latentprobe.toy.model import build_model, mask_rule, toy_spec  # noqa: E402
 from latentprobe.toy.shapes import make_dataset  # noqa: E402
 from latentprobe.toy.vocab import build_tokenizer  # noqa: E402
