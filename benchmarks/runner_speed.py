@@ -14,6 +14,7 @@ import argparse
 import time
 
 import torch
+from nnsight import NNsight
 
 from latentprobe import LatentRunner, Zero
 from latentprobe.toy import build_model, build_tokenizer, make_dataset, prompt_for, toy_spec
@@ -49,12 +50,13 @@ def main() -> None:
 
     # 1. nnsight overhead on a prefill-sized forward
     embeds = torch.randn(a.batch, 40, model.config.text_config.hidden_size, device=a.device)
+    nn_model = NNsight(model)
     with torch.no_grad():
         plain = timed(lambda: model(inputs_embeds=embeds), repeat=5)
 
         def traced():
-            with runner.nn.trace(inputs_embeds=embeds):
-                runner.nn.model.language_model.norm.output.save()
+            with nn_model.trace(inputs_embeds=embeds):
+                nn_model.model.language_model.norm.output.save()
         nns = timed(traced, repeat=5)
     print(f"nnsight trace / plain forward: {nns / plain:.2f}x  ({plain * 1e3:.1f} ms vs {nns * 1e3:.1f} ms)")
 

@@ -1,6 +1,6 @@
 """Shared set-up of the example scripts: a toy runner (shipped weights, or untrained with --random-init)."""
 
-from latentprobe.runner import LatentRunner
+from latentprobe.engine import LatentRunner
 
 
 class ForceOpen:

@@ -33,8 +33,7 @@ from latentprobe.interventions import (
     intervention_from_config,
     register_intervention,
 )
-from latentprobe.masks import segment_attention_mask
-from latentprobe.runner import LatentRunner
+from latentprobe.engine import LatentRunner, segment_attention_mask
 from latentprobe.spec import CodiProjection, LatentSpec, get_preset, list_presets, register_preset
 from latentprobe.trace import ExampleTrace, LatentTrace, Segment
 

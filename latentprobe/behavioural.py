@@ -28,7 +28,7 @@ from latentprobe.interventions import Replace
 from latentprobe.perturbations import BlankImage, InputSet
 
 if TYPE_CHECKING:
-    from latentprobe.runner import LatentRunner
+    from latentprobe.engine import LatentRunner
 
 __all__ = ["BehaviouralProbeResult", "behavioural_probe"]
 

@@ -52,7 +52,7 @@ def _image_states(trace: Any, kept: Sequence[int], layer: int) -> np.ndarray:
 
 
 def _random_weights_runner(tm: Any, seed: int) -> Any:
-    from latentprobe.runner import LatentRunner
+    from latentprobe.engine import LatentRunner
     from latentprobe.toy import build_model
 
     model = build_model(tm.tokenizer.get_vocab(), seed=seed + 1)

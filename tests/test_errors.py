@@ -7,7 +7,7 @@ from torch import nn
 from latentprobe import interventions as iv
 from latentprobe.errors import (ImageBatchError, InterventionShapeError, ModelStructureError, SpecError,
                                 SpecTokenError, StepOutOfRangeError)
-from latentprobe.runner import LatentRunner
+from latentprobe.engine import LatentRunner
 from latentprobe.spec import LatentSpec, get_preset
 from latentprobe.trace import LatentTrace
 from latentprobe.errors import TraceFormatError

@@ -14,7 +14,7 @@ pytest.importorskip("transformer_lens")
 
 from latentprobe.errors import InputError, InterventionShapeError, ModelStructureError  # noqa: E402
 from latentprobe.lens import latent_residuals, replay_with_cache, residual_hook_name, to_bridge  # noqa: E402
-from latentprobe.runner import LatentRunner  # noqa: E402
+from latentprobe.engine import LatentRunner  # noqa: E402
 from latentprobe.spec import CodiProjection, get_preset  # noqa: E402
 
 LAT6 = " ".join(["<|latent|>"] * 6)

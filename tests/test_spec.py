@@ -3,7 +3,7 @@ import torch
 
 import latentprobe
 from latentprobe.errors import SpecError, SpecTokenError
-from latentprobe.runner import LatentRunner
+from latentprobe.engine import LatentRunner
 from latentprobe.spec import LatentSpec, get_preset, list_presets
 from tiny import make_tokenizer
 

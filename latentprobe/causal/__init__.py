@@ -12,7 +12,7 @@ example x condition [x step x layer]), a ``summary`` with 95% bootstrap interval
     for prompt-token states (baselines) and the paper's inter-instance similarity matrix.
 :func:`z_to_y`
     Does changing the latents change the answer? The paper's interventions and a wider suite, in
-    ``replay``, ``propagate`` and ``redecode`` modes (see :mod:`latentprobe.runner`).
+    ``replay``, ``propagate`` and ``redecode`` modes (see :mod:`latentprobe.engine`).
 :func:`decompose`
     Total, natural direct and natural indirect effects of an input change on the answer, with the
     latents as mediator.

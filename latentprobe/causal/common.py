@@ -21,7 +21,7 @@ from latentprobe.sweep import ResumableSweep
 from latentprobe.trace import LatentTrace
 
 if TYPE_CHECKING:
-    from latentprobe.runner import LatentRunner
+    from latentprobe.engine import LatentRunner
 
 __all__ = ["MODES", "PAPER_INTERVENTIONS", "BASELINE_SOURCES", "trace_fingerprint"]
 

@@ -24,7 +24,7 @@ from latentprobe.interventions import Replace
 from latentprobe.perturbations import InputSet, Perturbation
 
 if TYPE_CHECKING:
-    from latentprobe.runner import LatentRunner
+    from latentprobe.engine import LatentRunner
 
 __all__ = ["decompose", "summarize_mediation"]
 

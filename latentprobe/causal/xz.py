@@ -27,7 +27,7 @@ from latentprobe.perturbations import InputSet, Perturbation
 from latentprobe.trace import LatentTrace, Segment
 
 if TYPE_CHECKING:
-    from latentprobe.runner import LatentRunner
+    from latentprobe.engine import LatentRunner
 
 __all__ = ["x_to_z", "summarize_x_to_z"]
 

@@ -30,7 +30,7 @@ from latentprobe.perturbations import InputSet, derangement
 from latentprobe.trace import LatentTrace
 
 if TYPE_CHECKING:
-    from latentprobe.runner import LatentRunner
+    from latentprobe.engine import LatentRunner
 
 __all__ = ["default_interventions", "z_to_y", "summarize_z_to_y"]
 

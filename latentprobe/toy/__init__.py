@@ -106,7 +106,7 @@ class ToyModel:
 
     def runner(self, **kw: Any) -> Any:
         """A :class:`~latentprobe.runner.LatentRunner` with this variant's spec and mask rule."""
-        from latentprobe.runner import LatentRunner
+        from latentprobe.engine import LatentRunner
 
         kw.setdefault("mask_rule", self.mask_rule)
         return LatentRunner(self.model, self.tokenizer, self.spec, **kw)

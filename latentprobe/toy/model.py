@@ -1,7 +1,7 @@
 """Tiny Qwen2.5-VL-architecture models with planted causal graphs.
 
 The variants differ only in which causal edges exist, enforced by attention-mask rules over
-segment codes (see :mod:`latentprobe.masks`). The prompt is ``question <|vision_start|> <|image_pad|>``
+segment codes (see :mod:`latentprobe.engine.masks`). The prompt is ``question <|vision_start|> <|image_pad|>``
 (the question comes first, so no prompt text position sees the image), then the model emits
 ``<|latent_start|>``, K latents, ``<|latent_end|>`` (forced), the one-word answer and ``<eos>``.
 

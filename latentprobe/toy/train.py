@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from latentprobe.masks import MaskRule, segment_attention_mask
+from latentprobe.engine.masks import MaskRule, segment_attention_mask
 from latentprobe.images import to_pixel_values
 from latentprobe.toy.model import VARIANTS, build_model, mask_rule, prompt_for, toy_spec
 from latentprobe.toy.shapes import ToyExample, majority_baseline, make_dataset, train_test_split
@@ -447,7 +447,7 @@ def _align(h_src: Tensor, targets: Tensor) -> Tensor:
 def evaluate(model: torch.nn.Module, tokenizer: Any, variant: str, examples: Sequence[ToyExample], *,
              batch_size: int = 100, max_new_tokens: int = 16) -> list[str]:
     """Greedy answers of ``model`` through :class:`LatentRunner` (the inference protocol)."""
-    from latentprobe.runner import LatentRunner
+    from latentprobe.engine import LatentRunner
 
     if not examples:
         return []

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from latentprobe.runner import LatentRunner
+from latentprobe.engine import LatentRunner
 from latentprobe.toy.model import mask_rule, toy_spec
 
 MAX_NEW = 9  # open + 4 latents + close + 3 answer tokens (the budget counts every generated position)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from latentprobe import interventions as iv
-from latentprobe.runner import LatentRunner
+from latentprobe.engine import LatentRunner
 from latentprobe.spec import CodiProjection, get_preset
 from latentprobe.trace import LatentTrace, Segment
 from tiny import force_open

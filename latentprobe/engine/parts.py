@@ -15,7 +15,7 @@ from torch import nn
 
 from latentprobe.errors import ModelStructureError
 
-__all__ = ["ModelParts", "locate_parts"]
+__all__ = ["ModelParts", "locate_parts", "get_path"]
 
 # (layers, final norm, token embedding) paths, tried in order.
 _CANDIDATES: tuple[tuple[str, str, str], ...] = (
@@ -27,7 +27,8 @@ _CANDIDATES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _get(root: nn.Module, path: str) -> Any:
+def get_path(root: Any, path: str) -> Any:
+    """The attribute at dotted ``path`` below ``root`` (a module, or nnsight's envoy of one); ``None`` if absent."""
     obj: Any = root
     for part in path.split("."):
         if not hasattr(obj, part):
@@ -49,19 +50,19 @@ class ModelParts:
 
     @property
     def layers(self) -> nn.ModuleList:
-        return _get(self.model, self.layers_path)
+        return get_path(self.model, self.layers_path)
 
     @property
     def norm(self) -> nn.Module:
-        return _get(self.model, self.norm_path)
+        return get_path(self.model, self.norm_path)
 
     @property
     def embed(self) -> nn.Module:
-        return _get(self.model, self.embed_path)
+        return get_path(self.model, self.embed_path)
 
     @property
     def lm_head(self) -> nn.Module:
-        return _get(self.model, self.lm_head_path)
+        return get_path(self.model, self.lm_head_path)
 
     @property
     def n_layers(self) -> int:
@@ -115,7 +116,7 @@ def locate_parts(model: nn.Module, *, layers: str | None = None, norm: str | Non
         found = (layers, norm, embed)
     else:
         for cand in _CANDIDATES:
-            if all(isinstance(_get(model, p), nn.Module) for p in cand):
+            if all(isinstance(get_path(model, p), nn.Module) for p in cand):
                 found = (layers or cand[0], norm or cand[1], embed or cand[2])
                 break
     if found is None:
@@ -125,10 +126,10 @@ def locate_parts(model: nn.Module, *, layers: str | None = None, norm: str | Non
             f"Tried: {tried}. Pass layers=, norm= and embed= (dotted module paths) to the runner."
         )
     lp, np_, ep = found
-    if not isinstance(_get(model, lp), nn.ModuleList) or len(_get(model, lp)) == 0:
+    if not isinstance(get_path(model, lp), nn.ModuleList) or len(get_path(model, lp)) == 0:
         raise ModelStructureError(f"{type(model).__name__}.{lp} is not a non-empty ModuleList of decoder layers.")
     for what, p in (("final norm", np_), ("token embedding", ep), ("LM head", lm_head)):
-        if not isinstance(_get(model, p), nn.Module):
+        if not isinstance(get_path(model, p), nn.Module):
             raise ModelStructureError(f"{type(model).__name__} has no module at {p!r} ({what}); pass its dotted path.")
     is_vlm = hasattr(getattr(model, "model", None), "get_rope_index") and hasattr(model.config, "vision_config")
     return ModelParts(model=model, layers_path=lp, norm_path=np_, embed_path=ep, lm_head_path=lm_head, is_vlm=is_vlm)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from latentprobe import interventions as iv
-from latentprobe.runner import LatentRunner
+from latentprobe.engine import LatentRunner
 from latentprobe.spec import get_preset
 from latentprobe.trace import Segment
 from tiny import force_open

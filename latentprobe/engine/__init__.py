@@ -1,0 +1,27 @@
+"""The engine: the latent-reasoning protocol, its decode loop over a Hugging Face model, and interventions.
+
+* :mod:`~latentprobe.engine.protocol`: the protocol as a pure state machine driven by the spec;
+* :mod:`~latentprobe.engine.parts`, :mod:`~latentprobe.engine.masks`: the model's parts, attention masks;
+* :mod:`~latentprobe.engine.inputs`: tokenising, images, the rows a run starts from;
+* :mod:`~latentprobe.engine.forward`: the one nnsight-traced forward;
+* :mod:`~latentprobe.engine.loop`: the batched decode loop;
+* :mod:`~latentprobe.engine.patching`: the one function that applies an intervention;
+* :mod:`~latentprobe.engine.modes`: replay / propagate / redecode;
+* :mod:`~latentprobe.engine.runner`: :class:`LatentRunner`, the public entry point.
+"""
+
+from latentprobe.engine.loop import GenerationConfig, LogitsProcessor
+from latentprobe.engine.masks import MaskRule, segment_attention_mask
+from latentprobe.engine.parts import ModelParts, get_path, locate_parts
+from latentprobe.engine.patching import InterventionMode, apply_intervention
+from latentprobe.engine.protocol import (Action, Decision, End, EndReason, FeedLatent, FeedTextLatent, FeedToken,
+                                         ProtocolMode, ProtocolStart, ProtocolState, initial_state, needs_sample,
+                                         resume_at_answer, resume_at_latent, step)
+from latentprobe.engine.runner import LatentRunner
+
+__all__ = [
+    "LatentRunner", "GenerationConfig", "LogitsProcessor", "MaskRule", "segment_attention_mask", "ModelParts",
+    "locate_parts", "get_path", "InterventionMode", "apply_intervention",
+    "Action", "Decision", "End", "EndReason", "FeedLatent", "FeedTextLatent", "FeedToken", "ProtocolMode",
+    "ProtocolStart", "ProtocolState", "initial_state", "needs_sample", "resume_at_answer", "resume_at_latent", "step",
+]

@@ -1,0 +1,326 @@
+"""The batched decode loop: prefill every row's prefix, then step, asking the protocol what each row feeds.
+
+Rows are left-padded; every step feeds one position per unfinished row (a token embedding, or a
+vector in place of it at a latent slot) through :class:`~latentprobe.engine.forward.TracedForward`
+with a shared KV cache. Residuals are gathered at latent positions; interventions go through
+:func:`~latentprobe.engine.patching.apply_intervention`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple, Sequence
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from latentprobe.engine.forward import TracedForward, new_cache
+from latentprobe.engine.inputs import capture_positions
+from latentprobe.engine.masks import MaskRule, segment_attention_mask
+from latentprobe.engine.parts import ModelParts
+from latentprobe.engine.patching import LayerPatch, apply_intervention, layer_patch
+from latentprobe.engine.protocol import (Action, Decision, End, EndReason, FeedLatent, FeedTextLatent, FeedToken,
+                                         ProtocolMode, needs_sample, step)
+from latentprobe.engine.rows import Row
+from latentprobe.errors import ImageBatchError, InputError
+from latentprobe.spec import ResolvedSpec
+from latentprobe.trace import Segment
+
+__all__ = ["GenerationConfig", "LogitsProcessor", "Gathered", "Decoder", "choose"]
+
+LogitsProcessor = Callable[[list[int], Float[Tensor, "vocab"], int], Float[Tensor, "vocab"]]
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """How free text is chosen, and the budget of positions after the prompt (HF ``max_new_tokens``)."""
+
+    max_new_tokens: int = 32
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int | None = None
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
+        if self.do_sample and self.temperature <= 0:
+            raise InputError(f"temperature must be > 0 when sampling, got {self.temperature}.")
+
+
+class Gathered(NamedTuple):
+    """One gathered prefill position: every residual layer, the final-norm output, the logits."""
+
+    residual: Float[Tensor, "layers_plus_1 d"]
+    h: Float[Tensor, "d"]
+    logits: Float[Tensor, "vocab"]
+
+
+def choose(scores: Float[Tensor, "vocab"], cfg: GenerationConfig, gen: torch.Generator | None) -> int:
+    """Greedy or (temperature, top-k) sampling from ``gen``."""
+    if not cfg.do_sample:
+        return int(scores.argmax())
+    s = scores.float() / cfg.temperature
+    if cfg.top_k is not None:
+        kth = torch.topk(s, cfg.top_k).values[-1]
+        s = s.masked_fill(s < kth, float("-inf"))
+    probs = torch.softmax(s, -1).cpu()
+    return int(torch.multinomial(probs, 1, generator=gen))
+
+
+@dataclass
+class _Prefill:
+    cache: Any
+    h_last: Tensor
+    logits: Tensor
+    col_segs: Tensor
+    col_mask: Tensor
+    n_real: Tensor
+    deltas: Tensor | None
+    gathered: list[dict[int, Gathered]]
+
+
+class Decoder:
+    """Prefill and decode batches of rows on one model."""
+
+    def __init__(self, model: torch.nn.Module, parts: ModelParts, rspec: ResolvedSpec, *,
+                 projection: Callable[[Tensor], Tensor] | None, mask_rule: MaskRule | None) -> None:
+        self.model = model
+        self.parts = parts
+        self.rspec = rspec
+        self.projection = projection
+        self.mask_rule = mask_rule
+        self.forward = TracedForward(model, parts)
+        p = next(model.parameters())
+        self.device, self.dtype = p.device, p.dtype
+
+    # ------------------------------------------------------------------ inputs of a forward
+    def embed_prefix(self, rows: list[Row]) -> tuple[Tensor, Tensor, Tensor, list[int], Tensor | None]:
+        """Left-padded prefix embeddings, 2-D mask, positions, pad offsets and rope deltas."""
+        B = len(rows)
+        T = max(len(r.ids) for r in rows)
+        ids = torch.full((B, T), self.rspec.pad_id, dtype=torch.long)
+        mask = torch.zeros((B, T), dtype=torch.long)
+        offsets = []
+        for b, r in enumerate(rows):
+            off = T - len(r.ids)
+            offsets.append(off)
+            rid = torch.tensor(r.ids, dtype=torch.long)
+            # latent slots carry a harmless placeholder id (rotary positions are derived from ids)
+            for p in r.z_at:
+                rid[p] = self.rspec.placeholder_id
+            ids[b, off:] = rid
+            mask[b, off:] = 1
+        with torch.no_grad():
+            embeds = self.parts.embed(ids.to(self.device)).clone()
+        for b, r in enumerate(rows):
+            off = offsets[b]
+            if r.image_embeds is not None:
+                img_pos = [p for p, s in enumerate(r.segs) if s == Segment.IMAGE]
+                if len(img_pos) != r.image_embeds.shape[0]:
+                    raise ImageBatchError(f"example {r.example_id!r}: {len(img_pos)} image positions but "
+                                          f"{r.image_embeds.shape[0]} image features.")
+                embeds[b, torch.tensor(img_pos) + off] = r.image_embeds.to(self.device, embeds.dtype)
+            for p, z in r.z_at.items():
+                embeds[b, p + off] = z.to(self.device, embeds.dtype)
+        deltas = None
+        if self.parts.is_vlm:
+            tt = torch.zeros((B, T), dtype=torch.long)
+            for b, r in enumerate(rows):
+                tt[b, offsets[b]:] = torch.tensor([1 if s == Segment.IMAGE else 0 for s in r.segs])
+            grids = [r.grid_thw for r in rows if r.grid_thw is not None]
+            grid = torch.cat(grids).to(self.device) if grids else None
+            with torch.no_grad():
+                pos, deltas = self.parts.rope_index(ids.to(self.device), tt.to(self.device), grid, mask.to(self.device))
+            deltas = deltas.reshape(B).cpu()
+        else:
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        return embeds, mask, pos.to(self.device), offsets, deltas
+
+    def attention(self, col_segs: Int[Tensor, "b t"], col_mask: Int[Tensor, "b t"], q_len: int) -> Tensor:
+        """2-D padding mask, or a 4-D additive mask when a mask rule is set."""
+        if self.mask_rule is None:
+            return col_mask.to(self.device)
+        return segment_attention_mask(col_segs, col_mask, q_len, self.mask_rule, self.dtype).to(self.device)
+
+    def latent_fn(self, h: Float[Tensor, "d"]) -> Float[Tensor, "d"]:
+        """``f(h)``: identity, or the spec's projection module."""
+        if self.projection is None:
+            return h
+        with torch.no_grad():
+            return self.projection(h.to(self.device)).to(h.dtype)
+
+    def _prefix_patches(self, rows: list[Row], offsets: list[int]) -> list[LayerPatch]:
+        """Layer >= 1 patches at latent slots inside the prefix (replay, propagate, redecode)."""
+        by_layer: dict[int, list] = {}
+        for b, r in enumerate(rows):
+            slots = sorted(r.z_at)
+            for s, pt in r.patches.items():
+                if s >= len(slots):
+                    continue
+                for layer in pt.layers:
+                    if layer >= 1:
+                        by_layer.setdefault(layer, []).append((b, slots[s] + offsets[b], s, r.source, pt))
+        return [layer_patch(layer, items, self.device) for layer, items in by_layer.items()]
+
+    # ------------------------------------------------------------------ prefill and decode
+    def run(self, rows: list[Row], cfg: GenerationConfig, processor: LogitsProcessor | None, *,
+            capture: Any = None, gather_extra: Sequence[Sequence[int]] | None = None,
+            decode: bool = True) -> list[dict[int, Gathered]]:
+        """Prefill the rows' prefixes, then (``decode``) step until every row has ended.
+
+        Returns the prefill's gathered positions per row: the prefix's latent slots, the
+        ``capture`` positions and ``gather_extra``.
+        """
+        pre = self._prefill(rows, capture, gather_extra)
+        if decode:
+            self._decode(rows, cfg, processor, pre)
+        return pre.gathered
+
+    def _prefill(self, rows: list[Row], capture: Any, gather_extra: Sequence[Sequence[int]] | None) -> _Prefill:
+        embeds, mask, pos, offsets, deltas = self.embed_prefix(rows)
+        B, T = mask.shape
+        col_segs = torch.full((B, T), Segment.PAD, dtype=torch.long)
+        for b, r in enumerate(rows):
+            col_segs[b, offsets[b]:] = torch.tensor(r.segs)
+        want: list[list[int]] = []
+        for b, r in enumerate(rows):
+            ps = set(r.z_at)
+            if capture is not None:
+                cp = capture_positions(capture, r)
+                r.rec.captured_positions = torch.tensor(cp, dtype=torch.long)
+                ps |= set(cp)
+            if gather_extra is not None:
+                ps |= set(gather_extra[b])
+            want.append(sorted(ps))
+        gather = None
+        if any(want):
+            gr = torch.tensor([b for b, ps in enumerate(want) for _ in ps], dtype=torch.long)
+            gc = torch.tensor([p + offsets[b] for b, ps in enumerate(want) for p in ps], dtype=torch.long)
+            gather = (gr.to(self.device), gc.to(self.device))
+        cache = new_cache(self.model)
+        out = self.forward(embeds, self.attention(col_segs, mask, T), pos, cache, gather,
+                           self._prefix_patches(rows, offsets))
+        gathered: list[dict[int, Gathered]] = [{} for _ in rows]
+        if gather is not None:
+            k = 0
+            for b, ps in enumerate(want):
+                for p in ps:
+                    gathered[b][p] = Gathered(out.residuals[k].float().cpu(), out.h_gather[k].float().cpu(),
+                                              out.logits_gather[k].float().cpu())
+                    k += 1
+            for b, r in enumerate(rows):
+                if r.rec.captured_positions is not None:
+                    cp = r.rec.captured_positions.tolist()
+                    r.rec.captured_hidden = (torch.stack([gathered[b][p].residual for p in cp]) if cp else
+                                             torch.zeros(0, self.parts.n_layers + 1, self.parts.hidden_size))
+        return _Prefill(cache, out.h_last.float(), out.logits_last.float(), col_segs, mask, mask.sum(-1), deltas,
+                        gathered)
+
+    def _next(self, r: Row, logits: Tensor, cfg: GenerationConfig, processor: LogitsProcessor | None) -> Action:
+        """Ask the protocol for the row's next input; record the free token's log-probabilities."""
+        lp = torch.log_softmax(logits, dim=-1)
+        budget_left = cfg.max_new_tokens - r.budget_used()
+        free = not r.state.pending and r.state.mode is ProtocolMode.TEXT
+        sampled = None
+        if needs_sample(self.rspec, r.state, budget_left):
+            scores = lp if processor is None else processor(list(r.ids), lp.clone(), r.index)
+            sampled = choose(scores, cfg, r.gen)
+        action, r.state = step(self.rspec, r.state, Decision(int(lp.argmax()), sampled, budget_left))
+        if free and sampled is not None:
+            pos = len(r.ids)
+            prev = r.segs[-1] if r.segs else Segment.TEXT
+            first = prev in (Segment.CLOSE, Segment.TEXT, Segment.IMAGE) or r.answer_reset
+            if first:
+                r.answer_reset = False
+            if isinstance(action, FeedToken) and action.segment == Segment.GEN:
+                r.rec.text_lp[pos] = float(lp[sampled])
+                if first:
+                    r.rec.dist_at[pos] = lp.cpu()
+            elif isinstance(action, End) and action.reason is EndReason.EOS and first:
+                r.rec.dist_at[pos] = lp.cpu()  # an empty answer keeps its first token's distribution
+        return action
+
+    def _decode(self, rows: list[Row], cfg: GenerationConfig, processor: LogitsProcessor | None,
+                pre: _Prefill) -> None:
+        cache, h_last, logits = pre.cache, pre.h_last, pre.logits
+        col_segs, col_mask, n_real, deltas = pre.col_segs, pre.col_mask, pre.n_real, pre.deltas
+        n = len(rows)
+        while True:
+            feed_ids = torch.full((n,), self.rspec.pad_id, dtype=torch.long)
+            feed_seg = torch.full((n,), Segment.PAD, dtype=torch.long)
+            feed_z: dict[int, Tensor] = {}
+            for b, r in enumerate(rows):
+                if r.end is not None:
+                    continue
+                latent_step = r.state.total
+                action = self._next(r, logits[b], cfg, processor)
+                if isinstance(action, End):
+                    r.end = action
+                elif isinstance(action, FeedToken):
+                    r.ids.append(int(action.token_id))
+                    r.segs.append(int(action.segment))
+                    feed_ids[b] = int(action.token_id)
+                    feed_seg[b] = action.segment
+                else:
+                    feed_z[b] = self._feed_latent(r, action, h_last[b], latent_step)
+                    feed_seg[b] = Segment.LATENT
+            if all(r.end is not None for r in rows):
+                return
+            with torch.no_grad():
+                emb = self.parts.embed(feed_ids.to(self.device)[:, None]).clone()
+            for b, z in feed_z.items():
+                emb[b, 0] = z.to(self.device, emb.dtype)
+            col_segs = torch.cat([col_segs, feed_seg[:, None]], dim=1)
+            col_mask = torch.cat([col_mask, torch.ones(n, 1, dtype=col_mask.dtype)], dim=1)
+            if deltas is not None:
+                pos = (n_real + deltas).view(1, -1, 1).expand(3, -1, 1)
+            else:
+                pos = n_real.view(-1, 1)
+            n_real = n_real + 1
+            latent_rows = list(feed_z)
+            gather = None
+            patches: list[LayerPatch] = []
+            if latent_rows:
+                gr = torch.tensor(latent_rows, dtype=torch.long)
+                gather = (gr.to(self.device), torch.zeros_like(gr).to(self.device))  # the step's only position
+                patches = self._step_patches(rows, latent_rows)
+            out = self.forward(emb, self.attention(col_segs, col_mask, 1), pos.to(self.device), cache, gather,
+                               patches)
+            for k, b in enumerate(latent_rows):
+                rows[b].rec.lat_hidden.append(out.residuals[k].float().cpu())
+            h_last = out.h_last.float()
+            logits = out.logits_last.float()
+
+    def _feed_latent(self, r: Row, action: FeedLatent | FeedTextLatent, h: Tensor, latent_step: int) -> Tensor:
+        """The vector fed at a latent slot (patched at layer 0 when asked); records the slot."""
+        if isinstance(action, FeedTextLatent):  # explicit text imagination: the token's embedding is fed
+            with torch.no_grad():
+                z = self.parts.embed(torch.tensor([action.token_id], device=self.device))[0].float().cpu()
+            slot_id = action.token_id
+        else:
+            z = self.latent_fn(h).float().cpu()
+            slot_id = action.slot_id
+        pt = r.patches.get(latent_step)
+        if pt is not None and 0 in pt.layers:
+            z = apply_intervention(pt.fn, z, step=latent_step, example=r.source, layer=0, mode=pt.mode)
+        r.rec.lat_pos.append(len(r.ids))
+        r.ids.append(int(slot_id))
+        r.segs.append(Segment.LATENT)
+        r.rec.lat_z.append(z)
+        r.rec.lat_h.append(h.float().cpu())
+        return z
+
+    def _step_patches(self, rows: list[Row], latent_rows: list[int]) -> list[LayerPatch]:
+        """Layer >= 1 patches at this step's latent positions (column 0 of a one-position step)."""
+        by_layer: dict[int, list] = {}
+        for b in latent_rows:
+            r = rows[b]
+            s = r.state.total - 1
+            pt = r.patches.get(s)
+            if pt is not None:
+                for layer in pt.layers:
+                    if layer >= 1:
+                        by_layer.setdefault(layer, []).append((b, 0, s, r.source, pt))
+        return [layer_patch(layer, items, self.device) for layer, items in by_layer.items()]

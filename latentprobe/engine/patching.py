@@ -1,0 +1,91 @@
+"""The one place an intervention is applied, whatever the mode or the layer.
+
+Every path calls :func:`apply_intervention`: the fed vector (layer 0) of replay, propagate and
+redecode, and residual layers ``>= 1`` in the prefill and in decode steps (vectorised over rows by
+:func:`layer_patch`).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from latentprobe.errors import InterventionError, InterventionShapeError
+from latentprobe.interventions import Intervention
+
+__all__ = ["InterventionMode", "Patch", "LayerPatch", "apply_intervention", "layer_patch"]
+
+
+class InterventionMode(str, enum.Enum):
+    """How :meth:`LatentRunner.intervene` uses the changed latents (see :mod:`latentprobe.engine.modes`)."""
+
+    REPLAY = "replay"
+    PROPAGATE = "propagate"
+    REDECODE = "redecode"
+
+    @classmethod
+    def parse(cls, mode: "str | InterventionMode") -> "InterventionMode":
+        try:
+            return cls(mode)
+        except ValueError:
+            raise InterventionError(f"mode={mode!r}; use 'replay', 'propagate' or 'redecode'.") from None
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Change one example's latent step at residual ``layers`` (0 = the fed vector) with ``fn``."""
+
+    fn: Intervention
+    layers: tuple[int, ...]
+    mode: InterventionMode
+
+
+@dataclass(frozen=True)
+class LayerPatch:
+    """Rows and columns of one forward pass whose output of decoder layer ``layer - 1`` is rewritten."""
+
+    layer: int
+    rows: Tensor
+    cols: Tensor
+    fn: Callable[[Tensor], Tensor]
+
+
+def _example_id(example: Any) -> str:
+    return str(getattr(example, "example_id", "?"))
+
+
+def apply_intervention(fn: Intervention, z: Float[Tensor, "d"], *, step: int, example: Any, layer: int,
+                       mode: InterventionMode) -> Float[Tensor, "d"]:
+    """``fn.apply(z, step, example, layer)``, checked: the result must be a tensor of ``z``'s shape.
+
+    Raises
+    ------
+    InterventionShapeError
+        Naming the example id, latent step, layer and mode where the output had the wrong shape.
+    """
+    out = fn.apply(z, step, example, layer)
+    if not isinstance(out, Tensor) or out.shape != z.shape:
+        raise InterventionShapeError(
+            f"intervention {fn!r} returned {tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__} "
+            f"for a latent of shape {tuple(z.shape)} (example {_example_id(example)!r}, latent step {step}, "
+            f"layer {layer}, mode {InterventionMode(mode).value!r}); it must return a tensor of the same shape."
+        )
+    return out.to(z.dtype)
+
+
+def layer_patch(layer: int, items: list[tuple[int, int, int, Any, Patch]], device: torch.device) -> LayerPatch:
+    """Bundle per-row patches of one residual layer: ``items`` are ``(row, col, step, example, patch)``."""
+    rows = torch.tensor([it[0] for it in items], device=device)
+    cols = torch.tensor([it[1] for it in items], device=device)
+
+    def fn(vals: Tensor) -> Tensor:
+        new = [apply_intervention(p.fn, vals[i].float().cpu(), step=s, example=ex, layer=layer, mode=p.mode)
+               for i, (_, _, s, ex, p) in enumerate(items)]
+        return torch.stack(new).to(vals.device)
+
+    return LayerPatch(layer, rows, cols, fn)

@@ -1,0 +1,288 @@
+"""The latent-reasoning protocol as a pure state machine, driven by a :class:`~latentprobe.spec.ResolvedSpec`.
+
+At every position the decode loop asks :func:`step` what one sequence feeds next. The answer is a
+typed action:
+
+* :class:`FeedToken` ``(token_id, segment)``: an ordinary token (a marker, a forced prompt token,
+  generated text);
+* :class:`FeedLatent` ``(slot_id)``: the latent ``f(h_{p-1})``, with ``slot_id`` recorded at its slot;
+* :class:`FeedTextLatent` ``(token_id)``: explicit text imagination (``mediator="text"``): the
+  sampled token's embedding is fed and recorded like a latent;
+* :class:`End` ``(reason)``: the sequence is finished.
+
+The state (:class:`ProtocolState`) is small and immutable; only :func:`step` makes a new one. What
+the model proposes at the position comes in a :class:`Decision` (the greedy token of the model's own
+distribution, the sampled token when :func:`needs_sample` says one is used, the token budget left).
+Nothing here touches a model, so every preset's protocol is testable with scripted tokens.
+
+Example
+-------
+>>> from latentprobe.spec import ResolvedSpec, get_preset
+>>> rs = ResolvedSpec(get_preset("codi"), open_id=10, close_id=11, slot_id=None, after_close_ids=(),
+...                   placeholder_id=0, pad_id=0, eos_id=1)
+>>> start = initial_state(rs, [5, 6], [0, 0])
+>>> start.ids, start.state.mode
+([5, 6, 10], <ProtocolMode.LATENT: 'latent'>)
+>>> action, state = step(rs, start.state, Decision(greedy=7))
+>>> action
+FeedLatent(slot_id=0)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+from latentprobe.errors import InputError
+from latentprobe.spec import ResolvedSpec
+from latentprobe.trace import Segment
+
+__all__ = [
+    "ProtocolMode", "EndReason", "FeedToken", "FeedLatent", "FeedTextLatent", "End", "Action", "Decision",
+    "ProtocolState", "ProtocolStart", "initial_state", "resume_at_latent", "resume_at_answer", "needs_sample",
+    "step",
+]
+
+
+class ProtocolMode(enum.Enum):
+    """Whether a sequence decodes text or sits inside a latent segment."""
+
+    TEXT = "text"
+    LATENT = "latent"
+
+
+class EndReason(enum.Enum):
+    """Why a sequence stopped."""
+
+    EOS = "eos"  # the model chose the end-of-sequence token
+    BUDGET = "budget"  # max_new_tokens positions after the prompt are used
+
+
+@dataclass(frozen=True)
+class FeedToken:
+    """Feed an ordinary token; ``segment`` is its :class:`~latentprobe.trace.Segment` code."""
+
+    token_id: int
+    segment: int
+
+
+@dataclass(frozen=True)
+class FeedLatent:
+    """Feed the latent ``f(h_{p-1})``; ``slot_id`` is the id recorded at its slot."""
+
+    slot_id: int
+
+
+@dataclass(frozen=True)
+class FeedTextLatent:
+    """Feed the embedding of the sampled ``token_id`` in a latent slot (``mediator="text"``)."""
+
+    token_id: int
+
+
+@dataclass(frozen=True)
+class End:
+    """The sequence is finished."""
+
+    reason: EndReason
+
+
+Action = Union[FeedToken, FeedLatent, FeedTextLatent, End]
+_Forced = Union[FeedToken, FeedLatent]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the model proposes at the current position.
+
+    greedy:
+        The argmax of the model's own (unprocessed) distribution: read for the end-token check and
+        for ``slot_policy="sampled"`` slot ids.
+    sampled:
+        The chosen token (after the logits processor and sampling); required exactly when
+        :func:`needs_sample` is true.
+    budget_left:
+        Positions still allowed after the prompt (``max_new_tokens`` minus those used).
+    """
+
+    greedy: int
+    sampled: int | None = None
+    budget_left: int = 1
+
+
+@dataclass(frozen=True)
+class ProtocolState:
+    """One sequence's protocol state.
+
+    mode:
+        Text decoding or inside a latent segment.
+    in_segment:
+        Latents fed in the current segment.
+    total:
+        Latents fed in all segments (the next latent's step index).
+    segments_done:
+        Closed latent segments (prompt-mode specs count their prompt segment).
+    pending:
+        Forced inputs still to feed, in order (a prompt's slots and tail, tokens after a close).
+    can_open:
+        Whether an emitted open marker may start a new segment (false when only the answer is decoded).
+    """
+
+    mode: ProtocolMode = ProtocolMode.TEXT
+    in_segment: int = 0
+    total: int = 0
+    segments_done: int = 0
+    pending: tuple[_Forced, ...] = ()
+    can_open: bool = True
+
+
+@dataclass(frozen=True)
+class ProtocolStart:
+    """The prefix fed in the prefill and the state the loop starts from."""
+
+    ids: list[int]
+    segments: list[int]
+    prompt_len: int
+    state: ProtocolState
+
+
+def initial_state(rspec: ResolvedSpec, ids: Sequence[int], segments: Sequence[int], *,
+                  example_id: str = "?") -> ProtocolStart:
+    """Where a fresh generation starts, by the spec's open mode.
+
+    ``"emitted"``: the whole prompt, text mode. ``"appended"``: the open marker is appended and the
+    loop starts in latent mode. ``"prompt"``: the prefix stops at the prompt's open marker; its latent
+    slots and the rest of the prompt (the close marker and what follows) become forced inputs.
+    """
+    spec = rspec.spec
+    ids, segs = list(ids), list(segments)
+    if spec.open_mode == "appended":
+        return ProtocolStart(ids + [rspec.open_id], segs + [Segment.OPEN], len(ids) + 1,
+                             ProtocolState(mode=ProtocolMode.LATENT))
+    if spec.open_mode == "emitted":
+        return ProtocolStart(ids, segs, len(ids), ProtocolState())
+    try:
+        o = ids.index(rspec.open_id)
+    except ValueError:
+        raise InputError(
+            f"example {example_id!r}: spec {spec.name!r} expects the open marker {spec.open_token!r} "
+            "and latent slots in the prompt, but the prompt has no open marker."
+        ) from None
+    j = o + 1
+    while j < len(ids) and ids[j] == rspec.slot_id:
+        j += 1
+    if j == o + 1:
+        raise InputError(
+            f"example {example_id!r}: no {spec.slot_token!r} slots follow the open marker in the prompt."
+        )
+    pending: list[_Forced] = [FeedLatent(int(rspec.slot_id)) for _ in range(j - o - 1)]
+    closed = False
+    for t in ids[j:]:
+        is_close = t == rspec.close_id and not closed
+        closed = closed or is_close
+        pending.append(FeedToken(t, Segment.CLOSE if is_close else Segment.TEXT))
+    segs[o] = Segment.OPEN
+    return ProtocolStart(ids[: o + 1], segs[: o + 1], len(ids),
+                         ProtocolState(segments_done=1, pending=tuple(pending)))
+
+
+def resume_at_latent(rspec: ResolvedSpec, ids: Sequence[int], segments: Sequence[int], prompt_len: int,
+                     upto: int) -> ProtocolState:
+    """The state "about to feed the latent at position ``upto``" of a recorded sequence (propagate).
+
+    ``ids``/``segments`` are the recorded sequence; positions ``[0, upto)`` are the resumed prefix.
+    """
+    segs = list(segments)
+    in_segment = 0
+    p = upto - 1
+    while p >= 0 and segs[p] == Segment.LATENT:
+        in_segment += 1
+        p -= 1
+    total = sum(1 for q in range(upto) if segs[q] == Segment.LATENT)
+    if rspec.spec.open_mode == "prompt":
+        # the rest of the prompt region is still forced: its latent slots, then its tail
+        pending = tuple(FeedLatent(int(rspec.slot_id)) if segs[q] == Segment.LATENT else FeedToken(int(ids[q]), segs[q])
+                        for q in range(upto, prompt_len))
+        return ProtocolState(ProtocolMode.TEXT, in_segment, total, 1, pending)
+    done = sum(1 for q in range(upto) if segs[q] == Segment.CLOSE and (q == 0 or segs[q - 1] == Segment.LATENT))
+    return ProtocolState(ProtocolMode.LATENT, in_segment, total, done)
+
+
+def resume_at_answer(total: int, *, can_open: bool) -> ProtocolState:
+    """The state at the answer start after ``total`` latents (redecode: ``can_open=False``)."""
+    return ProtocolState(total=total, can_open=can_open)
+
+
+def needs_sample(rspec: ResolvedSpec, state: ProtocolState, budget_left: int) -> bool:
+    """Whether :func:`step` will read :attr:`Decision.sampled` (a token is chosen only then)."""
+    if state.pending:
+        return False
+    if state.mode is ProtocolMode.LATENT:
+        return rspec.spec.mediator == "text" and state.in_segment < rspec.spec.num_latents
+    return budget_left > 0
+
+
+def _fed_latent(state: ProtocolState, **changes: object) -> ProtocolState:
+    return dataclasses.replace(state, in_segment=state.in_segment + 1, total=state.total + 1, **changes)
+
+
+def _close(rspec: ResolvedSpec, state: ProtocolState) -> tuple[Action, ProtocolState]:
+    after = tuple(FeedToken(t, Segment.CLOSE) for t in rspec.after_close_ids)
+    new = dataclasses.replace(state, mode=ProtocolMode.TEXT, in_segment=0, segments_done=state.segments_done + 1,
+                              pending=state.pending + after)
+    return FeedToken(int(rspec.close_id), Segment.CLOSE), new  # type: ignore[arg-type]
+
+
+def _slot_id(rspec: ResolvedSpec, greedy: int) -> int:
+    policy = rspec.spec.slot_policy
+    if policy == "sampled":
+        return int(greedy)
+    if policy == "placeholder":
+        return int(rspec.slot_id)  # type: ignore[arg-type]
+    return rspec.pad_id
+
+
+def _sampled(d: Decision, state: ProtocolState) -> int:
+    if d.sampled is None:
+        raise InputError(f"protocol state {state} needs a sampled token, but the decision carries none "
+                         "(call needs_sample() first and sample when it is true).")
+    return int(d.sampled)
+
+
+def step(rspec: ResolvedSpec, state: ProtocolState, d: Decision) -> tuple[Action, ProtocolState]:
+    """The next input of one sequence and the state after it."""
+    spec = rspec.spec
+    if state.pending:
+        action, rest = state.pending[0], state.pending[1:]
+        if isinstance(action, FeedLatent):
+            return action, _fed_latent(state, pending=rest)
+        return action, dataclasses.replace(state, pending=rest)
+    if state.mode is ProtocolMode.LATENT:
+        if spec.mediator == "text":
+            if state.in_segment < spec.num_latents:
+                tok = _sampled(d, state)
+                if not (tok == rspec.close_id and state.in_segment >= spec.min_latents):
+                    return FeedTextLatent(tok), _fed_latent(state)
+            return _close(rspec, state)
+        sampled_close = (spec.stop == "end_token" and state.in_segment >= spec.min_latents
+                         and d.greedy == rspec.close_id)
+        if sampled_close or state.in_segment >= spec.num_latents:
+            return _close(rspec, state)
+        # Monet (offset 0): latent 0 sits on the emitted open marker's own slot
+        first_on_open = spec.first_offset == 0 and state.in_segment == 0
+        return FeedLatent(rspec.open_id if first_on_open else _slot_id(rspec, d.greedy)), _fed_latent(state)
+    # free text; the budget counts every position after the prompt (HF max_new_tokens semantics)
+    if d.budget_left <= 0:
+        return End(EndReason.BUDGET), state
+    tok = _sampled(d, state)
+    if rspec.eos_id is not None and tok == rspec.eos_id:
+        return End(EndReason.EOS), state
+    if (spec.open_mode == "emitted" and tok == rspec.open_id and state.can_open
+            and state.segments_done < spec.max_segments):
+        opened = dataclasses.replace(state, mode=ProtocolMode.LATENT, in_segment=0)
+        if spec.first_offset == 0:
+            return FeedLatent(rspec.open_id), _fed_latent(opened)
+        return FeedToken(rspec.open_id, Segment.OPEN), opened
+    return FeedToken(tok, Segment.GEN), state

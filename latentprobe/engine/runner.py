@@ -1,0 +1,228 @@
+"""The latent-reasoning runner: our own generation loop over a Hugging Face model, driven through nnsight.
+
+One loop serves every family (:mod:`latentprobe.engine.loop`); what each sequence feeds next is
+decided by the protocol state machine (:mod:`latentprobe.engine.protocol`), so examples may open
+latent mode at different steps. Every forward pass goes through one nnsight trace
+(:mod:`latentprobe.engine.forward`). Latents are written in place of the token embedding
+(``inputs_embeds``), exactly where every implementation writes them.
+
+Three intervention modes (:meth:`LatentRunner.intervene`, :mod:`latentprobe.engine.modes`):
+``"replay"``, ``"propagate"`` and ``"redecode"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from latentprobe.engine import modes
+from latentprobe.engine.inputs import CapturePositions, build_rows, tokenize
+from latentprobe.engine.loop import Decoder, GenerationConfig, LogitsProcessor
+from latentprobe.engine.masks import MaskRule
+from latentprobe.engine.parts import ModelParts, locate_parts
+from latentprobe.engine.patching import InterventionMode
+from latentprobe.errors import InputError, InterventionError, SpecError, StepOutOfRangeError
+from latentprobe.interventions import as_intervention
+from latentprobe.seeding import torch_generator
+from latentprobe.spec import LatentSpec, ResolvedSpec, get_preset
+from latentprobe.trace import ExampleTrace, LatentTrace
+
+__all__ = ["LatentRunner"]
+
+
+class LatentRunner:
+    """Run a latent-reasoning model through its latent loop, record every latent, intervene on them.
+
+    Parameters
+    ----------
+    model:
+        A Hugging Face causal LM (``Qwen2_5_VLForConditionalGeneration``, ``GPT2LMHeadModel``,
+        ``LlamaForCausalLM``, ...), already loaded. It is put in eval mode.
+    tokenizer:
+        The checkpoint's tokenizer; every marker id is read from it.
+    spec:
+        A :class:`~latentprobe.spec.LatentSpec` or a preset name (``"mirage"``, ``"coconut"``, ...).
+    projection:
+        ``f`` for specs with ``projection="module"`` (e.g. CODI's MLP + LayerNorm). Ignored otherwise.
+    mask_rule:
+        Optional extra attention constraint by segment (the toy variants use it to cut causal edges).
+    image_processor:
+        ``images -> (pixel_values, image_grid_thw)``. Defaults to a Qwen2-VL-exact preprocessing
+        that needs no torchvision (images must have sides that are multiples of 28 px).
+    layers, norm, embed, lm_head:
+        Dotted module paths, for architectures that are not found automatically.
+
+    Examples
+    --------
+    >>> runner = LatentRunner(model, tokenizer, "mirage")           # doctest: +SKIP
+    >>> trace = runner.run(["<|vision_start|><|image_pad|><|vision_end|> what colour ?"],
+    ...                    images=[img], max_new_tokens=8)            # doctest: +SKIP
+    >>> trace[0].z.shape                                             # doctest: +SKIP
+    torch.Size([4, 2048])
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, spec: LatentSpec | str, *,
+                 projection: Callable[[Tensor], Tensor] | None = None, mask_rule: MaskRule | None = None,
+                 image_processor: Callable[[list[np.ndarray]], tuple[Tensor, Tensor]] | None = None,
+                 layers: str | None = None, norm: str | None = None, embed: str | None = None,
+                 lm_head: str = "lm_head") -> None:
+        self.parts: ModelParts = locate_parts(model, layers=layers, norm=norm, embed=embed, lm_head=lm_head)
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.spec: LatentSpec = get_preset(spec) if isinstance(spec, str) else spec
+        self.rspec: ResolvedSpec = self.spec.resolve(tokenizer)
+        if self.spec.projection == "module" and projection is None:
+            raise SpecError(
+                f"spec {self.spec.name!r} feeds f(h) through a projection module; pass projection=<module> "
+                "(e.g. latentprobe.CodiProjection loaded with the checkpoint's weights)."
+            )
+        self.projection = projection if self.spec.projection == "module" else None
+        self.mask_rule = mask_rule
+        self.image_processor = image_processor
+        self._decoder = Decoder(model, self.parts, self.rspec, projection=self.projection, mask_rule=mask_rule)
+        self.device, self.dtype = self._decoder.device, self._decoder.dtype
+
+    # ------------------------------------------------------------------ public attributes
+    @property
+    def n_layers(self) -> int:
+        """Number of decoder layers (residual layers are ``0..n_layers``; 0 is the fed vector)."""
+        return self.parts.n_layers
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the residual stream (and of every latent)."""
+        return self.parts.hidden_size
+
+    @property
+    def is_vlm(self) -> bool:
+        """Whether the model takes images."""
+        return self.parts.is_vlm
+
+    @property
+    def resolved(self) -> ResolvedSpec:
+        """The spec with every marker id read from this runner's tokenizer."""
+        return self.rspec
+
+    # ------------------------------------------------------------------ public API
+    def run(self, prompts: Sequence[str] | Sequence[Sequence[int]], images: Sequence[Any] | None = None, *,
+            example_ids: Sequence[str] | None = None, max_new_tokens: int = 32, do_sample: bool = False,
+            temperature: float = 1.0, top_k: int | None = None, seed: int = 0, batch_size: int = 8,
+            capture_positions: CapturePositions | None = None,
+            logits_processor: LogitsProcessor | None = None, add_special_tokens: bool = False,
+            progress: bool = True) -> LatentTrace:
+        """Generate with the latent loop and record everything.
+
+        Parameters
+        ----------
+        prompts:
+            Strings (tokenised without special tokens unless ``add_special_tokens``) or id lists.
+            For vision-language models each image is one ``<|image_pad|>`` (the model's image
+            token) in the prompt; it is expanded to the image's number of tokens.
+        images:
+            One entry per prompt: ``None``, an ``HxWx3`` uint8 array, or a list of them.
+        max_new_tokens:
+            Budget of positions after the prompt, latents and markers included (as in Hugging Face
+            ``generate``). A latent segment that has started is always completed.
+        capture_positions:
+            Also record every layer's hidden state at chosen prompt positions: ``"image"``,
+            ``"prompt"`` (all prompt positions) or a callable ``(ids, segments) -> positions``.
+        logits_processor:
+            ``(ids_so_far, logits, example_index) -> logits`` applied before choosing a text token
+            (recorded log-probabilities are the model's own, before processing).
+
+        Returns
+        -------
+        LatentTrace
+        """
+        cfg = GenerationConfig(max_new_tokens, do_sample, temperature, top_k, seed)
+        cfg.validate()
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}.")
+        rows = build_rows(prompts, images, example_ids, tokenizer=self.tokenizer, rspec=self.rspec, parts=self.parts,
+                          image_processor=self.image_processor, device=self.device, dtype=self.dtype,
+                          add_special_tokens=add_special_tokens)
+        for r in rows:
+            r.gen = torch_generator(seed, r.example_id, "run")
+        out: list[ExampleTrace] = []
+        for batch in _batches(rows, batch_size, progress, "generate"):
+            self._decoder.run(batch, cfg, logits_processor, capture=capture_positions)
+            out.extend(modes.finish(self._decoder, self.tokenizer, r) for r in batch)
+        config = {"mode": "run", "max_new_tokens": max_new_tokens, "do_sample": do_sample,
+                  "temperature": temperature, "top_k": top_k, "seed": seed, "model": type(self.model).__name__}
+        return LatentTrace(tuple(out), self.spec, config)
+
+    def intervene(self, trace: LatentTrace, intervention: Any = None, *, steps: Sequence[int] | None = None,
+                  layers: Sequence[int] = (0,), mode: str | InterventionMode = "replay",
+                  max_new_tokens: int | None = None, batch_size: int = 8, drop_latents: bool = False,
+                  logits_processor: LogitsProcessor | None = None, seed: int | None = None,
+                  progress: bool = True) -> LatentTrace:
+        """Apply ``intervention`` to latents of every example of ``trace`` and return the new trace.
+
+        Parameters
+        ----------
+        intervention:
+            An :class:`~latentprobe.interventions.Intervention` or a callable ``(z, step, example) -> z``;
+            ``None`` re-runs the mode unchanged (a control: it must reproduce the trace).
+        steps:
+            Latent steps to change (default: all of each example's steps).
+        layers:
+            Residual layers to patch at those steps: 0 is the fed vector z; ``i >= 1`` is the output
+            of decoder layer ``i-1`` at the latent position.
+        mode:
+            ``"replay"``, ``"propagate"`` or ``"redecode"`` (see :mod:`latentprobe.engine.modes`).
+        drop_latents:
+            ``redecode`` only: remove the latent slots entirely, keeping the open/close markers.
+
+        Returns
+        -------
+        LatentTrace whose examples hold the new latents, hidden states and answer. In replay mode
+        ``answer_ids`` are the teacher-forced greedy predictions at the recorded answer positions and
+        ``forced_logprobs`` score the recorded answer tokens.
+        """
+        imode = InterventionMode.parse(mode)
+        fn = as_intervention(intervention) if intervention is not None else None
+        n_res = self.parts.n_layers + 1
+        layers = tuple(sorted({int(l) for l in layers}))
+        bad = [l for l in layers if not 0 <= l < n_res]
+        if bad or not layers:
+            raise StepOutOfRangeError(
+                f"layers {list(layers) if not bad else bad} out of range: residual layers are 0..{n_res - 1} "
+                f"(0 = the fed latent, i = output of decoder layer i-1)."
+            )
+        if drop_latents and imode is not InterventionMode.REDECODE:
+            raise InterventionError("drop_latents=True is a redecode operation; pass mode='redecode'.")
+        if fn is not None:
+            fn.check(self.parts.hidden_size, trace)
+        cfg = GenerationConfig(
+            max_new_tokens if max_new_tokens is not None else int(trace.config.get("max_new_tokens", 32)),
+            bool(trace.config.get("do_sample", False)), float(trace.config.get("temperature", 1.0)),
+            trace.config.get("top_k"), int(seed if seed is not None else trace.config.get("seed", 0)))
+        cfg.validate()
+        chosen = [e.check_steps(steps) for e in trace.examples]
+        out: list[ExampleTrace] = []
+        for idx in _batches(list(range(len(trace))), batch_size, progress, imode.value):
+            exs = [trace.examples[i] for i in idx]
+            sel = [chosen[i] for i in idx]
+            if imode is InterventionMode.REPLAY:
+                out.extend(modes.replay(self._decoder, self.tokenizer, exs, sel, layers, fn))
+            else:
+                out.extend(modes.resume(self._decoder, self.tokenizer, exs, sel, layers, fn, imode, cfg,
+                                        logits_processor, drop_latents))
+        config = dict(trace.config)
+        config.update({"mode": imode.value, "intervention": None if fn is None else fn.to_config(),
+                       "steps": None if steps is None else sorted({int(s) for s in steps}),
+                       "layers": list(layers), "drop_latents": drop_latents, "source_mode": trace.config.get("mode")})
+        return LatentTrace(tuple(out), trace.spec, config)
+
+    def _tokenize(self, prompt: str | Sequence[int], add_special_tokens: bool = False) -> list[int]:
+        """The ids :meth:`run` feeds for ``prompt`` (before image-token expansion)."""
+        return tokenize(self.tokenizer, prompt, add_special_tokens)
+
+
+def _batches(items: list, size: int, progress: bool, desc: str) -> Iterator[list]:
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    yield from tqdm(chunks, desc=desc, unit="batch", disable=not progress or len(chunks) <= 1, leave=False)
