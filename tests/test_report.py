@@ -105,3 +105,12 @@ def test_report_input_checks():
         rep.add_table(pd.DataFrame({"a": [1.0]}), float_format="{:d}")
     with pytest.raises(TypeError):
         rep.add_table([1, 2])
+
+
+def test_module_example_runs():
+    import doctest
+
+    import latentprobe.report
+
+    result = doctest.testmod(latentprobe.report)
+    assert result.attempted > 0 and result.failed == 0

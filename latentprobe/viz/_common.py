@@ -38,10 +38,10 @@ BAR_ERROR = "#333333"
 
 # Sources that keep the same colour in every figure.
 _FIXED_COLORS = {
-    "latent": PALETTE[0],
+    S.SOURCES[0]: PALETTE[0],  # latent
     "text_tokens": PALETTE[1],
     "image_tokens": PALETTE[2],
-    "random_matched_norm": GREY,
+    S.SOURCES[1]: GREY,  # random_matched_norm
 }
 
 _PRETTY = {

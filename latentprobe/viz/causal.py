@@ -334,6 +334,18 @@ def decomposition_bars(
     plotly.graph_objects.Figure
         One bar trace per group (one without grouping).  With TE, NDE and NIE present, the hover
         shows the gap ``TE − NDE − NIE``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentprobe import viz
+    >>> from latentprobe.stats import mediation_effects
+    >>> clean = np.ones(40)
+    >>> treated = (np.random.default_rng(0).random(40) < 0.3).astype(float)
+    >>> effects = mediation_effects(clean, treated, clean, treated, n_boot=200)  # all through Z
+    >>> fig = viz.decomposition_bars(effects)
+    >>> list(fig.data[0].x), float(fig.data[0].y[1])
+    (['TE', 'NDE', 'NIE'], 0.0)
     """
     func = "decomposition_bars"
     if isinstance(result, Mapping) and result and all(hasattr(v, "summary") for v in result.values()):
