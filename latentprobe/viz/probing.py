@@ -59,11 +59,11 @@ def probe_heatmap(
     >>> from latentprobe.probing import LinearProbe, probe_sweep
     >>> rng = np.random.default_rng(0)
     >>> y = np.repeat([0, 1], 12)
-    >>> feats = rng.normal(size=(24, 2, 3, 6)) + y[:, None, None, None]
+    >>> feats = rng.normal(size=(24, 2, 2, 4)) + y[:, None, None, None]
     >>> sweep = probe_sweep(feats, y, np.arange(24) // 2, n_splits=3, controls=False, progress=False,
     ...                     probe=LinearProbe(Cs=(1.0,), inner_cv=2))
     >>> np.asarray(viz.probe_heatmap(sweep).data[0].z).shape  # layers x steps
-    (2, 3)
+    (2, 2)
     """
     func = "probe_heatmap"
     cols = S.PROBE_SCORES
@@ -149,7 +149,7 @@ def probe_controls(
     >>> from latentprobe.probing import LinearProbe, compare_representations
     >>> rng = np.random.default_rng(0)
     >>> y = np.repeat([0, 1], 12)
-    >>> reps = {"latent": rng.normal(size=(24, 6)) + y[:, None], "noise": rng.normal(size=(24, 6))}
+    >>> reps = {"latent": rng.normal(size=(24, 4)) + y[:, None], "noise": rng.normal(size=(24, 4))}
     >>> table = compare_representations(reps, y, np.arange(24) // 2, n_splits=3, seed=0,
     ...                                 probe=LinearProbe(Cs=(1.0,), inner_cv=2))
     >>> [t.name for t in viz.probe_controls(table).data]
