@@ -245,12 +245,10 @@ def _run(out_dir: str | Path, *, n_examples: int, variants: Sequence[str] | None
     if len(tab):
         rep.add_heading("X -> Z: do the latents change with the image?")
         for v in variants:
-            sub = tab[(tab.variant == v) & (tab.layer.isin([0, -1]) | (tab.source != "latent"))]
-            sub = sub.rename(columns={"estimate": "value"}).drop(columns=["layer"], errors="ignore")
-            lat = sub[sub.source == "latent"]
-            if len(lat):
+            sub = tab[tab.variant == v]
+            if (sub.source == "latent").any():
                 rep.add_heading(v, level=3)
-                rep.add_figure(viz.xz_lines(lat))
+                rep.add_figure(viz.xz_lines(sub, layer=0))
         rep.add_table(tab[tab.source != "latent"][["variant", "perturbation", "source", "metric", "estimate",
                                                    "ci_low", "ci_high", "n"]],
                       caption="Baselines at prompt positions (the same perturbations).")

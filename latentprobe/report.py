@@ -13,13 +13,20 @@ interpreted.
 
 Example
 -------
->>> from latentprobe.report import Report
+>>> import numpy as np
 >>> from latentprobe import viz
+>>> from latentprobe.report import Report
+>>> from latentprobe.similarity import within_instance
+>>> result = within_instance(np.random.default_rng(0).normal(size=(24, 6, 16)), n_boot=100)
 >>> rep = Report("Latent collapse on toy shapes", subtitle="K = 6 latent steps")
->>> rep.add_heading("Similarity")                                   # doctest: +SKIP
->>> rep.add_figure(viz.similarity_heatmap(result.step_matrix))      # doctest: +SKIP
->>> rep.add_note("n = 24 instances: intervals are wide.", kind="warning")  # doctest: +SKIP
->>> rep.write("report.html")                                        # doctest: +SKIP
+>>> rep.add_heading("Similarity").add_figure(viz.similarity_heatmap(result))
+Report(title='Latent collapse on toy shapes', blocks=2, headings=1, figures=1)
+>>> rep.add_note("n = 24 instances: intervals are wide.", kind="warning")
+Report(title='Latent collapse on toy shapes', blocks=3, headings=1, figures=1)
+>>> rep.to_html().count("<script")  # plotly.js once, then one per figure
+2
+
+``rep.write("report.html")`` writes the same document to one file, atomically.
 """
 
 from __future__ import annotations

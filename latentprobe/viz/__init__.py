@@ -1,0 +1,61 @@
+"""Plotly figures for latentprobe results.
+
+Every figure function takes the result object an analysis returns (or its tidy table) and returns
+a :class:`plotly.graph_objects.Figure`.  Nothing is shown or written: call ``fig.show()``,
+``fig.write_html(...)`` or add the figure to a :class:`latentprobe.report.Report`.
+
+=========================  ====================================================================
+figure                     takes
+=========================  ====================================================================
+:func:`xz_lines`           ``XZResult`` (:func:`latentprobe.mediation.x_to_z`) or its summary
+:func:`zy_bars`            ``ZYResult`` (:func:`latentprobe.mediation.z_to_y`) or its summary
+:func:`decomposition_bars` ``MediationResult`` (:func:`latentprobe.mediation.decompose`)
+:func:`effects_forest`     ``MediationResult``, :class:`~latentprobe.stats.Effect` objects
+:func:`probe_heatmap`      ``ProbeSweepResult`` (:func:`latentprobe.probing.probe_sweep`)
+:func:`probe_controls`     :func:`~latentprobe.probing.compare_representations` table, a sweep
+:func:`similarity_heatmap` ``WithinInstanceResult``, ``AcrossInstancesResult``, a square matrix
+:func:`consecutive_similarity`  ``WithinInstanceResult`` (or several, in a mapping)
+:func:`across_instance_summary` ``AcrossInstancesResult`` or ``XZResult`` (its ``across``)
+:func:`collapse_bars`      :func:`~latentprobe.similarity.collapse_table`
+:func:`norm_profile`       :func:`~latentprobe.similarity.norm_table`
+=========================  ====================================================================
+
+Conventions
+-----------
+* Column names are read from :mod:`latentprobe.schema`, the one place that names what every
+  analysis emits.
+* Template ``"plotly_white"`` and the Okabe-Ito colour-blind-safe palette (:data:`PALETTE`);
+  signed matrices use a diverging scale centred at zero, unsigned ones Viridis.  Sources with
+  fixed meaning always get the same colour (``latent`` blue, ``random_matched_norm`` grey).
+* Wherever the table has ``ci_low``/``ci_high`` the figure shows them, as a shaded band around
+  lines or as whiskers on points and bars.  Rows with NaN bounds (e.g. ``n_boot=0``) are drawn
+  without an interval.  The intervals are whatever the analysis computed (usually a 95%
+  percentile bootstrap over examples); a figure does not make them more than that.
+* A wrong input raises :class:`~latentprobe.errors.VizInputError` naming the function, the
+  missing column(s) and what to pass instead.
+"""
+
+from latentprobe.errors import VizInputError
+from latentprobe.viz._common import PALETTE, TEMPLATE
+from latentprobe.viz.causal import decomposition_bars, effects_forest, xz_lines, zy_bars
+from latentprobe.viz.geometry import (
+    across_instance_summary, collapse_bars, consecutive_similarity, norm_profile, similarity_heatmap,
+)
+from latentprobe.viz.probing import probe_controls, probe_heatmap
+
+__all__ = [
+    "PALETTE",
+    "TEMPLATE",
+    "VizInputError",
+    "similarity_heatmap",
+    "consecutive_similarity",
+    "across_instance_summary",
+    "collapse_bars",
+    "norm_profile",
+    "probe_heatmap",
+    "probe_controls",
+    "effects_forest",
+    "decomposition_bars",
+    "xz_lines",
+    "zy_bars",
+]

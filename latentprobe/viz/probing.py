@@ -1,0 +1,227 @@
+"""Figures of the probing analyses (:mod:`latentprobe.probing`): a layer x step heatmap of a probe
+sweep, and a probe's score next to its baselines and controls.
+
+Every figure takes the result the analysis returns (or its table) and reads its columns from
+:mod:`latentprobe.schema`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from latentprobe import schema as S
+from latentprobe.errors import VizInputError
+from latentprobe.viz import _common as C
+
+__all__ = ["probe_heatmap", "probe_controls"]
+
+_SWEEP = "a ProbeSweepResult (latentprobe.probing.probe_sweep) or its .scores"
+_EITHER = "a ProbeSweepResult (probe_sweep), its .scores, or the compare_representations table"
+
+
+def probe_heatmap(
+    sweep: Any,
+    value: str = S.PROBE_SCORES.SCORE,
+    *,
+    target: Any = None,
+    title: str | None = None,
+    zmin: float | None = None,
+    zmax: float | None = None,
+    annotate: bool | None = None,
+) -> go.Figure:
+    """Layer x step heatmap of a probe sweep column (``score``, ``selectivity``, ...).
+
+    Parameters
+    ----------
+    sweep : ProbeSweepResult or its ``scores`` table
+        Columns :class:`latentprobe.schema.PROBE_SCORES`.
+    value : str, default ``"score"``
+        Column to colour by.  Values with both signs (e.g. ``selectivity``) use a diverging
+        scale centred at 0.
+    target : optional
+        Target to show when the table holds several.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One ``Heatmap`` trace (rows = layers, columns = steps).  The hover shows the CI of
+        ``score``.  Cells are not corrected for multiple comparisons; the best cell is where the
+        target is most decodable, not where the model uses it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentprobe import viz
+    >>> from latentprobe.probing import LinearProbe, probe_sweep
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat([0, 1], 12)
+    >>> feats = rng.normal(size=(24, 2, 2, 4)) + y[:, None, None, None]
+    >>> sweep = probe_sweep(feats, y, np.arange(24) // 2, n_splits=3, controls=False, progress=False,
+    ...                     probe=LinearProbe(Cs=(1.0,), inner_cv=2))
+    >>> np.asarray(viz.probe_heatmap(sweep).data[0].z).shape  # layers x steps
+    (2, 2)
+    """
+    func = "probe_heatmap"
+    cols = S.PROBE_SCORES
+    df = C.table(sweep, func, "scores", _SWEEP)
+    C.require(df, [cols.LAYER, cols.STEP, value], func, _SWEEP)
+    df = C.single_valued(df, cols.TARGET, target, func, "target")
+    if df.duplicated([cols.LAYER, cols.STEP]).any():
+        raise VizInputError(f"{func}: several rows share a (layer, step); filter the table (e.g. by task) first.")
+    layers = sorted(pd.unique(df[cols.LAYER]))
+    steps = sorted(pd.unique(df[cols.STEP]))
+    index = pd.MultiIndex.from_frame(df[[cols.LAYER, cols.STEP]])
+
+    def pivot(col: str) -> np.ndarray:
+        s = pd.Series(C.num(df, col, func), index=index)
+        return s.unstack(cols.STEP).reindex(index=layers, columns=steps).to_numpy(dtype=np.float64)
+
+    z = pivot(value)
+    finite = z[np.isfinite(z)]
+    diverging = value == cols.SELECTIVITY or (finite.size > 0 and finite.min() < 0 < finite.max())
+    if diverging and zmin is None and zmax is None and finite.size:
+        bound = float(np.abs(finite).max()) or 1.0
+        zmin, zmax = -bound, bound
+    hover = f"layer %{{y}}, step %{{x}}<br>{value}=%{{z:.3f}}"
+    customdata = None
+    if value == cols.SCORE and C.has_ci(df):
+        customdata = np.stack([pivot(cols.CI_LOW), pivot(cols.CI_HIGH)], axis=-1)
+        hover += "<br>CI [%{customdata[0]:.3f}, %{customdata[1]:.3f}]"
+    if annotate is None:
+        annotate = len(layers) * len(steps) <= 300
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[str(s) for s in steps], y=[str(v) for v in layers], zmin=zmin, zmax=zmax,
+        zmid=0.0 if diverging else None, colorscale=C.DIVERGING if diverging else C.SEQUENTIAL,
+        colorbar={"title": {"text": value}}, customdata=customdata, hovertemplate=hover + "<extra></extra>",
+        texttemplate="%{z:.2f}" if annotate else None, xgap=1, ygap=1,
+    ))
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(type="category")
+    tgt = f" — target: {df[cols.TARGET].iloc[0]}" if cols.TARGET in df.columns else ""
+    if title is None:
+        title = f"Linear probe {C.pretty(value)} by layer and latent step{tgt}"
+    subtitle = None
+    if cols.CHANCE in df.columns:
+        chance = C.num(df, cols.CHANCE, func)
+        chance = chance[np.isfinite(chance)]
+        if chance.size and np.allclose(chance, chance[0]):
+            subtitle = f"chance = {chance[0]:.3g}; decodable is not the same as used by the model"
+    return C.finish(fig, title, x_title="latent step", y_title="layer", subtitle=subtitle)
+
+
+def probe_controls(
+    result: Any,
+    *,
+    x: str | None = None,
+    target: Any = None,
+    title: str = "Probe score next to its baselines and controls",
+    y_title: str = "held-out score",
+    subtitle: str | None = "Score well above majority, shuffled labels and the control task = decodable, not used.",
+) -> go.Figure:
+    """Grouped bars: probe score (with CI whiskers), majority, shuffled labels, control task; chance line.
+
+    Parameters
+    ----------
+    result : DataFrame or ProbeSweepResult
+        The :func:`~latentprobe.probing.compare_representations` table (one bar group per
+        ``representation``; :class:`~latentprobe.schema.PROBE_COMPARISON`) or a probe sweep
+        (one group per layer and step; filter a large sweep first).  ``majority``, ``shuffle``,
+        ``control`` and ``chance`` are drawn when not all NaN.
+    x : str, optional
+        Category column; default ``representation`` when present, otherwise ``"layer L, step S"``.
+    target : optional
+        Keep one target; with several targets and none chosen, the target prefixes each category.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One bar trace per available column among score/majority/shuffle/control; chance is a
+        dashed horizontal line when constant, else a marker trace.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentprobe import viz
+    >>> from latentprobe.probing import LinearProbe, compare_representations
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat([0, 1], 12)
+    >>> reps = {"latent": rng.normal(size=(24, 4)) + y[:, None], "noise": rng.normal(size=(24, 4))}
+    >>> table = compare_representations(reps, y, np.arange(24) // 2, n_splits=3, seed=0,
+    ...                                 probe=LinearProbe(Cs=(1.0,), inner_cv=2))
+    >>> [t.name for t in viz.probe_controls(table).data]
+    ['probe', 'majority baseline', 'shuffled labels', 'control task']
+    """
+    func = "probe_controls"
+    cols = S.PROBE_COMPARISON
+    df = C.table(result, func, "scores", _EITHER)
+    C.require(df, [cols.SCORE], func, _EITHER)
+    if target is not None:
+        df = C.single_valued(df, cols.TARGET, target, func, "target")
+    if x is None:
+        if cols.REPRESENTATION in df.columns:
+            labels = df[cols.REPRESENTATION].astype(str)
+            x_title = "representation"
+        elif S.PROBE_SCORES.LAYER in df.columns and S.PROBE_SCORES.STEP in df.columns:
+            labels = ("layer " + df[S.PROBE_SCORES.LAYER].astype(str) + ", step "
+                      + df[S.PROBE_SCORES.STEP].astype(str))
+            x_title = "layer, latent step"
+        else:
+            raise VizInputError(
+                f"{func}: cannot tell the bar groups apart: need a {cols.REPRESENTATION!r} column, "
+                f"{S.PROBE_SCORES.LAYER!r} and {S.PROBE_SCORES.STEP!r} columns, or x=<column>; the table has "
+                f"columns {C.columns_of(df)}. Pass {_EITHER}."
+            )
+    else:
+        C.require(df, [x], func, _EITHER)
+        labels = df[x].astype(str)
+        x_title = x
+    if cols.TARGET in df.columns and df[cols.TARGET].nunique() > 1:
+        labels = df[cols.TARGET].astype(str) + ": " + labels
+    labels = labels.tolist()
+    if len(set(labels)) != len(labels):
+        raise VizInputError(f"{func}: bar groups are not unique ({len(labels)} rows, {len(set(labels))} labels); "
+                            "filter the table or pass x=<unique column>.")
+    fig = go.Figure()
+    score = C.num(df, cols.SCORE, func)
+    custom: list[np.ndarray] = []
+    hover = "%{x}<br>score=%{y:.3f}"
+    err = None
+    if C.has_ci(df):
+        lo, hi = C.num(df, cols.CI_LOW, func), C.num(df, cols.CI_HIGH, func)
+        err = C.error_bars(score, lo, hi, color=C.BAR_ERROR)
+        custom += [lo, hi]
+        hover += "<br>CI [%{customdata[0]:.3f}, %{customdata[1]:.3f}]"
+    for extra in (cols.SELECTIVITY, cols.N, cols.N_GROUPS):
+        if extra in df.columns:
+            custom.append(C.num(df, extra, func))
+            fmt = ".3f" if extra == cols.SELECTIVITY else ".0f"
+            hover += f"<br>{extra}=%{{customdata[{len(custom) - 1}]:{fmt}}}"
+    fig.add_trace(go.Bar(x=labels, y=score, name="probe", marker={"color": C.PALETTE[0]}, error_y=err,
+                         customdata=np.column_stack(custom) if custom else None,
+                         hovertemplate=hover + "<extra>probe</extra>"))
+    for col, color in ((cols.MAJORITY, C.GREY), (cols.SHUFFLE, C.PALETTE[1]), (cols.CONTROL, C.PALETTE[4])):
+        if col in df.columns:
+            vals = C.num(df, col, func)
+            if np.isfinite(vals).any():
+                fig.add_trace(go.Bar(x=labels, y=vals, name=C.pretty(col), marker={"color": color},
+                                     hovertemplate=f"%{{x}}<br>{col}=%{{y:.3f}}<extra>{C.pretty(col)}</extra>"))
+    if cols.CHANCE in df.columns:
+        chance = C.num(df, cols.CHANCE, func)
+        ok = np.isfinite(chance)
+        if ok.any():
+            if np.allclose(chance[ok], chance[ok][0]):
+                fig.add_hline(y=float(chance[ok][0]), line={"dash": "dash", "color": C.PALETTE[6], "width": 1.5},
+                              annotation_text=f"chance = {chance[ok][0]:.3g}", annotation_position="top right")
+            else:
+                fig.add_trace(go.Scatter(
+                    x=labels, y=chance, mode="markers", name="chance",
+                    marker={"symbol": "line-ew-open", "size": 28, "color": C.PALETTE[6], "line": {"width": 2}},
+                    hovertemplate="%{x}<br>chance=%{y:.3f}<extra>chance</extra>",
+                ))
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(type="category")
+    return C.finish(fig, title, x_title=x_title, y_title=y_title, subtitle=subtitle)
