@@ -100,7 +100,7 @@ SCORE = Column("score", "mean held-out probe score over outer folds (accuracy or
 
 # --------------------------------------------------------------------------- causal analyses
 class XZ_ROWS(Table):
-    """``XZResult.rows`` (:func:`latentprobe.mediation.x_to_z`): example x perturbation x source x step x layer."""
+    """``XZResult.rows`` (:func:`latentprobe.causal.x_to_z`): example x perturbation x source x step x layer."""
 
     EXAMPLE_ID = EXAMPLE_ID
     PERTURBATION = Column("perturbation", "name of the input perturbation")
@@ -151,7 +151,7 @@ class STATUS(Table):
 
 
 class ZY_ROWS(Table):
-    """``ZYResult.rows`` (:func:`latentprobe.mediation.z_to_y`): example x intervention x mode."""
+    """``ZYResult.rows`` (:func:`latentprobe.causal.z_to_y`): example x intervention x mode."""
 
     EXAMPLE_ID = EXAMPLE_ID
     CHUNK = CHUNK
@@ -189,7 +189,7 @@ class ZY_SUMMARY(Table):
 
 
 class MEDIATION_ROWS(Table):
-    """``MediationResult.rows`` (:func:`latentprobe.mediation.decompose`): example x condition."""
+    """``MediationResult.rows`` (:func:`latentprobe.causal.decompose`): example x condition."""
 
     EXAMPLE_ID = EXAMPLE_ID
     CHUNK = CHUNK

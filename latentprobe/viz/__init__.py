@@ -7,9 +7,9 @@ a :class:`plotly.graph_objects.Figure`.  Nothing is shown or written: call ``fig
 =========================  ====================================================================
 figure                     takes
 =========================  ====================================================================
-:func:`xz_lines`           ``XZResult`` (:func:`latentprobe.mediation.x_to_z`) or its summary
-:func:`zy_bars`            ``ZYResult`` (:func:`latentprobe.mediation.z_to_y`) or its summary
-:func:`decomposition_bars` ``MediationResult`` (:func:`latentprobe.mediation.decompose`)
+:func:`xz_lines`           ``XZResult`` (:func:`latentprobe.causal.x_to_z`) or its summary
+:func:`zy_bars`            ``ZYResult`` (:func:`latentprobe.causal.z_to_y`) or its summary
+:func:`decomposition_bars` ``MediationResult`` (:func:`latentprobe.causal.decompose`)
 :func:`effects_forest`     ``MediationResult``, :class:`~latentprobe.stats.Effect` objects
 :func:`probe_heatmap`      ``ProbeSweepResult`` (:func:`latentprobe.probing.probe_sweep`)
 :func:`probe_controls`     :func:`~latentprobe.probing.compare_representations` table, a sweep

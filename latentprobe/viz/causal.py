@@ -1,4 +1,4 @@
-"""Figures of the causal analyses (:mod:`latentprobe.mediation`): X -> Z lines, Z -> Y bars, the
+"""Figures of the causal analyses (:mod:`latentprobe.causal`): X -> Z lines, Z -> Y bars, the
 mediation decomposition and a forest plot of effects.
 
 Every figure takes the result the analysis returns (``XZResult``, ``ZYResult``,
@@ -24,9 +24,9 @@ __all__ = ["xz_lines", "zy_bars", "decomposition_bars", "effects_forest"]
 
 _LATENT = S.SOURCES[0]
 _BASELINE_DASH = ("dot", "dash", "dashdot", "longdash", "longdashdot")
-_XZ = "an XZResult (latentprobe.mediation.x_to_z) or its .summary"
-_ZY = "a ZYResult (latentprobe.mediation.z_to_y) or its .summary"
-_MED = "a MediationResult (latentprobe.mediation.decompose), its .summary, or effects_frame(...) / a list of Effect"
+_XZ = "an XZResult (latentprobe.causal.x_to_z) or its .summary"
+_ZY = "a ZYResult (latentprobe.causal.z_to_y) or its .summary"
+_MED = "a MediationResult (latentprobe.causal.decompose), its .summary, or effects_frame(...) / a list of Effect"
 _LABELS = (S.EFFECTS.NAME, S.MEDIATION_SUMMARY.EFFECT, S.ZY_SUMMARY.INTERVENTION)
 _KNOWN = set(S.MEDIATION_SUMMARY.COLUMNS) | set(S.EFFECTS.COLUMNS)
 
@@ -237,7 +237,7 @@ def effects_forest(
     Parameters
     ----------
     effects : MediationResult, Effect list or mapping, or a table
-        A :func:`~latentprobe.mediation.decompose` result (its TE, NDE, NIE and interaction),
+        A :func:`~latentprobe.causal.decompose` result (its TE, NDE, NIE and interaction),
         ``MediationResult.effects``, a list of :class:`~latentprobe.stats.Effect`, an
         :func:`~latentprobe.stats.effects_frame` table, or any table with a label column and
         ``estimate, ci_low, ci_high``.  Rows with a non-empty ``note`` are drawn with open markers.

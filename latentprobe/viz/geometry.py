@@ -192,7 +192,7 @@ def across_instance_summary(
     ----------
     result : AcrossInstancesResult, XZResult, a table, or a mapping name -> result
         An :func:`~latentprobe.similarity.across_instances` result (its ``summary`` and
-        ``by_group``), an :func:`~latentprobe.mediation.x_to_z` result (its ``across`` table: one
+        ``by_group``), an :func:`~latentprobe.causal.x_to_z` result (its ``across`` table: one
         series per layer and centring), or one of those tables (:class:`~latentprobe.schema.ACROSS_SUMMARY`,
         :class:`~latentprobe.schema.XZ_ACROSS`).  A mapping is stacked with its keys as ``source``.
     by : column name(s), optional

@@ -13,8 +13,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from latentprobe.mediation import decompose, default_interventions, x_to_z, z_to_y  # noqa: E402
-from latentprobe.perturbations import Counterfactual, ImageSwap, InputSet  # noqa: E402
+from latentprobe.causal import decompose, default_interventions, x_to_z, z_to_y  # noqa: E402
+from latentprobe.perturbations import ImageSwap  # noqa: E402
+from latentprobe.toy.perturbations import Counterfactual, toy_inputs  # noqa: E402
 from latentprobe.probing import LinearProbe, compare_representations, probe_sweep  # noqa: E402
 from latentprobe.similarity import (  # noqa: E402
     across_instances, cka_against, cka_matrix, collapse_table, norm_table, within_instance,
@@ -107,7 +108,7 @@ def toy():
     from latentprobe.toy import load
 
     tm = load("mediated")
-    return tm, tm.runner(), InputSet.from_toy(tm.examples(split="test", n=N))
+    return tm, tm.runner(), toy_inputs(tm.examples(split="test", n=N))
 
 
 @pytest.fixture(scope="session")
