@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from latentprobe.errors import InputError
+
 __all__ = ["DemoResult", "run_demo", "TRUTH"]
 
 TRUTH = {
@@ -102,7 +104,7 @@ def _run(out_dir: str | Path, *, n_examples: int, variants: Sequence[str] | None
     variants = list(variants or VARIANTS)
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
-        raise ValueError(f"unknown toy variant(s) {unknown}; choose from {', '.join(VARIANTS)}.")
+        raise InputError(f"unknown toy variant(s) {unknown}; choose from {', '.join(VARIANTS)}.")
     torch.manual_seed(seed)
 
     rows: list[dict[str, Any]] = []

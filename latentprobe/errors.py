@@ -46,6 +46,10 @@ class TraceFormatError(LatentProbeError, ValueError):
     """A saved trace that is missing fields or was written by an incompatible version."""
 
 
+class ReportError(LatentProbeError, ValueError, TypeError):
+    """A report element that cannot be rendered (wrong type or option); the message names the argument."""
+
+
 class DataError(InputError):
     """A dataset file or record that cannot be read as asked."""
 

@@ -45,6 +45,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from latentprobe.atomic import atomic_write_text
+from latentprobe.errors import ReportError
 
 __all__ = ["Report"]
 
@@ -157,7 +158,7 @@ def _check_float_format(float_format: str) -> None:
     try:
         float_format.format(1.5)
     except (ValueError, TypeError, IndexError, KeyError):
-        raise ValueError(
+        raise ReportError(
             f"float_format={float_format!r} cannot format a float; use e.g. '{{:.3f}}' or '{{:.3g}}'."
         ) from None
 
@@ -215,7 +216,7 @@ class Report:
     def add_heading(self, text: str, level: int = 2) -> Report:
         """Add a section heading (``level`` 2, 3 or 4) with a table-of-contents entry."""
         if level not in (2, 3, 4):
-            raise ValueError(f"level must be 2, 3 or 4 (the title is level 1), got {level!r}.")
+            raise ReportError(f"level must be 2, 3 or 4 (the title is level 1), got {level!r}.")
         text = str(text)
         anchor = self._anchor(text)
         self._headings.append((level, text, anchor))
@@ -258,10 +259,10 @@ class Report:
         if isinstance(df, pd.Series):
             df = df.to_frame()
         if not isinstance(df, pd.DataFrame):
-            raise TypeError(f"add_table expects a pandas DataFrame, got {type(df).__name__}.")
+            raise ReportError(f"add_table expects a pandas DataFrame, got {type(df).__name__}.")
         _check_float_format(float_format)
         if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
-            raise ValueError(f"max_rows must be a positive int or None, got {max_rows!r}.")
+            raise ReportError(f"max_rows must be a positive int or None, got {max_rows!r}.")
         if index is None:
             index = not (
                 isinstance(df.index, pd.RangeIndex) and df.index.start == 0 and df.index.step == 1
@@ -302,7 +303,7 @@ class Report:
     def add_figure(self, fig: go.Figure, caption: str | None = None) -> Report:
         """Add a plotly figure (serialised now; plotly.js is embedded once for the whole file)."""
         if not isinstance(fig, go.Figure):
-            raise TypeError(f"add_figure expects a plotly.graph_objects.Figure, got {type(fig).__name__}.")
+            raise ReportError(f"add_figure expects a plotly.graph_objects.Figure, got {type(fig).__name__}.")
         self._n_figures += 1
         div_id = f"lp-figure-{self._n_figures}"
         height = fig.layout.height or 480
@@ -327,7 +328,7 @@ class Report:
         """Add a highlighted box: ``kind="info"`` (context) or ``"warning"`` (e.g. small sample,
         what the result does not show)."""
         if kind not in _NOTE_KINDS:
-            raise ValueError(f"kind must be one of {sorted(_NOTE_KINDS)}, got {kind!r}.")
+            raise ReportError(f"kind must be one of {sorted(_NOTE_KINDS)}, got {kind!r}.")
         heading = _NOTE_KINDS[kind] if title is None else str(title)
         role = "alert" if kind == "warning" else "note"
         self._blocks.append(
@@ -341,7 +342,7 @@ class Report:
     ) -> Report:
         """Add a two-column table of settings or summary numbers (keys and values escaped)."""
         if not isinstance(items, Mapping):
-            raise TypeError(f"add_key_values expects a mapping, got {type(items).__name__}.")
+            raise ReportError(f"add_key_values expects a mapping, got {type(items).__name__}.")
         _check_float_format(float_format)
         rows = "".join(
             f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_format_value(v, float_format))}</td></tr>"

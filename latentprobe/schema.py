@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from latentprobe.errors import InputError
+
 __all__ = [
     "Column", "Table",
     "XZ_ROWS", "XZ_SUMMARY", "XZ_ACROSS", "STATUS",
@@ -63,8 +65,8 @@ class Table:
         cls.COLUMNS = tuple(c for c in cols if not c.optional)
         cls.OPTIONAL = tuple(c for c in cols if c.optional)
 
-    def __init__(self) -> None:  # pragma: no cover - namespaces only
-        raise TypeError(f"{type(self).__name__} is a namespace of column names; use its attributes.")
+    def __init__(self) -> None:
+        raise InputError(f"{type(self).__name__} is a namespace of column names; use its attributes, not an instance.")
 
 
 # --------------------------------------------------------------------------- shared columns
