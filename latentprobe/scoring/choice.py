@@ -140,7 +140,7 @@ def _letter_at(s: str, pos: int, opts: _Options) -> tuple[str, int, bool] | None
     if not word[0].isalpha() or word.lower().strip(string.punctuation) in _CONNECTIVES:
         return up, end, False  # "B - red", "B (red)", "A is wrong", "B because"
     own = opts.norms.get(up)
-    if own and (_norm(rest) + " ").startswith(own + " "):
+    if own and (_norm(rest[: 4 * len(own) + 16]) + " ").startswith(own + " "):
         return up, end, False  # "B red" where red is option B
     return None  # the article "A cat", the pronoun "I think"
 
@@ -214,6 +214,11 @@ def _read_short(span: str, opts: _Options, *, allow_text: bool = True) -> _Readi
     letter, end, bracketed = lr
     if _more_letters(s, end, opts) - {letter}:
         return _Reading(None, "ambiguous")
+    named, _ = _text_at_start(_norm(s[end : end + 200]), opts)
+    if named is not None and named != letter and not opts.norms.get(letter):
+        named = None  # no text known for this letter: nothing to contradict
+    if named is not None and named != letter:
+        return _Reading(None, "ambiguous")  # "A: blue" where blue is option B
     if letter not in opts.letters:
         return _Reading(None, "out_of_range")
     return _Reading(letter, "letter", bracketed)
@@ -246,10 +251,10 @@ def _negated(s: str, start: int) -> bool:
 
 
 def _mask_option_texts(s: str, opts: _Options) -> str:
-    """Blank out option texts so that "Vitamin D" is not read as the letter D."""
+    """Blank out option texts (as a dummy word) so that "Vitamin D" is not read as the letter D."""
     for t in sorted((t for t in opts.texts.values() if t), key=len, reverse=True):
         words = [re.escape(w) for w in t.split()]
-        s = re.sub(r"(?i)(?<![A-Za-z0-9])" + r"\s+".join(words) + r"(?![A-Za-z0-9])", lambda m: " " * len(m.group()), s)
+        s = re.sub(r"(?i)(?<![A-Za-z0-9])" + r"\s+".join(words) + r"(?![A-Za-z0-9])", lambda m: "x" * len(m.group()), s)
     return s
 
 
@@ -311,7 +316,7 @@ def _parse_clean(s: str, opts: _Options, nested: bool = False) -> ParsedChoice:
     lines = [ln.strip() for ln in s.splitlines() if ln.strip()]
     whole = _norm(s)
     lead = _read_short(s, opts, allow_text=False)
-    if lead.kind == "letter" and whole not in {t for t in opts.norms.values() if t}:
+    if lead.kind == "letter" and (lead.bracketed or whole not in {t for t in opts.norms.values() if t}):
         last = _read_short(lines[-1], opts, allow_text=False) if len(lines) > 1 and len(lines[-1]) <= 30 else _NOTHING
         if last.kind == "letter" and last.letter != lead.letter:
             return ParsedChoice(None, "ambiguous", s)
