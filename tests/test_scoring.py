@@ -108,6 +108,9 @@ CHOICE_CASES = [
     ("\\boxed{B}", None, "B", "boxed"),
     ("The final answer is $\\boxed{\\text{C}}$.", None, "C", "boxed"),
     ("\\boxed{(A)}", None, "A", "boxed"),
+    ("<answer>\\boxed{D}</answer>", None, "D", "answer_tag"),
+    ("<answer></answer>", None, None, "empty"),
+    ("<answer>I cannot tell</answer>", None, None, "refusal"),
     ("<think>It could be A. No, the sky is blue.</think>\nB", COLORS, "B", "leading_letter"),
     ("<think>Option A is red... the answer is A?</think> The answer is C.", None, "C", "answer_is"),
     ("<think>A or B?</think><answer>B</answer>", None, "B", "answer_tag"),
@@ -172,7 +175,8 @@ CHOICE_CASES = [
     ("I", PRONOUNS, "A", "option_text"),
     ("We", PRONOUNS, "C", "option_text"),
     ("I think the answer is C.", None, "C", "answer_is"),
-    ("I'm not sure, but I believe it is D.", None, None, "refusal"),
+    ("I'm not sure, but I believe it is D.", None, "D", "bare_letter"),  # a hedge still answers
+    ("I'm not sure.", None, None, "none"),
     ("I believe D.", None, "D", "bare_letter"),
     ("I", NINE, "I", "leading_letter"),
     ("I think so.", NINE, None, "none"),
@@ -349,6 +353,8 @@ def test_numeric_exact_and_callable_scorers():
     assert NumericScorer().score("so 3 * 4 = 12", "#### 12") == Score(True, "12", "last_number")
     assert NumericScorer().score("\\boxed{2.5}", 2.5) == Score(True, "2.5", "boxed")
     assert NumericScorer().score("", 1) == Score(None, None, "empty")
+    assert NumericScorer().score("1e999", 1) == Score(False, "inf", "last_number")
+    assert NumericScorer(tol=0).score("-0.25", "-1/4 = -0.25") == Score(True, "-0.25", "last_number")
     assert ExactScorer().score("Paris.", ["paris", "Paris, France"]).correct is True
     assert ExactScorer().score("Lyon", "paris") == Score(False, "lyon", "exact")
     seen = []
@@ -404,6 +410,8 @@ def test_score_answers_frame_is_tidy():
         (lambda: parse_choice("B", ["a"] * 27), "letters"),
         (lambda: parse_choice("B", letters="AB1"), "letters"),
         (lambda: parse_choice("B", letters="ABA"), "repeats"),
+        (lambda: parse_choice("B", {"A": "x", "BB": "y"}), "keys of options"),
+        (lambda: parse_choice("B", {"A": "x", "a": "y"}), "repeats"),
         (lambda: parse_choice(b"B"), "decode"),
         (lambda: parse_choice(["B"]), "string"),
         (lambda: ChoiceScorer().score("B", "E"), "gold 'E'"),
@@ -421,6 +429,8 @@ def test_score_answers_frame_is_tidy():
         (lambda: score_answers(ExactScorer(), ["a", "b"], ["a"]), "one entry per item"),
         (lambda: score_answers(object(), ["a"], ["a"]), "score"),
         (lambda: summarize_scores(pd.DataFrame({"x": [1]})), "columns"),
+        (lambda: summarize_scores([1, 2]), "DataFrame"),
+        (lambda: summarize_scores(pd.DataFrame({"correct": ["yes"]})), "True, False or missing"),
     ],
 )
 def test_typed_errors_name_the_problem(call, fragment):

@@ -15,7 +15,7 @@ from typing import Any
 
 from latentprobe.scoring._text import ScoringError, answer_tag_content, boxed_content, clean_output, normalize_answer
 
-__all__ = ["ParsedChoice", "parse_choice", "resolve_options"]
+__all__ = ["ParsedChoice", "parse_choice"]
 
 _DEFAULT_LETTERS = "ABCD"
 
@@ -59,26 +59,27 @@ def _norm(text: str) -> str:
     return " ".join(s.split())
 
 
-def _check_letters(letters: Any) -> tuple[str, ...]:
+def _check_letters(letters: Any, arg: str = "letters") -> tuple[str, ...]:
     seq = tuple(letters) if isinstance(letters, (str, Sequence)) else None
     if not seq or not all(isinstance(x, str) and len(x) == 1 and x.isascii() and x.isalpha() for x in seq):
         raise ScoringError(
-            f"letters={letters!r:.60} is not a sequence of single ASCII letters; pass e.g. letters='ABCDE'."
+            f"{arg}={letters!r:.60} is not a sequence of single ASCII letters; use letters such as 'A', 'B', 'C' "
+            f"(e.g. letters='ABCDE', or a mapping {{'A': text, ...}})."
         )
     up = tuple(x.upper() for x in seq)
     if len(set(up)) != len(up):
-        raise ScoringError(f"letters={letters!r:.60} repeats a letter; give each option its own letter.")
+        raise ScoringError(f"{arg}={letters!r:.60} repeats a letter; give each option its own letter.")
     return up
 
 
-def resolve_options(options: Any = None, letters: Any = None, *, where: str = "") -> _Options:
+def _resolve_options(options: Any = None, letters: Any = None, *, where: str = "") -> _Options:
     """Check ``options``/``letters`` as :func:`parse_choice` takes them and return their letters and texts."""
     if options is None:
         lets = _check_letters(_DEFAULT_LETTERS if letters is None else letters)
         return _Options(lets, {x: "" for x in lets}, {x: "" for x in lets})
     if isinstance(options, Mapping):
         keys = [k.strip().upper() if isinstance(k, str) else k for k in options]
-        lets = _check_letters(keys) if keys else ()
+        lets = _check_letters(keys, f"the keys of options{where}") if keys else ()
         texts = list(options.values())
     elif isinstance(options, Sequence) and not isinstance(options, (str, bytes)):
         texts = list(options)
@@ -114,8 +115,12 @@ _CONNECTIVES = frozenset(
 )
 _DECOR = " \t\r\n*_`\"'“”‘’:=>#~|-"
 _LEAD_WORD = re.compile(r"(?i)(?:option|choice|letter|the)\s+(?=[(\[]?[A-Za-z](?![A-Za-z0-9]))")
-_SEP = re.compile(r"(?i)\s*(?:,\s*(?:or|and)\b|,|/|&|、|;|\bor\b|\band\b|\bvs\.?|\bversus\b)\s*(?:(?:option|choice)s?\s+)?")
-_NEGATED = re.compile(r"(?i)(?:\bnot|n't|\bexcept|\bthan|\bnor|\bexclude|\beliminate)\s*(?:(?:option|choice)s?\s*)?[(\[]?\s*$")
+_SEP = re.compile(
+    r"(?i)\s*(?:,\s*(?:or|and)\b|,|/|&|、|;|\bor\b|\band\b|\bvs\.?|\bversus\b)\s*(?:(?:option|choice)s?\s+)?"
+)
+_NEGATED = re.compile(
+    r"(?i)(?:\bnot|n't|\bexcept|\bthan|\bnor|\bexclude|\beliminate)\s*(?:(?:option|choice)s?\s*)?[(\[]?\s*$"
+)
 
 
 def _letter_at(s: str, pos: int, opts: _Options) -> tuple[str, int, bool] | None:
@@ -226,18 +231,20 @@ def _read_short(span: str, opts: _Options, *, allow_text: bool = True) -> _Readi
 
 # --- cues, refusals and prose --------------------------------------------------------------------
 _CUE = re.compile(
-    r"(?ix)(?:"
+    r"(?i)(?:"
     r"(?<![A-Za-z])(?:final|correct|right|best|true|my)?\s*(?:answer|option|choice)s?\s*"
-    r"(?:is|would\s+be|should\s+be|will\s+be|must\s+be|=|:|-)\s*(?:probably|likely|clearly|definitely|therefore)?"
+    r"(?:is|would\s+be|should\s+be|will\s+be|must\s+be|=|:|-)\s*"
+    r"(?:probably|likely|clearly|definitely|therefore)?"
     r"|(?<![A-Za-z])i\s*(?:would|'d|will|'ll)?\s*(?:choose|pick|select|go\s+with)"
     r"|正确(?:答案|选项)\s*(?:是|为|应为)?|答案\s*(?:应该是|应为|是|为)?|(?:故|应|所以)?选(?:择|项)?\s*(?:是|为)?"
     r")"
 )
 _REFUSAL = re.compile(
-    r"(?i)(?:\bi\s*(?:am|'m)\s*(?:sorry|not\s+sure|unable)|^sorry\b|\bi\s*(?:cannot|can't|can\s*not|could\s*not|"
+    r"(?i)(?:\bi\s*(?:am|'m)\s*(?:sorry|unable)|^sorry\b|\bi\s*(?:cannot|can't|can\s*not|could\s*not|"
     r"couldn't|do\s*not|don't)\s*(?:determine|answer|tell|help|provide|see|identify|say|know|be\s+sure)|"
     r"(?:cannot|can't|could\s*not)\s+be\s+(?:determined|answered)|\bunable\s+to\s+(?:determine|answer|tell)|"
-    r"\bnot\s+enough\s+information|\binsufficient\s+information|\bas\s+an\s+ai\b|\bnone\s+of\s+the\s+(?:above|options|choices)|"
+    r"\bnot\s+enough\s+information|\binsufficient\s+information|\bas\s+an\s+ai\b|"
+    r"\bnone\s+of\s+the\s+(?:above|options|choices)|"
     r"无法(?:确定|回答|判断)|抱歉)"
 )
 _OPTION_WORD = re.compile(r"(?i)(?:option|choice)\b")
@@ -254,7 +261,8 @@ def _mask_option_texts(s: str, opts: _Options) -> str:
     """Blank out option texts (as a dummy word) so that "Vitamin D" is not read as the letter D."""
     for t in sorted((t for t in opts.texts.values() if t), key=len, reverse=True):
         words = [re.escape(w) for w in t.split()]
-        s = re.sub(r"(?i)(?<![A-Za-z0-9])" + r"\s+".join(words) + r"(?![A-Za-z0-9])", lambda m: "x" * len(m.group()), s)
+        pattern = r"(?i)(?<![A-Za-z0-9])" + r"\s+".join(words) + r"(?![A-Za-z0-9])"
+        s = re.sub(pattern, lambda m: "x" * len(m.group()), s)
     return s
 
 
@@ -300,14 +308,14 @@ def _as_choice(r: _Reading, method: str, span: str) -> ParsedChoice:
     return ParsedChoice(r.letter, method, span)
 
 
-def _parse_clean(s: str, opts: _Options, nested: bool = False) -> ParsedChoice:
+def _parse_clean(s: str, opts: _Options, inside: frozenset[str] = frozenset()) -> ParsedChoice:
     if not any(ch.isalnum() for ch in s):
         return ParsedChoice(None, "empty", s)
-    if not nested:
-        for method, inner in (("answer_tag", answer_tag_content(s)), ("boxed", boxed_content(s))):
-            if inner is not None:
-                found = _parse_clean(inner, opts, nested=True)
-                return replace(found, method=method) if found.letter else found
+    for method, content in (("answer_tag", answer_tag_content), ("boxed", boxed_content)):
+        inner = None if method in inside else content(s)
+        if inner is not None:  # the marked answer alone counts; "<answer>\boxed{B}</answer>" works too
+            found = _parse_clean(inner, opts, inside | {"answer_tag", method})
+            return replace(found, method=method) if found.letter else found
     for m in reversed(list(_CUE.finditer(s))):
         span = s[m.end() :].lstrip(_DECOR + " ").split("\n", 1)[0]
         r = _read_short(span, opts)
@@ -392,5 +400,5 @@ def parse_choice(text: Any, options: Any = None, *, letters: Any = None) -> Pars
     >>> parse_choice("答案：Ｄ").letter
     'D'
     """
-    opts = resolve_options(options, letters)
+    opts = _resolve_options(options, letters)
     return _parse_clean(clean_output(text), opts)

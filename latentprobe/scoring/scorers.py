@@ -22,7 +22,7 @@ from latentprobe.scoring._text import (
     normalize_answer,
     parse_number_with_method,
 )
-from latentprobe.scoring.choice import _norm, _read_short, parse_choice, resolve_options
+from latentprobe.scoring.choice import _norm, _read_short, _resolve_options, parse_choice
 
 __all__ = [
     "SCORE_COLUMNS", "CallableScorer", "ChoiceScorer", "ExactScorer", "NumericScorer", "Score", "ScoreSummary",
@@ -114,7 +114,7 @@ class ChoiceScorer:
 
     def gold_letter(self, gold: Any, example: Any = None) -> str:
         """The gold as an option letter; a :class:`ScoringError` if it names none of the options."""
-        opts = resolve_options(self.options_for(example), self.letters, where=_where(example))
+        opts = _resolve_options(self.options_for(example), self.letters, where=_where(example))
         if isinstance(gold, str):
             g = clean_output(gold).strip().strip("()[]. ").upper()
             if g in opts.letters:
@@ -164,7 +164,8 @@ class NumericScorer:
         value, method = parse_number_with_method(answer)
         if value is None:
             return Score(None, None, method)
-        return Score(abs(value - g) <= self.tol, f"{value:g}" if value == int(value) else repr(value), method)
+        text = str(int(value)) if value.is_integer() and abs(value) < 1e16 else repr(value)
+        return Score(abs(value - g) <= self.tol, text, method)
 
 
 class ExactScorer:
@@ -249,7 +250,9 @@ def score_answers(scorer: Scorer, answers: Sequence[Any], golds: Sequence[Any],
     for i, (a, g, ex) in enumerate(zip(answers, golds, examples)):
         s = scorer.score(a, g, ex)
         if not isinstance(s, Score):
-            raise ScoringError(f"{type(scorer).__name__}.score returned {type(s).__name__} for item {i}; return a Score.")
+            raise ScoringError(
+                f"{type(scorer).__name__}.score returned {type(s).__name__} for item {i}; it must return a Score."
+            )
         rows.append((a, g, s.parsed, s.method, s.correct))
     frame = pd.DataFrame(rows, columns=list(SCORE_COLUMNS), dtype=object)
     frame["correct"] = frame["correct"].astype("boolean")
@@ -279,16 +282,22 @@ def summarize_scores(frame: pd.DataFrame) -> ScoreSummary:
     Examples
     --------
     >>> frame = score_answers(NumericScorer(), ["12", "so 7", "no idea"], [12, 8, 3])
-    >>> summarize_scores(frame)  # doctest: +ELLIPSIS
-    ScoreSummary(n=3, n_parsed=2, n_correct=1, n_unparseable=1, frac_unparseable=0.333..., accuracy=0.5, accuracy_all=0.333...)
+    >>> s = summarize_scores(frame)
+    >>> s.accuracy, s.n_parsed, s.n_unparseable, round(s.frac_unparseable, 3)
+    (0.5, 2, 1, 0.333)
     """
-    if not isinstance(frame, pd.DataFrame) or "correct" not in frame.columns:
+    columns = list(frame.columns) if isinstance(frame, pd.DataFrame) else None
+    if columns is None or "correct" not in columns:
         raise ScoringError(
-            f"frame must be the DataFrame score_answers returns (columns {', '.join(SCORE_COLUMNS)}); "
-            f"got {type(frame).__name__}" + (f" with columns {list(frame.columns)}" if isinstance(frame, pd.DataFrame) else "")
-            + "."
+            f"frame must be the DataFrame score_answers returns (columns {', '.join(SCORE_COLUMNS)}); got "
+            f"{type(frame).__name__}" + (f" with columns {columns}" if columns is not None else "") + "."
         )
-    correct = frame["correct"].astype("boolean")
+    try:
+        correct = frame["correct"].astype("boolean")
+    except (TypeError, ValueError):
+        raise ScoringError(
+            "frame['correct'] must hold True, False or missing (unparseable) values; rebuild it with score_answers."
+        ) from None
     n = int(len(correct))
     parsed = correct.notna()
     n_parsed = int(parsed.sum())
