@@ -185,7 +185,9 @@ def parse_number(text: Any) -> float | None:
     """The last number in ``text``, as CODI scores GSM8k; None when there is none.
 
     The rule follows ``extract_answer_number`` in CODI's ``test.py`` (github.com/zhenyi4/codi,
-    commit 4fd88d4): remove thousands commas, find every number, keep the last one as a float.
+    commit 4fd88d4): remove the commas, find every ``-?\\d+\\.?\\d*``, keep the last one as a float;
+    CODI's gold is the text after ``####`` without commas, as a float, and ``compute_accuracy``
+    compares the two with ``==``.
     Differences, each deliberate: (1) only commas between digit groups of three are removed, so
     ``"1, 2, 3"`` gives 3 (CODI removes every comma and reads 123); (2) a minus sign counts only
     when it does not follow a word or closing bracket (``"3-4"`` gives 4; CODI reads -4); (3) when

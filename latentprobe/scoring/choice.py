@@ -113,7 +113,7 @@ _CONNECTIVES = frozenset(
     "is was seems seem would should must looks appears fits matches best correct right because since as "
     "and or which are then so therefore vs versus only here".split()
 )
-_DECOR = " \t\r\n*_`\"'“”‘’:=>#~|-"
+_DECOR = " \t\r\n*_`\"'“”‘’:=>#~|$-"
 _LEAD_WORD = re.compile(r"(?i)(?:option|choice|letter|the)\s+(?=[(\[]?[A-Za-z](?![A-Za-z0-9]))")
 _SEP = re.compile(
     r"(?i)\s*(?:,\s*(?:or|and)\b|,|/|&|、|;|\bor\b|\band\b|\bvs\.?|\bversus\b)\s*(?:(?:option|choice)s?\s+)?"
@@ -302,6 +302,16 @@ def _prose(s: str, opts: _Options) -> ParsedChoice | None:
     return ParsedChoice(found[0][1], found[0][0], s) if found else None
 
 
+def _letter_line(line: str, opts: _Options) -> str | None:
+    """The letter of a line that holds nothing else ("B", "**(B)**", "B. blue" where blue is B), or None."""
+    s = _strip_decor(line)
+    r = _letter_at(s, 0, opts)
+    if r is None or r[0] not in opts.letters:
+        return None
+    rest = _norm(s[r[1] :])
+    return r[0] if not rest or rest == opts.norms.get(r[0]) else None
+
+
 def _as_choice(r: _Reading, method: str, span: str) -> ParsedChoice:
     if r.kind in ("ambiguous", "out_of_range"):
         return ParsedChoice(None, r.kind, span)
@@ -324,20 +334,18 @@ def _parse_clean(s: str, opts: _Options, inside: frozenset[str] = frozenset()) -
     lines = [ln.strip() for ln in s.splitlines() if ln.strip()]
     whole = _norm(s)
     lead = _read_short(s, opts, allow_text=False)
+    last = _letter_line(lines[-1], opts) if len(lines) > 1 else None
     if lead.kind == "letter" and (lead.bracketed or whole not in {t for t in opts.norms.values() if t}):
-        last = _read_short(lines[-1], opts, allow_text=False) if len(lines) > 1 and len(lines[-1]) <= 30 else _NOTHING
-        if last.kind == "letter" and last.letter != lead.letter:
-            return ParsedChoice(None, "ambiguous", s)
+        if last is not None and last != lead.letter:
+            return ParsedChoice(None, "ambiguous", s)  # "A\n...\nB": the output changed its mind
         method = "parenthesised" if lead.bracketed else "leading_letter"
         if _OPTION_WORD.match(s.lstrip(_DECOR)):
             method = "option_label"
         return ParsedChoice(lead.letter, method, lines[0])
     if lead.kind == "ambiguous":
         return ParsedChoice(None, "ambiguous", lines[0])
-    if len(lines) > 1 and len(lines[-1]) <= 30:
-        last = _read_short(lines[-1], opts, allow_text=False)
-        if last.kind == "letter":
-            return ParsedChoice(last.letter, "last_line", lines[-1])
+    if last is not None:
+        return ParsedChoice(last, "last_line", lines[-1])
     exact = [x for x, t in opts.norms.items() if t and t == whole]
     if len(exact) == 1:
         return ParsedChoice(exact[0], "option_text", s)

@@ -265,6 +265,10 @@ class ScoreSummary:
 
     ``accuracy = n_correct / n_parsed`` (NaN when nothing parsed); ``accuracy_all = n_correct / n``
     counts unparseable answers as wrong, a lower bound.
+
+    What it does not prove: two conditions whose unparseable fractions differ are not compared by
+    ``accuracy`` alone (an intervention that makes the model refuse its hard items raises it);
+    report ``n_unparseable`` beside it, and ``accuracy_all`` as the bound.
     """
 
     n: int
