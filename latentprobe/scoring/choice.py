@@ -116,22 +116,27 @@ _CONNECTIVES = frozenset(
 _DECOR = " \t\r\n*_`\"'“”‘’:=>#~|$-"
 _LEAD_WORD = re.compile(r"(?i)(?:option|choice|letter|the)\s+(?=[(\[]?[A-Za-z](?![A-Za-z0-9]))")
 _SEP = re.compile(
-    r"(?i)\s*(?:,\s*(?:or|and)\b|,|/|&|、|;|\bor\b|\band\b|\bvs\.?|\bversus\b)\s*(?:(?:option|choice)s?\s+)?"
+    r"(?i)\s*(?:,\s*(?:or|and)\b|,|/|&|、|;|\bor\b|\band\b|\bvs\.?|\bversus\b)\s*"
+    r"(?:(?:maybe|perhaps|possibly|even)\s+)?(?:(?:option|choice)s?\s+)?"
 )
 _NEGATED = re.compile(
-    r"(?i)(?:\bnot|n't|\bexcept|\bthan|\bnor|\bexclude|\beliminate)\s*(?:(?:option|choice)s?\s*)?[(\[]?\s*$"
+    r"(?i)(?:\bnot|n't|\bexcept|\bthan|\bneither|\bnor|\bexclude|\beliminate)\s*(?:(?:option|choice)s?\s*)?[(\[]?\s*$"
 )
+
+
+def _ascii_alnum(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
 
 
 def _letter_at(s: str, pos: int, opts: _Options) -> tuple[str, int, bool] | None:
     """A letter token at ``s[pos]``: (upper-case letter, end, bracketed), or None for a word."""
     m = _LETTER_AT.match(s, pos)
-    if not m or (pos > 0 and (s[pos - 1].isalnum() or s[pos - 1] in "'’")):
+    if not m or (pos > 0 and (_ascii_alnum(s[pos - 1]) or s[pos - 1] in "'’")):
         return None
     opened, letter, closed = m.group(1), m.group(2), m.group(3)
     end = m.end()
     nxt = s[end : end + 1]
-    if nxt and (nxt.isalnum() or nxt in "'’-"):
+    if nxt and (_ascii_alnum(nxt) or nxt in "'’-"):
         return None  # a word: "Bob", "I'm", "B-shaped"
     if nxt == "." and s[end + 1 : end + 2].isalpha():
         return None  # an abbreviation: "e.g.", "U.S."
@@ -224,6 +229,13 @@ def _read_short(span: str, opts: _Options, *, allow_text: bool = True) -> _Readi
         named = None  # no text known for this letter: nothing to contradict
     if named is not None and named != letter:
         return _Reading(None, "ambiguous")  # "A: blue" where blue is option B
+    own = opts.texts.get(letter)
+    own_text = r"(?i:" + r"\s+".join(map(re.escape, own.split())) + ")?" if own else ""
+    skip = re.match(r"[ \t.:)\]-]*" + own_text + r"[ \t,;]*", s[end:])  # same line only
+    nxt = _letter_at(s, end + skip.end(), opts) if skip.end() else None
+    labelled = nxt is not None and (nxt[2] or bracketed or s[nxt[1] : nxt[1] + 1] in ".):")
+    if labelled and nxt[0] != letter and nxt[0] in opts.letters:
+        return _Reading(None, "ambiguous")  # an echoed option list: "(A) red (B) blue"
     if letter not in opts.letters:
         return _Reading(None, "out_of_range")
     return _Reading(letter, "letter", bracketed)
