@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import latentprobe.scoring
 from latentprobe.errors import InputError, LatentProbeError
@@ -264,6 +266,31 @@ def test_custom_letters():
     assert parse_choice("(y)", ["x", "y"], letters="YZ").letter == "Y"
     assert parse_choice("A", ["x", "y"], letters="YZ").method == "out_of_range"
     assert parse_choice("b", {"a": "x", "b": "y"}).letter == "B"
+
+
+KNOWN_METHODS = {"answer_tag", "boxed", "answer_is", "leading_letter", "parenthesised", "last_line", "option_label",
+                 "option_text", "bare_letter", "empty", "refusal", "ambiguous", "out_of_range", "none"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(list("ABCDEIabcde ()[].:,*\n<>/answerthinkisor答案选Ｂ1")), max_size=60),
+       options=st.sampled_from([None, COLORS, SHADES, ANIMALS, PRONOUNS, BY_LETTER]))
+def test_parse_choice_never_raises_and_never_invents_a_letter(text, options):
+    got = parse_choice(text, options)
+    allowed = set("ABCD") if options is None else set(options) if isinstance(options, dict) else set("ABCD"[: len(options)])
+    assert got.method in KNOWN_METHODS
+    assert (got.letter is None) == (got.method in {"empty", "refusal", "ambiguous", "out_of_range", "none"})
+    assert got.letter is None or got.letter in allowed
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(-10**9, 10**9), cents=st.integers(0, 99), style=st.sampled_from(["{:,}", "{}"]))
+def test_parse_number_reads_formatted_numbers(n, cents, style):
+    text = style.format(n)
+    assert parse_number(f"So the total is {text} dollars.") == n
+    assert parse_number(f"Step 1: 3 + 4 = 7.\n#### {text}.{cents:02d}") == pytest.approx(
+        math.copysign(abs(n) + cents / 100, n) if n else cents / 100
+    )
 
 
 def test_duplicate_option_texts_are_ambiguous():

@@ -199,35 +199,44 @@ _NOTHING = _Reading(None, "")
 
 
 def _read_short(span: str, opts: _Options, *, allow_text: bool = True) -> _Reading:
-    """Read the answer at the start of a short span (a tag's content, the words after "answer is")."""
+    """Read the answer at the start of a short span (a tag's content, the words after "answer is").
+
+    An option's text there wins over an unbracketed letter ("A cat" is the option, not A)."""
     s = _strip_decor(span)
     if not s:
         return _NOTHING
     lr = _letter_at(s, 0, opts)
     if allow_text and not (lr and lr[2]):
-        ns = _norm(s)
-        letter, size = _text_at_start(ns, opts)
-        if letter == "?":
-            return _Reading(None, "ambiguous")
-        if letter is not None:
-            tail = ns[size:]
-            m = re.match(r"\s+(?:or|and|vs|versus)\s+(.*)", tail)
-            if m:
-                other, _ = _text_at_start(m.group(1), opts)
-                other_letter = _letter_at(m.group(1), 0, opts)
-                names = {other} | ({other_letter[0]} if other_letter else set())
-                if names & (set(opts.letters) - {letter}):
-                    return _Reading(None, "ambiguous")
-            return _Reading(letter, "text")
-    if lr is None:
+        found = _read_text(_norm(s), opts)
+        if found.kind:
+            return found
+    return _read_letter(s, lr, opts) if lr else _NOTHING
+
+
+def _read_text(ns: str, opts: _Options) -> _Reading:
+    """The option whose text opens the normalised span ``ns``; "red or blue" is ambiguous."""
+    letter, size = _text_at_start(ns, opts)
+    if letter is None:
         return _NOTHING
+    if letter == "?":
+        return _Reading(None, "ambiguous")
+    m = re.match(r"\s+(?:or|and|vs|versus)\s+(?:(?:maybe|perhaps|possibly)\s+)?(.*)", ns[size:])
+    if m:
+        other, _ = _text_at_start(m.group(1), opts)
+        other_letter = _letter_at(m.group(1), 0, opts)
+        named = {other} | ({other_letter[0]} if other_letter else set())
+        if named & (set(opts.letters) - {letter}):
+            return _Reading(None, "ambiguous")
+    return _Reading(letter, "text")
+
+
+def _read_letter(s: str, lr: tuple[str, int, bool], opts: _Options) -> _Reading:
+    """Check the letter token ``lr`` opening ``s`` against what follows it on the line."""
     letter, end, bracketed = lr
     if _more_letters(s, end, opts) - {letter}:
-        return _Reading(None, "ambiguous")
+        return _Reading(None, "ambiguous")  # "A or B", "A, C and D"
     named, _ = _text_at_start(_norm(s[end : end + 200]), opts)
-    if named is not None and named != letter and not opts.norms.get(letter):
-        named = None  # no text known for this letter: nothing to contradict
-    if named is not None and named != letter:
+    if named is not None and named != letter and opts.norms.get(letter):
         return _Reading(None, "ambiguous")  # "A: blue" where blue is option B
     own = opts.texts.get(letter)
     own_text = r"(?i:" + r"\s+".join(map(re.escape, own.split())) + ")?" if own else ""
