@@ -235,7 +235,7 @@ CHOICE_CASES = [
     ("The answer is E.", None, None, "out_of_range"),
     ("(E)", None, None, "out_of_range"),
     ("C", YES_NO, None, "out_of_range"),
-    ("E", None, None, "out_of_range"),
+    ("F.", None, None, "out_of_range"),
     ("The answer is (E)", {"A": "x", "B": "y", "C": "z", "D": "w", "E": "v"}, "E", "answer_is"),
 ]
 
@@ -248,6 +248,7 @@ def test_parse_choice_table(output, options, letter, method):
 
 def test_the_table_is_large_and_varied():
     assert len(CHOICE_CASES) >= 80
+    assert len({(out, repr(opts)) for out, opts, *_ in CHOICE_CASES}) == len(CHOICE_CASES)
     methods = {m for *_, m in CHOICE_CASES}
     assert {"answer_tag", "boxed", "answer_is", "leading_letter", "parenthesised", "option_text", "empty",
             "refusal", "ambiguous", "none", "out_of_range"} <= methods
