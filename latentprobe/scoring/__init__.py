@@ -1,0 +1,46 @@
+"""Answer scoring that reads what models really write.
+
+Multiple choice (:func:`parse_choice`, :class:`ChoiceScorer`), numbers by the last-number rule
+CODI uses for GSM8k (:func:`parse_number`, :class:`NumericScorer`), SQuAD-style exact match for
+open answers (:func:`normalize_answer`, :class:`ExactScorer`), and any rule of your own
+(:class:`CallableScorer`). Answers that cannot be read score ``correct=None`` and are counted
+separately by :func:`summarize_scores`, never silently as wrong.
+
+Examples
+--------
+>>> from latentprobe.scoring import ChoiceScorer, score_answers, summarize_scores
+>>> frame = score_answers(ChoiceScorer(), ["Answer: (B)", "<answer>C</answer>", ""], ["B", "D", "A"])
+>>> summarize_scores(frame).accuracy, summarize_scores(frame).n_unparseable
+(0.5, 1)
+"""
+
+from latentprobe.scoring._text import (
+    ScoringError,
+    clean_output,
+    exact_match,
+    normalize_answer,
+    numeric_match,
+    parse_number,
+)
+from latentprobe.scoring.choice import ParsedChoice, parse_choice
+from latentprobe.scoring.scorers import (
+    SCORE_COLUMNS,
+    CallableScorer,
+    ChoiceScorer,
+    ExactScorer,
+    NumericScorer,
+    Score,
+    Scorer,
+    ScoreSummary,
+    score_answers,
+    summarize_scores,
+)
+
+__all__ = [
+    "SCORE_COLUMNS", "CallableScorer", "ChoiceScorer", "ExactScorer", "NumericScorer", "ParsedChoice", "Score",
+    "ScoreSummary", "Scorer", "ScoringError", "clean_output", "exact_match", "normalize_answer", "numeric_match",
+    "parse_choice", "parse_number", "score_answers", "summarize_scores",
+]
+
+# doctest.testmod(latentprobe.scoring) runs the examples of everything re-exported here.
+__test__ = {name: globals()[name] for name in __all__ if name != "SCORE_COLUMNS"}
