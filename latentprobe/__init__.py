@@ -47,3 +47,22 @@ __all__ = [
     "StepOutOfRangeError", "Swap", "TraceFormatError", "Zero", "get_preset", "intervention_from_config",
     "list_presets", "register_intervention", "register_preset", "segment_attention_mask", "__version__",
 ]
+
+#: Subpackages reachable as attributes (``lp.causal.z_to_y``), imported on first use so that
+#: ``import latentprobe`` stays light and the toy is loaded only when asked for.
+SUBMODULES = ("causal", "data", "engine", "geometry", "interventions", "lens", "perturbations", "probing",
+              "report", "schema", "scoring", "seeding", "stats", "sweep", "toy", "trace", "viz")
+
+
+def __getattr__(name: str):
+    if name in SUBMODULES:
+        import importlib
+
+        module = importlib.import_module(f"latentprobe.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'latentprobe' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(SUBMODULES))
