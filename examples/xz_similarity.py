@@ -47,7 +47,7 @@ def main(argv=None):
     res = x_to_z(runner, inputs, perts, out_dir=args.out, seed=args.seed, n_boot=args.n_boot,
                  max_new_tokens=args.max_new_tokens, logits_processor=proc)
     s = res.summary
-    last = runner.parts.n_layers
+    last = runner.n_layers
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 20)
 
