@@ -165,9 +165,21 @@ def test_unsupported_architecture_is_a_model_structure_error(tok):
         to_bridge(object(), tok)
 
 
-def test_torch_is_still_the_cpu_build(setup):
+def test_booting_a_bridge_never_installs_packages(tok, gpt2, monkeypatch):
+    # TransformerLens falls back to an unpinned `pip install torchvision` when a processor fails to load; the
+    # lens's guard must make that impossible: no subprocess may run while a bridge boots, and the fallback,
+    # once patched, reports torchvision missing without running anything
+    import subprocess
+
     import transformer_lens.model_bridge.sources.transformers.helpers as helpers
 
+    from latentprobe import lens
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError(f"a subprocess was started while booting a bridge: {args!r}")
+
+    for name in ("check_call", "run", "Popen", "call", "check_output"):
+        monkeypatch.setattr(subprocess, name, forbidden)
+    to_bridge(gpt2, tok)
+    assert helpers._ensure_torchvision is lens._never_install_torchvision
     assert helpers._ensure_torchvision() is False
-    assert "+cpu" in torch.__version__ or torch.version.cuda is None
-    assert importlib.util.find_spec("torchvision") is None
