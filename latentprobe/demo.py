@@ -90,7 +90,8 @@ def run_demo(out_dir: str | Path, *, n_examples: int = 200, variants: Sequence[s
 
 def _run(out_dir: str | Path, *, n_examples: int, variants: Sequence[str] | None, seed: int, n_boot: int,
          echo: Callable[[str], None], t0: float) -> DemoResult:
-    from latentprobe import mediation, probing, similarity, viz
+    from latentprobe import geometry as similarity
+    from latentprobe import mediation, probing, viz
     from latentprobe.perturbations import Counterfactual, ImageSwap, InputSet
     from latentprobe.report import Report
     from latentprobe.toy import VARIANTS, load

@@ -12,7 +12,7 @@ from plotly.offline import get_plotlyjs
 
 from latentprobe import viz
 from latentprobe.report import Report
-from latentprobe.similarity import across_instances, collapse_table, norm_table, within_instance
+from latentprobe.geometry import across_instances, collapse_table, norm_table, within_instance
 from latentprobe.stats import Effect, effects_frame
 from latentprobe.viz import VizInputError
 
