@@ -28,7 +28,6 @@ mask rule, for interventions; ``m.prompts(ex)`` and ``m.images(ex)`` are its inp
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -63,11 +62,11 @@ _WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 
 def __getattr__(name: str) -> Any:
-    # the trainer is imported on first use, so ``python -m latentprobe.toy.train`` runs it cleanly
+    # the trainer is imported on first use, so ``python -m latentprobe.toy.training`` runs it cleanly
     if name in ("train_variant", "train_all"):
-        from latentprobe.toy import train
+        from latentprobe.toy import training
 
-        return getattr(train, name)
+        return getattr(training, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -162,7 +161,7 @@ def load(variant: str, weights: str | Path | None = None, *, verify: bool = True
     verify:
         Check the file's sha256 against the one recorded at training time.
     """
-    from latentprobe.toy.train import load_weights
+    from latentprobe.toy.checkpoints import load_weights, verify_weights
 
     mask_rule(variant)
     folder = Path(weights) if weights is not None else _WEIGHTS
@@ -170,13 +169,11 @@ def load(variant: str, weights: str | Path | None = None, *, verify: bool = True
     if not jf.exists() or not wf.exists():
         raise FileNotFoundError(
             f"{folder} holds no weights for {variant!r} ({jf.name}, {wf.name}); retrain with "
-            f"`python -m latentprobe.toy.train --out {folder}`."
+            f"`python -m latentprobe.toy.training --out {folder}`."
         )
     meta = json.loads(jf.read_text())
     if verify and meta.get("sha256"):
-        digest = hashlib.sha256(wf.read_bytes()).hexdigest()
-        if digest != meta["sha256"]:
-            raise ValueError(f"{wf}: sha256 {digest} differs from the recorded {meta['sha256']}; the file is damaged.")
+        verify_weights(wf, meta["sha256"])
     tok = build_tokenizer()
     model = build_model(tok.get_vocab(), seed=int(meta.get("seed", 0)), **meta.get("config_kwargs", {}))
     load_weights(model, wf)
