@@ -42,13 +42,15 @@ class LinearProbe(BaseEstimator):
     task : {"classification", "regression"}, default="classification"
         Kind of target.  Regression accepts 1-D or 2-D (multi-output) targets,
         e.g. mean-pooled vision features.
-    Cs : sequence of float, default=(0.01, 0.1, 1.0, 10.0)
+    Cs : sequence of float, default=(0.1, 1.0, 10.0)
         Grid of inverse regularisation strengths for logistic regression;
         smaller values mean stronger regularisation.  Ignored for regression.
+        Pass a wider grid (e.g. ``(0.01, 0.1, 1.0, 10.0)``) for very wide,
+        few-example representations that need strong regularisation.
     alphas : sequence of float, default=(0.1, 1.0, 10.0, 100.0, 1000.0)
         Grid of ridge penalties; larger values mean stronger regularisation.
         Ignored for classification.
-    inner_cv : int, default=3
+    inner_cv : int, default=2
         Number of folds of the inner cross-validation.  Reduced to the number
         of available groups when fewer exist.  The search is skipped when the
         grid has a single value.
@@ -92,9 +94,9 @@ class LinearProbe(BaseEstimator):
     def __init__(
         self,
         task: Task = "classification",
-        Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0),
+        Cs: Sequence[float] = (0.1, 1.0, 10.0),
         alphas: Sequence[float] = (0.1, 1.0, 10.0, 100.0, 1000.0),
-        inner_cv: int = 3,
+        inner_cv: int = 2,
         max_iter: int = 1000,
         random_state: int | None = 0,
     ) -> None:

@@ -62,6 +62,7 @@ def test_cosine_zero_rows_and_torch_input():
     assert np.all(sim.cosine_matrix(y, center=True)[2] == 0.0)
 
 
+@pytest.mark.slow
 def test_cosine_chunked_equals_direct():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(3000, 12)).astype(np.float32)

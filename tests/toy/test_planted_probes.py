@@ -8,6 +8,9 @@ from latentprobe import probing
 from latentprobe.behavioural import behavioural_probe, toy_derived_inputs
 from latentprobe.toy import load
 
+# every test here runs the shipped toys and fits nested-CV probes (several seconds each)
+pytestmark = pytest.mark.slow
+
 # questions whose words do not name the queried colour (otherwise even blind latents could read it)
 TEMPLATES = ("colour_of_shape", "colour_left_of")
 
