@@ -147,6 +147,18 @@ def linear_cka(
     general invertible linear maps.  A high CKA says the two representations
     have similar example-by-example geometry; it does not show that one is
     computed from the other or that either is used downstream.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentprobe.geometry import linear_cka
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(50, 6))
+    >>> q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    >>> round(linear_cka(x, 3.0 * x @ q), 6)  # invariant to rotation and isotropic scale
+    1.0
+    >>> abs(linear_cka(x, rng.normal(size=(50, 4)))) < 0.2  # independent data: near 0 (debiased)
+    True
     """
     chunk_size = _check_chunk_size(chunk_size)
     xa = _as_matrix(x, "x")
@@ -192,6 +204,16 @@ def cka_matrix(
     High CKA between steps says they arrange instances alike; it does not say
     the steps are equal vectors (CKA ignores rotations and scale) nor that the
     later steps add nothing.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentprobe.geometry import cka_matrix
+    >>> z = np.random.default_rng(0).normal(size=(30, 3, 8))
+    >>> z[:, 1] = 2.0 * z[:, 0]  # step 1 is a rescaled step 0
+    >>> m = cka_matrix(z)
+    >>> m.shape, round(float(m[0, 1]), 6), bool(abs(m[0, 2]) < 0.2)
+    ((3, 3), 1.0, True)
     """
     chunk_size = _check_chunk_size(chunk_size)
     arr = _as_latents(latents)
@@ -242,6 +264,18 @@ def cka_against(
     Similar geometry to the features does not show the latents were computed
     from them: both may follow a third factor (e.g. task type).  Compare with
     the same analysis on a baseline.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentprobe.geometry import cka_against
+    >>> rng = np.random.default_rng(0)
+    >>> features = rng.normal(size=(30, 5))
+    >>> z = rng.normal(size=(30, 2, 8))
+    >>> z[:, 1, :5] = features  # step 1 contains the features
+    >>> table = cka_against(z, features)
+    >>> table.columns.tolist(), bool(table.loc[1, "cka"] > table.loc[0, "cka"] + 0.3)
+    (['step', 'cka'], True)
     """
     chunk_size = _check_chunk_size(chunk_size)
     arr = _as_latents(latents)

@@ -69,6 +69,19 @@ def norm_table(
     Latents much larger than token embeddings are out of the input
     distribution, which may matter for how they are read; a large ratio is
     not by itself evidence that they are ignored or harmful.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentprobe.geometry import norm_table
+    >>> rng = np.random.default_rng(0)
+    >>> z = 4.0 * rng.normal(size=(20, 2, 16))
+    >>> embeddings = rng.normal(size=(100, 16))
+    >>> table = norm_table(z, embeddings)
+    >>> table["source"].tolist()
+    ['latent', 'latent', 'token_embedding']
+    >>> bool((table["ratio_to_embedding"].iloc[:2] > 3.0).all())
+    True
     """
     chunk_size = _check_chunk_size(chunk_size)
     arr = _as_latents(latents)
@@ -165,6 +178,19 @@ def collapse_table(
     centring or a low effective rank is not by itself collapse — small,
     decodable differences can survive — so pair this table with probes and
     interventions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentprobe.geometry import collapse_table
+    >>> z = np.random.default_rng(0).normal(size=(20, 3, 16)) + 3.0
+    >>> table = collapse_table(z, seed=0)
+    >>> table[["source", "centering"]].values.tolist()
+    [['latent', 'raw'], ['latent', 'centered'],
+     ['random_matched_norm', 'raw'], ['random_matched_norm', 'centered']]
+    >>> raw = table.set_index(["source", "centering"])["across_instance_mean"]
+    >>> bool(raw["latent", "raw"] > raw["random_matched_norm", "raw"] + 0.5)  # the shared offset, not collapse
+    True
     """
     chunk_size = _check_chunk_size(chunk_size)
     arr = _as_latents(latents)

@@ -100,6 +100,21 @@ def cosine_matrix(
     representation space and does not show that the vectors encode the same
     content; a high cosine after centring is not by itself collapse either,
     since centring is relative to the particular set of rows passed in.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentprobe.geometry import cosine_matrix
+    >>> x = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    >>> cosine_matrix(x).round(3)
+    array([[1.   , 0.   , 0.707],
+           [0.   , 1.   , 0.707],
+           [0.707, 0.707, 1.   ]])
+    >>> shifted = x + 10.0  # a shared offset makes every raw cosine large
+    >>> bool(cosine_matrix(shifted).min() > 0.99)
+    True
+    >>> bool(np.allclose(cosine_matrix(shifted, center=True), cosine_matrix(x, center=True)))
+    True
     """
     chunk_size = _check_chunk_size(chunk_size)
     xa = _as_matrix(x, "x")
@@ -153,6 +168,15 @@ def random_matched_norm(
     Matching norms does not match anything else: real embeddings share a mean
     offset and low-rank structure, so random vectors are a floor, not a
     realistic reference.  Compare with real token embeddings as well.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentprobe.geometry import random_matched_norm
+    >>> z = np.random.default_rng(0).normal(size=(5, 3, 8))
+    >>> r = random_matched_norm(z, seed=0)
+    >>> r.shape, bool(np.allclose(np.linalg.norm(r, axis=-1), np.linalg.norm(z, axis=-1)))
+    ((5, 3, 8), True)
     """
     chunk_size = _check_chunk_size(chunk_size)
     arr = _as_array(latents, "latents")

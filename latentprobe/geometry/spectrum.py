@@ -89,6 +89,15 @@ def effective_rank(
     to about ``sqrt(eps)`` relative to the largest.  A low effective rank is
     not by itself collapse: a few directions can still separate inputs, and
     the number depends on how many vectors are pooled.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentprobe.geometry import effective_rank
+    >>> round(effective_rank(np.eye(4), center=False), 6)  # 4 orthogonal vectors of equal norm
+    4.0
+    >>> round(effective_rank(np.outer(np.arange(1.0, 6.0), [1.0, 2.0, 0.0])), 6)  # all on one line
+    1.0
     """
     chunk_size = _check_chunk_size(chunk_size)
     arr = _as_matrix(x, "x")
@@ -121,6 +130,16 @@ def participation_ratio(
     Dominated by the largest eigenvalues, so one outlier direction (e.g. a
     massive-activation dimension) can make it small even when many other
     directions vary; it is not by itself evidence of collapse.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentprobe.geometry import participation_ratio
+    >>> round(participation_ratio(np.eye(4), center=False), 6)
+    4.0
+    >>> x = np.random.default_rng(0).normal(size=(2000, 4))
+    >>> 3.5 < participation_ratio(x) <= 4.0  # isotropic data with n >> d: close to d
+    True
     """
     chunk_size = _check_chunk_size(chunk_size)
     arr = _as_matrix(x, "x")

@@ -183,6 +183,25 @@ def probe_sweep(
     The layer/step with the highest score is where the target is most
     linearly decodable, not where the model computes or uses it; scores on
     many cells are not corrected for multiple comparisons.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentprobe.probing import LinearProbe, probe_sweep
+    >>> rng = np.random.default_rng(0)
+    >>> groups = np.repeat(np.arange(20), 3)
+    >>> y = groups % 2
+    >>> features = rng.normal(size=(60, 2, 3, 4))  # examples x layers x steps x width
+    >>> features[:, 1, 2] += 2.0 * y[:, None]  # only layer 1, step 2 carries y
+    >>> res = probe_sweep(features, y, groups, n_splits=4, controls=False,
+    ...                   probe=LinearProbe(Cs=(1.0,)), progress=False)
+    >>> res.scores.shape
+    (6, 14)
+    >>> best = res.best()
+    >>> int(best["layer"]), int(best["step"])
+    (1, 2)
+    >>> res.pivot("score").shape
+    (2, 3)
     """
     _check_task(task)
     cells = _cells_from_features(features, layers, steps)
@@ -253,6 +272,20 @@ def compare_representations(
     -----
     Equal scores mean the target is equally linearly decodable, not that the
     representations encode it in the same way or that the model uses either.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentprobe.probing import LinearProbe, compare_representations
+    >>> rng = np.random.default_rng(0)
+    >>> groups = np.repeat(np.arange(20), 3)
+    >>> y = groups % 2
+    >>> reps = {"latent": rng.normal(size=(60, 4)) + 2.0 * y[:, None], "noise": rng.normal(size=(60, 4))}
+    >>> table = compare_representations(reps, y, groups, n_splits=4, probe=LinearProbe(Cs=(1.0,)))
+    >>> table["representation"].tolist()
+    ['latent', 'noise']
+    >>> bool(table.loc[0, "score"] > table.loc[1, "score"] + 0.3)
+    True
     """
     _check_task(task)
     if not isinstance(representations, Mapping) or not representations:
