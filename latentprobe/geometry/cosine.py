@@ -17,6 +17,7 @@ from latentprobe.geometry._arrays import (
     _unit,
     _vector_mean,
 )
+from latentprobe.seeding import numpy_rng
 
 __all__ = ["cosine_matrix", "random_matched_norm"]
 
@@ -186,7 +187,7 @@ def random_matched_norm(
         )
     out_dtype = np.float64 if arr.dtype == np.float64 or arr.dtype.kind != "f" else np.float32
     out = np.empty(arr.shape, dtype=out_dtype)
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(seed)
     step = _instances_per_chunk(arr, chunk_size)
     for start, stop in _row_ranges(arr.shape[0], step):
         block = _rows(arr, start, stop, "latents")

@@ -19,6 +19,7 @@ from latentprobe.errors import ProbeError
 from latentprobe.probing._checks import Task, _check_task, _to_numpy
 from latentprobe.probing.cv import ProbeScore, _prepare, _run_folds, group_kfold_splits
 from latentprobe.probing.estimator import LinearProbe
+from latentprobe.seeding import numpy_rng
 
 __all__ = ["majority_baseline", "shuffle_control", "control_task_labels"]
 
@@ -66,6 +67,11 @@ def majority_baseline(
 
 def _majority_over_folds(y: np.ndarray, splits, task: str) -> float:
     return float(np.mean([majority_baseline(y[train], y[test], task=task) for train, test in splits]))
+
+
+def _shuffle_rng(seed: int) -> np.random.Generator:
+    """The generator of the label shuffle, shared by :func:`shuffle_control` and the sweeps."""
+    return numpy_rng(seed, "shuffle_control")
 
 
 def _permute_across_groups(y: np.ndarray, g: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -124,7 +130,7 @@ def shuffle_control(
     """
     X, y, g = _prepare(X, y, groups, task, n_splits)
     splits = group_kfold_splits(g, n_splits, seed)
-    rng = np.random.default_rng([seed, 1])
+    rng = _shuffle_rng(seed)
 
     def train_labels(k: int, train: np.ndarray) -> np.ndarray:
         return _permute_across_groups(y[train], g[train], rng)
@@ -183,7 +189,7 @@ def control_task_labels(
     if y.shape[0] == 0:
         raise ProbeError("y is empty; control_task_labels needs at least one example.")
     _, inv = np.unique(types, return_inverse=True)
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(seed)
     source = rng.integers(0, y.shape[0], size=int(inv.max()) + 1)
     return y[source[inv]].copy()
 
@@ -210,7 +216,7 @@ def _probe_with_controls(
     res = _run_folds(X, y, y, g, splits, task, probe)
     shuffle = control = float("nan")
     if controls:
-        rng = np.random.default_rng([seed, 1])
+        rng = _shuffle_rng(seed)
         try:
             shuffle = _run_folds(
                 X, y, y, g, splits, task, probe,

@@ -27,6 +27,7 @@ from latentprobe.probing._checks import (
     _to_numpy,
 )
 from latentprobe.probing.estimator import LinearProbe
+from latentprobe.seeding import numpy_rng
 
 __all__ = ["ProbeScore", "group_kfold_splits", "cross_validate_probe"]
 
@@ -120,7 +121,7 @@ def group_kfold_splits(
         raise ProbeError(f"groups must be 1-D, got shape {g.shape}.")
     uniq, inv, sizes = np.unique(g, return_inverse=True, return_counts=True)
     _check_n_splits(n_splits, len(uniq))
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(seed)
     order = rng.permutation(len(uniq))
     order = order[np.argsort(-sizes[order], kind="stable")]
     fold_of_group = np.empty(len(uniq), dtype=np.int64)
