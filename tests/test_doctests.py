@@ -8,6 +8,7 @@ import inspect
 import pkgutil
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 import latentprobe.geometry
 import latentprobe.probing
@@ -29,8 +30,9 @@ def test_docstring_examples_run(name):
     finder = doctest.DocTestFinder()
     runner = doctest.DocTestRunner(optionflags=FLAGS)
     tests = [t for t in finder.find(module, name) if t.examples]
-    for test in tests:
-        runner.run(test)
+    with threadpool_limits(limits=1, user_api="blas"):  # small examples: threads only contend on 2 cores
+        for test in tests:
+            runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.failed == 0, f"{result.failed} docstring example(s) of {name} failed (see the captured output)"
 
