@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from latentprobe.similarity import across_instances, effective_rank, linear_cka
+from latentprobe.geometry import across_instances, effective_rank, linear_cka
 
 
 def rss_mb() -> float:

@@ -59,7 +59,8 @@ def toy() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 def toy_train(out_dir: Path, variants: tuple[str, ...], seed: int) -> None:
     """Retrain the shipped toy variants (deterministic for a seed on CPU)."""
-    from latentprobe.toy import VARIANTS, train_all
+    from latentprobe.toy.model import VARIANTS
+    from latentprobe.toy.training import train_all
 
     chosen = tuple(variants) or VARIANTS
     unknown = [v for v in chosen if v not in VARIANTS]

@@ -92,7 +92,7 @@ def run_demo(out_dir: str | Path, *, n_examples: int = 200, variants: Sequence[s
 
 def _run(out_dir: str | Path, *, n_examples: int, variants: Sequence[str] | None, seed: int, n_boot: int,
          echo: Callable[[str], None], t0: float) -> DemoResult:
-    from latentprobe import causal, probing, similarity, viz
+    from latentprobe import causal, geometry, probing, viz
     from latentprobe.perturbations import ImageSwap
     from latentprobe.report import Report
     from latentprobe.toy import VARIANTS, load
@@ -169,7 +169,7 @@ def _run(out_dir: str | Path, *, n_examples: int, variants: Sequence[str] | None
                 rtr = rnd.run([tm.prompts(ex)[i] for i in keep], [ex[i].image() for i in keep],
                               max_new_tokens=mnt, batch_size=32, progress=False)
                 reps["random-weights model latents"] = rtr.stack("hidden", layer=n_layers)[0].numpy().mean(1)
-            probe = probing.LinearProbe(Cs=(0.1, 1.0, 10.0), inner_cv=2)  # a lighter grid for the demo
+            probe = probing.LinearProbe()
             cmp = probing.compare_representations(reps, colour[keep], groups[keep], task="classification",
                                                   target_name="target_colour", n_splits=4, seed=seed, probe=probe)
             probe_frames.append(cmp.assign(variant=v))
@@ -187,13 +187,13 @@ def _run(out_dir: str | Path, *, n_examples: int, variants: Sequence[str] | None
             z, kept = trace.stack("z")
             img_states = torch.stack([trace[i].captured_hidden[:, 0] for i in kept])  # [n, 16, d]
             idx = np.linspace(0, img_states.shape[1] - 1, z.shape[1]).round().astype(int)
-            ct = similarity.collapse_table(z.numpy(), baselines={"image_tokens": img_states[:, idx].numpy()},
+            ct = geometry.collapse_table(z.numpy(), baselines={"image_tokens": img_states[:, idx].numpy()},
                                            seed=seed)
             collapse_frames.append(ct.assign(variant=v))
             lat_raw = ct[(ct.source == "latent") & (ct.centering == "raw")].iloc[0]
             row["across_instance_cos"] = float(lat_raw.across_instance_mean)
             row["effective_rank"] = float(lat_raw.effective_rank)
-            step_mats[v] = similarity.within_instance(z.numpy(), n_boot=0).step_matrix
+            step_mats[v] = geometry.within_instance(z.numpy(), n_boot=0).step_matrix
         except Exception as err:
             echo(f"  [{v}] collapse skipped: {err}")
 

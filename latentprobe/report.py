@@ -16,7 +16,7 @@ Example
 >>> import numpy as np
 >>> from latentprobe import viz
 >>> from latentprobe.report import Report
->>> from latentprobe.similarity import within_instance
+>>> from latentprobe.geometry import within_instance
 >>> result = within_instance(np.random.default_rng(0).normal(size=(24, 6, 16)), n_boot=100)
 >>> rep = Report("Latent collapse on toy shapes", subtitle="K = 6 latent steps")
 >>> rep.add_heading("Similarity").add_figure(viz.similarity_heatmap(result))

@@ -306,14 +306,14 @@ class ACROSS_BY_GROUP(Table):
 
 
 class CKA_AGAINST(Table):
-    """:func:`latentprobe.similarity.cka_against`: CKA of each step's latents with a feature set."""
+    """:func:`latentprobe.geometry.cka_against`: CKA of each step's latents with a feature set."""
 
     STEP = STEP
     CKA = Column("cka", "linear CKA between the step's latents and the features")
 
 
 class NORM_TABLE(Table):
-    """:func:`latentprobe.similarity.norm_table`: latent norms per step and the token-embedding norm."""
+    """:func:`latentprobe.geometry.norm_table`: latent norms per step and the token-embedding norm."""
 
     SOURCE = Column("source", "'latent' or 'token_embedding'")
     STEP = Column("step", "latent step (<NA> on the token_embedding row)")
@@ -323,7 +323,7 @@ class NORM_TABLE(Table):
 
 
 class COLLAPSE_TABLE(Table):
-    """:func:`latentprobe.similarity.collapse_table`: collapse statistics per source x centring."""
+    """:func:`latentprobe.geometry.collapse_table`: collapse statistics per source x centring."""
 
     SOURCE = SOURCE
     CENTERING = CENTERING

@@ -292,7 +292,7 @@ class LatentTrace(Summarized):
             elif what in ("z", "h_src"):
                 rows.append(getattr(e, what))
             else:
-                raise ValueError(f"stack(what={what!r}): use 'z', 'h_src' or 'hidden'.")
+                raise InputError(f"stack(what={what!r}): use 'z', 'h_src' or 'hidden'.")
         if not rows:
             d = self.examples[0].z.shape[-1] if self.examples else 0
             return torch.zeros(0, num_latents, d), kept

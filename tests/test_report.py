@@ -12,7 +12,7 @@ from plotly.offline import get_plotlyjs
 
 from latentprobe import viz
 from latentprobe.report import Report
-from latentprobe.similarity import collapse_table, within_instance
+from latentprobe.geometry import collapse_table, within_instance
 
 
 def _figures() -> list[go.Figure]:

@@ -37,7 +37,7 @@ class XZResult:
     dropped : DataFrame
         ``example_id, condition (perturbation), reason, n_latents_clean, n_latents_other, chunk``.
     across : DataFrame
-        The inter-instance similarity of clean latents (:func:`latentprobe.similarity.across_instances`):
+        The inter-instance similarity of clean latents (:func:`latentprobe.geometry.across_instances`):
         ``layer, center, step, mean_offdiag, ci_low, ci_high, n``.
     across_matrices : dict
         ``layer -> [K, n, n]`` raw cosine matrices of clean latents across instances.

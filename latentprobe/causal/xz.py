@@ -261,7 +261,7 @@ def _across_tensors(trace: LatentTrace, across_layers: list[int]) -> dict[str, T
 
 def _across_frame(per_chunk: list[dict[str, Tensor]], example_ids: Sequence[str], across_layers: list[int], *,
                   n_boot: int, seed: int) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
-    from latentprobe.similarity import across_instances
+    from latentprobe.geometry import across_instances
 
     cols = {"layer": "int64", "center": "bool", "step": "int64", "mean_offdiag": "float64", "ci_low": "float64",
             "ci_high": "float64", "n": "int64"}

@@ -22,13 +22,12 @@ Example
 >>> m.accuracy(trace, ex) > m.metadata["majority_baseline"]   # doctest: +SKIP
 True
 
-``m.runner()`` is a :class:`~latentprobe.runner.LatentRunner` set up with the variant's spec and
+``m.runner()`` is a :class:`~latentprobe.engine.LatentRunner` set up with the variant's spec and
 mask rule, for interventions; ``m.prompts(ex)`` and ``m.images(ex)`` are its inputs.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -37,9 +36,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from latentprobe.display import Summarized, describe
+from latentprobe.toy.behavioural import toy_derived_inputs
 from latentprobe.toy.model import LATENT_VARIANTS, VARIANTS, build_model, mask_rule, prompt_for, toy_spec
+from latentprobe.toy.perturbations import Counterfactual, OccludeTarget, toy_inputs, toy_relabel
 from latentprobe.toy.shapes import ToyExample, make_dataset, majority_baseline, train_test_split
 from latentprobe.toy.vocab import build_tokenizer
+from latentprobe.errors import DataError, InputError
 
 __all__ = [
     "ToyModel",
@@ -57,17 +60,22 @@ __all__ = [
     "prompt_for",
     "train_variant",
     "train_all",
+    "toy_inputs",
+    "toy_relabel",
+    "toy_derived_inputs",
+    "Counterfactual",
+    "OccludeTarget",
 ]
 
 _WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 
 def __getattr__(name: str) -> Any:
-    # the trainer is imported on first use, so ``python -m latentprobe.toy.train`` runs it cleanly
+    # the trainer is imported on first use, so ``python -m latentprobe.toy.training`` runs it cleanly
     if name in ("train_variant", "train_all"):
-        from latentprobe.toy import train
+        from latentprobe.toy import training
 
-        return getattr(train, name)
+        return getattr(training, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -83,8 +91,8 @@ def _split(n_images: int, questions_per_image: int, test_fraction: float, seed: 
     return tuple(train), tuple(test)
 
 
-@dataclass(frozen=True, eq=False)
-class ToyModel:
+@dataclass(frozen=True, eq=False, repr=False)
+class ToyModel(Summarized):
     """A loaded toy model with everything needed to run it and its data.
 
     Attributes
@@ -104,8 +112,20 @@ class ToyModel:
     mask_rule: Any
     metadata: dict[str, Any] = field(repr=False)
 
+    def _summary(self) -> tuple[str, list[tuple[str, str]]]:
+        n_params = sum(p.numel() for p in self.model.parameters())
+        cfg = self.model.config.text_config
+        rows = [
+            ("model", f"{type(self.model).__name__}: {n_params / 1e6:.2f}M parameters, hidden {cfg.hidden_size}, "
+                      f"{cfg.num_hidden_layers} layers"),
+            ("spec", f"{self.spec.name} (K={self.spec.num_latents}, mediator {self.spec.mediator})"),
+            ("mask rule", getattr(self.mask_rule, "__name__", describe(self.mask_rule))),
+            ("test accuracy", describe(self.metadata.get("test_accuracy"))),
+        ]
+        return f"ToyModel {self.variant!r}", rows
+
     def runner(self, **kw: Any) -> Any:
-        """A :class:`~latentprobe.runner.LatentRunner` with this variant's spec and mask rule."""
+        """A :class:`~latentprobe.engine.LatentRunner` with this variant's spec and mask rule."""
         from latentprobe.engine import LatentRunner
 
         kw.setdefault("mask_rule", self.mask_rule)
@@ -114,7 +134,7 @@ class ToyModel:
     def examples(self, split: str = "test", n: int | None = None) -> list[ToyExample]:
         """The exact examples the model was trained (``"train"``) or evaluated (``"test"``) on; the first ``n``."""
         if split not in ("train", "test"):
-            raise ValueError(f"split={split!r}; use 'train' or 'test'.")
+            raise InputError(f"split={split!r}; use 'train' or 'test'.")
         a = self.metadata["train_args"]
         train, test = _split(int(a["n_images"]), int(a["questions_per_image"]), float(a["test_fraction"]),
                              int(self.metadata["seed"]))
@@ -143,7 +163,7 @@ class ToyModel:
         """Fraction of ``trace``'s answers equal to the examples' gold answers (in order)."""
         answers = trace.answers if hasattr(trace, "answers") else list(trace)
         if len(answers) != len(examples):
-            raise ValueError(f"{len(answers)} answers for {len(examples)} examples.")
+            raise InputError(f"{len(answers)} answers for {len(examples)} examples.")
         if not examples:
             return 0.0
         return float(np.mean([a == e.answer for a, e in zip(answers, examples)]))
@@ -162,21 +182,19 @@ def load(variant: str, weights: str | Path | None = None, *, verify: bool = True
     verify:
         Check the file's sha256 against the one recorded at training time.
     """
-    from latentprobe.toy.train import load_weights
+    from latentprobe.toy.checkpoints import load_weights, verify_weights
 
     mask_rule(variant)
     folder = Path(weights) if weights is not None else _WEIGHTS
     jf, wf = folder / f"{variant}.json", folder / f"{variant}.safetensors"
     if not jf.exists() or not wf.exists():
-        raise FileNotFoundError(
+        raise DataError(
             f"{folder} holds no weights for {variant!r} ({jf.name}, {wf.name}); retrain with "
-            f"`python -m latentprobe.toy.train --out {folder}`."
+            f"`python -m latentprobe.toy.training --out {folder}`."
         )
     meta = json.loads(jf.read_text())
     if verify and meta.get("sha256"):
-        digest = hashlib.sha256(wf.read_bytes()).hexdigest()
-        if digest != meta["sha256"]:
-            raise ValueError(f"{wf}: sha256 {digest} differs from the recorded {meta['sha256']}; the file is damaged.")
+        verify_weights(wf, meta["sha256"])
     tok = build_tokenizer()
     model = build_model(tok.get_vocab(), seed=int(meta.get("seed", 0)), **meta.get("config_kwargs", {}))
     load_weights(model, wf)

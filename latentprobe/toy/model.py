@@ -28,6 +28,7 @@ from torch import Tensor
 
 from latentprobe.spec import LatentSpec, get_preset
 from latentprobe.trace import Segment
+from latentprobe.errors import InputError
 
 __all__ = ["VARIANTS", "LATENT_VARIANTS", "mask_rule", "toy_spec", "toy_config", "build_model", "prompt_for",
            "TOY_TEXT_SPEC"]
@@ -69,7 +70,7 @@ _RULES = {"mediated": mediated_rule, "bypass": bypass_rule, "blind": blind_rule,
 def mask_rule(variant: str):
     """The attention rule of a variant (``None``: ordinary causal attention)."""
     if variant not in _RULES:
-        raise ValueError(f"unknown toy variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
+        raise InputError(f"unknown toy variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
     return _RULES[variant]
 
 

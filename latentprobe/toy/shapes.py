@@ -23,6 +23,7 @@ baseline stays low (about 0.13; see :func:`majority_baseline`).
 """
 
 from __future__ import annotations
+from latentprobe.errors import InputError, LatentProbeError
 
 import random
 from collections import Counter
@@ -107,13 +108,13 @@ class ToyObject:
 
     def __post_init__(self) -> None:
         if self.colour not in COLOURS:
-            raise ValueError(f"unknown colour {self.colour!r}")
+            raise InputError(f"unknown colour {self.colour!r}")
         if self.shape not in SHAPES:
-            raise ValueError(f"unknown shape {self.shape!r}")
+            raise InputError(f"unknown shape {self.shape!r}")
         if self.size not in SIZES:
-            raise ValueError(f"unknown size {self.size!r}")
+            raise InputError(f"unknown size {self.size!r}")
         if not (0 <= self.row < GRID and 0 <= self.col < GRID):
-            raise ValueError(f"cell ({self.row}, {self.col}) outside the {GRID}x{GRID} grid")
+            raise InputError(f"cell ({self.row}, {self.col}) outside the {GRID}x{GRID} grid")
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ class ToyScene:
     def __post_init__(self) -> None:
         cells = [(o.row, o.col) for o in self.objects]
         if len(set(cells)) != len(cells):
-            raise ValueError("objects must occupy distinct cells")
+            raise InputError("objects must occupy distinct cells")
 
     def image(self, image_size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
         return render(self, image_size)
@@ -207,7 +208,7 @@ def render(scene: ToyScene, image_size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
     cached by scene content and a fresh writable copy is returned.
     """
     if image_size < GRID:
-        raise ValueError(f"image_size must be at least {GRID}")
+        raise InputError(f"image_size must be at least {GRID}")
     return _render_cached(tuple(scene.objects), int(image_size)).copy()
 
 
@@ -251,7 +252,7 @@ def _candidates(objects: Sequence[ToyObject], template: str) -> list[_Candidate]
             if n < len(COUNT_WORDS):
                 out.append(_Candidate(fmt.format(colour=c), COUNT_WORDS[n], c, None, None))
     else:
-        raise ValueError(f"unknown template {template!r}; expected one of {TEMPLATE_NAMES}")
+        raise InputError(f"unknown template {template!r}; expected one of {TEMPLATE_NAMES}")
     return out
 
 
@@ -264,7 +265,7 @@ def answer_question(scene: ToyScene, template: str, query_word: str) -> tuple[st
     for cand in _candidates(scene.objects, template):
         if cand.query_word == query_word:
             return cand.answer, cand.target_index, cand.ref_index
-    raise ValueError(f"{TEMPLATES[template]!r} with {query_word!r} is not well posed for this scene")
+    raise InputError(f"{TEMPLATES[template]!r} with {query_word!r} is not well posed for this scene")
 
 
 def probe_attributes(
@@ -343,9 +344,9 @@ def make_dataset(n_images: int = 1000, questions_per_image: int = 2, seed: int =
     of the image's questions are well posed with the drawn answers.
     """
     if n_images < 0:
-        raise ValueError("n_images must be >= 0")
+        raise InputError("n_images must be >= 0")
     if not 1 <= questions_per_image <= len(TEMPLATE_NAMES):
-        raise ValueError(f"questions_per_image must be in 1..{len(TEMPLATE_NAMES)}")
+        raise InputError(f"questions_per_image must be in 1..{len(TEMPLATE_NAMES)}")
     rng = random.Random(f"latentprobe-toy-shapes/{seed}")
     examples: list[ToyExample] = []
     for i in range(n_images):
@@ -363,7 +364,7 @@ def make_dataset(n_images: int = 1000, questions_per_image: int = 2, seed: int =
             else:
                 break
         else:  # pragma: no cover - the proposal makes this vanishingly unlikely
-            raise RuntimeError(f"could not sample a scene for {templates} / {desired}")
+            raise LatentProbeError(f"could not sample a scene for {templates} / {desired}")
         scene = ToyScene(tuple(objs), image_id)
         for j, (t, cand) in enumerate(zip(templates, chosen)):
             examples.append(_make_example(scene, f"{image_id}-q{j}", t, cand))
@@ -375,7 +376,7 @@ def train_test_split(
 ) -> tuple[list[ToyExample], list[ToyExample]]:
     """Split by image: no ``image_id`` appears in both parts.  Order is preserved."""
     if not 0.0 <= test_fraction <= 1.0:
-        raise ValueError("test_fraction must be in [0, 1]")
+        raise InputError("test_fraction must be in [0, 1]")
     image_ids = list(dict.fromkeys(e.image_id for e in examples))
     random.Random(f"latentprobe-toy-split/{seed}").shuffle(image_ids)
     test_ids = set(image_ids[: int(round(test_fraction * len(image_ids)))])
@@ -427,10 +428,10 @@ def counterfactual_scene(example: ToyExample, seed: int = 0) -> ToyExample:
             i = rng.randrange(len(objs))
             objs[i] = replace(objs[i], colour=query_word)
     else:
-        raise ValueError(f"unknown template {template!r}")
+        raise InputError(f"unknown template {template!r}")
     suffix = f"~cf{seed}"
     scene = ToyScene(tuple(objs), example.image_id + suffix)
     cand = next(c for c in _candidates(scene.objects, template) if c.query_word == query_word)
     if cand.answer == example.answer:  # pragma: no cover - guaranteed by construction
-        raise RuntimeError("counterfactual did not change the answer")
+        raise LatentProbeError("counterfactual did not change the answer")
     return _make_example(scene, example.example_id + suffix, template, cand)

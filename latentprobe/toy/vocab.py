@@ -23,6 +23,7 @@ from latentprobe.toy.shapes import (
     TEMPLATES,
     ToyExample,
 )
+from latentprobe.errors import InputError
 
 __all__ = [
     "CAPTION_END_TOKEN",
@@ -94,7 +95,7 @@ def build_tokenizer(
     words = list(dict.fromkeys([*WORDS, *extra_words]))
     clash = [w for w in words if w in SPECIAL_TOKENS or not w or any(ch.isspace() for ch in w)]
     if clash:
-        raise ValueError(f"invalid vocabulary words: {clash}")
+        raise InputError(f"invalid vocabulary words: {clash}")
     vocab = {tok: i for i, tok in enumerate([*SPECIAL_TOKENS, *words])}
     backend = Tokenizer(WordLevel(vocab=vocab, unk_token=UNK_TOKEN))
     backend.pre_tokenizer = WhitespaceSplit()

@@ -16,8 +16,8 @@ figure                     takes
 :func:`similarity_heatmap` ``WithinInstanceResult``, ``AcrossInstancesResult``, a square matrix
 :func:`consecutive_similarity`  ``WithinInstanceResult`` (or several, in a mapping)
 :func:`across_instance_summary` ``AcrossInstancesResult`` or ``XZResult`` (its ``across``)
-:func:`collapse_bars`      :func:`~latentprobe.similarity.collapse_table`
-:func:`norm_profile`       :func:`~latentprobe.similarity.norm_table`
+:func:`collapse_bars`      :func:`~latentprobe.geometry.collapse_table`
+:func:`norm_profile`       :func:`~latentprobe.geometry.norm_table`
 =========================  ====================================================================
 
 Conventions

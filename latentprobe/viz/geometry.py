@@ -1,5 +1,5 @@
 """Figures of the geometry analyses: step x step similarity, consecutive steps, across instances,
-collapse statistics and norms (:mod:`latentprobe.similarity`).
+collapse statistics and norms (:mod:`latentprobe.geometry`).
 
 Every figure takes the result the analysis returns (or its table) and reads its columns from
 :mod:`latentprobe.schema`.
@@ -44,8 +44,8 @@ def similarity_heatmap(
     Parameters
     ----------
     matrix : WithinInstanceResult, AcrossInstancesResult, array-like (K, K) or DataFrame
-        A :func:`~latentprobe.similarity.within_instance` result (its ``step_matrix``), an
-        :func:`~latentprobe.similarity.across_instances` result (its ``matrices[step]``),
+        A :func:`~latentprobe.geometry.within_instance` result (its ``step_matrix``), an
+        :func:`~latentprobe.geometry.across_instances` result (its ``matrices[step]``),
         ``cka_matrix(...)`` (pass ``zmin=0``) or any square matrix.  A DataFrame's columns are
         used as labels.
     step : int, default 0
@@ -67,7 +67,7 @@ def similarity_heatmap(
     --------
     >>> import numpy as np
     >>> from latentprobe import viz
-    >>> from latentprobe.similarity import within_instance
+    >>> from latentprobe.geometry import within_instance
     >>> res = within_instance(np.random.default_rng(0).normal(size=(8, 4, 16)), n_boot=50)
     >>> fig = viz.similarity_heatmap(res)
     >>> fig.data[0].type, np.asarray(fig.data[0].z).shape
@@ -152,14 +152,14 @@ def consecutive_similarity(
     --------
     >>> import numpy as np
     >>> from latentprobe import viz
-    >>> from latentprobe.similarity import within_instance
+    >>> from latentprobe.geometry import within_instance
     >>> res = within_instance(np.random.default_rng(0).normal(size=(8, 4, 16)), n_boot=50)
     >>> fig = viz.consecutive_similarity(res)
     >>> [t.fill for t in fig.data], len(fig.data[1].y)
     (['toself', None], 3)
     """
     func = "consecutive_similarity"
-    instead = "a WithinInstanceResult (latentprobe.similarity.within_instance), its .consecutive, or a mapping of them"
+    instead = "a WithinInstanceResult (latentprobe.geometry.within_instance), its .consecutive, or a mapping of them"
     attr = "consecutive"
     df = C.table(C.stack_mapping(result, func, attr, S.SOURCE, instead), func, attr, instead)
     cols = S.CONSECUTIVE
@@ -191,7 +191,7 @@ def across_instance_summary(
     Parameters
     ----------
     result : AcrossInstancesResult, XZResult, a table, or a mapping name -> result
-        An :func:`~latentprobe.similarity.across_instances` result (its ``summary`` and
+        An :func:`~latentprobe.geometry.across_instances` result (its ``summary`` and
         ``by_group``), an :func:`~latentprobe.causal.x_to_z` result (its ``across`` table: one
         series per layer and centring), or one of those tables (:class:`~latentprobe.schema.ACROSS_SUMMARY`,
         :class:`~latentprobe.schema.XZ_ACROSS`).  A mapping is stacked with its keys as ``source``.
@@ -210,14 +210,14 @@ def across_instance_summary(
     --------
     >>> import numpy as np
     >>> from latentprobe import viz
-    >>> from latentprobe.similarity import across_instances
+    >>> from latentprobe.geometry import across_instances
     >>> lat = np.random.default_rng(0).normal(size=(12, 3, 16))
     >>> res = across_instances(lat, groups=[i % 3 for i in range(12)], n_boot=50)
     >>> [t.name for t in viz.across_instance_summary(res).data][1:]
     ['all pairs', 'same-group cosine', 'different-group cosine']
     """
     func = "across_instance_summary"
-    instead = ("an AcrossInstancesResult (latentprobe.similarity.across_instances), an XZResult, "
+    instead = ("an AcrossInstancesResult (latentprobe.geometry.across_instances), an XZResult, "
                "their .summary / .across table, or a mapping of results")
     if isinstance(result, pd.DataFrame) or isinstance(result, Mapping):
         pass
@@ -263,7 +263,7 @@ def collapse_bars(
     title: str = "Collapse statistics: latents next to baselines, raw and centred",
     subtitle: str | None = "Collapse is a comparison: read the latent bars against the baselines.",
 ) -> go.Figure:
-    """Grouped bars of :func:`~latentprobe.similarity.collapse_table`: one panel per metric.
+    """Grouped bars of :func:`~latentprobe.geometry.collapse_table`: one panel per metric.
 
     Parameters
     ----------
@@ -282,14 +282,14 @@ def collapse_bars(
     --------
     >>> import numpy as np
     >>> from latentprobe import viz
-    >>> from latentprobe.similarity import collapse_table
+    >>> from latentprobe.geometry import collapse_table
     >>> table = collapse_table(np.random.default_rng(0).normal(size=(8, 3, 16)))
     >>> fig = viz.collapse_bars(table)
     >>> len(fig.data), list(fig.data[0].x)
     (6, ['latent', 'random_matched_norm'])
     """
     func = "collapse_bars"
-    instead = "the DataFrame returned by latentprobe.similarity.collapse_table"
+    instead = "the DataFrame returned by latentprobe.geometry.collapse_table"
     cols = S.COLLAPSE_TABLE
     df = C.table(collapse_df, func, None, instead)
     metrics = C.as_list(metrics)
@@ -328,7 +328,7 @@ def norm_profile(
     Parameters
     ----------
     norm_df : DataFrame
-        The :func:`~latentprobe.similarity.norm_table` output (:class:`~latentprobe.schema.NORM_TABLE`).
+        The :func:`~latentprobe.geometry.norm_table` output (:class:`~latentprobe.schema.NORM_TABLE`).
         Rows without a ``step`` (the ``token_embedding`` row) become dashed horizontal lines.
 
     Returns
@@ -340,14 +340,14 @@ def norm_profile(
     --------
     >>> import numpy as np
     >>> from latentprobe import viz
-    >>> from latentprobe.similarity import norm_table
+    >>> from latentprobe.geometry import norm_table
     >>> rng = np.random.default_rng(0)
     >>> fig = viz.norm_profile(norm_table(rng.normal(size=(8, 3, 16)), rng.normal(size=(50, 16))))
     >>> len(fig.data), len(fig.layout.shapes)
     (2, 1)
     """
     func = "norm_profile"
-    instead = "the DataFrame returned by latentprobe.similarity.norm_table"
+    instead = "the DataFrame returned by latentprobe.geometry.norm_table"
     cols = S.NORM_TABLE
     df = C.table(norm_df, func, None, instead)
     C.require(df, [cols.SOURCE, cols.STEP, cols.MEAN_NORM], func, instead)

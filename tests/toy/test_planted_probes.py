@@ -3,11 +3,23 @@
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 from latentprobe import probing
 from latentprobe.behavioural import behavioural_probe
 from latentprobe.toy.behavioural import toy_derived_inputs
 from latentprobe.toy import load
+
+# every test here runs the shipped toys and fits nested-CV probes (several seconds each)
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    """Probe fits are small: one BLAS thread each keeps them from oversubscribing a busy 2-core machine."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
 
 # questions whose words do not name the queried colour (otherwise even blind latents could read it)
 TEMPLATES = ("colour_of_shape", "colour_left_of")

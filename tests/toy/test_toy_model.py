@@ -12,7 +12,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from latentprobe import toy  # noqa: E402
-from latentprobe.toy import train as T  # noqa: E402
+from latentprobe.toy import checkpoints, encoding, evaluation, forward, training  # noqa: E402
 from latentprobe.toy.model import build_model, mask_rule  # noqa: E402
 from latentprobe.toy.shapes import make_dataset  # noqa: E402
 from latentprobe.toy.vocab import build_tokenizer  # noqa: E402
@@ -22,7 +22,7 @@ from latentprobe.trace import Segment  # noqa: E402
 @pytest.fixture(scope="module", autouse=True)
 def single_thread():
     """One thread, as the recorded evaluation used (reproducible, and fast on a busy machine)."""
-    with T._deterministic(T.EVAL_THREADS):
+    with evaluation._deterministic(evaluation.EVAL_THREADS):
         yield
 
 
@@ -36,9 +36,9 @@ def tok():
     return build_tokenizer()
 
 
-def _batch(model, tok, variant: str, n: int = 6, seed: int = 3) -> T.Batch:
+def _batch(model, tok, variant: str, n: int = 6, seed: int = 3) -> encoding.Batch:
     ex = make_dataset(n, 1, seed=seed)
-    return T.collate(model, T.encode_examples(tok, ex, variant), int(tok.pad_token_id))
+    return encoding.collate(model, encoding.encode_examples(tok, ex, variant), int(tok.pad_token_id))
 
 
 def _grad(out: torch.Tensor, wrt: torch.Tensor) -> torch.Tensor:
@@ -66,10 +66,10 @@ def test_mediated_answer_gets_nothing_from_pixels_with_latents_fixed(shipped, to
     for v, model in variant_models.items():
         b = _batch(model, tok, v)
         with torch.no_grad():
-            z, _, _ = T.rollout(model, b, rule=mask_rule(v))
+            z, _, _ = forward.rollout(model, b, rule=mask_rule(v))
         z = z.clone().requires_grad_(True)
         pv = b.pixel_values.clone().requires_grad_(True)
-        _, logits = T.forward_sequence(model, b, rule=mask_rule(v), latents=z, pixel_values=pv)
+        _, logits = forward.forward_sequence(model, b, rule=mask_rule(v), latents=z, pixel_values=pv)
         grads[v] = _grad(_answer_logits(logits), pv)
     assert torch.count_nonzero(grads["mediated"]) == 0
     assert grads["free"].abs().sum() > 0  # positive control: the same gradient without the rule
@@ -82,9 +82,9 @@ def test_bypass_answer_gets_nothing_from_latents(shipped, tok, which):
         model = dict(_models(shipped, v, tok))[which]
         b = _batch(model, tok, v)
         with torch.no_grad():
-            z, _, _ = T.rollout(model, b, rule=mask_rule(v))
+            z, _, _ = forward.rollout(model, b, rule=mask_rule(v))
         z = z.clone().requires_grad_(True)
-        _, logits = T.forward_sequence(model, b, rule=mask_rule(v), latents=z)
+        _, logits = forward.forward_sequence(model, b, rule=mask_rule(v), latents=z)
         grads[v] = _grad(_answer_logits(logits), z)
     assert torch.count_nonzero(grads["bypass"]) == 0
     assert grads["free"].abs().sum() > 0
@@ -97,7 +97,7 @@ def test_blind_latents_get_nothing_from_pixels(shipped, tok, which):
         model = dict(_models(shipped, v, tok))[which]
         b = _batch(model, tok, v)
         pv = b.pixel_values.clone().requires_grad_(True)
-        z, _, _ = T.rollout(model, b, rule=mask_rule(v), pixel_values=pv)  # latents computed by the model
+        z, _, _ = forward.rollout(model, b, rule=mask_rule(v), pixel_values=pv)  # latents computed by the model
         grads[v] = _grad(z.float().pow(2).sum(), pv)
     assert torch.count_nonzero(grads["blind"]) == 0
     assert grads["free"].abs().sum() > 0
@@ -108,7 +108,7 @@ def test_mediated_latents_do_carry_the_image(shipped, tok):
     model = shipped["mediated"].model
     b = _batch(model, tok, "mediated")
     pv = b.pixel_values.clone().requires_grad_(True)
-    _, _, logits = T.rollout(model, b, rule=mask_rule("mediated"), pixel_values=pv)
+    _, _, logits = forward.rollout(model, b, rule=mask_rule("mediated"), pixel_values=pv)
     assert _grad(_answer_logits(logits), pv).abs().sum() > 0
 
 
@@ -120,9 +120,9 @@ def test_training_forward_matches_runner(shipped, tok, variant):
     m = shipped[variant]
     ex = m.examples("test", n=4)
     trace = m.run(ex)
-    b = T.collate(m.model, T.encode_examples(tok, ex, variant), int(tok.pad_token_id))
+    b = encoding.collate(m.model, encoding.encode_examples(tok, ex, variant), int(tok.pad_token_id))
     with torch.no_grad():
-        z, _, logits = T.rollout(m.model, b, rule=m.mask_rule)
+        z, _, logits = forward.rollout(m.model, b, rule=m.mask_rule)
     for i, e in enumerate(trace):
         assert e.num_latents == 4
         torch.testing.assert_close(e.z, z[i], atol=2e-4, rtol=1e-4)
@@ -136,16 +136,16 @@ def test_text_training_sequence_matches_runner(shipped, tok):
     m = shipped["text"]
     ex = m.examples("test", n=8)
     trace = m.run(ex)
-    enc = T.encode_examples(tok, ex, "text")
+    enc = encoding.encode_examples(tok, ex, "text")
     same = 0
     for e, it in zip(trace, enc):
         assert e.segments.tolist()[:e.prompt_len] == it.segs[:e.prompt_len]
         same += e.input_ids.tolist() == it.ids and e.segments.tolist() == it.segs
         # the training forward over the runner's own sequence gives the runner's answer distribution
-        own = T._Encoded(e.input_ids.tolist(), e.segments.tolist(), [T.IGNORE] * e.seq_len, ex[e.index].image())
-        b = T.collate(m.model, [own], int(tok.pad_token_id))
+        own = encoding._Encoded(e.input_ids.tolist(), e.segments.tolist(), [encoding.IGNORE] * e.seq_len, ex[e.index].image())
+        b = encoding.collate(m.model, [own], int(tok.pad_token_id))
         with torch.no_grad():
-            _, logits = T.forward_sequence(m.model, b)
+            _, logits = forward.forward_sequence(m.model, b)
         first = torch.log_softmax(logits[0, e.answer_start - 1].float(), -1)
         torch.testing.assert_close(e.first_token_logprobs, first, atol=2e-4, rtol=1e-4)
     assert same >= 4  # mostly the training caption itself, with the same segment codes
@@ -154,6 +154,7 @@ def test_text_training_sequence_matches_runner(shipped, tok):
 # ----------------------------------------------------------------------------- recorded accuracies
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", toy.VARIANTS)
 def test_shipped_weights_reproduce_recorded_accuracy(shipped, variant):
     """Re-evaluate on the whole held-out split, exactly as at training time (same batches)."""
@@ -235,7 +236,7 @@ _TINY = dict(n_images=12, steps=2, recurrent_steps=2, batch_size=4, vision_steps
 
 
 def _state(seed: int) -> dict[str, torch.Tensor]:
-    meta = T.train_variant("mediated", seed=seed, return_model=True, **_TINY)
+    meta = training.train_variant("mediated", seed=seed, return_model=True, **_TINY)
     return {k: v.clone() for k, v in meta["state_dict"].items()}  # float32, as trained
 
 
@@ -247,10 +248,10 @@ def test_trainer_is_deterministic():
 
 
 def test_saved_weights_round_trip(tmp_path):
-    meta = T.train_variant("free", out_dir=tmp_path, seed=0, return_model=True, **_TINY)
+    meta = training.train_variant("free", out_dir=tmp_path, seed=0, return_model=True, **_TINY)
     loaded = toy.load("free", tmp_path)
     ref = meta["model"].state_dict()
     got = loaded.model.state_dict()
     assert all(torch.equal(ref[k], got[k]) for k in ref)
     # the file is a pure function of the weights: saving again gives the recorded hash
-    assert T.save_weights(loaded.model, tmp_path / "again.safetensors") == loaded.metadata["sha256"]
+    assert checkpoints.save_weights(loaded.model, tmp_path / "again.safetensors") == loaded.metadata["sha256"]

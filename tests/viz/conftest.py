@@ -17,7 +17,7 @@ from latentprobe.causal import decompose, default_interventions, x_to_z, z_to_y 
 from latentprobe.perturbations import ImageSwap  # noqa: E402
 from latentprobe.toy.perturbations import Counterfactual, toy_inputs  # noqa: E402
 from latentprobe.probing import LinearProbe, compare_representations, probe_sweep  # noqa: E402
-from latentprobe.similarity import (  # noqa: E402
+from latentprobe.geometry import (  # noqa: E402
     across_instances, cka_against, cka_matrix, collapse_table, norm_table, within_instance,
 )
 

@@ -1,0 +1,157 @@
+"""Array plumbing shared by the geometry analyses: validation, float64 chunked row iteration, unit rows.
+
+Arrays (numpy or torch) are converted to float64 one chunk of rows at a time, so the largest
+temporary buffers are ``chunk_size x d`` blocks whatever the number of rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from latentprobe.errors import DTypeError, NonFiniteError, ShapeError, SimilarityError, TooFewSamplesError
+
+_Array = np.ndarray | torch.Tensor
+
+#: Rows whose norm is at most this fraction of their scale count as zero.
+_ZERO_RTOL = 1e-12
+
+
+def _as_array(x: object, name: str) -> np.ndarray:
+    """Return ``x`` as a numpy array without copying when possible.
+
+    Torch tensors are detached and moved to the CPU; ``bfloat16`` is widened to
+    ``float32`` because numpy has no such type.  The dtype is otherwise kept:
+    conversion to float64 happens chunk by chunk in :func:`_rows`.
+    """
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+        if t.is_complex():
+            raise DTypeError(f"{name} is a complex tensor; pass real-valued data.")
+        if t.dtype == torch.bfloat16:
+            t = t.to(torch.float32)
+        arr = t.cpu().numpy()
+    else:
+        arr = np.asarray(x)
+    if arr.dtype.kind not in "fiub":
+        raise DTypeError(
+            f"{name} has dtype {arr.dtype}; pass a real numeric array or tensor "
+            "(float, int or bool)."
+        )
+    return arr
+
+
+def _check_ndim(arr: np.ndarray, ndim: int, name: str, dims: str, hint: str = "") -> None:
+    if arr.ndim != ndim:
+        msg = (
+            f"{name} must be {ndim}-D with shape ({dims}), got shape {tuple(arr.shape)}."
+        )
+        if hint:
+            msg += " " + hint
+        raise ShapeError(msg)
+
+
+def _as_latents(latents: object, name: str = "latents") -> np.ndarray:
+    arr = _as_array(latents, name)
+    hint = ""
+    if arr.ndim == 2:
+        hint = (
+            "For a single step use latents[:, None, :]; for plain vectors use the "
+            "functions that take 2-D input (cosine_matrix, linear_cka, effective_rank)."
+        )
+    _check_ndim(arr, 3, name, "n instances, k steps, d width", hint)
+    if arr.shape[0] == 0 or arr.shape[1] == 0 or arr.shape[2] == 0:
+        raise ShapeError(f"{name} has an empty axis: shape {tuple(arr.shape)}.")
+    return arr
+
+
+def _as_matrix(x: object, name: str) -> np.ndarray:
+    arr = _as_array(x, name)
+    hint = ""
+    if arr.ndim == 3:
+        hint = "For latents of shape (n, k, d) pick one step (x[:, k]) or reshape to (-1, d)."
+    elif arr.ndim == 1:
+        hint = "For a single vector use x[None, :]."
+    _check_ndim(arr, 2, name, "n rows, d width", hint)
+    if arr.shape[1] == 0:
+        raise ShapeError(f"{name} has width 0: shape {tuple(arr.shape)}.")
+    return arr
+
+
+def _check_chunk_size(chunk_size: int) -> int:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
+        raise SimilarityError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    if chunk_size < 1:
+        raise SimilarityError(f"chunk_size must be a positive integer, got {chunk_size}.")
+    return int(chunk_size)
+
+
+def _rows(arr: np.ndarray, start: int, stop: int, name: str) -> np.ndarray:
+    """Rows ``start:stop`` of ``arr`` as a float64 copy, checked to be finite."""
+    block = np.asarray(arr[start:stop], dtype=np.float64)
+    if not np.isfinite(block).all():
+        raise NonFiniteError(
+            f"{name} contains NaN or infinite values (rows {start}..{stop - 1}); "
+            "drop or repair those rows first."
+        )
+    return block
+
+
+def _row_ranges(n: int, step: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, n, step):
+        yield start, min(start + step, n)
+
+
+def _instances_per_chunk(arr: np.ndarray, chunk_size: int) -> int:
+    """Instances per chunk so that a chunk holds about ``chunk_size`` vectors."""
+    per_row = int(np.prod(arr.shape[1:-1])) if arr.ndim > 2 else 1
+    return max(1, chunk_size // max(per_row, 1))
+
+
+def _iter_vectors(arr: np.ndarray, chunk_size: int, name: str) -> Iterator[np.ndarray]:
+    """Yield float64 blocks of shape (b, d) of all vectors in ``arr`` (any ndim >= 2)."""
+    d = arr.shape[-1]
+    step = _instances_per_chunk(arr, chunk_size)
+    for start, stop in _row_ranges(arr.shape[0], step):
+        yield _rows(arr, start, stop, name).reshape(-1, d)
+
+
+def _vector_mean(arr: np.ndarray, chunk_size: int, name: str) -> np.ndarray:
+    """Mean over all vectors of ``arr`` (all axes but the last), in float64."""
+    total = np.zeros(arr.shape[-1], dtype=np.float64)
+    count = 0
+    for block in _iter_vectors(arr, chunk_size, name):
+        total += block.sum(axis=0)
+        count += block.shape[0]
+    if count == 0:
+        raise TooFewSamplesError(f"{name} has no rows; cannot compute its mean.")
+    return total / count
+
+
+def _unit(block: np.ndarray, mean: np.ndarray | None) -> np.ndarray:
+    """Centre (optionally) and scale the last axis of ``block`` to unit norm.
+
+    Rows whose (centred) norm is at most ``_ZERO_RTOL`` times their scale
+    (``||row|| + ||mean||``) become exactly zero.
+    """
+    if mean is None:
+        norms = np.linalg.norm(block, axis=-1)
+        scale = norms
+    else:
+        scale = np.linalg.norm(block, axis=-1) + float(np.linalg.norm(mean))
+        block = block - mean
+        norms = np.linalg.norm(block, axis=-1)
+    zero = norms <= _ZERO_RTOL * scale
+    inv = np.where(zero, 0.0, 1.0 / np.where(zero, 1.0, norms))
+    return block * inv[..., None]
+
+
+def _check_boot(n_boot: int, ci_level: float) -> None:
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
+        raise SimilarityError(
+            f"n_boot must be a non-negative integer (0 disables the CI), got {n_boot!r}."
+        )
+    if not 0.0 < ci_level < 1.0:
+        raise SimilarityError(f"ci_level must lie strictly between 0 and 1, got {ci_level!r}.")

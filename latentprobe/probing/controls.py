@@ -1,0 +1,244 @@
+"""Controls for a probe score: majority baseline, label shuffle, control task and selectivity.
+
+A probe score means little on its own: compare it with an input-blind predictor
+(:func:`majority_baseline`), with the same probe trained on labels shuffled across groups
+(:func:`shuffle_control`) and with the control task of Hewitt & Liang (2019)
+(:func:`control_task_labels`); *selectivity* is the task score minus the control-task score.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from jaxtyping import Float, Shaped
+from sklearn.metrics import r2_score
+
+from latentprobe.errors import ProbeError
+from latentprobe.probing._checks import Task, _check_task, _to_numpy
+from latentprobe.probing.cv import ProbeScore, _prepare, _run_folds, group_kfold_splits
+from latentprobe.probing.estimator import LinearProbe
+from latentprobe.seeding import numpy_rng
+
+__all__ = ["majority_baseline", "shuffle_control", "control_task_labels"]
+
+
+def majority_baseline(
+    y_train: Shaped[np.ndarray, "n *k"],
+    y_test: Shaped[np.ndarray, "m *k"],
+    *,
+    task: Task | None = None,
+) -> float:
+    """Score of an input-blind predictor fitted on ``y_train``, evaluated on ``y_test``.
+
+    For classification this is the accuracy of always predicting the most
+    frequent training class (ties: the smallest label).  For regression it is
+    the R^2 of always predicting the training mean, which is at most 0.
+    ``task=None`` infers the task: 1-D non-float labels are classification,
+    float or 2-D targets regression.
+
+    A probe that does not beat this number has learned nothing beyond the
+    label frequencies; beating it does not by itself show the representation
+    is the source of the information.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentprobe.probing import majority_baseline
+    >>> majority_baseline(np.array([0, 0, 1]), np.array([0, 1, 0, 0]))
+    0.75
+    >>> majority_baseline(np.array([1.0, 3.0]), np.array([2.0, 4.0]))  # R^2 of predicting the training mean
+    -1.0
+    """
+    y_train, y_test = _to_numpy(y_train), _to_numpy(y_test)
+    if len(y_train) == 0 or len(y_test) == 0:
+        raise ProbeError("majority_baseline needs non-empty y_train and y_test.")
+    if task is None:
+        task = "classification" if y_train.ndim == 1 and not np.issubdtype(y_train.dtype, np.floating) else "regression"
+    _check_task(task)
+    if task == "classification":
+        values, counts = np.unique(y_train, return_counts=True)
+        return float(np.mean(y_test == values[np.argmax(counts)]))
+    mean = np.mean(np.asarray(y_train, dtype=np.float64), axis=0)
+    pred = np.broadcast_to(mean, np.shape(y_test))
+    return float(r2_score(y_test, pred, multioutput="uniform_average"))
+
+
+def _majority_over_folds(y: np.ndarray, splits, task: str) -> float:
+    return float(np.mean([majority_baseline(y[train], y[test], task=task) for train, test in splits]))
+
+
+def _shuffle_rng(seed: int) -> np.random.Generator:
+    """The generator of the label shuffle, shared by :func:`shuffle_control` and the sweeps."""
+    return numpy_rng(seed, "shuffle_control")
+
+
+def _permute_across_groups(y: np.ndarray, g: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Give every group the labels of another (randomly chosen) group.
+
+    Group ids are permuted; the j-th example of group ``a`` receives the label
+    of the (j mod size)-th example of the group that ``a`` is mapped to.  When
+    labels are constant within groups this is exactly a permutation of group
+    labels; with equal-sized groups it is a permutation of examples.
+    """
+    uniq, inv = np.unique(g, return_inverse=True)
+    members = [np.flatnonzero(inv == i) for i in range(len(uniq))]
+    perm = rng.permutation(len(uniq))
+    out = np.empty_like(y)
+    for i, idx in enumerate(members):
+        src = members[perm[i]]
+        out[idx] = y[src[np.arange(len(idx)) % len(src)]]
+    return out
+
+
+def shuffle_control(
+    X: Float[np.ndarray, "n d"],
+    y: Shaped[np.ndarray, "n *k"],
+    groups: Shaped[np.ndarray, " n"] | None,
+    *,
+    task: Task = "classification",
+    n_splits: int = 5,
+    seed: int = 0,
+    probe: LinearProbe | None = None,
+) -> ProbeScore:
+    """Permutation control: same nested CV, but training labels shuffled across groups.
+
+    In every outer fold the training labels are permuted at the group level
+    while the test labels stay true: group ids are shuffled (seeded) and each
+    group takes over the labels of the group it is mapped to, so all examples
+    of a group move together.  Uses the
+    same folds as :func:`cross_validate_probe` with the same ``seed``.
+
+    The result estimates what the probe scores when the label-representation
+    link is broken; it should be near :func:`majority_baseline`.  A real score
+    above it shows decodability beyond chance, not that the model uses it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentprobe.probing import LinearProbe, cross_validate_probe, shuffle_control
+    >>> rng = np.random.default_rng(0)
+    >>> groups = np.repeat(np.arange(20), 3)
+    >>> y = groups % 2
+    >>> X = rng.normal(size=(60, 4)) + 2.0 * y[:, None]
+    >>> probe = LinearProbe(Cs=(1.0,))
+    >>> real = cross_validate_probe(X, y, groups, n_splits=4, probe=probe).score
+    >>> shuffled = shuffle_control(X, y, groups, n_splits=4, probe=probe).score
+    >>> real > shuffled + 0.2
+    True
+    """
+    X, y, g = _prepare(X, y, groups, task, n_splits)
+    splits = group_kfold_splits(g, n_splits, seed)
+    rng = _shuffle_rng(seed)
+
+    def train_labels(k: int, train: np.ndarray) -> np.ndarray:
+        return _permute_across_groups(y[train], g[train], rng)
+
+    return _run_folds(X, y, y, g, splits, task, probe, train_labels=train_labels)
+
+
+def control_task_labels(
+    y: Shaped[np.ndarray, "n *k"],
+    types: Shaped[np.ndarray, " n"],
+    seed: int = 0,
+) -> np.ndarray:
+    """Control-task targets in the style of Hewitt & Liang (2019).
+
+    Every distinct type id gets one label drawn at random from the empirical
+    distribution of ``y`` (the target of a uniformly drawn example, so class
+    frequencies are preserved in expectation); all examples of a type share
+    that label.  Works for 1-D labels and for 2-D regression targets.
+
+    Parameters
+    ----------
+    y : array of shape (n,) or (n, d')
+        Real labels, only used for their empirical distribution.
+    types : array of shape (n,)
+        Type id of every example; in :func:`probe_sweep` this defaults to the
+        group id (e.g. the image id).
+    seed : int, default=0
+
+    Returns
+    -------
+    ndarray shaped like ``y``
+
+    Notes
+    -----
+    A probe that scores well on the control task can memorise type identity;
+    *selectivity* (task score minus control score) measures how much of the
+    task score exceeds that capacity.  High selectivity does not show the
+    model uses the information either.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentprobe.probing import control_task_labels
+    >>> y = np.array([0, 1, 0, 1, 1, 0])
+    >>> types = np.array([7, 7, 8, 8, 9, 9])
+    >>> c = control_task_labels(y, types, seed=0)
+    >>> c.shape, bool((c[0::2] == c[1::2]).all())  # one label per type
+    ((6,), True)
+    """
+    y = _to_numpy(y)
+    types = _to_numpy(types)
+    if types.ndim != 1 or y.ndim == 0 or types.shape[0] != y.shape[0]:
+        raise ProbeError(
+            f"types must be 1-D with one entry per example; got {types.shape} for y of shape {y.shape}."
+        )
+    if y.shape[0] == 0:
+        raise ProbeError("y is empty; control_task_labels needs at least one example.")
+    _, inv = np.unique(types, return_inverse=True)
+    rng = numpy_rng(seed)
+    source = rng.integers(0, y.shape[0], size=int(inv.max()) + 1)
+    return y[source[inv]].copy()
+
+
+def _chance(y: np.ndarray, task: str) -> float:
+    return 1.0 / len(np.unique(y)) if task == "classification" else 0.0
+
+
+def _probe_with_controls(
+    X: np.ndarray,
+    y: np.ndarray,
+    g: np.ndarray,
+    *,
+    task: str,
+    splits,
+    control_y: np.ndarray | None,
+    controls: bool,
+    seed: int,
+    probe: LinearProbe | None,
+    majority: float,
+    chance: float,
+    label: str,
+) -> dict[str, Any]:
+    res = _run_folds(X, y, y, g, splits, task, probe)
+    shuffle = control = float("nan")
+    if controls:
+        rng = _shuffle_rng(seed)
+        try:
+            shuffle = _run_folds(
+                X, y, y, g, splits, task, probe,
+                train_labels=lambda k, tr: _permute_across_groups(y[tr], g[tr], rng),
+            ).score
+        except ProbeError as err:
+            warnings.warn(f"{label}: shuffle control skipped ({err})", RuntimeWarning, stacklevel=3)
+        try:
+            assert control_y is not None
+            control = _run_folds(X, control_y, control_y, g, splits, task, probe).score
+        except ProbeError as err:
+            warnings.warn(f"{label}: control task skipped ({err})", RuntimeWarning, stacklevel=3)
+    return {
+        "task": task,
+        "score": res.score,
+        "ci_low": res.ci_low,
+        "ci_high": res.ci_high,
+        "n": res.n,
+        "n_groups": res.n_groups,
+        "majority": majority,
+        "shuffle": shuffle,
+        "control": control,
+        "selectivity": res.score - control,
+        "chance": chance,
+    }

@@ -1,0 +1,317 @@
+"""Probe sweeps: every (layer, latent step) cell, or several named representations, with controls.
+
+Both entry points share the folds, the control-task labels and the control columns, so their
+tables can be compared and concatenated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from jaxtyping import Float, Shaped
+from tqdm.auto import tqdm
+
+from latentprobe.errors import ProbeError
+from latentprobe.probing._checks import Task, _check_groups, _check_n_splits, _check_task, _check_X, _check_y, _to_numpy
+from latentprobe.probing.controls import _chance, _majority_over_folds, _probe_with_controls, control_task_labels
+from latentprobe.probing.cv import group_kfold_splits
+from latentprobe.probing.estimator import LinearProbe
+
+__all__ = ["SCORE_COLUMNS", "ProbeSweepResult", "probe_sweep", "compare_representations"]
+
+#: Columns of :attr:`ProbeSweepResult.scores`, in order.
+SCORE_COLUMNS: tuple[str, ...] = (
+    "target",
+    "layer",
+    "step",
+    "task",
+    "score",
+    "ci_low",
+    "ci_high",
+    "n",
+    "n_groups",
+    "majority",
+    "shuffle",
+    "control",
+    "selectivity",
+    "chance",
+)
+
+# Columns shared by probe_sweep and compare_representations (all but the
+# location columns "layer" and "step").
+_VALUE_COLUMNS: tuple[str, ...] = tuple(c for c in SCORE_COLUMNS if c not in ("target", "layer", "step"))
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeSweepResult:
+    """Scores of a probe sweep over layers and latent steps.
+
+    Attributes
+    ----------
+    scores : pandas.DataFrame
+        One row per (target, layer, step) with columns :data:`SCORE_COLUMNS`.
+        ``majority`` is the most-frequent-class accuracy (mean training target's
+        R^2 for regression), ``shuffle`` the score with permuted training
+        labels, ``control`` the control-task score, ``selectivity`` =
+        ``score - control`` and ``chance`` 1/n_classes (0 for regression).
+        Control columns are NaN when the sweep ran with ``controls=False``.
+
+    Notes
+    -----
+    The best cell is where the target is *most linearly decodable*; that is
+    not evidence that the model computes or uses the target there.  Cells are
+    not corrected for multiple comparisons.
+    """
+
+    scores: pd.DataFrame
+
+    def best(self, by: str = "score") -> pd.Series:
+        """Row with the highest ``by`` (default ``"score"``); ties go to the earliest layer/step."""
+        if by not in self.scores.columns:
+            raise ProbeError(f"unknown column {by!r}; choose one of {list(self.scores.columns)}.")
+        col = self.scores[by]
+        if col.isna().all():
+            raise ProbeError(f"column {by!r} is all NaN (run the sweep with controls=True to fill control columns).")
+        return self.scores.loc[col.idxmax()]
+
+    def pivot(self, values: str = "score") -> pd.DataFrame:
+        """Layer x step table of ``values`` (default ``"score"``)."""
+        if values not in self.scores.columns:
+            raise ProbeError(f"unknown column {values!r}; choose one of {list(self.scores.columns)}.")
+        if self.scores["target"].nunique() > 1:
+            raise ProbeError("scores hold several targets; filter to one target before pivoting.")
+        return self.scores.pivot(index="layer", columns="step", values=values)
+
+
+def _cells_from_features(
+    features: Any, layers: Iterable[Hashable] | None, steps: Iterable[Hashable] | None
+) -> list[tuple[Hashable, Hashable, Any]]:
+    if isinstance(features, Mapping):
+        if not features:
+            raise ProbeError("features dict is empty; map (layer, step) -> array [n, d].")
+        for key in features:
+            if not (isinstance(key, tuple) and len(key) == 2):
+                raise ProbeError(f"features dict keys must be (layer, step) tuples, got {key!r}.")
+        layer_set = None if layers is None else set(layers)
+        step_set = None if steps is None else set(steps)
+        keys = [k for k in features if (layer_set is None or k[0] in layer_set) and (step_set is None or k[1] in step_set)]
+        try:
+            keys = sorted(keys)
+        except TypeError:
+            pass
+        cells = [(k[0], k[1], features[k]) for k in keys]
+    else:
+        arr = _to_numpy(features)
+        if arr.ndim != 4:
+            raise ProbeError(
+                f"features must be a 4-D array [n, layers, steps, d] or a dict "
+                f"(layer, step) -> [n, d]; got an array of shape {arr.shape}."
+            )
+        n_layers, n_steps = arr.shape[1], arr.shape[2]
+        layer_idx = list(range(n_layers)) if layers is None else [int(i) for i in layers]
+        step_idx = list(range(n_steps)) if steps is None else [int(i) for i in steps]
+        for name, idx, size in (("layers", layer_idx, n_layers), ("steps", step_idx, n_steps)):
+            bad = [i for i in idx if not -size <= i < size]
+            if bad:
+                raise ProbeError(f"{name} {bad} out of range for features with {size} {name}.")
+        cells = [(li, si, arr[:, li, si, :]) for li in layer_idx for si in step_idx]
+    if not cells:
+        raise ProbeError("no (layer, step) cell left after filtering by layers/steps; check the requested indices.")
+    return cells
+
+
+def probe_sweep(
+    features: Float[np.ndarray, "n L K d"] | Mapping[tuple[Hashable, Hashable], Float[np.ndarray, "n d"]],
+    y: Shaped[np.ndarray, "n *k"],
+    groups: Shaped[np.ndarray, " n"] | None,
+    *,
+    task: Task = "classification",
+    target_name: str = "target",
+    layers: Iterable[Hashable] | None = None,
+    steps: Iterable[Hashable] | None = None,
+    controls: bool = True,
+    n_splits: int = 5,
+    seed: int = 0,
+    control_types: Shaped[np.ndarray, " n"] | None = None,
+    probe: LinearProbe | None = None,
+    progress: bool = True,
+) -> ProbeSweepResult:
+    """Probe every (layer, latent step) cell with nested grouped CV and controls.
+
+    Parameters
+    ----------
+    features : array [n, L, K, d] or dict (layer, step) -> array [n, d]
+        Hidden states: examples x layers x latent steps x width.  For arrays,
+        ``layer`` and ``step`` in the result are axis indices.
+    y : array of shape (n,) or (n, d')
+        Labels, or continuous targets for ``task="regression"`` (e.g.
+        mean-pooled vision features; scored by R^2 averaged over outputs).
+    groups : array of shape (n,) or None
+        Group ids (e.g. image ids); folds never split a group.
+    task : {"classification", "regression"}, default="classification"
+    target_name : str, default="target"
+        Value of the ``target`` column, so sweeps over several targets can be
+        concatenated.
+    layers, steps : iterable, optional
+        Subset of layers / steps to probe (indices for arrays, key values for
+        dicts).  Default: all.
+    controls : bool, default=True
+        Also run the shuffle control and the control task (about 3x the cost).
+        ``majority`` and ``chance`` are always filled.
+    n_splits : int, default=5
+    seed : int, default=0
+        Seeds the folds, the shuffle and the control-task labels.  All cells
+        share the same folds and control labels.
+    control_types : array of shape (n,), optional
+        Type ids of the control task; default: ``groups``.
+    probe : LinearProbe, optional
+        Template probe; default ``LinearProbe(task=task)``.
+    progress : bool, default=True
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    ProbeSweepResult
+        ``scores`` has one row per cell and columns :data:`SCORE_COLUMNS`.
+
+    Notes
+    -----
+    The layer/step with the highest score is where the target is most
+    linearly decodable, not where the model computes or uses it; scores on
+    many cells are not corrected for multiple comparisons.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentprobe.probing import LinearProbe, probe_sweep
+    >>> rng = np.random.default_rng(0)
+    >>> groups = np.repeat(np.arange(20), 3)
+    >>> y = groups % 2
+    >>> features = rng.normal(size=(60, 2, 3, 4))  # examples x layers x steps x width
+    >>> features[:, 1, 2] += 2.0 * y[:, None]  # only layer 1, step 2 carries y
+    >>> res = probe_sweep(features, y, groups, n_splits=4, controls=False,
+    ...                   probe=LinearProbe(Cs=(1.0,)), progress=False)
+    >>> res.scores.shape
+    (6, 14)
+    >>> best = res.best()
+    >>> int(best["layer"]), int(best["step"])
+    (1, 2)
+    >>> res.pivot("score").shape
+    (2, 3)
+    """
+    _check_task(task)
+    cells = _cells_from_features(features, layers, steps)
+    n = _to_numpy(cells[0][2]).shape[0]
+    y = _check_y(y, n, task)
+    g = _check_groups(groups, n)
+    _check_n_splits(n_splits, len(np.unique(g)))
+    splits = group_kfold_splits(g, n_splits, seed)
+    types = g if control_types is None else _check_groups(control_types, n, name="control_types")
+    control_y = control_task_labels(y, types, seed) if controls else None
+    majority = _majority_over_folds(y, splits, task)
+    chance = _chance(y, task)
+
+    rows = []
+    for layer, step, X in tqdm(cells, desc=f"probing {target_name}", disable=not progress):
+        X = _check_X(X, name=f"features[{layer!r}, {step!r}]")
+        if X.shape[0] != n:
+            raise ProbeError(f"features[{layer!r}, {step!r}] has {X.shape[0]} examples, expected {n} like the other cells.")
+        row = {"target": target_name, "layer": layer, "step": step}
+        row.update(
+            _probe_with_controls(
+                X, y, g, task=task, splits=splits, control_y=control_y, controls=controls, seed=seed,
+                probe=probe, majority=majority, chance=chance, label=f"layer={layer!r}, step={step!r}",
+            )
+        )
+        rows.append(row)
+    return ProbeSweepResult(scores=pd.DataFrame(rows, columns=list(SCORE_COLUMNS)))
+
+
+def compare_representations(
+    representations: Mapping[str, Float[np.ndarray, "n d"]],
+    y: Shaped[np.ndarray, "n *k"],
+    groups: Shaped[np.ndarray, " n"] | None,
+    *,
+    task: Task = "classification",
+    target_name: str = "target",
+    controls: bool = True,
+    n_splits: int = 5,
+    seed: int = 0,
+    control_types: Shaped[np.ndarray, " n"] | None = None,
+    probe: LinearProbe | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Run the same probe, folds and controls on several named representations.
+
+    Use it to put latent tokens next to image-token states, text-token states
+    and a random-weights model: if a random-weights model or the input tokens
+    decode the target as well as the latents, the probe is reading the input,
+    not the latent computation.
+
+    Parameters
+    ----------
+    representations : dict str -> array [n, d]
+        Named representations of the same n examples, in the same order
+        (widths may differ).
+    y, groups, task, target_name, controls, n_splits, seed, control_types, probe, progress
+        As in :func:`probe_sweep`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per name, columns ``representation``, ``target`` followed by
+        the :func:`probe_sweep` score columns (``task``, ``score``,
+        ``ci_low``, ``ci_high``, ``n``, ``n_groups``, ``majority``,
+        ``shuffle``, ``control``, ``selectivity``, ``chance``).
+
+    Notes
+    -----
+    Equal scores mean the target is equally linearly decodable, not that the
+    representations encode it in the same way or that the model uses either.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentprobe.probing import LinearProbe, compare_representations
+    >>> rng = np.random.default_rng(0)
+    >>> groups = np.repeat(np.arange(20), 3)
+    >>> y = groups % 2
+    >>> reps = {"latent": rng.normal(size=(60, 4)) + 2.0 * y[:, None], "noise": rng.normal(size=(60, 4))}
+    >>> table = compare_representations(reps, y, groups, n_splits=4, probe=LinearProbe(Cs=(1.0,)))
+    >>> table["representation"].tolist()
+    ['latent', 'noise']
+    >>> bool(table.loc[0, "score"] > table.loc[1, "score"] + 0.3)
+    True
+    """
+    _check_task(task)
+    if not isinstance(representations, Mapping) or not representations:
+        raise ProbeError("representations must be a non-empty dict mapping a name to an array [n, d].")
+    arrays = {name: _check_X(X, name=f"representations[{name!r}]") for name, X in representations.items()}
+    sizes = {name: X.shape[0] for name, X in arrays.items()}
+    if len(set(sizes.values())) != 1:
+        raise ProbeError(f"representations have different numbers of examples {sizes}; all must describe the same examples.")
+    n = next(iter(sizes.values()))
+    y = _check_y(y, n, task)
+    g = _check_groups(groups, n)
+    _check_n_splits(n_splits, len(np.unique(g)))
+    splits = group_kfold_splits(g, n_splits, seed)
+    types = g if control_types is None else _check_groups(control_types, n, name="control_types")
+    control_y = control_task_labels(y, types, seed) if controls else None
+    majority = _majority_over_folds(y, splits, task)
+    chance = _chance(y, task)
+
+    rows = []
+    for name, X in tqdm(arrays.items(), desc=f"probing {target_name}", disable=not progress):
+        row: dict[str, Any] = {"representation": name, "target": target_name}
+        row.update(
+            _probe_with_controls(
+                X, y, g, task=task, splits=splits, control_y=control_y, controls=controls, seed=seed,
+                probe=probe, majority=majority, chance=chance, label=f"representation {name!r}",
+            )
+        )
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["representation", "target", *_VALUE_COLUMNS])
