@@ -324,4 +324,4 @@ class LatentTrace(Summarized):
         TraceFormatError
             Naming the file and field of a damaged, edited, truncated or mixed-up trace.
         """
-        return load_trace(path, cls)
+        return load_trace(path, cls, ExampleTrace)

@@ -86,10 +86,8 @@ def _fail(path: Path, what: str) -> TraceFormatError:
     return TraceFormatError(f"{path}: {what}. Re-save the trace with LatentTrace.save, or re-run it.")
 
 
-def load_trace(path: str | Path, cls: type) -> "LatentTrace":
-    """Read and check a trace written by :func:`save_trace`; ``cls`` is :class:`LatentTrace`."""
-    from latentprobe.trace import ExampleTrace
-
+def load_trace(path: str | Path, cls: type, example_cls: type) -> "LatentTrace":
+    """Read and check a trace written by :func:`save_trace` (``cls``/``example_cls``: the trace classes)."""
     path = Path(path)
     jf, tf = path / JSON_FILE, path / TENSOR_FILE
     if not jf.is_file() or not tf.is_file():
@@ -116,7 +114,7 @@ def load_trace(path: str | Path, cls: type) -> "LatentTrace":
         spec = LatentSpec.from_dict(meta["spec"])
     except (KeyError, TypeError, SpecError) as err:
         raise _fail(jf, f"field 'spec' is not a valid LatentSpec ({err})") from None
-    names = {f.name for f in dataclasses.fields(ExampleTrace)}
+    names = {f.name for f in dataclasses.fields(example_cls)}
     examples = []
     for row, rec in enumerate(meta.get("examples", [])):
         where = f"examples[{row}]"
@@ -141,7 +139,7 @@ def load_trace(path: str | Path, cls: type) -> "LatentTrace":
                                 f"{want['shape']} {want['dtype']} ({where}.{field})")
             kw[field] = t
         try:
-            examples.append(ExampleTrace(**kw))
+            examples.append(example_cls(**kw))
         except TypeError as err:
             raise _fail(jf, f"{where} is incomplete ({err})") from None
     try:

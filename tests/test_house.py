@@ -1,0 +1,154 @@
+"""The house's facts: module sizes, no import cycles, the toy as a client, one error root."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+import latentprobe
+from latentprobe.errors import LatentProbeError
+
+PKG = Path(latentprobe.__file__).parent
+MAX_LINES = 500
+# the toy is a client of the core: only these may import it
+TOY_CLIENTS = ("latentprobe.toy", "latentprobe.demo", "latentprobe.cli")
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    t = node.test
+    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
+        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """Every latentprobe module that ``name`` imports at run time, at any depth of its code."""
+    tree = ast.parse(path.read_text())
+    is_pkg = path.name == "__init__.py"
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and _is_type_checking(child):
+                for sub in child.orelse:
+                    visit(sub)
+                continue
+            if isinstance(child, ast.Import):
+                found.update(a.name for a in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:
+                    pkg = name.split(".") if is_pkg else name.split(".")[:-1]
+                    pkg = pkg[: len(pkg) - (child.level - 1)]
+                    base = ".".join(pkg + ([base] if base else []))
+                # `from pkg import sub` depends on the submodule; `from mod import name` on the module
+                for a in child.names:
+                    found.add(f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base)
+            visit(child)
+
+    visit(tree)
+    return {m for m in found if m in MODULES and m != name}
+
+
+GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+    counter = [0]
+
+    def strong(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            strong(v)
+    return out
+
+
+def test_no_module_over_500_lines():
+    big = {name: n for name, path in MODULES.items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert not big, f"modules over {MAX_LINES} lines: {big}"
+
+
+def test_no_import_cycles():
+    # the package root re-exports the public API; a module importing `latentprobe` itself would loop through it
+    assert not _cycles(GRAPH), f"import cycles: {_cycles(GRAPH)}"
+
+
+def test_import_finder_reads_submodule_imports_as_such():
+    assert "latentprobe.engine.modes" in GRAPH["latentprobe.engine.runner"]
+    assert "latentprobe.engine" not in GRAPH["latentprobe.engine.runner"]
+
+
+def test_cycle_finder_finds_a_planted_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(graph) == [["a", "b", "c"]]
+
+
+def test_only_the_toy_and_its_clients_import_the_toy():
+    offenders = {name: sorted(m for m in deps if m == "latentprobe.toy" or m.startswith("latentprobe.toy."))
+                 for name, deps in GRAPH.items() if not name.startswith(TOY_CLIENTS)}
+    offenders = {k: v for k, v in offenders.items() if v}
+    assert not offenders, f"core modules importing the toy: {offenders}"
+
+
+def test_import_finder_sees_function_level_imports():
+    # the scan must see imports hidden inside functions (how a cycle hid before)
+    assert "latentprobe.toy" in GRAPH["latentprobe.cli"] or any(
+        m.startswith("latentprobe.toy") for m in GRAPH["latentprobe.cli"])
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_every_exception_class_has_the_package_root(name):
+    module = importlib.import_module(name)
+    bad = [obj.__qualname__ for _, obj in inspect.getmembers(module, inspect.isclass)
+           if obj.__module__ == name and issubclass(obj, BaseException) and not issubclass(obj, LatentProbeError)]
+    assert not bad, f"{name}: exception classes outside LatentProbeError: {bad}"
+
+
+def test_walk_covers_every_module():
+    walked = {m.name for m in pkgutil.walk_packages(latentprobe.__path__, "latentprobe.")}
+    assert walked | {"latentprobe"} == set(MODULES)
