@@ -1,7 +1,7 @@
 """Session-scoped pytest fixtures over the offline formats; ``from formats.fixtures import *`` in a conftest.
 
-Every fixture builds on first use and caches on disk under ``tmp_path_factory`` for the session. A missing
-package fails the test with ``FormatPackageMissing`` naming the install line (never a skip).
+Each fixture builds on first use, once per session (folders under ``tmp_path_factory``). A missing package
+fails the test with ``FormatPackageMissing`` naming the install line (never a skip).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def replica_dir(replica_root, qwen_tokenizer_dir):
 
 
 @pytest.fixture(scope="session")
-def smollm2(tmp_path_factory):
-    """``(model, tokenizer)`` of SmolLM2-135M-Instruct, loaded once per session from the packaged GGUF."""
+def smollm2():
+    """``SmolLM2`` (model, tokenizer, load times) of SmolLM2-135M-Instruct, loaded once per session from the
+    packaged GGUF (about a minute: use it from tests marked ``slow``)."""
     return load_smollm2()
