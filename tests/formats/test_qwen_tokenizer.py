@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import unicodedata
+from pathlib import Path
+
+import regex
 
 import pytest
 from transformers import AutoTokenizer
 
 from .qwen_tokenizer import (
-    CHAT_TEMPLATE, FAMILY_TOKENS, FIRST_SPECIAL_ID, N_RANKS, QWEN2_5_VL_SPECIALS, build_qwen_tokenizer,
-    cached_qwen_tokenizer, ranks_file,
+    CHAT_TEMPLATE, FAMILY_TOKENS, FIRST_SPECIAL_ID, N_RANKS, QWEN2_PATTERN, QWEN2_5_VL_SPECIALS,
+    _tokens_from_ranks, build_qwen_tokenizer, cached_qwen_tokenizer, ranks_file,
 )
 
 # Published encodings. "Hello world": the brief's reference. The rest: golden vectors of a Java tokenizer test
@@ -37,6 +41,53 @@ def test_ranks_file_is_the_qwen2_vocabulary():
     lines = ranks_file().read_bytes().splitlines()
     assert len(lines) == N_RANKS
     assert lines[0].split()[1] == b"0" and lines[-1].split()[1] == str(N_RANKS - 1).encode()
+
+
+SPECIAL_IDS = {content: FIRST_SPECIAL_ID + i for i, (content, _) in enumerate(QWEN2_5_VL_SPECIALS)}
+
+
+def _tiktoken_reference(text: str, ranks: dict[bytes, int]) -> list[int]:
+    """What the package's own ``QwenTokenizer.encode`` computes (NFC; specials matched first; tiktoken: split
+    with the pattern, then merge the adjacent pair of lowest rank while one is in the vocabulary), in Python."""
+    ids = []
+    specials = "(" + "|".join(regex.escape(t) for t in SPECIAL_IDS) + ")"
+    for chunk in regex.split(specials, unicodedata.normalize("NFC", text)):
+        if chunk in SPECIAL_IDS:
+            ids.append(SPECIAL_IDS[chunk])
+        else:
+            ids.extend(_tiktoken_chunk(chunk, ranks))
+    return ids
+
+
+def _tiktoken_chunk(text: str, ranks: dict[bytes, int]) -> list[int]:
+    ids = []
+    for piece in regex.findall(QWEN2_PATTERN, text):
+        parts = [bytes([b]) for b in piece.encode("utf-8")]
+        while len(parts) > 1:
+            rank, i = min((ranks.get(parts[i] + parts[i + 1], N_RANKS), i) for i in range(len(parts) - 1))
+            if rank == N_RANKS:
+                break
+            parts[i:i + 2] = [parts[i] + parts[i + 1]]
+        ids.extend(ranks[p] for p in parts)
+    return ids
+
+
+def test_same_split_pattern_as_the_package():
+    source = (ranks_file().parent.parent / "qwen_tokenizer.py").read_text(encoding="utf-8")
+    assert f'PAT_STR = r"""{QWEN2_PATTERN}"""' in source
+
+
+def test_encodings_equal_the_packages_tiktoken_algorithm(qwen_tokenizer):
+    ranks = _tokens_from_ranks(str(ranks_file()))
+    root = Path(__file__).resolve().parents[2]
+    text = "\n".join((root / name).read_text(encoding="utf-8")
+                     for name in ("README.md", "docs/published-protocols.md"))
+    text += ("\nnaïve café 東京 ｆｕｌｌ-width, e\u0301 (NFD), tabs\t\tand  spaces   \r\n 12345678 ∑ 🙂"
+             " don't I'M <|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|><|im_end|>")
+    lines = text.splitlines(keepends=True)
+    assert len(lines) > 100
+    for line in lines:  # line by line, so a difference points at its line
+        assert qwen_tokenizer(line).input_ids == _tiktoken_reference(line, ranks), line
 
 
 @pytest.mark.parametrize("text", list(KNOWN))
