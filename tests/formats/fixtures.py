@@ -1,0 +1,55 @@
+"""Session-scoped pytest fixtures over the offline formats; ``from formats.fixtures import *`` in a conftest.
+
+Each fixture builds on first use, once per session (folders under ``tmp_path_factory``). A missing package
+fails the test with ``FormatPackageMissing`` naming the install line (never a skip).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .qwen_tokenizer import build_qwen_tokenizer, cached_qwen_tokenizer
+from .qwen_vl_replica import build_replica
+from .smollm2 import load_smollm2
+
+__all__ = ["qwen_tokenizer_dir", "qwen_tokenizer", "replica_root", "replica_dir", "smollm2"]
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer_dir(tmp_path_factory):
+    """Folder under which each family's saved tokenizer is cached (``<dir>/<family>``)."""
+    return tmp_path_factory.mktemp("qwen_tokenizer")
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer():
+    """The base Qwen2.5-VL tokenizer (no family tokens), built in memory once per session."""
+    return build_qwen_tokenizer("qwen2_5_vl")
+
+
+@pytest.fixture(scope="session")
+def replica_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("qwen_vl_replicas")
+
+
+@pytest.fixture(scope="session")
+def replica_dir(replica_root, qwen_tokenizer_dir):
+    """``replica_dir(family)``: the family's replica checkpoint folder, built once per session."""
+    built: dict[str, Path] = {}
+
+    def get(family: str = "qwen2_5_vl") -> Path:
+        if family not in built:
+            built[family] = build_replica(replica_root / family, family,
+                                          tokenizer_dir=cached_qwen_tokenizer(qwen_tokenizer_dir, family))
+        return built[family]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """``SmolLM2`` (model, tokenizer, load times) of SmolLM2-135M-Instruct, loaded once per session from the
+    packaged GGUF (about a minute: use it from tests marked ``slow``)."""
+    return load_smollm2()
