@@ -178,7 +178,7 @@ class LinearProbe(BaseEstimator):
             with warnings.catch_warnings():
                 # A failing inner split (e.g. one class in an inner training fold)
                 # is scored NaN and skipped; the refit below still has to succeed.
-                warnings.filterwarnings("ignore", message=".*fits failed.*")
+                warnings.filterwarnings("ignore", message=r"(?s)\s*\d+ fits failed")
                 warnings.filterwarnings("ignore", message=".*scores are non-finite.*")
                 search.fit(X, y, groups=fit_groups)
             pipe = search.best_estimator_
