@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pytest
 import torch
@@ -196,14 +195,12 @@ def test_metadata_records_what_it_claims(shipped):
 # ----------------------------------------------------------------------------- public API
 
 
-def test_load_is_fast_and_safetensors_only(monkeypatch):
+def test_load_is_safetensors_only(monkeypatch):
     def no_pickle(*a, **k):
         raise AssertionError("torch.load must not be used")
 
     monkeypatch.setattr(torch, "load", no_pickle)
-    t0 = time.perf_counter()
     models = [toy.load(v) for v in toy.VARIANTS]
-    assert time.perf_counter() - t0 < 5.0
     for m in models:
         assert all(p.dtype == torch.float32 for p in m.model.parameters())
         assert m.model.lm_head.weight.data_ptr() == m.model.model.language_model.embed_tokens.weight.data_ptr()
@@ -221,7 +218,11 @@ def test_toy_model_api(shipped):
     assert imgs[0].shape == (112, 112, 3) and imgs[0].dtype.name == "uint8"
     assert m.spec.name == "toy" and shipped["text"].spec.name == "toy-text"
     assert m.mask_rule is toy.mask_rule("mediated") and shipped["free"].mask_rule is None
-    assert m.accuracy([e.answer for e in test[:4]], test[:4]) == 1.0
+    # two right, one wrong, one a different case of the right word (accuracy is exact matching)
+    answers = [test[0].answer, test[1].answer, "not-an-answer", test[3].answer.upper()]
+    assert m.accuracy(answers, test[:4]) == 0.5
+    with pytest.raises(ValueError, match="3 answers for 4 examples"):
+        m.accuracy(answers[:3], test[:4])
     with pytest.raises(ValueError):
         m.examples("valid")
     with pytest.raises(ValueError):
