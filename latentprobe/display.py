@@ -11,7 +11,7 @@ import abc
 import html
 from typing import Any, Sequence
 
-__all__ = ["Summarized", "describe", "short_list"]
+__all__ = ["Summarized", "SummarizedResult", "describe", "short_list"]
 
 _MAX_VALUE = 160
 
@@ -59,3 +59,31 @@ class Summarized(abc.ABC):
             for k, v in rows
         )
         return f"<div><strong>{html.escape(title)}</strong><table>{body}</table></div>"
+
+
+def _field_text(value: Any) -> str:
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        pd = None
+    if pd is not None and isinstance(value, pd.DataFrame):
+        cols = short_list([str(c) for c in value.columns], 6)
+        return f"DataFrame [{len(value)} rows x {value.shape[1]} columns: {cols}]"
+    if isinstance(value, dict):
+        return f"dict of {len(value)}: {short_list([str(k) for k in value], 5)}" if value else "{}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return describe(value)
+
+
+class SummarizedResult(Summarized):
+    """Mixin for frozen result dataclasses: one line per field (tables by size and columns, arrays by shape).
+
+    Declare the dataclass with ``repr=False``.
+    """
+
+    def _summary(self) -> tuple[str, list[tuple[str, str]]]:
+        import dataclasses
+
+        rows = [(f.name, _field_text(getattr(self, f.name))) for f in dataclasses.fields(self)]  # type: ignore[arg-type]
+        return type(self).__name__, rows

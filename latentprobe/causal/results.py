@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from latentprobe.display import SummarizedResult
 from latentprobe.stats import Effect
 
 __all__ = ["XZResult", "ZYResult", "MediationResult"]
@@ -20,8 +21,8 @@ def _drop_counts(dropped: pd.DataFrame) -> dict[str, dict[str, int]]:
     return out
 
 
-@dataclass(frozen=True, eq=False)
-class XZResult:
+@dataclass(frozen=True, eq=False, repr=False)
+class XZResult(SummarizedResult):
     """Result of :func:`x_to_z`.
 
     Attributes
@@ -60,8 +61,8 @@ class XZResult:
         return _drop_counts(self.dropped)
 
 
-@dataclass(frozen=True, eq=False)
-class ZYResult:
+@dataclass(frozen=True, eq=False, repr=False)
+class ZYResult(SummarizedResult):
     """Result of :func:`z_to_y`.
 
     Attributes
@@ -102,8 +103,8 @@ class ZYResult:
         return _wide(self.summary, ["intervention", "mode"], metrics)
 
 
-@dataclass(frozen=True, eq=False)
-class MediationResult:
+@dataclass(frozen=True, eq=False, repr=False)
+class MediationResult(SummarizedResult):
     """Result of :func:`decompose`.
 
     Attributes

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 import torch
 from jaxtyping import Float
 
+from latentprobe.display import SummarizedResult
 from latentprobe.errors import ShapeError, TooFewSamplesError
 from latentprobe.geometry._arrays import (
     _Array,
@@ -51,8 +52,8 @@ def _column_ci(
     return low, high
 
 
-@dataclass(frozen=True, eq=False)
-class WithinInstanceResult:
+@dataclass(frozen=True, eq=False, repr=False)
+class WithinInstanceResult(SummarizedResult):
     """Similarity between the latent steps of each instance.
 
     Attributes
@@ -196,8 +197,8 @@ def within_instance(
 # --------------------------------------------------------------------------- #
 # Across-instance similarity
 # --------------------------------------------------------------------------- #
-@dataclass(frozen=True, eq=False)
-class AcrossInstancesResult:
+@dataclass(frozen=True, eq=False, repr=False)
+class AcrossInstancesResult(SummarizedResult):
     """Similarity between different instances at the same latent step.
 
     Attributes

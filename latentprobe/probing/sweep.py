@@ -15,6 +15,7 @@ import pandas as pd
 from jaxtyping import Float, Shaped
 from tqdm.auto import tqdm
 
+from latentprobe.display import SummarizedResult
 from latentprobe.errors import ProbeError
 from latentprobe.probing._checks import Task, _check_groups, _check_n_splits, _check_task, _check_X, _check_y, _to_numpy
 from latentprobe.probing.controls import _chance, _majority_over_folds, _probe_with_controls, control_task_labels
@@ -46,8 +47,8 @@ SCORE_COLUMNS: tuple[str, ...] = (
 _VALUE_COLUMNS: tuple[str, ...] = tuple(c for c in SCORE_COLUMNS if c not in ("target", "layer", "step"))
 
 
-@dataclass(frozen=True, eq=False)
-class ProbeSweepResult:
+@dataclass(frozen=True, eq=False, repr=False)
+class ProbeSweepResult(SummarizedResult):
     """Scores of a probe sweep over layers and latent steps.
 
     Attributes
