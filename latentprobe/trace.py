@@ -9,6 +9,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
+from einops import rearrange
 from jaxtyping import Float, Int
 from torch import Tensor
 
@@ -197,7 +198,7 @@ class LatentTrace(Summarized):
         layers:
             Residual layer(s) for ``what="hidden"`` (0 = the fed vector, ``i`` = output of decoder layer
             ``i-1``; negative indices count from the last). An int gives ``[n, k, d]``; a sequence gives
-            ``[n, k, len(layers), d]``. ``None`` means the last layer.
+            ``[n, len(layers), k, d]``. ``None`` means the last layer.
         steps:
             Latent steps to keep (default: all).
         what:
@@ -208,8 +209,9 @@ class LatentTrace(Summarized):
 
         Returns
         -------
-        ``[n, k, d]`` (or ``[n, k, L, d]``): latents per instance, the input of the geometry analyses;
-        ``X[:, s]`` is the ``[n, d]`` design matrix of a probe at step ``s``.
+        ``[n, k, d]``: latents per instance, the input of the geometry analyses (``X[:, s]`` is the
+        ``[n, d]`` design matrix of a probe at step ``s``); or ``[n, L, k, d]``, the input of
+        :func:`latentprobe.probing.probe_sweep` (layer x step cells).
 
         Examples
         --------
@@ -219,7 +221,7 @@ class LatentTrace(Summarized):
         >>> trace.features(layers=2).shape
         (3, 4, 128)
         >>> trace.features(layers=[0, 4], steps=[0]).shape
-        (3, 1, 2, 128)
+        (3, 2, 1, 128)
         """
         if what not in ("hidden", "z", "h_src"):
             raise InputError(f"features(what={what!r}): use 'hidden', 'z' or 'h_src'.")
@@ -248,7 +250,7 @@ class LatentTrace(Summarized):
                 f"features(layers={layers!r}): traces hold {n_res} residual layers (0..{n_res - 1}); {bad or 'none'} given."
             )
         arr = torch.stack([self.examples[i].hidden[step_idx][:, wanted] for i in kept])  # [n, k, L, d]
-        arr = arr[:, :, 0] if one else arr
+        arr = arr[:, :, 0] if one else rearrange(arr, "n k l d -> n l k d")
         return arr.float().numpy()
 
     def select(self, indices: Sequence[int]) -> "LatentTrace":

@@ -37,8 +37,9 @@ def test_features_match_the_stacked_tensors(trace24):
     assert kept == list(range(24))
     np.testing.assert_array_equal(x, stacked.numpy())
     both = trace24.features(layers=[0, -1], steps=[1, 3])
-    assert both.shape == (24, 2, 2, 128)
-    np.testing.assert_array_equal(both[:, 0, 1], torch.stack([e.hidden[1, -1] for e in trace24]).numpy())
+    assert both.shape == (24, 2, 2, 128)  # [n, layers, steps, d]: what probe_sweep takes
+    np.testing.assert_array_equal(both[:, 1, 0], torch.stack([e.hidden[1, -1] for e in trace24]).numpy())
+    np.testing.assert_array_equal(both[:, 0, 1], torch.stack([e.hidden[3, 0] for e in trace24]).numpy())
     np.testing.assert_array_equal(trace24.features(what="z"), torch.stack([e.z for e in trace24]).numpy())
     np.testing.assert_array_equal(trace24.features(), trace24.features(layers=-1))
 
@@ -137,3 +138,18 @@ def test_a_consistent_edit_of_shapes_is_still_caught(saved, tmp_path):
     _edit_json(folder, forge)
     with pytest.raises(TraceFormatError, match=r"tensor '0.z' has shape \[4, 128\].*records \[4, 64\]"):
         LatentTrace.load(folder)
+
+
+def test_features_feed_the_probes_and_geometry_directly(trace24):
+    from latentprobe import geometry, probing
+
+    tm = toy.load("mediated")
+    ex = tm.examples("test", 24)
+    y = np.array([e.answer for e in ex])
+    groups = np.array([e.image_id for e in ex])
+    res = probing.probe_sweep(trace24.features(layers=[0, 4]), y, groups, controls=False,
+                              n_splits=3, probe=probing.LinearProbe(Cs=(1.0,)), progress=False)
+    # cells are indexed by position in the layers list (0 -> layer 0, 1 -> layer 4)
+    assert sorted(set(res.scores["layer"])) == [0, 1] and sorted(set(res.scores["step"])) == [0, 1, 2, 3]
+    within = geometry.within_instance(trace24.features(layers=4))
+    assert within.step_matrix.shape == (4, 4)
