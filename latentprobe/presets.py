@@ -29,8 +29,9 @@ register_preset(LatentSpec(
     notes="NOVAglow646/Monet@08939998 inference/vllm/monet_gpu_model_runner.py (apply_vllm_monet.py): the "
           "first latent replaces the sampled <abs_vis_token>'s own input; a sampled </abs_vis_token> closes "
           "(after >= 1 latent), else the close is forced at LATENT_SIZE=10 (inference/example.sh; the runner's "
-          "own default is 0); unlimited segments. Not reproduced: vLLM ends a request on a sampled eos even "
-          "inside latent mode (here a started segment completes).",
+          "own default is 0); unlimited segments. Possible difference, not verified in vLLM 0.10.0's source: "
+          "vLLM's stop check may end a request on an eos sampled inside latent mode (here a started segment "
+          "completes).",
 ))
 register_preset(LatentSpec(
     name="lvr", base=_QWEN_IMAGE, open_mode="emitted", open_token="<|lvr_start|>",

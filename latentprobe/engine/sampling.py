@@ -11,9 +11,10 @@ Example
 >>> cfg = GenerationConfig(do_sample=True, temperature=1.0, top_p=0.5)
 >>> sampling_probs(torch.tensor([2.0, 1.0, 0.0]), cfg)
 tensor([1., 0., 0.])
->>> choose(torch.tensor([0.0, 0.0]), cfg.replace(top_p=None), example_id="e1", position=7) == \
-...     choose(torch.tensor([0.0, 0.0]), cfg.replace(top_p=None), example_id="e1", position=7)
-True
+>>> flat = cfg.replace(top_p=None)
+>>> draws = [choose(torch.zeros(4), flat, example_id="e1", position=7) for _ in range(3)]
+>>> len(set(draws))  # the same key draws the same token
+1
 """
 
 from __future__ import annotations

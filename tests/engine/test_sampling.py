@@ -109,7 +109,7 @@ class _CloseControl:
             logits[self.rs.open_id] = 0.0
         elif self.rs.close_id not in gen:
             self.latent_calls += 1
-            k = gen.count(self.rs.slot_id)
+            k = len(gen) - gen.index(self.rs.open_id) - self.rs.spec.first_offset  # latents fed so far
             if self.force_at is not None and k == self.force_at:
                 logits[:] = float("-inf")
                 logits[self.rs.close_id] = 0.0
@@ -120,16 +120,19 @@ class _CloseControl:
         return logits
 
 
-def test_the_logits_processor_sees_latent_decisions_and_can_force_or_forbid_a_close(qwen, tok, images):
-    r = LatentRunner(qwen, tok, "mirage")
+@pytest.mark.parametrize("preset, cap, least", [("mirage", 8, 0), ("monet", 10, 1)])
+def test_the_logits_processor_sees_latent_decisions_and_can_force_or_forbid_a_close(qwen, tok, images, preset, cap,
+                                                                                   least):
+    r = LatentRunner(qwen, tok, preset)
     forced = _CloseControl(r, VL, force_at=3)
     tr = r.run(VL, images, max_new_tokens=16, logits_processor=forced, progress=False)
-    assert [e.num_latents for e in tr] == [3, 3, 3] and forced.latent_calls == 3 * 4
-    zero = _CloseControl(r, VL, force_at=0)  # Mirage allows an empty segment
-    assert [e.num_latents for e in r.run(VL, images, max_new_tokens=16, logits_processor=zero, progress=False)] == [0] * 3
+    assert [e.num_latents for e in tr] == [3, 3, 3] and forced.latent_calls >= 3 * 3
+    early = _CloseControl(r, VL, force_at=least)  # Mirage allows an empty segment; Monet's first latent is on its open
+    assert [e.num_latents for e in r.run(VL, images, max_new_tokens=16, logits_processor=early,
+                                         progress=False)] == [least] * 3
     forbid = _CloseControl(r, VL)
-    tr = r.run(VL, images, max_new_tokens=16, logits_processor=forbid, do_sample=True, temperature=2.0, progress=False)
-    assert [e.num_latents for e in tr] == [8, 8, 8]  # the cap of 8 forces the close
+    tr = r.run(VL, images, max_new_tokens=20, logits_processor=forbid, do_sample=True, temperature=2.0, progress=False)
+    assert [e.num_latents for e in tr] == [cap] * 3  # the cap forces the close
     for e in tr:
         assert int(e.input_ids[e.latent_positions[-1] + 1]) == r.rspec.close_id
 
