@@ -254,3 +254,26 @@ def test_stop_on_similarity_leaves_where_the_fed_latent_meets_the_end_embedding(
     far = LatentRunner(llama, tok, spec, end_embedding=torch.full((64,), 1e3))
     assert far.run(TEXT[:1], max_new_tokens=12, logits_processor=proc, progress=False)[0].num_latents == 4  # the cap
     assert math.isclose(spec.end_threshold, 0.02)
+
+
+def test_codi_by_ids_on_a_resized_model_never_chooses_eot(tok):
+    from latentprobe.spec import CodiProjection
+    from tiny import tiny_gpt2
+
+    model = tiny_gpt2(tok)
+    V = model.config.vocab_size
+    model.resize_token_embeddings(V + 3)  # CODI: pad V, <bot> V+1, <eot> V+2, no strings
+    torch.manual_seed(1)
+    proj = CodiProjection(64, 96).eval()
+    r = LatentRunner(model, tok, "codi", projection=proj)
+    assert (r.rspec.open_id, r.rspec.close_id) == (V + 1, V + 2)
+    first = r.run(TEXT, max_new_tokens=8, progress=False)
+    with torch.no_grad():  # make <eot> the model's own favourite answer token
+        model.get_output_embeddings().weight[V + 2] = 50 * first[0].h_src.mean(0) / first[0].h_src.norm(dim=-1).mean()
+    tr = r.run(TEXT, max_new_tokens=8, progress=False)
+    for e in tr:
+        ids = e.input_ids.tolist()
+        assert ids[e.prompt_len - 1] == V + 1 and e.latent_positions[0] == e.prompt_len
+        assert ids[e.latent_positions[-1] + 1] == V + 2 and e.num_latents == 6
+        assert V + 2 not in e.answer_ids.tolist()
+    assert any(int(e.first_token_logprobs.argmax()) == V + 2 for e in tr)  # the exclusion is what kept it out
