@@ -327,7 +327,8 @@ def replay_with_cache(bridge: "TransformerBridge", trace_or_example: LatentTrace
         raise InputError(f"example {e.example_id!r}: {_VL_MESSAGE}")
     if placeholder_id is None:
         if isinstance(trace_or_example, LatentTrace) and getattr(bridge, "tokenizer", None) is not None:
-            placeholder_id = trace_or_example.spec.resolve(bridge.tokenizer).placeholder_id
+            placeholder_id = trace_or_example.spec.resolve(
+                bridge.tokenizer, vocab_size=getattr(bridge.cfg, "d_vocab", None)).placeholder_id
         else:
             raise InputError(
                 "replay_with_cache needs placeholder_id= (runner.rspec.placeholder_id), the id the runner feeds at "

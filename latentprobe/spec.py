@@ -6,8 +6,10 @@ Every supported model computes, at a latent position ``p``::
 
 and feeds ``z_p`` in place of the token embedding at ``p``. A :class:`LatentSpec` records
 everything else that differs between families: how latent mode opens, where the first latent
-goes, when it stops, what id is stored at latent slots and what ``f`` is. Token *strings* live
-in the spec; ids are always read from the tokenizer (:meth:`LatentSpec.resolve`).
+goes, when it stops, what id is stored at latent slots and what ``f`` is. Markers are named by
+string (read from the tokenizer) or by id (CODI's have no strings); see :meth:`LatentSpec.resolve`.
+Each preset's ``notes`` name the repository, commit and file its loop follows
+(``docs/published-protocols.md`` holds the line-level citations).
 
 Example
 -------
@@ -25,8 +27,9 @@ A spec for a new family takes a few lines::
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, Literal
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, Union
 
 import torch
 from torch import nn
@@ -36,6 +39,8 @@ from latentprobe.errors import SpecError, SpecTokenError
 __all__ = [
     "LatentSpec",
     "ResolvedSpec",
+    "DecodingSettings",
+    "PromptConventions",
     "CodiProjection",
     "get_preset",
     "list_presets",
@@ -43,10 +48,65 @@ __all__ = [
 ]
 
 OpenMode = Literal["emitted", "prompt", "appended"]
-StopRule = Literal["fixed", "end_token"]
+StopRule = Literal["fixed", "end_token", "quota", "similarity"]
 SlotPolicy = Literal["sampled", "placeholder", "none"]
 ProjectionKind = Literal["identity", "module"]
 Mediator = Literal["latent", "text"]
+HeadRule = Literal["none", "latent", "open_and_latent"]
+Distance = Literal["mse", "mae", "cosine"]
+Marker = Union[str, int]
+
+_STOPS = ("fixed", "end_token", "quota", "similarity")
+
+
+def _bad(spec: str, field_: str, value: Any, fix: str) -> SpecError:
+    return SpecError(f"LatentSpec {spec!r}: {field_}={value!r}; {fix}")
+
+
+@dataclass(frozen=True)
+class DecodingSettings:
+    """A family's published decoding settings (what :meth:`LatentRunner.run` uses with ``generation="published"``).
+
+    ``top_k``/``top_p`` ``None`` mean "not applied"; ``notes`` says where each value was read and what
+    was not verified.
+    """
+
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    repetition_penalty: float = 1.0
+    max_new_tokens: int = 32
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class PromptConventions:
+    """How a family's authors build a prompt (data for a loader to apply; the engine does not read it).
+
+    system_prompt:
+        System message text, or ``None`` for none (the chat template's default applies).
+    add_generation_prompt:
+        Whether the chat template's generation prompt is added.
+    suffix, prefix:
+        Literal text appended after / prepended before the templated prompt.
+    content_order:
+        Order of a user turn's parts: ``"text_first"`` or ``"image_first"``.
+    image_placeholder:
+        A literal in the question text where the image is moved to (Mirage's ``"<image>"``), or ``None``.
+    min_pixels, max_pixels:
+        Image processor bounds, or ``None`` for the processor's defaults.
+    """
+
+    system_prompt: str | None = None
+    add_generation_prompt: bool = True
+    suffix: str = ""
+    prefix: str = ""
+    content_order: Literal["text_first", "image_first"] = "image_first"
+    image_placeholder: str | None = None
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    notes: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,28 +122,40 @@ class LatentSpec:
         ``"prompt"``: the prompt already holds ``open_token`` followed by latent slot tokens
         (Coconut). ``"appended"``: the runner appends ``open_token`` to every prompt (CODI).
     open_token, close_token:
-        Marker strings. ``close_token`` is fed after the last latent (forced, or sampled when the
-        stop rule is ``"end_token"``).
+        Marker tokens: a token string, or an id (``int``). A negative id counts from the end of the
+        model's vocabulary (``-1`` is its last row): CODI's ``<bot>``/``<eot>`` have no strings and are
+        the rows ``V+1``, ``V+2`` of a model resized to ``V+3``, i.e. ``-2`` and ``-1``.
+        ``close_token`` is fed after the last latent (forced, or chosen with ``stop="end_token"``);
+        the ``"quota"`` and ``"similarity"`` rules feed no close marker and may leave it ``None``.
     num_latents:
-        K for ``stop="fixed"``; the cap for ``stop="end_token"``. Must be >= 1.
+        K for ``stop="fixed"`` and ``"quota"``; the cap for ``"end_token"`` and ``"similarity"``. >= 1.
     first_offset:
         0: the first latent replaces the open marker's own slot (Monet). 1: the open marker is an
         ordinary token and the first latent follows it.
     stop:
-        ``"fixed"``: exactly K latents, then the close marker is forced. ``"end_token"``: before
-        each latent the model's greedy next token is read from ``h_{p-1}``; if it is
-        ``close_token`` latent mode ends (a sampled close), otherwise a latent is fed; at the cap
-        the close is forced.
+        When a latent segment ends. At every position inside the segment the model's next token is
+        chosen exactly like a text token (sampling settings and logits processor included) whenever the
+        rule reads it.
+
+        * ``"fixed"``: exactly K latents, then the close marker is forced (Coconut, CODI).
+        * ``"end_token"``: before each latent, once ``min_latents`` are fed, a chosen ``close_token``
+          closes the segment; at K the close is forced (Monet, Mirage).
+        * ``"quota"``: exactly K latents, then the token chosen from the last latent's output is fed as
+          ordinary text; no close marker (LVR "steps" decoding). The model may open again.
+        * ``"similarity"``: after each latent (once ``min_latents`` are fed) the previous step's
+          output, i.e. the latent just fed (at entry: the output that chose the open marker), is compared
+          with a learned end embedding; below ``end_threshold`` (or at K) the chosen token is fed as text
+          (LVR "latent" decoding; the runner takes the embedding as ``end_embedding=``).
     min_latents:
-        With ``stop="end_token"``, the number of latents fed before the end token is looked for.
+        Latents fed before a chosen close (or a similarity exit) is taken; 0 allows an empty segment.
     slot_policy:
-        The id recorded at latent slots. ``"sampled"``: the greedy token read from ``h_{p-1}`` (what
+        The id recorded at latent slots. ``"sampled"``: the token chosen at the previous position (what
         Monet and LVR leave in their sequences); ``"placeholder"``: ``slot_token``; ``"none"``: no
         token of its own (CODI); the pad id is recorded. Before any replay every latent slot id is
         normalised to :attr:`ResolvedSpec.placeholder_id`, because Qwen2.5-VL derives its rotary
         positions from ``input_ids``.
     slot_token:
-        Placeholder string (``"<|latent_pad|>"``, ``"<|latent|>"``), required for
+        Placeholder token (``"<|latent_pad|>"``, ``"<|latent|>"``), required for
         ``slot_policy="placeholder"`` and for ``open_mode="prompt"`` (it marks the slots).
     after_close:
         Tokens forced after the close marker (rarely needed).
@@ -91,114 +163,185 @@ class LatentSpec:
         ``"identity"``: ``f(h) = h``. ``"module"``: ``f`` is a module given to the runner
         (e.g. :class:`CodiProjection`).
     max_segments:
-        How many ``open -> latents -> close`` segments one generation may hold (``"emitted"`` only).
+        How many ``open -> latents -> close`` segments one generation may hold (``"emitted"`` only);
+        ``None``: unlimited. Past the limit an emitted open marker is ordinary text.
     mediator:
         ``"latent"``: vectors are fed at the slots. ``"text"``: explicit text imagination
         (CapImagine-style): between the markers the model writes ordinary tokens, chosen like any
         text token, until it emits ``close_token`` (or reaches ``num_latents`` tokens). The span is
         recorded exactly like latents (``z`` = the fed token embeddings), so every analysis runs on
         both and can compare them.
-    base:
-        Informative: the base architecture(s) the family is built on.
+    head:
+        A module applied to the final-norm output of chosen positions, whose output ``lm_head`` reads
+        and the next latent takes (LVR's ``lvr_head``; the runner takes it as ``head=``, e.g.
+        :class:`latentprobe.engine.lvr.LvrHead`). ``"latent"``: at every position holding a latent
+        (LVR inference: latents 2..K and the token after the last one read it). ``"open_and_latent"``:
+        also at the open marker's position (LVR training). ``"none"``: no head.
+    end_distance, end_threshold:
+        ``stop="similarity"``: the distance (``"mse"``, ``"mae"``: means over the hidden size;
+        ``"cosine"``: 1 - cosine) and the threshold below which the segment ends.
+    suppress:
+        Tokens never chosen (strings or ids, negative ids from the end of the vocabulary): CODI
+        decodes over ``logits[:, :vocab-1]``, i.e. ``suppress=(-1,)`` excludes ``<eot>``.
+    published_generation:
+        The family's published decoding settings (see :class:`DecodingSettings`).
+    prompt:
+        The family's prompt conventions (see :class:`PromptConventions`).
+    base, notes:
+        Informative: the base architecture(s), and the sources the preset follows.
     """
 
     name: str
     open_mode: OpenMode
-    open_token: str
-    close_token: str | None
+    open_token: Marker
+    close_token: Marker | None
     num_latents: int
     first_offset: int = 1
     stop: StopRule = "fixed"
     min_latents: int = 1
     slot_policy: SlotPolicy = "none"
-    slot_token: str | None = None
-    after_close: tuple[str, ...] = ()
+    slot_token: Marker | None = None
+    after_close: tuple[Marker, ...] = ()
     projection: ProjectionKind = "identity"
-    max_segments: int = 1
+    max_segments: int | None = 1
     mediator: Mediator = "latent"
+    head: HeadRule = "none"
+    end_distance: Distance = "mse"
+    end_threshold: float = 0.02
+    suppress: tuple[Marker, ...] = ()
+    published_generation: DecodingSettings | None = None
+    prompt: PromptConventions | None = None
     base: str = ""
     notes: str = ""
 
     def __post_init__(self) -> None:
+        n = self.name
         if self.open_mode not in ("emitted", "prompt", "appended"):
-            raise SpecError(
-                f"LatentSpec {self.name!r}: open_mode={self.open_mode!r}; use 'emitted', 'prompt' or 'appended'."
-            )
-        if not isinstance(self.num_latents, int) or self.num_latents <= 0:
-            raise SpecError(
-                f"LatentSpec {self.name!r}: num_latents={self.num_latents!r}; K must be a positive integer "
-                "(the number of latents, or their cap with stop='end_token')."
-            )
-        if self.first_offset not in (0, 1):
-            raise SpecError(f"LatentSpec {self.name!r}: first_offset must be 0 or 1, got {self.first_offset!r}.")
+            raise _bad(n, "open_mode", self.open_mode, "use 'emitted', 'prompt' or 'appended'.")
+        if isinstance(self.num_latents, bool) or not isinstance(self.num_latents, int) or self.num_latents <= 0:
+            raise _bad(n, "num_latents", self.num_latents, "K must be a positive integer (the number of latents, "
+                       "or their cap with stop='end_token' or 'similarity').")
+        if self.first_offset not in (0, 1) or isinstance(self.first_offset, bool):
+            raise _bad(n, "first_offset", self.first_offset, "use 0 (latent on the open marker's slot) or 1.")
         if self.first_offset == 0 and self.open_mode != "emitted":
-            raise SpecError(
-                f"LatentSpec {self.name!r}: first_offset=0 (latent on the open marker's slot) needs open_mode='emitted'."
-            )
-        if self.stop not in ("fixed", "end_token"):
-            raise SpecError(f"LatentSpec {self.name!r}: stop must be 'fixed' or 'end_token', got {self.stop!r}.")
-        if self.stop == "end_token" and self.close_token is None:
-            raise SpecError(f"LatentSpec {self.name!r}: stop='end_token' needs close_token (the end token).")
-        if not 0 <= self.min_latents <= self.num_latents:
-            raise SpecError(
-                f"LatentSpec {self.name!r}: min_latents={self.min_latents} must lie in [0, num_latents={self.num_latents}]."
-            )
+            raise _bad(n, "first_offset", 0, "latent on the open marker's slot needs open_mode='emitted'.")
+        if self.stop not in _STOPS:
+            raise _bad(n, "stop", self.stop, f"use one of {', '.join(map(repr, _STOPS))}.")
+        needs_close = self.stop in ("fixed", "end_token") or self.mediator == "text"
+        if needs_close and self.close_token is None:
+            raise _bad(n, "close_token", None, f"stop={self.stop!r} (mediator={self.mediator!r}) feeds a close "
+                       "marker; name it, or use stop='quota' / 'similarity', which feed none.")
+        for fname in ("open_token", "close_token", "slot_token"):
+            _check_marker(n, fname, getattr(self, fname), optional=fname != "open_token")
+        for fname in ("after_close", "suppress"):
+            v = getattr(self, fname)
+            if not isinstance(v, tuple):
+                raise _bad(n, fname, v, "give a tuple of token strings or ids.")
+            for i, t in enumerate(v):
+                _check_marker(n, f"{fname}[{i}]", t, optional=False)
+        if isinstance(self.min_latents, bool) or not isinstance(self.min_latents, int) \
+                or not 0 <= self.min_latents <= self.num_latents:
+            raise _bad(n, "min_latents", self.min_latents, f"it must be an integer in [0, num_latents={self.num_latents}].")
         if self.slot_policy not in ("sampled", "placeholder", "none"):
-            raise SpecError(f"LatentSpec {self.name!r}: unknown slot_policy {self.slot_policy!r}.")
+            raise _bad(n, "slot_policy", self.slot_policy, "use 'sampled', 'placeholder' or 'none'.")
         if self.slot_policy == "placeholder" and self.slot_token is None:
-            raise SpecError(f"LatentSpec {self.name!r}: slot_policy='placeholder' needs slot_token.")
+            raise _bad(n, "slot_token", None, "slot_policy='placeholder' needs slot_token.")
         if self.open_mode == "prompt" and self.slot_token is None:
-            raise SpecError(
-                f"LatentSpec {self.name!r}: open_mode='prompt' needs slot_token, the token marking latent slots in the prompt."
-            )
+            raise _bad(n, "slot_token", None, "open_mode='prompt' needs slot_token, the token marking latent "
+                       "slots in the prompt.")
         if self.projection not in ("identity", "module"):
-            raise SpecError(f"LatentSpec {self.name!r}: projection must be 'identity' or 'module'.")
+            raise _bad(n, "projection", self.projection, "use 'identity' or 'module'.")
         if self.mediator not in ("latent", "text"):
-            raise SpecError(f"LatentSpec {self.name!r}: mediator must be 'latent' or 'text', got {self.mediator!r}.")
-        if self.mediator == "text" and self.close_token is None:
-            raise SpecError(f"LatentSpec {self.name!r}: mediator='text' needs close_token to end the span.")
-        if self.max_segments < 1:
-            raise SpecError(f"LatentSpec {self.name!r}: max_segments must be >= 1.")
+            raise _bad(n, "mediator", self.mediator, "use 'latent' or 'text'.")
+        if self.mediator == "text" and self.stop not in ("fixed", "end_token"):
+            raise _bad(n, "stop", self.stop, "mediator='text' ends its span with close_token: use 'end_token'.")
+        if self.max_segments is not None and (isinstance(self.max_segments, bool)
+                                              or not isinstance(self.max_segments, int) or self.max_segments < 1):
+            raise _bad(n, "max_segments", self.max_segments, "use a positive integer, or None for unlimited.")
+        if self.head not in ("none", "latent", "open_and_latent"):
+            raise _bad(n, "head", self.head, "use 'none', 'latent' or 'open_and_latent'.")
+        if self.head != "none" and self.mediator == "text":
+            raise _bad(n, "head", self.head, "a head applies to latents; mediator='text' feeds token embeddings.")
+        if self.end_distance not in ("mse", "mae", "cosine"):
+            raise _bad(n, "end_distance", self.end_distance, "use 'mse', 'mae' or 'cosine'.")
+        if not isinstance(self.end_threshold, (int, float)) or not math.isfinite(self.end_threshold) \
+                or self.end_threshold <= 0:
+            raise _bad(n, "end_threshold", self.end_threshold, "use a finite positive number (LVR: 0.02).")
+        if self.published_generation is not None and not isinstance(self.published_generation, DecodingSettings):
+            raise _bad(n, "published_generation", self.published_generation, "give a DecodingSettings or None.")
+        if self.prompt is not None and not isinstance(self.prompt, PromptConventions):
+            raise _bad(n, "prompt", self.prompt, "give a PromptConventions or None.")
 
     def replace(self, **changes: Any) -> "LatentSpec":
         """A copy with some fields changed (validated again)."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise SpecError(f"LatentSpec {self.name!r}: unknown field(s) {unknown}; fields are "
+                            f"{[f.name for f in dataclasses.fields(self)]}.")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["after_close"] = list(self.after_close)
+        d["suppress"] = list(self.suppress)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "LatentSpec":
         d = dict(d)
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise SpecError(f"LatentSpec.from_dict: unknown field(s) {unknown}; the dict was not written by "
+                            "LatentSpec.to_dict of this version.")
         d["after_close"] = tuple(d.get("after_close", ()))
+        d["suppress"] = tuple(d.get("suppress", ()))
+        if isinstance(d.get("published_generation"), dict):
+            d["published_generation"] = DecodingSettings(**d["published_generation"])
+        if isinstance(d.get("prompt"), dict):
+            d["prompt"] = PromptConventions(**d["prompt"])
         return cls(**d)
 
-    def tokens(self) -> dict[str, str]:
-        """Every marker string the spec needs, by role."""
-        out = {"open_token": self.open_token}
+    def tokens(self) -> dict[str, Marker]:
+        """Every marker the spec needs, by role."""
+        out: dict[str, Marker] = {"open_token": self.open_token}
         if self.close_token is not None:
             out["close_token"] = self.close_token
         if self.slot_token is not None:
             out["slot_token"] = self.slot_token
         for i, t in enumerate(self.after_close):
             out[f"after_close[{i}]"] = t
+        for i, t in enumerate(self.suppress):
+            out[f"suppress[{i}]"] = t
         return out
 
-    def resolve(self, tokenizer: Any) -> "ResolvedSpec":
-        """Read every marker id from ``tokenizer``.
+    def resolve(self, tokenizer: Any, *, vocab_size: int | None = None) -> "ResolvedSpec":
+        """Read every marker id from ``tokenizer`` (markers named by string) or ``vocab_size`` (by id).
+
+        ``vocab_size`` is the model's vocabulary (rows of its LM head); it is needed for negative ids
+        and checks the others. The runner passes it.
 
         Raises
         ------
         SpecTokenError
-            If a marker is not a single known token of the tokenizer.
+            If a marker is not a single known token of the tokenizer, or an id is out of range.
         """
         vocab = tokenizer.get_vocab()
         unk = getattr(tokenizer, "unk_token_id", None)
         ids: dict[str, int] = {}
         missing = []
         for role, tok in self.tokens().items():
+            if isinstance(tok, int):
+                tid = tok + vocab_size if (tok < 0 and vocab_size is not None) else tok
+                if tok < 0 and vocab_size is None:
+                    raise SpecTokenError(
+                        f"LatentSpec {self.name!r}: {role}={tok} counts from the end of the model's vocabulary; "
+                        "pass vocab_size= (the LM head's rows) to resolve(), as the runner does.")
+                if tid < 0 or (vocab_size is not None and tid >= vocab_size):
+                    raise SpecTokenError(
+                        f"LatentSpec {self.name!r}: {role}={tok} is outside the model's vocabulary of "
+                        f"{vocab_size} ids; resize the embeddings or fix the id.")
+                ids[role] = int(tid)
+                continue
             tid = vocab.get(tok)
             if tid is None or (unk is not None and tid == unk and tok != getattr(tokenizer, "unk_token", None)):
                 missing.append(f"{role}={tok!r}")
@@ -227,12 +370,21 @@ class LatentSpec:
             placeholder_id=int(placeholder),
             pad_id=int(pad),
             eos_id=None if tokenizer.eos_token_id is None else int(tokenizer.eos_token_id),
+            suppress_ids=tuple(ids[f"suppress[{i}]"] for i in range(len(self.suppress))),
         )
+
+
+def _check_marker(spec: str, field_: str, v: Any, *, optional: bool) -> None:
+    if v is None and optional:
+        return
+    if isinstance(v, bool) or not isinstance(v, (str, int)) or (isinstance(v, str) and not v):
+        raise _bad(spec, field_, v, "name a token by its string, or by its id (an int; negative ids count from "
+                   "the end of the model's vocabulary).")
 
 
 @dataclass(frozen=True)
 class ResolvedSpec:
-    """A :class:`LatentSpec` with every token id read from one tokenizer."""
+    """A :class:`LatentSpec` with every token id read from one tokenizer (and the model's vocabulary size)."""
 
     spec: LatentSpec
     open_id: int
@@ -242,6 +394,7 @@ class ResolvedSpec:
     placeholder_id: int
     pad_id: int
     eos_id: int | None
+    suppress_ids: tuple[int, ...] = ()
 
 
 class CodiProjection(nn.Module):
@@ -288,44 +441,5 @@ def get_preset(name: str, **overrides: Any) -> LatentSpec:
     return spec.replace(**overrides) if overrides else spec
 
 
-register_preset(LatentSpec(
-    name="monet", base="Qwen2.5-VL", open_mode="emitted", open_token="<abs_vis_token>",
-    close_token="</abs_vis_token>", num_latents=10, first_offset=0, stop="fixed",
-    slot_policy="sampled", projection="identity", max_segments=4,
-    notes="The first latent replaces the emitted open marker's own input; close forced after 10.",
-))
-register_preset(LatentSpec(
-    name="lvr", base="Qwen2.5-VL", open_mode="emitted", open_token="<|lvr_start|>",
-    close_token="<|lvr_end|>", num_latents=8, first_offset=1, stop="fixed",
-    slot_policy="sampled", projection="identity",
-    notes="K is fixed per checkpoint (4, 8 or 16); an optional MLP head can be passed as projection.",
-))
-register_preset(LatentSpec(
-    name="mirage", base="Qwen2.5-VL", open_mode="emitted", open_token="<|latent_start|>",
-    close_token="<|latent_end|>", num_latents=8, first_offset=1, stop="end_token", min_latents=1,
-    slot_policy="placeholder", slot_token="<|latent_pad|>", projection="identity",
-    notes="Stops when the model predicts <|latent_end|>; cap 8 (trained with 4).",
-))
-register_preset(LatentSpec(
-    name="coconut", base="GPT-2 / Llama", open_mode="prompt", open_token="<|start-latent|>",
-    close_token="<|end-latent|>", num_latents=6, first_offset=1, stop="fixed",
-    slot_policy="placeholder", slot_token="<|latent|>", projection="identity",
-    notes="Markers and <|latent|> slots are already in the prompt; K is the number of slots.",
-))
-register_preset(LatentSpec(
-    name="codi", base="GPT-2 / Llama", open_mode="appended", open_token="<bot>", close_token="<eot>",
-    num_latents=6, first_offset=1, stop="fixed", slot_policy="none", projection="module",
-    notes="<bot> is appended to the prompt, 6 latents f(h) with f an MLP + LayerNorm, then <eot>.",
-))
-register_preset(LatentSpec(
-    name="toy", base="Qwen2.5-VL (tiny, shipped)", open_mode="emitted", open_token="<|latent_start|>",
-    close_token="<|latent_end|>", num_latents=4, first_offset=1, stop="fixed",
-    slot_policy="placeholder", slot_token="<|latent_pad|>", projection="identity",
-    notes="The embedded default's protocol (Mirage-like, fixed K=4, close forced).",
-))
-register_preset(LatentSpec(
-    name="toy-text", base="Qwen2.5-VL (tiny, shipped)", open_mode="emitted", open_token="<|caption|>",
-    close_token="<|caption_end|>", num_latents=10, first_offset=1, stop="end_token", min_latents=1,
-    slot_policy="none", projection="identity", mediator="text",
-    notes="Explicit text imagination: a short caption of the queried object between markers.",
-))
+# The presets live in latentprobe.presets (registered on import, after everything above is defined).
+from latentprobe import presets as _presets  # noqa: E402,F401

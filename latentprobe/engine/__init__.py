@@ -4,13 +4,16 @@
 * :mod:`~latentprobe.engine.parts`, :mod:`~latentprobe.engine.masks`: the model's parts, attention masks;
 * :mod:`~latentprobe.engine.inputs`: tokenising, images, the rows a run starts from;
 * :mod:`~latentprobe.engine.forward`: the one nnsight-traced forward;
+* :mod:`~latentprobe.engine.sampling`: how a token is chosen (settings, top-k/top-p, keyed draws);
 * :mod:`~latentprobe.engine.loop`: the batched decode loop;
+* :mod:`~latentprobe.engine.lvr`: LVR's latent head;
 * :mod:`~latentprobe.engine.patching`: the one function that applies an intervention;
 * :mod:`~latentprobe.engine.modes`: replay / propagate / redecode;
 * :mod:`~latentprobe.engine.runner`: :class:`LatentRunner`, the public entry point.
 """
 
-from latentprobe.engine.loop import GenerationConfig, LogitsProcessor
+from latentprobe.engine.lvr import LvrHead
+from latentprobe.engine.sampling import GenerationConfig, LogitsProcessor, choose, end_distance, sampling_probs
 from latentprobe.engine.masks import MaskRule, segment_attention_mask
 from latentprobe.engine.parts import ModelParts, get_path, locate_parts
 from latentprobe.engine.patching import InterventionMode, apply_intervention
@@ -20,7 +23,7 @@ from latentprobe.engine.protocol import (Action, Decision, End, EndReason, FeedL
 from latentprobe.engine.runner import LatentRunner
 
 __all__ = [
-    "LatentRunner", "GenerationConfig", "LogitsProcessor", "MaskRule", "segment_attention_mask", "ModelParts",
+    "LatentRunner", "GenerationConfig", "LogitsProcessor", "choose", "sampling_probs", "end_distance", "LvrHead", "MaskRule", "segment_attention_mask", "ModelParts",
     "locate_parts", "get_path", "InterventionMode", "apply_intervention",
     "Action", "Decision", "End", "EndReason", "FeedLatent", "FeedTextLatent", "FeedToken", "ProtocolMode",
     "ProtocolStart", "ProtocolState", "initial_state", "needs_sample", "resume_at_answer", "resume_at_latent", "step",

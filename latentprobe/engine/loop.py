@@ -23,30 +23,13 @@ from latentprobe.engine.patching import LayerPatch, apply_intervention, layer_pa
 from latentprobe.engine.protocol import (Action, Decision, End, EndReason, FeedLatent, FeedTextLatent, FeedToken,
                                          ProtocolMode, needs_sample, step)
 from latentprobe.engine.rows import Row
-from latentprobe.errors import ImageBatchError, InputError
+from latentprobe.engine.sampling import (GenerationConfig, LogitsProcessor, _penalise, choose, end_distance,
+                                         sampling_probs)
+from latentprobe.errors import ImageBatchError, SpecError
 from latentprobe.spec import ResolvedSpec
 from latentprobe.trace import Segment
 
-__all__ = ["GenerationConfig", "LogitsProcessor", "Gathered", "Decoder", "choose"]
-
-LogitsProcessor = Callable[[list[int], Float[Tensor, "vocab"], int], Float[Tensor, "vocab"]]
-
-
-@dataclass(frozen=True)
-class GenerationConfig:
-    """How free text is chosen, and the budget of positions after the prompt (HF ``max_new_tokens``)."""
-
-    max_new_tokens: int = 32
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_k: int | None = None
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.max_new_tokens < 1:
-            raise InputError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
-        if self.do_sample and self.temperature <= 0:
-            raise InputError(f"temperature must be > 0 when sampling, got {self.temperature}.")
+__all__ = ["GenerationConfig", "LogitsProcessor", "Gathered", "Decoder", "choose", "sampling_probs", "end_distance"]
 
 
 class Gathered(NamedTuple):
@@ -55,18 +38,6 @@ class Gathered(NamedTuple):
     residual: Float[Tensor, "layers_plus_1 d"]
     h: Float[Tensor, "d"]
     logits: Float[Tensor, "vocab"]
-
-
-def choose(scores: Float[Tensor, "vocab"], cfg: GenerationConfig, gen: torch.Generator | None) -> int:
-    """Greedy or (temperature, top-k) sampling from ``gen``."""
-    if not cfg.do_sample:
-        return int(scores.argmax())
-    s = scores.float() / cfg.temperature
-    if cfg.top_k is not None:
-        kth = torch.topk(s, cfg.top_k).values[-1]
-        s = s.masked_fill(s < kth, float("-inf"))
-    probs = torch.softmax(s, -1).cpu()
-    return int(torch.multinomial(probs, 1, generator=gen))
 
 
 @dataclass
@@ -79,13 +50,15 @@ class _Prefill:
     n_real: Tensor
     deltas: Tensor | None
     gathered: list[dict[int, Gathered]]
+    h_prev: Tensor | None = None  # each row's output one position before its last (stop="similarity")
 
 
 class Decoder:
     """Prefill and decode batches of rows on one model."""
 
     def __init__(self, model: torch.nn.Module, parts: ModelParts, rspec: ResolvedSpec, *,
-                 projection: Callable[[Tensor], Tensor] | None, mask_rule: MaskRule | None) -> None:
+                 projection: Callable[[Tensor], Tensor] | None, mask_rule: MaskRule | None,
+                 head: torch.nn.Module | None = None, end_embedding: Tensor | None = None) -> None:
         self.model = model
         self.parts = parts
         self.rspec = rspec
@@ -94,6 +67,22 @@ class Decoder:
         self.forward = TracedForward(model, parts)
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
+        spec = rspec.spec
+        if spec.head != "none" and head is None:
+            raise SpecError(f"spec {spec.name!r} has head={spec.head!r}; pass head=<module> (e.g. "
+                            "latentprobe.engine.lvr.LvrHead loaded with the checkpoint's lvr_head weights).")
+        if head is not None and spec.head == "none":
+            raise SpecError(f"a head module was given but spec {spec.name!r} has head='none'; set head='latent' "
+                            "(LVR inference) or 'open_and_latent' in the spec, or drop the module.")
+        if spec.stop == "similarity":
+            if end_embedding is None:
+                raise SpecError(f"spec {spec.name!r} has stop='similarity'; pass end_embedding=<tensor of the hidden "
+                                "size> (LVR: the checkpoint's lvr_latent_end_emb).")
+            if tuple(end_embedding.shape) != (parts.hidden_size,):
+                raise SpecError(f"end_embedding has shape {tuple(end_embedding.shape)}; the model's hidden size is "
+                                f"{parts.hidden_size}: give one vector of that size.")
+        self.head = head
+        self.end_embedding = None if end_embedding is None else end_embedding.detach().float().cpu()
 
     # ------------------------------------------------------------------ inputs of a forward
     def embed_prefix(self, rows: list[Row]) -> tuple[Tensor, Tensor, Tensor, list[int], Tensor | None]:
@@ -193,6 +182,8 @@ class Decoder:
                 ps |= set(cp)
             if gather_extra is not None:
                 ps |= set(gather_extra[b])
+            if self.rspec.spec.stop == "similarity" and len(r.ids) >= 2:
+                ps.add(len(r.ids) - 2)  # the previous step's output, compared with the end embedding
             want.append(sorted(ps))
         gather = None
         if any(want):
@@ -215,27 +206,75 @@ class Decoder:
                     cp = r.rec.captured_positions.tolist()
                     r.rec.captured_hidden = (torch.stack([gathered[b][p].residual for p in cp]) if cp else
                                              torch.zeros(0, self.parts.n_layers + 1, self.parts.hidden_size))
-        return _Prefill(cache, out.h_last.float(), out.logits_last.float(), col_segs, mask, mask.sum(-1), deltas,
-                        gathered)
+        h_last, logits_last = out.h_last.float(), out.logits_last.float()
+        if self.head is not None:  # the head's output replaces h where it runs; lm_head reads it
+            for b, r in enumerate(rows):
+                for p, g in gathered[b].items():
+                    if self._headed(r.segs[p]):
+                        h, lg = self._apply_head(g.h[None])
+                        gathered[b][p] = g._replace(h=h[0].cpu(), logits=lg[0].cpu())
+            last = [b for b, r in enumerate(rows) if self._headed(r.segs[-1])]
+            if last:
+                h_last, logits_last = h_last.clone(), logits_last.clone()
+                h_last[last], logits_last[last] = self._apply_head(h_last[last])
+        h_prev = None
+        if self.rspec.spec.stop == "similarity":
+            h_prev = torch.stack([gathered[b][len(r.ids) - 2].h if len(r.ids) >= 2 else torch.full_like(
+                h_last[b].cpu(), float("inf")) for b, r in enumerate(rows)]).to(h_last.device)
+        return _Prefill(cache, h_last, logits_last, col_segs, mask, mask.sum(-1), deltas, gathered, h_prev)
 
-    def _next(self, r: Row, logits: Tensor, cfg: GenerationConfig, processor: LogitsProcessor | None) -> Action:
-        """Ask the protocol for the row's next input; record the free token's log-probabilities."""
+    def _headed(self, seg: int) -> bool:
+        """Whether the spec's head runs on the output of a position of segment ``seg``."""
+        rule = self.rspec.spec.head
+        return self.head is not None and (seg == Segment.LATENT or (rule == "open_and_latent" and seg == Segment.OPEN))
+
+    def _apply_head(self, h: Float[Tensor, "n d"]) -> tuple[Float[Tensor, "n d"], Float[Tensor, "n vocab"]]:
+        """``head(h)`` and the logits ``lm_head`` computes from it (float32, on h's device)."""
+        w = next(self.head.parameters())  # type: ignore[union-attr]
+        with torch.no_grad():
+            x = self.head(h.to(w.device, w.dtype))  # type: ignore[misc]
+            lg = self.parts.lm_head(x.to(self.device, self.dtype))
+        return x.float().to(h.device), lg.float().to(h.device)
+
+    def _near_end(self, r: Row, h_prev: Tensor | None, b: int) -> bool:
+        """``stop="similarity"``: the previous step's output within the threshold of the end embedding."""
+        spec = self.rspec.spec
+        if h_prev is None or r.state.mode is not ProtocolMode.LATENT or r.state.pending:
+            return False
+        return bool(end_distance(h_prev[b], self.end_embedding, spec.end_distance) < spec.end_threshold)
+
+    def _choose(self, r: Row, logits: Tensor, cfg: GenerationConfig, processor: LogitsProcessor | None) -> int:
+        """One chosen token: penalty, suppressed tokens, the user's processor, then greedy or a keyed draw."""
+        scores = logits
+        if cfg.repetition_penalty != 1.0:
+            scores = _penalise(scores, r.ids, cfg.repetition_penalty)
+        if self.rspec.suppress_ids:
+            scores = scores.clone()
+            scores[list(self.rspec.suppress_ids)] = float("-inf")
+        scores = torch.log_softmax(scores, dim=-1)
+        if processor is not None:
+            scores = processor(list(r.ids), scores.clone(), r.index)
+        return choose(scores, cfg, example_id=r.example_id, position=len(r.ids))
+
+    def _next(self, r: Row, logits: Tensor, near_end: bool, cfg: GenerationConfig,
+              processor: LogitsProcessor | None) -> Action:
+        """Ask the protocol for the row's next input; record a generated token's log-probabilities."""
         lp = torch.log_softmax(logits, dim=-1)
         budget_left = cfg.max_new_tokens - r.budget_used()
-        free = not r.state.pending and r.state.mode is ProtocolMode.TEXT
-        sampled = None
-        if needs_sample(self.rspec, r.state, budget_left):
-            scores = lp if processor is None else processor(list(r.ids), lp.clone(), r.index)
-            sampled = choose(scores, cfg, r.gen)
-        action, r.state = step(self.rspec, r.state, Decision(int(lp.argmax()), sampled, budget_left))
-        if free and sampled is not None:
+        token = None
+        if needs_sample(self.rspec, r.state, budget_left, near_end):
+            token = self._choose(r, logits, cfg, processor)
+        action, r.state = step(self.rspec, r.state, Decision(token, budget_left, near_end))
+        inside = isinstance(action, (FeedLatent, FeedTextLatent)) or (
+            isinstance(action, FeedToken) and action.segment == Segment.CLOSE)
+        if token is not None and not inside:  # free text, or the token fed when latent mode is left
             pos = len(r.ids)
             prev = r.segs[-1] if r.segs else Segment.TEXT
-            first = prev in (Segment.CLOSE, Segment.TEXT, Segment.IMAGE) or r.answer_reset
+            first = prev in (Segment.CLOSE, Segment.TEXT, Segment.IMAGE, Segment.LATENT) or r.answer_reset
             if first:
                 r.answer_reset = False
             if isinstance(action, FeedToken) and action.segment == Segment.GEN:
-                r.rec.text_lp[pos] = float(lp[sampled])
+                r.rec.text_lp[pos] = float(lp[token])
                 if first:
                     r.rec.dist_at[pos] = lp.cpu()
             elif isinstance(action, End) and action.reason is EndReason.EOS and first:
@@ -244,7 +283,7 @@ class Decoder:
 
     def _decode(self, rows: list[Row], cfg: GenerationConfig, processor: LogitsProcessor | None,
                 pre: _Prefill) -> None:
-        cache, h_last, logits = pre.cache, pre.h_last, pre.logits
+        cache, h_last, logits, h_prev = pre.cache, pre.h_last, pre.logits, pre.h_prev
         col_segs, col_mask, n_real, deltas = pre.col_segs, pre.col_mask, pre.n_real, pre.deltas
         n = len(rows)
         while True:
@@ -255,7 +294,7 @@ class Decoder:
                 if r.end is not None:
                     continue
                 latent_step = r.state.total
-                action = self._next(r, logits[b], cfg, processor)
+                action = self._next(r, logits[b], self._near_end(r, h_prev, b), cfg, processor)
                 if isinstance(action, End):
                     r.end = action
                 elif isinstance(action, FeedToken):
@@ -290,8 +329,13 @@ class Decoder:
                                patches)
             for k, b in enumerate(latent_rows):
                 rows[b].rec.lat_hidden.append(out.residuals[k].float().cpu())
+            if h_prev is not None:
+                h_prev = h_last
             h_last = out.h_last.float()
             logits = out.logits_last.float()
+            headed = [b for b in range(n) if self._headed(int(feed_seg[b]))]
+            if headed:
+                h_last[headed], logits[headed] = self._apply_head(h_last[headed])
 
     def _feed_latent(self, r: Row, action: FeedLatent | FeedTextLatent, h: Tensor, latent_step: int) -> Tensor:
         """The vector fed at a latent slot (patched at layer 0 when asked); records the slot."""

@@ -19,7 +19,6 @@ from latentprobe.engine.patching import InterventionMode, Patch, apply_intervent
 from latentprobe.engine.protocol import EndReason, ProtocolState, resume_at_answer, resume_at_latent
 from latentprobe.engine.rows import Row
 from latentprobe.interventions import Intervention
-from latentprobe.seeding import torch_generator
 from latentprobe.trace import ExampleTrace, Segment
 
 __all__ = ["finish", "replay", "resume"]
@@ -30,8 +29,10 @@ def finish(dec: Decoder, tokenizer: Any, r: Row, extra_meta: dict[str, Any] | No
     ids = torch.tensor(r.ids, dtype=torch.long)
     segs = torch.tensor(r.segs, dtype=torch.long)
     rec = r.rec
-    # the answer: generated text after the last close marker (or after the prompt)
-    last_close = max([p for p, s in enumerate(r.segs) if s in (Segment.CLOSE, Segment.LATENT)] + [r.prompt_len - 1])
+    # the answer: generated text after the last latent segment (its close marker, its last latent, or its
+    # open marker when no latent follows it), or after the prompt
+    last_close = max([p for p, s in enumerate(r.segs) if s in (Segment.CLOSE, Segment.LATENT, Segment.OPEN)]
+                     + [r.prompt_len - 1])
     start = max(last_close + 1, r.prompt_len)
     ans_pos = [p for p in range(start, len(r.ids)) if r.segs[p] == Segment.GEN]
     ans_ids = torch.tensor([r.ids[p] for p in ans_pos], dtype=torch.long)
@@ -111,8 +112,10 @@ def replay(dec: Decoder, tokenizer: Any, exs: list[ExampleTrace], chosen: list[l
             lps = torch.stack([torch.log_softmax(g[p].logits, -1) for p in range(e.answer_start - 1, e.seq_len - 1)])
             tgt = e.input_ids[e.answer_start:]
             forced = lps.gather(1, tgt[:, None]).squeeze(1)
-            pred = lps.argmax(-1)
-            pred_lp = lps.max(-1).values
+            masked = lps.clone()
+            masked[:, list(dec.rspec.suppress_ids)] = float("-inf")  # tokens the spec never chooses (CODI's eot)
+            pred = masked.argmax(-1)
+            pred_lp = lps.gather(1, pred[:, None]).squeeze(1)
             # only score up to the recorded answer's own length (drop trailing non-answer tokens)
             n = e.answer_ids.numel()
             forced, pred, pred_lp = forced[:n], pred[:n], pred_lp[:n]
@@ -167,12 +170,14 @@ def _resume_row(dec: Decoder, e: ExampleTrace, steps: list[int], layers: tuple[i
 def resume(dec: Decoder, tokenizer: Any, exs: list[ExampleTrace], chosen: list[list[int]], layers: tuple[int, ...],
            fn: Intervention | None, mode: InterventionMode, cfg: GenerationConfig,
            processor: LogitsProcessor | None, drop: bool) -> list[ExampleTrace]:
-    """Propagate or redecode: prefill a recorded prefix, then decode with the loop."""
+    """Propagate or redecode: prefill a recorded prefix, then decode with the loop.
+
+    Draws are keyed by (seed, example id, position), so with the trace's own settings and no
+    intervention both modes choose exactly the tokens the trace holds, sampled or greedy.
+    """
     rows = []
     for e, steps in zip(exs, chosen):
-        r = _resume_row(dec, e, steps, layers, fn, mode, drop)
-        r.gen = torch_generator(cfg.seed, e.example_id, mode.value)
-        rows.append(r)
+        rows.append(_resume_row(dec, e, steps, layers, fn, mode, drop))
     gathered = dec.run(rows, cfg, processor, gather_extra=[sorted(r.z_at) for r in rows])
     for r, g in zip(rows, gathered):
         for k, p in enumerate(r.rec.lat_pos):

@@ -11,8 +11,9 @@ typed action:
 * :class:`End` ``(reason)``: the sequence is finished.
 
 The state (:class:`ProtocolState`) is small and immutable; only :func:`step` makes a new one. What
-the model proposes at the position comes in a :class:`Decision` (the greedy token of the model's own
-distribution, the sampled token when :func:`needs_sample` says one is used, the token budget left).
+the model proposes at the position comes in a :class:`Decision` (the
+chosen token when :func:`needs_sample` says one is read, the token budget left, whether the
+previous output is near a learned end embedding).
 Nothing here touches a model, so every preset's protocol is testable with scripted tokens.
 
 Example
@@ -23,7 +24,7 @@ Example
 >>> start = initial_state(rs, [5, 6], [0, 0])
 >>> start.ids, start.state.mode
 ([5, 6, 10], <ProtocolMode.LATENT: 'latent'>)
->>> action, state = step(rs, start.state, Decision(greedy=7))
+>>> action, state = step(rs, start.state, Decision(budget_left=5))
 >>> action
 FeedLatent(slot_id=0)
 """
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from typing import Sequence, Union
 
 from latentprobe.errors import InputError
-from latentprobe.spec import ResolvedSpec
+from latentprobe.spec import LatentSpec, ResolvedSpec
 from latentprobe.trace import Segment
 
 __all__ = [
@@ -97,19 +98,21 @@ _Forced = Union[FeedToken, FeedLatent]
 class Decision:
     """What the model proposes at the current position.
 
-    greedy:
-        The argmax of the model's own (unprocessed) distribution: read for the end-token check and
-        for ``slot_policy="sampled"`` slot ids.
-    sampled:
-        The chosen token (after the logits processor and sampling); required exactly when
-        :func:`needs_sample` is true.
+    token:
+        The chosen token: the logits processor applied, then greedy or sampled with the run's
+        settings, exactly as for any text token. Required exactly when :func:`needs_sample` is true;
+        the close decision inside latent mode, the id of a ``slot_policy="sampled"`` slot and the
+        token fed after a ``"quota"``/``"similarity"`` exit are all this token.
     budget_left:
         Positions still allowed after the prompt (``max_new_tokens`` minus those used).
+    near_end:
+        ``stop="similarity"``: whether the previous step's output lies within the spec's threshold of
+        the learned end embedding.
     """
 
-    greedy: int
-    sampled: int | None = None
+    token: int | None = None
     budget_left: int = 1
+    near_end: bool = False
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,10 @@ def resume_at_latent(rspec: ResolvedSpec, ids: Sequence[int], segments: Sequence
         pending = tuple(FeedLatent(int(rspec.slot_id)) if segs[q] == Segment.LATENT else FeedToken(int(ids[q]), segs[q])
                         for q in range(upto, prompt_len))
         return ProtocolState(ProtocolMode.TEXT, in_segment, total, 1, pending)
-    done = sum(1 for q in range(upto) if segs[q] == Segment.CLOSE and (q == 0 or segs[q - 1] == Segment.LATENT))
+    # closed segments before the current one: latent runs that ended, and empty segments (an open marker
+    # followed by no latent); the current run (or open marker) reaches upto - 1
+    done = sum(1 for q in range(upto - 1)
+               if segs[q] in (Segment.LATENT, Segment.OPEN) and segs[q + 1] != Segment.LATENT)
     return ProtocolState(ProtocolMode.LATENT, in_segment, total, done)
 
 
@@ -215,12 +221,35 @@ def resume_at_answer(total: int, *, can_open: bool) -> ProtocolState:
     return ProtocolState(total=total, can_open=can_open)
 
 
-def needs_sample(rspec: ResolvedSpec, state: ProtocolState, budget_left: int) -> bool:
-    """Whether :func:`step` will read :attr:`Decision.sampled` (a token is chosen only then)."""
+def _segments_left(spec: LatentSpec, state: ProtocolState) -> bool:
+    return spec.max_segments is None or state.segments_done < spec.max_segments
+
+
+def _exits(spec: LatentSpec, state: ProtocolState, near_end: bool) -> bool:
+    """``"quota"``/``"similarity"``: whether latent mode is left at this position (the chosen token is fed)."""
+    if spec.stop == "quota":
+        return state.in_segment >= spec.num_latents
+    if spec.stop == "similarity":
+        return state.in_segment >= spec.num_latents or (near_end and state.in_segment >= spec.min_latents)
+    return False
+
+
+def needs_sample(rspec: ResolvedSpec, state: ProtocolState, budget_left: int, near_end: bool = False) -> bool:
+    """Whether :func:`step` will read :attr:`Decision.token` (a token is chosen, and a processor called, only then)."""
+    spec = rspec.spec
     if state.pending:
         return False
     if state.mode is ProtocolMode.LATENT:
-        return rspec.spec.mediator == "text" and state.in_segment < rspec.spec.num_latents
+        k = state.in_segment
+        if spec.mediator == "text":
+            return k < spec.num_latents
+        if spec.first_offset == 0 and k == 0:  # resumed before the open marker's own latent slot
+            return False
+        if spec.stop in ("quota", "similarity"):
+            return _exits(spec, state, near_end) or spec.slot_policy == "sampled"
+        if k >= spec.num_latents:  # the close is forced
+            return False
+        return spec.slot_policy == "sampled" or (spec.stop == "end_token" and k >= spec.min_latents)
     return budget_left > 0
 
 
@@ -235,20 +264,33 @@ def _close(rspec: ResolvedSpec, state: ProtocolState) -> tuple[Action, ProtocolS
     return FeedToken(int(rspec.close_id), Segment.CLOSE), new  # type: ignore[arg-type]
 
 
-def _slot_id(rspec: ResolvedSpec, greedy: int) -> int:
+def _slot_id(rspec: ResolvedSpec, d: Decision, state: ProtocolState) -> int:
     policy = rspec.spec.slot_policy
     if policy == "sampled":
-        return int(greedy)
+        return _token(d, state)
     if policy == "placeholder":
         return int(rspec.slot_id)  # type: ignore[arg-type]
     return rspec.pad_id
 
 
-def _sampled(d: Decision, state: ProtocolState) -> int:
-    if d.sampled is None:
-        raise InputError(f"protocol state {state} needs a sampled token, but the decision carries none "
-                         "(call needs_sample() first and sample when it is true).")
-    return int(d.sampled)
+def _token(d: Decision, state: ProtocolState) -> int:
+    if d.token is None:
+        raise InputError(f"protocol state {state} needs a chosen token, but the decision carries none "
+                         "(call needs_sample() first and choose a token when it is true).")
+    return int(d.token)
+
+
+def _text(rspec: ResolvedSpec, state: ProtocolState, tok: int) -> tuple[Action, ProtocolState]:
+    """A chosen token in text mode: end, open a segment, or generated text."""
+    spec = rspec.spec
+    if rspec.eos_id is not None and tok == rspec.eos_id:
+        return End(EndReason.EOS), state
+    if spec.open_mode == "emitted" and tok == rspec.open_id and state.can_open and _segments_left(spec, state):
+        opened = dataclasses.replace(state, mode=ProtocolMode.LATENT, in_segment=0)
+        if spec.first_offset == 0:
+            return FeedLatent(rspec.open_id), _fed_latent(opened)
+        return FeedToken(rspec.open_id, Segment.OPEN), opened
+    return FeedToken(tok, Segment.GEN), state
 
 
 def step(rspec: ResolvedSpec, state: ProtocolState, d: Decision) -> tuple[Action, ProtocolState]:
@@ -260,29 +302,28 @@ def step(rspec: ResolvedSpec, state: ProtocolState, d: Decision) -> tuple[Action
             return action, _fed_latent(state, pending=rest)
         return action, dataclasses.replace(state, pending=rest)
     if state.mode is ProtocolMode.LATENT:
+        k = state.in_segment
         if spec.mediator == "text":
-            if state.in_segment < spec.num_latents:
-                tok = _sampled(d, state)
-                if not (tok == rspec.close_id and state.in_segment >= spec.min_latents):
+            if k < spec.num_latents:
+                tok = _token(d, state)
+                if not (tok == rspec.close_id and k >= spec.min_latents):
                     return FeedTextLatent(tok), _fed_latent(state)
             return _close(rspec, state)
-        sampled_close = (spec.stop == "end_token" and state.in_segment >= spec.min_latents
-                         and d.greedy == rspec.close_id)
-        if sampled_close or state.in_segment >= spec.num_latents:
+        if spec.first_offset == 0 and k == 0:  # Monet: latent 0 sits on the emitted open marker's own slot
+            return FeedLatent(rspec.open_id), _fed_latent(state)
+        if spec.stop in ("quota", "similarity"):
+            if _exits(spec, state, d.near_end):
+                # no close marker: the token chosen from the last latent's output is fed as text (it may
+                # end the sequence or open the next segment); the budget does not cut it off
+                left = dataclasses.replace(state, mode=ProtocolMode.TEXT, in_segment=0,
+                                           segments_done=state.segments_done + 1)
+                return _text(rspec, left, _token(d, state))
+        elif k >= spec.num_latents:
             return _close(rspec, state)
-        # Monet (offset 0): latent 0 sits on the emitted open marker's own slot
-        first_on_open = spec.first_offset == 0 and state.in_segment == 0
-        return FeedLatent(rspec.open_id if first_on_open else _slot_id(rspec, d.greedy)), _fed_latent(state)
+        elif spec.stop == "end_token" and k >= spec.min_latents and _token(d, state) == rspec.close_id:
+            return _close(rspec, state)
+        return FeedLatent(_slot_id(rspec, d, state)), _fed_latent(state)
     # free text; the budget counts every position after the prompt (HF max_new_tokens semantics)
     if d.budget_left <= 0:
         return End(EndReason.BUDGET), state
-    tok = _sampled(d, state)
-    if rspec.eos_id is not None and tok == rspec.eos_id:
-        return End(EndReason.EOS), state
-    if (spec.open_mode == "emitted" and tok == rspec.open_id and state.can_open
-            and state.segments_done < spec.max_segments):
-        opened = dataclasses.replace(state, mode=ProtocolMode.LATENT, in_segment=0)
-        if spec.first_offset == 0:
-            return FeedLatent(rspec.open_id), _fed_latent(opened)
-        return FeedToken(rspec.open_id, Segment.OPEN), opened
-    return FeedToken(tok, Segment.GEN), state
+    return _text(rspec, state, _token(d, state))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
 from torch import Tensor
 
 from latentprobe.engine.patching import Patch
@@ -51,7 +50,6 @@ class Row:
     answer_reset: bool = False
     patches: dict[int, Patch] = field(default_factory=dict)  # latent step -> patch
     source: ExampleTrace | None = None
-    gen: torch.Generator | None = None
     end: End | None = None
     rec: Records = field(default_factory=Records)
 

@@ -27,7 +27,6 @@ from latentprobe.engine.parts import ModelParts, locate_parts
 from latentprobe.engine.patching import InterventionMode
 from latentprobe.errors import InputError, InterventionError, SpecError, StepOutOfRangeError
 from latentprobe.interventions import as_intervention
-from latentprobe.seeding import torch_generator
 from latentprobe.spec import LatentSpec, ResolvedSpec, get_preset
 from latentprobe.trace import ExampleTrace, LatentTrace
 
@@ -55,6 +54,13 @@ class LatentRunner:
         that needs no torchvision (images must have sides that are multiples of 28 px).
     layers, norm, embed, lm_head:
         Dotted module paths, for architectures that are not found automatically.
+    head:
+        For specs with ``head != "none"`` (LVR with ``lvr_head``): the module applied to the final-norm
+        output at latent positions, read by ``lm_head`` and by the next latent
+        (:class:`latentprobe.engine.lvr.LvrHead`).
+    end_embedding:
+        For ``stop="similarity"`` (LVR "latent" decoding): the learned end embedding
+        (``lvr_latent_end_emb``), one vector of the hidden size.
 
     Examples
     --------
@@ -69,12 +75,13 @@ class LatentRunner:
                  projection: Callable[[Tensor], Tensor] | None = None, mask_rule: MaskRule | None = None,
                  image_processor: Callable[[list[np.ndarray]], tuple[Tensor, Tensor]] | None = None,
                  layers: str | None = None, norm: str | None = None, embed: str | None = None,
-                 lm_head: str = "lm_head") -> None:
+                 lm_head: str = "lm_head", head: torch.nn.Module | None = None,
+                 end_embedding: Tensor | None = None) -> None:
         self.parts: ModelParts = locate_parts(model, layers=layers, norm=norm, embed=embed, lm_head=lm_head)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.spec: LatentSpec = get_preset(spec) if isinstance(spec, str) else spec
-        self.rspec: ResolvedSpec = self.spec.resolve(tokenizer)
+        self.rspec: ResolvedSpec = self.spec.resolve(tokenizer, vocab_size=self.parts.vocab_size)
         if self.spec.projection == "module" and projection is None:
             raise SpecError(
                 f"spec {self.spec.name!r} feeds f(h) through a projection module; pass projection=<module> "
@@ -83,7 +90,8 @@ class LatentRunner:
         self.projection = projection if self.spec.projection == "module" else None
         self.mask_rule = mask_rule
         self.image_processor = image_processor
-        self._decoder = Decoder(model, self.parts, self.rspec, projection=self.projection, mask_rule=mask_rule)
+        self._decoder = Decoder(model, self.parts, self.rspec, projection=self.projection, mask_rule=mask_rule,
+                                head=head, end_embedding=end_embedding)
         self.device, self.dtype = self._decoder.device, self._decoder.dtype
 
     # ------------------------------------------------------------------ public attributes
@@ -109,8 +117,10 @@ class LatentRunner:
 
     # ------------------------------------------------------------------ public API
     def run(self, prompts: Sequence[str] | Sequence[Sequence[int]], images: Sequence[Any] | None = None, *,
-            example_ids: Sequence[str] | None = None, max_new_tokens: int = 32, do_sample: bool = False,
-            temperature: float = 1.0, top_k: int | None = None, seed: int = 0, batch_size: int = 8,
+            example_ids: Sequence[str] | None = None, max_new_tokens: int | None = None,
+            do_sample: bool | None = None, temperature: float | None = None, top_k: int | None = None,
+            top_p: float | None = None, repetition_penalty: float | None = None, seed: int = 0,
+            generation: str | None = None, batch_size: int = 8,
             capture_positions: CapturePositions | None = None,
             logits_processor: LogitsProcessor | None = None, add_special_tokens: bool = False,
             progress: bool = True) -> LatentTrace:
@@ -126,33 +136,45 @@ class LatentRunner:
             One entry per prompt: ``None``, an ``HxWx3`` uint8 array, or a list of them.
         max_new_tokens:
             Budget of positions after the prompt, latents and markers included (as in Hugging Face
-            ``generate``). A latent segment that has started is always completed.
+            ``generate``); default 32 (or the published value with ``generation="published"``). A latent
+            segment that has started is always completed.
+        do_sample, temperature, top_k, top_p, repetition_penalty:
+            How every token is chosen (greedy by default). They apply to every decision the protocol
+            reads, those inside latent mode included (a sampled close, a sampled slot id, the token fed
+            after LVR's quota). Draws are keyed by ``(seed, example id, position)``: batching never changes
+            them, and ``intervene(trace, None)`` reproduces a sampled trace in every mode.
+        generation:
+            ``None``: the settings above (greedy unless ``do_sample=True``). ``"published"``: the
+            preset's published decoding (:attr:`LatentSpec.published_generation`: e.g. Monet's
+            T=0.1, top-k 50, top-p 0.8, repetition penalty 1.01); any setting passed explicitly wins.
         capture_positions:
             Also record every layer's hidden state at chosen prompt positions: ``"image"``,
             ``"prompt"`` (all prompt positions) or a callable ``(ids, segments) -> positions``.
         logits_processor:
-            ``(ids_so_far, logits, example_index) -> logits`` applied before choosing a text token
-            (recorded log-probabilities are the model's own, before processing).
+            ``(ids_so_far, logprobs, example_index) -> logprobs`` applied before every token is chosen,
+            inside latent mode too, as Hugging Face ``generate`` does (so a study can force or forbid a
+            close); recorded log-probabilities are the model's own, before processing.
 
         Returns
         -------
         LatentTrace
         """
-        cfg = GenerationConfig(max_new_tokens, do_sample, temperature, top_k, seed)
-        cfg.validate()
-        if batch_size < 1:
-            raise InputError(f"batch_size must be >= 1, got {batch_size}.")
+        cfg = self._generation(generation, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                               temperature=temperature, top_k=top_k, top_p=top_p,
+                               repetition_penalty=repetition_penalty, seed=seed)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size={batch_size!r}: use an integer >= 1.")
         rows = build_rows(prompts, images, example_ids, tokenizer=self.tokenizer, rspec=self.rspec, parts=self.parts,
                           image_processor=self.image_processor, device=self.device, dtype=self.dtype,
                           add_special_tokens=add_special_tokens)
-        for r in rows:
-            r.gen = torch_generator(seed, r.example_id, "run")
         out: list[ExampleTrace] = []
         for batch in _batches(rows, batch_size, progress, "generate"):
             self._decoder.run(batch, cfg, logits_processor, capture=capture_positions)
             out.extend(modes.finish(self._decoder, self.tokenizer, r) for r in batch)
-        config = {"mode": "run", "max_new_tokens": max_new_tokens, "do_sample": do_sample,
-                  "temperature": temperature, "top_k": top_k, "seed": seed, "model": type(self.model).__name__}
+        config = {"mode": "run", "max_new_tokens": cfg.max_new_tokens, "do_sample": cfg.do_sample,
+                  "temperature": cfg.temperature, "top_k": cfg.top_k, "top_p": cfg.top_p,
+                  "repetition_penalty": cfg.repetition_penalty, "seed": cfg.seed, "generation": generation,
+                  "model": type(self.model).__name__}
         return LatentTrace(tuple(out), self.spec, config)
 
     def intervene(self, trace: LatentTrace, intervention: Any = None, *, steps: Sequence[int] | None = None,
@@ -197,10 +219,12 @@ class LatentRunner:
             raise InterventionError("drop_latents=True is a redecode operation; pass mode='redecode'.")
         if fn is not None:
             fn.check(self.parts.hidden_size, trace)
+        tc = trace.config
         cfg = GenerationConfig(
-            max_new_tokens if max_new_tokens is not None else int(trace.config.get("max_new_tokens", 32)),
-            bool(trace.config.get("do_sample", False)), float(trace.config.get("temperature", 1.0)),
-            trace.config.get("top_k"), int(seed if seed is not None else trace.config.get("seed", 0)))
+            max_new_tokens if max_new_tokens is not None else int(tc.get("max_new_tokens", 32)),
+            bool(tc.get("do_sample", False)), float(tc.get("temperature", 1.0)), tc.get("top_k"),
+            int(seed if seed is not None else tc.get("seed", 0)), tc.get("top_p"),
+            float(tc.get("repetition_penalty", 1.0)))
         cfg.validate()
         chosen = [e.check_steps(steps) for e in trace.examples]
         out: list[ExampleTrace] = []
@@ -217,6 +241,23 @@ class LatentRunner:
                        "steps": None if steps is None else sorted({int(s) for s in steps}),
                        "layers": list(layers), "drop_latents": drop_latents, "source_mode": trace.config.get("mode")})
         return LatentTrace(tuple(out), trace.spec, config)
+
+    def _generation(self, generation: str | None, **given: Any) -> GenerationConfig:
+        """The generation settings of a run: defaults (greedy) or the preset's published ones, then ``given``."""
+        if generation is None:
+            base = GenerationConfig()
+        elif generation == "published":
+            pub = self.spec.published_generation
+            if pub is None:
+                raise InputError(f"generation='published': spec {self.spec.name!r} records no published decoding "
+                                 "settings; pass do_sample/temperature/top_k/top_p yourself.")
+            base = GenerationConfig(pub.max_new_tokens, pub.do_sample, pub.temperature, pub.top_k, 0, pub.top_p,
+                                    pub.repetition_penalty)
+        else:
+            raise InputError(f"generation={generation!r}: use None (greedy unless do_sample=True) or 'published'.")
+        cfg = base.replace(**{k: v for k, v in given.items() if v is not None})
+        cfg.validate()
+        return cfg
 
     def _tokenize(self, prompt: str | Sequence[int], add_special_tokens: bool = False) -> list[int]:
         """The ids :meth:`run` feeds for ``prompt`` (before image-token expansion)."""

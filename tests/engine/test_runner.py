@@ -101,7 +101,10 @@ def test_exactly_k_latents_at_the_right_positions(case, base):
         else:  # in the prompt: the slots that follow the open marker
             assert ids[pos[0] - 1] == rs.open_id
             assert all(ids[p] == rs.slot_id for p in pos)
-        assert ids[pos[-1] + 1] == rs.close_id and segs[pos[-1] + 1] == Segment.CLOSE
+        if spec.stop == "quota":  # LVR: no close marker; the token chosen from the last latent's output follows
+            assert segs[pos[-1] + 1] == Segment.GEN and e.answer_start == pos[-1] + 1
+        else:
+            assert ids[pos[-1] + 1] == rs.close_id and segs[pos[-1] + 1] == Segment.CLOSE
         assert [segs[p] for p in pos] == [Segment.LATENT] * K
         if spec.slot_policy == "placeholder":
             assert all(ids[p] == rs.slot_id for p in pos)
@@ -194,7 +197,8 @@ def test_redecode_keeps_all_latents_fixed(case, base):
     dropped = case.intervene(base, None, mode="redecode", drop_latents=True)
     for a, d in zip(base, dropped):
         assert d.num_latents == 0 and Segment.LATENT not in d.segments.tolist()
-        assert Segment.CLOSE in d.segments.tolist()
+        kept = Segment.OPEN if case.spec.stop == "quota" else Segment.CLOSE  # LVR's segments have no close marker
+        assert kept in d.segments.tolist()
         assert d.seq_len - len(d.answer_ids) < a.seq_len - len(a.answer_ids)
 
 

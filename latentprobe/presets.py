@@ -1,0 +1,117 @@
+"""The published families' presets: each reproduces its authors' inference loop.
+
+Every preset's ``notes`` name the repository, commit and file it follows; the line-level citations are
+in ``docs/published-protocols.md``. ``toy`` and ``toy-text`` are the shipped toy models' protocols.
+"""
+
+from __future__ import annotations
+
+from latentprobe.spec import DecodingSettings, LatentSpec, PromptConventions, register_preset
+
+__all__: list[str] = []
+
+_QWEN_IMAGE = "Qwen2.5-VL"
+_MONET_SYSTEM = ("You are a helpful multimodal assistant. You are required to answer the question based on the "
+                 "image provided. Put your final answer in \\boxed{}.")
+
+register_preset(LatentSpec(
+    name="monet", base=_QWEN_IMAGE, open_mode="emitted", open_token="<abs_vis_token>",
+    close_token="</abs_vis_token>", num_latents=10, first_offset=0, stop="end_token", min_latents=1,
+    slot_policy="sampled", projection="identity", max_segments=None,
+    published_generation=DecodingSettings(
+        do_sample=True, temperature=0.1, top_k=50, top_p=0.8, repetition_penalty=1.01, max_new_tokens=4096,
+        notes="vLLM SamplingParams in inference/load_and_gen_vllm.py (max_model_len 4096, bfloat16)."),
+    prompt=PromptConventions(
+        system_prompt=_MONET_SYSTEM, add_generation_prompt=True, prefix="<image>\n", content_order="text_first",
+        min_pixels=256 * 28 * 28, max_pixels=8192 * 28 * 28,
+        notes="system prompt: README's VLMEvalKit setting (the vLLM example sends none); the vLLM example "
+              "prepends a literal '<image>\\n' to every image prompt (load_and_gen_vllm.py:87-88)."),
+    notes="NOVAglow646/Monet@08939998 inference/vllm/monet_gpu_model_runner.py (apply_vllm_monet.py): the "
+          "first latent replaces the sampled <abs_vis_token>'s own input; a sampled </abs_vis_token> closes "
+          "(after >= 1 latent), else the close is forced at LATENT_SIZE=10 (inference/example.sh; the runner's "
+          "own default is 0); unlimited segments. Possible difference, not verified in vLLM 0.10.0's source: "
+          "vLLM's stop check may end a request on an eos sampled inside latent mode (here a started segment "
+          "completes).",
+))
+register_preset(LatentSpec(
+    name="lvr", base=_QWEN_IMAGE, open_mode="emitted", open_token="<|lvr_start|>",
+    close_token=None, num_latents=8, first_offset=1, stop="quota", min_latents=0,
+    slot_policy="sampled", projection="identity", max_segments=None,
+    published_generation=DecodingSettings(
+        do_sample=False, max_new_tokens=512,
+        notes="evaluation/evaluation.py passes no sampling arguments: do_sample, temperature, top-k and top-p "
+              "come from the checkpoint's generation_config.json (not verified; greedy recorded)."),
+    prompt=PromptConventions(
+        system_prompt=None, add_generation_prompt=True, content_order="image_first",
+        notes="evaluation: apply_chat_template(add_generation_prompt=True), images before the question, which "
+              "ends with \"\\nAnswer with the option's letter from the given choices directly.\"; min/max "
+              "pixels from the checkpoint's processor (training: 128*28*28 .. 5120*28*28)."),
+    notes="VincentLeebang/lvr@637a9f7e src/model/qwen_lvr_model.py (_lvr_deocding_by_steps, 'steps' "
+          "decoding, evaluation/evaluation.py STEP_LIST 4/8/16): after K latents the token sampled from the "
+          "last latent's logits is fed, no close is forced, any later <|lvr_start|> re-enters with a fresh "
+          "quota. 'latent' decoding: stop='similarity' with end_embedding= (lvr_latent_end_emb), "
+          "end_distance mse/mae/cosine, end_threshold 0.02. With lvr_head: head='latent' and "
+          "head=LvrHead (src/train/monkey_patch_forward_lvr.py); the published scripts train with LVR_HEAD=False.",
+))
+register_preset(LatentSpec(
+    name="mirage", base=_QWEN_IMAGE, open_mode="emitted", open_token="<|latent_start|>",
+    close_token="<|latent_end|>", num_latents=8, first_offset=1, stop="end_token", min_latents=0,
+    slot_policy="placeholder", slot_token="<|latent_pad|>", projection="identity", max_segments=1,
+    published_generation=DecodingSettings(
+        do_sample=True, temperature=0.7, top_p=0.9, max_new_tokens=1024,
+        notes="src/test.py generate(do_sample=True, temperature=0.7, top_p=0.9, max_new_tokens=1024); top-k and "
+              "repetition penalty come from the checkpoint's generation config (not verified; none recorded)."),
+    prompt=PromptConventions(
+        system_prompt=None, add_generation_prompt=False, suffix="<|im_start|>assistant", content_order="image_first",
+        image_placeholder="<image>",
+        notes="src/test.py: chat template without generation prompt, the image moved to the question's <image> "
+              "(src/utils.py place_input_image), then '<|im_start|>assistant' with no newline."),
+    notes="UMass-Embodied-AGI/Mirage@53f26de2 transformers/src/transformers/generation/utils.py (_sample): a "
+          "sampled <|latent_end|> closes (0 latents allowed), else forced after MAX_LATENT_LEN=8. Deviation: "
+          "the authors' loop never resets its counters, so a second <|latent_start|> enters an uncapped segment "
+          "that (after a sampled first close) cannot close; here max_segments=1 makes a later start marker "
+          "ordinary text. A start sampled inside a segment is fed there as a token by the authors' loop; here it "
+          "is an ordinary (pad-slot) latent step.",
+))
+register_preset(LatentSpec(
+    name="coconut", base="GPT-2 / Llama", open_mode="prompt", open_token="<|start-latent|>",
+    close_token="<|end-latent|>", num_latents=6, first_offset=1, stop="fixed",
+    slot_policy="placeholder", slot_token="<|latent|>", projection="identity",
+    published_generation=DecodingSettings(
+        do_sample=False, max_new_tokens=64,
+        notes="coconut.py generate: greedy argmax, batch 1; max_new_tokens 64 for GSM8K, 128 otherwise (run.py)."),
+    prompt=PromptConventions(
+        add_generation_prompt=False, suffix="\n",
+        notes="dataset.py: question + '\\n' tokenised with special tokens, then <|start-latent|>, K x "
+              "<|latent|>, <|end-latent|> (the caller writes them in the prompt)."),
+    notes="facebookresearch/coconut@27273cb8 coconut.py, dataset.py (get_question_latent_dataset): markers "
+          "and K=6 <|latent|> slots are in the prompt; latent k = h at the position before it.",
+))
+register_preset(LatentSpec(
+    name="codi", base="GPT-2 / Llama", open_mode="appended", open_token=-2, close_token=-1,
+    num_latents=6, first_offset=1, stop="fixed", slot_policy="none", projection="module", suppress=(-1,),
+    published_generation=DecodingSettings(
+        do_sample=False, max_new_tokens=256,
+        notes="test.py with scripts/test_gpt2.sh, test_llama1b.sh: --greedy True over logits[:, :vocab-1] "
+              "(the spec's suppress); without it T=0.1, top-k 40, top-p 0.95."),
+    prompt=PromptConventions(
+        add_generation_prompt=False,
+        notes="test.py: question.strip().replace('  ', ' '), plain tokenizer call, no chat template; <bot> "
+              "appended with no eos before it (--remove_eos True)."),
+    notes="zhenyi4/codi@4fd88d4b src/model.py, test.py: pad, <bot>, <eot> are ids V, V+1, V+2 after "
+          "resize_token_embeddings(V+3) (no strings: open_token=-2, close_token=-1 count from the end of the "
+          "vocabulary); <bot> appended, 6 latents f(h) with f = prj (MLP + LayerNorm), then <eot>; greedy "
+          "decoding never picks <eot>.",
+))
+register_preset(LatentSpec(
+    name="toy", base="Qwen2.5-VL (tiny, shipped)", open_mode="emitted", open_token="<|latent_start|>",
+    close_token="<|latent_end|>", num_latents=4, first_offset=1, stop="fixed",
+    slot_policy="placeholder", slot_token="<|latent_pad|>", projection="identity",
+    notes="The embedded default's protocol (Mirage-like, fixed K=4, close forced).",
+))
+register_preset(LatentSpec(
+    name="toy-text", base="Qwen2.5-VL (tiny, shipped)", open_mode="emitted", open_token="<|caption|>",
+    close_token="<|caption_end|>", num_latents=10, first_offset=1, stop="end_token", min_latents=1,
+    slot_policy="none", projection="identity", mediator="text",
+    notes="Explicit text imagination: a short caption of the queried object between markers.",
+))
