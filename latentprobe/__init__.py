@@ -34,7 +34,8 @@ from latentprobe.interventions import (
     register_intervention,
 )
 from latentprobe.engine import LatentRunner, segment_attention_mask
-from latentprobe.spec import CodiProjection, LatentSpec, get_preset, list_presets, register_preset
+from latentprobe.spec import CodiProjection, LatentSpec
+from latentprobe.presets import get_preset, list_presets, register_preset
 from latentprobe.trace import ExampleTrace, LatentTrace, Segment
 
 __version__ = "0.1.0"

@@ -21,7 +21,7 @@ def main() -> None:
 @main.command()
 def presets() -> None:
     """List the latent-reasoning protocols (LatentSpec presets)."""
-    from latentprobe.spec import get_preset, list_presets
+    from latentprobe.presets import get_preset, list_presets
 
     for name in list_presets():
         s = get_preset(name)

@@ -6,9 +6,36 @@ in ``docs/published-protocols.md``. ``toy`` and ``toy-text`` are the shipped toy
 
 from __future__ import annotations
 
-from latentprobe.spec import DecodingSettings, LatentSpec, PromptConventions, register_preset
+from typing import Any
 
-__all__: list[str] = []
+from latentprobe.errors import SpecError
+from latentprobe.spec import DecodingSettings, LatentSpec, PromptConventions
+
+__all__ = ["get_preset", "list_presets", "register_preset"]
+
+_PRESETS: dict[str, LatentSpec] = {}
+
+
+def register_preset(spec: LatentSpec, *, overwrite: bool = False) -> LatentSpec:
+    """Make ``spec`` available by name through :func:`get_preset`."""
+    if spec.name in _PRESETS and not overwrite:
+        raise SpecError(f"a preset named {spec.name!r} exists; pass overwrite=True to replace it.")
+    _PRESETS[spec.name] = spec
+    return spec
+
+
+def list_presets() -> list[str]:
+    """Names of the registered presets, sorted."""
+    return sorted(_PRESETS)
+
+
+def get_preset(name: str, **overrides: Any) -> LatentSpec:
+    """The preset called ``name``, optionally with some fields changed (e.g. ``num_latents=16``)."""
+    try:
+        spec = _PRESETS[name]
+    except KeyError:
+        raise SpecError(f"no preset named {name!r}; known presets: {', '.join(list_presets())}.") from None
+    return spec.replace(**overrides) if overrides else spec
 
 _QWEN_IMAGE = "Qwen2.5-VL"
 _MONET_SYSTEM = ("You are a helpful multimodal assistant. You are required to answer the question based on the "

@@ -414,32 +414,3 @@ class CodiProjection(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.norm(self.fc2(self.act(self.fc1(h))))
-
-
-_PRESETS: dict[str, LatentSpec] = {}
-
-
-def register_preset(spec: LatentSpec, *, overwrite: bool = False) -> LatentSpec:
-    """Make ``spec`` available by name through :func:`get_preset`."""
-    if spec.name in _PRESETS and not overwrite:
-        raise SpecError(f"a preset named {spec.name!r} exists; pass overwrite=True to replace it.")
-    _PRESETS[spec.name] = spec
-    return spec
-
-
-def list_presets() -> list[str]:
-    """Names of the registered presets, sorted."""
-    return sorted(_PRESETS)
-
-
-def get_preset(name: str, **overrides: Any) -> LatentSpec:
-    """The preset called ``name``, optionally with some fields changed (e.g. ``num_latents=16``)."""
-    try:
-        spec = _PRESETS[name]
-    except KeyError:
-        raise SpecError(f"no preset named {name!r}; known presets: {', '.join(list_presets())}.") from None
-    return spec.replace(**overrides) if overrides else spec
-
-
-# The presets live in latentprobe.presets (registered on import, after everything above is defined).
-from latentprobe import presets as _presets  # noqa: E402,F401

@@ -8,7 +8,8 @@ from latentprobe import interventions as iv
 from latentprobe.errors import (ImageBatchError, InterventionShapeError, ModelStructureError, SpecError,
                                 SpecTokenError, StepOutOfRangeError)
 from latentprobe.engine import LatentRunner
-from latentprobe.spec import LatentSpec, get_preset
+from latentprobe.spec import LatentSpec
+from latentprobe.presets import get_preset
 from latentprobe.trace import LatentTrace
 from latentprobe.errors import TraceFormatError
 

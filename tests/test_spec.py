@@ -4,7 +4,8 @@ import torch
 import latentprobe
 from latentprobe.errors import SpecError, SpecTokenError
 from latentprobe.engine import LatentRunner
-from latentprobe.spec import LatentSpec, get_preset, list_presets
+from latentprobe.spec import LatentSpec
+from latentprobe.presets import get_preset, list_presets
 from tiny import make_tokenizer
 
 

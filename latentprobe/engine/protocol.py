@@ -18,7 +18,8 @@ Nothing here touches a model, so every preset's protocol is testable with script
 
 Example
 -------
->>> from latentprobe.spec import ResolvedSpec, get_preset
+>>> from latentprobe.spec import ResolvedSpec
+>>> from latentprobe.presets import get_preset
 >>> rs = ResolvedSpec(get_preset("codi"), open_id=10, close_id=11, slot_id=None, after_close_ids=(),
 ...                   placeholder_id=0, pad_id=0, eos_id=1)
 >>> start = initial_state(rs, [5, 6], [0, 0])

@@ -27,7 +27,8 @@ from latentprobe.engine.parts import ModelParts, locate_parts
 from latentprobe.engine.patching import InterventionMode
 from latentprobe.errors import InputError, InterventionError, SpecError, StepOutOfRangeError
 from latentprobe.interventions import as_intervention
-from latentprobe.spec import LatentSpec, ResolvedSpec, get_preset
+from latentprobe.spec import LatentSpec, ResolvedSpec
+from latentprobe.presets import get_preset
 from latentprobe.trace import ExampleTrace, LatentTrace
 
 __all__ = ["LatentRunner"]

@@ -26,7 +26,8 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from latentprobe.spec import LatentSpec, get_preset
+from latentprobe.spec import LatentSpec
+from latentprobe.presets import get_preset
 from latentprobe.trace import Segment
 from latentprobe.errors import InputError
 

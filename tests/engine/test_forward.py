@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 from latentprobe.engine import LatentRunner
-from latentprobe.spec import get_preset
+from latentprobe.presets import get_preset
 
 VL = ["<|vision_start|> <|image_pad|> <|vision_end|> what colour is the circle ?"]
 

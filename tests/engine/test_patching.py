@@ -11,7 +11,7 @@ import torch
 from latentprobe import interventions as iv
 from latentprobe.engine import InterventionMode, LatentRunner, apply_intervention
 from latentprobe.errors import InterventionShapeError
-from latentprobe.spec import get_preset
+from latentprobe.presets import get_preset
 
 VL = ["<|vision_start|> <|image_pad|> <|vision_end|> what colour is the circle ?",
       "<|vision_start|> <|image_pad|> <|vision_end|> what is ?"]

@@ -16,7 +16,7 @@ from latentprobe.engine import (Decision, End, EndReason, FeedLatent, FeedTextLa
                                 ProtocolState, initial_state, needs_sample, resume_at_answer, resume_at_latent,
                                 step)
 from latentprobe.errors import InputError
-from latentprobe.spec import get_preset
+from latentprobe.presets import get_preset
 from latentprobe.trace import Segment
 from tiny import make_tokenizer
 

@@ -5,7 +5,7 @@ import torch
 
 from latentprobe import interventions as iv
 from latentprobe.engine import LatentRunner
-from latentprobe.spec import get_preset
+from latentprobe.presets import get_preset
 from latentprobe.trace import Segment
 from tiny import force_open
 

@@ -12,7 +12,7 @@ from tokenizers.processors import TemplateProcessing
 from latentprobe.engine import GenerationConfig, LatentRunner, LvrHead, choose, end_distance, sampling_probs
 from latentprobe.errors import InputError, SpecError
 from latentprobe.seeding import torch_generator
-from latentprobe.spec import get_preset
+from latentprobe.presets import get_preset
 from latentprobe.trace import Segment
 from tiny import force_open, make_tokenizer, tiny_llama
 
