@@ -125,16 +125,35 @@ def test_markers_by_id_resolve_on_a_tokenizer_without_such_strings():
         get_preset("codi", open_token=V + 7).resolve(tok, vocab_size=V + 3)
 
 
+def _tokenizer_with_markers_rotated():
+    """The tests' tokenizer with its special markers rotated by five places: every marker gets another id."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from tiny import SPECIALS, WORDS
+
+    order = SPECIALS[:3] + SPECIALS[8:] + SPECIALS[3:8]
+    tok = Tokenizer(models.WordLevel(vocab={t: i for i, t in enumerate(order + WORDS)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+    fast.add_special_tokens({"additional_special_tokens": order[3:]})
+    return fast
+
+
 def test_token_ids_come_from_the_tokenizer():
     spec = get_preset("mirage")
-    a = spec.resolve(make_tokenizer())
-    b = spec.resolve(make_tokenizer(extra_specials=("<x1>", "<x2>")))  # shifts the words, not the markers
-    tok_a = make_tokenizer()
-    assert a.open_id == tok_a.convert_tokens_to_ids("<|latent_start|>")
-    assert a.slot_id == tok_a.convert_tokens_to_ids("<|latent_pad|>")
+    tok_a, tok_b = make_tokenizer(), _tokenizer_with_markers_rotated()
+    a, b = spec.resolve(tok_a), spec.resolve(tok_b)
+    for rs, tok in ((a, tok_a), (b, tok_b)):
+        assert rs.open_id == tok.convert_tokens_to_ids("<|latent_start|>")
+        assert rs.close_id == tok.convert_tokens_to_ids("<|latent_end|>")
+        assert rs.slot_id == tok.convert_tokens_to_ids("<|latent_pad|>")
+    # the two tokenizers place the markers differently, so ids fixed in advance would fail one of them
+    assert (a.open_id, a.close_id, a.slot_id) != (b.open_id, b.close_id, b.slot_id)
+    assert a.open_id != b.open_id and a.close_id != b.close_id and a.slot_id != b.slot_id
     custom = LatentSpec(name="c", open_mode="emitted", open_token="<x2>", close_token="<x1>", num_latents=2)
     r = custom.resolve(make_tokenizer(extra_specials=("<x1>", "<x2>")))
-    assert r.open_id != r.close_id and a.open_id == b.open_id
+    assert r.open_id == r.close_id + 1
 
 
 def test_missing_tokens_raise_a_clear_error():
