@@ -34,7 +34,9 @@ from latentprobe.interventions import (
     register_intervention,
 )
 from latentprobe.engine import LatentRunner, segment_attention_mask
-from latentprobe.spec import CodiProjection, LatentSpec, get_preset, list_presets, register_preset
+from latentprobe.engine.heads import CodiProjection
+from latentprobe.engine.loading import load
+from latentprobe.spec import LatentSpec, get_preset, list_presets, register_preset
 from latentprobe.trace import ExampleTrace, LatentTrace, Segment
 
 __version__ = "0.1.0"
@@ -45,5 +47,5 @@ __all__ = [
     "LatentRunner", "LatentSpec", "LatentTrace", "MatchedDisplacement", "MeanAblate", "ModelStructureError",
     "NoLatents", "RepeatFirst", "Replace", "ReplaceNoise", "Scale", "Segment", "SpecError", "SpecTokenError",
     "StepOutOfRangeError", "Swap", "TraceFormatError", "Zero", "get_preset", "intervention_from_config",
-    "list_presets", "register_intervention", "register_preset", "segment_attention_mask", "__version__",
+    "list_presets", "load", "register_intervention", "register_preset", "segment_attention_mask", "__version__",
 ]

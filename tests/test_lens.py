@@ -15,7 +15,8 @@ pytest.importorskip("transformer_lens")
 from latentprobe.errors import InputError, InterventionShapeError, ModelStructureError  # noqa: E402
 from latentprobe.lens import latent_residuals, replay_with_cache, residual_hook_name, to_bridge  # noqa: E402
 from latentprobe.engine import LatentRunner  # noqa: E402
-from latentprobe.spec import CodiProjection, get_preset  # noqa: E402
+from latentprobe.engine.heads import CodiProjection
+from latentprobe.spec import get_preset  # noqa: E402
 
 LAT6 = " ".join(["<|latent|>"] * 6)
 COCONUT_PROMPTS = [

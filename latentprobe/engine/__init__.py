@@ -7,9 +7,13 @@
 * :mod:`~latentprobe.engine.loop`: the batched decode loop;
 * :mod:`~latentprobe.engine.patching`: the one function that applies an intervention;
 * :mod:`~latentprobe.engine.modes`: replay / propagate / redecode;
-* :mod:`~latentprobe.engine.runner`: :class:`LatentRunner`, the public entry point.
+* :mod:`~latentprobe.engine.runner`: :class:`LatentRunner`, the public entry point;
+* :mod:`~latentprobe.engine.heads`: latent heads in their authors' layouts (:class:`CodiProjection`);
+* :mod:`~latentprobe.engine.loading`: :func:`load` (published checkpoints), :func:`load_codi`, :func:`load_coconut`.
 """
 
+from latentprobe.engine.heads import CodiProjection
+from latentprobe.engine.inputs import PromptConvention, VideoNotSupportedError
 from latentprobe.engine.loop import GenerationConfig, LogitsProcessor
 from latentprobe.engine.masks import MaskRule, segment_attention_mask
 from latentprobe.engine.parts import ModelParts, get_path, locate_parts
@@ -18,9 +22,12 @@ from latentprobe.engine.protocol import (Action, Decision, End, EndReason, FeedL
                                          ProtocolMode, ProtocolStart, ProtocolState, initial_state, needs_sample,
                                          resume_at_answer, resume_at_latent, step)
 from latentprobe.engine.runner import LatentRunner
+from latentprobe.engine.loading import (FAMILY_CONVENTIONS, MissingDependencyError, check_spec_tokens, coconut_prompt,
+                                         load, load_codi, load_coconut)
 
 __all__ = [
-    "LatentRunner", "GenerationConfig", "LogitsProcessor", "MaskRule", "segment_attention_mask", "ModelParts",
+    "LatentRunner", "load", "load_codi", "load_coconut", "coconut_prompt", "check_spec_tokens", "FAMILY_CONVENTIONS",
+    "MissingDependencyError", "CodiProjection", "PromptConvention", "VideoNotSupportedError", "GenerationConfig", "LogitsProcessor", "MaskRule", "segment_attention_mask", "ModelParts",
     "locate_parts", "get_path", "InterventionMode", "apply_intervention",
     "Action", "Decision", "End", "EndReason", "FeedLatent", "FeedTextLatent", "FeedToken", "ProtocolMode",
     "ProtocolStart", "ProtocolState", "initial_state", "needs_sample", "resume_at_answer", "resume_at_latent", "step",

@@ -60,7 +60,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from latentprobe.engine.masks import MaskRule, segment_attention_mask
-from latentprobe.images import to_pixel_values
+from latentprobe.images import pixel_values as image_pixel_values
 from latentprobe.toy.model import VARIANTS, build_model, mask_rule, prompt_for, toy_spec
 from latentprobe.toy.shapes import ToyExample, majority_baseline, make_dataset, train_test_split
 from latentprobe.toy.vocab import build_tokenizer, caption_for
@@ -291,7 +291,7 @@ def collate(model: torch.nn.Module, items: Sequence[_Encoded], pad_id: int) -> B
         segs[b, off:] = torch.tensor(it.segs)
         valid[b, off:] = 1
         labels[b, off:] = torch.tensor(it.labels)
-    pv, grid = to_pixel_values([it.image for it in items])
+    pv, grid = image_pixel_values([it.image for it in items])
     image_mask = segs == S.IMAGE
     with torch.no_grad():
         pos, _ = model.model.get_rope_index(ids, mm_token_type_ids=image_mask.long(), image_grid_thw=grid,
@@ -710,7 +710,7 @@ def _pretrain_vision(model: torch.nn.Module, examples: Sequence[ToyExample], arg
     model.train()
     for i, ix in enumerate(_batches(len(images), args.batch_size, args.vision_steps, gen)):
         chunk = [images[j] for j in ix]
-        pv, grid = to_pixel_values([e.image() for e in chunk])
+        pv, grid = image_pixel_values([e.image() for e in chunk])
         feats = image_features(model, pv, grid)
         labels = torch.cat([cell_labels(e) for e in chunk])
         logits = head(feats).split(list(_CLASSES), dim=-1)
