@@ -260,7 +260,12 @@ def load_codi(checkpoint: str | os.PathLike, base: str | os.PathLike, *, num_lat
             f"other keys {other[:5]}); expected the CODI module's state dict (codi.base_model.model.*, prj.1.*, "
             "prj.3.*, prj.ln.*)."
         )
-    res = peft_model.load_state_dict(codi, strict=False)
+    try:
+        res = peft_model.load_state_dict(codi, strict=False)
+    except RuntimeError as err:  # shape mismatches (another LoRA rank, another base)
+        raise ModelStructureError(f"{checkpoint}: codi.* weights do not fit {base} with LoRA r={lora_r} on "
+                                  f"{list(target_modules)}; pass the checkpoint's lora_r / target_modules and its "
+                                  f"base model. ({str(err).splitlines()[-1].strip()})") from None
     tied = {k for k in res.missing_keys if "lm_head" in k}  # tied to the input embedding (CODI calls tie_weights)
     missing = [k for k in res.missing_keys if k not in tied]
     if missing or res.unexpected_keys:
