@@ -76,7 +76,10 @@ def _open_image(part: dict[str, Any], where: str) -> Any:
                     raise InputError(f"{where}: image URLs are not fetched; pass the image (PIL or array) as 'image'.")
                 from PIL import Image
 
-                return Image.open(im)
+                try:
+                    return Image.open(im)
+                except OSError as err:
+                    raise InputError(f"{where}: cannot open image file {im!r} ({err}).") from None
             return im
     raise InputError(f"{where}: an image part needs the image under 'image' (a PIL image or a uint8 array).")
 
