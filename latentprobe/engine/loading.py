@@ -146,8 +146,10 @@ def load(model: str | os.PathLike, preset: str | LatentSpec, *, dtype: torch.dty
 
     Examples
     --------
+    Needs network and about 16 GB of GPU memory, so not run here:
+
     >>> runner = latentprobe.load("Miiche/vsp_spatial_planning_direct_sft", "mirage",
-    ...                           dtype=torch.bfloat16, device_map="auto")  # doctest: +SKIP (network, 16 GB)
+    ...                           dtype=torch.bfloat16, device_map="auto")  # doctest: +SKIP
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
