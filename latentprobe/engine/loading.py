@@ -251,7 +251,8 @@ def load_codi(checkpoint: str | os.PathLike, base: str | os.PathLike, *, num_lat
                           ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "gate_proj"])
     peft_model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=lora_r, lora_alpha=lora_alpha,
                                                   lora_dropout=0.1, target_modules=list(target_modules),
-                                                  init_lora_weights=True))
+                                                  init_lora_weights=True,
+                                                  fan_in_fan_out=arch == "gpt2"))  # GPT-2's Conv1D (peft sets it anyway)
     sd = _state_dict(checkpoint)
     codi = {k[len("codi."):]: v for k, v in sd.items() if k.startswith("codi.")}
     prj = {k: v for k, v in sd.items() if k.startswith("prj.")}
