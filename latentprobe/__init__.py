@@ -34,8 +34,10 @@ from latentprobe.interventions import (
     register_intervention,
 )
 from latentprobe.engine import LatentRunner, segment_attention_mask
-from latentprobe.spec import CodiProjection, LatentSpec
+from latentprobe.engine.heads import CodiProjection
+from latentprobe.engine.loading import load
 from latentprobe.presets import get_preset, list_presets, register_preset
+from latentprobe.spec import LatentSpec
 from latentprobe.trace import ExampleTrace, LatentTrace, Segment
 
 __version__ = "0.1.0"
@@ -46,7 +48,7 @@ __all__ = [
     "LatentRunner", "LatentSpec", "LatentTrace", "MatchedDisplacement", "MeanAblate", "ModelStructureError",
     "NoLatents", "RepeatFirst", "Replace", "ReplaceNoise", "Scale", "Segment", "SpecError", "SpecTokenError",
     "StepOutOfRangeError", "Swap", "TraceFormatError", "Zero", "get_preset", "intervention_from_config",
-    "list_presets", "register_intervention", "register_preset", "segment_attention_mask", "__version__",
+    "list_presets", "load", "register_intervention", "register_preset", "segment_attention_mask", "__version__",
 ]
 
 #: Subpackages reachable as attributes (``lp.causal.z_to_y``), imported on first use so that

@@ -1,18 +1,23 @@
-"""Qwen2-VL / Qwen2.5-VL image preprocessing in plain numpy, plus small image helpers.
+"""Images for Qwen2.5-VL-style models: preprocessing through a Hugging Face image processor, and small helpers.
 
-:func:`to_pixel_values` reproduces, value for value, the ``pixel_values`` /
-``image_grid_thw`` produced by transformers' Qwen2-VL image processor for images that
-need no resizing (sides already multiples of ``patch_size * merge_size``): rescale by
-1/255 (in float64, then float32), normalise per channel in float32, repeat the frame
-``temporal_patch_size`` times and flatten patches in merge-window order.
+:func:`pixel_values` sends images of any size and mode (PIL images, or uint8 arrays in L, RGB or
+RGBA) through the checkpoint's image processor, by default transformers'
+``Qwen2VLImageProcessorPil`` (no torchvision needed), which resizes to multiples of 28 px within
+its min/max pixels exactly as the authors' processors do.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import functools
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
+
+from latentprobe.errors import ImageBatchError
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 __all__ = [
     "OPENAI_CLIP_MEAN",
@@ -20,82 +25,72 @@ __all__ = [
     "blank_image",
     "noise_image",
     "num_image_tokens",
+    "as_pil",
+    "default_image_processor",
     "occlude",
-    "to_pixel_values",
+    "pixel_values",
 ]
 
 OPENAI_CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
 
-def _check_image(image: np.ndarray, factor: int) -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"expected an H x W x 3 image, got shape {image.shape}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, got dtype {image.dtype}")
-    h, w = image.shape[:2]
-    if h % factor or w % factor or h == 0 or w == 0:
-        raise ValueError(
-            f"image size {h}x{w} is not a multiple of {factor} (patch_size * merge_size); "
-            f"resize the image so both sides are multiples of {factor} (e.g. 112 x 112)"
+def as_pil(image: Any) -> "PIL.Image.Image":
+    """A PIL image from a PIL image (any mode) or a uint8 array: ``H x W`` (L), ``H x W x 3`` (RGB) or
+    ``H x W x 4`` (RGBA). The processor converts every mode to RGB (RGBA composited on white)."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise ImageBatchError(
+            f"expected a uint8 image array, got dtype {arr.dtype}; convert it, e.g. (x * 255).round().astype('uint8'), "
+            "or pass a PIL image."
         )
-    return image
+    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 3, 4)):
+        if arr.ndim == 3 and arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        if min(arr.shape[:2]) == 0:
+            raise ImageBatchError(f"image of shape {arr.shape} is empty.")
+        return Image.fromarray(arr)
+    raise ImageBatchError(
+        f"expected an H x W, H x W x 3 or H x W x 4 uint8 image (channels last), got shape {arr.shape}."
+    )
 
 
-def to_pixel_values(
-    images: Sequence[np.ndarray] | np.ndarray,
-    *,
-    patch_size: int = 14,
-    temporal_patch_size: int = 2,
-    merge_size: int = 2,
-    mean: Sequence[float] = OPENAI_CLIP_MEAN,
-    std: Sequence[float] = OPENAI_CLIP_STD,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Turn uint8 ``H x W x 3`` images into Qwen2.5-VL vision inputs.
+@functools.lru_cache(maxsize=1)
+def default_image_processor() -> Any:
+    """transformers' ``Qwen2VLImageProcessorPil()`` with its defaults (no torchvision needed).
 
-    Returns ``(pixel_values, image_grid_thw)``: a float32 tensor of shape
-    ``[sum_i grid_h_i * grid_w_i, 3 * temporal_patch_size * patch_size**2]`` and an int64
-    tensor ``[n_images, 3]`` of ``(1, grid_h, grid_w)``.  A single ``H x W x 3`` array is
-    accepted as a batch of one.  Raises ``ValueError`` unless both sides are multiples
-    of ``patch_size * merge_size`` (28 by default); no resizing is done.
+    Used when no checkpoint processor is given. On images whose sides are multiples of 28 px
+    (within its min/max pixels) it does no resizing.
     """
-    if isinstance(images, np.ndarray) and images.ndim == 3:
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    return Qwen2VLImageProcessorPil()
+
+
+def pixel_values(images: Sequence[Any] | Any, processor: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(pixel_values, image_grid_thw)`` of images of any size and mode, through ``processor``.
+
+    ``processor`` is a Hugging Face image processor (the checkpoint's own; default
+    :func:`default_image_processor`) or a callable ``images -> (pixel_values, image_grid_thw)``.
+    A single image is a batch of one. ``pixel_values`` is float32 ``[sum_i h_i * w_i, 3 * 2 * 14 * 14]``,
+    ``image_grid_thw`` int64 ``[n_images, 3]``.
+    """
+    if not isinstance(images, (list, tuple)):
         images = [images]
     if len(images) == 0:
-        raise ValueError("no images given")
-    factor = patch_size * merge_size
-    mean_arr = np.asarray(mean, dtype=np.float32)
-    std_arr = np.asarray(std, dtype=np.float32)
-    all_patches: list[np.ndarray] = []
-    grids: list[list[int]] = []
-    for image in images:
-        image = _check_image(image, factor)
-        h, w = image.shape[:2]
-        # rescale exactly like transformers: float64 multiply, then downcast to float32
-        x = (image.astype(np.float64) * (1.0 / 255.0)).astype(np.float32)
-        x = (x - mean_arr) / std_arr  # (H, W, C), float32
-        x = np.moveaxis(x, -1, 0)  # (C, H, W)
-        grid_h, grid_w = h // patch_size, w // patch_size
-        channel = x.shape[0]
-        patches = x.reshape(
-            channel, grid_h // merge_size, merge_size, patch_size, grid_w // merge_size, merge_size, patch_size
-        )
-        # (grid_h/m, grid_w/m, m, m, C, patch, patch)
-        patches = patches.transpose(1, 4, 2, 5, 0, 3, 6)
-        # repeat the single frame temporal_patch_size times -> (..., C, T, patch, patch)
-        patches = np.broadcast_to(
-            patches[:, :, :, :, :, None], (*patches.shape[:5], temporal_patch_size, *patches.shape[5:])
-        )
-        all_patches.append(
-            np.ascontiguousarray(patches).reshape(
-                grid_h * grid_w, channel * temporal_patch_size * patch_size * patch_size
-            )
-        )
-        grids.append([1, grid_h, grid_w])
-    pixel_values = torch.from_numpy(np.concatenate(all_patches, axis=0))
-    image_grid_thw = torch.tensor(grids, dtype=torch.long)
-    return pixel_values, image_grid_thw
+        raise ImageBatchError("no images given.")
+    pils = [as_pil(im) for im in images]
+    proc = default_image_processor() if processor is None else processor
+    res = proc(pils, return_tensors="pt") if processor is None or hasattr(proc, "model_input_names") else proc(pils)
+    if isinstance(res, tuple):
+        pv, thw = res
+    else:  # a BatchFeature
+        pv, thw = res["pixel_values"], res["image_grid_thw"]
+    return torch.as_tensor(pv), torch.as_tensor(thw).long()
 
 
 def num_image_tokens(image_size: int | tuple[int, int], *, patch_size: int = 14, merge_size: int = 2) -> int:

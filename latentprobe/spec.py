@@ -31,9 +31,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
-import torch
-from torch import nn
-
 from latentprobe.errors import SpecError, SpecTokenError
 
 __all__ = [
@@ -41,10 +38,6 @@ __all__ = [
     "ResolvedSpec",
     "DecodingSettings",
     "PromptConventions",
-    "CodiProjection",
-    "get_preset",
-    "list_presets",
-    "register_preset",
 ]
 
 OpenMode = Literal["emitted", "prompt", "appended"]
@@ -161,7 +154,7 @@ class LatentSpec:
         Tokens forced after the close marker (rarely needed).
     projection:
         ``"identity"``: ``f(h) = h``. ``"module"``: ``f`` is a module given to the runner
-        (e.g. :class:`CodiProjection`).
+        (e.g. :class:`latentprobe.engine.heads.CodiProjection`).
     max_segments:
         How many ``open -> latents -> close`` segments one generation may hold (``"emitted"`` only);
         ``None``: unlimited. Past the limit an emitted open marker is ordinary text.
@@ -395,22 +388,3 @@ class ResolvedSpec:
     pad_id: int
     eos_id: int | None
     suppress_ids: tuple[int, ...] = ()
-
-
-class CodiProjection(nn.Module):
-    """CODI's latent projection ``f``: Linear -> GELU -> Linear -> LayerNorm.
-
-    CODI feeds ``f(h_{p-1})`` rather than ``h_{p-1}`` itself. Load the checkpoint's projection
-    weights into this module and pass it to the runner as ``projection=``.
-    """
-
-    def __init__(self, hidden_size: int, projection_size: int | None = None, eps: float = 1e-5) -> None:
-        super().__init__()
-        projection_size = projection_size or hidden_size
-        self.fc1 = nn.Linear(hidden_size, projection_size)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(projection_size, hidden_size)
-        self.norm = nn.LayerNorm(hidden_size, eps=eps)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.fc2(self.act(self.fc1(h))))

@@ -10,12 +10,12 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-pytest.importorskip("transformer_lens")
+import transformer_lens  # noqa: E402,F401  (a required dependency: a missing one must fail)
 
 from latentprobe.errors import InputError, InterventionShapeError, ModelStructureError  # noqa: E402
 from latentprobe.lens import latent_residuals, replay_with_cache, residual_hook_name, to_bridge  # noqa: E402
 from latentprobe.engine import LatentRunner  # noqa: E402
-from latentprobe.spec import CodiProjection  # noqa: E402
+from latentprobe.engine.heads import CodiProjection  # noqa: E402
 from latentprobe.presets import get_preset  # noqa: E402
 
 LAT6 = " ".join(["<|latent|>"] * 6)

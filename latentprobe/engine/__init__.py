@@ -9,9 +9,13 @@
 * :mod:`~latentprobe.engine.lvr`: LVR's latent head;
 * :mod:`~latentprobe.engine.patching`: the one function that applies an intervention;
 * :mod:`~latentprobe.engine.modes`: replay / propagate / redecode;
-* :mod:`~latentprobe.engine.runner`: :class:`LatentRunner`, the public entry point.
+* :mod:`~latentprobe.engine.runner`: :class:`LatentRunner`, the public entry point;
+* :mod:`~latentprobe.engine.heads`: latent heads in their authors' layouts (:class:`CodiProjection`);
+* :mod:`~latentprobe.engine.loading`: :func:`load` (published checkpoints), :func:`load_codi`, :func:`load_coconut`.
 """
 
+from latentprobe.engine.heads import CodiProjection
+from latentprobe.engine.inputs import PromptConvention, VideoNotSupportedError
 from latentprobe.engine.lvr import LvrHead
 from latentprobe.engine.sampling import GenerationConfig, LogitsProcessor, choose, end_distance, sampling_probs
 from latentprobe.engine.masks import MaskRule, segment_attention_mask
@@ -21,9 +25,14 @@ from latentprobe.engine.protocol import (Action, Decision, End, EndReason, FeedL
                                          ProtocolMode, ProtocolStart, ProtocolState, initial_state, needs_sample,
                                          resume_at_answer, resume_at_latent, step)
 from latentprobe.engine.runner import LatentRunner
+from latentprobe.engine.loading import (FAMILY_CONVENTIONS, MissingDependencyError, check_spec_tokens, coconut_prompt,
+                                         load, load_codi, load_coconut)
 
 __all__ = [
-    "LatentRunner", "GenerationConfig", "LogitsProcessor", "choose", "sampling_probs", "end_distance", "LvrHead", "MaskRule", "segment_attention_mask", "ModelParts",
+    "LatentRunner", "load", "load_codi", "load_coconut", "coconut_prompt", "check_spec_tokens", "FAMILY_CONVENTIONS",
+    "MissingDependencyError", "CodiProjection", "LvrHead", "PromptConvention", "VideoNotSupportedError",
+    "GenerationConfig", "LogitsProcessor", "choose", "sampling_probs", "end_distance", "MaskRule",
+    "segment_attention_mask", "ModelParts",
     "locate_parts", "get_path", "InterventionMode", "apply_intervention",
     "Action", "Decision", "End", "EndReason", "FeedLatent", "FeedTextLatent", "FeedToken", "ProtocolMode",
     "ProtocolStart", "ProtocolState", "initial_state", "needs_sample", "resume_at_answer", "resume_at_latent", "step",

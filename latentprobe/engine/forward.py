@@ -2,12 +2,18 @@
 
 The KV cache is passed as ``cache=``, the argument transformers 5 keeps (``past_key_values=`` is
 deprecated for Qwen2.5-VL, GPT-2 and Llama and removed in 5.40).
+
+Devices: under a ``device_map`` the decoder layers, the final norm and ``lm_head`` may live on
+different devices, so every index and patch tensor is moved to the device of the tensor it
+indexes, at the point it indexes it (:func:`at`). Memory: logits are computed only at the last
+position and at the positions asked for (``logits_at``), through the model's ``logits_to_keep``.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from jaxtyping import Float, Int
@@ -17,18 +23,22 @@ from torch import Tensor
 from latentprobe.engine.parts import ModelParts, get_path
 from latentprobe.engine.patching import LayerPatch
 
-__all__ = ["ForwardOut", "TracedForward", "new_cache"]
+__all__ = ["ForwardOut", "TracedForward", "new_cache", "at"]
 
 
 @dataclass(frozen=True)
 class ForwardOut:
-    """What one forward returns: the last position of every row, and the gathered positions."""
+    """What one forward returns: the last position of every row, and the gathered positions.
+
+    ``residuals`` hold the gathered positions' residual layers (all ``L + 1``, or those asked for);
+    ``logits_gather`` the logits at the ``logits_at`` positions, in their order.
+    """
 
     h_last: Float[Tensor, "b d"]
     logits_last: Float[Tensor, "b vocab"]
-    residuals: Float[Tensor, "n layers_plus_1 d"] | None = None
+    residuals: Float[Tensor, "n layers d"] | None = None
     h_gather: Float[Tensor, "n d"] | None = None
-    logits_gather: Float[Tensor, "n vocab"] | None = None
+    logits_gather: Float[Tensor, "m vocab"] | None = None
 
 
 def new_cache(model: torch.nn.Module) -> Any:
@@ -38,54 +48,83 @@ def new_cache(model: torch.nn.Module) -> Any:
     return DynamicCache(config=model.config)
 
 
+def at(index: Tensor, target: Tensor) -> Tensor:
+    """``index`` on ``target``'s device (a no-op when it is already there)."""
+    return index.to(target.device)
+
+
 class TracedForward:
     """Runs the model under an nnsight trace over ``inputs_embeds``.
 
     Reads the final-norm output (a latent's source) and the logits at each row's last position;
-    with ``gather=(rows, cols)`` also every residual layer (0 = input of decoder layer 0, ``i`` =
-    output of decoder layer ``i-1``), the norm output and the logits at those positions. Layer
-    patches rewrite decoder-layer outputs at their (rows, cols) before later layers read them.
+    with ``gather=(rows, cols)`` also the residual layers ``layers`` (default all; 0 = input of
+    decoder layer 0, ``i`` = output of decoder layer ``i-1``) and the norm output at those
+    positions, and with ``logits_at=(rows, cols)`` the logits there. Layer patches rewrite
+    decoder-layer outputs at their (rows, cols) before later layers read them.
     """
 
     def __init__(self, model: torch.nn.Module, parts: ModelParts) -> None:
         self.nn = NNsight(model)
         self.parts = parts
+        self.keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
 
     def __call__(self, embeds: Float[Tensor, "b t d"], attn: Tensor, pos: Int[Tensor, "..."], cache: Any,
-                 gather: tuple[Tensor, Tensor] | None, patches: list[LayerPatch]) -> ForwardOut:
+                 gather: tuple[Tensor, Tensor] | None, patches: list[LayerPatch], *,
+                 layers: Sequence[int] | None = None,
+                 logits_at: tuple[Tensor, Tensor] | None = None) -> ForwardOut:
+        T = embeds.shape[1]
+        wanted = list(range(self.parts.n_layers + 1)) if layers is None else sorted(set(int(l) for l in layers))
+        keep_cols, lrows, lidx = None, None, None
+        if logits_at is not None and len(logits_at[0]):
+            cols = sorted(set(logits_at[1].tolist()) | {T - 1})
+            where = {c: k for k, c in enumerate(cols)}
+            keep_cols = torch.tensor(cols, dtype=torch.long)
+            lrows = logits_at[0].long().cpu()
+            lidx = torch.tensor([where[int(c)] for c in logits_at[1].tolist()], dtype=torch.long)
+            if not self.keeps_logits:  # the model computes every position's logits: index them directly
+                lidx = logits_at[1].long().cpu()
         with torch.no_grad():
-            saved = self._traced(embeds, attn, pos, cache, gather, patches)
-        res = torch.stack(list(saved["res"]), dim=1) if gather is not None else None  # [n, L+1, d]
+            saved = self._traced(embeds, attn, pos, cache, gather, patches, wanted, keep_cols, lrows, lidx)
+        res = None
+        if gather is not None:
+            parts = [r.to(saved["h_last"].device) for r in saved["res"]]
+            res = torch.stack(parts, dim=1)  # [n, layers, d]
         return ForwardOut(saved["h_last"], saved["logits_last"], res, saved.get("h_gather"),
                           saved.get("logits_gather"))
 
-    def _traced(self, embeds: Tensor, attn: Tensor, pos: Tensor, cache: Any,
-                gather: tuple[Tensor, Tensor] | None, patches: list[LayerPatch]) -> dict[str, Any]:
+    def _traced(self, embeds: Tensor, attn: Tensor, pos: Tensor, cache: Any, gather: tuple[Tensor, Tensor] | None,
+                patches: list[LayerPatch], wanted: list[int], keep_cols: Tensor | None, lrows: Tensor | None,
+                lidx: Tensor | None) -> dict[str, Any]:
         parts = self.parts
         n_layers = parts.n_layers
         saved: dict[str, Any] = {}
+        kw: dict[str, Any] = {}
+        if self.keeps_logits:
+            kw["logits_to_keep"] = keep_cols if keep_cols is not None else 1
+        want = set(wanted)
         with self.nn.trace(inputs_embeds=embeds, attention_mask=attn, position_ids=pos, cache=cache,
-                           use_cache=True):
+                           use_cache=True, **kw):
             layers = get_path(self.nn, parts.layers_path)
             res = []
-            if gather is not None:
+            if gather is not None and 0 in want:
                 x0 = layers[0].input
-                res.append(x0[gather[0], gather[1]].clone().save())
+                res.append(x0[at(gather[0], x0), at(gather[1], x0)].clone().save())
             for i in range(n_layers):
                 out = layers[i].output
                 hs = out[0] if isinstance(out, tuple) else out
                 for p in patches:
                     if p.layer == i + 1:
-                        hs[p.rows, p.cols] = p.fn(hs[p.rows, p.cols]).to(hs.dtype)
-                if gather is not None:
-                    res.append(hs[gather[0], gather[1]].clone().save())
+                        r, c = at(p.rows, hs), at(p.cols, hs)
+                        hs[r, c] = p.fn(hs[r, c]).to(hs.dtype)
+                if gather is not None and i + 1 in want:
+                    res.append(hs[at(gather[0], hs), at(gather[1], hs)].clone().save())
             normed = get_path(self.nn, parts.norm_path).output
             saved["h_last"] = normed[:, -1].clone().save()
             if gather is not None:
-                saved["h_gather"] = normed[gather[0], gather[1]].clone().save()
+                saved["h_gather"] = normed[at(gather[0], normed), at(gather[1], normed)].clone().save()
             logits = self.nn.output.logits
             saved["logits_last"] = logits[:, -1].clone().save()
-            if gather is not None:
-                saved["logits_gather"] = logits[gather[0], gather[1]].clone().save()
+            if lrows is not None:
+                saved["logits_gather"] = logits[at(lrows, logits), at(lidx, logits)].clone().save()
             saved["res"] = res
         return saved

@@ -1,11 +1,12 @@
-"""Building the loop's rows from prompts and images: tokenising, image preprocessing, image-token
-expansion, the protocol's start state, and the choice of prompt positions to capture."""
+"""Building the loop's rows from prompts and images: chat messages, tokenising, images through the
+checkpoint's processor, image-token expansion, the protocol's start state, and the prompt positions
+to capture."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence, Union
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -13,15 +14,44 @@ from latentprobe.engine.parts import ModelParts
 from latentprobe.engine.protocol import initial_state
 from latentprobe.engine.rows import Row
 from latentprobe.errors import ImageBatchError, InputError
-from latentprobe.images import to_pixel_values
+from latentprobe.images import pixel_values
 from latentprobe.spec import ResolvedSpec
 from latentprobe.trace import Segment
 
-__all__ = ["ImageProcessor", "CapturePositions", "tokenize", "process_images", "expand_image_tokens",
-           "capture_positions", "build_rows"]
+__all__ = ["ImageProcessor", "CapturePositions", "PromptConvention", "VideoNotSupportedError", "tokenize",
+           "is_messages", "render_messages", "process_images", "expand_image_tokens", "capture_positions",
+           "build_rows"]
 
-ImageProcessor = Callable[[list[np.ndarray]], Any]
+ImageProcessor = Callable[[list[Any]], Any]
 CapturePositions = Union[str, Callable[[Tensor, Tensor], Sequence[int]]]
+
+
+class VideoNotSupportedError(InputError):
+    """A prompt holds video input (a ``<|video_pad|>`` token or a video message part)."""
+
+
+@dataclass(frozen=True)
+class PromptConvention:
+    """How a family's authors turn chat messages into the prompt string (and size its images).
+
+    Parameters
+    ----------
+    add_generation_prompt:
+        Passed to the chat template (Monet, LVR: ``True``; Mirage: ``False``, then ``suffix``).
+    suffix:
+        Text appended after the rendered template (Mirage: ``"<|im_start|>assistant"``, no newline).
+    image_prefix:
+        Text put before the rendered template when the prompt has images (Monet's ``"<image>\\n"``).
+    min_pixels, max_pixels:
+        The image processor's pixel bounds (Monet: ``256*28*28`` .. ``8192*28*28``); ``None``: the
+        checkpoint's own.
+    """
+
+    add_generation_prompt: bool = True
+    suffix: str = ""
+    image_prefix: str = ""
+    min_pixels: int | None = None
+    max_pixels: int | None = None
 
 
 def tokenize(tokenizer: Any, prompt: str | Sequence[int], add_special_tokens: bool = False) -> list[int]:
@@ -31,32 +61,93 @@ def tokenize(tokenizer: Any, prompt: str | Sequence[int], add_special_tokens: bo
     return [int(t) for t in prompt]
 
 
-def process_images(imgs: list[np.ndarray], image_processor: ImageProcessor | None) -> tuple[Tensor, Tensor]:
-    """``(pixel_values, image_grid_thw)``: the default Qwen2-VL preprocessing, or ``image_processor``."""
-    if image_processor is None:
-        try:
-            pv, thw = to_pixel_values(imgs)
-        except ValueError as err:
-            raise ImageBatchError(f"{err}; or pass image_processor= (e.g. the checkpoint's processor).") from err
-    else:
-        res = image_processor(imgs)
-        if isinstance(res, tuple):
-            pv, thw = res
-        else:  # a Hugging Face image processor's BatchFeature
-            pv, thw = res["pixel_values"], res["image_grid_thw"]
-    return torch.as_tensor(pv), torch.as_tensor(thw).long()
+def is_messages(prompt: Any) -> bool:
+    """Whether ``prompt`` is a chat: a list of ``{"role": ..., "content": ...}`` dicts."""
+    return (isinstance(prompt, (list, tuple)) and len(prompt) > 0
+            and all(isinstance(m, dict) and "role" in m for m in prompt))
 
 
-def expand_image_tokens(ids: list[int], img_tok: int, grid: Tensor, merge: int) -> list[int]:
-    """Repeat each image token as many times as its image has merged patches."""
-    out, k = [], 0
-    for t in ids:
-        if t == img_tok:
-            n = int(grid[k].prod()) // (merge * merge)
-            out.extend([img_tok] * n)
-            k += 1
+def _open_image(part: dict[str, Any], where: str) -> Any:
+    for key in ("image", "path", "url"):
+        if part.get(key) is not None:
+            im = part[key]
+            if isinstance(im, str):
+                if im.startswith(("http://", "https://")):
+                    raise InputError(f"{where}: image URLs are not fetched; pass the image (PIL or array) as 'image'.")
+                from PIL import Image
+
+                try:
+                    return Image.open(im)
+                except OSError as err:
+                    raise InputError(f"{where}: cannot open image file {im!r} ({err}).") from None
+            return im
+    raise InputError(f"{where}: an image part needs the image under 'image' (a PIL image or a uint8 array).")
+
+
+def render_messages(tokenizer: Any, messages: Sequence[dict[str, Any]], convention: PromptConvention | None = None,
+                    where: str = "prompt") -> tuple[str, list[Any]]:
+    """The prompt string of a chat (the checkpoint's chat template, the family's convention) and its images.
+
+    Image parts are ``{"type": "image", "image": <PIL image or uint8 array>}`` (or ``"path"``), in the
+    order the template places them; video parts raise :class:`VideoNotSupportedError`.
+    """
+    conv = convention or PromptConvention()
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise InputError(f"{where}: chat messages need a chat template, and the tokenizer has none; load the "
+                         "checkpoint's tokenizer (latentprobe.load) or set tokenizer.chat_template.")
+    images: list[Any] = []
+    for m, msg in enumerate(messages):
+        content = msg.get("content")
+        if isinstance(content, (list, tuple)):
+            for j, part in enumerate(content):
+                kind = part.get("type") if isinstance(part, dict) else None
+                if kind == "video":
+                    raise VideoNotSupportedError(f"{where}, message {m}, part {j}: video input is not supported yet; "
+                                                 "pass frames as images, or leave the video out.")
+                if kind == "image":
+                    images.append(_open_image(part, f"{where}, message {m}, part {j}"))
+    text = tokenizer.apply_chat_template(list(messages), tokenize=False,
+                                         add_generation_prompt=conv.add_generation_prompt)
+    return (conv.image_prefix if images else "") + text + conv.suffix, images
+
+
+def process_images(imgs: list[Any], image_processor: ImageProcessor | None) -> tuple[Tensor, Tensor]:
+    """``(pixel_values, image_grid_thw)`` through ``image_processor`` (default: transformers'
+    ``Qwen2VLImageProcessorPil``); images of any size and mode (see :func:`latentprobe.images.pixel_values`)."""
+    return pixel_values(imgs, image_processor)
+
+
+def _runs(ids: list[int], tok: int) -> list[tuple[int, int]]:
+    """``(start, length)`` of every run of ``tok`` in ``ids``."""
+    out: list[tuple[int, int]] = []
+    for p, t in enumerate(ids):
+        if t != tok:
+            continue
+        if out and out[-1][0] + out[-1][1] == p:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
         else:
-            out.append(t)
+            out.append((p, 1))
+    return out
+
+
+def expand_image_tokens(ids: list[int], img_tok: int, grid: Tensor, merge: int, where: str = "prompt") -> list[int]:
+    """Give every image its run of image tokens: a single token is repeated to the image's number of
+    merged patches; a run already of that length (a prompt expanded by the Hugging Face processor) is kept."""
+    runs = _runs(ids, img_tok)
+    out: list[int] = []
+    prev = 0
+    for k, (start, length) in enumerate(runs):
+        n = int(grid[k].prod()) // (merge * merge)
+        if length not in (1, n):
+            raise ImageBatchError(
+                f"{where}: image {k} has a run of {length} image tokens, but its grid {grid[k].tolist()} needs {n} "
+                "(or a single token, which is expanded); the prompt was expanded for a different image size or "
+                "processor: put one image token per image, or use the same processor."
+            )
+        out.extend(ids[prev:start])
+        out.extend([img_tok] * n)
+        prev = start + length
+    out.extend(ids[prev:])
     return out
 
 
@@ -83,44 +174,69 @@ def _images_of(images: Sequence[Any] | None, i: int) -> list[Any]:
     return list(images[i]) if isinstance(images[i], (list, tuple)) else [images[i]]
 
 
+def _video_ids(tokenizer: Any, parts: ModelParts) -> set[int]:
+    vocab = tokenizer.get_vocab()
+    out = {vocab[t] for t in ("<|video_pad|>",) if t in vocab}
+    vid = getattr(parts.model.config, "video_token_id", None)
+    if parts.is_vlm and vid is not None and vid != getattr(tokenizer, "unk_token_id", None):
+        out.add(int(vid))
+    return out
+
+
 def build_rows(prompts: Sequence[Any], images: Sequence[Any] | None, example_ids: Sequence[str] | None, *,
                tokenizer: Any, rspec: ResolvedSpec, parts: ModelParts, image_processor: ImageProcessor | None,
-               device: torch.device, dtype: torch.dtype, add_special_tokens: bool = False) -> list[Row]:
-    """One row per prompt, each at the protocol's start state (see :func:`~latentprobe.engine.protocol.initial_state`)."""
-    if isinstance(prompts, (str, bytes)):
-        raise InputError("prompts must be a list of prompts, not a single string; wrap it: [prompt].")
+               add_special_tokens: bool = False, convention: PromptConvention | None = None,
+               keep_dtype: torch.dtype | None = None) -> list[Row]:
+    """One row per prompt, each at the protocol's start state (see :func:`~latentprobe.engine.protocol.initial_state`).
+
+    A prompt is a string, an id list, or chat messages (rendered with :func:`render_messages`; their
+    image parts come before the prompt's ``images`` entry). Image features are kept on the CPU in
+    ``keep_dtype`` (default: the vision tower's dtype).
+    """
+    if isinstance(prompts, (str, bytes)) or is_messages(prompts):
+        raise InputError("prompts must be a list of prompts, not a single prompt; wrap it: [prompt].")
     prompts = list(prompts)
     if not prompts:
         raise InputError("no prompts given.")
     if example_ids is not None and len(example_ids) != len(prompts):
         raise InputError(f"{len(example_ids)} example_ids for {len(prompts)} prompts.")
-    ids_list = [tokenize(tokenizer, p, add_special_tokens) for p in prompts]
+    if images is not None and len(images) != len(prompts):
+        raise ImageBatchError(
+            f"{len(images)} image entries for {len(prompts)} prompts; give one entry per prompt "
+            "(None for a prompt without image, a list for several images)."
+        )
     img_tok = parts.image_token_id if parts.is_vlm else None
-    if images is not None:
-        if not parts.is_vlm:
-            raise ImageBatchError(f"{type(parts.model).__name__} takes no images; pass images=None.")
-        if len(images) != len(prompts):
-            raise ImageBatchError(
-                f"{len(images)} image entries for {len(prompts)} prompts; give one entry per prompt "
-                "(None for a prompt without image, a list for several images)."
-            )
+    video = _video_ids(tokenizer, parts)
     rows = []
-    for i, ids in enumerate(ids_list):
+    for i, prompt in enumerate(prompts):
         eid = str(example_ids[i]) if example_ids is not None else str(i)
+        where = f"prompt {i} ({eid!r})"
         imgs = _images_of(images, i)
-        n_slots = sum(1 for t in ids if img_tok is not None and t == img_tok)
-        if n_slots != len(imgs):
+        if is_messages(prompt):
+            text, chat_imgs = render_messages(tokenizer, prompt, convention, where)
+            ids = tokenize(tokenizer, text, False)
+            imgs = chat_imgs + imgs
+        else:
+            ids = tokenize(tokenizer, prompt, add_special_tokens)
+        if video and any(t in video for t in ids):
+            raise VideoNotSupportedError(f"{where}: holds a video token (<|video_pad|>); video input is not supported "
+                                         "yet. Pass frames as images, or remove the video token.")
+        if imgs and not parts.is_vlm:
+            raise ImageBatchError(f"{type(parts.model).__name__} takes no images; pass images=None ({where}).")
+        n_runs = len(_runs(ids, img_tok)) if img_tok is not None else 0
+        if n_runs != len(imgs):
             raise ImageBatchError(
-                f"prompt {i} ({eid!r}) has {n_slots} image placeholder(s) but {len(imgs)} image(s); put one "
-                f"image token (id {img_tok}) in the prompt per image."
+                f"{where} has {n_runs} image placeholder(s) but {len(imgs)} image(s); put one image token "
+                f"(id {img_tok}), or the processor's run of them, in the prompt per image."
             )
         image_embeds = grid = None
         if imgs:
-            pv, grid = process_images([np.asarray(im) for im in imgs], image_processor)
+            pv, grid = process_images(imgs, image_processor)
+            dev, dt = parts.vision_device_dtype
             with torch.no_grad():
-                image_embeds = parts.image_features(pv.to(device, dtype), grid.to(device))
-            image_embeds = image_embeds.float().cpu()
-            ids = expand_image_tokens(ids, img_tok, grid, parts.merge_size)  # type: ignore[arg-type]
+                image_embeds = parts.image_features(pv.to(dev, dt), grid.to(dev))
+            image_embeds = image_embeds.to("cpu", keep_dtype or image_embeds.dtype)
+            ids = expand_image_tokens(ids, img_tok, grid, parts.merge_size, where)  # type: ignore[arg-type]
         segs = [Segment.IMAGE if (img_tok is not None and t == img_tok) else Segment.TEXT for t in ids]
         start = initial_state(rspec, ids, segs, example_id=eid)
         rows.append(Row(index=i, example_id=eid, ids=start.ids, segs=start.segments, prompt_len=start.prompt_len,

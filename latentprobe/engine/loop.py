@@ -33,11 +33,12 @@ __all__ = ["GenerationConfig", "LogitsProcessor", "Gathered", "Decoder", "choose
 
 
 class Gathered(NamedTuple):
-    """One gathered prefill position: every residual layer, the final-norm output, the logits."""
+    """One gathered prefill position: the recorded residual layers, the final-norm output, and the
+    logits where they were asked for (``gather_extra`` positions; ``None`` elsewhere)."""
 
-    residual: Float[Tensor, "layers_plus_1 d"]
+    residual: Float[Tensor, "layers d"]
     h: Float[Tensor, "d"]
-    logits: Float[Tensor, "vocab"]
+    logits: Float[Tensor, "vocab"] | None
 
 
 @dataclass
@@ -65,8 +66,11 @@ class Decoder:
         self.projection = projection
         self.mask_rule = mask_rule
         self.forward = TracedForward(model, parts)
-        p = next(model.parameters())
-        self.device, self.dtype = p.device, p.dtype
+        # inputs go where the token embedding lives (not next(model.parameters()): under a device_map
+        # the first parameter may sit on another device)
+        self.device, self.dtype = parts.input_device, parts.dtype
+        self.trace_dtype: torch.dtype | None = None  # None: recorded tensors keep the model's dtype
+        self.capture_layers: tuple[int, ...] | None = None  # None: every residual layer is recorded
         spec = rspec.spec
         if spec.head != "none" and head is None:
             raise SpecError(f"spec {spec.name!r} has head={spec.head!r}; pass head=<module> (e.g. "
@@ -83,6 +87,14 @@ class Decoder:
                                 f"{parts.hidden_size}: give one vector of that size.")
         self.head = head
         self.end_embedding = None if end_embedding is None else end_embedding.detach().float().cpu()
+
+    def keep(self, t: Tensor) -> Tensor:
+        """A recorded tensor: on the CPU, in ``trace_dtype`` (default: its own dtype)."""
+        return t.detach().to("cpu", self.trace_dtype or t.dtype)
+
+    @property
+    def n_recorded_layers(self) -> int:
+        return self.parts.n_layers + 1 if self.capture_layers is None else len(self.capture_layers)
 
     # ------------------------------------------------------------------ inputs of a forward
     def embed_prefix(self, rows: list[Row]) -> tuple[Tensor, Tensor, Tensor, list[int], Tensor | None]:
@@ -110,7 +122,7 @@ class Decoder:
                 if len(img_pos) != r.image_embeds.shape[0]:
                     raise ImageBatchError(f"example {r.example_id!r}: {len(img_pos)} image positions but "
                                           f"{r.image_embeds.shape[0]} image features.")
-                embeds[b, torch.tensor(img_pos) + off] = r.image_embeds.to(self.device, embeds.dtype)
+                embeds[b, torch.tensor(img_pos, device=embeds.device) + off] = r.image_embeds.to(embeds.device, embeds.dtype)
             for p, z in r.z_at.items():
                 embeds[b, p + off] = z.to(self.device, embeds.dtype)
         deltas = None
@@ -137,8 +149,9 @@ class Decoder:
         """``f(h)``: identity, or the spec's projection module."""
         if self.projection is None:
             return h
-        with torch.no_grad():
-            return self.projection(h.to(self.device)).to(h.dtype)
+        with torch.no_grad():  # a projection module gets h on its own device (CodiProjection also casts its dtype)
+            p = next(self.projection.parameters(), None) if isinstance(self.projection, torch.nn.Module) else None
+            return self.projection(h if p is None else h.to(p.device)).to(h.device, h.dtype)
 
     def _prefix_patches(self, rows: list[Row], offsets: list[int]) -> list[LayerPatch]:
         """Layer >= 1 patches at latent slots inside the prefix (replay, propagate, redecode)."""
@@ -185,28 +198,38 @@ class Decoder:
             if self.rspec.spec.stop == "similarity" and len(r.ids) >= 2:
                 ps.add(len(r.ids) - 2)  # the previous step's output, compared with the end embedding
             want.append(sorted(ps))
-        gather = None
+        gather = logits_at = None
         if any(want):
             gr = torch.tensor([b for b, ps in enumerate(want) for _ in ps], dtype=torch.long)
             gc = torch.tensor([p + offsets[b] for b, ps in enumerate(want) for p in ps], dtype=torch.long)
-            gather = (gr.to(self.device), gc.to(self.device))
+            gather = (gr, gc)  # moved to each indexed tensor's device by the forward
+        # logits only where they are read: the last position, and the extra positions asked for
+        read = [sorted(set(ps)) for ps in gather_extra] if gather_extra is not None else []
+        if any(read):
+            logits_at = (torch.tensor([b for b, ps in enumerate(read) for _ in ps], dtype=torch.long),
+                         torch.tensor([p + offsets[b] for b, ps in enumerate(read) for p in ps], dtype=torch.long))
         cache = new_cache(self.model)
         out = self.forward(embeds, self.attention(col_segs, mask, T), pos, cache, gather,
-                           self._prefix_patches(rows, offsets))
+                           self._prefix_patches(rows, offsets), layers=self.capture_layers, logits_at=logits_at)
         gathered: list[dict[int, Gathered]] = [{} for _ in rows]
         if gather is not None:
+            lg: dict[tuple[int, int], Tensor] = {}
+            if logits_at is not None:
+                lg = {(b, p): out.logits_gather[k].float().cpu()
+                      for k, (b, p) in enumerate((b, p) for b, ps in enumerate(read) for p in ps)}
             k = 0
             for b, ps in enumerate(want):
                 for p in ps:
-                    gathered[b][p] = Gathered(out.residuals[k].float().cpu(), out.h_gather[k].float().cpu(),
-                                              out.logits_gather[k].float().cpu())
+                    gathered[b][p] = Gathered(self.keep(out.residuals[k]), self.keep(out.h_gather[k]), lg.get((b, p)))
                     k += 1
             for b, r in enumerate(rows):
                 if r.rec.captured_positions is not None:
                     cp = r.rec.captured_positions.tolist()
                     r.rec.captured_hidden = (torch.stack([gathered[b][p].residual for p in cp]) if cp else
-                                             torch.zeros(0, self.parts.n_layers + 1, self.parts.hidden_size))
-        h_last, logits_last = out.h_last.float(), out.logits_last.float()
+                                             torch.zeros(0, self.n_recorded_layers, self.parts.hidden_size,
+                                                         dtype=self.trace_dtype or self.dtype))
+        # h keeps the model's dtype (latents are fed and recorded in it); logits are read in float32
+        h_last, logits_last = out.h_last, out.logits_last.float()
         if self.head is not None:  # the head's output replaces h where it runs; lm_head reads it
             for b, r in enumerate(rows):
                 for p, g in gathered[b].items():
@@ -219,8 +242,9 @@ class Decoder:
                 h_last[last], logits_last[last] = self._apply_head(h_last[last])
         h_prev = None
         if self.rspec.spec.stop == "similarity":
-            h_prev = torch.stack([gathered[b][len(r.ids) - 2].h if len(r.ids) >= 2 else torch.full_like(
-                h_last[b].cpu(), float("inf")) for b, r in enumerate(rows)]).to(h_last.device)
+            h_prev = torch.stack([gathered[b][len(r.ids) - 2].h.to(h_last.dtype) if len(r.ids) >= 2 else
+                                  torch.full_like(h_last[b].cpu(), float("inf")) for b, r in enumerate(rows)]
+                                 ).to(h_last.device)
         return _Prefill(cache, h_last, logits_last, col_segs, mask, mask.sum(-1), deltas, gathered, h_prev)
 
     def _headed(self, seg: int) -> bool:
@@ -323,15 +347,15 @@ class Decoder:
             patches: list[LayerPatch] = []
             if latent_rows:
                 gr = torch.tensor(latent_rows, dtype=torch.long)
-                gather = (gr.to(self.device), torch.zeros_like(gr).to(self.device))  # the step's only position
+                gather = (gr, torch.zeros_like(gr))  # the step's only position
                 patches = self._step_patches(rows, latent_rows)
             out = self.forward(emb, self.attention(col_segs, col_mask, 1), pos.to(self.device), cache, gather,
-                               patches)
+                               patches, layers=self.capture_layers)
             for k, b in enumerate(latent_rows):
-                rows[b].rec.lat_hidden.append(out.residuals[k].float().cpu())
+                rows[b].rec.lat_hidden.append(self.keep(out.residuals[k]))
             if h_prev is not None:
                 h_prev = h_last
-            h_last = out.h_last.float()
+            h_last = out.h_last
             logits = out.logits_last.float()
             headed = [b for b in range(n) if self._headed(int(feed_seg[b]))]
             if headed:
@@ -341,10 +365,10 @@ class Decoder:
         """The vector fed at a latent slot (patched at layer 0 when asked); records the slot."""
         if isinstance(action, FeedTextLatent):  # explicit text imagination: the token's embedding is fed
             with torch.no_grad():
-                z = self.parts.embed(torch.tensor([action.token_id], device=self.device))[0].float().cpu()
+                z = self.keep(self.parts.embed(torch.tensor([action.token_id], device=self.device))[0])
             slot_id = action.token_id
         else:
-            z = self.latent_fn(h).float().cpu()
+            z = self.keep(self.latent_fn(h))
             slot_id = action.slot_id
         pt = r.patches.get(latent_step)
         if pt is not None and 0 in pt.layers:
@@ -353,7 +377,7 @@ class Decoder:
         r.ids.append(int(slot_id))
         r.segs.append(Segment.LATENT)
         r.rec.lat_z.append(z)
-        r.rec.lat_h.append(h.float().cpu())
+        r.rec.lat_h.append(self.keep(h))
         return z
 
     def _step_patches(self, rows: list[Row], latent_rows: list[int]) -> list[LayerPatch]:

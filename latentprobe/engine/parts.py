@@ -65,6 +65,24 @@ class ModelParts:
         return get_path(self.model, self.lm_head_path)
 
     @property
+    def input_device(self) -> torch.device:
+        """Where input embeddings, masks and positions go: the token embedding's device (under a
+        ``device_map`` the model's first parameter may live elsewhere)."""
+        return self.embed.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The model's compute dtype, read from the token embedding."""
+        return self.embed.weight.dtype
+
+    @property
+    def vision_device_dtype(self) -> tuple[torch.device, torch.dtype]:
+        """Device and dtype of the vision tower's first parameter (where pixel values go)."""
+        visual = getattr(getattr(self.model, "model", None), "visual", None)
+        p = next(visual.parameters()) if visual is not None else self.embed.weight
+        return p.device, p.dtype
+
+    @property
     def n_layers(self) -> int:
         return len(self.layers)
 

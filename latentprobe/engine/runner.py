@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from latentprobe.engine import modes
-from latentprobe.engine.inputs import CapturePositions, build_rows, tokenize
+from latentprobe.engine.inputs import CapturePositions, ImageProcessor, PromptConvention, build_rows, tokenize
 from latentprobe.engine.loop import Decoder, GenerationConfig, LogitsProcessor
 from latentprobe.engine.masks import MaskRule
 from latentprobe.engine.parts import ModelParts, locate_parts
@@ -51,8 +50,12 @@ class LatentRunner:
     mask_rule:
         Optional extra attention constraint by segment (the toy variants use it to cut causal edges).
     image_processor:
-        ``images -> (pixel_values, image_grid_thw)``. Defaults to a Qwen2-VL-exact preprocessing
-        that needs no torchvision (images must have sides that are multiples of 28 px).
+        The checkpoint's Hugging Face image processor (``latentprobe.load`` brings it), or a callable
+        ``images -> (pixel_values, image_grid_thw)``. Default: transformers' ``Qwen2VLImageProcessorPil``
+        (no torchvision needed); images of any size and mode are accepted.
+    prompt_convention:
+        How chat-message prompts become the prompt string (generation prompt, suffix, image
+        prefix); ``latentprobe.load`` sets the family's published one.
     layers, norm, embed, lm_head:
         Dotted module paths, for architectures that are not found automatically.
     head:
@@ -74,10 +77,10 @@ class LatentRunner:
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, spec: LatentSpec | str, *,
                  projection: Callable[[Tensor], Tensor] | None = None, mask_rule: MaskRule | None = None,
-                 image_processor: Callable[[list[np.ndarray]], tuple[Tensor, Tensor]] | None = None,
+                 image_processor: ImageProcessor | None = None,
                  layers: str | None = None, norm: str | None = None, embed: str | None = None,
                  lm_head: str = "lm_head", head: torch.nn.Module | None = None,
-                 end_embedding: Tensor | None = None) -> None:
+                 end_embedding: Tensor | None = None, prompt_convention: PromptConvention | None = None) -> None:
         self.parts: ModelParts = locate_parts(model, layers=layers, norm=norm, embed=embed, lm_head=lm_head)
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -91,6 +94,7 @@ class LatentRunner:
         self.projection = projection if self.spec.projection == "module" else None
         self.mask_rule = mask_rule
         self.image_processor = image_processor
+        self.prompt_convention = prompt_convention
         self._decoder = Decoder(model, self.parts, self.rspec, projection=self.projection, mask_rule=mask_rule,
                                 head=head, end_embedding=end_embedding)
         self.device, self.dtype = self._decoder.device, self._decoder.dtype
@@ -117,24 +121,32 @@ class LatentRunner:
         return self.rspec
 
     # ------------------------------------------------------------------ public API
-    def run(self, prompts: Sequence[str] | Sequence[Sequence[int]], images: Sequence[Any] | None = None, *,
+    def run(self, prompts: Sequence[Any], images: Sequence[Any] | None = None, *,
             example_ids: Sequence[str] | None = None, max_new_tokens: int | None = None,
             do_sample: bool | None = None, temperature: float | None = None, top_k: int | None = None,
             top_p: float | None = None, repetition_penalty: float | None = None, seed: int = 0,
             generation: str | None = None, batch_size: int = 8,
             capture_positions: CapturePositions | None = None,
             logits_processor: LogitsProcessor | None = None, add_special_tokens: bool = False,
-            progress: bool = True) -> LatentTrace:
+            progress: bool = True, trace_dtype: torch.dtype | None = None,
+            capture_layers: str | Sequence[int] = "all") -> LatentTrace:
         """Generate with the latent loop and record everything.
 
         Parameters
         ----------
         prompts:
-            Strings (tokenised without special tokens unless ``add_special_tokens``) or id lists.
-            For vision-language models each image is one ``<|image_pad|>`` (the model's image
-            token) in the prompt; it is expanded to the image's number of tokens.
+            Strings (tokenised without special tokens unless ``add_special_tokens``), id lists, or
+            chat messages: a list of ``{"role": ..., "content": ...}`` dicts per example, content
+            parts such as ``{"type": "image", "image": img}`` and ``{"type": "text", "text": ...}``,
+            rendered with the checkpoint's chat template and the family's convention
+            (``prompt_convention``). For vision-language models each image is one ``<|image_pad|>``
+            (the model's image token), expanded to the image's number of tokens, or the run the
+            Hugging Face processor already expanded it to. Video is refused
+            (:class:`~latentprobe.engine.inputs.VideoNotSupportedError`).
         images:
-            One entry per prompt: ``None``, an ``HxWx3`` uint8 array, or a list of them.
+            One entry per prompt: ``None``, an image (PIL image of any mode, or a uint8 ``H x W``,
+            ``H x W x 3`` or ``H x W x 4`` array, any size), or a list of them; with chat messages,
+            these come after the messages' own image parts.
         max_new_tokens:
             Budget of positions after the prompt, latents and markers included (as in Hugging Face
             ``generate``); default 32 (or the published value with ``generation="published"``). A latent
@@ -155,6 +167,13 @@ class LatentRunner:
             ``(ids_so_far, logprobs, example_index) -> logprobs`` applied before every token is chosen,
             inside latent mode too, as Hugging Face ``generate`` does (so a study can force or forbid a
             close); recorded log-probabilities are the model's own, before processing.
+        trace_dtype:
+            dtype of the recorded tensors (latents, hidden states, image features); default the
+            model's own (bf16 for a bf16 model), ``torch.float32`` on request.
+        capture_layers:
+            Residual layers recorded at each latent and captured position: ``"all"`` (``0..L``) or a
+            list (e.g. ``[0, 14, 28]``); ``hidden`` then holds those layers in that sorted order and
+            ``trace.config["capture_layers"]`` names them. Interventions patch any layer regardless.
 
         Returns
         -------
@@ -165,9 +184,11 @@ class LatentRunner:
                                repetition_penalty=repetition_penalty, seed=seed)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size={batch_size!r}: use an integer >= 1.")
+        layers = self._capture_layers(capture_layers)
         rows = build_rows(prompts, images, example_ids, tokenizer=self.tokenizer, rspec=self.rspec, parts=self.parts,
-                          image_processor=self.image_processor, device=self.device, dtype=self.dtype,
-                          add_special_tokens=add_special_tokens)
+                          image_processor=self.image_processor, add_special_tokens=add_special_tokens,
+                          convention=self.prompt_convention, keep_dtype=trace_dtype)
+        self._record(trace_dtype, layers)
         out: list[ExampleTrace] = []
         for batch in _batches(rows, batch_size, progress, "generate"):
             self._decoder.run(batch, cfg, logits_processor, capture=capture_positions)
@@ -175,7 +196,9 @@ class LatentRunner:
         config = {"mode": "run", "max_new_tokens": cfg.max_new_tokens, "do_sample": cfg.do_sample,
                   "temperature": cfg.temperature, "top_k": cfg.top_k, "top_p": cfg.top_p,
                   "repetition_penalty": cfg.repetition_penalty, "seed": cfg.seed, "generation": generation,
-                  "model": type(self.model).__name__}
+                  "model": type(self.model).__name__,
+                  "trace_dtype": None if trace_dtype is None else str(trace_dtype).replace("torch.", ""),
+                  "capture_layers": "all" if layers is None else list(layers)}
         return LatentTrace(tuple(out), self.spec, config)
 
     def intervene(self, trace: LatentTrace, intervention: Any = None, *, steps: Sequence[int] | None = None,
@@ -228,6 +251,9 @@ class LatentRunner:
             float(tc.get("repetition_penalty", 1.0)))
         cfg.validate()
         chosen = [e.check_steps(steps) for e in trace.examples]
+        cl = trace.config.get("capture_layers", "all")
+        td = trace.config.get("trace_dtype")
+        self._record(None if td is None else getattr(torch, td), None if cl == "all" else tuple(cl))
         out: list[ExampleTrace] = []
         for idx in _batches(list(range(len(trace))), batch_size, progress, imode.value):
             exs = [trace.examples[i] for i in idx]
@@ -259,6 +285,24 @@ class LatentRunner:
         cfg = base.replace(**{k: v for k, v in given.items() if v is not None})
         cfg.validate()
         return cfg
+
+    def _capture_layers(self, capture_layers: str | Sequence[int]) -> tuple[int, ...] | None:
+        """``None`` for all residual layers, else the sorted layer numbers (checked)."""
+        if isinstance(capture_layers, str):
+            if capture_layers != "all":
+                raise InputError(f"capture_layers={capture_layers!r}; use 'all' or a list of residual layers.")
+            return None
+        n_res = self.parts.n_layers + 1
+        layers = tuple(sorted({int(l) for l in capture_layers}))
+        bad = [l for l in layers if not 0 <= l < n_res]
+        if bad or not layers:
+            raise InputError(f"capture_layers={list(capture_layers)}: residual layers are 0..{n_res - 1} "
+                             f"(0 = the fed latent, i = output of decoder layer i-1); {bad or 'none'} given.")
+        return layers
+
+    def _record(self, trace_dtype: torch.dtype | None, layers: tuple[int, ...] | None) -> None:
+        self._decoder.trace_dtype = trace_dtype
+        self._decoder.capture_layers = layers
 
     def _tokenize(self, prompt: str | Sequence[int], add_special_tokens: bool = False) -> list[int]:
         """The ids :meth:`run` feeds for ``prompt`` (before image-token expansion)."""

@@ -14,7 +14,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from latentprobe.images import to_pixel_values
+from latentprobe.images import pixel_values as image_pixel_values
 from latentprobe.toy.model import mask_rule, prompt_for, toy_spec
 from latentprobe.toy.shapes import ToyExample
 from latentprobe.toy.vocab import caption_for
@@ -191,7 +191,7 @@ def collate(model: torch.nn.Module, items: Sequence[_Encoded], pad_id: int) -> B
         segs[b, off:] = torch.tensor(it.segs)
         valid[b, off:] = 1
         labels[b, off:] = torch.tensor(it.labels)
-    pv, grid = to_pixel_values([it.image for it in items])
+    pv, grid = image_pixel_values([it.image for it in items])
     image_mask = segs == S.IMAGE
     with torch.no_grad():
         pos, _ = model.model.get_rope_index(ids, mm_token_type_ids=image_mask.long(), image_grid_thw=grid,

@@ -59,7 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from latentprobe.images import to_pixel_values
+from latentprobe.images import pixel_values as image_pixel_values
 from latentprobe.toy.checkpoints import load_weights, save_weights
 from latentprobe.toy.encoding import _Encoded, cell_labels, collate, encode_examples, encode_pretraining
 from latentprobe.toy.evaluation import _deterministic, measure_accuracy
@@ -243,7 +243,7 @@ def _pretrain_vision(model: torch.nn.Module, examples: Sequence[ToyExample], arg
     model.train()
     for i, ix in enumerate(_batches(len(images), args.batch_size, args.vision_steps, gen)):
         chunk = [images[j] for j in ix]
-        pv, grid = to_pixel_values([e.image() for e in chunk])
+        pv, grid = image_pixel_values([e.image() for e in chunk])
         feats = image_features(model, pv, grid)
         labels = torch.cat([cell_labels(e) for e in chunk])
         logits = head(feats).split(list(_CLASSES), dim=-1)

@@ -7,7 +7,7 @@ import torch
 
 from latentprobe import interventions as iv
 from latentprobe.engine import LatentRunner
-from latentprobe.spec import CodiProjection
+from latentprobe.engine.heads import CodiProjection
 from latentprobe.presets import get_preset
 from latentprobe.trace import LatentTrace, Segment
 from tiny import force_open

@@ -257,7 +257,7 @@ def test_stop_on_similarity_leaves_where_the_fed_latent_meets_the_end_embedding(
 
 
 def test_codi_by_ids_on_a_resized_model_never_chooses_eot(tok):
-    from latentprobe.spec import CodiProjection
+    from latentprobe.engine.heads import CodiProjection
     from tiny import tiny_gpt2
 
     model = tiny_gpt2(tok)

@@ -11,7 +11,9 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from latentprobe.images import blank_image, noise_image, occlude, to_pixel_values  # noqa: E402
+from latentprobe.errors import ImageBatchError  # noqa: E402
+from latentprobe.images import blank_image, noise_image, occlude, pixel_values  # noqa: E402
+from PIL import Image  # noqa: E402
 from latentprobe.toy.shapes import (  # noqa: E402
     ANSWERS,
     COLOURS,
@@ -260,44 +262,47 @@ def test_tokenizer_save_load_offline(tmp_path, tokenizer):
 
 
 def test_pixel_values_match_transformers():
+    """The default preprocessing is transformers' Qwen2VLImageProcessorPil; on 28-px multiples it
+    does no resizing and equals the processor with resizing off (what the toy was trained with)."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     rng = np.random.default_rng(0)
     imgs = [rng.integers(0, 256, (112, 112, 3), dtype=np.uint8) for _ in range(3)]
     imgs.append(make_dataset(n_images=1, seed=5)[0].image())
     ref = Qwen2VLImageProcessorPil(do_resize=False)(imgs, return_tensors="np")
-    pv, thw = to_pixel_values(imgs)
+    pv, thw = pixel_values(imgs)
     assert pv.dtype == torch.float32 and thw.dtype == torch.long
     assert pv.shape == (4 * 64, 3 * 2 * 14 * 14)
     assert np.array_equal(pv.numpy(), ref["pixel_values"])
     assert thw.tolist() == ref["image_grid_thw"].tolist() == [[1, 8, 8]] * 4
-    # the default processor (resizing enabled) is a no-op at 112 px
-    ref2 = Qwen2VLImageProcessorPil()(imgs[:1], return_tensors="np")
-    assert np.array_equal(to_pixel_values(imgs[:1])[0].numpy(), ref2["pixel_values"])
     # non-square multiple of 28
     odd = rng.integers(0, 256, (56, 84, 3), dtype=np.uint8)
     ref3 = Qwen2VLImageProcessorPil(do_resize=False)([odd], return_tensors="np")
-    pv3, thw3 = to_pixel_values([odd])
+    pv3, thw3 = pixel_values([odd])
     assert np.array_equal(pv3.numpy(), ref3["pixel_values"]) and thw3.tolist() == [[1, 4, 6]]
 
 
 def test_single_image_grid():
-    pv, thw = to_pixel_values([blank_image(112)])
+    pv, thw = pixel_values([blank_image(112)])
     assert thw.tolist() == [[1, 8, 8]]
     assert pv.shape == (64, 1176)
 
 
-@pytest.mark.parametrize("shape", [(100, 112, 3), (112, 120, 3), (14, 14, 3)])
-def test_bad_image_size_raises(shape):
-    with pytest.raises(ValueError, match="multiple of 28"):
-        to_pixel_values([np.zeros(shape, dtype=np.uint8)])
+@pytest.mark.parametrize("shape", [(100, 112, 3), (112, 120, 3), (30, 30, 3), (112, 112, 4), (112, 90)])
+def test_any_image_size_and_mode(shape):
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    img = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    pv, thw = pixel_values([img])
+    ref = Qwen2VLImageProcessorPil()([Image.fromarray(img)], return_tensors="np")
+    assert np.array_equal(pv.numpy(), ref["pixel_values"]) and thw.tolist() == ref["image_grid_thw"].tolist()
 
 
 def test_bad_image_format_raises():
-    with pytest.raises(ValueError):
-        to_pixel_values([np.zeros((112, 112), dtype=np.uint8)])
-    with pytest.raises(ValueError):
-        to_pixel_values([np.zeros((112, 112, 3), dtype=np.float32)])
+    with pytest.raises(ImageBatchError, match="uint8"):
+        pixel_values([np.zeros((112, 112, 3), dtype=np.float32)])
+    with pytest.raises(ImageBatchError, match="H x W"):
+        pixel_values([np.zeros((112, 112, 5), dtype=np.uint8)])
 
 
 def test_image_helpers():

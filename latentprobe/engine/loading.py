@@ -1,0 +1,340 @@
+"""Loading published checkpoints with everything a faithful run needs.
+
+* :func:`load`: a Hugging Face checkpoint (local folder, or a hub id where there is network) with its
+  tokenizer, chat template and image processor (transformers' Pil backend, no torchvision), the
+  spec's tokens checked against the tokenizer, and the family's prompt conventions;
+* :func:`load_codi`: CODI's official layout (``zhenyi4/codi``): base model + LoRA (merged) under
+  ``codi.``, projection under ``prj.``; needs ``peft`` (``pip install latentprobe[codi]``);
+* :func:`load_coconut`: Coconut's published format (``facebookresearch/coconut``): a GPT-2 (or
+  Llama) state dict, optionally under ``base_causallm.``, with the three added tokens;
+* :func:`coconut_prompt`: a question as Coconut's evaluation feeds it.
+
+The per-family prompt conventions (:data:`FAMILY_CONVENTIONS`) are recorded in
+``docs/published-protocols.md`` with citations; they belong in the spec (a preset field) and will
+move there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from latentprobe.engine.heads import CodiProjection
+from latentprobe.engine.inputs import PromptConvention
+from latentprobe.engine.runner import LatentRunner
+from latentprobe.errors import LatentProbeError, ModelStructureError, SpecError, SpecTokenError
+from latentprobe.presets import get_preset
+from latentprobe.spec import LatentSpec
+
+__all__ = ["FAMILY_CONVENTIONS", "MissingDependencyError", "check_spec_tokens", "load", "load_codi", "load_coconut",
+           "coconut_prompt"]
+
+_PX = 28 * 28
+FAMILY_CONVENTIONS: dict[str, PromptConvention] = {
+    # Monet's vLLM script: generation prompt, min/max pixels, and "<image>\n" put before every image
+    # prompt (inference/load_and_gen_vllm.py:31-32, 80-88 @ 08939998)
+    "monet": PromptConvention(add_generation_prompt=True, image_prefix="<image>\n", min_pixels=256 * _PX,
+                              max_pixels=8192 * _PX),
+    # LVR's evaluation: generation prompt, the checkpoint's processor (evaluation/evaluation.py:120-126 @ 637a9f7e)
+    "lvr": PromptConvention(add_generation_prompt=True),
+    # Mirage's test.py: template without generation prompt, then "<|im_start|>assistant" with no
+    # newline (src/test.py:53-57 @ 53f26de2)
+    "mirage": PromptConvention(add_generation_prompt=False, suffix="<|im_start|>assistant"),
+}
+
+
+class MissingDependencyError(LatentProbeError, ImportError):
+    """An optional dependency a loader needs is not installed."""
+
+
+def check_spec_tokens(spec: LatentSpec, tokenizer: Any) -> None:
+    """Check that every marker of ``spec`` is one token of ``tokenizer``.
+
+    Raises
+    ------
+    SpecTokenError
+        Naming each missing token and its role, and how to add them (and what adding means: an
+        untrained embedding, unless the checkpoint was trained with them).
+    """
+    vocab = tokenizer.get_vocab()
+    missing = [f"{role}={tok!r}" for role, tok in spec.tokens().items() if tok not in vocab]
+    if missing:
+        toks = [t.split("=", 1)[1] for t in missing]
+        raise SpecTokenError(
+            f"preset {spec.name!r}: the checkpoint's tokenizer has no token(s) {', '.join(missing)}. This is not a "
+            f"{spec.name} checkpoint, or its tokenizer was saved without the added tokens. To add them (their "
+            f"embeddings are then untrained): tokenizer.add_tokens([{', '.join(toks)}], special_tokens=True); "
+            "model.resize_token_embeddings(len(tokenizer)); then build LatentRunner(model, tokenizer, spec)."
+        )
+
+
+def _is_vl(config: Any) -> bool:
+    return getattr(config, "vision_config", None) is not None
+
+
+def _chat_template(model: str, tokenizer: Any, revision: str | None) -> None:
+    """Give ``tokenizer`` the checkpoint's chat template when it is stored beside the processor."""
+    if getattr(tokenizer, "chat_template", None) is not None:
+        return
+    import json
+
+    for name in ("chat_template.jinja", "chat_template.json"):
+        path = Path(model) / name
+        if not path.is_file():
+            try:
+                from transformers.utils import cached_file
+
+                found = cached_file(model, name, revision=revision, _raise_exceptions_for_missing_entries=False)
+            except OSError:
+                found = None
+            if found is None:
+                continue
+            path = Path(found)
+        text = path.read_text()
+        tokenizer.chat_template = json.loads(text)["chat_template"] if name.endswith(".json") else text
+        return
+
+
+def _image_processor(model: str, revision: str | None, trust_remote_code: bool, conv: PromptConvention | None) -> Any:
+    from transformers import AutoImageProcessor
+
+    kw: dict[str, Any] = {}
+    if conv is not None and conv.min_pixels is not None:
+        kw["min_pixels"] = conv.min_pixels
+    if conv is not None and conv.max_pixels is not None:
+        kw["max_pixels"] = conv.max_pixels
+    try:
+        return AutoImageProcessor.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code,
+                                                  backend="pil", **kw)
+    except (OSError, ValueError):  # no preprocessor_config.json: transformers' Qwen2-VL defaults
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+        return Qwen2VLImageProcessorPil(**kw)
+
+
+def load(model: str | os.PathLike, preset: str | LatentSpec, *, dtype: torch.dtype | str | None = None,
+         device_map: str | dict | None = None, revision: str | None = None, trust_remote_code: bool = False,
+         projection: nn.Module | None = None, convention: PromptConvention | None = None,
+         **runner_kwargs: Any) -> LatentRunner:
+    """A :class:`~latentprobe.engine.runner.LatentRunner` on a published checkpoint.
+
+    Parameters
+    ----------
+    model:
+        A local folder (``save_pretrained`` layout) or a hub id (needs network; set
+        ``HF_HUB_OFFLINE=1`` to use only the local cache).
+    preset:
+        A preset name (``"monet"``, ``"lvr"``, ``"mirage"``, ``"coconut"``) or a spec.
+    dtype:
+        e.g. ``torch.bfloat16`` (default: the checkpoint's ``dtype``, else float32).
+    device_map:
+        Passed to ``from_pretrained`` (``"auto"`` shards over the visible devices; needs accelerate).
+    revision, trust_remote_code:
+        Passed to every ``from_pretrained``; remote code runs only when asked.
+    projection:
+        ``f`` for specs with ``projection="module"``; CODI checkpoints load with :func:`load_codi`.
+    convention:
+        Override the family's prompt convention (:data:`FAMILY_CONVENTIONS`).
+
+    Raises
+    ------
+    SpecTokenError
+        If a marker of the spec is not in the checkpoint's tokenizer (the message says how to add it).
+
+    Examples
+    --------
+    Needs network and about 16 GB of GPU memory, so not run here:
+
+    >>> runner = latentprobe.load("Miiche/vsp_spatial_planning_direct_sft", "mirage",
+    ...                           dtype=torch.bfloat16, device_map="auto")  # doctest: +SKIP
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
+
+    spec = get_preset(preset) if isinstance(preset, str) else preset
+    if spec.projection == "module" and projection is None:
+        raise SpecError(f"preset {spec.name!r} feeds f(h) through a projection module; load CODI's official "
+                        "checkpoints with latentprobe.engine.loading.load_codi(checkpoint, base), or pass projection=.")
+    src = str(model)
+    common = {"revision": revision, "trust_remote_code": trust_remote_code}
+    tokenizer = AutoTokenizer.from_pretrained(src, **common)
+    check_spec_tokens(spec, tokenizer)
+    config = AutoConfig.from_pretrained(src, **common)
+    vl = _is_vl(config)
+    cls = AutoModelForImageTextToText if vl else AutoModelForCausalLM
+    kw: dict[str, Any] = dict(common)
+    if dtype is not None:
+        kw["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if device_map is not None:
+        kw["device_map"] = device_map
+    hf_model = cls.from_pretrained(src, **kw)
+    conv = convention if convention is not None else FAMILY_CONVENTIONS.get(spec.name)
+    image_processor = _image_processor(src, revision, trust_remote_code, conv) if vl else None
+    _chat_template(src, tokenizer, revision)
+    if projection is not None:
+        projection = projection.to(hf_model.get_input_embeddings().weight.device)
+    return LatentRunner(hf_model, tokenizer, spec, projection=projection, image_processor=image_processor,
+                        prompt_convention=conv, **runner_kwargs)
+
+
+def _state_dict(checkpoint: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors: a file, or a folder with ``model.safetensors`` / ``pytorch_model.bin``."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        for name in ("model.safetensors", "pytorch_model.bin", "checkpoint"):
+            if (path / name).is_file():
+                path = path / name
+                break
+        else:
+            raise ModelStructureError(f"{checkpoint}: no model.safetensors or pytorch_model.bin in this folder.")
+    if not path.is_file():
+        raise ModelStructureError(f"{checkpoint}: no such checkpoint file or folder.")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    return sd.get("state_dict", sd) if isinstance(sd, dict) else sd
+
+
+def load_codi(checkpoint: str | os.PathLike, base: str | os.PathLike, *, num_latents: int = 6,
+              lora_r: int = 128, lora_alpha: int = 32, target_modules: Sequence[str] | None = None,
+              prj_dim: int | None = None, layer_norm: bool = True, dtype: torch.dtype | None = None,
+              device: str | torch.device | None = None, revision: str | None = None) -> LatentRunner:
+    """A runner on a CODI checkpoint in the official layout (``zhenyi4/codi``).
+
+    Rebuilds what CODI's ``test.py`` builds: the base model (``base``: e.g. ``"gpt2"`` or
+    ``"meta-llama/Llama-3.2-1B-Instruct"``) resized to ``V + 3`` (pad ``V``, ``<bot>`` ``V+1``,
+    ``<eot>`` ``V+2``), wrapped with LoRA (``r=128, alpha=32`` on GPT-2's ``c_attn, c_proj, c_fc`` or
+    Llama's attention and MLP projections), the checkpoint's ``codi.*`` weights loaded into it and the
+    LoRA merged; the ``prj.1.*``, ``prj.3.*``, ``prj.ln.*`` weights into a
+    :class:`~latentprobe.engine.heads.CodiProjection`. The official code has no strings for bot and
+    eot; the tokenizer gets ``<bot>`` and ``<eot>`` as names for ids ``V+1`` and ``V+2`` so the
+    ``"codi"`` preset reads them.
+
+    Needs ``peft`` (``pip install latentprobe[codi]``). The model and the projection are cast to
+    ``dtype`` (default float32) and moved to ``device``.
+
+    Raises
+    ------
+    MissingDependencyError
+        Without ``peft``.
+    ModelStructureError
+        If the checkpoint lacks ``codi.`` or ``prj.`` weights, or holds weights the rebuilt model has not.
+    """
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as err:
+        raise MissingDependencyError("load_codi needs peft: pip install 'latentprobe[codi]' (or pip install peft).") from err
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base), revision=revision)
+    model = AutoModelForCausalLM.from_pretrained(str(base), revision=revision, dtype=torch.float32)
+    V = int(model.config.vocab_size)
+    if len(tokenizer) != V:
+        raise ModelStructureError(f"base {base}: the tokenizer has {len(tokenizer)} tokens but the model's vocabulary "
+                                  f"is {V}; CODI's ids V, V+1, V+2 need them equal.")
+    names = ["[PAD]" if tokenizer.pad_token is None else "<|codi_pad|>", "<bot>", "<eot>"]
+    if tokenizer.pad_token is None:
+        tokenizer.add_special_tokens({"pad_token": "[PAD]"})
+        names = names[1:]
+    tokenizer.add_tokens(names, special_tokens=True)
+    got = [tokenizer.convert_tokens_to_ids(t) for t in ("<bot>", "<eot>")]
+    if got != [V + 1, V + 2]:
+        raise ModelStructureError(f"base {base}: <bot>/<eot> got ids {got}, expected {[V + 1, V + 2]}.")
+    model.resize_token_embeddings(V + 3)
+    arch = model.config.model_type
+    if target_modules is None:
+        target_modules = (["c_attn", "c_proj", "c_fc"] if arch == "gpt2" else
+                          ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "gate_proj"])
+    peft_model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=lora_r, lora_alpha=lora_alpha,
+                                                  lora_dropout=0.1, target_modules=list(target_modules),
+                                                  init_lora_weights=True,
+                                                  fan_in_fan_out=arch == "gpt2"))  # GPT-2's Conv1D (peft sets it anyway)
+    sd = _state_dict(checkpoint)
+    codi = {k[len("codi."):]: v for k, v in sd.items() if k.startswith("codi.")}
+    prj = {k: v for k, v in sd.items() if k.startswith("prj.")}
+    other = sorted(k for k in sd if not k.startswith(("codi.", "prj.")))
+    if not codi or not prj or other:
+        raise ModelStructureError(
+            f"{checkpoint}: not CODI's official layout ({len(codi)} codi.* and {len(prj)} prj.* weights; "
+            f"other keys {other[:5]}); expected the CODI module's state dict (codi.base_model.model.*, prj.1.*, "
+            "prj.3.*, prj.ln.*)."
+        )
+    try:
+        res = peft_model.load_state_dict(codi, strict=False)
+    except RuntimeError as err:  # shape mismatches (another LoRA rank, another base)
+        raise ModelStructureError(f"{checkpoint}: codi.* weights do not fit {base} with LoRA r={lora_r} on "
+                                  f"{list(target_modules)}; pass the checkpoint's lora_r / target_modules and its "
+                                  f"base model. ({str(err).splitlines()[-1].strip()})") from None
+    tied = {k for k in res.missing_keys if "lm_head" in k}  # tied to the input embedding (CODI calls tie_weights)
+    missing = [k for k in res.missing_keys if k not in tied]
+    if missing or res.unexpected_keys:
+        raise ModelStructureError(
+            f"{checkpoint}: codi.* weights do not match the rebuilt LoRA model (r={lora_r}, targets "
+            f"{list(target_modules)}): missing {missing[:5]}, unexpected {list(res.unexpected_keys)[:5]}; pass the "
+            "checkpoint's lora_r / target_modules."
+        )
+    merged = peft_model.merge_and_unload()
+    merged.tie_weights()
+    d = int(merged.get_input_embeddings().weight.shape[1])
+    proj = CodiProjection(d, prj_dim or int(prj["prj.1.weight"].shape[0]), layer_norm=layer_norm)
+    proj.load_state_dict(prj)
+    dt = dtype or torch.float32
+    merged = merged.to(dtype=dt).eval()
+    proj = proj.to(dtype=dt).eval()
+    if device is not None:
+        merged, proj = merged.to(device), proj.to(device)
+    return LatentRunner(merged, tokenizer, get_preset("codi", num_latents=num_latents), projection=proj)
+
+
+COCONUT_TOKENS = ("<|start-latent|>", "<|end-latent|>", "<|latent|>")
+
+
+def load_coconut(checkpoint: str | os.PathLike, base: str | os.PathLike = "gpt2", *, num_latents: int = 6,
+                 dtype: torch.dtype | None = None, device: str | torch.device | None = None,
+                 revision: str | None = None) -> LatentRunner:
+    """A runner on a Coconut checkpoint as ``facebookresearch/coconut`` saves it.
+
+    Rebuilds ``run.py``'s model: the base (``"gpt2"``) tokenizer with ``<|start-latent|>``,
+    ``<|end-latent|>``, ``<|latent|>`` added in that order as ordinary tokens (50257-50259 on GPT-2),
+    ``pad = eos``, the embeddings resized, then the checkpoint's state dict loaded (its
+    ``base_causallm.`` prefix, from the Coconut wrapper, is stripped). Prompts: :func:`coconut_prompt`.
+
+    Raises
+    ------
+    ModelStructureError
+        If the checkpoint's weights do not match the rebuilt model.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base), revision=revision)
+    for t in COCONUT_TOKENS:
+        tokenizer.add_tokens(t)
+    tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(str(base), revision=revision, dtype=torch.float32)
+    model.resize_token_embeddings(len(tokenizer))
+    sd = _state_dict(checkpoint)
+    if any(k.startswith("base_causallm.") for k in sd):
+        sd = {k[len("base_causallm."):]: v for k, v in sd.items() if k.startswith("base_causallm.")}
+    res = model.load_state_dict(sd, strict=False)
+    missing = [k for k in res.missing_keys if "lm_head" not in k]
+    if missing or res.unexpected_keys:
+        raise ModelStructureError(f"{checkpoint}: weights do not match {base} with the three Coconut tokens: missing "
+                                  f"{missing[:5]}, unexpected {list(res.unexpected_keys)[:5]}.")
+    model.tie_weights()
+    model = model.to(dtype=dtype or torch.float32).eval()
+    if device is not None:
+        model = model.to(device)
+    return LatentRunner(model, tokenizer, get_preset("coconut", num_latents=num_latents))
+
+
+def coconut_prompt(tokenizer: Any, question: str, num_latents: int = 6) -> list[int]:
+    """Ids Coconut's evaluation feeds: ``encode(question + "\\n", add_special_tokens=True)``, then
+    ``<|start-latent|>``, ``num_latents`` x ``<|latent|>``, ``<|end-latent|>`` (``dataset.py:188-216``)."""
+    start, end, lat = (tokenizer.convert_tokens_to_ids(t) for t in COCONUT_TOKENS)
+    ids = list(tokenizer.encode(question + "\n", add_special_tokens=True))
+    return ids + [start] + [lat] * num_latents + [end]
