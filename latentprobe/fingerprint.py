@@ -35,7 +35,7 @@ import torch
 
 from latentprobe.errors import FingerprintWarning, InputError
 
-__all__ = ["weights_fingerprint", "callable_fingerprint", "source_digest", "WEIGHT_HASH_MODES"]
+__all__ = ["weights_fingerprint", "callable_fingerprint", "tokenizer_fingerprint", "source_digest", "WEIGHT_HASH_MODES"]
 
 #: Modes of :func:`weights_fingerprint`.
 WEIGHT_HASH_MODES = ("full", "sampled")
@@ -143,6 +143,35 @@ def weights_fingerprint(module: torch.nn.Module, *, mode: str | None = None, thr
     prefix = "sha256" if mode == "full" else "sampled-sha256"
     digest = f"{prefix}:{head.hexdigest()[:32]}"
     _CACHE.setdefault(module, {})[mode] = (versions, digest)
+    return digest
+
+
+_TOK_CACHE: "weakref.WeakKeyDictionary[Any, tuple[int, str]]" = weakref.WeakKeyDictionary()
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str | None:
+    """A hash of a tokenizer's class, vocabulary (token -> id) and special tokens; cached per tokenizer
+    (recomputed when its length changes). ``None`` for ``None``."""
+    if tokenizer is None:
+        return None
+    n = len(tokenizer) if hasattr(tokenizer, "__len__") else -1
+    try:
+        cached = _TOK_CACHE.get(tokenizer)
+    except TypeError:  # not weak-referenceable
+        cached = None
+    if cached is not None and cached[0] == n:
+        return cached[1]
+    h = hashlib.sha256(_qualname(type(tokenizer)).encode())
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    for tok, idx in sorted(vocab.items(), key=lambda kv: (kv[1], kv[0])):
+        h.update(f"{idx}\t{tok}\n".encode("utf-8", "surrogatepass"))
+    special = getattr(tokenizer, "special_tokens_map", None)
+    h.update(repr(sorted((special or {}).items(), key=repr)).encode())
+    digest = "sha256:" + h.hexdigest()[:16]
+    try:
+        _TOK_CACHE[tokenizer] = (n, digest)
+    except TypeError:
+        pass
     return digest
 
 

@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from latentprobe.errors import SweepStateError
-from latentprobe.sweep.keys import _canonical
+from latentprobe.sweep.keys import _canonical, config_diff
 
-__all__ = ["PART_PATTERN", "valid_part", "part_index", "read_meta", "checked_units", "clean_temp_files"]
+__all__ = ["PART_PATTERN", "valid_part", "part_index", "read_meta", "checked_units", "clean_temp_files",
+           "mismatch_message"]
 
 #: Names of part files: ``part-`` five to nine digits, then the storage format.
 PART_PATTERN = re.compile(r"part-(\d{5,9})\.(parquet|csv)")
 _TEMP = re.compile(r"\..+\.tmp")  # atomic_write's temporary files: ".{target}.{random}.tmp"
+_MAX_DIFFS = 12
 _RESTART = "the file was modified outside latentprobe. Pass overwrite=True (or delete the folder) to start again."
 
 
@@ -92,3 +94,14 @@ def clean_temp_files(folder: Path) -> list[Path]:
                     continue
                 removed.append(path)
     return removed
+
+
+def mismatch_message(name: str, out_dir: Path, stored: Any, new: Any) -> str:
+    """The message of a config mismatch: every changed key (dotted path, stored -> now) and the way out."""
+    diffs = config_diff(stored, new)
+    shown = diffs[:_MAX_DIFFS] + ([f"... and {len(diffs) - _MAX_DIFFS} more"] if len(diffs) > _MAX_DIFFS else [])
+    return (
+        f"sweep {name!r} in {out_dir} was run with a different config; what changed (stored -> now): "
+        f"{'; '.join(shown)}. The stored results cannot be mixed with these; use a new out_dir (or name) "
+        "for the new config, or delete the folder (or pass overwrite=True) to discard the old results."
+    )

@@ -17,15 +17,15 @@ from latentprobe.atomic import atomic_write
 from latentprobe.errors import (SweepArgumentError, SweepConfigMismatch, SweepIOError, SweepRowsError,
                                 SweepStateError)
 from latentprobe.sweep import lock as _lock
-from latentprobe.sweep.keys import (_canonical, _denormalize_key, config_diff, normalize_key, read_csv_part,
+from latentprobe.sweep.keys import (_canonical, _denormalize_key, normalize_key, read_csv_part,
                                     rows_frame)
-from latentprobe.sweep.layout import checked_units, clean_temp_files, part_index, read_meta, valid_part
+from latentprobe.sweep.layout import (checked_units, clean_temp_files, mismatch_message, part_index, read_meta,
+                                      valid_part)
 
 __all__ = ["ResumableSweep"]
 
 _META_VERSION = 1
 _FORMATS = ("parquet", "csv")
-_MAX_DIFFS = 12
 
 
 class ResumableSweep:
@@ -210,7 +210,7 @@ class ResumableSweep:
                 )
             stored_config = meta.get("config", {})
             if self._requested is not None and _canonical(self._requested) != _canonical(stored_config):
-                raise SweepConfigMismatch(self._mismatch_message(stored_config, self._requested))
+                raise SweepConfigMismatch(mismatch_message(self._name, self._out_dir, stored_config, self._requested))
             self._config = stored_config
             self._units = checked_units(meta["units"], self._meta_path, self._parts_dir, self._format)
         else:
@@ -245,16 +245,6 @@ class ResumableSweep:
             raise SweepIOError(exc.errno, f"writing sweep metadata {self._meta_path} failed ({exc}); the "
                                           "last unit was not recorded and will be computed again on resume "
                                           "(free disk space or fix permissions, then rerun).") from exc
-
-    def _mismatch_message(self, stored: Any, new: Any) -> str:
-        diffs = config_diff(stored, new)
-        shown = diffs[:_MAX_DIFFS] + ([f"... and {len(diffs) - _MAX_DIFFS} more"] if len(diffs) > _MAX_DIFFS else [])
-        return (
-            f"sweep {self._name!r} in {self._out_dir} was run with a different config; what changed "
-            f"(stored -> now): {'; '.join(shown)}. The stored results cannot be mixed with these; use a "
-            "new out_dir (or name) for the new config, or delete the folder (or pass overwrite=True) "
-            "to discard the old results."
-        )
 
     def _remove_orphans(self) -> None:
         referenced = {u["part"] for u in self._units if u.get("part")}
