@@ -4,7 +4,6 @@ killed at the part rename, the metadata rename and the metadata write, then resu
 from __future__ import annotations
 
 import json
-
 import os
 import signal
 import socket
