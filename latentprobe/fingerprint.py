@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import linecache
 import os
 import textwrap
 import warnings
@@ -175,12 +176,34 @@ def tokenizer_fingerprint(tokenizer: Any) -> str | None:
     return digest
 
 
-def source_digest(obj: Any) -> str | None:
-    """``"sha256:<16 hex>"`` of ``obj``'s dedented source code, or ``None`` if it is unavailable."""
-    try:
-        src = inspect.getsource(obj)
-    except (OSError, TypeError):
+def _lambda_text(fn: Callable[..., Any]) -> str | None:
+    """A lambda's own text, ``lambda args: body``, cut from its line by the body's column offsets
+    (``inspect.getsource`` returns the whole statement, neighbours included)."""
+    code = fn.__code__
+    spans = [p for p in code.co_positions() if None not in p and (p[2], p[3]) != (0, 0)]
+    lines = linecache.getlines(code.co_filename)
+    if not spans or not lines:
         return None
+    (l0, c0), (l1, c1) = min((p[0], p[2]) for p in spans), max((p[1], p[3]) for p in spans)
+    if l1 > len(lines):
+        return None
+    raw = [line.encode("utf-8") for line in lines[l0 - 1:l1]]  # offsets are in UTF-8 bytes
+    body = raw[0][c0:] if l0 != l1 else raw[0][c0:c1]
+    if l0 != l1:
+        body += b"".join(raw[1:-1]) + raw[-1][:c1]
+    names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+    return f"lambda {', '.join(names)}: {body.decode('utf-8', 'replace')}"
+
+
+def source_digest(obj: Any) -> str | None:
+    """``"sha256:<16 hex>"`` of ``obj``'s dedented source code (a lambda's own text), or ``None`` if it
+    is unavailable."""
+    src = _lambda_text(obj) if inspect.isfunction(obj) and obj.__name__ == "<lambda>" else None
+    if src is None:
+        try:
+            src = inspect.getsource(obj)
+        except (OSError, TypeError):
+            return None
     return "sha256:" + hashlib.sha256(textwrap.dedent(src).encode()).hexdigest()[:16]
 
 
