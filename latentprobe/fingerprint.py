@@ -3,13 +3,14 @@
 :func:`weights_fingerprint` hashes a module's state dict (every name, shape, dtype and byte), once per
 module: the digest is cached in a :class:`weakref.WeakKeyDictionary` keyed on the module and
 recomputed only when a tensor of the state dict is replaced or modified in place (torch's version
-counters). Measured cost: about 2.7 s per GB on one core of this 2-core CPU machine (sha256 at
-~0.38 GB/s), divided by the threads used (the bytes are hashed in 64 MiB blocks by a thread pool,
-because hashlib releases the GIL); a 7B model in bf16 (15 GB) takes about 40 s on one core, 5-10 s
-on 8. Tensors on an accelerator are copied to the CPU block by block. ``mode="sampled"`` hashes the
-names, shapes, dtypes and 16 evenly spaced 64 KiB windows of each tensor (milliseconds per GB): it
-detects another checkpoint, not a single edited weight. The default is ``"full"``; the
-environment variable ``LATENTPROBE_WEIGHTS_HASH=sampled`` changes the default.
+counters). Measured cost (CPU, a 335 MB float32 toy of two Linear layers): 2.0 s per GB on this
+2-core machine, about sha256's speed here (0.4-0.5 GB/s per core), so a 7B model in bf16 (15 GB)
+takes about 30 s on one core. The bytes are hashed in 64 MiB blocks by a thread pool (up to 8
+threads; hashlib releases the GIL), so the time divides by the free cores (not measured beyond 2
+here). Tensors on an accelerator are copied to the CPU block by block. ``mode="sampled"`` hashes the
+names, shapes, dtypes and 16 evenly spaced 64 KiB windows of each tensor (20 ms for the same toy):
+it tells checkpoints apart, but not two that differ in a single weight. The default is ``"full"``;
+the environment variable ``LATENTPROBE_WEIGHTS_HASH=sampled`` changes the default.
 
 :func:`callable_fingerprint` describes a callable by name and a hash of its source code
 (``inspect.getsource``), plus the values it closes over and its defaults when they are plain

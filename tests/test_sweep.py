@@ -357,3 +357,27 @@ def test_damaged_part_is_a_state_error(tmp_path):
     (tmp_path / "results.parts" / "part-00001.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(SweepStateError, match="part-00001.parquet"):
         ResumableSweep(tmp_path, config=CONFIG).results()
+
+
+def test_disk_full_is_a_typed_os_error_and_the_sweep_resumes(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import latentprobe.atomic
+    from latentprobe.errors import LatentProbeError, SweepIOError
+
+    sweep = ResumableSweep(tmp_path, config=CONFIG)
+    sweep.run(UNITS[:3], _unit_rows, progress=False)
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(latentprobe.atomic.os, "replace", full)
+    with pytest.raises(SweepIOError, match="part-00003.parquet") as info:
+        sweep.run(UNITS, _unit_rows, progress=False)
+    assert info.value.errno == errno.ENOSPC and isinstance(info.value, (OSError, LatentProbeError))
+    monkeypatch.undo()
+    out = ResumableSweep(tmp_path, config=CONFIG).run(UNITS, _unit_rows, progress=False)
+    pd.testing.assert_frame_equal(out, _expected(), check_exact=True)
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") or p.name == ".sweep.lock"]
+    assert sorted(os.listdir(tmp_path)) == ["results.meta.json", "results.parts"]

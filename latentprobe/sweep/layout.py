@@ -12,11 +12,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from latentprobe.errors import SweepStateError
+from latentprobe.errors import SweepIOError, SweepStateError
 from latentprobe.sweep.keys import _canonical, config_diff
 
 __all__ = ["PART_PATTERN", "valid_part", "part_index", "read_meta", "checked_units", "clean_temp_files",
-           "mismatch_message"]
+           "remove_orphans", "mismatch_message", "io_error"]
 
 #: Names of part files: ``part-`` five to nine digits, then the storage format.
 PART_PATTERN = re.compile(r"part-(\d{5,9})\.(parquet|csv)")
@@ -105,3 +105,18 @@ def mismatch_message(name: str, out_dir: Path, stored: Any, new: Any) -> str:
         f"{'; '.join(shown)}. The stored results cannot be mixed with these; use a new out_dir (or name) "
         "for the new config, or delete the folder (or pass overwrite=True) to discard the old results."
     )
+
+
+def remove_orphans(parts_dir: Path, units: list[dict[str, Any]]) -> None:
+    """Remove files in ``parts_dir`` that no unit names: a temporary file, or a part renamed into place
+    just before a crash, before the metadata recorded it (its unit is not completed and is redone)."""
+    referenced = {u["part"] for u in units if u.get("part")}
+    for p in parts_dir.iterdir():
+        if p.name not in referenced and p.is_file():
+            p.unlink(missing_ok=True)
+
+
+def io_error(exc: OSError, doing: str) -> SweepIOError:
+    """``exc`` as a :class:`SweepIOError` saying what was being done."""
+    return SweepIOError(exc.errno, f"{doing} failed ({exc}); check that the folder exists, is writable and "
+                                   "has free space, then rerun (completed units are kept).")

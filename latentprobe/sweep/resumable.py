@@ -14,13 +14,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from latentprobe.atomic import atomic_write
-from latentprobe.errors import (SweepArgumentError, SweepConfigMismatch, SweepIOError, SweepRowsError,
+from latentprobe.errors import (SweepArgumentError, SweepConfigMismatch, SweepError, SweepIOError, SweepRowsError,
                                 SweepStateError)
 from latentprobe.sweep import lock as _lock
 from latentprobe.sweep.keys import (_canonical, _denormalize_key, normalize_key, read_csv_part,
                                     rows_frame)
-from latentprobe.sweep.layout import (checked_units, clean_temp_files, mismatch_message, part_index, read_meta,
-                                      valid_part)
+from latentprobe.sweep.layout import (checked_units, clean_temp_files, io_error, mismatch_message, part_index,
+                                      read_meta, remove_orphans, valid_part)
 
 __all__ = ["ResumableSweep"]
 
@@ -71,11 +71,10 @@ class ResumableSweep:
     SweepStateError
         If the metadata file is unreadable or names parts the store did not write.
 
-    Notes on concurrency: opening, :meth:`run` and :meth:`write` take the
-    folder's writer lock and release it when they return; ``with sweep:``
-    holds it for a whole block. Stores of one process share the lock. After
-    another process has written, the next :meth:`run` or :meth:`write` reads
-    the metadata again; :meth:`results` reads what this store last loaded.
+    Opening, :meth:`run` and :meth:`write` take the folder's writer lock and
+    release it when they return (``with sweep:`` holds it for a block; stores
+    of one process share it); after another process has written, the next
+    :meth:`run` or :meth:`write` reads the metadata again.
 
     Notes
     -----
@@ -98,10 +97,8 @@ class ResumableSweep:
         seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
         if (not isinstance(name, str) or not name or name.startswith(".") or any(c in name for c in seps)
                 or "\0" in name):
-            raise SweepArgumentError(
-                f"`name` must be a non-empty file stem without path separators or a "
-                f"leading dot, got {name!r}."
-            )
+            raise SweepArgumentError(f"`name` must be a non-empty file stem without path separators or a "
+                                     f"leading dot, got {name!r}.")
         if format not in _FORMATS:
             raise SweepArgumentError(f"`format` must be one of {_FORMATS}, got {format!r}.")
         if isinstance(key_columns, str):
@@ -116,9 +113,7 @@ class ResumableSweep:
             if not isinstance(col, str):
                 raise SweepArgumentError(f"`key_columns` must be strings, got {col!r}.")
         if config is not None and not isinstance(config, Mapping):
-            raise SweepArgumentError(
-                f"`config` must be a dict of settings (or None), got {type(config).__name__}."
-            )
+            raise SweepArgumentError(f"`config` must be a dict of settings (or None), got {type(config).__name__}.")
 
         self._name = name
         self._format = format
@@ -146,10 +141,12 @@ class ResumableSweep:
                                           "pass an out_dir you can write to.") from exc
         with self._locked(refresh=False):
             if overwrite:
-                if self._parts_dir.exists():
-                    shutil.rmtree(self._parts_dir)
-                if self._meta_path.exists():
-                    self._meta_path.unlink()
+                try:
+                    if self._parts_dir.exists():
+                        shutil.rmtree(self._parts_dir)
+                    self._meta_path.unlink(missing_ok=True)
+                except OSError as exc:
+                    raise io_error(exc, f"removing the old results of sweep {name!r} in {self._out_dir}") from exc
             self._load()
 
     # -- locking and loading ---------------------------------------------------
@@ -160,8 +157,7 @@ class ResumableSweep:
         if self._memory is not None:
             yield
             return
-        generation = _lock.acquire(self._out_dir)
-        self._holds += 1
+        generation = self._acquire()
         try:
             if refresh and generation != self._generation:
                 self._load()
@@ -174,8 +170,7 @@ class ResumableSweep:
     def __enter__(self) -> "ResumableSweep":
         """Hold the folder's writer lock until the ``with`` block ends (other processes are refused)."""
         if self._memory is None:
-            generation = _lock.acquire(self._out_dir)
-            self._holds += 1
+            generation = self._acquire()
             if generation != self._generation:
                 try:
                     self._load()
@@ -184,6 +179,14 @@ class ResumableSweep:
                     raise
                 self._generation = generation
         return self
+
+    def _acquire(self) -> int:
+        try:
+            generation = _lock.acquire(self._out_dir)
+        except OSError as exc:
+            raise io_error(exc, f"taking the writer lock of {self._out_dir}") from exc
+        self._holds += 1
+        return generation
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
@@ -198,6 +201,14 @@ class ResumableSweep:
     def _load(self) -> None:
         """Read (or create) the metadata, check it against the requested config, clean the folder.
         Called with the lock held."""
+        try:
+            self._load_files()
+        except SweepError:
+            raise
+        except OSError as exc:
+            raise io_error(exc, f"reading sweep {self._name!r} in {self._out_dir}") from exc
+
+    def _load_files(self) -> None:
         self._parts_dir.mkdir(parents=True, exist_ok=True)
         if self._meta_path.exists():
             meta = read_meta(self._meta_path)
@@ -219,7 +230,7 @@ class ResumableSweep:
             self._write_meta()
         self._done = {_canonical(u["key"]) for u in self._units}
         clean_temp_files(self._out_dir)
-        self._remove_orphans()
+        remove_orphans(self._parts_dir, self._units)
 
     # -- metadata ------------------------------------------------------------
 
@@ -246,13 +257,6 @@ class ResumableSweep:
                                           "last unit was not recorded and will be computed again on resume "
                                           "(free disk space or fix permissions, then rerun).") from exc
 
-    def _remove_orphans(self) -> None:
-        referenced = {u["part"] for u in self._units if u.get("part")}
-        for p in self._parts_dir.iterdir():
-            if p.name not in referenced and p.is_file():
-                # A temp file or a part written just before a crash, before the
-                # metadata recorded it: its unit is not completed and will be redone.
-                p.unlink(missing_ok=True)
     # -- properties ------------------------------------------------------------
 
     @property
