@@ -381,3 +381,21 @@ def test_disk_full_is_a_typed_os_error_and_the_sweep_resumes(tmp_path, monkeypat
     pd.testing.assert_frame_equal(out, _expected(), check_exact=True)
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") or p.name == ".sweep.lock"]
     assert sorted(os.listdir(tmp_path)) == ["results.meta.json", "results.parts"]
+
+
+def test_every_exception_the_sweep_package_raises_is_a_latentprobe_error():
+    import ast
+    from pathlib import Path
+
+    import latentprobe.errors as errors
+    import latentprobe.sweep as sweep_pkg
+
+    raised = set()
+    for path in Path(sweep_pkg.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and isinstance(node.exc.func, ast.Name):
+                raised.add(node.exc.func.id)
+    helpers = {"_refused", "io_error"}  # functions that build a SweepLockedError / SweepIOError
+    classes = raised - helpers
+    assert classes and all(issubclass(getattr(errors, c), errors.LatentProbeError) for c in classes), classes
+    assert helpers <= raised

@@ -25,7 +25,8 @@ from latentprobe.trace import LatentTrace
 if TYPE_CHECKING:
     from latentprobe.engine import LatentRunner
 
-__all__ = ["MODES", "PAPER_INTERVENTIONS", "BASELINE_SOURCES", "trace_fingerprint", "runner_fingerprint", "mask_rule_of"]
+__all__ = ["MODES", "PAPER_INTERVENTIONS", "BASELINE_SOURCES", "trace_fingerprint", "runner_fingerprint",
+           "mask_rule_of"]
 
 MODES = ("replay", "propagate", "redecode")
 #: Names of the paper's four interventions in :func:`default_interventions`.
@@ -170,7 +171,7 @@ def _inputs_config(inputs: InputSet) -> dict[str, Any]:
             "relabel": callable_fingerprint(inputs.relabel, what="InputSet.relabel")}
 
 
-def _callable_config(fn: Any, what: str) -> dict[str, Any] | None:
+def _callable_config(fn: Any, what: str = "logits processor") -> dict[str, Any] | None:
     """A user callable (logits processor, ...) by name and source hash; ``None`` stays ``None``."""
     return callable_fingerprint(fn, what=what)
 

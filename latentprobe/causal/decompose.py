@@ -100,7 +100,8 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
         "treatment": _perturbation_config(treatment), "against": against,
         "gold": None if golds is None else hashlib.sha1(json.dumps(golds).encode()).hexdigest()[:16],
         "seed": int(seed), "chunk_size": int(chunk_size), "batch_size": int(batch_size),
-        "max_new_tokens": int(max_new_tokens), "logits_processor": _callable_config(logits_processor, "logits processor"), "match": match,
+        "max_new_tokens": int(max_new_tokens), "logits_processor": _callable_config(logits_processor),
+        "match": match,
         "gold_prefix": gold_prefix,
     }
     config = {**sweep_cfg, "outcome": outcome, "n_boot": int(n_boot), "out_dir": None if out_dir is None else str(out_dir),

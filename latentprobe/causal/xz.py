@@ -187,7 +187,7 @@ def x_to_z(runner: LatentRunner, inputs: InputSet, perturbations: Perturbation |
         "analysis": "x_to_z", "inputs": _inputs_config(inputs), "n": n, "runner": _runner_info(runner),
         "perturbations": {p.name: _perturbation_config(p) for p in perts}, "layers": layers, "seed": int(seed),
         "chunk_size": int(chunk_size), "batch_size": int(batch_size), "max_new_tokens": int(max_new_tokens),
-        "logits_processor": _callable_config(logits_processor, "logits processor"), "baselines": bool(baselines),
+        "logits_processor": _callable_config(logits_processor), "baselines": bool(baselines),
     }
     config = {**sweep_cfg, "n_boot": int(n_boot), "across_layers": across_layers,
               "out_dir": None if out_dir is None else str(out_dir)}

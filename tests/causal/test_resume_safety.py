@@ -108,7 +108,8 @@ def test_x_to_z_refuses_another_custom_perturbation_body_or_logits_processor(mod
             return super().__call__(ids, logits, index) * 1.0
 
     with pytest.raises(SweepConfigMismatch, match=r"'logits_processor\.name'"):
-        x_to_z(r, inputs, [Custom(_mirror_rows, name="mirror")], out_dir=tmp_path, **{**kw, "logits_processor": Greedy(tok)})
+        x_to_z(r, inputs, [Custom(_mirror_rows, name="mirror")], out_dir=tmp_path,
+               **{**kw, "logits_processor": Greedy(tok)})
     # the same configuration resumes
     res = x_to_z(r, inputs, [Custom(_mirror_rows, name="mirror")], out_dir=tmp_path, **kw)
     assert res.config["runner"]["weights"].startswith("sha256:")
