@@ -9,7 +9,8 @@ A lock whose owner is gone (its pid is not alive on this host, or the pid now be
 started later) is stale: it is taken over with a :class:`~latentprobe.errors.SweepLockWarning`.
 Takeovers are serialised by a second file created with ``O_EXCL``, so two processes that find the
 same stale lock cannot both take it. A lock written from another host cannot be checked and is
-never taken over.
+never taken over. The lock is between processes: threads of one process share it, and one store
+must not be written from two threads at once.
 """
 
 from __future__ import annotations

@@ -50,7 +50,10 @@ def test_decompose_refuses_to_resume_free_with_mediated(inputs, tmp_path):
     assert len(done.rows) > 0
     with pytest.raises(SweepConfigMismatch, match="runner.weights"):
         decompose(mediated.runner(), inputs, Custom(Mirror(), name="mirror"), out_dir=tmp_path, **kw)
-    again = decompose(free.runner(), inputs, Custom(Mirror(), name="mirror"), out_dir=tmp_path, **kw)
+    # the same checkpoint loaded again (a new process, a new module object) resumes
+    reloaded = _load_trained("free").runner()
+    assert runner_fingerprint(reloaded) == runner_fingerprint(free.runner())
+    again = decompose(reloaded, inputs, Custom(Mirror(), name="mirror"), out_dir=tmp_path, **kw)
     pd.testing.assert_frame_equal(again.rows, done.rows)
 
 
