@@ -100,3 +100,27 @@ class SweepRowsError(SweepError, ValueError):
 
 class VizInputError(LatentProbeError, ValueError):
     """A table or matrix that cannot be plotted (missing columns, wrong shape)."""
+
+
+class SweepArgumentError(SweepError, ValueError, TypeError):
+    """An argument of :class:`ResumableSweep` (name, format, key columns, config) is malformed."""
+
+
+class SweepKeyError(SweepError, TypeError):
+    """A unit key or config value that cannot be stored as JSON."""
+
+
+class SweepLockedError(SweepError, RuntimeError):
+    """Another live process holds the sweep folder's writer lock."""
+
+
+class SweepIOError(SweepError, OSError):
+    """Writing a sweep's part or metadata failed at the operating-system level (disk full, permissions)."""
+
+
+class SweepLockWarning(UserWarning):
+    """A stale writer lock (its process is gone) was taken over."""
+
+
+class FingerprintWarning(UserWarning):
+    """A user callable's source is unavailable: it is fingerprinted by name only."""

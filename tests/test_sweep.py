@@ -270,3 +270,132 @@ def test_in_memory_sweep_skips_done_units_and_refuses_rewrites():
     assert empty.results().empty and empty.config == {}
     empty.write("nothing", [])
     assert empty.done("nothing") and empty.results().empty
+
+
+# ---------------------------------------------------------------------------
+# Typed errors, config diffs, part names, temporary files
+# ---------------------------------------------------------------------------
+
+
+def test_argument_and_key_errors_are_typed(tmp_path):
+    from latentprobe.errors import LatentProbeError, SweepArgumentError, SweepKeyError
+
+    for kwargs in ({"name": "../x"}, {"name": ""}, {"name": ".hidden"}, {"format": "xlsx"},
+                   {"key_columns": (1,)}, {"key_columns": 3}, {"config": [1, 2]}):
+        with pytest.raises(SweepArgumentError) as info:
+            ResumableSweep(tmp_path, **kwargs)
+        assert isinstance(info.value, LatentProbeError)
+    with pytest.raises(SweepKeyError, match="JSON") as info:
+        ResumableSweep(tmp_path, config={"fn": object()})
+    assert isinstance(info.value, TypeError) and isinstance(info.value, LatentProbeError)
+    with pytest.raises(SweepKeyError, match="mapping key"):
+        ResumableSweep(None).write({1: "a"}, [])
+
+
+def test_mismatch_lists_dotted_paths_and_how_to_proceed(tmp_path):
+    cfg = {"runner": {"weights": "sha256:aaaa", "spec": {"num_latents": 4, "name": "toy"}}, "seed": 0}
+    ResumableSweep(tmp_path, config=cfg).write("u", [])
+    new = {"runner": {"weights": "sha256:bbbb", "spec": {"num_latents": 6, "name": "toy"}}, "seed": 0,
+           "note": "x" * 500}
+    with pytest.raises(SweepConfigMismatch) as info:
+        ResumableSweep(tmp_path, config=new)
+    msg = str(info.value)
+    assert "'runner.weights': stored 'sha256:aaaa', now 'sha256:bbbb'" in msg
+    assert "'runner.spec.num_latents': stored 4, now 6" in msg
+    assert "'note': not stored, now 'xxx" in msg and "x" * 200 not in msg  # shortened
+    assert "seed" not in msg and "name" not in msg.split("changed")[1].split(". ")[0]
+    assert "out_dir" in msg and "delete the folder" in msg
+
+
+def _edit_meta(folder, edit, name="results"):
+    path = folder / f"{name}.meta.json"
+    meta = json.loads(path.read_text())
+    edit(meta)
+    path.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("bad", ["../../secret.csv", "/etc/passwd", "part-00001.parquet.bak", "part-00001.csv",
+                                 "part-1.parquet", "notes.parquet"])
+def test_part_names_not_written_by_the_store_are_refused(tmp_path, bad):
+    (tmp_path / "secret.csv").write_text("example_id,score\nleak,1.0\n")
+    folder = tmp_path / "a" / "b"
+    ResumableSweep(folder, config=CONFIG).run(UNITS[:3], _unit_rows, progress=False)
+    _edit_meta(folder, lambda m: m["units"][1].update(part=bad))
+    with pytest.raises(SweepStateError, match=r"units\[1\]") as info:
+        ResumableSweep(folder, config=CONFIG)
+    assert repr(bad) in str(info.value) and "results.meta.json" in str(info.value)
+    assert repr([0, 1]) in str(info.value)  # the entry's unit key
+
+
+def test_malformed_unit_entries_are_refused(tmp_path):
+    ResumableSweep(tmp_path, config=CONFIG).run(UNITS[:3], _unit_rows, progress=False)
+    _edit_meta(tmp_path, lambda m: m["units"][2].update(part=m["units"][0]["part"]))
+    with pytest.raises(SweepStateError, match="reuses part"):
+        ResumableSweep(tmp_path, config=CONFIG)
+    _edit_meta(tmp_path, lambda m: m["units"].__setitem__(2, "not an entry"))
+    with pytest.raises(SweepStateError, match=r"units\[2\]"):
+        ResumableSweep(tmp_path, config=CONFIG)
+
+
+def test_temp_files_anywhere_in_the_folder_are_cleaned_on_resume(tmp_path):
+    ResumableSweep(tmp_path, config=CONFIG).run(UNITS[:3], _unit_rows, progress=False)
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    strays = [tmp_path / ".results.meta.json.k2j4h5g6.tmp", tmp_path / "deep" / "er" / ".chunk.safetensors.x.tmp",
+              tmp_path / "results.parts" / ".part-00003.parquet.a1b2c3d4.tmp"]
+    for p in strays:
+        p.write_bytes(b"half")
+    keep = [tmp_path / "notes.tmp", tmp_path / "deep" / "data.csv"]
+    for p in keep:
+        p.write_text("user file")
+    out = ResumableSweep(tmp_path, config=CONFIG).run(UNITS, _unit_rows, progress=False)
+    pd.testing.assert_frame_equal(out, _expected(), check_exact=True)
+    assert not any(p.exists() for p in strays) and all(p.exists() for p in keep)
+
+
+def test_damaged_part_is_a_state_error(tmp_path):
+    ResumableSweep(tmp_path, config=CONFIG).run(UNITS[:2], _unit_rows, progress=False)
+    (tmp_path / "results.parts" / "part-00001.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(SweepStateError, match="part-00001.parquet"):
+        ResumableSweep(tmp_path, config=CONFIG).results()
+
+
+def test_disk_full_is_a_typed_os_error_and_the_sweep_resumes(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import latentprobe.atomic
+    from latentprobe.errors import LatentProbeError, SweepIOError
+
+    sweep = ResumableSweep(tmp_path, config=CONFIG)
+    sweep.run(UNITS[:3], _unit_rows, progress=False)
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(latentprobe.atomic.os, "replace", full)
+    with pytest.raises(SweepIOError, match="part-00003.parquet") as info:
+        sweep.run(UNITS, _unit_rows, progress=False)
+    assert info.value.errno == errno.ENOSPC and isinstance(info.value, (OSError, LatentProbeError))
+    monkeypatch.undo()
+    out = ResumableSweep(tmp_path, config=CONFIG).run(UNITS, _unit_rows, progress=False)
+    pd.testing.assert_frame_equal(out, _expected(), check_exact=True)
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") or p.name == ".sweep.lock"]
+    assert sorted(os.listdir(tmp_path)) == ["results.meta.json", "results.parts"]
+
+
+def test_every_exception_the_sweep_package_raises_is_a_latentprobe_error():
+    import ast
+    from pathlib import Path
+
+    import latentprobe.errors as errors
+    import latentprobe.sweep as sweep_pkg
+
+    raised = set()
+    for path in Path(sweep_pkg.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and isinstance(node.exc.func, ast.Name):
+                raised.add(node.exc.func.id)
+    helpers = {"_refused", "io_error"}  # functions that build a SweepLockedError / SweepIOError
+    classes = raised - helpers
+    assert classes and all(issubclass(getattr(errors, c), errors.LatentProbeError) for c in classes), classes
+    assert helpers <= raised

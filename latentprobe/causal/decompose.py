@@ -16,7 +16,8 @@ import torch
 from latentprobe import stats as _stats
 from latentprobe.causal.common import (
     _KEPT, _MED_ROWS, _STATUS, _SUMMARY_COLS, _chunks, _effect_row, _frame, _gold_list, _gold_token_id, _open,
-    _outcome, _pair_reason, _qualname, _run, _run_units, _runner_info, _status, _typed,
+    _outcome, _pair_reason, _run, _run_units, _runner_info, _inputs_config, _perturbation_config,
+    _callable_config, _status, _typed,
 )
 from latentprobe.causal.results import MediationResult
 from latentprobe.errors import InputError
@@ -95,11 +96,12 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
     else:
         golds = None if gold is None else _gold_list(gold, inputs.example_ids)
     sweep_cfg = {
-        "analysis": "mediation", "inputs": inputs.fingerprint(), "n": n, "runner": _runner_info(runner),
-        "treatment": treatment.to_config(), "against": against,
+        "analysis": "mediation", "inputs": _inputs_config(inputs), "n": n, "runner": _runner_info(runner),
+        "treatment": _perturbation_config(treatment), "against": against,
         "gold": None if golds is None else hashlib.sha1(json.dumps(golds).encode()).hexdigest()[:16],
         "seed": int(seed), "chunk_size": int(chunk_size), "batch_size": int(batch_size),
-        "max_new_tokens": int(max_new_tokens), "logits_processor": _qualname(logits_processor), "match": match,
+        "max_new_tokens": int(max_new_tokens), "logits_processor": _callable_config(logits_processor),
+        "match": match,
         "gold_prefix": gold_prefix,
     }
     config = {**sweep_cfg, "outcome": outcome, "n_boot": int(n_boot), "out_dir": None if out_dir is None else str(out_dir),

@@ -17,8 +17,8 @@ from torch import Tensor
 from latentprobe import stats as _stats
 from latentprobe.causal.common import (
     _STATUS, _SUMMARY_COLS, _ZY_ROWS, MODES, _answer_key, _answer_sig, _chunks, _describe, _effect_row, _finite,
-    _frame, _gold_list, _gold_token_id, _kept_latent_examples, _kl, _open, _outcome, _qualname, _run_units,
-    _runner_info, _status, _typed, trace_fingerprint,
+    _frame, _gold_list, _gold_token_id, _kept_latent_examples, _kl, _open, _outcome, _run_units,
+    _runner_info, _callable_config, _status, _typed, trace_fingerprint,
 )
 from latentprobe.causal.results import ZYResult
 from latentprobe.errors import InputError, InterventionError
@@ -161,7 +161,8 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
         "gold": None if golds_all is None else hashlib.sha1(json.dumps(golds_all).encode()).hexdigest()[:16],
         "steps": None if steps is None else sorted({int(s) for s in steps}), "layers": sorted({int(l) for l in layers}),
         "seed": int(seed), "chunk_size": int(chunk_size), "batch_size": int(batch_size),
-        "max_new_tokens": max_new_tokens, "logits_processor": _qualname(logits_processor), "match": match,
+        "max_new_tokens": max_new_tokens, "logits_processor": _callable_config(logits_processor),
+        "match": match,
         "gold_prefix": gold_prefix,
     }
     config = {**sweep_cfg, "n_boot": int(n_boot), "n_kept": len(kept), "num_latents": k,

@@ -9,6 +9,7 @@ unit recorded as completed is on disk in full and a new
 
 Layout inside ``out_dir``::
 
+    .sweep.lock                 the writer's pid, host and start time (while one writes)
     {name}.meta.json            config, storage format, completed units
     {name}.parts/part-00000.parquet
     {name}.parts/part-00001.parquet
@@ -16,17 +17,29 @@ Layout inside ``out_dir``::
 
 A part file that exists but is not recorded in the metadata (a crash
 between writing the part and updating the metadata) is ignored and removed
-when the sweep is next opened; its unit is simply computed again.
+when the sweep is next opened, as is every temporary file of an interrupted
+write anywhere in the folder; its unit is simply computed again. Part names
+read from the metadata must be ones the store writes (``part-NNNNN.parquet``).
 
-Only one process may write to a sweep directory at a time; there is no
-locking.
+The config records everything the results depend on (the analyses of
+:mod:`latentprobe.causal` put the model's weight hash, the whole spec, the mask
+rule's source, ... in it, see :mod:`latentprobe.fingerprint`); reopening a
+folder with another config raises :class:`SweepConfigMismatch` listing what
+changed, key by key.
+
+One process writes to a folder at a time: opening, ``run`` and ``write`` take
+the folder's lock file (``.sweep.lock``, created with ``O_EXCL``) and release
+it when they return; ``with sweep:`` holds it for a block. A second process is
+refused with :class:`SweepLockedError` naming the owner; a lock whose process
+is gone is taken over with a :class:`SweepLockWarning`.
 
 With ``out_dir=None`` the same store is kept in memory (the analyses of
 :mod:`latentprobe.causal` use it both ways): units, ``done``, ``results`` and
 ``run`` behave the same, nothing is written.
 """
 
-from latentprobe.errors import SweepConfigMismatch, SweepError, SweepRowsError, SweepStateError
+from latentprobe.errors import (SweepArgumentError, SweepConfigMismatch, SweepError, SweepIOError, SweepKeyError,
+                                SweepLockedError, SweepLockWarning, SweepRowsError, SweepStateError)
 from latentprobe.sweep.keys import normalize_key
 from latentprobe.sweep.resumable import ResumableSweep
 
@@ -35,6 +48,11 @@ __all__ = [
     "SweepConfigMismatch",
     "SweepStateError",
     "SweepRowsError",
+    "SweepArgumentError",
+    "SweepKeyError",
+    "SweepLockedError",
+    "SweepIOError",
+    "SweepLockWarning",
     "ResumableSweep",
     "normalize_key",
 ]

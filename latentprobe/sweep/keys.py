@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from latentprobe.errors import SweepRowsError
+from latentprobe.errors import SweepKeyError, SweepRowsError
 
 __all__ = ["normalize_key"]
 
@@ -37,8 +37,8 @@ def normalize_key(obj: Any, *, what: str = "unit key") -> Any:
 
     Raises
     ------
-    TypeError
-        If ``obj`` contains a value that cannot be written as JSON.
+    SweepKeyError
+        If ``obj`` contains a value that cannot be written as JSON (also a ``TypeError``).
     """
     if obj is None or isinstance(obj, (bool, str)):
         return obj
@@ -54,13 +54,13 @@ def normalize_key(obj: Any, *, what: str = "unit key") -> Any:
         out = {}
         for k, v in obj.items():
             if not isinstance(k, str):
-                raise TypeError(
+                raise SweepKeyError(
                     f"{what} contains a mapping key {k!r} of type {type(k).__name__}; "
                     "use string keys so it can be stored as JSON."
                 )
             out[k] = normalize_key(v, what=what)
         return out
-    raise TypeError(
+    raise SweepKeyError(
         f"{what} contains {obj!r} of type {type(obj).__name__}, which cannot be stored "
         "as JSON; use str, int, float, bool, None or tuples/lists/dicts of those "
         "(e.g. pass `unit_key=lambda u: (u.layer, u.step)`)."
@@ -69,6 +69,30 @@ def normalize_key(obj: Any, *, what: str = "unit key") -> Any:
 
 def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def _short(value: Any, width: int = 72) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def config_diff(stored: Any, new: Any, path: str = "") -> list[str]:
+    """What changed between two JSON configs: ``'dotted.key': stored OLD, now NEW`` per leaf (values
+    shortened; lists compared whole)."""
+    if isinstance(stored, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(stored) | set(new)):
+            sub = f"{path}.{k}" if path else str(k)
+            if k not in stored:
+                out.append(f"{sub!r}: not stored, now {_short(new[k])}")
+            elif k not in new:
+                out.append(f"{sub!r}: stored {_short(stored[k])}, now missing")
+            else:
+                out.extend(config_diff(stored[k], new[k], sub))
+        return out
+    if _canonical(stored) == _canonical(new):
+        return []
+    return [f"{path or 'config'!r}: stored {_short(stored)}, now {_short(new)}"]
 
 
 def _denormalize_key(obj: Any) -> Any:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,8 +14,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from latentprobe.atomic import atomic_write
-from latentprobe.errors import SweepConfigMismatch, SweepRowsError, SweepStateError
-from latentprobe.sweep.keys import _canonical, _denormalize_key, normalize_key, read_csv_part, rows_frame
+from latentprobe.errors import (SweepArgumentError, SweepConfigMismatch, SweepError, SweepIOError, SweepRowsError,
+                                SweepStateError)
+from latentprobe.sweep import lock as _lock
+from latentprobe.sweep.keys import (_canonical, _denormalize_key, normalize_key, read_csv_part,
+                                    rows_frame)
+from latentprobe.sweep.layout import (checked_units, clean_temp_files, io_error, mismatch_message, part_index,
+                                      read_meta, remove_orphans, valid_part)
 
 __all__ = ["ResumableSweep"]
 
@@ -55,10 +61,20 @@ class ResumableSweep:
 
     Raises
     ------
+    SweepArgumentError
+        If an argument is malformed.
     SweepConfigMismatch
-        If the directory holds a sweep with a different config or format.
+        If the directory holds a sweep with a different config or format
+        (the message lists every changed key: ``'a.b': stored OLD, now NEW``).
+    SweepLockedError
+        If another live process is writing to the folder.
     SweepStateError
-        If the metadata file is unreadable.
+        If the metadata file is unreadable or names parts the store did not write.
+
+    Opening, :meth:`run` and :meth:`write` take the folder's writer lock and
+    release it when they return (``with sweep:`` holds it for a block; stores
+    of one process share it); after another process has written, the next
+    :meth:`run` or :meth:`write` reads the metadata again.
 
     Notes
     -----
@@ -78,89 +94,149 @@ class ResumableSweep:
         format: str = "parquet",
         overwrite: bool = False,
     ) -> None:
-        if not isinstance(name, str) or not name or os.sep in name or name.startswith("."):
-            raise ValueError(
-                f"`name` must be a non-empty file stem without path separators or a "
-                f"leading dot, got {name!r}."
-            )
+        seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+        if (not isinstance(name, str) or not name or name.startswith(".") or any(c in name for c in seps)
+                or "\0" in name):
+            raise SweepArgumentError(f"`name` must be a non-empty file stem without path separators or a "
+                                     f"leading dot, got {name!r}.")
         if format not in _FORMATS:
-            raise ValueError(f"`format` must be one of {_FORMATS}, got {format!r}.")
+            raise SweepArgumentError(f"`format` must be one of {_FORMATS}, got {format!r}.")
         if isinstance(key_columns, str):
             key_columns = (key_columns,)
-        self._key_columns = tuple(key_columns)
+        try:
+            self._key_columns = tuple(key_columns)
+        except TypeError:
+            raise SweepArgumentError(
+                f"`key_columns` must be a sequence of column names, got {type(key_columns).__name__}."
+            ) from None
         for col in self._key_columns:
             if not isinstance(col, str):
-                raise ValueError(f"`key_columns` must be strings, got {col!r}.")
+                raise SweepArgumentError(f"`key_columns` must be strings, got {col!r}.")
         if config is not None and not isinstance(config, Mapping):
-            raise TypeError(
-                f"`config` must be a dict of settings (or None), got {type(config).__name__}."
-            )
+            raise SweepArgumentError(f"`config` must be a dict of settings (or None), got {type(config).__name__}.")
 
         self._name = name
         self._format = format
-        new_config = None if config is None else normalize_key(dict(config), what="config")
+        self._requested = None if config is None else normalize_key(dict(config), what="config")
         self._memory: dict[str, pd.DataFrame] | None = None
+        self._generation: int | None = None
+        self._holds = 0
         if out_dir is None:  # in memory: no folder, no metadata file, nothing to resume
             self._memory = {}
             self._out_dir = self._parts_dir = self._meta_path = None
-            self._config = {} if new_config is None else new_config
-            self._units = []
+            self._config = {} if self._requested is None else self._requested
+            self._units: list[dict[str, Any]] = []
             self._done: set[str] = set()
             return
         self._out_dir = Path(out_dir)
         self._parts_dir = self._out_dir / f"{name}.parts"
         self._meta_path = self._out_dir / f"{name}.meta.json"
+        self._config = {}
+        self._units = []
+        self._done = set()
+        try:
+            self._out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SweepIOError(exc.errno, f"cannot create sweep folder {self._out_dir}: {exc.strerror}; "
+                                          "pass an out_dir you can write to.") from exc
+        with self._locked(refresh=False):
+            if overwrite:
+                try:
+                    if self._parts_dir.exists():
+                        shutil.rmtree(self._parts_dir)
+                    self._meta_path.unlink(missing_ok=True)
+                except OSError as exc:
+                    raise io_error(exc, f"removing the old results of sweep {name!r} in {self._out_dir}") from exc
+            self._load()
 
-        if overwrite:
-            if self._parts_dir.exists():
-                shutil.rmtree(self._parts_dir)
-            if self._meta_path.exists():
-                self._meta_path.unlink()
+    # -- locking and loading ---------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self, refresh: bool = True) -> Iterator[None]:
+        """Hold the folder's writer lock; reload the metadata if another process may have written."""
+        if self._memory is not None:
+            yield
+            return
+        generation = self._acquire()
+        try:
+            if refresh and generation != self._generation:
+                self._load()
+            self._generation = generation
+            yield
+        finally:
+            self._holds -= 1
+            _lock.release(self._out_dir)
+
+    def __enter__(self) -> "ResumableSweep":
+        """Hold the folder's writer lock until the ``with`` block ends (other processes are refused)."""
+        if self._memory is None:
+            generation = self._acquire()
+            if generation != self._generation:
+                try:
+                    self._load()
+                except BaseException:
+                    self.close()
+                    raise
+                self._generation = generation
+        return self
+
+    def _acquire(self) -> int:
+        try:
+            generation = _lock.acquire(self._out_dir)
+        except OSError as exc:
+            raise io_error(exc, f"taking the writer lock of {self._out_dir}") from exc
+        self._holds += 1
+        return generation
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release every hold this store has on the folder's writer lock (``run`` and ``write`` take
+        and release it themselves; this ends a ``with`` block)."""
+        while self._holds > 0:
+            self._holds -= 1
+            _lock.release(self._out_dir)
+
+    def _load(self) -> None:
+        """Read (or create) the metadata, check it against the requested config, clean the folder.
+        Called with the lock held."""
+        try:
+            self._load_files()
+        except SweepError:
+            raise
+        except OSError as exc:
+            raise io_error(exc, f"reading sweep {self._name!r} in {self._out_dir}") from exc
+
+    def _load_files(self) -> None:
         self._parts_dir.mkdir(parents=True, exist_ok=True)
-
         if self._meta_path.exists():
-            meta = self._read_meta()
+            meta = read_meta(self._meta_path)
             stored_format = meta.get("format", "parquet")
-            if stored_format != format:
+            if stored_format != self._format:
                 raise SweepConfigMismatch(
-                    f"sweep {name!r} in {self._out_dir} was stored as {stored_format!r}, "
-                    f"but format={format!r} was requested; pass format={stored_format!r}, "
+                    f"sweep {self._name!r} in {self._out_dir} was stored as {stored_format!r}, "
+                    f"but format={self._format!r} was requested; pass format={stored_format!r}, "
                     "use a new out_dir, or pass overwrite=True to discard the old results."
                 )
             stored_config = meta.get("config", {})
-            if new_config is not None and _canonical(new_config) != _canonical(stored_config):
-                raise SweepConfigMismatch(self._mismatch_message(stored_config, new_config))
+            if self._requested is not None and _canonical(self._requested) != _canonical(stored_config):
+                raise SweepConfigMismatch(mismatch_message(self._name, self._out_dir, stored_config, self._requested))
             self._config = stored_config
-            self._units: list[dict[str, Any]] = list(meta.get("units", []))
+            self._units = checked_units(meta["units"], self._meta_path, self._parts_dir, self._format)
         else:
-            self._config = {} if new_config is None else new_config
+            self._config = {} if self._requested is None else self._requested
             self._units = []
             self._write_meta()
-
         self._done = {_canonical(u["key"]) for u in self._units}
-        self._remove_orphans()
+        clean_temp_files(self._out_dir)
+        remove_orphans(self._parts_dir, self._units)
 
     # -- metadata ------------------------------------------------------------
 
     @property
     def _where(self) -> str:
         return "memory" if self._meta_path is None else str(self._meta_path)
-
-    def _read_meta(self) -> dict[str, Any]:
-        try:
-            with open(self._meta_path, encoding="utf-8") as f:
-                meta = json.load(f)
-        except (OSError, json.JSONDecodeError) as exc:
-            raise SweepStateError(
-                f"cannot read sweep metadata {self._meta_path} ({exc}); the file was "
-                "modified outside latentprobe. Pass overwrite=True to start again."
-            ) from exc
-        if not isinstance(meta, dict) or not isinstance(meta.get("units", []), list):
-            raise SweepStateError(
-                f"sweep metadata {self._meta_path} has an unexpected structure; "
-                "pass overwrite=True to start again."
-            )
-        return meta
 
     def _write_meta(self) -> None:
         if self._memory is not None:
@@ -174,34 +250,12 @@ class ResumableSweep:
             "units": self._units,
         }
         text = json.dumps(meta, indent=1, sort_keys=False)
-        atomic_write(self._meta_path, lambda f: f.write(text), binary=False)
-
-    def _mismatch_message(self, stored: Any, new: Any) -> str:
-        if isinstance(stored, dict) and isinstance(new, dict):
-            diffs = []
-            for k in sorted(set(stored) | set(new)):
-                if k not in stored:
-                    diffs.append(f"{k!r}: not stored, now {new[k]!r}")
-                elif k not in new:
-                    diffs.append(f"{k!r}: stored {stored[k]!r}, now missing")
-                elif _canonical(stored[k]) != _canonical(new[k]):
-                    diffs.append(f"{k!r}: stored {stored[k]!r}, now {new[k]!r}")
-            detail = "; ".join(diffs)
-        else:
-            detail = f"stored {stored!r}, now {new!r}"
-        return (
-            f"sweep {self._name!r} in {self._out_dir} was run with a different config "
-            f"({detail}). Use a new out_dir (or name) for the new config, or pass "
-            "overwrite=True to discard the old results."
-        )
-
-    def _remove_orphans(self) -> None:
-        referenced = {u["part"] for u in self._units if u.get("part")}
-        for p in self._parts_dir.iterdir():
-            if p.name not in referenced and p.is_file():
-                # A temp file or a part written just before a crash, before the
-                # metadata recorded it: its unit is not completed and will be redone.
-                p.unlink()
+        try:
+            atomic_write(self._meta_path, lambda f: f.write(text), binary=False)
+        except OSError as exc:
+            raise SweepIOError(exc.errno, f"writing sweep metadata {self._meta_path} failed ({exc}); the "
+                                          "last unit was not recorded and will be computed again on resume "
+                                          "(free disk space or fix permissions, then rerun).") from exc
 
     # -- properties ------------------------------------------------------------
 
@@ -279,13 +333,17 @@ class ResumableSweep:
             If the rows cannot be stored (see message).
         """
         key = normalize_key(unit_key)
+        frame = rows_frame(rows, unit_key, self._key_columns)
+        with self._locked():
+            self._write_locked(unit_key, key, frame)
+
+    def _write_locked(self, unit_key: Any, key: Any, frame: pd.DataFrame) -> None:
         canon = _canonical(key)
         if canon in self._done:
             raise SweepStateError(
                 f"unit {unit_key!r} is already completed in {self._where}; check "
                 "`done(key)` before computing it, or pass overwrite=True to start again."
             )
-        frame = rows_frame(rows, unit_key, self._key_columns)
         entry: dict[str, Any] = {"key": key, "part": None, "n_rows": int(len(frame))}
         if len(frame.columns) or len(frame):
             part_name = self._next_part_name()
@@ -299,8 +357,11 @@ class ResumableSweep:
                     path = self._parts_dir / part_name
                     entry["dtypes"] = {c: str(t) for c, t in frame.dtypes.items()}
                     atomic_write(path, lambda f: frame.to_csv(f, index=False), binary=False)
-            except OSError:
-                raise
+            except OSError as exc:
+                raise SweepIOError(
+                    exc.errno, f"writing part {part_name} of unit {unit_key!r} in {self._parts_dir} failed "
+                    f"({exc}); the unit was not recorded and will be computed again on resume (free disk "
+                    "space or fix permissions, then rerun).") from exc
             except Exception as exc:  # serialisation failures (e.g. mixed-type columns)
                 raise SweepRowsError(
                     f"rows for unit {unit_key!r} could not be written as {self._format} "
@@ -317,22 +378,31 @@ class ResumableSweep:
         self._done.add(canon)
 
     def _next_part_name(self) -> str:
-        used = [int(u["part"][5:10]) for u in self._units if u.get("part")]
+        used = [part_index(u["part"]) for u in self._units if u.get("part")]
         idx = max(used, default=-1) + 1
         return f"part-{idx:05d}.{self._format}"
 
     def _read_part(self, entry: dict[str, Any]) -> pd.DataFrame:
         if self._memory is not None:
             return self._memory[entry["part"]]
+        if not valid_part(entry["part"], self._format):
+            raise SweepStateError(f"unit {entry['key']!r} in {self._meta_path} names part {entry['part']!r}, "
+                                  "which this store did not write; pass overwrite=True to start again.")
         path = self._parts_dir / entry["part"]
         if not path.exists():
             raise SweepStateError(
                 f"part {path} of completed unit {entry['key']!r} is missing; the folder "
                 "was modified outside latentprobe. Pass overwrite=True to start again."
             )
-        if self._format == "parquet":
-            return pd.read_parquet(path)
-        return read_csv_part(path, entry.get("dtypes", {}))
+        try:
+            if self._format == "parquet":
+                return pd.read_parquet(path)
+            return read_csv_part(path, entry.get("dtypes", {}))
+        except Exception as exc:  # a damaged file: pyarrow, csv and OS errors
+            raise SweepStateError(
+                f"part {path} of completed unit {entry['key']!r} cannot be read ({type(exc).__name__}: "
+                f"{exc}); the file was damaged or modified outside latentprobe. Pass overwrite=True to "
+                "start again.") from exc
 
     def results(self) -> pd.DataFrame:
         """All stored rows, one DataFrame.
@@ -389,6 +459,12 @@ class ResumableSweep:
             Whatever ``fn`` raises, after every unit finished before it has
             been stored; rerunning resumes from the failed unit.
         """
+        with self._locked():
+            self._run_locked(units, fn, unit_key, desc, progress)
+        return self.results()
+
+    def _run_locked(self, units: Iterable[Any], fn: Callable[[Any], Any], unit_key: Callable[[Any], Any],
+                    desc: str | None, progress: bool) -> None:
         total = None
         initial = 0
         if hasattr(units, "__len__"):
@@ -419,4 +495,3 @@ class ResumableSweep:
                 bar.update(1)
         finally:
             bar.close()
-        return self.results()
