@@ -118,9 +118,13 @@ class SweepIOError(SweepError, OSError):
     """Writing a sweep's part or metadata failed at the operating-system level (disk full, permissions)."""
 
 
-class SweepLockWarning(UserWarning):
+class LatentProbeWarning(UserWarning):
+    """Base class of every warning latentprobe issues (filter them all with this category)."""
+
+
+class SweepLockWarning(LatentProbeWarning):
     """A stale writer lock (its process is gone) was taken over."""
 
 
-class FingerprintWarning(UserWarning):
+class FingerprintWarning(LatentProbeWarning):
     """A user callable's source is unavailable: it is fingerprinted by name only."""

@@ -98,7 +98,7 @@ def num_image_tokens(image_size: int | tuple[int, int], *, patch_size: int = 14,
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
     factor = patch_size * merge_size
     if h % factor or w % factor:
-        raise ValueError(f"image size {h}x{w} is not a multiple of {factor}; resize to a multiple of {factor}")
+        raise ImageBatchError(f"image size {h}x{w} is not a multiple of {factor}; resize to a multiple of {factor}.")
     return (h // factor) * (w // factor)
 
 
@@ -130,10 +130,16 @@ def occlude(
     """
     out = np.array(image, dtype=np.uint8, copy=True)
     top, left, bottom, right = (int(v) for v in box)
+    h, w = out.shape[:2]
+    if not (0 <= top < bottom <= h and 0 <= left < right <= w):
+        raise ImageBatchError(
+            f"occlusion box (top, left, bottom, right)={tuple(box)} does not lie inside the {h}x{w} image or is "
+            f"empty/inverted; give 0 <= top < bottom <= {h} and 0 <= left < right <= {w}."
+        )
     region = out[top:bottom, left:right]
     if isinstance(fill, str):
         if fill != "noise":
-            raise ValueError(f"unknown fill {fill!r}; use a grey level, an RGB triple or 'noise'")
+            raise ImageBatchError(f"unknown fill {fill!r}; use a grey level, an RGB triple or 'noise'.")
         region[...] = np.random.default_rng(seed).integers(0, 256, size=region.shape, dtype=np.uint8)
     else:
         region[...] = np.asarray(fill, dtype=np.uint8)

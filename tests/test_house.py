@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import latentprobe
-from latentprobe.errors import LatentProbeError
+from latentprobe.errors import LatentProbeError, LatentProbeWarning
 
 PKG = Path(latentprobe.__file__).parent
 MAX_LINES = 500
@@ -143,10 +143,33 @@ def test_import_finder_sees_function_level_imports():
 
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_every_exception_class_has_the_package_root(name):
+    # errors under LatentProbeError, warnings under LatentProbeWarning
     module = importlib.import_module(name)
     bad = [obj.__qualname__ for _, obj in inspect.getmembers(module, inspect.isclass)
-           if obj.__module__ == name and issubclass(obj, BaseException) and not issubclass(obj, LatentProbeError)]
-    assert not bad, f"{name}: exception classes outside LatentProbeError: {bad}"
+           if obj.__module__ == name and issubclass(obj, BaseException)
+           and not issubclass(obj, (LatentProbeError, LatentProbeWarning))]
+    assert not bad, f"{name}: exception classes outside LatentProbeError / LatentProbeWarning: {bad}"
+
+
+def _raised_builtins(path: Path) -> list[str]:
+    """``raise ValueError(...)``-style raises of built-in exception types (outside tests of the package)."""
+    import builtins
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if isinstance(exc, ast.Name) and isinstance(getattr(builtins, exc.id, None), type) \
+                    and issubclass(getattr(builtins, exc.id), BaseException):
+                found.append(f"{path.relative_to(PKG.parent)}:{node.lineno} raise {exc.id}")
+    return found
+
+
+def test_the_package_raises_only_its_own_errors():
+    raised = [hit for path in MODULES.values() for hit in _raised_builtins(path)]
+    # AttributeError from a module __getattr__ is the protocol Python asks for
+    raised = [hit for hit in raised if not hit.endswith("raise AttributeError")]
+    assert not raised, "built-in exceptions raised by the package (use a LatentProbeError subclass):\n" + "\n".join(raised)
 
 
 def test_walk_covers_every_module():

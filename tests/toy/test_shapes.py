@@ -318,3 +318,11 @@ def test_image_helpers():
     assert np.array_equal(n1, n2)
     on = occlude(b, cell_box(1, 1), fill="noise", seed=0)
     assert on[28:56, 28:56].any() and not on[:28].any()
+
+
+@pytest.mark.parametrize("box", [(0, 0, 200, 50), (50, 50, 10, 60), (-5, 0, 10, 10), (10, 10, 10, 20)])
+def test_occlusion_boxes_outside_the_image_or_inverted_are_refused(box):
+    from latentprobe.errors import ImageBatchError
+
+    with pytest.raises(ImageBatchError, match=r"does not lie inside the 112x112 image"):
+        occlude(blank_image(112), box)
