@@ -1,7 +1,9 @@
 """The one nnsight-traced forward pass: gathers residuals, norm outputs and logits, patches layers.
 
-The KV cache is passed as ``cache=``, the argument transformers 5 keeps (``past_key_values=`` is
-deprecated for Qwen2.5-VL, GPT-2 and Llama and removed in 5.40).
+The KV cache is passed through the argument the installed transformers declares (:func:`cache_kwarg`):
+``cache=`` from transformers 5.24 on (``past_key_values=`` is deprecated there and removed in 5.40),
+``past_key_values=`` before, where an unknown ``cache=`` would be swallowed by ``**kwargs`` and the
+model would silently run without its cache.
 
 Devices: under a ``device_map`` the decoder layers, the final norm and ``lm_head`` may live on
 different devices, so every index and patch tensor is moved to the device of the tensor it
@@ -22,8 +24,9 @@ from torch import Tensor
 
 from latentprobe.engine.parts import ModelParts, get_path
 from latentprobe.engine.patching import LayerPatch
+from latentprobe.errors import ModelStructureError
 
-__all__ = ["ForwardOut", "TracedForward", "new_cache", "at"]
+__all__ = ["ForwardOut", "TracedForward", "new_cache", "at", "cache_kwarg"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,19 @@ def new_cache(model: torch.nn.Module) -> Any:
     return DynamicCache(config=model.config)
 
 
+def cache_kwarg(model: torch.nn.Module) -> str:
+    """The keyword ``model.forward`` takes its KV cache by: ``"cache"`` or ``"past_key_values"``."""
+    params = inspect.signature(model.forward).parameters
+    if "cache" in params:
+        return "cache"
+    if "past_key_values" in params:
+        return "past_key_values"
+    raise ModelStructureError(
+        f"{type(model).__name__}.forward takes neither cache= nor past_key_values=; latentprobe needs a KV-cached "
+        "causal LM (a transformers model of version 5)."
+    )
+
+
 def at(index: Tensor, target: Tensor) -> Tensor:
     """``index`` on ``target``'s device (a no-op when it is already there)."""
     return index.to(target.device)
@@ -67,6 +83,7 @@ class TracedForward:
         self.nn = NNsight(model)
         self.parts = parts
         self.keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self.cache_kw = cache_kwarg(model)
 
     def __call__(self, embeds: Float[Tensor, "b t d"], attn: Tensor, pos: Int[Tensor, "..."], cache: Any,
                  gather: tuple[Tensor, Tensor] | None, patches: list[LayerPatch], *,
@@ -98,12 +115,11 @@ class TracedForward:
         parts = self.parts
         n_layers = parts.n_layers
         saved: dict[str, Any] = {}
-        kw: dict[str, Any] = {}
+        kw: dict[str, Any] = {self.cache_kw: cache}
         if self.keeps_logits:
             kw["logits_to_keep"] = keep_cols if keep_cols is not None else 1
         want = set(wanted)
-        with self.nn.trace(inputs_embeds=embeds, attention_mask=attn, position_ids=pos, cache=cache,
-                           use_cache=True, **kw):
+        with self.nn.trace(inputs_embeds=embeds, attention_mask=attn, position_ids=pos, use_cache=True, **kw):
             layers = get_path(self.nn, parts.layers_path)
             res = []
             if gather is not None and 0 in want:

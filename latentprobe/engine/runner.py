@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from latentprobe.display import Summarized
 from latentprobe.engine import modes
 from latentprobe.engine.inputs import CapturePositions, ImageProcessor, PromptConvention, build_rows, tokenize
 from latentprobe.engine.loop import Decoder, GenerationConfig, LogitsProcessor
@@ -33,7 +34,7 @@ from latentprobe.trace import ExampleTrace, LatentTrace
 __all__ = ["LatentRunner"]
 
 
-class LatentRunner:
+class LatentRunner(Summarized):
     """Run a latent-reasoning model through its latent loop, record every latent, intervene on them.
 
     Parameters
@@ -98,6 +99,23 @@ class LatentRunner:
         self._decoder = Decoder(model, self.parts, self.rspec, projection=self.projection, mask_rule=mask_rule,
                                 head=head, end_embedding=end_embedding)
         self.device, self.dtype = self._decoder.device, self._decoder.dtype
+
+    # ------------------------------------------------------------------ display
+    def _summary(self) -> tuple[str, list[tuple[str, str]]]:
+        n_params = sum(p.numel() for p in self.model.parameters())
+        spec = self.spec
+        rows = [
+            ("model", f"{type(self.model).__name__}: {n_params / 1e6:,.1f}M parameters, {self.n_layers} layers, "
+                      f"hidden {self.hidden_size}" + (", takes images" if self.is_vlm else "")),
+            ("device, dtype", f"{self.device}, {str(self.dtype).replace('torch.', '')}"),
+            ("spec", f"{spec.name} (open {spec.open_mode}, K={spec.num_latents}, stop {spec.stop}, "
+                     f"first offset {spec.first_offset}, slots {spec.slot_policy})"),
+            ("markers", f"open {self.rspec.open_id}, close {self.rspec.close_id}, slot {self.rspec.slot_id}"),
+        ]
+        extras = [name for name, v in (("projection", self.projection), ("mask rule", self.mask_rule)) if v is not None]
+        if extras:
+            rows.append(("with", ", ".join(extras)))
+        return "LatentRunner", rows
 
     # ------------------------------------------------------------------ public attributes
     @property

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
+from latentprobe.engine.forward import cache_kwarg
 from latentprobe.engine.masks import MaskRule, segment_attention_mask
 from latentprobe.toy.encoding import IGNORE, IMAGE_SIDE, Batch
 from latentprobe.toy.model import mask_rule
@@ -106,7 +107,7 @@ def rollout(model: torch.nn.Module, batch: Batch, *, rule: MaskRule | None = Non
             x = torch.cat([zs[i - 1][:, None].to(x.dtype), x[:, 1:]], dim=1)
         mask = segment_attention_mask(batch.segments[:, :b], batch.valid[:, :b], b - a, rule, emb.dtype)
         out = lm(inputs_embeds=x, attention_mask=mask, position_ids=batch.position_ids[:, :, a:b],
-                 cache=cache, use_cache=True)
+                 use_cache=True, **{cache_kwarg(lm): cache})
         h = out.last_hidden_state
         hs.append(h)
         if i < len(cols):
