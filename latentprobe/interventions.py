@@ -19,6 +19,26 @@ too), so a configuration written by :meth:`Intervention.to_config` can be rebuil
     class Halve(Intervention):
         def apply(self, z, step, example, layer=0):
             return z / 2
+
+Examples
+--------
+On the shipped ``mediated`` toy: zero every latent and decode the answers again.
+
+>>> import torch
+>>> from latentprobe import Scale, Zero, intervention_from_config, toy
+>>> tm = toy.load("mediated")
+>>> runner = tm.runner()
+>>> trace = tm.run(tm.examples("test", 4))
+>>> zeroed = runner.intervene(trace, Zero(), mode="redecode", progress=False)
+>>> bool(torch.equal(zeroed[0].z, torch.zeros_like(trace[0].z)))
+True
+>>> control = runner.intervene(trace, None, mode="redecode", progress=False)
+>>> control.answers == trace.answers
+True
+>>> Scale(0.5).to_config()
+{'type': 'Scale', 'factor': 0.5}
+>>> intervention_from_config({'type': 'Scale', 'factor': 0.5})
+Scale(factor=0.5)
 """
 
 from __future__ import annotations

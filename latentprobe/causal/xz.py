@@ -171,6 +171,21 @@ def x_to_z(runner: LatentRunner, inputs: InputSet, perturbations: Perturbation |
     Returns
     -------
     XZResult
+
+    Examples
+    --------
+    On the shipped ``mediated`` toy, whose latents read the image, swapping images moves the latents:
+
+    >>> from latentprobe import toy
+    >>> from latentprobe.causal import x_to_z
+    >>> from latentprobe.perturbations import ImageSwap
+    >>> tm = toy.load("mediated")
+    >>> inputs = toy.toy_inputs(tm.examples("test", 8))
+    >>> xz = x_to_z(tm.runner(), inputs, ImageSwap(seed=0), n_boot=200, progress=False)
+    >>> s = xz.summary
+    >>> first = s[(s.source == "latent") & (s.layer == 0) & (s.step == 0) & (s.metric == "cosine")]
+    >>> int(first.n.iloc[0]), bool(first.estimate.iloc[0] < 0.99)
+    (8, True)
     """
     n = len(inputs)
     if n == 0:
