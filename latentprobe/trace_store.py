@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -24,9 +24,6 @@ from safetensors.torch import load_file, save
 from latentprobe.atomic import atomic_write, atomic_write_text
 from latentprobe.errors import SpecError, TraceFormatError
 from latentprobe.spec import LatentSpec
-
-if TYPE_CHECKING:
-    from latentprobe.trace import LatentTrace
 
 __all__ = ["FORMAT_VERSION", "TENSOR_FIELDS", "load_trace", "save_trace"]
 
@@ -54,8 +51,8 @@ def _integrity(meta: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=_json_default).encode()).hexdigest()
 
 
-def save_trace(trace: "LatentTrace", path: str | Path) -> Path:
-    """Write ``trace`` to the folder ``path`` (created if needed); see the module docstring."""
+def save_trace(trace: Any, path: str | Path) -> Path:
+    """Write ``trace`` (a :class:`~latentprobe.trace.LatentTrace`) to the folder ``path``; see the module docstring."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
@@ -86,7 +83,7 @@ def _fail(path: Path, what: str) -> TraceFormatError:
     return TraceFormatError(f"{path}: {what}. Re-save the trace with LatentTrace.save, or re-run it.")
 
 
-def load_trace(path: str | Path, cls: type, example_cls: type) -> "LatentTrace":
+def load_trace(path: str | Path, cls: type, example_cls: type) -> Any:
     """Read and check a trace written by :func:`save_trace` (``cls``/``example_cls``: the trace classes)."""
     path = Path(path)
     jf, tf = path / JSON_FILE, path / TENSOR_FILE

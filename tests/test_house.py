@@ -33,24 +33,14 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    t = node.test
-    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
-        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
-
-
 def _imports(name: str, path: Path) -> set[str]:
-    """Every latentprobe module that ``name`` imports at run time, at any depth of its code."""
+    """Every latentprobe module that ``name`` imports, at any depth of its code (type-checking imports too)."""
     tree = ast.parse(path.read_text())
     is_pkg = path.name == "__init__.py"
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and _is_type_checking(child):
-                for sub in child.orelse:
-                    visit(sub)
-                continue
             if isinstance(child, ast.Import):
                 found.update(a.name for a in child.names)
             elif isinstance(child, ast.ImportFrom):

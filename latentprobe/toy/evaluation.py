@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from latentprobe.toy.settings import TrainArgs
 from latentprobe.toy.model import mask_rule, prompt_for, toy_spec
 from latentprobe.toy.shapes import ToyExample
 
-if TYPE_CHECKING:
-    from latentprobe.toy.training import TrainArgs
 
 __all__ = ["EVAL_THREADS", "evaluate", "measure_accuracy"]
 

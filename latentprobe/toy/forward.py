@@ -6,7 +6,6 @@ incrementally with a KV cache, as the runner does at inference.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -15,12 +14,11 @@ from torch import Tensor
 
 from latentprobe.engine.forward import cache_kwarg
 from latentprobe.engine.masks import MaskRule, segment_attention_mask
+from latentprobe.toy.settings import TrainArgs
 from latentprobe.toy.encoding import IGNORE, IMAGE_SIDE, Batch
 from latentprobe.toy.model import mask_rule
 from latentprobe.errors import InputError
 
-if TYPE_CHECKING:
-    from latentprobe.toy.training import TrainArgs
 
 __all__ = ["image_features", "forward_sequence", "rollout", "alignment_targets"]
 

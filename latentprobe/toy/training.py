@@ -65,52 +65,12 @@ from latentprobe.toy.encoding import _Encoded, cell_labels, collate, encode_exam
 from latentprobe.toy.evaluation import _deterministic, measure_accuracy
 from latentprobe.toy.forward import _step_losses, image_features
 from latentprobe.toy.model import VARIANTS, build_model, mask_rule, toy_spec
+from latentprobe.toy.settings import DEFAULT_ARGS, TrainArgs
 from latentprobe.toy.shapes import ToyExample, majority_baseline, make_dataset, train_test_split
 from latentprobe.toy.vocab import build_tokenizer
 from latentprobe.errors import InputError
 
 __all__ = ["TrainArgs", "DEFAULT_ARGS", "train_variant", "train_all", "reevaluate"]
-
-
-@dataclass(frozen=True)
-class TrainArgs:
-    """Everything that determines a trained toy model (with the seed and the variant)."""
-
-    n_images: int = 2000
-    questions_per_image: int = 2
-    test_fraction: float = 0.2
-    vision_steps: int = 150  # stage 0a: the vision tower learns the cell contents
-    vision_lr: float = 3e-3
-    vision_word_weight: float = 1.0
-    vision_norm_weight: float = 1.0
-    vision_feature_norm: float = 1.0
-    pretrain_steps: int = 1500  # stage 0b: the base VLM (scene captions + direct answers), shared by all variants
-    pretrain_lr: float = 2e-3
-    pretrain_qa_fraction: float = 0.5  # fraction of each pretraining batch that is direct question answering
-    freeze_vision: bool = True  # after stage 0a the vision tower stays fixed (like a pretrained encoder)
-    steps: int = 600  # stage 1 (teacher-forced latents; all fine-tuning steps for ``text``)
-    recurrent_steps: int = 600  # stage 2 (latents computed by the model)
-    batch_size: int = 32
-    lr: float = 2e-3
-    recurrent_lr: float = 5e-4
-    weight_decay: float = 0.01
-    warmup: int = 50
-    targets: str = "evidence"  # alignment targets: "evidence" or "rows" (see alignment_targets)
-    align_weight: float = 1.0
-    recurrent_align_weight: float = 0.1
-    grad_clip: float = 1.0
-    eval_batch_size: int = 100
-    n_first: int = 100  # also record the accuracy on the first ``n_first`` test examples
-    max_new_tokens: int = 16  # the runner's budget counts every position after the prompt
-
-
-DEFAULT_ARGS: dict[str, TrainArgs] = {
-    "mediated": TrainArgs(),
-    "bypass": TrainArgs(),
-    "blind": TrainArgs(steps=0, recurrent_steps=1200),
-    "free": TrainArgs(),
-    "text": TrainArgs(steps=1200, recurrent_steps=0),
-}
 
 
 def reevaluate(folder: str | Path, variant: str) -> dict[str, Any]:

@@ -116,26 +116,29 @@ def _hand_codi(official: OfficialCodi, ids: list[int], k: int, max_answer: int, 
     """CODI's test.py loop, written out: prompt + <bot>, k projected latents, <eot>, greedy over logits[:, :-1]."""
     from transformers import DynamicCache
 
+    from latentprobe.engine.forward import cache_kwarg
+
     m = official.codi
     embed = m.get_input_embeddings()
     cache = DynamicCache(config=m.config)
+    kv = {cache_kwarg(m): cache}
     with torch.no_grad():
-        out = m(input_ids=torch.tensor([ids + [official.bot_id]]), cache=cache, use_cache=True,
+        out = m(input_ids=torch.tensor([ids + [official.bot_id]]), use_cache=True, **kv,
                 output_hidden_states=True)
         latent = official.prj(out.hidden_states[-1][:, -1])
         zs = []
         for _ in range(k):
             zs.append(latent[0])
-            out = m(inputs_embeds=latent[:, None], cache=cache, use_cache=True, output_hidden_states=True)
+            out = m(inputs_embeds=latent[:, None], use_cache=True, **kv, output_hidden_states=True)
             latent = official.prj(out.hidden_states[-1][:, -1])
-        out = m(inputs_embeds=embed(torch.tensor([[official.eot_id]])), cache=cache, use_cache=True)
+        out = m(inputs_embeds=embed(torch.tensor([[official.eot_id]])), use_cache=True, **kv)
         answer = []
         for _ in range(max_answer):
             tok = int(out.logits[0, -1, :m.config.vocab_size - 1].argmax())
             if tok == eos:
                 break
             answer.append(tok)
-            out = m(input_ids=torch.tensor([[tok]]), cache=cache, use_cache=True)
+            out = m(input_ids=torch.tensor([[tok]]), use_cache=True, **kv)
     return torch.stack(zs), answer
 
 
