@@ -58,6 +58,9 @@ def cache_kwarg(model: torch.nn.Module) -> str:
         return "cache"
     if "past_key_values" in params:
         return "past_key_values"
+    inner = getattr(model, "get_base_model", None)  # a wrapper (e.g. peft) that forwards **kwargs
+    if callable(inner) and inner() is not model:
+        return cache_kwarg(inner())
     raise ModelStructureError(
         f"{type(model).__name__}.forward takes neither cache= nor past_key_values=; latentprobe needs a KV-cached "
         "causal LM (a transformers model of version 5)."

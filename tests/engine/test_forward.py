@@ -45,7 +45,19 @@ def test_the_cache_goes_through_the_argument_the_model_declares():
         def forward(self, inputs_embeds=None, **kwargs):
             return None
 
+    class Wrapper(torch.nn.Module):  # forwards **kwargs to the model it wraps, as peft does
+        def __init__(self):
+            super().__init__()
+            self.inner = Old()
+
+        def get_base_model(self):
+            return self.inner
+
+        def forward(self, *args, **kwargs):
+            return self.inner(*args, **kwargs)
+
     assert cache_kwarg(New()) == "cache" and cache_kwarg(Old()) == "past_key_values"
+    assert cache_kwarg(Wrapper()) == "past_key_values"
     with pytest.raises(ModelStructureError, match="neither cache= nor past_key_values="):
         cache_kwarg(Neither())
 
