@@ -17,7 +17,7 @@ from checkpoints import (OfficialCodi, save_coconut_checkpoint, save_codi_checkp
 from latentprobe.engine import coconut_prompt, load_coconut, load_codi  # noqa: E402
 from latentprobe.errors import ModelStructureError, SpecError, SpecTokenError  # noqa: E402
 
-pytest.importorskip("peft")
+import peft  # noqa: E402,F401  (the codi extra is part of the test install: a missing peft must fail)
 
 Q = "what colour is the circle ?"
 
