@@ -204,7 +204,7 @@ def run_text_reference(model, ids: list[int], prefix_len: int, n_latents: int, f
     """Coconut / CODI by hand: prefill ``ids[:prefix_len]`` (ending with the open marker), feed
     ``n_latents`` latents ``f(h)`` (slot id ``slot_id``), then the forced ``forced_after`` tokens (Coconut's
     close marker and prompt tail; CODI's ``<eot>``), then decode. ``prompt_len``: where the budget starts."""
-    base = model.model if hasattr(model, "model") else model.transformer
+    base = model.base_model  # GPT-2's transformer, Llama's model: the decoder ending in the final norm
     cache = DynamicCache(config=model.config)
     prefix = torch.tensor([ids[:prefix_len]])
     with torch.no_grad():

@@ -157,8 +157,8 @@ def _check_segments(family, e, proto: VlProtocol) -> None:
         assert segs[start:start + 2] == [Segment.OPEN, Segment.CLOSE] and lat == [] and e.num_latents == 0
 
 
-def test_forced_close_at_the_cap_and_bf16_traces(families):
-    """Without a forced close Monet's segment ends at K=10 latents; a bf16 run stores bf16 latents."""
+def test_forced_close_at_the_cap(families):
+    """Without a sampled close Monet's segment ends at K=10 latents, as the reference's does."""
     runner, model, tok, improc = families["monet"]
     proto = _protocol("monet", tok)
     image = _image("RGB")
@@ -173,3 +173,17 @@ def test_forced_close_at_the_cap_and_bf16_traces(families):
     assert e.input_ids.tolist() == ref.ids and e.num_latents == 10 == len(ref.latents)
     assert torch.allclose(e.z, torch.stack(ref.latents), atol=1e-5, rtol=0)
     assert e.segments[e.prompt_len + 10] == Segment.CLOSE
+
+
+def test_bf16_replica_stores_bf16_traces(replica_dir):
+    """A bf16 load of the Monet replica runs the same protocol; its trace keeps bf16 unless float32 is asked."""
+    runner = latentprobe.load(replica_dir("monet"), "monet", dtype=torch.bfloat16)
+    tok = runner.tokenizer
+    processor = _forcing(tok.convert_tokens_to_ids("<abs_vis_token>"), None, None)
+    prompt = [_messages("monet", _image("RGBA"))]
+    e = runner.run(prompt, max_new_tokens=MAX_NEW, logits_processor=processor, progress=False)[0]
+    assert runner.dtype == torch.bfloat16 and e.num_latents == 10
+    assert e.z.dtype == e.hidden.dtype == e.image_embeds.dtype == torch.bfloat16
+    f = runner.run(prompt, max_new_tokens=MAX_NEW, logits_processor=processor, progress=False,
+                   trace_dtype=torch.float32)[0]
+    assert f.z.dtype == f.hidden.dtype == torch.float32 and torch.equal(f.input_ids, e.input_ids)
