@@ -11,6 +11,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from tiny import make_tokenizer, tiny_gpt2, tiny_llama, tiny_qwen_vl  # noqa: E402
 
+# the real-format fixtures (Qwen2.5-VL tokenizer and replica checkpoints, SmolLM2's real weights), suite-wide
+from formats.fixtures import qwen_tokenizer, qwen_tokenizer_dir, replica_dir, replica_root, smollm2  # noqa: E402,F401
+
 torch.set_num_threads(1)  # tiny models: intra-op threads only contend on a 2-core machine
 
 

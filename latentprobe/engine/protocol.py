@@ -315,10 +315,15 @@ def step(rspec: ResolvedSpec, state: ProtocolState, d: Decision) -> tuple[Action
         if spec.stop in ("quota", "similarity"):
             if _exits(spec, state, d.near_end):
                 # no close marker: the token chosen from the last latent's output is fed as text (it may
-                # end the sequence or open the next segment); the budget does not cut it off
+                # end the sequence or open the next segment); the budget does not cut it off, but past the
+                # budget it opens nothing (HF appends it, then its stopping check ends the sequence), so a
+                # model that keeps choosing the open marker cannot run past max_new_tokens forever
                 left = dataclasses.replace(state, mode=ProtocolMode.TEXT, in_segment=0,
                                            segments_done=state.segments_done + 1)
-                return _text(rspec, left, _token(d, state))
+                tok = _token(d, state)
+                if d.budget_left <= 0 and tok == rspec.open_id:
+                    return FeedToken(tok, Segment.GEN), left
+                return _text(rspec, left, tok)
         elif k >= spec.num_latents:
             return _close(rspec, state)
         elif spec.stop == "end_token" and k >= spec.min_latents and _token(d, state) == rspec.close_id:

@@ -76,7 +76,7 @@ class OfficialCodi(torch.nn.Module):
         self.pad_id, self.bot_id, self.eot_id = V, V + 1, V + 2
         model.resize_token_embeddings(V + 3)
         self.codi = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=r, lora_alpha=alpha, lora_dropout=0.1,
-                                                     target_modules=["c_attn", "c_proj", "c_fc"],
+                                                     target_modules=["c_attn", "c_proj", "c_fc"], fan_in_fan_out=True,  # GPT-2's Conv1D
                                                      init_lora_weights=True))
         d = model.config.n_embd
         self.prj = torch.nn.Sequential(torch.nn.Dropout(0.0), torch.nn.Linear(d, d), torch.nn.GELU(),
