@@ -14,9 +14,17 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+
 from transformers import DynamicCache
 
 from latentprobe.seeding import torch_generator
+
+
+def cache_kwarg(module: torch.nn.Module) -> str:
+    """The keyword the installed transformers takes the KV cache by (``cache`` from 5.24, ``past_key_values`` before)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
 
 
 @dataclass(frozen=True)
@@ -111,7 +119,7 @@ def vl_prompt(model, ids: list[int], image_run: list[int], pixel_values, grid):
     cache = DynamicCache(config=model.config)
     with torch.no_grad():
         out = model.model(input_ids=ids_t, pixel_values=pixel_values, image_grid_thw=grid, mm_token_type_ids=tt,
-                          attention_mask=torch.ones_like(ids_t), cache=cache, use_cache=True)
+                          attention_mask=torch.ones_like(ids_t), use_cache=True, **{cache_kwarg(model.model): cache})
     return out.last_hidden_state[0, -1], cache, tt
 
 
@@ -131,8 +139,8 @@ def run_vl_reference(model, ids: list[int], image_run: list[int], pixel_values, 
         with torch.no_grad():  # the step's 3-D position: the rope index of the whole sequence, last column
             pos, _ = model.model.get_rope_index(full, mm_token_type_ids=types, image_grid_thw=grid,
                                                 attention_mask=torch.ones_like(full))
-            out = model.model(inputs_embeds=vec[None, None], position_ids=pos[:, :, -1:], cache=cache,
-                              use_cache=True)
+            out = model.model(inputs_embeds=vec[None, None], position_ids=pos[:, :, -1:],
+                              use_cache=True, **{cache_kwarg(model.model): cache})
         return out.last_hidden_state[0, -1]
 
     def token_vec(t: int) -> torch.Tensor:
@@ -208,7 +216,7 @@ def run_text_reference(model, ids: list[int], prefix_len: int, n_latents: int, f
     cache = DynamicCache(config=model.config)
     prefix = torch.tensor([ids[:prefix_len]])
     with torch.no_grad():
-        out = base(input_ids=prefix, cache=cache, use_cache=True, position_ids=torch.arange(prefix_len)[None])
+        out = base(input_ids=prefix, use_cache=True, **{cache_kwarg(base): cache}, position_ids=torch.arange(prefix_len)[None])
     h = out.last_hidden_state[0, -1]
     res = RefResult(ids=list(ids[:prefix_len]), prompt_len=prompt_len if prompt_len is not None else prefix_len)
     embed = model.get_input_embeddings()
@@ -217,7 +225,7 @@ def run_text_reference(model, ids: list[int], prefix_len: int, n_latents: int, f
         p = len(res.ids)
         res.ids.append(token)
         with torch.no_grad():
-            o = base(inputs_embeds=vec[None, None], cache=cache, use_cache=True, position_ids=torch.tensor([[p]]))
+            o = base(inputs_embeds=vec[None, None], use_cache=True, **{cache_kwarg(base): cache}, position_ids=torch.tensor([[p]]))
         return o.last_hidden_state[0, -1]
 
     for _ in range(n_latents):
