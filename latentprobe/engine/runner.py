@@ -19,7 +19,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from latentprobe.engine import modes
-from latentprobe.engine.inputs import CapturePositions, ImageProcessor, PromptConvention, build_rows, tokenize
+from latentprobe.engine.inputs import CapturePositions, ImageProcessor, PromptConvention, build_rows, check_budget, tokenize
 from latentprobe.engine.loop import Decoder, GenerationConfig, LogitsProcessor
 from latentprobe.engine.masks import MaskRule
 from latentprobe.engine.parts import ModelParts, locate_parts
@@ -182,12 +182,12 @@ class LatentRunner:
         cfg = self._generation(generation, max_new_tokens=max_new_tokens, do_sample=do_sample,
                                temperature=temperature, top_k=top_k, top_p=top_p,
                                repetition_penalty=repetition_penalty, seed=seed)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError(f"batch_size={batch_size!r}: use an integer >= 1.")
+        _check_batch_size(batch_size)
+        check_budget(self.rspec, cfg.max_new_tokens)
         layers = self._capture_layers(capture_layers)
         rows = build_rows(prompts, images, example_ids, tokenizer=self.tokenizer, rspec=self.rspec, parts=self.parts,
                           image_processor=self.image_processor, add_special_tokens=add_special_tokens,
-                          convention=self.prompt_convention, keep_dtype=trace_dtype)
+                          convention=self.prompt_convention, keep_dtype=trace_dtype, max_new_tokens=cfg.max_new_tokens)
         self._record(trace_dtype, layers)
         out: list[ExampleTrace] = []
         for batch in _batches(rows, batch_size, progress, "generate"):
@@ -230,6 +230,8 @@ class LatentRunner:
         ``forced_logprobs`` score the recorded answer tokens.
         """
         imode = InterventionMode.parse(mode)
+        _check_batch_size(batch_size)
+        _check_trace(trace, self.parts.hidden_size)
         fn = as_intervention(intervention) if intervention is not None else None
         n_res = self.parts.n_layers + 1
         layers = tuple(sorted({int(l) for l in layers}))
@@ -250,6 +252,8 @@ class LatentRunner:
             int(seed if seed is not None else tc.get("seed", 0)), tc.get("top_p"),
             float(tc.get("repetition_penalty", 1.0)))
         cfg.validate()
+        if imode is not InterventionMode.REPLAY and max_new_tokens is not None:
+            check_budget(self.rspec, cfg.max_new_tokens)
         chosen = [e.check_steps(steps) for e in trace.examples]
         cl = trace.config.get("capture_layers", "all")
         td = trace.config.get("trace_dtype")
@@ -307,6 +311,24 @@ class LatentRunner:
     def _tokenize(self, prompt: str | Sequence[int], add_special_tokens: bool = False) -> list[int]:
         """The ids :meth:`run` feeds for ``prompt`` (before image-token expansion)."""
         return tokenize(self.tokenizer, prompt, add_special_tokens)
+
+
+def _check_batch_size(batch_size: Any) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size={batch_size!r}: use an integer >= 1.")
+
+
+def _check_trace(trace: Any, hidden_size: int) -> None:
+    """Refuse a non-trace or a trace recorded by a model of another hidden size, before anything runs."""
+    if not isinstance(trace, LatentTrace):
+        raise InputError(f"trace={type(trace).__name__}: intervene takes the LatentTrace returned by run().")
+    if len(trace) == 0:
+        raise InputError("trace has no examples; run() some prompts first.")
+    for e in trace.examples:
+        if e.z.ndim != 2 or (e.z.shape[0] > 0 and e.z.shape[-1] != hidden_size):
+            raise InputError(f"example {e.example_id!r}: the trace's latents have shape {tuple(e.z.shape)} but this "
+                             f"runner's hidden size is {hidden_size}; intervene with the runner (model) that "
+                             "recorded the trace.")
 
 
 def _batches(items: list, size: int, progress: bool, desc: str) -> Iterator[list]:
