@@ -22,7 +22,7 @@ from latentprobe.trace import Segment
 
 __all__ = ["ImageProcessor", "CapturePositions", "PromptConvention", "VideoNotSupportedError", "tokenize",
            "is_messages", "render_messages", "process_images", "expand_image_tokens", "capture_positions",
-           "build_rows", "check_budget", "context_length"]
+           "build_rows", "check_budget", "context_length", "segment_budget"]
 
 ImageProcessor = Callable[[list[Any]], Any]
 CapturePositions = Union[str, Callable[[Tensor, Tensor], Sequence[int]]]
@@ -191,24 +191,40 @@ def context_length(parts: ModelParts) -> int | None:
     return int(n) if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
 
-def check_budget(rspec: ResolvedSpec, max_new_tokens: int) -> None:
-    """Refuse a ``max_new_tokens`` that cannot hold the latent segment (markers and latents) plus one answer token.
+def segment_budget(rspec: ResolvedSpec) -> int:
+    """Positions after the prompt that one latent segment plus one answer token need (0: not counted).
 
-    Only protocols that spend generated positions on the segment are checked: the open marker is
-    emitted (``open_mode="emitted"``) or appended to the prompt (``"appended"``); a fixed stop needs
+    Only protocols that spend generated positions on the segment count: the open marker is emitted
+    (``open_mode="emitted"``) or appended to the prompt (``"appended"``); a fixed stop needs
     ``num_latents`` latents, other stops at least ``min_latents``.
     """
     spec = rspec.spec
     if spec.open_mode == "prompt":
-        return
+        return 0
     k = spec.num_latents if spec.stop == "fixed" else spec.min_latents
     opener = 1 if spec.open_mode == "emitted" and spec.first_offset == 1 else 0
     closer = 1 if spec.close_token is not None and spec.stop not in ("quota", "similarity") else 0
-    need = opener + k + closer + len(spec.after_close) + 1
+    return opener + k + closer + len(spec.after_close) + 1
+
+
+def check_budget(rspec: ResolvedSpec, max_new_tokens: int, answers: Sequence[str] | None = None) -> None:
+    """Refuse a ``max_new_tokens`` that cannot hold the latent segment (markers and latents) plus one answer token.
+
+    With ``open_mode="appended"`` the segment starts at once, so a short budget is refused before the
+    run. With ``"emitted"`` the model decides whether to open, so the check is made after the run, on
+    its ``answers``: refused when every one is empty.
+    """
+    spec = rspec.spec
+    need = segment_budget(rspec)
+    if spec.open_mode == "emitted" and (answers is None or any(answers)):
+        return
     if max_new_tokens < need:
+        k = spec.num_latents if spec.stop == "fixed" else spec.min_latents
+        opener = 1 if spec.open_mode == "emitted" and spec.first_offset == 1 else 0
+        closer = need - 1 - k - opener
         raise InputError(
             f"max_new_tokens={max_new_tokens} cannot hold spec {spec.name!r}'s latent segment ({opener} open marker, "
-            f"{k} latents, {closer + len(spec.after_close)} closing marker(s)) and an answer token: every answer "
+            f"{k} latents, {closer} closing marker(s)) and an answer token: every answer "
             f"would be empty. Use max_new_tokens >= {need}."
         )
 

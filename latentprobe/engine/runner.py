@@ -193,6 +193,7 @@ class LatentRunner:
         for batch in _batches(rows, batch_size, progress, "generate"):
             self._decoder.run(batch, cfg, logits_processor, capture=capture_positions)
             out.extend(modes.finish(self._decoder, self.tokenizer, r) for r in batch)
+        check_budget(self.rspec, cfg.max_new_tokens, [e.answer_text for e in out])
         config = {"mode": "run", "max_new_tokens": cfg.max_new_tokens, "do_sample": cfg.do_sample,
                   "temperature": cfg.temperature, "top_k": cfg.top_k, "top_p": cfg.top_p,
                   "repetition_penalty": cfg.repetition_penalty, "seed": cfg.seed, "generation": generation,
