@@ -27,7 +27,7 @@ from latentprobe.engine.patching import InterventionMode
 from latentprobe.errors import InputError, InterventionError, SpecError, StepOutOfRangeError
 from latentprobe.interventions import as_intervention
 from latentprobe.spec import LatentSpec, ResolvedSpec
-from latentprobe.presets import get_preset
+from latentprobe.presets import get_preset, list_presets
 from latentprobe.trace import ExampleTrace, LatentTrace
 
 __all__ = ["LatentRunner"]
@@ -81,6 +81,8 @@ class LatentRunner:
                  layers: str | None = None, norm: str | None = None, embed: str | None = None,
                  lm_head: str = "lm_head", head: torch.nn.Module | None = None,
                  end_embedding: Tensor | None = None, prompt_convention: PromptConvention | None = None) -> None:
+        if not isinstance(spec, (str, LatentSpec)):
+            raise SpecError(f"spec={spec!r}: give a LatentSpec or a preset name ({', '.join(list_presets())}).")
         self.parts: ModelParts = locate_parts(model, layers=layers, norm=norm, embed=embed, lm_head=lm_head)
         self.model = model.eval()
         self.tokenizer = tokenizer
