@@ -17,9 +17,9 @@ _Array = np.ndarray | torch.Tensor
 
 #: Rows whose norm is at most this fraction of their scale count as zero.
 _ZERO_RTOL = 1e-12
-#: Largest magnitude accepted: sums of products of such values (Gram matrices, squared norms over
-#: up to 1e8 terms) stay finite in float64.
-_MAX_ABS = 1e100
+#: Largest magnitude accepted: sums of fourth powers of such values (participation ratio) and of
+#: products (Gram matrices, squared norms) over up to 1e8 terms stay finite in float64.
+_MAX_ABS = 1e70
 
 
 def _as_array(x: object, name: str) -> np.ndarray:
