@@ -172,6 +172,8 @@ CASES = [
      "out of range"),
     ("intervene-step-range", lambda c: c.r.intervene(c.trace, iv.Zero(), steps=[99]), StepOutOfRangeError,
      "steps [99]"),
+    ("intervene-steps-bool", lambda c: c.r.intervene(c.trace, iv.Zero(), steps=[True]), InputError, "steps=[True]"),
+    ("intervene-layers-float", lambda c: c.r.intervene(c.trace, iv.Zero(), layers=(0.5,)), InputError, "layers=(0.5,)"),
     ("intervene-drop-in-replay", lambda c: c.r.intervene(c.trace, None, drop_latents=True), InterventionError,
      "drop_latents"),
     ("intervene-max-new-zero", lambda c: c.r.intervene(c.trace, None, mode="redecode", max_new_tokens=0), InputError,
@@ -290,6 +292,8 @@ CASES = [
     ("decompose-gold-unknown", lambda c: decompose(c.r, c.inputs, QuestionSwap(), gold={"nope": "a"}), InputError,
      "['nope']"),
     ("decompose-treatment", lambda c: decompose(c.r, c.inputs, "swap"), InputError, "Perturbation"),
+    ("decompose-budget-too-small", lambda c: decompose(c.appended, c.vl_inputs, BlankImage(), max_new_tokens=3),
+     InputError, "cannot hold spec"),
     ("decompose-outcome", lambda c: decompose(c.r, c.inputs, QuestionSwap(), outcome="speed"), InputError, "outcome"),
     # ---------------------------------------------------------------- probes
     ("probe-nan", lambda c: cross_validate_probe(_XNAN, _Y, groups=_G), ProbeError, "NaN or infinite"),
@@ -353,8 +357,47 @@ CASES = [
                                                      c.trace.spec, c.trace.config), TraceFormatError, "ind"),
     ("trace-clashing-ids", lambda c: LatentTrace((_ex(c.trace), c.trace.examples[1].replace(example_id="p")),
                                                  c.trace.spec, c.trace.config), TraceFormatError, "example_id p appear"),
+    ("trace-truncated-tensor-file", lambda c: LatentTrace.load(_damaged(c, "cut", _truncate)), TraceFormatError,
+     "trace.safetensors"),
+    ("trace-edited-json", lambda c: LatentTrace.load(_damaged(c, "edit", _edit_json)), TraceFormatError, "trace.json"),
+    ("trace-swapped-tensor-file", lambda c: LatentTrace.load(_damaged(c, "swap", _swap_tensors)), TraceFormatError,
+     "tensor_sha256"),
+    ("trace-missing-json", lambda c: LatentTrace.load(_damaged(c, "nojson", _drop_json)), TraceFormatError,
+     "trace.json"),
     ("trace-load-missing", lambda c: LatentTrace.load(c.dir / "no-trace"), TraceFormatError, "no-trace"),
 ]
+
+
+def _damaged(c, name, damage):
+    """A copy of the module's trace saved under ``name`` and damaged by ``damage(folder, ctx)``."""
+    path = c.dir / f"trace-{name}"
+    if not path.exists():
+        c.trace.save(path)
+        damage(path, c)
+    return path
+
+
+def _truncate(path, c):
+    f = path / "trace.safetensors"
+    f.write_bytes(f.read_bytes()[:100])
+
+
+def _edit_json(path, c):
+    f = path / "trace.json"
+    meta = json.loads(f.read_text())
+    meta["examples"][0]["example_id"] = "edited"
+    f.write_text(json.dumps(meta))
+
+
+def _swap_tensors(path, c):
+    other = c.dir / "trace-other"
+    if not other.exists():
+        c.trace128.save(other)
+    (path / "trace.safetensors").write_bytes((other / "trace.safetensors").read_bytes())
+
+
+def _drop_json(path, c):
+    (path / "trace.json").unlink()
 
 
 def _zy_rows():

@@ -12,6 +12,7 @@ Three intervention modes (:meth:`LatentRunner.intervene`, :mod:`latentprobe.engi
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -234,6 +235,10 @@ class LatentRunner:
         """
         imode = InterventionMode.parse(mode)
         _check_batch_size(batch_size)
+        for arg, vals in (("steps", steps), ("layers", layers)):
+            if vals is not None and (isinstance(vals, (str, bytes)) or not hasattr(vals, "__iter__") or any(
+                    isinstance(v, bool) or not isinstance(v, Integral) for v in vals)):
+                raise InputError(f"{arg}={vals!r}: give a list of integers (bools and other types are refused).")
         _check_trace(trace, self.parts.hidden_size)
         fn = as_intervention(intervention) if intervention is not None else None
         n_res = self.parts.n_layers + 1
