@@ -1,20 +1,86 @@
-"""The ``latentprobe`` command."""
+"""The ``latentprobe`` command.
+
+Errors: a usage error (an option out of range, an unknown variant) prints one line and exits 2; a
+typed failure (any :class:`~latentprobe.errors.LatentProbeError`) prints one line and exits 1. Pass
+``--debug`` (before the command) for the full traceback.
+
+Offline use: the shipped toy models need no download. To keep Hugging Face libraries offline, set
+``HF_HUB_OFFLINE=1`` in the environment *before* starting the command (``HF_HUB_OFFLINE=1 latentprobe
+...``): ``huggingface_hub`` reads it once, when first imported, so setting it from here (after
+``latentprobe`` and ``transformers`` are imported) would have no effect.
+"""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
+from typing import Any, Sequence
 
 import click
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from latentprobe.errors import CLIUsageError, LatentProbeError
+
+USAGE_EXIT, FAILURE_EXIT = 2, 1
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+class _Main(click.Group):
+    """The command group: typed errors become one line on stderr and an exit code (2 usage, 1 failure)."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in argv[: argv.index("--") if "--" in argv else len(argv)]
+        try:
+            rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Exit as ex:  # --help, --version
+            rv = ex.exit_code
+        except click.Abort:
+            click.echo("latentprobe: aborted.", err=True)
+            rv = FAILURE_EXIT
+        except click.UsageError as ex:
+            if debug:
+                raise
+            click.echo(f"latentprobe: usage error: {_one_line(ex.format_message())} (see --help)", err=True)
+            rv = USAGE_EXIT
+        except CLIUsageError as ex:
+            if debug:
+                raise
+            click.echo(f"latentprobe: usage error: {_one_line(str(ex))} (see --help)", err=True)
+            rv = USAGE_EXIT
+        except LatentProbeError as ex:
+            if debug:
+                raise
+            click.echo(f"latentprobe: error: {type(ex).__name__}: {_one_line(str(ex))}", err=True)
+            rv = FAILURE_EXIT
+        rv = rv if isinstance(rv, int) else 0
+        if standalone_mode:
+            sys.exit(rv)
+        return rv
+
+
+def _variant_names(value: str | Sequence[str], option: str) -> list[str]:
+    """Variant names from a comma-separated string (or repeated option values), checked against the toy's."""
+    from latentprobe.toy.model import VARIANTS
+
+    raw = value.split(",") if isinstance(value, str) else list(value)
+    names = [v.strip() for v in raw if v.strip()]
+    if not names:
+        raise click.BadParameter(f"no variant given; choose from {', '.join(VARIANTS)}.", param_hint=option)
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        raise click.BadParameter(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}.",
+                                 param_hint=option)
+    return list(dict.fromkeys(names))
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="latentprobe")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+def main(debug: bool) -> None:
     """latentprobe: do latent reasoning tokens actually carry the reasoning?"""
 
 
@@ -32,16 +98,17 @@ def presets() -> None:
 @main.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("latentprobe-demo"),
               show_default=True, help="Folder for the HTML report, tables and traces.")
-@click.option("--n", "n_examples", type=int, default=200, show_default=True, help="Held-out examples per variant.")
+@click.option("--n", "n_examples", type=click.IntRange(min=1, max=100_000), default=200, show_default=True,
+              help="Held-out examples per variant (1..100000).")
 @click.option("--variants", default="mediated,bypass,blind,free,text", show_default=True,
-              help="Comma-separated toy variants.")
-@click.option("--seed", type=int, default=0, show_default=True)
+              help="Comma-separated toy variants (at least one).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed (>= 0).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def demo(out_dir: Path, n_examples: int, variants: str, seed: int, quiet: bool) -> None:
     """Run the whole analysis on the shipped toy models and write an HTML report (no downloads)."""
     from latentprobe.demo import run_demo
 
-    names = [v.strip() for v in variants.split(",") if v.strip()]
+    names = _variant_names(variants, "'--variants'")
     result = run_demo(out_dir, n_examples=n_examples, variants=names, seed=seed, progress=not quiet,
                       echo=click.echo)
     click.echo(f"\nreport: {result.report_path}")
@@ -56,16 +123,13 @@ def toy() -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the trained weights ({variant}.safetensors + {variant}.json).")
 @click.option("--variant", "variants", multiple=True, help="Variant(s) to train (default: all).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed (>= 0).")
 def toy_train(out_dir: Path, variants: tuple[str, ...], seed: int) -> None:
     """Retrain the shipped toy variants (deterministic for a seed on CPU)."""
     from latentprobe.toy.model import VARIANTS
     from latentprobe.toy.training import train_all
 
-    chosen = tuple(variants) or VARIANTS
-    unknown = [v for v in chosen if v not in VARIANTS]
-    if unknown:
-        raise click.BadParameter(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}.")
+    chosen = tuple(_variant_names(variants, "'--variant'")) if variants else VARIANTS
     metrics = train_all(out_dir, seed=seed, variants=chosen)
     for v, m in metrics.items():
         click.echo(f"{v:9s} test accuracy {m.get('test_accuracy', float('nan')):.3f}")
@@ -74,12 +138,14 @@ def toy_train(out_dir: Path, variants: tuple[str, ...], seed: int) -> None:
 @main.command("trace")
 @click.argument("variant")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--n", "n_examples", type=int, default=32, show_default=True)
+@click.option("--n", "n_examples", type=click.IntRange(min=1, max=100_000), default=32, show_default=True,
+              help="Held-out examples (1..100000).")
 def trace_cmd(variant: str, out_dir: Path, n_examples: int) -> None:
     """Run a shipped toy variant on held-out examples and save the LatentTrace (safetensors + JSON)."""
     from latentprobe.toy import load
 
-    tm = load(variant)
+    (name,) = _variant_names([variant], "'VARIANT'")
+    tm = load(name)
     ex = tm.examples("test", n=n_examples)
     tr = tm.runner().run(tm.prompts(ex), tm.images(ex), example_ids=[e.example_id for e in ex], max_new_tokens=12)
     tr.save(out_dir)
@@ -87,4 +153,4 @@ def trace_cmd(variant: str, out_dir: Path, n_examples: int) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

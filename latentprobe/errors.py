@@ -128,3 +128,15 @@ class SweepLockWarning(LatentProbeWarning):
 
 class FingerprintWarning(LatentProbeWarning):
     """A user callable's source is unavailable: it is fingerprinted by name only."""
+
+
+class NonFiniteInterventionError(InterventionError):
+    """An intervention returned NaN or infinite values; the message names the intervention, example and step."""
+
+
+class EmptyAnswersError(LatentProbeError, ValueError):
+    """Every answer of a run or analysis is empty, so no effect can be measured."""
+
+
+class CLIUsageError(LatentProbeError, ValueError):
+    """A command-line option outside its range or otherwise unusable."""

@@ -46,6 +46,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, TypeVar
 
@@ -104,6 +105,42 @@ def _tensor_from_config(c: Any) -> Tensor | None:
     return None if c is None else torch.tensor(c["values"], dtype=torch.float32).reshape(c["shape"])
 
 
+def _finite_number(cls: str, name: str, value: Any, *, min_value: float | None = None) -> None:
+    """Refuse a bool, a non-number, NaN/inf, or a number below ``min_value`` for ``cls.name``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (min_value is not None and value < min_value):
+        lim = f" >= {min_value:g}" if min_value is not None else ""
+        raise InterventionError(f"{cls}.{name}={value!r}: use a finite number{lim} (NaN, inf and bools are refused).")
+
+
+def _int_arg(cls: str, name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InterventionError(f"{cls}.{name}={value!r}: use an integer.")
+
+
+def _finite_tensor(cls: str, name: str, value: Any) -> None:
+    if not isinstance(value, Tensor):
+        raise InterventionShapeError(f"{cls}.{name} must be a torch.Tensor, got {type(value).__name__}.")
+    if not value.is_floating_point():
+        raise InterventionError(f"{cls}.{name} has dtype {value.dtype}; give a floating-point tensor.")
+    if value.numel() == 0 or value.ndim not in (1, 2, 3):
+        raise InterventionShapeError(f"{cls}.{name} has shape {tuple(value.shape)}; give [d], [K, d] or [n, K, d] "
+                                     "(non-empty).")
+    bad = int((~torch.isfinite(value)).sum())
+    if bad:
+        raise InterventionError(f"{cls}.{name} holds {bad} non-finite value(s) (NaN or inf); every value of the "
+                                "tensor must be finite.")
+
+
+def _mapping(cls: str, mapping: Any) -> None:
+    if mapping is None:
+        return
+    if isinstance(mapping, (str, bytes)) or not hasattr(mapping, "__iter__") \
+            or any(isinstance(j, bool) or not isinstance(j, int) for j in mapping):
+        raise InterventionError(f"{cls}.mapping={mapping!r}: use a tuple of source example indices (ints), "
+                                "one per example, or None for the cyclic default.")
+
+
 class Intervention(abc.ABC):
     """Base class. Subclasses implement :meth:`apply`; ``__call__(z, step, example)`` forwards to it."""
 
@@ -150,10 +187,11 @@ class Replace(Intervention):
 
     value: Tensor
 
+    def __post_init__(self) -> None:
+        _finite_tensor("Replace", "value", self.value)
+
     def check(self, hidden_size: int, trace: Any) -> None:
         v = self.value
-        if not isinstance(v, Tensor):
-            raise InterventionShapeError(f"Replace.value must be a torch.Tensor, got {type(v).__name__}.")
         if v.ndim not in (1, 2, 3) or v.shape[-1] != hidden_size:
             raise InterventionShapeError(
                 f"Replace.value has shape {tuple(v.shape)}; the model's hidden size is {hidden_size}: "
@@ -189,6 +227,9 @@ class Scale(Intervention):
 
     factor: float
 
+    def __post_init__(self) -> None:
+        _finite_number("Scale", "factor", self.factor)
+
     def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
         return z * float(self.factor)
 
@@ -201,6 +242,10 @@ class AddNoise(Intervention):
 
     scale: float = 1.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        _finite_number("AddNoise", "scale", self.scale, min_value=0.0)
+        _int_arg("AddNoise", "seed", self.seed)
 
     def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
         g = _generator(self.seed, example.example_id, step, layer)
@@ -216,6 +261,9 @@ class ReplaceNoise(Intervention):
 
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        _int_arg("ReplaceNoise", "seed", self.seed)
+
     def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
         g = _generator(self.seed, example.example_id, step, layer)
         eps = torch.randn(z.shape, generator=g, dtype=torch.float32).to(z.dtype)
@@ -229,6 +277,9 @@ class MeanAblate(Intervention):
     ``[K, L+1, d]`` per step and residual layer. Build it with :meth:`from_trace`."""
 
     mean: Tensor
+
+    def __post_init__(self) -> None:
+        _finite_tensor("MeanAblate", "mean", self.mean)
 
     @classmethod
     def from_trace(cls, trace: Any, *, per_step: bool = True, per_layer: bool = False) -> "MeanAblate":
@@ -273,6 +324,11 @@ class Swap(Intervention):
 
     source: Any
     mapping: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not hasattr(self.source, "__len__") or not hasattr(self.source, "__getitem__") or len(self.source) == 0:
+            raise InterventionError(f"Swap.source={self.source!r}: give a non-empty LatentTrace to take latents from.")
+        _mapping("Swap", self.mapping)
 
     def check(self, hidden_size: int, trace: Any) -> None:
         n_src = len(self.source)
@@ -324,6 +380,10 @@ class Lambda(Intervention):
     fn: Callable[..., Tensor]
     name_: str = field(default="")
 
+    def __post_init__(self) -> None:
+        if not callable(self.fn):
+            raise InterventionError(f"Lambda.fn={self.fn!r} is not callable; pass a function (z, step, example) -> z.")
+
     def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
         try:
             params = inspect.signature(self.fn).parameters
@@ -352,6 +412,10 @@ class GaussianReplace(Intervention):
     std: float = 1.0
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        _finite_number("GaussianReplace", "std", self.std, min_value=0.0)
+        _int_arg("GaussianReplace", "seed", self.seed)
+
     def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
         g = torch_generator(self.seed, "gauss", example.example_id, step, layer)
         return (torch.randn(z.shape, generator=g, dtype=torch.float32) * float(self.std)).to(z.dtype)
@@ -368,6 +432,12 @@ class MatchedDisplacement(Intervention):
     source: Any
     mapping: tuple[int, ...] | None = None
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not hasattr(self.source, "__len__") or len(self.source) == 0:
+            raise InterventionError(f"MatchedDisplacement.source={self.source!r}: give a non-empty LatentTrace.")
+        _mapping("MatchedDisplacement", self.mapping)
+        _int_arg("MatchedDisplacement", "seed", self.seed)
 
     def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
         n = len(self.source)

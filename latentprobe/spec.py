@@ -207,6 +207,22 @@ class LatentSpec:
     base: str = ""
     notes: str = ""
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> "LatentSpec":
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(kwargs) - set(names))
+        if unknown:
+            raise SpecError(f"LatentSpec: unknown field(s) {unknown}; the fields are {names} "
+                            "(check the spelling, or start from a preset: latentprobe.get_preset(name)).")
+        if len(args) > len(names):
+            raise SpecError(f"LatentSpec takes at most {len(names)} fields, {len(args)} given positionally.")
+        given = set(names[:len(args)]) | set(kwargs)
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in given
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing and (args or kwargs):  # copy and pickle call __new__ with no arguments
+            raise SpecError(f"LatentSpec: missing required field(s) {missing}; give them, or start from a preset "
+                            "(latentprobe.get_preset(name)) and change it with dataclasses.replace.")
+        return super().__new__(cls)
+
     def __post_init__(self) -> None:
         n = self.name
         if self.open_mode not in ("emitted", "prompt", "appended"):

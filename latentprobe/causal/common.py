@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from torch import Tensor
 
-from latentprobe.errors import InputError, InterventionError
+from latentprobe.errors import EmptyAnswersError, InputError, InterventionError
 from latentprobe.fingerprint import callable_fingerprint, source_digest, tokenizer_fingerprint, weights_fingerprint
 from latentprobe.interventions import Intervention, Lambda, NoLatents
 from latentprobe.perturbations import InputSet, Perturbation
@@ -241,6 +241,36 @@ def _kept_latent_examples(trace: LatentTrace) -> tuple[list[int], int | None]:
     return [i for i, e in enumerate(trace) if k is not None and e.num_latents == k], k
 
 
+# --------------------------------------------------------------------------- argument checks
+def _positive_int(name: str, value: Any, fix: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{name}={value!r}: use an integer >= 1{fix}.")
+
+
+def check_analysis_args(*, n_boot: Any = 1, seed: Any = 0, chunk_size: Any = 1, batch_size: Any = 1,
+                        max_new_tokens: Any = None, confidence: Any = 0.95) -> None:
+    """Refuse, before any work, the common arguments of the causal analyses when malformed."""
+    _positive_int("n_boot", n_boot, " (bootstrap resamples; 2000 is usual)")
+    _positive_int("chunk_size", chunk_size)
+    _positive_int("batch_size", batch_size)
+    if max_new_tokens is not None:
+        _positive_int("max_new_tokens", max_new_tokens)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise InputError(f"seed={seed!r}: use an integer.")
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.floating)) \
+            or not 0.0 < float(confidence) < 1.0:
+        raise InputError(f"confidence={confidence!r}: use a number strictly between 0 and 1 (e.g. 0.95).")
+
+
+def check_answers(trace: LatentTrace, what: str) -> None:
+    """Refuse a run in which every answer is empty: no effect can be measured from it."""
+    if len(trace) and all(len(e.answer_ids) == 0 and not e.answer_text for e in trace):
+        raise EmptyAnswersError(
+            f"{what}: every one of the {len(trace)} answers is empty, so every effect would read 0; raise "
+            "max_new_tokens (it must hold the latents, the markers and the answer) or check the prompts and the model."
+        )
+
+
 # --------------------------------------------------------------------------- answers and outcomes
 def _gold_list(gold: Any, ids: Sequence[str]) -> list[str | None] | None:
     if gold is None:
@@ -250,6 +280,11 @@ def _gold_list(gold: Any, ids: Sequence[str]) -> list[str | None] | None:
         if gold is None:
             return None
     if isinstance(gold, Mapping):
+        known = set(ids)
+        unknown = sorted(str(k) for k in gold if k not in known)
+        if unknown:
+            raise InputError(f"gold is keyed by {len(unknown)} example id(s) the data does not have: {unknown[:10]}; "
+                             "key gold by the trace's / InputSet's example_ids.")
         return [None if gold.get(i) is None else str(gold.get(i)) for i in ids]
     gold = list(gold)
     if len(gold) != len(ids):

@@ -18,6 +18,7 @@ from latentprobe.causal.common import (
     _KEPT, _MED_ROWS, _STATUS, _SUMMARY_COLS, _chunks, _effect_row, _frame, _gold_list, _gold_token_id, _open,
     _outcome, _pair_reason, _run, _run_units, _runner_info, _inputs_config, _perturbation_config,
     _callable_config, _status, _typed,
+    check_analysis_args, check_answers,
 )
 from latentprobe.causal.results import MediationResult
 from latentprobe.errors import InputError
@@ -97,6 +98,8 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
         raise InputError(f"match={match!r}; use 'exact' or 'first_word'.")
     if not isinstance(treatment, Perturbation):
         raise InputError(f"treatment must be a Perturbation, got {type(treatment).__name__}.")
+    check_analysis_args(n_boot=n_boot, seed=seed, chunk_size=chunk_size, batch_size=batch_size,
+                        max_new_tokens=max_new_tokens)
     n = len(inputs)
     if n == 0:
         raise InputError("the InputSet is empty.")
@@ -134,6 +137,7 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
             g_chunk = [golds[i] for i in idx]
         kw = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, logits_processor=logits_processor)
         clean = _run(runner, sub, **kw)
+        check_answers(clean, f"decompose, chunk {c}: the clean run")
         treated = _run(runner, tsub, **kw)
         status, kept = [], []
         for j, (ec, et) in enumerate(zip(clean, treated)):
@@ -197,6 +201,9 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
     TE's interval excludes 0; its interval is the percentile interval of ``mean(NIE) / mean(TE)``
     over the same resamples (resamples with ``mean(TE) == 0`` are left out and counted in the note).
     """
+    check_analysis_args(n_boot=n_boot, seed=seed, confidence=confidence)
+    if outcome not in ("correct", "gold_logprob"):
+        raise InputError(f"outcome={outcome!r}; use 'correct' or 'gold_logprob'.")
     cols = ["effect", "kind"] + _SUMMARY_COLS + ["outcome", "treatment"]
     col = "correct" if outcome == "correct" else "gold_logprob"
     if rows.empty:

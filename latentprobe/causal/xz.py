@@ -20,6 +20,7 @@ from latentprobe.atomic import atomic_write
 from latentprobe.causal.common import (
     _KEPT, _STATUS, _XZ_ROWS, BASELINE_SOURCES, _chunks, _frame, _modal_k, _open, _pair_reason, _run,
     _run_units, _runner_info, _inputs_config, _perturbation_config, _callable_config, _status, _typed,
+    check_analysis_args,
 )
 from latentprobe.causal.results import XZResult
 from latentprobe.errors import InputError
@@ -187,6 +188,8 @@ def x_to_z(runner: LatentRunner, inputs: InputSet, perturbations: Perturbation |
     >>> int(first.n.iloc[0]), bool(first.estimate.iloc[0] < 0.99)
     (8, True)
     """
+    check_analysis_args(n_boot=n_boot, seed=seed, chunk_size=chunk_size, batch_size=batch_size,
+                        max_new_tokens=max_new_tokens)
     n = len(inputs)
     if n == 0:
         raise InputError("the InputSet is empty.")
@@ -310,6 +313,7 @@ def summarize_x_to_z(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
     :func:`latentprobe.stats.bootstrap_ci` with ``seed``); values that are NaN (a zero-norm
     vector) are left out of their cell, which then has a smaller ``n``.
     """
+    check_analysis_args(n_boot=n_boot, seed=seed, confidence=confidence)
     cols = ["perturbation", "source", "step", "layer", "metric", "estimate", "ci_low", "ci_high", "n", "note"]
     if rows.empty:
         return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in zip(

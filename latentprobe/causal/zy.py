@@ -19,6 +19,7 @@ from latentprobe.causal.common import (
     _STATUS, _SUMMARY_COLS, _ZY_ROWS, MODES, _answer_key, _answer_sig, _chunks, _describe, _effect_row, _finite,
     _frame, _gold_list, _gold_token_id, _kept_latent_examples, _kl, _open, _outcome, _run_units,
     _runner_info, _callable_config, _status, _typed, trace_fingerprint,
+    check_analysis_args, check_answers,
 )
 from latentprobe.causal.results import ZYResult
 from latentprobe.errors import InputError, InterventionError
@@ -157,6 +158,11 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
     >>> float(flips.estimate.iloc[0])
     1.0
     """
+    check_analysis_args(n_boot=n_boot, seed=seed, chunk_size=chunk_size, batch_size=batch_size,
+                        max_new_tokens=max_new_tokens)
+    if not isinstance(trace, LatentTrace):
+        raise InputError(f"trace={type(trace).__name__}: z_to_y takes the LatentTrace returned by runner.run().")
+    check_answers(trace, "z_to_y: the trace")
     modes = list(dict.fromkeys(modes))
     bad = [m for m in modes if m not in MODES]
     if bad or not modes:
@@ -271,6 +277,7 @@ def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
     says how many remain. ``clean_correct`` adds the original run's accuracy as
     ``intervention="none", mode="run"``.
     """
+    check_analysis_args(n_boot=n_boot, seed=seed, confidence=confidence)
     cols = ["intervention", "mode", "metric"] + _SUMMARY_COLS
     out: list[dict[str, Any]] = []
     kw = dict(n_boot=n_boot, seed=seed, confidence=confidence)

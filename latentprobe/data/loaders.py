@@ -24,12 +24,35 @@ def load_image(path: str | Path, *, size: tuple[int, int] | int | None = None) -
     p = Path(path)
     if not p.is_file():
         raise DataError(f"image file {p} does not exist.")
-    with Image.open(p) as im:
-        im = im.convert("RGB")
-        if size is not None:
-            h, w = (size, size) if isinstance(size, int) else size
-            im = im.resize((w, h), Image.Resampling.BICUBIC)
-        return np.asarray(im, dtype=np.uint8).copy()
+    if size is not None:
+        sizes = (size,) if isinstance(size, int) else tuple(size) if isinstance(size, (tuple, list)) else (size,)
+        if len(sizes) not in (1, 2) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in sizes):
+            raise DataError(f"image size={size!r} for {p}: use a positive int or an (H, W) pair of positive ints.")
+    try:
+        with Image.open(p) as im:
+            im = im.convert("RGB")
+            if size is not None:
+                h, w = (size, size) if isinstance(size, int) else size
+                im = im.resize((w, h), Image.Resampling.BICUBIC)
+            return np.asarray(im, dtype=np.uint8).copy()
+    except (OSError, SyntaxError, ValueError) as err:  # PIL: truncated or unreadable file (no file name in it)
+        raise DataError(f"image file {p} cannot be read ({err}); the file is truncated, damaged or not an image: "
+                        "replace it.") from None
+
+
+def _check_limit(limit: Any, source: str) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise DataError(f"{source}: limit={limit!r}; use an integer >= 1, or None to read every record.")
+
+
+def _inside(root: Path, rel: str, where: str) -> Path:
+    """``root / rel``, refused when ``rel`` is absolute or climbs out of ``root`` (``../``)."""
+    cand = Path(rel)
+    target = (root / cand).resolve()
+    if cand.is_absolute() or not target.is_relative_to(root.resolve()):
+        raise DataError(f"{where}: image path {rel!r} points outside image_root {str(root)!r}; give a path relative "
+                        "to image_root, without '..' (or pass a wider image_root).")
+    return root / cand
 
 
 def _build(records: Sequence[dict[str, Any]], *, get_image: Callable[[dict[str, Any], int], Any],
@@ -66,26 +89,33 @@ def load_jsonl(path: str | Path, *, image_root: str | Path | None = None, questi
     ``image_key=None`` for text-only data.
     """
     p = Path(path)
+    _check_limit(limit, str(p))
     if not p.is_file():
         raise DataError(f"{p} does not exist.")
     root = Path(image_root) if image_root is not None else p.parent
-    records = []
+    records: list[dict[str, Any]] = []
+    lines: list[int] = []
     with p.open() as f:
         for ln, line in enumerate(f, 1):
             line = line.strip()
             if not line:
                 continue
             try:
-                records.append(json.loads(line))
+                rec = json.loads(line)
             except json.JSONDecodeError as err:
                 raise DataError(f"{p}:{ln}: not valid JSON ({err.msg}).") from None
+            if not isinstance(rec, dict):
+                raise DataError(f"{p}:{ln}: a record must be a JSON object, got {type(rec).__name__}.")
+            records.append(rec)
+            lines.append(ln)
             if limit is not None and len(records) >= limit:
                 break
 
     def get_image(rec: dict[str, Any], i: int) -> Any:
         if image_key is None or rec.get(image_key) is None:
             return None
-        return load_image(root / str(rec[image_key]), size=image_size)
+        where = f"{p}, row {i} (line {lines[i]}), field {image_key!r}"
+        return load_image(_inside(root, str(rec[image_key]), where), size=image_size)
 
     return _build(records, get_image=get_image, question_key=question_key, answer_key=answer_key, id_key=id_key,
                   prompt_template=prompt_template, source=str(p))

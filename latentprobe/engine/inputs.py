@@ -4,7 +4,9 @@ to capture."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Any, Callable, Sequence, Union
 
 import torch
@@ -20,7 +22,7 @@ from latentprobe.trace import Segment
 
 __all__ = ["ImageProcessor", "CapturePositions", "PromptConvention", "VideoNotSupportedError", "tokenize",
            "is_messages", "render_messages", "process_images", "expand_image_tokens", "capture_positions",
-           "build_rows"]
+           "build_rows", "check_budget", "context_length", "segment_budget"]
 
 ImageProcessor = Callable[[list[Any]], Any]
 CapturePositions = Union[str, Callable[[Tensor, Tensor], Sequence[int]]]
@@ -183,23 +185,94 @@ def _video_ids(tokenizer: Any, parts: ModelParts) -> set[int]:
     return out
 
 
+def context_length(parts: ModelParts) -> int | None:
+    """Positions a model with learned absolute positions can hold (GPT-2's ``n_positions``), else ``None``."""
+    n = getattr(parts.model.config, "n_positions", None)
+    return int(n) if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
+def segment_budget(rspec: ResolvedSpec) -> int:
+    """Positions after the prompt that one latent segment plus one answer token need (0: not counted).
+
+    Only protocols that spend generated positions on the segment count: the open marker is emitted
+    (``open_mode="emitted"``) or appended to the prompt (``"appended"``); a fixed stop needs
+    ``num_latents`` latents, other stops at least ``min_latents``.
+    """
+    spec = rspec.spec
+    if spec.open_mode == "prompt":
+        return 0
+    k = spec.num_latents if spec.stop == "fixed" else spec.min_latents
+    opener = 1 if spec.open_mode == "emitted" and spec.first_offset == 1 else 0
+    closer = 1 if spec.close_token is not None and spec.stop not in ("quota", "similarity") else 0
+    return opener + k + closer + len(spec.after_close) + 1
+
+
+def check_budget(rspec: ResolvedSpec, max_new_tokens: int, answers: Sequence[str] | None = None) -> None:
+    """Refuse a ``max_new_tokens`` that cannot hold the latent segment (markers and latents) plus one answer token.
+
+    With ``open_mode="appended"`` the segment starts at once, so a short budget is refused before the
+    run. With ``"emitted"`` the model decides whether to open, so the check is made after the run, on
+    its ``answers``: refused when every one is empty.
+    """
+    spec = rspec.spec
+    need = segment_budget(rspec)
+    if spec.open_mode == "emitted" and (answers is None or any(answers)):
+        return
+    if max_new_tokens < need:
+        k = spec.num_latents if spec.stop == "fixed" else spec.min_latents
+        opener = 1 if spec.open_mode == "emitted" and spec.first_offset == 1 else 0
+        closer = need - 1 - k - opener
+        raise InputError(
+            f"max_new_tokens={max_new_tokens} cannot hold spec {spec.name!r}'s latent segment ({opener} open marker, "
+            f"{k} latents, {closer} closing marker(s)) and an answer token: every answer "
+            f"would be empty. Use max_new_tokens >= {need}."
+        )
+
+
+def _check_ids(ids: list[int], parts: ModelParts, where: str, max_new_tokens: int | None) -> None:
+    vocab = int(parts.embed.weight.shape[0])
+    bad = sorted({t for t in ids if not 0 <= t < vocab})
+    if bad:
+        raise InputError(f"{where}: token id(s) {bad[:10]} outside the model's embedding range 0..{vocab - 1}; "
+                         "give ids from this model's tokenizer.")
+    ctx = context_length(parts)
+    if ctx is not None and len(ids) + (max_new_tokens or 0) > ctx:
+        raise InputError(f"{where}: the prompt has {len(ids)} tokens and max_new_tokens={max_new_tokens or 0}, "
+                         f"{len(ids) + (max_new_tokens or 0)} positions in all, but {type(parts.model).__name__} "
+                         f"holds {ctx} (n_positions); shorten the prompt or lower max_new_tokens.")
+
+
+def _check_ids_arg(example_ids: Sequence[Any] | None, n: int) -> None:
+    if example_ids is None:
+        return
+    if isinstance(example_ids, (str, bytes)):
+        raise InputError(f"example_ids={example_ids!r}: give a list of ids, one per prompt.")
+    if len(example_ids) != n:
+        raise InputError(f"{len(example_ids)} example_ids for {n} prompts.")
+    counts = Counter(str(e) for e in example_ids)
+    dup = sorted(e for e, c in counts.items() if c > 1)
+    if dup:
+        raise InputError(f"example_ids holds duplicates {dup[:10]}; every example needs its own id (results, "
+                         "traces and sweeps are keyed by it).")
+
+
 def build_rows(prompts: Sequence[Any], images: Sequence[Any] | None, example_ids: Sequence[str] | None, *,
                tokenizer: Any, rspec: ResolvedSpec, parts: ModelParts, image_processor: ImageProcessor | None,
                add_special_tokens: bool = False, convention: PromptConvention | None = None,
-               keep_dtype: torch.dtype | None = None) -> list[Row]:
+               keep_dtype: torch.dtype | None = None, max_new_tokens: int | None = None) -> list[Row]:
     """One row per prompt, each at the protocol's start state (see :func:`~latentprobe.engine.protocol.initial_state`).
 
     A prompt is a string, an id list, or chat messages (rendered with :func:`render_messages`; their
     image parts come before the prompt's ``images`` entry). Image features are kept on the CPU in
-    ``keep_dtype`` (default: the vision tower's dtype).
+    ``keep_dtype`` (default: the vision tower's dtype). Duplicate ``example_ids``, token ids outside
+    the embedding and prompts (plus ``max_new_tokens``) longer than the model's context are refused.
     """
     if isinstance(prompts, (str, bytes)) or is_messages(prompts):
         raise InputError("prompts must be a list of prompts, not a single prompt; wrap it: [prompt].")
     prompts = list(prompts)
     if not prompts:
         raise InputError("no prompts given.")
-    if example_ids is not None and len(example_ids) != len(prompts):
-        raise InputError(f"{len(example_ids)} example_ids for {len(prompts)} prompts.")
+    _check_ids_arg(example_ids, len(prompts))
     if images is not None and len(images) != len(prompts):
         raise ImageBatchError(
             f"{len(images)} image entries for {len(prompts)} prompts; give one entry per prompt "
@@ -217,7 +290,13 @@ def build_rows(prompts: Sequence[Any], images: Sequence[Any] | None, example_ids
             ids = tokenize(tokenizer, text, False)
             imgs = chat_imgs + imgs
         else:
+            if not isinstance(prompt, str) and not (isinstance(prompt, (list, tuple)) and all(
+                    isinstance(t, Integral) and not isinstance(t, bool) for t in prompt)):
+                raise InputError(f"{where}: a prompt is a string, a list of token ids (ints) or chat messages; got "
+                                 f"{type(prompt).__name__}.")
             ids = tokenize(tokenizer, prompt, add_special_tokens)
+        if not ids:
+            raise InputError(f"{where}: the prompt is empty (no tokens); give at least one token.")
         if video and any(t in video for t in ids):
             raise VideoNotSupportedError(f"{where}: holds a video token (<|video_pad|>); video input is not supported "
                                          "yet. Pass frames as images, or remove the video token.")
@@ -237,6 +316,7 @@ def build_rows(prompts: Sequence[Any], images: Sequence[Any] | None, example_ids
                 image_embeds = parts.image_features(pv.to(dev, dt), grid.to(dev))
             image_embeds = image_embeds.to("cpu", keep_dtype or image_embeds.dtype)
             ids = expand_image_tokens(ids, img_tok, grid, parts.merge_size, where)  # type: ignore[arg-type]
+        _check_ids(ids, parts, where, max_new_tokens)
         segs = [Segment.IMAGE if (img_tok is not None and t == img_tok) else Segment.TEXT for t in ids]
         start = initial_state(rspec, ids, segs, example_id=eid)
         rows.append(Row(index=i, example_id=eid, ids=start.ids, segs=start.segments, prompt_len=start.prompt_len,

@@ -15,7 +15,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from latentprobe.errors import InterventionError, InterventionShapeError
+from latentprobe.errors import InterventionError, InterventionShapeError, NonFiniteInterventionError
 from latentprobe.interventions import Intervention
 
 __all__ = ["InterventionMode", "Patch", "LayerPatch", "apply_intervention", "layer_patch"]
@@ -67,6 +67,8 @@ def apply_intervention(fn: Intervention, z: Float[Tensor, "d"], *, step: int, ex
     ------
     InterventionShapeError
         Naming the example id, latent step, layer and mode where the output had the wrong shape.
+    NonFiniteInterventionError
+        Naming the intervention, example id, latent step, layer and mode where the output held NaN or inf.
     """
     out = fn.apply(z, step, example, layer)
     if not isinstance(out, Tensor) or out.shape != z.shape:
@@ -75,7 +77,16 @@ def apply_intervention(fn: Intervention, z: Float[Tensor, "d"], *, step: int, ex
             f"for a latent of shape {tuple(z.shape)} (example {_example_id(example)!r}, latent step {step}, "
             f"layer {layer}, mode {InterventionMode(mode).value!r}); it must return a tensor of the same shape."
         )
-    return out.to(z.dtype)
+    out = out.to(z.dtype)
+    if not bool(torch.isfinite(out).all()):
+        bad = int((~torch.isfinite(out)).sum())
+        raise NonFiniteInterventionError(
+            f"intervention {fn!r} returned {bad} non-finite value(s) (NaN or inf) for example "
+            f"{_example_id(example)!r}, latent step {step}, layer {layer}, mode {InterventionMode(mode).value!r}; "
+            "a latent must stay finite: check the intervention's parameters (e.g. Scale(nan), a Lambda dividing "
+            "by zero)."
+        )
+    return out
 
 
 def layer_patch(layer: int, items: list[tuple[int, int, int, Any, Patch]], device: torch.device) -> LayerPatch:

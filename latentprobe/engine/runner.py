@@ -12,6 +12,7 @@ Three intervention modes (:meth:`LatentRunner.intervene`, :mod:`latentprobe.engi
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 
 from latentprobe.display import Summarized
 from latentprobe.engine import modes
-from latentprobe.engine.inputs import CapturePositions, ImageProcessor, PromptConvention, build_rows, tokenize
+from latentprobe.engine.inputs import CapturePositions, ImageProcessor, PromptConvention, build_rows, check_budget, tokenize
 from latentprobe.engine.loop import Decoder, GenerationConfig, LogitsProcessor
 from latentprobe.engine.masks import MaskRule
 from latentprobe.engine.parts import ModelParts, locate_parts
@@ -28,7 +29,7 @@ from latentprobe.engine.patching import InterventionMode
 from latentprobe.errors import InputError, InterventionError, SpecError, StepOutOfRangeError
 from latentprobe.interventions import as_intervention
 from latentprobe.spec import LatentSpec, ResolvedSpec
-from latentprobe.presets import get_preset
+from latentprobe.presets import get_preset, list_presets
 from latentprobe.trace import ExampleTrace, LatentTrace
 
 __all__ = ["LatentRunner"]
@@ -82,6 +83,8 @@ class LatentRunner(Summarized):
                  layers: str | None = None, norm: str | None = None, embed: str | None = None,
                  lm_head: str = "lm_head", head: torch.nn.Module | None = None,
                  end_embedding: Tensor | None = None, prompt_convention: PromptConvention | None = None) -> None:
+        if not isinstance(spec, (str, LatentSpec)):
+            raise SpecError(f"spec={spec!r}: give a LatentSpec or a preset name ({', '.join(list_presets())}).")
         self.parts: ModelParts = locate_parts(model, layers=layers, norm=norm, embed=embed, lm_head=lm_head)
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -200,17 +203,18 @@ class LatentRunner(Summarized):
         cfg = self._generation(generation, max_new_tokens=max_new_tokens, do_sample=do_sample,
                                temperature=temperature, top_k=top_k, top_p=top_p,
                                repetition_penalty=repetition_penalty, seed=seed)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError(f"batch_size={batch_size!r}: use an integer >= 1.")
+        _check_batch_size(batch_size)
+        check_budget(self.rspec, cfg.max_new_tokens)
         layers = self._capture_layers(capture_layers)
         rows = build_rows(prompts, images, example_ids, tokenizer=self.tokenizer, rspec=self.rspec, parts=self.parts,
                           image_processor=self.image_processor, add_special_tokens=add_special_tokens,
-                          convention=self.prompt_convention, keep_dtype=trace_dtype)
+                          convention=self.prompt_convention, keep_dtype=trace_dtype, max_new_tokens=cfg.max_new_tokens)
         self._record(trace_dtype, layers)
         out: list[ExampleTrace] = []
         for batch in _batches(rows, batch_size, progress, "generate"):
             self._decoder.run(batch, cfg, logits_processor, capture=capture_positions)
             out.extend(modes.finish(self._decoder, self.tokenizer, r) for r in batch)
+        check_budget(self.rspec, cfg.max_new_tokens, [e.answer_text for e in out])
         config = {"mode": "run", "max_new_tokens": cfg.max_new_tokens, "do_sample": cfg.do_sample,
                   "temperature": cfg.temperature, "top_k": cfg.top_k, "top_p": cfg.top_p,
                   "repetition_penalty": cfg.repetition_penalty, "seed": cfg.seed, "generation": generation,
@@ -248,6 +252,12 @@ class LatentRunner(Summarized):
         ``forced_logprobs`` score the recorded answer tokens.
         """
         imode = InterventionMode.parse(mode)
+        _check_batch_size(batch_size)
+        for arg, vals in (("steps", steps), ("layers", layers)):
+            if vals is not None and (isinstance(vals, (str, bytes)) or not hasattr(vals, "__iter__") or any(
+                    isinstance(v, bool) or not isinstance(v, Integral) for v in vals)):
+                raise InputError(f"{arg}={vals!r}: give a list of integers (bools and other types are refused).")
+        _check_trace(trace, self.parts.hidden_size)
         fn = as_intervention(intervention) if intervention is not None else None
         n_res = self.parts.n_layers + 1
         layers = tuple(sorted({int(l) for l in layers}))
@@ -268,6 +278,8 @@ class LatentRunner(Summarized):
             int(seed if seed is not None else tc.get("seed", 0)), tc.get("top_p"),
             float(tc.get("repetition_penalty", 1.0)))
         cfg.validate()
+        if imode is not InterventionMode.REPLAY and max_new_tokens is not None:
+            check_budget(self.rspec, cfg.max_new_tokens)
         chosen = [e.check_steps(steps) for e in trace.examples]
         cl = trace.config.get("capture_layers", "all")
         td = trace.config.get("trace_dtype")
@@ -325,6 +337,24 @@ class LatentRunner(Summarized):
     def _tokenize(self, prompt: str | Sequence[int], add_special_tokens: bool = False) -> list[int]:
         """The ids :meth:`run` feeds for ``prompt`` (before image-token expansion)."""
         return tokenize(self.tokenizer, prompt, add_special_tokens)
+
+
+def _check_batch_size(batch_size: Any) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size={batch_size!r}: use an integer >= 1.")
+
+
+def _check_trace(trace: Any, hidden_size: int) -> None:
+    """Refuse a non-trace or a trace recorded by a model of another hidden size, before anything runs."""
+    if not isinstance(trace, LatentTrace):
+        raise InputError(f"trace={type(trace).__name__}: intervene takes the LatentTrace returned by run().")
+    if len(trace) == 0:
+        raise InputError("trace has no examples; run() some prompts first.")
+    for e in trace.examples:
+        if e.z.ndim != 2 or (e.z.shape[0] > 0 and e.z.shape[-1] != hidden_size):
+            raise InputError(f"example {e.example_id!r}: the trace's latents have shape {tuple(e.z.shape)} but this "
+                             f"runner's hidden size is {hidden_size}; intervene with the runner (model) that "
+                             "recorded the trace.")
 
 
 def _batches(items: list, size: int, progress: bool, desc: str) -> Iterator[list]:

@@ -17,6 +17,9 @@ _Array = np.ndarray | torch.Tensor
 
 #: Rows whose norm is at most this fraction of their scale count as zero.
 _ZERO_RTOL = 1e-12
+#: Largest magnitude accepted: sums of fourth powers of such values (participation ratio) and of
+#: products (Gram matrices, squared norms) over up to 1e8 terms stay finite in float64.
+_MAX_ABS = 1e70
 
 
 def _as_array(x: object, name: str) -> np.ndarray:
@@ -95,6 +98,11 @@ def _rows(arr: np.ndarray, start: int, stop: int, name: str) -> np.ndarray:
         raise NonFiniteError(
             f"{name} contains NaN or infinite values (rows {start}..{stop - 1}); "
             "drop or repair those rows first."
+        )
+    if block.size and np.abs(block).max() > _MAX_ABS:
+        raise NonFiniteError(
+            f"{name} holds values of magnitude {np.abs(block).max():.3g} (rows {start}..{stop - 1}), above "
+            f"{_MAX_ABS:.0e}: their squares and products overflow float64; rescale the data first."
         )
     return block
 

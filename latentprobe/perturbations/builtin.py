@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from latentprobe.perturbations import _checks as _c
 from latentprobe.errors import InputError
 from latentprobe.images import occlude
 from latentprobe.perturbations.base import (
@@ -33,6 +34,11 @@ class ImageSwap(Perturbation):
     mapping: tuple[int, ...] | None = None
     seed: int = 0
     name: str = "image_swap"
+
+    def __post_init__(self) -> None:
+        _c.check_mapping("ImageSwap", self.mapping)
+        _c.check_int("ImageSwap", "seed", self.seed)
+        _c.check_name("ImageSwap", self.name)
 
     def bind(self, inputs: InputSet) -> "ImageSwap":
         _need_images(inputs, "ImageSwap")
@@ -61,6 +67,10 @@ class BlankImage(Perturbation):
     fill: int | tuple[int, int, int] = 0
     name: str = "blank_image"
 
+    def __post_init__(self) -> None:
+        _c.check_fill("BlankImage", self.fill)
+        _c.check_name("BlankImage", self.name)
+
     def _one(self, inputs: InputSet, i: int):
         _need_images(inputs, "BlankImage")
         fill = np.asarray(self.fill, dtype=np.uint8)
@@ -87,6 +97,13 @@ class NoiseImage(Perturbation):
     seed: int = 0
     additive: bool = True
     name: str = "noise_image"
+
+    def __post_init__(self) -> None:
+        _c.check_sigma("NoiseImage", self.sigma)
+        _c.check_int("NoiseImage", "seed", self.seed)
+        if not isinstance(self.additive, bool):
+            raise InputError(f"NoiseImage.additive={self.additive!r}: use True or False.")
+        _c.check_name("NoiseImage", self.name)
 
     def _one(self, inputs: InputSet, i: int):
         _need_images(inputs, "NoiseImage")
@@ -117,6 +134,13 @@ class Occlude(Perturbation):
     fill: int | tuple[int, int, int] | str = 0
     seed: int = 0
     name: str = "occlude"
+
+    def __post_init__(self) -> None:
+        who = type(self).__name__
+        _c.check_box(who, self.box)
+        _c.check_fill(who, self.fill, allow_noise=True)
+        _c.check_int(who, "seed", self.seed)
+        _c.check_name(who, self.name)
 
     def box_for(self, inputs: InputSet, i: int, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
         """The ``(top, left, bottom, right)`` box to fill in example ``i``'s image of ``shape``."""
@@ -152,6 +176,11 @@ class QuestionSwap(Perturbation):
     seed: int = 0
     name: str = "question_swap"
 
+    def __post_init__(self) -> None:
+        _c.check_mapping("QuestionSwap", self.mapping)
+        _c.check_int("QuestionSwap", "seed", self.seed)
+        _c.check_name("QuestionSwap", self.name)
+
     def bind(self, inputs: InputSet) -> "QuestionSwap":
         if self.mapping is None:
             groups = [repr(p) for p in inputs.prompts]
@@ -184,6 +213,11 @@ class InstanceSwap(Perturbation):
     seed: int = 0
     name: str = "instance_swap"
 
+    def __post_init__(self) -> None:
+        _c.check_mapping("InstanceSwap", self.mapping)
+        _c.check_int("InstanceSwap", "seed", self.seed)
+        _c.check_name("InstanceSwap", self.name)
+
     def bind(self, inputs: InputSet) -> "InstanceSwap":
         if self.mapping is None:
             return dataclasses.replace(self, mapping=derangement(len(inputs), self.seed))
@@ -211,6 +245,11 @@ class Custom(Perturbation):
     fn: Callable[..., Any]
     name: str = "custom"
     per_example: bool = True
+
+    def __post_init__(self) -> None:
+        if not callable(self.fn):
+            raise InputError(f"Custom.fn={self.fn!r} is not callable; pass a function (see Custom's docstring).")
+        _c.check_name("Custom", self.name)
 
     def apply(self, inputs: InputSet, indices: Sequence[int] | None = None) -> InputSet:
         if self.per_example:
