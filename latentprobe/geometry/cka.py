@@ -82,10 +82,10 @@ def _cka_from(
     hxy = _hsic(frob2_xy, sq_prod, mx.sq_sum, my.sq_sum, n, debiased)
     hxx = _hsic(mx.gram_frob2, mx.sq_sq_sum, mx.sq_sum, mx.sq_sum, n, debiased)
     hyy = _hsic(my.gram_frob2, my.sq_sq_sum, my.sq_sum, my.sq_sum, n, debiased)
-    denom = hxx * hyy
-    if not denom > 0.0:
+    if not (hxx > 0.0 and hyy > 0.0):
         return float("nan")
-    return float(hxy / math.sqrt(denom))
+    # square roots first: the product of two tiny HSICs underflows to 0 where each is representable
+    return float(hxy / (math.sqrt(hxx) * math.sqrt(hyy)))
 
 
 def _check_cka_n(n: int, debiased: bool) -> None:
