@@ -1,45 +1,4 @@
-"""Interventions on latents: small serialisable objects, plus any callable ``(z, step, example) -> z``.
-
-An intervention receives one latent vector at a time (``z``: ``[d]``), the latent step index and
-the example's :class:`~latentprobe.trace.ExampleTrace` (its ``index``, ``example_id``, recorded
-``z`` and ``hidden``), and returns the vector to use instead. When the runner patches a residual
-layer other than the fed vector it also passes ``layer=`` (0 = the fed vector, ``i`` = output of
-decoder layer ``i-1``); built-ins use it to read the matching recorded values.
-
-Noise is scaled to the norm of the latent it replaces: latents are post-norm vectors whose norm is
-far from a token embedding's, so a fixed sigma would mean different things in different models.
-Random draws are seeded per (seed, example_id, step, layer), so batched and one-by-one runs agree.
-
-Every intervention class is registered by name with :func:`register_intervention` (the built-ins
-too), so a configuration written by :meth:`Intervention.to_config` can be rebuilt with
-:func:`intervention_from_config`. Register your own the same way::
-
-    @register_intervention
-    @dataclass(frozen=True)
-    class Halve(Intervention):
-        def apply(self, z, step, example, layer=0):
-            return z / 2
-
-Examples
---------
-On the shipped ``mediated`` toy: zero every latent and decode the answers again.
-
->>> import torch
->>> from latentprobe import Scale, Zero, intervention_from_config, toy
->>> tm = toy.load("mediated")
->>> runner = tm.runner()
->>> trace = tm.run(tm.examples("test", 4))
->>> zeroed = runner.intervene(trace, Zero(), mode="redecode", progress=False)
->>> bool(torch.equal(zeroed[0].z, torch.zeros_like(trace[0].z)))
-True
->>> control = runner.intervene(trace, None, mode="redecode", progress=False)
->>> control.answers == trace.answers
-True
->>> Scale(0.5).to_config()
-{'type': 'Scale', 'factor': 0.5}
->>> intervention_from_config({'type': 'Scale', 'factor': 0.5})
-Scale(factor=0.5)
-"""
+"""The built-in interventions: the paper's four and a wider suite (all registered by name)."""
 
 from __future__ import annotations
 
@@ -56,127 +15,13 @@ from torch import Tensor
 
 from latentprobe.seeding import torch_generator
 from latentprobe.errors import InterventionError, InterventionShapeError, StepOutOfRangeError
+from latentprobe.interventions.base import (Intervention, _finite_number, _finite_tensor, _generator, _int_arg,
+                                            _mapping, _not_rebuildable, _tensor_config, register_intervention)
 
 __all__ = [
-    "Intervention", "Replace", "Zero", "Scale", "AddNoise", "ReplaceNoise", "MeanAblate", "Swap",
-    "RepeatFirst", "Lambda", "GaussianReplace", "MatchedDisplacement", "NoLatents", "as_intervention",
-    "intervention_from_config", "register_intervention", "registered_interventions",
+    "Replace", "Zero", "Scale", "AddNoise", "ReplaceNoise", "MeanAblate", "Swap", "RepeatFirst", "Lambda",
+    "GaussianReplace", "MatchedDisplacement", "NoLatents", "as_intervention",
 ]
-
-_I = TypeVar("_I", bound=type)
-#: Intervention classes by name (the ``"type"`` of their :meth:`Intervention.to_config`).
-_REGISTRY: dict[str, type] = {}
-
-
-def register_intervention(cls: _I) -> _I:
-    """Class decorator: register an :class:`Intervention` subclass under its class name, so that
-    :func:`intervention_from_config` can rebuild it from :meth:`Intervention.to_config`.
-
-    Registering the same class twice is a no-op; a *different* class with a name already taken
-    raises :class:`~latentprobe.errors.InterventionError` (rename the class).
-    """
-    if not (isinstance(cls, type) and issubclass(cls, Intervention)):
-        raise InterventionError(f"register_intervention takes an Intervention subclass, got {cls!r}.")
-    name = cls.__name__
-    known = _REGISTRY.get(name)
-    if known is not None and known is not cls:
-        raise InterventionError(
-            f"an intervention named {name!r} is already registered ({known.__module__}.{known.__qualname__}); "
-            f"give {cls.__module__}.{cls.__qualname__} another class name."
-        )
-    _REGISTRY[name] = cls
-    return cls
-
-
-def registered_interventions() -> dict[str, type]:
-    """``{name: class}`` of every registered intervention (a copy)."""
-    return dict(_REGISTRY)
-
-
-def _generator(seed: int, example_id: str, step: int, layer: int) -> torch.Generator:
-    return torch_generator(seed, example_id, step, layer)
-
-
-def _tensor_config(t: Tensor | None) -> Any:
-    return None if t is None else {"shape": list(t.shape), "values": t.flatten().tolist()}
-
-
-def _tensor_from_config(c: Any) -> Tensor | None:
-    return None if c is None else torch.tensor(c["values"], dtype=torch.float32).reshape(c["shape"])
-
-
-def _finite_number(cls: str, name: str, value: Any, *, min_value: float | None = None) -> None:
-    """Refuse a bool, a non-number, NaN/inf, or a number below ``min_value`` for ``cls.name``."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (min_value is not None and value < min_value):
-        lim = f" >= {min_value:g}" if min_value is not None else ""
-        raise InterventionError(f"{cls}.{name}={value!r}: use a finite number{lim} (NaN, inf and bools are refused).")
-
-
-def _int_arg(cls: str, name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InterventionError(f"{cls}.{name}={value!r}: use an integer.")
-
-
-def _finite_tensor(cls: str, name: str, value: Any) -> None:
-    if not isinstance(value, Tensor):
-        raise InterventionShapeError(f"{cls}.{name} must be a torch.Tensor, got {type(value).__name__}.")
-    if not value.is_floating_point():
-        raise InterventionError(f"{cls}.{name} has dtype {value.dtype}; give a floating-point tensor.")
-    if value.numel() == 0 or value.ndim not in (1, 2, 3):
-        raise InterventionShapeError(f"{cls}.{name} has shape {tuple(value.shape)}; give [d], [K, d] or [n, K, d] "
-                                     "(non-empty).")
-    bad = int((~torch.isfinite(value)).sum())
-    if bad:
-        raise InterventionError(f"{cls}.{name} holds {bad} non-finite value(s) (NaN or inf); every value of the "
-                                "tensor must be finite.")
-
-
-def _mapping(cls: str, mapping: Any) -> None:
-    if mapping is None:
-        return
-    if isinstance(mapping, (str, bytes)) or not hasattr(mapping, "__iter__") \
-            or any(isinstance(j, bool) or not isinstance(j, int) for j in mapping):
-        raise InterventionError(f"{cls}.mapping={mapping!r}: use a tuple of source example indices (ints), "
-                                "one per example, or None for the cyclic default.")
-
-
-class Intervention(abc.ABC):
-    """Base class. Subclasses implement :meth:`apply`; ``__call__(z, step, example)`` forwards to it."""
-
-    name: str = "intervention"
-
-    @abc.abstractmethod
-    def apply(self, z: Float[Tensor, "d"], step: int, example: Any, layer: int = 0) -> Float[Tensor, "d"]:
-        """The vector to use instead of ``z`` at latent ``step`` (residual ``layer``) of ``example``."""
-
-    def __call__(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
-        return self.apply(z, step, example, layer)
-
-    def check(self, hidden_size: int, trace: Any) -> None:
-        """Validate against the model's hidden size and the trace before anything runs."""
-
-    def to_config(self) -> dict[str, Any]:
-        """JSON-ready description: ``{"type": class name, field: value}`` (tensors as shape + values)."""
-        d: dict[str, Any] = {"type": type(self).__name__}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            v = getattr(self, f.name)
-            d[f.name] = _tensor_config(v) if isinstance(v, Tensor) else v
-        return d
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Intervention":
-        """Rebuild from :meth:`to_config` (``config`` without ``"type"``); a dataclass's fields."""
-        kw = {}
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            v = config.get(f.name)
-            kw[f.name] = _tensor_from_config(v) if isinstance(v, dict) and "values" in v else v
-        return cls(**{k: v for k, v in kw.items() if v is not None or k in config})
-
-
-def _not_rebuildable(cls: type, what: str) -> InterventionError:
-    return InterventionError(f"cannot rebuild {cls.__name__} from a config: it holds {what}, which a config "
-                             f"only names; construct {cls.__name__}(...) again with the same arguments.")
 
 
 @register_intervention
@@ -487,17 +332,3 @@ def as_intervention(x: Any) -> Intervention:
     raise InterventionError(
         f"{x!r} is not an intervention; pass a latentprobe.interventions object or a callable (z, step, example) -> z."
     )
-
-
-def intervention_from_config(config: dict[str, Any]) -> Intervention:
-    """Rebuild a registered intervention from :meth:`Intervention.to_config` (see
-    :func:`register_intervention`). Swap, MatchedDisplacement and Lambda hold references to data or
-    code and cannot be rebuilt from a config alone."""
-    cfg = dict(config)
-    kind = cfg.pop("type", None)
-    if kind not in _REGISTRY:
-        raise InterventionError(
-            f"cannot rebuild intervention of type {kind!r} from config; known: {sorted(_REGISTRY)}. "
-            "Decorate your class with @register_intervention (and import its module) first."
-        )
-    return _REGISTRY[kind].from_config(cfg)
