@@ -165,3 +165,40 @@ def test_the_package_raises_only_its_own_errors():
 def test_walk_covers_every_module():
     walked = {m.name for m in pkgutil.walk_packages(latentprobe.__path__, "latentprobe.")}
     assert walked | {"latentprobe"} == set(MODULES)
+
+
+def _documented_raises() -> list[tuple[str, str]]:
+    """(where, exception name) for every name listed under a docstring's ``Raises`` heading."""
+    import re
+
+    found = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef, ast.Module)):
+                doc = ast.get_docstring(node) or ""
+                m = re.search(r"^Raises\n-+\n(.*?)(?:\n\n|\Z)", doc, re.S | re.M)  # the entries up to a blank line
+                if m:
+                    # an entry is an unindented name (optionally :class:`~...`); its description is indented
+                    for exc in re.findall(r"^(?::class:`~?)?([A-Za-z_.]+)`?\s*$", m.group(1), re.M):
+                        exc = exc.split(".")[-1]
+                        if exc != "Exception":  # "whatever your callable raises", passed through
+                            found.append((f"{name}:{getattr(node, 'name', '<module>')}", exc))
+    return found
+
+
+def test_documented_exceptions_are_the_package_s_own():
+    import builtins
+
+    import latentprobe.errors as errors
+
+    documented = _documented_raises()
+    assert len(documented) >= 10, "the Raises sections were not found"
+    bad = []
+    for where, exc in documented:
+        cls = getattr(errors, exc, None)
+        if cls is None:  # a class defined next to its module (e.g. scoring, engine.loading)
+            cls = next((getattr(importlib.import_module(m), exc) for m in MODULES
+                        if hasattr(importlib.import_module(m), exc)), None)
+        if cls is None or getattr(builtins, exc, None) is cls or not issubclass(cls, LatentProbeError):
+            bad.append(f"{where}: {exc}")
+    assert not bad, f"documented exceptions that are not LatentProbeErrors: {bad}"
