@@ -26,10 +26,10 @@ from latentprobe.engine.protocol import (Action, Decision, End, EndReason, FeedL
                                          resume_at_answer, resume_at_latent, step)
 from latentprobe.engine.runner import LatentRunner
 from latentprobe.engine.loading import (FAMILY_CONVENTIONS, MissingDependencyError, check_spec_tokens, coconut_prompt,
-                                         load, load_codi, load_coconut)
+                                         convention_for, load, load_codi, load_coconut)
 
 __all__ = [
-    "LatentRunner", "load", "load_codi", "load_coconut", "coconut_prompt", "check_spec_tokens", "FAMILY_CONVENTIONS",
+    "LatentRunner", "load", "load_codi", "load_coconut", "coconut_prompt", "check_spec_tokens", "FAMILY_CONVENTIONS", "convention_for",
     "MissingDependencyError", "CodiProjection", "LvrHead", "PromptConvention", "VideoNotSupportedError",
     "GenerationConfig", "LogitsProcessor", "choose", "sampling_probs", "end_distance", "MaskRule",
     "segment_attention_mask", "ModelParts",

@@ -9,9 +9,8 @@
   Llama) state dict, optionally under ``base_causallm.``, with the three added tokens;
 * :func:`coconut_prompt`: a question as Coconut's evaluation feeds it.
 
-The per-family prompt conventions (:data:`FAMILY_CONVENTIONS`) are recorded in
-``docs/published-protocols.md`` with citations; they belong in the spec (a preset field) and will
-move there.
+The per-family prompt conventions are the presets' own (:attr:`LatentSpec.prompt`, cited in
+``docs/published-protocols.md``); :func:`convention_for` turns one into what the engine applies.
 """
 
 from __future__ import annotations
@@ -30,20 +29,24 @@ from latentprobe.errors import LatentProbeError, ModelStructureError, SpecError,
 from latentprobe.presets import get_preset
 from latentprobe.spec import LatentSpec
 
-__all__ = ["FAMILY_CONVENTIONS", "MissingDependencyError", "check_spec_tokens", "load", "load_codi", "load_coconut",
+__all__ = ["FAMILY_CONVENTIONS", "convention_for", "MissingDependencyError", "check_spec_tokens", "load", "load_codi", "load_coconut",
            "coconut_prompt"]
 
-_PX = 28 * 28
+def convention_for(spec: LatentSpec) -> PromptConvention | None:
+    """The prompt convention ``load`` applies: the spec's published :attr:`LatentSpec.prompt`, as the engine reads it.
+
+    ``None`` when the spec records none (the chat template's defaults apply).
+    """
+    p = spec.prompt
+    if p is None:
+        return None
+    return PromptConvention(add_generation_prompt=p.add_generation_prompt, suffix=p.suffix, image_prefix=p.prefix,
+                            min_pixels=p.min_pixels, max_pixels=p.max_pixels)
+
+
+#: The published families' conventions, derived from their presets (one source: ``presets.py``).
 FAMILY_CONVENTIONS: dict[str, PromptConvention] = {
-    # Monet's vLLM script: generation prompt, min/max pixels, and "<image>\n" put before every image
-    # prompt (inference/load_and_gen_vllm.py:31-32, 80-88 @ 08939998)
-    "monet": PromptConvention(add_generation_prompt=True, image_prefix="<image>\n", min_pixels=256 * _PX,
-                              max_pixels=8192 * _PX),
-    # LVR's evaluation: generation prompt, the checkpoint's processor (evaluation/evaluation.py:120-126 @ 637a9f7e)
-    "lvr": PromptConvention(add_generation_prompt=True),
-    # Mirage's test.py: template without generation prompt, then "<|im_start|>assistant" with no
-    # newline (src/test.py:53-57 @ 53f26de2)
-    "mirage": PromptConvention(add_generation_prompt=False, suffix="<|im_start|>assistant"),
+    name: conv for name in ("monet", "lvr", "mirage") if (conv := convention_for(get_preset(name))) is not None
 }
 
 
@@ -138,7 +141,7 @@ def load(model: str | os.PathLike, preset: str | LatentSpec, *, dtype: torch.dty
     projection:
         ``f`` for specs with ``projection="module"``; CODI checkpoints load with :func:`load_codi`.
     convention:
-        Override the family's prompt convention (:data:`FAMILY_CONVENTIONS`).
+        Override the family's prompt convention (default :func:`convention_for` the spec).
 
     Raises
     ------
@@ -171,7 +174,7 @@ def load(model: str | os.PathLike, preset: str | LatentSpec, *, dtype: torch.dty
     if device_map is not None:
         kw["device_map"] = device_map
     hf_model = cls.from_pretrained(src, **kw)
-    conv = convention if convention is not None else FAMILY_CONVENTIONS.get(spec.name)
+    conv = convention if convention is not None else convention_for(spec)
     image_processor = _image_processor(src, revision, trust_remote_code, conv) if vl else None
     _chat_template(src, tokenizer, revision)
     if projection is not None:

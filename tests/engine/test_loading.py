@@ -201,3 +201,19 @@ def test_coconut_published_format_loads(gpt2_base, tmp_path):
     with torch.no_grad():
         out = ref(input_ids=torch.tensor([ids[:-7]]), output_hidden_states=True)
     torch.testing.assert_close(tr[0].z[0], out.hidden_states[-1][0, -1], atol=1e-5, rtol=1e-5)
+
+
+def test_prompt_conventions_come_from_the_presets():
+    # one source: load applies each preset's published prompt conventions
+    from latentprobe.engine.loading import FAMILY_CONVENTIONS, convention_for
+    from latentprobe.presets import get_preset
+
+    monet = convention_for(get_preset("monet"))
+    assert monet.add_generation_prompt and monet.image_prefix == "<image>\n"
+    assert (monet.min_pixels, monet.max_pixels) == (256 * 28 * 28, 8192 * 28 * 28)
+    mirage = convention_for(get_preset("mirage"))
+    assert not mirage.add_generation_prompt and mirage.suffix == "<|im_start|>assistant" and mirage.image_prefix == ""
+    lvr = convention_for(get_preset("lvr"))
+    assert lvr.add_generation_prompt and lvr.suffix == "" and lvr.min_pixels is None
+    assert FAMILY_CONVENTIONS == {"monet": monet, "lvr": lvr, "mirage": mirage}
+    assert get_preset("toy").prompt is None and convention_for(get_preset("toy")) is None
