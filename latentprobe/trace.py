@@ -274,13 +274,9 @@ class LatentTrace(Summarized):
         (tensor, kept): the stacked tensor and the indices of the examples it holds. Examples with
         another number of latents (or none) are left out; ``len(kept)`` says how many remain.
         """
-        counts = [e.num_latents for e in self.examples]
+        kept = self.kept_indices(num_latents)
         if num_latents is None:
-            nz = [c for c in counts if c > 0]
-            if not nz:
-                raise StepOutOfRangeError("no example in this trace entered latent mode; nothing to stack.")
-            num_latents = max(set(nz), key=nz.count)
-        kept = [i for i, c in enumerate(counts) if c == num_latents]
+            num_latents = self.examples[kept[0]].num_latents
         rows = []
         for i in kept:
             e = self.examples[i]

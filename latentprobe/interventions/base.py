@@ -13,7 +13,6 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from latentprobe.seeding import torch_generator
 from latentprobe.errors import InterventionError, InterventionShapeError, StepOutOfRangeError
 
 __all__ = ["Intervention", "intervention_from_config", "register_intervention", "registered_interventions"]
@@ -46,10 +45,6 @@ def register_intervention(cls: _I) -> _I:
 def registered_interventions() -> dict[str, type]:
     """``{name: class}`` of every registered intervention (a copy)."""
     return dict(_REGISTRY)
-
-
-def _generator(seed: int, example_id: str, step: int, layer: int) -> torch.Generator:
-    return torch_generator(seed, example_id, step, layer)
 
 
 def _tensor_config(t: Tensor | None) -> Any:

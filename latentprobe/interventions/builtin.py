@@ -15,7 +15,7 @@ from torch import Tensor
 
 from latentprobe.seeding import torch_generator
 from latentprobe.errors import InterventionError, InterventionShapeError, StepOutOfRangeError
-from latentprobe.interventions.base import (Intervention, _finite_number, _finite_tensor, _generator, _int_arg,
+from latentprobe.interventions.base import (Intervention, _finite_number, _finite_tensor, _int_arg,
                                             _mapping, _not_rebuildable, _tensor_config, register_intervention)
 
 __all__ = [
@@ -93,7 +93,7 @@ class AddNoise(Intervention):
         _int_arg("AddNoise", "seed", self.seed)
 
     def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
-        g = _generator(self.seed, example.example_id, step, layer)
+        g = torch_generator(self.seed, example.example_id, step, layer)
         eps = torch.randn(z.shape, generator=g, dtype=torch.float32).to(z.dtype)
         return z + eps * (self.scale * z.norm() / z.numel() ** 0.5)
 
@@ -110,7 +110,7 @@ class ReplaceNoise(Intervention):
         _int_arg("ReplaceNoise", "seed", self.seed)
 
     def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
-        g = _generator(self.seed, example.example_id, step, layer)
+        g = torch_generator(self.seed, example.example_id, step, layer)
         eps = torch.randn(z.shape, generator=g, dtype=torch.float32).to(z.dtype)
         return eps * (z.norm() / eps.norm().clamp_min(1e-12))
 

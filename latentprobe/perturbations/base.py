@@ -11,7 +11,6 @@ import numpy as np
 
 from latentprobe.errors import InputError
 from latentprobe.perturbations.inputs import InputSet, _image_list, _map_image
-from latentprobe.seeding import numpy_rng
 
 __all__ = ["Perturbation", "register_perturbation", "perturbation_from_config"]
 
@@ -98,10 +97,6 @@ def perturbation_from_config(config: dict[str, Any]) -> Perturbation:
                          "(import the module that defines it, which registers it with register_perturbation).")
     kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()}
     return _REGISTRY[kind](**kw)
-
-
-def _example_rng(seed: int, example_id: str) -> np.random.Generator:
-    return numpy_rng(seed, example_id)
 
 
 def _need_images(inputs: InputSet, who: str) -> None:

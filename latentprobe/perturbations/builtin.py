@@ -12,8 +12,9 @@ import numpy as np
 from latentprobe.perturbations import _checks as _c
 from latentprobe.errors import InputError
 from latentprobe.images import occlude
+from latentprobe.seeding import numpy_rng
 from latentprobe.perturbations.base import (
-    Perturbation, _check_mapping, _copy_image, _example_rng, _image_groups, _need_images, _relabel,
+    Perturbation, _check_mapping, _copy_image, _image_groups, _need_images, _relabel,
     register_perturbation,
 )
 from latentprobe.perturbations.inputs import InputSet, _map_image, derangement
@@ -107,7 +108,7 @@ class NoiseImage(Perturbation):
 
     def _one(self, inputs: InputSet, i: int):
         _need_images(inputs, "NoiseImage")
-        rng = _example_rng(self.seed, inputs.example_ids[i])
+        rng = numpy_rng(self.seed, inputs.example_ids[i])
 
         def f(a: np.ndarray) -> np.ndarray:
             eps = rng.normal(0.0, float(self.sigma), size=a.shape)
@@ -157,7 +158,7 @@ class Occlude(Perturbation):
 
     def _one(self, inputs: InputSet, i: int):
         _need_images(inputs, type(self).__name__)
-        seed = int(_example_rng(self.seed, inputs.example_ids[i]).integers(0, 2**31 - 1))
+        seed = int(numpy_rng(self.seed, inputs.example_ids[i]).integers(0, 2**31 - 1))
         img = _map_image(inputs.images[i], lambda a: occlude(a, self.box_for(inputs, i, a.shape), self.fill, seed))
         meta = {**inputs.meta[i], "perturbation": self.name}
         return inputs.prompts[i], img, None, meta
