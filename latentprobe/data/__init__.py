@@ -1,9 +1,45 @@
-"""Dataset loaders: a JSONL file with an image folder, or a Hugging Face dataset saved on local disk.
+"""Benchmarks and datasets: published benchmark layouts as :class:`Example` records, seeded stratified
+sampling, and the :class:`~latentprobe.perturbations.InputSet` every experiment takes.
 
-Both return a :class:`latentprobe.perturbations.InputSet` (ids, prompts, images, gold answers,
-metadata), the input of every experiment. Nothing is downloaded.
+=====================  =====================================================================
+name                   what it does
+=====================  =====================================================================
+:func:`load_benchmark` read a benchmark named in :data:`BENCHMARKS` from its published on-disk
+                       layout (V* Bench, HR-Bench 4K/8K, MME-RealWorld-Lite, TableVQA-Bench,
+                       Mirage's VSP, VLMEvalKit TSVs, GSM8k-Aug, ProsQA, JSONL, ``datasets``
+                       folders) as a list of :class:`Example`; images stay lazy
+                       (:class:`ImageRef`), checked at load, decoded by :meth:`ImageRef.load`
+:func:`sample`         seeded stratified sample (proportional, largest remainders, every stratum
+                       represented when ``n`` allows), independent of input order: :class:`Sample`
+:func:`to_input_set`   examples -> :class:`~latentprobe.perturbations.InputSet` with a prompt
+                       template (``{question}``, ``{options}``, ``{letters}``, ...) or chat messages
+:func:`load_jsonl`,    a JSONL file with an image folder, or a ``datasets`` folder, straight to an
+:func:`load_hf_disk`   ``InputSet`` (images decoded at once)
+=====================  =====================================================================
+
+Layouts and their sources: ``docs/howto/benchmarks.md``. Nothing is downloaded. Every malformed
+file raises :class:`~latentprobe.errors.DataError` naming the file, row and field.
 """
 
+from latentprobe.data.images import ImageRef
+from latentprobe.data.inputs import render_options, to_input_set
 from latentprobe.data.loaders import DataError, load_hf_disk, load_jsonl
+from latentprobe.data.records import LETTERS, Example
+from latentprobe.data.registry import BENCHMARKS, load_benchmark
+from latentprobe.data.sampling import Sample, allocate, sample
 
-__all__ = ["DataError", "load_jsonl", "load_hf_disk"]
+__all__ = [
+    "BENCHMARKS",
+    "DataError",
+    "Example",
+    "ImageRef",
+    "LETTERS",
+    "Sample",
+    "allocate",
+    "load_benchmark",
+    "load_hf_disk",
+    "load_jsonl",
+    "render_options",
+    "sample",
+    "to_input_set",
+]

@@ -1,0 +1,200 @@
+"""The benchmark record (:class:`Example`) and the small readers every loader shares.
+
+An :class:`Example` is one question of a benchmark, as the benchmark stores it: the question text,
+the option texts in letter order (``A, B, ...``) for multiple choice, the gold answer (the letter
+for multiple choice, the number or text otherwise), the images (lazy :class:`ImageRef`), the
+benchmark's category column, and anything else the record carries under ``attributes``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import ascii_uppercase
+from typing import Any, Mapping, Sequence
+
+from latentprobe.data.images import ImageRef
+from latentprobe.errors import DataError
+
+__all__ = ["Example", "LETTERS", "cell", "check_unique", "option_columns", "read_json", "read_jsonl", "scalars"]
+
+#: Option letters in order; an example's ``options[i]`` is the text of ``LETTERS[i]``.
+LETTERS: str = ascii_uppercase
+
+
+@dataclass(frozen=True)
+class Example:
+    """One benchmark question.
+
+    Attributes
+    ----------
+    example_id : str
+        Unique within a loaded benchmark; loaders prefix the benchmark's own id with its name
+        (``"hrbench4k/17"``), so examples of several benchmarks can be pooled.
+    question : str
+        The question text as stored (no options, no instruction added).
+    gold : str or None
+        The answer as the benchmark stores it: the letter for multiple choice, the number or text
+        otherwise; ``None`` where the benchmark checks answers another way (VSP's plans).
+    images : tuple of ImageRef
+        Lazily read images, in the order the benchmark gives them; ``()`` for text-only data.
+    options : tuple of str or None
+        Option texts in letter order (``A``, ``B``, ...), without their letters; ``None`` when the
+        question is not multiple choice.
+    category : str or None
+        The benchmark's category (task) column.
+    source : str
+        The benchmark's name in :data:`latentprobe.data.BENCHMARKS`.
+    attributes : mapping
+        Everything else the record carries (e.g. ``{"l2-category": ..., "split": ...}``).
+
+    Examples
+    --------
+    >>> ex = Example("demo/1", "What colour is the car?", "B", options=("red", "blue"), category="colour")
+    >>> ex.letters
+    ('A', 'B')
+    >>> ex.gold_text
+    'blue'
+    """
+
+    example_id: str
+    question: str
+    gold: str | None
+    images: tuple[ImageRef, ...] = ()
+    options: tuple[str, ...] | None = None
+    category: str | None = None
+    source: str = ""
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.example_id, str) or not self.example_id:
+            raise DataError(f"Example.example_id must be a non-empty str, got {self.example_id!r}.")
+        where = f"example {self.example_id!r}"
+        if not isinstance(self.question, str):
+            raise DataError(f"{where}: question must be a str, got {type(self.question).__name__}.")
+        if self.gold is not None and not isinstance(self.gold, str):
+            raise DataError(f"{where}: gold must be a str or None, got {type(self.gold).__name__}; convert it "
+                            "(str(answer)).")
+        images = tuple(self.images)
+        if not all(isinstance(im, ImageRef) for im in images):
+            raise DataError(f"{where}: images must be ImageRef objects (latentprobe.data.ImageRef).")
+        object.__setattr__(self, "images", images)
+        if self.options is not None:
+            opts = tuple(self.options)
+            if not opts or not all(isinstance(o, str) for o in opts) or len(opts) > len(LETTERS):
+                raise DataError(f"{where}: options must be 1 to 26 option texts (str), got {self.options!r}.")
+            object.__setattr__(self, "options", opts)
+        if self.category is not None and not isinstance(self.category, str):
+            raise DataError(f"{where}: category must be a str or None, got {type(self.category).__name__}.")
+        object.__setattr__(self, "attributes", dict(self.attributes))
+
+    @property
+    def letters(self) -> tuple[str, ...]:
+        """The option letters, ``("A", "B", ...)``; ``()`` without options."""
+        return tuple(LETTERS[: len(self.options)]) if self.options else ()
+
+    @property
+    def gold_text(self) -> str | None:
+        """The text of the gold option for multiple choice (else :attr:`gold` itself)."""
+        if self.options and self.gold is not None and self.gold in self.letters:
+            return self.options[LETTERS.index(self.gold)]
+        return self.gold
+
+
+# --------------------------------------------------------------------------- shared readers
+
+
+def cell(value: Any) -> str | None:
+    """A table cell as text: ``None`` for missing (None, NaN, empty), else ``str`` (ints stay ints' text)."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return str(int(value)) if value.is_integer() else str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if hasattr(value, "item") and not isinstance(value, str):  # numpy scalars
+        return cell(value.item())
+    s = str(value)
+    return s if s.strip() else None
+
+
+def scalars(record: Mapping[str, Any], skip: Sequence[str] = ()) -> dict[str, Any]:
+    """The record's plain fields (str, int, float, bool, None, lists of them) except ``skip``."""
+    out: dict[str, Any] = {}
+    for k, v in record.items():
+        if k in skip:
+            continue
+        if hasattr(v, "tolist") and not isinstance(v, (str, bytes)):
+            v = v.tolist()
+        if v is None or isinstance(v, (str, int, float, bool)):
+            out[str(k)] = None if isinstance(v, float) and math.isnan(v) else v
+        elif isinstance(v, (list, tuple)) and all(x is None or isinstance(x, (str, int, float, bool, list)) for x in v):
+            out[str(k)] = list(v)
+    return out
+
+
+def option_columns(columns: Sequence[str], row: Mapping[str, Any], where: str) -> tuple[str, ...] | None:
+    """Option texts from the letter columns ``A, B, ...`` present and filled in a row, in letter order.
+
+    A filled letter after an empty one (``A, B, D`` with ``C`` empty) is refused: the letters would
+    no longer name positions.
+    """
+    texts: list[str] = []
+    gap: str | None = None
+    for letter in LETTERS:
+        if letter not in columns:
+            break
+        text = cell(row.get(letter))
+        if text is None:
+            gap = gap or letter
+            continue
+        if gap is not None:
+            raise DataError(f"{where}, field {letter!r}: option {letter} is filled but option {gap} is empty; options "
+                            "must be consecutive letters from A.")
+        texts.append(text)
+    return tuple(texts) or None
+
+
+def check_unique(examples: Sequence[Example], source: str) -> None:
+    """Refuse duplicate example ids (results are matched on them)."""
+    seen: set[str] = set()
+    for ex in examples:
+        if ex.example_id in seen:
+            raise DataError(f"{source}: example id {ex.example_id!r} occurs twice; ids must be unique (results are "
+                            "matched on them): fix the id column or drop the duplicate row.")
+        seen.add(ex.example_id)
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's content; a typed error naming the file, line and column when it does not parse."""
+    if not path.is_file():
+        raise DataError(f"{path} does not exist.")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}, line {err.lineno}, column {err.colno}: not valid JSON ({err.msg}).") from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text ({err.reason}); is it the right file?") from None
+
+
+def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` for each non-blank line of a JSON Lines file (objects only)."""
+    if not path.is_file():
+        raise DataError(f"{path} does not exist.")
+    out: list[tuple[int, dict[str, Any]]] = []
+    with path.open(encoding="utf-8") as f:
+        for ln, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}, line {ln}: not valid JSON ({err.msg}).") from None
+            if not isinstance(rec, dict):
+                raise DataError(f"{path}, line {ln}: a record must be a JSON object, got {type(rec).__name__}.")
+            out.append((ln, rec))
+    return out

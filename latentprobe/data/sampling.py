@@ -1,0 +1,182 @@
+"""Seeded stratified sampling of benchmark examples: :func:`sample` and its record, :class:`Sample`.
+
+Allocation is proportional with largest remainders (Hamilton's method): stratum ``s`` of ``N_s``
+examples out of ``N`` gets ``floor(n * N_s / N)`` draws, and the draws left over go to the largest
+fractional parts (ties: the larger stratum, then the stratum's name). When ``n`` is at least the
+number of strata every stratum gets at least one draw, taken from the strata most over their
+exact share. Within a stratum the examples drawn are the first of a permutation keyed by
+``(seed, by, stratum)`` (:func:`latentprobe.seeding.numpy_rng`) over the stratum's ids *sorted*:
+the sample depends on the seed and on the set of examples, never on their order in the input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from latentprobe.data.records import Example
+from latentprobe.errors import DataError
+from latentprobe.seeding import numpy_rng
+
+__all__ = ["NO_STRATUM", "Sample", "allocate", "sample"]
+
+#: The stratum of examples whose ``by`` value is missing (``None``).
+NO_STRATUM = "<none>"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The examples :func:`sample` drew, with what is needed to redraw or report them.
+
+    Attributes
+    ----------
+    examples : list of Example
+        The drawn examples, grouped by stratum (strata in name order), in draw order within one.
+    ids : tuple of str
+        Their ids, in the same order.
+    by : str or None
+        The stratification key (``None``: one stratum).
+    seed : int
+        The seed.
+    n : int
+        The number asked for (``len(examples)``).
+    allocation : mapping
+        Stratum -> ``(available, drawn)``.
+    """
+
+    examples: list[Example]
+    ids: tuple[str, ...]
+    by: str | None
+    seed: int
+    n: int
+    allocation: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def to_frame(self) -> Any:
+        """One row per drawn example: ``example_id``, ``source``, ``category``, ``stratum``, ``order``
+        (position in :attr:`examples`), ``by`` and ``seed`` (write it as the study's ``sample.csv``)."""
+        import pandas as pd
+
+        return pd.DataFrame({
+            "example_id": list(self.ids),
+            "source": [ex.source for ex in self.examples],
+            "category": [ex.category for ex in self.examples],
+            "stratum": [stratum_of(ex, self.by) for ex in self.examples],
+            "order": range(len(self.examples)),
+            "by": [self.by] * len(self.examples),
+            "seed": [self.seed] * len(self.examples),
+        })
+
+
+def stratum_of(example: Example, by: str | None) -> str:
+    """The stratum name of ``example`` under ``by`` (``category``, ``source`` or an attribute key)."""
+    if by is None:
+        return "all"
+    if by == "category":
+        value = example.category
+    elif by == "source":
+        value = example.source
+    else:
+        value = example.attributes.get(by)
+    return NO_STRATUM if value is None else str(value)
+
+
+def allocate(sizes: Mapping[str, int], n: int) -> dict[str, int]:
+    """Largest-remainder proportional allocation of ``n`` draws over strata of ``sizes``, at least one each
+    when ``n >= len(sizes)``.
+
+    Examples
+    --------
+    >>> allocate({"a": 50, "b": 30, "c": 20}, 10)
+    {'a': 5, 'b': 3, 'c': 2}
+    >>> allocate({"a": 97, "b": 2, "c": 1}, 5)      # every stratum is represented
+    {'a': 3, 'b': 1, 'c': 1}
+    """
+    total = sum(sizes.values())
+    if n > total:
+        raise DataError(f"cannot draw n={n} from {total} examples; pass n <= {total}.")
+    exact = {s: n * k / total for s, k in sizes.items()}
+    alloc = {s: math.floor(q) for s, q in exact.items()}
+    left = n - sum(alloc.values())
+    order = sorted(sizes, key=lambda s: (-(exact[s] - alloc[s]), -sizes[s], s))
+    for s in order[:left]:
+        alloc[s] += 1
+    if n >= len(sizes):
+        for s in sorted(sizes, key=lambda s: (-sizes[s], s)):
+            if alloc[s] == 0:
+                donor = max((d for d in alloc if alloc[d] > 1), key=lambda d: (alloc[d] - exact[d], alloc[d], d))
+                alloc[donor] -= 1
+                alloc[s] = 1
+    return alloc
+
+
+def sample(examples: Sequence[Example] | Sample, n: int, *, by: str | None = "category", seed: int = 0) -> Sample:
+    """Draw ``n`` examples, stratified by ``by``, reproducibly.
+
+    Parameters
+    ----------
+    examples : sequence of Example
+        One benchmark's examples or several benchmarks' pooled (ids must be unique).
+    n : int
+        How many to draw, ``1 <= n <= len(examples)``.
+    by : str or None
+        ``"category"`` (default), ``"source"`` (stratify pooled benchmarks, e.g. 20 per benchmark
+        for 100 over five of equal size), any key of :attr:`Example.attributes`, or ``None`` for a
+        simple random sample. Examples whose value is missing form the stratum ``"<none>"``.
+    seed : int
+        The seed; the same seed and the same set of examples give the same sample in any input order.
+
+    Returns
+    -------
+    Sample
+        The drawn examples and their ids; :meth:`Sample.to_frame` records them.
+
+    Raises
+    ------
+    DataError
+        ``n`` not an int in ``[1, len(examples)]``, ``seed`` not an int, ``by`` not a string or
+        ``None``, an attribute key no example has, an element that is not an :class:`Example`,
+        duplicate ids.
+
+    Examples
+    --------
+    >>> exs = [Example(f"d/{i}", "q", "A", category="xy"[i % 2]) for i in range(10)]
+    >>> s = sample(exs, 4, seed=0)
+    >>> dict(s.allocation)
+    {'x': (5, 2), 'y': (5, 2)}
+    >>> s.ids == sample(exs[::-1], 4, seed=0).ids
+    True
+    """
+    pool = list(examples.examples if isinstance(examples, Sample) else examples)
+    if not all(isinstance(ex, Example) for ex in pool):
+        bad = next(type(ex).__name__ for ex in pool if not isinstance(ex, Example))
+        raise DataError(f"sample() takes Example records (latentprobe.data.load_benchmark), got a {bad}.")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(pool):
+        raise DataError(f"sample(): n={n!r}; use an int from 1 to the {len(pool)} examples given.")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise DataError(f"sample(): seed={seed!r}; use an int.")
+    if by is not None and not isinstance(by, str):
+        raise DataError(f"sample(): by={by!r}; use 'category', 'source', an attribute key, or None.")
+    if by not in (None, "category", "source") and not any(by in ex.attributes for ex in pool):
+        raise DataError(f"sample(): by={by!r} is neither 'category' nor 'source' nor an attribute of any example; "
+                        "use one of those, or None.")
+    ids = [ex.example_id for ex in pool]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise DataError(f"sample(): example id {dup!r} occurs twice; ids must be unique (pooling two loads of one "
+                        "benchmark?).")
+    strata: dict[str, list[Example]] = {}
+    for ex in sorted(pool, key=lambda e: e.example_id):
+        strata.setdefault(stratum_of(ex, by), []).append(ex)
+    alloc = allocate({s: len(v) for s, v in strata.items()}, n)
+    drawn: list[Example] = []
+    for s in sorted(strata):
+        members = strata[s]
+        perm = numpy_rng(seed, "sample", by, s).permutation(len(members))
+        drawn.extend(members[int(j)] for j in perm[: alloc[s]])
+    return Sample(examples=drawn, ids=tuple(ex.example_id for ex in drawn), by=by, seed=seed, n=n,
+                  allocation={s: (len(strata[s]), alloc[s]) for s in sorted(strata)})
