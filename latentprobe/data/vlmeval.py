@@ -21,6 +21,7 @@ four times, options cycled), the repeats referring to the first row's image by i
 from __future__ import annotations
 
 import ast
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -42,7 +43,10 @@ def read_table(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".tsv":
-            frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_filter=False)
+            with warnings.catch_warnings():  # a row with more cells than the header is an error, not a warning
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_filter=False,
+                                    index_col=False)
         elif suffix == ".parquet":
             frame = pd.read_parquet(path)
         else:
