@@ -115,8 +115,8 @@ def examples_from_hf_disk(root: str | Path, *, split: str | None = None, questio
     feature = ds.features.get(image_key) if image_key else None
     if isinstance(feature, datasets.Image):
         ds = ds.cast_column(image_key, datasets.Image(decode=False))
-    elif isinstance(feature, datasets.Sequence) and isinstance(feature.feature, datasets.Image):
-        ds = ds.cast_column(image_key, datasets.Sequence(datasets.Image(decode=False)))
+    elif isinstance(getattr(feature, "feature", None), datasets.Image):  # a list of images (List / Sequence)
+        ds = ds.cast_column(image_key, type(feature)(datasets.Image(decode=False)))
     out = []
     for i in range(len(ds)):
         rec = ds[i]

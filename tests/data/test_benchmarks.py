@@ -370,6 +370,11 @@ def test_hf_disk_examples(tmp_path):
     with pytest.raises(DataError, match=r"holds splits \['test'\]; pass split="):
         load_benchmark("hf-disk", tmp_path / "dd")
     assert len(load_benchmark("hf-disk", tmp_path / "dd", split="test")) == 2
+    multi = datasets.Dataset.from_dict({"question": ["q"], "pics": [[img, img]]})
+    multi = multi.cast_column("pics", datasets.List(datasets.Image()))
+    multi.save_to_disk(str(tmp_path / "multi"))
+    [m] = load_benchmark("hf-disk", tmp_path / "multi", image_key="pics")
+    assert m.example_id == "hf-disk/0" and len(m.images) == 2 and m.images[1].load().shape == (8, 10, 3)
 
 
 def test_registry_names_and_options(tmp_path):
