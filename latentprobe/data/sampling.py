@@ -20,7 +20,7 @@ from latentprobe.data.records import Example
 from latentprobe.errors import DataError
 from latentprobe.seeding import numpy_rng
 
-__all__ = ["NO_STRATUM", "Sample", "allocate", "sample"]
+__all__ = ["NO_STRATUM", "Sample", "allocate", "sample", "stratum_of"]
 
 #: The stratum of examples whose ``by`` value is missing (``None``).
 NO_STRATUM = "<none>"
