@@ -90,6 +90,9 @@ class Example:
             raise DataError(f"{where}: category must be a str or None, got {type(self.category).__name__}.")
         object.__setattr__(self, "attributes", dict(self.attributes))
 
+    def __hash__(self) -> int:  # attributes is a dict: hash what identifies the example
+        return hash((self.example_id, self.question, self.gold, self.options, self.source))
+
     @property
     def letters(self) -> tuple[str, ...]:
         """The option letters, ``("A", "B", ...)``; ``()`` without options."""

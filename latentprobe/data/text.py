@@ -7,9 +7,11 @@ e06a32e) reaches latent-reasoning code in two shapes, both read here:
   ``preprocessing/gsm_icot.py``): ``data/gsm_{train,valid,test}.json``, a JSON list of
   ``{"question", "steps": [...], "answer"}`` where ``steps`` are the ``<<...>>`` equations;
 - CODI (the ``zen-E/GSM8k-Aug`` dataset on the Hugging Face hub, splits ``train`` / ``test``):
-  records ``{"question", "cot", "answer"}`` with ``cot`` the same equations joined by spaces, as
-  parquet files (``data/<split>-*.parquet``), JSON Lines, or a JSON dict of columns
-  (``{"question": [...], "cot": [...], "answer": [...]}``, which CODI's scripts also read).
+  records ``{"question", "cot", "answer"}`` with ``cot`` the same equations joined by spaces (the
+  field names CODI's evaluation scripts read), as parquet files, JSON Lines, or a JSON dict of
+  columns (``{"question": [...], "cot": [...], "answer": [...]}``, which CODI's scripts also
+  read). Not verified: the hub's parquet file names; ``data/<split>-*.parquet`` (the hub's usual
+  layout) and ``<split>-*.parquet`` are looked for, or pass the file itself.
 
 ProsQA (Coconut, ``data/prosqa_{train,valid,test}.json`` at 27273cb): a JSON list of
 ``{"question", "answer", "steps", "idx_to_symbol", "edges", "root", "target", "neg_target"}``.

@@ -398,3 +398,9 @@ def test_examples_and_image_refs_validate_themselves():
     with pytest.raises(DataError, match="either a path or the image's bytes, not neither"):
         ImageRef(path=None, data=None, where="w")
     assert "bytes>" in repr(ImageRef(path=None, data=b"123", where="w"))
+
+
+def test_examples_hash_by_identity_fields():
+    a = Example("x/1", "q", "A", options=("p", "q"), attributes={"steps": [1]})
+    b = Example("x/1", "q", "A", options=("p", "q"), attributes={"steps": [1]})
+    assert a == b and len({a, b}) == 1
