@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 from latentprobe.data.images import ImageRef, image_from_file
 from latentprobe.data.records import LETTERS, Example, cell, check_unique, read_json, read_jsonl, scalars
-from latentprobe.data.vlmeval import _image_cell, read_table
+from latentprobe.data.vlmeval import image_cell, read_table
 from latentprobe.errors import DataError
 from latentprobe.seeding import numpy_rng
 
@@ -243,7 +243,7 @@ def load_tablevqa(root: str | Path, *, subsets: Sequence[str] = TABLEVQA_SUBSETS
             for key in ("question", "gt"):
                 if cell(r.get(key)) is None:
                     raise DataError(f"{where}, field {key!r}: empty.")
-            refs = _image_cell(r.get("image"), f"{where}, field 'image'", verify_images)
+            refs = image_cell(r.get("image"), f"{where}, field 'image'", verify_images)
             if not refs:
                 raise DataError(f"{where}, field 'image': expected an image struct (bytes, path), got "
                                 f"{type(r.get('image')).__name__}.")

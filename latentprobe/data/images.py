@@ -127,7 +127,8 @@ def _verify(src: Any, where: str, what: str) -> None:
         with Image.open(src) as im:
             im.verify()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise DataError(f"{where}: {what} is not a readable image ({err}); replace it with a PNG or JPEG file.") from None
+        raise DataError(f"{where}: {what} is not a readable image ({err}); replace it with a PNG or JPEG "
+                        "file.") from None
 
 
 def inside_root(root: Path, rel: str, where: str) -> Path:

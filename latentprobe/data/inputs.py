@@ -72,7 +72,8 @@ def _messages(template: list[dict[str, Any]], ex: Example, arrays: list[Any], wh
         for j, part in enumerate(content):
             kind = part.get("type") if isinstance(part, dict) else None
             if kind == "text":
-                parts.append({**part, "text": _format(str(part.get("text", "")), ex, f"{where}, message {m}, part {j}")})
+                text = _format(str(part.get("text", "")), ex, f"{where}, message {m}, part {j}")
+                parts.append({**part, "text": text})
             elif kind == "image" and not any(part.get(k) is not None for k in ("image", "path", "url")):
                 if used:
                     raise DataError(f"{where}, message {m}, part {j}: only one bare image part may stand for the "

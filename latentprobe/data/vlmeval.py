@@ -29,7 +29,7 @@ from latentprobe.data.images import ImageRef, image_from_base64, image_from_byte
 from latentprobe.data.records import LETTERS, Example, cell, check_unique, option_columns, scalars
 from latentprobe.errors import DataError
 
-__all__ = ["load_hrbench", "load_vlmevalkit_tsv", "read_table"]
+__all__ = ["image_cell", "load_hrbench", "load_vlmevalkit_tsv", "read_table"]
 
 _REF_MAX = 64  # VLMEvalKit: an image cell this short names another row's index
 
@@ -73,7 +73,7 @@ def _listed(text: str) -> list[str]:
     return [s]
 
 
-def _image_cell(value: Any, where: str, verify: bool) -> list[ImageRef] | None:
+def image_cell(value: Any, where: str, verify: bool) -> list[ImageRef] | None:
     """Images stored in a cell as bytes (a Hugging Face image struct or raw bytes); ``None`` if the cell is text."""
     if isinstance(value, dict) and ("bytes" in value or "path" in value):
         if value.get("bytes"):
@@ -110,7 +110,7 @@ def _table_examples(path: Path, columns: list[str], rows: list[dict[str, Any]], 
             return cache[i]
         where = f"{where_of[i]}, field 'image'"
         value = rows[i].get("image") if "image" in columns else None
-        refs = _image_cell(value, where, verify)
+        refs = image_cell(value, where, verify)
         if refs is None and cell(value) is not None:
             text = cell(value) or ""
             if len(text) <= _REF_MAX:  # another row's index
