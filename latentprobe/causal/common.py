@@ -19,7 +19,7 @@ from latentprobe.fingerprint import callable_fingerprint, source_digest, tokeniz
 from latentprobe.interventions import Intervention, Lambda, NoLatents
 from latentprobe.perturbations import InputSet, Perturbation
 from latentprobe.scoring import (
-    ChoiceScorer, ExactScorer, FirstWordScorer, NumericScorer, Scorer, ScoringError, scorer_config, scorer_from_name,
+    ChoiceScorer, ExactScorer, FirstWordScorer, NumericScorer, Scorer, scorer_config, scorer_from_name,
 )
 from latentprobe.stats import Effect
 from latentprobe.sweep import ResumableSweep
@@ -301,10 +301,7 @@ def _gold_list(gold: Any, ids: Sequence[str]) -> list[str | None] | None:
 
 def check_scorer(scorer: Any) -> Scorer:
     """The analyses' ``scorer=`` as a :class:`~latentprobe.scoring.Scorer` (a name, a scorer or a function)."""
-    try:
-        return scorer_from_name(scorer)
-    except ScoringError as exc:
-        raise ScoringError(f"scorer={scorer!r:.60}: {exc}") from None
+    return scorer_from_name(scorer)
 
 
 def scorer_fingerprint(scorer: Scorer) -> dict[str, Any]:
