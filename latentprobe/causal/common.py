@@ -18,6 +18,7 @@ from latentprobe.errors import EmptyAnswersError, InputError, InterventionError
 from latentprobe.fingerprint import callable_fingerprint, source_digest, tokenizer_fingerprint, weights_fingerprint
 from latentprobe.interventions import Intervention, Lambda, NoLatents
 from latentprobe.perturbations import InputSet, Perturbation
+from latentprobe.schema import NO_GOLD
 from latentprobe.scoring import (
     ChoiceScorer, ExactScorer, FirstWordScorer, NumericScorer, Scorer, scorer_config, scorer_from_name,
 )
@@ -50,8 +51,6 @@ _MED_ROWS = {"example_id": "str", "chunk": "int64", "condition": "str", "x": "st
              "n_latents": "int64"}
 _SUMMARY_COLS = ["estimate", "ci_low", "ci_high", "n", "p_value", "method", "note"]
 _KEPT = "kept"
-#: ``parse_method`` of a row whose example has no gold answer (it is not scored; not unparseable).
-NO_GOLD = "no_gold"
 _UNPARSEABLE = "n_unparseable"
 
 

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from latentprobe import stats as _stats
 from latentprobe.causal.common import (
-    _STATUS, _SUMMARY_COLS, _UNPARSEABLE, _ZY_ROWS, MODES, _accuracy_rows, _answer_sig, _chunks, _describe,
+    _STATUS, _SUMMARY_COLS, _UNPARSEABLE, _ZY_ROWS, MODES, NO_GOLD, _accuracy_rows, _answer_sig, _chunks, _describe,
     _effect_row, _finite, _frame, _gold_list, _gold_token_id, _kept_latent_examples, _kl, _open, _outcome, _run_units,
     _runner_info, _callable_config, _score, _status, _typed, trace_fingerprint,
     check_analysis_args, check_answers, check_golds, check_scorer, scorer_fingerprint, scoring_examples,
@@ -271,9 +271,9 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
     clean_correct, clean_unparseable = None, 0
     if golds_all is not None and kept:
         clean = [_score(trace[i].answer_text, golds_all[i], scorer, examples[i]) for i in kept]
-        clean_unparseable = sum(1 for c, _, _ in clean if np.isnan(c)) - sum(1 for i in kept if golds_all[i] is None)
-        clean_correct = np.array([np.nan if golds_all[i] is None else (0.0 if np.isnan(c) else c)
-                                  for i, (c, _, _) in zip(kept, clean)])
+        unread = [bool(np.isnan(c)) and m != NO_GOLD for c, _, m in clean]
+        clean_unparseable = sum(unread)
+        clean_correct = np.array([0.0 if u else c for u, (c, _, _) in zip(unread, clean)])
     summary = summarize_z_to_y(rows, n_boot=n_boot, seed=seed, clean_correct=clean_correct,
                                clean_unparseable=clean_unparseable, order=["none"] + list(interventions))
     return ZYResult(rows=rows, summary=summary, dropped=dropped, config=config)
