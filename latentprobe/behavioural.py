@@ -26,6 +26,7 @@ from latentprobe import stats
 from latentprobe.errors import InputError
 from latentprobe.interventions import Replace
 from latentprobe.perturbations import BlankImage, InputSet
+from latentprobe.scoring import Scorer, ScoringError, scorer_from_name
 
 if TYPE_CHECKING:
     from latentprobe.engine import LatentRunner
@@ -35,8 +36,9 @@ __all__ = ["BehaviouralProbeResult", "behavioural_probe"]
 
 @dataclass(frozen=True)
 class BehaviouralProbeResult:
-    """``summary``: condition, accuracy, ci_low, ci_high, n. ``tests``: paired comparisons
-    (accuracy difference with a paired bootstrap CI and McNemar's exact p). ``rows``: per example."""
+    """``summary``: condition, accuracy, ci_low, ci_high, n, note, n_unparseable. ``tests``: paired
+    comparisons (accuracy difference with a paired bootstrap CI and McNemar's exact p). ``rows``: per
+    example, ``correct_<condition>`` and ``parse_method_<condition>`` for each condition."""
 
     summary: pd.DataFrame
     tests: pd.DataFrame
@@ -44,19 +46,32 @@ class BehaviouralProbeResult:
     dropped: dict[str, int]
 
 
-def _correct(trace: Any, gold: list[str]) -> np.ndarray:
-    return np.array([e.answer_text.strip() == g.strip() for e, g in zip(trace, gold)], dtype=bool)
+def _correct(trace: Any, gold: list[str], scorer: Scorer, examples: list[dict[str, Any]]
+             ) -> tuple[np.ndarray, int, list[str]]:
+    """Correctness (an unreadable answer counts as wrong), the number unreadable, how each was read."""
+    scores = [scorer.score(e.answer_text, g, ex) for e, g, ex in zip(trace, gold, examples)]
+    return (np.array([s.correct is True for s in scores], dtype=bool), sum(s.correct is None for s in scores),
+            [s.method for s in scores])
 
 
 def behavioural_probe(runner: LatentRunner, original: InputSet, derived: InputSet, *, max_new_tokens: int = 16,
-                      batch_size: int = 16, n_boot: int = 2000, seed: int = 0, progress: bool = False
-                      ) -> BehaviouralProbeResult:
+                      batch_size: int = 16, n_boot: int = 2000, seed: int = 0, progress: bool = False,
+                      scorer: Any = "exact") -> BehaviouralProbeResult:
     """Answer ``derived`` questions from the image, from nothing, and from ``original``'s latents alone.
 
     ``original`` and ``derived`` are aligned example by example (same ids, same images); ``derived``
     must carry gold answers. Only examples whose three latent runs have the same number of latents
     count; ``dropped`` says how many were left out.
+
+    ``scorer`` scores each answer against its gold (:func:`latentprobe.scoring.scorer_from_name`;
+    default ``"exact"``: SQuAD-style normalised, so case and punctuation do not matter); its
+    ``example`` is ``{"example_id": ..., **derived.meta[i]}``. An answer it cannot read counts as
+    wrong, as in the causal analyses; ``summary.n_unparseable`` counts them per condition.
     """
+    try:
+        scorer = scorer_from_name(scorer)
+    except ScoringError as exc:
+        raise ScoringError(f"behavioural_probe: {exc}") from None
     if len(original) != len(derived) or original.example_ids != derived.example_ids:
         raise InputError("original and derived InputSets must hold the same example_ids in the same order "
                          f"(got {len(original)} and {len(derived)} examples); build them from the same examples.")
@@ -75,21 +90,24 @@ def behavioural_probe(runner: LatentRunner, original: InputSet, derived: InputSe
                          "latents in the original and the blank-image run (and a gold answer); check the spec's "
                          "open marker, or pass more examples.")
     gold = [derived.gold[i] for i in keep]
+    examples = [{**derived.meta[i], "example_id": derived.example_ids[i]} for i in keep]
     blank_k, clean_k, image_k = blank.select(keep), clean.select(keep), with_image.select(keep)
     z = torch.stack([e.z for e in clean_k])
     latents_only = runner.intervene(blank_k, Replace(z), mode="redecode", **kw)
-    res = {"image": _correct(image_k, gold), "blank": _correct(blank_k, gold),
-           "latents_only": _correct(latents_only, gold)}
+    scored = {"image": _correct(image_k, gold, scorer, examples), "blank": _correct(blank_k, gold, scorer, examples),
+              "latents_only": _correct(latents_only, gold, scorer, examples)}
+    res = {k: c for k, (c, _, _) in scored.items()}
     summary = []
     for name, c in res.items():
         e = stats.bootstrap_ci(c.astype(float), n_boot=n_boot, seed=seed, name=name)
         summary.append({"condition": name, "accuracy": e.estimate, "ci_low": e.ci_low, "ci_high": e.ci_high,
-                        "n": e.n, "note": e.note})
+                        "n": e.n, "note": e.note, "n_unparseable": scored[name][1]})
     tests = []
     for a, b in (("latents_only", "blank"), ("image", "latents_only")):
         e = stats.accuracy_difference(res[a], res[b], n_boot=n_boot, seed=seed, name=f"{a} - {b}")
         tests.append(e.to_dict())
     rows = pd.DataFrame({"example_id": [derived.example_ids[i] for i in keep], "gold": gold,
                          **{f"correct_{k}": v for k, v in res.items()},
+                         **{f"parse_method_{k}": m for k, (_, _, m) in scored.items()},
                          "answer_latents_only": [e.answer_text for e in latents_only]})
     return BehaviouralProbeResult(pd.DataFrame(summary), pd.DataFrame(tests), rows, dropped)

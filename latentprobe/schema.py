@@ -31,7 +31,7 @@ __all__ = [
     "PROBE_SCORES", "PROBE_COMPARISON",
     "CONSECUTIVE", "ACROSS_SUMMARY", "ACROSS_BY_GROUP", "CKA_AGAINST", "NORM_TABLE", "COLLAPSE_TABLE",
     "XZ_METRICS", "ZY_METRICS", "EFFECT_NAMES", "EFFECT_KINDS", "SOURCES", "CENTERINGS",
-    "CONTROL_INTERVENTION", "RUN_MODE", "KEPT",
+    "CONTROL_INTERVENTION", "RUN_MODE", "KEPT", "NO_GOLD",
 ]
 
 
@@ -87,7 +87,13 @@ NOTE = Column("note", "caveats, e.g. a small-sample warning; empty when none")
 CONDITION = Column("condition", "the condition of the row (perturbation, treatment or mediation condition)")
 ANSWER = Column("answer", "decoded answer text of the run")
 GOLD = Column("gold", "gold answer (None when unknown)")
-CORRECT = Column("correct", "1.0 when the answer matches the gold answer, 0.0 when not, NaN without gold")
+CORRECT = Column("correct", "1.0 when the scorer reads the gold answer, 0.0 when it reads another, NaN without gold "
+                 "or when the answer cannot be read (see parse_method)")
+PARSED = Column("parsed", "what the scorer read from the answer (a letter, a number, normalised text); empty when nothing")
+PARSE_METHOD = Column("parse_method", "how the scorer read the answer ('answer_is', 'option_text', 'exact', ...; "
+                      "'empty', 'refusal', 'ambiguous', 'none' when it could not; 'no_gold' when not scored)")
+N_UNPARSEABLE = Column("n_unparseable", "answers behind the row that had a gold but could not be read (counted as "
+                       "wrong in accuracy metrics and effects on correctness)")
 GOLD_LOGPROB = Column("gold_logprob", "log-probability of the gold answer's first token at the first answer position")
 N_LATENTS = Column("n_latents", "number of latent steps of the run")
 MEAN_OFFDIAG = Column("mean_offdiag", "mean cosine over pairs of distinct instances")
@@ -165,6 +171,10 @@ class ZY_ROWS(Table):
     GOLD = GOLD
     CORRECT = CORRECT
     REF_CORRECT = Column("ref_correct", "correctness of the control's answer")
+    PARSED = PARSED
+    PARSE_METHOD = PARSE_METHOD
+    REF_PARSED = Column("ref_parsed", "what the scorer read from the control's answer")
+    REF_PARSE_METHOD = Column("ref_parse_method", "how the scorer read the control's answer")
     FLIP = Column("flip", "the answer differs from the control's")
     CHANGED_VS_CLEAN = Column("changed_vs_clean", "the answer differs from the original run's")
     GOLD_LOGPROB = GOLD_LOGPROB
@@ -188,6 +198,7 @@ class ZY_SUMMARY(Table):
     P_VALUE = P_VALUE
     METHOD = METHOD
     NOTE = NOTE
+    N_UNPARSEABLE = N_UNPARSEABLE
 
 
 class MEDIATION_ROWS(Table):
@@ -201,6 +212,8 @@ class MEDIATION_ROWS(Table):
     ANSWER = ANSWER
     GOLD = GOLD
     CORRECT = CORRECT
+    PARSED = PARSED
+    PARSE_METHOD = PARSE_METHOD
     GOLD_LOGPROB = GOLD_LOGPROB
     N_LATENTS = N_LATENTS
 
@@ -219,6 +232,7 @@ class MEDIATION_SUMMARY(Table):
     NOTE = NOTE
     OUTCOME = Column("outcome", "per-example outcome: 'correct' or 'gold_logprob'")
     TREATMENT = Column("treatment", "name of the input change x -> x'")
+    N_UNPARSEABLE = N_UNPARSEABLE
 
 
 class EFFECTS(Table):
@@ -357,3 +371,5 @@ CONTROL_INTERVENTION = "none"
 RUN_MODE = "run"
 #: ``reason`` of a kept example in ``XZResult.status``.
 KEPT = "kept"
+#: ``parse_method`` of a row whose example has no gold answer (not scored, not unparseable).
+NO_GOLD = "no_gold"

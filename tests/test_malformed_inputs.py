@@ -269,7 +269,7 @@ CASES = [
     ("zy-gold-unknown-ids", lambda c: z_to_y(c.r, c.trace, gold={"p": "a", "zz": "b"}), InputError, "['zz']"),
     ("zy-gold-count", lambda c: z_to_y(c.r, c.trace, gold=["a"]), InputError, "1 gold answers for 2"),
     ("zy-modes", lambda c: z_to_y(c.r, c.trace, modes=("rewind",)), InputError, "not understood"),
-    ("zy-match", lambda c: z_to_y(c.r, c.trace, match="fuzzy"), InputError, "match='fuzzy'"),
+    ("zy-scorer", lambda c: z_to_y(c.r, c.trace, scorer="fuzzy"), InputError, "scorer='fuzzy'"),
     ("zy-not-a-trace", lambda c: z_to_y(c.r, [1, 2]), InputError, "LatentTrace"),
     ("zy-all-answers-empty", lambda c: z_to_y(c.r, c.empty), EmptyAnswersError, "every one of the 2 answers"),
     ("zy-scale-nan", lambda c: z_to_y(c.r, c.trace, {"bad": iv.Scale(float("nan"))}), InterventionError,

@@ -237,7 +237,47 @@ CHOICE_CASES = [
     ("C", YES_NO, None, "out_of_range"),
     ("F.", None, None, "out_of_range"),
     ("The answer is (E)", {"A": "x", "B": "y", "C": "z", "D": "w", "E": "v"}, "E", "answer_is"),
+    # -- the issue's list, item by item (see ISSUE_CASES below)
+    ("答案是B", None, "B", "answer_is"),
+    ("<think>A looks right... no, the car is blue, so not A.</think> B", COLORS, "B", "leading_letter"),
+    ("Ｂ", COLORS, "B", "leading_letter"),
+    ("**B**", COLORS, "B", "leading_letter"),
+    ("\\boxed{B}", COLORS, "B", "boxed"),
+    ("green", COLORS, "C", "option_text"),
+    ("<answer>B</answer>", COLORS, "B", "answer_tag"),
+    # Decision: "A and C are both wrong, B" names three letters. The parser reads a letter as
+    # eliminated only after a negation ("not A", "except A", "neither A nor C"); reading "are both
+    # wrong" as one would take a grammar of predicates ("A and C are both right, B" reads the same
+    # way), so the output is ambiguous (unparseable, counted apart), never a guessed B. With an
+    # answer cue it is read: "A and C are both wrong; the answer is B".
+    ("A and C are both wrong, B", None, None, "ambiguous"),
+    ("A and C are both wrong, B.", COLORS, None, "ambiguous"),
+    ("A and C are both wrong; the answer is B", None, "B", "answer_is"),
+    ("Not A and not C, so B.", None, "B", "bare_letter"),
+    # letters inside words are not letters
+    ("Basically, yes.", None, None, "none"),
+    ("OK", None, None, "none"),
+    ("ABC", None, None, "none"),
+    ("Because the car is red.", None, None, "none"),
+    # "a" as an article next to an option text that starts with it
+    ("It is a blue car.", COLORS, "B", "option_text"),
+    ("a cat", ["a dog", "a cat"], "B", "option_text"),
+    # lower case and a refusal with options
+    ("the answer is (c)", COLORS, "C", "answer_is"),
+    ("d", COLORS, "D", "leading_letter"),
+    ("I cannot determine the colour from the image.", COLORS, None, "refusal"),
+    ("The answer is F.", COLORS, None, "out_of_range"),
+    ("E", COLORS, None, "out_of_range"),
+    ("A or B", COLORS, None, "ambiguous"),
 ]
+
+# Every output the issue names, and what it must read (options COLORS unless said otherwise).
+ISSUE_CASES = {
+    "(B)": "B", "B.": "B", "The answer is B": "B", "Answer: (C) red": "C", "green": "C", "<answer>B</answer>": "B",
+    "<think>A looks right... no, the car is blue, so not A.</think> B": "B", "**B**": "B", "\\boxed{B}": "B",
+    "答案：B": "B", "答案是B": "B", "Ｂ": "B", "A or B": None, "A and C are both wrong, B": None, "": None,
+    "I cannot determine the answer from the image.": None, "Basically, yes.": None, "c": "C", "E": None,
+}
 
 
 @pytest.mark.parametrize(("output", "options", "letter", "method"), CHOICE_CASES)
@@ -247,11 +287,27 @@ def test_parse_choice_table(output, options, letter, method):
 
 
 def test_the_table_is_large_and_varied():
-    assert len(CHOICE_CASES) >= 80
+    assert len(CHOICE_CASES) >= 80  # at least 60 realistic outputs, counted
     assert len({(out, repr(opts)) for out, opts, *_ in CHOICE_CASES}) == len(CHOICE_CASES)
     methods = {m for *_, m in CHOICE_CASES}
     assert {"answer_tag", "boxed", "answer_is", "leading_letter", "parenthesised", "option_text", "empty",
             "refusal", "ambiguous", "none", "out_of_range"} <= methods
+
+
+@pytest.mark.parametrize(("output", "letter"), list(ISSUE_CASES.items()))
+def test_the_issues_list(output, letter):
+    options = ["blue", "green", "red"] if output == "Answer: (C) red" else COLORS
+    got = parse_choice(output, options)
+    assert got.letter == letter, f"{output!r} -> {got}"
+    if letter is None:  # no letter when the output is empty, refuses, names two options or one outside them
+        assert got.method in {"empty", "refusal", "ambiguous", "out_of_range", "none"}
+
+
+def test_the_issues_list_is_in_the_table():
+    tabled = {out for out, *_ in CHOICE_CASES}
+    missing = [out for out in ISSUE_CASES if out not in tabled and out not in {"green", "c", "I cannot determine the "
+                                                                                "answer from the image."}]
+    assert not missing
 
 
 def test_parsed_choice_is_frozen_and_keeps_the_span():
@@ -487,3 +543,82 @@ def test_docstring_examples_run():
     result = doctest.testmod(latentprobe.scoring, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
     assert result.attempted >= 30
+
+
+# --- scorers by name ------------------------------------------------------------------------------
+def test_scorer_from_name_builds_each_scorer():
+    from latentprobe.scoring import SCORER_NAMES, FirstWordScorer, scorer_from_name
+
+    assert SCORER_NAMES == ("choice", "numeric", "exact", "first_word")
+    assert isinstance(scorer_from_name("choice"), ChoiceScorer)
+    assert isinstance(scorer_from_name("Numeric"), NumericScorer)
+    assert isinstance(scorer_from_name("exact"), ExactScorer)
+    assert isinstance(scorer_from_name(None), ExactScorer)
+    assert isinstance(scorer_from_name("first-word"), FirstWordScorer)
+    assert scorer_from_name("numeric", tol=0.5).tol == 0.5
+    assert scorer_from_name("choice", letters="ABCDE").score("(E)", "E").correct is True
+    own = ExactScorer()
+    assert scorer_from_name(own) is own
+    wrapped = scorer_from_name(lambda a, g, ex: None if not a else a.lower() == g)
+    assert isinstance(wrapped, CallableScorer) and wrapped.score("YES", "yes").correct is True
+
+
+def test_first_word_scorer_is_the_old_rule():
+    from latentprobe.scoring import FirstWordScorer
+
+    s = FirstWordScorer()
+    assert s.score("Red square", "red") == Score(True, "red", "first_word")
+    assert s.score("  RED\n", "red circle") == Score(True, "red", "first_word")
+    assert s.score("blue", "red").correct is False
+    assert s.score("", "red") == Score(None, None, "empty")
+    assert s.score(None, "red").correct is None
+
+
+def test_choice_scorer_reads_options_by_example_id_from_a_mapping_example():
+    by_id = ChoiceScorer(options_by_example={"q1": COLORS})
+    assert by_id.score("blue", "B", example={"example_id": "q1", "category": "x"}).correct is True
+    from_meta = ChoiceScorer()
+    assert from_meta.score("The answer is (B).", "blue", example={"example_id": "q2", "options": COLORS}).correct
+    with pytest.raises(ScoringError, match="'q9'"):
+        by_id.score("B", "B", example={"example_id": "q9"})
+
+
+def test_scorer_config_tells_scorers_apart():
+    from latentprobe.scoring import FirstWordScorer, scorer_config
+
+    configs = [scorer_config(s) for s in (ExactScorer(), FirstWordScorer(), NumericScorer(), NumericScorer(tol=1),
+                                          ChoiceScorer(), ChoiceScorer(letters="ABCDE"),
+                                          ChoiceScorer(options_by_example={"q": COLORS}),
+                                          ChoiceScorer(options_by_example={"q": SHADES}),
+                                          CallableScorer(lambda a, g, e: a == g), CallableScorer(lambda a, g, e: a != g))]
+    assert len({repr(c) for c in configs}) == len(configs)
+    assert scorer_config(ChoiceScorer(options_by_example={"q": COLORS})) == scorer_config(
+        ChoiceScorer(options_by_example={"q": list(COLORS)}))
+
+    class Mine:
+        def __init__(self, k):
+            self.k = k
+
+        def score(self, answer, gold, example=None):
+            return Score(None, None, "mine")
+
+    assert scorer_config(Mine(1)) != scorer_config(Mine(2))
+    assert scorer_config(Mine(1)) == scorer_config(Mine(1))
+
+
+@pytest.mark.parametrize(
+    ("arg", "options", "fragment"),
+    [
+        ("fuzzy", {}, "scorer='fuzzy' is not a scorer name"),
+        ("exact", {"tol": 1}, "does not take the options ['tol']"),
+        (ExactScorer(), {"tol": 1}, "options go with a scorer name"),
+        (3, {}, "is not a scorer"),
+    ],
+)
+def test_scorer_from_name_errors(arg, options, fragment):
+    from latentprobe.scoring import scorer_from_name
+
+    with pytest.raises(ScoringError) as info:
+        scorer_from_name(arg, **options)
+    assert isinstance(info.value, LatentProbeError) and fragment in str(info.value)
+    assert "'choice'" in str(info.value) or fragment != "is not a scorer"

@@ -31,6 +31,19 @@ Conventions
   own change from the original run is in the rows (``changed_vs_clean``). In :func:`decompose` all
   four conditions are ``redecode`` runs (the clean and treated ones with their own latents), so
   the effects isolate ``X`` and ``Z``.
+* **Answers are scored by a scorer** (``scorer=``: ``"exact"`` by default, ``"choice"``,
+  ``"numeric"``, ``"first_word"``, a :class:`~latentprobe.scoring.Scorer` or a function
+  ``(answer, gold, example) -> bool | None``; see :func:`latentprobe.scoring.scorer_from_name`).
+  Multiple-choice options come per example from the InputSet's ``meta["options"]`` or from
+  ``ChoiceScorer(options_by_example=...)``. Rows record ``parsed`` and ``parse_method``; an
+  answer the scorer cannot read (empty, a refusal, two options named) keeps ``correct`` NaN.
+  **In accuracies and effects on correctness an unreadable answer counts as wrong**, on every
+  example with a gold: an intervention that makes the model refuse or babble has destroyed a
+  correct answer, and restricting the comparison to examples readable in both conditions would
+  hide exactly that (and let the set of compared examples differ between interventions).
+  Summaries count those answers in ``n_unparseable``; a large count says the scorer does not
+  fit the model's output format. The scorer is part of a sweep's fingerprint: a folder scored
+  one way is not resumed another way.
 * **Gold log-probability** is the log-probability of the gold answer's *first token* at the first
   answer position (``first_token_logprobs[gold_id]``); it is the answer's log-probability for
   one-token answers such as the toy model's. In replay mode ``recorded_logprob`` additionally

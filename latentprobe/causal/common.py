@@ -18,6 +18,10 @@ from latentprobe.errors import EmptyAnswersError, InputError, InterventionError
 from latentprobe.fingerprint import callable_fingerprint, source_digest, tokenizer_fingerprint, weights_fingerprint
 from latentprobe.interventions import Intervention, Lambda, NoLatents
 from latentprobe.perturbations import InputSet, Perturbation
+from latentprobe.schema import NO_GOLD
+from latentprobe.scoring import (
+    ChoiceScorer, ExactScorer, FirstWordScorer, NumericScorer, Scorer, scorer_config, scorer_from_name,
+)
 from latentprobe.stats import Effect
 from latentprobe.sweep import ResumableSweep
 from latentprobe.trace import LatentTrace
@@ -25,7 +29,7 @@ from latentprobe.trace import LatentTrace
 if TYPE_CHECKING:
     from latentprobe.engine import LatentRunner
 
-__all__ = ["MODES", "PAPER_INTERVENTIONS", "BASELINE_SOURCES", "trace_fingerprint", "runner_fingerprint",
+__all__ = ["MODES", "PAPER_INTERVENTIONS", "BASELINE_SOURCES", "NO_GOLD", "trace_fingerprint", "runner_fingerprint",
            "mask_rule_of"]
 
 MODES = ("replay", "propagate", "redecode")
@@ -40,12 +44,14 @@ _STATUS = {"example_id": "str", "condition": "str", "reason": "str", "n_latents_
            "n_latents_other": "int64", "chunk": "int64"}
 _ZY_ROWS = {"example_id": "str", "chunk": "int64", "intervention": "str", "mode": "str", "answer": "str",
             "ref_answer": "str", "clean_answer": "str", "gold": "str", "correct": "float64", "ref_correct": "float64",
-            "flip": "bool", "changed_vs_clean": "bool", "gold_logprob": "float64", "ref_gold_logprob": "float64",
+            "parsed": "str", "parse_method": "str", "ref_parsed": "str", "ref_parse_method": "str", "flip": "bool", "changed_vs_clean": "bool", "gold_logprob": "float64", "ref_gold_logprob": "float64",
             "kl": "float64", "recorded_logprob": "float64", "ref_recorded_logprob": "float64", "n_latents": "int64"}
 _MED_ROWS = {"example_id": "str", "chunk": "int64", "condition": "str", "x": "str", "z": "str", "answer": "str",
-             "gold": "str", "correct": "float64", "gold_logprob": "float64", "n_latents": "int64"}
+             "gold": "str", "correct": "float64", "parsed": "str", "parse_method": "str", "gold_logprob": "float64",
+             "n_latents": "int64"}
 _SUMMARY_COLS = ["estimate", "ci_low", "ci_high", "n", "p_value", "method", "note"]
 _KEPT = "kept"
+_UNPARSEABLE = "n_unparseable"
 
 
 # --------------------------------------------------------------------------- stores and rows
@@ -292,17 +298,52 @@ def _gold_list(gold: Any, ids: Sequence[str]) -> list[str | None] | None:
     return [None if g is None else str(g) for g in gold]
 
 
-def _answer_key(text: str | None, match: str) -> str:
-    s = " ".join(str(text or "").strip().lower().split())
-    if match == "first_word":
-        return s.split(" ")[0] if s else ""
-    return s
+def check_scorer(scorer: Any) -> Scorer:
+    """The analyses' ``scorer=`` as a :class:`~latentprobe.scoring.Scorer` (a name, a scorer or a function)."""
+    return scorer_from_name(scorer)
 
 
-def _answer_sig(e: Any, match: str) -> tuple[int, ...]:
-    """The answer tokens that a flip compares: all of them, or the first with ``match="first_word"``."""
+def scorer_fingerprint(scorer: Scorer) -> dict[str, Any]:
+    """The scorer's part of a sweep fingerprint (:func:`latentprobe.scoring.scorer_config`)."""
+    return scorer_config(scorer)
+
+
+def scoring_examples(ids: Sequence[str], source: Any = None) -> list[dict[str, Any]]:
+    """What a scorer receives as ``example`` for each id: ``{"example_id": id, **meta}``, the meta
+    taken from ``source`` (an InputSet, matched by example id) when it is one, so that
+    :class:`~latentprobe.scoring.ChoiceScorer` finds ``meta["options"]``."""
+    meta: dict[str, Mapping[str, Any]] = {}
+    if isinstance(source, InputSet):
+        meta = {eid: m for eid, m in zip(source.example_ids, source.meta)}
+    return [{**dict(meta.get(i, {})), "example_id": i} for i in ids]
+
+
+_CHECKED = (ChoiceScorer, NumericScorer, ExactScorer, FirstWordScorer)
+
+
+def check_golds(scorer: Scorer, golds: Sequence[str | None] | None, examples: Sequence[Any]) -> None:
+    """Refuse, before any work, gold answers the scorer cannot score (a gold outside an example's
+    options, a gold without a number); checked for the built-in scorers only."""
+    if golds is None or not isinstance(scorer, _CHECKED):
+        return
+    for g, ex in zip(golds, examples):
+        if g is not None:
+            scorer.score(None, g, ex)
+
+
+def _score(text: str | None, gold: str | None, scorer: Scorer, example: Any) -> tuple[float, str | None, str]:
+    """(correct as 1.0 / 0.0 / NaN, parsed, parse_method); NaN with ``NO_GOLD`` when there is no gold."""
+    if gold is None:
+        return np.nan, None, NO_GOLD
+    s = scorer.score(text, gold, example)
+    correct = getattr(s, "correct", None)
+    return (np.nan if correct is None else float(bool(correct))), getattr(s, "parsed", None), str(getattr(s, "method", ""))
+
+
+def _answer_sig(e: Any, scorer: Scorer) -> tuple[int, ...]:
+    """The answer tokens that a flip compares: all of them, or the first with :class:`FirstWordScorer`."""
     ids = tuple(int(t) for t in e.answer_ids.tolist())
-    return ids[:1] if match == "first_word" else ids
+    return ids[:1] if isinstance(scorer, FirstWordScorer) else ids
 
 
 def _gold_token_id(tokenizer: Any, gold: str | None, prefix: str) -> int | None:
@@ -316,12 +357,12 @@ def _first_lp(e: Any) -> Tensor | None:
     return None if e.first_token_logprobs is None else e.first_token_logprobs.double()
 
 
-def _outcome(e: Any, gold: str | None, gid: int | None, match: str) -> dict[str, float]:
+def _outcome(e: Any, gold: str | None, gid: int | None, scorer: Scorer, example: Any = None) -> dict[str, Any]:
     lp = _first_lp(e)
-    correct = np.nan if gold is None else float(_answer_key(e.answer_text, match) == _answer_key(gold, match))
+    correct, parsed, method = _score(e.answer_text, gold, scorer, example)
     glp = float(lp[gid]) if (lp is not None and gid is not None and 0 <= gid < lp.numel()) else np.nan
     rec = float(e.forced_logprobs.double().sum()) if e.forced_logprobs is not None else np.nan
-    return {"correct": correct, "gold_logprob": glp, "recorded_logprob": rec}
+    return {"correct": correct, "parsed": parsed, "parse_method": method, "gold_logprob": glp, "recorded_logprob": rec}
 
 
 def _kl(ref: Any, other: Any) -> float:
@@ -341,3 +382,39 @@ def _finite(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     for a in arrays:
         ok &= np.isfinite(a)
     return tuple(a[ok] for a in arrays)
+
+
+# --------------------------------------------------------------------------- unparseable answers in summaries
+def unreadable(frame: pd.DataFrame, prefix: str = "") -> np.ndarray:
+    """Rows whose answer has a gold but could not be read (``correct`` NaN, ``parse_method`` not ``NO_GOLD``);
+    all False for rows written before answers were parsed (no ``parse_method`` column)."""
+    method = f"{prefix}parse_method"
+    if method not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    m = frame[method].astype(object)
+    return (frame[f"{prefix}correct"].isna() & m.notna() & (m != NO_GOLD)).to_numpy(bool)
+
+
+def scored(frame: pd.DataFrame, prefix: str = "") -> np.ndarray:
+    """``correct`` with unparseable answers counted as wrong (0.0); NaN only where there is no gold."""
+    c = frame[f"{prefix}correct"].to_numpy(np.float64).copy()
+    c[unreadable(frame, prefix)] = 0.0
+    return c
+
+
+def _accuracy_rows(g: pd.DataFrame, boot: Callable[..., Effect], paired: Callable[..., Effect],
+                   key: dict[str, Any]) -> list[dict[str, Any]]:
+    """``accuracy`` and ``accuracy_change`` rows of one intervention x mode, unparseable answers
+    counted as wrong on the examples with a gold; ``n_unparseable`` counts them (in this condition,
+    or in it or its control)."""
+    c, rc = scored(g), scored(g, "ref_")
+    ok = np.isfinite(c) & np.isfinite(rc)
+    if not ok.any():
+        return []
+    u, ru = unreadable(g)[ok], unreadable(g, "ref_")[ok]
+    c, rc = c[ok], rc[ok]
+    return [
+        _effect_row(boot(c, name="accuracy"), metric="accuracy", **key, n_unparseable=int(u.sum())),
+        _effect_row(paired(rc.astype(bool), c.astype(bool), name="accuracy_change"), metric="accuracy_change",
+                    **key, n_unparseable=int((u | ru).sum())),
+    ]

@@ -15,10 +15,11 @@ import torch
 
 from latentprobe import stats as _stats
 from latentprobe.causal.common import (
-    _KEPT, _MED_ROWS, _STATUS, _SUMMARY_COLS, _chunks, _effect_row, _frame, _gold_list, _gold_token_id, _open,
-    _outcome, _pair_reason, _run, _run_units, _runner_info, _inputs_config, _perturbation_config,
+    _KEPT, _MED_ROWS, _STATUS, _SUMMARY_COLS, _UNPARSEABLE, _chunks, _effect_row, _frame, _gold_list, _gold_token_id,
+    _open, _outcome, _pair_reason, _run, _run_units, _runner_info, _inputs_config, _perturbation_config,
     _callable_config, _status, _typed,
-    check_analysis_args, check_answers,
+    check_analysis_args, check_answers, check_golds, check_scorer, scored, scorer_fingerprint, scoring_examples,
+    unreadable,
 )
 from latentprobe.causal.results import MediationResult
 from latentprobe.errors import InputError
@@ -39,7 +40,7 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
               gold: Sequence[str | None] | Mapping[str, str] | None = None, against: str = "clean",
               outcome: str = "correct", out_dir: str | os.PathLike | None = None, n_boot: int = 2000, seed: int = 0,
               chunk_size: int = 16, batch_size: int = 8, max_new_tokens: int = 16, logits_processor: Any = None,
-              match: str = "exact", gold_prefix: str = "", overwrite: bool = False, progress: bool = True,
+              scorer: Any = "exact", gold_prefix: str = "", overwrite: bool = False, progress: bool = True,
               name: str = "mediation") -> MediationResult:
     """Total, natural direct and natural indirect effect of ``treatment`` on the answer, through Z.
 
@@ -70,8 +71,14 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
     outcome : ``"correct"`` (default) or ``"gold_logprob"``
         Per-example outcome: correctness (McNemar exact p-values are attached to TE, NDE, NIE) or
         the first-token log-probability of the gold answer.
+    scorer : str, Scorer or callable
+        How an answer is scored, as in :func:`~latentprobe.causal.z_to_y` (default ``"exact"``);
+        a :class:`~latentprobe.scoring.ChoiceScorer` reads each example's options from
+        ``inputs.meta`` (``meta["options"]``). Rows record ``parsed`` and ``parse_method``; an
+        unreadable answer keeps ``correct`` NaN and counts as wrong in the effects (see
+        :func:`summarize_mediation`).
     out_dir, overwrite, seed, n_boot, chunk_size, batch_size, max_new_tokens, logits_processor
-        As in :func:`~latentprobe.causal.x_to_z`; ``match`` and ``gold_prefix`` as in :func:`~latentprobe.causal.z_to_y`.
+        As in :func:`~latentprobe.causal.x_to_z`; ``gold_prefix`` as in :func:`~latentprobe.causal.z_to_y`.
 
     Returns
     -------
@@ -94,8 +101,7 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
         raise InputError(f"outcome={outcome!r}; use 'correct' or 'gold_logprob'.")
     if against not in ("clean", "treated"):
         raise InputError(f"against={against!r}; use 'clean' or 'treated'.")
-    if match not in ("exact", "first_word"):
-        raise InputError(f"match={match!r}; use 'exact' or 'first_word'.")
+    scorer = check_scorer(scorer)
     if not isinstance(treatment, Perturbation):
         raise InputError(f"treatment must be a Perturbation, got {type(treatment).__name__}.")
     check_analysis_args(n_boot=n_boot, seed=seed, chunk_size=chunk_size, batch_size=batch_size,
@@ -111,13 +117,15 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
             raise InputError("no gold answers: pass gold=... or give the InputSet gold answers.")
     else:
         golds = None if gold is None else _gold_list(gold, inputs.example_ids)
+    examples = scoring_examples(inputs.example_ids, inputs)
+    check_golds(scorer, golds, examples)
     sweep_cfg = {
         "analysis": "mediation", "inputs": _inputs_config(inputs), "n": n, "runner": _runner_info(runner),
         "treatment": _perturbation_config(treatment), "against": against,
         "gold": None if golds is None else hashlib.sha1(json.dumps(golds).encode()).hexdigest()[:16],
         "seed": int(seed), "chunk_size": int(chunk_size), "batch_size": int(batch_size),
         "max_new_tokens": int(max_new_tokens), "logits_processor": _callable_config(logits_processor),
-        "match": match,
+        "scorer": scorer_fingerprint(scorer),
         "gold_prefix": gold_prefix,
     }
     config = {**sweep_cfg, "outcome": outcome, "n_boot": int(n_boot), "out_dir": None if out_dir is None else str(out_dir),
@@ -171,9 +179,10 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
             gid = _gold_token_id(tok, g, gold_prefix)
             for cond, x, z in _CONDITIONS:
                 e = results[j][cond]
-                o = _outcome(e, g, gid, match)
+                o = _outcome(e, g, gid, scorer, examples[idx[j]])
                 recs.append({"example_id": clean[j].example_id, "chunk": c, "condition": cond, "x": x, "z": z,
-                             "answer": e.answer_text, "gold": g, "correct": o["correct"],
+                             "answer": e.answer_text, "gold": g, "correct": o["correct"], "parsed": o["parsed"],
+                             "parse_method": o["parse_method"],
                              "gold_logprob": o["gold_logprob"], "n_latents": e.num_latents})
         return _frame(recs, _MED_ROWS), _frame(status, _STATUS)
 
@@ -195,7 +204,13 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
     """TE, NDE, NIE (paired bootstrap, shared resamples), interaction, proportion mediated and the
     four condition means, from mediation rows (columns ``example_id, condition`` and the outcome).
 
-    Examples missing an outcome in any condition are left out. With ``return_details`` the
+    An answer that has a gold but could not be read (``correct`` NaN, ``parse_method`` set) counts
+    as wrong (0) with ``outcome="correct"``: an input change that makes the model refuse or babble
+    is an effect on correctness, not a reason to drop the example. The column ``n_unparseable``
+    counts the examples behind each row with an unreadable answer in any condition the row
+    compares (TE: clean or treated; NDE: clean or direct; NIE: clean or indirect; interaction:
+    any of the four; a level: that condition). Examples missing an outcome in any condition
+    (e.g. no first-token distribution for ``"gold_logprob"``) are left out. With ``return_details`` the
     result is ``(summary, effects, proportion_mediated, proportion_note, left_out_example_ids)``. With ``outcome="correct"`` each effect carries McNemar's exact p-value
     for the two conditions it compares. The proportion mediated ``NIE / TE`` is reported only when
     TE's interval excludes 0; its interval is the percentile interval of ``mean(NIE) / mean(TE)``
@@ -204,19 +219,28 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
     check_analysis_args(n_boot=n_boot, seed=seed, confidence=confidence)
     if outcome not in ("correct", "gold_logprob"):
         raise InputError(f"outcome={outcome!r}; use 'correct' or 'gold_logprob'.")
-    cols = ["effect", "kind"] + _SUMMARY_COLS + ["outcome", "treatment"]
+    cols = ["effect", "kind"] + _SUMMARY_COLS + ["outcome", "treatment", _UNPARSEABLE]
     col = "correct" if outcome == "correct" else "gold_logprob"
     if rows.empty:
         empty = pd.DataFrame(columns=cols)
         res = (empty, {}, float("nan"), "no examples", [])
         return res if return_details else empty
-    wide = rows.pivot_table(index="example_id", columns="condition", values=col, aggfunc="first", dropna=False, sort=False)
+    rows = rows.assign(_unread=unreadable(rows).astype(np.float64))
+    if outcome == "correct":
+        rows = rows.assign(correct=scored(rows))
+    conds = ["clean", "treated", "direct", "indirect"]
     order = list(dict.fromkeys(rows["example_id"]))
-    wide = wide.reindex(index=order, columns=["clean", "treated", "direct", "indirect"])
+    pivot = dict(index="example_id", columns="condition", aggfunc="first", dropna=False, sort=False)
+    wide = rows.pivot_table(values=col, **pivot).reindex(index=order, columns=conds)
+    unread_wide = rows.pivot_table(values="_unread", **pivot).reindex(index=order, columns=conds).fillna(0.0)
     ok = np.isfinite(wide.to_numpy(np.float64)).all(axis=1)
     missing = [e for e, good in zip(order, ok) if not good]
     w = wide[ok]
     y = {c: w[c].to_numpy(np.float64) for c in w.columns}
+    u = {c: unread_wide[ok][c].to_numpy(np.float64) > 0 for c in conds}
+
+    def n_unread(*cs: str) -> int:
+        return int(np.logical_or.reduce([u[c] for c in cs]).sum())
     kw = dict(n_boot=n_boot, seed=seed, confidence=confidence)
     out: list[dict[str, Any]] = []
     effects: dict[str, _stats.Effect] = {}
@@ -237,8 +261,10 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
         _stats.bootstrap_ci(inter_vals, name="interaction", **kw),
         note=("TE - NDE - NIE: non-zero when X and Z interact (the decomposition is then not additive)"
               + ("; " + _stats.small_sample_note(len(inter_vals)) if _stats.small_sample_note(len(inter_vals)) else "")))
+    compared = {"TE": ("clean", "treated"), "NDE": ("clean", "direct"), "NIE": ("clean", "indirect"),
+                "interaction": tuple(conds)}
     for nm in ("TE", "NDE", "NIE", "interaction"):
-        out.append(_effect_row(effects[nm], effect=nm, kind="effect"))
+        out.append(_effect_row(effects[nm], effect=nm, kind="effect", n_unparseable=n_unread(*compared[nm])))
     # proportion mediated
     if te.excludes_zero:
         prop = float(nie.estimate / te.estimate)
@@ -260,20 +286,22 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
                     "ci_high": float(hi), "n": len(d_te), "p_value": np.nan,
                     "method": ("ratio of means over paired percentile bootstrap resamples "
                                f"({int(round(confidence * 100))}% CI, n_boot={n_boot})"),
-                    "note": pnote})
+                    "note": pnote, _UNPARSEABLE: n_unread("clean", "treated", "indirect")})
     else:
         prop = float("nan")
         pnote = (f"TE's {int(round(confidence * 100))}% interval [{te.ci_low:.4g}, {te.ci_high:.4g}] includes 0: "
                  "the proportion mediated is undefined")
         out.append({"effect": "proportion_mediated", "kind": "ratio", "estimate": np.nan, "ci_low": np.nan,
-                    "ci_high": np.nan, "n": len(w), "p_value": np.nan, "method": "", "note": pnote})
+                    "ci_high": np.nan, "n": len(w), "p_value": np.nan, "method": "", "note": pnote,
+                    _UNPARSEABLE: n_unread("clean", "treated", "indirect")})
     for cond in ("clean", "treated", "direct", "indirect"):
-        out.append(_effect_row(_stats.bootstrap_ci(y[cond], name=f"mean_{cond}", **kw), effect=f"mean_{cond}", kind="level"))
+        out.append(_effect_row(_stats.bootstrap_ci(y[cond], name=f"mean_{cond}", **kw), effect=f"mean_{cond}", kind="level",
+                               n_unparseable=n_unread(cond)))
     frame = pd.DataFrame(out)
     frame["outcome"] = outcome
     frame["treatment"] = treatment
     frame = frame[cols].astype({"estimate": "float64", "ci_low": "float64", "ci_high": "float64", "p_value": "float64",
-                                "n": "int64"})
+                                "n": "int64", _UNPARSEABLE: "int64"})
     if return_details:
         return frame, effects, prop, pnote, missing
     return frame

@@ -70,8 +70,10 @@ class ZYResult(SummarizedResult):
     rows : DataFrame
         One row per kept example x intervention x mode: ``example_id, chunk, intervention, mode,
         answer, ref_answer`` (the same mode's no-op control), ``clean_answer`` (original run),
-        ``gold, correct, ref_correct`` (1.0/0.0, NaN without gold), ``flip`` (the answer tokens
-        differ from the control's; the first token only with ``match="first_word"``),
+        ``gold, correct, ref_correct`` (1.0/0.0 as the scorer reads the answer, NaN without gold
+        or when the answer cannot be read), ``parsed, parse_method, ref_parsed, ref_parse_method``
+        (what the scorer read and how; ``"no_gold"`` when not scored), ``flip`` (the answer tokens
+        differ from the control's; the first token only with ``scorer="first_word"``),
         ``changed_vs_clean`` (the same against the original run's answer),
         ``gold_logprob, ref_gold_logprob`` (first-token log-prob of the gold answer), ``kl``
         (KL(control first-token distribution || intervened), nats), ``recorded_logprob,
@@ -81,8 +83,9 @@ class ZYResult(SummarizedResult):
         ``intervention, mode, metric, estimate, ci_low, ci_high, n, p_value, method, note`` with
         metrics ``accuracy``, ``accuracy_change`` (vs the control; paired bootstrap CI, McNemar
         exact p), ``flip_rate``, ``gold_logprob_change`` (paired), ``kl``,
-        ``recorded_logprob_change`` (replay). ``intervention="none", mode="run"`` holds the
-        original run's accuracy.
+        ``recorded_logprob_change`` (replay), and ``n_unparseable`` (answers behind the row that
+        could not be read; counted as wrong in the accuracy metrics). ``intervention="none",
+        mode="run"`` holds the original run's accuracy.
     dropped : DataFrame
         ``example_id, condition, reason, n_latents_clean, n_latents_other, chunk``.
     config : dict
@@ -112,14 +115,16 @@ class MediationResult(SummarizedResult):
     rows : DataFrame
         One row per kept example x condition: ``example_id, chunk, condition (clean | treated |
         direct | indirect), x (clean | treated input), z (clean | treated latents), answer, gold,
-        correct, gold_logprob, n_latents``.
+        correct`` (NaN when the answer cannot be read), ``parsed, parse_method`` (what the scorer
+        read and how), ``gold_logprob, n_latents``.
     summary : DataFrame
         ``effect, kind, estimate, ci_low, ci_high, n, p_value, method, note, outcome, treatment``:
         ``TE, NDE, NIE`` (kind ``effect``; paired bootstrap over examples sharing one set of
         resamples; ``p_value`` = McNemar exact test of the two conditions' correctness when
         ``outcome="correct"``), ``interaction`` (TE - NDE - NIE), ``proportion_mediated``
         (NIE / TE, only when TE's interval excludes 0, else NaN) and the four condition means
-        (kind ``level``).
+        (kind ``level``), and ``n_unparseable`` (examples with an unreadable answer in a condition
+        the row compares; counted as wrong with ``outcome="correct"``).
     dropped : DataFrame
         ``example_id, condition (the treatment), reason, n_latents_clean, n_latents_other, chunk``.
     config : dict

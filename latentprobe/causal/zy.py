@@ -16,10 +16,10 @@ from torch import Tensor
 
 from latentprobe import stats as _stats
 from latentprobe.causal.common import (
-    _STATUS, _SUMMARY_COLS, _ZY_ROWS, MODES, _answer_key, _answer_sig, _chunks, _describe, _effect_row, _finite,
-    _frame, _gold_list, _gold_token_id, _kept_latent_examples, _kl, _open, _outcome, _run_units,
-    _runner_info, _callable_config, _status, _typed, trace_fingerprint,
-    check_analysis_args, check_answers,
+    _STATUS, _SUMMARY_COLS, _UNPARSEABLE, _ZY_ROWS, MODES, NO_GOLD, _accuracy_rows, _answer_sig, _chunks, _describe,
+    _effect_row, _finite, _frame, _gold_list, _gold_token_id, _kept_latent_examples, _kl, _open, _outcome, _run_units,
+    _runner_info, _callable_config, _score, _status, _typed, trace_fingerprint,
+    check_analysis_args, check_answers, check_golds, check_scorer, scorer_fingerprint, scoring_examples,
 )
 from latentprobe.causal.results import ZYResult
 from latentprobe.errors import InputError, InterventionError
@@ -103,7 +103,7 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
            modes: Sequence[str] = MODES, gold: Sequence[str | None] | Mapping[str, str] | InputSet | None = None,
            steps: Sequence[int] | None = None, layers: Sequence[int] = (0,), out_dir: str | os.PathLike | None = None,
            seed: int = 0, n_boot: int = 2000, chunk_size: int = 16, batch_size: int = 8,
-           max_new_tokens: int | None = None, logits_processor: Any = None, match: str = "exact",
+           max_new_tokens: int | None = None, logits_processor: Any = None, scorer: Any = "exact",
            gold_prefix: str = "", overwrite: bool = False, progress: bool = True, name: str = "z_to_y") -> ZYResult:
     """How much does the answer change when the latents change?
 
@@ -128,8 +128,18 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
         Without gold, accuracy metrics are NaN (flips, log-probs of nothing and KL remain).
     steps, layers
         Latent steps to intervene on (default all) and residual layers to patch (default the fed z).
-    match : ``"exact"`` or ``"first_word"``
-        How answers are compared (after lower-casing and collapsing whitespace).
+    scorer : str, Scorer or callable
+        How an answer is scored against its gold (:func:`latentprobe.scoring.scorer_from_name`):
+        ``"exact"`` (default; SQuAD-style normalised exact match), ``"choice"`` (the option letter
+        read by :func:`latentprobe.scoring.parse_choice`; each example's options come from
+        ``meta["options"]`` when ``gold`` is an InputSet, or from a
+        ``ChoiceScorer(options_by_example={example_id: options})``), ``"numeric"`` (last number),
+        ``"first_word"`` (first words; flips then compare the first answer token only), a
+        :class:`~latentprobe.scoring.Scorer`, or a function ``(answer, gold, example) -> bool | None``.
+        The scorer's ``example`` is ``{"example_id": ..., **meta}``. Rows record ``parsed`` and
+        ``parse_method``; an answer that cannot be read keeps ``correct`` NaN and is counted as
+        wrong in the accuracy metrics (see :func:`summarize_z_to_y`). Gold answers the scorer
+        cannot score are refused before any run.
     gold_prefix : str
         Prepended to the gold answer before tokenising it for ``gold_logprob`` (e.g. ``" "`` for
         BPE vocabularies whose answers start with a space).
@@ -167,10 +177,11 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
     bad = [m for m in modes if m not in MODES]
     if bad or not modes:
         raise InputError(f"modes {bad or modes} not understood; use a subset of {MODES}.")
-    if match not in ("exact", "first_word"):
-        raise InputError(f"match={match!r}; use 'exact' or 'first_word'.")
+    scorer = check_scorer(scorer)
     ids = trace.example_ids
     golds_all = _gold_list(gold, ids)
+    examples = scoring_examples(ids, gold)
+    check_golds(scorer, golds_all, examples)
     kept, k = _kept_latent_examples(trace)
     dropped_recs = []
     for i, e in enumerate(trace):
@@ -194,7 +205,7 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
         "steps": None if steps is None else sorted({int(s) for s in steps}), "layers": sorted({int(l) for l in layers}),
         "seed": int(seed), "chunk_size": int(chunk_size), "batch_size": int(batch_size),
         "max_new_tokens": max_new_tokens, "logits_processor": _callable_config(logits_processor),
-        "match": match,
+        "scorer": scorer_fingerprint(scorer),
         "gold_prefix": gold_prefix,
     }
     config = {**sweep_cfg, "n_boot": int(n_boot), "n_kept": len(kept), "num_latents": k,
@@ -231,13 +242,15 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
         for j, (oi, e_clean, e_ref, e_out) in enumerate(zip(chunks[c], sub, ref, out)):
             g = None if golds_all is None else golds_all[oi]
             gid = None if gids is None else gids[oi]
-            o, r = _outcome(e_out, g, gid, match), _outcome(e_ref, g, gid, match)
+            o, r = _outcome(e_out, g, gid, scorer, examples[oi]), _outcome(e_ref, g, gid, scorer, examples[oi])
             recs.append({
                 "example_id": e_clean.example_id, "chunk": c, "intervention": nm, "mode": mode,
                 "answer": e_out.answer_text, "ref_answer": e_ref.answer_text, "clean_answer": e_clean.answer_text,
                 "gold": g, "correct": o["correct"], "ref_correct": r["correct"],
-                "flip": _answer_sig(e_out, match) != _answer_sig(e_ref, match),
-                "changed_vs_clean": _answer_sig(e_out, match) != _answer_sig(e_clean, match),
+                "parsed": o["parsed"], "parse_method": o["parse_method"], "ref_parsed": r["parsed"],
+                "ref_parse_method": r["parse_method"],
+                "flip": _answer_sig(e_out, scorer) != _answer_sig(e_ref, scorer),
+                "changed_vs_clean": _answer_sig(e_out, scorer) != _answer_sig(e_clean, scorer),
                 "gold_logprob": o["gold_logprob"], "ref_gold_logprob": r["gold_logprob"], "kl": _kl(e_ref, e_out),
                 "recorded_logprob": o["recorded_logprob"] if mode == "replay" else np.nan,
                 "ref_recorded_logprob": r["recorded_logprob"] if mode == "replay" else np.nan,
@@ -255,37 +268,45 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
                 units.append((c, mode, nm))
     _run_units(store, None, units, unit, desc=name, progress=progress)
     rows = _typed(store.results(), _ZY_ROWS)
-    clean_correct = None
+    clean_correct, clean_unparseable = None, 0
     if golds_all is not None and kept:
-        clean_correct = np.array([np.nan if golds_all[i] is None else
-                                  float(_answer_key(trace[i].answer_text, match) == _answer_key(golds_all[i], match))
-                                  for i in kept])
+        clean = [_score(trace[i].answer_text, golds_all[i], scorer, examples[i]) for i in kept]
+        unread = [bool(np.isnan(c)) and m != NO_GOLD for c, _, m in clean]
+        clean_unparseable = sum(unread)
+        clean_correct = np.array([0.0 if u else c for u, (c, _, _) in zip(unread, clean)])
     summary = summarize_z_to_y(rows, n_boot=n_boot, seed=seed, clean_correct=clean_correct,
-                               order=["none"] + list(interventions))
+                               clean_unparseable=clean_unparseable, order=["none"] + list(interventions))
     return ZYResult(rows=rows, summary=summary, dropped=dropped, config=config)
 
 
 def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95,
-                     clean_correct: Sequence[float] | None = None, order: Sequence[str] | None = None) -> pd.DataFrame:
+                     clean_correct: Sequence[float] | None = None, clean_unparseable: int = 0,
+                     order: Sequence[str] | None = None) -> pd.DataFrame:
     """Summary of Z -> Y rows, per intervention x mode (long format, one row per metric).
 
     ``accuracy`` (bootstrap CI of mean correctness), ``accuracy_change`` (intervened minus control,
-    :func:`latentprobe.stats.binary_outcome_effect`: paired bootstrap CI and McNemar exact p),
+    :func:`latentprobe.stats.binary_outcome_effect`: paired bootstrap CI and McNemar exact p).
+    An answer that has a gold but could not be read (``correct`` NaN, ``parse_method`` not
+    ``"no_gold"``) counts as wrong in both, so an intervention that makes the model refuse or
+    babble lowers accuracy instead of leaving the comparison; the column ``n_unparseable`` says
+    how many answers behind the row were unreadable (this condition's for ``accuracy``, the
+    condition's or its control's for ``accuracy_change``; 0 for the other metrics). Then
     ``flip_rate`` (bootstrap CI), ``gold_logprob_change`` and ``recorded_logprob_change``
     (:func:`latentprobe.stats.paired_bootstrap_diff`), ``kl`` (bootstrap CI). Examples with a
     missing value (no gold, no first-token distribution) are left out of that metric only; ``n``
-    says how many remain. ``clean_correct`` adds the original run's accuracy as
-    ``intervention="none", mode="run"``.
+    says how many remain. ``clean_correct`` (1.0 / 0.0, unreadable answers as 0.0, NaN without
+    gold) adds the original run's accuracy as ``intervention="none", mode="run"``, with
+    ``clean_unparseable`` as its ``n_unparseable``.
     """
     check_analysis_args(n_boot=n_boot, seed=seed, confidence=confidence)
-    cols = ["intervention", "mode", "metric"] + _SUMMARY_COLS
+    cols = ["intervention", "mode", "metric"] + _SUMMARY_COLS + [_UNPARSEABLE]
     out: list[dict[str, Any]] = []
     kw = dict(n_boot=n_boot, seed=seed, confidence=confidence)
     if clean_correct is not None:
         (cc,) = _finite(np.asarray(clean_correct, dtype=np.float64))
         if cc.size:
             out.append(_effect_row(_stats.bootstrap_ci(cc, name="accuracy", **kw), intervention="none", mode="run",
-                                   metric="accuracy"))
+                                   metric="accuracy", n_unparseable=int(clean_unparseable)))
     if not rows.empty:
         names = list(order) if order is not None else []
         names += [n for n in dict.fromkeys(rows["intervention"]) if n not in names]
@@ -295,11 +316,8 @@ def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
                 if g.empty:
                     continue
                 key = dict(intervention=nm, mode=mode)
-                c, rc = _finite(g["correct"].to_numpy(np.float64), g["ref_correct"].to_numpy(np.float64))
-                if c.size:
-                    out.append(_effect_row(_stats.bootstrap_ci(c, name="accuracy", **kw), metric="accuracy", **key))
-                    out.append(_effect_row(_stats.binary_outcome_effect(rc.astype(bool), c.astype(bool), name="accuracy_change",
-                                                                        **kw), metric="accuracy_change", **key))
+                out += _accuracy_rows(g, lambda x, name: _stats.bootstrap_ci(x, name=name, **kw),
+                                      lambda a, b, name: _stats.binary_outcome_effect(a, b, name=name, **kw), key)
                 out.append(_effect_row(_stats.bootstrap_ci(g["flip"].to_numpy(np.float64), name="flip_rate", **kw),
                                        metric="flip_rate", **key))
                 a, b = _finite(g["gold_logprob"].to_numpy(np.float64), g["ref_gold_logprob"].to_numpy(np.float64))
@@ -314,5 +332,6 @@ def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
                     out.append(_effect_row(_stats.paired_bootstrap_diff(a, b, name="recorded_logprob_change", **kw),
                                            metric="recorded_logprob_change", **key))
     frame = pd.DataFrame(out, columns=cols)
+    frame[_UNPARSEABLE] = frame[_UNPARSEABLE].fillna(0)
     return frame.astype({"estimate": "float64", "ci_low": "float64", "ci_high": "float64", "p_value": "float64",
-                         "n": "int64"})
+                         "n": "int64", _UNPARSEABLE: "int64"})

@@ -3,7 +3,8 @@
 Multiple choice (:func:`parse_choice`, :class:`ChoiceScorer`), numbers by the last-number rule
 CODI uses for GSM8k (:func:`parse_number`, :class:`NumericScorer`), SQuAD-style exact match for
 open answers (:func:`normalize_answer`, :class:`ExactScorer`), and any rule of your own
-(:class:`CallableScorer`). Answers that cannot be read score ``correct=None`` and are counted
+(:class:`CallableScorer`); :func:`scorer_from_name` turns a name ("choice", "numeric", "exact",
+"first_word") or a function into a scorer. Answers that cannot be read score ``correct=None`` and are counted
 separately by :func:`summarize_scores`, never silently as wrong.
 
 Examples
@@ -23,6 +24,7 @@ from latentprobe.scoring._text import (
     parse_number,
 )
 from latentprobe.scoring.choice import ParsedChoice, parse_choice
+from latentprobe.scoring.names import SCORER_NAMES, FirstWordScorer, scorer_config, scorer_from_name
 from latentprobe.scoring.scorers import (
     SCORE_COLUMNS,
     CallableScorer,
@@ -37,10 +39,11 @@ from latentprobe.scoring.scorers import (
 )
 
 __all__ = [
-    "SCORE_COLUMNS", "CallableScorer", "ChoiceScorer", "ExactScorer", "NumericScorer", "ParsedChoice", "Score",
-    "ScoreSummary", "Scorer", "ScoringError", "clean_output", "exact_match", "normalize_answer", "numeric_match",
-    "parse_choice", "parse_number", "score_answers", "summarize_scores",
+    "SCORE_COLUMNS", "SCORER_NAMES", "CallableScorer", "ChoiceScorer", "ExactScorer", "FirstWordScorer",
+    "NumericScorer", "ParsedChoice", "Score", "ScoreSummary", "Scorer", "ScoringError", "clean_output", "exact_match",
+    "normalize_answer", "numeric_match", "parse_choice", "parse_number", "score_answers", "scorer_config",
+    "scorer_from_name", "summarize_scores",
 ]
 
 # doctest.testmod(latentprobe.scoring) runs the examples of everything re-exported here.
-__test__ = {name: globals()[name] for name in __all__ if name != "SCORE_COLUMNS"}
+__test__ = {name: globals()[name] for name in __all__ if name not in ("SCORE_COLUMNS", "SCORER_NAMES")}

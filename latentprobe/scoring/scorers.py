@@ -55,6 +55,8 @@ class Scorer(Protocol):
 
 
 def _where(example: Any) -> str:
+    if isinstance(example, Mapping) and "example_id" in example:
+        example = example["example_id"]
     return "" if example is None else f" (example {example!r:.40})"
 
 
@@ -64,9 +66,11 @@ class ChoiceScorer:
     Parameters
     ----------
     options_by_example : mapping, callable or None
-        Each example's options: a mapping example -> options (``example`` is the key, e.g. an
-        example id), a callable ``example -> options``, or None (an ``example`` that is a mapping
-        with an "options" key supplies them; otherwise the letters alone).
+        Each example's options: a mapping example id -> options (the key is ``example`` itself,
+        or ``example["example_id"]`` when ``example`` is a mapping with one, as the causal
+        analyses pass it), a callable ``example -> options``, or None (an ``example`` that is a
+        mapping with an "options" key supplies them, e.g. an InputSet's ``meta`` entry; otherwise
+        the letters alone).
     letters : str, optional
         Option letters when they are not A, B, C, ... (A-D when there are no option texts).
 
@@ -99,11 +103,12 @@ class ChoiceScorer:
         """The options of ``example`` as :func:`parse_choice` takes them."""
         obe = self.options_by_example
         if isinstance(obe, Mapping):
+            key = example["example_id"] if isinstance(example, Mapping) and "example_id" in example else example
             try:
-                return obe[example]
+                return obe[key]
             except (KeyError, TypeError):
                 raise ScoringError(
-                    f"options_by_example has no entry for example {example!r:.40} ({len(obe)} entries); pass "
+                    f"options_by_example has no entry for example {key!r:.40} ({len(obe)} entries); pass "
                     f"example= with a key of options_by_example (e.g. the example id) to score()."
                 ) from None
         if obe is not None:

@@ -30,7 +30,9 @@ def test_bypass_z_to_y_exactly_zero(model, tok, inputs):
     assert not latent_only["flip"].any()
     assert (latent_only["kl"] == 0.0).all()
     assert (latent_only["gold_logprob"] == latent_only["ref_gold_logprob"]).all()
-    assert (latent_only["correct"] == latent_only["ref_correct"]).all()
+    # random weights write unreadable answers too (correct NaN); equal means equal, NaN in the same places
+    assert latent_only["correct"].equals(latent_only["ref_correct"])
+    assert (latent_only["parse_method"] == latent_only["ref_parse_method"]).all()
     s = res.summary[res.summary["intervention"] != "no_latents"]
     for metric in ("accuracy_change", "flip_rate", "kl", "gold_logprob_change"):
         m = s[s["metric"] == metric]
