@@ -120,8 +120,8 @@ def _x_to_z(ctx: Context, folder: Path) -> dict[str, pd.DataFrame]:
     cfg = ctx.study.analyses.x_to_z
     perts = [perturbation(p, ctx.seed) for p in cfg.perturbations]
     res = x_to_z(ctx.model.runner, ctx.inputs, perts, layers=None if cfg.layers is None else list(cfg.layers),
-                 out_dir=folder, max_new_tokens=ctx.study.generation.max_new_tokens, **ctx.common(),
-                 **scoring(x_to_z, ctx))
+                 baselines=cfg.baselines, out_dir=folder, max_new_tokens=ctx.study.generation.max_new_tokens,
+                 **ctx.common(), **scoring(x_to_z, ctx))
     ctx.save_trace(folder, cfg.save_trace)
     return {"summary": res.summary, "rows": res.rows, "dropped": res.dropped, "across": res.across}
 

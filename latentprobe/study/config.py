@@ -52,7 +52,9 @@ Schema (every key; optional ones show their default)::
     [analyses.x_to_z]           # each [analyses.*] table present runs that analysis
     perturbations = ["image_swap", "blank_image"]   # required; see PERTURBATIONS
     layers = "all"              # "all" or a list of residual layers (0 = the fed latent)
-    save_trace = false
+    baselines = true            # also compare prompt-token states (all prompt positions at all layers are
+                                # captured: turn off for prompts with thousands of image tokens)
+    save_trace = false          # save the clean run's trace in the analysis folder (every analysis has it)
 
     [analyses.z_to_y]
     interventions = ["zero", "replace_noise", "no_latents"]   # required; see INTERVENTIONS
@@ -104,6 +106,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from latentprobe.errors import StudyError
+from latentprobe.study._toml import Table
 
 __all__ = ["Study", "StudyInfo", "ModelConfig", "DataConfig", "SampleConfig", "PromptConfig", "GenerationConfig",
            "XZConfig", "ZYConfig", "DecomposeConfig", "ProbesConfig", "CollapseConfig", "Analyses", "load_study",
@@ -188,6 +191,7 @@ class GenerationConfig:
 class XZConfig:
     perturbations: tuple[str, ...]
     layers: tuple[int, ...] | None = None
+    baselines: bool = True
     save_trace: bool = False
 
 
@@ -268,76 +272,6 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-class _Table:
-    """Reads one TOML table: typed key access, then :meth:`done` refuses the keys nobody read."""
-
-    def __init__(self, file: Path, name: str, raw: Any) -> None:
-        self.file, self.name = file, name
-        if not isinstance(raw, dict):
-            raise self.error(None, f"must be a table ([{name}]), got {type(raw).__name__}",
-                             f"write it as a [{name}] table of keys")
-        self.raw, self.seen = raw, set()
-
-    def error(self, key: str | None, problem: str, fix: str) -> StudyError:
-        where = f"[{self.name}]" + (f" key '{key}'" if key else "")
-        return StudyError(f"{self.file}: {where}: {problem}; {fix}.")
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = dataclasses.MISSING, *,
-            choices: tuple[str, ...] | None = None, min_value: int | None = None, hint: str = "") -> Any:
-        self.seen.add(key)
-        if key not in self.raw:
-            if default is dataclasses.MISSING:
-                raise self.error(key, "is missing", f"add {key} = ...{' (' + hint + ')' if hint else ''}")
-            return default
-        value = self.raw[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-            names = " or ".join(k.__name__ for k in kinds)
-            raise self.error(key, f"must be {names}, got {type(value).__name__} {value!r}",
-                             f"give a {names}{' (' + hint + ')' if hint else ''}")
-        if choices is not None and value not in choices:
-            raise self.error(key, f"unknown name {value!r}", f"choose one of {', '.join(choices)}")
-        if min_value is not None and isinstance(value, int) and value < min_value:
-            raise self.error(key, f"must be >= {min_value}, got {value}", f"give an integer >= {min_value}")
-        return value
-
-    def names(self, key: str, choices: tuple[str, ...], default: Any = dataclasses.MISSING) -> tuple[str, ...]:
-        value = self.get(key, list, default)
-        if value is default and default is not dataclasses.MISSING:
-            return tuple(value)
-        if not value:
-            raise self.error(key, "is empty", f"list at least one of {', '.join(choices)}")
-        bad = [v for v in value if not isinstance(v, str) or v not in choices]
-        if bad:
-            raise self.error(key, f"unknown name(s) {bad}", f"choose from {', '.join(choices)}")
-        if len(set(value)) != len(value):
-            raise self.error(key, "lists a name twice", "list each name once")
-        return tuple(value)
-
-    def ints_or_all(self, key: str, default: Any = None) -> tuple[int, ...] | None:
-        value = self.get(key, (str, list), "all" if default is None else list(default))
-        if value == "all":
-            return None
-        if isinstance(value, str) or not value or not all(isinstance(v, int) and not isinstance(v, bool)
-                                                           and v >= 0 for v in value):
-            raise self.error(key, f"must be \"all\" or a non-empty list of integers >= 0, got {value!r}",
-                             'write e.g. layers = [0, 2] or layers = "all"')
-        return tuple(sorted(set(value)))
-
-    def by(self, key: str = "by") -> str | None:
-        value = self.get(key, (str, bool), "category")
-        if value is True:
-            raise self.error(key, "true is not a field name", 'give a field name (e.g. "category") or false')
-        return value or None
-
-    def done(self) -> None:
-        extra = sorted(set(self.raw) - self.seen)
-        if extra:
-            known = ", ".join(sorted(self.seen))
-            raise self.error(extra[0], f"unknown key{'s' if len(extra) > 1 else ''} {extra}",
-                             f"remove it or use one of: {known}")
-
-
 def load_study(path: str | Path, *, check_paths: bool = True) -> Study:
     """Read and validate a study file.
 
@@ -369,16 +303,16 @@ def load_study(path: str | Path, *, check_paths: bool = True) -> Study:
         raise StudyError(f"{file}: not valid TOML ({err}); fix the syntax at that line.") from None
     except OSError as err:
         raise StudyError(f"{file}: cannot be read ({err.strerror}); check the path and permissions.") from None
-    top = _Table(file, "top level", raw)
+    top = Table(file, "top level", raw)
     for key in ("study", "model", "data", "analyses"):
         if key not in raw:
             raise top.error(None, f"the [{key}] table is missing", f"add a [{key}] table (see examples/studies/)")
-    info = _study(_Table(file, "study", top.get("study", dict)))
-    model = _model(_Table(file, "model", top.get("model", dict)))
+    info = _study(Table(file, "study", top.get("study", dict)))
+    model = _model(Table(file, "model", top.get("model", dict)))
     data = _data(file, top.get("data", (dict, list)), info.seed, check_paths)
     sample = None
     if "sample" in raw:
-        t = _Table(file, "sample", top.get("sample", dict))
+        t = Table(file, "sample", top.get("sample", dict))
         sample = SampleConfig(n=t.get("n", int, min_value=1), by=t.by(), seed=t.get("seed", int, info.seed))
         t.done()
     toy_data = all(d.benchmark == "toy" for d in data)
@@ -387,29 +321,29 @@ def load_study(path: str | Path, *, check_paths: bool = True) -> Study:
     if toy_data != (model.toy_variant is not None):
         raise StudyError(f"{file}: [model] key 'source' and [data] key 'benchmark': the toy data need a toy model "
                          f"and the reverse; use source = \"toy:<variant>\" with benchmark = \"toy\", or neither.")
-    prompt = _prompt(_Table(file, "prompt", top.get("prompt", dict))) if "prompt" in raw else None
+    prompt = _prompt(Table(file, "prompt", top.get("prompt", dict))) if "prompt" in raw else None
     if prompt is not None and toy_data:
         raise top.error("prompt", "the toy models use their own prompt", "remove the [prompt] table")
-    gen = _generation(_Table(file, "generation", top.get("generation", dict, {})), model)
+    gen = _generation(Table(file, "generation", top.get("generation", dict, {})), model)
     analyses = _analyses(file, top.get("analyses", dict), toy_data)
     traces = False
     if "output" in raw:
-        t = _Table(file, "output", top.get("output", dict))
+        t = Table(file, "output", top.get("output", dict))
         traces = t.get("traces", bool, False)
         t.done()
-    top.done()
+    top.done(("study", "model", "data", "sample", "prompt", "generation", "analyses", "output"))
     return Study(path=file.resolve(), study=info, model=model, data=data, analyses=analyses, generation=gen,
                  prompt=prompt, sample=sample, traces=traces)
 
 
-def _study(t: _Table) -> StudyInfo:
+def _study(t: Table) -> StudyInfo:
     info = StudyInfo(name=t.get("name", str), seed=t.get("seed", int, 0, min_value=0),
                      description=t.get("description", str, ""))
     t.done()
     return info
 
 
-def _model(t: _Table) -> ModelConfig:
+def _model(t: Table) -> ModelConfig:
     from latentprobe.presets import list_presets
 
     source = t.get("source", str, hint='"toy:mediated", a local folder or a hub id')
@@ -442,7 +376,7 @@ def _data(file: Path, raw: Any, seed: int, check_paths: bool) -> tuple[DataConfi
         raise StudyError(f"{file}: [[data]]: no data table; add a [data] table with benchmark = ...")
     out = []
     for i, r in enumerate(tables):
-        t = _Table(file, "data" if isinstance(raw, dict) else f"data #{i + 1}", r)
+        t = Table(file, "data" if isinstance(raw, dict) else f"data #{i + 1}", r)
         bench = t.get("benchmark", str, choices=("toy",) + BENCHMARK_NAMES)
         root = t.get("root", str, None)
         if bench != "toy":
@@ -466,7 +400,7 @@ def _data(file: Path, raw: Any, seed: int, check_paths: bool) -> tuple[DataConfi
     return tuple(out)
 
 
-def _prompt(t: _Table) -> PromptConfig:
+def _prompt(t: Table) -> PromptConfig:
     template = t.get("template", str, None)
     messages = t.get("messages", list, None)
     if (template is None) == (messages is None):
@@ -483,7 +417,7 @@ def _prompt(t: _Table) -> PromptConfig:
     return cfg
 
 
-def _format_fields(t: _Table, template: str) -> list[str]:
+def _format_fields(t: Table, template: str) -> list[str]:
     import string
 
     try:
@@ -492,7 +426,7 @@ def _format_fields(t: _Table, template: str) -> list[str]:
         raise t.error("template", f"is not a format string ({err})", "write braces as {{ and }}") from None
 
 
-def _generation(t: _Table, model: ModelConfig) -> GenerationConfig:
+def _generation(t: Table, model: ModelConfig) -> GenerationConfig:
     published = t.get("published", bool, False)
     mnt = t.get("max_new_tokens", int, None, min_value=1)
     if published and mnt is not None:
@@ -514,17 +448,17 @@ def _generation(t: _Table, model: ModelConfig) -> GenerationConfig:
 
 
 def _analyses(file: Path, raw: dict, toy: bool) -> Analyses:
-    top = _Table(file, "analyses", raw)
+    top = Table(file, "analyses", raw)
     perts = PERTURBATIONS + (TOY_PERTURBATIONS if toy else ())
     found: dict[str, Any] = {}
     for name in ANALYSES:
         if name not in raw:
             continue
-        t = _Table(file, f"analyses.{name}", top.get(name, dict))
+        t = Table(file, f"analyses.{name}", top.get(name, dict))
         save = t.get("save_trace", bool, False)
         if name == "x_to_z":
             found[name] = XZConfig(perturbations=t.names("perturbations", perts), layers=t.ints_or_all("layers"),
-                                   save_trace=save)
+                                   baselines=t.get("baselines", bool, True), save_trace=save)
         elif name == "z_to_y":
             found[name] = ZYConfig(interventions=t.names("interventions", INTERVENTIONS),
                                    modes=t.names("modes", MODES, ("propagate", "redecode")),
@@ -545,7 +479,7 @@ def _analyses(file: Path, raw: dict, toy: bool) -> Analyses:
         else:
             found[name] = CollapseConfig(save_trace=save)
         t.done()
-    top.done()
+    top.done(ANALYSES)
     if not found:
         raise top.error(None, "no analysis", f"add at least one [analyses.<name>] table ({', '.join(ANALYSES)})")
     return Analyses(**found)

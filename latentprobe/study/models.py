@@ -32,6 +32,22 @@ def model_fingerprint(runner: Any) -> dict[str, Any]:
     return runner_fingerprint(runner)
 
 
+def _local_checkpoint(cfg: ModelConfig) -> str:
+    """A CODI checkpoint's local folder: ``source`` itself, or its hub snapshot (``load_codi`` reads files).
+
+    The published CODI weights are hub repositories (``zen-E/CODI-gpt2``, ``zen-E/CODI-llama3.2-1b-Instruct``:
+    zhenyi4/codi README.md, "Pretrained model weights are available at https://huggingface.co/zen-E").
+    """
+    from pathlib import Path
+
+    local = Path(cfg.source).expanduser()
+    if local.exists():
+        return str(local)
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(cfg.source, revision=cfg.revision)
+
+
 def build_model(cfg: ModelConfig) -> StudyModel:
     """Load the model of ``[model]``.
 
@@ -60,7 +76,7 @@ def build_model(cfg: ModelConfig) -> StudyModel:
             kw["device"] = cfg.device_map
         elif torch.cuda.is_available():
             kw["device"] = "cuda"
-        runner = load_codi(cfg.source, cfg.base, **kw)
+        runner = load_codi(_local_checkpoint(cfg), cfg.base, **kw)
     else:
         import latentprobe
 
