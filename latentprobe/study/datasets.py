@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from latentprobe.errors import StudyError
-from latentprobe.study.config import DataConfig, Study
+from latentprobe.study.config import Study
 
 __all__ = ["StudyData", "load_data", "field_values", "stratified_ids"]
 
@@ -31,7 +31,7 @@ class StudyData:
 def stratified_ids(ids: Sequence[str], strata: Sequence[Any] | None, n: int, seed: int) -> list[str]:
     """``n`` of ``ids`` drawn without replacement, proportionally per stratum (largest remainders), in input order.
 
-    # merge: switch to latentprobe.data.sample (the toy path only; real benchmarks already use it)
+    The toy data's sampler (real benchmarks use :func:`latentprobe.data.sample`).
 
     Examples
     --------
@@ -39,6 +39,7 @@ def stratified_ids(ids: Sequence[str], strata: Sequence[Any] | None, n: int, see
     ...                                                                      ["b", "c"], ["b", "d"])
     True
     """
+    # merge: switch to latentprobe.data.sample once toy examples convert to latentprobe.data.Example
     from latentprobe.seeding import numpy_rng
 
     ids = list(ids)
@@ -98,11 +99,13 @@ def _real(study: Study) -> tuple[Any, pd.DataFrame]:
                          "loaders (latentprobe.data.load_benchmark); use benchmark = \"toy\" or update "
                          "latentprobe.") from None
     examples: list[Any] = []
+    bench: dict[str, str] = {}
     for d in study.data:
         ex = load_benchmark(d.benchmark, d.root, **dict(d.options))
         if d.n is not None:
             ex = sample(ex, d.n, by=d.by, seed=d.seed).examples
         examples.extend(ex)
+        bench.update((e.example_id, d.benchmark) for e in ex)
     if study.sample is not None:
         examples = sample(examples, study.sample.n, by=study.sample.by, seed=study.sample.seed).examples
     _unique(study, [e.example_id for e in examples])
@@ -111,14 +114,10 @@ def _real(study: Study) -> tuple[Any, pd.DataFrame]:
                           messages=None if p is None or p.messages is None else [dict(m) for m in p.messages],
                           max_pixels=None if p is None else p.max_pixels)
     frame = pd.DataFrame({"example_id": [e.example_id for e in examples],
-                          "benchmark": [_benchmark_of(study.data, e) for e in examples],
+                          "benchmark": [bench[e.example_id] for e in examples],
                           "source": [e.source for e in examples], "category": [e.category for e in examples],
                           "gold": [e.gold for e in examples]})
     return inputs, frame
-
-
-def _benchmark_of(data: Sequence[DataConfig], example: Any) -> str:
-    return data[0].benchmark if len(data) == 1 else str(example.source or "")
 
 
 def _unique(study: Study, ids: list[str]) -> None:
