@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from latentprobe.atomic import atomic_write_text
-from latentprobe.errors import LatentProbeError, StudyError
+from latentprobe.errors import LatentProbeError, LatentProbeWarning, StudyError
 from latentprobe.study.config import Study
 from latentprobe.study.datasets import StudyData, field_values
 
@@ -104,6 +105,10 @@ def scoring(fn: Callable[..., Any], ctx: Context) -> dict[str, Any]:
     # until then they compare answers with their own exact match and this returns no argument.
     """
     if "scorer" not in inspect.signature(fn).parameters:
+        if ctx.study.generation.scorer != "exact":
+            warnings.warn(f"{ctx.study.path}: [generation] scorer = {ctx.study.generation.scorer!r} is not applied: "
+                          f"this version's {fn.__name__} compares answers by exact match.", LatentProbeWarning,
+                          stacklevel=2)
         return {}
     from latentprobe.scoring import scorer_from_name
 

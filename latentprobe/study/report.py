@@ -74,7 +74,7 @@ def build_report(out_dir: str | Path) -> Path:
     if len(sample):
         counts = sample.fillna({"category": "-", "source": "-"}).groupby(["benchmark", "source", "category"],
                                                                           dropna=False).size()
-        rep.add_table(counts.reset_index(name="n"), caption="Sampled examples per benchmark, source and category "
+        _table(rep, counts.reset_index(name="n"), caption="Sampled examples per benchmark, source and category "
                       "(ids in sample.csv).")
     unfinished = [a for a in cfg.get("analyses", {}) if cfg["analyses"].get(a) is not None and a not in tables]
     if unfinished:
@@ -106,7 +106,7 @@ def _xz(rep: Any, t: dict[str, pd.DataFrame]) -> None:
     base = s[(s.source != "latent") & (s.layer == layer)] if layer is not None else s[s.source != "latent"]
     cols = [c for c in ("perturbation", "source", "metric", "estimate", "ci_low", "ci_high", "n") if c in s]
     if len(base):
-        rep.add_table(base[cols], caption="Baselines: the same comparison for prompt-token states.")
+        _table(rep, base[cols], caption="Baselines: the same comparison for prompt-token states.")
     _dropped(rep, t["dropped"])
 
 
@@ -123,7 +123,7 @@ def _zy(rep: Any, t: dict[str, pd.DataFrame]) -> None:
                      "effect is an out-of-distribution reference, not a clean ablation.", title="no_latents")
     cols = [c for c in ("intervention", "mode", "metric", "estimate", "ci_low", "ci_high", "n", "p_value") if c in s]
     if len(s):
-        rep.add_table(s[s.metric.isin(["accuracy", "accuracy_change", "flip_rate"])][cols],
+        _table(rep, s[s.metric.isin(["accuracy", "accuracy_change", "flip_rate"])][cols],
                       caption="Accuracy change vs the control (McNemar exact p) and flip rate.")
     _dropped(rep, t["dropped"])
 
@@ -138,7 +138,7 @@ def _med(rep: Any, t: dict[str, pd.DataFrame]) -> None:
                        "input clean, latents from the treated run; NDE: input treated, latents held clean. Whiskers "
                        "are 95% paired bootstrap intervals.")
         cols = [c for c in ("effect", "kind", "estimate", "ci_low", "ci_high", "n", "p_value", "note") if c in s]
-        rep.add_table(s[cols], caption="Effects, their interaction and the four condition means.")
+        _table(rep, s[cols], caption="Effects, their interaction and the four condition means.")
     _dropped(rep, t["dropped"])
 
 
@@ -152,7 +152,7 @@ def _probes(rep: Any, t: dict[str, pd.DataFrame]) -> None:
     if len(s):
         best = s.sort_values(["target", "score"]).groupby("target").tail(1)
         cols = [c for c in ("target", "layer", "step", "score", "selectivity", "chance", "majority") if c in s]
-        rep.add_table(best[cols], caption="The best cell per target, with its selectivity over the control task.")
+        _table(rep, best[cols], caption="The best cell per target, with its selectivity over the control task.")
     rep.add_note("A probe's accuracy shows that information is linearly decodable, not that the model uses it.")
     for _, r in t["skipped"].iterrows():
         rep.add_note(f"{r['target']}: {r['reason']}", kind="warning", title="Probe skipped")
@@ -165,7 +165,7 @@ def _collapse(rep: Any, t: dict[str, pd.DataFrame]) -> None:
     if len(c):
         rep.add_figure(viz.collapse_bars(c), caption="Within-instance and across-instance cosine and effective "
                        "rank of the latents next to the baselines, raw and centred.")
-        rep.add_table(c, caption="Collapse statistics (one row per source and centring).")
+        _table(rep, c, caption="Collapse statistics (one row per source and centring).")
     if len(m):
         k = int(m.step_a.max()) + 1
         mat = m.sort_values(["step_a", "step_b"]).cosine.to_numpy().reshape(k, k)
@@ -174,10 +174,14 @@ def _collapse(rep: Any, t: dict[str, pd.DataFrame]) -> None:
     rep.add_note("A high cosine after centring is not by itself collapse; compare with the baselines.")
 
 
+def _table(rep: Any, frame: pd.DataFrame, caption: str) -> None:
+    rep.add_table(frame.reset_index(drop=True), caption=caption, index=False)
+
+
 def _dropped(rep: Any, dropped: pd.DataFrame) -> None:
     if len(dropped):
         counts = dropped.groupby(["condition", "reason"]).size().reset_index(name="n")
-        rep.add_table(counts, caption="Examples left out, per condition and reason (dropped.csv).")
+        _table(rep, counts, caption="Examples left out, per condition and reason (dropped.csv).")
 
 
 _SECTIONS = {"x_to_z": _xz, "z_to_y": _zy, "decompose": _med, "probes": _probes, "collapse": _collapse}

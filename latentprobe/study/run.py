@@ -68,10 +68,25 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _diff(stored: Any, new: Any) -> str:
-    from latentprobe.sweep.keys import config_diff
+def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out or {prefix: {}}
+    if isinstance(obj, list) and any(isinstance(v, (dict, list)) for v in obj):
+        out = {}
+        for i, v in enumerate(obj):
+            out.update(_flat(v, f"{prefix}[{i}]"))
+        return out
+    return {prefix: obj}
 
-    lines = config_diff(stored, new)
+
+def _diff(stored: Any, new: Any) -> str:
+    """What differs between two configs, key by key (``data[0].n: 8 -> 10``), at most five keys."""
+    a, b = _flat(stored or {}), _flat(new or {})
+    lines = [f"{k}: {a.get(k, '<absent>')!r:.60} -> {b.get(k, '<absent>')!r:.60}"
+             for k in sorted(set(a) | set(b)) if a.get(k, "<absent>") != b.get(k, "<absent>")]
     return "; ".join(lines[:5]) + (f"; and {len(lines) - 5} more" if len(lines) > 5 else "")
 
 

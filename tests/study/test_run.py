@@ -127,3 +127,38 @@ def test_changed_study_other_model_and_foreign_folder_are_refused(toy_run, tmp_p
     code, text = _cli("run", str(TOY), "--out", str(foreign))
     assert code == 2 and "not a study folder" in text, text
     assert len(text.strip().splitlines()) == 1
+
+
+SMALL = """
+[study]
+name = "small"
+[model]
+source = "toy:mediated"
+[data]
+benchmark = "toy"
+n = 8
+[generation]
+max_new_tokens = 8
+n_boot = 50
+[analyses.collapse]
+[output]
+traces = true
+"""
+
+
+def test_traces_no_report_and_overwrite(tmp_path):
+    study = tmp_path / "small.toml"
+    study.write_text(SMALL)
+    out = tmp_path / "out"
+    code, text = _cli("run", str(study), "--out", str(out), "--no-report", "--quiet")
+    assert code == 0 and "report:" not in text, text
+    assert (out / "collapse" / "trace").is_dir() and not (out / "report.html").exists()
+    (out / "collapse" / "mine.txt").write_text("kept? no: the analysis folder belongs to the study")
+    study.write_text(SMALL.replace("n = 8", "n = 10"))
+    code, text = _cli("run", str(study), "--out", str(out), "--quiet")
+    assert code == 2 and "data[0].n: 8 -> 10" in text, text
+    code, text = _cli("run", str(study), "--out", str(out), "--overwrite", "--quiet")
+    assert code == 0 and (out / "report.html").is_file(), text
+    import pandas as pd
+
+    assert len(pd.read_csv(out / "sample.csv")) == 10 and not (out / "collapse" / "mine.txt").exists()
