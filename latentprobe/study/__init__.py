@@ -4,7 +4,7 @@
 (:func:`build_model`) and the sampled data (:func:`load_data`), runs every ``[analyses.*]`` into
 its own sub-folder of ``DIR`` (:func:`run_study`; a killed run resumes when re-run) and writes
 ``DIR/report.html``; ``latentprobe report DIR`` rebuilds the report from the folder alone
-(:func:`build_report`). The schema is documented in :mod:`latentprobe.study.config` and
+(:func:`build_report`); :func:`load_result` reads an analysis's result object back. The schema is documented in :mod:`latentprobe.study.config` and
 ``examples/studies/README.md``.
 
 This package may import :mod:`latentprobe.toy` (``source = "toy:<variant>"``); core modules never
@@ -17,8 +17,9 @@ from latentprobe.study.config import (BENCHMARK_NAMES, INTERVENTIONS, MODES, PER
 from latentprobe.study.datasets import StudyData, load_data
 from latentprobe.study.models import StudyModel, build_model
 from latentprobe.study.report import build_report
+from latentprobe.study.results import load_result
 from latentprobe.study.run import StudyRun, config_fingerprint, run_study
 
 __all__ = ["StudyError", "Study", "load_study", "StudyModel", "build_model", "StudyData", "load_data", "StudyRun",
-           "run_study", "config_fingerprint", "build_report", "BENCHMARK_NAMES", "PERTURBATIONS",
+           "run_study", "config_fingerprint", "build_report", "load_result", "BENCHMARK_NAMES", "PERTURBATIONS",
            "TOY_PERTURBATIONS", "INTERVENTIONS", "MODES", "SCORERS"]

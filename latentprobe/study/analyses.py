@@ -22,11 +22,12 @@ from latentprobe.atomic import atomic_write_text
 from latentprobe.errors import LatentProbeError, LatentProbeWarning, StudyError
 from latentprobe.study.config import Study
 from latentprobe.study.datasets import StudyData, field_values
+from latentprobe.study.results import read_frame, write_extras
 
 __all__ = ["Context", "ANALYSIS_RUNNERS", "TABLES", "write_table", "read_table", "perturbation"]
 
 #: The tables each analysis folder holds (CSV), in report order.
-TABLES = {"x_to_z": ("summary", "rows", "dropped", "across"), "z_to_y": ("summary", "rows", "dropped"),
+TABLES = {"x_to_z": ("summary", "rows", "dropped", "across", "status"), "z_to_y": ("summary", "rows", "dropped"),
           "decompose": ("summary", "rows", "dropped"), "probes": ("scores", "skipped"),
           "collapse": ("collapse", "step_matrix")}
 
@@ -38,13 +39,7 @@ def write_table(folder: Path, name: str, frame: pd.DataFrame) -> Path:
 
 def read_table(folder: Path, name: str) -> pd.DataFrame:
     """Read ``folder/name.csv`` back (an empty frame when the file is empty or absent)."""
-    path = folder / f"{name}.csv"
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame()
-    try:
-        return pd.read_csv(path, keep_default_na=True)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
+    return read_frame(folder / f"{name}.csv")
 
 
 class Context:
@@ -119,7 +114,7 @@ def scoring(fn: Callable[..., Any], ctx: Context) -> dict[str, Any]:
     return {"scorer": scorer_from_name(name, **opts)}
 
 
-def _x_to_z(ctx: Context, folder: Path) -> dict[str, pd.DataFrame]:
+def _x_to_z(ctx: Context, folder: Path) -> tuple[dict[str, pd.DataFrame], Any]:
     from latentprobe.causal import x_to_z
 
     cfg = ctx.study.analyses.x_to_z
@@ -128,10 +123,11 @@ def _x_to_z(ctx: Context, folder: Path) -> dict[str, pd.DataFrame]:
                  baselines=cfg.baselines, out_dir=folder, max_new_tokens=ctx.study.generation.max_new_tokens,
                  **ctx.common(), **scoring(x_to_z, ctx))
     ctx.save_trace(folder, cfg.save_trace)
-    return {"summary": res.summary, "rows": res.rows, "dropped": res.dropped, "across": res.across}
+    return {"summary": res.summary, "rows": res.rows, "dropped": res.dropped, "across": res.across,
+            "status": res.status}, res
 
 
-def _z_to_y(ctx: Context, folder: Path) -> dict[str, pd.DataFrame]:
+def _z_to_y(ctx: Context, folder: Path) -> tuple[dict[str, pd.DataFrame], Any]:
     from latentprobe.causal import default_interventions, z_to_y
 
     cfg = ctx.study.analyses.z_to_y
@@ -145,10 +141,10 @@ def _z_to_y(ctx: Context, folder: Path) -> dict[str, pd.DataFrame]:
     res = z_to_y(ctx.model.runner, ctx.trace, chosen, modes=cfg.modes, gold=ctx.inputs, layers=list(cfg.layers),
                  out_dir=folder, **ctx.common(), **scoring(z_to_y, ctx))
     ctx.save_trace(folder, cfg.save_trace)
-    return {"summary": res.summary, "rows": res.rows, "dropped": res.dropped}
+    return {"summary": res.summary, "rows": res.rows, "dropped": res.dropped}, res
 
 
-def _decompose(ctx: Context, folder: Path) -> dict[str, pd.DataFrame]:
+def _decompose(ctx: Context, folder: Path) -> tuple[dict[str, pd.DataFrame], Any]:
     from latentprobe.causal import decompose
 
     cfg = ctx.study.analyses.decompose
@@ -156,10 +152,10 @@ def _decompose(ctx: Context, folder: Path) -> dict[str, pd.DataFrame]:
                     outcome=cfg.outcome, out_dir=folder, max_new_tokens=ctx.study.generation.max_new_tokens,
                     **ctx.common(), **scoring(decompose, ctx))
     ctx.save_trace(folder, cfg.save_trace)
-    return {"summary": res.summary.assign(treatment=cfg.treatment), "rows": res.rows, "dropped": res.dropped}
+    return {"summary": res.summary, "rows": res.rows, "dropped": res.dropped}, res
 
 
-def _probes(ctx: Context, folder: Path) -> dict[str, pd.DataFrame]:
+def _probes(ctx: Context, folder: Path) -> tuple[dict[str, pd.DataFrame], Any]:
     from latentprobe.probing import probe_sweep
 
     cfg, trace = ctx.study.analyses.probes, ctx.trace
@@ -187,10 +183,10 @@ def _probes(ctx: Context, folder: Path) -> dict[str, pd.DataFrame]:
             skipped.append({"target": target, "reason": " ".join(str(err).split())})
     ctx.save_trace(folder, cfg.save_trace)
     return {"scores": pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
-            "skipped": pd.DataFrame(skipped, columns=["target", "reason"])}
+            "skipped": pd.DataFrame(skipped, columns=["target", "reason"])}, None
 
 
-def _collapse(ctx: Context, folder: Path) -> dict[str, pd.DataFrame]:
+def _collapse(ctx: Context, folder: Path) -> tuple[dict[str, pd.DataFrame], Any]:
     import torch
 
     from latentprobe import geometry
@@ -209,10 +205,10 @@ def _collapse(ctx: Context, folder: Path) -> dict[str, pd.DataFrame]:
     long = pd.DataFrame({"step_a": np.repeat(steps, len(steps)), "step_b": np.tile(steps, len(steps)),
                          "cosine": np.asarray(mat, dtype=float).ravel()})
     ctx.save_trace(folder, ctx.study.analyses.collapse.save_trace)
-    return {"collapse": table, "step_matrix": long}
+    return {"collapse": table, "step_matrix": long}, None
 
 
-ANALYSIS_RUNNERS: dict[str, Callable[[Context, Path], dict[str, pd.DataFrame]]] = {
+ANALYSIS_RUNNERS: dict[str, Callable[[Context, Path], tuple[dict[str, pd.DataFrame], Any]]] = {
     "x_to_z": _x_to_z, "z_to_y": _z_to_y, "decompose": _decompose, "probes": _probes, "collapse": _collapse}
 
 
@@ -222,8 +218,9 @@ def run_analysis(ctx: Context, name: str, folder: Path) -> bool:
     if done.exists():
         return False
     folder.mkdir(parents=True, exist_ok=True)
-    tables = ANALYSIS_RUNNERS[name](ctx, folder)
+    tables, result = ANALYSIS_RUNNERS[name](ctx, folder)
     for tname, frame in tables.items():
         write_table(folder, tname, frame)
+    write_extras(folder, name, result)
     atomic_write_text(done, json.dumps({"analysis": name, "tables": sorted(tables)}, indent=1) + "\n")
     return True

@@ -80,8 +80,8 @@ def build_report(out_dir: str | Path) -> Path:
     if unfinished:
         rep.add_note(f"Not finished: {', '.join(unfinished)}. Re-run the same `latentprobe run` command to resume.",
                      kind="warning", title="Incomplete study")
-    # merge: use Report.add_result(result, title=...) for each analysis once the report work lands and the
-    # result objects can be rebuilt from these tables; the sections below draw the same tables directly.
+    # merge: switch to rep.add_result(load_result(out / name), title=_TITLES[name]) (latentprobe.study.results)
+    # once Report.add_result lands; the sections below draw the same stored tables directly.
     for name, tabs in tables.items():
         rep.add_heading(_TITLES[name])
         _SECTIONS[name](rep, tabs)

@@ -162,3 +162,25 @@ def test_traces_no_report_and_overwrite(tmp_path):
     import pandas as pd
 
     assert len(pd.read_csv(out / "sample.csv")) == 10 and not (out / "collapse" / "mine.txt").exists()
+
+
+def test_results_read_back_from_the_folder(toy_run):
+    import numpy as np
+    import pandas as pd
+
+    from latentprobe import viz
+    from latentprobe.causal import MediationResult, XZResult, ZYResult
+    from latentprobe.probing import ProbeSweepResult
+    from latentprobe.study import load_result
+
+    xz = load_result(toy_run / "x_to_z")
+    assert isinstance(xz, XZResult) and xz.across_matrices and xz.config["analysis"] == "x_to_z"
+    assert xz.rows.example_id.map(type).eq(str).all() and len(xz.status)
+    zy = load_result(toy_run / "z_to_y")
+    assert isinstance(zy, ZYResult) and set(zy.rows.intervention) >= {"zero", "swap", "none"}
+    med = load_result(toy_run / "decompose")
+    assert isinstance(med, MediationResult) and med.effects["NIE"].estimate < -0.5
+    assert np.isclose(med.proportion_mediated, med.summary.set_index("effect").estimate["proportion_mediated"])
+    viz.decomposition_bars(med)
+    assert isinstance(load_result(toy_run / "probes"), ProbeSweepResult)
+    assert isinstance(load_result(toy_run / "collapse"), pd.DataFrame)
