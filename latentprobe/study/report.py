@@ -50,6 +50,12 @@ def build_report(out_dir: str | Path) -> Path:
     ------
     StudyError
         ``out_dir`` is not a study output folder.
+
+    Examples
+    --------
+    >>> from latentprobe.study import build_report
+    >>> build_report("toy-study")                     # doctest: +SKIP
+    PosixPath('toy-study/report.html')
     """
     from latentprobe.report import Report
 

@@ -93,6 +93,13 @@ def load_result(folder: str | Path, analysis: str | None = None) -> Any:
     ------
     StudyError
         The folder holds no finished analysis (no ``done.json``), or the analysis name is unknown.
+
+    Examples
+    --------
+    >>> from latentprobe.study import load_result
+    >>> med = load_result("toy-study/decompose")     # doctest: +SKIP
+    >>> med.effects["NIE"].estimate < 0               # doctest: +SKIP
+    True
     """
     folder = Path(folder)
     name = analysis or folder.name

@@ -144,6 +144,15 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
     ------
     StudyError
         The study file is invalid, or ``out_dir`` holds another study's or another model's results.
+
+    Examples
+    --------
+    >>> from latentprobe.study import run_study
+    >>> res = run_study("examples/studies/toy.toml", "toy-study")      # doctest: +SKIP
+    >>> res.ran                                                          # doctest: +SKIP
+    ('x_to_z', 'z_to_y', 'decompose', 'probes', 'collapse')
+    >>> run_study("examples/studies/toy.toml", "toy-study").skipped    # doctest: +SKIP
+    ('x_to_z', 'z_to_y', 'decompose', 'probes', 'collapse')
     """
     t0 = time.perf_counter()
     say = echo if progress else (lambda *_a, **_k: None)
