@@ -353,6 +353,8 @@ def _model(t: Table) -> ModelConfig:
 
         if source[4:] not in VARIANTS:
             raise t.error("source", f"unknown toy variant {source[4:]!r}", f"use toy:<one of {', '.join(VARIANTS)}>")
+        if preset not in (None, "toy", "toy-text"):
+            raise t.error("preset", f"the toy models run their own spec, not {preset!r}", "remove preset")
     elif preset is None:
         raise t.error("preset", "is missing (needed for a checkpoint)",
                       f"add preset = one of {', '.join(list_presets())}")

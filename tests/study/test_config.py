@@ -88,6 +88,8 @@ BAD = [
     (TOY.replace('name = "t"', 'name = "t"\nseed = "zero"'), "[study] key 'seed': must be an integer"),
     (TOY.replace('name = "t"', 'name = "t"\nfoo = 1'), "[study] key 'foo': unknown key"),
     (TOY.replace('source = "toy:mediated"', 'source = "toy:nope"'), "unknown toy variant 'nope'"),
+    (TOY.replace('source = "toy:mediated"', 'source = "toy:mediated"\npreset = "monet"'),
+     "[model] key 'preset': the toy models run their own spec"),
     (REAL.replace('preset = "monet"', 'preset = "monnet"'), "[model] key 'preset': unknown name 'monnet'"),
     (REAL.replace('preset = "monet"\n', ""), "[model] key 'preset': is missing"),
     (REAL.replace('"vstar"', '"vstarr"'), "[data] key 'benchmark': unknown name 'vstarr'"),
