@@ -131,3 +131,12 @@ def test_cli_prints_bad_study_files_on_one_line_and_exits_2(tmp_path, text, frag
     assert res.exit_code == 2, res.output
     assert len(lines) == 1 and lines[0].startswith("latentprobe: error: StudyError:") and fragment in lines[0]
     assert not out.exists()  # refused before any work
+
+
+def test_published_generation_takes_the_presets_budget(tmp_path):
+    from latentprobe.presets import get_preset
+
+    s = load_study(_write(tmp_path, REAL + "[generation]\npublished = true\nscorer = 'choice'\n"))
+    assert s.generation.max_new_tokens == get_preset("monet").published_generation.max_new_tokens
+    with pytest.raises(StudyError, match="conflicts with published = true"):
+        load_study(_write(tmp_path, REAL + "[generation]\npublished = true\nmax_new_tokens = 8\n"))
