@@ -1,7 +1,8 @@
 """The ``latentprobe`` command.
 
-Errors: a usage error (an option out of range, an unknown variant) prints one line and exits 2; a
-typed failure (any :class:`~latentprobe.errors.LatentProbeError`) prints one line and exits 1. Pass
+Errors: a usage error (an option out of range, an unknown variant) and a bad study file or output
+folder (:class:`~latentprobe.errors.StudyError`) print one line and exit 2; any other typed failure
+(a :class:`~latentprobe.errors.LatentProbeError`) prints one line and exits 1. Pass
 ``--debug`` (before the command) for the full traceback.
 
 Offline use: the shipped toy models need no download. To keep Hugging Face libraries offline, set
@@ -18,7 +19,7 @@ from typing import Any, Sequence
 
 import click
 
-from latentprobe.errors import CLIUsageError, LatentProbeError
+from latentprobe.errors import CLIUsageError, LatentProbeError, StudyError
 
 USAGE_EXIT, FAILURE_EXIT = 2, 1
 
@@ -55,7 +56,7 @@ class _Main(click.Group):
             if debug:
                 raise
             click.echo(f"latentprobe: error: {type(ex).__name__}: {_one_line(str(ex))}", err=True)
-            rv = FAILURE_EXIT
+            rv = USAGE_EXIT if isinstance(ex, StudyError) else FAILURE_EXIT
         rv = rv if isinstance(rv, int) else 0
         if standalone_mode:
             sys.exit(rv)
@@ -150,6 +151,35 @@ def trace_cmd(variant: str, out_dir: Path, n_examples: int) -> None:
     tr = tm.runner().run(tm.prompts(ex), tm.images(ex), example_ids=[e.example_id for e in ex], max_new_tokens=12)
     tr.save(out_dir)
     click.echo(f"{len(tr)} examples, accuracy {tm.accuracy(tr, ex):.3f}; saved to {out_dir}")
+
+
+@main.command("run")
+@click.argument("study_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output folder (re-run the same command to resume a killed run).")
+@click.option("--overwrite", is_flag=True, help="Discard what an earlier study wrote in --out and start again.")
+@click.option("--no-report", is_flag=True, help="Do not write report.html (build it later with `latentprobe report`).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def run_cmd(study_file: Path, out_dir: Path, overwrite: bool, no_report: bool, quiet: bool) -> None:
+    """Run a study file (TOML; see examples/studies/) into --out: tables per analysis and an HTML report."""
+    from latentprobe.study import run_study
+
+    res = run_study(study_file, out_dir, overwrite=overwrite, report=not no_report, progress=not quiet,
+                    echo=click.echo)
+    done = f"ran {', '.join(res.ran) or 'nothing'}" + (f"; already finished: {', '.join(res.skipped)}"
+                                                        if res.skipped else "")
+    click.echo(f"{done} [{res.seconds:.0f} s]; results in {res.out_dir}")
+    if res.report_path is not None:
+        click.echo(f"report: {res.report_path}")
+
+
+@main.command("report")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+def report_cmd(out_dir: Path) -> None:
+    """Rebuild OUT_DIR/report.html from a study's output folder alone."""
+    from latentprobe.study import build_report
+
+    click.echo(f"report: {build_report(out_dir)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -140,3 +140,8 @@ class EmptyAnswersError(LatentProbeError, ValueError):
 
 class CLIUsageError(LatentProbeError, ValueError):
     """A command-line option outside its range or otherwise unusable."""
+
+
+class StudyError(LatentProbeError, ValueError):
+    """A study file (``latentprobe run STUDY.toml``) or output folder that cannot be used; the message names the
+    file, the table and the key, and how to fix it."""

@@ -92,3 +92,26 @@ def test_the_command_sets_no_offline_variable_it_cannot_honour():
     env["HF_HUB_OFFLINE"] = "1"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "True"  # set before start, as docs/gotchas.md says, it takes effect
+
+
+def test_run_and_report_commands_are_listed_with_their_options():
+    code, out = _run(["run", "--help"])
+    assert code == 0 and all(o in out for o in ("--out", "--overwrite", "--no-report"))
+    code, out = _run(["--help"])
+    assert code == 0 and "run" in out and "report" in out
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["run", "missing.toml", "--out", "x"], "missing.toml: no such study file"),
+    (["report", "not-a-study"], "not-a-study holds no study.json"),
+])
+def test_study_errors_are_one_line_and_exit_2(args, fragment, tmp_path):
+    code, out = _run([a if not a.startswith(("missing", "not-a")) else str(tmp_path / a) for a in args])
+    lines = out.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("latentprobe: error: StudyError:"), out
+    assert fragment in lines[0]
+
+
+def test_run_without_out_is_a_usage_error(tmp_path):
+    code, out = _run(["run", str(tmp_path / "s.toml")])
+    assert code == 2 and "Missing option '--out'" in out

@@ -16,7 +16,7 @@ from latentprobe.errors import LatentProbeError, LatentProbeWarning
 PKG = Path(latentprobe.__file__).parent
 MAX_LINES = 500
 # the toy is a client of the core: only these may import it
-TOY_CLIENTS = ("latentprobe.toy", "latentprobe.demo", "latentprobe.cli")
+TOY_CLIENTS = ("latentprobe.toy", "latentprobe.demo", "latentprobe.cli", "latentprobe.study")
 
 
 def _modules() -> dict[str, Path]:

@@ -1,0 +1,487 @@
+"""The study file: one TOML file describing a whole analysis, parsed into frozen dataclasses.
+
+``latentprobe run STUDY.toml --out DIR`` reads it with :mod:`tomllib` and checks every table and key
+before any work is done: an unknown key, a wrong type, a missing root folder or an unknown preset,
+benchmark, scorer, perturbation, intervention or mode name raises :class:`~latentprobe.errors.StudyError`
+naming the file, the table and the key, and how to fix it.
+
+Schema (every key; optional ones show their default)::
+
+    [study]
+    name = "toy-mediation"      # required, free text; recorded in the output folder
+    seed = 0                    # seeds sampling, perturbations, interventions, bootstrap and probes
+    description = ""            # free text, shown in the report
+
+    [model]
+    source = "toy:mediated"     # required: "toy:<variant>" (the shipped toy models), a local folder or a hub id
+    preset = "monet"            # a preset name (`latentprobe presets`); required unless source is toy:
+    dtype = "bfloat16"          # "float32", "bfloat16" or "float16" (default: the checkpoint's)
+    device_map = "auto"         # passed to from_pretrained (optional)
+    revision = "main"           # optional
+    trust_remote_code = false
+    base = "gpt2"               # preset "codi" only: the base model CODI was trained on (required there)
+    num_latents = 6             # preset "codi" only
+
+    [data]                      # or several [[data]] tables, concatenated in order
+    benchmark = "vstar"         # required: a name of latentprobe.data.BENCHMARKS, or "toy"
+    root = "~/data/vstar"       # required for real benchmarks; relative paths resolve against the TOML's folder
+    n = 100                     # optional: sample n examples of this table
+    by = "category"             # stratify that sample by this field; false: no stratification
+    seed = <study.seed>         # the sample's seed
+    split = "test"              # "toy" only: "train" or "test" (the shipped toy data)
+    options = {}                # extra keyword arguments of load_benchmark (e.g. {file = "test.tsv"})
+
+    [sample]                    # optional: sample the concatenated examples of all [[data]] tables
+    n = 100                     # required in [sample]
+    by = "source"               # default "category"; false: no stratification
+    seed = <study.seed>
+
+    [prompt]                    # real benchmarks only (the toy models use their own prompt)
+    template = "{question}\\n{options}\\nAnswer with the option's letter."   # fields {question} {options} {letters}
+    messages = [...]            # instead of template: chat messages (list of tables)
+    max_pixels = 1003520        # optional cap on image size
+
+    [generation]
+    max_new_tokens = 16         # answer budget (greedy decoding)
+    published = false           # true: max_new_tokens from the preset's published settings
+    scorer = "exact"            # "choice", "numeric" or "exact"
+    batch_size = 8
+    chunk_size = 16             # examples per stored unit of a resumable analysis
+    n_boot = 1000               # bootstrap resamples of every interval
+
+    [analyses.x_to_z]           # each [analyses.*] table present runs that analysis
+    perturbations = ["image_swap", "blank_image"]   # required; see PERTURBATIONS
+    layers = "all"              # "all" or a list of residual layers (0 = the fed latent)
+    baselines = true            # also compare prompt-token states (all prompt positions at all layers are
+                                # captured: turn off for prompts with thousands of image tokens)
+    save_trace = false          # save the clean run's trace in the analysis folder (every analysis has it)
+
+    [analyses.z_to_y]
+    interventions = ["zero", "replace_noise", "no_latents"]   # required; see INTERVENTIONS
+    modes = ["propagate", "redecode"]                         # see MODES
+    layers = [0]
+    save_trace = false
+
+    [analyses.decompose]
+    treatment = "blank_image"   # required: a perturbation name
+    against = "clean"           # "clean" or "treated"
+    outcome = "correct"         # "correct" or "gold_logprob"
+    save_trace = false
+
+    [analyses.probes]
+    targets = ["category"]      # required: example fields (meta or attributes) to decode from the latents
+    layers = "all"              # "all" or a list of residual layers
+    steps = "all"               # "all" or a list of latent steps
+    n_splits = 4
+    controls = true
+    save_trace = false
+
+    [analyses.collapse]
+    save_trace = false
+
+    [output]
+    traces = false              # save the clean trace in every analysis folder
+
+Refinements of the first draft of this schema: intervention and perturbation names are the
+library's own (``replace_noise`` for Gaussian replacement, ``blank_image`` for a blind input,
+``image_swap`` for shuffled images); ``[sample]`` samples across several ``[[data]]`` tables (e.g.
+instances stratified by ``source``); ``[model] base``/``num_latents`` load CODI checkpoints.
+
+Examples
+--------
+>>> import pathlib, tempfile
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (d / "s.toml").write_text('[study]\\nname="t"\\n[model]\\nsource="toy:mediated"\\n'
+...                               '[data]\\nbenchmark="toy"\\nn=8\\n[analyses.collapse]\\n')
+>>> load_study(d / "s.toml").analyses.collapse is not None
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from latentprobe.errors import StudyError
+from latentprobe.study._toml import Table
+
+__all__ = ["Study", "StudyInfo", "ModelConfig", "DataConfig", "SampleConfig", "PromptConfig", "GenerationConfig",
+           "XZConfig", "ZYConfig", "DecomposeConfig", "ProbesConfig", "CollapseConfig", "Analyses", "load_study",
+           "BENCHMARK_NAMES", "PERTURBATIONS", "TOY_PERTURBATIONS", "INTERVENTIONS", "MODES", "SCORERS", "DTYPES"]
+
+# merge: switch to latentprobe.data.BENCHMARKS
+BENCHMARK_NAMES = ("vstar", "hrbench4k", "hrbench8k", "mme-realworld-lite", "tablevqa", "vsp", "vlmevalkit-tsv",
+                   "gsm8k-aug", "prosqa", "jsonl", "hf-disk")
+#: Perturbations of any image benchmark (:mod:`latentprobe.perturbations`); names as each class's ``name``.
+PERTURBATIONS = ("image_swap", "blank_image", "noise_image", "occlude", "question_swap", "instance_swap")
+#: Perturbations that need the toy data's ground truth (:mod:`latentprobe.toy.perturbations`).
+TOY_PERTURBATIONS = ("counterfactual", "occlude_target")
+#: The interventions of :func:`latentprobe.causal.default_interventions`.
+INTERVENTIONS = ("shared_tensor", "add_noise", "replace_noise", "near_zero", "zero", "mean_ablate", "repeat_first",
+                 "no_latents", "random_direction", "swap", "swap_placebo")
+MODES = ("replay", "propagate", "redecode")
+SCORERS = ("choice", "numeric", "exact")
+DTYPES = ("float32", "bfloat16", "float16")
+ANALYSES = ("x_to_z", "z_to_y", "decompose", "probes", "collapse")
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    name: str
+    seed: int = 0
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    source: str
+    preset: str | None = None
+    dtype: str | None = None
+    device_map: str | None = None
+    revision: str | None = None
+    trust_remote_code: bool = False
+    base: str | None = None
+    num_latents: int | None = None
+
+    @property
+    def toy_variant(self) -> str | None:
+        """The toy variant of ``source = "toy:<variant>"``, else ``None``."""
+        return self.source[4:] if self.source.startswith("toy:") else None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    benchmark: str
+    root: str | None = None
+    n: int | None = None
+    by: str | None = "category"
+    seed: int = 0
+    split: str = "test"
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    n: int
+    by: str | None = "category"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    template: str | None = None
+    messages: tuple[Mapping[str, Any], ...] | None = None
+    max_pixels: int | None = None
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    max_new_tokens: int = 16
+    published: bool = False
+    scorer: str = "exact"
+    batch_size: int = 8
+    chunk_size: int = 16
+    n_boot: int = 1000
+
+
+@dataclass(frozen=True)
+class XZConfig:
+    perturbations: tuple[str, ...]
+    layers: tuple[int, ...] | None = None
+    baselines: bool = True
+    save_trace: bool = False
+
+
+@dataclass(frozen=True)
+class ZYConfig:
+    interventions: tuple[str, ...]
+    modes: tuple[str, ...] = ("propagate", "redecode")
+    layers: tuple[int, ...] = (0,)
+    save_trace: bool = False
+
+
+@dataclass(frozen=True)
+class DecomposeConfig:
+    treatment: str
+    against: str = "clean"
+    outcome: str = "correct"
+    save_trace: bool = False
+
+
+@dataclass(frozen=True)
+class ProbesConfig:
+    targets: tuple[str, ...]
+    layers: tuple[int, ...] | None = None
+    steps: tuple[int, ...] | None = None
+    n_splits: int = 4
+    controls: bool = True
+    save_trace: bool = False
+
+
+@dataclass(frozen=True)
+class CollapseConfig:
+    save_trace: bool = False
+
+
+@dataclass(frozen=True)
+class Analyses:
+    x_to_z: XZConfig | None = None
+    z_to_y: ZYConfig | None = None
+    decompose: DecomposeConfig | None = None
+    probes: ProbesConfig | None = None
+    collapse: CollapseConfig | None = None
+
+    def enabled(self) -> list[str]:
+        """Names of the analyses the study runs, in running order."""
+        return [a for a in ANALYSES if getattr(self, a) is not None]
+
+
+@dataclass(frozen=True)
+class Study:
+    """A parsed, validated study file. ``path`` is the file it was read from."""
+
+    path: Path
+    study: StudyInfo
+    model: ModelConfig
+    data: tuple[DataConfig, ...]
+    analyses: Analyses
+    generation: GenerationConfig = GenerationConfig()
+    prompt: PromptConfig | None = None
+    sample: SampleConfig | None = None
+    traces: bool = False
+
+    @property
+    def is_toy_data(self) -> bool:
+        return all(d.benchmark == "toy" for d in self.data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved configuration (defaults filled in, paths resolved) as plain JSON-able data."""
+        d = dataclasses.asdict(self)
+        d.pop("path")
+        return _plain(d)
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def load_study(path: str | Path, *, check_paths: bool = True) -> Study:
+    """Read and validate a study file.
+
+    Parameters
+    ----------
+    path : path
+        The TOML file.
+    check_paths : bool
+        Check that every ``[data] root`` folder exists (turn off only to validate a study file on a
+        machine without the data, e.g. in CI).
+
+    Returns
+    -------
+    Study
+
+    Raises
+    ------
+    StudyError
+        The file is missing or not TOML, or a table or key is wrong: the message names the file, table
+        and key and says how to fix it.
+    """
+    file = Path(path).expanduser()
+    try:
+        with open(file, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise StudyError(f"{file}: no such study file; give the path of a .toml file (see examples/studies/).") from None
+    except tomllib.TOMLDecodeError as err:
+        raise StudyError(f"{file}: not valid TOML ({err}); fix the syntax at that line.") from None
+    except OSError as err:
+        raise StudyError(f"{file}: cannot be read ({err.strerror}); check the path and permissions.") from None
+    top = Table(file, "top level", raw)
+    for key in ("study", "model", "data", "analyses"):
+        if key not in raw:
+            raise top.error(None, f"the [{key}] table is missing", f"add a [{key}] table (see examples/studies/)")
+    info = _study(Table(file, "study", top.get("study", dict)))
+    model = _model(Table(file, "model", top.get("model", dict)))
+    data = _data(file, top.get("data", (dict, list)), info.seed, check_paths)
+    sample = None
+    if "sample" in raw:
+        t = Table(file, "sample", top.get("sample", dict))
+        sample = SampleConfig(n=t.get("n", int, min_value=1), by=t.by(), seed=t.get("seed", int, info.seed))
+        t.done()
+    toy_data = all(d.benchmark == "toy" for d in data)
+    if any(d.benchmark == "toy" for d in data) and not toy_data:
+        raise top.error(None, "toy and real benchmarks are mixed in [[data]]", "use one kind per study")
+    if toy_data != (model.toy_variant is not None):
+        raise StudyError(f"{file}: [model] key 'source' and [data] key 'benchmark': the toy data need a toy model "
+                         f"and the reverse; use source = \"toy:<variant>\" with benchmark = \"toy\", or neither.")
+    prompt = _prompt(Table(file, "prompt", top.get("prompt", dict))) if "prompt" in raw else None
+    if prompt is not None and toy_data:
+        raise top.error("prompt", "the toy models use their own prompt", "remove the [prompt] table")
+    gen = _generation(Table(file, "generation", top.get("generation", dict, {})), model)
+    analyses = _analyses(file, top.get("analyses", dict), toy_data)
+    traces = False
+    if "output" in raw:
+        t = Table(file, "output", top.get("output", dict))
+        traces = t.get("traces", bool, False)
+        t.done()
+    top.done(("study", "model", "data", "sample", "prompt", "generation", "analyses", "output"))
+    return Study(path=file.resolve(), study=info, model=model, data=data, analyses=analyses, generation=gen,
+                 prompt=prompt, sample=sample, traces=traces)
+
+
+def _study(t: Table) -> StudyInfo:
+    info = StudyInfo(name=t.get("name", str), seed=t.get("seed", int, 0, min_value=0),
+                     description=t.get("description", str, ""))
+    t.done()
+    return info
+
+
+def _model(t: Table) -> ModelConfig:
+    from latentprobe.presets import list_presets
+
+    source = t.get("source", str, hint='"toy:mediated", a local folder or a hub id')
+    preset = t.get("preset", str, None, choices=tuple(list_presets()))
+    if source.startswith("toy:"):
+        from latentprobe.toy.model import VARIANTS
+
+        if source[4:] not in VARIANTS:
+            raise t.error("source", f"unknown toy variant {source[4:]!r}", f"use toy:<one of {', '.join(VARIANTS)}>")
+        if preset not in (None, "toy", "toy-text"):
+            raise t.error("preset", f"the toy models run their own spec, not {preset!r}", "remove preset")
+    elif preset is None:
+        raise t.error("preset", "is missing (needed for a checkpoint)",
+                      f"add preset = one of {', '.join(list_presets())}")
+    cfg = ModelConfig(source=source, preset=preset, dtype=t.get("dtype", str, None, choices=DTYPES),
+                      device_map=t.get("device_map", str, None), revision=t.get("revision", str, None),
+                      trust_remote_code=t.get("trust_remote_code", bool, False), base=t.get("base", str, None),
+                      num_latents=t.get("num_latents", int, None, min_value=1))
+    if preset == "codi" and cfg.base is None:
+        raise t.error("base", "is missing (a CODI checkpoint holds only LoRA and projection weights)",
+                      'add base = "gpt2" (or the base model it was trained on)')
+    if preset != "codi" and (cfg.base is not None or cfg.num_latents is not None):
+        raise t.error("base" if cfg.base is not None else "num_latents", "applies to preset \"codi\" only",
+                      "remove it")
+    t.done()
+    return cfg
+
+
+def _data(file: Path, raw: Any, seed: int, check_paths: bool) -> tuple[DataConfig, ...]:
+    tables = [raw] if isinstance(raw, dict) else list(raw)
+    if not tables:
+        raise StudyError(f"{file}: [[data]]: no data table; add a [data] table with benchmark = ...")
+    out = []
+    for i, r in enumerate(tables):
+        t = Table(file, "data" if isinstance(raw, dict) else f"data #{i + 1}", r)
+        bench = t.get("benchmark", str, choices=("toy",) + BENCHMARK_NAMES)
+        root = t.get("root", str, None)
+        if bench != "toy":
+            if root is None:
+                raise t.error("root", "is missing", "give the folder holding the benchmark's files")
+            rp = Path(root).expanduser()
+            rp = rp if rp.is_absolute() else (file.parent / rp)
+            root = str(rp.resolve())
+            if check_paths and not rp.exists():
+                raise t.error("root", f"folder {rp} does not exist",
+                              "download the benchmark there (see examples/studies/README.md) or fix the path")
+        elif root is not None:
+            raise t.error("root", "the toy data are generated, not read", "remove root")
+        split = t.get("split", str, "test", choices=("train", "test"))
+        if bench != "toy" and "split" in t.raw:
+            raise t.error("split", "applies to the toy data only", "pass loader options in options = {...}")
+        options = t.get("options", dict, {})
+        out.append(DataConfig(benchmark=bench, root=root, n=t.get("n", int, None, min_value=1), by=t.by(),
+                              seed=t.get("seed", int, seed), split=split, options=dict(options)))
+        t.done()
+    return tuple(out)
+
+
+def _prompt(t: Table) -> PromptConfig:
+    template = t.get("template", str, None)
+    messages = t.get("messages", list, None)
+    if (template is None) == (messages is None):
+        raise t.error("template", "give exactly one of template and messages", "keep one of the two keys")
+    if template is not None:
+        for field in _format_fields(t, template):
+            if field not in ("question", "options", "letters"):
+                raise t.error("template", f"unknown field {{{field}}}", "use {question}, {options} and {letters}")
+    if messages is not None and not all(isinstance(m, dict) and "role" in m and "content" in m for m in messages):
+        raise t.error("messages", "every message needs role and content", 'write {role = "user", content = "..."}')
+    cfg = PromptConfig(template=template, messages=None if messages is None else tuple(messages),
+                       max_pixels=t.get("max_pixels", int, None, min_value=1))
+    t.done()
+    return cfg
+
+
+def _format_fields(t: Table, template: str) -> list[str]:
+    import string
+
+    try:
+        return [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as err:
+        raise t.error("template", f"is not a format string ({err})", "write braces as {{ and }}") from None
+
+
+def _generation(t: Table, model: ModelConfig) -> GenerationConfig:
+    published = t.get("published", bool, False)
+    mnt = t.get("max_new_tokens", int, None, min_value=1)
+    if published and mnt is not None:
+        raise t.error("max_new_tokens", "conflicts with published = true", "remove one of the two")
+    if published:
+        from latentprobe.presets import get_preset
+
+        if model.preset is None or get_preset(model.preset).published_generation is None:
+            raise t.error("published", f"preset {model.preset!r} has no published settings",
+                          "set max_new_tokens instead")
+        mnt = get_preset(model.preset).published_generation.max_new_tokens
+    cfg = GenerationConfig(max_new_tokens=mnt or 16, published=published,
+                           scorer=t.get("scorer", str, "exact", choices=SCORERS),
+                           batch_size=t.get("batch_size", int, 8, min_value=1),
+                           chunk_size=t.get("chunk_size", int, 16, min_value=1),
+                           n_boot=t.get("n_boot", int, 1000, min_value=0))
+    t.done()
+    return cfg
+
+
+def _analyses(file: Path, raw: dict, toy: bool) -> Analyses:
+    top = Table(file, "analyses", raw)
+    perts = PERTURBATIONS + (TOY_PERTURBATIONS if toy else ())
+    found: dict[str, Any] = {}
+    for name in ANALYSES:
+        if name not in raw:
+            continue
+        t = Table(file, f"analyses.{name}", top.get(name, dict))
+        save = t.get("save_trace", bool, False)
+        if name == "x_to_z":
+            found[name] = XZConfig(perturbations=t.names("perturbations", perts), layers=t.ints_or_all("layers"),
+                                   baselines=t.get("baselines", bool, True), save_trace=save)
+        elif name == "z_to_y":
+            found[name] = ZYConfig(interventions=t.names("interventions", INTERVENTIONS),
+                                   modes=t.names("modes", MODES, ("propagate", "redecode")),
+                                   layers=t.ints_or_all("layers", (0,)) or (0,), save_trace=save)
+        elif name == "decompose":
+            found[name] = DecomposeConfig(treatment=t.get("treatment", str, choices=perts),
+                                          against=t.get("against", str, "clean", choices=("clean", "treated")),
+                                          outcome=t.get("outcome", str, "correct",
+                                                        choices=("correct", "gold_logprob")), save_trace=save)
+        elif name == "probes":
+            targets = t.get("targets", list)
+            if not targets or not all(isinstance(x, str) and x for x in targets):
+                raise t.error("targets", f"must be a non-empty list of field names, got {targets!r}",
+                              'write e.g. targets = ["category"]')
+            found[name] = ProbesConfig(targets=tuple(targets), layers=t.ints_or_all("layers"),
+                                       steps=t.ints_or_all("steps"), n_splits=t.get("n_splits", int, 4, min_value=2),
+                                       controls=t.get("controls", bool, True), save_trace=save)
+        else:
+            found[name] = CollapseConfig(save_trace=save)
+        t.done()
+    top.done(ANALYSES)
+    if not found:
+        raise top.error(None, "no analysis", f"add at least one [analyses.<name>] table ({', '.join(ANALYSES)})")
+    return Analyses(**found)

@@ -1,0 +1,159 @@
+"""The study's data: ``[data]`` / ``[[data]]`` and ``[sample]`` -> one :class:`~latentprobe.perturbations.InputSet`.
+
+``benchmark = "toy"`` takes the shipped toy model's own examples (``ToyModel.examples(split)``) and
+inputs (:func:`latentprobe.toy.toy_inputs`), as ``latentprobe demo`` does; their ``category`` is the
+question template. Real benchmarks go through :func:`latentprobe.data.load_benchmark`,
+:func:`latentprobe.data.sample` and :func:`latentprobe.data.to_input_set`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from latentprobe.errors import StudyError
+from latentprobe.study.config import Study
+
+__all__ = ["StudyData", "load_data", "field_values", "stratified_ids"]
+
+
+@dataclass(frozen=True, eq=False)
+class StudyData:
+    """The sampled inputs and ``sample`` (``example_id, benchmark, source, category, gold``: ``sample.csv``)."""
+
+    inputs: Any
+    sample: pd.DataFrame
+
+
+def stratified_ids(ids: Sequence[str], strata: Sequence[Any] | None, n: int, seed: int) -> list[str]:
+    """``n`` of ``ids`` drawn without replacement, proportionally per stratum (largest remainders), in input order.
+
+    The toy data's sampler (real benchmarks use :func:`latentprobe.data.sample`).
+
+    Examples
+    --------
+    >>> stratified_ids(["a", "b", "c", "d"], ["x", "x", "y", "y"], 2, seed=0) in (["a", "c"], ["a", "d"],
+    ...                                                                      ["b", "c"], ["b", "d"])
+    True
+    """
+    # merge: switch to latentprobe.data.sample once toy examples convert to latentprobe.data.Example
+    from latentprobe.seeding import numpy_rng
+
+    ids = list(ids)
+    if n >= len(ids):
+        return ids
+    keys = ["all"] * len(ids) if strata is None else [str(s) for s in strata]
+    groups: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    quota = {k: n * len(v) / len(ids) for k, v in groups.items()}
+    take = {k: int(q) for k, q in quota.items()}
+    for k in sorted(groups, key=lambda k: (-(quota[k] - take[k]), k))[: n - sum(take.values())]:
+        take[k] += 1
+    chosen: list[int] = []
+    for k, members in sorted(groups.items()):
+        rng = numpy_rng(seed, "study-sample", k)
+        chosen.extend(members[j] for j in rng.permutation(len(members))[: take[k]])
+    return [ids[i] for i in sorted(chosen)]
+
+
+def _toy(study: Study, model: Any) -> tuple[Any, pd.DataFrame]:
+    from latentprobe.toy import toy_inputs
+
+    examples = []
+    for d in study.data:
+        ex = model.toy.examples(d.split)
+        if d.n is not None:
+            keep = set(stratified_ids([e.example_id for e in ex], [_toy_field(e, d.by) for e in ex] if d.by else None,
+                                      d.n, d.seed))
+            ex = [e for e in ex if e.example_id in keep]
+        examples.extend(ex)
+    if study.sample is not None:
+        s = study.sample
+        keep = set(stratified_ids([e.example_id for e in examples],
+                                  [_toy_field(e, s.by) for e in examples] if s.by else None, s.n, s.seed))
+        examples = [e for e in examples if e.example_id in keep]
+    _unique(study, [e.example_id for e in examples])
+    frame = pd.DataFrame({"example_id": [e.example_id for e in examples], "benchmark": "toy",
+                          "source": f"toy:{study.model.toy_variant}", "category": [e.template for e in examples],
+                          "gold": [e.answer for e in examples]})
+    return toy_inputs(examples), frame
+
+
+def _toy_field(example: Any, name: str | None) -> Any:
+    if name in ("category", "template"):
+        return example.template
+    if name == "source":
+        return "toy"
+    return example.attributes.get(name, getattr(example, str(name), None))
+
+
+def _real(study: Study) -> tuple[Any, pd.DataFrame]:
+    try:
+        from latentprobe.data import load_benchmark, sample, to_input_set
+    except ImportError:
+        raise StudyError(f"{study.path}: [data] key 'benchmark': this build of latentprobe has no benchmark "
+                         "loaders (latentprobe.data.load_benchmark); use benchmark = \"toy\" or update "
+                         "latentprobe.") from None
+    examples: list[Any] = []
+    bench: dict[str, str] = {}
+    for d in study.data:
+        ex = load_benchmark(d.benchmark, d.root, **dict(d.options))
+        if d.n is not None:
+            ex = sample(ex, d.n, by=d.by, seed=d.seed).examples
+        examples.extend(ex)
+        bench.update((e.example_id, d.benchmark) for e in ex)
+    if study.sample is not None:
+        examples = sample(examples, study.sample.n, by=study.sample.by, seed=study.sample.seed).examples
+    _unique(study, [e.example_id for e in examples])
+    p = study.prompt
+    inputs = to_input_set(examples, prompt=None if p is None else p.template,
+                          messages=None if p is None or p.messages is None else [dict(m) for m in p.messages],
+                          max_pixels=None if p is None else p.max_pixels)
+    frame = pd.DataFrame({"example_id": [e.example_id for e in examples],
+                          "benchmark": [bench[e.example_id] for e in examples],
+                          "source": [e.source for e in examples], "category": [e.category for e in examples],
+                          "gold": [e.gold for e in examples]})
+    return inputs, frame
+
+
+def _unique(study: Study, ids: list[str]) -> None:
+    if not ids:
+        raise StudyError(f"{study.path}: [data]: no example was loaded; check root, options and n.")
+    seen: set[str] = set()
+    dup = [i for i in ids if i in seen or seen.add(i)]  # type: ignore[func-returns-value]
+    if dup:
+        raise StudyError(f"{study.path}: [[data]]: example id {dup[0]!r} occurs in more than one table; "
+                         "list each benchmark once.")
+
+
+def load_data(study: Study, model: Any) -> StudyData:
+    """Load, sample and prepare the study's examples (the toy path needs ``model.toy``)."""
+    inputs, frame = _toy(study, model) if study.is_toy_data else _real(study)
+    return StudyData(inputs=inputs, sample=frame.reset_index(drop=True))
+
+
+def field_values(inputs: Any, name: str, *, where: str = "") -> np.ndarray:
+    """Per-example values of field ``name``: the example's metadata, its ``attributes``, or the toy example's.
+
+    Raises
+    ------
+    StudyError
+        When no example has the field (the message lists the fields that exist).
+    """
+    out: list[Any] = []
+    fields: set[str] = set()
+    for m in inputs.meta:
+        toy = m.get("toy")
+        attrs = dict(m.get("attributes") or {})
+        if toy is not None:
+            attrs = {"category": toy.template, **toy.attributes}
+        fields.update(k for k in m if k not in ("toy", "attributes"))
+        fields.update(attrs)
+        out.append(m[name] if name in m and name not in ("toy", "attributes") else attrs.get(name))
+    if all(v is None for v in out):
+        raise StudyError(f"{where}no example has the field {name!r}; choose from {', '.join(sorted(fields))}.")
+    return np.array(["none" if v is None else str(v) for v in out])

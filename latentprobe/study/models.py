@@ -1,0 +1,85 @@
+"""The study's model: ``[model]`` -> a :class:`~latentprobe.engine.LatentRunner` and its fingerprint.
+
+``source = "toy:<variant>"`` builds the shipped toy model as ``latentprobe demo`` does
+(:func:`latentprobe.toy.load`, then ``.runner()``); a local folder or a hub id goes through
+:func:`latentprobe.load` with the preset, or :func:`latentprobe.engine.load_codi` for
+``preset = "codi"`` (with ``base``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from latentprobe.study.config import ModelConfig
+
+__all__ = ["StudyModel", "build_model", "model_fingerprint"]
+
+
+@dataclass(frozen=True, eq=False)
+class StudyModel:
+    """The runner of a study, the toy model behind it (``None`` for a checkpoint) and its fingerprint."""
+
+    runner: Any
+    toy: Any
+    fingerprint: dict[str, Any]
+
+
+def model_fingerprint(runner: Any) -> dict[str, Any]:
+    """What the study's results depend on about the runner: weights hash, spec, mask rule, tokenizer, ..."""
+    from latentprobe.causal.common import runner_fingerprint
+
+    return runner_fingerprint(runner)
+
+
+def _local_checkpoint(cfg: ModelConfig) -> str:
+    """A CODI checkpoint's local folder: ``source`` itself, or its hub snapshot (``load_codi`` reads files).
+
+    The published CODI weights are hub repositories (``zen-E/CODI-gpt2``, ``zen-E/CODI-llama3.2-1b-Instruct``:
+    zhenyi4/codi README.md, "Pretrained model weights are available at https://huggingface.co/zen-E").
+    """
+    from pathlib import Path
+
+    local = Path(cfg.source).expanduser()
+    if local.exists():
+        return str(local)
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(cfg.source, revision=cfg.revision)
+
+
+def build_model(cfg: ModelConfig) -> StudyModel:
+    """Load the model of ``[model]``.
+
+    Raises
+    ------
+    LatentProbeError
+        Whatever the loader raises (e.g. ``SpecTokenError`` for a checkpoint without the preset's markers).
+    """
+    if cfg.toy_variant is not None:
+        from latentprobe import toy
+
+        tm = toy.load(cfg.toy_variant)
+        runner = tm.runner()
+        return StudyModel(runner=runner, toy=tm, fingerprint=model_fingerprint(runner))
+    if cfg.preset == "codi":
+        import torch
+
+        from latentprobe.engine import load_codi
+
+        kw: dict[str, Any] = {"revision": cfg.revision}
+        if cfg.num_latents is not None:
+            kw["num_latents"] = cfg.num_latents
+        if cfg.dtype is not None:
+            kw["dtype"] = getattr(torch, cfg.dtype)
+        if cfg.device_map not in (None, "auto"):
+            kw["device"] = cfg.device_map
+        elif torch.cuda.is_available():
+            kw["device"] = "cuda"
+        runner = load_codi(_local_checkpoint(cfg), cfg.base, **kw)
+    else:
+        import latentprobe
+
+        runner = latentprobe.load(cfg.source, cfg.preset, dtype=cfg.dtype, device_map=cfg.device_map,
+                                  revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+    return StudyModel(runner=runner, toy=None, fingerprint=model_fingerprint(runner))

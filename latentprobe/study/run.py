@@ -1,0 +1,232 @@
+"""``latentprobe run STUDY.toml --out DIR``: validate, load, sample, run every analysis, write the report.
+
+Output folder::
+
+    DIR/study.toml          a copy of the study file
+    DIR/study.json          the resolved config and its fingerprint, the model's fingerprint, software versions
+    DIR/sample.csv          the sampled examples (example_id, benchmark, source, category, gold)
+    DIR/<analysis>/         one folder per analysis: its sweep stores, tidy tables (*.csv), done.json
+    DIR/report.html         the report (``latentprobe report DIR`` rebuilds it from the folder alone)
+
+Re-running the same command on a killed run resumes it: finished analyses (``done.json``) are
+skipped and the running one resumes from its folder. A folder written for another study file
+(another config fingerprint) or another model is refused with :class:`~latentprobe.errors.StudyError`;
+``overwrite=True`` clears what a study writes there and starts again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from latentprobe.atomic import atomic_write_text
+from latentprobe.errors import StudyError
+from latentprobe.study.config import ANALYSES, Study, load_study
+
+__all__ = ["StudyRun", "run_study", "config_fingerprint"]
+
+_OWNED_FILES = ("study.toml", "study.json", "sample.csv", "report.html")
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """What :func:`run_study` did: the folder, the report's path (``None`` with ``report=False``), the analyses
+    run now and those skipped as already finished, and the wall time."""
+
+    out_dir: Path
+    report_path: Path | None
+    ran: tuple[str, ...]
+    skipped: tuple[str, ...]
+    seconds: float
+
+
+def _digest(obj: Any) -> str:
+    return "sha256:" + hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def config_fingerprint(study: Study) -> str:
+    """A hash of the resolved configuration (every key, defaults filled in, data roots resolved)."""
+    return _digest(study.to_dict())
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("latentprobe", "torch", "transformers", "nnsight", "numpy", "pandas", "scikit-learn", "plotly"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out or {prefix: {}}
+    if isinstance(obj, list) and any(isinstance(v, (dict, list)) for v in obj):
+        out = {}
+        for i, v in enumerate(obj):
+            out.update(_flat(v, f"{prefix}[{i}]"))
+        return out
+    return {prefix: obj}
+
+
+def _diff(stored: Any, new: Any) -> str:
+    """What differs between two configs, key by key (``data[0].n: 8 -> 10``), at most five keys."""
+    a, b = _flat(stored or {}), _flat(new or {})
+    lines = [f"{k}: {a.get(k, '<absent>')!r:.60} -> {b.get(k, '<absent>')!r:.60}"
+             for k in sorted(set(a) | set(b)) if a.get(k, "<absent>") != b.get(k, "<absent>")]
+    return "; ".join(lines[:5]) + (f"; and {len(lines) - 5} more" if len(lines) > 5 else "")
+
+
+def _check_folder(out: Path, study: Study, fingerprint: str, overwrite: bool) -> dict[str, Any] | None:
+    """The stored study.json of a folder this study may resume, ``None`` for a fresh folder (cleared if asked)."""
+    meta_path = out / "study.json"
+    if overwrite:
+        _clear(out)
+        return None
+    if meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as err:
+            raise StudyError(f"{meta_path}: cannot be read ({err}); pass --overwrite to start again.") from None
+        if meta.get("fingerprint") != fingerprint:
+            raise StudyError(f"{out} holds a run of another study configuration ({_diff(meta.get('config'), study.to_dict())}); "
+                             f"pass --overwrite to discard it or choose a new --out folder.")
+        return meta
+    if out.exists() and any(out.iterdir()):
+        raise StudyError(f"{out} is not empty and holds no study.json (not a study folder); choose a new --out "
+                         "folder or pass --overwrite to clear the files a study writes there.")
+    return None
+
+
+def _clear(out: Path) -> None:
+    for name in _OWNED_FILES:
+        (out / name).unlink(missing_ok=True)
+    for name in ANALYSES:
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+
+
+def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = False, report: bool = True,
+              progress: bool = True, echo: Callable[[str], None] = print) -> StudyRun:
+    """Run a study file into ``out_dir`` (see the module docstring for the layout and resuming).
+
+    Parameters
+    ----------
+    study_file : path
+        The TOML study file (:func:`latentprobe.study.load_study` documents the schema).
+    out_dir : path
+        The output folder (created).
+    overwrite : bool
+        Clear what an earlier study wrote in ``out_dir`` and start again.
+    report : bool
+        Write ``out_dir/report.html`` at the end.
+    progress : bool
+        Progress bars on the long loops and one line per analysis.
+
+    Returns
+    -------
+    StudyRun
+
+    Raises
+    ------
+    StudyError
+        The study file is invalid, or ``out_dir`` holds another study's or another model's results.
+
+    Examples
+    --------
+    >>> from latentprobe.study import run_study
+    >>> res = run_study("examples/studies/toy.toml", "toy-study")      # doctest: +SKIP
+    >>> res.ran                                                          # doctest: +SKIP
+    ('x_to_z', 'z_to_y', 'decompose', 'probes', 'collapse')
+    >>> run_study("examples/studies/toy.toml", "toy-study").skipped    # doctest: +SKIP
+    ('x_to_z', 'z_to_y', 'decompose', 'probes', 'collapse')
+    """
+    t0 = time.perf_counter()
+    say = echo if progress else (lambda *_a, **_k: None)
+    study = load_study(study_file)
+    fingerprint = config_fingerprint(study)
+    out = Path(out_dir).expanduser()
+    stored = _check_folder(out, study, fingerprint, overwrite)
+
+    from latentprobe.study.models import build_model
+
+    say(f"[{study.study.name}] loading model {study.model.source}")
+    model = build_model(study.model)
+    model_hash = _digest(model.fingerprint)
+    if stored is not None and stored.get("model_fingerprint") != model_hash:
+        raise StudyError(f"{out} holds results of another model ({_diff(stored.get('model'), model.fingerprint)}); "
+                         "pass --overwrite to discard them or choose a new --out folder.")
+    from latentprobe.study.analyses import Context, run_analysis
+    from latentprobe.study.datasets import load_data
+
+    data = load_data(study, model)
+    out.mkdir(parents=True, exist_ok=True)
+    if stored is None:
+        atomic_write_text(out / "study.toml", study.path.read_text())
+        meta = {"name": study.study.name, "fingerprint": fingerprint, "config": study.to_dict(),
+                "model_fingerprint": model_hash, "model": model.fingerprint, "versions": _versions(),
+                "n_examples": len(data.sample)}
+        atomic_write_text(out / "study.json", json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n")
+    atomic_write_text(out / "sample.csv", data.sample.to_csv(index=False))
+    say(f"[{study.study.name}] {len(data.sample)} examples; analyses: {', '.join(study.analyses.enabled())}")
+
+    ctx = Context(study, model, data, progress=progress)
+    ran, skipped = [], []
+    with _quiet_threads(model.toy is not None):
+        for name in study.analyses.enabled():
+            ta = time.perf_counter()
+            if run_analysis(ctx, name, out / name):
+                ran.append(name)
+                say(f"[{study.study.name}] {name} done [{time.perf_counter() - ta:.0f} s]")
+            else:
+                skipped.append(name)
+                say(f"[{study.study.name}] {name} already finished (skipped)")
+    path = None
+    if report:
+        from latentprobe.study.report import build_report
+
+        path = build_report(out)
+    return StudyRun(out_dir=out, report_path=path, ran=tuple(ran), skipped=tuple(skipped),
+                    seconds=time.perf_counter() - t0)
+
+
+class _quiet_threads:
+    """For the tiny toy models: one intra-op thread (extra threads only contend) and no convergence warnings."""
+
+    def __init__(self, active: bool) -> None:
+        self.active = active
+
+    def __enter__(self) -> None:
+        import torch
+        from sklearn.exceptions import ConvergenceWarning
+        from threadpoolctl import threadpool_limits
+
+        self._warn = warnings.catch_warnings()
+        self._warn.__enter__()
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        self._threads = torch.get_num_threads()
+        self._limits = None
+        if self.active:
+            torch.set_num_threads(1)
+            self._limits = threadpool_limits(limits=1)
+
+    def __exit__(self, *exc: Any) -> None:
+        import torch
+
+        if self._limits is not None:
+            self._limits.unregister()
+        torch.set_num_threads(self._threads)
+        self._warn.__exit__(*exc)
