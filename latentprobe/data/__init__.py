@@ -26,7 +26,7 @@ from latentprobe.data.inputs import render_options, to_input_set
 from latentprobe.data.loaders import DataError, load_hf_disk, load_jsonl
 from latentprobe.data.records import LETTERS, Example
 from latentprobe.data.registry import BENCHMARKS, load_benchmark
-from latentprobe.data.sampling import Sample, allocate, sample
+from latentprobe.data.sampling import Sample, allocate, draw_stratified, sample
 
 __all__ = [
     "BENCHMARKS",
@@ -36,6 +36,7 @@ __all__ = [
     "LETTERS",
     "Sample",
     "allocate",
+    "draw_stratified",
     "load_benchmark",
     "load_hf_disk",
     "load_jsonl",

@@ -20,7 +20,7 @@ from latentprobe.data.records import Example
 from latentprobe.errors import DataError
 from latentprobe.seeding import numpy_rng
 
-__all__ = ["NO_STRATUM", "Sample", "allocate", "sample", "stratum_of"]
+__all__ = ["NO_STRATUM", "Sample", "allocate", "draw_stratified", "sample", "stratum_of"]
 
 #: The stratum of examples whose ``by`` value is missing (``None``).
 NO_STRATUM = "<none>"
@@ -169,14 +169,31 @@ def sample(examples: Sequence[Example] | Sample, n: int, *, by: str | None = "ca
         dup = next(i for i in ids if ids.count(i) > 1)
         raise DataError(f"sample(): example id {dup!r} occurs twice; ids must be unique (pooling two loads of one "
                         "benchmark?).")
-    strata: dict[str, list[Example]] = {}
-    for ex in sorted(pool, key=lambda e: e.example_id):
-        strata.setdefault(stratum_of(ex, by), []).append(ex)
-    alloc = allocate({s: len(v) for s, v in strata.items()}, n)
-    drawn: list[Example] = []
-    for s in sorted(strata):
-        members = strata[s]
+    by_id = {ex.example_id: ex for ex in pool}
+    picked, alloc = draw_stratified(ids, [stratum_of(ex, by) for ex in pool], n, seed=seed, by=by)
+    drawn = [by_id[i] for i in picked]
+    return Sample(examples=drawn, ids=tuple(ex.example_id for ex in drawn), by=by, seed=seed, n=n,
+                  allocation=alloc)
+
+
+def draw_stratified(ids: Sequence[str], strata: Sequence[str], n: int, *, seed: int,
+                    by: str | None) -> tuple[list[str], dict[str, tuple[int, int]]]:
+    """The ids :func:`sample` draws: per stratum (sorted), a keyed permutation of its ids (sorted), cut at
+    the :func:`allocate` quota. Returns the drawn ids and ``{stratum: (available, drawn)}``; the order
+    of ``ids`` does not matter.
+
+    Examples
+    --------
+    >>> draw_stratified(["b", "a", "c", "d"], ["x", "x", "y", "y"], 2, seed=0, by="category")[1]
+    {'x': (2, 1), 'y': (2, 1)}
+    """
+    groups: dict[str, list[str]] = {}
+    for i, s in sorted(zip(ids, strata)):
+        groups.setdefault(s, []).append(i)
+    alloc = allocate({s: len(v) for s, v in groups.items()}, n)
+    drawn: list[str] = []
+    for s in sorted(groups):
+        members = groups[s]
         perm = numpy_rng(seed, "sample", by, s).permutation(len(members))
         drawn.extend(members[int(j)] for j in perm[: alloc[s]])
-    return Sample(examples=drawn, ids=tuple(ex.example_id for ex in drawn), by=by, seed=seed, n=n,
-                  allocation={s: (len(strata[s]), alloc[s]) for s in sorted(strata)})
+    return drawn, {s: (len(groups[s]), alloc[s]) for s in sorted(groups)}

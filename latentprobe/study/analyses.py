@@ -9,9 +9,7 @@ study resumes where it stopped; once an analysis has finished, its tables are wr
 
 from __future__ import annotations
 
-import inspect
 import json
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from latentprobe.atomic import atomic_write_text
-from latentprobe.errors import LatentProbeError, LatentProbeWarning, StudyError
+from latentprobe.errors import LatentProbeError, StudyError
 from latentprobe.study.config import Study
 from latentprobe.study.datasets import StudyData, field_values
 from latentprobe.study.results import read_frame, write_extras
@@ -93,18 +91,9 @@ def perturbation(name: str, seed: int) -> Any:
     return table[name]()
 
 
-def scoring(fn: Callable[..., Any], ctx: Context) -> dict[str, Any]:
-    """The ``scorer=`` argument of an analysis, for ``[generation] scorer``.
-
-    # merge: the analyses take scorer= (latentprobe.scoring.scorer_from_name) once the scoring work lands;
-    # until then they compare answers with their own exact match and this returns no argument.
-    """
-    if "scorer" not in inspect.signature(fn).parameters:
-        if ctx.study.generation.scorer != "exact":
-            warnings.warn(f"{ctx.study.path}: [generation] scorer = {ctx.study.generation.scorer!r} is not applied: "
-                          f"this version's {fn.__name__} compares answers by exact match.", LatentProbeWarning,
-                          stacklevel=2)
-        return {}
+def scoring(ctx: Context) -> dict[str, Any]:
+    """The ``scorer=`` argument of the analyses that score answers, for ``[generation] scorer``
+    (``choice`` reads each example's options from its metadata)."""
     from latentprobe.scoring import scorer_from_name
 
     name, opts = ctx.study.generation.scorer, {}
@@ -121,7 +110,7 @@ def _x_to_z(ctx: Context, folder: Path) -> tuple[dict[str, pd.DataFrame], Any]:
     perts = [perturbation(p, ctx.seed) for p in cfg.perturbations]
     res = x_to_z(ctx.model.runner, ctx.inputs, perts, layers=None if cfg.layers is None else list(cfg.layers),
                  baselines=cfg.baselines, out_dir=folder, max_new_tokens=ctx.study.generation.max_new_tokens,
-                 **ctx.common(), **scoring(x_to_z, ctx))
+                 **ctx.common())
     ctx.save_trace(folder, cfg.save_trace)
     return {"summary": res.summary, "rows": res.rows, "dropped": res.dropped, "across": res.across,
             "status": res.status}, res
@@ -139,7 +128,7 @@ def _z_to_y(ctx: Context, folder: Path) -> tuple[dict[str, pd.DataFrame], Any]:
                          "sample more examples.")
     chosen = {n: suite[n] for n in cfg.interventions}
     res = z_to_y(ctx.model.runner, ctx.trace, chosen, modes=cfg.modes, gold=ctx.inputs, layers=list(cfg.layers),
-                 out_dir=folder, **ctx.common(), **scoring(z_to_y, ctx))
+                 out_dir=folder, **ctx.common(), **scoring(ctx))
     ctx.save_trace(folder, cfg.save_trace)
     return {"summary": res.summary, "rows": res.rows, "dropped": res.dropped}, res
 
@@ -150,7 +139,7 @@ def _decompose(ctx: Context, folder: Path) -> tuple[dict[str, pd.DataFrame], Any
     cfg = ctx.study.analyses.decompose
     res = decompose(ctx.model.runner, ctx.inputs, perturbation(cfg.treatment, ctx.seed), against=cfg.against,
                     outcome=cfg.outcome, out_dir=folder, max_new_tokens=ctx.study.generation.max_new_tokens,
-                    **ctx.common(), **scoring(decompose, ctx))
+                    **ctx.common(), **scoring(ctx))
     ctx.save_trace(folder, cfg.save_trace)
     return {"summary": res.summary, "rows": res.rows, "dropped": res.dropped}, res
 

@@ -105,16 +105,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from latentprobe.data import BENCHMARKS
 from latentprobe.errors import StudyError
+from latentprobe.scoring import SCORER_NAMES
 from latentprobe.study._toml import Table
 
 __all__ = ["Study", "StudyInfo", "ModelConfig", "DataConfig", "SampleConfig", "PromptConfig", "GenerationConfig",
            "XZConfig", "ZYConfig", "DecomposeConfig", "ProbesConfig", "CollapseConfig", "Analyses", "load_study",
            "BENCHMARK_NAMES", "PERTURBATIONS", "TOY_PERTURBATIONS", "INTERVENTIONS", "MODES", "SCORERS", "DTYPES"]
 
-# merge: switch to latentprobe.data.BENCHMARKS
-BENCHMARK_NAMES = ("vstar", "hrbench4k", "hrbench8k", "mme-realworld-lite", "tablevqa", "vsp", "vlmevalkit-tsv",
-                   "gsm8k-aug", "prosqa", "jsonl", "hf-disk")
+#: The benchmarks :func:`latentprobe.data.load_benchmark` reads.
+BENCHMARK_NAMES = BENCHMARKS
 #: Perturbations of any image benchmark (:mod:`latentprobe.perturbations`); names as each class's ``name``.
 PERTURBATIONS = ("image_swap", "blank_image", "noise_image", "occlude", "question_swap", "instance_swap")
 #: Perturbations that need the toy data's ground truth (:mod:`latentprobe.toy.perturbations`).
@@ -123,7 +124,7 @@ TOY_PERTURBATIONS = ("counterfactual", "occlude_target")
 INTERVENTIONS = ("shared_tensor", "add_noise", "replace_noise", "near_zero", "zero", "mean_ablate", "repeat_first",
                  "no_latents", "random_direction", "swap", "swap_placebo")
 MODES = ("replay", "propagate", "redecode")
-SCORERS = ("choice", "numeric", "exact")
+SCORERS = SCORER_NAMES
 DTYPES = ("float32", "bfloat16", "float16")
 ANALYSES = ("x_to_z", "z_to_y", "decompose", "probes", "collapse")
 

@@ -31,7 +31,7 @@ class StudyData:
 def stratified_ids(ids: Sequence[str], strata: Sequence[Any] | None, n: int, seed: int) -> list[str]:
     """``n`` of ``ids`` drawn without replacement, proportionally per stratum (largest remainders), in input order.
 
-    The toy data's sampler (real benchmarks use :func:`latentprobe.data.sample`).
+    The toy data's sampler: the draw of :func:`latentprobe.data.sample` over plain ids.
 
     Examples
     --------
@@ -39,25 +39,14 @@ def stratified_ids(ids: Sequence[str], strata: Sequence[Any] | None, n: int, see
     ...                                                                      ["b", "c"], ["b", "d"])
     True
     """
-    # merge: switch to latentprobe.data.sample once toy examples convert to latentprobe.data.Example
-    from latentprobe.seeding import numpy_rng
+    from latentprobe.data import draw_stratified
 
     ids = list(ids)
     if n >= len(ids):
         return ids
     keys = ["all"] * len(ids) if strata is None else [str(s) for s in strata]
-    groups: dict[str, list[int]] = {}
-    for i, k in enumerate(keys):
-        groups.setdefault(k, []).append(i)
-    quota = {k: n * len(v) / len(ids) for k, v in groups.items()}
-    take = {k: int(q) for k, q in quota.items()}
-    for k in sorted(groups, key=lambda k: (-(quota[k] - take[k]), k))[: n - sum(take.values())]:
-        take[k] += 1
-    chosen: list[int] = []
-    for k, members in sorted(groups.items()):
-        rng = numpy_rng(seed, "study-sample", k)
-        chosen.extend(members[j] for j in rng.permutation(len(members))[: take[k]])
-    return [ids[i] for i in sorted(chosen)]
+    picked = set(draw_stratified(ids, keys, n, seed=seed, by="study")[0])
+    return [i for i in ids if i in picked]
 
 
 def _toy(study: Study, model: Any) -> tuple[Any, pd.DataFrame]:
