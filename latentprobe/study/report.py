@@ -78,7 +78,7 @@ def build_report(out_dir: str | Path) -> Path:
                         "max_new_tokens": cfg.get("generation", {}).get("max_new_tokens"),
                         "config fingerprint": meta.get("fingerprint"), "model fingerprint": meta.get("model_fingerprint")})
     if len(sample):
-        counts = sample.fillna({"category": "-", "source": "-"}).groupby(["benchmark", "source", "category"],
+        counts = sample.astype({"category": object, "source": object}).fillna({"category": "-", "source": "-"}).groupby(["benchmark", "source", "category"],
                                                                           dropna=False).size()
         _table(rep, counts.reset_index(name="n"), caption="Sampled examples per benchmark, source and category "
                       "(ids in sample.csv).")
