@@ -73,7 +73,9 @@ def _variant_names(value: str | Sequence[str], option: str) -> list[str]:
         raise click.BadParameter(f"no variant given; choose from {', '.join(VARIANTS)}.", param_hint=option)
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
-        raise click.BadParameter(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}.",
+        hint = (" (a checkpoint or hub id is studied with `latentprobe run STUDY.toml`: see examples/studies/)"
+                if any("/" in v for v in unknown) else "")
+        raise click.BadParameter(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}{hint}.",
                                  param_hint=option)
     return list(dict.fromkeys(names))
 

@@ -23,6 +23,7 @@ def _run(args, **kw):
     (["trace", "free", "--out", "x", "--n", "0"], "'--n': 0 is not in the range"),
     (["trace", "free", "--out", "x", "--n", "many"], "'many' is not a valid integer"),
     (["trace", "nope", "--out", "x"], "unknown variant(s) ['nope']"),
+    (["trace", "HuggingFaceTB/SmolLM2-135M", "--out", "x"], "latentprobe run STUDY.toml"),
     (["trace", "free"], "Missing option '--out'"),
     (["demo", "--variants", ""], "no variant given"),
     (["demo", "--variants", " , "], "no variant given"),
