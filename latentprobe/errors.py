@@ -140,3 +140,7 @@ class EmptyAnswersError(LatentProbeError, ValueError):
 
 class CLIUsageError(LatentProbeError, ValueError):
     """A command-line option outside its range or otherwise unusable."""
+
+
+class ExportDependencyError(ReportError, ImportError):
+    """Static figure export needs an optional package that is not installed (the message says what to install)."""

@@ -68,7 +68,8 @@ def test_report_escapes_user_content(tmp_path):
     doc = rep.write(tmp_path / "r.html").read_text(encoding="utf-8")
     assert "alert(" in doc  # the text is there ...
     assert "<script>alert" not in doc  # ... but never as markup
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in doc
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in doc  # template fields (Jinja2 autoescape)
+    assert "&lt;script&gt;alert('x')&lt;/script&gt;" in doc  # Markdown text (markdown-it, raw HTML off)
     assert "<strong>latent</strong>" in doc and "<code>within_instance</code>" in doc
     assert "0.123" in doc and "0.123456" not in doc and "—" in doc
 
