@@ -87,6 +87,7 @@ class Report:
         self._anchors: set[str] = set()
         self._figures: list[tuple[int, str, str | None]] = []  # (number, figure JSON, caption)
         self._n_tables = 0
+        self._notes_seen: set[str] = set()  # notes added once per report (latentprobe.report.sections.once)
 
     @property
     def _n_figures(self) -> int:
@@ -213,12 +214,17 @@ class Report:
         self._blocks.append({"type": "kv", "items": rows, "caption": markdown_inline(caption) if caption else None})
         return self
 
-    def add_result(self, result: Any, *, title: str | None = None) -> Report:
+    def add_result(self, result: Any, *, title: str | None = None, level: int = 2) -> Report:
         """Add the standard section of an analysis result: heading, summary table, figures with
-        captions and notes (:func:`latentprobe.report.sections.add_result`)."""
+        captions and notes (:func:`latentprobe.report.sections.add_result`).
+
+        Takes an ``XZResult``, ``ZYResult``, ``MediationResult``, ``ProbeSweepResult``,
+        ``WithinInstanceResult``, ``AcrossInstancesResult``, or the tables they and
+        ``compare_representations`` / ``collapse_table`` return.  ``level`` is the heading level.
+        """
         from latentprobe.report.sections import add_result
 
-        add_result(self, result, title=title)
+        add_result(self, result, title=title, level=level)
         return self
 
     def add_provenance(self, **kwargs: Any) -> Report:

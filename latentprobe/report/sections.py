@@ -40,7 +40,7 @@ from latentprobe.errors import ReportError
 if TYPE_CHECKING:
     from latentprobe.report.page import Report
 
-__all__ = ["OOD_CONDITIONS", "OOD_NOTE", "SECTIONS", "add_result", "result_kind"]
+__all__ = ["OOD_CONDITIONS", "OOD_NOTE", "SECTIONS", "add_result", "once", "ood_note", "result_kind"]
 
 #: Conditions that change the input distribution (the latent positions are removed or only the
 #: markers are kept): a flip under them is not evidence that the latents' content matters.
@@ -109,19 +109,34 @@ def _drops(report: Report, result: Any) -> None:
                         title="Dropped examples")
 
 
+def once(report: Report, key: str, text: str, *, again: str | None = None, kind: str = "info",
+         title: str | None = None) -> None:
+    """Add a note the first time ``key`` comes up in ``report``; later, ``again`` (a short reminder) if given."""
+    seen = report.__dict__.setdefault("_notes_seen", set())
+    if key not in seen:
+        seen.add(key)
+        report.add_note(text, kind=kind, title=title)
+    elif again:
+        report.add_note(again, kind=kind, title=title)
+
+
 def ood_note(report: Report, conditions: Any) -> None:
-    """Add :data:`OOD_NOTE` when any of ``conditions`` is out of distribution (:data:`OOD_CONDITIONS`)."""
+    """Add :data:`OOD_NOTE` when any of ``conditions`` is out of distribution (:data:`OOD_CONDITIONS`);
+    the full note once per report, a short reminder after that."""
     names = sorted({str(c) for c in conditions} & OOD_CONDITIONS)
     if names:
-        report.add_note(OOD_NOTE.format(names=", ".join(f"`{n}`" for n in names)),
-                        kind="warning", title="Out of distribution: " + ", ".join(names))
+        listed = ", ".join(f"`{n}`" for n in names)
+        once(report, "ood:" + ",".join(names), OOD_NOTE.format(names=listed), kind="warning",
+             title="Out of distribution: " + ", ".join(names),
+             again=f"{listed}: an out-of-distribution change (the latent positions are removed); a flip shows "
+                   "that the model reads something at those positions, not that their content matters.")
 
 
-def _x_to_z(report: Report, result: Any, title: str | None) -> None:
+def _x_to_z(report: Report, result: Any, title: str | None, level: int) -> None:
     from latentprobe import viz
 
     s = _summary(result)
-    report.add_heading(title or "X → Z: do the latents change with the input?")
+    report.add_heading(title or "X → Z: do the latents change with the input?", level)
     report.add_figure(viz.xz_lines(s, layer=_first_layer(s)))
     lat = s[s["source"] == "latent"]
     if len(lat):
@@ -143,11 +158,11 @@ def _first_layer(s: pd.DataFrame) -> Any:
     return None if len(layers) <= 2 else [layers[0], layers[-1]]
 
 
-def _z_to_y(report: Report, result: Any, title: str | None) -> None:
+def _z_to_y(report: Report, result: Any, title: str | None, level: int) -> None:
     from latentprobe import viz
 
     s = _summary(result)
-    report.add_heading(title or "Z → Y: does the output change when the latents are intervened on?")
+    report.add_heading(title or "Z → Y: does the output change when the latents are intervened on?", level)
     metrics = [m for m in _ZY_METRICS if (s["metric"] == m).any()]
     if (s["mode"] != "run").any() and metrics:
         report.add_figure(viz.zy_bars(s, metrics=metrics))
@@ -164,12 +179,12 @@ def _z_to_y(report: Report, result: Any, title: str | None) -> None:
     _drops(report, result)
 
 
-def _mediation(report: Report, result: Any, title: str | None) -> None:
+def _mediation(report: Report, result: Any, title: str | None, level: int) -> None:
     from latentprobe import viz
 
     s = _summary(result)
     treatment = s["treatment"].iloc[0] if "treatment" in s.columns and len(s) else None
-    report.add_heading(title or "Mediation: TE, NDE, NIE" + (f" ({treatment})" if treatment else ""))
+    report.add_heading(title or "Mediation: TE, NDE, NIE" + (f" ({treatment})" if treatment else ""), level)
     effects = s[s["kind"] == "effect"]
     if len(effects):
         report.add_figure(viz.decomposition_bars(effects))
@@ -184,73 +199,80 @@ def _mediation(report: Report, result: Any, title: str | None) -> None:
     _drops(report, result)
 
 
-def _probe_sweep(report: Report, result: Any, title: str | None) -> None:
+def _probe_sweep(report: Report, result: Any, title: str | None, level: int) -> None:
     from latentprobe import viz
 
     s = _summary(result, "scores")
-    report.add_heading(title or "Probes: where is the target linearly decodable?")
+    report.add_heading(title or "Probes: where is the target linearly decodable?", level)
     for target in dict.fromkeys(s["target"]):
         sub = s[s["target"] == target]
         report.add_figure(viz.probe_heatmap(sub), caption=None)
         best = sub.sort_values("score", ascending=False).head(10)
         report.add_table(best, caption=f"Target `{target}`: the ten best (layer, step) cells by held-out score.")
-    report.add_note("A probe's score shows that information is linearly decodable, not that the model uses it; "
-                    "cells are not corrected for multiple comparisons.")
+    once(report, "probe", "A probe's score shows that information is linearly decodable, not that the model "
+         "uses it; cells are not corrected for multiple comparisons.", title="What a probe does not show")
 
 
-def _probe_comparison(report: Report, result: Any, title: str | None) -> None:
+def _probe_comparison(report: Report, result: Any, title: str | None, level: int) -> None:
     from latentprobe import viz
 
-    report.add_heading(title or "Probes: representations compared")
+    report.add_heading(title or "Probes: representations compared", level)
     report.add_figure(viz.probe_controls(result))
     report.add_table(result, caption="Held-out score per representation with its baselines (majority class, "
                      "shuffled labels, control task; selectivity = score − control).")
-    report.add_note("A probe's score shows that information is linearly decodable, not that the model uses it.")
+    once(report, "probe", "A probe's score shows that information is linearly decodable, not that the model "
+         "uses it; cells are not corrected for multiple comparisons.", title="What a probe does not show")
 
 
-def _collapse(report: Report, result: Any, title: str | None) -> None:
+def _collapse(report: Report, result: Any, title: str | None, level: int) -> None:
     from latentprobe import viz
 
-    report.add_heading(title or "Collapse: how alike are the latents?")
+    report.add_heading(title or "Collapse: how alike are the latents?", level)
     report.add_figure(viz.collapse_bars(result))
     report.add_table(result, caption="Collapse statistics per source and centring: cosines in [−1, 1]; "
                      "effective rank and participation ratio of all vectors pooled; mean L2 norm.")
-    report.add_note("A high cosine after centring is not by itself collapse; compare with the baselines.")
+    once(report, "collapse", "A high cosine after centring is not by itself collapse; compare with the baselines.",
+         title="Reading collapse")
 
 
-def _within(report: Report, result: Any, title: str | None) -> None:
+def _within(report: Report, result: Any, title: str | None, level: int) -> None:
     from latentprobe import viz
 
-    report.add_heading(title or "Similarity between latent steps")
+    report.add_heading(title or "Similarity between latent steps", level)
     report.add_figure(viz.similarity_heatmap(result))
     report.add_figure(viz.consecutive_similarity(result))
 
 
-def _across(report: Report, result: Any, title: str | None) -> None:
+def _across(report: Report, result: Any, title: str | None, level: int) -> None:
     from latentprobe import viz
 
-    report.add_heading(title or "Similarity across examples")
+    report.add_heading(title or "Similarity across examples", level)
     report.add_figure(viz.across_instance_summary(result))
 
 
-#: Section builder per result kind: ``builder(report, result, title)``.
-SECTIONS: dict[str, Callable[[Report, Any, str | None], None]] = {
+#: Section builder per result kind: ``builder(report, result, title, level)``.
+SECTIONS: dict[str, Callable[[Report, Any, str | None, int], None]] = {
     "x_to_z": _x_to_z, "z_to_y": _z_to_y, "mediation": _mediation, "probe_sweep": _probe_sweep,
     "probe_comparison": _probe_comparison, "collapse": _collapse, "within_instance": _within,
     "across_instances": _across,
 }
 
 
-def add_result(report: Report, result: Any, *, title: str | None = None) -> None:
+def add_result(report: Report, result: Any, *, title: str | None = None, level: int = 2) -> None:
     """Add the standard section of ``result`` to ``report`` (see the module docstring for the kinds).
+
+    ``title`` replaces the default heading; ``level`` (2, 3 or 4) is the heading's level, e.g. 3 for
+    one model's result under a section of several.
 
     Raises
     ------
     ReportError
         ``result`` is not a kind this module knows, or its table has no rows.
     """
+    if level not in (2, 3, 4):
+        raise ReportError(f"add_result: level must be 2, 3 or 4, got {level!r}.")
     kind = result_kind(result)
     table = result if isinstance(result, pd.DataFrame) else getattr(result, "summary", None)
     if isinstance(table, pd.DataFrame) and table.empty:
         raise ReportError(f"add_result: the {kind} result has no rows; there is nothing to report.")
-    SECTIONS[kind](report, result, title)
+    SECTIONS[kind](report, result, title, level)
