@@ -258,8 +258,9 @@ def _report(variants: Sequence[str], tables: dict[str, pd.DataFrame], show: pd.D
                        caption="Counterfactual image (the queried object's colour changed). NIE: input clean, "
                                "latents from the counterfactual run; NDE: input changed, latents held clean. "
                                + viz.caption_for("decomposition_bars"))
-        rep.add_table(tab, caption="Effects of the counterfactual image on correctness (treated − clean), per "
-                      "variant: paired bootstrap intervals, McNemar exact p.")
+        keep = [c for c in ("variant", "effect", "n", "estimate", "ci_low", "ci_high", "p_value", "note") if c in tab]
+        rep.add_table(tab[keep], caption="Effects of the counterfactual image on correctness (treated − clean, "
+                      "fraction of examples), per variant: paired bootstrap intervals, McNemar exact p.")
     tab = tables["z_to_y"]
     if len(tab):
         rep.add_heading("Z -> Y: latent interventions")

@@ -117,6 +117,16 @@ def test_module_example_runs():
     assert result.attempted > 0 and result.failed == 0
 
 
+@pytest.mark.parametrize("name", ["tables", "provenance", "sections", "export", "page"])
+def test_submodule_examples_run(name):
+    import doctest
+    import importlib
+
+    module = importlib.import_module(f"latentprobe.report.{name}")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+
+
 # --------------------------------------------------------------------------- #
 # Escaping, Markdown, tables, captions, export
 # --------------------------------------------------------------------------- #
@@ -145,7 +155,7 @@ def test_tables_drop_the_index_and_put_key_columns_first():
     doc = Report("t").add_table(df).to_html()
     head = re.findall(r"<th[^>]*>(.*?)</th>", re.search(r"<thead>(.*?)</thead>", doc, re.S).group(1))
     assert head == ["intervention", "mode", "n", "estimate", "95% CI", "p_value", "note"]
-    assert ">0.123<" in doc and ">12,346<" in doc and "[0.1, 0.2]" in doc and ">0.000123<" in doc
+    assert ">0.123<" in doc and ">12,346<" in doc and "[0.100, 0.200]" in doc and ">0.000123<" in doc
     assert ">5<" not in doc and ">9<" not in doc  # the index is not a column
     named = Report("t").add_table(df.rename_axis("variant")).to_html()
     assert re.findall(r"<th\b[^>]*>(.*?)</th>", named)[0] == "variant"

@@ -9,12 +9,9 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from latentprobe.errors import ExportDependencyError, ReportError
-
-if TYPE_CHECKING:
-    from latentprobe.report.page import Report
 
 __all__ = ["FORMATS", "check_export", "export_figures"]
 
@@ -42,7 +39,7 @@ def check_export(format: str) -> None:
         )
 
 
-def export_figures(report: Report, folder: str | os.PathLike[str], *, format: str = "png",
+def export_figures(report: Any, folder: str | os.PathLike[str], *, format: str = "png",
                    scale: float = 2.0) -> list[Path]:
     """Write every figure of ``report`` to ``folder`` as ``figure-<n>.<format>`` (n as in the page).
 

@@ -15,12 +15,9 @@ from __future__ import annotations
 import platform
 from collections.abc import Mapping, Sequence
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from latentprobe.errors import ReportError
-
-if TYPE_CHECKING:
-    from latentprobe.report.page import Report
 
 __all__ = ["SOFTWARE", "software_versions", "add_provenance"]
 
@@ -89,7 +86,7 @@ def _sample_rows(sample: Any, seed: Any) -> list[tuple[str, str]]:
     return rows
 
 
-def add_provenance(report: Report, *, settings: Mapping[str, Any] | None = None, runner: Any = None,
+def add_provenance(report: Any, *, settings: Mapping[str, Any] | None = None, runner: Any = None,
                    spec: Any = None, sample: Any = None, sample_seed: int | None = None,
                    versions: Mapping[str, str] | None = None, title: str = "Provenance") -> None:
     """Add a section recording how the report was made.

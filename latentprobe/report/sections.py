@@ -25,20 +25,17 @@ Examples
 >>> result_kind(table)
 'collapse'
 >>> Report("r").add_result(table, title="Collapse")
-Report(title='r', blocks=5, headings=1, figures=1)
+Report(title='r', blocks=4, headings=1, figures=1)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from latentprobe.errors import ReportError
-
-if TYPE_CHECKING:
-    from latentprobe.report.page import Report
 
 __all__ = ["OOD_CONDITIONS", "OOD_NOTE", "SECTIONS", "add_result", "once", "ood_note", "result_kind"]
 
@@ -97,7 +94,7 @@ def _summary(result: Any, attr: str = "summary") -> pd.DataFrame:
     return result if isinstance(result, pd.DataFrame) else getattr(result, attr)
 
 
-def _drops(report: Report, result: Any) -> None:
+def _drops(report: Any, result: Any) -> None:
     counts = getattr(result, "drop_counts", None)
     if not callable(counts):
         return
@@ -109,7 +106,7 @@ def _drops(report: Report, result: Any) -> None:
                         title="Dropped examples")
 
 
-def once(report: Report, key: str, text: str, *, again: str | None = None, kind: str = "info",
+def once(report: Any, key: str, text: str, *, again: str | None = None, kind: str = "info",
          title: str | None = None) -> None:
     """Add a note the first time ``key`` comes up in ``report``; later, ``again`` (a short reminder) if given."""
     seen = report.__dict__.setdefault("_notes_seen", set())
@@ -120,7 +117,7 @@ def once(report: Report, key: str, text: str, *, again: str | None = None, kind:
         report.add_note(again, kind=kind, title=title)
 
 
-def ood_note(report: Report, conditions: Any) -> None:
+def ood_note(report: Any, conditions: Any) -> None:
     """Add :data:`OOD_NOTE` when any of ``conditions`` is out of distribution (:data:`OOD_CONDITIONS`);
     the full note once per report, a short reminder after that."""
     names = sorted({str(c) for c in conditions} & OOD_CONDITIONS)
@@ -132,7 +129,7 @@ def ood_note(report: Report, conditions: Any) -> None:
                    "that the model reads something at those positions, not that their content matters.")
 
 
-def _x_to_z(report: Report, result: Any, title: str | None, level: int) -> None:
+def _x_to_z(report: Any, result: Any, title: str | None, level: int) -> None:
     from latentprobe import viz
 
     s = _summary(result)
@@ -158,7 +155,7 @@ def _first_layer(s: pd.DataFrame) -> Any:
     return None if len(layers) <= 2 else [layers[0], layers[-1]]
 
 
-def _z_to_y(report: Report, result: Any, title: str | None, level: int) -> None:
+def _z_to_y(report: Any, result: Any, title: str | None, level: int) -> None:
     from latentprobe import viz
 
     s = _summary(result)
@@ -179,7 +176,7 @@ def _z_to_y(report: Report, result: Any, title: str | None, level: int) -> None:
     _drops(report, result)
 
 
-def _mediation(report: Report, result: Any, title: str | None, level: int) -> None:
+def _mediation(report: Any, result: Any, title: str | None, level: int) -> None:
     from latentprobe import viz
 
     s = _summary(result)
@@ -199,7 +196,7 @@ def _mediation(report: Report, result: Any, title: str | None, level: int) -> No
     _drops(report, result)
 
 
-def _probe_sweep(report: Report, result: Any, title: str | None, level: int) -> None:
+def _probe_sweep(report: Any, result: Any, title: str | None, level: int) -> None:
     from latentprobe import viz
 
     s = _summary(result, "scores")
@@ -213,7 +210,7 @@ def _probe_sweep(report: Report, result: Any, title: str | None, level: int) -> 
          "uses it; cells are not corrected for multiple comparisons.", title="What a probe does not show")
 
 
-def _probe_comparison(report: Report, result: Any, title: str | None, level: int) -> None:
+def _probe_comparison(report: Any, result: Any, title: str | None, level: int) -> None:
     from latentprobe import viz
 
     report.add_heading(title or "Probes: representations compared", level)
@@ -224,7 +221,7 @@ def _probe_comparison(report: Report, result: Any, title: str | None, level: int
          "uses it; cells are not corrected for multiple comparisons.", title="What a probe does not show")
 
 
-def _collapse(report: Report, result: Any, title: str | None, level: int) -> None:
+def _collapse(report: Any, result: Any, title: str | None, level: int) -> None:
     from latentprobe import viz
 
     report.add_heading(title or "Collapse: how alike are the latents?", level)
@@ -235,7 +232,7 @@ def _collapse(report: Report, result: Any, title: str | None, level: int) -> Non
          title="Reading collapse")
 
 
-def _within(report: Report, result: Any, title: str | None, level: int) -> None:
+def _within(report: Any, result: Any, title: str | None, level: int) -> None:
     from latentprobe import viz
 
     report.add_heading(title or "Similarity between latent steps", level)
@@ -243,7 +240,7 @@ def _within(report: Report, result: Any, title: str | None, level: int) -> None:
     report.add_figure(viz.consecutive_similarity(result))
 
 
-def _across(report: Report, result: Any, title: str | None, level: int) -> None:
+def _across(report: Any, result: Any, title: str | None, level: int) -> None:
     from latentprobe import viz
 
     report.add_heading(title or "Similarity across examples", level)
@@ -251,14 +248,14 @@ def _across(report: Report, result: Any, title: str | None, level: int) -> None:
 
 
 #: Section builder per result kind: ``builder(report, result, title, level)``.
-SECTIONS: dict[str, Callable[[Report, Any, str | None, int], None]] = {
+SECTIONS: dict[str, Callable[[Any, Any, str | None, int], None]] = {
     "x_to_z": _x_to_z, "z_to_y": _z_to_y, "mediation": _mediation, "probe_sweep": _probe_sweep,
     "probe_comparison": _probe_comparison, "collapse": _collapse, "within_instance": _within,
     "across_instances": _across,
 }
 
 
-def add_result(report: Report, result: Any, *, title: str | None = None, level: int = 2) -> None:
+def add_result(report: Any, result: Any, *, title: str | None = None, level: int = 2) -> None:
     """Add the standard section of ``result`` to ``report`` (see the module docstring for the kinds).
 
     ``title`` replaces the default heading; ``level`` (2, 3 or 4) is the heading's level, e.g. 3 for

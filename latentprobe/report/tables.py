@@ -11,8 +11,8 @@ Examples
 ...                    "ci_low": [0.1], "ci_high": [0.2]})
 >>> list(arrange(df).columns)
 ['intervention', 'n', 'estimate', '95% CI', 'note']
->>> format_number(0.012345), format_number(1234.5), format_number(3)
-('0.0123', '1,234', '3')
+>>> format_number(0.012345), format_number(1234.5), format_number(3), format_number(1.0), format_number(0.5)
+('0.0123', '1,234', '3', '1.00', '0.500')
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def _is_missing(value: Any) -> bool:
 
 
 def format_number(value: Any) -> str:
-    """Three significant digits (thousands with separators, no exponent below 10^6); ints as they are."""
+    """Three significant digits, trailing zeros kept (thousands with separators, no exponent below 10^6);
+    ints as they are."""
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
     if isinstance(value, (int, np.integer)):
@@ -62,9 +63,13 @@ def format_number(value: Any) -> str:
         return "∞" if x > 0 else "−∞"
     if x == 0:
         return "0"
-    if 1000 <= abs(x) < 1e6:
+    if 999.5 <= abs(x) < 1e6:
         return f"{x:,.0f}"
-    return f"{x:.3g}"
+    text = f"{x:#.3g}"  # three significant digits, trailing zeros kept (0.500, 1.00)
+    if "e" in text:
+        mantissa, exp = text.split("e")
+        return f"{mantissa.rstrip('.')}e{exp}"
+    return text.rstrip(".")
 
 
 def _formatter(float_format: str | None) -> Any:

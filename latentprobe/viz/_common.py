@@ -284,7 +284,7 @@ def finish(fig: go.Figure, title: str, *, kind: str | None = None, x_title: str 
     fig.update_layout(
         template=TEMPLATE, title=title_spec, colorway=list(PALETTE), font={"size": 13},
         legend={"title": {"text": ""}, "tracegroupgap": 2},
-        margin={"l": 70, "r": 30, "t": 90 if subtitle else 70, "b": 60}, hoverlabel={"align": "left"},
+        margin={"l": 70, "r": 30, "t": 110 if subtitle else 70, "b": 60}, hoverlabel={"align": "left"},
     )
     if x_title is not None:
         fig.update_xaxes(title_text=x_title)

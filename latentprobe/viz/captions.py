@@ -92,11 +92,11 @@ CAPTIONS: dict[str, str] = {
 AXIS_TITLES: dict[str, str] = {
     "cosine": "cosine similarity (1 = unchanged)",
     "rel_l2": "relative L2 change ‖z′−z‖/‖z‖ (0 = unchanged)",
-    "accuracy_change": "change in accuracy, intervention − control (fraction)",
-    "flip_rate": "flip rate (fraction of answers changed vs control)",
-    "gold_logprob_change": "Δ log p(gold), intervention − control (nats)",
-    "recorded_logprob_change": "Δ log p(recorded answer), intervention − control (nats)",
-    "kl": "KL(control ‖ intervention), first answer token (nats)",
+    "accuracy_change": "change in accuracy<br>intervention − control (fraction)",
+    "flip_rate": "flip rate<br>(fraction of answers changed vs control)",
+    "gold_logprob_change": "Δ log p(gold)<br>intervention − control (nats)",
+    "recorded_logprob_change": "Δ log p(recorded answer)<br>intervention − control (nats)",
+    "kl": "KL(control ‖ intervention)<br>first answer token (nats)",
 }
 
 # Range each metric can take: (low, high), None = unbounded.

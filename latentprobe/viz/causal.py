@@ -164,7 +164,7 @@ def zy_bars(
     interventions = [str(v) for v in C.ordered(df[cols.INTERVENTION])]
     palette = C.colors(mode_names)
     fig = make_subplots(rows=1, cols=len(shown), subplot_titles=[C.pretty(m) for m in shown],
-                        horizontal_spacing=0.08 if len(shown) > 1 else 0.0)
+                        horizontal_spacing=min(0.12, 0.36 / (len(shown) - 1)) if len(shown) > 1 else 0.0)
     seen: set[Any] = set()
     for j, m in enumerate(shown, start=1):
         panel = df[df[cols.METRIC] == m]

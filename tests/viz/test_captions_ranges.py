@@ -72,11 +72,11 @@ def test_xz_constant_latents_get_sensible_axes(xz):
 def test_zy_axes_say_direction_and_unit(zy):
     fig = viz.zy_bars(zy)
     titles = {fig.layout[a].title.text: fig.layout[a].range for a in fig.layout if a.startswith("yaxis")}
-    kl = titles["KL(control ‖ intervention), first answer token (nats)"]
+    kl = titles["KL(control ‖ intervention)<br>first answer token (nats)"]
     assert kl[0] == 0.0
-    change = titles["change in accuracy, intervention − control (fraction)"]
+    change = titles["change in accuracy<br>intervention − control (fraction)"]
     assert -1.0 <= change[0] < change[1] <= 1.0
-    flip = titles["flip rate (fraction of answers changed vs control)"]
+    flip = titles["flip rate<br>(fraction of answers changed vs control)"]
     assert 0.0 == flip[0] < flip[1] <= 1.0
     acc = titles["accuracy"]
     assert 0.0 == acc[0] < acc[1] <= 1.0

@@ -95,7 +95,7 @@ def test_zy_bars_plots_the_summary(zy):
 def test_zy_bars_selects_metrics_and_modes(zy):
     fig = viz.zy_bars(zy, metrics=["kl", "flip_rate"], modes="redecode")
     assert [t.name for t in fig.data] == ["redecode", "redecode"]
-    assert fig.layout.yaxis.title.text == "KL(control ‖ intervention), first answer token (nats)"
+    assert fig.layout.yaxis.title.text == "KL(control ‖ intervention)<br>first answer token (nats)"
     kl = zy.summary[(zy.summary[ZS.METRIC] == "kl") & (zy.summary[ZS.MODE] == "redecode")]
     np.testing.assert_allclose(fig.data[0].y, kl[ZS.ESTIMATE])
     with pytest.raises(VizInputError, match="not found"):
