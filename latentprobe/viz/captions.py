@@ -93,7 +93,7 @@ AXIS_TITLES: dict[str, str] = {
     "cosine": "cosine similarity (1 = unchanged)",
     "rel_l2": "relative L2 change ‖z′−z‖/‖z‖ (0 = unchanged)",
     "accuracy_change": "change in accuracy<br>intervention − control (fraction)",
-    "flip_rate": "flip rate<br>(fraction of answers changed vs control)",
+    "flip_rate": "flip rate<br>(fraction changed vs control)",
     "gold_logprob_change": "Δ log p(gold)<br>intervention − control (nats)",
     "recorded_logprob_change": "Δ log p(recorded answer)<br>intervention − control (nats)",
     "kl": "KL(control ‖ intervention)<br>first answer token (nats)",

@@ -190,9 +190,10 @@ def zy_bars(
             seen.add(mode)
         ref = run[run[cols.METRIC] == m]
         if len(ref):
-            fig.add_hline(y=float(ref[cols.ESTIMATE].iloc[0]), row=1, col=j,
-                          line={"color": C.PALETTE[6], "width": 1.5, "dash": "dash"},
-                          annotation_text="original run", annotation_position="top right")
+            level = float(ref[cols.ESTIMATE].iloc[0])
+            fig.add_hline(y=level, row=1, col=j, line={"color": C.PALETTE[6], "width": 1.5, "dash": "dash"},
+                          annotation_text="original run",  # below the line near the top: clear of the panel title
+                          annotation_position="bottom right" if level > 0.85 else "top right")
         fig.add_hline(y=0.0, line={"color": C.PALETTE[6], "width": 1}, row=1, col=j)
         fig.update_yaxes(title_text=C.axis_title(m), row=1, col=j)
         shown_values = [C.num(panel, c, func) for c in (cols.ESTIMATE, cols.CI_LOW, cols.CI_HIGH)]

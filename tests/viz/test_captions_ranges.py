@@ -76,7 +76,7 @@ def test_zy_axes_say_direction_and_unit(zy):
     assert kl[0] == 0.0
     change = titles["change in accuracy<br>intervention − control (fraction)"]
     assert -1.0 <= change[0] < change[1] <= 1.0
-    flip = titles["flip rate<br>(fraction of answers changed vs control)"]
+    flip = titles["flip rate<br>(fraction changed vs control)"]
     assert 0.0 == flip[0] < flip[1] <= 1.0
     acc = titles["accuracy"]
     assert 0.0 == acc[0] < acc[1] <= 1.0
