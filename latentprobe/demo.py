@@ -110,12 +110,16 @@ def _run(out_dir: str | Path, *, n_examples: int, variants: Sequence[str] | None
     rows: list[dict[str, Any]] = []
     decomp_frames, zy_frames, xz_frames, probe_frames, collapse_frames = [], [], [], [], []
     step_mats: dict[str, np.ndarray] = {}
+    models: dict[str, Any] = {}
+    sample_ids: list[str] = []
     for v in variants:
         tv = time.perf_counter()
         tm = load(v)
         ex = tm.examples("test", n=n_examples)
         inputs = toy_inputs(ex)
         runner = tm.runner()
+        models[v] = runner
+        sample_ids = sample_ids or [e.example_id for e in ex]
         mnt = 16 if v == "text" else 8
         trace = runner.run(tm.prompts(ex), tm.images(ex), example_ids=[e.example_id for e in ex],
                            max_new_tokens=mnt, capture_positions="image", batch_size=32, progress=False)
@@ -218,62 +222,84 @@ def _run(out_dir: str | Path, *, n_examples: int, variants: Sequence[str] | None
         echo("\n" + show.to_string(index=False))
 
     # ------------------------------------------------------------------ report
+    rep = _report(variants, tables, show, step_mats, models, sample_ids,
+                  settings={"n_examples": n_examples, "seed": seed, "n_boot": n_boot, "variants": ", ".join(variants),
+                            "Z -> Y interventions": ", ".join(ZY_INTERVENTIONS), "seconds": round(time.perf_counter() - t0, 1)})
+    path = rep.write(out / "report.html")
+    (out / "settings.json").write_text(json.dumps({"n_examples": n_examples, "seed": seed, "n_boot": n_boot,
+                                                   "variants": variants}, indent=1))
+    return DemoResult(summary=summary, report_path=path, out_dir=out, seconds=time.perf_counter() - t0)
+
+
+def _report(variants: Sequence[str], tables: dict[str, pd.DataFrame], show: pd.DataFrame,
+            step_mats: dict[str, np.ndarray], models: dict[str, Any], sample_ids: list[str],
+            settings: dict[str, Any]) -> Any:
+    """The demo's report: one section per analysis, one sub-section per variant, provenance last."""
+    from latentprobe import viz
+    from latentprobe.report import Report
+
+    n = settings["n_examples"]
     rep = Report("latentprobe demo: planted causal graphs",
-                 subtitle=f"{len(variants)} toy variants, {n_examples} held-out questions each, seed {seed}")
+                 subtitle=f"{len(variants)} toy variants, {n} held-out questions each, seed {settings['seed']}")
     rep.add_heading("What the variants are")
-    rep.add_table(pd.DataFrame({"variant": variants, "known truth": [TRUTH[v] for v in variants]}))
+    rep.add_table(pd.DataFrame({"variant": variants, "known truth": [TRUTH[v] for v in variants]}), order=False)
     rep.add_note("The toy models are tiny and trained on synthetic shapes. They show that the measurements "
                  "recover planted causal structure; they say nothing about how a real model behaves.",
                  kind="info", title="What this does not prove")
     rep.add_heading("Summary")
-    rep.add_table(show, caption="One row per variant. xz_cos_*: cosine between clean and counterfactual-image "
-                  "states (1 = unchanged). TE/NDE/NIE: effects of the counterfactual image on correctness "
-                  "(clean gold). zy_swap_flip_rate: answers that change when latents are swapped between examples.")
+    rep.add_table(show, order=False, caption="One row per variant. `xz_cos_*`: cosine between clean and "
+                  "counterfactual-image states (1 = unchanged). TE/NDE/NIE: effects of the counterfactual image on "
+                  "correctness (treated − clean, fraction of examples). `zy_swap_flip_rate`: fraction of answers "
+                  "that change when latents are swapped between examples.")
     tab = tables["decomposition"]
     if len(tab):
         rep.add_heading("Mediation: TE, NDE, NIE")
         rep.add_figure(viz.decomposition_bars(tab, by="variant"),
                        caption="Counterfactual image (the queried object's colour changed). NIE: input clean, "
-                               "latents from the counterfactual run; NDE: input changed, latents held clean.")
+                               "latents from the counterfactual run; NDE: input changed, latents held clean. "
+                               + viz.caption_for("decomposition_bars"))
+        keep = [c for c in ("variant", "effect", "n", "estimate", "ci_low", "ci_high", "p_value", "note") if c in tab]
+        rep.add_table(tab[keep], caption="Effects of the counterfactual image on correctness (treated − clean, "
+                      "fraction of examples), per variant: paired bootstrap intervals, McNemar exact p.")
     tab = tables["z_to_y"]
     if len(tab):
         rep.add_heading("Z -> Y: latent interventions")
+        rep.add_text("Each intervention replaces the latents and re-decodes the answer with all latents held "
+                     "(`redecode`); the control is the same re-decode without a change (`none`). Read the "
+                     "`bypass` variant as the check: its answer cannot attend to the latents, so every "
+                     "intervention that keeps the latent positions leaves it unchanged.")
         for v in variants:
-            sub = tab[(tab.variant == v) & tab.metric.isin(["accuracy", "flip_rate", "kl"]) & (tab["mode"] != "run")]
+            sub = tab[tab.variant == v].drop(columns="variant")
             if len(sub):
-                rep.add_heading(v, level=3)
-                rep.add_figure(viz.zy_bars(sub))
+                rep.add_result(sub, title=v, level=3)
     tab = tables["x_to_z"]
     if len(tab):
         rep.add_heading("X -> Z: do the latents change with the image?")
         for v in variants:
-            sub = tab[tab.variant == v]
+            sub = tab[tab.variant == v].drop(columns="variant")
             if (sub.source == "latent").any():
-                rep.add_heading(v, level=3)
-                rep.add_figure(viz.xz_lines(sub, layer=0))
-        rep.add_table(tab[tab.source != "latent"][["variant", "perturbation", "source", "metric", "estimate",
-                                                   "ci_low", "ci_high", "n"]],
-                      caption="Baselines at prompt positions (the same perturbations).")
+                rep.add_result(sub, title=v, level=3)
     tab = tables["probes"]
     if len(tab):
         rep.add_heading("Probes: the queried object's colour")
         for v in variants:
-            sub = tab[tab.variant == v]
+            sub = tab[tab.variant == v].drop(columns="variant")
             if len(sub):
-                rep.add_heading(v, level=3)
-                rep.add_figure(viz.probe_controls(sub))
-        rep.add_note("A probe's accuracy shows information is linearly decodable, not that the model uses it.")
+                rep.add_result(sub, title=v, level=3)
     tab = tables["collapse"]
     if len(tab):
         rep.add_heading("Collapse: how alike are the latents?")
-        rep.add_table(tab)
-        for v, m in step_mats.items():
-            rep.add_figure(viz.similarity_heatmap(m, title=f"{v}: step x step cosine of latents (mean over examples)"))
-        rep.add_note("A high cosine after centring is not by itself collapse; compare with the baselines.")
-    rep.add_heading("Settings")
-    rep.add_key_values({"n_examples": n_examples, "seed": seed, "n_boot": n_boot, "variants": ", ".join(variants),
-                        "seconds": round(time.perf_counter() - t0, 1)})
-    path = rep.write(out / "report.html")
-    (out / "settings.json").write_text(json.dumps({"n_examples": n_examples, "seed": seed, "n_boot": n_boot,
-                                                   "variants": variants}, indent=1))
-    return DemoResult(summary=summary, report_path=path, out_dir=out, seconds=time.perf_counter() - t0)
+        for v in variants:
+            sub = tab[tab.variant == v].drop(columns="variant")
+            if len(sub):
+                rep.add_result(sub, title=v, level=3)
+            if v in step_mats:
+                rep.add_figure(viz.similarity_heatmap(step_mats[v], title=f"{v}: step x step cosine of latents "
+                                                                         "(mean over examples)"))
+    first = next(iter(models.values()), None)
+    runners = {f"toy:{v}": "; ".join(f"{k}: {t}" for k, t in r._summary()[1]) for v, r in models.items()}
+    rep.add_provenance(settings=settings, runner=runners or None, spec=first.spec if first is not None else None,
+                       sample={"n": len(sample_ids), "selection": "the first n questions of the toy test split "
+                               "(fixed by the toy's training seed; no sampling)",
+                               "example ids": ", ".join(sample_ids)})
+    return rep

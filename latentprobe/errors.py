@@ -145,3 +145,7 @@ class CLIUsageError(LatentProbeError, ValueError):
 class StudyError(LatentProbeError, ValueError):
     """A study file (``latentprobe run STUDY.toml``) or output folder that cannot be used; the message names the
     file, the table and the key, and how to fix it."""
+
+
+class ExportDependencyError(ReportError, ImportError):
+    """Static figure export needs an optional package that is not installed (the message says what to install)."""

@@ -1,5 +1,7 @@
 """The main job: the demo on the shipped toys, small."""
 
+import re
+
 from latentprobe.demo import run_demo
 
 
@@ -14,3 +16,17 @@ def test_demo_writes_report_and_recovers_planted_truths(tmp_path):
     assert "random-weights model latents" in probes and "image tokens (mean)" in probes
     for f in ("summary.csv", "decomposition.csv", "z_to_y.csv", "x_to_z.csv", "collapse.csv"):
         assert (tmp_path / f).exists()
+    # every figure has a non-empty caption
+    n_figures = len(re.findall(r"<figure id=", html))
+    captions = re.findall(r"<figcaption><strong>Figure \d+\.</strong> (.*?)</figcaption>", html, re.S)
+    assert n_figures >= 10 and len(captions) == n_figures and all(len(c.strip()) > 40 for c in captions)
+    # the out-of-distribution note sits in the Z -> Y section, where no_latents appears
+    zy = html[html.index('id="z-y-latent-interventions"'):html.index('id="x-z-do-the-latents-change-with-the-image"')]
+    assert "Out of distribution: no_latents" in zy and "not that their <em>content</em> matters" in zy
+    # provenance: settings, model, spec, data sample, software versions
+    prov = html[html.index('id="provenance"'):]
+    for needle in ("n_boot", "toy:mediated", "Spec", "Data sample", "example ids", "transformers", "nnsight",
+                   "sklearn", "plotly", "torch", "python"):
+        assert needle in prov, needle
+    # tables have no index column and show three significant digits
+    assert "<th scope=\"col\"></th>" not in html

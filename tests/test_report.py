@@ -68,7 +68,8 @@ def test_report_escapes_user_content(tmp_path):
     doc = rep.write(tmp_path / "r.html").read_text(encoding="utf-8")
     assert "alert(" in doc  # the text is there ...
     assert "<script>alert" not in doc  # ... but never as markup
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in doc
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in doc  # template fields (Jinja2 autoescape)
+    assert "&lt;script&gt;alert('x')&lt;/script&gt;" in doc  # Markdown text (markdown-it, raw HTML off)
     assert "<strong>latent</strong>" in doc and "<code>within_instance</code>" in doc
     assert "0.123" in doc and "0.123456" not in doc and "—" in doc
 
@@ -114,3 +115,111 @@ def test_module_example_runs():
 
     result = doctest.testmod(latentprobe.report)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("name", ["tables", "provenance", "sections", "export", "page"])
+def test_submodule_examples_run(name):
+    import doctest
+    import importlib
+
+    module = importlib.import_module(f"latentprobe.report.{name}")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+
+
+# --------------------------------------------------------------------------- #
+# Escaping, Markdown, tables, captions, export
+# --------------------------------------------------------------------------- #
+def test_user_text_is_escaped_everywhere():
+    fig = _figures()[0]
+    fig.update_layout(title_text="fig " + EVIL)
+    rep = Report("T " + EVIL, subtitle="S " + EVIL)
+    rep.add_heading("H " + EVIL)
+    rep.add_text("M " + EVIL + "\n\n- item " + EVIL + "\n\n[link](javascript:alert(1)) <img src=x onerror=alert(1)>")
+    rep.add_figure(fig, caption="C " + EVIL)
+    rep.add_table(pd.DataFrame({"col " + EVIL: [EVIL]}), caption="TC " + EVIL, formats={"x": "{:.2f}"})
+    rep.add_note("N " + EVIL, title="NT " + EVIL)
+    rep.add_key_values({"K " + EVIL: EVIL}, caption="KC " + EVIL)
+    doc = rep.to_html()
+    assert "<script>alert" not in doc and "<img" not in doc and 'href="javascript' not in doc
+    # title (twice), subtitle, heading (+ TOC), text (2), caption, column, cell, table caption, note (2), kv (3)
+    escaped = doc.count("&lt;script&gt;alert(")
+    assert escaped >= 16
+    assert "<li>item &lt;script&gt;" in doc  # Markdown lists still render
+
+
+def test_tables_drop_the_index_and_put_key_columns_first():
+    df = pd.DataFrame({"note": ["", ""], "estimate": [0.123456, 12345.6], "ci_low": [0.1, 1.0],
+                       "ci_high": [0.2, 2.0], "n": [10, 20], "mode": ["redecode", "replay"],
+                       "intervention": ["zero", "swap"], "p_value": [0.000123, 0.5]}, index=[5, 9])
+    doc = Report("t").add_table(df).to_html()
+    head = re.findall(r"<th[^>]*>(.*?)</th>", re.search(r"<thead>(.*?)</thead>", doc, re.S).group(1))
+    assert head == ["intervention", "mode", "n", "estimate", "95% CI", "p_value", "note"]
+    assert ">0.123<" in doc and ">12,346<" in doc and "[0.100, 0.200]" in doc and ">0.000123<" in doc
+    assert ">5<" not in doc and ">9<" not in doc  # the index is not a column
+    named = Report("t").add_table(df.rename_axis("variant")).to_html()
+    assert re.findall(r"<th\b[^>]*>(.*?)</th>", named)[0] == "variant"
+    wide = pd.DataFrame({"variant": ["v"], "intervention": ["zero"], **{c: [1.0] for c in "abcdefg"}})
+    doc = Report("t").add_table(wide).to_html()
+    assert doc.count('class="sticky"') == 2 and doc.count('class="sticky last-key"') == 2
+    assert ".table-wrap { overflow: auto" in doc
+
+
+def test_figures_get_their_own_caption_by_default():
+    doc = Report("t").add_figure(_figures()[1]).to_html()
+    assert "<strong>Figure 1.</strong> Collapse statistics of the latents" in doc
+
+
+def test_export_needs_kaleido(tmp_path, monkeypatch):
+    from latentprobe.errors import ExportDependencyError, LatentProbeError
+    from latentprobe.report import export_figures
+
+    monkeypatch.setattr("latentprobe.report.export.importlib.util.find_spec", lambda name: None)
+    rep, _ = _report()
+    with pytest.raises(ExportDependencyError, match=r"pip install latentprobe\[export\]") as err:
+        export_figures(rep, tmp_path / "figs")
+    assert isinstance(err.value, (LatentProbeError, ImportError))
+    with pytest.raises(ExportDependencyError):
+        rep.write(tmp_path / "r.html", static_dir=tmp_path / "figs")
+    assert not (tmp_path / "r.html").exists() and not (tmp_path / "figs").exists()  # refused before any work
+    with pytest.raises(ValueError, match="png"):
+        export_figures(rep, tmp_path, format="jpg")
+
+
+# --------------------------------------------------------------------------- #
+# Rendering in a headless browser, offline
+# --------------------------------------------------------------------------- #
+def chromium_dom(path) -> str:
+    """The DOM of ``path`` after scripts ran, from headless Chromium with every network fetch failing."""
+    import shutil
+    import subprocess
+
+    exe = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    if exe is None:
+        pytest.skip("no chromium on PATH (Debian: apt-get install -y chromium; .ci/run installs it)")
+    out = subprocess.run(
+        [exe, "--headless", "--disable-gpu", "--no-sandbox", "--proxy-server=127.0.0.1:9",
+         "--proxy-bypass-list=<-loopback>", "--virtual-time-budget=10000", "--dump-dom", path.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def plot_divs(dom: str) -> dict[str, str]:
+    """``{div id: its inner HTML}`` of every figure's plot div."""
+    starts = [(m.group(1), m.start()) for m in re.finditer(r'<div id="(lp-figure-\d+)"', dom)]
+    ends = [s for _, s in starts[1:]] + [len(dom)]
+    return {name: dom[start:end] for (name, start), end in zip(starts, ends)}
+
+
+def test_every_plot_is_drawn_in_headless_chromium(tmp_path):
+    rep, figs = _report()
+    path = rep.write(tmp_path / "r.html")
+    dom = chromium_dom(path)
+    divs = plot_divs(dom)
+    assert sorted(divs) == ["lp-figure-1", "lp-figure-2"]
+    for name, html in divs.items():
+        assert '<svg class="main-svg"' in html, f"{name} was not drawn"
+        assert 'class="plot-container plotly"' in html
+    assert "<script>alert" not in dom  # the escaped title stayed text

@@ -31,12 +31,17 @@ Conventions
   lines or as whiskers on points and bars.  Rows with NaN bounds (e.g. ``n_boot=0``) are drawn
   without an interval.  The intervals are whatever the analysis computed (usually a 95%
   percentile bootstrap over examples); a figure does not make them more than that.
+* Every figure stores its kind and a caption (what it shows, what it does not prove) in
+  ``fig.layout.meta``; :func:`caption_for` reads it, :data:`CAPTIONS` lists them.  Axis ranges
+  follow what each metric can take (:func:`metric_range`: cosine within [-1, 1], relative L2,
+  KL and flip rate from 0, accuracy within [0, 1]); effect axes say their direction and unit.
 * A wrong input raises :class:`~latentprobe.errors.VizInputError` naming the function, the
   missing column(s) and what to pass instead.
 """
 
 from latentprobe.errors import VizInputError
 from latentprobe.viz._common import PALETTE, TEMPLATE
+from latentprobe.viz.captions import AXIS_TITLES, CAPTIONS, caption_for, metric_bounds, metric_range
 from latentprobe.viz.causal import decomposition_bars, effects_forest, xz_lines, zy_bars
 from latentprobe.viz.geometry import (
     across_instance_summary, collapse_bars, consecutive_similarity, norm_profile, similarity_heatmap,
@@ -47,6 +52,11 @@ __all__ = [
     "PALETTE",
     "TEMPLATE",
     "VizInputError",
+    "CAPTIONS",
+    "AXIS_TITLES",
+    "caption_for",
+    "metric_bounds",
+    "metric_range",
     "similarity_heatmap",
     "consecutive_similarity",
     "across_instance_summary",

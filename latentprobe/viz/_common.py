@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 
 from latentprobe import schema as S
 from latentprobe.errors import VizInputError
+from latentprobe.viz.captions import AXIS_TITLES, CAPTIONS, metric_range
 
 #: Plotly template used by every figure.
 TEMPLATE = "plotly_white"
@@ -71,6 +72,11 @@ _PRETTY = {
 
 def pretty(name: Any) -> str:
     return _PRETTY.get(str(name), str(name))
+
+
+def axis_title(name: Any) -> str:
+    """Axis title with direction and unit where known (:data:`latentprobe.viz.captions.AXIS_TITLES`)."""
+    return AXIS_TITLES.get(str(name), pretty(name))
 
 
 def columns_of(df: pd.DataFrame) -> list[str]:
@@ -268,16 +274,17 @@ def escape_hover(text: str) -> str:
     return str(text).replace("<", "&lt;").replace(">", "&gt;")
 
 
-def finish(fig: go.Figure, title: str, *, x_title: str | None = None, y_title: str | None = None,
-           subtitle: str | None = None, height: int | None = None) -> go.Figure:
-    """Apply the house template, palette, title (and subtitle) and axis titles."""
+def finish(fig: go.Figure, title: str, *, kind: str | None = None, x_title: str | None = None,
+           y_title: str | None = None, subtitle: str | None = None, height: int | None = None) -> go.Figure:
+    """Apply the house template, palette, title (and subtitle) and axis titles; store the figure's
+    ``kind`` and caption (:data:`latentprobe.viz.captions.CAPTIONS`) in ``layout.meta``."""
     title_spec: dict[str, Any] = {"text": title, "x": 0.01, "xanchor": "left"}
     if subtitle:
         title_spec["subtitle"] = {"text": subtitle}
     fig.update_layout(
         template=TEMPLATE, title=title_spec, colorway=list(PALETTE), font={"size": 13},
         legend={"title": {"text": ""}, "tracegroupgap": 2},
-        margin={"l": 70, "r": 30, "t": 90 if subtitle else 70, "b": 60}, hoverlabel={"align": "left"},
+        margin={"l": 70, "r": 30, "t": 110 if subtitle else 70, "b": 60}, hoverlabel={"align": "left"},
     )
     if x_title is not None:
         fig.update_xaxes(title_text=x_title)
@@ -285,7 +292,20 @@ def finish(fig: go.Figure, title: str, *, x_title: str | None = None, y_title: s
         fig.update_yaxes(title_text=y_title)
     if height is not None:
         fig.update_layout(height=height)
+    if kind is not None:
+        fig.update_layout(meta={"kind": kind, "caption": CAPTIONS.get(kind, "")})
     return fig
+
+
+def set_range(fig: go.Figure, metric: Any, values: Any, *, axis: str = "y", include_zero: bool = False,
+              row: int | None = None, col: int | None = None) -> None:
+    """Set an axis range that follows ``metric`` (:func:`latentprobe.viz.captions.metric_range`)."""
+    rng = metric_range(metric, values, include_zero=include_zero)
+    if rng is None:
+        return
+    cell = {} if row is None else {"row": row, "col": col}
+    update = fig.update_yaxes if axis == "y" else fig.update_xaxes
+    update(range=rng, autorange=False, **cell)
 
 
 def ordered(values: Sequence[Any], first: Sequence[Any] = ()) -> list[Any]:

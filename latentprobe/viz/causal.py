@@ -107,6 +107,10 @@ def xz_lines(
                                       f"<extra>{C.escape_hover(str(pert))}</extra>",
                     ), row=i, col=j)
             fig.update_yaxes(title_text=C.pretty(metric), row=i, col=j)
+            drawn = df[cell & (df[cols.SOURCE] == _LATENT)]
+            drawn = pd.concat([drawn, base[cell.loc[base.index]]])
+            values = [C.num(drawn, c, func) for c in (cols.ESTIMATE, S.CI_LOW, S.CI_HIGH) if c in drawn.columns]
+            C.set_range(fig, metric, np.concatenate(values) if values else [], row=i, col=j)
             fig.update_xaxes(dtick=1, row=i, col=j)
             if i == len(layers):
                 fig.update_xaxes(title_text=x_title, row=i, col=j)
@@ -115,7 +119,7 @@ def xz_lines(
             f"{d}: {s}" for s, d in dashes.items()) + ")"
     if subtitle is None and not multi:
         subtitle = f"layer {layers[0]}"
-    return C.finish(fig, title, subtitle=subtitle, height=max(420, 320 * len(layers)))
+    return C.finish(fig, title, kind=func, subtitle=subtitle, height=max(420, 320 * len(layers)))
 
 
 def zy_bars(
@@ -160,7 +164,7 @@ def zy_bars(
     interventions = [str(v) for v in C.ordered(df[cols.INTERVENTION])]
     palette = C.colors(mode_names)
     fig = make_subplots(rows=1, cols=len(shown), subplot_titles=[C.pretty(m) for m in shown],
-                        horizontal_spacing=0.08 if len(shown) > 1 else 0.0)
+                        horizontal_spacing=min(0.12, 0.36 / (len(shown) - 1)) if len(shown) > 1 else 0.0)
     seen: set[Any] = set()
     for j, m in enumerate(shown, start=1):
         panel = df[df[cols.METRIC] == m]
@@ -186,14 +190,19 @@ def zy_bars(
             seen.add(mode)
         ref = run[run[cols.METRIC] == m]
         if len(ref):
-            fig.add_hline(y=float(ref[cols.ESTIMATE].iloc[0]), row=1, col=j,
-                          line={"color": C.PALETTE[6], "width": 1.5, "dash": "dash"},
-                          annotation_text="original run", annotation_position="top right")
+            level = float(ref[cols.ESTIMATE].iloc[0])
+            fig.add_hline(y=level, row=1, col=j, line={"color": C.PALETTE[6], "width": 1.5, "dash": "dash"},
+                          annotation_text="original run",  # below the line near the top: clear of the panel title
+                          annotation_position="bottom right" if level > 0.85 else "top right")
         fig.add_hline(y=0.0, line={"color": C.PALETTE[6], "width": 1}, row=1, col=j)
-        fig.update_yaxes(title_text=C.pretty(m), row=1, col=j)
+        fig.update_yaxes(title_text=C.axis_title(m), row=1, col=j)
+        shown_values = [C.num(panel, c, func) for c in (cols.ESTIMATE, cols.CI_LOW, cols.CI_HIGH)]
+        if len(ref):
+            shown_values.append(C.num(ref, cols.ESTIMATE, func))
+        C.set_range(fig, m, np.concatenate(shown_values), include_zero=True, row=1, col=j)
         fig.update_xaxes(type="category", title_text=x_title, row=1, col=j)
     fig.update_layout(barmode="group")
-    out = C.finish(fig, title, subtitle=subtitle)
+    out = C.finish(fig, title, kind=func, subtitle=subtitle)
     out.update_layout(legend_title_text=S.ZY_SUMMARY.MODE)
     return out
 
@@ -305,7 +314,7 @@ def effects_forest(
     if subtitle is None and S.NOTE in df.columns and (df[S.NOTE].fillna("").astype(str) != "").any():
         subtitle = "Open markers: the row carries a note (e.g. small sample); hover for details."
     per_row = 34 if by is None else 12 + 20 * len(grouped)
-    return C.finish(fig, title, x_title=x_title, y_title=label, subtitle=subtitle,
+    return C.finish(fig, title, kind=func, x_title=x_title, y_title=label, subtitle=subtitle,
                     height=max(320, 150 + per_row * len(rows)))
 
 
@@ -314,7 +323,7 @@ def decomposition_bars(
     *,
     by: str | None = None,
     title: str = "Mediation: total, direct and indirect effects",
-    y_title: str = "effect on the outcome",
+    y_title: str = "effect on the outcome (treated − clean)",
     subtitle: str | None = "TE = NDE + NIE holds only without an X×Z interaction.",
 ) -> go.Figure:
     """Bars of TE / NDE / NIE (and the interaction) with CI whiskers, side by side per ``by`` group.
@@ -388,4 +397,4 @@ def decomposition_bars(
     fig.add_hline(y=0.0, line={"color": C.PALETTE[6], "width": 1})
     fig.update_layout(barmode="group")
     fig.update_xaxes(type="category")
-    return C.finish(fig, title, x_title=effect, y_title=y_title, subtitle=subtitle)
+    return C.finish(fig, title, kind=func, x_title=effect, y_title=y_title, subtitle=subtitle)

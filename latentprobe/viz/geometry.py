@@ -121,7 +121,7 @@ def similarity_heatmap(
     fig = go.Figure(trace)
     fig.update_xaxes(type="category", constrain="domain")
     fig.update_yaxes(type="category", autorange="reversed", scaleanchor="x", constrain="domain")
-    return C.finish(fig, title, x_title=axis_title, y_title=axis_title, subtitle=subtitle)
+    return C.finish(fig, title, kind=func, x_title=axis_title, y_title=axis_title, subtitle=subtitle)
 
 
 def consecutive_similarity(
@@ -173,7 +173,8 @@ def consecutive_similarity(
         dash = "dash" if S.CENTERING in series and sub[S.CENTERING].iloc[0] == S.CENTERINGS[1] else None
         C.line_with_band(fig, sub, x=cols.STEP, y=cols.MEAN, name=label, color=palette[label], func=func, dash=dash)
     fig.update_xaxes(dtick=1)
-    return C.finish(fig, title, x_title=x_title, y_title=y_title, subtitle=subtitle)
+    C.set_range(fig, "cosine", np.concatenate([C.num(df, c, func) for c in (cols.MEAN, cols.CI_LOW, cols.CI_HIGH)]))
+    return C.finish(fig, title, kind=func, x_title=x_title, y_title=y_title, subtitle=subtitle)
 
 
 def across_instance_summary(
@@ -252,7 +253,10 @@ def across_instance_summary(
                     hovertemplate=f"step=%{{x}}<br>{column}=%{{y:.3f}}<extra></extra>",
                 ))
     fig.update_xaxes(dtick=1)
-    return C.finish(fig, title, x_title=x_title, y_title=y_title, subtitle=subtitle)
+    drawn = [C.num(df, c, func) for c in (cols.MEAN_OFFDIAG, cols.CI_LOW, cols.CI_HIGH)]
+    drawn += [np.asarray(t.y, dtype=np.float64) for t in fig.data if t.y is not None and t.fill is None]
+    C.set_range(fig, "cosine", np.concatenate(drawn))
+    return C.finish(fig, title, kind=func, x_title=x_title, y_title=y_title, subtitle=subtitle)
 
 
 def collapse_bars(
@@ -310,9 +314,10 @@ def collapse_bars(
                 showlegend=j == 1, marker={"color": palette[centering]},
                 hovertemplate=f"%{{x}} ({centering})<br>{metric}=%{{y:.3f}}<extra></extra>",
             ), row=1, col=j)
+        C.set_range(fig, metric, C.num(df, metric, func), include_zero=True, row=1, col=j)
     fig.update_layout(barmode="group")
     fig.update_xaxes(type="category", title_text="source")
-    return C.finish(fig, title, subtitle=subtitle)
+    return C.finish(fig, title, kind=func, subtitle=subtitle)
 
 
 def norm_profile(
@@ -371,4 +376,4 @@ def norm_profile(
             fig.add_hline(y=value, line={"dash": "dash", "color": C.PALETTE[6], "width": 1},
                           annotation_text=f"{source} mean norm = {value:.3g}", annotation_position="top left")
     fig.update_xaxes(dtick=1)
-    return C.finish(fig, title, x_title=x_title, y_title=y_title, subtitle=subtitle)
+    return C.finish(fig, title, kind=func, x_title=x_title, y_title=y_title, subtitle=subtitle)

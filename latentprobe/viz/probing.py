@@ -110,7 +110,7 @@ def probe_heatmap(
         chance = chance[np.isfinite(chance)]
         if chance.size and np.allclose(chance, chance[0]):
             subtitle = f"chance = {chance[0]:.3g}; decodable is not the same as used by the model"
-    return C.finish(fig, title, x_title="latent step", y_title="layer", subtitle=subtitle)
+    return C.finish(fig, title, kind=func, x_title="latent step", y_title="layer", subtitle=subtitle)
 
 
 def probe_controls(
@@ -224,4 +224,6 @@ def probe_controls(
                 ))
     fig.update_layout(barmode="group")
     fig.update_xaxes(type="category")
-    return C.finish(fig, title, x_title=x_title, y_title=y_title, subtitle=subtitle)
+    if cols.TASK in df.columns and (df[cols.TASK] == "classification").all():
+        C.set_range(fig, "accuracy", [0.0, 1.0])  # held-out accuracy: the whole [0, 1]
+    return C.finish(fig, title, kind=func, x_title=x_title, y_title=y_title, subtitle=subtitle)

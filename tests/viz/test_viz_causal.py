@@ -95,7 +95,7 @@ def test_zy_bars_plots_the_summary(zy):
 def test_zy_bars_selects_metrics_and_modes(zy):
     fig = viz.zy_bars(zy, metrics=["kl", "flip_rate"], modes="redecode")
     assert [t.name for t in fig.data] == ["redecode", "redecode"]
-    assert fig.layout.yaxis.title.text == "KL at first answer token"
+    assert fig.layout.yaxis.title.text == "KL(control ‖ intervention)<br>first answer token (nats)"
     kl = zy.summary[(zy.summary[ZS.METRIC] == "kl") & (zy.summary[ZS.MODE] == "redecode")]
     np.testing.assert_allclose(fig.data[0].y, kl[ZS.ESTIMATE])
     with pytest.raises(VizInputError, match="not found"):
@@ -117,7 +117,7 @@ def test_decomposition_bars_plots_the_effects(med):
     want = _effect_rows(med)
     np.testing.assert_allclose(bar.y, want[MS.ESTIMATE])
     check_error_bars(bar.error_y, want[MS.ESTIMATE], want[MS.CI_LOW], want[MS.CI_HIGH])
-    assert fig.layout.xaxis.title.text == "effect" and fig.layout.yaxis.title.text == "effect on the outcome"
+    assert fig.layout.xaxis.title.text == "effect" and fig.layout.yaxis.title.text == "effect on the outcome (treated − clean)"
     gap = med.effects["TE"].estimate - med.effects["NDE"].estimate - med.effects["NIE"].estimate
     assert bar.customdata[0][-1] == pytest.approx(gap)
 

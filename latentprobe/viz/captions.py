@@ -1,0 +1,192 @@
+"""Captions and axis ranges of the figures: what each figure shows, what it does not prove, and the
+range each metric can take.
+
+Every figure function stores its kind and caption in ``fig.layout.meta`` (``{"kind": ...,
+"caption": ...}``); :func:`caption_for` reads them back (or looks a kind up in :data:`CAPTIONS`),
+and :meth:`latentprobe.report.Report.add_figure` uses it when no caption is given.
+
+Examples
+--------
+>>> from latentprobe import viz
+>>> viz.caption_for("zy_bars").startswith("Output of the model")
+True
+>>> viz.metric_bounds("cosine"), viz.metric_bounds("kl")
+((-1.0, 1.0), (0.0, None))
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from latentprobe.errors import VizInputError
+
+__all__ = ["CAPTIONS", "AXIS_TITLES", "caption_for", "metric_bounds", "metric_range"]
+
+#: Caption of each figure kind (the figure function's name): what it shows, then what it does not prove.
+CAPTIONS: dict[str, str] = {
+    "xz_lines": (
+        "How far the latents move when the input is perturbed (X → Z): per latent step, the cosine "
+        "similarity between clean and perturbed latents (1 = unchanged) and their relative L2 change "
+        "‖z′ − z‖ / ‖z‖ (0 = unchanged), mean over examples with 95% bootstrap bands; flat lines are the "
+        "same comparison at prompt-token positions. A change shows that the latents depend on the input; "
+        "it does not show that the answer uses them (see Z → Y)."
+    ),
+    "zy_bars": (
+        "Output of the model when the latents are intervened on (Z → Y), one bar per intervention and "
+        "mode with 95% bootstrap whiskers. Accuracy and flip rate are fractions of examples; the change in "
+        "accuracy is intervention − control; KL(control ‖ intervention) of the first answer token is in "
+        "nats. Patched latents can be out of distribution: a change shows that the model is sensitive "
+        "to the patch, not that the latents carry the reasoning in normal runs."
+    ),
+    "decomposition_bars": (
+        "Mediation decomposition of the treatment's effect on the outcome (treated − clean): total (TE), "
+        "natural direct (NDE, latents held clean) and natural indirect (NIE, only the latents from the "
+        "treated run) effects with 95% paired-bootstrap whiskers. TE = NDE + NIE holds only without an "
+        "X × Z interaction. A large NIE shows that swapping the latents carries the effect; it does not "
+        "rule out other paths, and the split assumes the latents are the only mediator that is swapped."
+    ),
+    "effects_forest": (
+        "Effect estimates with their confidence intervals, one row per effect; the dotted line is zero. "
+        "Intervals are not corrected for multiple comparisons, and an interval that excludes zero is "
+        "not by itself evidence of a mechanism."
+    ),
+    "probe_heatmap": (
+        "Held-out score of a linear probe per layer and latent step. A high score shows that the target "
+        "is linearly decodable there; it does not show that the model computes or uses it. Cells are "
+        "not corrected for multiple comparisons."
+    ),
+    "probe_controls": (
+        "Held-out probe score next to its baselines: majority class, shuffled training labels and a "
+        "control task (selectivity = score − control). A score above the baselines shows that the "
+        "information is linearly decodable, not that the model uses it."
+    ),
+    "similarity_heatmap": (
+        "Cosine similarity between latent steps (−1 to 1), mean over examples. High similarity between "
+        "steps is not by itself collapse: compare with the baselines in the collapse table."
+    ),
+    "consecutive_similarity": (
+        "Cosine similarity (−1 to 1) of consecutive latent steps, mean over examples with 95% bootstrap "
+        "bands. Similar consecutive steps do not show that later steps add nothing."
+    ),
+    "across_instance_summary": (
+        "Mean cosine similarity (−1 to 1) between the latents of different examples, per latent step. "
+        "High similarity across examples does not by itself show input-independent latents: it must "
+        "stay high after centring and exceed the baselines."
+    ),
+    "collapse_bars": (
+        "Collapse statistics of the latents next to baselines (random vectors of matched norm, token "
+        "states), raw and centred. Collapse is a comparison: a statistic means little without the "
+        "baselines beside it, and none of these bars shows whether the model uses the latents."
+    ),
+    "norm_profile": (
+        "L2 norm of the latents per step against the norms of token embeddings. Norms far from the "
+        "embeddings' suggest the latents are out of the input distribution; they do not show what the "
+        "latents encode."
+    ),
+}
+
+#: Axis title of each metric: direction and unit.
+AXIS_TITLES: dict[str, str] = {
+    "cosine": "cosine similarity (1 = unchanged)",
+    "rel_l2": "relative L2 change ‖z′−z‖/‖z‖ (0 = unchanged)",
+    "accuracy_change": "change in accuracy<br>intervention − control (fraction)",
+    "flip_rate": "flip rate<br>(fraction changed vs control)",
+    "gold_logprob_change": "Δ log p(gold)<br>intervention − control (nats)",
+    "recorded_logprob_change": "Δ log p(recorded answer)<br>intervention − control (nats)",
+    "kl": "KL(control ‖ intervention)<br>first answer token (nats)",
+}
+
+# Range each metric can take: (low, high), None = unbounded.
+_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "cosine": (-1.0, 1.0),
+    "cosine_distance": (0.0, 2.0),
+    "rel_l2": (0.0, None),
+    "accuracy": (0.0, 1.0),
+    "accuracy_change": (-1.0, 1.0),
+    "flip_rate": (0.0, 1.0),
+    "kl": (0.0, None),
+    "mean": (-1.0, 1.0),
+    "mean_offdiag": (-1.0, 1.0),
+    "within_instance_mean": (-1.0, 1.0),
+    "consecutive_mean": (-1.0, 1.0),
+    "across_instance_mean": (-1.0, 1.0),
+    "within_group_mean": (-1.0, 1.0),
+    "between_group_mean": (-1.0, 1.0),
+    "effective_rank": (0.0, None),
+    "participation_ratio": (0.0, None),
+    "mean_norm": (0.0, None),
+}
+
+
+def caption_for(fig_or_kind: Any) -> str | None:
+    """Caption of a figure (its ``layout.meta["caption"]``) or of a figure kind (a key of :data:`CAPTIONS`).
+
+    Returns ``None`` for a figure without a stored caption or an unknown kind.
+    """
+    if isinstance(fig_or_kind, str):
+        return CAPTIONS.get(fig_or_kind)
+    layout = getattr(fig_or_kind, "layout", None)
+    meta = getattr(layout, "meta", None) if layout is not None else None
+    if isinstance(meta, dict):
+        caption = meta.get("caption")
+        if caption:
+            return str(caption)
+        kind = meta.get("kind")
+        if kind:
+            return CAPTIONS.get(str(kind))
+    return None
+
+
+def metric_bounds(metric: Any) -> tuple[float | None, float | None]:
+    """``(low, high)`` a metric can take (``None``: unbounded); ``(None, None)`` for an unknown metric."""
+    return _BOUNDS.get(str(metric), (None, None))
+
+
+def metric_range(metric: Any, values: Any, *, include_zero: bool = False, min_span: float = 0.1
+                 ) -> list[float] | None:
+    """Axis range for ``values`` of ``metric``: the data padded, never past what the metric can take.
+
+    Parameters
+    ----------
+    metric : str
+        Metric name (see :func:`metric_bounds`).
+    values : array-like
+        Every value drawn on the axis (estimates and interval bounds).
+    include_zero : bool, default False
+        Keep 0 in range (bars start at 0).
+    min_span : float, default 0.1
+        Smallest span, so that constant data (e.g. cosine 1 everywhere) is not blown up to noise.
+
+    Returns
+    -------
+    list of two floats, or None
+        ``None`` when there is no finite value and the metric is not bounded on both sides.
+
+    Examples
+    --------
+    >>> metric_range("cosine", [1.0, 1.0])
+    [0.9, 1.0]
+    >>> metric_range("rel_l2", [0.0, 0.0])
+    [0.0, 0.1]
+    """
+    lo_b, hi_b = metric_bounds(metric)
+    try:
+        v = np.asarray(values, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise VizInputError(f"metric_range: values of {metric!r} must be numbers.") from None
+    v = v[np.isfinite(v)]
+    if include_zero:
+        v = np.append(v, 0.0)
+    if v.size == 0:
+        return [lo_b, hi_b] if lo_b is not None and hi_b is not None else None
+    lo, hi = float(v.min()), float(v.max())
+    pad = max((hi - lo) * 0.08, (min_span - (hi - lo)) / 2, 0.0)
+    lo, hi = lo - pad, hi + pad
+    if lo_b is not None and lo < lo_b:
+        hi, lo = min(hi + (lo_b - lo), hi_b if hi_b is not None else math.inf), lo_b
+    if hi_b is not None and hi > hi_b:
+        lo, hi = max(lo - (hi - hi_b), lo_b if lo_b is not None else -math.inf), hi_b
+    return [round(lo, 12), round(hi, 12)]

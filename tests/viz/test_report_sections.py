@@ -1,0 +1,80 @@
+"""Report.add_result on real analysis results: heading, table, captioned figures, notes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from latentprobe.errors import ReportError
+from latentprobe.report import OOD_CONDITIONS, Report, result_kind
+
+
+def _figure_captions(doc: str) -> tuple[int, list[str]]:
+    n = len(re.findall(r"<figure id=", doc))
+    caps = re.findall(r"<figcaption><strong>Figure \d+\.</strong> (.*?)</figcaption>", doc, re.S)
+    return n, caps
+
+
+@pytest.mark.parametrize("name", ["xz", "zy", "med", "within", "across", "sweep", "comparison", "collapse"])
+def test_add_result_adds_a_captioned_section(name, request):
+    result = request.getfixturevalue(name)
+    rep = Report("r").add_result(result)
+    doc = rep.to_html()
+    n, caps = _figure_captions(doc)
+    assert n >= 1 and len(caps) == n and all(c.strip() for c in caps)
+    assert doc.count("<h2 ") == 1
+    assert "<th>index</th>" not in doc and "Unnamed" not in doc
+
+
+def test_add_result_title_level_and_table_form(zy):
+    rep = Report("r").add_result(zy, title="mediated", level=3)
+    doc = rep.to_html()
+    assert '<h3 id="mediated">mediated</h3>' in doc
+    head = re.search(r'<table id="table-1"><thead><tr>(.*?)</tr></thead>', doc, re.S).group(1)
+    cols = re.findall(r"<th[^>]*>(.*?)</th>", head)
+    assert cols[:6] == ["intervention", "mode", "metric", "n", "estimate", "95% CI"]
+    assert "ci_low" not in cols and "p_value" in cols
+    with pytest.raises(ReportError, match="level"):
+        Report("r").add_result(zy, level=5)
+
+
+def test_no_latents_gets_the_out_of_distribution_note(zy):
+    s = zy.summary
+    zero = s[s.intervention == "zero"].assign(intervention="no_latents")
+    table = __import__("pandas").concat([s, zero], ignore_index=True)
+    rep = Report("r").add_result(table, title="a").add_result(table, title="b")
+    doc = rep.to_html()
+    assert "no_latents" in OOD_CONDITIONS
+    assert doc.count("Out of distribution: no_latents") == 2  # full note once, a reminder after
+    assert "not that their <em>content</em> matters" in doc
+    assert "reads something at those positions, not that their content matters" in doc
+    plain = Report("r").add_result(zy).to_html()
+    assert "Out of distribution" not in plain
+
+
+def test_result_kind_and_refusals(xz, zy, med, sweep, comparison, collapse):
+    assert [result_kind(r) for r in (xz, zy, med, sweep, comparison, collapse)] == [
+        "x_to_z", "z_to_y", "mediation", "probe_sweep", "probe_comparison", "collapse"]
+    assert [result_kind(r.summary) for r in (xz, zy, med)] == ["x_to_z", "z_to_y", "mediation"]
+    with pytest.raises(ReportError, match="not a result"):
+        Report("r").add_result(__import__("pandas").DataFrame({"a": [1]}))
+    with pytest.raises(ReportError, match="cannot describe"):
+        Report("r").add_result(42)
+    with pytest.raises(ReportError, match="no rows"):
+        Report("r").add_result(zy.summary.iloc[:0])
+
+
+def test_provenance_records_model_spec_sample_versions(toy):
+    _, runner, _ = toy
+    rep = Report("r").add_provenance(settings={"seed": 0, "n_boot": 100}, runner=runner, spec=runner.spec,
+                                     sample=[f"ex{i}" for i in range(300)], sample_seed=7)
+    doc = rep.to_html()
+    assert '<h2 id="provenance">Provenance</h2>' in doc
+    for needle in ("LatentRunner", "parameters", runner.spec.name, "sampling seed", "ex0", "(100 more)",
+                   "python", "torch", "transformers", "nnsight", "latentprobe", "sklearn", "plotly"):
+        assert needle in doc, needle
+    with pytest.raises(ReportError, match="sample"):
+        Report("r").add_provenance(sample=1.5)
+    with pytest.raises(ReportError, match="spec"):
+        Report("r").add_provenance(spec=3)
