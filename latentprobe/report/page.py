@@ -62,6 +62,11 @@ def _value_text(value: Any, float_format: str) -> str:
     return cell_text(value, format_number)
 
 
+def utc_stamp() -> str:
+    """The current time as the report header writes it (``2026-11-30 13:45:00 UTC``)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 class Report:
     """Builder of one self-contained, offline HTML report.
 
@@ -71,6 +76,9 @@ class Report:
         Report title (the page's ``<h1>`` and ``<title>``).
     subtitle : str, optional
         One line under the title (e.g. model, dataset, n).
+    created : str, optional
+        The creation time shown in the header; default the time the page is written (UTC). A
+        report rebuilt from stored results passes the stored time, so rebuilding gives the same file.
 
     Notes
     -----
@@ -79,8 +87,9 @@ class Report:
     was written (UTC) and the latentprobe version.
     """
 
-    def __init__(self, title: str, subtitle: str | None = None) -> None:
+    def __init__(self, title: str, subtitle: str | None = None, *, created: str | None = None) -> None:
         self.title = str(title)
+        self.created = None if created is None else str(created)
         self.subtitle = None if subtitle is None else str(subtitle)
         self._blocks: list[dict[str, Any]] = []
         self._headings: list[dict[str, Any]] = []
@@ -249,7 +258,7 @@ class Report:
 
         from latentprobe import __version__
 
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        stamp = self.created or utc_stamp()
         return _template().render(
             title=self.title, subtitle=self.subtitle, version=str(__version__),
             meta=f"Created {stamp} · latentprobe {__version__}",

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import shutil
 import time
 import warnings
@@ -54,18 +53,6 @@ def _digest(obj: Any) -> str:
 def config_fingerprint(study: Study) -> str:
     """A hash of the resolved configuration (every key, defaults filled in, data roots resolved)."""
     return _digest(study.to_dict())
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("latentprobe", "torch", "transformers", "nnsight", "numpy", "pandas", "scikit-learn", "plotly"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
 
 
 def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -161,6 +148,8 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
     out = Path(out_dir).expanduser()
     stored = _check_folder(out, study, fingerprint, overwrite)
 
+    from latentprobe.report.page import utc_stamp
+    from latentprobe.report.provenance import software_versions
     from latentprobe.study.models import build_model
 
     say(f"[{study.study.name}] loading model {study.model.source}")
@@ -177,7 +166,7 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
     if stored is None:
         atomic_write_text(out / "study.toml", study.path.read_text())
         meta = {"name": study.study.name, "fingerprint": fingerprint, "config": study.to_dict(),
-                "model_fingerprint": model_hash, "model": model.fingerprint, "versions": _versions(),
+                "model_fingerprint": model_hash, "model": model.fingerprint, "versions": software_versions(), "created": utc_stamp(),
                 "n_examples": len(data.sample)}
         atomic_write_text(out / "study.json", json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n")
     atomic_write_text(out / "sample.csv", data.sample.to_csv(index=False))
