@@ -63,6 +63,10 @@ def _where(example: Any) -> str:
 class ChoiceScorer:
     """Score multiple-choice answers with :func:`parse_choice`.
 
+    A gold is a letter ("B", "(b)") or an option's text. An answer naming a letter outside the
+    options scores False (it answered, wrongly); empty, refused, ambiguous or unreadable answers
+    score None.
+
     Parameters
     ----------
     options_by_example : mapping, callable or None
@@ -73,10 +77,6 @@ class ChoiceScorer:
         the letters alone).
     letters : str, optional
         Option letters when they are not A, B, C, ... (A-D when there are no option texts).
-
-    A gold is a letter ("B", "(b)") or an option's text. An answer naming a letter outside the
-    options scores False (it answered, wrongly); empty, refused, ambiguous or unreadable answers
-    score None.
 
     Examples
     --------
