@@ -40,9 +40,10 @@ def _moments(arr: np.ndarray, chunk_size: int, name: str) -> _Moments:
     gram = np.zeros((d, d), dtype=np.float64)
     sq_sum = sq_sq_sum = 0.0
     for start, stop in _row_ranges(n, chunk_size):
-        block = _rows(arr, start, stop, name) - mean
+        block = _rows(arr, start, stop, name)
+        block = block - mean.astype(block.dtype)
         gram += block.T @ block
-        sq = np.einsum("ij,ij->i", block, block)
+        sq = np.einsum("ij,ij->i", block, block).astype(np.float64)
         sq_sum += float(sq.sum())
         sq_sq_sum += float((sq * sq).sum())
     return _Moments(n, mean, float((gram * gram).sum()), sq_sum, sq_sq_sum)
@@ -55,10 +56,13 @@ def _cross(
     cross = np.zeros((x.shape[1], y.shape[1]), dtype=np.float64)
     sq_prod = 0.0
     for start, stop in _row_ranges(x.shape[0], chunk_size):
-        bx = _rows(x, start, stop, "x") - mx.mean
-        by = _rows(y, start, stop, "y") - my.mean
+        bx = _rows(x, start, stop, "x")
+        by = _rows(y, start, stop, "y")
+        bx = bx - mx.mean.astype(bx.dtype)
+        by = by - my.mean.astype(by.dtype)
         cross += bx.T @ by
-        sq_prod += float((np.einsum("ij,ij->i", bx, bx) * np.einsum("ij,ij->i", by, by)).sum())
+        sq_x = np.einsum("ij,ij->i", bx, bx).astype(np.float64)
+        sq_prod += float((sq_x * np.einsum("ij,ij->i", by, by).astype(np.float64)).sum())
     return float((cross * cross).sum()), sq_prod
 
 

@@ -17,6 +17,12 @@ def _singular_values(arr: np.ndarray, center: bool, chunk_size: int, name: str) 
     Uses the ``d x d`` second-moment matrix (accumulated in chunks, then
     ``eigvalsh``) when there are more vectors than dimensions, else an SVD of
     the (at most d x d) data matrix.
+
+    Unlike the other analyses this one multiplies in float64 even for float32
+    input (one ``chunk_size x d`` block converted at a time): the effective rank
+    is decided by the small eigenvalues, and float32 products leave a rounding
+    floor near ``1e-7`` of the largest eigenvalue (singular values near ``3e-4``
+    of the largest) that would count as spread.
     """
     d = arr.shape[-1]
     n_vectors = int(np.prod(arr.shape[:-1]))
@@ -26,6 +32,7 @@ def _singular_values(arr: np.ndarray, center: bool, chunk_size: int, name: str) 
     if n_vectors > d:
         moment = np.zeros((d, d), dtype=np.float64)
         for block in _iter_vectors(arr, chunk_size, name):
+            block = block.astype(np.float64, copy=False)
             if mean is not None:
                 block = block - mean
             moment += block.T @ block
@@ -33,7 +40,7 @@ def _singular_values(arr: np.ndarray, center: bool, chunk_size: int, name: str) 
         top = max(float(eig[0]), 0.0)
         eig = np.where(eig <= top * d * np.finfo(np.float64).eps * 10, 0.0, eig)
         return np.sqrt(eig)
-    data = np.concatenate(list(_iter_vectors(arr, chunk_size, name)), axis=0)
+    data = np.concatenate([b.astype(np.float64, copy=False) for b in _iter_vectors(arr, chunk_size, name)], axis=0)
     if mean is not None:
         data -= mean
     s = np.linalg.svd(data, compute_uv=False)
