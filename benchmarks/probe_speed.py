@@ -21,7 +21,9 @@ Usage: python benchmarks/probe_speed.py [--n 20000] [--d 1024] [--quick]
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 import tracemalloc
 import warnings
 
@@ -31,6 +33,8 @@ from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's latentprobe, not an installed one
 
 from latentprobe.probing import LinearProbe, cross_validate_probe, group_kfold_splits, probe_sweep
 

@@ -128,7 +128,7 @@ def linear_cka(
         ``||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)`` and is inflated
         towards 1 when ``d`` is large relative to ``n``.
     chunk_size : int, default 4096
-        Rows converted to float64 at a time.
+        Rows processed at a time (it bounds the temporary buffers).
 
     Returns
     -------
@@ -195,7 +195,7 @@ def cka_matrix(
     debiased : bool, default True
         Use the unbiased HSIC estimator (see :func:`linear_cka`).
     chunk_size : int, default 4096
-        Rows converted to float64 at a time.
+        Rows processed at a time (it bounds the temporary buffers).
 
     Returns
     -------
@@ -256,7 +256,7 @@ def cka_against(
     debiased : bool, default True
         Use the unbiased HSIC estimator (see :func:`linear_cka`).
     chunk_size : int, default 4096
-        Rows converted to float64 at a time.
+        Rows processed at a time (it bounds the temporary buffers).
 
     Returns
     -------

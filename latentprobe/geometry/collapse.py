@@ -52,7 +52,7 @@ def norm_table(
         The vocabulary's input-embedding rows (the scale of what the model
         normally receives at an input position).
     chunk_size : int, default 4096
-        Approximate number of vectors converted to float64 at a time.
+        Approximate number of vectors processed at a time (it bounds the temporary buffers).
 
     Returns
     -------
@@ -152,7 +152,7 @@ def collapse_table(
     seed : int or None, default 0
         Seed of the random baseline.
     chunk_size : int, default 4096
-        Approximate number of vectors converted to float64 at a time.
+        Approximate number of vectors processed at a time (it bounds the temporary buffers).
 
     Returns
     -------

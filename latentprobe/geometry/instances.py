@@ -144,7 +144,7 @@ def within_instance(
     ci_level : float, default 0.95
         Coverage of the percentile bootstrap interval.
     chunk_size : int, default 4096
-        Approximate number of vectors converted to float64 at a time.
+        Approximate number of vectors processed at a time (it bounds the temporary buffers).
 
     Returns
     -------
@@ -355,7 +355,7 @@ def across_instances(
     ci_level : float, default 0.95
         Coverage of the percentile bootstrap interval.
     chunk_size : int, default 4096
-        Approximate number of vectors converted to float64 at a time.
+        Approximate number of vectors processed at a time (it bounds the temporary buffers).
 
     Returns
     -------

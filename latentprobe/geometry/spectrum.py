@@ -32,9 +32,8 @@ def _singular_values(arr: np.ndarray, center: bool, chunk_size: int, name: str) 
     if n_vectors > d:
         moment = np.zeros((d, d), dtype=np.float64)
         for block in _iter_vectors(arr, chunk_size, name):
-            block = block.astype(np.float64, copy=False)
-            if mean is not None:
-                block = block - mean
+            # one float64 block per chunk: centred while converting, or converted (float64 input: a view)
+            block = np.subtract(block, mean, dtype=np.float64) if mean is not None else block.astype(np.float64, copy=False)
             moment += block.T @ block
         eig = np.linalg.eigvalsh((moment + moment.T) / 2.0)[::-1]
         top = max(float(eig[0]), 0.0)
@@ -81,7 +80,7 @@ def effective_rank(
         Subtract the mean row first (spread around the mean rather than
         around the origin).
     chunk_size : int, default 4096
-        Rows converted to float64 at a time.
+        Rows processed at a time (float64 blocks of this many rows bound the temporaries).
 
     Returns
     -------
@@ -124,7 +123,7 @@ def participation_ratio(
         Use the covariance (centred).  With ``False`` the eigenvalues are
         those of the uncentred second-moment matrix.
     chunk_size : int, default 4096
-        Rows converted to float64 at a time.
+        Rows processed at a time (float64 blocks of this many rows bound the temporaries).
 
     Returns
     -------
