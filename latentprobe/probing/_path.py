@@ -103,8 +103,10 @@ def fit_path(
         y_tr = y[tr]
         if task == "classification" and len(np.unique(y_tr)) < 2:
             continue  # GridSearchCV scores a failing fit NaN (error_score=nan)
-        scaler = StandardScaler().fit(X[tr])
-        X_tr, X_va = scaler.transform(X[tr]), scaler.transform(X[va])
+        # X[tr] and X[va] are fresh copies (fancy indexing), standardised in place: no third copy
+        scaler = StandardScaler(copy=False)
+        X_tr = scaler.fit_transform(X[tr])
+        X_va = scaler.transform(X[va])
         model = None
         for gi in order:
             if model is None or not warm or task != "classification":
