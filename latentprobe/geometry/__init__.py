@@ -2,11 +2,17 @@
 
 This module works on arrays only: numpy arrays or torch tensors of captured
 latents, baselines (text or image token embeddings) and features.  It never
-runs a model.  Every computation is done in float64, and every pass over the
-data is chunked over rows so that large captures (for example 100,000 vectors
-of width 3,584) can be analysed with bounded extra memory: the largest
-temporary buffers are ``chunk_size x d`` blocks and ``d x d`` second-moment
-matrices.
+runs a model.  float32 input (and float16/bfloat16) is computed in float32
+without a float64 copy: blocks of rows are views of the input, and every sum
+over many rows (means, Gram and second-moment matrices, pair sums) is
+accumulated in float64.  float64 and integer input is computed in float64.
+The spectrum (:func:`effective_rank`, :func:`participation_ratio`) multiplies
+in float64 whatever the input, because its small eigenvalues sit below
+float32's rounding floor.  float32 results agree with the float64 computation
+to about 1e-6 relative.  Every pass over the data is chunked over rows so that
+large captures (for example 100,000 vectors of width 3,584) can be analysed
+with bounded extra memory: the largest temporary buffers are ``chunk_size x d``
+blocks and ``d x d`` second-moment matrices.
 
 Shape conventions
 -----------------

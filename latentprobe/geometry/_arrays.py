@@ -1,7 +1,10 @@
-"""Array plumbing shared by the geometry analyses: validation, float64 chunked row iteration, unit rows.
+"""Array plumbing shared by the geometry analyses: validation, chunked row iteration, unit rows.
 
-Arrays (numpy or torch) are converted to float64 one chunk of rows at a time, so the largest
-temporary buffers are ``chunk_size x d`` blocks whatever the number of rows.
+Rows are computed in the input's precision: float32 (and float16/bfloat16, widened one chunk at a
+time) in float32, float64 and integer input in float64.  float32 blocks are views of the input, never
+copies; sums over many rows (means, second-moment and Gram matrices, pair sums) are accumulated in
+float64 across chunks, so the largest temporary buffers are ``chunk_size x d`` blocks whatever the
+number of rows.
 """
 
 from __future__ import annotations
@@ -15,11 +18,26 @@ from latentprobe.errors import DTypeError, NonFiniteError, ShapeError, Similarit
 
 _Array = np.ndarray | torch.Tensor
 
-#: Rows whose norm is at most this fraction of their scale count as zero.
+#: Rows whose norm is at most this fraction of their scale count as zero (float64 computation).
 _ZERO_RTOL = 1e-12
+#: The same for float32 computation: a row equal to the mean leaves a rounding residue of about
+#: ``sqrt(d) * 6e-8`` of its scale after centring.
+_ZERO_RTOL32 = 1e-5
 #: Largest magnitude accepted: sums of fourth powers of such values (participation ratio) and of
 #: products (Gram matrices, squared norms) over up to 1e8 terms stay finite in float64.
 _MAX_ABS = 1e70
+#: The same bound for float32 computation: squared norms of width-1e5 rows of such values and their
+#: chunk products stay below float32's 3.4e38.
+_MAX_ABS32 = 1e15
+
+
+def _compute_dtype(arr: np.ndarray) -> type:
+    """float32 for float32/float16 input, float64 otherwise (float64, integers, bool)."""
+    return np.float32 if arr.dtype in (np.float32, np.float16) else np.float64
+
+
+def _zero_rtol(dtype: object) -> float:
+    return _ZERO_RTOL32 if np.dtype(dtype) == np.float32 else _ZERO_RTOL
 
 
 def _as_array(x: object, name: str) -> np.ndarray:
@@ -92,17 +110,30 @@ def _check_chunk_size(chunk_size: int) -> int:
 
 
 def _rows(arr: np.ndarray, start: int, stop: int, name: str) -> np.ndarray:
-    """Rows ``start:stop`` of ``arr`` as a float64 copy, checked to be finite."""
-    block = np.asarray(arr[start:stop], dtype=np.float64)
-    if not np.isfinite(block).all():
+    """Rows ``start:stop`` of ``arr`` in the compute dtype, checked to be finite.
+
+    A view for float32 and float64 input (callers never write into it); other dtypes are
+    converted one chunk at a time.  The check reads the block twice (min, max) and allocates nothing.
+    """
+    block = arr[start:stop]
+    dtype = _compute_dtype(arr)
+    if block.dtype != dtype:
+        block = block.astype(dtype)
+    if not block.size:
+        return block
+    lo, hi = block.min(), block.max()
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         raise NonFiniteError(
             f"{name} contains NaN or infinite values (rows {start}..{stop - 1}); "
             "drop or repair those rows first."
         )
-    if block.size and np.abs(block).max() > _MAX_ABS:
+    limit = _MAX_ABS32 if dtype == np.float32 else _MAX_ABS
+    big = max(abs(float(lo)), abs(float(hi)))
+    if big > limit:
+        kind = "float32 (pass float64 data for a larger range)" if dtype == np.float32 else "float64"
         raise NonFiniteError(
-            f"{name} holds values of magnitude {np.abs(block).max():.3g} (rows {start}..{stop - 1}), above "
-            f"{_MAX_ABS:.0e}: their squares and products overflow float64; rescale the data first."
+            f"{name} holds values of magnitude {big:.3g} (rows {start}..{stop - 1}), above "
+            f"{limit:.0e}: their squares and products overflow {kind}; rescale the data first."
         )
     return block
 
@@ -119,7 +150,7 @@ def _instances_per_chunk(arr: np.ndarray, chunk_size: int) -> int:
 
 
 def _iter_vectors(arr: np.ndarray, chunk_size: int, name: str) -> Iterator[np.ndarray]:
-    """Yield float64 blocks of shape (b, d) of all vectors in ``arr`` (any ndim >= 2)."""
+    """Yield blocks of shape (b, d), in the compute dtype, of all vectors in ``arr`` (any ndim >= 2)."""
     d = arr.shape[-1]
     step = _instances_per_chunk(arr, chunk_size)
     for start, stop in _row_ranges(arr.shape[0], step):
@@ -131,7 +162,7 @@ def _vector_mean(arr: np.ndarray, chunk_size: int, name: str) -> np.ndarray:
     total = np.zeros(arr.shape[-1], dtype=np.float64)
     count = 0
     for block in _iter_vectors(arr, chunk_size, name):
-        total += block.sum(axis=0)
+        total += block.sum(axis=0, dtype=np.float64)
         count += block.shape[0]
     if count == 0:
         raise TooFewSamplesError(f"{name} has no rows; cannot compute its mean.")
@@ -139,20 +170,20 @@ def _vector_mean(arr: np.ndarray, chunk_size: int, name: str) -> np.ndarray:
 
 
 def _unit(block: np.ndarray, mean: np.ndarray | None) -> np.ndarray:
-    """Centre (optionally) and scale the last axis of ``block`` to unit norm.
+    """Centre (optionally) and scale the last axis of ``block`` to unit norm, in ``block``'s dtype.
 
-    Rows whose (centred) norm is at most ``_ZERO_RTOL`` times their scale
-    (``||row|| + ||mean||``) become exactly zero.
+    Rows whose (centred) norm is at most ``_ZERO_RTOL`` (float32: ``_ZERO_RTOL32``) times their
+    scale (``||row|| + ||mean||``) become exactly zero.
     """
+    norms = np.sqrt(np.einsum("...d,...d->...", block, block))
     if mean is None:
-        norms = np.linalg.norm(block, axis=-1)
         scale = norms
     else:
-        scale = np.linalg.norm(block, axis=-1) + float(np.linalg.norm(mean))
-        block = block - mean
-        norms = np.linalg.norm(block, axis=-1)
-    zero = norms <= _ZERO_RTOL * scale
-    inv = np.where(zero, 0.0, 1.0 / np.where(zero, 1.0, norms))
+        scale = norms + float(np.linalg.norm(mean))
+        block = block - mean.astype(block.dtype, copy=False)
+        norms = np.sqrt(np.einsum("...d,...d->...", block, block))
+    zero = norms <= _zero_rtol(block.dtype) * scale
+    inv = np.where(zero, 0.0, 1.0 / np.where(zero, 1.0, norms)).astype(block.dtype, copy=False)
     return block * inv[..., None]
 
 

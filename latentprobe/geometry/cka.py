@@ -40,9 +40,10 @@ def _moments(arr: np.ndarray, chunk_size: int, name: str) -> _Moments:
     gram = np.zeros((d, d), dtype=np.float64)
     sq_sum = sq_sq_sum = 0.0
     for start, stop in _row_ranges(n, chunk_size):
-        block = _rows(arr, start, stop, name) - mean
+        block = _rows(arr, start, stop, name)
+        block = block - mean.astype(block.dtype)
         gram += block.T @ block
-        sq = np.einsum("ij,ij->i", block, block)
+        sq = np.einsum("ij,ij->i", block, block).astype(np.float64)
         sq_sum += float(sq.sum())
         sq_sq_sum += float((sq * sq).sum())
     return _Moments(n, mean, float((gram * gram).sum()), sq_sum, sq_sq_sum)
@@ -55,11 +56,46 @@ def _cross(
     cross = np.zeros((x.shape[1], y.shape[1]), dtype=np.float64)
     sq_prod = 0.0
     for start, stop in _row_ranges(x.shape[0], chunk_size):
-        bx = _rows(x, start, stop, "x") - mx.mean
-        by = _rows(y, start, stop, "y") - my.mean
+        bx = _rows(x, start, stop, "x")
+        by = _rows(y, start, stop, "y")
+        bx = bx - mx.mean.astype(bx.dtype)
+        by = by - my.mean.astype(by.dtype)
         cross += bx.T @ by
-        sq_prod += float((np.einsum("ij,ij->i", bx, bx) * np.einsum("ij,ij->i", by, by)).sum())
+        sq_x = np.einsum("ij,ij->i", bx, bx).astype(np.float64)
+        sq_prod += float((sq_x * np.einsum("ij,ij->i", by, by).astype(np.float64)).sum())
     return float((cross * cross).sum()), sq_prod
+
+
+def _joint(x: np.ndarray, y: np.ndarray, chunk_size: int) -> tuple[_Moments, _Moments, float, float]:
+    """Both representations' moments and their cross terms in one pass after the means.
+
+    Each chunk is centred once and feeds the three Gram products (``Xc^T Xc``, ``Yc^T Yc``,
+    ``Xc^T Yc``), as in :func:`_moments` and :func:`_cross` but reading the data once.
+    """
+    n = x.shape[0]
+    mean_x, mean_y = _vector_mean(x, chunk_size, "x"), _vector_mean(y, chunk_size, "y")
+    gx = np.zeros((x.shape[1], x.shape[1]), dtype=np.float64)
+    gy = np.zeros((y.shape[1], y.shape[1]), dtype=np.float64)
+    cross = np.zeros((x.shape[1], y.shape[1]), dtype=np.float64)
+    sx_sum = sy_sum = sxx = syy = sxy = 0.0
+    for start, stop in _row_ranges(n, chunk_size):
+        bx = _rows(x, start, stop, "x")
+        by = _rows(y, start, stop, "y")
+        bx = bx - mean_x.astype(bx.dtype)
+        by = by - mean_y.astype(by.dtype)
+        gx += bx.T @ bx
+        gy += by.T @ by
+        cross += bx.T @ by
+        sx = np.einsum("ij,ij->i", bx, bx).astype(np.float64)
+        sy = np.einsum("ij,ij->i", by, by).astype(np.float64)
+        sx_sum += float(sx.sum())
+        sy_sum += float(sy.sum())
+        sxx += float((sx * sx).sum())
+        syy += float((sy * sy).sum())
+        sxy += float((sx * sy).sum())
+    mx = _Moments(n, mean_x, float((gx * gx).sum()), sx_sum, sxx)
+    my = _Moments(n, mean_y, float((gy * gy).sum()), sy_sum, syy)
+    return mx, my, float((cross * cross).sum()), sxy
 
 
 def _hsic(frob2: float, sq_prod: float, sq_x: float, sq_y: float, n: int, debiased: bool) -> float:
@@ -124,7 +160,7 @@ def linear_cka(
         ``||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)`` and is inflated
         towards 1 when ``d`` is large relative to ``n``.
     chunk_size : int, default 4096
-        Rows converted to float64 at a time.
+        Rows processed at a time (it bounds the temporary buffers).
 
     Returns
     -------
@@ -170,9 +206,7 @@ def linear_cka(
             "the same example."
         )
     _check_cka_n(xa.shape[0], debiased)
-    mx = _moments(xa, chunk_size, "x")
-    my = _moments(ya, chunk_size, "y")
-    frob2, sq_prod = _cross(xa, ya, mx, my, chunk_size)
+    mx, my, frob2, sq_prod = _joint(xa, ya, chunk_size)
     return _cka_from(mx, my, frob2, sq_prod, debiased)
 
 
@@ -191,7 +225,7 @@ def cka_matrix(
     debiased : bool, default True
         Use the unbiased HSIC estimator (see :func:`linear_cka`).
     chunk_size : int, default 4096
-        Rows converted to float64 at a time.
+        Rows processed at a time (it bounds the temporary buffers).
 
     Returns
     -------
@@ -252,7 +286,7 @@ def cka_against(
     debiased : bool, default True
         Use the unbiased HSIC estimator (see :func:`linear_cka`).
     chunk_size : int, default 4096
-        Rows converted to float64 at a time.
+        Rows processed at a time (it bounds the temporary buffers).
 
     Returns
     -------

@@ -52,7 +52,7 @@ def norm_table(
         The vocabulary's input-embedding rows (the scale of what the model
         normally receives at an input position).
     chunk_size : int, default 4096
-        Approximate number of vectors converted to float64 at a time.
+        Approximate number of vectors processed at a time (it bounds the temporary buffers).
 
     Returns
     -------
@@ -120,8 +120,8 @@ def _mean_norm(arr: np.ndarray, mean: np.ndarray | None, chunk_size: int) -> flo
     count = 0
     for block in _iter_vectors(arr, chunk_size, "latents"):
         if mean is not None:
-            block = block - mean
-        total += float(np.linalg.norm(block, axis=1).sum())
+            block = block - mean.astype(block.dtype)
+        total += float(np.sqrt(np.einsum("ij,ij->i", block, block)).sum(dtype=np.float64))
         count += block.shape[0]
     return total / count
 
@@ -152,7 +152,7 @@ def collapse_table(
     seed : int or None, default 0
         Seed of the random baseline.
     chunk_size : int, default 4096
-        Approximate number of vectors converted to float64 at a time.
+        Approximate number of vectors processed at a time (it bounds the temporary buffers).
 
     Returns
     -------
@@ -185,7 +185,7 @@ def collapse_table(
     >>> from latentprobe.geometry import collapse_table
     >>> z = np.random.default_rng(0).normal(size=(20, 3, 16)) + 3.0
     >>> table = collapse_table(z, seed=0)
-    >>> table[["source", "centering"]].values.tolist()
+    >>> table[["source", "centering"]].values.tolist()  # doctest: +NORMALIZE_WHITESPACE
     [['latent', 'raw'], ['latent', 'centered'],
      ['random_matched_norm', 'raw'], ['random_matched_norm', 'centered']]
     >>> raw = table.set_index(["source", "centering"])["across_instance_mean"]

@@ -85,7 +85,7 @@ def cosine_matrix(
         mean, as in column-centred CKA); with ``y=None`` both sides use the
         mean of ``x``.
     chunk_size : int, default 4096
-        Number of rows converted to float64 at a time.  Only the output
+        Number of rows processed at a time.  Only the output
         (n x m) and ``chunk_size x d`` blocks are held in memory.
 
     Returns

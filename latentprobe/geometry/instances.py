@@ -21,11 +21,13 @@ from latentprobe.geometry._arrays import (
     _as_latents,
     _check_boot,
     _check_chunk_size,
+    _compute_dtype,
     _instances_per_chunk,
     _row_ranges,
     _rows,
     _unit,
     _vector_mean,
+    _zero_rtol,
 )
 from latentprobe.geometry.cosine import _cosine
 from latentprobe.stats import bootstrap_ci
@@ -108,7 +110,7 @@ def _within(
         diag = np.any(u != 0.0, axis=2).astype(np.float64)
         idx = np.arange(k)
         gram[:, idx, idx] = diag
-        step_sum += gram.sum(axis=0)
+        step_sum += gram.sum(axis=0, dtype=np.float64)
         if k > 1:
             consecutive[start:stop] = gram[:, idx[1:], idx[:-1]]
     return step_sum / n, consecutive
@@ -142,7 +144,7 @@ def within_instance(
     ci_level : float, default 0.95
         Coverage of the percentile bootstrap interval.
     chunk_size : int, default 4096
-        Approximate number of vectors converted to float64 at a time.
+        Approximate number of vectors processed at a time (it bounds the temporary buffers).
 
     Returns
     -------
@@ -262,29 +264,58 @@ def _across_by_sums(
     n_groups: int,
     chunk_size: int,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Exact per-instance means and within-group sums in O(n K d) time."""
+    """Exact per-instance means and within-group sums in O(n K d) time, as chunked matrix products.
+
+    Pass 1 stores each vector's inverse (centred) norm and accumulates, per step, the sum of unit
+    vectors ``t_k = sum_i u_ik`` as one matrix-vector product per chunk (and, with groups, the
+    per-group sums as one sparse product).  Pass 2 gives ``u_ik . t_k`` as another matrix-vector
+    product on the raw (centred) rows, scaled by the stored inverse norm, so unit vectors are never
+    formed without groups.  Blocks are computed in the input's precision (float32 stays float32);
+    the sums are accumulated in float64.  Within-group sums follow from the group sums alone:
+    ``sum_{i != j, same group} u_i . u_j = sum_g ||S_g||^2 - sum_i ||u_i||^2``.
+    """
     n, k, d = arr.shape
+    dtype = _compute_dtype(arr)
     per_chunk = _instances_per_chunk(arr, chunk_size)
+    mean_c = None if mean is None else mean.astype(dtype)
+    mean_norm = 0.0 if mean is None else float(np.linalg.norm(mean))
+    rtol = _zero_rtol(dtype)
     total = np.zeros((k, d), dtype=np.float64)
+    inv = np.empty((n, k), dtype=dtype)
     group_sums = np.zeros((n_groups, k * d), dtype=np.float64) if codes is not None else None
+
+    def centred(start: int, stop: int) -> np.ndarray:
+        block = _rows(arr, start, stop, "latents")
+        return block if mean_c is None else block - mean_c
+
     for start, stop in _row_ranges(n, per_chunk):
-        u = _unit(_rows(arr, start, stop, "latents"), mean)
-        total += u.sum(axis=0)
+        raw = _rows(arr, start, stop, "latents")
+        c = raw if mean_c is None else raw - mean_c
+        norms = np.sqrt(np.einsum("ikd,ikd->ik", c, c))
+        scale = norms if mean_c is None else np.sqrt(np.einsum("ikd,ikd->ik", raw, raw)) + mean_norm
+        zero = norms <= rtol * scale
+        w = np.where(zero, 0.0, 1.0 / np.where(zero, 1.0, norms)).astype(dtype)
+        inv[start:stop] = w
+        for step in range(k):
+            total[step] += w[:, step] @ c[:, step, :]
         if group_sums is not None:
             b = stop - start
             onehot = sp.csr_matrix(
-                (np.ones(b), (codes[start:stop], np.arange(b))), shape=(n_groups, b)
+                (np.ones(b, dtype=dtype), (codes[start:stop], np.arange(b))), shape=(n_groups, b)
             )
-            group_sums += onehot @ u.reshape(b, k * d)
+            group_sums += onehot @ (c * w[..., None]).reshape(b, k * d)
+    nonzero = inv != 0
     per_instance = np.empty((n, k), dtype=np.float64)
-    within = np.zeros(k, dtype=np.float64) if codes is not None else None
-    gs = group_sums.reshape(n_groups, k, d) if group_sums is not None else None
+    total_c = total.astype(dtype)
     for start, stop in _row_ranges(n, per_chunk):
-        u = _unit(_rows(arr, start, stop, "latents"), mean)
-        self_dot = np.einsum("ikd,ikd->ik", u, u)
-        per_instance[start:stop] = (np.einsum("ikd,kd->ik", u, total) - self_dot) / (n - 1)
-        if gs is not None:
-            within += (np.einsum("ikd,ikd->ik", u, gs[codes[start:stop]]) - self_dot).sum(0)
+        c = centred(start, stop)
+        for step in range(k):
+            dots = (c[:, step, :] @ total_c[step]).astype(np.float64) * inv[start:stop, step]
+            per_instance[start:stop, step] = (dots - nonzero[start:stop, step]) / (n - 1)
+    within = None
+    if group_sums is not None:
+        gs = group_sums.reshape(n_groups, k, d)
+        within = np.einsum("gkd,gkd->k", gs, gs) - nonzero.sum(axis=0)
     return per_instance, within
 
 
@@ -324,7 +355,7 @@ def across_instances(
     ci_level : float, default 0.95
         Coverage of the percentile bootstrap interval.
     chunk_size : int, default 4096
-        Approximate number of vectors converted to float64 at a time.
+        Approximate number of vectors processed at a time (it bounds the temporary buffers).
 
     Returns
     -------

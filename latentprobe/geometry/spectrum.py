@@ -17,6 +17,12 @@ def _singular_values(arr: np.ndarray, center: bool, chunk_size: int, name: str) 
     Uses the ``d x d`` second-moment matrix (accumulated in chunks, then
     ``eigvalsh``) when there are more vectors than dimensions, else an SVD of
     the (at most d x d) data matrix.
+
+    Unlike the other analyses this one multiplies in float64 even for float32
+    input (one ``chunk_size x d`` block converted at a time): the effective rank
+    is decided by the small eigenvalues, and float32 products leave a rounding
+    floor near ``1e-7`` of the largest eigenvalue (singular values near ``3e-4``
+    of the largest) that would count as spread.
     """
     d = arr.shape[-1]
     n_vectors = int(np.prod(arr.shape[:-1]))
@@ -26,14 +32,14 @@ def _singular_values(arr: np.ndarray, center: bool, chunk_size: int, name: str) 
     if n_vectors > d:
         moment = np.zeros((d, d), dtype=np.float64)
         for block in _iter_vectors(arr, chunk_size, name):
-            if mean is not None:
-                block = block - mean
+            # one float64 block per chunk: centred while converting, or converted (float64 input: a view)
+            block = np.subtract(block, mean, dtype=np.float64) if mean is not None else block.astype(np.float64, copy=False)
             moment += block.T @ block
         eig = np.linalg.eigvalsh((moment + moment.T) / 2.0)[::-1]
         top = max(float(eig[0]), 0.0)
         eig = np.where(eig <= top * d * np.finfo(np.float64).eps * 10, 0.0, eig)
         return np.sqrt(eig)
-    data = np.concatenate(list(_iter_vectors(arr, chunk_size, name)), axis=0)
+    data = np.concatenate([b.astype(np.float64, copy=False) for b in _iter_vectors(arr, chunk_size, name)], axis=0)
     if mean is not None:
         data -= mean
     s = np.linalg.svd(data, compute_uv=False)
@@ -74,7 +80,7 @@ def effective_rank(
         Subtract the mean row first (spread around the mean rather than
         around the origin).
     chunk_size : int, default 4096
-        Rows converted to float64 at a time.
+        Rows processed at a time (float64 blocks of this many rows bound the temporaries).
 
     Returns
     -------
@@ -117,7 +123,7 @@ def participation_ratio(
         Use the covariance (centred).  With ``False`` the eigenvalues are
         those of the uncentred second-moment matrix.
     chunk_size : int, default 4096
-        Rows converted to float64 at a time.
+        Rows processed at a time (float64 blocks of this many rows bound the temporaries).
 
     Returns
     -------

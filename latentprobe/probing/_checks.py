@@ -31,7 +31,26 @@ def _check_task(task: str) -> None:
         raise ProbeError(f"task must be 'classification' or 'regression', got {task!r}.")
 
 
+def _float_features(X: np.ndarray) -> np.ndarray:
+    """float32 and float64 features as they are (no copy); float16 widened to float32, the rest to float64."""
+    if X.dtype in (np.float32, np.float64):
+        return X
+    return np.asarray(X, dtype=np.float32 if X.dtype == np.float16 else np.float64)
+
+
+def _all_finite(X: np.ndarray) -> bool:
+    """One float64-accumulated sum instead of an n x d boolean mask; NaN and inf propagate into it.
+
+    A sum of finite float32 values cannot overflow float64; for float64 input an overflowing sum
+    falls back to the element-wise check.
+    """
+    if np.isfinite(np.sum(X, dtype=np.float64)):
+        return True
+    return bool(np.isfinite(X).all())
+
+
 def _check_X(X: Any, name: str = "X") -> np.ndarray:
+    """Validate a 2-D feature matrix; float32 stays float32 (no copy), see :func:`_float_features`."""
     X = _to_numpy(X)
     if X.ndim != 2:
         raise ProbeError(
@@ -43,8 +62,8 @@ def _check_X(X: Any, name: str = "X") -> np.ndarray:
         raise ProbeError(f"{name} is empty (shape {X.shape}); pass at least one example and one feature.")
     if not np.issubdtype(X.dtype, np.number):
         raise ProbeError(f"{name} must be numeric, got dtype {X.dtype}.")
-    X = np.asarray(X, dtype=np.float64)
-    if not np.all(np.isfinite(X)):
+    X = _float_features(X)
+    if not _all_finite(X):
         raise ProbeError(
             f"{name} contains NaN or infinite values; drop or impute those examples "
             "(often a sign of overflow when activations were saved in float16)."

@@ -8,7 +8,7 @@ A probe score means little on its own: compare it with an input-blind predictor
 
 from __future__ import annotations
 
-import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -198,47 +198,70 @@ def _chance(y: np.ndarray, task: str) -> float:
     return 1.0 / len(np.unique(y)) if task == "classification" else 0.0
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What every cell of one target shares: folds, control labels and input-blind scores.
+
+    Computed once per target (:func:`_plan`), so cells differ only in their features.  The shuffled
+    training labels of every fold are drawn here, in fold order, from the same generator
+    :func:`shuffle_control` uses, so each cell's shuffle control sees the labels it would see alone.
+    """
+
+    task: str
+    y: np.ndarray
+    g: np.ndarray
+    splits: list[tuple[np.ndarray, np.ndarray]]
+    control_y: np.ndarray | None
+    shuffled: tuple[np.ndarray, ...] | None
+    majority: float
+    chance: float
+
+
+def _plan(y: np.ndarray, g: np.ndarray, types: np.ndarray, *, task: str, n_splits: int, seed: int, controls: bool) -> _Plan:
+    splits = group_kfold_splits(g, n_splits, seed)
+    control_y = shuffled = None
+    if controls:
+        control_y = control_task_labels(y, types, seed)
+        rng = _shuffle_rng(seed)
+        shuffled = tuple(_permute_across_groups(y[train], g[train], rng) for train, _ in splits)
+    return _Plan(task, y, g, splits, control_y, shuffled, _majority_over_folds(y, splits, task), _chance(y, task))
+
+
 def _probe_with_controls(
-    X: np.ndarray,
-    y: np.ndarray,
-    g: np.ndarray,
-    *,
-    task: str,
-    splits,
-    control_y: np.ndarray | None,
-    controls: bool,
-    seed: int,
-    probe: LinearProbe | None,
-    majority: float,
-    chance: float,
-    label: str,
-) -> dict[str, Any]:
+    X: np.ndarray, plan: _Plan, *, controls: bool, probe: LinearProbe | None, label: str
+) -> tuple[dict[str, Any], list[str]]:
+    """Score one cell (and, with ``controls``, its shuffle control and control task).
+
+    Returns the row's values and the messages of controls that had to be skipped (the caller
+    warns, so that cells fitted in worker processes report them too).
+    """
+    y, g, task, splits = plan.y, plan.g, plan.task, plan.splits
     res = _run_folds(X, y, y, g, splits, task, probe)
     shuffle = control = float("nan")
+    skipped: list[str] = []
     if controls:
-        rng = _shuffle_rng(seed)
+        if plan.shuffled is None or plan.control_y is None:
+            raise ProbeError(f"{label}: controls requested but the sweep was planned without them; pass controls=True.")
+        shuffled = plan.shuffled
         try:
-            shuffle = _run_folds(
-                X, y, y, g, splits, task, probe,
-                train_labels=lambda k, tr: _permute_across_groups(y[tr], g[tr], rng),
-            ).score
+            shuffle = _run_folds(X, y, y, g, splits, task, probe, train_labels=lambda k, tr: shuffled[k]).score
         except ProbeError as err:
-            warnings.warn(f"{label}: shuffle control skipped ({err})", RuntimeWarning, stacklevel=3)
+            skipped.append(f"{label}: shuffle control skipped ({err})")
         try:
-            assert control_y is not None
-            control = _run_folds(X, control_y, control_y, g, splits, task, probe).score
+            control = _run_folds(X, plan.control_y, plan.control_y, g, splits, task, probe).score
         except ProbeError as err:
-            warnings.warn(f"{label}: control task skipped ({err})", RuntimeWarning, stacklevel=3)
-    return {
+            skipped.append(f"{label}: control task skipped ({err})")
+    row = {
         "task": task,
         "score": res.score,
         "ci_low": res.ci_low,
         "ci_high": res.ci_high,
         "n": res.n,
         "n_groups": res.n_groups,
-        "majority": majority,
+        "majority": plan.majority,
         "shuffle": shuffle,
         "control": control,
         "selectivity": res.score - control,
-        "chance": chance,
+        "chance": plan.chance,
     }
+    return row, skipped

@@ -6,20 +6,21 @@ tables can be compared and concatenated.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+import warnings
+from collections.abc import Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from jaxtyping import Float, Shaped
 from tqdm.auto import tqdm
 
 from latentprobe.display import SummarizedResult
 from latentprobe.errors import ProbeError
 from latentprobe.probing._checks import Task, _check_groups, _check_n_splits, _check_task, _check_X, _check_y, _to_numpy
-from latentprobe.probing.controls import _chance, _majority_over_folds, _probe_with_controls, control_task_labels
-from latentprobe.probing.cv import group_kfold_splits
+from latentprobe.probing.controls import _Plan, _plan, _probe_with_controls
 from latentprobe.probing.estimator import LinearProbe
 
 __all__ = ["SCORE_COLUMNS", "ProbeSweepResult", "probe_sweep", "compare_representations"]
@@ -59,7 +60,7 @@ class ProbeSweepResult(SummarizedResult):
         R^2 for regression), ``shuffle`` the score with permuted training
         labels, ``control`` the control-task score, ``selectivity`` =
         ``score - control`` and ``chance`` 1/n_classes (0 for regression).
-        Control columns are NaN when the sweep ran with ``controls=False``.
+        Control columns are NaN for cells the sweep ran without controls.
 
     Notes
     -----
@@ -125,6 +126,64 @@ def _cells_from_features(
     return cells
 
 
+
+def _controls_mask(controls: Any, keys: list[Hashable], what: str) -> list[bool]:
+    """Which cells run the controls: all (True), none (False) or the listed ones (refused if unknown)."""
+    if isinstance(controls, (bool, np.bool_)):
+        return [bool(controls)] * len(keys)
+    if not isinstance(controls, Collection) or isinstance(controls, (str, bytes)):
+        raise ProbeError(
+            f"controls must be True, False or a collection of {what}s to run the controls on; got {controls!r}."
+        )
+    wanted = [tuple(c) if isinstance(c, list) else c for c in controls]
+    unknown = [c for c in wanted if c not in keys]
+    if unknown:
+        raise ProbeError(
+            f"controls lists {what}s {unknown[:5]!r} that are not probed; choose among {keys[:10]!r}"
+            + (" ..." if len(keys) > 10 else "") + "."
+        )
+    return [k in wanted for k in keys]
+
+
+def _cell_job(X: np.ndarray, plan: _Plan, controls: bool, probe: LinearProbe | None, label: str, capture: bool):
+    """One cell's row, its skipped-control messages and (in worker processes) the warnings it raised."""
+    if not capture:
+        row, skipped = _probe_with_controls(X, plan, controls=controls, probe=probe, label=label)
+        return row, skipped, []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        row, skipped = _probe_with_controls(X, plan, controls=controls, probe=probe, label=label)
+    return row, skipped, [(str(w.message), w.category) for w in caught]
+
+
+def _run_cells(
+    jobs: list[tuple[np.ndarray, bool, str]],
+    plan: _Plan,
+    probe: LinearProbe | None,
+    n_jobs: int | None,
+    progress: bool,
+    desc: str,
+) -> list[dict[str, Any]]:
+    """Rows of all cells, in order; ``n_jobs`` worker processes (joblib) when it is not None or 1.
+
+    Every cell uses the plan's folds and control labels, so the rows do not depend on ``n_jobs``.
+    """
+    parallel = n_jobs not in (None, 1)
+    calls = (delayed(_cell_job)(X, plan, c, probe, label, parallel) for X, c, label in jobs)
+    if parallel:
+        results = Parallel(n_jobs=n_jobs, return_as="generator")(calls)
+    else:
+        results = (fn(*args, **kw) for fn, args, kw in calls)
+    rows = []
+    for row, skipped, caught in tqdm(results, total=len(jobs), desc=desc, disable=not progress):
+        for message, category in caught:
+            warnings.warn(message, category, stacklevel=3)
+        for message in skipped:
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+        rows.append(row)
+    return rows
+
+
 def probe_sweep(
     features: Float[np.ndarray, "n L K d"] | Mapping[tuple[Hashable, Hashable], Float[np.ndarray, "n d"]],
     y: Shaped[np.ndarray, "n *k"],
@@ -134,12 +193,13 @@ def probe_sweep(
     target_name: str = "target",
     layers: Iterable[Hashable] | None = None,
     steps: Iterable[Hashable] | None = None,
-    controls: bool = True,
+    controls: bool | Collection[tuple[Hashable, Hashable]] = True,
     n_splits: int = 5,
     seed: int = 0,
     control_types: Shaped[np.ndarray, " n"] | None = None,
     probe: LinearProbe | None = None,
     progress: bool = True,
+    n_jobs: int | None = None,
 ) -> ProbeSweepResult:
     """Probe every (layer, latent step) cell with nested grouped CV and controls.
 
@@ -160,9 +220,15 @@ def probe_sweep(
     layers, steps : iterable, optional
         Subset of layers / steps to probe (indices for arrays, key values for
         dicts).  Default: all.
-    controls : bool, default=True
-        Also run the shuffle control and the control task (about 3x the cost).
-        ``majority`` and ``chance`` are always filled.
+    controls : bool or collection of (layer, step), default=True
+        Also run the shuffle control and the control task (about 3x the cost
+        of a cell): on every cell (True), on none (False), or only on the
+        listed cells (e.g. the best cells of a first ``controls=False``
+        sweep); the other cells get NaN ``shuffle``, ``control`` and
+        ``selectivity``.  The control labels and the shuffled training labels
+        are drawn once per target, so a cell's controls do not depend on
+        which other cells run them.  ``majority`` and ``chance`` (which do not
+        depend on the cell) are always filled.
     n_splits : int, default=5
     seed : int, default=0
         Seeds the folds, the shuffle and the control-task labels.  All cells
@@ -173,6 +239,11 @@ def probe_sweep(
         Template probe; default ``LinearProbe(task=task)``.
     progress : bool, default=True
         Show a tqdm progress bar.
+    n_jobs : int or None, default=None
+        Worker processes (joblib) across cells; None or 1 runs in this
+        process, -1 uses every core.  Results do not depend on it.  Limit the
+        BLAS threads of each worker (e.g. ``OMP_NUM_THREADS=1``) when
+        ``n_jobs`` approaches the number of cores.
 
     Returns
     -------
@@ -210,25 +281,17 @@ def probe_sweep(
     y = _check_y(y, n, task)
     g = _check_groups(groups, n)
     _check_n_splits(n_splits, len(np.unique(g)))
-    splits = group_kfold_splits(g, n_splits, seed)
+    mask = _controls_mask(controls, [(layer, step) for layer, step, _ in cells], "(layer, step) cell")
     types = g if control_types is None else _check_groups(control_types, n, name="control_types")
-    control_y = control_task_labels(y, types, seed) if controls else None
-    majority = _majority_over_folds(y, splits, task)
-    chance = _chance(y, task)
-
-    rows = []
-    for layer, step, X in tqdm(cells, desc=f"probing {target_name}", disable=not progress):
+    jobs = []
+    for (layer, step, X), c in zip(cells, mask):
         X = _check_X(X, name=f"features[{layer!r}, {step!r}]")
         if X.shape[0] != n:
             raise ProbeError(f"features[{layer!r}, {step!r}] has {X.shape[0]} examples, expected {n} like the other cells.")
-        row = {"target": target_name, "layer": layer, "step": step}
-        row.update(
-            _probe_with_controls(
-                X, y, g, task=task, splits=splits, control_y=control_y, controls=controls, seed=seed,
-                probe=probe, majority=majority, chance=chance, label=f"layer={layer!r}, step={step!r}",
-            )
-        )
-        rows.append(row)
+        jobs.append((X, c, f"layer={layer!r}, step={step!r}"))
+    plan = _plan(y, g, types, task=task, n_splits=n_splits, seed=seed, controls=any(mask))
+    values = _run_cells(jobs, plan, probe, n_jobs, progress, f"probing {target_name}")
+    rows = [{"target": target_name, "layer": layer, "step": step, **v} for (layer, step, _), v in zip(cells, values)]
     return ProbeSweepResult(scores=pd.DataFrame(rows, columns=list(SCORE_COLUMNS)))
 
 
@@ -239,12 +302,13 @@ def compare_representations(
     *,
     task: Task = "classification",
     target_name: str = "target",
-    controls: bool = True,
+    controls: bool | Collection[str] = True,
     n_splits: int = 5,
     seed: int = 0,
     control_types: Shaped[np.ndarray, " n"] | None = None,
     probe: LinearProbe | None = None,
     progress: bool = False,
+    n_jobs: int | None = None,
 ) -> pd.DataFrame:
     """Run the same probe, folds and controls on several named representations.
 
@@ -258,8 +322,10 @@ def compare_representations(
     representations : dict str -> array [n, d]
         Named representations of the same n examples, in the same order
         (widths may differ).
-    y, groups, task, target_name, controls, n_splits, seed, control_types, probe, progress
+    y, groups, task, target_name, n_splits, seed, control_types, probe, progress, n_jobs
         As in :func:`probe_sweep`.
+    controls : bool or collection of str, default=True
+        Run the controls on every representation, on none, or on the named ones.
 
     Returns
     -------
@@ -299,20 +365,10 @@ def compare_representations(
     y = _check_y(y, n, task)
     g = _check_groups(groups, n)
     _check_n_splits(n_splits, len(np.unique(g)))
-    splits = group_kfold_splits(g, n_splits, seed)
+    mask = _controls_mask(controls, list(arrays), "representation")
     types = g if control_types is None else _check_groups(control_types, n, name="control_types")
-    control_y = control_task_labels(y, types, seed) if controls else None
-    majority = _majority_over_folds(y, splits, task)
-    chance = _chance(y, task)
-
-    rows = []
-    for name, X in tqdm(arrays.items(), desc=f"probing {target_name}", disable=not progress):
-        row: dict[str, Any] = {"representation": name, "target": target_name}
-        row.update(
-            _probe_with_controls(
-                X, y, g, task=task, splits=splits, control_y=control_y, controls=controls, seed=seed,
-                probe=probe, majority=majority, chance=chance, label=f"representation {name!r}",
-            )
-        )
-        rows.append(row)
+    plan = _plan(y, g, types, task=task, n_splits=n_splits, seed=seed, controls=any(mask))
+    jobs = [(X, c, f"representation {name!r}") for (name, X), c in zip(arrays.items(), mask)]
+    values = _run_cells(jobs, plan, probe, n_jobs, progress, f"probing {target_name}")
+    rows = [{"representation": name, "target": target_name, **v} for name, v in zip(arrays, values)]
     return pd.DataFrame(rows, columns=["representation", "target", *_VALUE_COLUMNS])

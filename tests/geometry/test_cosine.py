@@ -68,11 +68,13 @@ def test_cosine_chunked_equals_direct():
     x = rng.normal(size=(3000, 12)).astype(np.float32)
     y = rng.normal(size=(700, 12))
     x64 = x.astype(np.float64)
-    np.testing.assert_allclose(sim.cosine_matrix(x, chunk_size=256), _ref_cosine(x64, x64), atol=1e-12)
+    # float32 input is computed in float32 (cosines carry about 1e-7 rounding); float64 stays exact
+    np.testing.assert_allclose(sim.cosine_matrix(x, chunk_size=256), _ref_cosine(x64, x64), atol=1e-6)
+    np.testing.assert_allclose(sim.cosine_matrix(x64, chunk_size=256), _ref_cosine(x64, x64), atol=1e-12)
     np.testing.assert_allclose(
         sim.cosine_matrix(x, y, center=True, chunk_size=256),
         _ref_cosine(x64 - x64.mean(0), y - y.mean(0)),
-        atol=1e-12,
+        atol=1e-6,
     )
 
 
