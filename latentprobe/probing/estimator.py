@@ -66,12 +66,6 @@ class LinearProbe(BaseEstimator):
         tolerance).  ``False`` reproduces
         :class:`~sklearn.model_selection.GridSearchCV` exactly.
 
-    The inner search standardises each inner fold once and reuses it for
-    the whole grid, with GridSearchCV's folds, scorer and tie-breaking; the
-    final model is a cold refit on all training data at the chosen value.
-    float32 input is kept in float32 (no float64 copy); other numeric dtypes
-    are fitted in float64.
-
     Attributes
     ----------
     pipeline_ : sklearn.pipeline.Pipeline
@@ -92,6 +86,12 @@ class LinearProbe(BaseEstimator):
 
     Notes
     -----
+    The inner search standardises each inner fold once and reuses it for
+    the whole grid, with GridSearchCV's folds, scorer and tie-breaking; the
+    final model is a cold refit on all training data at the chosen value.
+    float32 input is kept in float32 (no float64 copy); other numeric dtypes
+    are fitted in float64.
+
     A probe's accuracy shows that information is linearly decodable from the
     representation, not that the model uses it.  A flexible enough probe can
     also memorise; compare against :func:`shuffle_control` and the
