@@ -342,7 +342,7 @@ CASES = [
     ("jsonl-missing-image", lambda c: load_jsonl(c.jsonl("gone.jsonl", [{"question": "q", "image": "gone.png"}]),
                                                  image_root=c.dir / "imgs"), DataError, "does not exist"),
     ("jsonl-bad-json", lambda c: load_jsonl(c.jsonl("bad.jsonl", ['{"question": ']), image_key=None), DataError,
-     "bad.jsonl:1: not valid JSON"),
+     "bad.jsonl, line 1: not valid JSON"),
     ("jsonl-not-object", lambda c: load_jsonl(c.jsonl("list.jsonl", ["[1, 2]"]), image_key=None), DataError,
      "JSON object"),
     ("jsonl-no-question", lambda c: load_jsonl(c.jsonl("noq.jsonl", [{"text": "q"}]), image_key=None), DataError,

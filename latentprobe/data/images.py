@@ -131,13 +131,14 @@ def _verify(src: Any, where: str, what: str) -> None:
                         "file.") from None
 
 
-def inside_root(root: Path, rel: str, where: str) -> Path:
-    """``root / rel``, refused when ``rel`` is absolute or climbs out of ``root`` (``../``, symlinks)."""
+def inside_root(root: Path, rel: str, where: str, *, root_name: str = "the benchmark root") -> Path:
+    """``root / rel``, refused when ``rel`` is absolute or climbs out of ``root`` (``../``, symlinks);
+    ``root_name`` is how the message calls the root (the argument the user passed it as)."""
     cand = Path(rel)
     target = (root / cand).resolve()
     if cand.is_absolute() or not target.is_relative_to(root.resolve()):
-        raise DataError(f"{where}: image path {rel!r} points outside the benchmark root {str(root)!r}; give a path "
-                        "relative to the root, without '..' (or pass a wider root).")
+        raise DataError(f"{where}: image path {rel!r} points outside {root_name} {str(root)!r}; give a path "
+                        f"relative to {root_name}, without '..' (or pass a wider {root_name}).")
     return root / cand
 
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from latentprobe.errors import InputError
-from latentprobe.perturbations import InputSet
+from latentprobe.data.images import inside_root
+from latentprobe.data.records import read_jsonl
 from latentprobe.errors import DataError
+from latentprobe.perturbations import InputSet
 
 __all__ = ["DataError", "load_jsonl", "load_hf_disk", "load_image"]
-
 
 
 
@@ -43,16 +42,6 @@ def load_image(path: str | Path, *, size: tuple[int, int] | int | None = None) -
 def _check_limit(limit: Any, source: str) -> None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise DataError(f"{source}: limit={limit!r}; use an integer >= 1, or None to read every record.")
-
-
-def _inside(root: Path, rel: str, where: str) -> Path:
-    """``root / rel``, refused when ``rel`` is absolute or climbs out of ``root`` (``../``)."""
-    cand = Path(rel)
-    target = (root / cand).resolve()
-    if cand.is_absolute() or not target.is_relative_to(root.resolve()):
-        raise DataError(f"{where}: image path {rel!r} points outside image_root {str(root)!r}; give a path relative "
-                        "to image_root, without '..' (or pass a wider image_root).")
-    return root / cand
 
 
 def _build(records: Sequence[dict[str, Any]], *, get_image: Callable[[dict[str, Any], int], Any],
@@ -93,29 +82,15 @@ def load_jsonl(path: str | Path, *, image_root: str | Path | None = None, questi
     if not p.is_file():
         raise DataError(f"{p} does not exist.")
     root = Path(image_root) if image_root is not None else p.parent
-    records: list[dict[str, Any]] = []
-    lines: list[int] = []
-    with p.open() as f:
-        for ln, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{p}:{ln}: not valid JSON ({err.msg}).") from None
-            if not isinstance(rec, dict):
-                raise DataError(f"{p}:{ln}: a record must be a JSON object, got {type(rec).__name__}.")
-            records.append(rec)
-            lines.append(ln)
-            if limit is not None and len(records) >= limit:
-                break
+    read = read_jsonl(p)[:limit]
+    records = [rec for _, rec in read]
+    lines = [ln for ln, _ in read]
 
     def get_image(rec: dict[str, Any], i: int) -> Any:
         if image_key is None or rec.get(image_key) is None:
             return None
         where = f"{p}, row {i} (line {lines[i]}), field {image_key!r}"
-        return load_image(_inside(root, str(rec[image_key]), where), size=image_size)
+        return load_image(inside_root(root, str(rec[image_key]), where, root_name="image_root"), size=image_size)
 
     return _build(records, get_image=get_image, question_key=question_key, answer_key=answer_key, id_key=id_key,
                   prompt_template=prompt_template, source=str(p))

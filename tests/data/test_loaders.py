@@ -26,7 +26,7 @@ def test_jsonl_text_only_and_errors(tmp_path):
     s = load_jsonl(tmp_path / "t.jsonl", image_key=None, prompt_template="Q: {question} A:")
     assert s.images is None and s.prompts == ("Q: a b A:", "Q: d A:") and s.gold == ("c", None)
     (tmp_path / "bad.jsonl").write_text('{"question": "a"}\n{oops\n')
-    with pytest.raises(DataError, match="bad.jsonl:2"):
+    with pytest.raises(DataError, match="bad.jsonl, line 2"):
         load_jsonl(tmp_path / "bad.jsonl", image_key=None)
     (tmp_path / "nq.jsonl").write_text('{"prompt": "a"}\n')
     with pytest.raises(DataError, match="question_key"):
