@@ -206,6 +206,10 @@ def _probe_sweep(report: Any, result: Any, title: str | None, level: int) -> Non
         report.add_figure(viz.probe_heatmap(sub), caption=None)
         best = sub.sort_values("score", ascending=False).head(10)
         report.add_table(best, caption=f"Target `{target}`: the ten best (layer, step) cells by held-out score.")
+    _probe_note(report)
+
+
+def _probe_note(report: Any) -> None:
     once(report, "probe", "A probe's score shows that information is linearly decodable, not that the model "
          "uses it; cells are not corrected for multiple comparisons.", title="What a probe does not show")
 
@@ -217,8 +221,7 @@ def _probe_comparison(report: Any, result: Any, title: str | None, level: int) -
     report.add_figure(viz.probe_controls(result))
     report.add_table(result, caption="Held-out score per representation with its baselines (majority class, "
                      "shuffled labels, control task; selectivity = score − control).")
-    once(report, "probe", "A probe's score shows that information is linearly decodable, not that the model "
-         "uses it; cells are not corrected for multiple comparisons.", title="What a probe does not show")
+    _probe_note(report)
 
 
 def _collapse(report: Any, result: Any, title: str | None, level: int) -> None:
