@@ -180,12 +180,10 @@ class Decoder:
             self._decode(rows, cfg, processor, pre)
         return pre.gathered
 
-    def _prefill(self, rows: list[Row], capture: Any, gather_extra: Sequence[Sequence[int]] | None) -> _Prefill:
-        embeds, mask, pos, offsets, deltas = self.embed_prefix(rows)
-        B, T = mask.shape
-        col_segs = torch.full((B, T), Segment.PAD, dtype=torch.long)
-        for b, r in enumerate(rows):
-            col_segs[b, offsets[b]:] = torch.tensor(r.segs)
+    def _wanted(self, rows: list[Row], capture: Any,
+                gather_extra: Sequence[Sequence[int]] | None) -> tuple[list[list[int]], list[list[int]]]:
+        """Per row, the prefix positions to gather (latent slots, captured, extra, the similarity stop's
+        previous output) and those whose logits are read (the extra ones); records captured positions."""
         want: list[list[int]] = []
         for b, r in enumerate(rows):
             ps = set(r.z_at)
@@ -198,38 +196,60 @@ class Decoder:
             if self.rspec.spec.stop == "similarity" and len(r.ids) >= 2:
                 ps.add(len(r.ids) - 2)  # the previous step's output, compared with the end embedding
             want.append(sorted(ps))
+        read = [sorted(set(ps)) for ps in gather_extra] if gather_extra is not None else [[] for _ in rows]
+        return want, read
+
+    def gathered_from(self, out: Any, want: list[list[int]], read: list[list[int]]) -> list[dict[int, Gathered]]:
+        """Unpack a forward's gathered positions (``want``, in order) and their logits (``read``) per row."""
+        gathered: list[dict[int, Gathered]] = [{} for _ in want]
+        if not any(want):
+            return gathered
+        lg: dict[tuple[int, int], Tensor] = {}
+        if any(read):
+            lg = {(b, p): out.logits_gather[k].float().cpu()
+                  for k, (b, p) in enumerate((b, p) for b, ps in enumerate(read) for p in ps)}
+        res = out.residuals.detach().to("cpu")  # one move per forward
+        k = 0
+        for b, ps in enumerate(want):
+            for p in ps:
+                gathered[b][p] = Gathered(self.keep(res[k]), self.keep(out.h_gather[k]), lg.get((b, p)))
+                k += 1
+        return gathered
+
+    def _prefill(self, rows: list[Row], capture: Any, gather_extra: Sequence[Sequence[int]] | None) -> _Prefill:
+        embeds, mask, pos, offsets, deltas = self.embed_prefix(rows)
+        B, T = mask.shape
+        col_segs = torch.full((B, T), Segment.PAD, dtype=torch.long)
+        for b, r in enumerate(rows):
+            col_segs[b, offsets[b]:] = torch.tensor(r.segs)
+        want, read = self._wanted(rows, capture, gather_extra)
         gather = logits_at = None
         if any(want):
             gr = torch.tensor([b for b, ps in enumerate(want) for _ in ps], dtype=torch.long)
             gc = torch.tensor([p + offsets[b] for b, ps in enumerate(want) for p in ps], dtype=torch.long)
             gather = (gr, gc)  # moved to each indexed tensor's device by the forward
         # logits only where they are read: the last position, and the extra positions asked for
-        read = [sorted(set(ps)) for ps in gather_extra] if gather_extra is not None else []
         if any(read):
             logits_at = (torch.tensor([b for b, ps in enumerate(read) for _ in ps], dtype=torch.long),
                          torch.tensor([p + offsets[b] for b, ps in enumerate(read) for p in ps], dtype=torch.long))
         cache = new_cache(self.model)
         out = self.forward(embeds, self.attention(col_segs, mask, T), pos, cache, gather,
                            self._prefix_patches(rows, offsets), layers=self.capture_layers, logits_at=logits_at)
-        gathered: list[dict[int, Gathered]] = [{} for _ in rows]
-        if gather is not None:
-            lg: dict[tuple[int, int], Tensor] = {}
-            if logits_at is not None:
-                lg = {(b, p): out.logits_gather[k].float().cpu()
-                      for k, (b, p) in enumerate((b, p) for b, ps in enumerate(read) for p in ps)}
-            k = 0
-            for b, ps in enumerate(want):
-                for p in ps:
-                    gathered[b][p] = Gathered(self.keep(out.residuals[k]), self.keep(out.h_gather[k]), lg.get((b, p)))
-                    k += 1
-            for b, r in enumerate(rows):
-                if r.rec.captured_positions is not None:
-                    cp = r.rec.captured_positions.tolist()
-                    r.rec.captured_hidden = (torch.stack([gathered[b][p].residual for p in cp]) if cp else
-                                             torch.zeros(0, self.n_recorded_layers, self.parts.hidden_size,
-                                                         dtype=self.trace_dtype or self.dtype))
+        gathered = self.gathered_from(out, want, read)
+        return self.finish_prefill(rows, gathered, out.h_last, out.logits_last, cache, col_segs, mask, mask.sum(-1),
+                                   deltas)
+
+    def finish_prefill(self, rows: list[Row], gathered: list[dict[int, Gathered]], h_last: Tensor, logits_last: Tensor,
+                       cache: Any, col_segs: Tensor, mask: Tensor, n_real: Tensor, deltas: Tensor | None) -> _Prefill:
+        """Captured states, the head where it runs, the similarity stop's previous outputs: the loop's start."""
+        for b, r in enumerate(rows):
+            if r.rec.captured_positions is not None and any(gathered):
+                cp = r.rec.captured_positions.tolist()
+                r.rec.captured_hidden = (torch.stack([gathered[b][p].residual for p in cp]) if cp else
+                                         torch.zeros(0, self.n_recorded_layers, self.parts.hidden_size,
+                                                     dtype=self.trace_dtype or self.dtype))
         # h keeps the model's dtype (latents are fed and recorded in it); logits are read in float32
-        h_last, logits_last = out.h_last, out.logits_last.float()
+        logits_last = logits_last.float()
         if self.head is not None:  # the head's output replaces h where it runs; lm_head reads it
             for b, r in enumerate(rows):
                 for p, g in gathered[b].items():
@@ -245,7 +265,7 @@ class Decoder:
             h_prev = torch.stack([gathered[b][len(r.ids) - 2].h.to(h_last.dtype) if len(r.ids) >= 2 else
                                   torch.full_like(h_last[b].cpu(), float("inf")) for b, r in enumerate(rows)]
                                  ).to(h_last.device)
-        return _Prefill(cache, h_last, logits_last, col_segs, mask, mask.sum(-1), deltas, gathered, h_prev)
+        return _Prefill(cache, h_last, logits_last, col_segs, mask, n_real, deltas, gathered, h_prev)
 
     def _headed(self, seg: int) -> bool:
         """Whether the spec's head runs on the output of a position of segment ``seg``."""
