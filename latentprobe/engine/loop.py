@@ -300,14 +300,21 @@ class Decoder:
             scores = processor(list(r.ids), scores.clone(), r.index)
         return choose(scores, cfg, example_id=r.example_id, position=len(r.ids))
 
-    def _next(self, r: Row, logits: Tensor, near_end: bool, cfg: GenerationConfig,
-              processor: LogitsProcessor | None) -> Action:
-        """Ask the protocol for the row's next input; record a generated token's log-probabilities."""
-        lp = torch.log_softmax(logits, dim=-1)
+    def _reads(self, rows: list[Row], cfg: GenerationConfig, h_prev: Tensor | None) -> tuple[list[bool], list[bool]]:
+        """Per row: whether the similarity stop sees the end, and whether a token is chosen at its next step."""
+        near = [r.end is None and self._near_end(r, h_prev, b) for b, r in enumerate(rows)]
+        need = [r.end is None and needs_sample(self.rspec, r.state, cfg.max_new_tokens - r.budget_used(), near[b])
+                for b, r in enumerate(rows)]
+        return near, need
+
+    def _next(self, r: Row, logits: Tensor | None, lp: Tensor | None, token: int | None, near_end: bool,
+              cfg: GenerationConfig, processor: LogitsProcessor | None, texts: list[tuple[int, int]]) -> Action:
+        """Ask the protocol for the row's next input. ``lp``: the row's log-probabilities where a token is
+        chosen; ``token``: the choice when it was made for the whole batch at once. A generated token's
+        position is put in ``texts`` (its log-probability is read for all rows at once)."""
         budget_left = cfg.max_new_tokens - r.budget_used()
-        token = None
-        if needs_sample(self.rspec, r.state, budget_left, near_end):
-            token = self._choose(r, logits, cfg, processor)
+        if lp is not None and token is None:
+            token = self._choose(r, logits, cfg, processor)  # type: ignore[arg-type]
         action, r.state = step(self.rspec, r.state, Decision(token, budget_left, near_end))
         inside = isinstance(action, (FeedLatent, FeedTextLatent)) or (
             isinstance(action, FeedToken) and action.segment == Segment.CLOSE)
@@ -318,27 +325,45 @@ class Decoder:
             if first:
                 r.answer_reset = False
             if isinstance(action, FeedToken) and action.segment == Segment.GEN:
-                r.rec.text_lp[pos] = float(lp[token])
+                texts.append((pos, token))
                 if first:
-                    r.rec.dist_at[pos] = lp.cpu()
+                    r.rec.dist_at[pos] = lp.cpu()  # type: ignore[union-attr]
             elif isinstance(action, End) and action.reason is EndReason.EOS and first:
-                r.rec.dist_at[pos] = lp.cpu()  # an empty answer keeps its first token's distribution
+                r.rec.dist_at[pos] = lp.cpu()  # type: ignore[union-attr]  # an empty answer keeps its first distribution
         return action
 
     def _decode(self, rows: list[Row], cfg: GenerationConfig, processor: LogitsProcessor | None,
                 pre: _Prefill) -> None:
+        """Step until every row has ended. Per step: one ``log_softmax`` over the rows that choose a token (and
+        one batched greedy ``argmax`` when nothing else shapes the choice), one read of the chosen tokens'
+        log-probabilities, and logits computed only when the next step chooses a token somewhere."""
         cache, h_last, logits, h_prev = pre.cache, pre.h_last, pre.logits, pre.h_prev
         col_segs, col_mask, n_real, deltas = pre.col_segs, pre.col_mask, pre.n_real, pre.deltas
         n = len(rows)
+        plain = (not cfg.do_sample and cfg.repetition_penalty == 1.0 and not self.rspec.suppress_ids
+                 and processor is None)
+        near, need = self._reads(rows, cfg, h_prev)
         while True:
             feed_ids = torch.full((n,), self.rspec.pad_id, dtype=torch.long)
             feed_seg = torch.full((n,), Segment.PAD, dtype=torch.long)
             feed_z: dict[int, Tensor] = {}
+            chosen = [b for b in range(n) if need[b]]
+            lps: dict[int, Tensor] = {}
+            greedy: dict[int, int] = {}
+            if chosen:
+                lp_all = torch.log_softmax(logits[chosen], dim=-1)
+                lps = {b: lp_all[k] for k, b in enumerate(chosen)}
+                if plain:
+                    greedy = dict(zip(chosen, lp_all.argmax(-1).tolist()))
+            texts: list[tuple[int, int, int]] = []
             for b, r in enumerate(rows):
                 if r.end is not None:
                     continue
                 latent_step = r.state.total
-                action = self._next(r, logits[b], self._near_end(r, h_prev, b), cfg, processor)
+                mine: list[tuple[int, int]] = []
+                action = self._next(r, None if logits is None else logits[b], lps.get(b), greedy.get(b), near[b],
+                                    cfg, processor, mine)
+                texts += [(b, pos, tok) for pos, tok in mine]
                 if isinstance(action, End):
                     r.end = action
                 elif isinstance(action, FeedToken):
@@ -349,6 +374,10 @@ class Decoder:
                 else:
                     feed_z[b] = self._feed_latent(r, action, h_last[b], latent_step)
                     feed_seg[b] = Segment.LATENT
+            if texts:  # the generated tokens' log-probabilities, read at once
+                vals = torch.stack([lps[b][t] for b, _, t in texts]).tolist()
+                for (b, pos, _), v in zip(texts, vals):
+                    rows[b].rec.text_lp[pos] = float(v)
             if all(r.end is not None for r in rows):
                 return
             with torch.no_grad():
@@ -369,14 +398,18 @@ class Decoder:
                 gr = torch.tensor(latent_rows, dtype=torch.long)
                 gather = (gr, torch.zeros_like(gr))  # the step's only position
                 patches = self._step_patches(rows, latent_rows)
+            # what the next step reads: h_prev becomes this step's input state, and logits only where a token is chosen
+            near, need = self._reads(rows, cfg, h_last if h_prev is not None else None)
             out = self.forward(emb, self.attention(col_segs, col_mask, 1), pos.to(self.device), cache, gather,
-                               patches, layers=self.capture_layers)
-            for k, b in enumerate(latent_rows):
-                rows[b].rec.lat_hidden.append(self.keep(out.residuals[k]))
+                               patches, layers=self.capture_layers, logits=any(need) or self.head is not None)
+            if latent_rows:
+                res = self.keep(out.residuals)  # one move per step
+                for k, b in enumerate(latent_rows):
+                    rows[b].rec.lat_hidden.append(res[k])
             if h_prev is not None:
                 h_prev = h_last
             h_last = out.h_last
-            logits = out.logits_last.float()
+            logits = None if out.logits_last is None else out.logits_last.float()
             headed = [b for b in range(n) if self._headed(int(feed_seg[b]))]
             if headed:
                 h_last[headed], logits[headed] = self._apply_head(h_last[headed])
