@@ -208,8 +208,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         kw = dict(max_new_tokens=budget, progress=False)
         # capture: one example, then per example at batch n
         runner.run(prompts[:1], imgs[:1], **kw)  # warm-up
-        t_run1 = timed(lambda: runner.run(prompts[:1], imgs[:1], **kw), a.device, repeat=2)
-        t_plain1 = timed(lambda: plain.run(ids[:1], pv1, grid1), a.device, repeat=2)
+        t_run1 = t_plain1 = float("inf")
+        for _ in range(3):  # alternated, best of three: a shared machine's load drifts
+            t_run1 = min(t_run1, timed(lambda: runner.run(prompts[:1], imgs[:1], **kw), a.device))
+            t_plain1 = min(t_plain1, timed(lambda: plain.run(ids[:1], pv1, grid1), a.device))
         t_runN = timed(lambda: runner.run(prompts, imgs, batch_size=n, **kw), a.device)
         t_plainN = timed(lambda: plain.run(ids, pv, grid), a.device)
         trace = runner.run(prompts, imgs, batch_size=n, **kw)
@@ -220,6 +222,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(f"  capture, per example at batch {n}: run / plain {t_runN / t_plainN:5.2f}x  "
               f"({t_runN / n * 1e3:.0f} ms vs {t_plainN / n * 1e3:.0f} ms)")
         results[f"capture_{n_img}"] = t_run1 / t_plain1
+        t_pre = timed(lambda: plain.prefill(ids, pv, grid), a.device)
         conds = {f"scale{f}": Scale(f) for f in factors}
         z_rec = torch.stack([e.z for e in trace])
         for mode in ("propagate", "redecode"):
@@ -231,6 +234,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             print(f"  sweep {mode:9s} M={m} N={n}: naive / many {t_naive / t_many:6.2f}x   many / lower bound "
                   f"{t_many / t_bound:5.2f}x   ({t_many:.2f} s; naive {t_naive:.2f} s; bound {t_bound:.2f} s; "
                   f"after many: {mem})")
+            # what sharing the prefill can save at most: naive = M prefills + the decode, shared = 1 prefill + the
+            # same decode (all M x N rows still decode every latent and answer token through the LM head)
+            ceiling = (m * t_pre + (t_bound - t_pre)) / t_bound
+            print(f"    prefill of the {n} prompts {t_pre:.2f} s = {t_pre / t_bound:.0%} of the lower bound: naive / "
+                  f"lower bound can be at most {ceiling:.2f}x")
             results[f"{mode}_{n_img}_vs_naive"] = t_naive / t_many
             results[f"{mode}_{n_img}_vs_bound"] = t_many / t_bound
     print(f"\npeak: {peak(a.device)}")

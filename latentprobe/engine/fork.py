@@ -51,8 +51,8 @@ def _patched_slots(r: Row) -> list[int]:
 
 
 def shared_length(rows: Sequence[Row]) -> int:
-    """How many leading positions all ``rows`` feed identically (at most each row's length minus one)."""
-    n = min(len(r.ids) for r in rows) - 1
+    """How many leading positions all ``rows`` feed identically (at most the shortest row's length)."""
+    n = min(len(r.ids) for r in rows)
     first = rows[0]
     for r in rows:
         n = min([n] + _patched_slots(r))
@@ -137,13 +137,14 @@ def _gather_args(want: list[list[int]], read: list[list[int]], col: Any) -> tupl
 
 
 def prefill_shared(dec: Decoder, rows: list[Row], group: Sequence[Any],
-                   gather_extra: Sequence[Sequence[int]] | None = None) -> _Prefill:
+                   gather_extra: Sequence[Sequence[int]] | None = None, read_logits: bool = True) -> _Prefill:
     """Prefill ``rows`` (``group[i]``: row ``i``'s group) with one shared prefix per group, and return the
-    loop's start state, as :meth:`Decoder._prefill` does for the rows prefilled one by one."""
+    loop's start state, as :meth:`Decoder._prefill` does for the rows prefilled one by one (``gather_extra``:
+    positions gathered too, their logits read unless ``read_logits=False``)."""
     keys = list(dict.fromkeys(group))
     members = {k: [i for i, g in enumerate(group) if g == k] for k in keys}
     shared = {k: shared_length([rows[i] for i in members[k]]) for k in keys}
-    want, read = dec._wanted(rows, None, gather_extra)
+    want, read = dec._wanted(rows, None, gather_extra, read_logits)
     positions, deltas = _positions(dec, rows)
     # 1. one prefix per group (its first row's first positions), gathering what any of its rows reads there
     heads = [rows[members[k][0]] for k in keys]
@@ -152,6 +153,7 @@ def prefill_shared(dec: Decoder, rows: list[Row], group: Sequence[Any],
     p_read = [sorted({p for i in members[k] for p in read[i] if p < shared[k]}) for k in keys]
     cache = new_cache(dec.model)
     g_pre: list[dict[int, Gathered]] = [{} for _ in keys]
+    out = None
     if max(e for _, e in p_spans) > 0:
         embeds, segs, valid, pos, pads = _embed(dec, heads, p_spans, [positions[members[k][0]] for k in keys])
         gather, logits_at = _gather_args(p_want, p_read, lambda b, p: p + pads[b])
@@ -161,26 +163,38 @@ def prefill_shared(dec: Decoder, rows: list[Row], group: Sequence[Any],
     else:
         segs = torch.zeros((len(keys), 0), dtype=torch.long)
         valid = torch.zeros((len(keys), 0), dtype=torch.long)
-    # 2. fork: one copy of its group's prefix per row, then each row's own rest as one chunk
+    # 2. fork: one copy of its group's prefix per row, then each row's own rest as one chunk (a row with no rest
+    # gets a chunk of padding and keeps its prefix's last outputs)
     gi = torch.tensor([keys.index(g) for g in group], dtype=torch.long)
+    h_last, logits_last = (out.h_last[gi.to(out.h_last.device)], out.logits_last[gi.to(out.logits_last.device)]) \
+        if max(e for _, e in p_spans) > 0 else (None, None)
     if cache.get_seq_length() > 0:
         cache = fork_cache(cache, gi.to(dec.device))
     spans = [(shared[g], len(r.ids)) for r, g in zip(rows, group)]
-    embeds, c_segs, c_valid, pos, pads = _embed(dec, rows, spans, positions)
-    col_segs = torch.cat([segs[gi], c_segs], dim=1)
-    col_mask = torch.cat([valid[gi], c_valid], dim=1)
-    s_want = [[p for p in want[i] if p >= spans[i][0]] for i in range(len(rows))]
-    s_read = [[p for p in read[i] if p >= spans[i][0]] for i in range(len(rows))]
-    gather, logits_at = _gather_args(s_want, s_read, lambda b, p: p - spans[b][0] + pads[b])
-    patches = dec._prefix_patches(rows, [pads[b] - spans[b][0] for b in range(len(rows))])
-    out = dec.forward(embeds, dec.attention(col_segs, col_mask, embeds.shape[1]), pos.to(dec.device), cache, gather,
-                      patches, layers=dec.capture_layers, logits_at=logits_at)
-    g_rest = dec.gathered_from(out, s_want, s_read)
+    col_segs, col_mask = segs[gi], valid[gi]
+    g_rest: list[dict[int, Gathered]] = [{} for _ in rows]
+    if max(e - s for s, e in spans) > 0:
+        embeds, c_segs, c_valid, pos, pads = _embed(dec, rows, spans, positions)
+        col_segs = torch.cat([col_segs, c_segs], dim=1)
+        col_mask = torch.cat([col_mask, c_valid], dim=1)
+        s_want = [[p for p in want[i] if p >= spans[i][0]] for i in range(len(rows))]
+        s_read = [[p for p in read[i] if p >= spans[i][0]] for i in range(len(rows))]
+        gather, logits_at = _gather_args(s_want, s_read, lambda b, p: p - spans[b][0] + pads[b])
+        patches = dec._prefix_patches(rows, [pads[b] - spans[b][0] for b in range(len(rows))])
+        out = dec.forward(embeds, dec.attention(col_segs, col_mask, embeds.shape[1]), pos.to(dec.device), cache,
+                          gather, patches, layers=dec.capture_layers, logits_at=logits_at)
+        g_rest = dec.gathered_from(out, s_want, s_read)
+        rest = [i for i, (s, e) in enumerate(spans) if e > s]
+        if len(rest) == len(rows):
+            h_last, logits_last = out.h_last, out.logits_last
+        else:  # rows with a rest take this chunk's outputs, the others keep their prefix's
+            h_last, logits_last = h_last.clone(), logits_last.clone()
+            h_last[rest], logits_last[rest] = out.h_last[rest], out.logits_last[rest]
     gathered = []
     for i, g in enumerate(group):
         pre = g_pre[keys.index(g)]
         mine = {p: pre[p] for p in want[i] if p < spans[i][0]}
         mine.update(g_rest[i])
         gathered.append(mine)
-    return dec.finish_prefill(rows, gathered, out.h_last, out.logits_last, cache, col_segs, col_mask,
+    return dec.finish_prefill(rows, gathered, h_last, logits_last, cache, col_segs, col_mask,
                               torch.tensor([len(r.ids) for r in rows]), deltas)

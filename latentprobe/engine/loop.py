@@ -169,19 +169,20 @@ class Decoder:
     # ------------------------------------------------------------------ prefill and decode
     def run(self, rows: list[Row], cfg: GenerationConfig, processor: LogitsProcessor | None, *,
             capture: Any = None, gather_extra: Sequence[Sequence[int]] | None = None,
-            decode: bool = True) -> list[dict[int, Gathered]]:
+            decode: bool = True, read_logits: bool = True) -> list[dict[int, Gathered]]:
         """Prefill the rows' prefixes, then (``decode``) step until every row has ended.
 
         Returns the prefill's gathered positions per row: the prefix's latent slots, the
-        ``capture`` positions and ``gather_extra``.
+        ``capture`` positions and ``gather_extra`` (with their logits unless ``read_logits=False``).
         """
-        pre = self._prefill(rows, capture, gather_extra)
+        pre = self._prefill(rows, capture, gather_extra, read_logits)
         if decode:
             self._decode(rows, cfg, processor, pre)
         return pre.gathered
 
     def _wanted(self, rows: list[Row], capture: Any,
-                gather_extra: Sequence[Sequence[int]] | None) -> tuple[list[list[int]], list[list[int]]]:
+                gather_extra: Sequence[Sequence[int]] | None,
+                read_logits: bool = True) -> tuple[list[list[int]], list[list[int]]]:
         """Per row, the prefix positions to gather (latent slots, captured, extra, the similarity stop's
         previous output) and those whose logits are read (the extra ones); records captured positions."""
         want: list[list[int]] = []
@@ -196,7 +197,8 @@ class Decoder:
             if self.rspec.spec.stop == "similarity" and len(r.ids) >= 2:
                 ps.add(len(r.ids) - 2)  # the previous step's output, compared with the end embedding
             want.append(sorted(ps))
-        read = [sorted(set(ps)) for ps in gather_extra] if gather_extra is not None else [[] for _ in rows]
+        read = ([sorted(set(ps)) for ps in gather_extra] if gather_extra is not None and read_logits
+                else [[] for _ in rows])
         return want, read
 
     def gathered_from(self, out: Any, want: list[list[int]], read: list[list[int]]) -> list[dict[int, Gathered]]:
@@ -216,13 +218,14 @@ class Decoder:
                 k += 1
         return gathered
 
-    def _prefill(self, rows: list[Row], capture: Any, gather_extra: Sequence[Sequence[int]] | None) -> _Prefill:
+    def _prefill(self, rows: list[Row], capture: Any, gather_extra: Sequence[Sequence[int]] | None,
+                 read_logits: bool = True) -> _Prefill:
         embeds, mask, pos, offsets, deltas = self.embed_prefix(rows)
         B, T = mask.shape
         col_segs = torch.full((B, T), Segment.PAD, dtype=torch.long)
         for b, r in enumerate(rows):
             col_segs[b, offsets[b]:] = torch.tensor(r.segs)
-        want, read = self._wanted(rows, capture, gather_extra)
+        want, read = self._wanted(rows, capture, gather_extra, read_logits)
         gather = logits_at = None
         if any(want):
             gr = torch.tensor([b for b, ps in enumerate(want) for _ in ps], dtype=torch.long)
@@ -306,6 +309,19 @@ class Decoder:
         need = [r.end is None and needs_sample(self.rspec, r.state, cfg.max_new_tokens - r.budget_used(), near[b])
                 for b, r in enumerate(rows)]
         return near, need
+
+    def _all_end(self, rows: list[Row], cfg: GenerationConfig, near: list[bool]) -> bool:
+        """Whether every unfinished row ends at its next step without choosing a token; if so they are ended."""
+        ends = []
+        for b, r in enumerate(rows):
+            if r.end is None:
+                action, state = step(self.rspec, r.state, Decision(None, cfg.max_new_tokens - r.budget_used(), near[b]))
+                if not isinstance(action, End):
+                    return False
+                ends.append((r, action, state))
+        for r, action, state in ends:
+            r.end, r.state = action, state
+        return True
 
     def _next(self, r: Row, logits: Tensor | None, lp: Tensor | None, token: int | None, near_end: bool,
               cfg: GenerationConfig, processor: LogitsProcessor | None, texts: list[tuple[int, int]]) -> Action:
@@ -400,6 +416,8 @@ class Decoder:
                 patches = self._step_patches(rows, latent_rows)
             # what the next step reads: h_prev becomes this step's input state, and logits only where a token is chosen
             near, need = self._reads(rows, cfg, h_last if h_prev is not None else None)
+            if not latent_rows and not any(need) and self._all_end(rows, cfg, near):
+                return  # the forward's outputs would never be read: every row ends at the next step
             out = self.forward(emb, self.attention(col_segs, col_mask, 1), pos.to(self.device), cache, gather,
                                patches, layers=self.capture_layers, logits=any(need) or self.head is not None)
             if latent_rows:

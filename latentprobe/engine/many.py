@@ -80,7 +80,7 @@ def run_many(dec: Decoder, tokenizer: Any, examples: Sequence[ExampleTrace], cho
             rows += rs
             extra += ex
             group += ex_idx
-        pre = prefill_shared(dec, rows, group, gather_extra=extra)
+        pre = prefill_shared(dec, rows, group, gather_extra=extra, read_logits=mode is InterventionMode.REPLAY)
         if mode is not InterventionMode.REPLAY:
             dec._decode(rows, cfg, processor, pre)
         for c, start, n in spans:

@@ -196,7 +196,8 @@ def resume(dec: Decoder, tokenizer: Any, exs: list[ExampleTrace], chosen: list[l
     intervention both modes choose exactly the tokens the trace holds, sampled or greedy.
     """
     rows = resume_rows(dec, exs, chosen, layers, fn, mode, drop)
-    gathered = dec.run(rows, cfg, processor, gather_extra=[sorted(r.z_at) for r in rows])
+    # the prefix's latents: their residuals are refreshed, their logits never read
+    gathered = dec.run(rows, cfg, processor, gather_extra=[sorted(r.z_at) for r in rows], read_logits=False)
     return resume_finish(dec, tokenizer, rows, gathered, mode)
 
 
