@@ -367,7 +367,7 @@ class Decoder:
             lps: dict[int, Tensor] = {}
             greedy: dict[int, int] = {}
             if chosen:
-                lp_all = torch.log_softmax(logits[chosen], dim=-1)
+                lp_all = torch.log_softmax(logits if len(chosen) == n else logits[chosen], dim=-1)
                 lps = {b: lp_all[k] for k, b in enumerate(chosen)}
                 if plain:
                     greedy = dict(zip(chosen, lp_all.argmax(-1).tolist()))
