@@ -22,7 +22,7 @@ from latentprobe.engine.rows import Row
 from latentprobe.errors import InputError
 from latentprobe.trace import ExampleTrace, LatentTrace
 
-__all__ = ["control_is_clean", "run_many"]
+__all__ = ["control_is_clean", "check_max_batch", "run_many", "clean_as_control"]
 
 
 def control_is_clean(trace: LatentTrace, mode: InterventionMode, cfg: GenerationConfig,
@@ -55,13 +55,18 @@ def _chunks(n_examples: int, n_conditions: int, max_batch: int) -> Iterator[tupl
                 yield exs, list(range(c0, min(c0 + max_batch, n_conditions)))
 
 
+def check_max_batch(max_batch: Any) -> None:
+    """Refuse a ``max_batch`` that is not a positive integer (:class:`~latentprobe.errors.InputError`)."""
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise InputError(f"max_batch={max_batch!r}: use an integer >= 1 (rows per batch, conditions x examples).")
+
+
 def run_many(dec: Decoder, tokenizer: Any, examples: Sequence[ExampleTrace], chosen: list[list[int]],
              fns: list[Any], layers: tuple[int, ...], mode: InterventionMode, cfg: GenerationConfig,
              processor: LogitsProcessor | None, drop: bool, max_batch: int) -> list[list[ExampleTrace]]:
     """Run every intervention of ``fns`` (``None``: a control) on every example; ``out[c][i]`` is condition
     ``c`` on example ``i``."""
-    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
-        raise InputError(f"max_batch={max_batch!r}: use an integer >= 1 (rows per batch, conditions x examples).")
+    check_max_batch(max_batch)
     out: list[list[ExampleTrace | None]] = [[None] * len(examples) for _ in fns]
     for ex_idx, cond_idx in _chunks(len(examples), len(fns), max_batch):
         exs = [examples[i] for i in ex_idx]

@@ -305,7 +305,8 @@ class LatentRunner(Summarized):
         Raises
         ------
         InputError
-            ``control`` names one of ``interventions``, or ``max_batch`` is not a positive integer.
+            ``interventions`` is not a dict, ``control`` names one of them, or ``max_batch`` is not a positive
+            integer.
 
         Examples
         --------
@@ -314,6 +315,10 @@ class LatentRunner(Summarized):
         >>> out["none"].config["control"]                                              # doctest: +SKIP
         'clean_trace'
         """
+        if not isinstance(interventions, Mapping):
+            raise InputError(f"interventions={type(interventions).__name__}: give a dict {{name: intervention}} "
+                             "(None as a value is a no-op control).")
+        many.check_max_batch(max_batch)
         names = list(interventions)
         if control is not None and control in interventions:
             raise InputError(f"control={control!r} is also the name of an intervention; name the control otherwise.")
@@ -323,8 +328,6 @@ class LatentRunner(Summarized):
         clean = control is not None and many.control_is_clean(trace, imode, cfg, logits_processor, drop_latents)
         if control is not None and not clean:
             names, fns = names + [control], fns + [None]
-        results = many.run_many(self._decoder, self.tokenizer, trace.examples, chosen, fns, layers_t, imode, cfg,
-                                logits_processor, drop_latents, max_batch)
 
         def config(fn: Any) -> dict[str, Any]:
             c = dict(trace.config)
@@ -333,6 +336,10 @@ class LatentRunner(Summarized):
                       "layers": list(layers_t), "drop_latents": drop_latents, "source_mode": trace.config.get("mode")})
             return c
 
+        if not fns:
+            return {control: many.clean_as_control(trace, config(None))} if control is not None else {}
+        results = many.run_many(self._decoder, self.tokenizer, trace.examples, chosen, fns, layers_t, imode, cfg,
+                                logits_processor, drop_latents, max_batch)
         out = {n: LatentTrace(tuple(res), trace.spec, config(fn)) for n, fn, res in zip(names, fns, results)}
         if control is not None:
             out[control] = (many.clean_as_control(trace, config(None)) if clean else
