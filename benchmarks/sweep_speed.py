@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(f"  capture, per example at batch {n}: run / plain {t_runN / t_plainN:5.2f}x  "
               f"({t_runN / n * 1e3:.0f} ms vs {t_plainN / n * 1e3:.0f} ms)")
         results[f"capture_{n_img}"] = t_run1 / t_plain1
-        t_pre = timed(lambda: plain.prefill(ids, pv, grid), a.device)
+        t_pre = timed(lambda: plain.prefill(ids, pv, grid), a.device, repeat=2)
         conds = {f"scale{f}": Scale(f) for f in factors}
         z_rec = torch.stack([e.z for e in trace])
         for mode in ("propagate", "redecode"):

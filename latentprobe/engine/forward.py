@@ -79,7 +79,9 @@ class TracedForward:
     with ``gather=(rows, cols)`` also the residual layers ``layers`` (default all; 0 = input of
     decoder layer 0, ``i`` = output of decoder layer ``i-1``) and the norm output at those
     positions, and with ``logits_at=(rows, cols)`` the logits there. Layer patches rewrite
-    decoder-layer outputs at their (rows, cols) before later layers read them. With ``logits=False``
+    decoder-layer outputs at their (rows, cols) before later layers read them. With ``untraced=True``
+    (the caller records none of this step's outputs), a step that gathers and patches nothing runs the
+    model outside nnsight: every capture and patch goes through nnsight. With ``logits=False``
     (a decode step where no token is chosen) the LM head runs on no position and ``logits_last`` is
     ``None``.
     """
@@ -93,7 +95,8 @@ class TracedForward:
     def __call__(self, embeds: Float[Tensor, "b t d"], attn: Tensor, pos: Int[Tensor, "..."], cache: Any,
                  gather: tuple[Tensor, Tensor] | None, patches: list[LayerPatch], *,
                  layers: Sequence[int] | None = None,
-                 logits_at: tuple[Tensor, Tensor] | None = None, logits: bool = True) -> ForwardOut:
+                 logits_at: tuple[Tensor, Tensor] | None = None, logits: bool = True,
+                 untraced: bool = False) -> ForwardOut:
         T = embeds.shape[1]
         wanted = list(range(self.parts.n_layers + 1)) if layers is None else sorted(set(int(l) for l in layers))
         keep_cols, lrows, lidx = None, None, None
@@ -107,7 +110,7 @@ class TracedForward:
                 lidx = logits_at[1].long().cpu()
         with torch.no_grad():
             saved = self._traced(embeds, attn, pos, cache, gather, patches, wanted, keep_cols, lrows, lidx,
-                                 logits or logits_at is not None)
+                                 logits or logits_at is not None, untraced)
         res = None
         if gather is not None:
             parts = [r.to(saved["h_last"].device) for r in saved["res"]]
@@ -117,7 +120,7 @@ class TracedForward:
 
     def _traced(self, embeds: Tensor, attn: Tensor, pos: Tensor, cache: Any, gather: tuple[Tensor, Tensor] | None,
                 patches: list[LayerPatch], wanted: list[int], keep_cols: Tensor | None, lrows: Tensor | None,
-                lidx: Tensor | None, logits: bool = True) -> dict[str, Any]:
+                lidx: Tensor | None, logits: bool = True, untraced: bool = False) -> dict[str, Any]:
         parts = self.parts
         n_layers = parts.n_layers
         saved: dict[str, Any] = {}
@@ -126,6 +129,8 @@ class TracedForward:
             kw["logits_to_keep"] = (keep_cols if keep_cols is not None else 1) if logits else \
                 torch.zeros(0, dtype=torch.long)
         want = set(wanted)
+        if untraced and gather is None and not patches and lrows is None:
+            return self._plain(embeds, attn, pos, kw, logits)
         with self.nn.trace(inputs_embeds=embeds, attention_mask=attn, position_ids=pos, use_cache=True, **kw):
             layers = get_path(self.nn, parts.layers_path)
             res = []
@@ -151,4 +156,23 @@ class TracedForward:
                 if lrows is not None:
                     saved["logits_gather"] = lg[at(lrows, lg), at(lidx, lg)].clone().save()
             saved["res"] = res
+        return saved
+
+    def _plain(self, embeds: Tensor, attn: Tensor, pos: Tensor, kw: dict[str, Any], logits: bool) -> dict[str, Any]:
+        """A step that captures and patches nothing: the model is called as it is, outside nnsight, and the
+        final norm's last position is read by a forward hook (the same values the traced path saves)."""
+        got: dict[str, Tensor] = {}
+
+        def keep_last(module: Any, args: Any, output: Any) -> None:
+            out = output[0] if isinstance(output, tuple) else output
+            got["h_last"] = out[:, -1].clone()
+
+        handle = self.parts.norm.register_forward_hook(keep_last)
+        try:
+            out = self.parts.model(inputs_embeds=embeds, attention_mask=attn, position_ids=pos, use_cache=True, **kw)
+        finally:
+            handle.remove()
+        saved: dict[str, Any] = {"h_last": got["h_last"], "res": []}
+        if logits:
+            saved["logits_last"] = out.logits[:, -1].clone()
         return saved

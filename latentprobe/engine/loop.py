@@ -310,6 +310,15 @@ class Decoder:
                 for b, r in enumerate(rows)]
         return near, need
 
+    def _may_record(self, rows: list[Row], segs: Tensor) -> bool:
+        """Whether a step's output may be recorded (a latent's source h): some row fed an open marker or is
+        in latent mode, or the spec may open with a latent on the open marker's own slot (Monet)."""
+        spec = self.rspec.spec
+        if spec.open_mode == "emitted" and spec.first_offset == 0:
+            return True
+        return any(r.end is None and (int(segs[b]) in (Segment.OPEN, Segment.LATENT)
+                                      or r.state.mode is ProtocolMode.LATENT) for b, r in enumerate(rows))
+
     def _all_end(self, rows: list[Row], cfg: GenerationConfig, near: list[bool]) -> bool:
         """Whether every unfinished row ends at its next step without choosing a token; if so they are ended."""
         ends = []
@@ -419,7 +428,8 @@ class Decoder:
             if not latent_rows and not any(need) and self._all_end(rows, cfg, near):
                 return  # the forward's outputs would never be read: every row ends at the next step
             out = self.forward(emb, self.attention(col_segs, col_mask, 1), pos.to(self.device), cache, gather,
-                               patches, layers=self.capture_layers, logits=any(need) or self.head is not None)
+                               patches, layers=self.capture_layers, logits=any(need) or self.head is not None,
+                               untraced=not self._may_record(rows, feed_seg))
             if latent_rows:
                 res = self.keep(out.residuals)  # one move per step
                 for k, b in enumerate(latent_rows):
