@@ -7,7 +7,8 @@ latent mode at different steps. Every forward pass goes through one nnsight trac
 (``inputs_embeds``), exactly where every implementation writes them.
 
 Three intervention modes (:meth:`LatentRunner.intervene`, :mod:`latentprobe.engine.modes`):
-``"replay"``, ``"propagate"`` and ``"redecode"``.
+``"replay"``, ``"propagate"`` and ``"redecode"``. :meth:`LatentRunner.intervene_many` runs a sweep of
+interventions at once on shared prefixes (:mod:`latentprobe.engine.many`), with the same results.
 """
 
 from __future__ import annotations
