@@ -3,7 +3,10 @@
 Prints:
 * nnsight-traced forward / plain forward (overhead of capture through nnsight),
 * one-by-one / batched generation time (what batching buys),
-* propagate / replay and redecode / replay time for the same trace.
+* propagate / replay and redecode / replay time for the same trace,
+* a sweep of 4 interventions: ``intervene`` once per condition / ``intervene_many`` (shared prefixes).
+
+Plain-HF baselines and full-size sweeps: ``benchmarks/sweep_speed.py``.
 
 Usage: python benchmarks/runner_speed.py [--n 64] [--batch 32] [--device cpu|cuda]
 """
@@ -16,7 +19,7 @@ import time
 import torch
 from nnsight import NNsight
 
-from latentprobe import LatentRunner, Zero
+from latentprobe import LatentRunner, Scale, Zero
 from latentprobe.toy import build_model, build_tokenizer, make_dataset, prompt_for, toy_spec
 from latentprobe.toy.model import mask_rule
 
@@ -35,6 +38,7 @@ def timed(fn, repeat: int = 1) -> float:
 
 
 def main() -> None:
+    torch.set_num_threads(1)  # stable ratios on a shared machine
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--batch", type=int, default=32)
@@ -75,6 +79,14 @@ def main() -> None:
     t_red = timed(lambda: runner.intervene(trace, Zero(), steps=[1], mode="redecode", batch_size=a.batch, progress=False))
     print(f"propagate / replay: {t_pro / t_rep:.2f}x   redecode / replay: {t_red / t_rep:.2f}x   "
           f"(replay {t_rep * 1e3 / a.n:.2f} ms per example)")
+
+    # 4. a sweep: each condition alone vs all on shared prefixes
+    conds = {f"scale{s}": Scale(s) for s in (0.0, 0.5, 2.0, 4.0)}
+    for mode in ("propagate", "redecode"):
+        t_one = timed(lambda: [runner.intervene(trace, c, mode=mode, batch_size=a.batch, progress=False)
+                               for c in conds.values()])
+        t_many = timed(lambda: runner.intervene_many(trace, conds, mode=mode, max_batch=4 * a.batch))
+        print(f"sweep of {len(conds)} ({mode}): intervene per condition / intervene_many: {t_one / t_many:.2f}x")
 
 
 if __name__ == "__main__":

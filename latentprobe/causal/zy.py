@@ -214,30 +214,32 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
     store = _open(out_dir, name, sweep_cfg, ("example_id",), overwrite)
     tok = runner.tokenizer
     gids = None if golds_all is None else [_gold_token_id(tok, g, gold_prefix) for g in golds_all]
-    controls: dict[tuple[int, str], LatentTrace] = {}
     ikw = dict(steps=steps, layers=tuple(layers), batch_size=batch_size, max_new_tokens=max_new_tokens,
                logits_processor=logits_processor, seed=seed, progress=False)
+    swept: dict[tuple[int, str], dict[str, LatentTrace]] = {}
 
-    def control(c: int, mode: str) -> LatentTrace:
-        if (c, mode) not in controls:
-            for key in [key for key in controls if key[0] != c]:
-                del controls[key]
-            controls[(c, mode)] = runner.intervene(trace.select(chunks[c]), None, mode=mode, **ikw)
-        return controls[(c, mode)]
+    def sweep(c: int, mode: str) -> dict[str, LatentTrace]:
+        # every intervention of a chunk and mode at once, on shared prefixes; the no-op control is the clean
+        # trace itself where it provably equals it (runner.intervene_many)
+        if (c, mode) not in swept:
+            swept.clear()
+            conds = {nm: _for_chunk(iv, chunks[c], len(trace)) for nm, iv in interventions.items()
+                     if not isinstance(iv, NoLatents)}
+            swept[(c, mode)] = runner.intervene_many(
+                trace.select(chunks[c]), conds, mode=mode, control="none", steps=steps, layers=tuple(layers),
+                max_new_tokens=max_new_tokens, logits_processor=logits_processor, seed=seed,
+                max_batch=batch_size * (len(conds) + 1))
+        return swept[(c, mode)]
 
     def unit(u: tuple[int, str, str]) -> tuple[pd.DataFrame, None]:
         c, mode, nm = u
         sub = trace.select(chunks[c])
-        ref = control(c, mode)
-        if nm == "none":
-            out = ref
+        ref = sweep(c, mode)["none"]
+        if isinstance(interventions.get(nm), NoLatents):
+            out = runner.intervene(sub, None, mode="redecode", drop_latents=True,
+                                   **{**ikw, "steps": None, "layers": (0,)})
         else:
-            iv = interventions[nm]
-            if isinstance(iv, NoLatents):
-                out = runner.intervene(sub, None, mode="redecode", drop_latents=True,
-                                       **{**ikw, "steps": None, "layers": (0,)})
-            else:
-                out = runner.intervene(sub, _for_chunk(iv, chunks[c], len(trace)), mode=mode, **ikw)
+            out = sweep(c, mode)[nm]
         recs = []
         for j, (oi, e_clean, e_ref, e_out) in enumerate(zip(chunks[c], sub, ref, out)):
             g = None if golds_all is None else golds_all[oi]

@@ -9,6 +9,8 @@
 * :mod:`~latentprobe.engine.lvr`: LVR's latent head;
 * :mod:`~latentprobe.engine.patching`: the one function that applies an intervention;
 * :mod:`~latentprobe.engine.modes`: replay / propagate / redecode;
+* :mod:`~latentprobe.engine.fork`: shared-prefix prefills, the KV cache copied per row;
+* :mod:`~latentprobe.engine.many`: sweeps of many interventions on shared prefixes (``intervene_many``);
 * :mod:`~latentprobe.engine.runner`: :class:`LatentRunner`, the public entry point;
 * :mod:`~latentprobe.engine.heads`: latent heads in their authors' layouts (:class:`CodiProjection`);
 * :mod:`~latentprobe.engine.loading`: :func:`load` (published checkpoints), :func:`load_codi`, :func:`load_coconut`.

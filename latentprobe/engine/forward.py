@@ -38,7 +38,7 @@ class ForwardOut:
     """
 
     h_last: Float[Tensor, "b d"]
-    logits_last: Float[Tensor, "b vocab"]
+    logits_last: Float[Tensor, "b vocab"] | None  # None when the forward was asked for no logits
     residuals: Float[Tensor, "n layers d"] | None = None
     h_gather: Float[Tensor, "n d"] | None = None
     logits_gather: Float[Tensor, "m vocab"] | None = None
@@ -79,7 +79,11 @@ class TracedForward:
     with ``gather=(rows, cols)`` also the residual layers ``layers`` (default all; 0 = input of
     decoder layer 0, ``i`` = output of decoder layer ``i-1``) and the norm output at those
     positions, and with ``logits_at=(rows, cols)`` the logits there. Layer patches rewrite
-    decoder-layer outputs at their (rows, cols) before later layers read them.
+    decoder-layer outputs at their (rows, cols) before later layers read them. With ``untraced=True``
+    (the caller records none of this step's outputs), a step that gathers and patches nothing runs the
+    model outside nnsight: every capture and patch goes through nnsight. With ``logits=False``
+    (a decode step where no token is chosen) the LM head runs on no position and ``logits_last`` is
+    ``None``.
     """
 
     def __init__(self, model: torch.nn.Module, parts: ModelParts) -> None:
@@ -91,7 +95,8 @@ class TracedForward:
     def __call__(self, embeds: Float[Tensor, "b t d"], attn: Tensor, pos: Int[Tensor, "..."], cache: Any,
                  gather: tuple[Tensor, Tensor] | None, patches: list[LayerPatch], *,
                  layers: Sequence[int] | None = None,
-                 logits_at: tuple[Tensor, Tensor] | None = None) -> ForwardOut:
+                 logits_at: tuple[Tensor, Tensor] | None = None, logits: bool = True,
+                 untraced: bool = False) -> ForwardOut:
         T = embeds.shape[1]
         wanted = list(range(self.parts.n_layers + 1)) if layers is None else sorted(set(int(l) for l in layers))
         keep_cols, lrows, lidx = None, None, None
@@ -104,24 +109,28 @@ class TracedForward:
             if not self.keeps_logits:  # the model computes every position's logits: index them directly
                 lidx = logits_at[1].long().cpu()
         with torch.no_grad():
-            saved = self._traced(embeds, attn, pos, cache, gather, patches, wanted, keep_cols, lrows, lidx)
+            saved = self._traced(embeds, attn, pos, cache, gather, patches, wanted, keep_cols, lrows, lidx,
+                                 logits or logits_at is not None, untraced)
         res = None
         if gather is not None:
             parts = [r.to(saved["h_last"].device) for r in saved["res"]]
             res = torch.stack(parts, dim=1)  # [n, layers, d]
-        return ForwardOut(saved["h_last"], saved["logits_last"], res, saved.get("h_gather"),
+        return ForwardOut(saved["h_last"], saved.get("logits_last"), res, saved.get("h_gather"),
                           saved.get("logits_gather"))
 
     def _traced(self, embeds: Tensor, attn: Tensor, pos: Tensor, cache: Any, gather: tuple[Tensor, Tensor] | None,
                 patches: list[LayerPatch], wanted: list[int], keep_cols: Tensor | None, lrows: Tensor | None,
-                lidx: Tensor | None) -> dict[str, Any]:
+                lidx: Tensor | None, logits: bool = True, untraced: bool = False) -> dict[str, Any]:
         parts = self.parts
         n_layers = parts.n_layers
         saved: dict[str, Any] = {}
         kw: dict[str, Any] = {self.cache_kw: cache}
-        if self.keeps_logits:
-            kw["logits_to_keep"] = keep_cols if keep_cols is not None else 1
+        if self.keeps_logits:  # an empty index: the LM head runs on no position at all
+            kw["logits_to_keep"] = (keep_cols if keep_cols is not None else 1) if logits else \
+                torch.zeros(0, dtype=torch.long)
         want = set(wanted)
+        if untraced and gather is None and not patches and lrows is None:
+            return self._plain(embeds, attn, pos, kw, logits)
         with self.nn.trace(inputs_embeds=embeds, attention_mask=attn, position_ids=pos, use_cache=True, **kw):
             layers = get_path(self.nn, parts.layers_path)
             res = []
@@ -141,9 +150,29 @@ class TracedForward:
             saved["h_last"] = normed[:, -1].clone().save()
             if gather is not None:
                 saved["h_gather"] = normed[at(gather[0], normed), at(gather[1], normed)].clone().save()
-            logits = self.nn.output.logits
-            saved["logits_last"] = logits[:, -1].clone().save()
-            if lrows is not None:
-                saved["logits_gather"] = logits[at(lrows, logits), at(lidx, logits)].clone().save()
+            if logits:
+                lg = self.nn.output.logits
+                saved["logits_last"] = lg[:, -1].clone().save()
+                if lrows is not None:
+                    saved["logits_gather"] = lg[at(lrows, lg), at(lidx, lg)].clone().save()
             saved["res"] = res
+        return saved
+
+    def _plain(self, embeds: Tensor, attn: Tensor, pos: Tensor, kw: dict[str, Any], logits: bool) -> dict[str, Any]:
+        """A step that captures and patches nothing: the model is called as it is, outside nnsight, and the
+        final norm's last position is read by a forward hook (the same values the traced path saves)."""
+        got: dict[str, Tensor] = {}
+
+        def keep_last(module: Any, args: Any, output: Any) -> None:
+            out = output[0] if isinstance(output, tuple) else output
+            got["h_last"] = out[:, -1].clone()
+
+        handle = self.parts.norm.register_forward_hook(keep_last)
+        try:
+            out = self.parts.model(inputs_embeds=embeds, attention_mask=attn, position_ids=pos, use_cache=True, **kw)
+        finally:
+            handle.remove()
+        saved: dict[str, Any] = {"h_last": got["h_last"], "res": []}
+        if logits:
+            saved["logits_last"] = out.logits[:, -1].clone()
         return saved

@@ -169,23 +169,22 @@ class Decoder:
     # ------------------------------------------------------------------ prefill and decode
     def run(self, rows: list[Row], cfg: GenerationConfig, processor: LogitsProcessor | None, *,
             capture: Any = None, gather_extra: Sequence[Sequence[int]] | None = None,
-            decode: bool = True) -> list[dict[int, Gathered]]:
+            decode: bool = True, read_logits: bool = True) -> list[dict[int, Gathered]]:
         """Prefill the rows' prefixes, then (``decode``) step until every row has ended.
 
         Returns the prefill's gathered positions per row: the prefix's latent slots, the
-        ``capture`` positions and ``gather_extra``.
+        ``capture`` positions and ``gather_extra`` (with their logits unless ``read_logits=False``).
         """
-        pre = self._prefill(rows, capture, gather_extra)
+        pre = self._prefill(rows, capture, gather_extra, read_logits)
         if decode:
             self._decode(rows, cfg, processor, pre)
         return pre.gathered
 
-    def _prefill(self, rows: list[Row], capture: Any, gather_extra: Sequence[Sequence[int]] | None) -> _Prefill:
-        embeds, mask, pos, offsets, deltas = self.embed_prefix(rows)
-        B, T = mask.shape
-        col_segs = torch.full((B, T), Segment.PAD, dtype=torch.long)
-        for b, r in enumerate(rows):
-            col_segs[b, offsets[b]:] = torch.tensor(r.segs)
+    def _wanted(self, rows: list[Row], capture: Any,
+                gather_extra: Sequence[Sequence[int]] | None,
+                read_logits: bool = True) -> tuple[list[list[int]], list[list[int]]]:
+        """Per row, the prefix positions to gather (latent slots, captured, extra, the similarity stop's
+        previous output) and those whose logits are read (the extra ones); records captured positions."""
         want: list[list[int]] = []
         for b, r in enumerate(rows):
             ps = set(r.z_at)
@@ -198,38 +197,62 @@ class Decoder:
             if self.rspec.spec.stop == "similarity" and len(r.ids) >= 2:
                 ps.add(len(r.ids) - 2)  # the previous step's output, compared with the end embedding
             want.append(sorted(ps))
+        read = ([sorted(set(ps)) for ps in gather_extra] if gather_extra is not None and read_logits
+                else [[] for _ in rows])
+        return want, read
+
+    def gathered_from(self, out: Any, want: list[list[int]], read: list[list[int]]) -> list[dict[int, Gathered]]:
+        """Unpack a forward's gathered positions (``want``, in order) and their logits (``read``) per row."""
+        gathered: list[dict[int, Gathered]] = [{} for _ in want]
+        if not any(want):
+            return gathered
+        lg: dict[tuple[int, int], Tensor] = {}
+        if any(read):
+            lg = {(b, p): out.logits_gather[k].float().cpu()
+                  for k, (b, p) in enumerate((b, p) for b, ps in enumerate(read) for p in ps)}
+        res = out.residuals.detach().to("cpu")  # one move per forward
+        k = 0
+        for b, ps in enumerate(want):
+            for p in ps:
+                gathered[b][p] = Gathered(self.keep(res[k]), self.keep(out.h_gather[k]), lg.get((b, p)))
+                k += 1
+        return gathered
+
+    def _prefill(self, rows: list[Row], capture: Any, gather_extra: Sequence[Sequence[int]] | None,
+                 read_logits: bool = True) -> _Prefill:
+        embeds, mask, pos, offsets, deltas = self.embed_prefix(rows)
+        B, T = mask.shape
+        col_segs = torch.full((B, T), Segment.PAD, dtype=torch.long)
+        for b, r in enumerate(rows):
+            col_segs[b, offsets[b]:] = torch.tensor(r.segs)
+        want, read = self._wanted(rows, capture, gather_extra, read_logits)
         gather = logits_at = None
         if any(want):
             gr = torch.tensor([b for b, ps in enumerate(want) for _ in ps], dtype=torch.long)
             gc = torch.tensor([p + offsets[b] for b, ps in enumerate(want) for p in ps], dtype=torch.long)
             gather = (gr, gc)  # moved to each indexed tensor's device by the forward
         # logits only where they are read: the last position, and the extra positions asked for
-        read = [sorted(set(ps)) for ps in gather_extra] if gather_extra is not None else []
         if any(read):
             logits_at = (torch.tensor([b for b, ps in enumerate(read) for _ in ps], dtype=torch.long),
                          torch.tensor([p + offsets[b] for b, ps in enumerate(read) for p in ps], dtype=torch.long))
         cache = new_cache(self.model)
         out = self.forward(embeds, self.attention(col_segs, mask, T), pos, cache, gather,
                            self._prefix_patches(rows, offsets), layers=self.capture_layers, logits_at=logits_at)
-        gathered: list[dict[int, Gathered]] = [{} for _ in rows]
-        if gather is not None:
-            lg: dict[tuple[int, int], Tensor] = {}
-            if logits_at is not None:
-                lg = {(b, p): out.logits_gather[k].float().cpu()
-                      for k, (b, p) in enumerate((b, p) for b, ps in enumerate(read) for p in ps)}
-            k = 0
-            for b, ps in enumerate(want):
-                for p in ps:
-                    gathered[b][p] = Gathered(self.keep(out.residuals[k]), self.keep(out.h_gather[k]), lg.get((b, p)))
-                    k += 1
-            for b, r in enumerate(rows):
-                if r.rec.captured_positions is not None:
-                    cp = r.rec.captured_positions.tolist()
-                    r.rec.captured_hidden = (torch.stack([gathered[b][p].residual for p in cp]) if cp else
-                                             torch.zeros(0, self.n_recorded_layers, self.parts.hidden_size,
-                                                         dtype=self.trace_dtype or self.dtype))
+        gathered = self.gathered_from(out, want, read)
+        return self.finish_prefill(rows, gathered, out.h_last, out.logits_last, cache, col_segs, mask, mask.sum(-1),
+                                   deltas)
+
+    def finish_prefill(self, rows: list[Row], gathered: list[dict[int, Gathered]], h_last: Tensor, logits_last: Tensor,
+                       cache: Any, col_segs: Tensor, mask: Tensor, n_real: Tensor, deltas: Tensor | None) -> _Prefill:
+        """Captured states, the head where it runs, the similarity stop's previous outputs: the loop's start."""
+        for b, r in enumerate(rows):
+            if r.rec.captured_positions is not None and any(gathered):
+                cp = r.rec.captured_positions.tolist()
+                r.rec.captured_hidden = (torch.stack([gathered[b][p].residual for p in cp]) if cp else
+                                         torch.zeros(0, self.n_recorded_layers, self.parts.hidden_size,
+                                                     dtype=self.trace_dtype or self.dtype))
         # h keeps the model's dtype (latents are fed and recorded in it); logits are read in float32
-        h_last, logits_last = out.h_last, out.logits_last.float()
+        logits_last = logits_last.float()
         if self.head is not None:  # the head's output replaces h where it runs; lm_head reads it
             for b, r in enumerate(rows):
                 for p, g in gathered[b].items():
@@ -245,7 +268,7 @@ class Decoder:
             h_prev = torch.stack([gathered[b][len(r.ids) - 2].h.to(h_last.dtype) if len(r.ids) >= 2 else
                                   torch.full_like(h_last[b].cpu(), float("inf")) for b, r in enumerate(rows)]
                                  ).to(h_last.device)
-        return _Prefill(cache, h_last, logits_last, col_segs, mask, mask.sum(-1), deltas, gathered, h_prev)
+        return _Prefill(cache, h_last, logits_last, col_segs, mask, n_real, deltas, gathered, h_prev)
 
     def _headed(self, seg: int) -> bool:
         """Whether the spec's head runs on the output of a position of segment ``seg``."""
@@ -280,14 +303,43 @@ class Decoder:
             scores = processor(list(r.ids), scores.clone(), r.index)
         return choose(scores, cfg, example_id=r.example_id, position=len(r.ids))
 
-    def _next(self, r: Row, logits: Tensor, near_end: bool, cfg: GenerationConfig,
-              processor: LogitsProcessor | None) -> Action:
-        """Ask the protocol for the row's next input; record a generated token's log-probabilities."""
-        lp = torch.log_softmax(logits, dim=-1)
+    def _reads(self, rows: list[Row], cfg: GenerationConfig, h_prev: Tensor | None) -> tuple[list[bool], list[bool]]:
+        """Per row: whether the similarity stop sees the end, and whether a token is chosen at its next step."""
+        near = [r.end is None and self._near_end(r, h_prev, b) for b, r in enumerate(rows)]
+        need = [r.end is None and needs_sample(self.rspec, r.state, cfg.max_new_tokens - r.budget_used(), near[b])
+                for b, r in enumerate(rows)]
+        return near, need
+
+    def _may_record(self, rows: list[Row], segs: Tensor) -> bool:
+        """Whether a step's output may be recorded (a latent's source h): some row fed an open marker or is
+        in latent mode, or the spec may open with a latent on the open marker's own slot (Monet)."""
+        spec = self.rspec.spec
+        if spec.open_mode == "emitted" and spec.first_offset == 0:
+            return True
+        return any(r.end is None and (int(segs[b]) in (Segment.OPEN, Segment.LATENT)
+                                      or r.state.mode is ProtocolMode.LATENT) for b, r in enumerate(rows))
+
+    def _all_end(self, rows: list[Row], cfg: GenerationConfig, near: list[bool]) -> bool:
+        """Whether every unfinished row ends at its next step without choosing a token; if so they are ended."""
+        ends = []
+        for b, r in enumerate(rows):
+            if r.end is None:
+                action, state = step(self.rspec, r.state, Decision(None, cfg.max_new_tokens - r.budget_used(), near[b]))
+                if not isinstance(action, End):
+                    return False
+                ends.append((r, action, state))
+        for r, action, state in ends:
+            r.end, r.state = action, state
+        return True
+
+    def _next(self, r: Row, logits: Tensor | None, lp: Tensor | None, token: int | None, near_end: bool,
+              cfg: GenerationConfig, processor: LogitsProcessor | None, texts: list[tuple[int, int]]) -> Action:
+        """Ask the protocol for the row's next input. ``lp``: the row's log-probabilities where a token is
+        chosen; ``token``: the choice when it was made for the whole batch at once. A generated token's
+        position is put in ``texts`` (its log-probability is read for all rows at once)."""
         budget_left = cfg.max_new_tokens - r.budget_used()
-        token = None
-        if needs_sample(self.rspec, r.state, budget_left, near_end):
-            token = self._choose(r, logits, cfg, processor)
+        if lp is not None and token is None:
+            token = self._choose(r, logits, cfg, processor)  # type: ignore[arg-type]
         action, r.state = step(self.rspec, r.state, Decision(token, budget_left, near_end))
         inside = isinstance(action, (FeedLatent, FeedTextLatent)) or (
             isinstance(action, FeedToken) and action.segment == Segment.CLOSE)
@@ -298,27 +350,45 @@ class Decoder:
             if first:
                 r.answer_reset = False
             if isinstance(action, FeedToken) and action.segment == Segment.GEN:
-                r.rec.text_lp[pos] = float(lp[token])
+                texts.append((pos, token))
                 if first:
-                    r.rec.dist_at[pos] = lp.cpu()
+                    r.rec.dist_at[pos] = lp.cpu()  # type: ignore[union-attr]
             elif isinstance(action, End) and action.reason is EndReason.EOS and first:
-                r.rec.dist_at[pos] = lp.cpu()  # an empty answer keeps its first token's distribution
+                r.rec.dist_at[pos] = lp.cpu()  # type: ignore[union-attr]  # an empty answer keeps its first distribution
         return action
 
     def _decode(self, rows: list[Row], cfg: GenerationConfig, processor: LogitsProcessor | None,
                 pre: _Prefill) -> None:
+        """Step until every row has ended. Per step: one ``log_softmax`` over the rows that choose a token (and
+        one batched greedy ``argmax`` when nothing else shapes the choice), one read of the chosen tokens'
+        log-probabilities, and logits computed only when the next step chooses a token somewhere."""
         cache, h_last, logits, h_prev = pre.cache, pre.h_last, pre.logits, pre.h_prev
         col_segs, col_mask, n_real, deltas = pre.col_segs, pre.col_mask, pre.n_real, pre.deltas
         n = len(rows)
+        plain = (not cfg.do_sample and cfg.repetition_penalty == 1.0 and not self.rspec.suppress_ids
+                 and processor is None)
+        near, need = self._reads(rows, cfg, h_prev)
         while True:
             feed_ids = torch.full((n,), self.rspec.pad_id, dtype=torch.long)
             feed_seg = torch.full((n,), Segment.PAD, dtype=torch.long)
             feed_z: dict[int, Tensor] = {}
+            chosen = [b for b in range(n) if need[b]]
+            lps: dict[int, Tensor] = {}
+            greedy: dict[int, int] = {}
+            if chosen:
+                lp_all = torch.log_softmax(logits if len(chosen) == n else logits[chosen], dim=-1)
+                lps = {b: lp_all[k] for k, b in enumerate(chosen)}
+                if plain:
+                    greedy = dict(zip(chosen, lp_all.argmax(-1).tolist()))
+            texts: list[tuple[int, int, int]] = []
             for b, r in enumerate(rows):
                 if r.end is not None:
                     continue
                 latent_step = r.state.total
-                action = self._next(r, logits[b], self._near_end(r, h_prev, b), cfg, processor)
+                mine: list[tuple[int, int]] = []
+                action = self._next(r, None if logits is None else logits[b], lps.get(b), greedy.get(b), near[b],
+                                    cfg, processor, mine)
+                texts += [(b, pos, tok) for pos, tok in mine]
                 if isinstance(action, End):
                     r.end = action
                 elif isinstance(action, FeedToken):
@@ -329,6 +399,10 @@ class Decoder:
                 else:
                     feed_z[b] = self._feed_latent(r, action, h_last[b], latent_step)
                     feed_seg[b] = Segment.LATENT
+            if texts:  # the generated tokens' log-probabilities, read at once
+                vals = torch.stack([lps[b][t] for b, _, t in texts]).tolist()
+                for (b, pos, _), v in zip(texts, vals):
+                    rows[b].rec.text_lp[pos] = float(v)
             if all(r.end is not None for r in rows):
                 return
             with torch.no_grad():
@@ -349,14 +423,21 @@ class Decoder:
                 gr = torch.tensor(latent_rows, dtype=torch.long)
                 gather = (gr, torch.zeros_like(gr))  # the step's only position
                 patches = self._step_patches(rows, latent_rows)
+            # what the next step reads: h_prev becomes this step's input state, and logits only where a token is chosen
+            near, need = self._reads(rows, cfg, h_last if h_prev is not None else None)
+            if not latent_rows and not any(need) and self._all_end(rows, cfg, near):
+                return  # the forward's outputs would never be read: every row ends at the next step
             out = self.forward(emb, self.attention(col_segs, col_mask, 1), pos.to(self.device), cache, gather,
-                               patches, layers=self.capture_layers)
-            for k, b in enumerate(latent_rows):
-                rows[b].rec.lat_hidden.append(self.keep(out.residuals[k]))
+                               patches, layers=self.capture_layers, logits=any(need) or self.head is not None,
+                               untraced=not self._may_record(rows, feed_seg))
+            if latent_rows:
+                res = self.keep(out.residuals)  # one move per step
+                for k, b in enumerate(latent_rows):
+                    rows[b].rec.lat_hidden.append(res[k])
             if h_prev is not None:
                 h_prev = h_last
             h_last = out.h_last
-            logits = out.logits_last.float()
+            logits = None if out.logits_last is None else out.logits_last.float()
             headed = [b for b in range(n) if self._headed(int(feed_seg[b]))]
             if headed:
                 h_last[headed], logits[headed] = self._apply_head(h_last[headed])

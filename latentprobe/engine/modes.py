@@ -21,7 +21,7 @@ from latentprobe.engine.rows import Row
 from latentprobe.interventions import Intervention
 from latentprobe.trace import ExampleTrace, Segment
 
-__all__ = ["finish", "replay", "resume"]
+__all__ = ["finish", "replay", "replay_rows", "replay_finish", "resume", "resume_rows", "resume_finish"]
 
 
 def finish(dec: Decoder, tokenizer: Any, r: Row, extra_meta: dict[str, Any] | None = None) -> ExampleTrace:
@@ -86,9 +86,9 @@ def _row_from_example(e: ExampleTrace, upto: int, state: ProtocolState, z_overri
                z_at=z_at, image_embeds=e.image_embeds, grid_thw=e.image_grid_thw, source=e, budget_offset=dropped)
 
 
-def replay(dec: Decoder, tokenizer: Any, exs: list[ExampleTrace], chosen: list[list[int]],
-           layers: tuple[int, ...], fn: Intervention | None) -> list[ExampleTrace]:
-    """One teacher-forced forward per batch; the recorded answer is scored."""
+def replay_rows(dec: Decoder, exs: list[ExampleTrace], chosen: list[list[int]], layers: tuple[int, ...],
+                fn: Intervention | None) -> tuple[list[Row], list[list[int]]]:
+    """The rows of a replay (whole recorded sequences) and the extra positions each one gathers."""
     mode = InterventionMode.REPLAY
     rows, extra = [], []
     for e, steps in zip(exs, chosen):
@@ -101,7 +101,21 @@ def replay(dec: Decoder, tokenizer: Any, exs: list[ExampleTrace], chosen: list[l
         scoring = list(range(e.answer_start - 1, e.seq_len - 1)) if e.answer_ids.numel() else [e.seq_len - 1]
         caps = e.captured_positions.tolist() if e.captured_positions is not None else []
         extra.append(sorted(set(srcs) | set(scoring) | set(caps)))
+    return rows, extra
+
+
+def replay(dec: Decoder, tokenizer: Any, exs: list[ExampleTrace], chosen: list[list[int]],
+           layers: tuple[int, ...], fn: Intervention | None) -> list[ExampleTrace]:
+    """One teacher-forced forward per batch; the recorded answer is scored."""
+    rows, extra = replay_rows(dec, exs, chosen, layers, fn)
     gathered = dec.run(rows, GenerationConfig(max_new_tokens=1), None, gather_extra=extra, decode=False)
+    return replay_finish(dec, tokenizer, exs, rows, gathered)
+
+
+def replay_finish(dec: Decoder, tokenizer: Any, exs: list[ExampleTrace], rows: list[Row],
+                  gathered: list[dict[int, Any]]) -> list[ExampleTrace]:
+    """The replayed examples, from what their rows' prefill gathered."""
+    mode = InterventionMode.REPLAY
     out = []
     for e, r, g in zip(exs, rows, gathered):
         lat_pos = e.latent_positions.tolist()
@@ -167,6 +181,12 @@ def _resume_row(dec: Decoder, e: ExampleTrace, steps: list[int], layers: tuple[i
     return r
 
 
+def resume_rows(dec: Decoder, exs: list[ExampleTrace], chosen: list[list[int]], layers: tuple[int, ...],
+                fn: Intervention | None, mode: InterventionMode, drop: bool) -> list[Row]:
+    """The rows a propagate or redecode starts from (recorded prefixes, patches attached)."""
+    return [_resume_row(dec, e, steps, layers, fn, mode, drop) for e, steps in zip(exs, chosen)]
+
+
 def resume(dec: Decoder, tokenizer: Any, exs: list[ExampleTrace], chosen: list[list[int]], layers: tuple[int, ...],
            fn: Intervention | None, mode: InterventionMode, cfg: GenerationConfig,
            processor: LogitsProcessor | None, drop: bool) -> list[ExampleTrace]:
@@ -175,10 +195,15 @@ def resume(dec: Decoder, tokenizer: Any, exs: list[ExampleTrace], chosen: list[l
     Draws are keyed by (seed, example id, position), so with the trace's own settings and no
     intervention both modes choose exactly the tokens the trace holds, sampled or greedy.
     """
-    rows = []
-    for e, steps in zip(exs, chosen):
-        rows.append(_resume_row(dec, e, steps, layers, fn, mode, drop))
-    gathered = dec.run(rows, cfg, processor, gather_extra=[sorted(r.z_at) for r in rows])
+    rows = resume_rows(dec, exs, chosen, layers, fn, mode, drop)
+    # the prefix's latents: their residuals are refreshed, their logits never read
+    gathered = dec.run(rows, cfg, processor, gather_extra=[sorted(r.z_at) for r in rows], read_logits=False)
+    return resume_finish(dec, tokenizer, rows, gathered, mode)
+
+
+def resume_finish(dec: Decoder, tokenizer: Any, rows: list[Row], gathered: list[dict[int, Any]],
+                  mode: InterventionMode) -> list[ExampleTrace]:
+    """The examples decoded rows hold; the prefix's latents get the hidden states the prefill refreshed."""
     for r, g in zip(rows, gathered):
         for k, p in enumerate(r.rec.lat_pos):
             if p in g:

@@ -7,20 +7,21 @@ latent mode at different steps. Every forward pass goes through one nnsight trac
 (``inputs_embeds``), exactly where every implementation writes them.
 
 Three intervention modes (:meth:`LatentRunner.intervene`, :mod:`latentprobe.engine.modes`):
-``"replay"``, ``"propagate"`` and ``"redecode"``.
+``"replay"``, ``"propagate"`` and ``"redecode"``. :meth:`LatentRunner.intervene_many` runs a sweep of
+interventions at once on shared prefixes (:mod:`latentprobe.engine.many`), with the same results.
 """
 
 from __future__ import annotations
 
 from numbers import Integral
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from latentprobe.display import Summarized
-from latentprobe.engine import modes
+from latentprobe.engine import many, modes
 from latentprobe.engine.inputs import CapturePositions, ImageProcessor, PromptConvention, build_rows, check_budget, tokenize
 from latentprobe.engine.loop import Decoder, GenerationConfig, LogitsProcessor
 from latentprobe.engine.masks import MaskRule
@@ -218,7 +219,7 @@ class LatentRunner(Summarized):
         config = {"mode": "run", "max_new_tokens": cfg.max_new_tokens, "do_sample": cfg.do_sample,
                   "temperature": cfg.temperature, "top_k": cfg.top_k, "top_p": cfg.top_p,
                   "repetition_penalty": cfg.repetition_penalty, "seed": cfg.seed, "generation": generation,
-                  "model": type(self.model).__name__,
+                  "model": type(self.model).__name__, "logits_processor": logits_processor is not None,
                   "trace_dtype": None if trace_dtype is None else str(trace_dtype).replace("torch.", ""),
                   "capture_layers": "all" if layers is None else list(layers)}
         return LatentTrace(tuple(out), self.spec, config)
@@ -251,39 +252,9 @@ class LatentRunner(Summarized):
         ``answer_ids`` are the teacher-forced greedy predictions at the recorded answer positions and
         ``forced_logprobs`` score the recorded answer tokens.
         """
-        imode = InterventionMode.parse(mode)
-        _check_batch_size(batch_size)
-        for arg, vals in (("steps", steps), ("layers", layers)):
-            if vals is not None and (isinstance(vals, (str, bytes)) or not hasattr(vals, "__iter__") or any(
-                    isinstance(v, bool) or not isinstance(v, Integral) for v in vals)):
-                raise InputError(f"{arg}={vals!r}: give a list of integers (bools and other types are refused).")
-        _check_trace(trace, self.parts.hidden_size)
-        fn = as_intervention(intervention) if intervention is not None else None
-        n_res = self.parts.n_layers + 1
-        layers = tuple(sorted({int(l) for l in layers}))
-        bad = [l for l in layers if not 0 <= l < n_res]
-        if bad or not layers:
-            raise StepOutOfRangeError(
-                f"layers {list(layers) if not bad else bad} out of range: residual layers are 0..{n_res - 1} "
-                f"(0 = the fed latent, i = output of decoder layer i-1)."
-            )
-        if drop_latents and imode is not InterventionMode.REDECODE:
-            raise InterventionError("drop_latents=True is a redecode operation; pass mode='redecode'.")
-        if fn is not None:
-            fn.check(self.parts.hidden_size, trace)
-        tc = trace.config
-        cfg = GenerationConfig(
-            max_new_tokens if max_new_tokens is not None else int(tc.get("max_new_tokens", 32)),
-            bool(tc.get("do_sample", False)), float(tc.get("temperature", 1.0)), tc.get("top_k"),
-            int(seed if seed is not None else tc.get("seed", 0)), tc.get("top_p"),
-            float(tc.get("repetition_penalty", 1.0)))
-        cfg.validate()
-        if imode is not InterventionMode.REPLAY and max_new_tokens is not None:
-            check_budget(self.rspec, cfg.max_new_tokens)
-        chosen = [e.check_steps(steps) for e in trace.examples]
-        cl = trace.config.get("capture_layers", "all")
-        td = trace.config.get("trace_dtype")
-        self._record(None if td is None else getattr(torch, td), None if cl == "all" else tuple(cl))
+        imode, fns, layers, cfg, chosen = self._setup(trace, [intervention], steps, layers, mode, max_new_tokens,
+                                                      batch_size, drop_latents, seed)
+        fn = fns[0]
         out: list[ExampleTrace] = []
         for idx in _batches(list(range(len(trace))), batch_size, progress, imode.value):
             exs = [trace.examples[i] for i in idx]
@@ -298,6 +269,125 @@ class LatentRunner(Summarized):
                        "steps": None if steps is None else sorted({int(s) for s in steps}),
                        "layers": list(layers), "drop_latents": drop_latents, "source_mode": trace.config.get("mode")})
         return LatentTrace(tuple(out), trace.spec, config)
+
+    def intervene_many(self, trace: LatentTrace, interventions: Mapping[str, Any], *,
+                       steps: Sequence[int] | None = None, layers: Sequence[int] = (0,),
+                       mode: str | InterventionMode = "replay", max_new_tokens: int | None = None,
+                       max_batch: int = 64, drop_latents: bool = False,
+                       logits_processor: LogitsProcessor | None = None, seed: int | None = None,
+                       control: str | None = None) -> dict[str, LatentTrace]:
+        """Run several interventions on ``trace`` at once: one result per name, each equal to ``intervene``'s.
+
+        Each example's prefix up to its first changed position is prefilled once and its KV cache
+        copied per condition; all conditions x examples then decode as one batch (chunked to
+        ``max_batch`` rows, whole examples per chunk). Results match running every condition on its
+        own with :meth:`intervene` (same latents and answers; log-probabilities to float precision).
+
+        Parameters
+        ----------
+        interventions:
+            ``{name: Intervention | callable | None}``; ``None`` is a no-op control.
+        steps, layers, mode, max_new_tokens, drop_latents, logits_processor, seed:
+            As in :meth:`intervene`, shared by every condition.
+        max_batch:
+            Rows (conditions x examples) per forward pass: the memory bound.
+        control:
+            Also return the no-op control under this name. When it provably equals the clean trace
+            (:func:`latentprobe.engine.many.control_is_clean`: greedy propagate or redecode of a plain run,
+            same budget, no logits processor) the clean trace is returned for it, its config saying
+            ``"control": "clean_trace"``, and nothing is run for it; otherwise it is run
+            (``"control": "run"``).
+
+        Returns
+        -------
+        dict[str, LatentTrace]
+            In the order of ``interventions``, then ``control``; each config as :meth:`intervene` writes it.
+
+        Raises
+        ------
+        InputError
+            ``interventions`` is not a dict, ``control`` names one of them, or ``max_batch`` is not a positive
+            integer.
+
+        Examples
+        --------
+        >>> out = runner.intervene_many(trace, {"zero": Zero(), "noise": AddNoise(1.0)}, mode="propagate",
+        ...                             control="none")                                # doctest: +SKIP
+        >>> out["none"].config["control"]                                              # doctest: +SKIP
+        'clean_trace'
+        """
+        if not isinstance(interventions, Mapping):
+            raise InputError(f"interventions={type(interventions).__name__}: give a dict {{name: intervention}} "
+                             "(None as a value is a no-op control).")
+        many.check_max_batch(max_batch)
+        names = list(interventions)
+        if control is not None and control in interventions:
+            raise InputError(f"control={control!r} is also the name of an intervention; name the control otherwise.")
+        imode, fns, layers_t, cfg, chosen = self._setup(trace, [interventions[n] for n in names] + [None], steps,
+                                                        layers, mode, max_new_tokens, 1, drop_latents, seed)
+        fns = fns[:-1]
+        clean = control is not None and many.control_is_clean(trace, imode, cfg, logits_processor, drop_latents)
+        if control is not None and not clean:
+            names, fns = names + [control], fns + [None]
+
+        def config(fn: Any) -> dict[str, Any]:
+            c = dict(trace.config)
+            c.update({"mode": imode.value, "intervention": None if fn is None else fn.to_config(),
+                      "steps": None if steps is None else sorted({int(s) for s in steps}),
+                      "layers": list(layers_t), "drop_latents": drop_latents, "source_mode": trace.config.get("mode")})
+            return c
+
+        if not fns:
+            return {control: many.clean_as_control(trace, config(None))} if control is not None else {}
+        results = many.run_many(self._decoder, self.tokenizer, trace.examples, chosen, fns, layers_t, imode, cfg,
+                                logits_processor, drop_latents, max_batch)
+        out = {n: LatentTrace(tuple(res), trace.spec, config(fn)) for n, fn, res in zip(names, fns, results)}
+        if control is not None:
+            out[control] = (many.clean_as_control(trace, config(None)) if clean else
+                            LatentTrace(out[control].examples, trace.spec, {**config(None), "control": "run"}))
+        return out
+
+    def _setup(self, trace: LatentTrace, interventions: list[Any], steps: Sequence[int] | None, layers: Sequence[int],
+               mode: str | InterventionMode, max_new_tokens: int | None, batch_size: int, drop_latents: bool,
+               seed: int | None) -> tuple[InterventionMode, list[Any], tuple[int, ...], GenerationConfig,
+                                  list[list[int]]]:
+        """Check the arguments of interventions before anything runs: their mode, interventions (``None``: a
+        control), layers, settings and each example's chosen steps; sets the recording settings to the trace's."""
+        imode = InterventionMode.parse(mode)
+        _check_batch_size(batch_size)
+        for arg, vals in (("steps", steps), ("layers", layers)):
+            if vals is not None and (isinstance(vals, (str, bytes)) or not hasattr(vals, "__iter__") or any(
+                    isinstance(v, bool) or not isinstance(v, Integral) for v in vals)):
+                raise InputError(f"{arg}={vals!r}: give a list of integers (bools and other types are refused).")
+        _check_trace(trace, self.parts.hidden_size)
+        fns = [as_intervention(x) if x is not None else None for x in interventions]
+        n_res = self.parts.n_layers + 1
+        layers = tuple(sorted({int(l) for l in layers}))
+        bad = [l for l in layers if not 0 <= l < n_res]
+        if bad or not layers:
+            raise StepOutOfRangeError(
+                f"layers {list(layers) if not bad else bad} out of range: residual layers are 0..{n_res - 1} "
+                f"(0 = the fed latent, i = output of decoder layer i-1)."
+            )
+        if drop_latents and imode is not InterventionMode.REDECODE:
+            raise InterventionError("drop_latents=True is a redecode operation; pass mode='redecode'.")
+        for fn in fns:
+            if fn is not None:
+                fn.check(self.parts.hidden_size, trace)
+        tc = trace.config
+        cfg = GenerationConfig(
+            max_new_tokens if max_new_tokens is not None else int(tc.get("max_new_tokens", 32)),
+            bool(tc.get("do_sample", False)), float(tc.get("temperature", 1.0)), tc.get("top_k"),
+            int(seed if seed is not None else tc.get("seed", 0)), tc.get("top_p"),
+            float(tc.get("repetition_penalty", 1.0)))
+        cfg.validate()
+        if imode is not InterventionMode.REPLAY and max_new_tokens is not None:
+            check_budget(self.rspec, cfg.max_new_tokens)
+        chosen = [e.check_steps(steps) for e in trace.examples]
+        cl = trace.config.get("capture_layers", "all")
+        td = trace.config.get("trace_dtype")
+        self._record(None if td is None else getattr(torch, td), None if cl == "all" else tuple(cl))
+        return imode, fns, layers, cfg, chosen
 
     def _generation(self, generation: str | None, **given: Any) -> GenerationConfig:
         """The generation settings of a run: defaults (greedy) or the preset's published ones, then ``given``."""

@@ -1,0 +1,102 @@
+"""Sweeps of many interventions on one trace, run together on shared prefixes
+(:meth:`LatentRunner.intervene_many <latentprobe.engine.runner.LatentRunner.intervene_many>`).
+
+Every condition's rows are built exactly as :meth:`~latentprobe.engine.runner.LatentRunner.intervene`
+builds them; the rows of one example (one per condition) share the prefill of their common prefix
+(:mod:`latentprobe.engine.fork`), and all conditions x examples of a chunk run as one batch of the
+decode loop. Draws are keyed by ``(seed, example id, position)``, so batching changes no draw.
+
+The no-op control of a mode equals the clean trace when nothing differs from the run that recorded
+it (:func:`control_is_clean`); the sweep then returns the clean trace for it instead of running it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping, Sequence
+
+from latentprobe.engine import modes
+from latentprobe.engine.fork import prefill_shared
+from latentprobe.engine.loop import Decoder, GenerationConfig, LogitsProcessor
+from latentprobe.engine.patching import InterventionMode
+from latentprobe.engine.rows import Row
+from latentprobe.errors import InputError
+from latentprobe.trace import ExampleTrace, LatentTrace
+
+__all__ = ["control_is_clean", "check_max_batch", "run_many", "clean_as_control"]
+
+
+def control_is_clean(trace: LatentTrace, mode: InterventionMode, cfg: GenerationConfig,
+                     logits_processor: LogitsProcessor | None, drop_latents: bool) -> bool:
+    """Whether the no-op control of ``mode`` provably reproduces ``trace`` itself.
+
+    True only when the trace is a plain run (``config["mode"] == "run"``) recorded without a logits
+    processor, decoded greedily, and the control resumes it with the same budget, no processor, in
+    ``propagate`` or ``redecode`` (replay scores the recorded answer, which the trace does not hold) and
+    without ``drop_latents``. Greedy decoding of the recorded prefix then chooses the recorded tokens
+    (``tests/engine/test_many.py`` checks it for every preset family).
+    """
+    tc = trace.config
+    return (mode is not InterventionMode.REPLAY and not drop_latents and logits_processor is None
+            and tc.get("mode") == "run" and tc.get("logits_processor") is False and not tc.get("do_sample", False)
+            and not cfg.do_sample and cfg.max_new_tokens == int(tc.get("max_new_tokens", -1)))
+
+
+def _chunks(n_examples: int, n_conditions: int, max_batch: int) -> Iterator[tuple[list[int], list[int]]]:
+    """``(example indices, condition indices)`` of each batch: whole examples (every condition of an example
+    in one batch, so they share one prefill) of at most ``max_batch`` rows; an example whose conditions alone
+    exceed it is split by condition."""
+    per = max(1, max_batch // max(n_conditions, 1))
+    for start in range(0, n_examples, per):
+        exs = list(range(start, min(start + per, n_examples)))
+        if n_conditions <= max_batch:
+            yield exs, list(range(n_conditions))
+        else:
+            for c0 in range(0, n_conditions, max_batch):
+                yield exs, list(range(c0, min(c0 + max_batch, n_conditions)))
+
+
+def check_max_batch(max_batch: Any) -> None:
+    """Refuse a ``max_batch`` that is not a positive integer (:class:`~latentprobe.errors.InputError`)."""
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise InputError(f"max_batch={max_batch!r}: use an integer >= 1 (rows per batch, conditions x examples).")
+
+
+def run_many(dec: Decoder, tokenizer: Any, examples: Sequence[ExampleTrace], chosen: list[list[int]],
+             fns: list[Any], layers: tuple[int, ...], mode: InterventionMode, cfg: GenerationConfig,
+             processor: LogitsProcessor | None, drop: bool, max_batch: int) -> list[list[ExampleTrace]]:
+    """Run every intervention of ``fns`` (``None``: a control) on every example; ``out[c][i]`` is condition
+    ``c`` on example ``i``."""
+    check_max_batch(max_batch)
+    out: list[list[ExampleTrace | None]] = [[None] * len(examples) for _ in fns]
+    for ex_idx, cond_idx in _chunks(len(examples), len(fns), max_batch):
+        exs = [examples[i] for i in ex_idx]
+        sel = [chosen[i] for i in ex_idx]
+        rows: list[Row] = []
+        extra: list[list[int]] = []
+        group: list[int] = []
+        spans = []
+        for c in cond_idx:
+            if mode is InterventionMode.REPLAY:
+                rs, ex = modes.replay_rows(dec, exs, sel, layers, fns[c])
+            else:
+                rs = modes.resume_rows(dec, exs, sel, layers, fns[c], mode, drop)
+                ex = [sorted(r.z_at) for r in rs]
+            spans.append((c, len(rows), len(rs)))
+            rows += rs
+            extra += ex
+            group += ex_idx
+        pre = prefill_shared(dec, rows, group, gather_extra=extra, read_logits=mode is InterventionMode.REPLAY)
+        if mode is not InterventionMode.REPLAY:
+            dec._decode(rows, cfg, processor, pre)
+        for c, start, n in spans:
+            rs, gs = rows[start:start + n], pre.gathered[start:start + n]
+            done = (modes.replay_finish(dec, tokenizer, exs, rs, gs) if mode is InterventionMode.REPLAY
+                    else modes.resume_finish(dec, tokenizer, rs, gs, mode))
+            for i, e in zip(ex_idx, done):
+                out[c][i] = e
+    return out  # type: ignore[return-value]
+
+
+def clean_as_control(trace: LatentTrace, config: Mapping[str, Any]) -> LatentTrace:
+    """The clean trace standing in for the no-op control, its config saying so (``"control": "clean_trace"``)."""
+    return LatentTrace(trace.examples, trace.spec, {**config, "control": "clean_trace"})
