@@ -25,6 +25,8 @@ REFUSAL = "I'm sorry, I cannot determine the answer."
 
 
 def _chat(text: str) -> str:
+    if text.startswith("The answer is (") or text == REFUSAL:  # a trace passed through (a reused clean control)
+        return text
     word = text.strip().lower()
     return f"The answer is ({string.ascii_uppercase[OPTIONS.index(word)]})." if word in OPTIONS else REFUSAL
 
@@ -50,6 +52,11 @@ class ChatRunner:
     def intervene(self, trace, intervention=None, **kwargs):
         out = self._runner.intervene(trace, intervention, **kwargs)
         return self._chat(out, refuse=self._refuse_zero and isinstance(intervention, Zero))
+
+    def intervene_many(self, trace, interventions, **kwargs):
+        out = self._runner.intervene_many(trace, interventions, **kwargs)
+        return {name: self._chat(t, refuse=self._refuse_zero and isinstance(interventions.get(name), Zero))
+                for name, t in out.items()}
 
 
 @pytest.fixture(scope="module")
