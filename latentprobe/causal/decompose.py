@@ -160,7 +160,7 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
             by_k.setdefault(clean[j].num_latents, []).append(j)
         results: dict[int, dict[str, Any]] = {}
         ikw = dict(mode="redecode", max_batch=2 * batch_size, max_new_tokens=max_new_tokens,
-                   logits_processor=logits_processor, seed=seed)
+                   logits_processor=logits_processor, seed=seed, progress=False)
         for kk, js in sorted(by_k.items()):
             ct, tt = clean.select(js), treated.select(js)
             zc = torch.stack([e.z for e in ct])

@@ -228,7 +228,7 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
             swept[(c, mode)] = runner.intervene_many(
                 trace.select(chunks[c]), conds, mode=mode, control="none", steps=steps, layers=tuple(layers),
                 max_new_tokens=max_new_tokens, logits_processor=logits_processor, seed=seed,
-                max_batch=batch_size * (len(conds) + 1))
+                max_batch=batch_size * (len(conds) + 1), progress=False)
         return swept[(c, mode)]
 
     def unit(u: tuple[int, str, str]) -> tuple[pd.DataFrame, None]:

@@ -63,12 +63,17 @@ def check_max_batch(max_batch: Any) -> None:
 
 def run_many(dec: Decoder, tokenizer: Any, examples: Sequence[ExampleTrace], chosen: list[list[int]],
              fns: list[Any], layers: tuple[int, ...], mode: InterventionMode, cfg: GenerationConfig,
-             processor: LogitsProcessor | None, drop: bool, max_batch: int) -> list[list[ExampleTrace]]:
+             processor: LogitsProcessor | None, drop: bool, max_batch: int,
+             progress: bool = False) -> list[list[ExampleTrace]]:
     """Run every intervention of ``fns`` (``None``: a control) on every example; ``out[c][i]`` is condition
-    ``c`` on example ``i``."""
+    ``c`` on example ``i`` (a progress bar over the batches with ``progress``)."""
+    from tqdm.auto import tqdm
+
     check_max_batch(max_batch)
     out: list[list[ExampleTrace | None]] = [[None] * len(examples) for _ in fns]
-    for ex_idx, cond_idx in _chunks(len(examples), len(fns), max_batch):
+    chunks = list(_chunks(len(examples), len(fns), max_batch))
+    for ex_idx, cond_idx in tqdm(chunks, desc=f"{mode.value} x{len(fns)}", unit="batch", leave=False,
+                                 disable=not progress or len(chunks) <= 1):
         exs = [examples[i] for i in ex_idx]
         sel = [chosen[i] for i in ex_idx]
         rows: list[Row] = []

@@ -275,7 +275,7 @@ class LatentRunner(Summarized):
                        mode: str | InterventionMode = "replay", max_new_tokens: int | None = None,
                        max_batch: int = 64, drop_latents: bool = False,
                        logits_processor: LogitsProcessor | None = None, seed: int | None = None,
-                       control: str | None = None) -> dict[str, LatentTrace]:
+                       control: str | None = None, progress: bool = True) -> dict[str, LatentTrace]:
         """Run several interventions on ``trace`` at once: one result per name, each equal to ``intervene``'s.
 
         Each example's prefix up to its first changed position is prefilled once and its KV cache
@@ -297,6 +297,8 @@ class LatentRunner(Summarized):
             same budget, no logits processor) the clean trace is returned for it, its config saying
             ``"control": "clean_trace"``, and nothing is run for it; otherwise it is run
             (``"control": "run"``).
+        progress:
+            A progress bar over the batches (when there is more than one).
 
         Returns
         -------
@@ -340,7 +342,7 @@ class LatentRunner(Summarized):
         if not fns:
             return {control: many.clean_as_control(trace, config(None))} if control is not None else {}
         results = many.run_many(self._decoder, self.tokenizer, trace.examples, chosen, fns, layers_t, imode, cfg,
-                                logits_processor, drop_latents, max_batch)
+                                logits_processor, drop_latents, max_batch, progress)
         out = {n: LatentTrace(tuple(res), trace.spec, config(fn)) for n, fn, res in zip(names, fns, results)}
         if control is not None:
             out[control] = (many.clean_as_control(trace, config(None)) if clean else
