@@ -21,7 +21,7 @@ from latentprobe.spec import ResolvedSpec
 from latentprobe.trace import Segment
 
 __all__ = ["ImageProcessor", "CapturePositions", "PromptConvention", "VideoNotSupportedError", "tokenize",
-           "is_messages", "render_messages", "process_images", "expand_image_tokens", "capture_positions",
+           "is_messages", "render_messages", "chat_prompt", "process_images", "expand_image_tokens", "capture_positions",
            "build_rows", "check_budget", "context_length", "segment_budget"]
 
 ImageProcessor = Callable[[list[Any]], Any]
@@ -47,6 +47,12 @@ class PromptConvention:
     min_pixels, max_pixels:
         The image processor's pixel bounds (Monet: ``256*28*28`` .. ``8192*28*28``); ``None``: the
         checkpoint's own.
+    system_prompt:
+        A system message put first when the chat has none (Monet's ``\\boxed{}`` instruction).
+    content_order:
+        Where :func:`chat_prompt` puts the images of a user turn: ``"image_first"`` or ``"text_first"``.
+    image_placeholder:
+        A literal in the question where :func:`chat_prompt` puts the image instead (Mirage's ``"<image>"``).
     """
 
     add_generation_prompt: bool = True
@@ -54,6 +60,9 @@ class PromptConvention:
     image_prefix: str = ""
     min_pixels: int | None = None
     max_pixels: int | None = None
+    system_prompt: str | None = None
+    content_order: str = "image_first"
+    image_placeholder: str | None = None
 
 
 def tokenize(tokenizer: Any, prompt: str | Sequence[int], add_special_tokens: bool = False) -> list[int]:
@@ -108,9 +117,54 @@ def render_messages(tokenizer: Any, messages: Sequence[dict[str, Any]], conventi
                                                  "pass frames as images, or leave the video out.")
                 if kind == "image":
                     images.append(_open_image(part, f"{where}, message {m}, part {j}"))
-    text = tokenizer.apply_chat_template(list(messages), tokenize=False,
-                                         add_generation_prompt=conv.add_generation_prompt)
+    messages = list(messages)
+    if conv.system_prompt is not None and not any(isinstance(m, dict) and m.get("role") == "system" for m in messages):
+        messages = [{"role": "system", "content": conv.system_prompt}, *messages]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=conv.add_generation_prompt)
     return (conv.image_prefix if images else "") + text + conv.suffix, images
+
+
+def chat_prompt(tokenizer: Any, text: str, n_images: int, convention: PromptConvention | None = None,
+                where: str = "prompt") -> str:
+    """The prompt string a family's authors build for one question with ``n_images`` images.
+
+    A user turn of ``text`` and one image part per image (at ``convention.image_placeholder`` when the
+    text holds it, else before or after the text by ``content_order``), after the system prompt, through
+    the checkpoint's chat template (each image becomes the template's image-token span); the images
+    themselves are passed to :meth:`LatentRunner.run` alongside, so perturbations can replace them.
+
+    Raises
+    ------
+    InputError
+        The tokenizer has no chat template, or the text holds a different number of image
+        placeholders than there are images.
+    """
+    conv = convention or PromptConvention()
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise InputError(f"{where}: building a chat prompt needs the checkpoint's chat template, and the tokenizer "
+                         "has none; load the checkpoint with latentprobe.load, or pass prompt strings that hold "
+                         "the image tokens.")
+    image = {"type": "image"}
+    ph = conv.image_placeholder
+    if ph and ph in text:
+        pieces = text.split(ph)
+        if len(pieces) - 1 != n_images:
+            raise InputError(f"{where}: the question holds {len(pieces) - 1} {ph!r} placeholder(s) for {n_images} "
+                             "image(s); give one per image.")
+        content: list[dict[str, Any]] = []
+        for k, piece in enumerate(pieces):
+            if piece:
+                content.append({"type": "text", "text": piece})
+            if k < n_images:
+                content.append(dict(image))
+    else:
+        parts = [dict(image) for _ in range(n_images)]
+        body = [{"type": "text", "text": text}]
+        content = body + parts if conv.content_order == "text_first" else parts + body
+    messages: list[dict[str, Any]] = [{"role": "system", "content": conv.system_prompt}] if conv.system_prompt else []
+    messages.append({"role": "user", "content": content})
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=conv.add_generation_prompt)
+    return (conv.image_prefix if n_images else "") + rendered + conv.suffix
 
 
 def process_images(imgs: list[Any], image_processor: ImageProcessor | None) -> tuple[Tensor, Tensor]:

@@ -55,3 +55,32 @@ def test_mirage_study_reads_vsp(tmp_path, monkeypatch):
 def test_codi_study_reads_gsm8k_aug(tmp_path, monkeypatch):
     data = load_data(_study(tmp_path, monkeypatch, "codi-gsm8k.toml", 2), None)
     assert sorted(data.inputs.gold) == ["4", "6"] and data.inputs.images is None
+
+
+class _Model:
+    def __init__(self, runner):
+        self.runner, self.toy = runner, None
+
+
+@pytest.mark.parametrize("study_file, family", [("monet.toml", "monet"), ("mirage-vsp.toml", "mirage")])
+def test_vlm_studies_build_the_familys_chat_prompt(tmp_path, monkeypatch, replica_dir, study_file, family):
+    # a real-format checkpoint of the family (real Qwen2.5-VL tokenizer and chat template, random weights):
+    # each question becomes the prompt its authors build, with one image span per image, and runs
+    import latentprobe
+    from latentprobe.presets import get_preset
+
+    runner = latentprobe.load(replica_dir(family), family)
+    data = load_data(_study(tmp_path, monkeypatch, study_file, 3 if family == "monet" else 2), _Model(runner))
+    conv = get_preset(family).prompt
+    vision = "<|vision_start|><|image_pad|><|vision_end|>"
+    for prompt, question in zip(data.inputs.prompts, (m["question"] for m in data.inputs.meta)):
+        assert prompt.count(vision) == 1 and "<image>\n<|im_start|>" not in prompt.replace(conv.prefix, "", 1)
+        assert prompt.startswith(conv.prefix) and prompt.endswith(conv.suffix or "<|im_start|>assistant\n")
+        if conv.system_prompt:
+            assert conv.system_prompt in prompt
+        if family == "monet":  # text first, then the image (Monet's inference code)
+            assert prompt.index(question.split("\n")[0]) < prompt.index(vision)
+        else:  # the image where the question's <image> marker was, and no literal marker left
+            assert "<image>" not in prompt and prompt.index("Here is the map:") < prompt.index(vision)
+    trace = runner.run(list(data.inputs.prompts[:2]), list(data.inputs.images[:2]), max_new_tokens=4, progress=False)
+    assert len(trace) == 2
