@@ -293,7 +293,8 @@ class LatentRunner(Summarized):
             Rows (conditions x examples) per forward pass: the memory bound.
         control:
             Also return the no-op control under this name. When it provably equals the clean trace
-            (:func:`latentprobe.engine.many.control_is_clean`: greedy propagate or redecode of a plain run,
+            (:func:`latentprobe.engine.many.control_is_clean`: greedy propagate or redecode of a plain run on a
+            float32/float64 model,
             same budget, no logits processor) the clean trace is returned for it, its config saying
             ``"control": "clean_trace"``, and nothing is run for it; otherwise it is run
             (``"control": "run"``).
@@ -328,7 +329,8 @@ class LatentRunner(Summarized):
         imode, fns, layers_t, cfg, chosen = self._setup(trace, [interventions[n] for n in names] + [None], steps,
                                                         layers, mode, max_new_tokens, 1, drop_latents, seed)
         fns = fns[:-1]
-        clean = control is not None and many.control_is_clean(trace, imode, cfg, logits_processor, drop_latents)
+        clean = control is not None and many.control_is_clean(trace, imode, cfg, logits_processor, drop_latents,
+                                                                     getattr(self.model, "dtype", torch.float32))
         if control is not None and not clean:
             names, fns = names + [control], fns + [None]
 

@@ -93,6 +93,22 @@ def test_control_runs_when_it_may_differ(qwen, tok, images):
         c.runner.intervene_many(tr, {"z": iv.Zero()}, max_batch=0)
 
 
+def test_control_runs_in_half_precision():
+    # bfloat16 rounds differently in other batch shapes: the control is run, never assumed equal to the run
+    from latentprobe import toy
+
+    tm = toy.load("mediated")  # a fresh model per load: casting it touches no other test
+    runner = tm.runner()
+    ex = tm.examples("test", n=4)
+    tr = runner.run(tm.prompts(ex), tm.images(ex), max_new_tokens=8, progress=False)
+    assert runner.intervene_many(tr, {}, control="none", mode="propagate")["none"].config["control"] == "clean_trace"
+    runner.model.to(torch.bfloat16)
+    trb = runner.run(tm.prompts(ex), tm.images(ex), max_new_tokens=8, progress=False)
+    for mode in ("propagate", "redecode"):
+        out = runner.intervene_many(trb, {}, control="none", mode=mode)
+        assert out["none"].config["control"] == "run"
+
+
 def test_sampled_sweep_draws_what_each_condition_draws_alone(qwen, tok, images):
     c = Case("toy", type("R", (), {"getfixturevalue": staticmethod(
         {"tok": tok, "qwen": qwen, "images": images}.__getitem__)})())
