@@ -22,7 +22,7 @@ from latentprobe.study.config import Study
 from latentprobe.study.datasets import StudyData, field_values
 from latentprobe.study.results import read_frame, write_extras
 
-__all__ = ["Context", "ANALYSIS_RUNNERS", "TABLES", "write_table", "read_table", "perturbation"]
+__all__ = ["Context", "ANALYSIS_RUNNERS", "TABLES", "write_table", "read_table", "perturbation", "preflight"]
 
 #: The tables each analysis folder holds (CSV), in report order.
 TABLES = {"x_to_z": ("summary", "rows", "dropped", "across", "status"), "z_to_y": ("summary", "rows", "dropped"),
@@ -74,6 +74,33 @@ class Context:
     def save_trace(self, folder: Path, asked: bool) -> None:
         if asked or self.study.traces:
             self.trace.save(folder / "trace")
+
+
+def preflight(ctx: Context) -> None:
+    """Check what the analyses need of the data before anything is generated.
+
+    Raises
+    ------
+    StudyError
+        ``decompose`` on data without gold answers, a ``choice`` scorer on examples without options, a
+        probe target that no example has.
+    """
+    study, inputs, a = ctx.study, ctx.inputs, ctx.study.analyses
+    golds = [] if inputs.gold is None else [g for g in inputs.gold if g is not None]
+    if a.decompose is not None and not golds:
+        raise StudyError(f"{study.path}: [analyses.decompose]: the data have no gold answers (e.g. VSP, whose plans "
+                         "are judged by simulating them), and both outcomes (correct, gold_logprob) need them; "
+                         "remove the table.")
+    if study.generation.scorer == "choice" and golds:
+        missing = [eid for eid, m, g in zip(inputs.example_ids, inputs.meta, inputs.gold or ())
+                   if g is not None and not m.get("options")]
+        if missing:
+            raise StudyError(f"{study.path}: [generation] key 'scorer': 'choice' needs each example's options, and "
+                             f"{len(missing)} example(s) have none (first: {missing[0]!r}); use scorer = \"exact\" or "
+                             "\"numeric\" for open answers.")
+    if a.probes is not None:
+        for target in a.probes.targets:
+            field_values(inputs, target, where=f"{study.path}: [analyses.probes] key 'targets': ")
 
 
 def perturbation(name: str, seed: int) -> Any:

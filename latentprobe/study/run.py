@@ -158,7 +158,7 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
     if stored is not None and stored.get("model_fingerprint") != model_hash:
         raise StudyError(f"{out} holds results of another model ({_diff(stored.get('model'), model.fingerprint)}); "
                          "pass --overwrite to discard them or choose a new --out folder.")
-    from latentprobe.study.analyses import Context, run_analysis
+    from latentprobe.study.analyses import Context, preflight, run_analysis
     from latentprobe.study.datasets import load_data
 
     data = load_data(study, model)
@@ -173,6 +173,7 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
     say(f"[{study.study.name}] {len(data.sample)} examples; analyses: {', '.join(study.analyses.enabled())}")
 
     ctx = Context(study, model, data, progress=progress)
+    preflight(ctx)
     ran, skipped = [], []
     with _quiet_threads(model.toy is not None):
         for name in study.analyses.enabled():

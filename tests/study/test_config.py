@@ -68,7 +68,8 @@ def test_shipped_study_set():
     assert {"toy.toml", "monet.toml", "mirage-vsp.toml", "codi-gsm8k.toml"} <= names
     monet = load_study(STUDIES / "monet.toml", check_paths=False)
     assert [d.benchmark for d in monet.data] == ["vstar", "hrbench4k", "mme-realworld-lite"]
-    assert monet.sample.n == 100 and monet.sample.by == "source"
+    assert monet.sample is None and [d.n for d in monet.data] == [34, 33, 33]  # 100, an even split
+    assert all(d.by == "category" for d in monet.data) and monet.data[0].options == {"shuffle_options": True}
     assert load_study(STUDIES / "codi-gsm8k.toml", check_paths=False).generation.scorer == "numeric"
 
 

@@ -32,7 +32,8 @@ def _study(tmp_path, monkeypatch, name: str, n: int):
 
 
 def test_monet_study_samples_across_its_three_benchmarks(tmp_path, monkeypatch):
-    study = _study(tmp_path, monkeypatch, "monet.toml", 6)
+    study = _study(tmp_path, monkeypatch, "monet.toml", 2)
+    assert dict(study.data[0].options) == {"shuffle_options": True}  # V* stores the answer first
     data = load_data(study, None)
     assert sorted(data.sample.benchmark.value_counts().items()) == [("hrbench4k", 2), ("mme-realworld-lite", 2),
                                                                     ("vstar", 2)]
@@ -70,7 +71,7 @@ def test_vlm_studies_build_the_familys_chat_prompt(tmp_path, monkeypatch, replic
     from latentprobe.presets import get_preset
 
     runner = latentprobe.load(replica_dir(family), family)
-    data = load_data(_study(tmp_path, monkeypatch, study_file, 3 if family == "monet" else 2), _Model(runner))
+    data = load_data(_study(tmp_path, monkeypatch, study_file, 1 if family == "monet" else 2), _Model(runner))
     conv = get_preset(family).prompt
     vision = "<|vision_start|><|image_pad|><|vision_end|>"
     for prompt, question in zip(data.inputs.prompts, (m["question"] for m in data.inputs.meta)):
@@ -84,3 +85,29 @@ def test_vlm_studies_build_the_familys_chat_prompt(tmp_path, monkeypatch, replic
             assert "<image>" not in prompt and prompt.index("Here is the map:") < prompt.index(vision)
     trace = runner.run(list(data.inputs.prompts[:2]), list(data.inputs.images[:2]), max_new_tokens=4, progress=False)
     assert len(trace) == 2
+
+
+def test_needs_of_the_analyses_are_checked_before_anything_runs(tmp_path, monkeypatch):
+    from latentprobe.errors import StudyError
+    from latentprobe.study.analyses import Context, preflight
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    builders.vsp(tmp_path / "data" / "vsp")
+    base = (STUDIES / "mirage-vsp.toml").read_text()
+    cases = {"[analyses.decompose]\ntreatment = \"blank_image\"\n": "no gold answers",
+             "": None}
+    for extra, fragment in cases.items():
+        path = tmp_path / "s.toml"
+        path.write_text(re.sub(r"(?m)^n = \d+", "n = 2", base) + "\n" + extra)
+        study = load_study(path)
+        ctx = Context(study, None, load_data(study, None), progress=False)  # no model: nothing can run
+        if fragment is None:
+            preflight(ctx)
+        else:
+            with pytest.raises(StudyError, match=fragment):
+                preflight(ctx)
+    text = re.sub(r'targets = \[[^\]]*\]', 'targets = ["nosuch"]', re.sub(r"(?m)^n = \d+", "n = 2", base))
+    path.write_text(text)
+    study = load_study(path)
+    with pytest.raises(StudyError, match="no example has the field 'nosuch'"):
+        preflight(Context(study, None, load_data(study, None), progress=False))
