@@ -172,10 +172,17 @@ def check_unique(examples: Sequence[Example], source: str) -> None:
         seen.add(ex.example_id)
 
 
-def read_json(path: Path) -> Any:
-    """A JSON file's content; a typed error naming the file, line and column when it does not parse."""
+def need_file(path: Path, kind: str) -> None:
+    """Refuse a path that is not a file: missing, or a folder where a ``kind`` file is expected."""
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; give the {kind} file itself (a path ending in the file's name).")
     if not path.is_file():
         raise DataError(f"{path} does not exist.")
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's content; a typed error naming the file, line and column when it does not parse."""
+    need_file(path, "JSON")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
@@ -186,8 +193,7 @@ def read_json(path: Path) -> Any:
 
 def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """``(line number, record)`` for each non-blank line of a JSON Lines file (objects only)."""
-    if not path.is_file():
-        raise DataError(f"{path} does not exist.")
+    need_file(path, "JSON Lines")
     out: list[tuple[int, dict[str, Any]]] = []
     with path.open(encoding="utf-8") as f:
         for ln, line in enumerate(f, 1):

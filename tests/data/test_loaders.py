@@ -34,3 +34,10 @@ def test_jsonl_text_only_and_errors(tmp_path):
     (tmp_path / "mi.jsonl").write_text('{"question": "a", "image": "missing.png"}\n')
     with pytest.raises(DataError, match="does not exist"):
         load_jsonl(tmp_path / "mi.jsonl")
+
+
+def test_a_folder_given_for_a_jsonl_file_is_named_as_such(tmp_path):
+    from latentprobe.data import load_benchmark
+
+    with pytest.raises(DataError, match="is a folder; give the JSON Lines file itself"):
+        load_benchmark("jsonl", tmp_path)
