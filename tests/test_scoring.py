@@ -254,6 +254,14 @@ CHOICE_CASES = [
     ("A and C are both wrong, B.", COLORS, None, "ambiguous"),
     ("A and C are both wrong; the answer is B", None, "B", "answer_is"),
     ("Not A and not C, so B.", None, "B", "bare_letter"),
+    # single quotes around a letter; an echoed list with closing brackets only
+    ("The answer is 'B'.", COLORS, "B", "answer_is"),
+    ("Answer: 'C'", None, "C", "answer_is"),
+    ("The answer is ‘D’", None, "D", "answer_is"),
+    ("'A' or 'B'", COLORS, None, "ambiguous"),
+    ("**A** or **B**", COLORS, None, "ambiguous"),
+    ("A) red B) blue C) green D) yellow", ["red", "blue", "green", "yellow"], None, "ambiguous"),
+    ("B's colour is the answer", None, None, "none"),
     # letters inside words are not letters
     ("Basically, yes.", None, None, "none"),
     ("OK", None, None, "none"),

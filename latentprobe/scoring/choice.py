@@ -131,12 +131,15 @@ def _ascii_alnum(ch: str) -> bool:
 def _letter_at(s: str, pos: int, opts: _Options) -> tuple[str, int, bool] | None:
     """A letter token at ``s[pos]``: (upper-case letter, end, bracketed), or None for a word."""
     m = _LETTER_AT.match(s, pos)
-    if not m or (pos > 0 and (_ascii_alnum(s[pos - 1]) or s[pos - 1] in "'’")):
+    # a letter in single quotes ("'B'") is a token; a quote inside a word ("don't", "I'm") is not
+    quoted = pos > 0 and s[pos - 1] in "'‘’" and (pos == 1 or not _ascii_alnum(s[pos - 2]))
+    if not m or (pos > 0 and (_ascii_alnum(s[pos - 1]) or (s[pos - 1] in "'’" and not quoted))):
         return None
     opened, letter, closed = m.group(1), m.group(2), m.group(3)
     end = m.end()
     nxt = s[end : end + 1]
-    if nxt and (_ascii_alnum(nxt) or nxt in "'’-"):
+    closing_quote = (quoted or pos == 0) and nxt in ("'", "’") and not _ascii_alnum(s[end + 1 : end + 2] or " ")
+    if nxt and (_ascii_alnum(nxt) or nxt == "-" or (nxt in "'’" and not closing_quote)):
         return None  # a word: "Bob", "I'm", "B-shaped"
     if nxt == "." and s[end + 1 : end + 2].isalpha():
         return None  # an abbreviation: "e.g.", "U.S."
@@ -164,12 +167,14 @@ def _strip_decor(span: str) -> str:
 def _more_letters(s: str, end: int, opts: _Options) -> set[str]:
     """Letters listed after the one ending at ``end``: "A or B", "A, C and D", "A/B"."""
     found: set[str] = set()
+    end += len(s[end:]) - len(s[end:].lstrip("'’*`"))  # a closing quote or emphasis: "'A' or 'B'", "**A** or B"
     while (m := _SEP.match(s, end)) and m.end() > end:
-        r = _letter_at(s, m.end(), opts)
+        start = m.end() + len(s[m.end():]) - len(s[m.end():].lstrip("'‘’*`"))
+        r = _letter_at(s, start, opts)
         if r is None:
             break
         found.add(r[0])
-        end = r[1]
+        end = r[1] + len(s[r[1]:]) - len(s[r[1]:].lstrip("'’*`"))
     return found & set(opts.letters)
 
 
@@ -242,7 +247,8 @@ def _read_letter(s: str, lr: tuple[str, int, bool], opts: _Options) -> _Reading:
     own_text = r"(?i:" + r"\s+".join(map(re.escape, own.split())) + ")?" if own else ""
     skip = re.match(r"[ \t.:)\]-]*" + own_text + r"[ \t,;]*", s[end:])  # same line only
     nxt = _letter_at(s, end + skip.end(), opts) if skip.end() else None
-    labelled = nxt is not None and (nxt[2] or bracketed or s[nxt[1] : nxt[1] + 1] in ".):")
+    labelled = nxt is not None and (nxt[2] or bracketed or s[nxt[1] : nxt[1] + 1] in ".):"
+                                    or s[nxt[1] - 1 : nxt[1]] in ")]")  # "A) red B) blue": closed labels
     if labelled and nxt[0] != letter and nxt[0] in opts.letters:
         return _Reading(None, "ambiguous")  # an echoed option list: "(A) red (B) blue"
     if letter not in opts.letters:
