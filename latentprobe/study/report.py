@@ -97,6 +97,10 @@ def build_report(out_dir: str | Path) -> Path:
             rep.add_note(f"No example could be compared (see {name}/dropped.csv).", kind="warning")
             continue
         rep.add_result(result, title=_TITLES[name])
+        if name == "z_to_y" and ("gold" not in sample or sample["gold"].isna().all()):
+            rep.add_note("The data have no gold answers, so no accuracy is computed: the rows compare each "
+                         "intervention's answers with the no-op control's (flip rate) and the first answer token's "
+                         "distributions (KL).", title="No gold answers")
         dropped = read_table(out / name, "dropped") if "dropped" in TABLES[name] else pd.DataFrame()
         if len(dropped):
             counts = dropped.groupby(["condition", "reason"]).size().reset_index(name="n")
