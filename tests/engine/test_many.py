@@ -7,17 +7,7 @@ from latentprobe import interventions as iv
 from latentprobe.engine.fork import fork_cache, shared_length
 from latentprobe.errors import InputError
 
-from .test_runner import CASES, Case
-
-
-@pytest.fixture(scope="module", params=CASES)
-def case(request):
-    return Case(request.param, request)
-
-
-@pytest.fixture(scope="module")
-def base(case):
-    return case.run(batch_size=3)
+from .test_runner import Case, base, case  # noqa: F401  (the per-preset fixtures, module-scoped here too)
 
 
 def _conditions(base):
