@@ -262,6 +262,9 @@ CHOICE_CASES = [
     ("**A** or **B**", COLORS, None, "ambiguous"),
     ("A) red B) blue C) green D) yellow", ["red", "blue", "green", "yellow"], None, "ambiguous"),
     ("B's colour is the answer", None, None, "none"),
+    # a self-correction after a cue, with no later cue: ambiguous; a re-check that keeps the letter: read
+    ("I choose A. Actually no, B.", COLORS, None, "ambiguous"),
+    ("Answer: A. Wait, let me double check: yes, A.", COLORS, "A", "answer_is"),
     # letters inside words are not letters
     ("Basically, yes.", None, None, "none"),
     ("OK", None, None, "none"),

@@ -280,6 +280,10 @@ _LABEL = re.compile(r"(?i)(?<![A-Za-z])(?:option|choice)s?\s*[(\[]?\s*([A-Za-z])
 _BARE = re.compile(r"(?<![A-Za-z0-9'’.\-])[A-Z](?![A-Za-z0-9'’\-])")
 
 
+# a self-correction after an answer cue: "I choose A. Actually no, B." (no later cue to read)
+_CORRECTION = re.compile(r"(?i)\b(?:actually|wait|on second thought|i mean|correction)\b|\bno\s*[,—–-]")
+
+
 def _negated(s: str, start: int) -> bool:
     return bool(_NEGATED.search(s[max(0, start - 24) : start]))
 
@@ -357,6 +361,11 @@ def _parse_clean(s: str, opts: _Options, inside: frozenset[str] = frozenset()) -
         span = s[m.end() :].lstrip(_DECOR + " ").split("\n", 1)[0]
         r = _read_short(span, opts)
         if r.kind:
+            tail = s[m.end() :]
+            fix = _CORRECTION.search(tail)
+            later = fix and set(_BARE.findall(tail[fix.end() :]) + _PAREN.findall(tail[fix.end() :]))
+            if r.letter and later and {x.upper() for x in later} & (set(opts.letters) - {r.letter}):
+                return ParsedChoice(None, "ambiguous", tail.strip())  # "I choose A. Actually no, B."
             return _as_choice(r, "answer_is", span.strip())
     lines = [ln.strip() for ln in s.splitlines() if ln.strip()]
     whole = _norm(s)
