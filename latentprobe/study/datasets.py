@@ -8,6 +8,7 @@ question template. Real benchmarks go through :func:`latentprobe.data.load_bench
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -106,6 +107,10 @@ def _real(study: Study, runner: Any = None) -> tuple[Any, pd.DataFrame]:
                           max_pixels=None if p is None else p.max_pixels)
     if chat:
         inputs = _as_chat(inputs, runner)
+    elif runner is not None and getattr(getattr(runner, "spec", None), "name", None) == "codi":
+        # CODI's test.py (zhenyi4/codi@4fd88d4b): question.strip().replace('  ', ' ')
+        inputs = dataclasses.replace(inputs, prompts=tuple(p.strip().replace("  ", " ") if isinstance(p, str) else p
+                                                           for p in inputs.prompts))
     frame = pd.DataFrame({"example_id": [e.example_id for e in examples],
                           "benchmark": [bench[e.example_id] for e in examples],
                           "source": [e.source for e in examples], "category": [e.category for e in examples],
@@ -124,8 +129,6 @@ def _as_chat(inputs: Any, runner: Any) -> Any:
     """``inputs`` with each rendered question turned into the family's chat prompt
     (:func:`latentprobe.engine.inputs.chat_prompt`: system prompt, image spans where the preset puts them);
     the images stay in ``inputs.images``, where perturbations replace them."""
-    import dataclasses
-
     from latentprobe.engine.inputs import chat_prompt
 
     images = inputs.images if inputs.images is not None else (None,) * len(inputs.prompts)

@@ -111,3 +111,19 @@ def test_needs_of_the_analyses_are_checked_before_anything_runs(tmp_path, monkey
     study = load_study(path)
     with pytest.raises(StudyError, match="no example has the field 'nosuch'"):
         preflight(Context(study, None, load_data(study, None), progress=False))
+
+
+def test_codi_questions_are_normalised_as_codis_test_script_does(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    study = _study(tmp_path, monkeypatch, "codi-gsm8k.toml", 2)
+    path = next(Path(study.data[0].root).rglob("*.parquet"))
+    import pandas as pd
+
+    frame = pd.read_parquet(path)
+    frame["question"] = ["  Q  one? ", "Q two?"]
+    frame.to_parquet(path)
+    runner = SimpleNamespace(spec=SimpleNamespace(name="codi"), is_vlm=False, tokenizer=None)
+    data = load_data(study, SimpleNamespace(runner=runner, toy=None))
+    assert sorted(data.inputs.prompts) == ["Q one?", "Q two?"]  # strip(), then '  ' -> ' '
+    assert sorted(load_data(study, None).inputs.prompts) == ["  Q  one? ", "Q two?"]
