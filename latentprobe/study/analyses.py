@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -98,6 +98,14 @@ def preflight(ctx: Context) -> None:
             raise StudyError(f"{study.path}: [generation] key 'scorer': 'choice' needs each example's options, and "
                              f"{len(missing)} example(s) have none (first: {missing[0]!r}); use scorer = \"exact\" or "
                              "\"numeric\" for open answers.")
+    p = study.prompt
+    image_parts = p is not None and p.messages is not None and any(
+        isinstance(part, Mapping) and part.get("type") == "image"
+        for m in p.messages for part in (m.get("content") if isinstance(m.get("content"), (list, tuple)) else ()))
+    if image_parts and (a.x_to_z is not None or a.decompose is not None):
+        raise StudyError(f"{study.path}: [prompt] key 'messages': an image part puts the images inside the chat, "
+                         "where the X -> Z perturbations cannot replace them; use template = \"...\" (the images "
+                         "are placed as the preset's authors place them) or messages without image parts.")
     if a.probes is not None:
         for target in a.probes.targets:
             field_values(inputs, target, where=f"{study.path}: [analyses.probes] key 'targets': ")

@@ -106,6 +106,12 @@ def test_needs_of_the_analyses_are_checked_before_anything_runs(tmp_path, monkey
         else:
             with pytest.raises(StudyError, match=fragment):
                 preflight(ctx)
+    chat = re.sub(r'(?m)^template = .*$', 'messages = [{role = "user", content = [{type = "image"}, '
+                  '{type = "text", text = "{question}"}]}]', re.sub(r"(?m)^n = \d+", "n = 2", base))
+    path.write_text(chat)
+    study = load_study(path)
+    with pytest.raises(StudyError, match="perturbations cannot replace them"):
+        preflight(Context(study, None, load_data(study, None), progress=False))
     text = re.sub(r'targets = \[[^\]]*\]', 'targets = ["nosuch"]', re.sub(r"(?m)^n = \d+", "n = 2", base))
     path.write_text(text)
     study = load_study(path)
