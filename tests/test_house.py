@@ -16,7 +16,7 @@ from latentprobe.errors import LatentProbeError, LatentProbeWarning
 PKG = Path(latentprobe.__file__).parent
 MAX_LINES = 500
 # the toy is a client of the core: only these may import it
-TOY_CLIENTS = ("latentprobe.toy", "latentprobe.demo", "latentprobe.cli", "latentprobe.study")
+TOY_CLIENTS = ("latentprobe.toy", "latentprobe.demo", "latentprobe.cli", "latentprobe.study.toys")
 
 
 def _modules() -> dict[str, Path]:

@@ -7,8 +7,8 @@ its own sub-folder of ``DIR`` (:func:`run_study`; a killed run resumes when re-r
 (:func:`build_report`); :func:`load_result` reads an analysis's result object back. The schema is documented in :mod:`latentprobe.study.config` and
 ``examples/studies/README.md``.
 
-This package may import :mod:`latentprobe.toy` (``source = "toy:<variant>"``); core modules never
-import it.
+Its one module :mod:`latentprobe.study.toys` reads :mod:`latentprobe.toy` (``source = "toy:<variant>"``,
+``benchmark = "toy"``); the rest of the package, like every core module, never imports the toy.
 """
 
 from latentprobe.errors import StudyError

@@ -116,9 +116,9 @@ def perturbation(name: str, seed: int) -> Any:
     from latentprobe import perturbations as P
 
     if name in ("counterfactual", "occlude_target"):
-        from latentprobe.toy import Counterfactual, OccludeTarget
+        from latentprobe.study.toys import toy_perturbation
 
-        return Counterfactual(seed=seed) if name == "counterfactual" else OccludeTarget(seed=seed)
+        return toy_perturbation(name, seed)
     table: dict[str, Callable[[], Any]] = {
         "image_swap": lambda: P.ImageSwap(seed=seed), "blank_image": lambda: P.BlankImage(),
         "noise_image": lambda: P.NoiseImage(seed=seed), "occlude": lambda: P.Occlude(seed=seed),

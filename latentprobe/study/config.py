@@ -350,10 +350,11 @@ def _model(t: Table) -> ModelConfig:
     source = t.get("source", str, hint='"toy:mediated", a local folder or a hub id')
     preset = t.get("preset", str, None, choices=tuple(list_presets()))
     if source.startswith("toy:"):
-        from latentprobe.toy.model import VARIANTS
+        from latentprobe.study.toys import toy_variants
 
-        if source[4:] not in VARIANTS:
-            raise t.error("source", f"unknown toy variant {source[4:]!r}", f"use toy:<one of {', '.join(VARIANTS)}>")
+        if source[4:] not in toy_variants():
+            raise t.error("source", f"unknown toy variant {source[4:]!r}",
+                          f"use toy:<one of {', '.join(toy_variants())}>")
         if preset not in (None, "toy", "toy-text"):
             raise t.error("preset", f"the toy models run their own spec, not {preset!r}", "remove preset")
     elif preset is None:

@@ -51,7 +51,7 @@ def stratified_ids(ids: Sequence[str], strata: Sequence[Any] | None, n: int, see
 
 
 def _toy(study: Study, model: Any) -> tuple[Any, pd.DataFrame]:
-    from latentprobe.toy import toy_inputs
+    from latentprobe.study.toys import toy_inputs
 
     examples = []
     for d in study.data:
@@ -82,12 +82,8 @@ def _toy_field(example: Any, name: str | None) -> Any:
 
 
 def _real(study: Study, runner: Any = None) -> tuple[Any, pd.DataFrame]:
-    try:
-        from latentprobe.data import load_benchmark, sample, to_input_set
-    except ImportError:
-        raise StudyError(f"{study.path}: [data] key 'benchmark': this build of latentprobe has no benchmark "
-                         "loaders (latentprobe.data.load_benchmark); use benchmark = \"toy\" or update "
-                         "latentprobe.") from None
+    from latentprobe.data import load_benchmark, sample, to_input_set
+
     examples: list[Any] = []
     bench: dict[str, str] = {}
     for d in study.data:

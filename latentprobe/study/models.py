@@ -57,9 +57,9 @@ def build_model(cfg: ModelConfig) -> StudyModel:
         Whatever the loader raises (e.g. ``SpecTokenError`` for a checkpoint without the preset's markers).
     """
     if cfg.toy_variant is not None:
-        from latentprobe import toy
+        from latentprobe.study.toys import load_toy
 
-        tm = toy.load(cfg.toy_variant)
+        tm = load_toy(cfg.toy_variant)
         runner = tm.runner()
         return StudyModel(runner=runner, toy=tm, fingerprint=model_fingerprint(runner))
     if cfg.preset == "codi":
