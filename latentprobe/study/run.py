@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from latentprobe.atomic import atomic_write_text
 from latentprobe.errors import StudyError
+from latentprobe.sweep.keys import config_diff
 from latentprobe.study.config import ANALYSES, Study, load_study
 
 __all__ = ["StudyRun", "run_study", "config_fingerprint"]
@@ -55,25 +56,9 @@ def config_fingerprint(study: Study) -> str:
     return _digest(study.to_dict())
 
 
-def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(obj, dict):
-        out: dict[str, Any] = {}
-        for k, v in obj.items():
-            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out or {prefix: {}}
-    if isinstance(obj, list) and any(isinstance(v, (dict, list)) for v in obj):
-        out = {}
-        for i, v in enumerate(obj):
-            out.update(_flat(v, f"{prefix}[{i}]"))
-        return out
-    return {prefix: obj}
-
-
 def _diff(stored: Any, new: Any) -> str:
-    """What differs between two configs, key by key (``data[0].n: 8 -> 10``), at most five keys."""
-    a, b = _flat(stored or {}), _flat(new or {})
-    lines = [f"{k}: {a.get(k, '<absent>')!r:.60} -> {b.get(k, '<absent>')!r:.60}"
-             for k in sorted(set(a) | set(b)) if a.get(k, "<absent>") != b.get(k, "<absent>")]
+    """What differs between two configs, key by key (``'data[0].n': stored 8, now 10``), at most five keys."""
+    lines = config_diff(stored or {}, new or {})
     return "; ".join(lines[:5]) + (f"; and {len(lines) - 5} more" if len(lines) > 5 else "")
 
 

@@ -78,7 +78,8 @@ def _short(value: Any, width: int = 72) -> str:
 
 def config_diff(stored: Any, new: Any, path: str = "") -> list[str]:
     """What changed between two JSON configs: ``'dotted.key': stored OLD, now NEW`` per leaf (values
-    shortened; lists compared whole)."""
+    shortened; lists of scalars compared whole, lists of equal length holding tables or lists item by
+    item, ``'data[0].n'``)."""
     if isinstance(stored, dict) and isinstance(new, dict):
         out = []
         for k in sorted(set(stored) | set(new)):
@@ -90,6 +91,9 @@ def config_diff(stored: Any, new: Any, path: str = "") -> list[str]:
             else:
                 out.extend(config_diff(stored[k], new[k], sub))
         return out
+    if (isinstance(stored, list) and isinstance(new, list) and len(stored) == len(new)
+            and any(isinstance(v, (dict, list)) for v in stored + new)):
+        return [line for i, (a, b) in enumerate(zip(stored, new)) for line in config_diff(a, b, f"{path}[{i}]")]
     if _canonical(stored) == _canonical(new):
         return []
     return [f"{path or 'config'!r}: stored {_short(stored)}, now {_short(new)}"]

@@ -172,7 +172,7 @@ def test_traces_no_report_and_overwrite(tmp_path):
     (out / "collapse" / "mine.txt").write_text("kept? no: the analysis folder belongs to the study")
     study.write_text(SMALL.replace("n = 8", "n = 10"))
     code, text = _cli("run", str(study), "--out", str(out), "--quiet")
-    assert code == 2 and "data[0].n: 8 -> 10" in text, text
+    assert code == 2 and "'data[0].n': stored 8, now 10" in text, text
     code, text = _cli("run", str(study), "--out", str(out), "--overwrite", "--quiet")
     assert code == 0 and (out / "report.html").is_file(), text
     import pandas as pd
