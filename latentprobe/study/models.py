@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from latentprobe.causal.common import runner_fingerprint
 from latentprobe.study.config import ModelConfig
 
-__all__ = ["StudyModel", "build_model", "model_fingerprint"]
+__all__ = ["StudyModel", "build_model"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -23,13 +24,6 @@ class StudyModel:
     runner: Any
     toy: Any
     fingerprint: dict[str, Any]
-
-
-def model_fingerprint(runner: Any) -> dict[str, Any]:
-    """What the study's results depend on about the runner: weights hash, spec, mask rule, tokenizer, ..."""
-    from latentprobe.causal.common import runner_fingerprint
-
-    return runner_fingerprint(runner)
 
 
 def _local_checkpoint(cfg: ModelConfig) -> str:
@@ -61,7 +55,7 @@ def build_model(cfg: ModelConfig) -> StudyModel:
 
         tm = load_toy(cfg.toy_variant)
         runner = tm.runner()
-        return StudyModel(runner=runner, toy=tm, fingerprint=model_fingerprint(runner))
+        return StudyModel(runner=runner, toy=tm, fingerprint=runner_fingerprint(runner))
     if cfg.preset == "codi":
         import torch
 
@@ -82,4 +76,4 @@ def build_model(cfg: ModelConfig) -> StudyModel:
 
         runner = latentprobe.load(cfg.source, cfg.preset, dtype=cfg.dtype, device_map=cfg.device_map,
                                   revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
-    return StudyModel(runner=runner, toy=None, fingerprint=model_fingerprint(runner))
+    return StudyModel(runner=runner, toy=None, fingerprint=runner_fingerprint(runner))
