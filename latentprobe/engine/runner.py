@@ -264,11 +264,7 @@ class LatentRunner(Summarized):
             else:
                 out.extend(modes.resume(self._decoder, self.tokenizer, exs, sel, layers, fn, imode, cfg,
                                         logits_processor, drop_latents))
-        config = dict(trace.config)
-        config.update({"mode": imode.value, "intervention": None if fn is None else fn.to_config(),
-                       "steps": None if steps is None else sorted({int(s) for s in steps}),
-                       "layers": list(layers), "drop_latents": drop_latents, "source_mode": trace.config.get("mode")})
-        return LatentTrace(tuple(out), trace.spec, config)
+        return LatentTrace(tuple(out), trace.spec, _result_config(trace, imode, fn, steps, layers, drop_latents))
 
     def intervene_many(self, trace: LatentTrace, interventions: Mapping[str, Any], *,
                        steps: Sequence[int] | None = None, layers: Sequence[int] = (0,),
@@ -335,11 +331,7 @@ class LatentRunner(Summarized):
             names, fns = names + [control], fns + [None]
 
         def config(fn: Any) -> dict[str, Any]:
-            c = dict(trace.config)
-            c.update({"mode": imode.value, "intervention": None if fn is None else fn.to_config(),
-                      "steps": None if steps is None else sorted({int(s) for s in steps}),
-                      "layers": list(layers_t), "drop_latents": drop_latents, "source_mode": trace.config.get("mode")})
-            return c
+            return _result_config(trace, imode, fn, steps, layers_t, drop_latents)
 
         if not fns:
             return {control: many.clean_as_control(trace, config(None))} if control is not None else {}
@@ -431,6 +423,14 @@ class LatentRunner(Summarized):
     def _tokenize(self, prompt: str | Sequence[int], add_special_tokens: bool = False) -> list[int]:
         """The ids :meth:`run` feeds for ``prompt`` (before image-token expansion)."""
         return tokenize(self.tokenizer, prompt, add_special_tokens)
+
+
+def _result_config(trace: LatentTrace, imode: InterventionMode, fn: Any, steps: Sequence[int] | None,
+                   layers: Sequence[int], drop_latents: bool) -> dict[str, Any]:
+    """The config of an intervened trace: the source trace's, with what was done to it."""
+    return {**trace.config, "mode": imode.value, "intervention": None if fn is None else fn.to_config(),
+            "steps": None if steps is None else sorted({int(s) for s in steps}), "layers": list(layers),
+            "drop_latents": drop_latents, "source_mode": trace.config.get("mode")}
 
 
 def _check_batch_size(batch_size: Any) -> None:
