@@ -33,7 +33,11 @@ from latentprobe.trace import LatentTrace
 if TYPE_CHECKING:
     from latentprobe.engine import LatentRunner
 
-__all__ = ["default_interventions", "z_to_y", "summarize_z_to_y"]
+__all__ = ["SUITE", "default_interventions", "z_to_y", "summarize_z_to_y"]
+
+#: The names of :func:`default_interventions` (the swaps only when at least two examples entered latent mode).
+SUITE = ("shared_tensor", "add_noise", "replace_noise", "near_zero", "zero", "mean_ablate", "repeat_first",
+         "no_latents", "random_direction", "swap", "swap_placebo")
 
 
 def default_interventions(trace: LatentTrace, *, seed: int = 0) -> dict[str, Any]:

@@ -105,6 +105,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from latentprobe.causal.common import MODES as CAUSAL_MODES
+from latentprobe.causal.zy import SUITE
 from latentprobe.data import BENCHMARKS
 from latentprobe.errors import StudyError
 from latentprobe.scoring import SCORER_NAMES
@@ -121,9 +123,8 @@ PERTURBATIONS = ("image_swap", "blank_image", "noise_image", "occlude", "questio
 #: Perturbations that need the toy data's ground truth (:mod:`latentprobe.toy.perturbations`).
 TOY_PERTURBATIONS = ("counterfactual", "occlude_target")
 #: The interventions of :func:`latentprobe.causal.default_interventions`.
-INTERVENTIONS = ("shared_tensor", "add_noise", "replace_noise", "near_zero", "zero", "mean_ablate", "repeat_first",
-                 "no_latents", "random_direction", "swap", "swap_placebo")
-MODES = ("replay", "propagate", "redecode")
+INTERVENTIONS = SUITE
+MODES = CAUSAL_MODES
 SCORERS = SCORER_NAMES
 DTYPES = ("float32", "bfloat16", "float16")
 ANALYSES = ("x_to_z", "z_to_y", "decompose", "probes", "collapse")

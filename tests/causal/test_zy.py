@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from latentprobe.causal import default_interventions, PAPER_INTERVENTIONS, summarize_z_to_y, z_to_y
+from latentprobe.causal.zy import SUITE
 from latentprobe.interventions import NoLatents
 from latentprobe.toy.perturbations import toy_inputs
 
@@ -50,6 +51,7 @@ def test_free_variant_z_to_y_is_not_trivially_zero(model, tok, inputs):
     r = runner(model, tok, "free")
     proc = ForceOpen(tok)
     trace = r.run(**inputs.run_kwargs(), max_new_tokens=MAX_NEW, logits_processor=proc, progress=False)
+    assert tuple(default_interventions(trace)) == SUITE  # the names study files may use
     ivs = {k: v for k, v in default_interventions(trace).items() if k in ("zero", "swap")}
     res = z_to_y(r, trace, ivs, modes=("redecode",), gold=inputs.gold, n_boot=NB, logits_processor=proc,
                  progress=False)
