@@ -18,26 +18,42 @@ the environment variable ``LATENTPROBE_WEIGHTS_HASH=sampled`` changes the defaul
 callable object is described by its class's source (not its instance state), a module by its class
 and weights. When the source is unavailable (defined in a REPL or with ``exec``) it falls back to the
 qualified name and warns with :class:`~latentprobe.errors.FingerprintWarning`.
+
+The analyses' sweep fingerprints are built from the helpers at the end of this module:
+:func:`runner_fingerprint` (everything about a runner that results depend on),
+:func:`trace_fingerprint` (a trace's ids, latents and answers), :func:`intervention_fingerprint`,
+:func:`perturbation_fingerprint` and :func:`inputs_fingerprint`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import inspect
+import json
 import linecache
 import os
 import textwrap
 import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
+import numpy as np
 import torch
 
-from latentprobe.errors import FingerprintWarning, InputError
+from latentprobe.errors import FingerprintWarning, InputError, InterventionError
+from latentprobe.interventions import Intervention, Lambda, NoLatents
+from latentprobe.perturbations import InputSet, Perturbation
+from latentprobe.trace import LatentTrace
 
-__all__ = ["weights_fingerprint", "callable_fingerprint", "tokenizer_fingerprint", "source_digest", "WEIGHT_HASH_MODES"]
+if TYPE_CHECKING:
+    from latentprobe.engine import LatentRunner
+
+__all__ = ["weights_fingerprint", "callable_fingerprint", "tokenizer_fingerprint", "source_digest", "WEIGHT_HASH_MODES",
+           "tensor_digest", "trace_fingerprint", "intervention_fingerprint", "perturbation_fingerprint",
+           "inputs_fingerprint", "runner_fingerprint", "mask_rule_of"]
 
 #: Modes of :func:`weights_fingerprint`.
 WEIGHT_HASH_MODES = ("full", "sampled")
@@ -300,3 +316,138 @@ def callable_fingerprint(fn: Any, *, what: str = "callable") -> dict[str, Any] |
     if out["source"] is None:
         _warn_no_source(out["name"], what)
     return out
+
+
+# --------------------------------------------------------------------------- what analyses' results depend on
+def tensor_digest(t: torch.Tensor) -> dict[str, Any]:
+    """``{"shape": [...], "sha1": <16 hex>}`` of a tensor's float32 values."""
+    a = t.detach().float().cpu().contiguous()
+    return {"shape": list(a.shape), "sha1": hashlib.sha1(a.numpy().tobytes()).hexdigest()[:16]}
+
+
+def trace_fingerprint(trace: LatentTrace) -> str:
+    """A short hash of a trace's example ids, latents and answer tokens (16 hex characters).
+
+    Examples
+    --------
+    >>> from latentprobe import toy
+    >>> from latentprobe.fingerprint import trace_fingerprint
+    >>> tm = toy.load("mediated")
+    >>> trace = tm.run(tm.examples("test", 2))
+    >>> len(trace_fingerprint(trace)), trace_fingerprint(trace) == trace_fingerprint(trace.select([0, 1]))
+    (16, True)
+    """
+    h = hashlib.sha1()
+    for e in trace:
+        h.update(e.example_id.encode())
+        h.update(e.z.detach().float().cpu().contiguous().numpy().tobytes())
+        h.update(e.answer_ids.detach().cpu().numpy().astype(np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _user_class_source(obj: Any) -> dict[str, Any]:
+    """``{"class_source": ...}`` for a class defined outside latentprobe (its code decides the results)."""
+    mod = type(obj).__module__ or ""
+    if mod == "latentprobe" or mod.startswith("latentprobe."):
+        return {}
+    return {"class_source": source_digest(type(obj))}
+
+
+def _callable_name(fn: Any) -> str | None:
+    if fn is None:
+        return None
+    return getattr(fn, "__qualname__", None) or type(fn).__qualname__
+
+
+def _field_value(v: Any, where: str) -> Any:
+    if isinstance(v, torch.Tensor):
+        return tensor_digest(v)
+    if isinstance(v, LatentTrace):
+        return {"trace": trace_fingerprint(v), "n": len(v)}
+    if isinstance(v, Intervention):
+        return intervention_fingerprint(v)
+    if isinstance(v, tuple):
+        return [_field_value(x, where) for x in v]
+    if callable(v):
+        return {"name": _callable_name(v), "code": callable_fingerprint(v, what=where)}
+    return v
+
+
+def intervention_fingerprint(obj: Any) -> Any:
+    """JSON-ready description of an intervention: fields by value, tensors and traces by digest,
+    callables by name and source hash (:func:`callable_fingerprint`).
+
+    Raises
+    ------
+    InterventionError
+        If ``obj`` is neither an :class:`~latentprobe.interventions.Intervention` nor a callable.
+
+    Examples
+    --------
+    >>> from latentprobe import Scale
+    >>> from latentprobe.fingerprint import intervention_fingerprint
+    >>> intervention_fingerprint(Scale(0.5))["type"]
+    'Scale'
+    """
+    if isinstance(obj, NoLatents):
+        return {"type": "NoLatents"}
+    if isinstance(obj, Lambda):
+        name = obj.name_ or _callable_name(obj.fn)
+        return {"type": "Lambda", "fn": name, "code": callable_fingerprint(obj.fn, what=f"Lambda {name!r}")}
+    if isinstance(obj, Intervention) and dataclasses.is_dataclass(obj):
+        d: dict[str, Any] = {"type": type(obj).__name__, **_user_class_source(obj)}
+        for f in dataclasses.fields(obj):
+            d[f.name] = _field_value(getattr(obj, f.name), f"{type(obj).__name__}.{f.name}")
+        return d
+    if isinstance(obj, Intervention):
+        return {"type": type(obj).__name__, "config": obj.to_config(), "class_source": source_digest(type(obj))}
+    if callable(obj):
+        return {"type": "callable", "fn": _callable_name(obj), "code": callable_fingerprint(obj, what="intervention")}
+    raise InterventionError(f"{obj!r} is not an intervention or a callable (z, step, example) -> z.")
+
+
+def perturbation_fingerprint(p: Perturbation) -> dict[str, Any]:
+    """:meth:`Perturbation.to_config` plus the source hash of every callable field (``{field}_code``)
+    and of the class when it is defined outside latentprobe."""
+    cfg = dict(p.to_config())
+    if dataclasses.is_dataclass(p):
+        for f in dataclasses.fields(p):
+            v = getattr(p, f.name)
+            if callable(v) and not isinstance(v, type):
+                cfg[f"{f.name}_code"] = callable_fingerprint(v, what=f"perturbation {p.name!r} ({f.name})")
+    cfg.update(_user_class_source(p))
+    return cfg
+
+
+def inputs_fingerprint(inputs: InputSet) -> dict[str, Any]:
+    """An input set's fingerprint (ids, prompts, images, gold), a hash of its metadata and its relabel rule."""
+    meta = json.dumps([dict(m) for m in inputs.meta], sort_keys=True, default=repr)
+    return {"data": inputs.fingerprint(), "meta": hashlib.sha1(meta.encode()).hexdigest()[:16],
+            "relabel": callable_fingerprint(inputs.relabel, what="InputSet.relabel")}
+
+
+def mask_rule_of(runner: Any) -> Any:
+    """The runner's attention mask rule (``runner.mask_rule``; ``None`` when it has none)."""
+    return getattr(runner, "mask_rule", None)
+
+
+def runner_fingerprint(runner: LatentRunner) -> dict[str, Any]:
+    """Everything about a runner that an analysis's results depend on, JSON-ready.
+
+    The model's class, a hash of its weights (:func:`weights_fingerprint`, computed once per model
+    and cached), the whole spec (``spec.to_dict()``), the mask rule's, projection's and image
+    processor's code, the tokenizer's vocabulary hash, the dtype, and the layer count and width.
+    Read through public attributes only. The device is left out, so that a sweep may resume on
+    another machine.
+    """
+    model = runner.model
+    dtype = getattr(runner, "dtype", None)
+    if dtype is None:
+        dtype = next((p.dtype for p in model.parameters()), None)
+    return {"model": type(model).__name__, "weights": weights_fingerprint(model), "spec": runner.spec.to_dict(),
+            "mask_rule": callable_fingerprint(mask_rule_of(runner), what="mask rule"),
+            "projection": callable_fingerprint(getattr(runner, "projection", None), what="projection"),
+            "image_processor": callable_fingerprint(getattr(runner, "image_processor", None),
+                                                    what="image processor"),
+            "tokenizer": tokenizer_fingerprint(runner.tokenizer), "dtype": str(dtype),
+            "n_layers": int(runner.n_layers), "hidden_size": int(runner.hidden_size)}

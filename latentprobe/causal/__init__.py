@@ -60,11 +60,12 @@ Modules: :mod:`~latentprobe.causal.results` (result objects), :mod:`~latentprobe
 :mod:`latentprobe.interventions`, the bootstrap in :mod:`latentprobe.stats`.
 """
 
-from latentprobe.causal.common import BASELINE_SOURCES, MODES, PAPER_INTERVENTIONS, trace_fingerprint
+from latentprobe.causal.common import BASELINE_SOURCES, MODES, PAPER_INTERVENTIONS
 from latentprobe.causal.decompose import decompose, summarize_mediation
 from latentprobe.causal.results import MediationResult, XZResult, ZYResult
 from latentprobe.causal.xz import summarize_x_to_z, x_to_z
 from latentprobe.causal.zy import default_interventions, summarize_z_to_y, z_to_y
+from latentprobe.fingerprint import trace_fingerprint
 from latentprobe.stats import bootstrap_mean_columns
 
 __all__ = [

@@ -1,11 +1,9 @@
-"""Shared parts of the causal analyses: row schemas, stores, chunks, fingerprints, example status
-and the answer/outcome helpers (gold answers, flips, log-probabilities, KL)."""
+"""Shared parts of the causal analyses: stores, chunks, example status and the answer/outcome helpers
+(gold answers, flips, log-probabilities, KL). Their fingerprints live in :mod:`latentprobe.fingerprint`,
+their tables' columns in :mod:`latentprobe.schema`."""
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import os
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -14,10 +12,8 @@ import numpy as np
 import pandas as pd
 from torch import Tensor
 
-from latentprobe.errors import EmptyAnswersError, InputError, InterventionError
-from latentprobe.fingerprint import callable_fingerprint, source_digest, tokenizer_fingerprint, weights_fingerprint
-from latentprobe.interventions import Intervention, Lambda, NoLatents
-from latentprobe.perturbations import InputSet, Perturbation
+from latentprobe.errors import EmptyAnswersError, InputError
+from latentprobe.perturbations import InputSet
 from latentprobe.schema import NO_GOLD
 from latentprobe.scoring import (
     ChoiceScorer, ExactScorer, FirstWordScorer, NumericScorer, Scorer, scorer_config, scorer_from_name,
@@ -29,8 +25,7 @@ from latentprobe.trace import LatentTrace
 if TYPE_CHECKING:
     from latentprobe.engine import LatentRunner
 
-__all__ = ["MODES", "PAPER_INTERVENTIONS", "BASELINE_SOURCES", "NO_GOLD", "trace_fingerprint", "runner_fingerprint",
-           "mask_rule_of"]
+__all__ = ["MODES", "PAPER_INTERVENTIONS", "BASELINE_SOURCES", "NO_GOLD"]
 
 MODES = ("replay", "propagate", "redecode")
 #: Names of the paper's four interventions in :func:`default_interventions`.
@@ -92,124 +87,6 @@ def _chunks(n: int, size: int) -> list[list[int]]:
     if size < 1:
         raise InputError(f"chunk_size must be >= 1, got {size}.")
     return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
-
-
-def _qualname(fn: Any) -> str | None:
-    if fn is None:
-        return None
-    return getattr(fn, "__qualname__", None) or type(fn).__qualname__
-
-
-def _tensor_digest(t: Tensor) -> dict[str, Any]:
-    a = t.detach().float().cpu().contiguous()
-    return {"shape": list(a.shape), "sha1": hashlib.sha1(a.numpy().tobytes()).hexdigest()[:16]}
-
-
-def trace_fingerprint(trace: LatentTrace) -> str:
-    """A short hash of a trace's example ids, latents and answers."""
-    h = hashlib.sha1()
-    for e in trace:
-        h.update(e.example_id.encode())
-        h.update(e.z.detach().float().cpu().contiguous().numpy().tobytes())
-        h.update(e.answer_ids.detach().cpu().numpy().astype(np.int64).tobytes())
-    return h.hexdigest()[:16]
-
-
-def _user_class_source(obj: Any) -> dict[str, Any]:
-    """``{"class_source": ...}`` for a class defined outside latentprobe (its code decides the results)."""
-    mod = type(obj).__module__ or ""
-    if mod == "latentprobe" or mod.startswith("latentprobe."):
-        return {}
-    return {"class_source": source_digest(type(obj))}
-
-
-def _field_value(v: Any, where: str) -> Any:
-    if isinstance(v, Tensor):
-        return _tensor_digest(v)
-    if isinstance(v, LatentTrace):
-        return {"trace": trace_fingerprint(v), "n": len(v)}
-    if isinstance(v, Intervention):
-        return _describe(v)
-    if isinstance(v, tuple):
-        return [_field_value(x, where) for x in v]
-    if callable(v):
-        return {"name": _qualname(v), "code": callable_fingerprint(v, what=where)}
-    return v
-
-
-def _describe(obj: Any) -> Any:
-    """JSON-ready description of an intervention: fields by value, tensors and traces by digest,
-    callables by name and source hash (:func:`latentprobe.fingerprint.callable_fingerprint`)."""
-    if isinstance(obj, NoLatents):
-        return {"type": "NoLatents"}
-    if isinstance(obj, Lambda):
-        return {"type": "Lambda", "fn": obj.name_ or _qualname(obj.fn),
-                "code": callable_fingerprint(obj.fn, what=f"Lambda {obj.name_ or _qualname(obj.fn)!r}")}
-    if isinstance(obj, Intervention) and dataclasses.is_dataclass(obj):
-        d: dict[str, Any] = {"type": type(obj).__name__, **_user_class_source(obj)}
-        for f in dataclasses.fields(obj):
-            d[f.name] = _field_value(getattr(obj, f.name), f"{type(obj).__name__}.{f.name}")
-        return d
-    if isinstance(obj, Intervention):
-        return {"type": type(obj).__name__, "config": obj.to_config(), "class_source": source_digest(type(obj))}
-    if callable(obj):
-        return {"type": "callable", "fn": _qualname(obj), "code": callable_fingerprint(obj, what="intervention")}
-    raise InterventionError(f"{obj!r} is not an intervention or a callable (z, step, example) -> z.")
-
-
-def _perturbation_config(p: Perturbation) -> dict[str, Any]:
-    """:meth:`Perturbation.to_config` plus the source hash of every callable field (``{field}_code``)
-    and of the class when it is defined outside latentprobe."""
-    cfg = dict(p.to_config())
-    if dataclasses.is_dataclass(p):
-        for f in dataclasses.fields(p):
-            v = getattr(p, f.name)
-            if callable(v) and not isinstance(v, type):
-                cfg[f"{f.name}_code"] = callable_fingerprint(v, what=f"perturbation {p.name!r} ({f.name})")
-    cfg.update(_user_class_source(p))
-    return cfg
-
-
-def _inputs_config(inputs: InputSet) -> dict[str, Any]:
-    """The input set's fingerprint (ids, prompts, images, gold), its metadata and relabel rule."""
-    meta = json.dumps([dict(m) for m in inputs.meta], sort_keys=True, default=repr)
-    return {"data": inputs.fingerprint(), "meta": hashlib.sha1(meta.encode()).hexdigest()[:16],
-            "relabel": callable_fingerprint(inputs.relabel, what="InputSet.relabel")}
-
-
-def _callable_config(fn: Any, what: str = "logits processor") -> dict[str, Any] | None:
-    """A user callable (logits processor, ...) by name and source hash; ``None`` stays ``None``."""
-    return callable_fingerprint(fn, what=what)
-
-
-def mask_rule_of(runner: Any) -> Any:
-    """The runner's attention mask rule (``runner.mask_rule``; ``None`` when it has none)."""
-    return getattr(runner, "mask_rule", None)
-
-
-def runner_fingerprint(runner: LatentRunner) -> dict[str, Any]:
-    """Everything about a runner that an analysis's results depend on, JSON-ready.
-
-    The model's class, a hash of its weights (:func:`latentprobe.fingerprint.weights_fingerprint`,
-    computed once per model and cached), the whole spec (``spec.to_dict()``), the mask rule's,
-    projection's and image processor's code, the tokenizer's vocabulary hash, the dtype, and the
-    layer count and width. Read through public attributes only. The device is left out, so that a
-    sweep may resume on another machine.
-    """
-    model = runner.model
-    dtype = getattr(runner, "dtype", None)
-    if dtype is None:
-        dtype = next((p.dtype for p in model.parameters()), None)
-    return {"model": type(model).__name__, "weights": weights_fingerprint(model), "spec": runner.spec.to_dict(),
-            "mask_rule": callable_fingerprint(mask_rule_of(runner), what="mask rule"),
-            "projection": callable_fingerprint(getattr(runner, "projection", None), what="projection"),
-            "image_processor": callable_fingerprint(getattr(runner, "image_processor", None),
-                                                    what="image processor"),
-            "tokenizer": tokenizer_fingerprint(runner.tokenizer), "dtype": str(dtype),
-            "n_layers": int(runner.n_layers), "hidden_size": int(runner.hidden_size)}
-
-
-_runner_info = runner_fingerprint  # the name the analyses' config builders use
 
 
 def _run(runner: LatentRunner, inputs: InputSet, *, max_new_tokens: int, batch_size: int, seed: int,

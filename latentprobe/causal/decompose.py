@@ -16,13 +16,15 @@ import torch
 from latentprobe import stats as _stats
 from latentprobe.causal.common import (
     _KEPT, _MED_ROWS, _STATUS, _SUMMARY_COLS, _UNPARSEABLE, _chunks, _effect_row, _frame, _gold_list, _gold_token_id,
-    _open, _outcome, _pair_reason, _run, _run_units, _runner_info, _inputs_config, _perturbation_config,
-    _callable_config, _status, _typed,
+    _open, _outcome, _pair_reason, _run, _run_units, _status, _typed,
     check_analysis_args, check_answers, check_golds, check_scorer, scored, scorer_fingerprint, scoring_examples,
     unreadable,
 )
 from latentprobe.causal.results import MediationResult
 from latentprobe.errors import InputError
+from latentprobe.fingerprint import (
+    callable_fingerprint, inputs_fingerprint, perturbation_fingerprint, runner_fingerprint,
+)
 from latentprobe.interventions import Replace
 from latentprobe.perturbations import InputSet, Perturbation
 
@@ -120,11 +122,11 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
     examples = scoring_examples(inputs.example_ids, inputs)
     check_golds(scorer, golds, examples)
     sweep_cfg = {
-        "analysis": "mediation", "inputs": _inputs_config(inputs), "n": n, "runner": _runner_info(runner),
-        "treatment": _perturbation_config(treatment), "against": against,
+        "analysis": "mediation", "inputs": inputs_fingerprint(inputs), "n": n, "runner": runner_fingerprint(runner),
+        "treatment": perturbation_fingerprint(treatment), "against": against,
         "gold": None if golds is None else hashlib.sha1(json.dumps(golds).encode()).hexdigest()[:16],
         "seed": int(seed), "chunk_size": int(chunk_size), "batch_size": int(batch_size),
-        "max_new_tokens": int(max_new_tokens), "logits_processor": _callable_config(logits_processor),
+        "max_new_tokens": int(max_new_tokens), "logits_processor": callable_fingerprint(logits_processor, what="logits processor"),
         "scorer": scorer_fingerprint(scorer),
         "gold_prefix": gold_prefix,
     }

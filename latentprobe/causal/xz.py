@@ -19,11 +19,13 @@ from latentprobe import stats as _stats
 from latentprobe.atomic import atomic_write
 from latentprobe.causal.common import (
     _KEPT, _STATUS, _XZ_ROWS, BASELINE_SOURCES, _chunks, _frame, _modal_k, _open, _pair_reason, _run,
-    _run_units, _runner_info, _inputs_config, _perturbation_config, _callable_config, _status, _typed,
-    check_analysis_args,
+    _run_units, _status, _typed, check_analysis_args,
 )
 from latentprobe.causal.results import XZResult
 from latentprobe.errors import InputError
+from latentprobe.fingerprint import (
+    callable_fingerprint, inputs_fingerprint, perturbation_fingerprint, runner_fingerprint,
+)
 from latentprobe.perturbations import InputSet, Perturbation
 from latentprobe.trace import LatentTrace, Segment
 
@@ -202,10 +204,10 @@ def x_to_z(runner: LatentRunner, inputs: InputSet, perturbations: Perturbation |
     perts = [p.bind(inputs) for p in _normalise_perturbations(perturbations)]
     chunks = _chunks(n, chunk_size)
     sweep_cfg = {
-        "analysis": "x_to_z", "inputs": _inputs_config(inputs), "n": n, "runner": _runner_info(runner),
-        "perturbations": {p.name: _perturbation_config(p) for p in perts}, "layers": layers, "seed": int(seed),
+        "analysis": "x_to_z", "inputs": inputs_fingerprint(inputs), "n": n, "runner": runner_fingerprint(runner),
+        "perturbations": {p.name: perturbation_fingerprint(p) for p in perts}, "layers": layers, "seed": int(seed),
         "chunk_size": int(chunk_size), "batch_size": int(batch_size), "max_new_tokens": int(max_new_tokens),
-        "logits_processor": _callable_config(logits_processor), "baselines": bool(baselines),
+        "logits_processor": callable_fingerprint(logits_processor, what="logits processor"), "baselines": bool(baselines),
     }
     config = {**sweep_cfg, "n_boot": int(n_boot), "across_layers": across_layers,
               "out_dir": None if out_dir is None else str(out_dir)}

@@ -16,13 +16,16 @@ from torch import Tensor
 
 from latentprobe import stats as _stats
 from latentprobe.causal.common import (
-    _STATUS, _SUMMARY_COLS, _UNPARSEABLE, _ZY_ROWS, MODES, NO_GOLD, _accuracy_rows, _answer_sig, _chunks, _describe,
+    _STATUS, _SUMMARY_COLS, _UNPARSEABLE, _ZY_ROWS, MODES, NO_GOLD, _accuracy_rows, _answer_sig, _chunks,
     _effect_row, _finite, _frame, _gold_list, _gold_token_id, _kept_latent_examples, _kl, _open, _outcome, _run_units,
-    _runner_info, _callable_config, _score, _status, _typed, trace_fingerprint,
+    _score, _status, _typed,
     check_analysis_args, check_answers, check_golds, check_scorer, scorer_fingerprint, scoring_examples,
 )
 from latentprobe.causal.results import ZYResult
 from latentprobe.errors import InputError, InterventionError
+from latentprobe.fingerprint import (
+    callable_fingerprint, intervention_fingerprint, runner_fingerprint, trace_fingerprint,
+)
 from latentprobe.interventions import (
     AddNoise, GaussianReplace, MatchedDisplacement, MeanAblate, NoLatents, RepeatFirst, Replace, ReplaceNoise, Scale,
     Swap, Zero,
@@ -200,15 +203,15 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
     if "none" in interventions:
         raise InputError("'none' is reserved for the no-op control; rename that intervention.")
     for nm, iv in interventions.items():
-        _describe(iv)  # validates
+        intervention_fingerprint(iv)  # validates
     chunks = [[kept[j] for j in c] for c in _chunks(len(kept), chunk_size)] if kept else []
     sweep_cfg = {
-        "analysis": "z_to_y", "trace": trace_fingerprint(trace), "n": len(trace), "runner": _runner_info(runner),
-        "interventions": {nm: _describe(iv) for nm, iv in interventions.items()}, "modes": modes,
+        "analysis": "z_to_y", "trace": trace_fingerprint(trace), "n": len(trace), "runner": runner_fingerprint(runner),
+        "interventions": {nm: intervention_fingerprint(iv) for nm, iv in interventions.items()}, "modes": modes,
         "gold": None if golds_all is None else hashlib.sha1(json.dumps(golds_all).encode()).hexdigest()[:16],
         "steps": None if steps is None else sorted({int(s) for s in steps}), "layers": sorted({int(l) for l in layers}),
         "seed": int(seed), "chunk_size": int(chunk_size), "batch_size": int(batch_size),
-        "max_new_tokens": max_new_tokens, "logits_processor": _callable_config(logits_processor),
+        "max_new_tokens": max_new_tokens, "logits_processor": callable_fingerprint(logits_processor, what="logits processor"),
         "scorer": scorer_fingerprint(scorer),
         "gold_prefix": gold_prefix,
     }

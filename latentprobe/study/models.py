@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from latentprobe.causal.common import runner_fingerprint
+from latentprobe.fingerprint import runner_fingerprint
 from latentprobe.study.config import ModelConfig
 
 __all__ = ["StudyModel", "build_model"]

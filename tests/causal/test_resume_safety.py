@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from latentprobe.causal import decompose, x_to_z, z_to_y
-from latentprobe.causal.common import mask_rule_of, runner_fingerprint
+from latentprobe.fingerprint import mask_rule_of, runner_fingerprint
 from latentprobe.engine import LatentRunner
 from latentprobe.interventions import Lambda
 from latentprobe.perturbations import Custom
