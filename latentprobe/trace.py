@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from collections import Counter
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -18,8 +19,93 @@ from latentprobe.errors import InputError, StepOutOfRangeError, TraceFormatError
 from latentprobe.spec import LatentSpec
 from latentprobe.trace_store import load_trace, save_trace
 
-__all__ = ["Segment", "ExampleTrace", "LatentTrace"]
+__all__ = ["Segment", "ExampleTrace", "LatentTrace", "LatentSelection", "modal_latent_count"]
 
+
+def modal_latent_count(counts: Iterable[int]) -> int | None:
+    """The number of latents an analysis keeps: the most common non-zero count, ties to the largest.
+
+    Every analysis that needs examples with equally many latents (``trace.stack`` and
+    ``trace.features``, the probes and geometry on them, ``z_to_y``, ``default_interventions``,
+    the inter-instance similarity of ``x_to_z``) keeps the examples whose count this returns, so
+    they all analyse the same subset.
+
+    Examples with no latents never count (they did not enter latent mode). When several counts are
+    equally common the largest wins: more latent steps are then analysed per example, and on
+    families whose count varies because generation stops early (an end-token stop, as in Mirage or
+    LVR), the largest count is the one closest to the model's full latent budget, not a truncated
+    run. The rule depends only on the multiset of counts, never on their order.
+
+    Parameters
+    ----------
+    counts : iterable of int
+        The examples' latent counts (``[e.num_latents for e in trace]``).
+
+    Returns
+    -------
+    int or None
+        The count to keep; ``None`` when no count is positive.
+
+    Examples
+    --------
+    >>> from latentprobe.trace import modal_latent_count
+    >>> modal_latent_count([4, 4, 2, 0, 0, 0])
+    4
+    >>> modal_latent_count([1, 1, 8, 8])  # a tie: the larger count
+    8
+    >>> modal_latent_count([0, 0]) is None
+    True
+    """
+    tally = Counter(int(c) for c in counts if int(c) > 0)
+    if not tally:
+        return None
+    best = max(tally.values())
+    return max(k for k, v in tally.items() if v == best)
+
+
+@dataclass(frozen=True)
+class LatentSelection:
+    """Which examples of a trace an analysis keeps, and why the others were left out.
+
+    Attributes
+    ----------
+    num_latents : int or None
+        The latent count kept (:func:`modal_latent_count` unless one was asked for); ``None`` when
+        no example has latents.
+    indices : tuple of int
+        Positions (in the trace) of the kept examples.
+    n_examples, n_no_latents, n_other_count : int
+        Examples in the trace; left out because they have no latents; left out because they have
+        another positive count.
+    rule : str
+        ``"modal"`` (the most common positive count, ties to the largest) or ``"given"``.
+    """
+
+    num_latents: int | None
+    indices: tuple[int, ...]
+    n_examples: int
+    n_no_latents: int
+    n_other_count: int
+    rule: str = "modal"
+
+    @property
+    def n_kept(self) -> int:
+        return len(self.indices)
+
+    @classmethod
+    def of(cls, counts: Sequence[int], num_latents: int | None = None) -> "LatentSelection":
+        """The selection on examples with latent counts ``counts`` (``num_latents=None``: the modal rule)."""
+        counts = [int(c) for c in counts]
+        rule = "modal" if num_latents is None else "given"
+        k = modal_latent_count(counts) if num_latents is None else int(num_latents)
+        kept = tuple(i for i, c in enumerate(counts) if k is not None and c == k)
+        zeros = sum(c == 0 for c in counts)
+        return cls(k, kept, len(counts), zeros if k != 0 else 0, len(counts) - len(kept) - (zeros if k != 0 else 0), rule)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready counts (no indices): the ``kept`` entry of the causal results' configs."""
+        return {"num_latents": self.num_latents, "n_examples": self.n_examples, "n_kept": self.n_kept,
+                "n_no_latents": self.n_no_latents, "n_other_count": self.n_other_count, "rule": self.rule}
 
 
 class Segment:
@@ -179,15 +265,24 @@ class LatentTrace(Summarized):
                      ("hidden (first example)", describe(first.hidden) + " (step x residual layer x width)")]
         return f"LatentTrace: {n} example(s)", rows
 
+    def latent_selection(self, num_latents: int | None = None) -> LatentSelection:
+        """The examples an analysis keeps: those with ``num_latents`` latents (default: the count of
+        :func:`modal_latent_count`, the most common non-zero count, ties to the largest), with the
+        number left out for having no latents or another count."""
+        return LatentSelection.of([e.num_latents for e in self.examples], num_latents)
+
     def kept_indices(self, num_latents: int | None = None) -> list[int]:
-        """Indices of the examples with ``num_latents`` latents (default: the most common non-zero count)."""
-        counts = [e.num_latents for e in self.examples]
-        if num_latents is None:
-            nz = [c for c in counts if c > 0]
-            if not nz:
-                raise StepOutOfRangeError("no example in this trace entered latent mode; there are no latents.")
-            num_latents = max(set(nz), key=nz.count)
-        return [i for i, c in enumerate(counts) if c == num_latents]
+        """Indices of the examples with ``num_latents`` latents (default: :func:`modal_latent_count`).
+
+        Raises
+        ------
+        StepOutOfRangeError
+            With the default, when no example entered latent mode.
+        """
+        sel = self.latent_selection(num_latents)
+        if sel.num_latents is None:
+            raise StepOutOfRangeError("no example in this trace entered latent mode; there are no latents.")
+        return list(sel.indices)
 
     def features(self, layers: int | Sequence[int] | None = None, steps: Sequence[int] | None = None, *,
                  what: str = "hidden", num_latents: int | None = None) -> np.ndarray:
@@ -204,8 +299,10 @@ class LatentTrace(Summarized):
         what:
             ``"hidden"``, ``"z"`` (the fed vectors) or ``"h_src"`` (final-norm states the latents come from).
         num_latents:
-            Every example must have the same number of latents; when they differ, name the count to
-            keep (``kept_indices(num_latents)`` lists which examples that keeps).
+            Every example with latents must have the same number of them (examples without latents
+            are left out); when they differ, name the count to keep (``trace.latent_selection().num_latents``
+            is the one :meth:`stack` and the causal analyses keep; ``kept_indices(num_latents)``
+            lists which examples it keeps).
 
         Returns
         -------
@@ -226,10 +323,12 @@ class LatentTrace(Summarized):
         if what not in ("hidden", "z", "h_src"):
             raise InputError(f"features(what={what!r}): use 'hidden', 'z' or 'h_src'.")
         counts = sorted({e.num_latents for e in self.examples})
-        if num_latents is None and len(counts) > 1:
+        positive = [c for c in counts if c > 0]
+        if num_latents is None and len(positive) > 1:
             raise InputError(
-                f"features(): examples have different numbers of latents {counts}; pass num_latents=<one of them> "
-                "(trace.kept_indices(num_latents) lists the examples kept)."
+                f"features(): examples have different numbers of latents {positive}; pass num_latents=<one of them> "
+                f"(num_latents={modal_latent_count(e.num_latents for e in self.examples)} is the count stack() and "
+                "the causal analyses keep; trace.kept_indices(num_latents) lists the examples kept)."
             )
         kept = self.kept_indices(num_latents)
         if not kept:
@@ -267,7 +366,8 @@ class LatentTrace(Summarized):
         what:
             ``"z"`` (fed vectors), ``"h_src"`` or ``"hidden"`` (then ``layer`` is required).
         num_latents:
-            Keep examples with exactly this many latents (default: the most common count).
+            Keep examples with exactly this many latents (default: :func:`modal_latent_count`, the
+            most common non-zero count, ties to the largest).
 
         Returns
         -------

@@ -21,9 +21,11 @@ Conventions
 -----------
 * **Only examples that entered latent mode count.** An example contributes to an X -> Z or
   mediation comparison only when both runs entered latent mode with the same number of latents
-  (step-wise comparisons need it); Z -> Y keeps examples with the trace's most common number of
-  latents. Every result lists the others in ``dropped`` (``reason`` column;
-  :meth:`drop_counts` tallies them).
+  (step-wise comparisons need it); Z -> Y keeps examples with the trace's most common non-zero
+  number of latents, ties to the largest (:func:`latentprobe.trace.modal_latent_count`, the rule
+  ``trace.stack`` and ``trace.features`` use too). Every result lists the others in ``dropped``
+  (``reason`` column; :meth:`drop_counts` tallies them), and ``config["kept"]`` counts the examples
+  kept and left out (:meth:`latentprobe.trace.LatentSelection.to_dict`).
 * **References are computed the same way as the intervened runs.** In :func:`z_to_y` every
   intervention is compared with the *no-op control of the same mode* (``intervention="none"``):
   replay teacher-forces, propagate and redecode decode again from a prefix, and each of these

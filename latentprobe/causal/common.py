@@ -5,7 +5,6 @@ their tables' columns in :mod:`latentprobe.schema`."""
 from __future__ import annotations
 
 import os
-from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -95,15 +94,6 @@ def _run(runner: LatentRunner, inputs: InputSet, *, max_new_tokens: int, batch_s
                       capture_positions=capture, logits_processor=logits_processor, progress=False)
 
 
-def _modal_k(counts: Sequence[int]) -> int | None:
-    nz = [c for c in counts if c > 0]
-    if not nz:
-        return None
-    tally = Counter(nz)
-    best = max(tally.values())
-    return min(k for k, v in tally.items() if v == best)
-
-
 def _status(eid: str, cond: str, reason: str, kc: int, ko: int, chunk: int) -> dict[str, Any]:
     return {"example_id": eid, "condition": cond, "reason": reason, "n_latents_clean": int(kc),
             "n_latents_other": int(ko), "chunk": int(chunk)}
@@ -117,11 +107,6 @@ def _pair_reason(kc: int, ko: int, other: str) -> str:
     if kc != ko:
         return "latent_count_mismatch"
     return _KEPT
-
-
-def _kept_latent_examples(trace: LatentTrace) -> tuple[list[int], int | None]:
-    k = _modal_k([e.num_latents for e in trace])
-    return [i for i, e in enumerate(trace) if k is not None and e.num_latents == k], k
 
 
 # --------------------------------------------------------------------------- argument checks

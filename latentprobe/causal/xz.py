@@ -18,7 +18,7 @@ from torch import Tensor
 from latentprobe import stats as _stats
 from latentprobe.atomic import atomic_write
 from latentprobe.causal.common import (
-    _KEPT, _STATUS, _XZ_ROWS, BASELINE_SOURCES, _chunks, _frame, _modal_k, _open, _pair_reason, _run,
+    _KEPT, _STATUS, _XZ_ROWS, BASELINE_SOURCES, _chunks, _frame, _open, _pair_reason, _run,
     _run_units, _status, _typed, check_analysis_args,
 )
 from latentprobe.causal.results import XZResult
@@ -27,7 +27,7 @@ from latentprobe.fingerprint import (
     callable_fingerprint, inputs_fingerprint, perturbation_fingerprint, runner_fingerprint,
 )
 from latentprobe.perturbations import InputSet, Perturbation
-from latentprobe.trace import LatentTrace, Segment
+from latentprobe.trace import LatentSelection, LatentTrace, Segment
 
 if TYPE_CHECKING:
     from latentprobe.engine import LatentRunner
@@ -289,8 +289,8 @@ def _across_frame(per_chunk: list[dict[str, Tensor]], example_ids: Sequence[str]
     for t in per_chunk:
         merged.update(t)
     present = [e for e in example_ids if e in merged]
-    k = _modal_k([merged[e].shape[0] for e in present])
-    keep = [e for e in present if k is not None and merged[e].shape[0] == k]
+    selection = LatentSelection.of([merged[e].shape[0] for e in present])
+    keep = [present[i] for i in selection.indices]
     if len(keep) < 2:
         return _frame([], cols), {}
     lat = torch.stack([merged[e] for e in keep])  # [n, K, A, d]

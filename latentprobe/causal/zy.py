@@ -17,7 +17,7 @@ from torch import Tensor
 from latentprobe import stats as _stats
 from latentprobe.causal.common import (
     _STATUS, _SUMMARY_COLS, _UNPARSEABLE, _ZY_ROWS, MODES, NO_GOLD, _accuracy_rows, _answer_sig, _chunks,
-    _effect_row, _finite, _frame, _gold_list, _gold_token_id, _kept_latent_examples, _kl, _open, _outcome, _run_units,
+    _effect_row, _finite, _frame, _gold_list, _gold_token_id, _kl, _open, _outcome, _run_units,
     _score, _status, _typed,
     check_analysis_args, check_answers, check_golds, check_scorer, scorer_fingerprint, scoring_examples,
 )
@@ -44,7 +44,8 @@ SUITE = ("shared_tensor", "add_noise", "replace_noise", "near_zero", "zero", "me
 
 
 def default_interventions(trace: LatentTrace, *, seed: int = 0) -> dict[str, Any]:
-    """The full suite, built from ``trace`` (its examples with the most common number of latents).
+    """The full suite, built from ``trace`` (its examples with the latent count of
+    :func:`~latentprobe.trace.modal_latent_count`: the most common non-zero count, ties to the largest).
 
     Paper: ``shared_tensor`` (one random vector, of the clean latents' mean norm, written into
     every latent of every example), ``add_noise`` (Gaussian noise of about the latent's own norm),
@@ -64,7 +65,7 @@ def default_interventions(trace: LatentTrace, *, seed: int = 0) -> dict[str, Any
     >>> sorted(default_interventions(trace))[:4]
     ['add_noise', 'mean_ablate', 'near_zero', 'no_latents']
     """
-    kept, k = _kept_latent_examples(trace)
+    kept = list(trace.latent_selection().indices)
     if not kept:
         raise InterventionError("no example of the trace entered latent mode; there is nothing to intervene on.")
     zs = torch.stack([trace[i].z.float() for i in kept])  # [n, K, d]
@@ -115,8 +116,10 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
     """How much does the answer change when the latents change?
 
     Every intervention is run in every mode on the examples of ``trace`` that entered latent mode
-    with the trace's most common number of latents, and compared example by example with the
-    no-op control of the same mode (``intervention="none"``, see the module docs).
+    with the trace's most common number of latents (ties to the largest:
+    :func:`~latentprobe.trace.modal_latent_count`, the rule of ``trace.stack``), and compared example
+    by example with the no-op control of the same mode (``intervention="none"``, see the module docs).
+    ``config["kept"]`` counts the examples kept and those left out (no latents, another count).
 
     Parameters
     ----------
@@ -189,7 +192,8 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
     golds_all = _gold_list(gold, ids)
     examples = scoring_examples(ids, gold)
     check_golds(scorer, golds_all, examples)
-    kept, k = _kept_latent_examples(trace)
+    selection = trace.latent_selection()
+    kept, k = list(selection.indices), selection.num_latents
     dropped_recs = []
     for i, e in enumerate(trace):
         if e.num_latents == 0:
@@ -215,7 +219,7 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
         "scorer": scorer_fingerprint(scorer),
         "gold_prefix": gold_prefix,
     }
-    config = {**sweep_cfg, "n_boot": int(n_boot), "n_kept": len(kept), "num_latents": k,
+    config = {**sweep_cfg, "n_boot": int(n_boot), "n_kept": len(kept), "num_latents": k, "kept": selection.to_dict(),
               "no_latents_modes": ["redecode"], "reference": "no-op control of the same mode",
               "out_dir": None if out_dir is None else str(out_dir)}
     store = _open(out_dir, name, sweep_cfg, ("example_id",), overwrite)
