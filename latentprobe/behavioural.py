@@ -26,6 +26,7 @@ from latentprobe import stats
 from latentprobe.errors import InputError
 from latentprobe.interventions import Replace
 from latentprobe.perturbations import BlankImage, InputSet
+from latentprobe.schema import BEHAVIOURAL_CONDITIONS, BEHAVIOURAL_ROWS, BEHAVIOURAL_SUMMARY, EFFECTS
 from latentprobe.scoring import Scorer, ScoringError, scorer_from_name
 
 if TYPE_CHECKING:
@@ -36,9 +37,11 @@ __all__ = ["BehaviouralProbeResult", "behavioural_probe"]
 
 @dataclass(frozen=True)
 class BehaviouralProbeResult:
-    """``summary``: condition, accuracy, ci_low, ci_high, n, note, n_unparseable. ``tests``: paired
-    comparisons (accuracy difference with a paired bootstrap CI and McNemar's exact p). ``rows``: per
-    example, ``correct_<condition>`` and ``parse_method_<condition>`` for each condition."""
+    """``summary`` (:class:`~latentprobe.schema.BEHAVIOURAL_SUMMARY`): condition, accuracy, ci_low, ci_high,
+    n, note, n_unparseable. ``tests`` (:class:`~latentprobe.schema.EFFECTS`): paired comparisons (accuracy
+    difference with a paired bootstrap CI and McNemar's exact p). ``rows``
+    (:class:`~latentprobe.schema.BEHAVIOURAL_ROWS`): per example, ``correct_<condition>`` and
+    ``parse_method_<condition>`` for each condition."""
 
     summary: pd.DataFrame
     tests: pd.DataFrame
@@ -94,20 +97,23 @@ def behavioural_probe(runner: LatentRunner, original: InputSet, derived: InputSe
     blank_k, clean_k, image_k = blank.select(keep), clean.select(keep), with_image.select(keep)
     z = torch.stack([e.z for e in clean_k])
     latents_only = runner.intervene(blank_k, Replace(z), mode="redecode", **kw)
-    scored = {"image": _correct(image_k, gold, scorer, examples), "blank": _correct(blank_k, gold, scorer, examples),
-              "latents_only": _correct(latents_only, gold, scorer, examples)}
+    image, blank_c, only = BEHAVIOURAL_CONDITIONS
+    scored = {image: _correct(image_k, gold, scorer, examples), blank_c: _correct(blank_k, gold, scorer, examples),
+              only: _correct(latents_only, gold, scorer, examples)}
     res = {k: c for k, (c, _, _) in scored.items()}
-    summary = []
+    summary, T = [], BEHAVIOURAL_SUMMARY
     for name, c in res.items():
         e = stats.bootstrap_ci(c.astype(float), n_boot=n_boot, seed=seed, name=name)
-        summary.append({"condition": name, "accuracy": e.estimate, "ci_low": e.ci_low, "ci_high": e.ci_high,
-                        "n": e.n, "note": e.note, "n_unparseable": scored[name][1]})
+        summary.append({T.CONDITION: name, T.ACCURACY: e.estimate, T.CI_LOW: e.ci_low, T.CI_HIGH: e.ci_high,
+                        T.N: e.n, T.NOTE: e.note, T.N_UNPARSEABLE: scored[name][1]})
     tests = []
-    for a, b in (("latents_only", "blank"), ("image", "latents_only")):
+    for a, b in ((only, blank_c), (image, only)):
         e = stats.accuracy_difference(res[a], res[b], n_boot=n_boot, seed=seed, name=f"{a} - {b}")
         tests.append(e.to_dict())
-    rows = pd.DataFrame({"example_id": [derived.example_ids[i] for i in keep], "gold": gold,
-                         **{f"correct_{k}": v for k, v in res.items()},
-                         **{f"parse_method_{k}": m for k, (_, _, m) in scored.items()},
-                         "answer_latents_only": [e.answer_text for e in latents_only]})
-    return BehaviouralProbeResult(pd.DataFrame(summary), pd.DataFrame(tests), rows, dropped)
+    R = BEHAVIOURAL_ROWS
+    rows = R.frame({R.EXAMPLE_ID: [derived.example_ids[i] for i in keep], R.GOLD: gold,
+                    R.CORRECT_IMAGE: res[image], R.CORRECT_BLANK: res[blank_c], R.CORRECT_LATENTS_ONLY: res[only],
+                    R.PARSE_METHOD_IMAGE: scored[image][2], R.PARSE_METHOD_BLANK: scored[blank_c][2],
+                    R.PARSE_METHOD_LATENTS_ONLY: scored[only][2],
+                    R.ANSWER_LATENTS_ONLY: [e.answer_text for e in latents_only]})
+    return BehaviouralProbeResult(T.frame(summary), EFFECTS.frame(tests), rows, dropped)

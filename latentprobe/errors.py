@@ -149,3 +149,8 @@ class StudyError(LatentProbeError, ValueError):
 
 class ExportDependencyError(ReportError, ImportError):
     """Static figure export needs an optional package that is not installed (the message says what to install)."""
+
+
+class SchemaError(LatentProbeError, ValueError):
+    """A table whose columns or dtypes differ from its declaration in :mod:`latentprobe.schema`; the message
+    names the table, the missing, extra and out-of-order columns and the wrong dtypes."""

@@ -1,109 +1,87 @@
-"""Column names of every table an analysis returns, defined once.
+"""Columns and dtypes of every table an analysis returns, defined once.
 
 Each table is a small class whose attributes are the table's columns, in the order the analysis
 writes them. A column is a :class:`Column`: a plain ``str`` (use it anywhere pandas takes a
-column name) that also carries a one-line ``meaning``. ``Table.COLUMNS`` lists the columns that
-are always present, ``Table.OPTIONAL`` those that appear only with some arguments.
+column name) that also carries its pandas ``dtype`` and a one-line ``meaning``. ``Table.COLUMNS``
+lists the columns that are always present, ``Table.OPTIONAL`` those that appear only with some
+arguments, ``Table.DTYPES`` maps every column to its dtype.
 
-Columns shared by several tables (``estimate``, ``ci_low``, ...) are defined once at module level
-and reused, so one name means one thing everywhere. The analyses are the source of truth: a test
-runs each of them on small real input and checks that its columns equal these.
+The analyses build their tables with :meth:`Table.frame` (exactly the declared columns, in order,
+with the declared dtypes) and :meth:`Table.empty`; :meth:`Table.check` refuses a frame that differs
+from its declaration. Columns shared by several tables (``estimate``, ``ci_low``, ...) are defined
+once at module level and reused, so one name means one thing everywhere. A test runs every
+analysis on small real input and checks its output with :meth:`Table.check`.
 
->>> from latentprobe.schema import ZY_SUMMARY
+>>> from latentprobe.schema import ZY_SUMMARY, CKA_AGAINST
 >>> ZY_SUMMARY.ESTIMATE
 'estimate'
->>> ZY_SUMMARY.ESTIMATE.meaning
-'point estimate on the full sample'
+>>> ZY_SUMMARY.ESTIMATE.meaning, ZY_SUMMARY.ESTIMATE.dtype
+('point estimate on the full sample', 'float64')
 >>> ZY_SUMMARY.COLUMNS[:3]
 ('intervention', 'mode', 'metric')
+>>> table = CKA_AGAINST.frame([{"step": 0, "cka": 0.5}, {"step": 1, "cka": 0.75}])
+>>> table.dtypes.astype(str).tolist()
+['int64', 'float64']
+>>> CKA_AGAINST.check(table)  # passes silently
+>>> CKA_AGAINST.check(table.astype({"step": "float64"}))
+Traceback (most recent call last):
+...
+latentprobe.errors.SchemaError: CKA_AGAINST: column 'step' has dtype float64, declared int64; build the table with CKA_AGAINST.frame(...) or fix the analysis (or the declaration in latentprobe/schema.py).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from latentprobe.errors import InputError
+from latentprobe.table import DTYPES, Column, Table
 
 __all__ = [
-    "Column", "Table",
+    "Column", "Table", "DTYPES",
     "XZ_ROWS", "XZ_SUMMARY", "XZ_ACROSS", "STATUS",
     "ZY_ROWS", "ZY_SUMMARY", "MEDIATION_ROWS", "MEDIATION_SUMMARY", "EFFECTS",
-    "PROBE_SCORES", "PROBE_COMPARISON",
-    "CONSECUTIVE", "ACROSS_SUMMARY", "ACROSS_BY_GROUP", "CKA_AGAINST", "NORM_TABLE", "COLLAPSE_TABLE",
-    "XZ_METRICS", "ZY_METRICS", "EFFECT_NAMES", "EFFECT_KINDS", "SOURCES", "CENTERINGS",
+    "PROBE_SCORES", "PROBE_COMPARISON", "PROBES_SKIPPED",
+    "CONSECUTIVE", "ACROSS_SUMMARY", "ACROSS_BY_GROUP", "CKA_AGAINST", "NORM_TABLE", "COLLAPSE_TABLE", "STEP_MATRIX",
+    "LATENT_SELECTION", "BEHAVIOURAL_SUMMARY", "BEHAVIOURAL_ROWS",
+    "XZ_METRICS", "ZY_METRICS", "EFFECT_NAMES", "EFFECT_KINDS", "SOURCES", "CENTERINGS", "BEHAVIOURAL_CONDITIONS",
     "CONTROL_INTERVENTION", "RUN_MODE", "KEPT", "NO_GOLD",
 ]
 
-
-class Column(str):
-    """A column name (a ``str``) with a one-line ``meaning``; ``optional`` when not always present."""
-
-    meaning: str
-    optional: bool
-
-    def __new__(cls, name: str, meaning: str, *, optional: bool = False) -> Column:
-        self = super().__new__(cls, name)
-        self.meaning = meaning
-        self.optional = optional
-        return self
-
-    def __repr__(self) -> str:
-        return str.__repr__(self)
-
-    def __reduce__(self):  # pickles (and deep-copies) as a plain str
-        return (str, (str(self),))
-
-
-class Table:
-    """Base class of a table's column namespace; subclasses declare :class:`Column` attributes."""
-
-    COLUMNS: ClassVar[tuple[Column, ...]] = ()
-    OPTIONAL: ClassVar[tuple[Column, ...]] = ()
-
-    def __init_subclass__(cls) -> None:
-        cols = [v for k, v in vars(cls).items() if isinstance(v, Column) and k.isupper()]
-        cls.COLUMNS = tuple(c for c in cols if not c.optional)
-        cls.OPTIONAL = tuple(c for c in cols if c.optional)
-
-    def __init__(self) -> None:
-        raise InputError(f"{type(self).__name__} is a namespace of column names; use its attributes, not an instance.")
+_KEYS = ("object", "str")  # probe cells keyed by names (a dict of features) instead of axis indices
 
 
 # --------------------------------------------------------------------------- shared columns
-EXAMPLE_ID = Column("example_id", "id of the example (InputSet / trace)")
-CHUNK = Column("chunk", "index of the chunk of examples the row was computed in")
-STEP = Column("step", "latent step (0-based; -1 for prompt-token baselines)")
-LAYER = Column("layer", "residual layer (0 = the fed input embedding)")
-SOURCE = Column("source", "what the vectors are: 'latent' or a baseline name")
-METRIC = Column("metric", "name of the summarised quantity (long format: one row per metric)")
-ESTIMATE = Column("estimate", "point estimate on the full sample")
-MEAN = Column("mean", "mean over instances")
-CI_LOW = Column("ci_low", "lower bound of the confidence interval")
-CI_HIGH = Column("ci_high", "upper bound of the confidence interval")
-N = Column("n", "number of examples (instances) behind the estimate")
-P_VALUE = Column("p_value", "p-value of the accompanying exact test (NaN when none was run)")
-METHOD = Column("method", "how the interval (and p-value) were computed")
-NOTE = Column("note", "caveats, e.g. a small-sample warning; empty when none")
-CONDITION = Column("condition", "the condition of the row (perturbation, treatment or mediation condition)")
-ANSWER = Column("answer", "decoded answer text of the run")
-GOLD = Column("gold", "gold answer (None when unknown)")
-CORRECT = Column("correct", "1.0 when the scorer reads the gold answer, 0.0 when it reads another, NaN without gold "
+EXAMPLE_ID = Column("example_id", "str", "id of the example (InputSet / trace)")
+CHUNK = Column("chunk", "int64", "index of the chunk of examples the row was computed in")
+STEP = Column("step", "int64", "latent step (0-based; -1 for prompt-token baselines)")
+LAYER = Column("layer", "int64", "residual layer (0 = the fed input embedding)")
+SOURCE = Column("source", "str", "what the vectors are: 'latent' or a baseline name")
+METRIC = Column("metric", "str", "name of the summarised quantity (long format: one row per metric)")
+ESTIMATE = Column("estimate", "float64", "point estimate on the full sample")
+MEAN = Column("mean", "float64", "mean over instances")
+CI_LOW = Column("ci_low", "float64", "lower bound of the confidence interval")
+CI_HIGH = Column("ci_high", "float64", "upper bound of the confidence interval")
+N = Column("n", "int64", "number of examples (instances) behind the estimate")
+P_VALUE = Column("p_value", "float64", "p-value of the accompanying exact test (NaN when none was run)")
+METHOD = Column("method", "str", "how the interval (and p-value) were computed")
+NOTE = Column("note", "str", "caveats, e.g. a small-sample warning; empty when none")
+CONDITION = Column("condition", "str", "the condition of the row (perturbation, treatment or mediation condition)")
+ANSWER = Column("answer", "str", "decoded answer text of the run")
+GOLD = Column("gold", "str", "gold answer (None when unknown)")
+CORRECT = Column("correct", "float64", "1.0 when the scorer reads the gold answer, 0.0 when it reads another, NaN without gold "
                  "or when the answer cannot be read (see parse_method)")
-PARSED = Column("parsed", "what the scorer read from the answer (a letter, a number, normalised text); empty when nothing")
-PARSE_METHOD = Column("parse_method", "how the scorer read the answer ('answer_is', 'option_text', 'exact', ...; "
+PARSED = Column("parsed", "str", "what the scorer read from the answer (a letter, a number, normalised text); empty when nothing")
+PARSE_METHOD = Column("parse_method", "str", "how the scorer read the answer ('answer_is', 'option_text', 'exact', ...; "
                       "'empty', 'refusal', 'ambiguous', 'none' when it could not; 'no_gold' when not scored)")
-N_UNPARSEABLE = Column("n_unparseable", "answers behind the row that had a gold but could not be read (counted as "
+N_UNPARSEABLE = Column("n_unparseable", "int64", "answers behind the row that had a gold but could not be read (counted as "
                        "wrong in accuracy metrics and effects on correctness)")
-GOLD_LOGPROB = Column("gold_logprob", "log-probability of the gold answer's first token at the first answer position")
-N_LATENTS = Column("n_latents", "number of latent steps of the run")
-MEAN_OFFDIAG = Column("mean_offdiag", "mean cosine over pairs of distinct instances")
-CENTERING = Column("centering", "'raw' or 'centered' (grand mean of the source subtracted)")
-MEAN_NORM = Column("mean_norm", "mean L2 norm of the vectors")
-WITHIN_GROUP_MEAN = Column("within_group_mean", "mean cosine over pairs of instances in the same group")
-BETWEEN_GROUP_MEAN = Column("between_group_mean", "mean cosine over pairs of instances in different groups")
-TARGET = Column("target", "name of the probed target")
-TASK = Column("task", "'classification' or 'regression'")
-SCORE = Column("score", "mean held-out probe score over outer folds (accuracy or R^2)")
+GOLD_LOGPROB = Column("gold_logprob", "float64", "log-probability of the gold answer's first token at the first answer position")
+N_LATENTS = Column("n_latents", "int64", "number of latent steps of the run")
+MEAN_OFFDIAG = Column("mean_offdiag", "float64", "mean cosine over pairs of distinct instances")
+CENTERING = Column("centering", "str", "'raw' or 'centered' (grand mean of the source subtracted)")
+MEAN_NORM = Column("mean_norm", "float64", "mean L2 norm of the vectors")
+WITHIN_GROUP_MEAN = Column("within_group_mean", "float64", "mean cosine over pairs of instances in the same group")
+BETWEEN_GROUP_MEAN = Column("between_group_mean", "float64", "mean cosine over pairs of instances in different groups")
+TARGET = Column("target", "str", "name of the probed target")
+TASK = Column("task", "str", "'classification' or 'regression'")
+SCORE = Column("score", "float64", "mean held-out probe score over outer folds (accuracy or R^2)")
 
 
 # --------------------------------------------------------------------------- causal analyses
@@ -111,12 +89,12 @@ class XZ_ROWS(Table):
     """``XZResult.rows`` (:func:`latentprobe.causal.x_to_z`): example x perturbation x source x step x layer."""
 
     EXAMPLE_ID = EXAMPLE_ID
-    PERTURBATION = Column("perturbation", "name of the input perturbation")
+    PERTURBATION = Column("perturbation", "str", "name of the input perturbation")
     SOURCE = SOURCE
     STEP = STEP
     LAYER = LAYER
-    COSINE = Column("cosine", "cosine similarity of the clean and perturbed vectors")
-    REL_L2 = Column("rel_l2", "relative L2 change ||z' - z|| / ||z||")
+    COSINE = Column("cosine", "float64", "cosine similarity of the clean and perturbed vectors")
+    REL_L2 = Column("rel_l2", "float64", "relative L2 change ||z' - z|| / ||z||")
     CHUNK = CHUNK
 
 
@@ -139,7 +117,7 @@ class XZ_ACROSS(Table):
     """``XZResult.across``: inter-instance cosine of clean latents per layer x centring x step."""
 
     LAYER = LAYER
-    CENTER = Column("center", "whether the grand mean latent was subtracted first")
+    CENTER = Column("center", "bool", "whether the grand mean latent was subtracted first")
     STEP = STEP
     MEAN_OFFDIAG = MEAN_OFFDIAG
     CI_LOW = CI_LOW
@@ -152,9 +130,9 @@ class STATUS(Table):
 
     EXAMPLE_ID = EXAMPLE_ID
     CONDITION = CONDITION
-    REASON = Column("reason", "why the example was left out ('kept' in XZResult.status when it was not)")
-    N_LATENTS_CLEAN = Column("n_latents_clean", "latent steps of the clean run (-1 when not applicable)")
-    N_LATENTS_OTHER = Column("n_latents_other", "latent steps of the other run (-1 when not applicable)")
+    REASON = Column("reason", "str", "why the example was left out ('kept' in XZResult.status when it was not)")
+    N_LATENTS_CLEAN = Column("n_latents_clean", "int64", "latent steps of the clean run (-1 when not applicable)")
+    N_LATENTS_OTHER = Column("n_latents_other", "int64", "latent steps of the other run (-1 when not applicable)")
     CHUNK = CHUNK
 
 
@@ -163,25 +141,25 @@ class ZY_ROWS(Table):
 
     EXAMPLE_ID = EXAMPLE_ID
     CHUNK = CHUNK
-    INTERVENTION = Column("intervention", "name of the latent intervention ('none' = the mode's no-op control)")
-    MODE = Column("mode", "'replay', 'propagate' or 'redecode' ('run' in the summary: the original run)")
+    INTERVENTION = Column("intervention", "str", "name of the latent intervention ('none' = the mode's no-op control)")
+    MODE = Column("mode", "str", "'replay', 'propagate' or 'redecode' ('run' in the summary: the original run)")
     ANSWER = ANSWER
-    REF_ANSWER = Column("ref_answer", "answer of the same mode's no-op control")
-    CLEAN_ANSWER = Column("clean_answer", "answer of the original run")
+    REF_ANSWER = Column("ref_answer", "str", "answer of the same mode's no-op control")
+    CLEAN_ANSWER = Column("clean_answer", "str", "answer of the original run")
     GOLD = GOLD
     CORRECT = CORRECT
-    REF_CORRECT = Column("ref_correct", "correctness of the control's answer")
+    REF_CORRECT = Column("ref_correct", "float64", "correctness of the control's answer")
     PARSED = PARSED
     PARSE_METHOD = PARSE_METHOD
-    REF_PARSED = Column("ref_parsed", "what the scorer read from the control's answer")
-    REF_PARSE_METHOD = Column("ref_parse_method", "how the scorer read the control's answer")
-    FLIP = Column("flip", "the answer differs from the control's")
-    CHANGED_VS_CLEAN = Column("changed_vs_clean", "the answer differs from the original run's")
+    REF_PARSED = Column("ref_parsed", "str", "what the scorer read from the control's answer")
+    REF_PARSE_METHOD = Column("ref_parse_method", "str", "how the scorer read the control's answer")
+    FLIP = Column("flip", "bool", "the answer differs from the control's")
+    CHANGED_VS_CLEAN = Column("changed_vs_clean", "bool", "the answer differs from the original run's")
     GOLD_LOGPROB = GOLD_LOGPROB
-    REF_GOLD_LOGPROB = Column("ref_gold_logprob", "gold first-token log-probability under the control")
-    KL = Column("kl", "KL(control first-token distribution || intervened), nats")
-    RECORDED_LOGPROB = Column("recorded_logprob", "replay only: log-probability of the recorded answer")
-    REF_RECORDED_LOGPROB = Column("ref_recorded_logprob", "replay only: the same under the control")
+    REF_GOLD_LOGPROB = Column("ref_gold_logprob", "float64", "gold first-token log-probability under the control")
+    KL = Column("kl", "float64", "KL(control first-token distribution || intervened), nats")
+    RECORDED_LOGPROB = Column("recorded_logprob", "float64", "replay only: log-probability of the recorded answer")
+    REF_RECORDED_LOGPROB = Column("ref_recorded_logprob", "float64", "replay only: the same under the control")
     N_LATENTS = N_LATENTS
 
 
@@ -207,8 +185,8 @@ class MEDIATION_ROWS(Table):
     EXAMPLE_ID = EXAMPLE_ID
     CHUNK = CHUNK
     CONDITION = CONDITION
-    X = Column("x", "which input the condition uses ('clean' or 'treated')")
-    Z = Column("z", "which latents the condition uses ('clean' or 'treated')")
+    X = Column("x", "str", "which input the condition uses ('clean' or 'treated')")
+    Z = Column("z", "str", "which latents the condition uses ('clean' or 'treated')")
     ANSWER = ANSWER
     GOLD = GOLD
     CORRECT = CORRECT
@@ -221,8 +199,8 @@ class MEDIATION_ROWS(Table):
 class MEDIATION_SUMMARY(Table):
     """``MediationResult.summary``: TE, NDE, NIE, interaction, proportion mediated, condition means."""
 
-    EFFECT = Column("effect", "effect name (see EFFECT_NAMES, 'proportion_mediated', 'mean_<condition>')")
-    KIND = Column("kind", "'effect', 'ratio' or 'level' (see EFFECT_KINDS)")
+    EFFECT = Column("effect", "str", "effect name (see EFFECT_NAMES, 'proportion_mediated', 'mean_<condition>')")
+    KIND = Column("kind", "str", "'effect', 'ratio' or 'level' (see EFFECT_KINDS)")
     ESTIMATE = ESTIMATE
     CI_LOW = CI_LOW
     CI_HIGH = CI_HIGH
@@ -230,15 +208,15 @@ class MEDIATION_SUMMARY(Table):
     P_VALUE = P_VALUE
     METHOD = METHOD
     NOTE = NOTE
-    OUTCOME = Column("outcome", "per-example outcome: 'correct' or 'gold_logprob'")
-    TREATMENT = Column("treatment", "name of the input change x -> x'")
+    OUTCOME = Column("outcome", "str", "per-example outcome: 'correct' or 'gold_logprob'")
+    TREATMENT = Column("treatment", "str", "name of the input change x -> x'")
     N_UNPARSEABLE = N_UNPARSEABLE
 
 
 class EFFECTS(Table):
     """:func:`latentprobe.stats.effects_frame`: one row per :class:`~latentprobe.stats.Effect`."""
 
-    NAME = Column("name", "label of the effect")
+    NAME = Column("name", "str", "label of the effect")
     ESTIMATE = ESTIMATE
     CI_LOW = CI_LOW
     CI_HIGH = CI_HIGH
@@ -246,8 +224,8 @@ class EFFECTS(Table):
     P_VALUE = P_VALUE
     METHOD = METHOD
     NOTE = NOTE
-    CONFIDENCE = Column("confidence", "nominal coverage of the interval")
-    EXCLUDES_ZERO = Column("excludes_zero", "whether the interval excludes 0")
+    CONFIDENCE = Column("confidence", "float64", "nominal coverage of the interval")
+    EXCLUDES_ZERO = Column("excludes_zero", "bool", "whether the interval excludes 0")
 
 
 # --------------------------------------------------------------------------- probing
@@ -255,25 +233,25 @@ class PROBE_SCORES(Table):
     """``ProbeSweepResult.scores`` (:func:`latentprobe.probing.probe_sweep`): target x layer x step."""
 
     TARGET = TARGET
-    LAYER = Column("layer", "layer of the probed hidden states (axis index or key)")
-    STEP = Column("step", "latent step of the probed hidden states (axis index or key)")
+    LAYER = Column("layer", "int64", "layer of the probed hidden states (axis index or key)", also=_KEYS)
+    STEP = Column("step", "int64", "latent step of the probed hidden states (axis index or key)", also=_KEYS)
     TASK = TASK
     SCORE = SCORE
-    CI_LOW = Column("ci_low", "lower bound of the Student-t interval over outer folds")
-    CI_HIGH = Column("ci_high", "upper bound of the Student-t interval over outer folds")
+    CI_LOW = Column("ci_low", "float64", "lower bound of the Student-t interval over outer folds")
+    CI_HIGH = Column("ci_high", "float64", "upper bound of the Student-t interval over outer folds")
     N = N
-    N_GROUPS = Column("n_groups", "number of distinct groups (folds never split one)")
-    MAJORITY = Column("majority", "most-frequent-class accuracy (R^2 of the mean for regression)")
-    SHUFFLE = Column("shuffle", "score with permuted training labels (NaN without controls)")
-    CONTROL = Column("control", "control-task score (Hewitt & Liang; NaN without controls)")
-    SELECTIVITY = Column("selectivity", "score - control")
-    CHANCE = Column("chance", "1 / number of classes (0 for regression)")
+    N_GROUPS = Column("n_groups", "int64", "number of distinct groups (folds never split one)")
+    MAJORITY = Column("majority", "float64", "most-frequent-class accuracy (R^2 of the mean for regression)")
+    SHUFFLE = Column("shuffle", "float64", "score with permuted training labels (NaN without controls)")
+    CONTROL = Column("control", "float64", "control-task score (Hewitt & Liang; NaN without controls)")
+    SELECTIVITY = Column("selectivity", "float64", "score - control")
+    CHANCE = Column("chance", "float64", "1 / number of classes (0 for regression)")
 
 
 class PROBE_COMPARISON(Table):
     """:func:`latentprobe.probing.compare_representations`: one row per named representation."""
 
-    REPRESENTATION = Column("representation", "name of the representation")
+    REPRESENTATION = Column("representation", "str", "name of the representation")
     TARGET = TARGET
     TASK = TASK
     SCORE = SCORE
@@ -286,6 +264,13 @@ class PROBE_COMPARISON(Table):
     CONTROL = PROBE_SCORES.CONTROL
     SELECTIVITY = PROBE_SCORES.SELECTIVITY
     CHANCE = PROBE_SCORES.CHANCE
+
+
+class PROBES_SKIPPED(Table):
+    """Probe targets a study could not probe (too few examples or classes), and why."""
+
+    TARGET = TARGET
+    REASON = Column("reason", "str", "the error that stopped the probe, on one line")
 
 
 # --------------------------------------------------------------------------- geometry
@@ -315,25 +300,25 @@ class ACROSS_BY_GROUP(Table):
     STEP = STEP
     WITHIN_GROUP_MEAN = WITHIN_GROUP_MEAN
     BETWEEN_GROUP_MEAN = BETWEEN_GROUP_MEAN
-    N_WITHIN_PAIRS = Column("n_within_pairs", "unordered pairs of instances in the same group")
-    N_BETWEEN_PAIRS = Column("n_between_pairs", "unordered pairs of instances in different groups")
+    N_WITHIN_PAIRS = Column("n_within_pairs", "int64", "unordered pairs of instances in the same group")
+    N_BETWEEN_PAIRS = Column("n_between_pairs", "int64", "unordered pairs of instances in different groups")
 
 
 class CKA_AGAINST(Table):
     """:func:`latentprobe.geometry.cka_against`: CKA of each step's latents with a feature set."""
 
     STEP = STEP
-    CKA = Column("cka", "linear CKA between the step's latents and the features")
+    CKA = Column("cka", "float64", "linear CKA between the step's latents and the features")
 
 
 class NORM_TABLE(Table):
     """:func:`latentprobe.geometry.norm_table`: latent norms per step and the token-embedding norm."""
 
-    SOURCE = Column("source", "'latent' or 'token_embedding'")
-    STEP = Column("step", "latent step (<NA> on the token_embedding row)")
+    SOURCE = Column("source", "str", "'latent' or 'token_embedding'")
+    STEP = Column("step", "Int64", "latent step (<NA> on the token_embedding row)")
     MEAN_NORM = MEAN_NORM
-    STD_NORM = Column("std_norm", "standard deviation of the L2 norms")
-    RATIO_TO_EMBEDDING = Column("ratio_to_embedding", "mean_norm / mean token-embedding norm")
+    STD_NORM = Column("std_norm", "float64", "standard deviation of the L2 norms")
+    RATIO_TO_EMBEDDING = Column("ratio_to_embedding", "float64", "mean_norm / mean token-embedding norm")
 
 
 class COLLAPSE_TABLE(Table):
@@ -341,14 +326,60 @@ class COLLAPSE_TABLE(Table):
 
     SOURCE = SOURCE
     CENTERING = CENTERING
-    WITHIN_INSTANCE_MEAN = Column("within_instance_mean", "mean off-diagonal of the step x step cosine matrix")
-    CONSECUTIVE_MEAN = Column("consecutive_mean", "mean cosine of consecutive steps")
-    ACROSS_INSTANCE_MEAN = Column("across_instance_mean", "mean over steps of the cosine between distinct instances")
-    EFFECTIVE_RANK = Column("effective_rank", "effective rank of all n*K vectors pooled")
-    PARTICIPATION_RATIO = Column("participation_ratio", "participation ratio of all n*K vectors pooled")
+    WITHIN_INSTANCE_MEAN = Column("within_instance_mean", "float64", "mean off-diagonal of the step x step cosine matrix")
+    CONSECUTIVE_MEAN = Column("consecutive_mean", "float64", "mean cosine of consecutive steps")
+    ACROSS_INSTANCE_MEAN = Column("across_instance_mean", "float64", "mean over steps of the cosine between distinct instances")
+    EFFECTIVE_RANK = Column("effective_rank", "float64", "effective rank of all n*K vectors pooled")
+    PARTICIPATION_RATIO = Column("participation_ratio", "float64", "participation ratio of all n*K vectors pooled")
     MEAN_NORM = MEAN_NORM
-    WITHIN_GROUP_MEAN = Column(WITHIN_GROUP_MEAN, WITHIN_GROUP_MEAN.meaning + " (with groups)", optional=True)
-    BETWEEN_GROUP_MEAN = Column(BETWEEN_GROUP_MEAN, BETWEEN_GROUP_MEAN.meaning + " (with groups)", optional=True)
+    WITHIN_GROUP_MEAN = WITHIN_GROUP_MEAN.but(meaning=WITHIN_GROUP_MEAN.meaning + " (with groups)", optional=True)
+    BETWEEN_GROUP_MEAN = BETWEEN_GROUP_MEAN.but(meaning=BETWEEN_GROUP_MEAN.meaning + " (with groups)", optional=True)
+
+
+class STEP_MATRIX(Table):
+    """:meth:`latentprobe.geometry.WithinInstanceResult.step_table`: the K x K step matrix in long format."""
+
+    STEP_A = Column("step_a", "int64", "row step of the step x step matrix")
+    STEP_B = Column("step_b", "int64", "column step of the step x step matrix")
+    COSINE = Column("cosine", "float64", "mean over instances of the cosine of steps step_a and step_b")
+
+
+# --------------------------------------------------------------------------- selections and the behavioural probe
+class LATENT_SELECTION(Table):
+    """:meth:`latentprobe.trace.LatentSelection.frame`: which examples an analysis keeps (one row)."""
+
+    NUM_LATENTS = Column("num_latents", "Int64", "latent count kept (<NA> when no example has latents)")
+    N_EXAMPLES = Column("n_examples", "int64", "examples in the trace")
+    N_KEPT = Column("n_kept", "int64", "examples kept (those with num_latents latents)")
+    N_NO_LATENTS = Column("n_no_latents", "int64", "examples left out because they have no latents")
+    N_OTHER_COUNT = Column("n_other_count", "int64", "examples left out because they have another latent count")
+    RULE = Column("rule", "str", "'modal' (most common non-zero count, ties to the largest) or 'given'")
+
+
+class BEHAVIOURAL_SUMMARY(Table):
+    """``BehaviouralProbeResult.summary`` (:func:`latentprobe.behavioural_probe`): one row per condition."""
+
+    CONDITION = Column("condition", "str", "'image', 'blank' or 'latents_only' (see BEHAVIOURAL_CONDITIONS)")
+    ACCURACY = Column("accuracy", "float64", "accuracy on the derived questions (unreadable answers count as wrong)")
+    CI_LOW = CI_LOW
+    CI_HIGH = CI_HIGH
+    N = N
+    NOTE = NOTE
+    N_UNPARSEABLE = N_UNPARSEABLE
+
+
+class BEHAVIOURAL_ROWS(Table):
+    """``BehaviouralProbeResult.rows``: one row per kept example."""
+
+    EXAMPLE_ID = EXAMPLE_ID
+    GOLD = GOLD
+    CORRECT_IMAGE = Column("correct_image", "bool", "the answer with the image is correct")
+    CORRECT_BLANK = Column("correct_blank", "bool", "the answer with a blank image is correct")
+    CORRECT_LATENTS_ONLY = Column("correct_latents_only", "bool", "the answer from the original latents alone is correct")
+    PARSE_METHOD_IMAGE = Column("parse_method_image", "str", "how the scorer read the answer with the image")
+    PARSE_METHOD_BLANK = Column("parse_method_blank", "str", "how the scorer read the answer with a blank image")
+    PARSE_METHOD_LATENTS_ONLY = Column("parse_method_latents_only", "str", "how the scorer read the latents-only answer")
+    ANSWER_LATENTS_ONLY = Column("answer_latents_only", "str", "the answer from the original latents alone")
 
 
 # --------------------------------------------------------------------------- values with a fixed meaning
@@ -365,6 +396,8 @@ EFFECT_KINDS: tuple[str, ...] = ("effect", "ratio", "level")
 SOURCES: tuple[str, ...] = ("latent", "random_matched_norm", "token_embedding")
 #: ``centering`` values of :class:`COLLAPSE_TABLE`.
 CENTERINGS: tuple[str, ...] = ("raw", "centered")
+#: ``condition`` values of :class:`BEHAVIOURAL_SUMMARY`, in order.
+BEHAVIOURAL_CONDITIONS: tuple[str, ...] = ("image", "blank", "latents_only")
 #: ``intervention`` of the no-op control in :class:`ZY_ROWS` / :class:`ZY_SUMMARY`.
 CONTROL_INTERVENTION = "none"
 #: ``mode`` of the original run's accuracy row in :class:`ZY_SUMMARY`.

@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from einops import rearrange
 from jaxtyping import Float, Int
@@ -16,6 +17,7 @@ from torch import Tensor
 
 from latentprobe.display import Summarized, describe, short_list
 from latentprobe.errors import InputError, StepOutOfRangeError, TraceFormatError
+from latentprobe.schema import LATENT_SELECTION
 from latentprobe.spec import LatentSpec
 from latentprobe.trace_store import load_trace, save_trace
 
@@ -103,9 +105,15 @@ class LatentSelection:
         return cls(k, kept, len(counts), zeros if k != 0 else 0, len(counts) - len(kept) - (zeros if k != 0 else 0), rule)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready counts (no indices): the ``kept`` entry of the causal results' configs."""
-        return {"num_latents": self.num_latents, "n_examples": self.n_examples, "n_kept": self.n_kept,
-                "n_no_latents": self.n_no_latents, "n_other_count": self.n_other_count, "rule": self.rule}
+        """JSON-ready counts (no indices), keyed by the :class:`~latentprobe.schema.LATENT_SELECTION`
+        columns: the ``kept`` entry of ``z_to_y``'s config."""
+        T = LATENT_SELECTION
+        return {T.NUM_LATENTS: self.num_latents, T.N_EXAMPLES: self.n_examples, T.N_KEPT: self.n_kept,
+                T.N_NO_LATENTS: self.n_no_latents, T.N_OTHER_COUNT: self.n_other_count, T.RULE: self.rule}
+
+    def frame(self) -> pd.DataFrame:
+        """The counts as a one-row :class:`~latentprobe.schema.LATENT_SELECTION` table."""
+        return LATENT_SELECTION.frame([self.to_dict()])
 
 
 class Segment:

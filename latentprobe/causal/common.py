@@ -13,7 +13,8 @@ from torch import Tensor
 
 from latentprobe.errors import EmptyAnswersError, InputError
 from latentprobe.perturbations import InputSet
-from latentprobe.schema import NO_GOLD
+from latentprobe import schema as S
+from latentprobe.schema import KEPT, NO_GOLD
 from latentprobe.scoring import (
     ChoiceScorer, ExactScorer, FirstWordScorer, NumericScorer, Scorer, scorer_config, scorer_from_name,
 )
@@ -32,39 +33,11 @@ PAPER_INTERVENTIONS = ("shared_tensor", "add_noise", "replace_noise", "near_zero
 #: Prompt-token baselines of :func:`x_to_z`, compared at the same residual layers as the latents.
 BASELINE_SOURCES = ("text_last", "text_mean", "image_mean", "prompt_last")
 
-_XZ_ROWS = {"example_id": "str", "perturbation": "str", "source": "str", "step": "int64", "layer": "int64",
-            "cosine": "float64", "rel_l2": "float64", "chunk": "int64"}
-_STATUS = {"example_id": "str", "condition": "str", "reason": "str", "n_latents_clean": "int64",
-           "n_latents_other": "int64", "chunk": "int64"}
-_ZY_ROWS = {"example_id": "str", "chunk": "int64", "intervention": "str", "mode": "str", "answer": "str",
-            "ref_answer": "str", "clean_answer": "str", "gold": "str", "correct": "float64", "ref_correct": "float64",
-            "parsed": "str", "parse_method": "str", "ref_parsed": "str", "ref_parse_method": "str", "flip": "bool", "changed_vs_clean": "bool", "gold_logprob": "float64", "ref_gold_logprob": "float64",
-            "kl": "float64", "recorded_logprob": "float64", "ref_recorded_logprob": "float64", "n_latents": "int64"}
-_MED_ROWS = {"example_id": "str", "chunk": "int64", "condition": "str", "x": "str", "z": "str", "answer": "str",
-             "gold": "str", "correct": "float64", "parsed": "str", "parse_method": "str", "gold_logprob": "float64",
-             "n_latents": "int64"}
-_SUMMARY_COLS = ["estimate", "ci_low", "ci_high", "n", "p_value", "method", "note"]
-_KEPT = "kept"
-_UNPARSEABLE = "n_unparseable"
-
-
 # --------------------------------------------------------------------------- stores and rows
 def _open(out_dir: str | os.PathLike | None, name: str, config: dict[str, Any], key_columns: Sequence[str],
           overwrite: bool = False) -> ResumableSweep:
     """The store of one analysis: on disk under ``out_dir``, or in memory when it is ``None``."""
     return ResumableSweep(out_dir, name=name, config=config, key_columns=tuple(key_columns), overwrite=overwrite)
-
-
-def _frame(records: list[dict[str, Any]], schema: dict[str, str]) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(records, columns=list(schema)) if records else pd.DataFrame(
-        {c: pd.Series([], dtype=t) for c, t in schema.items()})
-    return frame.astype(schema)
-
-
-def _typed(frame: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:
-    if frame.empty and not len(frame.columns):
-        return _frame([], schema)
-    return frame
 
 
 def _run_units(rows_store: ResumableSweep, status_store: ResumableSweep | None, units: list[Any], fn: Callable[[Any], tuple],
@@ -95,8 +68,22 @@ def _run(runner: LatentRunner, inputs: InputSet, *, max_new_tokens: int, batch_s
 
 
 def _status(eid: str, cond: str, reason: str, kc: int, ko: int, chunk: int) -> dict[str, Any]:
-    return {"example_id": eid, "condition": cond, "reason": reason, "n_latents_clean": int(kc),
-            "n_latents_other": int(ko), "chunk": int(chunk)}
+    """One :class:`~latentprobe.schema.STATUS` record."""
+    T = S.STATUS
+    return {T.EXAMPLE_ID: eid, T.CONDITION: cond, T.REASON: reason, T.N_LATENTS_CLEAN: int(kc),
+            T.N_LATENTS_OTHER: int(ko), T.CHUNK: int(chunk)}
+
+
+def kept_counts(status: pd.DataFrame, conditions: Sequence[str], n: int) -> dict[str, dict[str, int]]:
+    """``{condition: {"n_examples", "n_kept", <reason>: count, ...}}`` of a :class:`~latentprobe.schema.STATUS`
+    table: how many examples each condition kept, and why it left the others out (``config["kept"]``)."""
+    out: dict[str, dict[str, int]] = {}
+    for cond in conditions:
+        reasons = status.loc[status[S.STATUS.CONDITION] == cond, S.STATUS.REASON]
+        tally = reasons.value_counts(sort=False)
+        out[str(cond)] = {"n_examples": int(n), "n_kept": int(tally.get(KEPT, 0)),
+                          **{str(r): int(c) for r, c in tally.items() if r != KEPT}}
+    return out
 
 
 def _pair_reason(kc: int, ko: int, other: str) -> str:
@@ -106,7 +93,7 @@ def _pair_reason(kc: int, ko: int, other: str) -> str:
         return f"{other}_not_entered"
     if kc != ko:
         return "latent_count_mismatch"
-    return _KEPT
+    return KEPT
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -224,7 +211,8 @@ def _outcome(e: Any, gold: str | None, gid: int | None, scorer: Scorer, example:
     correct, parsed, method = _score(e.answer_text, gold, scorer, example)
     glp = float(lp[gid]) if (lp is not None and gid is not None and 0 <= gid < lp.numel()) else np.nan
     rec = float(e.forced_logprobs.double().sum()) if e.forced_logprobs is not None else np.nan
-    return {"correct": correct, "parsed": parsed, "parse_method": method, "gold_logprob": glp, "recorded_logprob": rec}
+    R = S.ZY_ROWS
+    return {R.CORRECT: correct, R.PARSED: parsed, R.PARSE_METHOD: method, R.GOLD_LOGPROB: glp, R.RECORDED_LOGPROB: rec}
 
 
 def _kl(ref: Any, other: Any) -> float:
@@ -235,8 +223,10 @@ def _kl(ref: Any, other: Any) -> float:
 
 
 def _effect_row(eff: Effect, **keys: Any) -> dict[str, Any]:
-    return {**keys, "estimate": eff.estimate, "ci_low": eff.ci_low, "ci_high": eff.ci_high, "n": eff.n,
-            "p_value": np.nan if eff.p_value is None else eff.p_value, "method": eff.method, "note": eff.note}
+    """An effect's summary columns (``estimate`` ... ``note``, as in :class:`~latentprobe.schema.ZY_SUMMARY`)."""
+    T = S.ZY_SUMMARY
+    return {**keys, T.ESTIMATE: eff.estimate, T.CI_LOW: eff.ci_low, T.CI_HIGH: eff.ci_high, T.N: eff.n,
+            T.P_VALUE: np.nan if eff.p_value is None else eff.p_value, T.METHOD: eff.method, T.NOTE: eff.note}
 
 
 def _finite(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -250,16 +240,16 @@ def _finite(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
 def unreadable(frame: pd.DataFrame, prefix: str = "") -> np.ndarray:
     """Rows whose answer has a gold but could not be read (``correct`` NaN, ``parse_method`` not ``NO_GOLD``);
     all False for rows written before answers were parsed (no ``parse_method`` column)."""
-    method = f"{prefix}parse_method"
+    method = f"{prefix}{S.ZY_ROWS.PARSE_METHOD}"
     if method not in frame.columns:
         return np.zeros(len(frame), dtype=bool)
     m = frame[method].astype(object)
-    return (frame[f"{prefix}correct"].isna() & m.notna() & (m != NO_GOLD)).to_numpy(bool)
+    return (frame[f"{prefix}{S.ZY_ROWS.CORRECT}"].isna() & m.notna() & (m != NO_GOLD)).to_numpy(bool)
 
 
 def scored(frame: pd.DataFrame, prefix: str = "") -> np.ndarray:
     """``correct`` with unparseable answers counted as wrong (0.0); NaN only where there is no gold."""
-    c = frame[f"{prefix}correct"].to_numpy(np.float64).copy()
+    c = frame[f"{prefix}{S.ZY_ROWS.CORRECT}"].to_numpy(np.float64).copy()
     c[unreadable(frame, prefix)] = 0.0
     return c
 
@@ -275,8 +265,9 @@ def _accuracy_rows(g: pd.DataFrame, boot: Callable[..., Effect], paired: Callabl
         return []
     u, ru = unreadable(g)[ok], unreadable(g, "ref_")[ok]
     c, rc = c[ok], rc[ok]
+    T = S.ZY_SUMMARY
     return [
-        _effect_row(boot(c, name="accuracy"), metric="accuracy", **key, n_unparseable=int(u.sum())),
-        _effect_row(paired(rc.astype(bool), c.astype(bool), name="accuracy_change"), metric="accuracy_change",
-                    **key, n_unparseable=int((u | ru).sum())),
+        _effect_row(boot(c, name="accuracy"), **key, **{T.METRIC: "accuracy", T.N_UNPARSEABLE: int(u.sum())}),
+        _effect_row(paired(rc.astype(bool), c.astype(bool), name="accuracy_change"), **key,
+                    **{T.METRIC: "accuracy_change", T.N_UNPARSEABLE: int((u | ru).sum())}),
     ]

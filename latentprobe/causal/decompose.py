@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from latentprobe import schema as S
 from latentprobe import stats as _stats
 from latentprobe.causal.common import (
-    _KEPT, _MED_ROWS, _STATUS, _SUMMARY_COLS, _UNPARSEABLE, _chunks, _effect_row, _frame, _gold_list, _gold_token_id,
-    _open, _outcome, _pair_reason, _run, _run_units, _status, _typed,
+    _chunks, _effect_row, _gold_list, _gold_token_id, _open, _outcome, _pair_reason, _run, _run_units, _status,
+    kept_counts,
     check_analysis_args, check_answers, check_golds, check_scorer, scored, scorer_fingerprint, scoring_examples,
     unreadable,
 )
@@ -27,6 +28,7 @@ from latentprobe.fingerprint import (
 )
 from latentprobe.interventions import Replace
 from latentprobe.perturbations import InputSet, Perturbation
+from latentprobe.schema import EFFECT_KINDS, EFFECT_NAMES, KEPT
 
 if TYPE_CHECKING:
     from latentprobe.engine import LatentRunner
@@ -152,10 +154,10 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
         status, kept = [], []
         for j, (ec, et) in enumerate(zip(clean, treated)):
             reason = _pair_reason(ec.num_latents, et.num_latents, "treated")
-            if reason == _KEPT and g_chunk[j] is None:
-                reason = "no_gold"
+            if reason == KEPT and g_chunk[j] is None:
+                reason = S.NO_GOLD
             status.append(_status(ec.example_id, tname, reason, ec.num_latents, et.num_latents, c))
-            if reason == _KEPT:
+            if reason == KEPT:
                 kept.append(j)
         by_k: dict[int, list[int]] = {}
         for j in kept:
@@ -173,28 +175,33 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
                     **runner.intervene_many(tt, {"direct": Replace(zc)}, control="treated", **ikw)}
             for pos, j in enumerate(js):
                 results[j] = {cond: outs[cond][pos] for cond in outs}
-        recs = []
+        recs, R = [], S.MEDIATION_ROWS
         for j in kept:
             g = g_chunk[j]
             gid = _gold_token_id(tok, g, gold_prefix)
             for cond, x, z in _CONDITIONS:
                 e = results[j][cond]
                 o = _outcome(e, g, gid, scorer, examples[idx[j]])
-                recs.append({"example_id": clean[j].example_id, "chunk": c, "condition": cond, "x": x, "z": z,
-                             "answer": e.answer_text, "gold": g, "correct": o["correct"], "parsed": o["parsed"],
-                             "parse_method": o["parse_method"],
-                             "gold_logprob": o["gold_logprob"], "n_latents": e.num_latents})
-        return _frame(recs, _MED_ROWS), _frame(status, _STATUS)
+                recs.append({R.EXAMPLE_ID: clean[j].example_id, R.CHUNK: c, R.CONDITION: cond, R.X: x, R.Z: z,
+                             R.ANSWER: e.answer_text, R.GOLD: g, R.CORRECT: o[R.CORRECT], R.PARSED: o[R.PARSED],
+                             R.PARSE_METHOD: o[R.PARSE_METHOD], R.GOLD_LOGPROB: o[R.GOLD_LOGPROB],
+                             R.N_LATENTS: e.num_latents})
+        return R.frame(recs), S.STATUS.frame(status)
 
     _run_units(rows_store, status_store, list(range(len(chunks))), unit, desc=name, progress=progress)
-    rows = _typed(rows_store.results(), _MED_ROWS)
-    status = _typed(status_store.results(), _STATUS)
-    dropped = status[status["reason"] != _KEPT].reset_index(drop=True)
+    rows = S.MEDIATION_ROWS.frame(rows_store.results())
+    status = S.STATUS.frame(status_store.results())
+    dropped = status[status[S.STATUS.REASON] != KEPT].reset_index(drop=True)
     summary, effects, prop, note, extra_drop = summarize_mediation(rows, outcome=outcome, n_boot=n_boot, seed=seed,
                                                                    treatment=tname, return_details=True)
     if len(extra_drop):
-        dropped = pd.concat([dropped, _frame([_status(e, tname, f"no_{outcome}_value", -1, -1, -1) for e in extra_drop],
-                                             _STATUS)], ignore_index=True)
+        dropped = pd.concat([dropped, S.STATUS.frame([_status(e, tname, f"no_{outcome}_value", -1, -1, -1)
+                                                      for e in extra_drop])], ignore_index=True)
+    kept = kept_counts(status, [tname], n)[tname]
+    kept["n_kept"] -= len(extra_drop)
+    if len(extra_drop):
+        kept[f"no_{outcome}_value"] = len(extra_drop)
+    config["kept"] = kept
     return MediationResult(rows=rows, summary=summary, dropped=dropped, config=config, effects=effects,
                            proportion_mediated=prop, proportion_note=note)
 
@@ -219,18 +226,18 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
     check_analysis_args(n_boot=n_boot, seed=seed, confidence=confidence)
     if outcome not in ("correct", "gold_logprob"):
         raise InputError(f"outcome={outcome!r}; use 'correct' or 'gold_logprob'.")
-    cols = ["effect", "kind"] + _SUMMARY_COLS + ["outcome", "treatment", _UNPARSEABLE]
-    col = "correct" if outcome == "correct" else "gold_logprob"
+    R, T = S.MEDIATION_ROWS, S.MEDIATION_SUMMARY
+    col = R.CORRECT if outcome == "correct" else R.GOLD_LOGPROB
     if rows.empty:
-        empty = pd.DataFrame(columns=cols)
+        empty = T.empty()
         res = (empty, {}, float("nan"), "no examples", [])
         return res if return_details else empty
     rows = rows.assign(_unread=unreadable(rows).astype(np.float64))
     if outcome == "correct":
-        rows = rows.assign(correct=scored(rows))
-    conds = ["clean", "treated", "direct", "indirect"]
-    order = list(dict.fromkeys(rows["example_id"]))
-    pivot = dict(index="example_id", columns="condition", aggfunc="first", dropna=False, sort=False)
+        rows = rows.assign(**{R.CORRECT: scored(rows)})
+    conds = [c for c, _, _ in _CONDITIONS]
+    order = list(dict.fromkeys(rows[R.EXAMPLE_ID]))
+    pivot = dict(index=R.EXAMPLE_ID, columns=R.CONDITION, aggfunc="first", dropna=False, sort=False)
     wide = rows.pivot_table(values=col, **pivot).reindex(index=order, columns=conds)
     unread_wide = rows.pivot_table(values="_unread", **pivot).reindex(index=order, columns=conds).fillna(0.0)
     ok = np.isfinite(wide.to_numpy(np.float64)).all(axis=1)
@@ -245,7 +252,7 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
     out: list[dict[str, Any]] = []
     effects: dict[str, _stats.Effect] = {}
     if len(w) == 0:
-        empty = pd.DataFrame(columns=cols)
+        empty = T.empty()
         res = (empty, {}, float("nan"), "no example has the outcome in all four conditions", missing)
         return res if return_details else empty
     te, nde, nie = _stats.mediation_effects(y["clean"], y["treated"], y["direct"], y["indirect"], **kw)
@@ -263,8 +270,10 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
               + ("; " + _stats.small_sample_note(len(inter_vals)) if _stats.small_sample_note(len(inter_vals)) else "")))
     compared = {"TE": ("clean", "treated"), "NDE": ("clean", "direct"), "NIE": ("clean", "indirect"),
                 "interaction": tuple(conds)}
-    for nm in ("TE", "NDE", "NIE", "interaction"):
-        out.append(_effect_row(effects[nm], effect=nm, kind="effect", n_unparseable=n_unread(*compared[nm])))
+    effect_kind, ratio_kind, level_kind = EFFECT_KINDS
+    for nm in EFFECT_NAMES:
+        out.append(_effect_row(effects[nm], **{T.EFFECT: nm, T.KIND: effect_kind,
+                                               T.N_UNPARSEABLE: n_unread(*compared[nm])}))
     # proportion mediated
     if te.excludes_zero:
         prop = float(nie.estimate / te.estimate)
@@ -282,26 +291,22 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
         pnote = "NIE / TE (TE's interval excludes 0)"
         if r.size < n_boot:
             pnote += f"; {n_boot - r.size} resamples with mean TE = 0 left out"
-        out.append({"effect": "proportion_mediated", "kind": "ratio", "estimate": prop, "ci_low": float(lo),
-                    "ci_high": float(hi), "n": len(d_te), "p_value": np.nan,
-                    "method": ("ratio of means over paired percentile bootstrap resamples "
+        out.append({T.EFFECT: "proportion_mediated", T.KIND: ratio_kind, T.ESTIMATE: prop, T.CI_LOW: float(lo),
+                    T.CI_HIGH: float(hi), T.N: len(d_te), T.P_VALUE: np.nan,
+                    T.METHOD: ("ratio of means over paired percentile bootstrap resamples "
                                f"({int(round(confidence * 100))}% CI, n_boot={n_boot})"),
-                    "note": pnote, _UNPARSEABLE: n_unread("clean", "treated", "indirect")})
+                    T.NOTE: pnote, T.N_UNPARSEABLE: n_unread("clean", "treated", "indirect")})
     else:
         prop = float("nan")
         pnote = (f"TE's {int(round(confidence * 100))}% interval [{te.ci_low:.4g}, {te.ci_high:.4g}] includes 0: "
                  "the proportion mediated is undefined")
-        out.append({"effect": "proportion_mediated", "kind": "ratio", "estimate": np.nan, "ci_low": np.nan,
-                    "ci_high": np.nan, "n": len(w), "p_value": np.nan, "method": "", "note": pnote,
-                    _UNPARSEABLE: n_unread("clean", "treated", "indirect")})
-    for cond in ("clean", "treated", "direct", "indirect"):
-        out.append(_effect_row(_stats.bootstrap_ci(y[cond], name=f"mean_{cond}", **kw), effect=f"mean_{cond}", kind="level",
-                               n_unparseable=n_unread(cond)))
-    frame = pd.DataFrame(out)
-    frame["outcome"] = outcome
-    frame["treatment"] = treatment
-    frame = frame[cols].astype({"estimate": "float64", "ci_low": "float64", "ci_high": "float64", "p_value": "float64",
-                                "n": "int64", _UNPARSEABLE: "int64"})
+        out.append({T.EFFECT: "proportion_mediated", T.KIND: ratio_kind, T.ESTIMATE: np.nan, T.CI_LOW: np.nan,
+                    T.CI_HIGH: np.nan, T.N: len(w), T.P_VALUE: np.nan, T.METHOD: "", T.NOTE: pnote,
+                    T.N_UNPARSEABLE: n_unread("clean", "treated", "indirect")})
+    for cond in conds:
+        out.append(_effect_row(_stats.bootstrap_ci(y[cond], name=f"mean_{cond}", **kw),
+                               **{T.EFFECT: f"mean_{cond}", T.KIND: level_kind, T.N_UNPARSEABLE: n_unread(cond)}))
+    frame = T.frame([{**r, T.OUTCOME: outcome, T.TREATMENT: treatment} for r in out])
     if return_details:
         return frame, effects, prop, pnote, missing
     return frame

@@ -15,11 +15,11 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from latentprobe import schema as S
 from latentprobe import stats as _stats
 from latentprobe.atomic import atomic_write
 from latentprobe.causal.common import (
-    _KEPT, _STATUS, _XZ_ROWS, BASELINE_SOURCES, _chunks, _frame, _open, _pair_reason, _run,
-    _run_units, _status, _typed, check_analysis_args,
+    BASELINE_SOURCES, _chunks, _open, _pair_reason, _run, _run_units, _status, check_analysis_args, kept_counts,
 )
 from latentprobe.causal.results import XZResult
 from latentprobe.errors import InputError
@@ -27,6 +27,7 @@ from latentprobe.fingerprint import (
     callable_fingerprint, inputs_fingerprint, perturbation_fingerprint, runner_fingerprint,
 )
 from latentprobe.perturbations import InputSet, Perturbation
+from latentprobe.schema import KEPT, SOURCES, XZ_METRICS
 from latentprobe.trace import LatentSelection, LatentTrace, Segment
 
 if TYPE_CHECKING:
@@ -240,26 +241,27 @@ def x_to_z(runner: LatentRunner, inputs: InputSet, perturbations: Perturbation |
             eid = fc["example_id"]
             reason = _pair_reason(fc["k"], fp["k"], "perturbed")
             status.append(_status(eid, pname, reason, fc["k"], fp["k"], c))
-            if reason != _KEPT:
+            if reason != KEPT:
                 continue
+            R = S.XZ_ROWS
             cos, rel = _cos_rel(fc["lat"], fp["lat"])  # [K, Lsel]
             for k in range(fc["k"]):
                 for li, l in enumerate(layers):
-                    rows.append({"example_id": eid, "perturbation": pname, "source": "latent", "step": k, "layer": l,
-                                 "cosine": float(cos[k, li]), "rel_l2": float(rel[k, li]), "chunk": c})
+                    rows.append({R.EXAMPLE_ID: eid, R.PERTURBATION: pname, R.SOURCE: SOURCES[0], R.STEP: k, R.LAYER: l,
+                                 R.COSINE: float(cos[k, li]), R.REL_L2: float(rel[k, li]), R.CHUNK: c})
             for src in BASELINE_SOURCES:
                 if src in fc["base"] and src in fp["base"]:
                     bc, br = _cos_rel(fc["base"][src], fp["base"][src])
                     for li, l in enumerate(layers):
-                        rows.append({"example_id": eid, "perturbation": pname, "source": src, "step": -1, "layer": l,
-                                     "cosine": float(bc[li]), "rel_l2": float(br[li]), "chunk": c})
-        return _frame(rows, _XZ_ROWS), _frame(status, _STATUS)
+                        rows.append({R.EXAMPLE_ID: eid, R.PERTURBATION: pname, R.SOURCE: src, R.STEP: -1, R.LAYER: l,
+                                     R.COSINE: float(bc[li]), R.REL_L2: float(br[li]), R.CHUNK: c})
+        return S.XZ_ROWS.frame(rows), S.STATUS.frame(status)
 
     units = [(c, p.name) for c in range(len(chunks)) for p in perts]
     _run_units(rows_store, status_store, units, unit, desc=name, progress=progress)
-    rows = _typed(rows_store.results(), _XZ_ROWS)
-    status = _typed(status_store.results(), _STATUS)
-    dropped = status[status["reason"] != _KEPT].reset_index(drop=True)
+    rows = S.XZ_ROWS.frame(rows_store.results())
+    status = S.STATUS.frame(status_store.results())
+    dropped = status[status[S.STATUS.REASON] != KEPT].reset_index(drop=True)
     summary = summarize_x_to_z(rows, n_boot=n_boot, seed=seed, order=[p.name for p in perts])
 
     # inter-instance similarity of clean latents
@@ -270,7 +272,9 @@ def x_to_z(runner: LatentRunner, inputs: InputSet, perturbations: Perturbation |
             clean_features(c)
             t = cache.get(c)
         per_chunk.append(t)
-    across, mats = _across_frame(per_chunk, inputs.example_ids, across_layers, n_boot=n_boot, seed=seed)
+    across, mats, selection = _across_frame(per_chunk, inputs.example_ids, across_layers, n_boot=n_boot, seed=seed)
+    config["kept"] = kept_counts(status, [p.name for p in perts], n)
+    config["across_kept"] = selection.to_dict()
     return XZResult(rows=rows, summary=summary, dropped=dropped, config=config, across=across,
                     across_matrices=mats, status=status)
 
@@ -280,11 +284,10 @@ def _across_tensors(trace: LatentTrace, across_layers: list[int]) -> dict[str, T
 
 
 def _across_frame(per_chunk: list[dict[str, Tensor]], example_ids: Sequence[str], across_layers: list[int], *,
-                  n_boot: int, seed: int) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
+                  n_boot: int, seed: int) -> tuple[pd.DataFrame, dict[int, np.ndarray], LatentSelection]:
     from latentprobe.geometry import across_instances
 
-    cols = {"layer": "int64", "center": "bool", "step": "int64", "mean_offdiag": "float64", "ci_low": "float64",
-            "ci_high": "float64", "n": "int64"}
+    T, A = S.XZ_ACROSS, S.ACROSS_SUMMARY
     merged: dict[str, Tensor] = {}
     for t in per_chunk:
         merged.update(t)
@@ -292,7 +295,7 @@ def _across_frame(per_chunk: list[dict[str, Tensor]], example_ids: Sequence[str]
     selection = LatentSelection.of([merged[e].shape[0] for e in present])
     keep = [present[i] for i in selection.indices]
     if len(keep) < 2:
-        return _frame([], cols), {}
+        return T.empty(), {}, selection
     lat = torch.stack([merged[e] for e in keep])  # [n, K, A, d]
     recs, mats = [], {}
     for a, l in enumerate(across_layers):
@@ -301,9 +304,9 @@ def _across_frame(per_chunk: list[dict[str, Tensor]], example_ids: Sequence[str]
             if not center and res.matrices is not None:
                 mats[l] = res.matrices
             for _, r in res.summary.iterrows():
-                recs.append({"layer": l, "center": center, "step": int(r["step"]), "mean_offdiag": float(r["mean_offdiag"]),
-                             "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]), "n": int(r["n"])})
-    return _frame(recs, cols), mats
+                recs.append({T.LAYER: l, T.CENTER: center, T.STEP: r[A.STEP], T.MEAN_OFFDIAG: r[A.MEAN_OFFDIAG],
+                             T.CI_LOW: r[A.CI_LOW], T.CI_HIGH: r[A.CI_HIGH], T.N: r[A.N]})
+    return T.frame(recs), mats, selection
 
 
 def summarize_x_to_z(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95,
@@ -316,25 +319,25 @@ def summarize_x_to_z(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
     vector) are left out of their cell, which then has a smaller ``n``.
     """
     check_analysis_args(n_boot=n_boot, seed=seed, confidence=confidence)
-    cols = ["perturbation", "source", "step", "layer", "metric", "estimate", "ci_low", "ci_high", "n", "note"]
+    R, T = S.XZ_ROWS, S.XZ_SUMMARY
     if rows.empty:
-        return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in zip(
-            cols, ["str", "str", "int64", "int64", "str", "float64", "float64", "float64", "int64", "str"])})
-    src_rank = {s: i for i, s in enumerate(("latent",) + BASELINE_SOURCES)}
-    perts = list(order) if order is not None else list(dict.fromkeys(rows["perturbation"]))
-    perts += [p for p in dict.fromkeys(rows["perturbation"]) if p not in perts]
+        return T.empty()
+    src_rank = {s: i for i, s in enumerate((SOURCES[0],) + BASELINE_SOURCES)}
+    perts = list(order) if order is not None else list(dict.fromkeys(rows[R.PERTURBATION]))
+    perts += [p for p in dict.fromkeys(rows[R.PERTURBATION]) if p not in perts]
+    cell = [R.SOURCE, R.STEP, R.LAYER]
     out = []
     for p in perts:
-        dp = rows[rows["perturbation"] == p]
+        dp = rows[rows[R.PERTURBATION] == p]
         if dp.empty:
             continue
-        ex_order = list(dict.fromkeys(dp["example_id"]))
-        keys = sorted(dp[["source", "step", "layer"]].drop_duplicates().itertuples(index=False, name=None),
+        ex_order = list(dict.fromkeys(dp[R.EXAMPLE_ID]))
+        keys = sorted(dp[cell].drop_duplicates().itertuples(index=False, name=None),
                       key=lambda t: (src_rank.get(t[0], 99), t[0], t[1], t[2]))
-        for metric in ("cosine", "rel_l2"):
-            wide = dp.pivot_table(index="example_id", columns=["source", "step", "layer"], values=metric,
-                                  aggfunc="first", dropna=False, sort=False)
-            wide = wide.reindex(index=ex_order, columns=pd.MultiIndex.from_tuples(keys, names=["source", "step", "layer"]))
+        for metric in XZ_METRICS:
+            wide = dp.pivot_table(index=R.EXAMPLE_ID, columns=cell, values=metric, aggfunc="first", dropna=False,
+                                  sort=False)
+            wide = wide.reindex(index=ex_order, columns=pd.MultiIndex.from_tuples(keys, names=cell))
             v = wide.to_numpy(dtype=np.float64)
             full = ~np.isnan(v).any(axis=0)
             est = np.full(len(keys), np.nan)
@@ -351,13 +354,13 @@ def summarize_x_to_z(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
                     eff = _stats.bootstrap_ci(x, n_boot=n_boot, seed=seed, confidence=confidence)
                     est[j], lo[j], hi[j] = eff.estimate, eff.ci_low, eff.ci_high
             for j, (src, step, layer) in enumerate(keys):
-                out.append({"perturbation": p, "source": src, "step": int(step), "layer": int(layer), "metric": metric,
-                            "estimate": est[j], "ci_low": lo[j], "ci_high": hi[j], "n": int(nn[j]),
-                            "note": _stats.small_sample_note(int(nn[j]))})
-    frame = pd.DataFrame(out, columns=cols)
+                out.append({T.PERTURBATION: p, T.SOURCE: src, T.STEP: int(step), T.LAYER: int(layer), T.METRIC: metric,
+                            T.ESTIMATE: est[j], T.CI_LOW: lo[j], T.CI_HIGH: hi[j], T.N: int(nn[j]),
+                            T.NOTE: _stats.small_sample_note(int(nn[j]))})
+    frame = T.frame(out)
     # one metric after the other within each cell
-    frame["_m"] = frame["metric"].map({"cosine": 0, "rel_l2": 1})
-    frame["_s"] = frame["source"].map(lambda s: src_rank.get(s, 99))
-    frame["_p"] = frame["perturbation"].map({p: i for i, p in enumerate(perts)})
-    frame = frame.sort_values(["_p", "_s", "step", "layer", "_m"], kind="stable").drop(columns=["_m", "_s", "_p"])
-    return frame.reset_index(drop=True).astype({"step": "int64", "layer": "int64", "n": "int64"})
+    order_by = pd.DataFrame({"p": frame[T.PERTURBATION].map({p: i for i, p in enumerate(perts)}),
+                             "s": frame[T.SOURCE].map(lambda s: src_rank.get(s, 99)), "step": frame[T.STEP],
+                             "layer": frame[T.LAYER], "m": frame[T.METRIC].map({m: i for i, m in enumerate(XZ_METRICS)})})
+    frame = frame.loc[order_by.sort_values(["p", "s", "step", "layer", "m"], kind="stable").index]
+    return frame.reset_index(drop=True)

@@ -14,11 +14,11 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from latentprobe import schema as S
 from latentprobe import stats as _stats
 from latentprobe.causal.common import (
-    _STATUS, _SUMMARY_COLS, _UNPARSEABLE, _ZY_ROWS, MODES, NO_GOLD, _accuracy_rows, _answer_sig, _chunks,
-    _effect_row, _finite, _frame, _gold_list, _gold_token_id, _kl, _open, _outcome, _run_units,
-    _score, _status, _typed,
+    MODES, NO_GOLD, _accuracy_rows, _answer_sig, _chunks, _effect_row, _finite, _gold_list, _gold_token_id, _kl,
+    _open, _outcome, _run_units, _score, _status,
     check_analysis_args, check_answers, check_golds, check_scorer, scorer_fingerprint, scoring_examples,
 )
 from latentprobe.causal.results import ZYResult
@@ -200,12 +200,12 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
             dropped_recs.append(_status(e.example_id, "all", "not_entered", 0, 0, -1))
         elif e.num_latents != k:
             dropped_recs.append(_status(e.example_id, "all", "latent_count_not_modal", e.num_latents, e.num_latents, -1))
-    dropped = _frame(dropped_recs, _STATUS)
+    dropped = S.STATUS.frame(dropped_recs)
     if interventions is None:
         interventions = default_interventions(trace, seed=seed) if kept else {}
     interventions = dict(interventions)
-    if "none" in interventions:
-        raise InputError("'none' is reserved for the no-op control; rename that intervention.")
+    if S.CONTROL_INTERVENTION in interventions:
+        raise InputError(f"{S.CONTROL_INTERVENTION!r} is reserved for the no-op control; rename that intervention.")
     for nm, iv in interventions.items():
         intervention_fingerprint(iv)  # validates
     chunks = [[kept[j] for j in c] for c in _chunks(len(kept), chunk_size)] if kept else []
@@ -228,6 +228,7 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
     ikw = dict(steps=steps, layers=tuple(layers), batch_size=batch_size, max_new_tokens=max_new_tokens,
                logits_processor=logits_processor, seed=seed, progress=False)
     swept: dict[tuple[int, str], dict[str, LatentTrace]] = {}
+    R = S.ZY_ROWS
 
     def sweep(c: int, mode: str) -> dict[str, LatentTrace]:
         # every intervention of a chunk and mode at once, on shared prefixes; the no-op control is the clean
@@ -237,7 +238,7 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
             conds = {nm: _for_chunk(iv, chunks[c], len(trace)) for nm, iv in interventions.items()
                      if not isinstance(iv, NoLatents)}
             swept[(c, mode)] = runner.intervene_many(
-                trace.select(chunks[c]), conds, mode=mode, control="none", steps=steps, layers=tuple(layers),
+                trace.select(chunks[c]), conds, mode=mode, control=S.CONTROL_INTERVENTION, steps=steps, layers=tuple(layers),
                 max_new_tokens=max_new_tokens, logits_processor=logits_processor, seed=seed,
                 max_batch=batch_size * (len(conds) + 1), progress=False)
         return swept[(c, mode)]
@@ -245,7 +246,7 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
     def unit(u: tuple[int, str, str]) -> tuple[pd.DataFrame, None]:
         c, mode, nm = u
         sub = trace.select(chunks[c])
-        ref = sweep(c, mode)["none"]
+        ref = sweep(c, mode)[S.CONTROL_INTERVENTION]
         if isinstance(interventions.get(nm), NoLatents):
             out = runner.intervene(sub, None, mode="redecode", drop_latents=True,
                                    **{**ikw, "steps": None, "layers": (0,)})
@@ -257,30 +258,30 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
             gid = None if gids is None else gids[oi]
             o, r = _outcome(e_out, g, gid, scorer, examples[oi]), _outcome(e_ref, g, gid, scorer, examples[oi])
             recs.append({
-                "example_id": e_clean.example_id, "chunk": c, "intervention": nm, "mode": mode,
-                "answer": e_out.answer_text, "ref_answer": e_ref.answer_text, "clean_answer": e_clean.answer_text,
-                "gold": g, "correct": o["correct"], "ref_correct": r["correct"],
-                "parsed": o["parsed"], "parse_method": o["parse_method"], "ref_parsed": r["parsed"],
-                "ref_parse_method": r["parse_method"],
-                "flip": _answer_sig(e_out, scorer) != _answer_sig(e_ref, scorer),
-                "changed_vs_clean": _answer_sig(e_out, scorer) != _answer_sig(e_clean, scorer),
-                "gold_logprob": o["gold_logprob"], "ref_gold_logprob": r["gold_logprob"], "kl": _kl(e_ref, e_out),
-                "recorded_logprob": o["recorded_logprob"] if mode == "replay" else np.nan,
-                "ref_recorded_logprob": r["recorded_logprob"] if mode == "replay" else np.nan,
-                "n_latents": e_out.num_latents,
+                R.EXAMPLE_ID: e_clean.example_id, R.CHUNK: c, R.INTERVENTION: nm, R.MODE: mode,
+                R.ANSWER: e_out.answer_text, R.REF_ANSWER: e_ref.answer_text, R.CLEAN_ANSWER: e_clean.answer_text,
+                R.GOLD: g, R.CORRECT: o[R.CORRECT], R.REF_CORRECT: r[R.CORRECT],
+                R.PARSED: o[R.PARSED], R.PARSE_METHOD: o[R.PARSE_METHOD], R.REF_PARSED: r[R.PARSED],
+                R.REF_PARSE_METHOD: r[R.PARSE_METHOD],
+                R.FLIP: _answer_sig(e_out, scorer) != _answer_sig(e_ref, scorer),
+                R.CHANGED_VS_CLEAN: _answer_sig(e_out, scorer) != _answer_sig(e_clean, scorer),
+                R.GOLD_LOGPROB: o[R.GOLD_LOGPROB], R.REF_GOLD_LOGPROB: r[R.GOLD_LOGPROB], R.KL: _kl(e_ref, e_out),
+                R.RECORDED_LOGPROB: o[R.RECORDED_LOGPROB] if mode == "replay" else np.nan,
+                R.REF_RECORDED_LOGPROB: r[R.RECORDED_LOGPROB] if mode == "replay" else np.nan,
+                R.N_LATENTS: e_out.num_latents,
             })
-        return _frame(recs, _ZY_ROWS), None
+        return R.frame(recs), None
 
     units = []
     for c in range(len(chunks)):
         for mode in modes:
-            units.append((c, mode, "none"))
+            units.append((c, mode, S.CONTROL_INTERVENTION))
             for nm, iv in interventions.items():
                 if isinstance(iv, NoLatents) and mode != "redecode":
                     continue
                 units.append((c, mode, nm))
     _run_units(store, None, units, unit, desc=name, progress=progress)
-    rows = _typed(store.results(), _ZY_ROWS)
+    rows = S.ZY_ROWS.frame(store.results())
     clean_correct, clean_unparseable = None, 0
     if golds_all is not None and kept:
         clean = [_score(trace[i].answer_text, golds_all[i], scorer, examples[i]) for i in kept]
@@ -288,7 +289,7 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
         clean_unparseable = sum(unread)
         clean_correct = np.array([0.0 if u else c for u, (c, _, _) in zip(unread, clean)])
     summary = summarize_z_to_y(rows, n_boot=n_boot, seed=seed, clean_correct=clean_correct,
-                               clean_unparseable=clean_unparseable, order=["none"] + list(interventions))
+                               clean_unparseable=clean_unparseable, order=[S.CONTROL_INTERVENTION] + list(interventions))
     return ZYResult(rows=rows, summary=summary, dropped=dropped, config=config)
 
 
@@ -312,39 +313,41 @@ def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
     ``clean_unparseable`` as its ``n_unparseable``.
     """
     check_analysis_args(n_boot=n_boot, seed=seed, confidence=confidence)
-    cols = ["intervention", "mode", "metric"] + _SUMMARY_COLS + [_UNPARSEABLE]
+    R, T = S.ZY_ROWS, S.ZY_SUMMARY
     out: list[dict[str, Any]] = []
     kw = dict(n_boot=n_boot, seed=seed, confidence=confidence)
+
+    def row(eff: _stats.Effect, metric: str, key: dict[str, str], n_unparseable: int = 0) -> dict[str, Any]:
+        return _effect_row(eff, **key, **{T.METRIC: metric, T.N_UNPARSEABLE: n_unparseable})
+
     if clean_correct is not None:
         (cc,) = _finite(np.asarray(clean_correct, dtype=np.float64))
         if cc.size:
-            out.append(_effect_row(_stats.bootstrap_ci(cc, name="accuracy", **kw), intervention="none", mode="run",
-                                   metric="accuracy", n_unparseable=int(clean_unparseable)))
+            out.append(row(_stats.bootstrap_ci(cc, name="accuracy", **kw), "accuracy",
+                           {T.INTERVENTION: S.CONTROL_INTERVENTION, T.MODE: S.RUN_MODE}, int(clean_unparseable)))
     if not rows.empty:
         names = list(order) if order is not None else []
-        names += [n for n in dict.fromkeys(rows["intervention"]) if n not in names]
+        names += [n for n in dict.fromkeys(rows[R.INTERVENTION]) if n not in names]
         for nm in names:
             for mode in MODES:
-                g = rows[(rows["intervention"] == nm) & (rows["mode"] == mode)]
+                g = rows[(rows[R.INTERVENTION] == nm) & (rows[R.MODE] == mode)]
                 if g.empty:
                     continue
-                key = dict(intervention=nm, mode=mode)
+                key = {T.INTERVENTION: nm, T.MODE: mode}
                 out += _accuracy_rows(g, lambda x, name: _stats.bootstrap_ci(x, name=name, **kw),
                                       lambda a, b, name: _stats.binary_outcome_effect(a, b, name=name, **kw), key)
-                out.append(_effect_row(_stats.bootstrap_ci(g["flip"].to_numpy(np.float64), name="flip_rate", **kw),
-                                       metric="flip_rate", **key))
-                a, b = _finite(g["gold_logprob"].to_numpy(np.float64), g["ref_gold_logprob"].to_numpy(np.float64))
+                out.append(row(_stats.bootstrap_ci(g[R.FLIP].to_numpy(np.float64), name="flip_rate", **kw),
+                               "flip_rate", key))
+                a, b = _finite(g[R.GOLD_LOGPROB].to_numpy(np.float64), g[R.REF_GOLD_LOGPROB].to_numpy(np.float64))
                 if a.size:
-                    out.append(_effect_row(_stats.paired_bootstrap_diff(a, b, name="gold_logprob_change", **kw),
-                                           metric="gold_logprob_change", **key))
-                (kl,) = _finite(g["kl"].to_numpy(np.float64))
+                    out.append(row(_stats.paired_bootstrap_diff(a, b, name="gold_logprob_change", **kw),
+                                   "gold_logprob_change", key))
+                (kl,) = _finite(g[R.KL].to_numpy(np.float64))
                 if kl.size:
-                    out.append(_effect_row(_stats.bootstrap_ci(kl, name="kl", **kw), metric="kl", **key))
-                a, b = _finite(g["recorded_logprob"].to_numpy(np.float64), g["ref_recorded_logprob"].to_numpy(np.float64))
+                    out.append(row(_stats.bootstrap_ci(kl, name="kl", **kw), "kl", key))
+                a, b = _finite(g[R.RECORDED_LOGPROB].to_numpy(np.float64),
+                               g[R.REF_RECORDED_LOGPROB].to_numpy(np.float64))
                 if a.size:
-                    out.append(_effect_row(_stats.paired_bootstrap_diff(a, b, name="recorded_logprob_change", **kw),
-                                           metric="recorded_logprob_change", **key))
-    frame = pd.DataFrame(out, columns=cols)
-    frame[_UNPARSEABLE] = frame[_UNPARSEABLE].fillna(0)
-    return frame.astype({"estimate": "float64", "ci_low": "float64", "ci_high": "float64", "p_value": "float64",
-                         "n": "int64", _UNPARSEABLE: "int64"})
+                    out.append(row(_stats.paired_bootstrap_diff(a, b, name="recorded_logprob_change", **kw),
+                                   "recorded_logprob_change", key))
+    return T.frame(out)

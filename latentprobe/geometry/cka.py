@@ -10,6 +10,7 @@ import pandas as pd
 from jaxtyping import Float
 
 from latentprobe.errors import ShapeError, TooFewSamplesError
+from latentprobe.schema import CKA_AGAINST
 from latentprobe.geometry._arrays import (
     _Array,
     _as_latents,
@@ -328,4 +329,4 @@ def cka_against(
         mx = _moments(xs, chunk_size, "latents")
         frob2, sq_prod = _cross(xs, feats, mx, mf, chunk_size)
         values[step] = _cka_from(mx, mf, frob2, sq_prod, debiased)
-    return pd.DataFrame({"step": np.arange(k, dtype=np.int64), "cka": values})
+    return CKA_AGAINST.frame({CKA_AGAINST.STEP: np.arange(k, dtype=np.int64), CKA_AGAINST.CKA: values})

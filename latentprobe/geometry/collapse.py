@@ -23,6 +23,7 @@ from latentprobe.geometry._arrays import (
 from latentprobe.geometry.cosine import random_matched_norm
 from latentprobe.geometry.instances import _mean_offdiag, _within, across_instances
 from latentprobe.geometry.spectrum import _effective_rank_from, _participation_ratio_from, _singular_values
+from latentprobe.schema import ACROSS_BY_GROUP, ACROSS_SUMMARY, CENTERINGS, COLLAPSE_TABLE, NORM_TABLE, SOURCES
 
 __all__ = ["norm_table", "collapse_table"]
 
@@ -100,19 +101,19 @@ def norm_table(
     means = latent_norms.mean(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = means / emb_mean if emb_mean > 0 else np.full(k, np.nan)
-    table = pd.DataFrame(
+    T = NORM_TABLE
+    return T.frame(
         {
-            "source": ["latent"] * k + ["token_embedding"],
-            "step": pd.array(list(range(k)) + [None], dtype="Int64"),
-            "mean_norm": np.append(means, emb_mean),
-            "std_norm": np.append(latent_norms.std(axis=0), float(emb_norms.std())),
-            "ratio_to_embedding": np.append(ratios, 1.0 if emb_mean > 0 else np.nan),
+            T.SOURCE: [SOURCES[0]] * k + [SOURCES[2]],
+            T.STEP: pd.array(list(range(k)) + [None], dtype="Int64"),
+            T.MEAN_NORM: np.append(means, emb_mean),
+            T.STD_NORM: np.append(latent_norms.std(axis=0), float(emb_norms.std())),
+            T.RATIO_TO_EMBEDDING: np.append(ratios, 1.0 if emb_mean > 0 else np.nan),
         }
     )
-    return table
 
 
-_RESERVED_SOURCES = ("latent", "random_matched_norm")
+_RESERVED_SOURCES = SOURCES[:2]  # "latent", "random_matched_norm"
 
 
 def _mean_norm(arr: np.ndarray, mean: np.ndarray | None, chunk_size: int) -> float:
@@ -195,7 +196,7 @@ def collapse_table(
     chunk_size = _check_chunk_size(chunk_size)
     arr = _as_latents(latents)
     n, k, _ = arr.shape
-    sources: dict[str, np.ndarray] = {"latent": arr}
+    sources: dict[str, np.ndarray] = {SOURCES[0]: arr}
     for name, value in (baselines or {}).items():
         if name in _RESERVED_SOURCES:
             raise SimilarityError(
@@ -208,12 +209,12 @@ def collapse_table(
                 f"(n={n}, k={k}, d); baselines need the same instances and steps."
             )
         sources[name] = base
-    sources["random_matched_norm"] = random_matched_norm(arr, seed=seed, chunk_size=chunk_size)
+    sources[SOURCES[1]] = random_matched_norm(arr, seed=seed, chunk_size=chunk_size)
 
-    rows = []
+    rows, T = [], COLLAPSE_TABLE
     for name, src in sources.items():
-        for centering in ("raw", "centered"):
-            center = centering == "centered"
+        for centering in CENTERINGS:
+            center = centering == CENTERINGS[1]
             mean = _vector_mean(src, chunk_size, name) if center else None
             step_matrix, consecutive = _within(src, mean, chunk_size)
             across = across_instances(
@@ -222,17 +223,17 @@ def collapse_table(
             )
             s = _singular_values(src, center, chunk_size, name)
             row = {
-                "source": name,
-                "centering": centering,
-                "within_instance_mean": _mean_offdiag(step_matrix),
-                "consecutive_mean": float(consecutive.mean()) if k > 1 else float("nan"),
-                "across_instance_mean": float(across.summary["mean_offdiag"].mean()),
-                "effective_rank": _effective_rank_from(s),
-                "participation_ratio": _participation_ratio_from(s),
-                "mean_norm": _mean_norm(src, mean, chunk_size),
+                T.SOURCE: name,
+                T.CENTERING: centering,
+                T.WITHIN_INSTANCE_MEAN: _mean_offdiag(step_matrix),
+                T.CONSECUTIVE_MEAN: float(consecutive.mean()) if k > 1 else float("nan"),
+                T.ACROSS_INSTANCE_MEAN: float(across.summary[ACROSS_SUMMARY.MEAN_OFFDIAG].mean()),
+                T.EFFECTIVE_RANK: _effective_rank_from(s),
+                T.PARTICIPATION_RATIO: _participation_ratio_from(s),
+                T.MEAN_NORM: _mean_norm(src, mean, chunk_size),
             }
             if across.by_group is not None:
-                row["within_group_mean"] = float(across.by_group["within_group_mean"].mean())
-                row["between_group_mean"] = float(across.by_group["between_group_mean"].mean())
+                row[T.WITHIN_GROUP_MEAN] = float(across.by_group[ACROSS_BY_GROUP.WITHIN_GROUP_MEAN].mean())
+                row[T.BETWEEN_GROUP_MEAN] = float(across.by_group[ACROSS_BY_GROUP.BETWEEN_GROUP_MEAN].mean())
             rows.append(row)
-    return pd.DataFrame(rows)
+    return T.frame(rows)

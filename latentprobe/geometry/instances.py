@@ -30,6 +30,7 @@ from latentprobe.geometry._arrays import (
     _zero_rtol,
 )
 from latentprobe.geometry.cosine import _cosine
+from latentprobe.schema import ACROSS_BY_GROUP, ACROSS_SUMMARY, CONSECUTIVE, STEP_MATRIX
 from latentprobe.stats import bootstrap_ci
 
 __all__ = ["WithinInstanceResult", "AcrossInstancesResult", "within_instance", "across_instances"]
@@ -87,6 +88,14 @@ class WithinInstanceResult(SummarizedResult):
     def mean_offdiag(self) -> float:
         """Mean off-diagonal entry of ``step_matrix`` (NaN when K = 1)."""
         return _mean_offdiag(self.step_matrix)
+
+    def step_table(self) -> pd.DataFrame:
+        """``step_matrix`` in long format (:class:`~latentprobe.schema.STEP_MATRIX`): one row per
+        ``(step_a, step_b)``, row-major, with their mean cosine."""
+        k = self.step_matrix.shape[0]
+        steps = np.arange(k, dtype=np.int64)
+        return STEP_MATRIX.frame({STEP_MATRIX.STEP_A: np.repeat(steps, k), STEP_MATRIX.STEP_B: np.tile(steps, k),
+                                  STEP_MATRIX.COSINE: np.asarray(self.step_matrix, dtype=np.float64).ravel()})
 
 
 def _mean_offdiag(mat: np.ndarray) -> float:
@@ -179,13 +188,13 @@ def within_instance(
     step_matrix, values = _within(arr, mean, chunk_size)
     low, high = _column_ci(values, n_boot, seed, ci_level)
     n, k = arr.shape[:2]
-    consecutive = pd.DataFrame(
+    consecutive = CONSECUTIVE.frame(
         {
-            "step": np.arange(1, k, dtype=np.int64),
-            "mean": values.mean(axis=0) if k > 1 else np.empty(0),
-            "ci_low": low,
-            "ci_high": high,
-            "n": np.full(k - 1, n, dtype=np.int64),
+            CONSECUTIVE.STEP: np.arange(1, k, dtype=np.int64),
+            CONSECUTIVE.MEAN: values.mean(axis=0) if k > 1 else np.empty(0),
+            CONSECUTIVE.CI_LOW: low,
+            CONSECUTIVE.CI_HIGH: high,
+            CONSECUTIVE.N: np.full(k - 1, n, dtype=np.int64),
         }
     )
     return WithinInstanceResult(
@@ -413,26 +422,27 @@ def across_instances(
             between_sum = per_instance.sum(axis=0) * (n - 1) - within_sum
 
     low, high = _column_ci(per_instance, n_boot, seed, ci_level)
-    summary = pd.DataFrame(
+    summary = ACROSS_SUMMARY.frame(
         {
-            "step": np.arange(k, dtype=np.int64),
-            "mean_offdiag": per_instance.mean(axis=0),
-            "ci_low": low,
-            "ci_high": high,
-            "n": np.full(k, n, dtype=np.int64),
+            ACROSS_SUMMARY.STEP: np.arange(k, dtype=np.int64),
+            ACROSS_SUMMARY.MEAN_OFFDIAG: per_instance.mean(axis=0),
+            ACROSS_SUMMARY.CI_LOW: low,
+            ACROSS_SUMMARY.CI_HIGH: high,
+            ACROSS_SUMMARY.N: np.full(k, n, dtype=np.int64),
         }
     )
     by_group = None
     if codes is not None:
         n_within, n_between = _pair_counts(codes, n_groups, n)
         with np.errstate(invalid="ignore", divide="ignore"):
-            by_group = pd.DataFrame(
+            G = ACROSS_BY_GROUP
+            by_group = G.frame(
                 {
-                    "step": np.arange(k, dtype=np.int64),
-                    "within_group_mean": within_sum / n_within if n_within else np.nan,
-                    "between_group_mean": between_sum / n_between if n_between else np.nan,
-                    "n_within_pairs": np.full(k, n_within // 2, dtype=np.int64),
-                    "n_between_pairs": np.full(k, n_between // 2, dtype=np.int64),
+                    G.STEP: np.arange(k, dtype=np.int64),
+                    G.WITHIN_GROUP_MEAN: within_sum / n_within if n_within else np.full(k, np.nan),
+                    G.BETWEEN_GROUP_MEAN: between_sum / n_between if n_between else np.full(k, np.nan),
+                    G.N_WITHIN_PAIRS: np.full(k, n_within // 2, dtype=np.int64),
+                    G.N_BETWEEN_PAIRS: np.full(k, n_between // 2, dtype=np.int64),
                 }
             )
     return AcrossInstancesResult(

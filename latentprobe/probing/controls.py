@@ -15,6 +15,7 @@ import numpy as np
 from jaxtyping import Float, Shaped
 from sklearn.metrics import r2_score
 
+from latentprobe.schema import PROBE_SCORES
 from latentprobe.errors import ProbeError
 from latentprobe.probing._checks import Task, _check_task, _to_numpy
 from latentprobe.probing.cv import ProbeScore, _prepare, _run_folds, group_kfold_splits
@@ -251,17 +252,18 @@ def _probe_with_controls(
             control = _run_folds(X, plan.control_y, plan.control_y, g, splits, task, probe).score
         except ProbeError as err:
             skipped.append(f"{label}: control task skipped ({err})")
+    T = PROBE_SCORES
     row = {
-        "task": task,
-        "score": res.score,
-        "ci_low": res.ci_low,
-        "ci_high": res.ci_high,
-        "n": res.n,
-        "n_groups": res.n_groups,
-        "majority": plan.majority,
-        "shuffle": shuffle,
-        "control": control,
-        "selectivity": res.score - control,
-        "chance": plan.chance,
+        T.TASK: task,
+        T.SCORE: res.score,
+        T.CI_LOW: res.ci_low,
+        T.CI_HIGH: res.ci_high,
+        T.N: res.n,
+        T.N_GROUPS: res.n_groups,
+        T.MAJORITY: plan.majority,
+        T.SHUFFLE: shuffle,
+        T.CONTROL: control,
+        T.SELECTIVITY: res.score - control,
+        T.CHANCE: plan.chance,
     }
     return row, skipped

@@ -22,30 +22,12 @@ from latentprobe.errors import ProbeError
 from latentprobe.probing._checks import Task, _check_groups, _check_n_splits, _check_task, _check_X, _check_y, _to_numpy
 from latentprobe.probing.controls import _Plan, _plan, _probe_with_controls
 from latentprobe.probing.estimator import LinearProbe
+from latentprobe.schema import PROBE_COMPARISON, PROBE_SCORES
 
 __all__ = ["SCORE_COLUMNS", "ProbeSweepResult", "probe_sweep", "compare_representations"]
 
-#: Columns of :attr:`ProbeSweepResult.scores`, in order.
-SCORE_COLUMNS: tuple[str, ...] = (
-    "target",
-    "layer",
-    "step",
-    "task",
-    "score",
-    "ci_low",
-    "ci_high",
-    "n",
-    "n_groups",
-    "majority",
-    "shuffle",
-    "control",
-    "selectivity",
-    "chance",
-)
-
-# Columns shared by probe_sweep and compare_representations (all but the
-# location columns "layer" and "step").
-_VALUE_COLUMNS: tuple[str, ...] = tuple(c for c in SCORE_COLUMNS if c not in ("target", "layer", "step"))
+#: Columns of :attr:`ProbeSweepResult.scores`, in order (:class:`latentprobe.schema.PROBE_SCORES`).
+SCORE_COLUMNS: tuple[str, ...] = tuple(PROBE_SCORES.COLUMNS)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -84,9 +66,9 @@ class ProbeSweepResult(SummarizedResult):
         """Layer x step table of ``values`` (default ``"score"``)."""
         if values not in self.scores.columns:
             raise ProbeError(f"unknown column {values!r}; choose one of {list(self.scores.columns)}.")
-        if self.scores["target"].nunique() > 1:
+        if self.scores[PROBE_SCORES.TARGET].nunique() > 1:
             raise ProbeError("scores hold several targets; filter to one target before pivoting.")
-        return self.scores.pivot(index="layer", columns="step", values=values)
+        return self.scores.pivot(index=PROBE_SCORES.LAYER, columns=PROBE_SCORES.STEP, values=values)
 
 
 def _cells_from_features(
@@ -291,8 +273,9 @@ def probe_sweep(
         jobs.append((X, c, f"layer={layer!r}, step={step!r}"))
     plan = _plan(y, g, types, task=task, n_splits=n_splits, seed=seed, controls=any(mask))
     values = _run_cells(jobs, plan, probe, n_jobs, progress, f"probing {target_name}")
-    rows = [{"target": target_name, "layer": layer, "step": step, **v} for (layer, step, _), v in zip(cells, values)]
-    return ProbeSweepResult(scores=pd.DataFrame(rows, columns=list(SCORE_COLUMNS)))
+    T = PROBE_SCORES
+    rows = [{T.TARGET: target_name, T.LAYER: layer, T.STEP: step, **v} for (layer, step, _), v in zip(cells, values)]
+    return ProbeSweepResult(scores=T.frame(rows))
 
 
 def compare_representations(
@@ -370,5 +353,5 @@ def compare_representations(
     plan = _plan(y, g, types, task=task, n_splits=n_splits, seed=seed, controls=any(mask))
     jobs = [(X, c, f"representation {name!r}") for (name, X), c in zip(arrays.items(), mask)]
     values = _run_cells(jobs, plan, probe, n_jobs, progress, f"probing {target_name}")
-    rows = [{"representation": name, "target": target_name, **v} for name, v in zip(arrays, values)]
-    return pd.DataFrame(rows, columns=["representation", "target", *_VALUE_COLUMNS])
+    T = PROBE_COMPARISON
+    return T.frame([{T.REPRESENTATION: name, T.TARGET: target_name, **v} for name, v in zip(arrays, values)])

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from latentprobe.errors import StatsInputError
+from latentprobe.schema import EFFECTS
 
 __all__ = ["SMALL_SAMPLE_N", "Effect", "McNemarResult", "effects_frame", "small_sample_note"]
 
@@ -141,18 +142,6 @@ def effects_frame(effects: Sequence[Effect]) -> pd.DataFrame:
         confidence, excludes_zero``; an empty frame with these columns when
         ``effects`` is empty.
     """
-    columns = [
-        "name",
-        "estimate",
-        "ci_low",
-        "ci_high",
-        "n",
-        "p_value",
-        "method",
-        "note",
-        "confidence",
-        "excludes_zero",
-    ]
     rows = []
     for i, e in enumerate(effects):
         if not isinstance(e, Effect):
@@ -162,9 +151,7 @@ def effects_frame(effects: Sequence[Effect]) -> pd.DataFrame:
                 "accuracy_difference or mediation_effects."
             )
         rows.append(e.to_dict())
-    frame = pd.DataFrame(rows, columns=columns)
-    frame["p_value"] = frame["p_value"].astype("float64")
-    return frame
+    return EFFECTS.frame(rows)
 
 
 def small_sample_note(n: int) -> str:
