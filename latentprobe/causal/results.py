@@ -43,7 +43,9 @@ class XZResult(SummarizedResult):
     across_matrices : dict
         ``layer -> [K, n, n]`` raw cosine matrices of clean latents across instances.
     config : dict
-        Every setting, the perturbations' configs (mappings and seeds included).
+        Every setting, the perturbations' configs (mappings and seeds included); ``kept``:
+        ``{perturbation: {"n_examples", "n_kept", <reason>: count}}``; ``across_kept``: the examples of
+        the inter-instance similarity (:meth:`latentprobe.trace.LatentSelection.to_dict`).
     status : DataFrame
         Like ``dropped`` but for every example and perturbation (``reason == "kept"`` when kept).
     """
@@ -89,6 +91,8 @@ class ZYResult(SummarizedResult):
     dropped : DataFrame
         ``example_id, condition, reason, n_latents_clean, n_latents_other, chunk``.
     config : dict
+        Every setting; ``kept``: the examples kept and left out
+        (:meth:`latentprobe.trace.LatentSelection.to_dict`: the count kept, no latents, another count).
     """
 
     rows: pd.DataFrame
@@ -128,6 +132,7 @@ class MediationResult(SummarizedResult):
     dropped : DataFrame
         ``example_id, condition (the treatment), reason, n_latents_clean, n_latents_other, chunk``.
     config : dict
+        Every setting; ``kept``: ``{"n_examples", "n_kept", <reason>: count}``.
     effects : dict
         ``{"TE", "NDE", "NIE", "interaction"} -> Effect``.
     proportion_mediated : float

@@ -291,9 +291,8 @@ def _across_frame(per_chunk: list[dict[str, Tensor]], example_ids: Sequence[str]
     merged: dict[str, Tensor] = {}
     for t in per_chunk:
         merged.update(t)
-    present = [e for e in example_ids if e in merged]
-    selection = LatentSelection.of([merged[e].shape[0] for e in present])
-    keep = [present[i] for i in selection.indices]
+    selection = LatentSelection.of([merged[e].shape[0] if e in merged else 0 for e in example_ids])
+    keep = [example_ids[i] for i in selection.indices]
     if len(keep) < 2:
         return T.empty(), {}, selection
     lat = torch.stack([merged[e] for e in keep])  # [n, K, A, d]
