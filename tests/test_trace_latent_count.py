@@ -19,7 +19,7 @@ from latentprobe.toy.model import build_model, mask_rule, toy_spec  # noqa: E402
 from latentprobe.toy.perturbations import toy_inputs  # noqa: E402
 from latentprobe.toy.shapes import make_dataset  # noqa: E402
 from latentprobe.toy.vocab import build_tokenizer  # noqa: E402
-from latentprobe.trace import LatentSelection, modal_latent_count  # noqa: E402
+from latentprobe.trace import LatentSelection, LatentTrace, modal_latent_count  # noqa: E402
 
 
 @pytest.mark.parametrize(("counts", "expected"), [
@@ -104,6 +104,12 @@ def test_every_consumer_keeps_the_same_examples(varying):
     k = trace.latent_selection().num_latents
     np.testing.assert_array_equal(trace.features(layers=1, num_latents=k), trace.stack("hidden", layer=1)[0].numpy())
     assert default_interventions(trace)["mean_ablate"].mean.shape[0] == 8
+    # examples without latents are left out of features() as of stack(): they have nothing to give
+    e = trace[eights[0]]
+    empty = e.replace(example_id="no-latents", index=99, latent_positions=e.latent_positions[:0], z=e.z[:0],
+                      h_src=e.h_src[:0], hidden=e.hidden[:0])
+    with_empty = LatentTrace(trace.select(eights).examples + (empty,), trace.spec, trace.config)
+    assert with_empty.features(layers=1).shape == (2, 8, 128) and with_empty.kept_indices() == [0, 1]
     zy = z_to_y(runner, trace, {"zero": Zero()}, modes=("replay",), gold=inputs.gold, n_boot=50,
                 logits_processor=proc, progress=False)
     assert sorted(set(zy.rows["example_id"])) == sorted(trace.example_ids[i] for i in eights)
