@@ -48,16 +48,26 @@ __all__ = [
     "LatentRunner", "LatentSpec", "LatentTrace", "MatchedDisplacement", "MeanAblate", "ModelStructureError",
     "NoLatents", "RepeatFirst", "Replace", "ReplaceNoise", "Scale", "Segment", "SpecError", "SpecTokenError",
     "StepOutOfRangeError", "Swap", "TraceFormatError", "Zero", "get_preset", "intervention_from_config",
-    "list_presets", "load", "register_intervention", "register_preset", "segment_attention_mask", "__version__",
+    "list_presets", "load", "register_analysis", "register_intervention", "register_preset", "segment_attention_mask", "__version__",
 ]
 
 #: Subpackages reachable as attributes (``lp.causal.z_to_y``), imported on first use so that
 #: ``import latentprobe`` stays light and the toy is loaded only when asked for.
-SUBMODULES = ("causal", "data", "engine", "geometry", "interventions", "lens", "perturbations", "probing",
+SUBMODULES = ("analyses", "causal", "data", "engine", "geometry", "interventions", "lens", "perturbations", "probing",
               "report", "schema", "scoring", "seeding", "stats", "sweep", "toy", "trace", "viz")
 
 
+#: Top-level names imported on first use, from the subpackage that defines them.
+LAZY = {"register_analysis": "analyses"}
+
+
 def __getattr__(name: str):
+    if name in LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"latentprobe.{LAZY[name]}"), name)
+        globals()[name] = value
+        return value
     if name in SUBMODULES:
         import importlib
 
@@ -68,4 +78,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(SUBMODULES))
+    return sorted(set(globals()) | set(SUBMODULES) | set(LAZY))

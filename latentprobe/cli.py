@@ -170,9 +170,31 @@ def run_cmd(study_file: Path, out_dir: Path, overwrite: bool, no_report: bool, q
                     echo=click.echo)
     done = f"ran {', '.join(res.ran) or 'nothing'}" + (f"; already finished: {', '.join(res.skipped)}"
                                                         if res.skipped else "")
+    for key, lines in res.headlines.items():
+        for label, value in lines.items():
+            click.echo(f"{key}: {label}: {value}")
     click.echo(f"{done} [{res.seconds:.0f} s]; results in {res.out_dir}")
     if res.report_path is not None:
         click.echo(f"report: {res.report_path}")
+
+
+@main.command("analyses")
+def analyses_cmd() -> None:
+    """List the registered analyses: their study-file tables, tables written and options."""
+    import dataclasses
+
+    from latentprobe.analyses import SHARED_OPTIONS, registered_analyses
+
+    for key, record in registered_analyses().items():
+        click.echo(f"[analyses.{key}]  {record.title}")
+        click.echo(f"    tables: {', '.join(f'{t}.csv' for t in record.tables)}")
+        for f in dataclasses.fields(record.Options):
+            if f.name in SHARED_OPTIONS:
+                continue
+            required = f.default is dataclasses.MISSING
+            default = "(required)" if required else f"= {f.default!r}"
+            click.echo(f"    {f.name} {default}  {f.metadata.get('doc', '')}")
+    click.echo(f"every analysis also takes: {', '.join(SHARED_OPTIONS)} (default: [study] / [generation])")
 
 
 @main.command("report")

@@ -1,28 +1,25 @@
 """``latentprobe demo``: the whole analysis on the shipped toy models, with known ground truth.
 
-For each toy variant it runs held-out examples through the latent loop, then measures
-X -> Z (minimal-pair counterfactual image and image swap), Z -> Y (latent interventions), the
-TE / NDE / NIE decomposition for the counterfactual image, linear probes for the queried colour,
-and latent collapse; prints a summary table and writes one offline HTML report. The planted
-variants show what each number looks like when the truth is known.
+For each toy variant it runs one study file (:data:`DEMO_STUDY`) through the study runner: held-out
+examples through the latent loop, then X -> Z (minimal-pair counterfactual image and image swap),
+Z -> Y (latent interventions), the TE / NDE / NIE decomposition for the counterfactual image, linear
+probes for the queried colour and latent collapse; it prints a summary table and writes one offline
+HTML report. The planted variants show what each number looks like when the truth is known.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
-
 from latentprobe.errors import InputError
 
-__all__ = ["DemoResult", "run_demo", "TRUTH"]
+__all__ = ["DemoResult", "run_demo", "demo_study", "TRUTH", "DEMO_STUDY"]
 
 TRUTH = {
     "mediated": "all visual information must pass through the latents: strong X->Z and Z->Y.",
@@ -43,60 +40,101 @@ class DemoResult:
     seconds: float
 
 
-def _stack_hidden(trace: Any, layer: int) -> tuple[np.ndarray, list[int]]:
-    t, kept = trace.stack("hidden", layer=layer)
-    return t.numpy(), kept
+#: The demo's study, one per variant (``{...}`` filled by :func:`demo_study`): the toy test split's first
+#: ``n`` questions, X -> Z for a counterfactual image and an image swap, Z -> Y re-decoding the answer with
+#: the latents held, the decomposition for the counterfactual image, the queried colour probed from several
+#: representations, and collapse.
+DEMO_STUDY = """[study]
+name = "demo-{variant}"
+seed = {seed}
+description = "latentprobe demo: the {variant} toy ({truth})"
+
+[model]
+source = "toy:{variant}"
+
+[data]
+benchmark = "toy"
+split = "test"
+n = {n}
+take = "first"
+
+[generation]
+max_new_tokens = {max_new_tokens}
+scorer = "exact"
+batch_size = 32
+chunk_size = 100
+n_boot = {n_boot}
+
+[analyses.x_to_z]
+perturbations = ["counterfactual", "image_swap"]
+layers = [0]
+
+[analyses.z_to_y]
+interventions = {interventions}
+modes = ["redecode"]
+
+[analyses.decompose]
+treatment = "counterfactual"
+
+[analyses.representations]
+target = "target_colour"
+representations = {representations}
+
+[analyses.collapse]
+"""
 
 
-def _image_states(trace: Any, kept: Sequence[int], layer: int) -> np.ndarray:
-    """Mean over image positions of the residual at ``layer`` (the image-token baseline)."""
-    return np.stack([trace[i].captured_hidden[:, layer].mean(0).numpy() for i in kept])
-
-
-def _random_weights_runner(tm: Any, seed: int) -> Any:
-    from latentprobe.engine import LatentRunner
-    from latentprobe.toy import build_model
-
-    model = build_model(tm.tokenizer.get_vocab(), seed=seed + 1)
-    return LatentRunner(model, tm.tokenizer, tm.spec.replace(open_mode="appended"), mask_rule=tm.mask_rule)
+def demo_study(variant: str, *, n_examples: int = 200, seed: int = 0, n_boot: int = 1000) -> str:
+    """The study file the demo runs for one toy variant (TOML text)."""
+    reps = ["latent_mean", "latent_last", "image_tokens"] + ([] if variant == "text" else ["random_weights"])
+    return DEMO_STUDY.format(variant=variant, seed=seed, truth=TRUTH[variant].rstrip("."), n=n_examples,
+                             max_new_tokens=16 if variant == "text" else 8, n_boot=n_boot,
+                             interventions=json.dumps(list(ZY_INTERVENTIONS)), representations=json.dumps(reps))
 
 
 def run_demo(out_dir: str | Path, *, n_examples: int = 200, variants: Sequence[str] | None = None, seed: int = 0,
              n_boot: int = 1000, progress: bool = True, echo: Callable[[str], None] = print) -> DemoResult:
-    """Run the analyses on the shipped toy variants and write ``out_dir/report.html``.
+    """Run the demo's study on each shipped toy variant, print the summary and write ``out_dir/report.html``.
 
-    Returns the summary table (one row per variant) and the report's path. Tables are also written
-    as CSV under ``out_dir``. What this does not prove: the toy models are tiny and trained on a
-    synthetic task; they show that the measurements recover planted causal structure, not how any
-    real model behaves.
-    ``progress`` prints one line per variant as it finishes.
+    Each variant's study file (:func:`demo_study`) runs through the study runner
+    (:func:`latentprobe.study.run_study`) into ``out_dir/<variant>/``; the summary row of each variant is
+    read from that folder's tables. Tables of all variants are also written as CSV under ``out_dir``.
+    What this does not prove: the toy models are tiny and trained on a synthetic task; they show that the
+    measurements recover planted causal structure, not how any real model behaves.
+
+    Parameters
+    ----------
+    out_dir : path
+        The output folder.
+    n_examples : int
+        Held-out questions per variant (the first ``n`` of the test split).
+    variants : sequence of str, optional
+        Toy variants (default: all five).
+    seed : int
+        Seeds perturbations, interventions, bootstrap and probes.
+    n_boot : int
+        Bootstrap resamples of every interval.
+    progress : bool
+        One line per variant as it finishes.
+    echo : callable
+        Where lines are printed.
+
+    Returns
+    -------
+    DemoResult
+        The summary table (one row per variant), the report's path, the folder and the wall time.
+
+    Raises
+    ------
+    InputError
+        An unknown variant.
     """
     t0 = time.perf_counter()
     if not progress:
         echo = lambda *_a, **_k: None  # noqa: E731
-    from sklearn.exceptions import ConvergenceWarning
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    # the toy models and probes are small: extra intra-op and BLAS threads only contend with each other
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1), warnings.catch_warnings():
-            # random-weights controls converge slowly; the demo's tables carry the scores either way
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            return _run(out_dir, n_examples=n_examples, variants=variants, seed=seed, n_boot=n_boot, echo=echo,
-                        t0=t0)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run(out_dir: str | Path, *, n_examples: int, variants: Sequence[str] | None, seed: int, n_boot: int,
-         echo: Callable[[str], None], t0: float) -> DemoResult:
-    from latentprobe import causal, geometry, probing, viz
-    from latentprobe.perturbations import ImageSwap
-    from latentprobe.report import Report
+    from latentprobe.study import load_result, run_study
+    from latentprobe.study.analyses import read_table
     from latentprobe.toy import VARIANTS, load
-    from latentprobe.toy.perturbations import Counterfactual, toy_inputs
     from latentprobe.toy.shapes import majority_baseline
 
     out = Path(out_dir)
@@ -105,112 +143,66 @@ def _run(out_dir: str | Path, *, n_examples: int, variants: Sequence[str] | None
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise InputError(f"unknown toy variant(s) {unknown}; choose from {', '.join(VARIANTS)}.")
-    torch.manual_seed(seed)
-
     rows: list[dict[str, Any]] = []
-    decomp_frames, zy_frames, xz_frames, probe_frames, collapse_frames = [], [], [], [], []
+    frames: dict[str, list[pd.DataFrame]] = {k: [] for k in ("decomposition", "z_to_y", "x_to_z", "probes", "collapse")}
     step_mats: dict[str, np.ndarray] = {}
     models: dict[str, Any] = {}
     sample_ids: list[str] = []
+    (out / "studies").mkdir(exist_ok=True)
     for v in variants:
         tv = time.perf_counter()
+        study_file = out / "studies" / f"{v}.toml"
+        study_file.write_text(demo_study(v, n_examples=n_examples, seed=seed, n_boot=n_boot))
+        folder = out / v
+        run_study(study_file, folder, overwrite=True, report=False, progress=False)
         tm = load(v)
+        models[v] = tm.runner()
         ex = tm.examples("test", n=n_examples)
-        inputs = toy_inputs(ex)
-        runner = tm.runner()
-        models[v] = runner
-        sample_ids = sample_ids or [e.example_id for e in ex]
-        mnt = 16 if v == "text" else 8
-        trace = runner.run(tm.prompts(ex), tm.images(ex), example_ids=[e.example_id for e in ex],
-                           max_new_tokens=mnt, capture_positions="image", batch_size=32, progress=False)
-        acc = tm.accuracy(trace, ex)
-        row: dict[str, Any] = {"variant": v, "n": len(ex), "accuracy": acc, "majority": majority_baseline(ex),
-                               "entered_latent_mode": float(np.mean(trace.entered))}
-        common = dict(n_boot=n_boot, seed=seed, batch_size=32, chunk_size=100, progress=False, max_new_tokens=mnt)
-
-        # X -> Z: a minimal-pair counterfactual image and an image swap, against image-token states
-        xz = causal.x_to_z(runner, inputs, [Counterfactual(seed=seed), ImageSwap(seed=seed)], layers=[0],
-                              **common)
-        s = xz.summary
+        answers = read_table(folder, "answers")
+        sample_ids = sample_ids or list(answers["example_id"])
+        row: dict[str, Any] = {"variant": v, "n": len(answers),
+                               "accuracy": float(np.mean([a == g for a, g in zip(answers["answer"], answers["gold"])])),
+                               "majority": majority_baseline(ex), "entered_latent_mode": float(answers["entered"].mean())}
+        s = load_result(folder / "x_to_z").summary
         cos = s[(s.metric == "cosine") & (s.layer.isin([0, -1]) | s.source.ne("latent"))]
         for src, name in (("latent", "xz_cos_latent"), ("image_mean", "xz_cos_image_tokens")):
             sel = cos[(cos.perturbation == "counterfactual") & (cos.source == src)]
             row[name] = float(sel.estimate.mean()) if len(sel) else float("nan")
-        xz_frames.append(s.assign(variant=v))
-
-        # Z -> Y: latent interventions, answers re-decoded with all latents held (redecode)
-        suite = causal.default_interventions(trace, seed=seed)
-        chosen = {k: suite[k] for k in ZY_INTERVENTIONS if k in suite}
-        zy = causal.z_to_y(runner, trace, chosen, modes=("redecode",), gold=inputs, n_boot=n_boot, seed=seed,
-                              batch_size=32, chunk_size=100, progress=False)
-        zs = zy.summary
-        sw = zs[(zs.intervention == "swap") & (zs.metric == "accuracy_change")]
-        row["zy_swap_acc_change"] = float(sw.estimate.iloc[0]) if len(sw) else float("nan")
-        fl = zs[(zs.intervention == "swap") & (zs.metric == "flip_rate")]
-        row["zy_swap_flip_rate"] = float(fl.estimate.iloc[0]) if len(fl) else float("nan")
-        zy_frames.append(zs.assign(variant=v))
-
-        # mediation decomposition for the counterfactual image (outcome: correct w.r.t. the clean gold)
-        med = causal.decompose(runner, inputs, Counterfactual(seed=seed), **common)
+        frames["x_to_z"].append(s.assign(variant=v))
+        zs = load_result(folder / "z_to_y").summary
+        for metric, name in (("accuracy_change", "zy_swap_acc_change"), ("flip_rate", "zy_swap_flip_rate")):
+            sel = zs[(zs.intervention == "swap") & (zs.metric == metric)]
+            row[name] = float(sel.estimate.iloc[0]) if len(sel) else float("nan")
+        frames["z_to_y"].append(zs.assign(variant=v))
+        med = load_result(folder / "decompose")
         for k in ("TE", "NDE", "NIE"):
             e = med.effects[k]
             row[k] = e.estimate
             row[f"{k}_ci"] = f"[{e.ci_low:+.2f}, {e.ci_high:+.2f}]"
-        decomp_frames.append(med.summary[med.summary.kind == "effect"].assign(variant=v))
-
-        # probes: the queried object's colour from the mediator vs image-token states
-        n_layers = tm.model.config.text_config.num_hidden_layers
-        colour = np.array([e.attributes.get("target_colour", "none") for e in ex])
-        groups = np.array([e.image_id for e in ex])
-        try:
-            lat, kept = _stack_hidden(trace, n_layers)
-            keep = [i for i in kept if colour[i] != "none"]
-            pos = [kept.index(i) for i in keep]
-            reps = {"latent (mean over steps)": lat[pos].mean(1), "latent (last step)": lat[pos, -1],
-                    "image tokens (mean)": _image_states(trace, keep, n_layers)}
-            if v != "text":  # the same architecture with random weights (latent mode opened by the runner)
-                rnd = _random_weights_runner(tm, seed)
-                rtr = rnd.run([tm.prompts(ex)[i] for i in keep], [ex[i].image() for i in keep],
-                              max_new_tokens=mnt, batch_size=32, progress=False)
-                reps["random-weights model latents"] = rtr.stack("hidden", layer=n_layers)[0].numpy().mean(1)
-            probe = probing.LinearProbe()
-            cmp = probing.compare_representations(reps, colour[keep], groups[keep], task="classification",
-                                                  target_name="target_colour", n_splits=4, seed=seed, probe=probe)
-            probe_frames.append(cmp.assign(variant=v))
-            best = cmp[cmp.representation.str.startswith("latent (")].sort_values("score").iloc[-1]
-            row["probe_colour_latent"] = float(best.score)
-            row["probe_selectivity"] = float(best.selectivity)
-            row["probe_chance"] = float(best.chance)
-            img = cmp[cmp.representation == "image tokens (mean)"]
-            row["probe_colour_image_tokens"] = float(img.score.iloc[0])
-        except Exception as err:  # too few examples or classes: report, do not stop the demo
-            echo(f"  [{v}] probe skipped: {err}")
-
-        # collapse: how alike are the latents, against image-token states and random vectors
-        try:
-            z, kept = trace.stack("z")
-            img_states = torch.stack([trace[i].captured_hidden[:, 0] for i in kept])  # [n, 16, d]
-            idx = np.linspace(0, img_states.shape[1] - 1, z.shape[1]).round().astype(int)
-            ct = geometry.collapse_table(z.numpy(), baselines={"image_tokens": img_states[:, idx].numpy()},
-                                           seed=seed)
-            collapse_frames.append(ct.assign(variant=v))
-            lat_raw = ct[(ct.source == "latent") & (ct.centering == "raw")].iloc[0]
-            row["across_instance_cos"] = float(lat_raw.across_instance_mean)
-            row["effective_rank"] = float(lat_raw.effective_rank)
-            step_mats[v] = geometry.within_instance(z.numpy(), n_boot=0).step_matrix
-        except Exception as err:
-            echo(f"  [{v}] collapse skipped: {err}")
-
+        frames["decomposition"].append(med.summary[med.summary.kind == "effect"].assign(variant=v))
+        cmp = load_result(folder / "representations")
+        frames["probes"].append(cmp.assign(variant=v))
+        best = cmp[cmp.representation.str.startswith("latent (")].sort_values("score").iloc[-1]
+        row.update(probe_colour_latent=float(best.score), probe_selectivity=float(best.selectivity),
+                   probe_chance=float(best.chance),
+                   probe_colour_image_tokens=float(cmp[cmp.representation == "image tokens (mean)"].score.iloc[0]))
+        col = load_result(folder / "collapse")
+        ct = col["collapse"]
+        frames["collapse"].append(ct.assign(variant=v))
+        lat_raw = ct[(ct.source == "latent") & (ct.centering == "raw")].iloc[0]
+        row["across_instance_cos"] = float(lat_raw.across_instance_mean)
+        row["effective_rank"] = float(lat_raw.effective_rank)
+        long = col["step_matrix"]
+        k = int(long.step_a.max()) + 1
+        step_mats[v] = long.cosine.to_numpy(float).reshape(k, k)
         row["seconds"] = time.perf_counter() - tv
         rows.append(row)
-        echo(f"{v:9s} acc {acc:.3f} (majority {row['majority']:.3f})  X->Z cos {row.get('xz_cos_latent', float('nan')):.3f}  "
+        echo(f"{v:9s} acc {row['accuracy']:.3f} (majority {row['majority']:.3f})  X->Z cos {row['xz_cos_latent']:.3f}  "
              f"NIE {row['NIE']:+.3f} {row['NIE_ci']}  swap flip {row['zy_swap_flip_rate']:.3f}  "
              f"[{row['seconds']:.0f} s]")
 
     summary = pd.DataFrame(rows)
     summary.to_csv(out / "summary.csv", index=False)
-    frames = {"decomposition": decomp_frames, "z_to_y": zy_frames, "x_to_z": xz_frames, "probes": probe_frames,
-              "collapse": collapse_frames}
     tables = {k: pd.concat(f, ignore_index=True) if f else pd.DataFrame() for k, f in frames.items()}
     for k, df in tables.items():
         df.to_csv(out / f"{k}.csv", index=False)
@@ -221,10 +213,11 @@ def _run(out_dir: str | Path, *, n_examples: int, variants: Sequence[str] | None
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.3f}".format):
         echo("\n" + show.to_string(index=False))
 
-    # ------------------------------------------------------------------ report
     rep = _report(variants, tables, show, step_mats, models, sample_ids,
                   settings={"n_examples": n_examples, "seed": seed, "n_boot": n_boot, "variants": ", ".join(variants),
-                            "Z -> Y interventions": ", ".join(ZY_INTERVENTIONS), "seconds": round(time.perf_counter() - t0, 1)})
+                            "Z -> Y interventions": ", ".join(ZY_INTERVENTIONS),
+                            "studies": ", ".join(f"studies/{v}.toml" for v in variants),
+                            "seconds": round(time.perf_counter() - t0, 1)})
     path = rep.write(out / "report.html")
     (out / "settings.json").write_text(json.dumps({"n_examples": n_examples, "seed": seed, "n_boot": n_boot,
                                                    "variants": variants}, indent=1))

@@ -41,7 +41,7 @@ __all__ = [
     "CONSECUTIVE", "ACROSS_SUMMARY", "ACROSS_BY_GROUP", "CKA_AGAINST", "NORM_TABLE", "COLLAPSE_TABLE", "STEP_MATRIX",
     "LATENT_SELECTION", "BEHAVIOURAL_SUMMARY", "BEHAVIOURAL_ROWS",
     "XZ_METRICS", "ZY_METRICS", "EFFECT_NAMES", "EFFECT_KINDS", "SOURCES", "CENTERINGS", "BEHAVIOURAL_CONDITIONS",
-    "CONTROL_INTERVENTION", "RUN_MODE", "KEPT", "NO_GOLD",
+    "ANSWERS", "CONTROL_INTERVENTION", "RUN_MODE", "KEPT", "NO_GOLD",
 ]
 
 _KEYS = ("object", "str")  # probe cells keyed by names (a dict of features) instead of axis indices
@@ -380,6 +380,20 @@ class BEHAVIOURAL_ROWS(Table):
     PARSE_METHOD_BLANK = Column("parse_method_blank", "str", "how the scorer read the answer with a blank image")
     PARSE_METHOD_LATENTS_ONLY = Column("parse_method_latents_only", "str", "how the scorer read the latents-only answer")
     ANSWER_LATENTS_ONLY = Column("answer_latents_only", "str", "the answer from the original latents alone")
+
+
+# --------------------------------------------------------------------------- a study's clean run
+class ANSWERS(Table):
+    """``answers.csv`` of a study (:meth:`latentprobe.analyses.Context.answers`): the clean run, one row per example."""
+
+    EXAMPLE_ID = EXAMPLE_ID
+    ANSWER = ANSWER
+    GOLD = GOLD
+    CORRECT = CORRECT
+    PARSED = PARSED
+    PARSE_METHOD = PARSE_METHOD
+    N_LATENTS = N_LATENTS
+    ENTERED = Column("entered", "bool", "whether the example entered latent mode at least once")
 
 
 # --------------------------------------------------------------------------- values with a fixed meaning

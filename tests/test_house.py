@@ -202,3 +202,52 @@ def test_documented_exceptions_are_the_package_s_own():
         if cls is None or getattr(builtins, exc, None) is cls or not issubclass(cls, LatentProbeError):
             bad.append(f"{where}: {exc}")
     assert not bad, f"documented exceptions that are not LatentProbeErrors: {bad}"
+
+
+def _analysis_name_dispatch(path: Path, keys: set[str]) -> list[str]:
+    """Places in ``path`` that dispatch on an analysis key as a string: a comparison with it (``==``, ``!=``,
+    ``in``), a literal tuple/list/set holding it on either side of a comparison, or a dict literal keyed by it."""
+    tree = ast.parse(path.read_text())
+    found = []
+
+    def names(node: ast.AST) -> list[str]:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return [node.value]
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+        return []
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            hit = {n for side in [node.left, *node.comparators] for n in names(side)} & keys
+            if hit:
+                found.append(f"{path.relative_to(PKG.parent)}:{node.lineno}: compares with {sorted(hit)}")
+        elif isinstance(node, ast.Dict):
+            hit = {n for k in node.keys if k is not None for n in names(k)} & keys
+            if hit:
+                found.append(f"{path.relative_to(PKG.parent)}:{node.lineno}: a table keyed by {sorted(hit)}")
+        elif isinstance(node, ast.Match):
+            hit = {n for case in node.cases for p in ast.walk(case.pattern)
+                   if isinstance(p, ast.MatchValue) for n in names(p.value)} & keys
+            if hit:
+                found.append(f"{path.relative_to(PKG.parent)}:{node.lineno}: matches {sorted(hit)}")
+    return found
+
+
+def test_no_analysis_name_is_dispatched_on_outside_the_registry():
+    from latentprobe.analyses import registered_analyses
+
+    keys = set(registered_analyses())
+    hits = [h for name, path in MODULES.items() if not name.startswith("latentprobe.analyses")
+            for h in _analysis_name_dispatch(path, keys)]
+    assert not hits, "analysis names dispatched on outside latentprobe/analyses:\n" + "\n".join(hits)
+
+
+def test_name_dispatch_finder_finds_planted_dispatch(tmp_path):
+    planted = PKG / "_planted_dispatch_probe.py"
+    try:
+        planted.write_text('def f(name):\n    if name == "z_to_y":\n        return 1\n    return {"probes": 2}[name]\n')
+        hits = _analysis_name_dispatch(planted, {"z_to_y", "probes"})
+    finally:
+        planted.unlink()
+    assert len(hits) == 2 and "compares with ['z_to_y']" in hits[0] and "keyed by ['probes']" in hits[1]

@@ -10,8 +10,8 @@ report has a figure), the stylesheet is inline, and nothing is loaded from elsew
 * Tables show no index column, put the key columns first (condition, intervention, mode, ... then
   ``n``, estimate, ``95% CI``, ``p_value``), round to three significant digits and scroll inside
   their own box with the key columns kept in view.
-* :meth:`Report.add_result` adds the standard section of an analysis result
-  (:mod:`latentprobe.report.sections`), notes included (e.g. that ``no_latents`` is an
+* :meth:`Report.add_result` adds the standard section of an analysis result (the section its
+  analysis record declares, :mod:`latentprobe.analyses`), notes included (e.g. that ``no_latents`` is an
   out-of-distribution change); :meth:`Report.add_provenance` records settings, model, spec, data
   sample and software versions.
 * :func:`export_figures` (or ``Report.write(path, static_dir=...)``) writes the figures as PNG,
@@ -40,14 +40,13 @@ True
 from latentprobe.report.export import FORMATS, export_figures
 from latentprobe.report.page import Report, markdown, markdown_inline
 from latentprobe.report.provenance import software_versions
-from latentprobe.report.sections import OOD_CONDITIONS, OOD_NOTE, result_kind
+from latentprobe.report.sections import OOD_CONDITIONS, OOD_NOTE
 
 __all__ = [
     "Report",
     "export_figures",
     "FORMATS",
     "software_versions",
-    "result_kind",
     "OOD_CONDITIONS",
     "OOD_NOTE",
     "markdown",

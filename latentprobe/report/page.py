@@ -224,16 +224,45 @@ class Report:
         return self
 
     def add_result(self, result: Any, *, title: str | None = None, level: int = 2) -> Report:
-        """Add the standard section of an analysis result: heading, summary table, figures with
-        captions and notes (:func:`latentprobe.report.sections.add_result`).
+        """Add the standard section of an analysis result: heading, tables, figures with captions and notes.
 
-        Takes an ``XZResult``, ``ZYResult``, ``MediationResult``, ``ProbeSweepResult``,
-        ``WithinInstanceResult``, ``AcrossInstancesResult``, or the tables they and
-        ``compare_representations`` / ``collapse_table`` return.  ``level`` is the heading level.
+        The section is the one its analysis declares (:meth:`latentprobe.analyses.Analysis.section`), found
+        in the registry by the result's type (:func:`latentprobe.analyses.analysis_for_result`): an
+        ``XZResult``, ``ZYResult``, ``MediationResult``, ``ProbeSweepResult``, ``WithinInstanceResult``,
+        ``AcrossInstancesResult``, ``BehaviouralProbeResult``, a registered analysis's own result, or the
+        summary tables they, ``compare_representations`` and ``collapse_table`` return.
+
+        Parameters
+        ----------
+        result : object
+            The result.
+        title : str, optional
+            Replaces the section's default heading.
+        level : int
+            The heading's level: 2, 3 or 4 (3 for one model's result under a section of several).
+
+        Returns
+        -------
+        Report
+            ``self``.
+
+        Raises
+        ------
+        ReportError
+            No registered analysis describes ``result``, its table has no rows, or ``level`` is not 2, 3 or 4.
         """
-        from latentprobe.report.sections import add_result
+        from latentprobe.analyses import analysis_for_result
+        from latentprobe.errors import InputError
 
-        add_result(self, result, title=title, level=level)
+        if level not in (2, 3, 4):
+            raise ReportError(f"add_result: level must be 2, 3 or 4, got {level!r}.")
+        try:
+            record = analysis_for_result(result)
+        except InputError as err:
+            raise ReportError(f"add_result: {err}") from None
+        if record.is_empty(result):
+            raise ReportError(f"add_result: the {record.key} result has no rows; there is nothing to report.")
+        record.section(self, result, title=title, level=level)
         return self
 
     def add_provenance(self, **kwargs: Any) -> Report:

@@ -12,8 +12,7 @@ Its one module :mod:`latentprobe.study.toys` reads :mod:`latentprobe.toy` (``sou
 """
 
 from latentprobe.errors import StudyError
-from latentprobe.study.config import (BENCHMARK_NAMES, INTERVENTIONS, MODES, PERTURBATIONS, SCORERS,
-                                      TOY_PERTURBATIONS, Study, load_study)
+from latentprobe.study.config import BENCHMARK_NAMES, SCORERS, Study, load_study
 from latentprobe.study.datasets import StudyData, load_data
 from latentprobe.study.models import StudyModel, build_model
 from latentprobe.study.report import build_report
@@ -21,5 +20,4 @@ from latentprobe.study.results import load_result
 from latentprobe.study.run import StudyRun, config_fingerprint, run_study
 
 __all__ = ["StudyError", "Study", "load_study", "StudyModel", "build_model", "StudyData", "load_data", "StudyRun",
-           "run_study", "config_fingerprint", "build_report", "load_result", "BENCHMARK_NAMES", "PERTURBATIONS",
-           "TOY_PERTURBATIONS", "INTERVENTIONS", "MODES", "SCORERS"]
+           "run_study", "config_fingerprint", "build_report", "load_result", "BENCHMARK_NAMES", "SCORERS"]

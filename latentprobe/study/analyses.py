@@ -1,33 +1,31 @@
 """The analyses of a study, each run into its own folder and stored as tidy CSV tables.
 
-Every analysis writes ``DIR/<analysis>/``: the resumable analyses (``x_to_z``, ``z_to_y``,
-``decompose``) keep their sweep stores there (``out_dir=``, :mod:`latentprobe.sweep`), so a killed
-study resumes where it stopped; once an analysis has finished, its tables are written
-(``summary.csv``, ``rows.csv``, ...) and then ``done.json``, the marker that it is complete.
-``probes`` and ``collapse`` are quick and are recomputed when they did not finish.
+Everything here is read from the analysis records (:mod:`latentprobe.analyses`): which analyses
+exist, their options, their tables and schemas, how they run and resume. Every analysis writes
+``DIR/<key>/``: its stores (a killed study resumes where it stopped), then its tables (one CSV per
+declared table, each checked against its schema), ``config.json`` and last ``done.json``, the marker
+that it is complete.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
+from latentprobe.analyses import Analysis, AnalysisOptions, Context, get_analysis
 from latentprobe.atomic import atomic_write_text
-from latentprobe.errors import LatentProbeError, StudyError
+from latentprobe.errors import LatentProbeError, SchemaError, StudyError
 from latentprobe.study.config import Study
-from latentprobe.study.datasets import StudyData, field_values
-from latentprobe.study.results import read_frame, write_extras
+from latentprobe.study.results import read_frame
 
-__all__ = ["Context", "ANALYSIS_RUNNERS", "TABLES", "write_table", "read_table", "perturbation", "preflight"]
+if TYPE_CHECKING:
+    from latentprobe.study.datasets import StudyData
+    from latentprobe.study.models import StudyModel
 
-#: The tables each analysis folder holds (CSV), in report order.
-TABLES = {"x_to_z": ("summary", "rows", "dropped", "across", "status"), "z_to_y": ("summary", "rows", "dropped"),
-          "decompose": ("summary", "rows", "dropped"), "probes": ("scores", "skipped"),
-          "collapse": ("collapse", "step_matrix")}
+__all__ = ["make_context", "preflight", "run_analysis", "write_table", "read_table"]
 
 
 def write_table(folder: Path, name: str, frame: pd.DataFrame) -> Path:
@@ -40,57 +38,45 @@ def read_table(folder: Path, name: str) -> pd.DataFrame:
     return read_frame(folder / f"{name}.csv")
 
 
-class Context:
-    """What the analyses share: the study, the runner, the inputs and the clean run (computed once)."""
+def make_context(study: Study, model: StudyModel | None, data: StudyData, *, progress: bool = True) -> Context:
+    """The context the study's analyses share (the toy models get their hooks and image-token capture).
 
-    def __init__(self, study: Study, model: Any, data: StudyData, *, progress: bool = True) -> None:
-        self.study, self.model, self.data, self.progress = study, model, data, progress
-        self._trace: Any = None
+    With ``model=None`` the context serves :func:`preflight` only (checks before the model loads); it has no
+    runner, so nothing can run through it.
+    """
+    g = study.generation
+    toy = study.is_toy_data
+    hooks: dict[str, Any] = {}
+    if model is not None and model.toy is not None:
+        from latentprobe.study.toys import toy_hooks
 
-    @property
-    def seed(self) -> int:
-        return self.study.study.seed
-
-    @property
-    def inputs(self) -> Any:
-        return self.data.inputs
-
-    def common(self) -> dict[str, Any]:
-        g = self.study.generation
-        return {"n_boot": g.n_boot, "seed": self.seed, "batch_size": g.batch_size, "chunk_size": g.chunk_size,
-                "progress": self.progress}
-
-    @property
-    def trace(self) -> Any:
-        """The clean run of every example (greedy; image-token states captured for the toy models)."""
-        if self._trace is None:
-            inp, g = self.inputs, self.study.generation
-            self._trace = self.model.runner.run(
-                list(inp.prompts), None if inp.images is None else list(inp.images), example_ids=list(inp.example_ids),
-                max_new_tokens=g.max_new_tokens, batch_size=g.batch_size, seed=self.seed,
-                capture_positions="image" if self.model.toy is not None else None, progress=self.progress)
-        return self._trace
-
-    def save_trace(self, folder: Path, asked: bool) -> None:
-        if asked or self.study.traces:
-            self.trace.save(folder / "trace")
+        hooks = toy_hooks(model.toy)
+    elif toy:
+        hooks = {"random_runner": _needs_model, "derived_inputs": _needs_model}
+    return Context(runner=None if model is None else model.runner, inputs=data.inputs, seed=study.study.seed,
+                   n_boot=g.n_boot, batch_size=g.batch_size, max_new_tokens=g.max_new_tokens, chunk_size=g.chunk_size,
+                   scorer=g.scorer, progress=progress, is_toy=toy, capture_positions="image" if toy else None,
+                   hooks=hooks, where=str(study.path))
 
 
-def preflight(ctx: Context) -> None:
+def _needs_model(*_a: Any) -> Any:
+    raise StudyError("this hook needs the model; build the context with it (make_context(study, model, data)).")
+
+
+def preflight(study: Study, ctx: Context) -> None:
     """Check what the analyses need of the data before anything is generated.
 
     Raises
     ------
     StudyError
-        ``decompose`` on data without gold answers, a ``choice`` scorer on examples without options, a
-        probe target that no example has.
+        What an analysis's :meth:`~latentprobe.analyses.Analysis.check` refuses (e.g. ``decompose`` on data
+        without gold answers, a probe target no example has), a ``choice`` scorer on examples without
+        options, or chat messages with image parts where perturbations must reach the images.
     """
-    study, inputs, a = ctx.study, ctx.inputs, ctx.study.analyses
+    from collections.abc import Mapping
+
+    inputs = ctx.inputs
     golds = [] if inputs.gold is None else [g for g in inputs.gold if g is not None]
-    if a.decompose is not None and not golds:
-        raise StudyError(f"{study.path}: [analyses.decompose]: the data have no gold answers (e.g. VSP, whose plans "
-                         "are judged by simulating them), and both outcomes (correct, gold_logprob) need them; "
-                         "remove the table.")
     if study.generation.scorer == "choice" and golds:
         missing = [eid for eid, m, g in zip(inputs.example_ids, inputs.meta, inputs.gold or ())
                    if g is not None and not m.get("options")]
@@ -102,149 +88,52 @@ def preflight(ctx: Context) -> None:
     image_parts = p is not None and p.messages is not None and any(
         isinstance(part, Mapping) and part.get("type") == "image"
         for m in p.messages for part in (m.get("content") if isinstance(m.get("content"), (list, tuple)) else ()))
-    if image_parts and (a.x_to_z is not None or a.decompose is not None):
+    perturbs = [k for k in study.analyses.enabled() if _perturbs_inputs(study.analyses[k])]
+    if image_parts and perturbs:
         raise StudyError(f"{study.path}: [prompt] key 'messages': an image part puts the images inside the chat, "
-                         "where the X -> Z perturbations cannot replace them; use template = \"...\" (the images "
-                         "are placed as the preset's authors place them) or messages without image parts.")
-    if a.probes is not None:
-        for target in a.probes.targets:
-            field_values(inputs, target, where=f"{study.path}: [analyses.probes] key 'targets': ")
-
-
-def perturbation(name: str, seed: int) -> Any:
-    """The perturbation of a study file's name (names as :data:`latentprobe.study.config.PERTURBATIONS`)."""
-    from latentprobe import perturbations as P
-
-    if name in ("counterfactual", "occlude_target"):
-        from latentprobe.study.toys import toy_perturbation
-
-        return toy_perturbation(name, seed)
-    table: dict[str, Callable[[], Any]] = {
-        "image_swap": lambda: P.ImageSwap(seed=seed), "blank_image": lambda: P.BlankImage(),
-        "noise_image": lambda: P.NoiseImage(seed=seed), "occlude": lambda: P.Occlude(seed=seed),
-        "question_swap": lambda: P.QuestionSwap(seed=seed), "instance_swap": lambda: P.InstanceSwap(seed=seed)}
-    return table[name]()
-
-
-def scoring(ctx: Context) -> dict[str, Any]:
-    """The ``scorer=`` argument of the analyses that score answers, for ``[generation] scorer``
-    (``choice`` reads each example's options from its metadata)."""
-    from latentprobe.scoring import scorer_from_name
-
-    name, opts = ctx.study.generation.scorer, {}
-    if name == "choice":
-        opts["options_by_example"] = {eid: tuple(m.get("options") or ()) for eid, m in
-                                      zip(ctx.inputs.example_ids, ctx.inputs.meta)}
-    return {"scorer": scorer_from_name(name, **opts)}
-
-
-def _x_to_z(ctx: Context, folder: Path) -> tuple[dict[str, pd.DataFrame], Any]:
-    from latentprobe.causal import x_to_z
-
-    cfg = ctx.study.analyses.x_to_z
-    perts = [perturbation(p, ctx.seed) for p in cfg.perturbations]
-    res = x_to_z(ctx.model.runner, ctx.inputs, perts, layers=None if cfg.layers is None else list(cfg.layers),
-                 baselines=cfg.baselines, out_dir=folder, max_new_tokens=ctx.study.generation.max_new_tokens,
-                 **ctx.common())
-    ctx.save_trace(folder, cfg.save_trace)
-    return {"summary": res.summary, "rows": res.rows, "dropped": res.dropped, "across": res.across,
-            "status": res.status}, res
-
-
-def _z_to_y(ctx: Context, folder: Path) -> tuple[dict[str, pd.DataFrame], Any]:
-    from latentprobe.causal import default_interventions, z_to_y
-
-    cfg = ctx.study.analyses.z_to_y
-    suite = default_interventions(ctx.trace, seed=ctx.seed)
-    missing = [n for n in cfg.interventions if n not in suite]
-    if missing:
-        raise StudyError(f"{ctx.study.path}: [analyses.z_to_y] key 'interventions': {missing} cannot be built for "
-                         "this run (swaps need at least 2 examples that entered latent mode); remove them or "
-                         "sample more examples.")
-    chosen = {n: suite[n] for n in cfg.interventions}
-    res = z_to_y(ctx.model.runner, ctx.trace, chosen, modes=cfg.modes, gold=ctx.inputs, layers=list(cfg.layers),
-                 out_dir=folder, **ctx.common(), **scoring(ctx))
-    ctx.save_trace(folder, cfg.save_trace)
-    return {"summary": res.summary, "rows": res.rows, "dropped": res.dropped}, res
-
-
-def _decompose(ctx: Context, folder: Path) -> tuple[dict[str, pd.DataFrame], Any]:
-    from latentprobe.causal import decompose
-
-    cfg = ctx.study.analyses.decompose
-    res = decompose(ctx.model.runner, ctx.inputs, perturbation(cfg.treatment, ctx.seed), against=cfg.against,
-                    outcome=cfg.outcome, out_dir=folder, max_new_tokens=ctx.study.generation.max_new_tokens,
-                    **ctx.common(), **scoring(ctx))
-    ctx.save_trace(folder, cfg.save_trace)
-    return {"summary": res.summary, "rows": res.rows, "dropped": res.dropped}, res
-
-
-def _probes(ctx: Context, folder: Path) -> tuple[dict[str, pd.DataFrame], Any]:
-    from latentprobe.probing import probe_sweep
-
-    cfg, trace = ctx.study.analyses.probes, ctx.trace
-    n_res = int(ctx.model.runner.n_layers) + 1
-    layers = list(range(n_res)) if cfg.layers is None else [l for l in cfg.layers if l < n_res]
-    features: dict[tuple[int, int], np.ndarray] = {}
-    kept: list[int] = []
-    for layer in layers:
-        stacked, kept = trace.stack("hidden", layer=layer)
-        arr = stacked.float().numpy()
-        steps = range(arr.shape[1]) if cfg.steps is None else [s for s in cfg.steps if s < arr.shape[1]]
-        for s in steps:
-            features[(layer, s)] = arr[:, s]
-    groups_all = np.array([str(m.get("image_id", eid)) for m, eid in zip(ctx.inputs.meta, ctx.inputs.example_ids)])
-    frames, skipped = [], []
-    for target in cfg.targets:
-        y = field_values(ctx.inputs, target, where=f"{ctx.study.path}: [analyses.probes] key 'targets': ")[kept]
-        use = y != "none"
+                         f"where the perturbations cannot replace them ({', '.join(perturbs)} perturb the inputs); "
+                         "use template = \"...\" (the images are placed as the preset's authors place them) or "
+                         "messages without image parts.")
+    for key in study.analyses.enabled():
         try:
-            res = probe_sweep({k: v[use] for k, v in features.items()}, y[use], groups_all[kept][use],
-                              target_name=target, n_splits=cfg.n_splits, seed=ctx.seed, controls=cfg.controls,
-                              progress=ctx.progress)
-            frames.append(res.scores)
-        except LatentProbeError as err:  # too few examples or classes for this target: recorded, not fatal
-            skipped.append({"target": target, "reason": " ".join(str(err).split())})
-    ctx.save_trace(folder, cfg.save_trace)
-    return {"scores": pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
-            "skipped": pd.DataFrame(skipped, columns=["target", "reason"])}, None
+            get_analysis(key).check(study.analyses[key], ctx)
+        except StudyError:
+            raise
+        except LatentProbeError as err:
+            raise StudyError(f"{study.path}: [analyses.{key}]: {err}") from None
 
 
-def _collapse(ctx: Context, folder: Path) -> tuple[dict[str, pd.DataFrame], Any]:
-    import torch
-
-    from latentprobe import geometry
-
-    trace = ctx.trace
-    z, kept = trace.stack("z")
-    z = z.float().numpy()
-    baselines = {}
-    if ctx.model.toy is not None:  # the toy models' image-token states at the fed-latent layer, as the demo uses
-        img = torch.stack([trace[i].captured_hidden[:, 0] for i in kept]).float().numpy()
-        idx = np.linspace(0, img.shape[1] - 1, z.shape[1]).round().astype(int)
-        baselines["image_tokens"] = img[:, idx]
-    table = geometry.collapse_table(z, baselines=baselines, seed=ctx.seed)
-    mat = geometry.within_instance(z, n_boot=0).step_matrix
-    steps = np.arange(mat.shape[0])
-    long = pd.DataFrame({"step_a": np.repeat(steps, len(steps)), "step_b": np.tile(steps, len(steps)),
-                         "cosine": np.asarray(mat, dtype=float).ravel()})
-    ctx.save_trace(folder, ctx.study.analyses.collapse.save_trace)
-    return {"collapse": table, "step_matrix": long}, None
+def _perturbs_inputs(options: AnalysisOptions) -> bool:
+    """Whether an analysis's options name input perturbations (they must reach the images)."""
+    return bool(getattr(options, "perturbations", None) or getattr(options, "treatment", None))
 
 
-ANALYSIS_RUNNERS: dict[str, Callable[[Context, Path], tuple[dict[str, pd.DataFrame], Any]]] = {
-    "x_to_z": _x_to_z, "z_to_y": _z_to_y, "decompose": _decompose, "probes": _probes, "collapse": _collapse}
+def run_analysis(record: Analysis, options: AnalysisOptions, ctx: Context, folder: Path) -> bool:
+    """Run one analysis into ``folder`` unless its ``done.json`` is there; True when it ran.
 
+    The tables are checked against their declared schemas before they are written.
 
-def run_analysis(ctx: Context, name: str, folder: Path) -> bool:
-    """Run one analysis into ``folder`` unless its ``done.json`` is there; True when it ran."""
+    Raises
+    ------
+    SchemaError
+        The analysis returned a table whose columns or dtypes differ from its declaration.
+    """
     done = folder / "done.json"
     if done.exists():
         return False
     folder.mkdir(parents=True, exist_ok=True)
-    tables, result = ANALYSIS_RUNNERS[name](ctx, folder)
-    for tname, frame in tables.items():
-        write_table(folder, tname, frame)
-    write_extras(folder, name, result)
-    atomic_write_text(done, json.dumps({"analysis": name, "tables": sorted(tables)}, indent=1) + "\n")
+    result = record.run(ctx, options, folder)
+    tables = record.to_tables(result)
+    for name, schema in record.tables.items():
+        frame = tables[name]
+        try:
+            schema.check(frame)
+        except SchemaError as err:
+            raise SchemaError(f"analysis {record.key!r}, table {name}.csv: {err}") from None
+        write_table(folder, name, frame)
+    config = record.config_of(result)
+    if config is not None:
+        atomic_write_text(folder / "config.json", json.dumps(config, indent=1, sort_keys=True, default=str) + "\n")
+    record.save_extras(result, folder)
+    atomic_write_text(done, json.dumps({"analysis": record.key, "tables": list(record.tables)}, indent=1) + "\n")
     return True

@@ -27,6 +27,7 @@ Schema (every key; optional ones show their default)::
     root = "~/data/vstar"       # required for real benchmarks; relative paths resolve against the TOML's folder
     n = 100                     # optional: sample n examples of this table
     by = "category"             # stratify that sample by this field; false: no stratification
+    take = "sample"             # "sample" (seeded, stratified by `by`) or "first" (the first n, in file order)
     seed = <study.seed>         # the sample's seed
     split = "test"              # "toy" only: "train" or "test" (the shipped toy data)
     options = {}                # extra keyword arguments of load_benchmark (e.g. {file = "test.tsv"})
@@ -49,43 +50,42 @@ Schema (every key; optional ones show their default)::
     chunk_size = 16             # examples per stored unit of a resumable analysis
     n_boot = 1000               # bootstrap resamples of every interval
 
-    [analyses.x_to_z]           # each [analyses.*] table present runs that analysis
-    perturbations = ["image_swap", "blank_image"]   # required; see PERTURBATIONS
+    [analyses.<key>]            # each [analyses.*] table present runs that registered analysis; its keys are
+                                # the fields of the analysis's options (`latentprobe analyses` lists them all)
+    [analyses.x_to_z]
+    perturbations = ["image_swap", "blank_image"]   # required: perturbation names or "package.module:Class"
     layers = "all"              # "all" or a list of residual layers (0 = the fed latent)
-    baselines = true            # also compare prompt-token states (all prompt positions at all layers are
-                                # captured: turn off for prompts with thousands of image tokens)
-    save_trace = false          # save the clean run's trace in the analysis folder (every analysis has it)
+    baselines = true            # also compare prompt-token states
 
     [analyses.z_to_y]
-    interventions = ["zero", "replace_noise", "no_latents"]   # required; see INTERVENTIONS
-    modes = ["propagate", "redecode"]                         # see MODES
+    interventions = ["zero", "replace_noise", "no_latents"]   # required: names or "package.module:Class"
+    modes = ["propagate", "redecode"]
     layers = [0]
-    save_trace = false
 
     [analyses.decompose]
     treatment = "blank_image"   # required: a perturbation name
     against = "clean"           # "clean" or "treated"
     outcome = "correct"         # "correct" or "gold_logprob"
-    save_trace = false
 
     [analyses.probes]
     targets = ["category"]      # required: example fields (meta or attributes) to decode from the latents
-    layers = "all"              # "all" or a list of residual layers
-    steps = "all"               # "all" or a list of latent steps
+    layers = "all"
+    steps = "all"
     n_splits = 4
     controls = true
-    save_trace = false
 
-    [analyses.collapse]
-    save_trace = false
+    [analyses.collapse]         # (and representations, latent_similarity, behavioural, any registered one)
+
+                                # every analysis also takes the shared options n_boot, ci, seed, batch_size
+                                # (default: [generation] / [study]) and save_trace = false
 
     [output]
     traces = false              # save the clean trace in every analysis folder
 
-Refinements of the first draft of this schema: intervention and perturbation names are the
-library's own (``replace_noise`` for Gaussian replacement, ``blank_image`` for a blind input,
-``image_swap`` for shuffled images); ``[sample]`` samples across several ``[[data]]`` tables (e.g.
-instances stratified by ``source``); ``[model] base``/``num_latents`` load CODI checkpoints.
+Intervention and perturbation names are the library's own (``replace_noise`` for Gaussian
+replacement, ``blank_image`` for a blind input, ``image_swap`` for shuffled images), or import strings
+naming your own; ``[sample]`` samples across several ``[[data]]`` tables (e.g. instances stratified by
+``source``); ``[model] base``/``num_latents`` load CODI checkpoints.
 
 Examples
 --------
@@ -93,8 +93,8 @@ Examples
 >>> d = pathlib.Path(tempfile.mkdtemp())
 >>> _ = (d / "s.toml").write_text('[study]\\nname="t"\\n[model]\\nsource="toy:mediated"\\n'
 ...                               '[data]\\nbenchmark="toy"\\nn=8\\n[analyses.collapse]\\n')
->>> load_study(d / "s.toml").analyses.collapse is not None
-True
+>>> load_study(d / "s.toml").analyses.enabled()
+['collapse']
 """
 
 from __future__ import annotations
@@ -103,31 +103,21 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
-from latentprobe.causal.common import MODES as CAUSAL_MODES
-from latentprobe.causal.zy import SUITE
 from latentprobe.data import BENCHMARKS
 from latentprobe.errors import StudyError
 from latentprobe.scoring import SCORER_NAMES
 from latentprobe.study._toml import Table
 
 __all__ = ["Study", "StudyInfo", "ModelConfig", "DataConfig", "SampleConfig", "PromptConfig", "GenerationConfig",
-           "XZConfig", "ZYConfig", "DecomposeConfig", "ProbesConfig", "CollapseConfig", "Analyses", "load_study",
-           "BENCHMARK_NAMES", "PERTURBATIONS", "TOY_PERTURBATIONS", "INTERVENTIONS", "MODES", "SCORERS", "DTYPES"]
+           "Analyses", "load_study", "BENCHMARK_NAMES", "SCORERS", "DTYPES"]
 
 #: The benchmarks :func:`latentprobe.data.load_benchmark` reads.
 BENCHMARK_NAMES = BENCHMARKS
-#: Perturbations of any image benchmark (:mod:`latentprobe.perturbations`); names as each class's ``name``.
-PERTURBATIONS = ("image_swap", "blank_image", "noise_image", "occlude", "question_swap", "instance_swap")
-#: Perturbations that need the toy data's ground truth (:mod:`latentprobe.toy.perturbations`).
-TOY_PERTURBATIONS = ("counterfactual", "occlude_target")
-#: The interventions of :func:`latentprobe.causal.default_interventions`.
-INTERVENTIONS = SUITE
-MODES = CAUSAL_MODES
 SCORERS = SCORER_NAMES
 DTYPES = ("float32", "bfloat16", "float16")
-ANALYSES = ("x_to_z", "z_to_y", "decompose", "probes", "collapse")
 
 
 @dataclass(frozen=True)
@@ -163,6 +153,7 @@ class DataConfig:
     seed: int = 0
     split: str = "test"
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    take: str = "sample"
 
 
 @dataclass(frozen=True)
@@ -189,56 +180,35 @@ class GenerationConfig:
     n_boot: int = 1000
 
 
-@dataclass(frozen=True)
-class XZConfig:
-    perturbations: tuple[str, ...]
-    layers: tuple[int, ...] | None = None
-    baselines: bool = True
-    save_trace: bool = False
+class Analyses(Mapping[str, Any]):
+    """The ``[analyses.*]`` tables of a study: ``{key: options}`` in running order (the registry's order).
 
+    Each value is the analysis's options dataclass (:class:`latentprobe.analyses.AnalysisOptions`), with the
+    shared options the table leaves out taken from ``[study]`` and ``[generation]``.
+    """
 
-@dataclass(frozen=True)
-class ZYConfig:
-    interventions: tuple[str, ...]
-    modes: tuple[str, ...] = ("propagate", "redecode")
-    layers: tuple[int, ...] = (0,)
-    save_trace: bool = False
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self._options = dict(options)
 
+    def __getitem__(self, key: str) -> Any:
+        return self._options[key]
 
-@dataclass(frozen=True)
-class DecomposeConfig:
-    treatment: str
-    against: str = "clean"
-    outcome: str = "correct"
-    save_trace: bool = False
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._options)
 
+    def __len__(self) -> int:
+        return len(self._options)
 
-@dataclass(frozen=True)
-class ProbesConfig:
-    targets: tuple[str, ...]
-    layers: tuple[int, ...] | None = None
-    steps: tuple[int, ...] | None = None
-    n_splits: int = 4
-    controls: bool = True
-    save_trace: bool = False
-
-
-@dataclass(frozen=True)
-class CollapseConfig:
-    save_trace: bool = False
-
-
-@dataclass(frozen=True)
-class Analyses:
-    x_to_z: XZConfig | None = None
-    z_to_y: ZYConfig | None = None
-    decompose: DecomposeConfig | None = None
-    probes: ProbesConfig | None = None
-    collapse: CollapseConfig | None = None
+    def __repr__(self) -> str:
+        return f"Analyses({', '.join(self._options)})"
 
     def enabled(self) -> list[str]:
-        """Names of the analyses the study runs, in running order."""
-        return [a for a in ANALYSES if getattr(self, a) is not None]
+        """Keys of the analyses the study runs, in running order."""
+        return list(self._options)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{key: options that change results}`` as plain data (for the fingerprint)."""
+        return {k: o.fingerprint() for k, o in self._options.items()}
 
 
 @dataclass(frozen=True)
@@ -261,8 +231,10 @@ class Study:
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration (defaults filled in, paths resolved) as plain JSON-able data."""
-        d = dataclasses.asdict(self)
-        d.pop("path")
+        d = {f.name: dataclasses.asdict(getattr(self, f.name)) if dataclasses.is_dataclass(getattr(self, f.name))
+             else getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("path", "analyses")}
+        d["data"] = [dataclasses.asdict(x) for x in self.data]
+        d["analyses"] = self.analyses.to_dict()
         return _plain(d)
 
 
@@ -327,12 +299,15 @@ def load_study(path: str | Path, *, check_paths: bool = True) -> Study:
     if prompt is not None and toy_data:
         raise top.error("prompt", "the toy models use their own prompt", "remove the [prompt] table")
     gen = _generation(Table(file, "generation", top.get("generation", dict, {})), model)
-    analyses = _analyses(file, top.get("analyses", dict), toy_data)
+    analyses = _analyses(file, top.get("analyses", dict), toy_data,
+                         {"seed": info.seed, "n_boot": gen.n_boot, "batch_size": gen.batch_size})
     traces = False
     if "output" in raw:
         t = Table(file, "output", top.get("output", dict))
         traces = t.get("traces", bool, False)
         t.done()
+    if traces:  # [output] traces = true: every analysis saves the clean trace
+        analyses = Analyses({k: dataclasses.replace(o, save_trace=True) for k, o in analyses.items()})
     top.done(("study", "model", "data", "sample", "prompt", "generation", "analyses", "output"))
     return Study(path=file.resolve(), study=info, model=model, data=data, analyses=analyses, generation=gen,
                  prompt=prompt, sample=sample, traces=traces)
@@ -399,8 +374,12 @@ def _data(file: Path, raw: Any, seed: int, check_paths: bool) -> tuple[DataConfi
         if bench != "toy" and "split" in t.raw:
             raise t.error("split", "applies to the toy data only", "pass loader options in options = {...}")
         options = t.get("options", dict, {})
-        out.append(DataConfig(benchmark=bench, root=root, n=t.get("n", int, None, min_value=1), by=t.by(),
-                              seed=t.get("seed", int, seed), split=split, options=dict(options)))
+        take = t.get("take", str, "sample", choices=("sample", "first"))
+        n = t.get("n", int, None, min_value=1)
+        if take == "first" and n is None:
+            raise t.error("take", '"first" needs n', "add n = <how many examples> or remove take")
+        out.append(DataConfig(benchmark=bench, root=root, n=n, by=t.by(), seed=t.get("seed", int, seed), split=split,
+                              options=dict(options), take=take))
         t.done()
     return tuple(out)
 
@@ -452,39 +431,45 @@ def _generation(t: Table, model: ModelConfig) -> GenerationConfig:
     return cfg
 
 
-def _analyses(file: Path, raw: dict, toy: bool) -> Analyses:
-    top = Table(file, "analyses", raw)
-    perts = PERTURBATIONS + (TOY_PERTURBATIONS if toy else ())
-    found: dict[str, Any] = {}
-    for name in ANALYSES:
-        if name not in raw:
+def _refuse_toy_perturbations(t: Table, options: Any) -> None:
+    """Perturbations that need the toy data's ground truth are unknown names on real data."""
+    from latentprobe.analyses.names import perturbation_classes
+
+    toy_only = {n for n, cls in perturbation_classes().items() if cls.__module__.startswith("latentprobe.toy")}
+    real = sorted(set(perturbation_classes()) - toy_only)
+    for f in dataclasses.fields(options):
+        if f.metadata.get("choices") != "perturbations":
             continue
-        t = Table(file, f"analyses.{name}", top.get(name, dict))
-        save = t.get("save_trace", bool, False)
-        if name == "x_to_z":
-            found[name] = XZConfig(perturbations=t.names("perturbations", perts), layers=t.ints_or_all("layers"),
-                                   baselines=t.get("baselines", bool, True), save_trace=save)
-        elif name == "z_to_y":
-            found[name] = ZYConfig(interventions=t.names("interventions", INTERVENTIONS),
-                                   modes=t.names("modes", MODES, ("propagate", "redecode")),
-                                   layers=t.ints_or_all("layers", (0,)) or (0,), save_trace=save)
-        elif name == "decompose":
-            found[name] = DecomposeConfig(treatment=t.get("treatment", str, choices=perts),
-                                          against=t.get("against", str, "clean", choices=("clean", "treated")),
-                                          outcome=t.get("outcome", str, "correct",
-                                                        choices=("correct", "gold_logprob")), save_trace=save)
-        elif name == "probes":
-            targets = t.get("targets", list)
-            if not targets or not all(isinstance(x, str) and x for x in targets):
-                raise t.error("targets", f"must be a non-empty list of field names, got {targets!r}",
-                              'write e.g. targets = ["category"]')
-            found[name] = ProbesConfig(targets=tuple(targets), layers=t.ints_or_all("layers"),
-                                       steps=t.ints_or_all("steps"), n_splits=t.get("n_splits", int, 4, min_value=2),
-                                       controls=t.get("controls", bool, True), save_trace=save)
-        else:
-            found[name] = CollapseConfig(save_trace=save)
-        t.done()
-    top.done(ANALYSES)
+        value = getattr(options, f.name)
+        bad = [v for v in (value if isinstance(value, tuple) else (value,)) if v in toy_only]
+        if bad:
+            raise t.error(f.name, f"unknown name{'(s)' if isinstance(value, tuple) else ''} "
+                          f"{bad if isinstance(value, tuple) else repr(bad[0])} (it needs the toy data's ground truth)",
+                          f"choose from {', '.join(real)}")
+
+
+def _analyses(file: Path, raw: dict, toy: bool, defaults: Mapping[str, Any]) -> Analyses:
+    """Each ``[analyses.<key>]`` table into its registered analysis's options (:mod:`latentprobe.analyses`)."""
+    from latentprobe.analyses import OptionError, options_from_mapping, registered_analyses
+
+    if toy:
+        from latentprobe.study.toys import register_toy_names
+
+        register_toy_names()
+    top = Table(file, "analyses", raw)
+    records = registered_analyses()
+    found: dict[str, Any] = {}
+    for key, record in records.items():
+        if key not in raw:
+            continue
+        t = Table(file, f"analyses.{key}", top.get(key, dict))
+        try:
+            found[key] = options_from_mapping(record.Options, t.raw, analysis=key).resolved(defaults)
+        except OptionError as err:
+            raise t.error(err.key, err.problem, err.fix) from None
+        if not toy:
+            _refuse_toy_perturbations(t, found[key])
+    top.done(tuple(records))
     if not found:
-        raise top.error(None, "no analysis", f"add at least one [analyses.<name>] table ({', '.join(ANALYSES)})")
-    return Analyses(**found)
+        raise top.error(None, "no analysis", f"add at least one [analyses.<name>] table ({', '.join(records)})")
+    return Analyses(found)

@@ -18,7 +18,7 @@ import pandas as pd
 from latentprobe.errors import StudyError
 from latentprobe.study.config import Study
 
-__all__ = ["StudyData", "load_data", "field_values", "stratified_ids"]
+__all__ = ["StudyData", "load_data", "stratified_ids"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,7 +56,9 @@ def _toy(study: Study, model: Any) -> tuple[Any, pd.DataFrame]:
     examples = []
     for d in study.data:
         ex = model.toy.examples(d.split)
-        if d.n is not None:
+        if d.take == "first":
+            ex = ex[:d.n]
+        elif d.n is not None:
             keep = set(stratified_ids([e.example_id for e in ex], [_toy_field(e, d.by) for e in ex] if d.by else None,
                                       d.n, d.seed))
             ex = [e for e in ex if e.example_id in keep]
@@ -88,7 +90,9 @@ def _real(study: Study, runner: Any = None) -> tuple[Any, pd.DataFrame]:
     bench: dict[str, str] = {}
     for d in study.data:
         ex = load_benchmark(d.benchmark, d.root, **dict(d.options))
-        if d.n is not None:
+        if d.take == "first":
+            ex = ex[:d.n]
+        elif d.n is not None:
             ex = sample(ex, d.n, by=d.by, seed=d.seed).examples
         examples.extend(ex)
         bench.update((e.example_id, d.benchmark) for e in ex)
@@ -154,26 +158,3 @@ def load_data(study: Study, model: Any) -> StudyData:
     """
     inputs, frame = _toy(study, model) if study.is_toy_data else _real(study, getattr(model, "runner", None))
     return StudyData(inputs=inputs, sample=frame.reset_index(drop=True))
-
-
-def field_values(inputs: Any, name: str, *, where: str = "") -> np.ndarray:
-    """Per-example values of field ``name``: the example's metadata, its ``attributes``, or the toy example's.
-
-    Raises
-    ------
-    StudyError
-        When no example has the field (the message lists the fields that exist).
-    """
-    out: list[Any] = []
-    fields: set[str] = set()
-    for m in inputs.meta:
-        toy = m.get("toy")
-        attrs = dict(m.get("attributes") or {})
-        if toy is not None:
-            attrs = {"category": toy.template, **toy.attributes}
-        fields.update(k for k in m if k not in ("toy", "attributes"))
-        fields.update(attrs)
-        out.append(m[name] if name in m and name not in ("toy", "attributes") else attrs.get(name))
-    if all(v is None for v in out):
-        raise StudyError(f"{where}no example has the field {name!r}; choose from {', '.join(sorted(fields))}.")
-    return np.array(["none" if v is None else str(v) for v in out])

@@ -3,9 +3,10 @@
 Everything shown is read back from ``DIR`` (``study.json``, ``sample.csv`` and each analysis's
 CSV tables), so ``latentprobe run`` and ``latentprobe report`` write the same report; the creation
 time shown is the one ``study.json`` stored when the study started. Each finished analysis is
-read back with :func:`~latentprobe.study.load_result` and drawn by
-:meth:`~latentprobe.report.Report.add_result` (captions, notes on out-of-distribution conditions);
-the page ends with :meth:`~latentprobe.report.Report.add_provenance`. An analysis whose folder has no ``done.json`` is listed as unfinished.
+read back with :func:`~latentprobe.study.load_result` and drawn by its record's section
+(:meth:`latentprobe.analyses.Analysis.section`: captions, notes on out-of-distribution conditions);
+the page ends with :meth:`~latentprobe.report.Report.add_provenance`. An analysis whose folder has
+no ``done.json`` is listed as unfinished.
 """
 
 from __future__ import annotations
@@ -16,23 +17,19 @@ from typing import Any
 
 import pandas as pd
 
+from latentprobe.analyses import registered_analyses
 from latentprobe.errors import StudyError
-from latentprobe.study.analyses import TABLES, read_table
-from latentprobe.study.config import ANALYSES
-from latentprobe.study.results import load_result
+from latentprobe.study.analyses import read_table
+from latentprobe.study.results import load_result, read_frame
 
 __all__ = ["build_report", "load_tables"]
 
-_TITLES = {"x_to_z": "X -> Z: do the latents change with the input?",
-           "z_to_y": "Z -> Y: does the answer change with the latents?",
-           "decompose": "Mediation: total, direct and indirect effects",
-           "probes": "Probes: what can be read from the latents?", "collapse": "Collapse: how alike are the latents?"}
-
 
 def load_tables(out_dir: str | Path) -> dict[str, dict[str, pd.DataFrame]]:
-    """``{analysis: {table: DataFrame}}`` for every finished analysis of a study folder."""
+    """``{analysis: {table: DataFrame}}`` for every finished analysis of a study folder (declared dtypes)."""
     out = Path(out_dir)
-    return {a: {t: read_table(out / a, t) for t in TABLES[a]} for a in ANALYSES if (out / a / "done.json").exists()}
+    return {key: {t: read_frame(out / key / f"{t}.csv", schema) for t, schema in record.tables.items()}
+            for key, record in registered_analyses().items() if (out / key / "done.json").exists()}
 
 
 def _meta(out: Path) -> dict[str, Any]:
@@ -85,42 +82,28 @@ def build_report(out_dir: str | Path) -> Path:
         counts = filled.groupby(["benchmark", "source", "category"], dropna=False).size().reset_index(name="n")
         rep.add_table(counts, caption="Sampled examples per benchmark, source and category (ids in sample.csv).",
                       index=False)
-    finished = [a for a in ANALYSES if (out / a / "done.json").exists()]
-    unfinished = [a for a in cfg.get("analyses", {}) if cfg["analyses"].get(a) is not None and a not in finished]
+    records = registered_analyses()
+    finished = [k for k in records if (out / k / "done.json").exists()]
+    unfinished = [a for a in cfg.get("analyses", {}) if a not in finished]
     if unfinished:
         rep.add_note(f"Not finished: {', '.join(unfinished)}. Re-run the same `latentprobe run` command to resume.",
                      kind="warning", title="Incomplete study")
-    for name in finished:
-        result = load_result(out / name)
-        if _empty(result):
-            rep.add_heading(_TITLES[name])
-            rep.add_note(f"No example could be compared (see {name}/dropped.csv).", kind="warning")
+    for key in finished:
+        record = records[key]
+        result = load_result(out / key)
+        if record.is_empty(result):
+            rep.add_heading(record.title)
+            rep.add_note(f"No example could be compared (see {key}/dropped.csv).", kind="warning")
             continue
-        rep.add_result(result, title=_TITLES[name])
-        if name == "z_to_y" and ("gold" not in sample or sample["gold"].isna().all()):
-            rep.add_note("The data have no gold answers, so no accuracy is computed: the rows compare each "
-                         "intervention's answers with the no-op control's (flip rate) and the first answer token's "
-                         "distributions (KL).", title="No gold answers")
-        dropped = read_table(out / name, "dropped") if "dropped" in TABLES[name] else pd.DataFrame()
+        record.section(rep, result, title=record.title)
+        dropped = read_table(out / key, "dropped") if "dropped" in record.tables else pd.DataFrame()
         if len(dropped):
             counts = dropped.groupby(["condition", "reason"]).size().reset_index(name="n")
-            rep.add_table(counts, caption=f"Examples left out, per condition and reason ({name}/dropped.csv).",
+            rep.add_table(counts, caption=f"Examples left out, per condition and reason ({key}/dropped.csv).",
                           index=False)
-        if name == "probes":
-            for _, r in read_table(out / name, "skipped").iterrows():
-                rep.add_note(f"{r['target']}: {r['reason']}", kind="warning", title="Probe skipped")
     settings = {"seed": cfg.get("study", {}).get("seed"), **{f"generation.{k}": v for k, v in
                                                             cfg.get("generation", {}).items()}}
     rep.add_provenance(settings=settings, runner=meta.get("model"), spec=model.get("preset"),
                        sample=list(sample.example_id) if len(sample) else 0,
                        sample_seed=cfg.get("study", {}).get("seed"), versions=meta.get("versions"))
     return rep.write(out / "report.html")
-
-
-def _empty(result: Any) -> bool:
-    table = result if isinstance(result, pd.DataFrame) else getattr(result, "summary", None)
-    if table is None and hasattr(result, "scores"):
-        table = result.scores
-    return isinstance(table, pd.DataFrame) and table.empty
-
-

@@ -5,6 +5,7 @@ Output folder::
     DIR/study.toml          a copy of the study file
     DIR/study.json          the resolved config and its fingerprint, the model's fingerprint, software versions
     DIR/sample.csv          the sampled examples (example_id, benchmark, source, category, gold)
+    DIR/answers.csv         the clean run's answers (answer, gold, correct, parsed, parse_method, n_latents, entered)
     DIR/<analysis>/         one folder per analysis: its sweep stores, tidy tables (*.csv), done.json
     DIR/report.html         the report (``latentprobe report DIR`` rebuilds it from the folder alone)
 
@@ -28,23 +29,26 @@ from typing import Any, Callable
 from latentprobe.atomic import atomic_write_text
 from latentprobe.errors import StudyError
 from latentprobe.sweep.keys import config_diff
-from latentprobe.study.config import ANALYSES, Study, load_study
+from latentprobe.analyses import get_analysis, registered_analyses
+from latentprobe.study.config import Study, load_study
 
 __all__ = ["StudyRun", "run_study", "config_fingerprint"]
 
-_OWNED_FILES = ("study.toml", "study.json", "sample.csv", "report.html")
+_OWNED_FILES = ("study.toml", "study.json", "sample.csv", "answers.csv", "report.html")
 
 
 @dataclass(frozen=True)
 class StudyRun:
     """What :func:`run_study` did: the folder, the report's path (``None`` with ``report=False``), the analyses
-    run now and those skipped as already finished, and the wall time."""
+    run now and those skipped as already finished, the wall time, and per analysis its headline figures
+    (``{label: value}``, printed at the end of ``latentprobe run``)."""
 
     out_dir: Path
     report_path: Path | None
     ran: tuple[str, ...]
     skipped: tuple[str, ...]
     seconds: float
+    headlines: dict[str, dict[str, str]]
 
 
 def _digest(obj: Any) -> str:
@@ -86,7 +90,7 @@ def _check_folder(out: Path, study: Study, fingerprint: str, overwrite: bool) ->
 def _clear(out: Path) -> None:
     for name in _OWNED_FILES:
         (out / name).unlink(missing_ok=True)
-    for name in ANALYSES:
+    for name in registered_analyses():
         if (out / name).is_dir():
             shutil.rmtree(out / name)
 
@@ -143,7 +147,7 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
     if stored is not None and stored.get("model_fingerprint") != model_hash:
         raise StudyError(f"{out} holds results of another model ({_diff(stored.get('model'), model.fingerprint)}); "
                          "pass --overwrite to discard them or choose a new --out folder.")
-    from latentprobe.study.analyses import Context, preflight, run_analysis
+    from latentprobe.study.analyses import make_context, preflight, run_analysis
     from latentprobe.study.datasets import load_data
 
     data = load_data(study, model)
@@ -157,25 +161,41 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
     atomic_write_text(out / "sample.csv", data.sample.to_csv(index=False))
     say(f"[{study.study.name}] {len(data.sample)} examples; analyses: {', '.join(study.analyses.enabled())}")
 
-    ctx = Context(study, model, data, progress=progress)
-    preflight(ctx)
+    ctx = make_context(study, model, data, progress=progress)
+    preflight(study, ctx)
+    from latentprobe.study.analyses import write_table
+
+    write_table(out, "answers", ctx.answers())
     ran, skipped = [], []
     with _quiet_threads(model.toy is not None):
-        for name in study.analyses.enabled():
+        for key in study.analyses.enabled():
             ta = time.perf_counter()
-            if run_analysis(ctx, name, out / name):
-                ran.append(name)
-                say(f"[{study.study.name}] {name} done [{time.perf_counter() - ta:.0f} s]")
+            if run_analysis(get_analysis(key), study.analyses[key], ctx, out / key):
+                ran.append(key)
+                say(f"[{study.study.name}] {key} done [{time.perf_counter() - ta:.0f} s]")
             else:
-                skipped.append(name)
-                say(f"[{study.study.name}] {name} already finished (skipped)")
+                skipped.append(key)
+                say(f"[{study.study.name}] {key} already finished (skipped)")
+    headlines = _headlines(out, study)
     path = None
     if report:
         from latentprobe.study.report import build_report
 
         path = build_report(out)
     return StudyRun(out_dir=out, report_path=path, ran=tuple(ran), skipped=tuple(skipped),
-                    seconds=time.perf_counter() - t0)
+                    seconds=time.perf_counter() - t0, headlines=headlines)
+
+
+def _headlines(out: Path, study: Study) -> dict[str, dict[str, str]]:
+    """Per finished analysis, the few figures a reader looks for first (its record's ``headline``)."""
+    from latentprobe.study.results import load_result
+
+    found = {}
+    for key in study.analyses.enabled():
+        record = get_analysis(key)
+        result = load_result(out / key)
+        found[key] = {} if record.is_empty(result) else record.headline(result)
+    return found
 
 
 class _quiet_threads:

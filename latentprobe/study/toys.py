@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["toy_variants", "load_toy", "toy_perturbation", "toy_inputs"]
+__all__ = ["toy_variants", "load_toy", "toy_inputs", "register_toy_names", "toy_hooks"]
 
 
 def toy_variants() -> tuple[str, ...]:
@@ -25,15 +25,30 @@ def load_toy(variant: str) -> Any:
     return toy.load(variant)
 
 
-def toy_perturbation(name: str, seed: int) -> Any:
-    """The perturbations that need the toy data's ground truth: ``counterfactual`` and ``occlude_target``."""
-    from latentprobe.toy import Counterfactual, OccludeTarget
-
-    return Counterfactual(seed=seed) if name == "counterfactual" else OccludeTarget(seed=seed)
-
-
 def toy_inputs(examples: list[Any]) -> Any:
     """The InputSet of toy examples (:func:`latentprobe.toy.toy_inputs`)."""
     from latentprobe.toy import toy_inputs as build
 
     return build(examples)
+
+
+def register_toy_names() -> None:
+    """Register the toy's perturbations (``counterfactual``, ``occlude_target``) so study files can name them."""
+    import latentprobe.toy.perturbations  # noqa: F401  (registers the classes)
+
+
+def toy_hooks(tm: Any, seed: int = 0) -> dict[str, Any]:
+    """The toy family's analysis hooks: a random-weights copy of the model (the same architecture, latent mode
+    opened by the runner) and the behavioural probe's derived questions."""
+    from latentprobe.engine import LatentRunner
+    from latentprobe.toy import build_model
+    from latentprobe.toy.behavioural import toy_derived_inputs
+
+    def random_runner(s: int) -> Any:
+        model = build_model(tm.tokenizer.get_vocab(), seed=s + 1)
+        return LatentRunner(model, tm.tokenizer, tm.spec.replace(open_mode="appended"), mask_rule=tm.mask_rule)
+
+    def derived_inputs(inputs: Any) -> Any:
+        return toy_derived_inputs([m["toy"] for m in inputs.meta])
+
+    return {"random_runner": random_runner, "derived_inputs": derived_inputs}

@@ -79,8 +79,8 @@ def test_defaults_and_relative_root(tmp_path):
     path.write_text(REAL.replace("{root}", "data"))
     s = load_study(path)
     assert s.data[0].root == str((tmp_path / "data").resolve())
-    assert s.analyses.z_to_y.modes == ("propagate", "redecode") and s.generation.scorer == "exact"
-    assert s.to_dict()["analyses"]["x_to_z"] is None
+    assert s.analyses["z_to_y"].modes == ("propagate", "redecode") and s.generation.scorer == "exact"
+    assert "x_to_z" not in s.to_dict()["analyses"]
 
 
 BAD = [

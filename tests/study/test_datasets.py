@@ -13,7 +13,8 @@ import latentprobe.data as data_pkg
 from latentprobe.errors import StudyError
 from latentprobe.perturbations import InputSet
 from latentprobe.study import build_model, load_data, load_study
-from latentprobe.study.datasets import field_values, stratified_ids
+from latentprobe.analyses.readouts import field_values
+from latentprobe.study.datasets import stratified_ids
 
 
 def test_stratified_ids_is_proportional_deterministic_and_in_order():
@@ -38,6 +39,9 @@ def test_toy_data_and_fields(tmp_path):
     assert len(field_values(d.inputs, "category")) == 12
     with pytest.raises(StudyError, match="no example has the field 'nope'; choose from"):
         field_values(d.inputs, "nope")
+    listed = d.inputs.replace(meta=tuple({**m, "tags": ["a", "b"]} for m in d.inputs.meta))
+    with pytest.raises(StudyError, match="field 'tags' of example .* is a list .*, not one label"):
+        field_values(listed, "tags")
 
 
 @dataclass(frozen=True)

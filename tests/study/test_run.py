@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from latentprobe import cli
 from latentprobe.errors import SweepLockWarning
-from latentprobe.study.analyses import TABLES
+from latentprobe.analyses import get_analysis
 
 ROOT = Path(__file__).resolve().parents[2]
 TOY = ROOT / "examples" / "studies" / "toy.toml"
@@ -35,8 +35,11 @@ def _html(path: Path) -> str:
     return re.sub(r"Created \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", "Created <time>", path.read_text())
 
 
+STUDIED = ("x_to_z", "z_to_y", "decompose", "probes", "collapse")  # the toy study's analyses, in its order
+
+
 def _tables(out: Path) -> dict[str, str]:
-    names = ["sample.csv"] + [f"{a}/{t}.csv" for a, ts in TABLES.items() for t in ts]
+    names = ["sample.csv", "answers.csv"] + [f"{a}/{t}.csv" for a in STUDIED for t in get_analysis(a).tables]
     return {n: (out / n).read_text() for n in names}
 
 
@@ -62,9 +65,9 @@ def test_run_writes_the_folder(toy_run):
     out = toy_run
     for name in ("study.toml", "study.json", "sample.csv", "report.html"):
         assert (out / name).is_file(), name
-    for analysis, tables in TABLES.items():
+    for analysis in STUDIED:
         assert (out / analysis / "done.json").is_file(), analysis
-        for t in tables:
+        for t in get_analysis(analysis).tables:
             assert (out / analysis / f"{t}.csv").is_file(), (analysis, t)
     import json
 
@@ -198,5 +201,9 @@ def test_results_read_back_from_the_folder(toy_run):
     assert isinstance(med, MediationResult) and med.effects["NIE"].estimate < -0.5
     assert np.isclose(med.proportion_mediated, med.summary.set_index("effect").estimate["proportion_mediated"])
     viz.decomposition_bars(med)
-    assert isinstance(load_result(toy_run / "probes"), ProbeSweepResult)
-    assert isinstance(load_result(toy_run / "collapse"), pd.DataFrame)
+    probes = load_result(toy_run / "probes")
+    assert set(probes) == {"scores", "skipped"} and (probes["scores"]["target"] == "target_colour").all()
+    assert probes["scores"]["layer"].dtype == np.int64 and isinstance(ProbeSweepResult(probes["scores"]).best(),
+                                                                        pd.Series)
+    collapse = load_result(toy_run / "collapse")
+    assert list(collapse) == ["collapse", "step_matrix"] and len(collapse["step_matrix"]) == 16  # K = 4 steps

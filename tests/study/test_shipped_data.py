@@ -89,7 +89,7 @@ def test_vlm_studies_build_the_familys_chat_prompt(tmp_path, monkeypatch, replic
 
 def test_needs_of_the_analyses_are_checked_before_anything_runs(tmp_path, monkeypatch):
     from latentprobe.errors import StudyError
-    from latentprobe.study.analyses import Context, preflight
+    from latentprobe.study.analyses import make_context, preflight
 
     monkeypatch.setenv("HOME", str(tmp_path))
     builders.vsp(tmp_path / "data" / "vsp")
@@ -100,23 +100,23 @@ def test_needs_of_the_analyses_are_checked_before_anything_runs(tmp_path, monkey
         path = tmp_path / "s.toml"
         path.write_text(re.sub(r"(?m)^n = \d+", "n = 2", base) + "\n" + extra)
         study = load_study(path)
-        ctx = Context(study, None, load_data(study, None), progress=False)  # no model: nothing can run
+        ctx = make_context(study, None, load_data(study, None), progress=False)  # no model: nothing can run
         if fragment is None:
-            preflight(ctx)
+            preflight(study, ctx)
         else:
             with pytest.raises(StudyError, match=fragment):
-                preflight(ctx)
+                preflight(study, ctx)
     chat = re.sub(r'(?m)^template = .*$', 'messages = [{role = "user", content = [{type = "image"}, '
                   '{type = "text", text = "{question}"}]}]', re.sub(r"(?m)^n = \d+", "n = 2", base))
     path.write_text(chat)
     study = load_study(path)
     with pytest.raises(StudyError, match="perturbations cannot replace them"):
-        preflight(Context(study, None, load_data(study, None), progress=False))
+        preflight(study, make_context(study, None, load_data(study, None), progress=False))
     text = re.sub(r'targets = \[[^\]]*\]', 'targets = ["nosuch"]', re.sub(r"(?m)^n = \d+", "n = 2", base))
     path.write_text(text)
     study = load_study(path)
     with pytest.raises(StudyError, match="no example has the field 'nosuch'"):
-        preflight(Context(study, None, load_data(study, None), progress=False))
+        preflight(study, make_context(study, None, load_data(study, None), progress=False))
 
 
 def test_codi_questions_are_normalised_as_codis_test_script_does(tmp_path, monkeypatch):

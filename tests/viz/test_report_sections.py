@@ -7,7 +7,8 @@ import re
 import pytest
 
 from latentprobe.errors import ReportError
-from latentprobe.report import OOD_CONDITIONS, Report, result_kind
+from latentprobe.analyses import analysis_for_result
+from latentprobe.report import OOD_CONDITIONS, Report
 
 
 def _figure_captions(doc: str) -> tuple[int, list[str]]:
@@ -53,13 +54,15 @@ def test_no_latents_gets_the_out_of_distribution_note(zy):
     assert "Out of distribution" not in plain
 
 
-def test_result_kind_and_refusals(xz, zy, med, sweep, comparison, collapse):
-    assert [result_kind(r) for r in (xz, zy, med, sweep, comparison, collapse)] == [
-        "x_to_z", "z_to_y", "mediation", "probe_sweep", "probe_comparison", "collapse"]
-    assert [result_kind(r.summary) for r in (xz, zy, med)] == ["x_to_z", "z_to_y", "mediation"]
-    with pytest.raises(ReportError, match="not a result"):
+def test_the_registry_finds_each_result_s_analysis_and_refuses_others(xz, zy, med, within, across, sweep,
+                                                                      comparison, collapse):
+    assert [analysis_for_result(r).key for r in (xz, zy, med, within, across, sweep, comparison, collapse)] == [
+        "x_to_z", "z_to_y", "decompose", "latent_similarity", "latent_similarity", "probes", "representations",
+        "collapse"]
+    assert [analysis_for_result(r.summary).key for r in (xz, zy, med)] == ["x_to_z", "z_to_y", "decompose"]
+    with pytest.raises(ReportError, match="no registered analysis describes a table with columns"):
         Report("r").add_result(__import__("pandas").DataFrame({"a": [1]}))
-    with pytest.raises(ReportError, match="cannot describe"):
+    with pytest.raises(ReportError, match="no registered analysis describes a int"):
         Report("r").add_result(42)
     with pytest.raises(ReportError, match="no rows"):
         Report("r").add_result(zy.summary.iloc[:0])

@@ -1,0 +1,34 @@
+"""Analyses as records: one object per analysis declares its options, work units, tables, figures,
+report section and study-file key (:class:`Analysis`); the study runner, the report and the CLI read
+everything from the registry (:func:`register_analysis`, :func:`registered_analyses`).
+
+Built in, in running order: ``x_to_z``, ``z_to_y``, ``decompose`` (:mod:`latentprobe.analyses.causal`),
+``probes``, ``representations``, ``collapse`` (:mod:`latentprobe.analyses.readouts`), ``latent_similarity``
+(:mod:`latentprobe.analyses.similarity`) and ``behavioural`` (:mod:`latentprobe.analyses.behavioural`).
+
+Examples
+--------
+>>> import latentprobe as lp
+>>> list(lp.analyses.registered_analyses())[:3]
+['x_to_z', 'z_to_y', 'decompose']
+>>> lp.analyses.get_analysis("probes").Options(targets=("category",)).n_splits
+4
+"""
+
+from latentprobe.analyses.base import (SHARED_OPTIONS, Analysis, AnalysisOptions, OptionError, ReportSink, Unit,
+                                       option, options_from_mapping)
+from latentprobe.analyses.behavioural import Behavioural
+from latentprobe.analyses.causal import Decompose, XToZ, ZToY
+from latentprobe.analyses.context import Context
+from latentprobe.analyses.readouts import Collapse, Probes, Representations
+from latentprobe.analyses.registry import (ENTRY_POINT_GROUP, analysis_for_result, get_analysis, register_analysis,
+                                           registered_analyses)
+from latentprobe.analyses.similarity import Similarity
+
+for _record in (XToZ, ZToY, Decompose, Probes, Representations, Collapse, Similarity, Behavioural):
+    register_analysis(_record)
+del _record
+
+__all__ = ["Analysis", "AnalysisOptions", "OptionError", "ReportSink", "Unit", "Context", "option",
+           "options_from_mapping", "SHARED_OPTIONS", "register_analysis", "get_analysis", "registered_analyses",
+           "analysis_for_result", "ENTRY_POINT_GROUP"]

@@ -1,0 +1,83 @@
+"""The paper's behavioural probe as a record (``behavioural``): a derived question about the same
+image answered from the image, from nothing, and from the original run's latents alone
+(:func:`latentprobe.behavioural.behavioural_probe`).
+
+The derived questions come from the model family's ``derived_inputs`` hook (the toy supplies one:
+:func:`latentprobe.toy.behavioural.toy_derived_inputs`); a study on data without derived questions is
+refused before any work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from latentprobe import schema
+from latentprobe.analyses.base import Analysis, AnalysisOptions, ReportSink, option
+from latentprobe.analyses.context import Context
+from latentprobe.behavioural import BehaviouralProbeResult
+from latentprobe.errors import StudyError
+
+__all__ = ["Behavioural", "BehaviouralOptions"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BehaviouralOptions(AnalysisOptions):
+    """Options of ``behavioural``."""
+
+    scorer: str | None = option(None, choices="scorers", doc="scorer (default: [generation] scorer)")
+
+
+class Behavioural(Analysis):
+    """Can a derived question be answered from the latents alone (``latents_only`` against ``blank``)?"""
+
+    key = "behavioural"
+    title = "Behavioural probe: answering from the latents alone"
+    Options = BehaviouralOptions
+    tables = {"summary": schema.BEHAVIOURAL_SUMMARY, "tests": schema.EFFECTS, "rows": schema.BEHAVIOURAL_ROWS}
+    result_types = (BehaviouralProbeResult,)
+    frame_keys = frozenset({"condition", "accuracy", "n_unparseable"})
+
+    def check(self, options: AnalysisOptions, ctx: Context) -> None:
+        if ctx.hook("derived_inputs") is None:
+            raise StudyError(f"{ctx.where}: [analyses.{self.key}]: these data have no derived questions (the toy "
+                             "data have them); remove the table.")
+
+    def run(self, ctx: Context, options: AnalysisOptions, folder: Path | None) -> BehaviouralProbeResult:
+        from latentprobe.behavioural import behavioural_probe
+
+        assert isinstance(options, BehaviouralOptions)
+        original, derived = ctx.hook("derived_inputs")(ctx.inputs)  # type: ignore[misc]
+        res = behavioural_probe(ctx.runner, original, derived, max_new_tokens=ctx.max_new_tokens,
+                                batch_size=int(options.batch_size or 1), n_boot=int(options.n_boot or 0),
+                                seed=int(options.seed or 0), progress=options.progress,
+                                scorer=options.scorer if options.scorer is not None else ctx.scoring())
+        ctx.save_trace(folder, options.save_trace)
+        return BehaviouralProbeResult(schema.BEHAVIOURAL_SUMMARY.frame(res.summary), schema.EFFECTS.frame(res.tests),
+                                      schema.BEHAVIOURAL_ROWS.frame(res.rows), res.dropped)
+
+    def config_of(self, result: Any) -> dict[str, Any]:
+        return {"dropped": dict(result.dropped)}
+
+    def from_tables(self, tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any],
+                    folder: Path | None = None) -> BehaviouralProbeResult:
+        return BehaviouralProbeResult(tables["summary"], tables["tests"], tables["rows"],
+                                      dict(config.get("dropped", {})))
+
+    def section(self, report: ReportSink, result: Any, *, title: str | None = None, level: int = 2) -> None:
+        report.add_heading(title or self.title, level)
+        report.add_table(result.summary, caption="Accuracy on the derived questions: `image` (with the image, the "
+                         "ceiling), `blank` (a blank image, the floor) and `latents_only` (a blank image with the "
+                         "original run's latents). Unreadable answers count as wrong (`n_unparseable`).")
+        report.add_table(result.tests, caption="Paired accuracy differences (bootstrap CI, McNemar exact p).")
+        dropped = {k: v for k, v in result.dropped.items() if v}
+        if dropped:
+            report.add_note("; ".join(f"{v} {k}" for k, v in dropped.items()), kind="warning", title="Left out")
+
+    def headline(self, result: Any) -> dict[str, str]:
+        return {f"derived-question accuracy ({r['condition']})": f"{r['accuracy']:.3f} [{r['ci_low']:.3f}, "
+                f"{r['ci_high']:.3f}]" for _, r in result.summary.iterrows()}

@@ -1,0 +1,353 @@
+"""Readouts of the clean run as records: linear probes over layers x steps (``probes``), one target
+probed from several representations (``representations``) and latent collapse (``collapse``).
+
+They read the clean trace only (no generation beyond it, except the random-weights baseline), take
+seconds, and are recomputed when a killed study had not finished them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from latentprobe import schema
+from latentprobe.analyses.base import Analysis, AnalysisOptions, OptionError, ReportSink, option
+from latentprobe.analyses.context import Context
+from latentprobe.errors import LatentProbeError, StudyError
+from latentprobe.perturbations import InputSet
+from latentprobe.probing.sweep import ProbeSweepResult
+from latentprobe.report.sections import once, probe_note
+
+__all__ = ["Probes", "ProbesOptions", "Representations", "RepresentationsOptions", "Collapse", "CollapseOptions",
+           "field_values", "REPRESENTATION_LABELS"]
+
+
+def field_values(inputs: InputSet, name: str, *, where: str = "") -> np.ndarray:
+    """Per-example values of field ``name``: the example's metadata, its ``attributes``, or the toy example's.
+
+    Raises
+    ------
+    StudyError
+        No example has the field (the message lists the fields that exist), or a value is a list (a probe
+        target must be one label per example).
+    """
+    out: list[Any] = []
+    fields: set[str] = set()
+    for eid, m in zip(inputs.example_ids, inputs.meta):
+        toy = m.get("toy")
+        attrs = dict(m.get("attributes") or {})
+        if toy is not None:
+            attrs = {"category": toy.template, **toy.attributes}
+        fields.update(k for k in m if k not in ("toy", "attributes"))
+        fields.update(attrs)
+        value = m[name] if name in m and name not in ("toy", "attributes") else attrs.get(name)
+        if isinstance(value, (list, tuple, set, dict)):
+            raise StudyError(f"{where}field {name!r} of example {eid!r} is a {type(value).__name__} ({value!r}), not "
+                             "one label; probe a field with one value per example (e.g. category).")
+        out.append(value)
+    if all(v is None for v in out):
+        raise StudyError(f"{where}no example has the field {name!r}; choose from {', '.join(sorted(fields))}.")
+    return np.array(["none" if v is None else str(v) for v in out])
+
+
+def _groups(ctx: Context) -> np.ndarray:
+    """Probe CV groups: one image never straddles train and test (``image_id``, else the example id)."""
+    return np.array([str(m.get("image_id", eid)) for m, eid in zip(ctx.inputs.meta, ctx.inputs.example_ids)])
+
+
+# --------------------------------------------------------------------------- probes
+@dataclass(frozen=True, kw_only=True)
+class ProbesOptions(AnalysisOptions):
+    """Options of ``probes`` (:func:`latentprobe.probing.probe_sweep` over residual layers x latent steps)."""
+
+    targets: tuple[str, ...] = option(doc="example fields (metadata or attributes) to decode from the latents")
+    layers: tuple[int, ...] | None = option(None, all_value=True, min_value=0, doc='residual layers, or "all"')
+    steps: tuple[int, ...] | None = option(None, all_value=True, min_value=0, doc='latent steps, or "all"')
+    n_splits: int = option(4, min_value=2, doc="outer folds of the grouped cross-validation")
+    controls: bool = option(True, doc="label-shuffle and control-task baselines")
+
+    def validate(self) -> None:
+        if any(not t for t in self.targets):
+            raise OptionError("ProbesOptions", "targets", "holds an empty name", 'write e.g. targets = ["category"]')
+
+
+class Probes(Analysis):
+    """What is linearly decodable from the latents, per residual layer and latent step, with controls."""
+
+    key = "probes"
+    title = "Probes: what can be read from the latents?"
+    Options = ProbesOptions
+    tables = {"scores": schema.PROBE_SCORES, "skipped": schema.PROBES_SKIPPED}
+    frame_keys = frozenset({"target", "layer", "step", "score"})
+    result_types = (ProbeSweepResult,)
+
+    def check(self, options: AnalysisOptions, ctx: Context) -> None:
+        assert isinstance(options, ProbesOptions)
+        for target in options.targets:
+            field_values(ctx.inputs, target, where=f"{ctx.where}: [analyses.{self.key}] key 'targets': ")
+
+    def run(self, ctx: Context, options: AnalysisOptions, folder: Path | None) -> dict[str, pd.DataFrame]:
+        from latentprobe.probing import probe_sweep
+
+        assert isinstance(options, ProbesOptions)
+        trace = ctx.trace
+        n_res = int(ctx.runner.n_layers) + 1
+        layers = list(range(n_res)) if options.layers is None else [l for l in options.layers if l < n_res]
+        features: dict[tuple[int, int], np.ndarray] = {}
+        kept: list[int] = []
+        for layer in layers:
+            stacked, kept = trace.stack("hidden", layer=layer)
+            arr = stacked.float().numpy()
+            steps = range(arr.shape[1]) if options.steps is None else [s for s in options.steps if s < arr.shape[1]]
+            for s in steps:
+                features[(layer, s)] = arr[:, s]
+        groups_all = _groups(ctx)
+        frames, skipped = [], []
+        for target in options.targets:
+            y = field_values(ctx.inputs, target, where=f"{ctx.where}: [analyses.{self.key}] key 'targets': ")[kept]
+            use = y != "none"
+            try:
+                res = probe_sweep({k: v[use] for k, v in features.items()}, y[use], groups_all[kept][use],
+                                  target_name=target, n_splits=options.n_splits, seed=int(options.seed or 0),
+                                  controls=options.controls, progress=options.progress)
+                frames.append(res.scores)
+            except LatentProbeError as err:  # too few examples or classes for this target: recorded, not fatal
+                skipped.append({"target": target, "reason": " ".join(str(err).split())})
+        ctx.save_trace(folder, options.save_trace)
+        return {"scores": schema.PROBE_SCORES.frame(pd.concat(frames, ignore_index=True) if frames else []),
+                "skipped": schema.PROBES_SKIPPED.frame(skipped)}
+
+    def to_tables(self, result: Any) -> dict[str, pd.DataFrame]:
+        if isinstance(result, Mapping):
+            return {k: result[k] for k in self.tables}
+        return {"scores": result.scores, "skipped": schema.PROBES_SKIPPED.frame([])}
+
+    def from_tables(self, tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any],
+                    folder: Path | None = None) -> dict[str, pd.DataFrame]:
+        return {k: tables[k] for k in self.tables}
+
+    def summary_of(self, result: Any) -> pd.DataFrame:
+        if isinstance(result, pd.DataFrame):
+            return result
+        return result["scores"] if isinstance(result, Mapping) else result.scores
+
+    def figures(self, result: Any) -> list[Any]:
+        from latentprobe import viz
+
+        s = self.summary_of(result)
+        return [viz.probe_heatmap(s[s["target"] == t]) for t in dict.fromkeys(s["target"])]
+
+    def section(self, report: ReportSink, result: Any, *, title: str | None = None, level: int = 2) -> None:
+        s = self.summary_of(result)
+        report.add_heading(title or "Probes: where is the target linearly decodable?", level)
+        for target, fig in zip(dict.fromkeys(s["target"]), self.figures(result)):
+            sub = s[s["target"] == target]
+            report.add_figure(fig)
+            best = sub.sort_values("score", ascending=False).head(10)
+            report.add_table(best, caption=f"Target `{target}`: the ten best (layer, step) cells by held-out score.")
+            n = int(sub["n"].max()) if len(sub) else 0
+            if n < 50:
+                once(report, f"probe-small:{n}", f"Probes on {n} examples: each outer fold tests on about "
+                     f"{max(1, n // 4)} examples, so a score moves by several points with one example; read the "
+                     "intervals (ci_low, ci_high) and the controls, not the best cell.", kind="warning",
+                     title="Small sample")
+        skipped = result.get("skipped") if isinstance(result, Mapping) else None
+        if skipped is not None:
+            for _, r in skipped.iterrows():
+                report.add_note(f"{r['target']}: {r['reason']}", kind="warning", title="Probe skipped")
+        probe_note(report)
+
+    def headline(self, result: Any) -> dict[str, str]:
+        s = self.summary_of(result)
+        out = {}
+        for target, sub in s.groupby("target", sort=False):
+            best = sub.sort_values("score", ascending=False).iloc[0]
+            out[f"probe {target}: best cell (layer {best['layer']}, step {best['step']})"] = (
+                f"{best['score']:.3f} (chance {best['chance']:.3f}, selectivity {best['selectivity']:+.3f})")
+        return out
+
+
+# --------------------------------------------------------------------------- representations
+#: Display names of the representations (the ``representation`` column).
+REPRESENTATION_LABELS = {"latent_mean": "latent (mean over steps)", "latent_last": "latent (last step)",
+                         "image_tokens": "image tokens (mean)", "random_weights": "random-weights model latents"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RepresentationsOptions(AnalysisOptions):
+    """Options of ``representations`` (:func:`latentprobe.probing.compare_representations`)."""
+
+    target: str = option(doc="the example field to decode")
+    representations: tuple[str, ...] = option(("latent_mean", "latent_last", "image_tokens"),
+                                              choices=tuple(REPRESENTATION_LABELS), doc="what to probe it from")
+    layer: int | None = option(None, min_value=0, doc="residual layer (default: the last)")
+    n_splits: int = option(4, min_value=2, doc="outer folds of the grouped cross-validation")
+    controls: bool = option(True, doc="label-shuffle and control-task baselines")
+
+
+class Representations(Analysis):
+    """One target probed from the latents, the image tokens and a random-weights model's latents."""
+
+    key = "representations"
+    title = "Probes: representations compared"
+    Options = RepresentationsOptions
+    tables = {"scores": schema.PROBE_COMPARISON}
+    frame_keys = frozenset({"representation", "score"})
+
+    def check(self, options: AnalysisOptions, ctx: Context) -> None:
+        assert isinstance(options, RepresentationsOptions)
+        field_values(ctx.inputs, options.target, where=f"{ctx.where}: [analyses.{self.key}] key 'target': ")
+        if "image_tokens" in options.representations and ctx.capture_positions != "image":
+            raise StudyError(f"{ctx.where}: [analyses.{self.key}] key 'representations': image_tokens needs the image "
+                             "tokens' states, which this model's clean run does not capture; remove it.")
+        if "random_weights" in options.representations and ctx.hook("random_runner") is None:
+            raise StudyError(f"{ctx.where}: [analyses.{self.key}] key 'representations': random_weights needs a "
+                             "random-weights copy of the model, which this model family does not provide; remove it.")
+
+    def run(self, ctx: Context, options: AnalysisOptions, folder: Path | None) -> pd.DataFrame:
+        from latentprobe.probing import LinearProbe, compare_representations
+
+        assert isinstance(options, RepresentationsOptions)
+        trace, seed = ctx.trace, int(options.seed or 0)
+        layer = int(ctx.runner.n_layers) if options.layer is None else options.layer
+        y = field_values(ctx.inputs, options.target, where=f"{ctx.where}: [analyses.{self.key}] key 'target': ")
+        groups = _groups(ctx)
+        lat_t, kept = trace.stack("hidden", layer=layer)
+        lat = lat_t.numpy()
+        keep = [i for i in kept if y[i] != "none"]
+        pos = [kept.index(i) for i in keep]
+        reps: dict[str, np.ndarray] = {}
+        for name in options.representations:
+            label = REPRESENTATION_LABELS[name]
+            if name == "latent_mean":
+                reps[label] = lat[pos].mean(1)
+            elif name == "latent_last":
+                reps[label] = lat[pos, -1]
+            elif name == "image_tokens":
+                reps[label] = np.stack([trace[i].captured_hidden[:, layer].mean(0).numpy() for i in keep])
+            else:
+                rnd = ctx.hook("random_runner")(seed)  # type: ignore[misc]
+                inp = ctx.inputs
+                rtr = rnd.run([inp.prompts[i] for i in keep], None if inp.images is None else [inp.images[i] for i in keep],
+                              max_new_tokens=ctx.max_new_tokens, batch_size=int(options.batch_size or 1), progress=False)
+                reps[label] = rtr.stack("hidden", layer=layer)[0].numpy().mean(1)
+        table = compare_representations(reps, y[keep], groups[keep], task="classification", target_name=options.target,
+                                        n_splits=options.n_splits, seed=seed, probe=LinearProbe(),
+                                        controls=options.controls)
+        ctx.save_trace(folder, options.save_trace)
+        return schema.PROBE_COMPARISON.frame(table)
+
+    def to_tables(self, result: Any) -> dict[str, pd.DataFrame]:
+        return {"scores": self.summary_of(result)}
+
+    def from_tables(self, tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any],
+                    folder: Path | None = None) -> pd.DataFrame:
+        return tables["scores"]
+
+    def figures(self, result: Any) -> list[Any]:
+        from latentprobe import viz
+
+        return [viz.probe_controls(self.summary_of(result))]
+
+    def section(self, report: ReportSink, result: Any, *, title: str | None = None, level: int = 2) -> None:
+        report.add_heading(title or self.title, level)
+        for fig in self.figures(result):
+            report.add_figure(fig)
+        report.add_table(self.summary_of(result), caption="Held-out score per representation with its baselines "
+                         "(majority class, shuffled labels, control task; selectivity = score − control).")
+        probe_note(report)
+
+    def headline(self, result: Any) -> dict[str, str]:
+        s = self.summary_of(result)
+        return {f"probe {r['target']} from {r['representation']}": f"{r['score']:.3f} (chance {r['chance']:.3f})"
+                for _, r in s.iterrows()}
+
+
+# --------------------------------------------------------------------------- collapse
+@dataclass(frozen=True, kw_only=True)
+class CollapseOptions(AnalysisOptions):
+    """Options of ``collapse`` (:func:`latentprobe.geometry.collapse_table`)."""
+
+
+class Collapse(Analysis):
+    """How alike are the latents: within an instance, across instances, against baselines."""
+
+    key = "collapse"
+    title = "Collapse: how alike are the latents?"
+    Options = CollapseOptions
+    tables = {"collapse": schema.COLLAPSE_TABLE, "step_matrix": schema.STEP_MATRIX}
+    frame_keys = frozenset({"source", "centering", "within_instance_mean", "across_instance_mean"})
+
+    def run(self, ctx: Context, options: AnalysisOptions, folder: Path | None) -> dict[str, pd.DataFrame]:
+        import torch
+
+        from latentprobe import geometry
+
+        trace = ctx.trace
+        z_t, kept = trace.stack("z")
+        z = z_t.float().numpy()
+        baselines = {}
+        if ctx.capture_positions == "image":  # the image tokens' states at the fed-latent layer
+            img = torch.stack([trace[i].captured_hidden[:, 0] for i in kept]).float().numpy()
+            idx = np.linspace(0, img.shape[1] - 1, z.shape[1]).round().astype(int)
+            baselines["image_tokens"] = img[:, idx]
+        table = geometry.collapse_table(z, baselines=baselines, seed=int(options.seed or 0))
+        long = schema.STEP_MATRIX.frame(geometry.within_instance(z, n_boot=0).step_table())
+        ctx.save_trace(folder, options.save_trace)
+        return {"collapse": schema.COLLAPSE_TABLE.frame(table), "step_matrix": long}
+
+    def to_tables(self, result: Any) -> dict[str, pd.DataFrame]:
+        if isinstance(result, Mapping):
+            return {k: result[k] for k in self.tables}
+        return {"collapse": result, "step_matrix": schema.STEP_MATRIX.frame([])}
+
+    def from_tables(self, tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any],
+                    folder: Path | None = None) -> dict[str, pd.DataFrame]:
+        return {k: tables[k] for k in self.tables}
+
+    def summary_of(self, result: Any) -> pd.DataFrame:
+        return result["collapse"] if isinstance(result, Mapping) else result
+
+    def step_matrix(self, result: Any) -> np.ndarray | None:
+        """The step x step cosine matrix of a study result (``None`` for a bare collapse table)."""
+        long = result.get("step_matrix") if isinstance(result, Mapping) else None
+        if long is None or long.empty:
+            return None
+        k = int(long["step_a"].max()) + 1
+        mat = np.full((k, k), np.nan)
+        mat[long["step_a"].to_numpy(int), long["step_b"].to_numpy(int)] = long["cosine"].to_numpy(float)
+        return mat
+
+    def figures(self, result: Any) -> list[Any]:
+        from latentprobe import viz
+
+        figs = [viz.collapse_bars(self.summary_of(result))]
+        mat = self.step_matrix(result)
+        if mat is not None:
+            figs.append(viz.similarity_heatmap(mat, title="Step x step cosine of latents (mean over examples)"))
+        return figs
+
+    def section(self, report: ReportSink, result: Any, *, title: str | None = None, level: int = 2) -> None:
+        report.add_heading(title or self.title, level)
+        figs = self.figures(result)
+        report.add_figure(figs[0])
+        report.add_table(self.summary_of(result), caption="Collapse statistics per source and centring: cosines in "
+                         "[−1, 1]; effective rank and participation ratio of all vectors pooled; mean L2 norm.")
+        for fig in figs[1:]:
+            report.add_figure(fig)
+        once(report, "collapse", "A high cosine after centring is not by itself collapse; compare with the baselines.",
+             title="Reading collapse")
+
+    def headline(self, result: Any) -> dict[str, str]:
+        s = self.summary_of(result)
+        raw = s[(s["source"] == "latent") & (s["centering"] == "raw")]
+        if raw.empty:
+            return {}
+        r = raw.iloc[0]
+        return {"latents: across-instance cosine (raw)": f"{r['across_instance_mean']:.3f}",
+                "latents: effective rank": f"{r['effective_rank']:.2f}"}
