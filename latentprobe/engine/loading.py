@@ -42,7 +42,8 @@ def convention_for(spec: LatentSpec) -> PromptConvention | None:
         return None
     return PromptConvention(add_generation_prompt=p.add_generation_prompt, suffix=p.suffix, image_prefix=p.prefix,
                             min_pixels=p.min_pixels, max_pixels=p.max_pixels, system_prompt=p.system_prompt,
-                            content_order=p.content_order, image_placeholder=p.image_placeholder)
+                            content_order=p.content_order, image_placeholder=p.image_placeholder,
+                            pre_resize=None if p.pre_resize is None else tuple(p.pre_resize))
 
 
 #: The published families' conventions, derived from their presets (one source: ``presets.py``).
