@@ -79,7 +79,7 @@ class Evidence:
 
     @property
     def is_vl(self) -> bool:
-        return isinstance(self.config.get("vision_config"), Mapping) or self.config.get("vision_config") is not None
+        return self.config.get("vision_config") is not None
 
     @property
     def lvr_head(self) -> bool:

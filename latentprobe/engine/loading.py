@@ -179,12 +179,15 @@ def load(model: str | os.PathLike, preset: str | LatentSpec | None = None, *, dt
 
     src = str(model)
     where = f"load({src!r})"
-    if Path(src).exists() and (found := detect_family(src)).evidence.layout == "state_dict":
-        return _load_official_layout(src, preset, found, base, dtype, device_map, revision, runner_kwargs)
+    local = Path(src).exists()
+    detection = detect_family(src) if local else None  # the files: added tokens, config.json, weight names
+    if detection is not None and detection.evidence.layout == "state_dict":
+        return _load_official_layout(src, preset, detection, base, dtype, device_map, revision, runner_kwargs)
     common = {"revision": revision, "trust_remote_code": trust_remote_code}
     tokenizer = AutoTokenizer.from_pretrained(src, **common)
     config = AutoConfig.from_pretrained(src, **common)
-    detection = detect_family(checkpoint_evidence(src, tokenizer=tokenizer, config=config))
+    if detection is None:  # a hub id: judged by its tokenizer and config (the weight names are not known)
+        detection = detect_family(checkpoint_evidence(src, tokenizer=tokenizer, config=config))
     spec = resolve_preset(preset, detection, where)
     if spec.projection == "module" and projection is None:
         raise SpecError(f"preset {spec.name!r} feeds f(h) through a projection module; load CODI's official "
