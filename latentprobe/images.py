@@ -4,11 +4,19 @@
 RGBA) through the checkpoint's image processor, by default transformers'
 ``Qwen2VLImageProcessorPil`` (no torchvision needed), which resizes to multiples of 28 px within
 its min/max pixels exactly as the authors' processors do.
+
+The published VL families' scripts resize every image *before* the processor: ``qwen_vl_utils``'
+``process_vision_info`` (``fetch_image``: :func:`smart_resize` within ``[4*28*28, 16384*28*28]`` pixels,
+then a PIL resize), and the processor (or vLLM's copy of it) applies its own bounds to the already
+resized image. :class:`PreResize` is that first step; a prompt convention with ``pre_resize`` set
+applies it before the processor (see ``docs/published-protocols.md``, "Image sizing").
 """
 
 from __future__ import annotations
 
 import functools
+import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -22,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = [
     "OPENAI_CLIP_MEAN",
     "OPENAI_CLIP_STD",
+    "QWEN_VL_UTILS_PIXELS",
+    "PreResize",
     "blank_image",
     "noise_image",
     "num_image_tokens",
@@ -29,6 +39,8 @@ __all__ = [
     "default_image_processor",
     "occlude",
     "pixel_values",
+    "smart_resize",
+    "to_rgb",
 ]
 
 OPENAI_CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
@@ -71,11 +83,97 @@ def default_image_processor() -> Any:
     return Qwen2VLImageProcessorPil()
 
 
-def pixel_values(images: Sequence[Any] | Any, processor: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+#: ``qwen_vl_utils``' default pixel bounds for an image (``MIN_PIXELS = 4 * 28 * 28``, ``MAX_PIXELS = 16384 * 28 * 28``).
+QWEN_VL_UTILS_PIXELS: tuple[int, int] = (4 * 28 * 28, 16384 * 28 * 28)
+
+
+def smart_resize(height: int, width: int, *, min_pixels: int, max_pixels: int, factor: int = 28) -> tuple[int, int]:
+    """``(height, width)`` that ``qwen_vl_utils`` resizes an image to: multiples of ``factor``, the pixel count
+    within ``[min_pixels, max_pixels]``, the aspect ratio kept as closely as possible.
+
+    Each side is first rounded to the nearest multiple of ``factor`` (at least ``factor``); if that holds
+    too many pixels both sides are scaled by ``sqrt(max_pixels / (H * W))`` and floored (at least
+    ``factor``), if too few scaled by ``sqrt(min_pixels / (H * W))`` and ceiled. Python's ``round``
+    (half to even), as the source. transformers' ``smart_resize`` differs only for sides under
+    ``factor / 2`` (it rounds them to 0 before the bounds apply).
+
+    Raises
+    ------
+    ImageBatchError
+        An empty image, or an aspect ratio over 200 (``qwen_vl_utils`` refuses those too).
+
+    Examples
+    --------
+    >>> smart_resize(230, 150, min_pixels=4 * 28 * 28, max_pixels=16384 * 28 * 28)
+    (224, 140)
+    """
+    if min(height, width) < 1:
+        raise ImageBatchError(f"image of {height}x{width} pixels is empty.")
+    if max(height, width) / min(height, width) > 200:
+        raise ImageBatchError(f"image of {height}x{width} pixels: aspect ratio over 200, which qwen_vl_utils and the "
+                              "Qwen2.5-VL processor refuse; crop or pad it.")
+    h = max(factor, round(height / factor) * factor)
+    w = max(factor, round(width / factor) * factor)
+    if h * w > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h = max(factor, math.floor(height / beta / factor) * factor)
+        w = max(factor, math.floor(width / beta / factor) * factor)
+    elif h * w < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h = math.ceil(height * beta / factor) * factor
+        w = math.ceil(width * beta / factor) * factor
+    return h, w
+
+
+def to_rgb(image: Any) -> "PIL.Image.Image":
+    """RGB as ``qwen_vl_utils.to_rgb``: RGBA composited on white through its alpha, any other mode ``convert("RGB")``."""
+    from PIL import Image
+
+    im = as_pil(image)
+    if im.mode == "RGBA":
+        out = Image.new("RGB", im.size, (255, 255, 255))
+        out.paste(im, mask=im.split()[3])
+        return out
+    return im.convert("RGB")
+
+
+@dataclass(frozen=True)
+class PreResize:
+    """The resize a family's script applies before the image processor (``qwen_vl_utils.fetch_image``).
+
+    ``__call__`` converts with :func:`to_rgb`, then ``image.resize((w, h))`` (Pillow's default filter,
+    bicubic for RGB, as the source calls it) to :func:`smart_resize`'s size within
+    ``[min_pixels, max_pixels]``. The processor then applies its own bounds to the result, so a
+    family's number of image tokens is that of the two steps together.
+
+    Examples
+    --------
+    >>> pre = PreResize(*QWEN_VL_UTILS_PIXELS)
+    >>> pre(blank_image((230, 150))).size       # PIL's (width, height)
+    (140, 224)
+    """
+
+    min_pixels: int
+    max_pixels: int
+    factor: int = 28
+
+    def size(self, height: int, width: int) -> tuple[int, int]:
+        """``(height, width)`` after this resize."""
+        return smart_resize(height, width, min_pixels=self.min_pixels, max_pixels=self.max_pixels, factor=self.factor)
+
+    def __call__(self, image: Any) -> "PIL.Image.Image":
+        im = to_rgb(image)
+        h, w = self.size(im.height, im.width)
+        return im.resize((w, h))
+
+
+def pixel_values(images: Sequence[Any] | Any, processor: Any = None,
+                 pre_resize: PreResize | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(pixel_values, image_grid_thw)`` of images of any size and mode, through ``processor``.
 
     ``processor`` is a Hugging Face image processor (the checkpoint's own; default
-    :func:`default_image_processor`) or a callable ``images -> (pixel_values, image_grid_thw)``.
+    :func:`default_image_processor`) or a callable ``images -> (pixel_values, image_grid_thw)``;
+    ``pre_resize`` (a :class:`PreResize`) is applied to every image first, as the families' scripts do.
     A single image is a batch of one. ``pixel_values`` is float32 ``[sum_i h_i * w_i, 3 * 2 * 14 * 14]``,
     ``image_grid_thw`` int64 ``[n_images, 3]``.
     """
@@ -83,7 +181,7 @@ def pixel_values(images: Sequence[Any] | Any, processor: Any = None) -> tuple[to
         images = [images]
     if len(images) == 0:
         raise ImageBatchError("no images given.")
-    pils = [as_pil(im) for im in images]
+    pils = [as_pil(im) if pre_resize is None else pre_resize(im) for im in images]
     proc = default_image_processor() if processor is None else processor
     res = proc(pils, return_tensors="pt") if processor is None or hasattr(proc, "model_input_names") else proc(pils)
     if isinstance(res, tuple):

@@ -38,6 +38,10 @@ def get_preset(name: str, **overrides: Any) -> LatentSpec:
     return spec.replace(**overrides) if overrides else spec
 
 _QWEN_IMAGE = "Qwen2.5-VL"
+#: qwen_vl_utils' fetch_image bounds (4*28*28 .. 16384*28*28): every VL family's script calls process_vision_info
+#: before the processor (Monet inference/load_and_gen_vllm.py:85, LVR evaluation/evaluation.py:128, Mirage
+#: src/test.py:55), so its resize comes first and the processor's bounds apply to the resized image.
+_QWEN_VL_UTILS = (4 * 28 * 28, 16384 * 28 * 28)
 _MONET_SYSTEM = ("You are a helpful multimodal assistant. You are required to answer the question based on the "
                  "image provided. Put your final answer in \\boxed{}.")
 
@@ -50,9 +54,11 @@ register_preset(LatentSpec(
         notes="vLLM SamplingParams in inference/load_and_gen_vllm.py (max_model_len 4096, bfloat16)."),
     prompt=PromptConventions(
         system_prompt=_MONET_SYSTEM, add_generation_prompt=True, prefix="<image>\n", content_order="text_first",
-        min_pixels=256 * 28 * 28, max_pixels=8192 * 28 * 28,
+        min_pixels=256 * 28 * 28, max_pixels=8192 * 28 * 28, pre_resize=_QWEN_VL_UTILS,
         notes="system prompt: README's VLMEvalKit setting (the vLLM example sends none); the vLLM example "
-              "prepends a literal '<image>\\n' to every image prompt (load_and_gen_vllm.py:87-88)."),
+              "prepends a literal '<image>\\n' to every image prompt (load_and_gen_vllm.py:87-88). Images: "
+              "qwen_vl_utils' resize, then vLLM's processor bounds 256*28*28 .. 8192*28*28 (mm_processor_kwargs, "
+              "load_and_gen_vllm.py:31-32, 49-52)."),
     notes="NOVAglow646/Monet@08939998 inference/vllm/monet_gpu_model_runner.py (apply_vllm_monet.py): the "
           "first latent replaces the sampled <abs_vis_token>'s own input; a sampled </abs_vis_token> closes "
           "(after >= 1 latent), else the close is forced at LATENT_SIZE=10 (inference/example.sh; the runner's "
@@ -69,7 +75,7 @@ register_preset(LatentSpec(
         notes="evaluation/evaluation.py passes no sampling arguments: do_sample, temperature, top-k and top-p "
               "come from the checkpoint's generation_config.json (not verified; greedy recorded)."),
     prompt=PromptConventions(
-        system_prompt=None, add_generation_prompt=True, content_order="image_first",
+        system_prompt=None, add_generation_prompt=True, content_order="image_first", pre_resize=_QWEN_VL_UTILS,
         notes="evaluation: apply_chat_template(add_generation_prompt=True), images before the question, which "
               "ends with \"\\nAnswer with the option's letter from the given choices directly.\"; min/max "
               "pixels from the checkpoint's processor (training: 128*28*28 .. 5120*28*28)."),
@@ -90,7 +96,7 @@ register_preset(LatentSpec(
               "repetition penalty come from the checkpoint's generation config (not verified; none recorded)."),
     prompt=PromptConventions(
         system_prompt=None, add_generation_prompt=False, suffix="<|im_start|>assistant", content_order="image_first",
-        image_placeholder="<image>",
+        image_placeholder="<image>", pre_resize=_QWEN_VL_UTILS,
         notes="src/test.py: chat template without generation prompt, the image moved to the question's <image> "
               "(src/utils.py place_input_image), then '<|im_start|>assistant' with no newline."),
     notes="UMass-Embodied-AGI/Mirage@53f26de2 transformers/src/transformers/generation/utils.py (_sample): a "

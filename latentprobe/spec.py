@@ -89,6 +89,10 @@ class PromptConventions:
         A literal in the question text where the image is moved to (Mirage's ``"<image>"``), or ``None``.
     min_pixels, max_pixels:
         Image processor bounds, or ``None`` for the processor's defaults.
+    pre_resize:
+        ``(min_pixels, max_pixels)`` of the resize the family's script applies to every image before the
+        processor (``qwen_vl_utils``' ``fetch_image``), or ``None`` for none; the image policy is this
+        resize followed by the processor's bounds.
     """
 
     system_prompt: str | None = None
@@ -99,6 +103,7 @@ class PromptConventions:
     image_placeholder: str | None = None
     min_pixels: int | None = None
     max_pixels: int | None = None
+    pre_resize: tuple[int, int] | None = None
     notes: str = ""
 
 
@@ -307,7 +312,10 @@ class LatentSpec:
         if isinstance(d.get("published_generation"), dict):
             d["published_generation"] = DecodingSettings(**d["published_generation"])
         if isinstance(d.get("prompt"), dict):
-            d["prompt"] = PromptConventions(**d["prompt"])
+            p = dict(d["prompt"])
+            if p.get("pre_resize") is not None:
+                p["pre_resize"] = tuple(p["pre_resize"])
+            d["prompt"] = PromptConventions(**p)
         return cls(**d)
 
     def tokens(self) -> dict[str, Marker]:

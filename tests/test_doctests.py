@@ -17,7 +17,7 @@ import latentprobe.probing
 PACKAGES = (latentprobe.probing, latentprobe.geometry, latentprobe.causal)
 # single modules whose examples run too (viz, schema and scoring run theirs in their own tests)
 SINGLE = ("latentprobe.interventions", "latentprobe.trace", "latentprobe.seeding", "latentprobe.engine.protocol",
-          "latentprobe.engine.sampling", "latentprobe.spec")
+          "latentprobe.engine.sampling", "latentprobe.spec", "latentprobe.images", "latentprobe.engine.detect")
 # causal functions whose examples run the toy: the analyses and the suite; summaries take their rows
 EXAMPLED = {latentprobe.causal: ("x_to_z", "z_to_y", "decompose", "default_interventions")}
 

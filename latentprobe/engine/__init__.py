@@ -13,9 +13,13 @@
 * :mod:`~latentprobe.engine.many`: sweeps of many interventions on shared prefixes (``intervene_many``);
 * :mod:`~latentprobe.engine.runner`: :class:`LatentRunner`, the public entry point;
 * :mod:`~latentprobe.engine.heads`: latent heads in their authors' layouts (:class:`CodiProjection`);
-* :mod:`~latentprobe.engine.loading`: :func:`load` (published checkpoints), :func:`load_codi`, :func:`load_coconut`.
+* :mod:`~latentprobe.engine.loading`: :func:`load` (published checkpoints), :func:`load_codi`, :func:`load_coconut`;
+* :mod:`~latentprobe.engine.detect`: which family a checkpoint is (:func:`detect_family`), and the typed errors
+  of a preset that does not fit it.
 """
 
+from latentprobe.engine.detect import (Detection, FamilyDetectionError, FamilyMismatchError, HeadMismatchError,
+                                       UnmappedWeightsError, detect_family)
 from latentprobe.engine.heads import CodiProjection
 from latentprobe.engine.inputs import PromptConvention, VideoNotSupportedError
 from latentprobe.engine.lvr import LvrHead
@@ -32,7 +36,8 @@ from latentprobe.engine.loading import (FAMILY_CONVENTIONS, MissingDependencyErr
 
 __all__ = [
     "LatentRunner", "load", "load_codi", "load_coconut", "coconut_prompt", "check_spec_tokens", "FAMILY_CONVENTIONS", "convention_for",
-    "MissingDependencyError", "CodiProjection", "LvrHead", "PromptConvention", "VideoNotSupportedError",
+    "MissingDependencyError", "detect_family", "Detection", "FamilyDetectionError", "FamilyMismatchError",
+    "HeadMismatchError", "UnmappedWeightsError", "CodiProjection", "LvrHead", "PromptConvention", "VideoNotSupportedError",
     "GenerationConfig", "LogitsProcessor", "choose", "sampling_probs", "end_distance", "MaskRule",
     "segment_attention_mask", "ModelParts",
     "locate_parts", "get_path", "InterventionMode", "apply_intervention",

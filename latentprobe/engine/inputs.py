@@ -16,7 +16,7 @@ from latentprobe.engine.parts import ModelParts
 from latentprobe.engine.protocol import initial_state
 from latentprobe.engine.rows import Row
 from latentprobe.errors import ImageBatchError, InputError
-from latentprobe.images import pixel_values
+from latentprobe.images import PreResize, pixel_values
 from latentprobe.spec import ResolvedSpec
 from latentprobe.trace import Segment
 
@@ -52,7 +52,12 @@ class PromptConvention:
     content_order:
         Where :func:`chat_prompt` puts the images of a user turn: ``"image_first"`` or ``"text_first"``.
     image_placeholder:
-        A literal in the question where :func:`chat_prompt` puts the image instead (Mirage's ``"<image>"``).
+        A literal in the question where the image goes instead (Mirage's ``"<image>"``): :func:`chat_prompt`
+        puts it there, and :func:`render_messages` moves the template's image spans there, as Mirage's
+        ``place_input_image`` does.
+    pre_resize:
+        ``(min_pixels, max_pixels)`` of the resize the family's script applies before the processor
+        (``qwen_vl_utils``' ``fetch_image``, :class:`~latentprobe.images.PreResize`); ``None``: none.
     """
 
     add_generation_prompt: bool = True
@@ -63,6 +68,12 @@ class PromptConvention:
     system_prompt: str | None = None
     content_order: str = "image_first"
     image_placeholder: str | None = None
+    pre_resize: tuple[int, int] | None = None
+
+    @property
+    def pre_resizer(self) -> PreResize | None:
+        """The :class:`~latentprobe.images.PreResize` of :attr:`pre_resize` (``None`` when unset)."""
+        return None if self.pre_resize is None else PreResize(*self.pre_resize)
 
 
 def tokenize(tokenizer: Any, prompt: str | Sequence[int], add_special_tokens: bool = False) -> list[int]:
@@ -78,50 +89,90 @@ def is_messages(prompt: Any) -> bool:
             and all(isinstance(m, dict) and "role" in m for m in prompt))
 
 
-def _open_image(part: dict[str, Any], where: str) -> Any:
-    for key in ("image", "path", "url"):
-        if part.get(key) is not None:
-            im = part[key]
-            if isinstance(im, str):
-                if im.startswith(("http://", "https://")):
-                    raise InputError(f"{where}: image URLs are not fetched; pass the image (PIL or array) as 'image'.")
-                from PIL import Image
+_IMAGE_KEYS = ("image", "path", "url")
 
-                try:
-                    return Image.open(im)
-                except OSError as err:
-                    raise InputError(f"{where}: cannot open image file {im!r} ({err}).") from None
-            return im
-    raise InputError(f"{where}: an image part needs the image under 'image' (a PIL image or a uint8 array).")
+#: The span Qwen2.5-VL's chat template renders for an image part; Mirage's ``place_input_image`` moves it to the
+#: question's ``<image>`` (``src/utils.py:53-66`` at ``UMass-Embodied-AGI/Mirage@53f26de2``, its default ``image_pad``).
+QWEN_IMAGE_SPAN = "<|vision_start|><|image_pad|><|vision_end|>"
+
+
+def _open_image(part: dict[str, Any], where: str) -> Any:
+    im = next(part[k] for k in _IMAGE_KEYS if part.get(k) is not None)
+    if isinstance(im, str):
+        if im.startswith(("http://", "https://")):
+            raise InputError(f"{where}: image URLs are not fetched; pass the image (PIL or array) as 'image'.")
+        from PIL import Image
+
+        try:
+            return Image.open(im)
+        except OSError as err:
+            raise InputError(f"{where}: cannot open image file {im!r} ({err}).") from None
+    return im
+
+
+def _place_images(text: str, placeholder: str, where: str) -> str:
+    """Mirage's ``place_input_image(text, sep_token=None)``: every image span removed, every placeholder replaced by one."""
+    n_ph, n_span = text.count(placeholder), text.count(QWEN_IMAGE_SPAN)
+    if n_ph != n_span:
+        raise ImageBatchError(f"{where}: the messages hold {n_ph} {placeholder!r} placeholder(s) for {n_span} image(s); "
+                              f"the family's convention moves each image to a {placeholder!r} in the text: give one per "
+                              "image part (or none, to keep the images where the chat template puts them).")
+    return text.replace(QWEN_IMAGE_SPAN, "").replace(placeholder, QWEN_IMAGE_SPAN)
 
 
 def render_messages(tokenizer: Any, messages: Sequence[dict[str, Any]], convention: PromptConvention | None = None,
-                    where: str = "prompt") -> tuple[str, list[Any]]:
+                    where: str = "prompt", images: Sequence[Any] | None = None) -> tuple[str, list[Any]]:
     """The prompt string of a chat (the checkpoint's chat template, the family's convention) and its images.
 
-    Image parts are ``{"type": "image", "image": <PIL image or uint8 array>}`` (or ``"path"``), in the
-    order the template places them; video parts raise :class:`VideoNotSupportedError`.
+    Image parts are ``{"type": "image", "image": <PIL image or uint8 array>}`` (or ``"path"``), or, as
+    Hugging Face processors take them, bare ``{"type": "image"}`` placeholders whose images come from
+    ``images`` in order; images left over in ``images`` follow (for image tokens written in the text).
+    With ``convention.image_placeholder`` (Mirage's ``"<image>"``) in the rendered text, the template's image
+    spans move there, as Mirage's ``test.py`` renders its own conversations. Video parts raise
+    :class:`VideoNotSupportedError`.
+
+    Raises
+    ------
+    ImageBatchError
+        More ``{"type": "image"}`` placeholders than ``images``, or placeholders in the text that do not
+        match the image parts one to one.
     """
     conv = convention or PromptConvention()
     if getattr(tokenizer, "chat_template", None) is None:
         raise InputError(f"{where}: chat messages need a chat template, and the tokenizer has none; load the "
                          "checkpoint's tokenizer (latentprobe.load) or set tokenizer.chat_template.")
-    images: list[Any] = []
+    supplied = list(images or [])
+    used = 0
+    found: list[Any] = []
     for m, msg in enumerate(messages):
         content = msg.get("content")
         if isinstance(content, (list, tuple)):
             for j, part in enumerate(content):
                 kind = part.get("type") if isinstance(part, dict) else None
+                loc = f"{where}, message {m}, part {j}"
                 if kind == "video":
-                    raise VideoNotSupportedError(f"{where}, message {m}, part {j}: video input is not supported yet; "
-                                                 "pass frames as images, or leave the video out.")
-                if kind == "image":
-                    images.append(_open_image(part, f"{where}, message {m}, part {j}"))
+                    raise VideoNotSupportedError(f"{loc}: video input is not supported yet; pass frames as images, "
+                                                 "or leave the video out.")
+                if kind != "image":
+                    continue
+                if any(part.get(k) is not None for k in _IMAGE_KEYS):
+                    found.append(_open_image(part, loc))
+                elif used < len(supplied):
+                    found.append(supplied[used])
+                    used += 1
+                else:
+                    raise ImageBatchError(
+                        f"{loc}: an image placeholder {{'type': 'image'}} without its image, and images= gives "
+                        f"{len(supplied)} image(s) for this prompt; put the image in the part ({{'type': 'image', "
+                        "'image': img}) or pass one image per placeholder: run([messages], images=[[img, ...]]).")
     messages = list(messages)
     if conv.system_prompt is not None and not any(isinstance(m, dict) and m.get("role") == "system" for m in messages):
         messages = [{"role": "system", "content": conv.system_prompt}, *messages]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=conv.add_generation_prompt)
-    return (conv.image_prefix if images else "") + text + conv.suffix, images
+    if conv.image_placeholder and conv.image_placeholder in text:
+        text = _place_images(text, conv.image_placeholder, where)
+    all_images = found + supplied[used:]
+    return (conv.image_prefix if found else "") + text + conv.suffix, all_images
 
 
 def chat_prompt(tokenizer: Any, text: str, n_images: int, convention: PromptConvention | None = None,
@@ -167,10 +218,12 @@ def chat_prompt(tokenizer: Any, text: str, n_images: int, convention: PromptConv
     return (conv.image_prefix if n_images else "") + rendered + conv.suffix
 
 
-def process_images(imgs: list[Any], image_processor: ImageProcessor | None) -> tuple[Tensor, Tensor]:
+def process_images(imgs: list[Any], image_processor: ImageProcessor | None,
+                   convention: PromptConvention | None = None) -> tuple[Tensor, Tensor]:
     """``(pixel_values, image_grid_thw)`` through ``image_processor`` (default: transformers'
-    ``Qwen2VLImageProcessorPil``); images of any size and mode (see :func:`latentprobe.images.pixel_values`)."""
-    return pixel_values(imgs, image_processor)
+    ``Qwen2VLImageProcessorPil``), after the convention's :attr:`~PromptConvention.pre_resize`; images of any
+    size and mode (see :func:`latentprobe.images.pixel_values`)."""
+    return pixel_values(imgs, image_processor, None if convention is None else convention.pre_resizer)
 
 
 def _runs(ids: list[int], tok: int) -> list[tuple[int, int]]:
@@ -316,8 +369,9 @@ def build_rows(prompts: Sequence[Any], images: Sequence[Any] | None, example_ids
                keep_dtype: torch.dtype | None = None, max_new_tokens: int | None = None) -> list[Row]:
     """One row per prompt, each at the protocol's start state (see :func:`~latentprobe.engine.protocol.initial_state`).
 
-    A prompt is a string, an id list, or chat messages (rendered with :func:`render_messages`; their
-    image parts come before the prompt's ``images`` entry). Image features are kept on the CPU in
+    A prompt is a string, an id list, or chat messages (rendered with :func:`render_messages`: their
+    ``{"type": "image"}`` placeholders take the prompt's ``images`` entry in order, and images embedded in
+    the parts come where they stand). Image features are kept on the CPU in
     ``keep_dtype`` (default: the vision tower's dtype). Duplicate ``example_ids``, token ids outside
     the embedding and prompts (plus ``max_new_tokens``) longer than the model's context are refused.
     """
@@ -340,9 +394,8 @@ def build_rows(prompts: Sequence[Any], images: Sequence[Any] | None, example_ids
         where = f"prompt {i} ({eid!r})"
         imgs = _images_of(images, i)
         if is_messages(prompt):
-            text, chat_imgs = render_messages(tokenizer, prompt, convention, where)
+            text, imgs = render_messages(tokenizer, prompt, convention, where, imgs)
             ids = tokenize(tokenizer, text, False)
-            imgs = chat_imgs + imgs
         else:
             if not isinstance(prompt, str) and not (isinstance(prompt, (list, tuple)) and all(
                     isinstance(t, Integral) and not isinstance(t, bool) for t in prompt)):
@@ -364,7 +417,7 @@ def build_rows(prompts: Sequence[Any], images: Sequence[Any] | None, example_ids
             )
         image_embeds = grid = None
         if imgs:
-            pv, grid = process_images(imgs, image_processor)
+            pv, grid = process_images(imgs, image_processor, convention)
             dev, dt = parts.vision_device_dtype
             with torch.no_grad():
                 image_embeds = parts.image_features(pv.to(dev, dt), grid.to(dev))

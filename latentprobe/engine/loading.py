@@ -22,6 +22,9 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from latentprobe.engine.detect import (RUNNER_WEIGHTS, FamilyDetectionError, FamilyMismatchError, UnmappedWeightsError,
+                                       check_loading_info, check_preset_fits, checkpoint_evidence, detect_family,
+                                       lvr_weights, resolve_preset)
 from latentprobe.engine.heads import CodiProjection
 from latentprobe.engine.inputs import PromptConvention
 from latentprobe.engine.runner import LatentRunner
@@ -42,7 +45,8 @@ def convention_for(spec: LatentSpec) -> PromptConvention | None:
         return None
     return PromptConvention(add_generation_prompt=p.add_generation_prompt, suffix=p.suffix, image_prefix=p.prefix,
                             min_pixels=p.min_pixels, max_pixels=p.max_pixels, system_prompt=p.system_prompt,
-                            content_order=p.content_order, image_placeholder=p.image_placeholder)
+                            content_order=p.content_order, image_placeholder=p.image_placeholder,
+                            pre_resize=None if p.pre_resize is None else tuple(p.pre_resize))
 
 
 #: The published families' conventions, derived from their presets (one source: ``presets.py``).
@@ -120,10 +124,10 @@ def _image_processor(model: str, revision: str | None, trust_remote_code: bool, 
         return Qwen2VLImageProcessorPil(**kw)
 
 
-def load(model: str | os.PathLike, preset: str | LatentSpec, *, dtype: torch.dtype | str | None = None,
+def load(model: str | os.PathLike, preset: str | LatentSpec | None = None, *, dtype: torch.dtype | str | None = None,
          device_map: str | dict | None = None, revision: str | None = None, trust_remote_code: bool = False,
          projection: nn.Module | None = None, convention: PromptConvention | None = None,
-         **runner_kwargs: Any) -> LatentRunner:
+         base: str | os.PathLike | None = None, **runner_kwargs: Any) -> LatentRunner:
     """A :class:`~latentprobe.engine.runner.LatentRunner` on a published checkpoint.
 
     Parameters
@@ -132,7 +136,9 @@ def load(model: str | os.PathLike, preset: str | LatentSpec, *, dtype: torch.dty
         A local folder (``save_pretrained`` layout) or a hub id (needs network; set
         ``HF_HUB_OFFLINE=1`` to use only the local cache).
     preset:
-        A preset name (``"monet"``, ``"lvr"``, ``"mirage"``, ``"coconut"``) or a spec.
+        A preset name (``"monet"``, ``"lvr"``, ``"mirage"``, ``"coconut"``, ``"codi"``) or a spec; ``None``:
+        the family detected from the checkpoint's tokens, config and weights
+        (:func:`~latentprobe.engine.detect.detect_family`; LVR with ``head="latent"`` when it carries ``lvr_head``).
     dtype:
         e.g. ``torch.bfloat16`` (default: the checkpoint's ``dtype``, else float32).
     device_map:
@@ -143,11 +149,24 @@ def load(model: str | os.PathLike, preset: str | LatentSpec, *, dtype: torch.dty
         ``f`` for specs with ``projection="module"``; CODI checkpoints load with :func:`load_codi`.
     convention:
         Override the family's prompt convention (default :func:`convention_for` the spec).
+    base:
+        For Coconut's and CODI's official layouts (a state dict of the fine-tuned weights only): the base
+        model; the checkpoint then goes to :func:`load_coconut` / :func:`load_codi`, with ``runner_kwargs``
+        as their own arguments (``num_latents``, ``lora_r``, ...).
 
     Raises
     ------
     SpecTokenError
         If a marker of the spec is not in the checkpoint's tokenizer (the message says how to add it).
+    FamilyDetectionError
+        ``preset=None`` and the checkpoint matches no family or several (the candidates are listed).
+    FamilyMismatchError
+        The preset is another family's (or a toy's) than the checkpoint's.
+    HeadMismatchError
+        The checkpoint carries ``lvr_head`` weights the preset would ignore, or the preset has a head the
+        checkpoint lacks.
+    UnmappedWeightsError
+        Checkpoint weights that map onto nothing in the model, or model weights the checkpoint lacks (all listed).
 
     Examples
     --------
@@ -158,15 +177,23 @@ def load(model: str | os.PathLike, preset: str | LatentSpec, *, dtype: torch.dty
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
-    spec = get_preset(preset) if isinstance(preset, str) else preset
+    src = str(model)
+    where = f"load({src!r})"
+    local = Path(src).exists()
+    detection = detect_family(src) if local else None  # the files: added tokens, config.json, weight names
+    if detection is not None and detection.evidence.layout == "state_dict":
+        return _load_official_layout(src, preset, detection, base, dtype, device_map, revision, runner_kwargs)
+    common = {"revision": revision, "trust_remote_code": trust_remote_code}
+    tokenizer = AutoTokenizer.from_pretrained(src, **common)
+    config = AutoConfig.from_pretrained(src, **common)
+    if detection is None:  # a hub id: judged by its tokenizer and config (the weight names are not known)
+        detection = detect_family(checkpoint_evidence(src, tokenizer=tokenizer, config=config))
+    spec = resolve_preset(preset, detection, where)
     if spec.projection == "module" and projection is None:
         raise SpecError(f"preset {spec.name!r} feeds f(h) through a projection module; load CODI's official "
                         "checkpoints with latentprobe.engine.loading.load_codi(checkpoint, base), or pass projection=.")
-    src = str(model)
-    common = {"revision": revision, "trust_remote_code": trust_remote_code}
-    tokenizer = AutoTokenizer.from_pretrained(src, **common)
     check_spec_tokens(spec, tokenizer)
-    config = AutoConfig.from_pretrained(src, **common)
+    check_preset_fits(spec, detection, where)
     vl = _is_vl(config)
     cls = AutoModelForImageTextToText if vl else AutoModelForCausalLM
     kw: dict[str, Any] = dict(common)
@@ -174,7 +201,10 @@ def load(model: str | os.PathLike, preset: str | LatentSpec, *, dtype: torch.dty
         kw["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     if device_map is not None:
         kw["device_map"] = device_map
-    hf_model = cls.from_pretrained(src, **kw)
+    hf_model, info = cls.from_pretrained(src, output_loading_info=True, **kw)
+    check_loading_info(info, where, RUNNER_WEIGHTS)
+    for name, value in lvr_weights(src, spec, where).items():
+        runner_kwargs.setdefault(name, value.to(hf_model.get_input_embeddings().weight))
     conv = convention if convention is not None else convention_for(spec)
     image_processor = _image_processor(src, revision, trust_remote_code, conv) if vl else None
     _chat_template(src, tokenizer, revision)
@@ -182,6 +212,31 @@ def load(model: str | os.PathLike, preset: str | LatentSpec, *, dtype: torch.dty
         projection = projection.to(hf_model.get_input_embeddings().weight.device)
     return LatentRunner(hf_model, tokenizer, spec, projection=projection, image_processor=image_processor,
                         prompt_convention=conv, **runner_kwargs)
+
+
+def _load_official_layout(src: str, preset: str | LatentSpec | None, detection: Any, base: Any, dtype: Any,
+                          device_map: Any, revision: str | None, kwargs: dict[str, Any]) -> LatentRunner:
+    """A state dict in Coconut's or CODI's official layout, sent to :func:`load_coconut` / :func:`load_codi`."""
+    where = f"load({src!r})"
+    family = detection.family
+    asked = None if preset is None else (preset if isinstance(preset, str) else preset.name)
+    if family is None:
+        raise FamilyDetectionError(f"{where}: a state dict that is neither Coconut's (keys under base_causallm.) nor "
+                                   f"CODI's (codi.* and prj.* keys) official layout: {detection.describe()}; load a "
+                                   "save_pretrained folder, with its config.json and tokenizer, instead.")
+    if asked is not None and asked != family:
+        raise FamilyMismatchError(f"{where}: preset {asked!r} does not fit this checkpoint, which is a {family} "
+                                  f"checkpoint ({detection.reasons[family]}); load it with preset {family!r} or none.")
+    if base is None:
+        raise SpecError(f"{where}: a {family} checkpoint in its official layout holds the fine-tuned weights only; "
+                        f"pass base=, the model it was fine-tuned from (e.g. load(path, base='gpt2')).")
+    kw: dict[str, Any] = dict(kwargs)
+    if dtype is not None:
+        kw["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if isinstance(device_map, str) and device_map != "auto":
+        kw["device"] = device_map
+    loader = load_codi if family == "codi" else load_coconut
+    return loader(src, base, revision=revision, **kw)
 
 
 def _state_dict(checkpoint: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -277,7 +332,7 @@ def load_codi(checkpoint: str | os.PathLike, base: str | os.PathLike, *, num_lat
     tied = {k for k in res.missing_keys if "lm_head" in k}  # tied to the input embedding (CODI calls tie_weights)
     missing = [k for k in res.missing_keys if k not in tied]
     if missing or res.unexpected_keys:
-        raise ModelStructureError(
+        raise UnmappedWeightsError(
             f"{checkpoint}: codi.* weights do not match the rebuilt LoRA model (r={lora_r}, targets "
             f"{list(target_modules)}): missing {missing[:5]}, unexpected {list(res.unexpected_keys)[:5]}; pass the "
             "checkpoint's lora_r / target_modules."
@@ -327,7 +382,7 @@ def load_coconut(checkpoint: str | os.PathLike, base: str | os.PathLike = "gpt2"
     res = model.load_state_dict(sd, strict=False)
     missing = [k for k in res.missing_keys if "lm_head" not in k]
     if missing or res.unexpected_keys:
-        raise ModelStructureError(f"{checkpoint}: weights do not match {base} with the three Coconut tokens: missing "
+        raise UnmappedWeightsError(f"{checkpoint}: weights do not match {base} with the three Coconut tokens: missing "
                                   f"{missing[:5]}, unexpected {list(res.unexpected_keys)[:5]}.")
     model.tie_weights()
     model = model.to(dtype=dtype or torch.float32).eval()

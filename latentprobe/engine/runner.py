@@ -168,7 +168,8 @@ class LatentRunner(Summarized):
         images:
             One entry per prompt: ``None``, an image (PIL image of any mode, or a uint8 ``H x W``,
             ``H x W x 3`` or ``H x W x 4`` array, any size), or a list of them; with chat messages,
-            these come after the messages' own image parts.
+            they fill the messages' ``{"type": "image"}`` placeholders in order (as Hugging Face processors
+            take them), and any left over follow the images embedded in the parts.
         max_new_tokens:
             Budget of positions after the prompt, latents and markers included (as in Hugging Face
             ``generate``); default 32 (or the published value with ``generation="published"``). A latent

@@ -19,6 +19,7 @@ import latentprobe
 from latentprobe.seeding import numpy_rng
 from latentprobe.trace import Segment
 
+from reference_images import fetch_image
 from reference_loops import Decoding, VlProtocol, run_vl_reference
 
 pytestmark = pytest.mark.slow
@@ -83,7 +84,7 @@ def _reference_prompt(family, tok, improc, messages, image):
         text = "<image>\n" + text  # load_and_gen_vllm.py:87-88
     if family == "mirage":
         text = text + "<|im_start|>assistant"  # src/test.py:53-57
-    vision = improc(images=[image], return_tensors="pt")
+    vision = improc(images=[fetch_image(image)], return_tensors="pt")  # qwen_vl_utils first, then the processor
     grid = vision["image_grid_thw"]
     n = int(grid.prod()) // 4
     assert text.count("<|image_pad|>") == 1
