@@ -121,6 +121,12 @@ class AnalysisOptions:
     def validate(self) -> None:
         """Checks across options (override; raise :class:`OptionError`)."""
 
+    def _fixed_ci(self, how: str) -> None:
+        """For analyses whose intervals have a fixed level: refuse another ``ci`` rather than ignore it."""
+        if self.ci != 0.95:
+            raise OptionError(type(self).__qualname__, "ci", f"must be 0.95 here ({how}), got {self.ci}",
+                              "remove ci from this analysis")
+
     def resolved(self, defaults: Mapping[str, Any]) -> AnalysisOptions:
         """A copy with every shared option left ``None`` taken from ``defaults``."""
         fill = {k: v for k, v in defaults.items() if k in SHARED_OPTIONS and getattr(self, k, 0) is None}

@@ -31,6 +31,9 @@ class BehaviouralOptions(AnalysisOptions):
 
     scorer: str | None = option(None, choices="scorers", doc="scorer (default: [generation] scorer)")
 
+    def validate(self) -> None:
+        self._fixed_ci("behavioural_probe reports 95% intervals")
+
 
 class Behavioural(Analysis):
     """Can a derived question be answered from the latents alone (``latents_only`` against ``blank``)?"""

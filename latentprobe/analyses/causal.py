@@ -64,7 +64,8 @@ class XToZ(Analysis):
         perts = [ctx.perturbation(p, int(options.seed or 0)) for p in options.perturbations]
         res = x_to_z(ctx.runner, ctx.inputs, perts, layers=None if options.layers is None else list(options.layers),
                      baselines=options.baselines, out_dir=folder, max_new_tokens=ctx.max_new_tokens,
-                     n_boot=int(options.n_boot or 0), seed=int(options.seed or 0), batch_size=int(options.batch_size or 1),
+                     n_boot=int(options.n_boot or 0), ci=options.ci, seed=int(options.seed or 0),
+                     batch_size=int(options.batch_size or 1),
                      chunk_size=ctx.chunk_size, progress=options.progress)
         ctx.save_trace(folder, options.save_trace)
         return res
@@ -168,7 +169,7 @@ class ZToY(Analysis):
         scorer = options.scorer if options.scorer is not None else ctx.scoring()
         res = z_to_y(ctx.runner, ctx.trace, chosen, modes=options.modes, gold=ctx.inputs, layers=list(options.layers),
                      steps=None if options.steps is None else list(options.steps), out_dir=folder,
-                     n_boot=int(options.n_boot or 0), seed=seed, batch_size=int(options.batch_size or 1),
+                     n_boot=int(options.n_boot or 0), ci=options.ci, seed=seed, batch_size=int(options.batch_size or 1),
                      chunk_size=ctx.chunk_size, progress=options.progress, scorer=scorer)
         ctx.save_trace(folder, options.save_trace)
         return res
@@ -257,7 +258,7 @@ class Decompose(Analysis):
         seed = int(options.seed or 0)
         res = decompose(ctx.runner, ctx.inputs, ctx.perturbation(options.treatment, seed), against=options.against,
                         outcome=options.outcome, out_dir=folder, max_new_tokens=ctx.max_new_tokens,
-                        n_boot=int(options.n_boot or 0), seed=seed, batch_size=int(options.batch_size or 1),
+                        n_boot=int(options.n_boot or 0), ci=options.ci, seed=seed, batch_size=int(options.batch_size or 1),
                         chunk_size=ctx.chunk_size, progress=options.progress,
                         scorer=options.scorer if options.scorer is not None else ctx.scoring())
         ctx.save_trace(folder, options.save_trace)

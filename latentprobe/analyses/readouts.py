@@ -72,6 +72,7 @@ class ProbesOptions(AnalysisOptions):
     controls: bool = option(True, doc="label-shuffle and control-task baselines")
 
     def validate(self) -> None:
+        self._fixed_ci("probe intervals are 95% Student-t intervals over outer folds")
         if any(not t for t in self.targets):
             raise OptionError("ProbesOptions", "targets", "holds an empty name", 'write e.g. targets = ["category"]')
 
@@ -189,6 +190,9 @@ class RepresentationsOptions(AnalysisOptions):
     n_splits: int = option(4, min_value=2, doc="outer folds of the grouped cross-validation")
     controls: bool = option(True, doc="label-shuffle and control-task baselines")
 
+    def validate(self) -> None:
+        self._fixed_ci("probe intervals are 95% Student-t intervals over outer folds")
+
 
 class Representations(Analysis):
     """One target probed from the latents, the image tokens and a random-weights model's latents."""
@@ -272,6 +276,9 @@ class Representations(Analysis):
 @dataclass(frozen=True, kw_only=True)
 class CollapseOptions(AnalysisOptions):
     """Options of ``collapse`` (:func:`latentprobe.geometry.collapse_table`)."""
+
+    def validate(self) -> None:
+        self._fixed_ci("the collapse table has no intervals")
 
 
 class Collapse(Analysis):

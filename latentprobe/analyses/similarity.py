@@ -42,7 +42,7 @@ class Similarity(Analysis):
         assert isinstance(options, SimilarityOptions)
         z = ctx.trace.stack("z")[0].float().numpy()
         kw = {"center": options.center, "n_boot": int(options.n_boot or 0), "seed": int(options.seed or 0),
-              "ci_level": options.ci}
+              "ci": options.ci}
         within = geometry.within_instance(z, **kw)
         across = geometry.across_instances(z, **kw)
         ctx.save_trace(folder, options.save_trace)

@@ -114,7 +114,7 @@ def check_analysis_args(*, n_boot: Any = 1, seed: Any = 0, chunk_size: Any = 1, 
         raise InputError(f"seed={seed!r}: use an integer.")
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.floating)) \
             or not 0.0 < float(confidence) < 1.0:
-        raise InputError(f"confidence={confidence!r}: use a number strictly between 0 and 1 (e.g. 0.95).")
+        raise InputError(f"ci={confidence!r}: use a confidence level strictly between 0 and 1 (e.g. 0.95).")
 
 
 def check_answers(trace: LatentTrace, what: str) -> None:

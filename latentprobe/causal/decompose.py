@@ -42,7 +42,8 @@ _CONDITIONS = (("clean", "clean", "clean"), ("treated", "treated", "treated"),
 
 def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *,
               gold: Sequence[str | None] | Mapping[str, str] | None = None, against: str = "clean",
-              outcome: str = "correct", out_dir: str | os.PathLike | None = None, n_boot: int = 2000, seed: int = 0,
+              outcome: str = "correct", out_dir: str | os.PathLike | None = None, n_boot: int = 2000, ci: float = 0.95,
+              seed: int = 0,
               chunk_size: int = 16, batch_size: int = 8, max_new_tokens: int = 16, logits_processor: Any = None,
               scorer: Any = "exact", gold_prefix: str = "", overwrite: bool = False, progress: bool = True,
               name: str = "mediation") -> MediationResult:
@@ -81,7 +82,7 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
         ``inputs.meta`` (``meta["options"]``). Rows record ``parsed`` and ``parse_method``; an
         unreadable answer keeps ``correct`` NaN and counts as wrong in the effects (see
         :func:`summarize_mediation`).
-    out_dir, overwrite, seed, n_boot, chunk_size, batch_size, max_new_tokens, logits_processor
+    out_dir, overwrite, seed, n_boot, ci, chunk_size, batch_size, max_new_tokens, logits_processor
         As in :func:`~latentprobe.causal.x_to_z`; ``gold_prefix`` as in :func:`~latentprobe.causal.z_to_y`.
 
     Returns
@@ -108,7 +109,7 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
     scorer = check_scorer(scorer)
     if not isinstance(treatment, Perturbation):
         raise InputError(f"treatment must be a Perturbation, got {type(treatment).__name__}.")
-    check_analysis_args(n_boot=n_boot, seed=seed, chunk_size=chunk_size, batch_size=batch_size,
+    check_analysis_args(n_boot=n_boot, seed=seed, confidence=ci, chunk_size=chunk_size, batch_size=batch_size,
                         max_new_tokens=max_new_tokens)
     n = len(inputs)
     if n == 0:
@@ -132,7 +133,7 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
         "scorer": scorer_fingerprint(scorer),
         "gold_prefix": gold_prefix,
     }
-    config = {**sweep_cfg, "outcome": outcome, "n_boot": int(n_boot), "out_dir": None if out_dir is None else str(out_dir),
+    config = {**sweep_cfg, "outcome": outcome, "n_boot": int(n_boot), "ci": float(ci), "out_dir": None if out_dir is None else str(out_dir),
               "conditions": {c: {"x": x, "z": z} for c, x, z in _CONDITIONS}, "decode": "redecode (all four conditions)"}
     rows_store = _open(out_dir, name, sweep_cfg, ("example_id",), overwrite)
     status_store = _open(out_dir, f"{name}_status", sweep_cfg, ("example_id",), overwrite)
@@ -193,6 +194,7 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
     status = S.STATUS.frame(status_store.results())
     dropped = status[status[S.STATUS.REASON] != KEPT].reset_index(drop=True)
     summary, effects, prop, note, extra_drop = summarize_mediation(rows, outcome=outcome, n_boot=n_boot, seed=seed,
+                                                                   ci=ci,
                                                                    treatment=tname, return_details=True)
     if len(extra_drop):
         dropped = pd.concat([dropped, S.STATUS.frame([_status(e, tname, f"no_{outcome}_value", -1, -1, -1)
@@ -207,7 +209,7 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
 
 
 def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot: int = 2000, seed: int = 0,
-                        confidence: float = 0.95, treatment: str = "", return_details: bool = False) -> Any:
+                        ci: float = 0.95, treatment: str = "", return_details: bool = False) -> Any:
     """TE, NDE, NIE (paired bootstrap, shared resamples), interaction, proportion mediated and the
     four condition means, from mediation rows (columns ``example_id, condition`` and the outcome).
 
@@ -223,7 +225,7 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
     TE's interval excludes 0; its interval is the percentile interval of ``mean(NIE) / mean(TE)``
     over the same resamples (resamples with ``mean(TE) == 0`` are left out and counted in the note).
     """
-    check_analysis_args(n_boot=n_boot, seed=seed, confidence=confidence)
+    check_analysis_args(n_boot=n_boot, seed=seed, confidence=ci)
     if outcome not in ("correct", "gold_logprob"):
         raise InputError(f"outcome={outcome!r}; use 'correct' or 'gold_logprob'.")
     R, T = S.MEDIATION_ROWS, S.MEDIATION_SUMMARY
@@ -248,7 +250,7 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
 
     def n_unread(*cs: str) -> int:
         return int(np.logical_or.reduce([u[c] for c in cs]).sum())
-    kw = dict(n_boot=n_boot, seed=seed, confidence=confidence)
+    kw = dict(n_boot=n_boot, seed=seed, confidence=ci)
     out: list[dict[str, Any]] = []
     effects: dict[str, _stats.Effect] = {}
     if len(w) == 0:
@@ -286,7 +288,7 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
             good = m_te != 0
             ratios.append(m_nie[good] / m_te[good])
         r = np.concatenate(ratios)
-        alpha = 1.0 - confidence
+        alpha = 1.0 - ci
         lo, hi = (np.quantile(r, [alpha / 2, 1 - alpha / 2]) if r.size else (np.nan, np.nan))
         pnote = "NIE / TE (TE's interval excludes 0)"
         if r.size < n_boot:
@@ -294,11 +296,11 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
         out.append({T.EFFECT: "proportion_mediated", T.KIND: ratio_kind, T.ESTIMATE: prop, T.CI_LOW: float(lo),
                     T.CI_HIGH: float(hi), T.N: len(d_te), T.P_VALUE: np.nan,
                     T.METHOD: ("ratio of means over paired percentile bootstrap resamples "
-                               f"({int(round(confidence * 100))}% CI, n_boot={n_boot})"),
+                               f"({int(round(ci * 100))}% CI, n_boot={n_boot})"),
                     T.NOTE: pnote, T.N_UNPARSEABLE: n_unread("clean", "treated", "indirect")})
     else:
         prop = float("nan")
-        pnote = (f"TE's {int(round(confidence * 100))}% interval [{te.ci_low:.4g}, {te.ci_high:.4g}] includes 0: "
+        pnote = (f"TE's {int(round(ci * 100))}% interval [{te.ci_low:.4g}, {te.ci_high:.4g}] includes 0: "
                  "the proportion mediated is undefined")
         out.append({T.EFFECT: "proportion_mediated", T.KIND: ratio_kind, T.ESTIMATE: np.nan, T.CI_LOW: np.nan,
                     T.CI_HIGH: np.nan, T.N: len(w), T.P_VALUE: np.nan, T.METHOD: "", T.NOTE: pnote,

@@ -133,7 +133,7 @@ def _normalise_perturbations(perturbations: Any) -> list[Perturbation]:
 
 def x_to_z(runner: LatentRunner, inputs: InputSet, perturbations: Perturbation | Sequence[Perturbation] | Mapping[str, Perturbation],
            *, layers: Sequence[int] | None = None, out_dir: str | os.PathLike | None = None, seed: int = 0,
-           n_boot: int = 2000, chunk_size: int = 16, batch_size: int = 8, max_new_tokens: int = 16,
+           n_boot: int = 2000, ci: float = 0.95, chunk_size: int = 16, batch_size: int = 8, max_new_tokens: int = 16,
            logits_processor: Any = None, across_layers: Sequence[int] = (0,), baselines: bool = True,
            overwrite: bool = False, progress: bool = True, name: str = "x_to_z") -> XZResult:
     """How much do the latents change when the input changes?
@@ -164,6 +164,8 @@ def x_to_z(runner: LatentRunner, inputs: InputSet, perturbations: Perturbation |
         Generation seed (sampling only) and bootstrap seed.
     n_boot : int
         Bootstrap resamples of every interval.
+    ci : float
+        Confidence level of every interval (default 0.95).
     chunk_size, batch_size, max_new_tokens, logits_processor
         Examples per stored unit; runner batch size, token budget and logits processor.
     across_layers : sequence of int
@@ -191,7 +193,7 @@ def x_to_z(runner: LatentRunner, inputs: InputSet, perturbations: Perturbation |
     >>> int(first.n.iloc[0]), bool(first.estimate.iloc[0] < 0.99)
     (8, True)
     """
-    check_analysis_args(n_boot=n_boot, seed=seed, chunk_size=chunk_size, batch_size=batch_size,
+    check_analysis_args(n_boot=n_boot, seed=seed, confidence=ci, chunk_size=chunk_size, batch_size=batch_size,
                         max_new_tokens=max_new_tokens)
     n = len(inputs)
     if n == 0:
@@ -210,7 +212,7 @@ def x_to_z(runner: LatentRunner, inputs: InputSet, perturbations: Perturbation |
         "chunk_size": int(chunk_size), "batch_size": int(batch_size), "max_new_tokens": int(max_new_tokens),
         "logits_processor": callable_fingerprint(logits_processor, what="logits processor"), "baselines": bool(baselines),
     }
-    config = {**sweep_cfg, "n_boot": int(n_boot), "across_layers": across_layers,
+    config = {**sweep_cfg, "n_boot": int(n_boot), "ci": float(ci), "across_layers": across_layers,
               "out_dir": None if out_dir is None else str(out_dir)}
     rows_store = _open(out_dir, name, sweep_cfg, ("example_id",), overwrite)
     status_store = _open(out_dir, f"{name}_status", sweep_cfg, ("example_id",), overwrite)
@@ -262,7 +264,7 @@ def x_to_z(runner: LatentRunner, inputs: InputSet, perturbations: Perturbation |
     rows = S.XZ_ROWS.frame(rows_store.results())
     status = S.STATUS.frame(status_store.results())
     dropped = status[status[S.STATUS.REASON] != KEPT].reset_index(drop=True)
-    summary = summarize_x_to_z(rows, n_boot=n_boot, seed=seed, order=[p.name for p in perts])
+    summary = summarize_x_to_z(rows, n_boot=n_boot, seed=seed, ci=ci, order=[p.name for p in perts])
 
     # inter-instance similarity of clean latents
     per_chunk = []
@@ -308,7 +310,7 @@ def _across_frame(per_chunk: list[dict[str, Tensor]], example_ids: Sequence[str]
     return T.frame(recs), mats, selection
 
 
-def summarize_x_to_z(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95,
+def summarize_x_to_z(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, ci: float = 0.95,
                      order: Sequence[str] | None = None) -> pd.DataFrame:
     """Mean cosine and relative L2 with percentile bootstrap intervals over examples, per
     perturbation x source x step x layer (long format: one row per metric).
@@ -317,7 +319,7 @@ def summarize_x_to_z(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
     :func:`latentprobe.stats.bootstrap_ci` with ``seed``); values that are NaN (a zero-norm
     vector) are left out of their cell, which then has a smaller ``n``.
     """
-    check_analysis_args(n_boot=n_boot, seed=seed, confidence=confidence)
+    check_analysis_args(n_boot=n_boot, seed=seed, confidence=ci)
     R, T = S.XZ_ROWS, S.XZ_SUMMARY
     if rows.empty:
         return T.empty()
@@ -344,13 +346,13 @@ def summarize_x_to_z(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
             hi = np.full(len(keys), np.nan)
             nn = np.full(len(keys), v.shape[0])
             if full.any():
-                e_, l_, h_ = _stats.bootstrap_mean_columns(v[:, full], n_boot=n_boot, seed=seed, confidence=confidence)
+                e_, l_, h_ = _stats.bootstrap_mean_columns(v[:, full], n_boot=n_boot, seed=seed, confidence=ci)
                 est[full], lo[full], hi[full] = e_, l_, h_
             for j in np.flatnonzero(~full):
                 x = v[:, j][~np.isnan(v[:, j])]
                 nn[j] = x.size
                 if x.size:
-                    eff = _stats.bootstrap_ci(x, n_boot=n_boot, seed=seed, confidence=confidence)
+                    eff = _stats.bootstrap_ci(x, n_boot=n_boot, seed=seed, confidence=ci)
                     est[j], lo[j], hi[j] = eff.estimate, eff.ci_low, eff.ci_high
             for j, (src, step, layer) in enumerate(keys):
                 out.append({T.PERTURBATION: p, T.SOURCE: src, T.STEP: int(step), T.LAYER: int(layer), T.METRIC: metric,

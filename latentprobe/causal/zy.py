@@ -110,7 +110,7 @@ def _for_chunk(iv: Any, orig_idx: list[int], n_trace: int) -> Any:
 def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str, Any] | None = None, *,
            modes: Sequence[str] = MODES, gold: Sequence[str | None] | Mapping[str, str] | InputSet | None = None,
            steps: Sequence[int] | None = None, layers: Sequence[int] = (0,), out_dir: str | os.PathLike | None = None,
-           seed: int = 0, n_boot: int = 2000, chunk_size: int = 16, batch_size: int = 8,
+           seed: int = 0, n_boot: int = 2000, ci: float = 0.95, chunk_size: int = 16, batch_size: int = 8,
            max_new_tokens: int | None = None, logits_processor: Any = None, scorer: Any = "exact",
            gold_prefix: str = "", overwrite: bool = False, progress: bool = True, name: str = "z_to_y") -> ZYResult:
     """How much does the answer change when the latents change?
@@ -153,7 +153,7 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
     gold_prefix : str
         Prepended to the gold answer before tokenising it for ``gold_logprob`` (e.g. ``" "`` for
         BPE vocabularies whose answers start with a space).
-    out_dir, overwrite, seed, n_boot, chunk_size, batch_size, logits_processor, progress, name
+    out_dir, overwrite, seed, n_boot, ci, chunk_size, batch_size, logits_processor, progress, name
         As in :func:`~latentprobe.causal.x_to_z` (``seed`` also seeds the default suite's random draws);
         ``max_new_tokens`` defaults to the trace's.
 
@@ -178,7 +178,7 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
     >>> float(flips.estimate.iloc[0])
     1.0
     """
-    check_analysis_args(n_boot=n_boot, seed=seed, chunk_size=chunk_size, batch_size=batch_size,
+    check_analysis_args(n_boot=n_boot, seed=seed, confidence=ci, chunk_size=chunk_size, batch_size=batch_size,
                         max_new_tokens=max_new_tokens)
     if not isinstance(trace, LatentTrace):
         raise InputError(f"trace={type(trace).__name__}: z_to_y takes the LatentTrace returned by runner.run().")
@@ -219,7 +219,8 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
         "scorer": scorer_fingerprint(scorer),
         "gold_prefix": gold_prefix,
     }
-    config = {**sweep_cfg, "n_boot": int(n_boot), "n_kept": len(kept), "num_latents": k, "kept": selection.to_dict(),
+    config = {**sweep_cfg, "n_boot": int(n_boot), "ci": float(ci), "n_kept": len(kept), "num_latents": k,
+              "kept": selection.to_dict(),
               "no_latents_modes": ["redecode"], "reference": "no-op control of the same mode",
               "out_dir": None if out_dir is None else str(out_dir)}
     store = _open(out_dir, name, sweep_cfg, ("example_id",), overwrite)
@@ -288,12 +289,12 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
         unread = [bool(np.isnan(c)) and m != NO_GOLD for c, _, m in clean]
         clean_unparseable = sum(unread)
         clean_correct = np.array([0.0 if u else c for u, (c, _, _) in zip(unread, clean)])
-    summary = summarize_z_to_y(rows, n_boot=n_boot, seed=seed, clean_correct=clean_correct,
+    summary = summarize_z_to_y(rows, n_boot=n_boot, seed=seed, ci=ci, clean_correct=clean_correct,
                                clean_unparseable=clean_unparseable, order=[S.CONTROL_INTERVENTION] + list(interventions))
     return ZYResult(rows=rows, summary=summary, dropped=dropped, config=config)
 
 
-def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95,
+def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, ci: float = 0.95,
                      clean_correct: Sequence[float] | None = None, clean_unparseable: int = 0,
                      order: Sequence[str] | None = None) -> pd.DataFrame:
     """Summary of Z -> Y rows, per intervention x mode (long format, one row per metric).
@@ -312,10 +313,10 @@ def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
     gold) adds the original run's accuracy as ``intervention="none", mode="run"``, with
     ``clean_unparseable`` as its ``n_unparseable``.
     """
-    check_analysis_args(n_boot=n_boot, seed=seed, confidence=confidence)
+    check_analysis_args(n_boot=n_boot, seed=seed, confidence=ci)
     R, T = S.ZY_ROWS, S.ZY_SUMMARY
     out: list[dict[str, Any]] = []
-    kw = dict(n_boot=n_boot, seed=seed, confidence=confidence)
+    kw = dict(n_boot=n_boot, seed=seed, confidence=ci)
 
     def row(eff: _stats.Effect, metric: str, key: dict[str, str], n_unparseable: int = 0) -> dict[str, Any]:
         return _effect_row(eff, **key, **{T.METRIC: metric, T.N_UNPARSEABLE: n_unparseable})

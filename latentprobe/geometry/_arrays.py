@@ -187,10 +187,10 @@ def _unit(block: np.ndarray, mean: np.ndarray | None) -> np.ndarray:
     return block * inv[..., None]
 
 
-def _check_boot(n_boot: int, ci_level: float) -> None:
+def _check_boot(n_boot: int, ci: float) -> None:
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
         raise SimilarityError(
             f"n_boot must be a non-negative integer (0 disables the CI), got {n_boot!r}."
         )
-    if not 0.0 < ci_level < 1.0:
-        raise SimilarityError(f"ci_level must lie strictly between 0 and 1, got {ci_level!r}.")
+    if not 0.0 < ci < 1.0:
+        raise SimilarityError(f"ci must lie strictly between 0 and 1, got {ci!r}.")

@@ -131,7 +131,7 @@ def within_instance(
     center: bool = False,
     n_boot: int = 1000,
     seed: int | None = 0,
-    ci_level: float = 0.95,
+    ci: float = 0.95,
     chunk_size: int = 4096,
 ) -> WithinInstanceResult:
     """Cosine similarity between the latent steps of each instance.
@@ -150,7 +150,7 @@ def within_instance(
         0 skips the bootstrap and reports NaN bounds.
     seed : int or None, default 0
         Seed of the bootstrap generator.
-    ci_level : float, default 0.95
+    ci : float, default 0.95
         Coverage of the percentile bootstrap interval.
     chunk_size : int, default 4096
         Approximate number of vectors processed at a time (it bounds the temporary buffers).
@@ -182,11 +182,11 @@ def within_instance(
     True
     """
     chunk_size = _check_chunk_size(chunk_size)
-    _check_boot(n_boot, ci_level)
+    _check_boot(n_boot, ci)
     arr = _as_latents(latents)
     mean = _vector_mean(arr, chunk_size, "latents") if center else None
     step_matrix, values = _within(arr, mean, chunk_size)
-    low, high = _column_ci(values, n_boot, seed, ci_level)
+    low, high = _column_ci(values, n_boot, seed, ci)
     n, k = arr.shape[:2]
     consecutive = CONSECUTIVE.frame(
         {
@@ -336,7 +336,7 @@ def across_instances(
     max_matrix: int = 2000,
     n_boot: int = 1000,
     seed: int | None = 0,
-    ci_level: float = 0.95,
+    ci: float = 0.95,
     chunk_size: int = 4096,
 ) -> AcrossInstancesResult:
     """Cosine similarity between instances at each latent step.
@@ -361,7 +361,7 @@ def across_instances(
         Bootstrap resamples for the CI of ``mean_offdiag``; 0 skips it.
     seed : int or None, default 0
         Seed of the bootstrap generator.
-    ci_level : float, default 0.95
+    ci : float, default 0.95
         Coverage of the percentile bootstrap interval.
     chunk_size : int, default 4096
         Approximate number of vectors processed at a time (it bounds the temporary buffers).
@@ -392,7 +392,7 @@ def across_instances(
     True
     """
     chunk_size = _check_chunk_size(chunk_size)
-    _check_boot(n_boot, ci_level)
+    _check_boot(n_boot, ci)
     arr = _as_latents(latents)
     n, k, _ = arr.shape
     if n < 2:
@@ -421,7 +421,7 @@ def across_instances(
         if codes is not None:
             between_sum = per_instance.sum(axis=0) * (n - 1) - within_sum
 
-    low, high = _column_ci(per_instance, n_boot, seed, ci_level)
+    low, high = _column_ci(per_instance, n_boot, seed, ci)
     summary = ACROSS_SUMMARY.frame(
         {
             ACROSS_SUMMARY.STEP: np.arange(k, dtype=np.int64),
