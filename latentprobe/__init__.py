@@ -48,7 +48,7 @@ __all__ = [
     "LatentRunner", "LatentSpec", "LatentTrace", "MatchedDisplacement", "MeanAblate", "ModelStructureError",
     "NoLatents", "RepeatFirst", "Replace", "ReplaceNoise", "Scale", "Segment", "SpecError", "SpecTokenError",
     "StepOutOfRangeError", "Swap", "TraceFormatError", "Zero", "get_preset", "intervention_from_config",
-    "list_presets", "load", "register_intervention", "register_preset", "segment_attention_mask", "__version__",
+    "list_presets", "load", "register_benchmark", "register_intervention", "register_preset", "segment_attention_mask", "__version__",
 ]
 
 #: Subpackages reachable as attributes (``lp.causal.z_to_y``), imported on first use so that
@@ -57,7 +57,17 @@ SUBMODULES = ("causal", "data", "engine", "geometry", "interventions", "lens", "
               "report", "schema", "scoring", "seeding", "stats", "sweep", "toy", "trace", "viz")
 
 
+#: Public names defined in a subpackage, imported on first use like the subpackages.
+_LAZY = {"register_benchmark": "latentprobe.data"}
+
+
 def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     if name in SUBMODULES:
         import importlib
 
@@ -68,4 +78,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(SUBMODULES))
+    return sorted(set(globals()) | set(SUBMODULES) | set(_LAZY))

@@ -23,7 +23,7 @@ Schema (every key; optional ones show their default)::
     num_latents = 6             # preset "codi" only
 
     [data]                      # or several [[data]] tables, concatenated in order
-    benchmark = "vstar"         # required: a name of latentprobe.data.BENCHMARKS, or "toy"
+    benchmark = "vstar"         # required: a name of latentprobe.data.list_benchmarks(), or "toy"
     root = "~/data/vstar"       # required for real benchmarks; relative paths resolve against the TOML's folder
     n = 100                     # optional: sample n examples of this table
     by = "category"             # stratify that sample by this field; false: no stratification
@@ -107,7 +107,7 @@ from typing import Any, Mapping
 
 from latentprobe.causal.common import MODES as CAUSAL_MODES
 from latentprobe.causal.zy import SUITE
-from latentprobe.data import BENCHMARKS
+from latentprobe.data import BENCHMARKS, list_benchmarks
 from latentprobe.errors import StudyError
 from latentprobe.scoring import SCORER_NAMES
 from latentprobe.study._toml import Table
@@ -116,7 +116,8 @@ __all__ = ["Study", "StudyInfo", "ModelConfig", "DataConfig", "SampleConfig", "P
            "XZConfig", "ZYConfig", "DecomposeConfig", "ProbesConfig", "CollapseConfig", "Analyses", "load_study",
            "BENCHMARK_NAMES", "PERTURBATIONS", "TOY_PERTURBATIONS", "INTERVENTIONS", "MODES", "SCORERS", "DTYPES"]
 
-#: The benchmarks :func:`latentprobe.data.load_benchmark` reads.
+#: The built-in benchmarks; a study file may also name any loader added with
+#: :func:`latentprobe.data.register_benchmark` (the check reads :func:`latentprobe.data.list_benchmarks`).
 BENCHMARK_NAMES = BENCHMARKS
 #: Perturbations of any image benchmark (:mod:`latentprobe.perturbations`); names as each class's ``name``.
 PERTURBATIONS = ("image_swap", "blank_image", "noise_image", "occlude", "question_swap", "instance_swap")
@@ -382,7 +383,7 @@ def _data(file: Path, raw: Any, seed: int, check_paths: bool) -> tuple[DataConfi
     out = []
     for i, r in enumerate(tables):
         t = Table(file, "data" if isinstance(raw, dict) else f"data #{i + 1}", r)
-        bench = t.get("benchmark", str, choices=("toy",) + BENCHMARK_NAMES)
+        bench = t.get("benchmark", str, choices=("toy", *list_benchmarks()))
         root = t.get("root", str, None)
         if bench != "toy":
             if root is None:
