@@ -89,6 +89,18 @@ class PromptConventions:
         A literal in the question text where the image is moved to (Mirage's ``"<image>"``), or ``None``.
     min_pixels, max_pixels:
         Image processor bounds, or ``None`` for the processor's defaults.
+    strip_question:
+        Whether the rendered question loses its surrounding whitespace before tokenising (CODI's
+        ``question.strip()``).
+    question_replacements:
+        ``(old, new)`` literal replacements applied to the rendered question after stripping, in order,
+        each once over the text as :meth:`str.replace` does (CODI's ``.replace('  ', ' ')``).
+
+    Examples
+    --------
+    >>> PromptConventions(strip_question=True, question_replacements=(("  ", " "),)).normalise_question(
+    ...     "  What  is 2 + 2? ")
+    'What is 2 + 2?'
     """
 
     system_prompt: str | None = None
@@ -100,6 +112,24 @@ class PromptConventions:
     min_pixels: int | None = None
     max_pixels: int | None = None
     notes: str = ""
+    strip_question: bool = False
+    question_replacements: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        pairs = tuple(tuple(p) for p in self.question_replacements)  # JSON gives lists
+        if not all(len(p) == 2 and all(isinstance(x, str) for x in p) and p[0] for p in pairs):
+            raise SpecError(f"PromptConventions: question_replacements={self.question_replacements!r}; give "
+                            "(old, new) pairs of strings with a non-empty old, e.g. ((\"  \", \" \"),).")
+        object.__setattr__(self, "question_replacements", pairs)
+
+    def normalise_question(self, text: str) -> str:
+        """``text`` as the family's authors feed it: stripped if :attr:`strip_question`, then each of
+        :attr:`question_replacements` applied."""
+        if self.strip_question:
+            text = text.strip()
+        for old, new in self.question_replacements:
+            text = text.replace(old, new)
+        return text
 
 
 @dataclass(frozen=True)
@@ -182,6 +212,11 @@ class LatentSpec:
         The family's prompt conventions (see :class:`PromptConventions`).
     base, notes:
         Informative: the base architecture(s), and the sources the preset follows.
+    checkpoint:
+        What the family's published checkpoints hold. ``"model"``: a whole Hugging Face model
+        (:func:`latentprobe.load`). ``"adapter"``: adapter (LoRA) and projection weights only, loaded
+        onto the base model they were trained on (CODI: :func:`latentprobe.engine.load_codi`; a study
+        file then needs ``[model] base``).
     """
 
     name: str
@@ -206,6 +241,7 @@ class LatentSpec:
     prompt: PromptConventions | None = None
     base: str = ""
     notes: str = ""
+    checkpoint: Literal["model", "adapter"] = "model"
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "LatentSpec":
         names = [f.name for f in dataclasses.fields(cls)]
@@ -280,6 +316,9 @@ class LatentSpec:
             raise _bad(n, "published_generation", self.published_generation, "give a DecodingSettings or None.")
         if self.prompt is not None and not isinstance(self.prompt, PromptConventions):
             raise _bad(n, "prompt", self.prompt, "give a PromptConventions or None.")
+        if self.checkpoint not in ("model", "adapter"):
+            raise _bad(n, "checkpoint", self.checkpoint, "use 'model' (a whole checkpoint) or 'adapter' (weights "
+                       "loaded onto a base model).")
 
     def replace(self, **changes: Any) -> "LatentSpec":
         """A copy with some fields changed (validated again)."""

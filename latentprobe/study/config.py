@@ -19,8 +19,8 @@ Schema (every key; optional ones show their default)::
     device_map = "auto"         # passed to from_pretrained (optional)
     revision = "main"           # optional
     trust_remote_code = false
-    base = "gpt2"               # preset "codi" only: the base model CODI was trained on (required there)
-    num_latents = 6             # preset "codi" only
+    base = "gpt2"               # presets whose checkpoints are adapters (codi) only: the base model (required there)
+    num_latents = 6             # optional: the preset's K (num_latents) for this checkpoint
 
     [data]                      # or several [[data]] tables, concatenated in order
     benchmark = "vstar"         # required: a name of latentprobe.data.list_benchmarks(), or "toy"
@@ -85,7 +85,8 @@ Schema (every key; optional ones show their default)::
 Refinements of the first draft of this schema: intervention and perturbation names are the
 library's own (``replace_noise`` for Gaussian replacement, ``blank_image`` for a blind input,
 ``image_swap`` for shuffled images); ``[sample]`` samples across several ``[[data]]`` tables (e.g.
-instances stratified by ``source``); ``[model] base``/``num_latents`` load CODI checkpoints.
+instances stratified by ``source``); ``[model] base`` loads checkpoints that are adapters (the preset's ``checkpoint = "adapter"``: CODI), and
+``num_latents`` sets any preset's K.
 
 Examples
 --------
@@ -366,14 +367,25 @@ def _model(t: Table) -> ModelConfig:
                       device_map=t.get("device_map", str, None), revision=t.get("revision", str, None),
                       trust_remote_code=t.get("trust_remote_code", bool, False), base=t.get("base", str, None),
                       num_latents=t.get("num_latents", int, None, min_value=1))
-    if preset == "codi" and cfg.base is None:
-        raise t.error("base", "is missing (a CODI checkpoint holds only LoRA and projection weights)",
+    from latentprobe.presets import get_preset
+
+    adapter = preset is not None and get_preset(preset).checkpoint == "adapter"  # the preset's data, e.g. CODI
+    if adapter and cfg.base is None:
+        raise t.error("base", f"is missing (a {preset} checkpoint holds only adapter (LoRA) and projection weights)",
                       'add base = "gpt2" (or the base model it was trained on)')
-    if preset != "codi" and (cfg.base is not None or cfg.num_latents is not None):
-        raise t.error("base" if cfg.base is not None else "num_latents", "applies to preset \"codi\" only",
-                      "remove it")
+    if not adapter and cfg.base is not None:
+        raise t.error("base", "applies to presets whose checkpoints are adapters (checkpoint = \"adapter\": "
+                      f"{', '.join(_adapter_presets())})", "remove it")
+    if cfg.toy_variant is not None and cfg.num_latents is not None:
+        raise t.error("num_latents", "the toy models run their own spec", "remove it")
     t.done()
     return cfg
+
+
+def _adapter_presets() -> list[str]:
+    from latentprobe.presets import get_preset, list_presets
+
+    return [p for p in list_presets() if get_preset(p).checkpoint == "adapter"]
 
 
 def _data(file: Path, raw: Any, seed: int, check_paths: bool) -> tuple[DataConfig, ...]:

@@ -57,3 +57,35 @@ def test_without_registration_the_name_is_refused(tmp_path, monkeypatch):
     registry._LOADERS.pop("riddles", None)
     with pytest.raises(StudyError, match="unknown name 'riddles'"):
         load_study(_study(tmp_path, "riddles"))
+
+
+@pytest.mark.slow
+def test_a_study_on_a_checkpoint_runs_on_a_registered_loader(riddles, tmp_path):
+    """The whole study (CLI, model, data, analyses, report) on a tiny CODI checkpoint, whose questions come
+    from the loader registered above and are normalised by the preset's conventions."""
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from latentprobe import cli
+
+    pytest.importorskip("peft")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+    from checkpoints import save_codi_checkpoint, save_gpt2_base
+
+    base = save_gpt2_base(tmp_path / "gpt2")
+    save_codi_checkpoint(tmp_path / "codi", base, r=128)
+    (tmp_path / "data").mkdir()
+    study = tmp_path / "s.toml"
+    study.write_text(f'[study]\nname = "r"\n[model]\nsource = "{tmp_path / "codi"}"\npreset = "codi"\n'
+                     f'base = "{base}"\n[data]\nbenchmark = "riddles"\nroot = "data"\noptions = {{n = 4}}\n'
+                     '[prompt]\ntemplate = "{question}"\n[generation]\nmax_new_tokens = 10\nn_boot = 20\n'
+                     '[analyses.collapse]\n')
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli.main, ["run", str(study), "--out", str(out), "--quiet"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    sample = pd.read_csv(out / "sample.csv")
+    assert list(sample.example_id) == [f"riddles/{i}" for i in range(4)] and set(sample.benchmark) == {"riddles"}
+    assert (out / "collapse" / "collapse.csv").stat().st_size and (out / "report.html").is_file()
