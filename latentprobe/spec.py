@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Union
 
 from latentprobe.errors import SpecError, SpecTokenError
+from latentprobe.validate import integer, positive_int
 
 __all__ = [
     "LatentSpec",
@@ -263,9 +264,9 @@ class LatentSpec:
         n = self.name
         if self.open_mode not in ("emitted", "prompt", "appended"):
             raise _bad(n, "open_mode", self.open_mode, "use 'emitted', 'prompt' or 'appended'.")
-        if isinstance(self.num_latents, bool) or not isinstance(self.num_latents, int) or self.num_latents <= 0:
-            raise _bad(n, "num_latents", self.num_latents, "K must be a positive integer (the number of latents, "
-                       "or their cap with stop='end_token' or 'similarity').")
+        where = f"LatentSpec {n!r}"
+        positive_int(self.num_latents, "num_latents", where=where, error=SpecError,
+                     hint="K, the number of latents, or their cap with stop='end_token' or 'similarity'")
         if self.first_offset not in (0, 1) or isinstance(self.first_offset, bool):
             raise _bad(n, "first_offset", self.first_offset, "use 0 (latent on the open marker's slot) or 1.")
         if self.first_offset == 0 and self.open_mode != "emitted":
@@ -284,9 +285,8 @@ class LatentSpec:
                 raise _bad(n, fname, v, "give a tuple of token strings or ids.")
             for i, t in enumerate(v):
                 _check_marker(n, f"{fname}[{i}]", t, optional=False)
-        if isinstance(self.min_latents, bool) or not isinstance(self.min_latents, int) \
-                or not 0 <= self.min_latents <= self.num_latents:
-            raise _bad(n, "min_latents", self.min_latents, f"it must be an integer in [0, num_latents={self.num_latents}].")
+        integer(self.min_latents, "min_latents", minimum=0, maximum=self.num_latents, where=where, error=SpecError,
+                hint=f"at most num_latents={self.num_latents}")
         if self.slot_policy not in ("sampled", "placeholder", "none"):
             raise _bad(n, "slot_policy", self.slot_policy, "use 'sampled', 'placeholder' or 'none'.")
         if self.slot_policy == "placeholder" and self.slot_token is None:
@@ -300,9 +300,8 @@ class LatentSpec:
             raise _bad(n, "mediator", self.mediator, "use 'latent' or 'text'.")
         if self.mediator == "text" and self.stop not in ("fixed", "end_token"):
             raise _bad(n, "stop", self.stop, "mediator='text' ends its span with close_token: use 'end_token'.")
-        if self.max_segments is not None and (isinstance(self.max_segments, bool)
-                                              or not isinstance(self.max_segments, int) or self.max_segments < 1):
-            raise _bad(n, "max_segments", self.max_segments, "use a positive integer, or None for unlimited.")
+        positive_int(self.max_segments, "max_segments", allow_none=True, where=where, hint="None: unlimited",
+                     error=SpecError)
         if self.head not in ("none", "latent", "open_and_latent"):
             raise _bad(n, "head", self.head, "use 'none', 'latent' or 'open_and_latent'.")
         if self.head != "none" and self.mediator == "text":

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from latentprobe.errors import InputError
 from latentprobe.seeding import torch_generator
+from latentprobe.validate import integer, positive_int
 
 __all__ = ["GenerationConfig", "LogitsProcessor", "ForceOpen", "sampling_probs", "choose", "end_distance"]
 
@@ -63,18 +64,14 @@ class GenerationConfig:
         def bad(name: str, value: Any, fix: str) -> InputError:
             return InputError(f"{name}={value!r}: {fix}")
 
-        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            raise bad("max_new_tokens", self.max_new_tokens, "use an integer >= 1.")
+        positive_int(self.max_new_tokens, "max_new_tokens", hint="positions after the prompt")
         if not isinstance(self.do_sample, bool):
             raise bad("do_sample", self.do_sample, "use True or False.")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise bad("seed", self.seed, "use an integer.")
+        integer(self.seed, "seed")
         if not _real(self.temperature) or not math.isfinite(self.temperature) or self.temperature <= 0:
             if self.do_sample or not _real(self.temperature) or math.isnan(self.temperature):
                 raise bad("temperature", self.temperature, "use a finite number > 0 (1.0 leaves the distribution as is).")
-        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int)
-                                       or self.top_k < 1):
-            raise bad("top_k", self.top_k, "use an integer >= 1, or None to keep every token.")
+        positive_int(self.top_k, "top_k", allow_none=True, hint="None keeps every token")
         if self.top_p is not None and (not _real(self.top_p) or not 0 < self.top_p <= 1):
             raise bad("top_p", self.top_p, "use a number in (0, 1], or None to keep every token.")
         if not _real(self.repetition_penalty) or not math.isfinite(self.repetition_penalty) \

@@ -85,8 +85,8 @@ Schema (every key; optional ones show their default)::
 Refinements of the first draft of this schema: intervention and perturbation names are the
 library's own (``replace_noise`` for Gaussian replacement, ``blank_image`` for a blind input,
 ``image_swap`` for shuffled images); ``[sample]`` samples across several ``[[data]]`` tables (e.g.
-instances stratified by ``source``); ``[model] base`` loads checkpoints that are adapters (the preset's ``checkpoint = "adapter"``: CODI), and
-``num_latents`` sets any preset's K.
+instances stratified by ``source``); ``[model] base`` loads adapter checkpoints (CODI's preset has
+``checkpoint = "adapter"``); ``num_latents`` sets any preset's K.
 
 Examples
 --------
@@ -348,7 +348,7 @@ def _study(t: Table) -> StudyInfo:
 
 
 def _model(t: Table) -> ModelConfig:
-    from latentprobe.presets import list_presets
+    from latentprobe.presets import get_preset, list_presets
 
     source = t.get("source", str, hint='"toy:mediated", a local folder or a hub id')
     preset = t.get("preset", str, None, choices=tuple(list_presets()))
@@ -367,25 +367,18 @@ def _model(t: Table) -> ModelConfig:
                       device_map=t.get("device_map", str, None), revision=t.get("revision", str, None),
                       trust_remote_code=t.get("trust_remote_code", bool, False), base=t.get("base", str, None),
                       num_latents=t.get("num_latents", int, None, min_value=1))
-    from latentprobe.presets import get_preset
-
-    adapter = preset is not None and get_preset(preset).checkpoint == "adapter"  # the preset's data, e.g. CODI
+    adapters = [p for p in list_presets() if get_preset(p).checkpoint == "adapter"]  # preset data: CODI's
+    adapter = preset in adapters
     if adapter and cfg.base is None:
         raise t.error("base", f"is missing (a {preset} checkpoint holds only adapter (LoRA) and projection weights)",
                       'add base = "gpt2" (or the base model it was trained on)')
     if not adapter and cfg.base is not None:
         raise t.error("base", "applies to presets whose checkpoints are adapters (checkpoint = \"adapter\": "
-                      f"{', '.join(_adapter_presets())})", "remove it")
+                      f"{', '.join(adapters)})", "remove it")
     if cfg.toy_variant is not None and cfg.num_latents is not None:
         raise t.error("num_latents", "the toy models run their own spec", "remove it")
     t.done()
     return cfg
-
-
-def _adapter_presets() -> list[str]:
-    from latentprobe.presets import get_preset, list_presets
-
-    return [p for p in list_presets() if get_preset(p).checkpoint == "adapter"]
 
 
 def _data(file: Path, raw: Any, seed: int, check_paths: bool) -> tuple[DataConfig, ...]:
