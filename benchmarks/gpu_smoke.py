@@ -101,23 +101,6 @@ def build_model(shape: dict, tok: Any, device: str) -> torch.nn.Module:
     return model.eval()
 
 
-def force_open(tok: Any, open_token: str, prompt_lens: dict[int, int]) -> Any:
-    """Emit the open marker at the first free step, never afterwards, and never end early."""
-    oid, eos = tok.convert_tokens_to_ids(open_token), tok.eos_token_id
-
-    def proc(ids: list[int], logits: torch.Tensor, index: int) -> torch.Tensor:
-        logits = logits.clone()
-        logits[eos] = float("-inf")
-        if len(ids) == prompt_lens[index]:
-            logits[:] = float("-inf")
-            logits[oid] = 0.0
-        else:
-            logits[oid] = float("-inf")
-        return logits
-
-    return proc
-
-
 def sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -136,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiny:
         args.image_size = min(args.image_size, 112)
     from latentprobe import Zero, get_preset
-    from latentprobe.engine import LatentRunner
+    from latentprobe.engine import ForceOpen, LatentRunner
 
     shape = TINY if args.tiny else SEVEN_B
     timings: dict[str, float] = {}
@@ -157,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, m in enumerate(msgs):
         text = tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
         lens[i] = len(tok(text, add_special_tokens=False)["input_ids"]) - 1 + n_img
-    proc = force_open(tok, spec.open_token, lens)
+    proc = ForceOpen.for_runner(runner, prompt_lens=lens)  # open at the first free step, never end early
     budget = args.latents + 2 + args.answer_tokens
     t0 = time.perf_counter()
     trace = runner.run(msgs, max_new_tokens=budget, logits_processor=proc, batch_size=args.batch_size, progress=False)

@@ -1,23 +1,6 @@
 """Shared set-up of the example scripts: a toy runner (shipped weights, or untrained with --random-init)."""
 
-from latentprobe.engine import LatentRunner
-
-
-class ForceOpen:
-    """For untrained models: open latent mode at the first free token, never stop early."""
-
-    def __init__(self, tok, open_token):
-        self.open, self.eos = tok.convert_tokens_to_ids(open_token), tok.eos_token_id
-
-    def __call__(self, ids, logits, index):
-        logits = logits.clone()
-        if self.open not in ids:
-            logits[:] = float("-inf")
-            logits[self.open] = 0.0
-        else:
-            logits[self.open] = float("-inf")
-            logits[self.eos] = float("-inf")
-        return logits
+from latentprobe.engine import ForceOpen, LatentRunner
 
 
 def setup(args):
@@ -31,7 +14,7 @@ def setup(args):
         runner = LatentRunner(build_model(tok.get_vocab(), seed=args.seed), tok, toy_spec(args.variant),
                               mask_rule=mask_rule(args.variant))
         examples = make_dataset((args.n + 1) // 2, 2, seed=12345)[: args.n]
-        return runner, examples, ForceOpen(tok, runner.spec.open_token)
+        return runner, examples, ForceOpen.for_runner(runner)  # untrained: open at the first free token
     from latentprobe.toy import load
 
     tm = load(args.variant)

@@ -48,7 +48,8 @@ __all__ = [
     "LatentRunner", "LatentSpec", "LatentTrace", "MatchedDisplacement", "MeanAblate", "ModelStructureError",
     "NoLatents", "RepeatFirst", "Replace", "ReplaceNoise", "Scale", "Segment", "SpecError", "SpecTokenError",
     "StepOutOfRangeError", "Swap", "TraceFormatError", "Zero", "get_preset", "intervention_from_config",
-    "list_presets", "load", "register_analysis", "register_intervention", "register_preset", "segment_attention_mask", "__version__",
+    "list_presets", "load", "register_analysis", "register_benchmark", "register_intervention", "register_preset",
+    "segment_attention_mask", "__version__",
 ]
 
 #: Subpackages reachable as attributes (``lp.causal.z_to_y``), imported on first use so that
@@ -57,15 +58,15 @@ SUBMODULES = ("analyses", "causal", "data", "engine", "geometry", "interventions
               "report", "schema", "scoring", "seeding", "stats", "sweep", "toy", "trace", "viz")
 
 
-#: Top-level names imported on first use, from the subpackage that defines them.
-LAZY = {"register_analysis": "analyses"}
+#: Public names defined in a subpackage, imported on first use like the subpackages.
+_LAZY = {"register_analysis": "latentprobe.analyses", "register_benchmark": "latentprobe.data"}
 
 
 def __getattr__(name: str):
-    if name in LAZY:
+    if name in _LAZY:
         import importlib
 
-        value = getattr(importlib.import_module(f"latentprobe.{LAZY[name]}"), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
     if name in SUBMODULES:
@@ -78,4 +79,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(SUBMODULES) | set(LAZY))
+    return sorted(set(globals()) | set(SUBMODULES) | set(_LAZY))

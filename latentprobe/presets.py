@@ -128,9 +128,10 @@ register_preset(LatentSpec(
         notes="test.py with scripts/test_gpt2.sh, test_llama1b.sh: --greedy True over logits[:, :vocab-1] "
               "(the spec's suppress); without it T=0.1, top-k 40, top-p 0.95."),
     prompt=PromptConventions(
-        add_generation_prompt=False,
+        add_generation_prompt=False, strip_question=True, question_replacements=(("  ", " "),),
         notes="test.py: question.strip().replace('  ', ' '), plain tokenizer call, no chat template; <bot> "
               "appended with no eos before it (--remove_eos True)."),
+    checkpoint="adapter",
     notes="zhenyi4/codi@4fd88d4b src/model.py, test.py: pad, <bot>, <eot> are ids V, V+1, V+2 after "
           "resize_token_embeddings(V+3) (no strings: open_token=-2, close_token=-1 count from the end of the "
           "vocabulary); <bot> appended, 6 latents f(h) with f = prj (MLP + LayerNorm), then <eot>; greedy "

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Union
 
 from latentprobe.errors import SpecError, SpecTokenError
+from latentprobe.validate import integer, positive_int
 
 __all__ = [
     "LatentSpec",
@@ -93,6 +94,18 @@ class PromptConventions:
         ``(min_pixels, max_pixels)`` of the resize the family's script applies to every image before the
         processor (``qwen_vl_utils``' ``fetch_image``), or ``None`` for none; the image policy is this
         resize followed by the processor's bounds.
+    strip_question:
+        Whether the rendered question loses its surrounding whitespace before tokenising (CODI's
+        ``question.strip()``).
+    question_replacements:
+        ``(old, new)`` literal replacements applied to the rendered question after stripping, in order,
+        each once over the text as :meth:`str.replace` does (CODI's ``.replace('  ', ' ')``).
+
+    Examples
+    --------
+    >>> PromptConventions(strip_question=True, question_replacements=(("  ", " "),)).normalise_question(
+    ...     "  What  is 2 + 2? ")
+    'What is 2 + 2?'
     """
 
     system_prompt: str | None = None
@@ -105,6 +118,24 @@ class PromptConventions:
     max_pixels: int | None = None
     pre_resize: tuple[int, int] | None = None
     notes: str = ""
+    strip_question: bool = False
+    question_replacements: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        pairs = tuple(tuple(p) for p in self.question_replacements)  # JSON gives lists
+        if not all(len(p) == 2 and all(isinstance(x, str) for x in p) and p[0] for p in pairs):
+            raise SpecError(f"PromptConventions: question_replacements={self.question_replacements!r}; give "
+                            "(old, new) pairs of strings with a non-empty old, e.g. ((\"  \", \" \"),).")
+        object.__setattr__(self, "question_replacements", pairs)
+
+    def normalise_question(self, text: str) -> str:
+        """``text`` as the family's authors feed it: stripped if :attr:`strip_question`, then each of
+        :attr:`question_replacements` applied."""
+        if self.strip_question:
+            text = text.strip()
+        for old, new in self.question_replacements:
+            text = text.replace(old, new)
+        return text
 
 
 @dataclass(frozen=True)
@@ -187,6 +218,11 @@ class LatentSpec:
         The family's prompt conventions (see :class:`PromptConventions`).
     base, notes:
         Informative: the base architecture(s), and the sources the preset follows.
+    checkpoint:
+        What the family's published checkpoints hold. ``"model"``: a whole Hugging Face model
+        (:func:`latentprobe.load`). ``"adapter"``: adapter (LoRA) and projection weights only, loaded
+        onto the base model they were trained on (CODI: :func:`latentprobe.engine.load_codi`; a study
+        file then needs ``[model] base``).
     """
 
     name: str
@@ -211,6 +247,7 @@ class LatentSpec:
     prompt: PromptConventions | None = None
     base: str = ""
     notes: str = ""
+    checkpoint: Literal["model", "adapter"] = "model"
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "LatentSpec":
         names = [f.name for f in dataclasses.fields(cls)]
@@ -232,9 +269,9 @@ class LatentSpec:
         n = self.name
         if self.open_mode not in ("emitted", "prompt", "appended"):
             raise _bad(n, "open_mode", self.open_mode, "use 'emitted', 'prompt' or 'appended'.")
-        if isinstance(self.num_latents, bool) or not isinstance(self.num_latents, int) or self.num_latents <= 0:
-            raise _bad(n, "num_latents", self.num_latents, "K must be a positive integer (the number of latents, "
-                       "or their cap with stop='end_token' or 'similarity').")
+        where = f"LatentSpec {n!r}"
+        positive_int(self.num_latents, "num_latents", where=where, error=SpecError,
+                     hint="K, the number of latents, or their cap with stop='end_token' or 'similarity'")
         if self.first_offset not in (0, 1) or isinstance(self.first_offset, bool):
             raise _bad(n, "first_offset", self.first_offset, "use 0 (latent on the open marker's slot) or 1.")
         if self.first_offset == 0 and self.open_mode != "emitted":
@@ -253,9 +290,8 @@ class LatentSpec:
                 raise _bad(n, fname, v, "give a tuple of token strings or ids.")
             for i, t in enumerate(v):
                 _check_marker(n, f"{fname}[{i}]", t, optional=False)
-        if isinstance(self.min_latents, bool) or not isinstance(self.min_latents, int) \
-                or not 0 <= self.min_latents <= self.num_latents:
-            raise _bad(n, "min_latents", self.min_latents, f"it must be an integer in [0, num_latents={self.num_latents}].")
+        integer(self.min_latents, "min_latents", minimum=0, maximum=self.num_latents, where=where, error=SpecError,
+                hint=f"at most num_latents={self.num_latents}")
         if self.slot_policy not in ("sampled", "placeholder", "none"):
             raise _bad(n, "slot_policy", self.slot_policy, "use 'sampled', 'placeholder' or 'none'.")
         if self.slot_policy == "placeholder" and self.slot_token is None:
@@ -269,9 +305,8 @@ class LatentSpec:
             raise _bad(n, "mediator", self.mediator, "use 'latent' or 'text'.")
         if self.mediator == "text" and self.stop not in ("fixed", "end_token"):
             raise _bad(n, "stop", self.stop, "mediator='text' ends its span with close_token: use 'end_token'.")
-        if self.max_segments is not None and (isinstance(self.max_segments, bool)
-                                              or not isinstance(self.max_segments, int) or self.max_segments < 1):
-            raise _bad(n, "max_segments", self.max_segments, "use a positive integer, or None for unlimited.")
+        positive_int(self.max_segments, "max_segments", allow_none=True, where=where, hint="None: unlimited",
+                     error=SpecError)
         if self.head not in ("none", "latent", "open_and_latent"):
             raise _bad(n, "head", self.head, "use 'none', 'latent' or 'open_and_latent'.")
         if self.head != "none" and self.mediator == "text":
@@ -285,6 +320,9 @@ class LatentSpec:
             raise _bad(n, "published_generation", self.published_generation, "give a DecodingSettings or None.")
         if self.prompt is not None and not isinstance(self.prompt, PromptConventions):
             raise _bad(n, "prompt", self.prompt, "give a PromptConventions or None.")
+        if self.checkpoint not in ("model", "adapter"):
+            raise _bad(n, "checkpoint", self.checkpoint, "use 'model' (a whole checkpoint) or 'adapter' (weights "
+                       "loaded onto a base model).")
 
     def replace(self, **changes: Any) -> "LatentSpec":
         """A copy with some fields changed (validated again)."""

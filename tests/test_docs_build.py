@@ -23,7 +23,11 @@ _FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```", re.M | re.S)
 
 def runnable_blocks(path: Path) -> list[tuple[int, str]]:
     """(line number, code) of every fenced python block preceded by the runnable marker."""
-    text = path.read_text()
+    return blocks_in(path.read_text())
+
+
+def blocks_in(text: str) -> list[tuple[int, str]]:
+    """(line number, code) of every runnable block of a page's text."""
     out = []
     for match in _FENCE.finditer(text):
         before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1].strip()
@@ -76,7 +80,22 @@ def test_rst_roles_and_simple_tables_become_markdown():
 
 def test_some_pages_have_runnable_blocks():
     names = {p.relative_to(DOCS).as_posix() for p in PAGES}
-    assert {"howto/interventions.md", "howto/mediation.md", "howto/probing-similarity.md", "toy.md"} <= names
+    assert {"howto/interventions.md", "howto/mediation.md", "howto/probing-similarity.md", "toy.md",
+            "howto/extend.md"} <= names
+
+
+def test_every_extension_point_has_a_runnable_block_naming_its_files():
+    text = (DOCS / "howto" / "extend.md").read_text()
+    sections = {s.split("\n", 1)[0]: s for s in text.split("\n## ")[1:]}
+    needs = {"A custom intervention": "@register_intervention", "A perturbation": "def apply_one(",
+             "A preset for a new latent family": "register_preset(", "A benchmark loader": "@register_benchmark(",
+             "A scorer": "def score("}
+    for title, call in needs.items():
+        body = sections[title]
+        assert "Files:" in body and "tests/" in body, title
+        assert any(call in code for _, code in blocks_in(body)), title
+    assert "An analysis" in sections  # written with the analysis registry
+    assert "howto/extend.md" in (ROOT / "mkdocs.yml").read_text()
 
 
 @pytest.mark.slow
@@ -86,6 +105,7 @@ def test_runnable_blocks(page, tmp_path, monkeypatch):
     namespace: dict = {"__name__": "docs_block"}
     for line, code in runnable_blocks(page):
         try:
-            exec(compile(code, f"{page.relative_to(ROOT)}:{line}", "exec"), namespace)
+            # dont_inherit: a block runs as a user runs it, without this file's __future__ annotations
+            exec(compile(code, f"{page.relative_to(ROOT)}:{line}", "exec", dont_inherit=True), namespace)
         except Exception as exc:  # noqa: BLE001 - reported with the page and line
             raise AssertionError(f"the block at {page.relative_to(ROOT)}:{line} failed: {exc!r}") from exc

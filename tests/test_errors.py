@@ -42,7 +42,7 @@ def test_spec_tokens_missing_from_the_tokenizer(qwen, tok):
 
 
 def test_k_not_positive():
-    with pytest.raises(SpecError, match="positive integer"):
+    with pytest.raises(SpecError, match=r"num_latents=0: use an integer >= 1 \(K, the number of latents"):
         get_preset("toy", num_latents=0)
 
 

@@ -217,3 +217,62 @@ def test_generic_modules_do_not_import_the_toy(module):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not any(n.startswith("latentprobe.toy") for n in names), f"{f.name} imports {names}"
+
+
+# -- the public override point: Perturbation.apply_one ------------------------------------------------------
+
+import dataclasses  # noqa: E402
+
+from latentprobe.perturbations import Perturbation, PerturbedExample, register_perturbation  # noqa: E402
+
+
+@register_perturbation
+@dataclasses.dataclass(frozen=True)
+class MirrorImage(Perturbation):
+    """A perturbation written outside the package: flip every image left-right."""
+
+    name: str = "mirror_image"
+
+    def apply_one(self, inputs, i):
+        return PerturbedExample(inputs.prompts[i], np.ascontiguousarray(inputs.images[i][:, ::-1]), None,
+                                {**inputs.meta[i], "perturbation": self.name})
+
+
+def test_a_subclass_overriding_apply_one_is_chunked_configured_and_rebuilt(toy_inputs):
+    p = MirrorImage()
+    full = p.apply(toy_inputs)
+    np.testing.assert_array_equal(full.images[2], toy_inputs.images[2][:, ::-1])
+    assert full.gold is None or all(g is None for g in full.gold)
+    chunk = p.apply(toy_inputs, [4, 1])
+    assert chunk.example_ids == (toy_inputs.example_ids[4], toy_inputs.example_ids[1])
+    np.testing.assert_array_equal(chunk.images[0], full.images[4])
+    assert perturbation_from_config(json.loads(json.dumps(p.to_config()))) == p
+    assert p.apply_one(toy_inputs, 0).meta["perturbation"] == "mirror_image"
+
+
+def test_every_builtin_overrides_the_public_method_only():
+    import latentprobe.perturbations.builtin as builtin
+
+    classes = [getattr(builtin, n) for n in builtin.__all__] + [Counterfactual, OccludeTarget]
+    assert len(classes) == 9 and all(issubclass(c, Perturbation) for c in classes)
+    for cls in classes:
+        assert "_one" not in vars(cls) and callable(cls.apply_one)
+    assert ImageSwap.apply_one is not Perturbation.apply_one
+
+
+def test_the_former_private_override_still_works_and_a_missing_one_is_refused(toy_inputs):
+    @dataclasses.dataclass(frozen=True)
+    class Old(Perturbation):
+        name: str = "old"
+
+        def _one(self, inputs, i):
+            return inputs.prompts[i] + "!", inputs.images[i], None, {**inputs.meta[i], "perturbation": self.name}
+
+    assert Old().apply(toy_inputs, [0]).prompts == (toy_inputs.prompts[0] + "!",)
+
+    @dataclasses.dataclass(frozen=True)
+    class Nothing(Perturbation):
+        name: str = "nothing"
+
+    with pytest.raises(TypeError, match="apply_one"):
+        Nothing()

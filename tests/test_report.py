@@ -108,25 +108,6 @@ def test_report_input_checks():
         rep.add_table([1, 2])
 
 
-def test_module_example_runs():
-    import doctest
-
-    import latentprobe.report
-
-    result = doctest.testmod(latentprobe.report)
-    assert result.attempted > 0 and result.failed == 0
-
-
-@pytest.mark.parametrize("name", ["tables", "provenance", "sections", "export", "page"])
-def test_submodule_examples_run(name):
-    import doctest
-    import importlib
-
-    module = importlib.import_module(f"latentprobe.report.{name}")
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0
-
-
 # --------------------------------------------------------------------------- #
 # Escaping, Markdown, tables, captions, export
 # --------------------------------------------------------------------------- #

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import doctest
 import math
 
 import numpy as np
@@ -12,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import latentprobe.scoring
 from latentprobe.errors import InputError, LatentProbeError
 from latentprobe.scoring import (
     SCORE_COLUMNS,
@@ -547,13 +545,6 @@ def test_typed_errors_name_the_problem(call, fragment):
         call()
     assert isinstance(info.value, InputError) and isinstance(info.value, LatentProbeError)
     assert fragment in str(info.value)
-
-
-# --- docstring examples ---------------------------------------------------------------------------
-def test_docstring_examples_run():
-    result = doctest.testmod(latentprobe.scoring, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0
-    assert result.attempted >= 30
 
 
 # --- scorers by name ------------------------------------------------------------------------------

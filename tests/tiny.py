@@ -6,6 +6,8 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from latentprobe.engine import ForceOpen
+
 SPECIALS = [
     "<pad>", "<eos>", "<unk>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
     "<abs_vis_token>", "</abs_vis_token>", "<|lvr_start|>", "<|lvr_end|>",
@@ -73,21 +75,7 @@ def tiny_llama(tokenizer, seed: int = 0, hidden: int = 64, layers: int = 2):
 
 
 def force_open(tokenizer, open_token: str, at_step: dict[int, int] | int, prompt_lens: dict[int, int]):
-    """A stateless logits processor: emit ``open_token`` as the k-th token after the prompt (k per
+    """:class:`latentprobe.engine.ForceOpen`: emit ``open_token`` as the k-th token after the prompt (k per
     example index), never otherwise, and never end early. Stateless, so resumed runs see the same rule."""
-    oid = tokenizer.convert_tokens_to_ids(open_token)
-    eos = tokenizer.eos_token_id
-
-    def proc(ids, logits, index):
-        k = at_step if isinstance(at_step, int) else at_step[index]
-        n0 = prompt_lens[index]
-        logits = logits.clone()
-        logits[eos] = float("-inf")
-        if oid not in ids[n0:] and len(ids) - n0 == k:
-            logits[:] = float("-inf")
-            logits[oid] = 0.0
-        else:
-            logits[oid] = float("-inf")
-        return logits
-
-    return proc
+    return ForceOpen(open_id=tokenizer.convert_tokens_to_ids(open_token), eos_id=tokenizer.eos_token_id,
+                     at=at_step, prompt_lens=prompt_lens)

@@ -21,6 +21,7 @@ from latentprobe.scoring import (
 from latentprobe.stats import Effect
 from latentprobe.sweep import ResumableSweep
 from latentprobe.trace import LatentTrace
+from latentprobe import validate
 
 if TYPE_CHECKING:
     from latentprobe.engine import LatentRunner
@@ -97,24 +98,15 @@ def _pair_reason(kc: int, ko: int, other: str) -> str:
 
 
 # --------------------------------------------------------------------------- argument checks
-def _positive_int(name: str, value: Any, fix: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InputError(f"{name}={value!r}: use an integer >= 1{fix}.")
-
-
 def check_analysis_args(*, n_boot: Any = 1, seed: Any = 0, chunk_size: Any = 1, batch_size: Any = 1,
                         max_new_tokens: Any = None, confidence: Any = 0.95) -> None:
     """Refuse, before any work, the common arguments of the causal analyses when malformed."""
-    _positive_int("n_boot", n_boot, " (bootstrap resamples; 2000 is usual)")
-    _positive_int("chunk_size", chunk_size)
-    _positive_int("batch_size", batch_size)
-    if max_new_tokens is not None:
-        _positive_int("max_new_tokens", max_new_tokens)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise InputError(f"seed={seed!r}: use an integer.")
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.floating)) \
-            or not 0.0 < float(confidence) < 1.0:
-        raise InputError(f"ci={confidence!r}: use a confidence level strictly between 0 and 1 (e.g. 0.95).")
+    validate.positive_int(n_boot, "n_boot", hint="bootstrap resamples; 2000 is usual")
+    validate.positive_int(chunk_size, "chunk_size")
+    validate.positive_int(batch_size, "batch_size")
+    validate.positive_int(max_new_tokens, "max_new_tokens", allow_none=True)
+    validate.integer(seed, "seed")
+    validate.probability(confidence, "ci", hint="a confidence level, e.g. 0.95")
 
 
 def check_answers(trace: LatentTrace, what: str) -> None:

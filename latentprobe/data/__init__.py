@@ -9,6 +9,8 @@ name                   what it does
                        Mirage's VSP, VLMEvalKit TSVs, GSM8k-Aug, ProsQA, JSONL, ``datasets``
                        folders) as a list of :class:`Example`; images stay lazy
                        (:class:`ImageRef`), checked at load, decoded by :meth:`ImageRef.load`
+:func:`register_       add a loader of your own (or ship one in the ``latentprobe.benchmarks``
+benchmark`             entry-point group); :func:`list_benchmarks` names every loader
 :func:`sample`         seeded stratified sample (proportional, largest remainders, every stratum
                        represented when ``n`` allows), independent of input order: :class:`Sample`
 :func:`to_input_set`   examples -> :class:`~latentprobe.perturbations.InputSet` with a prompt
@@ -25,7 +27,7 @@ from latentprobe.data.images import ImageRef
 from latentprobe.data.inputs import render_options, to_input_set
 from latentprobe.data.loaders import DataError, load_hf_disk, load_jsonl
 from latentprobe.data.records import LETTERS, Example
-from latentprobe.data.registry import BENCHMARKS, load_benchmark
+from latentprobe.data.registry import BENCHMARKS, list_benchmarks, load_benchmark, register_benchmark
 from latentprobe.data.sampling import Sample, allocate, draw_stratified, sample
 
 __all__ = [
@@ -37,9 +39,11 @@ __all__ = [
     "Sample",
     "allocate",
     "draw_stratified",
+    "list_benchmarks",
     "load_benchmark",
     "load_hf_disk",
     "load_jsonl",
+    "register_benchmark",
     "render_options",
     "sample",
     "to_input_set",

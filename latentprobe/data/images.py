@@ -21,15 +21,15 @@ from typing import Any
 import numpy as np
 
 from latentprobe.errors import DataError
+from latentprobe.validate import positive_int
 
 __all__ = ["ImageRef", "check_max_pixels", "image_from_base64", "image_from_bytes", "image_from_file", "inside_root"]
 
 
 def check_max_pixels(max_pixels: Any, where: str = "max_pixels") -> None:
     """Refuse a ``max_pixels`` that is not ``None`` or a positive int."""
-    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1):
-        raise DataError(f"{where}: max_pixels={max_pixels!r}; use a positive int (e.g. 1_003_520 = 1280 * 28 * 28) "
-                        "or None for full resolution.")
+    positive_int(max_pixels, "max_pixels", allow_none=True, where=where,
+                 hint="e.g. 1_003_520 = 1280 * 28 * 28; None: full resolution", error=DataError)
 
 
 @dataclass(frozen=True)

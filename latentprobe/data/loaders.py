@@ -11,6 +11,7 @@ from latentprobe.data.images import inside_root
 from latentprobe.data.records import read_jsonl
 from latentprobe.errors import DataError
 from latentprobe.perturbations import InputSet
+from latentprobe.validate import positive_int
 
 __all__ = ["DataError", "load_jsonl", "load_hf_disk", "load_image"]
 
@@ -40,8 +41,7 @@ def load_image(path: str | Path, *, size: tuple[int, int] | int | None = None) -
 
 
 def _check_limit(limit: Any, source: str) -> None:
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise DataError(f"{source}: limit={limit!r}; use an integer >= 1, or None to read every record.")
+    positive_int(limit, "limit", allow_none=True, where=source, hint="None reads every record", error=DataError)
 
 
 def _build(records: Sequence[dict[str, Any]], *, get_image: Callable[[dict[str, Any], int], Any],

@@ -46,7 +46,7 @@ class Example:
     category : str or None
         The benchmark's category (task) column.
     source : str
-        The benchmark's name in :data:`latentprobe.data.BENCHMARKS`.
+        The benchmark's name (one of :func:`latentprobe.data.list_benchmarks`).
     attributes : mapping
         Everything else the record carries (e.g. ``{"l2-category": ..., "split": ...}``).
 

@@ -19,6 +19,7 @@ from typing import Any
 from latentprobe.data.records import Example
 from latentprobe.errors import DataError
 from latentprobe.seeding import numpy_rng
+from latentprobe.validate import integer
 
 __all__ = ["NO_STRATUM", "Sample", "allocate", "draw_stratified", "sample", "stratum_of"]
 
@@ -155,10 +156,11 @@ def sample(examples: Sequence[Example] | Sample, n: int, *, by: str | None = "ca
     if not all(isinstance(ex, Example) for ex in pool):
         bad = next(type(ex).__name__ for ex in pool if not isinstance(ex, Example))
         raise DataError(f"sample() takes Example records (latentprobe.data.load_benchmark), got a {bad}.")
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(pool):
-        raise DataError(f"sample(): n={n!r}; use an int from 1 to the {len(pool)} examples given.")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise DataError(f"sample(): seed={seed!r}; use an int.")
+    if not pool:
+        raise DataError("sample(): no examples given; load some first (latentprobe.data.load_benchmark).")
+    integer(n, "n", minimum=1, maximum=len(pool), where="sample()", hint=f"the {len(pool)} examples given",
+            error=DataError)
+    integer(seed, "seed", where="sample()", error=DataError)
     if by is not None and not isinstance(by, str):
         raise DataError(f"sample(): by={by!r}; use 'category', 'source', an attribute key, or None.")
     if by not in (None, "category", "source") and not any(by in ex.attributes for ex in pool):

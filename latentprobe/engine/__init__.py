@@ -4,7 +4,8 @@
 * :mod:`~latentprobe.engine.parts`, :mod:`~latentprobe.engine.masks`: the model's parts, attention masks;
 * :mod:`~latentprobe.engine.inputs`: tokenising, images, the rows a run starts from;
 * :mod:`~latentprobe.engine.forward`: the one nnsight-traced forward;
-* :mod:`~latentprobe.engine.sampling`: how a token is chosen (settings, top-k/top-p, keyed draws);
+* :mod:`~latentprobe.engine.sampling`: how a token is chosen (settings, top-k/top-p, keyed draws), and
+  :class:`ForceOpen`, the logits processor that opens latent mode;
 * :mod:`~latentprobe.engine.loop`: the batched decode loop;
 * :mod:`~latentprobe.engine.lvr`: LVR's latent head;
 * :mod:`~latentprobe.engine.patching`: the one function that applies an intervention;
@@ -23,7 +24,8 @@ from latentprobe.engine.detect import (Detection, FamilyDetectionError, FamilyMi
 from latentprobe.engine.heads import CodiProjection
 from latentprobe.engine.inputs import PromptConvention, VideoNotSupportedError
 from latentprobe.engine.lvr import LvrHead
-from latentprobe.engine.sampling import GenerationConfig, LogitsProcessor, choose, end_distance, sampling_probs
+from latentprobe.engine.sampling import (ForceOpen, GenerationConfig, LogitsProcessor, choose, end_distance,
+                                         sampling_probs)
 from latentprobe.engine.masks import MaskRule, segment_attention_mask
 from latentprobe.engine.parts import ModelParts, get_path, locate_parts
 from latentprobe.engine.patching import InterventionMode, apply_intervention
@@ -38,7 +40,7 @@ __all__ = [
     "LatentRunner", "load", "load_codi", "load_coconut", "coconut_prompt", "check_spec_tokens", "FAMILY_CONVENTIONS", "convention_for",
     "MissingDependencyError", "detect_family", "Detection", "FamilyDetectionError", "FamilyMismatchError",
     "HeadMismatchError", "UnmappedWeightsError", "CodiProjection", "LvrHead", "PromptConvention", "VideoNotSupportedError",
-    "GenerationConfig", "LogitsProcessor", "choose", "sampling_probs", "end_distance", "MaskRule",
+    "GenerationConfig", "LogitsProcessor", "ForceOpen", "choose", "sampling_probs", "end_distance", "MaskRule",
     "segment_attention_mask", "ModelParts",
     "locate_parts", "get_path", "InterventionMode", "apply_intervention",
     "Action", "Decision", "End", "EndReason", "FeedLatent", "FeedTextLatent", "FeedToken", "ProtocolMode",

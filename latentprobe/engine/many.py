@@ -23,6 +23,7 @@ from latentprobe.engine.patching import InterventionMode
 from latentprobe.engine.rows import Row
 from latentprobe.errors import InputError
 from latentprobe.trace import ExampleTrace, LatentTrace
+from latentprobe.validate import positive_int
 
 __all__ = ["control_is_clean", "check_max_batch", "run_many", "clean_as_control"]
 
@@ -63,8 +64,7 @@ def _chunks(n_examples: int, n_conditions: int, max_batch: int) -> Iterator[tupl
 
 def check_max_batch(max_batch: Any) -> None:
     """Refuse a ``max_batch`` that is not a positive integer (:class:`~latentprobe.errors.InputError`)."""
-    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
-        raise InputError(f"max_batch={max_batch!r}: use an integer >= 1 (rows per batch, conditions x examples).")
+    positive_int(max_batch, "max_batch", hint="rows per batch, conditions x examples")
 
 
 def run_many(dec: Decoder, tokenizer: Any, examples: Sequence[ExampleTrace], chosen: list[list[int]],

@@ -32,6 +32,7 @@ from latentprobe.interventions import as_intervention
 from latentprobe.spec import LatentSpec, ResolvedSpec
 from latentprobe.presets import get_preset, list_presets
 from latentprobe.trace import ExampleTrace, LatentTrace
+from latentprobe.validate import positive_int
 
 __all__ = ["LatentRunner"]
 
@@ -435,8 +436,7 @@ def _result_config(trace: LatentTrace, imode: InterventionMode, fn: Any, steps: 
 
 
 def _check_batch_size(batch_size: Any) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size={batch_size!r}: use an integer >= 1.")
+    positive_int(batch_size, "batch_size")
 
 
 def _check_trace(trace: Any, hidden_size: int) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from jaxtyping import Float
@@ -30,8 +30,9 @@ from torch import Tensor
 
 from latentprobe.errors import InputError
 from latentprobe.seeding import torch_generator
+from latentprobe.validate import integer, positive_int
 
-__all__ = ["GenerationConfig", "LogitsProcessor", "sampling_probs", "choose", "end_distance"]
+__all__ = ["GenerationConfig", "LogitsProcessor", "ForceOpen", "sampling_probs", "choose", "end_distance"]
 
 LogitsProcessor = Callable[[list[int], Float[Tensor, "vocab"], int], Float[Tensor, "vocab"]]
 
@@ -63,18 +64,14 @@ class GenerationConfig:
         def bad(name: str, value: Any, fix: str) -> InputError:
             return InputError(f"{name}={value!r}: {fix}")
 
-        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            raise bad("max_new_tokens", self.max_new_tokens, "use an integer >= 1.")
+        positive_int(self.max_new_tokens, "max_new_tokens", hint="positions after the prompt")
         if not isinstance(self.do_sample, bool):
             raise bad("do_sample", self.do_sample, "use True or False.")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise bad("seed", self.seed, "use an integer.")
+        integer(self.seed, "seed")
         if not _real(self.temperature) or not math.isfinite(self.temperature) or self.temperature <= 0:
             if self.do_sample or not _real(self.temperature) or math.isnan(self.temperature):
                 raise bad("temperature", self.temperature, "use a finite number > 0 (1.0 leaves the distribution as is).")
-        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int)
-                                       or self.top_k < 1):
-            raise bad("top_k", self.top_k, "use an integer >= 1, or None to keep every token.")
+        positive_int(self.top_k, "top_k", allow_none=True, hint="None keeps every token")
         if self.top_p is not None and (not _real(self.top_p) or not 0 < self.top_p <= 1):
             raise bad("top_p", self.top_p, "use a number in (0, 1], or None to keep every token.")
         if not _real(self.repetition_penalty) or not math.isfinite(self.repetition_penalty) \
@@ -135,3 +132,122 @@ def end_distance(h: Float[Tensor, "... d"], end: Float[Tensor, "d"], kind: str) 
     if kind == "mae":
         return (h - end).abs().mean(-1)
     return 1 - torch.nn.functional.cosine_similarity(h, end.expand_as(h), dim=-1)
+
+
+@dataclass(frozen=True)
+class ForceOpen:
+    """A logits processor that opens latent mode: the open marker is chosen at one generated position,
+    never at another, and (optionally) the end-of-sequence token is never chosen.
+
+    For models that would not open latent mode by themselves (untrained or random-weight models,
+    tiny replicas in tests, or a study that asks for ``open = "force"``), so that every example
+    holds a latent segment. It is stateless (it reads only the ids so far and the example's index),
+    so a run resumed at any position, in any mode or batch, is processed exactly as the original.
+
+    Parameters
+    ----------
+    open_id : int
+        The open marker's id (``runner.rspec.open_id``).
+    eos_id : int or None
+        A token never chosen, so that generation does not end before the budget (usually the
+        tokenizer's eos); ``None`` leaves it alone.
+    at : int or mapping of int to int
+        The generated position (0: the first token after the prompt) at which the marker is forced,
+        or one position per example index. Positions other than 0 need ``prompt_lens``.
+    prompt_lens : mapping of int to int, optional
+        Prompt length per example index (the number of ids before the first generated one). Without
+        it, the marker is forced wherever it is not yet in the sequence (prompt included), i.e. at the
+        first generated position.
+    skip_ids : tuple of int
+        Examples whose ids (prompt included) hold any of these tokens never open (they still never
+        end early).
+
+    Raises
+    ------
+    InputError
+        Ids that are not non-negative integers, or ``at`` beyond 0 without ``prompt_lens``.
+
+    Notes
+    -----
+    Forcing the marker measures what the latents carry *when* the model reasons in latent mode; it
+    says nothing about when a trained model would choose to. An example whose forced position passes
+    (or whose index is missing from ``at`` or ``prompt_lens``) is never forced.
+
+    Examples
+    --------
+    >>> import torch
+    >>> proc = ForceOpen(open_id=3, eos_id=0)
+    >>> proc([7, 8], torch.zeros(5), 0).tolist()          # the marker is the only choice
+    [-inf, -inf, -inf, 0.0, -inf]
+    >>> proc([7, 8, 3, 4], torch.zeros(5), 0).tolist()    # opened: never again, never eos
+    [-inf, 0.0, 0.0, -inf, 0.0]
+    >>> later = ForceOpen(open_id=3, at={0: 1}, prompt_lens={0: 2})
+    >>> later([7, 8], torch.zeros(5), 0)[3].item(), later([7, 8, 1], torch.zeros(5), 0).argmax().item()
+    (-inf, 3)
+    """
+
+    open_id: int
+    eos_id: int | None = None
+    at: int | Mapping[int, int] = 0
+    prompt_lens: Mapping[int, int] | None = None
+    skip_ids: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        def ok(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+        where = "ForceOpen"
+        if not ok(self.open_id):
+            raise InputError(f"{where}: open_id={self.open_id!r}; give the open marker's id (runner.rspec.open_id).")
+        if self.eos_id is not None and not ok(self.eos_id):
+            raise InputError(f"{where}: eos_id={self.eos_id!r}; give a token id, or None to leave eos alone.")
+        steps = list(self.at.values()) if isinstance(self.at, Mapping) else [self.at]
+        if not all(ok(k) for k in steps):
+            raise InputError(f"{where}: at={self.at!r}; give a position >= 0 (0: the first generated token) or a "
+                             "mapping of example index to position.")
+        if self.prompt_lens is None and (isinstance(self.at, Mapping) or self.at != 0):
+            raise InputError(f"{where}: at={self.at!r} needs prompt_lens (example index -> prompt length) to count "
+                             "generated positions; pass prompt_lens=, or at=0.")
+        object.__setattr__(self, "skip_ids", tuple(self.skip_ids))
+        if not all(ok(t) for t in self.skip_ids):
+            raise InputError(f"{where}: skip_ids={self.skip_ids!r}; give token ids.")
+
+    @classmethod
+    def for_runner(cls, runner: Any, *, at: int | Mapping[int, int] = 0, prompt_lens: Mapping[int, int] | None = None,
+                   keep_eos: bool = False, skip_tokens: tuple[str, ...] = ()) -> "ForceOpen":
+        """The processor for ``runner``'s open marker and its tokenizer's eos (kept with ``keep_eos=True``);
+        ``skip_tokens`` are token strings whose presence in a prompt leaves that example unforced.
+
+        Raises
+        ------
+        InputError
+            The runner's spec does not open latent mode by emitting a marker (``open_mode`` is
+            ``"prompt"`` or ``"appended"``: its latents need no forcing), or a skip token is unknown.
+        """
+        rspec = runner.rspec
+        if rspec.spec.open_mode != "emitted":
+            raise InputError(f"ForceOpen: the {rspec.spec.name!r} spec opens latent mode itself (open_mode="
+                             f"{rspec.spec.open_mode!r}); forcing applies to open_mode='emitted' only: drop it.")
+        vocab = runner.tokenizer.get_vocab()
+        missing = [t for t in skip_tokens if t not in vocab]
+        if missing:
+            raise InputError(f"ForceOpen: skip_tokens {missing} are not tokens of the runner's tokenizer; give "
+                             "single tokens of its vocabulary.")
+        return cls(open_id=rspec.open_id, eos_id=None if keep_eos else rspec.eos_id, at=at, prompt_lens=prompt_lens,
+                   skip_ids=tuple(vocab[t] for t in skip_tokens))
+
+    def __call__(self, ids: list[int], logits: Float[Tensor, "vocab"], index: int) -> Float[Tensor, "vocab"]:
+        """The processed scores at the next position of example ``index`` (``ids``: every id so far)."""
+        logits = logits.clone()
+        if self.eos_id is not None:
+            logits[self.eos_id] = float("-inf")
+        n0 = None if self.prompt_lens is None else self.prompt_lens.get(index)
+        generated = ids if self.prompt_lens is None else ids[n0:] if n0 is not None else [self.open_id]
+        at = self.at.get(index) if isinstance(self.at, Mapping) else self.at
+        due = at is not None and (self.prompt_lens is None or (n0 is not None and len(ids) - n0 == at))
+        if due and self.open_id not in generated and not any(t in ids for t in self.skip_ids):
+            logits[:] = float("-inf")
+            logits[self.open_id] = 0.0
+        else:
+            logits[self.open_id] = float("-inf")
+        return logits

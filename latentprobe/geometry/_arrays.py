@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from latentprobe.errors import DTypeError, NonFiniteError, ShapeError, SimilarityError, TooFewSamplesError
+from latentprobe.validate import non_negative_int, positive_int, probability
 
 _Array = np.ndarray | torch.Tensor
 
@@ -102,11 +103,7 @@ def _as_matrix(x: object, name: str) -> np.ndarray:
 
 
 def _check_chunk_size(chunk_size: int) -> int:
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
-        raise SimilarityError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
-    if chunk_size < 1:
-        raise SimilarityError(f"chunk_size must be a positive integer, got {chunk_size}.")
-    return int(chunk_size)
+    return positive_int(chunk_size, "chunk_size", hint="rows per block", error=SimilarityError)
 
 
 def _rows(arr: np.ndarray, start: int, stop: int, name: str) -> np.ndarray:
@@ -188,9 +185,5 @@ def _unit(block: np.ndarray, mean: np.ndarray | None) -> np.ndarray:
 
 
 def _check_boot(n_boot: int, ci: float) -> None:
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
-        raise SimilarityError(
-            f"n_boot must be a non-negative integer (0 disables the CI), got {n_boot!r}."
-        )
-    if not 0.0 < ci < 1.0:
-        raise SimilarityError(f"ci must lie strictly between 0 and 1, got {ci!r}.")
+    non_negative_int(n_boot, "n_boot", hint="0 disables the CI", error=SimilarityError)
+    probability(ci, "ci", hint="e.g. 0.95", error=SimilarityError)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import abc
 import dataclasses
 import inspect
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, TypeVar
 
@@ -14,6 +13,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from latentprobe.errors import InterventionError, InterventionShapeError, StepOutOfRangeError
+from latentprobe.validate import integer, number
 
 __all__ = ["Intervention", "intervention_from_config", "register_intervention", "registered_interventions"]
 
@@ -57,15 +57,11 @@ def _tensor_from_config(c: Any) -> Tensor | None:
 
 def _finite_number(cls: str, name: str, value: Any, *, min_value: float | None = None) -> None:
     """Refuse a bool, a non-number, NaN/inf, or a number below ``min_value`` for ``cls.name``."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (min_value is not None and value < min_value):
-        lim = f" >= {min_value:g}" if min_value is not None else ""
-        raise InterventionError(f"{cls}.{name}={value!r}: use a finite number{lim} (NaN, inf and bools are refused).")
+    number(value, f"{cls}.{name}", minimum=min_value, hint="NaN, inf and bools are refused", error=InterventionError)
 
 
 def _int_arg(cls: str, name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InterventionError(f"{cls}.{name}={value!r}: use an integer.")
+    integer(value, f"{cls}.{name}", error=InterventionError)
 
 
 def _finite_tensor(cls: str, name: str, value: Any) -> None:

@@ -19,7 +19,8 @@ perturbation           change (everything else is kept)
 :class:`Custom`        a user callable
 =====================  ==========================================================================
 
-Perturbations are small frozen dataclasses with a ``name`` and :meth:`Perturbation.to_config`.
+Perturbations are small frozen dataclasses with a ``name`` and :meth:`Perturbation.to_config`; a
+new one implements :meth:`Perturbation.apply_one` (one example's change; see docs/howto/extend.md).
 Those that pair examples (swaps) are *bound* to an input set first (:meth:`Perturbation.bind`),
 which fixes their mapping once for the whole set; :meth:`Perturbation.apply` can then perturb any
 subset (a chunk of a sweep) consistently. Random draws are seeded per ``(seed, example_id)``, so a
@@ -32,7 +33,7 @@ minimal pairs (``Counterfactual``) and target-cell occlusion (``OccludeTarget``)
 :mod:`latentprobe.toy.perturbations`, registered with :func:`register_perturbation`.
 """
 
-from latentprobe.perturbations.base import Perturbation, perturbation_from_config, register_perturbation
+from latentprobe.perturbations.base import Perturbation, PerturbedExample, perturbation_from_config, register_perturbation
 from latentprobe.perturbations.builtin import (
     BlankImage, Custom, ImageSwap, InstanceSwap, NoiseImage, Occlude, QuestionSwap,
 )
@@ -41,6 +42,7 @@ from latentprobe.perturbations.inputs import InputSet, Relabel, derangement
 __all__ = [
     "InputSet",
     "Perturbation",
+    "PerturbedExample",
     "ImageSwap",
     "BlankImage",
     "NoiseImage",

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from latentprobe.errors import InputError
+from latentprobe.validate import integer, number
 
 
 def check_int(who: str, name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{who}.{name}={value!r}: use an integer.")
+    integer(value, f"{who}.{name}")
 
 
 def check_name(who: str, name: Any) -> None:
@@ -38,8 +37,7 @@ def check_fill(who: str, fill: Any, *, allow_noise: bool = False) -> None:
 
 
 def check_sigma(who: str, sigma: Any) -> None:
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
-        raise InputError(f"{who}.sigma={sigma!r}: use a finite number >= 0 (pixel noise std, 0..255 scale).")
+    number(sigma, f"{who}.sigma", minimum=0, hint="pixel noise std, 0..255 scale")
 
 
 def check_box(who: str, box: Any) -> None:

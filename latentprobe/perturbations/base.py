@@ -5,14 +5,14 @@ from __future__ import annotations
 import abc
 import dataclasses
 import hashlib
-from typing import Any, Sequence, TypeVar
+from typing import Any, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 
 from latentprobe.errors import InputError
 from latentprobe.perturbations.inputs import InputSet, _image_list, _map_image
 
-__all__ = ["Perturbation", "register_perturbation", "perturbation_from_config"]
+__all__ = ["Perturbation", "PerturbedExample", "register_perturbation", "perturbation_from_config"]
 
 _P = TypeVar("_P", bound=type)
 _REGISTRY: dict[str, type] = {}
@@ -32,14 +32,50 @@ def register_perturbation(cls: _P) -> _P:
     return cls
 
 
+class PerturbedExample(NamedTuple):
+    """One perturbed example, as :meth:`Perturbation.apply_one` returns it (a plain 4-tuple works too)."""
+
+    prompt: Any
+    """The prompt (usually the example's own)."""
+    image: Any
+    """The image entry (an array, a list of arrays for multi-image prompts, or ``None``)."""
+    gold: str | None
+    """The gold answer of the perturbed input, ``None`` where it has none or it is unknown."""
+    meta: dict[str, Any]
+    """The example's metadata, with ``"perturbation"`` (the perturbation's name) and what else it changed."""
+
+
 class Perturbation(abc.ABC):
     """Base class: a controlled change to every example of an :class:`InputSet`.
 
-    Subclasses implement :meth:`_one` (the change for example ``i`` of the full set); those that
-    pair examples override :meth:`bind` to fix their mapping.
+    A new perturbation is a frozen dataclass that subclasses :class:`Perturbation`, sets ``name``
+    and implements :meth:`apply_one` (the change for example ``i`` of the full set); those that
+    pair examples (swaps) also override :meth:`bind`, which fixes their mapping once for the whole
+    set. :meth:`apply` calls :meth:`apply_one` for every example asked for, so chunked sweeps and
+    one-shot runs see the same inputs. Decorate the class with :func:`register_perturbation` so that
+    saved configs can rebuild it.
+
+    Examples
+    --------
+    >>> import dataclasses
+    >>> from latentprobe.perturbations import InputSet
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Shout(Perturbation):
+    ...     name: str = "shout"
+    ...     def apply_one(self, inputs, i):
+    ...         return PerturbedExample(inputs.prompts[i].upper(), None, None,
+    ...                                 {**inputs.meta[i], "perturbation": self.name})
+    >>> out = Shout().apply(InputSet(example_ids=("a", "b"), prompts=("hi", "yo")))
+    >>> out.prompts, out.meta[1]["perturbation"]
+    (('HI', 'YO'), 'shout')
     """
 
     name: str = "perturbation"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_one" in vars(cls) and "apply_one" not in vars(cls):
+            cls.apply_one = vars(cls)["_one"]  # type: ignore[attr-defined]  # the former name of the override
 
     def bind(self, inputs: InputSet) -> "Perturbation":
         """A copy with everything that depends on the whole input set fixed (default: self)."""
@@ -49,13 +85,14 @@ class Perturbation(abc.ABC):
         """The perturbed examples at ``indices`` (default: all), as a new InputSet.
 
         The result holds ``inputs.example_ids[indices]`` in the same order. Partners of swaps are
-        looked up in the *full* ``inputs``.
+        looked up in the *full* ``inputs``: :meth:`bind` is called on the full set, then
+        :meth:`apply_one` for every index.
         """
         bound = self.bind(inputs)
         idx = list(range(len(inputs))) if indices is None else [int(i) for i in indices]
         prompts, images, gold, meta = [], [], [], []
         for i in idx:
-            p, im, g, m = bound._one(inputs, i)
+            p, im, g, m = bound.apply_one(inputs, i)
             prompts.append(p)
             images.append(im)
             gold.append(g)
@@ -70,8 +107,22 @@ class Perturbation(abc.ABC):
     __call__ = apply
 
     @abc.abstractmethod
-    def _one(self, inputs: InputSet, i: int) -> tuple[Any, Any, str | None, dict[str, Any]]:
-        """The change for example ``i``: (prompt, image, gold, meta)."""
+    def apply_one(self, inputs: InputSet, i: int) -> PerturbedExample:
+        """The change for example ``i`` of the full, bound input set: the override point of subclasses.
+
+        Parameters
+        ----------
+        inputs : InputSet
+            The whole input set (partners of swaps are other examples of it).
+        i : int
+            The index of the example to perturb.
+
+        Returns
+        -------
+        PerturbedExample
+            ``(prompt, image, gold, meta)``; keep ``inputs.meta[i]``'s keys and add
+            ``"perturbation": self.name``. Never modify ``inputs`` in place (copy images).
+        """
 
     def to_config(self) -> dict[str, Any]:
         """JSON-ready description: the class name and every field."""

@@ -14,7 +14,7 @@ from latentprobe.errors import InputError
 from latentprobe.images import occlude
 from latentprobe.seeding import numpy_rng
 from latentprobe.perturbations.base import (
-    Perturbation, _check_mapping, _copy_image, _image_groups, _need_images, _relabel,
+    Perturbation, PerturbedExample, _check_mapping, _copy_image, _image_groups, _need_images, _relabel,
     register_perturbation,
 )
 from latentprobe.perturbations.inputs import InputSet, _map_image, derangement
@@ -48,7 +48,7 @@ class ImageSwap(Perturbation):
         _check_mapping(tuple(self.mapping), len(inputs), "ImageSwap")
         return self
 
-    def _one(self, inputs: InputSet, i: int):
+    def apply_one(self, inputs: InputSet, i: int) -> PerturbedExample:
         j = self.mapping[i]
         meta = {**inputs.meta[i], "perturbation": self.name, "partner": inputs.example_ids[j]}
         if "image_id" in inputs.meta[j]:
@@ -58,7 +58,7 @@ class ImageSwap(Perturbation):
         if relabelled is not None:
             gold, updates = relabelled
             meta.update(updates)
-        return inputs.prompts[i], _copy_image(inputs.images[j]), gold, meta
+        return PerturbedExample(inputs.prompts[i], _copy_image(inputs.images[j]), gold, meta)
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class BlankImage(Perturbation):
         _c.check_fill("BlankImage", self.fill)
         _c.check_name("BlankImage", self.name)
 
-    def _one(self, inputs: InputSet, i: int):
+    def apply_one(self, inputs: InputSet, i: int) -> PerturbedExample:
         _need_images(inputs, "BlankImage")
         fill = np.asarray(self.fill, dtype=np.uint8)
 
@@ -82,7 +82,7 @@ class BlankImage(Perturbation):
             return out
 
         meta = {**inputs.meta[i], "perturbation": self.name}
-        return inputs.prompts[i], _map_image(inputs.images[i], f), None, meta
+        return PerturbedExample(inputs.prompts[i], _map_image(inputs.images[i], f), None, meta)
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class NoiseImage(Perturbation):
             raise InputError(f"NoiseImage.additive={self.additive!r}: use True or False.")
         _c.check_name("NoiseImage", self.name)
 
-    def _one(self, inputs: InputSet, i: int):
+    def apply_one(self, inputs: InputSet, i: int) -> PerturbedExample:
         _need_images(inputs, "NoiseImage")
         rng = numpy_rng(self.seed, inputs.example_ids[i])
 
@@ -117,7 +117,7 @@ class NoiseImage(Perturbation):
 
         gold = inputs.gold[i] if (self.additive and inputs.gold is not None) else None
         meta = {**inputs.meta[i], "perturbation": self.name}
-        return inputs.prompts[i], _map_image(inputs.images[i], f), gold, meta
+        return PerturbedExample(inputs.prompts[i], _map_image(inputs.images[i], f), gold, meta)
 
 
 @dataclass(frozen=True)
@@ -156,12 +156,12 @@ class Occlude(Perturbation):
             return h // 4, w // 4, h - h // 4, w - w // 4
         return tuple(int(v) for v in self.box)  # type: ignore[return-value]
 
-    def _one(self, inputs: InputSet, i: int):
+    def apply_one(self, inputs: InputSet, i: int) -> PerturbedExample:
         _need_images(inputs, type(self).__name__)
         seed = int(numpy_rng(self.seed, inputs.example_ids[i]).integers(0, 2**31 - 1))
         img = _map_image(inputs.images[i], lambda a: occlude(a, self.box_for(inputs, i, a.shape), self.fill, seed))
         meta = {**inputs.meta[i], "perturbation": self.name}
-        return inputs.prompts[i], img, None, meta
+        return PerturbedExample(inputs.prompts[i], img, None, meta)
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ class QuestionSwap(Perturbation):
         _check_mapping(tuple(self.mapping), len(inputs), "QuestionSwap")
         return self
 
-    def _one(self, inputs: InputSet, i: int):
+    def apply_one(self, inputs: InputSet, i: int) -> PerturbedExample:
         j = self.mapping[i]
         meta = {**inputs.meta[i], "perturbation": self.name, "partner": inputs.example_ids[j]}
         gold = None
@@ -198,7 +198,7 @@ class QuestionSwap(Perturbation):
             gold, updates = relabelled
             meta.update(updates)
         image = None if inputs.images is None else _copy_image(inputs.images[i])
-        return inputs.prompts[j], image, gold, meta
+        return PerturbedExample(inputs.prompts[j], image, gold, meta)
 
 
 @dataclass(frozen=True)
@@ -225,12 +225,12 @@ class InstanceSwap(Perturbation):
         _check_mapping(tuple(self.mapping), len(inputs), "InstanceSwap")
         return self
 
-    def _one(self, inputs: InputSet, i: int):
+    def apply_one(self, inputs: InputSet, i: int) -> PerturbedExample:
         j = self.mapping[i]
         meta = {**inputs.meta[j], "perturbation": self.name, "partner": inputs.example_ids[j]}
         image = None if inputs.images is None else _copy_image(inputs.images[j])
         gold = None if inputs.gold is None else inputs.gold[j]
-        return inputs.prompts[j], image, gold, meta
+        return PerturbedExample(inputs.prompts[j], image, gold, meta)
 
 
 @dataclass(frozen=True)
@@ -262,13 +262,13 @@ class Custom(Perturbation):
 
     __call__ = apply
 
-    def _one(self, inputs: InputSet, i: int):
+    def apply_one(self, inputs: InputSet, i: int) -> PerturbedExample:
         image = None if inputs.images is None else inputs.images[i]
         res = self.fn(inputs.prompts[i], image, dict(inputs.meta[i]))
         if not isinstance(res, tuple) or len(res) not in (2, 3):
             raise InputError(f"Custom perturbation {self.name!r}: fn must return (prompt, image) or (prompt, image, gold).")
         gold = res[2] if len(res) == 3 else None
-        return res[0], res[1], gold, {**inputs.meta[i], "perturbation": self.name}
+        return PerturbedExample(res[0], res[1], gold, {**inputs.meta[i], "perturbation": self.name})
 
 
 for _cls in (ImageSwap, BlankImage, NoiseImage, Occlude, QuestionSwap, InstanceSwap):

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 
 from latentprobe.errors import ProbeError
+from latentprobe.validate import integer
 
 Task = Literal["classification", "regression"]
 
@@ -117,8 +118,7 @@ def _check_groups(groups: Any, n: int, name: str = "groups") -> np.ndarray:
 
 
 def _check_n_splits(n_splits: int, n_groups: int) -> None:
-    if not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
-        raise ProbeError(f"n_splits must be an integer >= 2, got {n_splits!r}.")
+    integer(n_splits, "n_splits", minimum=2, hint="folds of grouped cross-validation", error=ProbeError)
     if n_groups < n_splits:
         raise ProbeError(
             f"only {n_groups} distinct groups for n_splits={n_splits}; grouped "

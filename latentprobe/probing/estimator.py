@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from latentprobe.errors import ProbeError
 from latentprobe.probing._checks import Task, _check_groups, _check_task, _check_X, _check_y, _to_numpy
 from latentprobe.probing._path import fit_path
+from latentprobe.validate import integer
 
 __all__ = ["LinearProbe"]
 
@@ -180,8 +181,8 @@ class LinearProbe(BaseEstimator):
         _check_task(self.task)
         X = _check_X(X)
         y = _check_y(y, X.shape[0], self.task)
-        if not isinstance(self.inner_cv, (int, np.integer)) or self.inner_cv < 2:
-            raise ProbeError(f"inner_cv must be an integer >= 2, got {self.inner_cv!r}.")
+        integer(self.inner_cv, "inner_cv", minimum=2, where="LinearProbe", hint="folds of the inner C search",
+                error=ProbeError)
         pipe, param, grid = self._make_pipeline()
 
         if len(grid) == 1:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from latentprobe.errors import ExportDependencyError, ReportError
+from latentprobe.validate import number
 
 __all__ = ["FORMATS", "check_export", "export_figures"]
 
@@ -67,8 +68,7 @@ def export_figures(report: Any, folder: str | os.PathLike[str], *, format: str =
         kaleido is not installed (``pip install latentprobe[export]``).
     """
     check_export(format)
-    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not scale > 0:
-        raise ReportError(f"scale must be a positive number, got {scale!r}.")
+    number(scale, "scale", minimum=0, exclusive_minimum=True, hint="e.g. 2 doubles the pixels", error=ReportError)
     import plotly.io as pio
 
     out = Path(folder)

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from latentprobe.errors import ReportError
+from latentprobe.validate import positive_int
 
 __all__ = ["KEY_COLUMNS", "STAT_COLUMNS", "arrange", "cell_text", "format_number", "table_block"]
 
@@ -172,8 +173,8 @@ def table_block(
         raise ReportError(f"add_table expects a pandas DataFrame, got {type(df).__name__}.")
     fmt = _formatter(float_format)
     col_fmts = {str(k): _formatter(v) for k, v in (formats or {}).items()}
-    if max_rows is not None and (not isinstance(max_rows, int) or isinstance(max_rows, bool) or max_rows < 1):
-        raise ReportError(f"max_rows must be a positive int or None, got {max_rows!r}.")
+    positive_int(max_rows, "max_rows", allow_none=True, where="add_table", hint="None shows every row",
+                 error=ReportError)
     df = _drop_index(df, index)
     if order:
         df = arrange(df, merge_ci=merge_ci, fmt=fmt)

@@ -14,6 +14,7 @@ import unicodedata
 from typing import Any, Sequence
 
 from latentprobe.errors import InputError
+from latentprobe.validate import number
 
 __all__ = ["ScoringError", "clean_output", "exact_match", "normalize_answer", "numeric_match", "parse_number"]
 
@@ -229,8 +230,7 @@ def numeric_match(pred: Any, gold: Any, *, tol: float = 1e-6) -> bool | None:
     >>> numeric_match("I don't know", 42) is None
     True
     """
-    if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not tol >= 0 or math.isinf(tol):
-        raise ScoringError(f"tol must be a finite number >= 0, got {tol!r}; use e.g. tol=1e-6 (0 compares exactly).")
+    number(tol, "tol", minimum=0, where="numeric_match", hint="e.g. 1e-6; 0 compares exactly", error=ScoringError)
     g = _gold_number(gold)
     p = parse_number(pred)
     if p is None:

@@ -23,6 +23,7 @@ from latentprobe.scoring._text import (
     parse_number_with_method,
 )
 from latentprobe.scoring.choice import _norm, _read_short, _resolve_options, parse_choice
+from latentprobe.validate import number
 
 __all__ = [
     "SCORE_COLUMNS", "CallableScorer", "ChoiceScorer", "ExactScorer", "NumericScorer", "Score", "ScoreSummary",
@@ -160,8 +161,7 @@ class NumericScorer:
     """
 
     def __init__(self, tol: float = 1e-6) -> None:
-        if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not (tol >= 0 and math.isfinite(tol)):
-            raise ScoringError(f"tol must be a finite number >= 0, got {tol!r}; e.g. NumericScorer(tol=1e-6).")
+        number(tol, "tol", minimum=0, where="NumericScorer", hint="e.g. 1e-6; 0 compares exactly", error=ScoringError)
         self.tol = float(tol)
 
     def score(self, answer: Any, gold: Any, example: Any = None) -> Score:

@@ -22,8 +22,10 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from latentprobe.errors import StatsInputError
-from latentprobe.stats._validate import _as_1d_float, _check_boot_args, _check_same_length
 from latentprobe.stats.effects import Effect, small_sample_note
+from latentprobe.validate import as_1d_float as _as_1d_float
+from latentprobe.validate import positive_int, probability
+from latentprobe.validate import same_length as _check_same_length
 
 __all__ = ["resample_indices", "bootstrap_ci", "paired_bootstrap_diff", "bootstrap_mean_columns",
            "mediation_effects"]
@@ -389,3 +391,8 @@ def mediation_effects(
             )
         )
     return out
+
+
+def _check_boot_args(n_boot: int, confidence: float) -> None:
+    positive_int(n_boot, "n_boot", hint="bootstrap resamples; 2000 is usual", error=StatsInputError)
+    probability(confidence, "confidence", hint="e.g. 0.95", error=StatsInputError)

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as _scipy_stats
 
-from latentprobe.stats._validate import _as_1d_bool, _check_same_length
+from latentprobe.validate import as_1d_bool as _as_1d_bool
+from latentprobe.validate import same_length as _check_same_length
 from latentprobe.stats.bootstrap import _method, paired_bootstrap_diff
 from latentprobe.stats.effects import Effect, McNemarResult
 

@@ -19,11 +19,11 @@ Schema (every key; optional ones show their default)::
     device_map = "auto"         # passed to from_pretrained (optional)
     revision = "main"           # optional
     trust_remote_code = false
-    base = "gpt2"               # preset "codi" only: the base model CODI was trained on (required there)
-    num_latents = 6             # preset "codi" only
+    base = "gpt2"               # presets whose checkpoints are adapters (codi) only: the base model (required there)
+    num_latents = 6             # optional: the preset's K (num_latents) for this checkpoint
 
     [data]                      # or several [[data]] tables, concatenated in order
-    benchmark = "vstar"         # required: a name of latentprobe.data.BENCHMARKS, or "toy"
+    benchmark = "vstar"         # required: a name of latentprobe.data.list_benchmarks(), or "toy"
     root = "~/data/vstar"       # required for real benchmarks; relative paths resolve against the TOML's folder
     n = 100                     # optional: sample n examples of this table
     by = "category"             # stratify that sample by this field; false: no stratification
@@ -85,7 +85,8 @@ Schema (every key; optional ones show their default)::
 Intervention and perturbation names are the library's own (``replace_noise`` for Gaussian
 replacement, ``blank_image`` for a blind input, ``image_swap`` for shuffled images), or import strings
 naming your own; ``[sample]`` samples across several ``[[data]]`` tables (e.g. instances stratified by
-``source``); ``[model] base``/``num_latents`` load CODI checkpoints.
+``source``); ``[model] base`` loads adapter checkpoints (CODI's preset has ``checkpoint = "adapter"``);
+``num_latents`` sets any preset's K.
 
 Examples
 --------
@@ -106,7 +107,7 @@ from pathlib import Path
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from latentprobe.data import BENCHMARKS
+from latentprobe.data import BENCHMARKS, list_benchmarks
 from latentprobe.errors import StudyError
 from latentprobe.scoring import SCORER_NAMES
 from latentprobe.study._toml import Table
@@ -114,7 +115,8 @@ from latentprobe.study._toml import Table
 __all__ = ["Study", "StudyInfo", "ModelConfig", "DataConfig", "SampleConfig", "PromptConfig", "GenerationConfig",
            "Analyses", "load_study", "BENCHMARK_NAMES", "SCORERS", "DTYPES"]
 
-#: The benchmarks :func:`latentprobe.data.load_benchmark` reads.
+#: The built-in benchmarks; a study file may also name any loader added with
+#: :func:`latentprobe.data.register_benchmark` (the check reads :func:`latentprobe.data.list_benchmarks`).
 BENCHMARK_NAMES = BENCHMARKS
 SCORERS = SCORER_NAMES
 DTYPES = ("float32", "bfloat16", "float16")
@@ -321,7 +323,7 @@ def _study(t: Table) -> StudyInfo:
 
 
 def _model(t: Table) -> ModelConfig:
-    from latentprobe.presets import list_presets
+    from latentprobe.presets import get_preset, list_presets
 
     source = t.get("source", str, hint='"toy:mediated", a local folder or a hub id')
     preset = t.get("preset", str, None, choices=tuple(list_presets()))
@@ -340,12 +342,16 @@ def _model(t: Table) -> ModelConfig:
                       device_map=t.get("device_map", str, None), revision=t.get("revision", str, None),
                       trust_remote_code=t.get("trust_remote_code", bool, False), base=t.get("base", str, None),
                       num_latents=t.get("num_latents", int, None, min_value=1))
-    if preset == "codi" and cfg.base is None:
-        raise t.error("base", "is missing (a CODI checkpoint holds only LoRA and projection weights)",
+    adapters = [p for p in list_presets() if get_preset(p).checkpoint == "adapter"]  # preset data: CODI's
+    adapter = preset in adapters
+    if adapter and cfg.base is None:
+        raise t.error("base", f"is missing (a {preset} checkpoint holds only adapter (LoRA) and projection weights)",
                       'add base = "gpt2" (or the base model it was trained on)')
-    if preset != "codi" and (cfg.base is not None or cfg.num_latents is not None):
-        raise t.error("base" if cfg.base is not None else "num_latents", "applies to preset \"codi\" only",
-                      "remove it")
+    if not adapter and cfg.base is not None:
+        raise t.error("base", "applies to presets whose checkpoints are adapters (checkpoint = \"adapter\": "
+                      f"{', '.join(adapters)})", "remove it")
+    if cfg.toy_variant is not None and cfg.num_latents is not None:
+        raise t.error("num_latents", "the toy models run their own spec", "remove it")
     t.done()
     return cfg
 
@@ -357,7 +363,7 @@ def _data(file: Path, raw: Any, seed: int, check_paths: bool) -> tuple[DataConfi
     out = []
     for i, r in enumerate(tables):
         t = Table(file, "data" if isinstance(raw, dict) else f"data #{i + 1}", r)
-        bench = t.get("benchmark", str, choices=("toy",) + BENCHMARK_NAMES)
+        bench = t.get("benchmark", str, choices=("toy", *list_benchmarks()))
         root = t.get("root", str, None)
         if bench != "toy":
             if root is None:

@@ -105,12 +105,12 @@ def _real(study: Study, runner: Any = None) -> tuple[Any, pd.DataFrame]:
     inputs = to_input_set(examples, prompt=template,
                           messages=None if p is None or p.messages is None else [dict(m) for m in p.messages],
                           max_pixels=None if p is None else p.max_pixels)
+    conventions = getattr(getattr(runner, "spec", None), "prompt", None)
+    if conventions is not None:  # the family's own question normalisation (CODI: strip, '  ' -> ' ')
+        inputs = dataclasses.replace(inputs, prompts=tuple(conventions.normalise_question(p) if isinstance(p, str)
+                                                           else p for p in inputs.prompts))
     if chat:
         inputs = _as_chat(inputs, runner)
-    elif runner is not None and getattr(getattr(runner, "spec", None), "name", None) == "codi":
-        # CODI's test.py (zhenyi4/codi@4fd88d4b): question.strip().replace('  ', ' ')
-        inputs = dataclasses.replace(inputs, prompts=tuple(p.strip().replace("  ", " ") if isinstance(p, str) else p
-                                                           for p in inputs.prompts))
     frame = pd.DataFrame({"example_id": [e.example_id for e in examples],
                           "benchmark": [bench[e.example_id] for e in examples],
                           "source": [e.source for e in examples], "category": [e.category for e in examples],

@@ -2,8 +2,8 @@
 
 ``source = "toy:<variant>"`` builds the shipped toy model as ``latentprobe demo`` does
 (:func:`latentprobe.toy.load`, then ``.runner()``); a local folder or a hub id goes through
-:func:`latentprobe.load` with the preset, or :func:`latentprobe.engine.load_codi` for
-``preset = "codi"`` (with ``base``).
+:func:`latentprobe.load` with the preset (and ``num_latents`` as its K), or, for a preset whose checkpoints
+are adapters (``LatentSpec.checkpoint == "adapter"``: CODI), :func:`latentprobe.engine.load_codi` onto ``base``.
 """
 
 from __future__ import annotations
@@ -56,7 +56,10 @@ def build_model(cfg: ModelConfig) -> StudyModel:
         tm = load_toy(cfg.toy_variant)
         runner = tm.runner()
         return StudyModel(runner=runner, toy=tm, fingerprint=runner_fingerprint(runner))
-    if cfg.preset == "codi":
+    from latentprobe.presets import get_preset
+
+    spec = get_preset(cfg.preset)
+    if spec.checkpoint == "adapter":
         import torch
 
         from latentprobe.engine import load_codi
@@ -74,6 +77,8 @@ def build_model(cfg: ModelConfig) -> StudyModel:
     else:
         import latentprobe
 
-        runner = latentprobe.load(cfg.source, cfg.preset, dtype=cfg.dtype, device_map=cfg.device_map,
+        if cfg.num_latents is not None:
+            spec = spec.replace(num_latents=cfg.num_latents)
+        runner = latentprobe.load(cfg.source, spec, dtype=cfg.dtype, device_map=cfg.device_map,
                                   revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
     return StudyModel(runner=runner, toy=None, fingerprint=runner_fingerprint(runner))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from latentprobe.errors import InputError
-from latentprobe.perturbations import InputSet, Occlude, Perturbation, register_perturbation
+from latentprobe.perturbations import InputSet, Occlude, Perturbation, PerturbedExample, register_perturbation
 from latentprobe.toy.shapes import ToyExample, answer_question, cell_box, counterfactual_scene
 
 __all__ = ["toy_inputs", "toy_relabel", "Counterfactual", "OccludeTarget"]
@@ -80,7 +80,7 @@ class Counterfactual(Perturbation):
     seed: int = 0
     name: str = "counterfactual"
 
-    def _one(self, inputs: InputSet, i: int):
+    def apply_one(self, inputs: InputSet, i: int) -> PerturbedExample:
         ex = _toy_example(inputs, i, "Counterfactual")
         cf = counterfactual_scene(ex, seed=self.seed)
         size = int(inputs.meta[i].get("image_size", 112))
@@ -88,7 +88,7 @@ class Counterfactual(Perturbation):
         image = cf.image(size)
         if inputs.images is not None and isinstance(inputs.images[i], (list, tuple)):
             image = [image]
-        return inputs.prompts[i], image, cf.answer, meta
+        return PerturbedExample(inputs.prompts[i], image, cf.answer, meta)
 
 
 @register_perturbation

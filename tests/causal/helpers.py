@@ -7,31 +7,18 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from latentprobe.engine import LatentRunner
+from latentprobe.engine import ForceOpen, LatentRunner
 from latentprobe.toy.model import mask_rule, toy_spec
 
 MAX_NEW = 9  # open + 4 latents + close + 3 answer tokens (the budget counts every generated position)
 NB = 300  # bootstrap resamples in model-based tests (the reference tests use more)
 
 
-class ForceOpen:
-    """Stateless logits processor for random-weight models: force the open marker as the first
-    free token (unless the prompt holds ``skip_word``), never open again and never stop early."""
-
-    def __init__(self, tok, skip_word: str | None = None):
-        self.open = tok.convert_tokens_to_ids("<|latent_start|>")
-        self.eos = tok.eos_token_id
-        self.skip = None if skip_word is None else tok.convert_tokens_to_ids(skip_word)
-
-    def __call__(self, ids, logits, index):
-        logits = logits.clone()
-        if self.open not in ids and (self.skip is None or self.skip not in ids):
-            logits[:] = float("-inf")
-            logits[self.open] = 0.0
-        else:
-            logits[self.open] = float("-inf")
-            logits[self.eos] = float("-inf")
-        return logits
+def force_open(tok, skip_word: str | None = None) -> ForceOpen:
+    """For random-weight models: force the open marker as the first free token (unless the prompt holds
+    ``skip_word``), never open again and never stop early."""
+    return ForceOpen(open_id=tok.convert_tokens_to_ids("<|latent_start|>"), eos_id=tok.eos_token_id,
+                     skip_ids=() if skip_word is None else (tok.convert_tokens_to_ids(skip_word),))
 
 
 def runner(model, tok, variant):

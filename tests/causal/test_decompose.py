@@ -12,13 +12,13 @@ from latentprobe.perturbations import Custom, ImageSwap, QuestionSwap
 from latentprobe.toy.perturbations import Counterfactual, toy_inputs
 
 from causal.helpers import (
-    Boom, ForceOpen, MAX_NEW, Mirror, NB, _binom_p, _load_trained, _loop_ci, _loop_paired_ci, _med_rows, runner,
+    Boom, force_open, MAX_NEW, Mirror, NB, _binom_p, _load_trained, _loop_ci, _loop_paired_ci, _med_rows, runner,
 )
 
 
 def test_bypass_nie_exactly_zero(model, tok, inputs):
     r = runner(model, tok, "bypass")
-    proc = ForceOpen(tok)
+    proc = force_open(tok)
     for treatment in (Counterfactual(), ImageSwap(seed=1), QuestionSwap(seed=2)):
         for outcome in ("gold_logprob", "correct"):
             res = decompose(r, inputs, treatment, outcome=outcome, n_boot=NB, max_new_tokens=MAX_NEW,
@@ -98,7 +98,7 @@ def test_proportion_mediated_undefined_when_te_includes_zero():
 def test_decompose_resumes_after_a_crash(model, tok, inputs, tmp_path):
     r = runner(model, tok, "free")
     kw = dict(outcome="gold_logprob", n_boot=NB, chunk_size=2, max_new_tokens=MAX_NEW,
-              logits_processor=ForceOpen(tok), progress=False)
+              logits_processor=force_open(tok), progress=False)
     with pytest.raises(Boom):
         decompose(r, inputs, Custom(Mirror(limit=3), name="mirror"), out_dir=tmp_path / "a", **kw)
     again = Mirror()

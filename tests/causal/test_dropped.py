@@ -5,12 +5,12 @@ from __future__ import annotations
 from latentprobe.causal import decompose, default_interventions, x_to_z, z_to_y
 from latentprobe.perturbations import BlankImage, QuestionSwap
 
-from causal.helpers import ForceOpen, MAX_NEW, NB, runner
+from causal.helpers import force_open, MAX_NEW, NB, runner
 
 
 def test_dropped_examples_are_counted(model, tok, inputs):
     r = runner(model, tok, "free")
-    proc = ForceOpen(tok, skip_word="how")  # count questions never enter latent mode
+    proc = force_open(tok, skip_word="how")  # count questions never enter latent mode
     n_count = sum("how" in p.split() for p in inputs.prompts)
     assert n_count == 1
     qs = QuestionSwap(seed=0).bind(inputs)

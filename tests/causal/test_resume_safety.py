@@ -8,18 +8,18 @@ import pandas as pd
 import pytest
 
 from latentprobe.causal import decompose, x_to_z, z_to_y
+from latentprobe.engine import ForceOpen, LatentRunner
 from latentprobe.fingerprint import mask_rule_of, runner_fingerprint
-from latentprobe.engine import LatentRunner
 from latentprobe.interventions import Lambda
 from latentprobe.perturbations import Custom
 from latentprobe.sweep import SweepConfigMismatch
 from latentprobe.toy.model import blind_rule, mediated_rule, toy_spec
 
-from .helpers import MAX_NEW, NB, Boom, ForceOpen, Mirror, _load_trained, runner
+from .helpers import MAX_NEW, NB, Boom, force_open, Mirror, _load_trained, runner
 
 
 def _kw(tok, **extra):
-    return dict(n_boot=NB, chunk_size=2, max_new_tokens=MAX_NEW, logits_processor=ForceOpen(tok), progress=False,
+    return dict(n_boot=NB, chunk_size=2, max_new_tokens=MAX_NEW, logits_processor=force_open(tok), progress=False,
                 **extra)
 
 
@@ -59,8 +59,8 @@ def test_decompose_refuses_to_resume_free_with_mediated(inputs, tmp_path):
 
 def test_z_to_y_refuses_another_lambda_body_or_closed_over_value(model, tok, inputs, tmp_path):
     r = runner(model, tok, "free")
-    trace = r.run(**inputs.run_kwargs(), max_new_tokens=MAX_NEW, logits_processor=ForceOpen(tok), progress=False)
-    kw = dict(modes=("replay",), gold=inputs.gold, n_boot=NB, chunk_size=4, logits_processor=ForceOpen(tok),
+    trace = r.run(**inputs.run_kwargs(), max_new_tokens=MAX_NEW, logits_processor=force_open(tok), progress=False)
+    kw = dict(modes=("replay",), gold=inputs.gold, n_boot=NB, chunk_size=4, logits_processor=force_open(tok),
               progress=False)
     z_to_y(r, trace, {"scale": Lambda(lambda z, step, example: z * 2)}, out_dir=tmp_path / "a", **kw)
     with pytest.raises(SweepConfigMismatch, match=r"'interventions\.scale\.code\.source': stored 'sha256:"):
@@ -106,13 +106,13 @@ def test_x_to_z_refuses_another_custom_perturbation_body_or_logits_processor(mod
         x_to_z(r, inputs, [Custom(_mirror_cols, name="mirror")], out_dir=tmp_path, **kw)
     assert "'perturbations.mirror.fn_code.source'" in str(info.value)
 
-    class Greedy(ForceOpen):
+    class Greedy(ForceOpen):  # the public processor, subclassed: another callable
         def __call__(self, ids, logits, index):
             return super().__call__(ids, logits, index) * 1.0
 
     with pytest.raises(SweepConfigMismatch, match=r"'logits_processor\.name'"):
         x_to_z(r, inputs, [Custom(_mirror_rows, name="mirror")], out_dir=tmp_path,
-               **{**kw, "logits_processor": Greedy(tok)})
+               **{**kw, "logits_processor": Greedy(force_open(tok).open_id, tok.eos_token_id)})
     # the same configuration resumes
     res = x_to_z(r, inputs, [Custom(_mirror_rows, name="mirror")], out_dir=tmp_path, **kw)
     assert res.config["runner"]["weights"].startswith("sha256:")

@@ -11,14 +11,14 @@ from latentprobe.causal import summarize_x_to_z, x_to_z
 from latentprobe.perturbations import BlankImage, Custom, ImageSwap, InstanceSwap, NoiseImage, QuestionSwap
 from latentprobe.toy.perturbations import Counterfactual, OccludeTarget
 
-from causal.helpers import Boom, ForceOpen, MAX_NEW, Mirror, NB, _loop_ci, runner
+from causal.helpers import Boom, force_open, MAX_NEW, Mirror, NB, _loop_ci, runner
 
 
 def test_blind_x_to_z_exactly_zero(model, tok, inputs):
     r = runner(model, tok, "blind")
     perts = [ImageSwap(seed=0), BlankImage(), NoiseImage(seed=1), OccludeTarget(), Counterfactual(),
              QuestionSwap(seed=3)]
-    res = x_to_z(r, inputs, perts, n_boot=NB, max_new_tokens=MAX_NEW, logits_processor=ForceOpen(tok),
+    res = x_to_z(r, inputs, perts, n_boot=NB, max_new_tokens=MAX_NEW, logits_processor=force_open(tok),
                  progress=False)
     n_layers = r.parts.n_layers + 1
     rows = res.rows
@@ -64,7 +64,7 @@ def test_summarize_x_to_z_matches_reference():
 
 def test_x_to_z_resumes_after_a_crash(model, tok, inputs, tmp_path):
     r = runner(model, tok, "free")
-    kw = dict(n_boot=NB, chunk_size=2, max_new_tokens=MAX_NEW, logits_processor=ForceOpen(tok), layers=[0, 2],
+    kw = dict(n_boot=NB, chunk_size=2, max_new_tokens=MAX_NEW, logits_processor=force_open(tok), layers=[0, 2],
               progress=False)
     perts = lambda fn: [InstanceSwap(seed=1), Custom(fn, name="mirror")]  # noqa: E731
     with pytest.raises(Boom):

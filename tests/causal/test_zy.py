@@ -13,13 +13,13 @@ from latentprobe.interventions import NoLatents
 from latentprobe.toy.perturbations import toy_inputs
 
 from causal.helpers import (
-    Boom, ForceOpen, HalveLatents, MAX_NEW, NB, _binom_p, _load_trained, _loop_ci, _loop_paired_ci, runner,
+    Boom, force_open, HalveLatents, MAX_NEW, NB, _binom_p, _load_trained, _loop_ci, _loop_paired_ci, runner,
 )
 
 
 def test_bypass_z_to_y_exactly_zero(model, tok, inputs):
     r = runner(model, tok, "bypass")
-    proc = ForceOpen(tok)
+    proc = force_open(tok)
     trace = r.run(**inputs.run_kwargs(), max_new_tokens=MAX_NEW, logits_processor=proc, progress=False)
     res = z_to_y(r, trace, gold=inputs.gold, n_boot=NB, logits_processor=proc, progress=False)
     names = set(res.rows["intervention"])
@@ -49,7 +49,7 @@ def test_bypass_z_to_y_exactly_zero(model, tok, inputs):
 def test_free_variant_z_to_y_is_not_trivially_zero(model, tok, inputs):
     """Control for the test above: without the bypass rule the same interventions move the answer."""
     r = runner(model, tok, "free")
-    proc = ForceOpen(tok)
+    proc = force_open(tok)
     trace = r.run(**inputs.run_kwargs(), max_new_tokens=MAX_NEW, logits_processor=proc, progress=False)
     assert tuple(default_interventions(trace)) == SUITE  # the names study files may use
     ivs = {k: v for k, v in default_interventions(trace).items() if k in ("zero", "swap")}
@@ -102,7 +102,7 @@ def test_summarize_z_to_y_matches_reference():
 
 def test_z_to_y_resumes_after_a_crash(model, tok, inputs, tmp_path):
     r = runner(model, tok, "free")
-    proc = ForceOpen(tok)
+    proc = force_open(tok)
     trace = r.run(**inputs.run_kwargs(), max_new_tokens=MAX_NEW, logits_processor=proc, progress=False)
     kw = dict(modes=("replay", "redecode"), gold=inputs.gold, n_boot=NB, chunk_size=2, logits_processor=proc,
               progress=False)

@@ -81,7 +81,7 @@ def test_a_sample_converts_directly():
     ({"prompt": "x", "messages": [{"role": "user", "content": "x"}]}, "not both"),
     ({"messages": [{"content": "x"}]}, "messages must be a list of"),
     ({"messages": [{"role": "user", "content": [{"type": "image"}, {"type": "image"}]}]}, "only one bare image part"),
-    ({"max_pixels": 0}, r"max_pixels=0; use a positive int"),
+    ({"max_pixels": 0}, r"max_pixels=0: use an integer >= 1"),
     ({"prompt": 3}, "prompt must be a str.format template"),
 ])
 def test_bad_arguments(kwargs, match):

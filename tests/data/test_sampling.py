@@ -79,11 +79,11 @@ def test_sample_records_ids_and_frame():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"n": 0}, r"n=0; use an int from 1 to the 8"),
-    ({"n": 9}, r"n=9; use an int from 1 to the 8"),
+    ({"n": 0}, r"sample\(\): n=0: use an integer from 1 to 8 \(the 8 examples given\)"),
+    ({"n": 9}, r"n=9: use an integer from 1 to 8"),
     ({"n": 2.0}, r"n=2\.0"),
     ({"n": True}, r"n=True"),
-    ({"n": 2, "seed": "0"}, r"seed='0'; use an int"),
+    ({"n": 2, "seed": "0"}, r"seed='0': use an integer"),
     ({"n": 2, "by": 3}, r"by=3; use 'category'"),
     ({"n": 2, "by": "colour"}, r"by='colour' is neither 'category' nor 'source' nor an attribute"),
 ])
@@ -98,5 +98,5 @@ def test_bad_pools():
     dup = _pool({"a": 2}) + _pool({"a": 1})
     with pytest.raises(DataError, match=r"example id 'd/a-0' occurs twice"):
         sample(dup, 1)
-    with pytest.raises(DataError, match=r"n=1; use an int from 1 to the 0"):
+    with pytest.raises(DataError, match=r"sample\(\): no examples given"):
         sample([], 1)

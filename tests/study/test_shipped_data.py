@@ -129,7 +129,9 @@ def test_codi_questions_are_normalised_as_codis_test_script_does(tmp_path, monke
     frame = pd.read_parquet(path)
     frame["question"] = ["  Q  one? ", "Q two?"]
     frame.to_parquet(path)
-    runner = SimpleNamespace(spec=SimpleNamespace(name="codi"), is_vlm=False, tokenizer=None)
+    from latentprobe.presets import get_preset
+
+    runner = SimpleNamespace(spec=get_preset("codi", num_latents=3), is_vlm=False, tokenizer=None)
     data = load_data(study, SimpleNamespace(runner=runner, toy=None))
     assert sorted(data.inputs.prompts) == ["Q one?", "Q two?"]  # strip(), then '  ' -> ' '
     assert sorted(load_data(study, None).inputs.prompts) == ["  Q  one? ", "Q two?"]
