@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import ascii_uppercase
@@ -18,7 +19,8 @@ from typing import Any, Mapping, Sequence
 from latentprobe.data.images import ImageRef
 from latentprobe.errors import DataError
 
-__all__ = ["Example", "LETTERS", "cell", "check_unique", "option_columns", "read_json", "read_jsonl", "scalars"]
+__all__ = ["Example", "LETTERS", "cell", "check_unique", "lettered_options", "option_columns", "read_json", "read_jsonl",
+           "scalars"]
 
 #: Option letters in order; an example's ``options[i]`` is the text of ``LETTERS[i]``.
 LETTERS: str = ascii_uppercase
@@ -160,6 +162,28 @@ def option_columns(columns: Sequence[str], row: Mapping[str, Any], where: str) -
                             "must be consecutive letters from A.")
         texts.append(text)
     return tuple(texts) or None
+
+
+_LETTERED = re.compile(r"^\s*\(?([A-Z])[\).:]\s*")
+
+
+def lettered_options(items: Sequence[str], where: str) -> tuple[str, ...]:
+    """Option texts from ``"(A) text"`` items (``"A. text"``, ``"A) text"``, ``"A: text"`` too), letters in order.
+
+    The letters are checked, not trusted: item ``j`` must carry ``LETTERS[j]``.
+
+    Examples
+    --------
+    >>> lettered_options(["(A) 12", "(B) 13", "(C) none of them"], "row 0")
+    ('12', '13', 'none of them')
+    """
+    out: list[str] = []
+    for j, item in enumerate(items):
+        m = _LETTERED.match(item)
+        if m is None or m.group(1) != LETTERS[j]:
+            raise DataError(f"{where}: choice {j} {item!r} should start with '({LETTERS[j]})'.")
+        out.append(item[m.end():].strip())
+    return tuple(out)
 
 
 def check_unique(examples: Sequence[Example], source: str) -> None:
