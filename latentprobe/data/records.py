@@ -17,6 +17,7 @@ from string import ascii_uppercase
 from typing import Any, Mapping, Sequence
 
 from latentprobe.data.images import ImageRef
+from latentprobe.display import clip
 from latentprobe.errors import DataError
 
 __all__ = ["Example", "LETTERS", "cell", "check_unique", "lettered_options", "option_columns", "read_json", "read_jsonl",
@@ -26,7 +27,7 @@ __all__ = ["Example", "LETTERS", "cell", "check_unique", "lettered_options", "op
 LETTERS: str = ascii_uppercase
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Example:
     """One benchmark question.
 
@@ -91,6 +92,16 @@ class Example:
         if self.category is not None and not isinstance(self.category, str):
             raise DataError(f"{where}: category must be a str or None, got {type(self.category).__name__}.")
         object.__setattr__(self, "attributes", dict(self.attributes))
+
+    def __repr__(self) -> str:  # one short line: a list of examples prints as a list, not as their images
+        parts = [repr(self.example_id), f"question={clip(self.question, 50)!r}", f"gold={self.gold!r}"]
+        if self.options:
+            parts.append(f"options={len(self.options)}")
+        if self.images:
+            parts.append(f"images={len(self.images)}")
+        if self.category is not None:
+            parts.append(f"category={clip(self.category, 30)!r}")
+        return f"Example({', '.join(parts)})"
 
     def __hash__(self) -> int:  # attributes is a dict: hash what identifies the example
         return hash((self.example_id, self.question, self.gold, self.options, self.source))
