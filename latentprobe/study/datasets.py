@@ -135,7 +135,8 @@ def field_values(inputs: Any, name: str, *, where: str = "") -> np.ndarray:
     Raises
     ------
     StudyError
-        When no example has the field (the message lists the fields that exist).
+        When no example has the field (the message lists the fields that exist), or when it holds a list
+        or mapping (not one label per example).
     """
     out: list[Any] = []
     fields: set[str] = set()
@@ -149,4 +150,9 @@ def field_values(inputs: Any, name: str, *, where: str = "") -> np.ndarray:
         out.append(m[name] if name in m and name not in ("toy", "attributes") else attrs.get(name))
     if all(v is None for v in out):
         raise StudyError(f"{where}no example has the field {name!r}; choose from {', '.join(sorted(fields))}.")
+    listed = next((i for i, v in enumerate(out) if isinstance(v, (list, tuple, set, dict))), None)
+    if listed is not None:
+        raise StudyError(f"{where}the field {name!r} holds a {type(out[listed]).__name__} (example "
+                         f"{inputs.example_ids[listed]!r}: {str(out[listed])[:60]}), not one label per example; a "
+                         "probe target must be a scalar field (category, source, or a number or text attribute).")
     return np.array(["none" if v is None else str(v) for v in out])

@@ -91,3 +91,12 @@ def test_real_benchmarks_call_the_data_interface(tmp_path, monkeypatch):
     assert calls[4] == ("inputs", (7, "{question}\n{options}", None, 1000, None))
     assert list(d.sample.benchmark) == ["vstar"] * 4 + ["hrbench4k"] * 3
     assert np.array_equal(field_values(d.inputs, "source"), np.array(["vstar"] * 4 + ["hrbench4k"] * 3))
+
+
+def test_a_list_valued_field_is_refused_as_a_probe_target():
+    inputs = InputSet(example_ids=("a", "b"), prompts=("p", "q"),
+                      meta=({"attributes": {"steps": ["x", "y"], "level": 1}}, {"attributes": {"steps": ["z"], "level": 2}}))
+    assert field_values(inputs, "level").tolist() == ["1", "2"]
+    with pytest.raises(StudyError, match=r"s\.toml: \[analyses\.probes\]: the field 'steps' holds a list \(example "
+                                         r"'a': \['x', 'y'\]\), not one label per example"):
+        field_values(inputs, "steps", where="s.toml: [analyses.probes]: ")
