@@ -144,7 +144,7 @@ def _x_to_z(report: Any, result: Any, title: str | None, level: int) -> None:
                          "latent steps. cosine: 1 = unchanged; rel_l2: 0 = unchanged.")
     base = s[s["source"] != "latent"]
     if len(base):
-        keep = [c for c in ("perturbation", "source", "metric", "n", "estimate", "ci_low", "ci_high") if c in base]
+        keep = [c for c in ("perturbation", "source", "layer", "metric", "n", "estimate", "ci_low", "ci_high") if c in base]
         report.add_table(base[keep], caption="The same comparison at prompt positions (baselines).")
     ood_note(report, s["perturbation"])
     _drops(report, result)
