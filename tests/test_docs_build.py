@@ -100,3 +100,12 @@ def test_runnable_blocks(page, tmp_path, monkeypatch):
             exec(compile(code, f"{page.relative_to(ROOT)}:{line}", "exec"), namespace)
         except Exception as exc:  # noqa: BLE001 - reported with the page and line
             raise AssertionError(f"the block at {page.relative_to(ROOT)}:{line} failed: {exc!r}") from exc
+
+
+def test_docs_state_the_codes_rule_for_unreadable_answers():
+    # the analyses count an unreadable answer as wrong and count it in n_unparseable (causal.common); no page
+    # may say otherwise
+    pages = {p.relative_to(DOCS).as_posix(): p.read_text() for p in DOCS.rglob("*.md")}
+    assert not [n for n, t in pages.items() if re.search(r"counted apart|counts apart|not as wrong", t)]
+    mentioning = [n for n, t in pages.items() if "n_unparseable" in t]
+    assert len(mentioning) >= 3 and all("wrong" in pages[n] for n in mentioning)

@@ -4,8 +4,11 @@ Multiple choice (:func:`parse_choice`, :class:`ChoiceScorer`), numbers by the la
 CODI uses for GSM8k (:func:`parse_number`, :class:`NumericScorer`), SQuAD-style exact match for
 open answers (:func:`normalize_answer`, :class:`ExactScorer`), and any rule of your own
 (:class:`CallableScorer`); :func:`scorer_from_name` turns a name ("choice", "numeric", "exact",
-"first_word") or a function into a scorer, and :func:`advise_scorer` says which one the data call for. Answers that cannot be read score ``correct=None`` and are counted
-separately by :func:`summarize_scores`, never silently as wrong.
+"first_word") or a function into a scorer, and :func:`advise_scorer` says which one the data call for.
+Answers that cannot be read score ``correct=None``. The analyses (:mod:`latentprobe.causal`,
+:mod:`latentprobe.behavioural`) count them as wrong and report how many in ``n_unparseable``;
+:func:`summarize_scores` gives both readings (``accuracy`` over the parsed answers, ``accuracy_all``
+with the unreadable ones as wrong) and the count.
 
 Examples
 --------
