@@ -117,7 +117,7 @@ def test_module_example_runs():
     assert result.attempted > 0 and result.failed == 0
 
 
-@pytest.mark.parametrize("name", ["tables", "provenance", "sections", "export", "page"])
+@pytest.mark.parametrize("name", ["tables", "provenance", "sections", "export", "page", "notes"])
 def test_submodule_examples_run(name):
     import doctest
     import importlib

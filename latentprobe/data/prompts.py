@@ -74,6 +74,14 @@ def family_prompts(inputs: Any, runner: Any) -> Any:
         A prompt-opened spec without a tokenizer or marker ids.
     InputError
         A chat prompt whose question holds the wrong number of image placeholders (Mirage's ``<image>``).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> from latentprobe.perturbations import InputSet
+    >>> codi = SimpleNamespace(spec=SimpleNamespace(name="codi", open_mode="appended"), is_vlm=False, tokenizer=None)
+    >>> family_prompts(InputSet(("q1",), ("  Two  apples? ",)), codi).prompts
+    ('Two apples?',)
     """
     if runner is None or not all(isinstance(p, str) for p in inputs.prompts):
         return inputs

@@ -6,7 +6,8 @@ import importlib
 import pytest
 
 MODULES = ("latentprobe.data.images", "latentprobe.data.records", "latentprobe.data.sampling",
-           "latentprobe.data.inputs", "latentprobe.data.registry")
+           "latentprobe.data.inputs", "latentprobe.data.registry", "latentprobe.data.vlmeval",
+           "latentprobe.data.prompts")
 
 
 @pytest.mark.parametrize("name", MODULES)
