@@ -21,13 +21,21 @@ def setup(args):
     return tm.runner(), tm.examples(split="test", n=args.n), None
 
 
+def example_parser(doc):
+    """The argument parser of an example script: its docstring's first paragraph, every default in ``--help``."""
+    import argparse
+
+    return argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
 def parse_common(ap, argv=None, *, n_boot=1000):
     """Add the options every example takes, parse, and set torch's thread count."""
     import torch
 
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n-boot", type=int, default=n_boot)
-    ap.add_argument("--max-new-tokens", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the perturbations, interventions and bootstrap")
+    ap.add_argument("--n-boot", type=int, default=n_boot, help="bootstrap resamples per confidence interval")
+    ap.add_argument("--max-new-tokens", type=int, default=16, help="answer tokens generated per example")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest for the toy)")
     ap.add_argument("--random-init", action="store_true", help="untrained weights (no shipped weights needed)")
     args = ap.parse_args(argv)

@@ -15,7 +15,6 @@ in ``bypass`` the indirect effect is exactly 0).
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import pandas as pd
@@ -25,7 +24,7 @@ from latentprobe.causal import decompose
 from latentprobe.perturbations import (
     BlankImage, ImageSwap, InstanceSwap, NoiseImage, QuestionSwap,
 )
-from _toy_setup import parse_common, setup  # noqa: E402  (examples/ is on sys.path when run as a script)
+from _toy_setup import example_parser, parse_common, setup  # noqa: E402  (examples/ is on sys.path when run as a script)
 from latentprobe.toy.model import VARIANTS
 from latentprobe.toy.perturbations import Counterfactual, OccludeTarget, toy_inputs
 
@@ -41,14 +40,16 @@ TREATMENTS = {
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--variant", default="mediated", choices=VARIANTS)
+    ap = example_parser(__doc__)
+    ap.add_argument("--variant", default="mediated", choices=VARIANTS, help="which shipped toy model")
     ap.add_argument("--n", type=int, default=100, help="number of test examples")
     ap.add_argument("--out", default=None, help="folder for resumable results (parquet) and the summary CSV")
-    ap.add_argument("--treatment", default="counterfactual", choices=sorted(TREATMENTS))
-    ap.add_argument("--outcome", default="correct", choices=("correct", "gold_logprob"))
+    ap.add_argument("--treatment", default="counterfactual", choices=sorted(TREATMENTS),
+                    help="the input change whose effect is decomposed")
+    ap.add_argument("--outcome", default="correct", choices=("correct", "gold_logprob"),
+                    help="what is measured: answer correct, or log p(gold answer)")
     ap.add_argument("--against", default="clean", choices=("clean", "treated"),
-                    help="score every condition against the clean (default) or the treated gold answer")
+                    help="score every condition against the clean or the treated gold answer")
     args = parse_common(ap, argv, n_boot=2000)
     t0 = time.time()
     runner, examples, proc = setup(args)

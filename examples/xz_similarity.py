@@ -14,7 +14,6 @@ not available: the structural facts (``blind`` latents ignore the image) hold ev
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import pandas as pd
@@ -24,7 +23,7 @@ from latentprobe.causal import x_to_z
 from latentprobe.perturbations import (
     BlankImage, ImageSwap, InstanceSwap, NoiseImage, QuestionSwap,
 )
-from _toy_setup import parse_common, setup  # noqa: E402  (examples/ is on sys.path when run as a script)
+from _toy_setup import example_parser, parse_common, setup  # noqa: E402  (examples/ is on sys.path when run as a script)
 from latentprobe.toy.model import VARIANTS
 from latentprobe.toy.perturbations import Counterfactual, OccludeTarget, toy_inputs
 
@@ -34,8 +33,8 @@ def cell(est, lo, hi):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--variant", default="mediated", choices=VARIANTS)
+    ap = example_parser(__doc__)
+    ap.add_argument("--variant", default="mediated", choices=VARIANTS, help="which shipped toy model")
     ap.add_argument("--n", type=int, default=60, help="number of test examples")
     ap.add_argument("--out", default=None, help="folder for resumable results (parquet) and the summary CSV")
     args = parse_common(ap, argv, n_boot=1000)

@@ -15,24 +15,24 @@ the structural fact holds: in ``bypass`` nothing changes).
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import pandas as pd
 import torch
 
 from latentprobe.causal import MODES, z_to_y
-from _toy_setup import parse_common, setup  # noqa: E402  (examples/ is on sys.path when run as a script)
+from _toy_setup import example_parser, parse_common, setup  # noqa: E402  (examples/ is on sys.path when run as a script)
 from latentprobe.toy.model import VARIANTS
 from latentprobe.toy.perturbations import toy_inputs
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--variant", default="mediated", choices=VARIANTS)
+    ap = example_parser(__doc__)
+    ap.add_argument("--variant", default="mediated", choices=VARIANTS, help="which shipped toy model")
     ap.add_argument("--n", type=int, default=60, help="number of test examples")
     ap.add_argument("--out", default=None, help="folder for resumable results (parquet) and the summary CSV")
-    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
+                    help="how the answer is regenerated after the intervention")
     args = parse_common(ap, argv, n_boot=1000)
     t0 = time.time()
     runner, examples, proc = setup(args)

@@ -11,7 +11,7 @@ import abc
 import html
 from typing import Any, Sequence
 
-__all__ = ["Summarized", "SummarizedResult", "describe", "short_list"]
+__all__ = ["Summarized", "SummarizedResult", "clip", "describe", "short_list"]
 
 _MAX_VALUE = 160
 
@@ -27,9 +27,14 @@ def describe(value: Any) -> str:
     return text if len(text) <= _MAX_VALUE else text[: _MAX_VALUE - 3] + "..."
 
 
-def short_list(items: Sequence[Any], n: int = 4) -> str:
-    """The first ``n`` items and how many more there are."""
-    shown = ", ".join(repr(x) if isinstance(x, str) else str(x) for x in list(items)[:n])
+def clip(text: str, width: int = 60) -> str:
+    """``text`` cut to ``width`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def short_list(items: Sequence[Any], n: int = 4, width: int = 40) -> str:
+    """The first ``n`` items (each clipped to ``width`` characters) and how many more there are."""
+    shown = ", ".join(clip(repr(x) if isinstance(x, str) else str(x), width) for x in list(items)[:n])
     more = len(items) - n
     return f"{shown}, ... (+{more})" if more > 0 else shown
 

@@ -50,7 +50,18 @@ def test_mkdocs_build_strict(tmp_path):
     )
     if proc.returncode != 0:
         pytest.fail(f"mkdocs build --strict failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    assert (tmp_path / "site" / "api" / "engine" / "index.html").is_file()
+    site = tmp_path / "site"
+    assert (site / "api" / "engine.html").is_file()
+    # opened from the file system, every link of the home page leads to a page (no directory listings)
+    index = (site / "index.html").read_text()
+    links = {h.split("#")[0] for h in re.findall(r'href="([^"]+)"', index)}
+    local = sorted(h for h in links if h and not re.match(r"^[a-z]+:", h))
+    assert not [h for h in local if h.endswith("/") or h in (".", "..")], "directory links open a listing from file://"
+    html = [h for h in local if h.endswith(".html")]
+    assert len(html) >= 20 and "howto/benchmarks.html" in html
+    assert [h for h in html if not (site / h).is_file()] == []
+    assert "javascripts/file-search.js" in index  # the search box explains itself from file://
+    assert "mkdocs serve" in (site / "javascripts" / "file-search.js").read_text()
 
 
 def test_rst_roles_and_simple_tables_become_markdown():
@@ -109,3 +120,12 @@ def test_runnable_blocks(page, tmp_path, monkeypatch):
             exec(compile(code, f"{page.relative_to(ROOT)}:{line}", "exec", dont_inherit=True), namespace)
         except Exception as exc:  # noqa: BLE001 - reported with the page and line
             raise AssertionError(f"the block at {page.relative_to(ROOT)}:{line} failed: {exc!r}") from exc
+
+
+def test_docs_state_the_codes_rule_for_unreadable_answers():
+    # the analyses count an unreadable answer as wrong and count it in n_unparseable (causal.common); no page
+    # may say otherwise
+    pages = {p.relative_to(DOCS).as_posix(): p.read_text() for p in DOCS.rglob("*.md")}
+    assert not [n for n, t in pages.items() if re.search(r"counted apart|counts apart|not as wrong", t)]
+    mentioning = [n for n, t in pages.items() if "n_unparseable" in t]
+    assert len(mentioning) >= 3 and all("wrong" in pages[n] for n in mentioning)

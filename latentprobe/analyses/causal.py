@@ -20,7 +20,8 @@ from latentprobe.analyses.base import Analysis, AnalysisOptions, OptionError, Re
 from latentprobe.analyses.context import Context
 from latentprobe.causal.results import MediationResult, XZResult, ZYResult
 from latentprobe.errors import StudyError
-from latentprobe.report.sections import drops_note, ood_note
+from latentprobe.report.notes import INDEPENDENT_INTERVENTIONS, PROPAGATE_REDECODE_NOTE
+from latentprobe.report.sections import drops_note, ood_note, once
 
 __all__ = ["XToZ", "ZToY", "Decompose", "XToZOptions", "ZToYOptions", "DecomposeOptions"]
 
@@ -203,6 +204,10 @@ class ZToY(Analysis):
                             "intervention's answers with the no-op control's (flip rate) and the first answer "
                             "token's distributions (KL).", title="No gold answers")
         config = getattr(result, "config", {}) or {}
+        modes = set(s["mode"])
+        if {"propagate", "redecode"} <= modes and config.get("steps") is None and (
+                set(s["intervention"]) & set(INDEPENDENT_INTERVENTIONS)):
+            once(report, "propagate-redecode", PROPAGATE_REDECODE_NOTE, title="Propagate and redecode")
         conditions = list(s["intervention"]) + (["drop_latents"] if config.get("drop_latents") else [])
         ood_note(report, conditions)
         drops_note(report, result)

@@ -21,6 +21,7 @@ from latentprobe.analyses.context import Context
 from latentprobe.errors import LatentProbeError, StudyError
 from latentprobe.perturbations import InputSet
 from latentprobe.probing.sweep import ProbeSweepResult
+from latentprobe.report.notes import SMALL_SAMPLE_N, SMALL_SAMPLE_NOTE
 from latentprobe.report.sections import once, probe_note
 
 __all__ = ["Probes", "ProbesOptions", "Representations", "RepresentationsOptions", "Collapse", "CollapseOptions",
@@ -152,10 +153,9 @@ class Probes(Analysis):
             best = sub.sort_values("score", ascending=False).head(10)
             report.add_table(best, caption=f"Target `{target}`: the ten best (layer, step) cells by held-out score.")
             n = int(sub["n"].max()) if len(sub) else 0
-            if n < 50:
-                once(report, f"probe-small:{n}", f"Probes on {n} examples: each outer fold tests on about "
-                     f"{max(1, n // 4)} examples, so a score moves by several points with one example; read the "
-                     "intervals (ci_low, ci_high) and the controls, not the best cell.", kind="warning",
+            if n < SMALL_SAMPLE_N:
+                groups = int(sub["n_groups"].max()) if len(sub) else 0
+                once(report, f"probe-small:{n}", SMALL_SAMPLE_NOTE.format(n=n, n_groups=groups), kind="warning",
                      title="Small sample")
         skipped = result.get("skipped") if isinstance(result, Mapping) else None
         if skipped is not None:

@@ -133,7 +133,13 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
         ``NoLatents`` runs in ``redecode`` mode only.
     modes : sequence of ``"replay" | "propagate" | "redecode"``
         In replay the answer is teacher forced: ``answer`` holds the greedy predictions at the
-        recorded answer positions and ``recorded_logprob`` scores the recorded answer.
+        recorded answer positions and ``recorded_logprob`` scores the recorded answer. With every
+        step intervened on (the default ``steps``) and an intervention that does not read the latent
+        it replaces (``zero``, ``swap``, ``mean_ablate``, ``shared_tensor``, ``replace_noise``,
+        ``repeat_first``: :data:`latentprobe.report.notes.INDEPENDENT_INTERVENTIONS`), propagate
+        and redecode feed the same vector at every latent position and give the same answers: one
+        measurement, reported twice (:data:`latentprobe.report.notes.PROPAGATE_REDECODE_NOTE`).
+        Pass ``steps=[k]`` for propagate to ask what changing one latent does to the later ones.
     gold : sequence (aligned with ``trace``), ``{example_id: gold}`` or an InputSet, optional
         Without gold, accuracy metrics are NaN (flips, log-probs of nothing and KL remain).
     steps, layers

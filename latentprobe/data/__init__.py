@@ -14,7 +14,8 @@ benchmark`             entry-point group); :func:`list_benchmarks` names every l
 :func:`sample`         seeded stratified sample (proportional, largest remainders, every stratum
                        represented when ``n`` allows), independent of input order: :class:`Sample`
 :func:`to_input_set`   examples -> :class:`~latentprobe.perturbations.InputSet` with a prompt
-                       template (``{question}``, ``{options}``, ``{letters}``, ...) or chat messages
+                       template (``{question}``, ``{options}``, ``{letters}``, ...) or chat messages;
+                       ``runner=`` builds the family's own prompts, as ``latentprobe run`` does
 :func:`load_jsonl`,    a JSONL file with an image folder, or a ``datasets`` folder, straight to an
 :func:`load_hf_disk`   ``InputSet`` (images decoded at once)
 =====================  =====================================================================

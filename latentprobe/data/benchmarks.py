@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from latentprobe.data.images import ImageRef, image_from_file
-from latentprobe.data.records import LETTERS, Example, cell, check_unique, read_json, read_jsonl, scalars
+from latentprobe.data.records import (LETTERS, Example, cell, check_unique, lettered_options, read_json, read_jsonl,
+                                      scalars)
 from latentprobe.data.vlmeval import image_cell, read_table
 from latentprobe.errors import DataError
 from latentprobe.seeding import numpy_rng
@@ -114,9 +115,6 @@ def load_vstar(root: str | Path, *, categories: Sequence[str] = ("direct_attribu
     return out
 
 
-_CHOICE = re.compile(r"^\s*\(?([A-Z])[\).:]\s*")
-
-
 def _mme_json(base: Path, file: str | None) -> Path:
     if file is not None:
         return base / file
@@ -174,13 +172,7 @@ def load_mme_realworld_lite(root: str | Path, *, file: str | None = None, image_
         choices = rec.get("Answer choices")
         if not isinstance(choices, list) or not choices or not all(isinstance(c, str) for c in choices):
             raise DataError(f"{where}, field 'Answer choices': expected a list of '(A) text' strings, got {choices!r}.")
-        options = []
-        for j, c in enumerate(choices):
-            m = _CHOICE.match(c)
-            if m is None or m.group(1) != LETTERS[j]:
-                raise DataError(f"{where}, field 'Answer choices': choice {j} {c!r} should start with "
-                                f"'({LETTERS[j]})'.")
-            options.append(c[m.end():].strip())
+        options = lettered_options(choices, f"{where}, field 'Answer choices'")
         gold = cell(rec.get("Ground truth"))
         if gold is None or gold.strip() not in LETTERS[: len(options)]:
             raise DataError(f"{where}, field 'Ground truth': {gold!r} is not one of the option letters "

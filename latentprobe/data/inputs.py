@@ -13,12 +13,14 @@ from latentprobe.data.sampling import Sample
 from latentprobe.errors import DataError
 from latentprobe.perturbations import InputSet
 
-__all__ = ["DEFAULT_PROMPT", "IMAGE_TOKENS", "render_options", "to_input_set"]
+__all__ = ["CHAT_PROMPT", "DEFAULT_PROMPT", "IMAGE_TOKENS", "render_options", "to_input_set"]
 
 #: One image in a Qwen2.5-VL string prompt (what ``{images}`` repeats once per image).
 IMAGE_TOKENS = "<|vision_start|><|image_pad|><|vision_end|>"
-#: The prompt when neither ``prompt`` nor ``messages`` is given.
+#: The prompt when neither ``prompt`` nor ``messages`` is given (``"{images}{question}"`` for a question without options).
 DEFAULT_PROMPT = "{images}{question}\n{options}"
+#: The question's text in a chat runner's prompt (``"{question}"`` without options): the chat template adds the images.
+CHAT_PROMPT = "{question}\n{options}"
 _RESERVED = ("question", "options", "letters", "images", "category", "source", "example_id")
 
 
@@ -87,7 +89,7 @@ def _messages(template: list[dict[str, Any]], ex: Example, arrays: list[Any], wh
 
 
 def to_input_set(examples: Sequence[Example] | Sample, *, prompt: str | None = None,
-                 messages: list[dict] | None = None, max_pixels: int | None = None) -> InputSet:
+                 messages: list[dict] | None = None, max_pixels: int | None = None, runner: Any = None) -> InputSet:
     """Turn examples into an :class:`~latentprobe.perturbations.InputSet` that the analyses take.
 
     Parameters
@@ -98,7 +100,9 @@ def to_input_set(examples: Sequence[Example] | Sample, *, prompt: str | None = N
         A ``str.format`` template over ``{question}``, ``{options}`` (``"A. text"`` lines),
         ``{letters}`` (``"A, B, C, D"``), ``{images}`` (one Qwen2.5-VL image-token run per image),
         ``{category}``, ``{source}``, ``{example_id}`` and the example's plain attributes. Default
-        :data:`DEFAULT_PROMPT`, ``"{images}{question}\\n{options}"``.
+        :data:`DEFAULT_PROMPT`, ``"{images}{question}\\n{options}"`` (:data:`CHAT_PROMPT`,
+        ``"{question}\\n{options}"``, for a chat runner); ``"{images}{question}"`` /
+        ``"{question}"`` for an example without options.
     messages : list of dict, optional
         A chat template instead of ``prompt``: text parts (and string contents) take the same
         placeholders; one bare ``{"type": "image"}`` part expands to the example's images. Without
@@ -106,6 +110,11 @@ def to_input_set(examples: Sequence[Example] | Sample, *, prompt: str | None = N
         chat's own images).
     max_pixels : int, optional
         Images are loaded with :meth:`ImageRef.load(max_pixels=...) <latentprobe.data.ImageRef.load>`.
+    runner : LatentRunner, optional
+        Build the prompts the runner's family is fed, exactly as ``latentprobe run`` does for a study
+        file (:func:`latentprobe.data.prompts.family_prompts`): Monet, LVR and Mirage get their chat
+        prompt (system prompt, image spans where their authors put them), Coconut its latent slots
+        as token ids, CODI its normalised question. Without it the prompts are the rendered text.
 
     Returns
     -------
@@ -151,7 +160,9 @@ def to_input_set(examples: Sequence[Example] | Sample, *, prompt: str | None = N
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise DataError(f"to_input_set(): example id {dup!r} occurs twice; ids must be unique.")
-    template = DEFAULT_PROMPT if prompt is None and messages is None else prompt
+    from latentprobe.data.prompts import family_prompts, is_chat_runner
+
+    chat = is_chat_runner(runner) and messages is None
     prompts: list[Any] = []
     images: list[Any] = []
     meta: list[dict[str, Any]] = []
@@ -163,7 +174,8 @@ def to_input_set(examples: Sequence[Example] | Sample, *, prompt: str | None = N
             prompts.append(chat)
             images.append(None if used or not arrays else arrays[0] if len(arrays) == 1 else arrays)
         else:
-            prompts.append(_format(template or "", ex, where))
+            template = prompt if prompt is not None else _default(ex, chat)
+            prompts.append(_format(template, ex, where))
             images.append(None if not arrays else arrays[0] if len(arrays) == 1 else arrays)
         m: dict[str, Any] = {k: v for k, v in ex.attributes.items()
                              if isinstance(v, (str, int, float, bool)) or v is None}
@@ -173,6 +185,11 @@ def to_input_set(examples: Sequence[Example] | Sample, *, prompt: str | None = N
             m["image_id"] = "|".join(ref.key for ref in ex.images)
         meta.append(m)
     has_images = any(im is not None for im in images)
-    return InputSet(example_ids=tuple(ids), prompts=tuple(prompts), images=tuple(images) if has_images else None,
+    return family_prompts(InputSet(example_ids=tuple(ids), prompts=tuple(prompts), images=tuple(images) if has_images else None,
                     gold=tuple(ex.gold for ex in items) if any(ex.gold is not None for ex in items) else None,
-                    meta=tuple(meta))
+                    meta=tuple(meta)), runner if messages is None else None)
+
+
+def _default(ex: Example, chat: bool) -> str:
+    template = CHAT_PROMPT if chat else DEFAULT_PROMPT
+    return template if ex.options else template.replace("\n{options}", "")

@@ -10,21 +10,24 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import ascii_uppercase
 from typing import Any, Mapping, Sequence
 
 from latentprobe.data.images import ImageRef
+from latentprobe.display import clip
 from latentprobe.errors import DataError
 
-__all__ = ["Example", "LETTERS", "cell", "check_unique", "option_columns", "read_json", "read_jsonl", "scalars"]
+__all__ = ["Example", "LETTERS", "cell", "check_unique", "lettered_options", "option_columns", "read_json", "read_jsonl",
+           "scalars"]
 
 #: Option letters in order; an example's ``options[i]`` is the text of ``LETTERS[i]``.
 LETTERS: str = ascii_uppercase
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Example:
     """One benchmark question.
 
@@ -89,6 +92,16 @@ class Example:
         if self.category is not None and not isinstance(self.category, str):
             raise DataError(f"{where}: category must be a str or None, got {type(self.category).__name__}.")
         object.__setattr__(self, "attributes", dict(self.attributes))
+
+    def __repr__(self) -> str:  # one short line: a list of examples prints as a list, not as their images
+        parts = [repr(self.example_id), f"question={clip(self.question, 50)!r}", f"gold={self.gold!r}"]
+        if self.options:
+            parts.append(f"options={len(self.options)}")
+        if self.images:
+            parts.append(f"images={len(self.images)}")
+        if self.category is not None:
+            parts.append(f"category={clip(self.category, 30)!r}")
+        return f"Example({', '.join(parts)})"
 
     def __hash__(self) -> int:  # attributes is a dict: hash what identifies the example
         return hash((self.example_id, self.question, self.gold, self.options, self.source))
@@ -160,6 +173,28 @@ def option_columns(columns: Sequence[str], row: Mapping[str, Any], where: str) -
                             "must be consecutive letters from A.")
         texts.append(text)
     return tuple(texts) or None
+
+
+_LETTERED = re.compile(r"^\s*\(?([A-Z])[\).:]\s*")
+
+
+def lettered_options(items: Sequence[str], where: str) -> tuple[str, ...]:
+    """Option texts from ``"(A) text"`` items (``"A. text"``, ``"A) text"``, ``"A: text"`` too), letters in order.
+
+    The letters are checked, not trusted: item ``j`` must carry ``LETTERS[j]``.
+
+    Examples
+    --------
+    >>> lettered_options(["(A) 12", "(B) 13", "(C) none of them"], "row 0")
+    ('12', '13', 'none of them')
+    """
+    out: list[str] = []
+    for j, item in enumerate(items):
+        m = _LETTERED.match(item)
+        if m is None or m.group(1) != LETTERS[j]:
+            raise DataError(f"{where}: choice {j} {item!r} should start with '({LETTERS[j]})'.")
+        out.append(item[m.end():].strip())
+    return tuple(out)
 
 
 def check_unique(examples: Sequence[Example], source: str) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from latentprobe.data.records import Example
+from latentprobe.display import Summarized, short_list
 from latentprobe.errors import DataError
 from latentprobe.seeding import numpy_rng
 from latentprobe.validate import integer
@@ -27,8 +28,8 @@ __all__ = ["NO_STRATUM", "Sample", "allocate", "draw_stratified", "sample", "str
 NO_STRATUM = "<none>"
 
 
-@dataclass(frozen=True)
-class Sample:
+@dataclass(frozen=True, repr=False)
+class Sample(Summarized):
     """The examples :func:`sample` drew, with what is needed to redraw or report them.
 
     Attributes
@@ -56,6 +57,13 @@ class Sample:
 
     def __len__(self) -> int:
         return len(self.examples)
+
+    def _summary(self) -> tuple[str, list[tuple[str, str]]]:
+        strata = ", ".join(f"{k}: {d}/{a}" for k, (a, d) in list(self.allocation.items())[:6])
+        more = len(self.allocation) - 6
+        rows = [("ids", short_list(self.ids)), ("by, seed", f"{self.by}, {self.seed}"),
+                ("drawn / available", strata + (f", ... (+{more})" if more > 0 else ""))]
+        return f"Sample: {len(self)} example(s)", rows
 
     def to_frame(self) -> Any:
         """One row per drawn example: ``example_id``, ``source``, ``category``, ``stratum``, ``order``

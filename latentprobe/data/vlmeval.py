@@ -9,6 +9,25 @@ image bytes) and/or ``image_path``, ``question``, optional ``hint``, option colu
 cell of at most 64 characters as such a reference); a cell may also hold a Python list literal of
 several images (``toliststr`` in ``vlmeval/smp``), and ``image_path`` likewise.
 
+Option encodings, in the order they are tried (open-compass/VLMEvalKit
+``vlmeval/dataset/image_mcq.py`` at commit 944ee120ae41110d01573abf657337b8aa34216f):
+
+1. Letter columns ``A``, ``B``, ... (``ImageMCQDataset.build_prompt``: every letter column present
+   and not NaN is an option).
+2. ``multi-choice options``: MME-RealWorld's tables (``MMERealWorld.load_data``). The published
+   MME-RealWorld-Lite table (``yifanzhang114/MME-RealWorld-Base64``, ``mme_realworld_lite.tsv``)
+   holds a Python list literal of ``"(A) text"`` strings there, which VLMEvalKit evaluates and
+   slices (``options[i][4:]``) into columns ``A``-``E``; the full MME-RealWorld table it builds
+   itself holds the same items as text, ``"The choices are listed below:\n(A) ...\n(B) ..."``
+   (Chinese header for MME-RealWorld-CN), beside columns ``A``-``E``. The items' ``"(A) "`` form
+   is MME-RealWorld's own (github.com/yfzhang114/MME-RealWorld,
+   ``evaluation/output_test_template.json`` at 1cd8d11). The other columns of the Lite table
+   (``index, image, question, answer, category, l2-category``) are those VLMEvalKit reads from
+   it; the file itself was not opened here.
+3. ``options``: a Python list literal of bare option texts (``PuzzleVQA``, ``VisualPuzzles``);
+   PuzzleVQA's ``answer`` is the option's text, which becomes its letter as
+   ``vlmeval/dataset/utils/puzzlevqa.py`` ``to_choice_letter`` maps it.
+
 HR-Bench (DreamMr/HR-Bench on the Hugging Face hub, files ``hr_bench_4k.tsv`` / ``hr_bench_4k.parquet``
 and ``hr_bench_8k.*`` at commit 37c2d2e; evaluation code github.com/DreamMr/HR-Bench,
 ``hrbench/vlmeval/dataset/utils/hrbench.py`` at 3d16a02) uses these columns: ``index``, ``question``,
@@ -21,17 +40,21 @@ four times, options cycled), the repeats referring to the first row's image by i
 from __future__ import annotations
 
 import ast
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 from latentprobe.data.images import ImageRef, image_from_base64, image_from_bytes, image_from_file
-from latentprobe.data.records import LETTERS, Example, cell, check_unique, option_columns, scalars
+from latentprobe.data.records import LETTERS, Example, cell, check_unique, lettered_options, option_columns, scalars
 from latentprobe.errors import DataError
 
-__all__ = ["image_cell", "load_hrbench", "load_vlmevalkit_tsv", "read_table"]
+__all__ = ["OPTION_FIELDS", "image_cell", "load_hrbench", "load_vlmevalkit_tsv", "read_table", "row_options"]
 
 _REF_MAX = 64  # VLMEvalKit: an image cell this short names another row's index
+#: The columns other than ``A``, ``B``, ... that VLMEvalKit's tables keep options in, in the order tried.
+OPTION_FIELDS: tuple[str, ...] = ("multi-choice options", "options")
+_LETTER_LINE = re.compile(r"^\s*\([A-Z]\)")
 
 
 def read_table(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
@@ -71,6 +94,79 @@ def _listed(text: str) -> list[str]:
             return [s]
         return [str(x) for x in items]
     return [s]
+
+
+def _items(text: str, where: str) -> list[str]:
+    """A list literal's items, or the ``(A) ...`` lines of a text (a header line before them is dropped)."""
+    s = text.strip()
+    if s.startswith("[") and s.endswith("]"):
+        try:
+            items = ast.literal_eval(s)
+        except (ValueError, SyntaxError) as err:
+            raise DataError(f"{where}: looks like a list but does not parse ({err}); expected e.g. "
+                            "['(A) text', '(B) text'].") from None
+        if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
+            raise DataError(f"{where}: expected a list of option strings, got {s[:80]!r}.")
+        return [str(x) for x in items]
+    lines: list[str] = []
+    for line in s.splitlines():
+        if _LETTER_LINE.match(line):
+            lines.append(line.strip())
+        elif lines and line.strip():
+            lines[-1] += "\n" + line.strip()  # an option text that runs over several lines
+    if not lines:
+        raise DataError(f"{where}: no '(A) text' option lines in {s[:80]!r}.")
+    return lines
+
+
+def row_options(columns: Sequence[str], row: dict[str, Any], where: str) -> tuple[tuple[str, ...] | None, str | None]:
+    """A row's options and the column they came from (``"A"`` for the letter columns), in VLMEvalKit's encodings.
+
+    Letter columns first, then ``multi-choice options`` (``"(A) text"`` items: a list literal or
+    lines), then ``options`` (a list literal of bare texts); ``(None, None)`` when the row has none.
+
+    Examples
+    --------
+    >>> row_options(["question", "multi-choice options"], {"multi-choice options": "['(A) 2', '(B) 3']"}, "row 0")
+    (('2', '3'), 'multi-choice options')
+    >>> row_options(["options"], {"options": "['red', 'blue']"}, "row 0")
+    (('red', 'blue'), 'options')
+    """
+    letters = option_columns(columns, row, where)
+    if letters is not None:
+        return letters, "A"
+    for name in OPTION_FIELDS:
+        value = row.get(name) if name in columns else None
+        if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+            value = value.tolist()  # a parquet list column
+        if isinstance(value, (list, tuple)):
+            items = [str(x) for x in value]
+            if not items:
+                continue
+        else:
+            text = cell(value)
+            if text is None:
+                continue
+            items = _items(text, f"{where}, field {name!r}")
+        if name == "options":
+            return tuple(i.strip() for i in items), name
+        return lettered_options(items, f"{where}, field {name!r}"), name
+    return None, None
+
+
+def _gold(answer: str | None, options: tuple[str, ...] | None, where: str) -> str | None:
+    """The gold letter: the ``answer`` cell, or the letter of the option whose text it is (PuzzleVQA)."""
+    if answer is None or options is None:
+        return answer
+    gold = answer.strip()
+    letters = LETTERS[: len(options)]
+    if gold in letters:
+        return gold
+    matches = [LETTERS[j] for j, text in enumerate(options) if text.strip() == gold]
+    if len(matches) == 1:
+        return matches[0]
+    raise DataError(f"{where}, field 'answer': {gold!r} is not one of the row's option letters {list(letters)} "
+                    "nor one option's text.")
 
 
 def image_cell(value: Any, where: str, verify: bool) -> list[ImageRef] | None:
@@ -137,14 +233,11 @@ def _table_examples(path: Path, columns: list[str], rows: list[dict[str, Any]], 
         question = cell(r.get("question"))
         if question is None:
             raise DataError(f"{where}, field 'question': empty; every row needs a question.")
-        options = option_columns(columns, r, where)
-        gold = cell(r.get("answer")) if "answer" in columns else None
-        if gold is not None and options is not None:
-            gold = gold.strip()
-            if gold not in LETTERS[: len(options)]:
-                raise DataError(f"{where}, field 'answer': {gold!r} is not one of the row's option letters "
-                                f"{list(LETTERS[: len(options)])}.")
-        attrs = scalars(r, skip=tuple(skip))
+        options, field = row_options(columns, r, where)
+        gold = _gold(cell(r.get("answer")) if "answer" in columns else None, options, where)
+        attrs = scalars(r, skip=tuple(skip | ({field} if field else set())))
+        if gold is not None and options is not None and gold != (cell(r.get("answer")) or "").strip():
+            attrs["answer_text"] = cell(r.get("answer"))
         attrs["native_id"] = cell(r.get("index"))
         out.append(Example(example_id=f"{source}/{cell(r.get('index'))}", question=question, gold=gold,
                            images=tuple(images_of(i)), options=options, category=cell(r.get("category")),
@@ -189,8 +282,10 @@ def load_vlmevalkit_tsv(root: str | Path, *, file: str | None = None, image_root
     Returns
     -------
     list of Example
-        One per row: ``example_id = f"{source}/{index}"``, options from the filled letter columns,
-        gold the ``answer`` cell, category the ``category`` cell, the other columns (``hint``,
+        One per row: ``example_id = f"{source}/{index}"``, options from the filled letter columns
+        or else the ``multi-choice options`` or ``options`` column (see the module docstring), gold
+        the ``answer`` cell (an option's text becomes its letter, the text kept as
+        ``attributes["answer_text"]``), category the ``category`` cell, the other columns (``hint``,
         ``l2-category``, ``split``, ...) in ``attributes``.
 
     Raises

@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from latentprobe.display import Summarized, clip, describe, short_list
 from latentprobe.errors import InputError
 
 __all__ = ["InputSet", "Relabel", "derangement"]
@@ -17,8 +18,8 @@ __all__ = ["InputSet", "Relabel", "derangement"]
 Relabel = Callable[[Mapping[str, Any], Mapping[str, Any]], "tuple[str | None, dict[str, Any]] | None"]
 
 
-@dataclass(frozen=True, eq=False)
-class InputSet:
+@dataclass(frozen=True, eq=False, repr=False)
+class InputSet(Summarized):
     """The inputs of an experiment, one entry per example, all aligned.
 
     Attributes
@@ -69,6 +70,30 @@ class InputSet:
 
     def __len__(self) -> int:
         return len(self.example_ids)
+
+    def _summary(self) -> tuple[str, list[tuple[str, str]]]:
+        n = len(self)
+        rows = [("example ids", short_list(self.example_ids))]
+        if n:
+            first = self.prompts[0]
+            kind = ("chat messages" if isinstance(first, (list, tuple)) and first and isinstance(first[0], dict)
+                    else "token ids" if isinstance(first, (list, tuple)) else "strings")
+            text = first if isinstance(first, str) else repr(first)
+            rows.append(("prompts", f"{kind}; first: {clip(repr(text) if isinstance(first, str) else text, 70)}"))
+        if self.images is not None:
+            counts = [len(_image_list(im)) for im in self.images]
+            first_image = next((_image_list(im)[0] for im in self.images if _image_list(im)), None)
+            rows.append(("images", f"{sum(counts)} in {sum(1 for c in counts if c)} example(s)"
+                         + (f"; first {describe(np.asarray(first_image))}" if first_image is not None else "")))
+        if self.gold is not None:
+            known = [g for g in self.gold if g is not None]
+            rows.append(("gold", f"{len(known)} of {n} known; {short_list(known)}"))
+        keys = sorted({k for m in self.meta for k in m})
+        if keys:
+            rows.append(("meta keys", short_list(keys, 8, 24)))
+        if self.relabel is not None:
+            rows.append(("relabel", getattr(self.relabel, "__name__", type(self.relabel).__name__)))
+        return f"InputSet: {n} example(s)", rows
 
     def select(self, indices: Sequence[int]) -> "InputSet":
         """The examples at ``indices`` (in that order)."""

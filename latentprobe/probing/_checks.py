@@ -81,6 +81,15 @@ def _check_y(y: Any, n: int, task: str) -> np.ndarray:
             "(one label per example, in the same order)."
         )
     if task == "classification":
+        if y.dtype == object:
+            bad = next((i for i, v in enumerate(y.reshape(len(y), -1)[:, 0] if y.ndim > 1 else y)
+                        if isinstance(v, (list, tuple, set, dict, np.ndarray))), None)
+            if bad is not None:
+                raise ProbeError(
+                    f"classification labels must be one value per example; label {bad} is a "
+                    f"{type(y[bad]).__name__} ({str(y[bad])[:60]}). A list-valued field is not a probe target: "
+                    "probe one scalar derived from it (e.g. its length or first item)."
+                )
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y.ndim != 1:

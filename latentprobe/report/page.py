@@ -321,3 +321,9 @@ class Report:
         if static_dir is not None:
             export_figures(self, static_dir, format=static_format)
         return path
+
+    def save(self, path: str | os.PathLike[str], static_dir: str | os.PathLike[str] | None = None,
+             *, static_format: str = "png") -> Path:
+        """The same as :meth:`write` (the name other libraries use; also shadows the ``.save`` nnsight gives
+        every object, which only works inside a trace)."""
+        return self.write(path, static_dir, static_format=static_format)

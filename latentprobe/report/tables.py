@@ -40,6 +40,8 @@ _CI = "95% CI"
 # a table with more columns than this keeps its leading key columns in view while it scrolls
 _STICKY_FROM = 7
 _MAX_STICKY = 2
+#: Characters of cell text (widest cell per column, plus padding) above which a table is called wide.
+_WIDE_CHARS = 130
 
 
 def _is_missing(value: Any) -> bool:
@@ -144,7 +146,10 @@ def table_block(
     order: bool = True,
     merge_ci: bool = True,
 ) -> dict[str, Any]:
-    """Head and body cells of one table (``{"head", "rows", "shown", "total", "more"}``).
+    """Head and body cells of one table (``{"head", "rows", "shown", "total", "more", "wide"}``).
+
+    ``wide`` is true when the table is likely wider than the page's text column (about
+    :data:`_WIDE_CHARS` characters of cells): the page then says to scroll it sideways.
 
     Parameters
     ----------
@@ -207,4 +212,6 @@ def table_block(
             cls, style = attrs(j)
             row.append({"text": cell_text(value, col_fmts.get(names[j], fmt)), "cls": cls, "style": style})
         rows.append(row)
-    return {"head": head, "rows": rows, "shown": len(shown), "total": total, "more": len(shown) < total}
+    widths = [max([len(name)] + [len(r[j]["text"]) for r in rows]) + 3 for j, name in enumerate(names)]
+    return {"head": head, "rows": rows, "shown": len(shown), "total": total, "more": len(shown) < total,
+            "wide": sum(widths) > _WIDE_CHARS}

@@ -4,8 +4,11 @@ Multiple choice (:func:`parse_choice`, :class:`ChoiceScorer`), numbers by the la
 CODI uses for GSM8k (:func:`parse_number`, :class:`NumericScorer`), SQuAD-style exact match for
 open answers (:func:`normalize_answer`, :class:`ExactScorer`), and any rule of your own
 (:class:`CallableScorer`); :func:`scorer_from_name` turns a name ("choice", "numeric", "exact",
-"first_word") or a function into a scorer. Answers that cannot be read score ``correct=None`` and are counted
-separately by :func:`summarize_scores`, never silently as wrong.
+"first_word") or a function into a scorer, and :func:`advise_scorer` says which one the data call for.
+Answers that cannot be read score ``correct=None``. The analyses (:mod:`latentprobe.causal`,
+:mod:`latentprobe.behavioural`) count them as wrong and report how many in ``n_unparseable``;
+:func:`summarize_scores` gives both readings (``accuracy`` over the parsed answers, ``accuracy_all``
+with the unreadable ones as wrong) and the count.
 
 Examples
 --------
@@ -23,6 +26,7 @@ from latentprobe.scoring._text import (
     numeric_match,
     parse_number,
 )
+from latentprobe.scoring.advice import ScorerAdvice, advise_scorer
 from latentprobe.scoring.choice import ParsedChoice, parse_choice
 from latentprobe.scoring.names import SCORER_NAMES, FirstWordScorer, scorer_config, scorer_from_name
 from latentprobe.scoring.scorers import (
@@ -40,7 +44,8 @@ from latentprobe.scoring.scorers import (
 
 __all__ = [
     "SCORE_COLUMNS", "SCORER_NAMES", "CallableScorer", "ChoiceScorer", "ExactScorer", "FirstWordScorer",
-    "NumericScorer", "ParsedChoice", "Score", "ScoreSummary", "Scorer", "ScoringError", "clean_output", "exact_match",
+    "NumericScorer", "ParsedChoice", "Score", "ScoreSummary", "Scorer", "ScorerAdvice", "ScoringError", "advise_scorer",
+    "clean_output", "exact_match",
     "normalize_answer", "numeric_match", "parse_choice", "parse_number", "score_answers", "scorer_config",
     "scorer_from_name", "summarize_scores",
 ]

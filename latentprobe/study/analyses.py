@@ -81,9 +81,11 @@ def preflight(study: Study, ctx: Context) -> None:
         missing = [eid for eid, m, g in zip(inputs.example_ids, inputs.meta, inputs.gold or ())
                    if g is not None and not m.get("options")]
         if missing:
+            from latentprobe.scoring import advise_scorer
+
+            advice = advise_scorer(inputs.meta, inputs.gold)
             raise StudyError(f"{study.path}: [generation] key 'scorer': 'choice' needs each example's options, and "
-                             f"{len(missing)} example(s) have none (first: {missing[0]!r}); use scorer = \"exact\" or "
-                             "\"numeric\" for open answers.")
+                             f"{len(missing)} example(s) have none (first: {missing[0]!r}); {advice.reason}")
     p = study.prompt
     image_parts = p is not None and p.messages is not None and any(
         isinstance(part, Mapping) and part.get("type") == "image"

@@ -8,7 +8,6 @@ question template. Real benchmarks go through :func:`latentprobe.data.load_bench
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -100,43 +99,15 @@ def _real(study: Study, runner: Any = None) -> tuple[Any, pd.DataFrame]:
         examples = sample(examples, study.sample.n, by=study.sample.by, seed=study.sample.seed).examples
     _unique(study, [e.example_id for e in examples])
     p = study.prompt
-    chat = _chat_runner(runner) and (p is None or p.messages is None)
-    template = p.template if p is not None and p.template is not None else ("{question}\n{options}" if chat else None)
-    inputs = to_input_set(examples, prompt=template,
+    # the one prompt builder notebooks use too: to_input_set(..., runner=runner) builds the family's prompts
+    inputs = to_input_set(examples, prompt=None if p is None else p.template,
                           messages=None if p is None or p.messages is None else [dict(m) for m in p.messages],
-                          max_pixels=None if p is None else p.max_pixels)
-    conventions = getattr(getattr(runner, "spec", None), "prompt", None)
-    if conventions is not None:  # the family's own question normalisation (CODI: strip, '  ' -> ' ')
-        inputs = dataclasses.replace(inputs, prompts=tuple(conventions.normalise_question(p) if isinstance(p, str)
-                                                           else p for p in inputs.prompts))
-    if chat:
-        inputs = _as_chat(inputs, runner)
+                          max_pixels=None if p is None else p.max_pixels, runner=runner)
     frame = pd.DataFrame({"example_id": [e.example_id for e in examples],
                           "benchmark": [bench[e.example_id] for e in examples],
                           "source": [e.source for e in examples], "category": [e.category for e in examples],
                           "gold": [e.gold for e in examples]})
     return inputs, frame
-
-
-def _chat_runner(runner: Any) -> bool:
-    """Whether prompts are built as the family's authors build them: a vision-language checkpoint with a chat
-    template (text models such as CODI and Coconut take the plain question, as their authors feed it)."""
-    return (runner is not None and bool(getattr(runner, "is_vlm", False))
-            and getattr(runner.tokenizer, "chat_template", None) is not None)
-
-
-def _as_chat(inputs: Any, runner: Any) -> Any:
-    """``inputs`` with each rendered question turned into the family's chat prompt
-    (:func:`latentprobe.engine.inputs.chat_prompt`: system prompt, image spans where the preset puts them);
-    the images stay in ``inputs.images``, where perturbations replace them."""
-    from latentprobe.engine.inputs import chat_prompt
-
-    images = inputs.images if inputs.images is not None else (None,) * len(inputs.prompts)
-    prompts = []
-    for eid, text, ims in zip(inputs.example_ids, inputs.prompts, images):
-        n = 0 if ims is None else len(ims) if isinstance(ims, (list, tuple)) else 1
-        prompts.append(chat_prompt(runner.tokenizer, text, n, runner.prompt_convention, where=f"example {eid!r}"))
-    return dataclasses.replace(inputs, prompts=tuple(prompts))
 
 
 def _unique(study: Study, ids: list[str]) -> None:
@@ -152,9 +123,11 @@ def _unique(study: Study, ids: list[str]) -> None:
 def load_data(study: Study, model: Any) -> StudyData:
     """Load, sample and prepare the study's examples (the toy path needs ``model.toy``).
 
-    For a vision-language checkpoint with a chat template, each question (``[prompt] template``, default
+    The prompts are built by :func:`latentprobe.data.to_input_set` with ``runner=`` (as from Python): for a
+    vision-language checkpoint with a chat template, each question (``[prompt] template``, default
     ``"{question}\\n{options}"``) becomes the family's chat prompt: its system prompt, the image spans where
-    its authors put them (before or after the text, or at Mirage's ``<image>``), its generation prompt.
+    its authors put them (before or after the text, or at Mirage's ``<image>``), its generation prompt;
+    Coconut gets its latent slots, CODI its normalised question.
     """
     inputs, frame = _toy(study, model) if study.is_toy_data else _real(study, getattr(model, "runner", None))
     return StudyData(inputs=inputs, sample=frame.reset_index(drop=True))

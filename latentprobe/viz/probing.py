@@ -82,10 +82,10 @@ def probe_heatmap(
 
     z = pivot(value)
     finite = z[np.isfinite(z)]
+    task = _task(df)
     diverging = value == cols.SELECTIVITY or (finite.size > 0 and finite.min() < 0 < finite.max())
-    if diverging and zmin is None and zmax is None and finite.size:
-        bound = float(np.abs(finite).max()) or 1.0
-        zmin, zmax = -bound, bound
+    if zmin is None and zmax is None:
+        zmin, zmax = _range(value, task, finite, diverging)
     hover = f"layer %{{y}}, step %{{x}}<br>{value}=%{{z:.3f}}"
     customdata = None
     if value == cols.SCORE and C.has_ci(df):
@@ -96,14 +96,16 @@ def probe_heatmap(
     fig = go.Figure(go.Heatmap(
         z=z, x=[str(s) for s in steps], y=[str(v) for v in layers], zmin=zmin, zmax=zmax,
         zmid=0.0 if diverging else None, colorscale=C.DIVERGING if diverging else C.SEQUENTIAL,
-        colorbar={"title": {"text": value}}, customdata=customdata, hovertemplate=hover + "<extra></extra>",
+        colorbar={"title": {"text": _name(value, task)}}, customdata=customdata, hovertemplate=hover + "<extra></extra>",
         texttemplate="%{z:.2f}" if annotate else None, xgap=1, ygap=1,
     ))
     fig.update_xaxes(type="category")
     fig.update_yaxes(type="category")
     tgt = f" — target: {df[cols.TARGET].iloc[0]}" if cols.TARGET in df.columns else ""
     if title is None:
-        title = f"Linear probe {C.pretty(value)} by layer and latent step{tgt}"
+        name = _name(value, task)
+        title = (f"Linear probe {name} by layer and latent step{tgt}" if value == cols.SCORE
+                 else f"{name[:1].upper()}{name[1:]} of the linear probe by layer and latent step{tgt}")
     subtitle = None
     if cols.CHANCE in df.columns:
         chance = C.num(df, cols.CHANCE, func)
@@ -111,6 +113,48 @@ def probe_heatmap(
         if chance.size and np.allclose(chance, chance[0]):
             subtitle = f"chance = {chance[0]:.3g}; decodable is not the same as used by the model"
     return C.finish(fig, title, kind=func, x_title="latent step", y_title="layer", subtitle=subtitle)
+
+
+def _task(df: pd.DataFrame) -> str | None:
+    """``"classification"`` or ``"regression"`` when the table says so for every row, else None."""
+    col = S.PROBE_SCORES.TASK
+    if col in df.columns:
+        tasks = set(df[col].astype(str))
+        if len(tasks) == 1:
+            return tasks.pop()
+    return None
+
+
+#: Columns holding a classification accuracy (the score and its baselines): all in [0, 1].
+_ACCURACIES = (S.PROBE_SCORES.SCORE, S.PROBE_SCORES.MAJORITY, S.PROBE_SCORES.SHUFFLE, S.PROBE_SCORES.CONTROL)
+
+
+def _name(value: str, task: str | None) -> str:
+    """The column's name for a title or colour bar: what the score is (accuracy, R²), never "probe probe score"."""
+    cols = S.PROBE_SCORES
+    score = {"classification": "accuracy", "regression": "R²"}.get(task or "", "score")
+    if value == cols.SCORE:
+        return f"held-out {score}"
+    if value == cols.SELECTIVITY:
+        return f"selectivity ({score} − control task)"
+    return {cols.MAJORITY: f"majority-baseline {score}", cols.SHUFFLE: f"shuffled-label {score}",
+            cols.CONTROL: f"control-task {score}"}.get(value, C.pretty(value))
+
+
+def _range(value: str, task: str | None, finite: np.ndarray, diverging: bool) -> tuple[float | None, float | None]:
+    """The colour scale on the value's own range: [0, 1] for an accuracy, [-1, 1] for the selectivity of one,
+    [min(0, lowest), 1] for R², symmetric about 0 for other signed values."""
+    if task == "classification" and value in _ACCURACIES:
+        return 0.0, 1.0
+    if task == "classification" and value == S.PROBE_SCORES.SELECTIVITY:
+        return -1.0, 1.0
+    if task == "regression" and value in _ACCURACIES:
+        low = float(finite.min()) if finite.size else 0.0
+        return min(0.0, low), 1.0
+    if diverging and finite.size:
+        bound = float(np.abs(finite).max()) or 1.0
+        return -bound, bound
+    return None, None
 
 
 def probe_controls(

@@ -92,6 +92,21 @@ def mme_realworld_lite(root: Path, image_dir: str = "imgs") -> Path:
     return root
 
 
+def mme_realworld_lite_tsv(root: Path) -> Path:
+    """``mme_realworld_lite.tsv`` as VLMEvalKit downloads it (``yifanzhang114/MME-RealWorld-Base64``): columns
+    ``index, image, question, multi-choice options, answer, category, l2-category``, the options a Python list
+    literal of ``"(A) text"`` strings, no letter columns (VLMEvalKit's ``MMERealWorld.load_data`` adds them)."""
+    rows = []
+    for i in range(3):
+        opts = [f"(A) {10 + i}", f"(B) {20 + i}", "(C) 7", "(D) 0", "(E) The image does not feature the number."]
+        rows.append({"index": i, "image": b64(image_bytes(seed=20 + i)), "question": f"How many cars are there {i}?",
+                     "multi-choice options": str(opts), "answer": "BCE"[i],
+                     "category": ["Perception/Remote Sensing/count", "Reasoning/Monitoring/count",
+                                  "Perception/Remote Sensing/count"][i],
+                     "l2-category": ["Perception", "Reasoning", "Perception"][i]})
+    return write_tsv(root / "mme_realworld_lite.tsv", rows)
+
+
 def tablevqa(root: Path, subsets: tuple[str, ...] = ("vwtq", "vwtq_syn", "vtabfact", "fintabnetqa")) -> Path:
     (root / "data").mkdir(parents=True, exist_ok=True)
     for k, subset in enumerate(subsets):

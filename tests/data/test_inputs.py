@@ -41,7 +41,7 @@ def test_template_placeholders_and_max_pixels(tmp_path):
     t = to_input_set([text], prompt="Q: {question} A:")
     assert t.prompts == ("Q: 2+2? A:",) and t.images is None and t.gold == ("4",)
     assert "image_id" not in t.meta[0]
-    assert to_input_set([text]).prompts == ("2+2?\n",)
+    assert to_input_set([text]).prompts == ("2+2?",)  # without options, no trailing newline
 
 
 def test_several_images_become_a_list(tmp_path):

@@ -31,3 +31,11 @@ def test_errors():
     with pytest.raises(ProbeError, match="NaN"):
         LinearProbe().fit(bad, y)
     assert issubclass(ProbeError, ValueError)
+
+
+def test_a_list_valued_target_is_refused():
+    X, y, groups = grouped_data(n_groups=10, per_group=2, d=3)
+    labels = np.empty(len(y), dtype=object)
+    labels[:] = [["a", "b"] if i % 2 else ["c"] for i in range(len(y))]
+    with pytest.raises(ProbeError, match=r"label 0 is a list \(\['c'\]\)\. A list-valued field is not a probe target"):
+        cross_validate_probe(X, labels, groups)

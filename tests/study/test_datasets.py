@@ -71,8 +71,8 @@ def test_real_benchmarks_call_the_data_interface(tmp_path, monkeypatch):
         calls.append(("sample", (len(examples), n, by, seed)))
         return _Sample(list(examples)[:n])
 
-    def to_input_set(examples, *, prompt=None, messages=None, max_pixels=None):
-        calls.append(("inputs", (len(examples), prompt, messages, max_pixels)))
+    def to_input_set(examples, *, prompt=None, messages=None, max_pixels=None, runner=None):
+        calls.append(("inputs", (len(examples), prompt, messages, max_pixels, runner)))
         return InputSet(example_ids=tuple(e.example_id for e in examples), prompts=tuple(e.question for e in examples),
                         gold=tuple(e.gold for e in examples),
                         meta=tuple({"category": e.category, "source": e.source} for e in examples))
@@ -92,6 +92,15 @@ def test_real_benchmarks_call_the_data_interface(tmp_path, monkeypatch):
     assert calls[1] == ("sample", (6, 4, "category", 5))
     assert calls[2] == ("load", ("hrbench4k", str((tmp_path / "b").resolve()), {"split": "test"}))
     assert calls[3] == ("sample", (10, 7, "source", 5))
-    assert calls[4] == ("inputs", (7, "{question}\n{options}", None, 1000))
+    assert calls[4] == ("inputs", (7, "{question}\n{options}", None, 1000, None))
     assert list(d.sample.benchmark) == ["vstar"] * 4 + ["hrbench4k"] * 3
     assert np.array_equal(field_values(d.inputs, "source"), np.array(["vstar"] * 4 + ["hrbench4k"] * 3))
+
+
+def test_a_list_valued_field_is_refused_as_a_probe_target():
+    inputs = InputSet(example_ids=("a", "b"), prompts=("p", "q"),
+                      meta=({"attributes": {"steps": ["x", "y"], "level": 1}}, {"attributes": {"steps": ["z"], "level": 2}}))
+    assert field_values(inputs, "level").tolist() == ["1", "2"]
+    with pytest.raises(StudyError, match=r"s\.toml: \[analyses\.probes\]: the field 'steps' holds a list \(example "
+                                         r"'a': \['x', 'y'\]\), not one label per example"):
+        field_values(inputs, "steps", where="s.toml: [analyses.probes]: ")

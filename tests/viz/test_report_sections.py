@@ -81,3 +81,14 @@ def test_provenance_records_model_spec_sample_versions(toy):
         Report("r").add_provenance(sample=1.5)
     with pytest.raises(ReportError, match="spec"):
         Report("r").add_provenance(spec=3)
+
+
+def test_x_to_z_baselines_table_keeps_the_layer(xz):
+    s = xz.summary
+    base = s[s["source"] != "latent"]
+    assert len(base) and base["layer"].nunique() == 2  # two layers: rows would repeat without it
+    doc = Report("r").add_result(xz).to_html()
+    tables = re.findall(r'<table id="table-\d+"><thead><tr>(.*?)</tr></thead>', doc, re.S)
+    heads = [re.findall(r"<th[^>]*>(.*?)</th>", t) for t in tables]
+    baseline = next(h for h in heads if "source" in h)
+    assert "layer" in baseline

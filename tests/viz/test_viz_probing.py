@@ -75,3 +75,20 @@ def test_wrong_table_names_function_columns_and_fix(func, missing, within):
         func(within.consecutive)
     msg = str(info.value)
     assert msg.startswith(func.__name__ + ":") and repr(missing) in msg and "ProbeSweepResult" in msg
+
+
+def test_probe_heatmap_colours_on_the_scores_own_range_with_clean_titles(sweep):
+    # every cell at 1.0 (the case): the scale is still [0, 1], not plotly's 0.6-1.4
+    perfect = sweep.scores.assign(score=1.0, selectivity=0.0)
+    fig = viz.probe_heatmap(perfect)
+    assert (fig.data[0].zmin, fig.data[0].zmax) == (0.0, 1.0) and fig.data[0].zmid is None
+    title = fig.layout.title.text
+    assert "probe probe" not in title and title.startswith("Linear probe held-out accuracy by layer")
+    assert fig.data[0].colorbar.title.text == "held-out accuracy"
+    sel = viz.probe_heatmap(perfect, value=P.SELECTIVITY)
+    assert (sel.data[0].zmin, sel.data[0].zmax, sel.data[0].zmid) == (-1.0, 1.0, 0.0)
+    assert sel.layout.title.text.startswith("Selectivity (accuracy − control task) of the linear probe")
+    # a regression probe: R² up to 1, below 0 where it is worse than the mean
+    reg = sweep.scores.assign(task="regression", score=np.linspace(-0.3, 0.8, len(sweep.scores)))
+    fig = viz.probe_heatmap(reg)
+    assert (fig.data[0].zmin, fig.data[0].zmax) == (pytest.approx(-0.3), 1.0) and "R²" in fig.layout.title.text
