@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from latentprobe.engine.decoding import read_generation_config
 from latentprobe.engine.heads import CodiProjection
 from latentprobe.engine.inputs import PromptConvention
 from latentprobe.engine.runner import LatentRunner
@@ -144,6 +145,10 @@ def load(model: str | os.PathLike, preset: str | LatentSpec, *, dtype: torch.dty
     convention:
         Override the family's prompt convention (default :func:`convention_for` the spec).
 
+    The checkpoint's ``generation_config.json`` is read (:func:`~latentprobe.engine.decoding.read_generation_config`)
+    and given to the runner as ``generation_defaults``: its eos list stops every run, and
+    ``run(generation="published")`` takes from it what the authors' script left to it.
+
     Raises
     ------
     SpecTokenError
@@ -180,6 +185,9 @@ def load(model: str | os.PathLike, preset: str | LatentSpec, *, dtype: torch.dty
     _chat_template(src, tokenizer, revision)
     if projection is not None:
         projection = projection.to(hf_model.get_input_embeddings().weight.device)
+    # the decoding settings generate() takes from the checkpoint (Mirage's test.py and LVR's evaluation.py pass
+    # only some; every eos id of the file stops): docs/published-protocols.md, "Decoding settings"
+    runner_kwargs.setdefault("generation_defaults", read_generation_config(src, revision))
     return LatentRunner(hf_model, tokenizer, spec, projection=projection, image_processor=image_processor,
                         prompt_convention=conv, **runner_kwargs)
 

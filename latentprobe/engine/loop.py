@@ -340,7 +340,8 @@ class Decoder:
         budget_left = cfg.max_new_tokens - r.budget_used()
         if lp is not None and token is None:
             token = self._choose(r, logits, cfg, processor)  # type: ignore[arg-type]
-        action, r.state = step(self.rspec, r.state, Decision(token, budget_left, near_end))
+        # every id of the run's eos list ends a sequence (the checkpoint's generation_config list)
+        action, r.state = step(self.rspec.with_eos(cfg.eos_token_ids), r.state, Decision(token, budget_left, near_end))
         inside = isinstance(action, (FeedLatent, FeedTextLatent)) or (
             isinstance(action, FeedToken) and action.segment == Segment.CLOSE)
         if token is not None and not inside:  # free text, or the token fed when latent mode is left
