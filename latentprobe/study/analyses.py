@@ -62,12 +62,14 @@ class Context:
 
     @property
     def trace(self) -> Any:
-        """The clean run of every example (greedy; image-token states captured for the toy models)."""
+        """The clean run of every example (greedy, or the preset's published decoding with ``published = true``;
+        image-token states captured for the toy models)."""
         if self._trace is None:
             inp, g = self.inputs, self.study.generation
             self._trace = self.model.runner.run(
                 list(inp.prompts), None if inp.images is None else list(inp.images), example_ids=list(inp.example_ids),
                 max_new_tokens=g.max_new_tokens, batch_size=g.batch_size, seed=self.seed,
+                generation="published" if g.published else None,
                 capture_positions="image" if self.model.toy is not None else None, progress=self.progress)
         return self._trace
 

@@ -74,7 +74,7 @@ def test_codi_study_on_llama_tokenises_with_bos_and_matches_codis_loop(tmp_path)
     study = tmp_path / "codi.toml"
     study.write_text(f'[study]\nname = "codi-llama"\n[model]\nsource = "{tmp_path / "codi"}"\npreset = "codi"\n'
                      f'base = "{base}"\n[data]\nbenchmark = "gsm8k-aug"\nroot = "gsm"\n[prompt]\n'
-                     'template = "{question}"\n[generation]\nmax_new_tokens = 10\nn_boot = 20\n'
+                     'template = "{question}"\n[generation]\npublished = true\nn_boot = 20\n'
                      '[analyses.collapse]\n[output]\ntraces = true\n')
     out = tmp_path / "out"
     res = CliRunner().invoke(cli.main, ["run", str(study), "--out", str(out), "--quiet"], catch_exceptions=False)
@@ -85,8 +85,11 @@ def test_codi_study_on_llama_tokenises_with_bos_and_matches_codis_loop(tmp_path)
     tok = AutoTokenizer.from_pretrained(base)
     tok.add_special_tokens({"pad_token": "[PAD]"})
     assert trace.config["add_special_tokens"] is True
+    rec = trace.config["generation"]  # published = true: CODI's test.py settings, 256 answer tokens
+    assert (rec["mode"], rec["do_sample"], rec["max_new_tokens"]) == ("published", False, 6 + 1 + 256)
     for e in trace:
         q = QUESTIONS[int(e.example_id.split("/")[-1])]
-        ref = codi_llama_reference(official, tok, q, e.example_id, 10)
+        ref = codi_llama_reference(official, tok, q, e.example_id, 6 + 1 + 256)
+        assert e.answer_ids.tolist() == ref.answer
         assert int(e.input_ids[0]) == tok.bos_token_id and e.input_ids.tolist() == ref.ids
         assert torch.allclose(e.z, torch.stack(ref.latents), atol=1e-6, rtol=1e-6)
