@@ -127,6 +127,10 @@ def load(model: str | os.PathLike, preset: str | LatentSpec, *, dtype: torch.dty
          **runner_kwargs: Any) -> LatentRunner:
     """A :class:`~latentprobe.engine.runner.LatentRunner` on a published checkpoint.
 
+    The checkpoint's ``generation_config.json`` is read (:func:`~latentprobe.engine.decoding.read_generation_config`)
+    and given to the runner as ``generation_defaults``: its eos list stops every run, and
+    ``run(generation="published")`` takes from it what the authors' script left to it.
+
     Parameters
     ----------
     model:
@@ -144,10 +148,6 @@ def load(model: str | os.PathLike, preset: str | LatentSpec, *, dtype: torch.dty
         ``f`` for specs with ``projection="module"``; CODI checkpoints load with :func:`load_codi`.
     convention:
         Override the family's prompt convention (default :func:`convention_for` the spec).
-
-    The checkpoint's ``generation_config.json`` is read (:func:`~latentprobe.engine.decoding.read_generation_config`)
-    and given to the runner as ``generation_defaults``: its eos list stops every run, and
-    ``run(generation="published")`` takes from it what the authors' script left to it.
 
     Raises
     ------
