@@ -12,6 +12,7 @@ the same keyed uniforms).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -57,8 +58,7 @@ def checkpoints(replica_dir, tmp_path_factory):
 
 def _proto(family, tok):
     budget, eos_in_latent = RULES[family]
-    return _protocol(family, tok).__class__(**{**_protocol(family, tok).__dict__, "budget": budget,
-                                                "eos_in_latent": eos_in_latent})
+    return dataclasses.replace(_protocol(family, tok), budget=budget, eos_in_latent=eos_in_latent)
 
 
 def _compare(family, checkpoint, processor, dec, eos, example_id, max_new, **run_kwargs):
