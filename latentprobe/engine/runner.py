@@ -123,6 +123,9 @@ class LatentRunner(Summarized):
                      f"first offset {spec.first_offset}, slots {spec.slot_policy})"),
             ("markers", f"open {self.rspec.open_id}, close {self.rspec.close_id}, slot {self.rspec.slot_id}"),
         ]
+        gd = self.generation_defaults
+        if gd is not None and gd.source is not None:
+            rows.append(("generation config", f"{gd.source}: {dict(gd.values)}, eos {list(gd.eos_token_ids or [])}"))
         extras = [name for name, v in (("projection", self.projection), ("mask rule", self.mask_rule)) if v is not None]
         if extras:
             rows.append(("with", ", ".join(extras)))
