@@ -48,10 +48,12 @@ _MONET_SYSTEM = ("You are a helpful multimodal assistant. You are required to an
 register_preset(LatentSpec(
     name="monet", base=_QWEN_IMAGE, open_mode="emitted", open_token="<abs_vis_token>",
     close_token="</abs_vis_token>", num_latents=10, first_offset=0, stop="end_token", min_latents=1,
-    slot_policy="sampled", projection="identity", max_segments=None,
+    slot_policy="sampled", projection="identity", max_segments=None, latent_budget="stop", latent_eos="end",
     published_generation=DecodingSettings(
         do_sample=True, temperature=0.1, top_k=50, top_p=0.8, repetition_penalty=1.01, max_new_tokens=4096,
-        notes="vLLM SamplingParams in inference/load_and_gen_vllm.py (max_model_len 4096, bfloat16)."),
+        from_checkpoint=("eos_token_id",),
+        notes="vLLM SamplingParams in inference/load_and_gen_vllm.py (max_model_len 4096, bfloat16); vLLM adds the "
+              "checkpoint's generation_config eos ids to the stop ids (SamplingParams.update_from_generation_config)."),
     prompt=PromptConventions(
         system_prompt=_MONET_SYSTEM, add_generation_prompt=True, prefix="<image>\n", content_order="text_first",
         min_pixels=256 * 28 * 28, max_pixels=8192 * 28 * 28, pre_resize=_QWEN_VL_UTILS,
@@ -62,18 +64,20 @@ register_preset(LatentSpec(
     notes="NOVAglow646/Monet@08939998 inference/vllm/monet_gpu_model_runner.py (apply_vllm_monet.py): the "
           "first latent replaces the sampled <abs_vis_token>'s own input; a sampled </abs_vis_token> closes "
           "(after >= 1 latent), else the close is forced at LATENT_SIZE=10 (inference/example.sh; the runner's "
-          "own default is 0); unlimited segments. Possible difference, not verified in vLLM 0.10.0's source: "
-          "vLLM's stop check may end a request on an eos sampled inside latent mode (here a started segment "
-          "completes).",
+          "own default is 0); unlimited segments. vLLM's stop check reads every sampled id, so an eos sampled at "
+          "a latent step ends the request (latent_eos='end'), and max_tokens counts every position, so the "
+          "budget ends a segment (latent_budget='stop'; runner :1655-1666).",
 ))
 register_preset(LatentSpec(
     name="lvr", base=_QWEN_IMAGE, open_mode="emitted", open_token="<|lvr_start|>",
     close_token=None, num_latents=8, first_offset=1, stop="quota", min_latents=0,
-    slot_policy="sampled", projection="identity", max_segments=None,
+    slot_policy="sampled", projection="identity", max_segments=None, latent_budget="complete_started",
     published_generation=DecodingSettings(
         do_sample=False, max_new_tokens=512,
-        notes="evaluation/evaluation.py passes no sampling arguments: do_sample, temperature, top-k and top-p "
-              "come from the checkpoint's generation_config.json (not verified; greedy recorded)."),
+        from_checkpoint=("do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "eos_token_id"),
+        notes="evaluation/evaluation.py:141 passes only max_new_tokens: do_sample, temperature, top-k, top-p, the "
+              "repetition penalty and the eos list come from the checkpoint's generation_config.json "
+              "(Qwen2.5-VL-Instruct's: greedy-equivalent with repetition penalty 1.05)."),
     prompt=PromptConventions(
         system_prompt=None, add_generation_prompt=True, content_order="image_first", pre_resize=_QWEN_VL_UTILS,
         notes="evaluation: apply_chat_template(add_generation_prompt=True), images before the question, which "
@@ -90,10 +94,13 @@ register_preset(LatentSpec(
     name="mirage", base=_QWEN_IMAGE, open_mode="emitted", open_token="<|latent_start|>",
     close_token="<|latent_end|>", num_latents=8, first_offset=1, stop="end_token", min_latents=0,
     slot_policy="placeholder", slot_token="<|latent_pad|>", projection="identity", max_segments=1,
+    latent_budget="stop",
     published_generation=DecodingSettings(
         do_sample=True, temperature=0.7, top_p=0.9, max_new_tokens=1024,
-        notes="src/test.py generate(do_sample=True, temperature=0.7, top_p=0.9, max_new_tokens=1024); top-k and "
-              "repetition penalty come from the checkpoint's generation config (not verified; none recorded)."),
+        from_checkpoint=("top_k", "repetition_penalty", "eos_token_id"),
+        notes="src/test.py:61-68 generate(do_sample=True, temperature=0.7, top_p=0.9, max_new_tokens=1024); top-k, "
+              "the repetition penalty and the eos list come from the checkpoint's generation_config.json "
+              "(transformers' top_k=50 where it sets none)."),
     prompt=PromptConventions(
         system_prompt=None, add_generation_prompt=False, suffix="<|im_start|>assistant", content_order="image_first",
         image_placeholder="<image>", pre_resize=_QWEN_VL_UTILS,
@@ -114,7 +121,7 @@ register_preset(LatentSpec(
         do_sample=False, max_new_tokens=64,
         notes="coconut.py generate: greedy argmax, batch 1; max_new_tokens 64 for GSM8K, 128 otherwise (run.py)."),
     prompt=PromptConventions(
-        add_generation_prompt=False, suffix="\n",
+        add_generation_prompt=False, suffix="\n", add_special_tokens=True,
         notes="dataset.py: question + '\\n' tokenised with special tokens, then <|start-latent|>, K x "
               "<|latent|>, <|end-latent|> (the caller writes them in the prompt)."),
     notes="facebookresearch/coconut@27273cb8 coconut.py, dataset.py (get_question_latent_dataset): markers "
@@ -124,13 +131,14 @@ register_preset(LatentSpec(
     name="codi", base="GPT-2 / Llama", open_mode="appended", open_token=-2, close_token=-1,
     num_latents=6, first_offset=1, stop="fixed", slot_policy="none", projection="module", suppress=(-1,),
     published_generation=DecodingSettings(
-        do_sample=False, max_new_tokens=256,
+        do_sample=False, max_new_tokens=6 + 1 + 256,
         notes="test.py with scripts/test_gpt2.sh, test_llama1b.sh: --greedy True over logits[:, :vocab-1] "
-              "(the spec's suppress); without it T=0.1, top-k 40, top-p 0.95."),
+              "(the spec's suppress); without it T=0.1, top-k 40, top-p 0.95. test.py decodes 256 answer tokens "
+              "after the 6 latents and <eot> (here the budget counts those 7 positions too)."),
     prompt=PromptConventions(
-        add_generation_prompt=False, strip_question=True, question_replacements=(("  ", " "),),
-        notes="test.py: question.strip().replace('  ', ' '), plain tokenizer call, no chat template; <bot> "
-              "appended with no eos before it (--remove_eos True)."),
+        add_generation_prompt=False, strip_question=True, question_replacements=(("  ", " "),), add_special_tokens=True,
+        notes="test.py:170-180: question.strip().replace('  ', ' '), plain tokenizer call (special tokens on: "
+              "BOS on Llama), no chat template; <bot> appended with no eos before it (--remove_eos True)."),
     checkpoint="adapter",
     notes="zhenyi4/codi@4fd88d4b src/model.py, test.py: pad, <bot>, <eot> are ids V, V+1, V+2 after "
           "resize_token_embeddings(V+3) (no strings: open_token=-2, close_token=-1 count from the end of the "

@@ -39,10 +39,13 @@ __all__ = [
     "ResolvedSpec",
     "DecodingSettings",
     "PromptConventions",
+    "CHECKPOINT_SETTINGS",
 ]
 
 OpenMode = Literal["emitted", "prompt", "appended"]
 StopRule = Literal["fixed", "end_token", "quota", "similarity"]
+LatentBudget = Literal["complete", "stop", "complete_started"]
+LatentEos = Literal["ignore", "end"]
 SlotPolicy = Literal["sampled", "placeholder", "none"]
 ProjectionKind = Literal["identity", "module"]
 Mediator = Literal["latent", "text"]
@@ -51,6 +54,8 @@ Distance = Literal["mse", "mae", "cosine"]
 Marker = Union[str, int]
 
 _STOPS = ("fixed", "end_token", "quota", "similarity")
+#: The decoding settings a script may leave to the checkpoint's ``generation_config.json``.
+CHECKPOINT_SETTINGS = ("do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "eos_token_id")
 
 
 def _bad(spec: str, field_: str, value: Any, fix: str) -> SpecError:
@@ -62,7 +67,9 @@ class DecodingSettings:
     """A family's published decoding settings (what :meth:`LatentRunner.run` uses with ``generation="published"``).
 
     ``top_k``/``top_p`` ``None`` mean "not applied"; ``notes`` says where each value was read and what
-    was not verified.
+    was not verified. ``from_checkpoint`` names the settings the authors' script does not pass, so that
+    ``generate`` takes them from the checkpoint's ``generation_config.json`` (or transformers' defaults
+    where the file sets none): names among :data:`CHECKPOINT_SETTINGS`; their values here are not used.
     """
 
     do_sample: bool = False
@@ -72,6 +79,14 @@ class DecodingSettings:
     repetition_penalty: float = 1.0
     max_new_tokens: int = 32
     notes: str = ""
+    from_checkpoint: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = tuple(self.from_checkpoint)
+        object.__setattr__(self, "from_checkpoint", names)
+        bad = [x for x in names if x not in CHECKPOINT_SETTINGS]
+        if bad:
+            raise SpecError(f"DecodingSettings: from_checkpoint names {bad}; use names among {list(CHECKPOINT_SETTINGS)}.")
 
 
 @dataclass(frozen=True)
@@ -100,6 +115,10 @@ class PromptConventions:
     question_replacements:
         ``(old, new)`` literal replacements applied to the rendered question after stripping, in order,
         each once over the text as :meth:`str.replace` does (CODI's ``.replace('  ', ' ')``).
+    add_special_tokens:
+        Whether a string prompt is tokenised with the tokenizer's special tokens (BOS for Llama), as the
+        authors' script does (CODI's ``test.py`` and Coconut's ``dataset.py``: on); ``run`` uses it unless
+        told otherwise.
 
     Examples
     --------
@@ -118,6 +137,7 @@ class PromptConventions:
     max_pixels: int | None = None
     pre_resize: tuple[int, int] | None = None
     notes: str = ""
+    add_special_tokens: bool = False
     strip_question: bool = False
     question_replacements: tuple[tuple[str, str], ...] = ()
 
@@ -212,6 +232,18 @@ class LatentSpec:
     suppress:
         Tokens never chosen (strings or ids, negative ids from the end of the vocabulary): CODI
         decodes over ``logits[:, :vocab-1]``, i.e. ``suppress=(-1,)`` excludes ``<eot>``.
+    latent_budget:
+        What ``max_new_tokens`` does inside a latent segment (every position counts, latents included).
+        ``"complete"``: a segment that has opened always completes (its close included), then the budget
+        ends the sequence. ``"stop"``: the budget ends the sequence at any position, inside a segment or
+        right after an open marker (Hugging Face ``generate``'s stopping check: Mirage; vLLM's
+        ``max_tokens``: Monet). ``"complete_started"``: an open marker fed as the last budgeted position
+        ends the sequence, but once a latent is fed the segment completes (LVR keeps a sequence in latent
+        mode unfinished).
+    latent_eos:
+        A chosen end-of-sequence id at a latent step: ``"ignore"`` (it is only the slot's id, or replaced
+        by the placeholder: LVR, Mirage) or ``"end"`` (the sequence ends: Monet under vLLM, whose stop check
+        reads every sampled id).
     published_generation:
         The family's published decoding settings (see :class:`DecodingSettings`).
     prompt:
@@ -243,6 +275,8 @@ class LatentSpec:
     end_distance: Distance = "mse"
     end_threshold: float = 0.02
     suppress: tuple[Marker, ...] = ()
+    latent_budget: LatentBudget = "complete"
+    latent_eos: LatentEos = "ignore"
     published_generation: DecodingSettings | None = None
     prompt: PromptConventions | None = None
     base: str = ""
@@ -316,6 +350,10 @@ class LatentSpec:
         if not isinstance(self.end_threshold, (int, float)) or not math.isfinite(self.end_threshold) \
                 or self.end_threshold <= 0:
             raise _bad(n, "end_threshold", self.end_threshold, "use a finite positive number (LVR: 0.02).")
+        if self.latent_budget not in ("complete", "stop", "complete_started"):
+            raise _bad(n, "latent_budget", self.latent_budget, "use 'complete', 'stop' or 'complete_started'.")
+        if self.latent_eos not in ("ignore", "end"):
+            raise _bad(n, "latent_eos", self.latent_eos, "use 'ignore' or 'end'.")
         if self.published_generation is not None and not isinstance(self.published_generation, DecodingSettings):
             raise _bad(n, "published_generation", self.published_generation, "give a DecodingSettings or None.")
         if self.prompt is not None and not isinstance(self.prompt, PromptConventions):
@@ -429,6 +467,7 @@ class LatentSpec:
         )
 
 
+
 def _check_marker(spec: str, field_: str, v: Any, *, optional: bool) -> None:
     if v is None and optional:
         return
@@ -450,3 +489,14 @@ class ResolvedSpec:
     pad_id: int
     eos_id: int | None
     suppress_ids: tuple[int, ...] = ()
+    eos_ids: tuple[int, ...] | None = None
+
+    def is_eos(self, token: int) -> bool:
+        """Whether ``token`` ends a sequence: one of ``eos_ids`` (a run's effective list), else ``eos_id``."""
+        if self.eos_ids is not None:
+            return token in self.eos_ids
+        return self.eos_id is not None and token == self.eos_id
+
+    def with_eos(self, eos_ids: tuple[int, ...] | None) -> "ResolvedSpec":
+        """A copy whose end-of-sequence ids are ``eos_ids`` (``None``: the tokenizer's ``eos_id``)."""
+        return self if eos_ids == self.eos_ids else dataclasses.replace(self, eos_ids=eos_ids)

@@ -204,3 +204,20 @@ def test_every_plot_is_drawn_in_headless_chromium(tmp_path):
         assert '<svg class="main-svg"' in html, f"{name} was not drawn"
         assert 'class="plot-container plotly"' in html
     assert "<script>alert" not in dom  # the escaped title stayed text
+
+
+def test_provenance_shows_the_effective_decoding_settings_and_their_sources():
+    from latentprobe.engine.decoding import CheckpointGeneration, effective_generation
+    from latentprobe.errors import ReportError
+    from latentprobe.presets import get_preset
+    from latentprobe.report import Report
+
+    ck = CheckpointGeneration.from_dict({"do_sample": True, "temperature": 1e-06, "repetition_penalty": 1.05,
+                                         "eos_token_id": [151645, 151643]}, source="ckpt/generation_config.json")
+    _, record = effective_generation("published", get_preset("mirage"), ck, tokenizer_eos=151645)
+    html = Report("r").add_provenance(generation={"generation": record}).to_html()
+    assert "Decoding" in html and "1.05 (checkpoint)" in html and "0.7 (published)" in html
+    assert "50 (transformers default)" in html and "[151645, 151643] (checkpoint)" in html
+    assert "ckpt/generation_config.json" in html
+    with pytest.raises(ReportError, match="generation must be"):
+        Report("r").add_provenance(generation=3)

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from latentprobe.engine.decoding import read_generation_config
 from latentprobe.engine.detect import (RUNNER_WEIGHTS, FamilyDetectionError, FamilyMismatchError, UnmappedWeightsError,
                                        check_loading_info, check_preset_fits, checkpoint_evidence, detect_family,
                                        lvr_weights, resolve_preset)
@@ -130,6 +131,10 @@ def load(model: str | os.PathLike, preset: str | LatentSpec | None = None, *, dt
          base: str | os.PathLike | None = None, **runner_kwargs: Any) -> LatentRunner:
     """A :class:`~latentprobe.engine.runner.LatentRunner` on a published checkpoint.
 
+    The checkpoint's ``generation_config.json`` is read (:func:`~latentprobe.engine.decoding.read_generation_config`)
+    and given to the runner as ``generation_defaults``: its eos list stops every run, and
+    ``run(generation="published")`` takes from it what the authors' script left to it.
+
     Parameters
     ----------
     model:
@@ -210,6 +215,9 @@ def load(model: str | os.PathLike, preset: str | LatentSpec | None = None, *, dt
     _chat_template(src, tokenizer, revision)
     if projection is not None:
         projection = projection.to(hf_model.get_input_embeddings().weight.device)
+    # the decoding settings generate() takes from the checkpoint (Mirage's test.py and LVR's evaluation.py pass
+    # only some; every eos id of the file stops): docs/published-protocols.md, "Decoding settings"
+    runner_kwargs.setdefault("generation_defaults", read_generation_config(src, revision))
     return LatentRunner(hf_model, tokenizer, spec, projection=projection, image_processor=image_processor,
                         prompt_convention=conv, **runner_kwargs)
 

@@ -63,6 +63,7 @@ class Decoder:
         self.model = model
         self.parts = parts
         self.rspec = rspec
+        self._eos_spec = rspec  # rspec with the current run's eos list (GenerationConfig.eos_token_ids)
         self.projection = projection
         self.mask_rule = mask_rule
         self.forward = TracedForward(model, parts)
@@ -340,7 +341,10 @@ class Decoder:
         budget_left = cfg.max_new_tokens - r.budget_used()
         if lp is not None and token is None:
             token = self._choose(r, logits, cfg, processor)  # type: ignore[arg-type]
-        action, r.state = step(self.rspec, r.state, Decision(token, budget_left, near_end))
+        # every id of the run's eos list ends a sequence (the checkpoint's generation_config list)
+        if self._eos_spec.eos_ids != cfg.eos_token_ids:
+            self._eos_spec = self.rspec.with_eos(cfg.eos_token_ids)
+        action, r.state = step(self._eos_spec, r.state, Decision(token, budget_left, near_end))
         inside = isinstance(action, (FeedLatent, FeedTextLatent)) or (
             isinstance(action, FeedToken) and action.segment == Segment.CLOSE)
         if token is not None and not inside:  # free text, or the token fed when latent mode is left

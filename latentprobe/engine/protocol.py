@@ -235,12 +235,21 @@ def _exits(spec: LatentSpec, state: ProtocolState, near_end: bool) -> bool:
     return False
 
 
+def _budget_ends(spec: LatentSpec, state: ProtocolState, budget_left: int) -> bool:
+    """Whether the budget ends the sequence at a position inside latent mode (:attr:`LatentSpec.latent_budget`)."""
+    if budget_left > 0 or spec.latent_budget == "complete":
+        return False
+    return spec.latent_budget == "stop" or state.in_segment == 0
+
+
 def needs_sample(rspec: ResolvedSpec, state: ProtocolState, budget_left: int, near_end: bool = False) -> bool:
     """Whether :func:`step` will read :attr:`Decision.token` (a token is chosen, and a processor called, only then)."""
     spec = rspec.spec
     if state.pending:
         return False
     if state.mode is ProtocolMode.LATENT:
+        if _budget_ends(spec, state, budget_left):
+            return False
         k = state.in_segment
         if spec.mediator == "text":
             return k < spec.num_latents
@@ -284,7 +293,7 @@ def _token(d: Decision, state: ProtocolState) -> int:
 def _text(rspec: ResolvedSpec, state: ProtocolState, tok: int) -> tuple[Action, ProtocolState]:
     """A chosen token in text mode: end, open a segment, or generated text."""
     spec = rspec.spec
-    if rspec.eos_id is not None and tok == rspec.eos_id:
+    if rspec.is_eos(tok):
         return End(EndReason.EOS), state
     if spec.open_mode == "emitted" and tok == rspec.open_id and state.can_open and _segments_left(spec, state):
         opened = dataclasses.replace(state, mode=ProtocolMode.LATENT, in_segment=0)
@@ -304,6 +313,8 @@ def step(rspec: ResolvedSpec, state: ProtocolState, d: Decision) -> tuple[Action
         return action, dataclasses.replace(state, pending=rest)
     if state.mode is ProtocolMode.LATENT:
         k = state.in_segment
+        if _budget_ends(spec, state, d.budget_left):  # the authors' stopping check ends the sequence here
+            return End(EndReason.BUDGET), state
         if spec.mediator == "text":
             if k < spec.num_latents:
                 tok = _token(d, state)
@@ -328,6 +339,8 @@ def step(rspec: ResolvedSpec, state: ProtocolState, d: Decision) -> tuple[Action
             return _close(rspec, state)
         elif spec.stop == "end_token" and k >= spec.min_latents and _token(d, state) == rspec.close_id:
             return _close(rspec, state)
+        if spec.latent_eos == "end" and d.token is not None and rspec.is_eos(int(d.token)):
+            return End(EndReason.EOS), state  # Monet under vLLM: the stop check reads the slot's sampled id
         return FeedLatent(_slot_id(rspec, d, state)), _fed_latent(state)
     # free text; the budget counts every position after the prompt (HF max_new_tokens semantics)
     if d.budget_left <= 0:

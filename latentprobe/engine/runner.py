@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from latentprobe.display import Summarized
 from latentprobe.engine import many, modes
+from latentprobe.engine.decoding import CheckpointGeneration, config_from_record, effective_generation
 from latentprobe.engine.inputs import CapturePositions, ImageProcessor, PromptConvention, build_rows, check_budget, tokenize
 from latentprobe.engine.loop import Decoder, GenerationConfig, LogitsProcessor
 from latentprobe.engine.masks import MaskRule
@@ -69,6 +70,10 @@ class LatentRunner(Summarized):
     end_embedding:
         For ``stop="similarity"`` (LVR "latent" decoding): the learned end embedding
         (``lvr_latent_end_emb``), one vector of the hidden size.
+    generation_defaults:
+        The checkpoint's ``generation_config.json`` settings (``latentprobe.load`` reads them,
+        :func:`latentprobe.engine.decoding.read_generation_config`): its eos list stops every run, and
+        ``generation="published"``/``"checkpoint"`` take the settings the authors leave to it.
 
     Examples
     --------
@@ -84,7 +89,8 @@ class LatentRunner(Summarized):
                  image_processor: ImageProcessor | None = None,
                  layers: str | None = None, norm: str | None = None, embed: str | None = None,
                  lm_head: str = "lm_head", head: torch.nn.Module | None = None,
-                 end_embedding: Tensor | None = None, prompt_convention: PromptConvention | None = None) -> None:
+                 end_embedding: Tensor | None = None, prompt_convention: PromptConvention | None = None,
+                 generation_defaults: CheckpointGeneration | None = None) -> None:
         if not isinstance(spec, (str, LatentSpec)):
             raise SpecError(f"spec={spec!r}: give a LatentSpec or a preset name ({', '.join(list_presets())}).")
         self.parts: ModelParts = locate_parts(model, layers=layers, norm=norm, embed=embed, lm_head=lm_head)
@@ -101,6 +107,7 @@ class LatentRunner(Summarized):
         self.mask_rule = mask_rule
         self.image_processor = image_processor
         self.prompt_convention = prompt_convention
+        self.generation_defaults = generation_defaults
         self._decoder = Decoder(model, self.parts, self.rspec, projection=self.projection, mask_rule=mask_rule,
                                 head=head, end_embedding=end_embedding)
         self.device, self.dtype = self._decoder.device, self._decoder.dtype
@@ -117,6 +124,9 @@ class LatentRunner(Summarized):
                      f"first offset {spec.first_offset}, slots {spec.slot_policy})"),
             ("markers", f"open {self.rspec.open_id}, close {self.rspec.close_id}, slot {self.rspec.slot_id}"),
         ]
+        gd = self.generation_defaults
+        if gd is not None and gd.source is not None:
+            rows.append(("generation config", f"{gd.source}: {dict(gd.values)}, eos {list(gd.eos_token_ids or [])}"))
         extras = [name for name, v in (("projection", self.projection), ("mask rule", self.mask_rule)) if v is not None]
         if extras:
             rows.append(("with", ", ".join(extras)))
@@ -150,7 +160,7 @@ class LatentRunner(Summarized):
             top_p: float | None = None, repetition_penalty: float | None = None, seed: int = 0,
             generation: str | None = None, batch_size: int = 8,
             capture_positions: CapturePositions | None = None,
-            logits_processor: LogitsProcessor | None = None, add_special_tokens: bool = False,
+            logits_processor: LogitsProcessor | None = None, add_special_tokens: bool | None = None,
             progress: bool = True, trace_dtype: torch.dtype | None = None,
             capture_layers: str | Sequence[int] = "all") -> LatentTrace:
         """Generate with the latent loop and record everything.
@@ -158,7 +168,8 @@ class LatentRunner(Summarized):
         Parameters
         ----------
         prompts:
-            Strings (tokenised without special tokens unless ``add_special_tokens``), id lists, or
+            Strings (tokenised with special tokens as ``add_special_tokens`` says: by default the
+            preset's rule, :attr:`PromptConventions.add_special_tokens`, on for CODI), id lists, or
             chat messages: a list of ``{"role": ..., "content": ...}`` dicts per example, content
             parts such as ``{"type": "image", "image": img}`` and ``{"type": "text", "text": ...}``,
             rendered with the checkpoint's chat template and the family's convention
@@ -181,9 +192,13 @@ class LatentRunner(Summarized):
             after LVR's quota). Draws are keyed by ``(seed, example id, position)``: batching never changes
             them, and ``intervene(trace, None)`` reproduces a sampled trace in every mode.
         generation:
-            ``None``: the settings above (greedy unless ``do_sample=True``). ``"published"``: the
-            preset's published decoding (:attr:`LatentSpec.published_generation`: e.g. Monet's
-            T=0.1, top-k 50, top-p 0.8, repetition penalty 1.01); any setting passed explicitly wins.
+            ``None``: the settings above (greedy unless ``do_sample=True``). ``"published"``: what the
+            authors' script ran (:attr:`LatentSpec.published_generation`, e.g. Monet's T=0.1, top-k 50,
+            top-p 0.8, repetition penalty 1.01; the settings Mirage's and LVR's scripts leave to the
+            checkpoint's ``generation_config.json`` read from it). ``"checkpoint"``: the checkpoint's own
+            settings. Any setting passed explicitly wins; every id of the checkpoint's eos list stops. The
+            effective settings and their sources are in ``trace.config["generation"]``
+            (:func:`latentprobe.engine.decoding.effective_generation`).
         capture_positions:
             Also record every layer's hidden state at chosen prompt positions: ``"image"``,
             ``"prompt"`` (all prompt positions) or a callable ``(ids, segments) -> positions``.
@@ -203,9 +218,11 @@ class LatentRunner(Summarized):
         -------
         LatentTrace
         """
-        cfg = self._generation(generation, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                               temperature=temperature, top_k=top_k, top_p=top_p,
-                               repetition_penalty=repetition_penalty, seed=seed)
+        cfg, record = self._generation(generation, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                       temperature=temperature, top_k=top_k, top_p=top_p,
+                                       repetition_penalty=repetition_penalty, seed=seed, record=True)
+        if add_special_tokens is None:  # the preset's rule (CODI's test.py tokenises with special tokens)
+            add_special_tokens = self.spec.prompt is not None and self.spec.prompt.add_special_tokens
         _check_batch_size(batch_size)
         check_budget(self.rspec, cfg.max_new_tokens)
         layers = self._capture_layers(capture_layers)
@@ -220,7 +237,8 @@ class LatentRunner(Summarized):
         check_budget(self.rspec, cfg.max_new_tokens, [e.answer_text for e in out])
         config = {"mode": "run", "max_new_tokens": cfg.max_new_tokens, "do_sample": cfg.do_sample,
                   "temperature": cfg.temperature, "top_k": cfg.top_k, "top_p": cfg.top_p,
-                  "repetition_penalty": cfg.repetition_penalty, "seed": cfg.seed, "generation": generation,
+                  "repetition_penalty": cfg.repetition_penalty, "seed": cfg.seed, "generation": record,
+                  "add_special_tokens": bool(add_special_tokens),
                   "model": type(self.model).__name__, "logits_processor": logits_processor is not None,
                   "trace_dtype": None if trace_dtype is None else str(trace_dtype).replace("torch.", ""),
                   "capture_layers": "all" if layers is None else list(layers)}
@@ -372,13 +390,7 @@ class LatentRunner(Summarized):
         for fn in fns:
             if fn is not None:
                 fn.check(self.parts.hidden_size, trace)
-        tc = trace.config
-        cfg = GenerationConfig(
-            max_new_tokens if max_new_tokens is not None else int(tc.get("max_new_tokens", 32)),
-            bool(tc.get("do_sample", False)), float(tc.get("temperature", 1.0)), tc.get("top_k"),
-            int(seed if seed is not None else tc.get("seed", 0)), tc.get("top_p"),
-            float(tc.get("repetition_penalty", 1.0)))
-        cfg.validate()
+        cfg = config_from_record(trace.config, max_new_tokens=max_new_tokens, seed=seed)
         if imode is not InterventionMode.REPLAY and max_new_tokens is not None:
             check_budget(self.rspec, cfg.max_new_tokens)
         chosen = [e.check_steps(steps) for e in trace.examples]
@@ -387,22 +399,11 @@ class LatentRunner(Summarized):
         self._record(None if td is None else getattr(torch, td), None if cl == "all" else tuple(cl))
         return imode, fns, layers, cfg, chosen
 
-    def _generation(self, generation: str | None, **given: Any) -> GenerationConfig:
-        """The generation settings of a run: defaults (greedy) or the preset's published ones, then ``given``."""
-        if generation is None:
-            base = GenerationConfig()
-        elif generation == "published":
-            pub = self.spec.published_generation
-            if pub is None:
-                raise InputError(f"generation='published': spec {self.spec.name!r} records no published decoding "
-                                 "settings; pass do_sample/temperature/top_k/top_p yourself.")
-            base = GenerationConfig(pub.max_new_tokens, pub.do_sample, pub.temperature, pub.top_k, 0, pub.top_p,
-                                    pub.repetition_penalty)
-        else:
-            raise InputError(f"generation={generation!r}: use None (greedy unless do_sample=True) or 'published'.")
-        cfg = base.replace(**{k: v for k, v in given.items() if v is not None})
-        cfg.validate()
-        return cfg
+    def _generation(self, generation: str | None, *, record: bool = False, **given: Any) -> Any:
+        """A run's settings (and with ``record`` their record): the checkpoint's, the preset's published ones,
+        then ``given`` (:func:`~latentprobe.engine.decoding.effective_generation`)."""
+        cfg, rec = effective_generation(generation, self.spec, self.generation_defaults, self.rspec.eos_id, **given)
+        return (cfg, rec) if record else cfg
 
     def _capture_layers(self, capture_layers: str | Sequence[int]) -> tuple[int, ...] | None:
         """``None`` for all residual layers, else the sorted layer numbers (checked)."""

@@ -45,6 +45,8 @@ class GenerationConfig:
     repetition penalty (on the raw logits), the spec's suppressed tokens, the user's logits processor
     (on log-probabilities), then greedy argmax or temperature, top-k, top-p and a draw keyed by
     ``(seed, example id, position)``. That includes the decisions taken inside latent mode.
+    ``eos_token_ids``: every id that ends a sequence (``None``: the tokenizer's eos); ``load`` reads
+    the checkpoint's list from its ``generation_config.json`` (:mod:`latentprobe.engine.decoding`).
     """
 
     max_new_tokens: int = 32
@@ -54,6 +56,7 @@ class GenerationConfig:
     seed: int = 0
     top_p: float | None = None
     repetition_penalty: float = 1.0
+    eos_token_ids: tuple[int, ...] | None = None
 
     def replace(self, **changes: Any) -> "GenerationConfig":
         """A copy with some settings changed."""
@@ -77,6 +80,10 @@ class GenerationConfig:
         if not _real(self.repetition_penalty) or not math.isfinite(self.repetition_penalty) \
                 or self.repetition_penalty <= 0:
             raise bad("repetition_penalty", self.repetition_penalty, "use a finite number > 0 (1.0: no penalty).")
+        eos = self.eos_token_ids
+        if eos is not None and (not isinstance(eos, tuple) or not eos or any(
+                isinstance(t, bool) or not isinstance(t, int) or t < 0 for t in eos)):
+            raise bad("eos_token_ids", eos, "use a non-empty tuple of token ids, or None for the tokenizer's eos.")
 
 
 def _real(x: Any) -> bool:

@@ -86,9 +86,26 @@ def _sample_rows(sample: Any, seed: Any) -> list[tuple[str, str]]:
     return rows
 
 
+def _generation_rows(generation: Any) -> dict[str, str]:
+    """The effective decoding settings: a trace (its ``config["generation"]``) or that record itself."""
+    rec = getattr(generation, "config", generation)
+    rec = rec.get("generation", rec) if isinstance(rec, Mapping) else rec
+    if not isinstance(rec, Mapping):
+        raise ReportError(f"add_provenance: generation must be a LatentTrace or its config['generation'] record, "
+                          f"got {type(generation).__name__}.")
+    sources = rec.get("sources") or {}
+    rows = {}
+    for k, v in rec.items():
+        if k in ("sources",):
+            continue
+        rows[str(k)] = str(v) + (f" ({sources[k]})" if k in sources else "")
+    return rows
+
+
 def add_provenance(report: Any, *, settings: Mapping[str, Any] | None = None, runner: Any = None,
                    spec: Any = None, sample: Any = None, sample_seed: int | None = None,
-                   versions: Mapping[str, str] | None = None, title: str = "Provenance") -> None:
+                   versions: Mapping[str, str] | None = None, title: str = "Provenance",
+                   generation: Any = None) -> None:
     """Add a section recording how the report was made.
 
     Parameters
@@ -107,6 +124,9 @@ def add_provenance(report: Any, *, settings: Mapping[str, Any] | None = None, ru
         Sampling seed when ``sample`` does not carry one.
     versions : mapping, optional
         Software versions; default :func:`software_versions`.
+    generation : LatentTrace or mapping, optional
+        The effective decoding settings (a trace's ``config["generation"]``: each setting with where it
+        came from, the eos ids, the checkpoint's ``generation_config.json``).
 
     Raises
     ------
@@ -116,6 +136,8 @@ def add_provenance(report: Any, *, settings: Mapping[str, Any] | None = None, ru
     report.add_heading(title)
     if settings is not None:
         report.add_key_values(dict(_rows_of(settings, "settings")), caption="Settings")
+    if generation is not None:
+        report.add_key_values(_generation_rows(generation), caption="Decoding (effective settings and their sources)")
     if runner is not None:
         report.add_key_values(dict(_rows_of(runner, "model")), caption="Model")
     if spec is not None:

@@ -44,7 +44,9 @@ Schema (every key; optional ones show their default)::
 
     [generation]
     max_new_tokens = 16         # answer budget (greedy decoding)
-    published = false           # true: max_new_tokens from the preset's published settings
+    published = false           # true: the preset's published decoding (generation="published": the
+                                # authors' settings, the checkpoint's generation_config.json where they
+                                # leave them) and its max_new_tokens
     scorer = "exact"            # "choice", "numeric" or "exact"
     batch_size = 8
     chunk_size = 16             # examples per stored unit of a resumable analysis

@@ -63,6 +63,29 @@ def save_gpt2_base(folder: Path, seed: int = 0, hidden: int = 64) -> Path:
     return folder
 
 
+def save_llama_base(folder: Path, seed: int = 0, hidden: int = 64) -> Path:
+    """A tiny Llama base whose tokenizer adds ``<s>`` (BOS) with special tokens on, as Llama-3.2's does, and
+    whose LM head is tied to the input embedding (as Llama-3.2-1B's)."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    vocab = {t: i for i, t in enumerate(WORDS + ["<unk>", "<s>", "<eos>"])}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.post_processor = TemplateProcessing(single="<s> $A", special_tokens=[("<s>", vocab["<s>"])])
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="<eos>", unk_token="<unk>",
+                                  clean_up_tokenization_spaces=False)
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      bos_token_id=vocab["<s>"], eos_token_id=vocab["<eos>"], tie_word_embeddings=True)
+    cfg.architectures = ["LlamaForCausalLM"]
+    folder.mkdir(parents=True, exist_ok=True)
+    LlamaForCausalLM(cfg).eval().save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
 class OfficialCodi(torch.nn.Module):
     """What CODI's ``src/model.py`` builds: ``codi`` (the LoRA-wrapped, resized base) and ``prj``."""
 
@@ -75,17 +98,20 @@ class OfficialCodi(torch.nn.Module):
         V = model.config.vocab_size
         self.pad_id, self.bot_id, self.eot_id = V, V + 1, V + 2
         model.resize_token_embeddings(V + 3)
+        gpt2 = model.config.model_type == "gpt2"  # train.py:119-138: the targets per base
+        targets = (["c_attn", "c_proj", "c_fc"] if gpt2 else
+                   ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "gate_proj"])
         self.codi = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=r, lora_alpha=alpha, lora_dropout=0.1,
-                                                     target_modules=["c_attn", "c_proj", "c_fc"], fan_in_fan_out=True,  # GPT-2's Conv1D
+                                                     target_modules=targets, fan_in_fan_out=gpt2,  # GPT-2's Conv1D
                                                      init_lora_weights=True))
-        d = model.config.n_embd
+        d = model.config.hidden_size
         self.prj = torch.nn.Sequential(torch.nn.Dropout(0.0), torch.nn.Linear(d, d), torch.nn.GELU(),
                                        torch.nn.Linear(d, d))
         self.prj.add_module("ln", torch.nn.LayerNorm(d))
         g = torch.Generator().manual_seed(seed)
         with torch.no_grad():  # trained-looking weights: LoRA B is zero at init, the new rows are random
             for n, p in self.named_parameters():
-                if "lora_" in n or n.startswith("prj.") or "wte" in n:
+                if "lora_" in n or n.startswith("prj.") or "wte" in n or "embed_tokens" in n:
                     p.add_(torch.randn(p.shape, generator=g) * 0.05)
         self.eval()
 
@@ -122,5 +148,5 @@ def save_coconut_checkpoint(path: Path, base: Path, seed: int = 0) -> torch.nn.M
     return model.eval()
 
 
-__all__ = ["CHAT_TEMPLATE", "SPECIALS", "save_vl_checkpoint", "save_gpt2_base", "gpt2_base_tokenizer",
+__all__ = ["CHAT_TEMPLATE", "SPECIALS", "save_vl_checkpoint", "save_gpt2_base", "gpt2_base_tokenizer", "save_llama_base",
            "OfficialCodi", "save_codi_checkpoint", "save_coconut_checkpoint"]

@@ -51,6 +51,8 @@ def test_add_special_tokens_adds_the_bos():
                                                                   special_tokens=[("<|vision_start|>", bos)])
     r = LatentRunner(tiny_llama(tok), tok, "codi", projection=torch.nn.Identity())
     with_bos = r.run(["a b"], max_new_tokens=8, add_special_tokens=True, progress=False)
-    without = r.run(["a b"], max_new_tokens=8, progress=False)
+    without = r.run(["a b"], max_new_tokens=8, add_special_tokens=False, progress=False)
     assert with_bos[0].input_ids[0] == bos and without[0].input_ids[0] != bos
     assert with_bos[0].prompt_len == without[0].prompt_len + 1
+    # by default the preset's rule: CODI's test.py tokenises with special tokens
+    assert r.run(["a b"], max_new_tokens=8, progress=False)[0].input_ids.tolist() == with_bos[0].input_ids.tolist()

@@ -47,10 +47,12 @@ def resolve(spec):
     return spec.resolve(TOK, vocab_size=V + 3)
 
 
-def drive(spec, prompt: str, script: list[str], max_new_tokens: int = 64, state: ProtocolState | None = None):
+def drive(spec, prompt: str, script: list[str], max_new_tokens: int = 64, state: ProtocolState | None = None,
+          eos: str | None = None):
     """Run the state machine; returns the start, the rendered fed inputs, the final state and how many
-    script entries were read (every one must be)."""
-    rs = resolve(spec)
+    script entries were read (every one must be). ``eos``: the run's end-of-sequence tokens (default: the
+    tokenizer's eos)."""
+    rs = resolve(spec).with_eos(None if eos is None else tuple(ids(eos)))
     start = initial_state(rs, ids(prompt), [Segment.TEXT] * len(ids(prompt)))
     st = start.state if state is None else state
     n, used = len(start.ids), 0
@@ -179,10 +181,60 @@ def test_after_close_tokens_are_forced_in_the_close_segment():
     assert fed[5:] == ["close:<|latent_end|>", "close:<|vision_start|>", "close:<|vision_end|>", "end:eos"]
 
 
-def test_a_started_latent_segment_always_completes_past_the_budget():
-    _, fed, _ = drive(get_preset("mirage"), "what", ["a", "<|latent_start|>"] + ["red"] * 8, max_new_tokens=2)
-    assert fed[:2] == ["gen:a", "open:<|latent_start|>"]
-    assert k_per_segment(fed) == [8] and fed[-2:] == ["close:<|latent_end|>", "end:budget"]
+# (case id, spec, chosen tokens, max_new_tokens, fed inputs): what the budget does inside latent mode, per family
+BUDGET_EDGES = [
+    # the default (toy, user specs): a segment that has opened completes, then the budget ends the sequence
+    ("complete", get_preset("toy"), ["a", "<|latent_start|>"], 2,
+     ["gen:a", "open:<|latent_start|>"] + ["Z:<|latent_pad|>"] * 4 + ["close:<|latent_end|>", "end:budget"]),
+    # Mirage (HF generate's stopping check after every appended id): the budget ends a segment ...
+    ("mirage-mid-segment", get_preset("mirage"), ["a", "<|latent_start|>", "red", "red", "red"], 5,
+     ["gen:a", "open:<|latent_start|>", "Z:<|latent_pad|>", "Z:<|latent_pad|>", "Z:<|latent_pad|>", "end:budget"]),
+    # ... and an open marker that is the last budgeted id (no latent follows)
+    ("mirage-after-open", get_preset("mirage"), ["a", "<|latent_start|>"], 2,
+     ["gen:a", "open:<|latent_start|>", "end:budget"]),
+    # Monet (vLLM's max_tokens counts every sampled id): the open marker's own slot is the last position
+    ("monet-open-slot-last", get_preset("monet"), ["a", OPEN_M], 2, ["gen:a", f"Z:{OPEN_M}", "end:budget"]),
+    ("monet-mid-segment", get_preset("monet"), [OPEN_M, "red", "red", "red"], 4,
+     [f"Z:{OPEN_M}", "Z:red", "Z:red", "Z:red", "end:budget"]),
+    # LVR (unfinished = lvr_mode_switch | ...): an open marker at the edge stops, a started segment completes
+    # and the token chosen after its quota is still fed
+    ("lvr-after-open", get_preset("lvr", num_latents=3), ["a", "<|lvr_start|>"], 2,
+     ["gen:a", "open:<|lvr_start|>", "end:budget"]),
+    ("lvr-mid-segment", get_preset("lvr", num_latents=3), ["a", "<|lvr_start|>", "one", "two", "three", "b"], 3,
+     ["gen:a", "open:<|lvr_start|>", "Z:one", "Z:two", "Z:three", "gen:b", "end:budget"]),
+]
+
+
+@pytest.mark.parametrize("case", BUDGET_EDGES, ids=[c[0] for c in BUDGET_EDGES])
+def test_the_budget_inside_latent_mode_stops_as_each_familys_loop(case):
+    _, spec, script, budget, expect = case
+    _, fed, _ = drive(spec, "what", script, max_new_tokens=budget)
+    assert fed == expect
+
+
+@pytest.mark.parametrize("preset, script, fed", [
+    ("mirage", ["b", "<|vision_start|>"], ["gen:b", "end:eos"]),
+    ("lvr", ["b", "<eos>"], ["gen:b", "end:eos"]),
+    ("monet", ["<|vision_start|>"], ["end:eos"]),
+])
+def test_every_id_of_the_runs_eos_list_stops(preset, script, fed):
+    assert drive(get_preset(preset), "what", script, eos="<eos> <|vision_start|>")[1] == fed
+    # the tokenizer's eos alone: the second id is ordinary text
+    assert drive(get_preset(preset), "what", script[:-1] + ["<|vision_start|>", "<eos>"])[1][-2] == "gen:<|vision_start|>"
+
+
+def test_an_eos_chosen_inside_latent_mode_ends_monet_only():
+    # Monet under vLLM: the stop check reads the sampled id of a latent step
+    assert drive(get_preset("monet"), "what", [OPEN_M, "red", "<|vision_start|>"], eos="<eos> <|vision_start|>")[1] == \
+        [f"Z:{OPEN_M}", "Z:red", "end:eos"]
+    # at the cap the close is forced and nothing is read, so no eos can end it there
+    fed = drive(get_preset("monet", num_latents=2), "what", [OPEN_M, "red", "<eos>"])[1]
+    assert fed == [f"Z:{OPEN_M}", "Z:red", f"close:{CLOSE_M}", "end:eos"]
+    # LVR and Mirage: the id is the slot's (LVR) or replaced by the placeholder (Mirage)
+    assert drive(get_preset("lvr", num_latents=1), "what", ["<|lvr_start|>", "<eos>", "<eos>"])[1] == \
+        ["open:<|lvr_start|>", "Z:<eos>", "end:eos"]
+    assert drive(get_preset("mirage"), "what", ["<|latent_start|>", "<eos>", "<|latent_end|>", "<eos>"])[1] == \
+        ["open:<|latent_start|>", "Z:<|latent_pad|>", "close:<|latent_end|>", "end:eos"]
 
 
 @pytest.mark.parametrize("preset, mode, in_segment, reads", [

@@ -161,7 +161,8 @@ def test_a_noop_intervention_reproduces_a_sampled_trace_in_every_mode(qwen, tok,
 def test_generation_published_uses_the_presets_settings(qwen, tok, images):
     r = LatentRunner(qwen, tok, "monet")
     pub = r.spec.published_generation
-    assert r._generation("published") == GenerationConfig(4096, True, 0.1, 50, 0, 0.8, 1.01)
+    eos = (tok.eos_token_id,)  # no checkpoint generation_config: the tokenizer's eos
+    assert r._generation("published") == GenerationConfig(4096, True, 0.1, 50, 0, 0.8, 1.01, eos)
     assert (pub.temperature, pub.top_k, pub.top_p, pub.repetition_penalty) == (0.1, 50, 0.8, 1.01)
     proc = force_open(tok, r.spec.open_token, 0, _lens(r, VL[:1]))
     tr = r.run(VL[:1], images[:1], generation="published", max_new_tokens=14, logits_processor=proc, progress=False)
@@ -169,9 +170,12 @@ def test_generation_published_uses_the_presets_settings(qwen, tok, images):
     assert (c["do_sample"], c["temperature"], c["top_k"], c["top_p"], c["repetition_penalty"], c["max_new_tokens"]) \
         == (True, 0.1, 50, 0.8, 1.01, 14)
     assert r._generation("published", temperature=0.5).temperature == 0.5  # an explicit setting wins
-    assert r._generation(None) == GenerationConfig()  # greedy stays the default
+    assert r._generation(None) == GenerationConfig(eos_token_ids=eos)  # greedy stays the default
+    assert c["generation"]["mode"] == "published" and c["generation"]["eos_token_id"] == list(eos)
+    assert c["generation"]["sources"]["max_new_tokens"] == "argument" and c["generation"]["sources"]["top_k"] == "published"
+    # Mirage's test.py passes no top-k: generate() applies transformers' default 50 when the checkpoint sets none
     mir = LatentRunner(qwen, tok, "mirage")._generation("published")
-    assert (mir.do_sample, mir.temperature, mir.top_p, mir.top_k, mir.max_new_tokens) == (True, 0.7, 0.9, None, 1024)
+    assert (mir.do_sample, mir.temperature, mir.top_p, mir.top_k, mir.max_new_tokens) == (True, 0.7, 0.9, 50, 1024)
     with pytest.raises(InputError, match="no published decoding"):
         LatentRunner(qwen, tok, "toy")._generation("published")
 
@@ -192,10 +196,14 @@ def test_add_special_tokens_adds_the_tokenizers_bos():
     model = tiny_llama(tok)
     r = LatentRunner(model, tok, "coconut")
     with_bos = r.run(COCONUT, max_new_tokens=4, add_special_tokens=True, progress=False)
-    without = r.run(COCONUT, max_new_tokens=4, progress=False)
-    for a, b in zip(with_bos, without):
+    without = r.run(COCONUT, max_new_tokens=4, add_special_tokens=False, progress=False)
+    by_preset = r.run(COCONUT, max_new_tokens=4, progress=False)  # Coconut's dataset.py tokenises with them
+    assert by_preset.config["add_special_tokens"] and not without.config["add_special_tokens"]
+    for a, b, c in zip(with_bos, without, by_preset):
         assert int(a.input_ids[0]) == bos and int(b.input_ids[0]) != bos
         assert torch.equal(a.input_ids[1:a.prompt_len], b.input_ids[:b.prompt_len])
+        assert torch.equal(a.input_ids, c.input_ids)
+    assert get_preset("codi").prompt.add_special_tokens and not get_preset("mirage").prompt.add_special_tokens
 
 
 def _reference_outputs(model, e):

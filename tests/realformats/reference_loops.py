@@ -37,6 +37,18 @@ class Decoding:
     top_p: float | None = None
     repetition_penalty: float = 1.0
     seed: int = 0
+    hf: bool = False  # choose through transformers' own processor classes (the authors' generate())
+
+
+def hf_decoding(model, seed: int = 0, **authors_kwargs) -> tuple[Decoding, tuple[int, ...]]:
+    """What ``model.generate(**authors_kwargs)`` decodes with: transformers merges the checkpoint's
+    ``generation_config.json`` (loaded by ``from_pretrained``), its defaults and the kwargs. Returns the
+    decoding and the eos ids that stop it."""
+    g, _ = model._prepare_generation_config(None, **authors_kwargs)
+    eos = g.eos_token_id
+    eos = (eos,) if isinstance(eos, int) else tuple(eos or ())
+    return Decoding(bool(g.do_sample), float(g.temperature), g.top_k, g.top_p, float(g.repetition_penalty), seed,
+                    hf=True), eos
 
 
 @dataclass
@@ -73,6 +85,8 @@ def reference_probs(scores: torch.Tensor, dec: Decoding) -> torch.Tensor:
 def reference_choose(logits: torch.Tensor, ids: list[int], dec: Decoding, processor: Processor | None,
                      example_id: str, index: int = 0, suppress: tuple[int, ...] = ()) -> int:
     """One token as ``generate`` chooses it; a draw is keyed by ``(seed, example_id, len(ids))``."""
+    if dec.hf:
+        return _hf_choose(logits, ids, dec, processor, example_id, index, suppress)
     x = logits.float().clone()
     if dec.repetition_penalty != 1.0:
         seen = torch.tensor(sorted(set(ids)))
@@ -89,6 +103,34 @@ def reference_choose(logits: torch.Tensor, ids: list[int], dec: Decoding, proces
     return int(torch.multinomial(reference_probs(scores, dec), 1, generator=gen))
 
 
+def _hf_choose(logits: torch.Tensor, ids: list[int], dec: Decoding, processor: Processor | None, example_id: str,
+               index: int, suppress: tuple[int, ...]) -> int:
+    """transformers' classes in generate()'s order: the repetition penalty on the raw logits, then (sampling)
+    temperature, top-k, top-p; the user's processor before the warpers (they are shift-invariant, so its
+    log-softmax input changes nothing); the draw from ``softmax`` keyed like the runner's."""
+    from transformers import (RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper,
+                              TopPLogitsWarper)
+
+    seq = torch.tensor([ids])
+    x = logits.float()[None].clone()
+    if dec.repetition_penalty != 1.0:
+        x = RepetitionPenaltyLogitsProcessor(dec.repetition_penalty)(seq, x)
+    for t in suppress:
+        x[0, t] = float("-inf")
+    x = torch.log_softmax(x, -1)
+    if processor is not None:
+        x = processor(list(ids), x[0].clone(), index)[None]
+    if not dec.do_sample:
+        return int(x[0].argmax())
+    x = TemperatureLogitsWarper(dec.temperature)(seq, x)
+    if dec.top_k is not None and dec.top_k != 0:
+        x = TopKLogitsWarper(dec.top_k)(seq, x)
+    if dec.top_p is not None and dec.top_p < 1.0:
+        x = TopPLogitsWarper(dec.top_p)(seq, x)
+    gen = torch_generator(dec.seed, example_id, len(ids))
+    return int(torch.multinomial(torch.softmax(x[0], -1), 1, generator=gen))
+
+
 # ---------------------------------------------------------------------- Qwen2.5-VL families
 @dataclass(frozen=True)
 class VlProtocol:
@@ -99,6 +141,11 @@ class VlProtocol:
     close: ``"sampled_or_cap"`` (Monet, Mirage: a sampled close ends the segment, else it is forced after
         ``k`` latents), ``"quota"`` (LVR: after ``k`` latents the token sampled from the last latent is fed).
     slot: ``"sampled"`` (the sampled token's id sits at the slot) or a fixed id (Mirage's ``<|latent_pad|>``).
+    budget: where the authors' loop checks ``max_new_tokens`` inside latent mode: ``"complete"`` (never),
+        ``"stop"`` (after every appended id: HF's stopping check in Mirage's ``_sample``, vLLM's ``max_tokens``
+        for Monet), ``"complete_started"`` (LVR: ``unfinished = lvr_mode_switch | ...``, so only an open
+        marker that is the last budgeted id stops).
+    eos_in_latent: whether an eos id sampled at a latent step ends generation (Monet under vLLM).
     """
 
     open_id: int
@@ -109,6 +156,8 @@ class VlProtocol:
     slot: str | int
     min_latents: int
     max_segments: int | None
+    budget: str = "complete"
+    eos_in_latent: bool = False
 
 
 def vl_prompt(model, ids: list[int], image_run: list[int], pixel_values, grid):
@@ -125,8 +174,10 @@ def vl_prompt(model, ids: list[int], image_run: list[int], pixel_values, grid):
 
 def run_vl_reference(model, ids: list[int], image_run: list[int], pixel_values, grid, proto: VlProtocol,
                      dec: Decoding, processor: Processor | None, example_id: str, max_new_tokens: int,
-                     eos_id: int) -> RefResult:
-    """The family's loop on one prompt (batch 1, fp32). ``image_run``: the prompt's image-token positions."""
+                     eos_id: int | tuple[int, ...]) -> RefResult:
+    """The family's loop on one prompt (batch 1, fp32). ``image_run``: the prompt's image-token positions.
+    ``eos_id``: the id, or every id, that ends generation."""
+    eos = (eos_id,) if isinstance(eos_id, int) else tuple(eos_id)
     h, cache, tt = vl_prompt(model, ids, image_run, pixel_values, grid)
     res = RefResult(ids=list(ids), prompt_len=len(ids))
     embed, lm_head = model.get_input_embeddings(), model.lm_head
@@ -158,6 +209,9 @@ def run_vl_reference(model, ids: list[int], image_run: list[int], pixel_values, 
 
     while True:
         if in_latent:
+            used = len(res.ids) - res.prompt_len
+            if used >= max_new_tokens and (proto.budget == "stop" or (proto.budget == "complete_started" and k == 0)):
+                return res
             if proto.close == "quota":
                 if k >= proto.k:  # the token sampled from the last latent is fed as text
                     t = reference_choose(logits(h), res.ids, dec, processor, example_id)
@@ -177,6 +231,8 @@ def run_vl_reference(model, ids: list[int], image_run: list[int], pixel_values, 
                 h = feed(token_vec(t), t)
                 in_latent, k, segments = False, 0, segments + 1
                 continue
+            if proto.eos_in_latent and t in eos:  # vLLM's stop check reads the sampled id of a latent step
+                return res
             h = latent(h, t if proto.slot == "sampled" else proto.slot)
             k += 1
             continue
@@ -186,7 +242,7 @@ def run_vl_reference(model, ids: list[int], image_run: list[int], pixel_values, 
             if len(res.ids) - res.prompt_len >= max_new_tokens:
                 return res
             t = reference_choose(logits(h), res.ids, dec, processor, example_id)
-        if t == eos_id:
+        if t in eos:
             return res
         budget_left = max_new_tokens - (len(res.ids) - res.prompt_len)
         # past the budget the token fed after LVR's quota opens nothing (HF appends it, then stops)

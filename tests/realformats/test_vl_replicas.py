@@ -115,10 +115,11 @@ def test_load_runs_the_published_loop_like_a_hand_written_reference(families, fa
     else:
         trace = runner.run(prompts, example_ids=ids_, generation="published", max_new_tokens=MAX_NEW, seed=7,
                            logits_processor=processor, progress=False)
-        pub = runner.spec.published_generation
-        assert pub is not None and trace.config["do_sample"] == pub.do_sample
-        dec = Decoding(pub.do_sample, pub.temperature, pub.top_k, pub.top_p, pub.repetition_penalty, seed=7)
-    eos = tok.convert_tokens_to_ids("<|im_end|>")
+        rec = trace.config["generation"]  # the replicas' generation_config.json merged as generate() merges it
+        dec = Decoding(rec["do_sample"], rec["temperature"], rec["top_k"], rec["top_p"], rec["repetition_penalty"],
+                       seed=7)
+    eos = tuple(trace.config["generation"]["eos_token_id"])  # <|im_end|>, <|endoftext|>
+    assert eos == tuple(tok.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"]))
     for e, image, messages in zip(trace, images, prompts):
         ids, pv, grid, n_image = _reference_prompt(family, tok, improc, messages, image)
         # the prompt: the chat template through the real tokenizer, one image run as long as the grid says
