@@ -308,11 +308,15 @@ def callable_fingerprint(fn: Any, *, what: str = "callable") -> dict[str, Any] |
             out["values"] = values
         if inspect.ismethod(fn):
             out["self"] = _qualname(type(fn.__self__))
-    else:  # a callable object: its class's code, not its instance state
+    else:  # a callable object: its class's code, and its settings when it is a dataclass
         cls = type(target)
         out = {"name": _qualname(cls), "source": source_digest(cls)}
         if out["source"] is None and not any(inspect.isfunction(v) for v in vars(cls).values()):
             return out  # a compiled class (a numpy ufunc, a torch op): library code, nothing to warn about
+        if dataclasses.is_dataclass(target):
+            fields = {f.name: getattr(target, f.name) for f in dataclasses.fields(target)}
+            out["values"] = hashlib.sha256(json.dumps(_plain(fields), sort_keys=True, default=repr)
+                                           .encode()).hexdigest()[:16]
     if out["source"] is None:
         _warn_no_source(out["name"], what)
     return out

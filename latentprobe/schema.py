@@ -41,7 +41,7 @@ __all__ = [
     "CONSECUTIVE", "ACROSS_SUMMARY", "ACROSS_BY_GROUP", "CKA_AGAINST", "NORM_TABLE", "COLLAPSE_TABLE", "STEP_MATRIX",
     "LATENT_SELECTION", "BEHAVIOURAL_SUMMARY", "BEHAVIOURAL_ROWS",
     "XZ_METRICS", "ZY_METRICS", "EFFECT_NAMES", "EFFECT_KINDS", "SOURCES", "CENTERINGS", "BEHAVIOURAL_CONDITIONS",
-    "ANSWERS", "CONTROL_INTERVENTION", "RUN_MODE", "KEPT", "NO_GOLD",
+    "ANSWERS", "ANSWER_ROWS", "ANSWER_SUMMARY", "CONTROL_INTERVENTION", "RUN_MODE", "KEPT", "NO_GOLD",
 ]
 
 _KEYS = ("object", "str")  # probe cells keyed by names (a dict of features) instead of axis indices
@@ -384,9 +384,12 @@ class BEHAVIOURAL_ROWS(Table):
 
 # --------------------------------------------------------------------------- a study's clean run
 class ANSWERS(Table):
-    """``answers.csv`` of a study (:meth:`latentprobe.analyses.Context.answers`): the clean run, one row per example."""
+    """The clean run's answers (:meth:`latentprobe.analyses.Context.answers`), one row per example: the first
+    columns of a study's ``answers.csv``, whose further columns hold each condition's answer and parse
+    (``<condition>: answer``, ``<condition>: parsed``; :mod:`latentprobe.study.answers`)."""
 
     EXAMPLE_ID = EXAMPLE_ID
+    QUESTION = Column("question", "str", "the question as the data give it (the prompt when there is none)")
     ANSWER = ANSWER
     GOLD = GOLD
     CORRECT = CORRECT
@@ -394,6 +397,32 @@ class ANSWERS(Table):
     PARSE_METHOD = PARSE_METHOD
     N_LATENTS = N_LATENTS
     ENTERED = Column("entered", "bool", "whether the example entered latent mode at least once")
+
+
+class ANSWER_ROWS(Table):
+    """One answer of one condition (:meth:`latentprobe.analyses.Analysis.answers`): the long form behind a
+    study's answer browser and its per-condition counts."""
+
+    EXAMPLE_ID = EXAMPLE_ID
+    CONDITION = Column("condition", "str", "'clean', or the analysis and its condition (e.g. 'z_to_y: zero (redecode)')")
+    ANSWER = ANSWER
+    PARSED = PARSED
+    PARSE_METHOD = PARSE_METHOD
+    CORRECT = CORRECT
+    N_LATENTS = N_LATENTS
+
+
+class ANSWER_SUMMARY(Table):
+    """Per condition: how many answers there are, how many could not be read or are empty, and how many runs
+    entered latent mode (the report's "Answers" section)."""
+
+    CONDITION = ANSWER_ROWS.CONDITION
+    N = N
+    N_UNPARSEABLE = N_UNPARSEABLE
+    N_EMPTY = Column("n_empty", "int64", "answers that are empty (nothing generated before the stop)")
+    SHARE_UNPARSEABLE = Column("share_unparseable", "float64", "n_unparseable / answers with a gold (NaN without gold)")
+    SHARE_LATENT = Column("share_latent_mode", "float64", "share of the runs that entered latent mode")
+    ACCURACY = Column("accuracy", "float64", "share correct among answers with a gold (unreadable count as wrong)")
 
 
 # --------------------------------------------------------------------------- values with a fixed meaning

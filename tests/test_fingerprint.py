@@ -153,3 +153,12 @@ def test_tokenizer_fingerprint(tok):
             return dict(self.v)
 
     assert tokenizer_fingerprint(Vocab({"a": 0, "b": 1})) != tokenizer_fingerprint(Vocab({"a": 1, "b": 0}))
+
+
+def test_a_dataclass_callable_s_settings_enter_its_fingerprint():
+    from latentprobe.engine import ForceOpen
+    from latentprobe.fingerprint import callable_fingerprint
+
+    a, b = ForceOpen(open_id=5), ForceOpen(open_id=6)
+    assert callable_fingerprint(a) != callable_fingerprint(b)
+    assert callable_fingerprint(a) == callable_fingerprint(ForceOpen(open_id=5))

@@ -170,8 +170,9 @@ def test_export_needs_kaleido(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- #
 # Rendering in a headless browser, offline
 # --------------------------------------------------------------------------- #
-def chromium_dom(path) -> str:
-    """The DOM of ``path`` after scripts ran, from headless Chromium with every network fetch failing."""
+def chromium_dom(path, query: str = "") -> str:
+    """The DOM of ``path`` (with ``?query`` when given) after scripts ran, from headless Chromium with every
+    network fetch failing."""
     import shutil
     import subprocess
 
@@ -180,7 +181,8 @@ def chromium_dom(path) -> str:
         pytest.skip("no chromium on PATH (Debian: apt-get install -y chromium; .ci/run installs it)")
     out = subprocess.run(
         [exe, "--headless", "--disable-gpu", "--no-sandbox", "--proxy-server=127.0.0.1:9",
-         "--proxy-bypass-list=<-loopback>", "--virtual-time-budget=10000", "--dump-dom", path.as_uri()],
+         "--proxy-bypass-list=<-loopback>", "--virtual-time-budget=10000", "--dump-dom",
+         path.as_uri() + (f"?{query}" if query else "")],
         capture_output=True, text=True, timeout=120,
     )
     assert out.returncode == 0, out.stderr[-2000:]

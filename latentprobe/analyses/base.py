@@ -175,7 +175,9 @@ def _check_value(owner: str, f: dataclasses.Field, tp: Any, value: Any) -> None:
         choices = _choices(f)
         if choices is not None and item is str:
             named = isinstance(f.metadata.get("choices"), str)
-            bad = [v for v in value if not isinstance(v, str) or (v not in choices and not (named and ":" in v))]
+            from latentprobe.analyses.names import is_import_string
+
+            bad = [v for v in value if not isinstance(v, str) or (v not in choices and not (named and is_import_string(v)))]
             if bad:
                 raise OptionError(owner, f.name, f"unknown name(s) {bad}", f"choose from {', '.join(choices)}"
                                   + (" or give an import string 'package.module:Name'" if named else ""))
@@ -203,7 +205,9 @@ def _check_scalar(owner: str, f: dataclasses.Field, tp: Any, value: Any) -> None
         rng = f">= {lo}" if hi is None else (f"<= {hi}" if lo is None else f"in [{lo}, {hi}]")
         raise OptionError(owner, f.name, f"must be {rng}, got {value!r}", f"give a value {rng}")
     choices = _choices(f)
-    importable = isinstance(f.metadata.get("choices"), str) and isinstance(value, str) and ":" in value
+    from latentprobe.analyses.names import is_import_string
+
+    importable = isinstance(f.metadata.get("choices"), str) and is_import_string(value)
     if choices is not None and tp is str and value not in choices and not importable:
         raise OptionError(owner, f.name, f"unknown name {value!r}", f"choose from {', '.join(choices)}"
                           + (" or give an import string 'package.module:Name'" if isinstance(f.metadata.get('choices'), str) else ""))
@@ -415,6 +419,12 @@ class Analysis:
     def headline(self, result: Any) -> dict[str, str]:
         """The few figures a reader looks for first, as ``{label: formatted value}`` (default: none)."""
         return {}
+
+    def answers(self, result: Any) -> pd.DataFrame | None:
+        """The answers the analysis generated, one row per example and condition (a
+        :class:`latentprobe.schema.ANSWER_ROWS` frame; conditions named ``"<key>: <condition>"``), for the
+        study's answer browser and per-condition counts; ``None`` when it generates none (default)."""
+        return None
 
     def accepts(self, result: Any) -> bool:
         """Whether ``result`` is this analysis's (by type, or a DataFrame by :attr:`frame_keys`)."""

@@ -58,7 +58,7 @@ class Behavioural(Analysis):
         res = behavioural_probe(ctx.runner, original, derived, max_new_tokens=ctx.max_new_tokens,
                                 batch_size=int(options.batch_size or 1), n_boot=int(options.n_boot or 0),
                                 seed=int(options.seed or 0), progress=options.progress,
-                                scorer=options.scorer if options.scorer is not None else ctx.scoring())
+                                scorer=ctx.scoring(options.scorer))
         ctx.save_trace(folder, options.save_trace)
         return BehaviouralProbeResult(schema.BEHAVIOURAL_SUMMARY.frame(res.summary), schema.EFFECTS.frame(res.tests),
                                       schema.BEHAVIOURAL_ROWS.frame(res.rows), res.dropped)

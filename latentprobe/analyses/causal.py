@@ -155,19 +155,19 @@ class ZToY(Analysis):
         check_names(options.interventions, "interventions", where=f"{ctx.where}: [analyses.{self.key}]")
 
     def run(self, ctx: Context, options: AnalysisOptions, folder: Path | None) -> ZYResult:
-        from latentprobe.analyses.names import make_intervention
+        from latentprobe.analyses.names import is_import_string, make_intervention
         from latentprobe.causal import default_interventions, z_to_y
 
         assert isinstance(options, ZToYOptions)
         seed = int(options.seed or 0)
         suite = default_interventions(ctx.trace, seed=seed)
-        missing = [n for n in options.interventions if ":" not in n and n not in suite]
+        missing = [n for n in options.interventions if not is_import_string(n) and n not in suite]
         if missing:
             raise StudyError(f"{ctx.where}: [analyses.{self.key}] key 'interventions': {missing} cannot be built for "
                              "this run (swaps need at least 2 examples that entered latent mode); remove them or "
                              "sample more examples.")
         chosen = {n: make_intervention(n, ctx.trace, seed, suite) for n in options.interventions}
-        scorer = options.scorer if options.scorer is not None else ctx.scoring()
+        scorer = ctx.scoring(options.scorer)
         res = z_to_y(ctx.runner, ctx.trace, chosen, modes=options.modes, gold=ctx.inputs, layers=list(options.layers),
                      steps=None if options.steps is None else list(options.steps), out_dir=folder,
                      n_boot=int(options.n_boot or 0), ci=options.ci, seed=seed, batch_size=int(options.batch_size or 1),
@@ -211,6 +211,13 @@ class ZToY(Analysis):
         conditions = list(s["intervention"]) + (["drop_latents"] if config.get("drop_latents") else [])
         ood_note(report, conditions)
         drops_note(report, result)
+
+    def answers(self, result: Any) -> pd.DataFrame:
+        r = result.rows
+        return schema.ANSWER_ROWS.frame(pd.DataFrame({
+            "example_id": r["example_id"], "condition": f"{self.key}: " + r["intervention"] + " (" + r["mode"] + ")",
+            "answer": r["answer"], "parsed": r["parsed"], "parse_method": r["parse_method"], "correct": r["correct"],
+            "n_latents": r["n_latents"]}))
 
     def headline(self, result: Any) -> dict[str, str]:
         s = self.summary_of(result)
@@ -265,7 +272,7 @@ class Decompose(Analysis):
                         outcome=options.outcome, out_dir=folder, max_new_tokens=ctx.max_new_tokens,
                         n_boot=int(options.n_boot or 0), ci=options.ci, seed=seed, batch_size=int(options.batch_size or 1),
                         chunk_size=ctx.chunk_size, progress=options.progress,
-                        scorer=options.scorer if options.scorer is not None else ctx.scoring())
+                        scorer=ctx.scoring(options.scorer))
         ctx.save_trace(folder, options.save_trace)
         return res
 
@@ -313,6 +320,13 @@ class Decompose(Analysis):
             report.add_note(str(note), title="Proportion mediated")
         ood_note(report, [treatment] if treatment else [])
         drops_note(report, result)
+
+    def answers(self, result: Any) -> pd.DataFrame:
+        r = result.rows
+        return schema.ANSWER_ROWS.frame(pd.DataFrame({
+            "example_id": r["example_id"], "condition": f"{self.key}: " + r["condition"], "answer": r["answer"],
+            "parsed": r["parsed"], "parse_method": r["parse_method"], "correct": r["correct"],
+            "n_latents": r["n_latents"]}))
 
     def headline(self, result: Any) -> dict[str, str]:
         s = self.summary_of(result)

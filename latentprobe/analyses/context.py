@@ -48,6 +48,8 @@ class Context:
         collapse baseline).
     logits_processor : object, optional
         Passed to every generation (e.g. :class:`~latentprobe.engine.ForceOpen` for ``open = "force"``).
+    generation : str, optional
+        The clean run's decoding (``"published"``: the preset's published settings; default greedy).
     hooks : mapping
         Optional family hooks: ``"random_runner"`` (``f(seed) -> LatentRunner``, the same architecture with
         random weights), ``"derived_inputs"`` (``f(inputs) -> InputSet``, the behavioural probe's questions).
@@ -77,6 +79,7 @@ class Context:
     is_toy: bool = False
     capture_positions: str | None = None
     logits_processor: Any = None
+    generation: str | None = None
     hooks: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     where: str = "study"
     _trace: LatentTrace | None = field(default=None, repr=False)
@@ -93,7 +96,7 @@ class Context:
             self._trace = self.runner.run(
                 list(inp.prompts), None if inp.images is None else list(inp.images), example_ids=list(inp.example_ids),
                 max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, seed=self.seed,
-                capture_positions=self.capture_positions, progress=self.progress,
+                capture_positions=self.capture_positions, progress=self.progress, generation=self.generation,
                 **({"logits_processor": self.logits_processor} if self.logits_processor is not None else {}))
         return self._trace
 
@@ -103,17 +106,25 @@ class Context:
 
         return trace_fingerprint(self.trace)
 
-    def scoring(self) -> Scorer:
-        """The study's scorer as an object (``choice`` gets each example's options)."""
-        from latentprobe.scoring import Scorer, scorer_from_name
+    def scoring(self, name: str | Scorer | None = None) -> Scorer:
+        """A scorer as an object: ``name`` (an analysis's own ``scorer`` option) or the study's; ``choice`` gets
+        each example's options, an import string ``"package.module:Name"`` names a Scorer class or a function
+        ``f(answer, gold, example) -> bool | None``."""
+        from latentprobe.analyses.names import import_object, is_import_string
+        from latentprobe.scoring import scorer_from_name
 
-        if not isinstance(self.scorer, str):
-            return self.scorer
+        chosen = self.scorer if name is None else name
+        if not isinstance(chosen, str):
+            return scorer_from_name(chosen)
+        if is_import_string(chosen):
+            obj = import_object(chosen, what="scorer")
+            made: Scorer = scorer_from_name(obj() if isinstance(obj, type) else obj)
+            return made
         opts: dict[str, Any] = {}
-        if self.scorer == "choice":
+        if chosen == "choice":
             opts["options_by_example"] = {eid: tuple(m.get("options") or ()) for eid, m in
                                           zip(self.inputs.example_ids, self.inputs.meta)}
-        made: Scorer = scorer_from_name(self.scorer, **opts)
+        made = scorer_from_name(chosen, **opts)
         return made
 
     def answers(self) -> pd.DataFrame:
@@ -125,14 +136,16 @@ class Context:
         scorer, inp = self.scoring(), self.inputs
         gold = inp.gold if inp.gold is not None else (None,) * len(inp)
         rows = []
-        for e, g, m in zip(self.trace, gold, inp.meta):
+        for e, g, m, prompt in zip(self.trace, gold, inp.meta, inp.prompts):
             if g is None:
                 correct, parsed, method = float("nan"), "", NO_GOLD
             else:
                 sc = scorer.score(e.answer_text, g, {"example_id": e.example_id, **m})
                 correct = float("nan") if sc.correct is None else float(sc.correct)
                 parsed, method = sc.parsed or "", sc.method
-            rows.append({"example_id": e.example_id, "answer": e.answer_text, "gold": g, "correct": correct,
+            question = m.get("question") or getattr(m.get("toy"), "question", None)
+            rows.append({"example_id": e.example_id, "question": question if question is not None else
+                         (prompt if isinstance(prompt, str) else ""), "answer": e.answer_text, "gold": g, "correct": correct,
                          "parsed": parsed, "parse_method": method, "n_latents": e.num_latents,
                          "entered": e.entered_latent_mode})
         return ANSWERS.frame(rows)

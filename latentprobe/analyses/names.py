@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +32,18 @@ __all__ = ["name_set", "is_import_string", "import_object", "make_perturbation",
            "perturbation_classes"]
 
 
+_IMPORT_STRING = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*")
+
+
 def is_import_string(name: str) -> bool:
-    """Whether ``name`` is ``"package.module:Name"``."""
-    return isinstance(name, str) and name.count(":") == 1 and all(name.split(":"))
+    """Whether ``name`` is ``"package.module:Name"`` (dotted identifiers on both sides of one colon).
+
+    Examples
+    --------
+    >>> is_import_string("mypkg.perturbations:Darken"), is_import_string("z_to_y: zero (redecode)")
+    (True, False)
+    """
+    return isinstance(name, str) and _IMPORT_STRING.fullmatch(name) is not None
 
 
 def import_object(spec: str, *, what: str) -> Any:

@@ -48,8 +48,9 @@ def field_values(inputs: InputSet, name: str, *, where: str = "") -> np.ndarray:
         fields.update(attrs)
         value = m[name] if name in m and name not in ("toy", "attributes") else attrs.get(name)
         if isinstance(value, (list, tuple, set, dict)):
-            raise StudyError(f"{where}field {name!r} of example {eid!r} is a {type(value).__name__} ({value!r}), not "
-                             "one label; probe a field with one value per example (e.g. category).")
+            raise StudyError(f"{where}the field {name!r} holds a {type(value).__name__} (example {eid!r}: "
+                             f"{str(value)[:60]}), not one label per example; a probe target must be a scalar field "
+                             "(category, source, or a number or text attribute).")
         out.append(value)
     if all(v is None for v in out):
         raise StudyError(f"{where}no example has the field {name!r}; choose from {', '.join(sorted(fields))}.")

@@ -11,7 +11,7 @@ examples give the same tokens from Python and from a study file:
   evaluation feeds them, ``encode(question + "\\n", add_special_tokens=True)`` then the open marker,
   ``num_latents`` slot tokens and the close marker (facebookresearch/coconut@27273cb8 ``dataset.py``
   ``get_question_latent_dataset``; the same ids as :func:`latentprobe.engine.loading.coconut_prompt`);
-- every family: the preset's question normalisation (:meth:`latentprobe.spec.PromptConventions.normalise_question`;
+- every family: the preset's question normalisation (:meth:`latentprobe.conventions.PromptConventions.normalise_question`;
   CODI: ``question.strip().replace("  ", " ")`` as its ``test.py`` does, zhenyi4/codi@4fd88d4b);
   the runner appends ``<bot>``;
 - any other runner: the rendered text as it is.

@@ -11,7 +11,7 @@ tokenizer's eos.
 
 :func:`effective_generation` merges in that order: the checkpoint's file (read by
 :func:`read_generation_config`; ``latentprobe.load`` does it), then the preset's published arguments
-(:class:`~latentprobe.spec.DecodingSettings`; ``from_checkpoint`` names those the authors leave to the
+(:class:`~latentprobe.conventions.DecodingSettings`; ``from_checkpoint`` names those the authors leave to the
 file), then the caller's explicit arguments. It returns the settings and the record written to
 ``trace.config["generation"]``, which says where each value came from.
 

@@ -143,6 +143,7 @@ class Report:
         formats: Mapping[str, str] | None = None,
         order: bool = True,
         merge_ci: bool = True,
+        filterable: bool = False,
     ) -> Report:
         """Add a table: key columns first, no index column, numbers rounded, every cell escaped.
 
@@ -163,6 +164,10 @@ class Report:
             its interval and ``p_value`` (:func:`latentprobe.report.tables.arrange`).
         merge_ci : bool, default True
             Show ``ci_low``/``ci_high`` as one ``95% CI`` column.
+        filterable : bool, default False
+            A search box above the table hides the rows that do not contain its text (a few lines of
+            inline script; the page stays one offline file). ``report.html?filter=TEXT`` opens the page
+            with the box filled in.
 
         Raises
         ------
@@ -172,7 +177,7 @@ class Report:
         block = table_block(df, float_format=float_format, formats=formats, max_rows=max_rows, index=index,
                             order=order, merge_ci=merge_ci)
         self._n_tables += 1
-        block.update(type="table", number=self._n_tables,
+        block.update(type="table", number=self._n_tables, filterable=bool(filterable),
                      caption=markdown_inline(caption) if caption else None)
         self._blocks.append(block)
         return self
@@ -293,6 +298,7 @@ class Report:
             meta=f"Created {stamp} · latentprobe {__version__}",
             plotly_js=Markup(get_plotlyjs()) if self._figures else None,
             headings=self._headings, blocks=self._blocks,
+            filters=any(b.get("filterable") for b in self._blocks),
         )
 
     def write(self, path: str | os.PathLike[str], static_dir: str | os.PathLike[str] | None = None,

@@ -56,7 +56,7 @@ def make_context(study: Study, model: StudyModel | None, data: StudyData, *, pro
     return Context(runner=None if model is None else model.runner, inputs=data.inputs, seed=study.study.seed,
                    n_boot=g.n_boot, batch_size=g.batch_size, max_new_tokens=g.max_new_tokens, chunk_size=g.chunk_size,
                    scorer=g.scorer, progress=progress, is_toy=toy, capture_positions="image" if toy else None,
-                   hooks=hooks, where=str(study.path))
+                   generation="published" if g.published else None, hooks=hooks, where=str(study.path))
 
 
 def _needs_model(*_a: Any) -> Any:

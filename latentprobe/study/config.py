@@ -47,7 +47,7 @@ Schema (every key; optional ones show their default)::
     published = false           # true: the preset's published decoding (generation="published": the
                                 # authors' settings, the checkpoint's generation_config.json where they
                                 # leave them) and its max_new_tokens
-    scorer = "exact"            # "choice", "numeric" or "exact"
+    scorer = "exact"            # "choice", "numeric", "exact", "first_word" or "package.module:Name"
     batch_size = 8
     chunk_size = 16             # examples per stored unit of a resumable analysis
     n_boot = 1000               # bootstrap resamples of every interval
@@ -110,7 +110,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from latentprobe.data import BENCHMARKS, list_benchmarks
-from latentprobe.errors import StudyError
+from latentprobe.errors import LatentProbeError, StudyError
 from latentprobe.scoring import SCORER_NAMES
 from latentprobe.study._toml import Table
 
@@ -418,6 +418,23 @@ def _format_fields(t: Table, template: str) -> list[str]:
         raise t.error("template", f"is not a format string ({err})", "write braces as {{ and }}") from None
 
 
+def _scorer(t: Table) -> str:
+    """``[generation] scorer``: a scorer name, or an import string imported now (a typo fails before any work)."""
+    from latentprobe.analyses.names import import_object, is_import_string
+
+    value = t.get("scorer", str, "exact")
+    if is_import_string(value):
+        try:
+            import_object(value, what="scorer")
+        except LatentProbeError as err:
+            raise t.error("scorer", str(err).rstrip("."), "fix the import string") from None
+        return value
+    if value not in SCORERS:
+        raise t.error("scorer", f"unknown name {value!r}",
+                      f"choose one of {', '.join(SCORERS)} or give an import string 'package.module:Name'")
+    return value
+
+
 def _generation(t: Table, model: ModelConfig) -> GenerationConfig:
     published = t.get("published", bool, False)
     mnt = t.get("max_new_tokens", int, None, min_value=1)
@@ -431,7 +448,7 @@ def _generation(t: Table, model: ModelConfig) -> GenerationConfig:
                           "set max_new_tokens instead")
         mnt = get_preset(model.preset).published_generation.max_new_tokens
     cfg = GenerationConfig(max_new_tokens=mnt or 16, published=published,
-                           scorer=t.get("scorer", str, "exact", choices=SCORERS),
+                           scorer=_scorer(t),
                            batch_size=t.get("batch_size", int, 8, min_value=1),
                            chunk_size=t.get("chunk_size", int, 16, min_value=1),
                            n_boot=t.get("n_boot", int, 1000, min_value=0))

@@ -82,10 +82,17 @@ def build_report(out_dir: str | Path) -> Path:
         counts = filled.groupby(["benchmark", "source", "category"], dropna=False).size().reset_index(name="n")
         rep.add_table(counts, caption="Sampled examples per benchmark, source and category (ids in sample.csv).",
                       index=False)
+    _answers_section(rep, out)
     records = registered_analyses()
     finished = [k for k in records if (out / k / "done.json").exists()]
     unfinished = [a for a in cfg.get("analyses", {}) if a not in finished]
-    if unfinished:
+    failed = json.loads((out / "failed.json").read_text()) if (out / "failed.json").exists() else None
+    if failed is not None:
+        rep.add_note(f"`{failed['analysis']}` stopped with an error: {failed['error']} Not run: "
+                     f"{', '.join(unfinished)}. Fix the cause (re-running the same study repeats it), then run "
+                     "the same `latentprobe run` command: finished analyses are kept.", kind="warning",
+                     title="Stopped by an error")
+    elif unfinished:
         rep.add_note(f"Not finished: {', '.join(unfinished)}. Re-run the same `latentprobe run` command to resume.",
                      kind="warning", title="Incomplete study")
     for key in finished:
@@ -107,3 +114,35 @@ def build_report(out_dir: str | Path) -> Path:
                        sample=list(sample.example_id) if len(sample) else 0,
                        sample_seed=cfg.get("study", {}).get("seed"), versions=meta.get("versions"))
     return rep.write(out / "report.html")
+
+
+def _answers_section(rep: Any, out: Path) -> None:
+    """What the model answered, per condition (counts, unreadable and empty answers, latent mode) and per example
+    (the answer browser: a sample inline, the whole table in ``answers.csv``)."""
+    from latentprobe.study.answers import MOSTLY_UNREADABLE, answer_rows, answer_summary, browser_table
+
+    if not (out / "answers.csv").exists():
+        return
+    rows = answer_rows(out)
+    summary = answer_summary(rows)
+    rep.add_heading("Answers")
+    rep.add_table(summary, caption="Per condition: answers, answers with a gold that the scorer could not read "
+                  "(`n_unparseable`; they count as wrong in every accuracy and effect), empty answers, the share of "
+                  "runs that entered latent mode, and the accuracy.", order=False)
+    for _, r in summary.iterrows():
+        if r["share_unparseable"] > MOSTLY_UNREADABLE:
+            rep.add_note(f"`{r['condition']}`: {r['n_unparseable']} of {r['n']} answers could not be read "
+                         f"({r['n_empty']} empty). Accuracies and effects count them as wrong, so they measure "
+                         "unreadable output more than right or wrong answers: check the answer budget "
+                         "(`max_new_tokens`), the scorer and the prompt before reading the numbers.",
+                         kind="warning", title="Mostly unreadable answers")
+    entered = summary.loc[summary["condition"] == "clean", "share_latent_mode"]
+    if len(entered) and entered.iloc[0] < 1.0:
+        rep.add_note(f"{entered.iloc[0]:.0%} of the clean runs entered latent mode; the causal analyses compare "
+                     "only those that did (see each analysis's dropped examples).", kind="warning",
+                     title="Latent mode")
+    wide = browser_table(out, rows)
+    rep.add_table(wide, caption="The answer browser: per example, the question, the gold answer, the clean answer "
+                  "and what the scorer read, then each condition's answer and reading. Type in the box to filter; "
+                  f"the first {min(len(wide), 100)} of {len(wide)} examples are shown, all of them are in "
+                  "`answers.csv`.", max_rows=100, order=False, filterable=True)

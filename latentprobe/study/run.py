@@ -5,9 +5,12 @@ Output folder::
     DIR/study.toml          a copy of the study file
     DIR/study.json          the resolved config and its fingerprint, the model's fingerprint, software versions
     DIR/sample.csv          the sampled examples (example_id, benchmark, source, category, gold)
-    DIR/answers.csv         the clean run's answers (answer, gold, correct, parsed, parse_method, n_latents, entered)
+    DIR/answers.csv         per example: the clean run's answer (question, gold, answer, parsed, parse_method,
+                            correct, n_latents, entered), then each condition's answer and parse
     DIR/<analysis>/         one folder per analysis: its sweep stores, tidy tables (*.csv), done.json
     DIR/report.html         the report (``latentprobe report DIR`` rebuilds it from the folder alone)
+    DIR/failed.json         only when an analysis stopped with an error: which, and the error (the report,
+                            written then too, shows it with everything found before)
 
 Re-running the same command on a killed run resumes it: finished analyses (``done.json``) are
 skipped and the running one resumes from its folder. A folder written for another study file
@@ -27,14 +30,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from latentprobe.atomic import atomic_write_text
-from latentprobe.errors import StudyError
+from latentprobe.errors import LatentProbeError, StudyError
 from latentprobe.sweep.keys import config_diff
 from latentprobe.analyses import get_analysis, registered_analyses
 from latentprobe.study.config import Study, load_study
 
 __all__ = ["StudyRun", "run_study", "config_fingerprint"]
 
-_OWNED_FILES = ("study.toml", "study.json", "sample.csv", "answers.csv", "report.html")
+_FAILED = "failed.json"
+_OWNED_FILES = ("study.toml", "study.json", "sample.csv", "answers.csv", _FAILED, "report.html")
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,27 @@ def _digest(obj: Any) -> str:
 
 
 def config_fingerprint(study: Study) -> str:
-    """A hash of the resolved configuration (every key, defaults filled in, data roots resolved)."""
-    return _digest(study.to_dict())
+    """A hash of the resolved configuration (every key, defaults filled in, data roots resolved) and of the
+    source code of every custom perturbation, intervention or scorer it names by import string."""
+    return _digest(config_record(study))
+
+
+def config_record(study: Study) -> dict[str, Any]:
+    """What the fingerprint hashes and ``study.json`` stores: :meth:`Study.to_dict`, plus ``sources`` (the
+    source digest of each import-string name) when the study names any."""
+    import dataclasses
+
+    from latentprobe.analyses.names import is_import_string, source_of
+
+    config = study.to_dict()
+    named = [study.generation.scorer]
+    for options in study.analyses.values():
+        for f in dataclasses.fields(options):
+            if isinstance(f.metadata.get("choices"), str):
+                value = getattr(options, f.name)
+                named += list(value) if isinstance(value, tuple) else [value]
+    names = sorted({v for v in named if isinstance(v, str) and is_import_string(v)})
+    return {**config, "sources": source_of(names)} if names else config
 
 
 def _diff(stored: Any, new: Any) -> str:
@@ -78,7 +101,7 @@ def _check_folder(out: Path, study: Study, fingerprint: str, overwrite: bool) ->
         except (OSError, ValueError) as err:
             raise StudyError(f"{meta_path}: cannot be read ({err}); pass --overwrite to start again.") from None
         if meta.get("fingerprint") != fingerprint:
-            raise StudyError(f"{out} holds a run of another study configuration ({_diff(meta.get('config'), study.to_dict())}); "
+            raise StudyError(f"{out} holds a run of another study configuration ({_diff(meta.get('config'), config_record(study))}); "
                              f"pass --overwrite to discard it or choose a new --out folder.")
         return meta
     if out.exists() and any(out.iterdir()):
@@ -154,7 +177,7 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
     out.mkdir(parents=True, exist_ok=True)
     if stored is None:
         atomic_write_text(out / "study.toml", study.path.read_text())
-        meta = {"name": study.study.name, "fingerprint": fingerprint, "config": study.to_dict(),
+        meta = {"name": study.study.name, "fingerprint": fingerprint, "config": config_record(study),
                 "model_fingerprint": model_hash, "model": model.fingerprint, "versions": software_versions(), "created": utc_stamp(),
                 "n_examples": len(data.sample)}
         atomic_write_text(out / "study.json", json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n")
@@ -164,13 +187,26 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
     ctx = make_context(study, model, data, progress=progress)
     preflight(study, ctx)
     from latentprobe.study.analyses import write_table
+    from latentprobe.study.answers import write_answers
 
     write_table(out, "answers", ctx.answers())
     ran, skipped = [], []
+    (out / _FAILED).unlink(missing_ok=True)
     with _quiet_threads(model.toy is not None):
         for key in study.analyses.enabled():
             ta = time.perf_counter()
-            if run_analysis(get_analysis(key), study.analyses[key], ctx, out / key):
+            try:
+                done_now = run_analysis(get_analysis(key), study.analyses[key], ctx, out / key)
+            except LatentProbeError as err:  # the report still shows what the study found before it stopped
+                atomic_write_text(out / _FAILED, json.dumps({"analysis": key, "error": f"{type(err).__name__}: "
+                                                             f"{' '.join(str(err).split())}"}, indent=1) + "\n")
+                if report:
+                    from latentprobe.study.report import build_report
+
+                    build_report(out)
+                raise
+            if done_now:
+                write_answers(out)
                 ran.append(key)
                 say(f"[{study.study.name}] {key} done [{time.perf_counter() - ta:.0f} s]")
             else:

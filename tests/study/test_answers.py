@@ -95,24 +95,24 @@ def test_codi_study_whose_answers_are_all_empty_says_so(tmp_path):
         model.transformer.ln_f.bias.copy_(direction)
         model.transformer.wte.weight[eos] = direction * 10
     model.save_pretrained(base)
-    save_codi_checkpoint(tmp_path / "codi", base, r=8)
+    save_codi_checkpoint(tmp_path / "codi", base, r=128)  # the loader's default LoRA rank
     (tmp_path / "gsm").mkdir()  # GSM8k-Aug in CODI's layout
     (tmp_path / "gsm" / "test.json").write_text(json.dumps(
         [{"question": f"what is {i} plus one ?", "cot": "<<1+1=2>>", "answer": str(i + 1)} for i in range(6)]))
     study = tmp_path / "codi.toml"
     study.write_text(f'[study]\nname = "codi"\n[model]\nsource = "{tmp_path / "codi"}"\npreset = "codi"\n'
                      f'base = "{base}"\n[data]\nbenchmark = "gsm8k-aug"\nroot = "gsm"\n[prompt]\n'
-                     'template = "{question}"\n[generation]\nmax_new_tokens = 6\nn_boot = 20\nscorer = "numeric"\n'
+                     'template = "{question}"\n[generation]\nmax_new_tokens = 12\nn_boot = 20\nscorer = "numeric"\n'
                      '[analyses.z_to_y]\ninterventions = ["zero"]\nmodes = ["redecode"]\n')
     out = tmp_path / "out"
     code, text = _cli("run", str(study), "--out", str(out), "--quiet")
-    assert code == 0, text
+    # every answer is empty: no effect can be right, so z_to_y stops the study (an error, not a number) ...
+    assert code == 1 and "EmptyAnswersError" in text and "every one of the 6 answers is empty" in text, text
     wide = pd.read_csv(out / "answers.csv", keep_default_na=False)
     assert (wide["answer"] == "").all() and set(wide["parse_method"]) == {"empty"}
+    # ... and the report written then says what happened: the unreadable answers, the warning, the stop
     html = (out / "report.html").read_text()
     answers = html[html.index('id="answers"'):html.index("answer browser")]
     assert "n_unparseable" in answers and "Mostly unreadable answers" in answers
     assert re.search(r"<td>clean</td><td[^>]*>6</td><td[^>]*>6</td><td[^>]*>6</td>", answers), answers[:3000]
-    zy = pd.read_csv(out / "z_to_y" / "summary.csv")
-    unread = zy[(zy.metric == "n_unparseable")]
-    assert len(unread) and (unread.estimate > 0).all()
+    assert "Stopped by an error" in html and "re-running the same study repeats it" in html

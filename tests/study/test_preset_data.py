@@ -73,7 +73,7 @@ def test_questions_are_normalised_by_the_presets_conventions(adapter_family, tmp
     runner = SimpleNamespace(spec=presets.get_preset("codi-like"), is_vlm=False, tokenizer=None)
     got = load_data(study, SimpleNamespace(runner=runner, toy=None)).inputs.prompts
     assert got == ("How many?", "Two spaces here", "fine")
-    mirage = SimpleNamespace(spec=presets.get_preset("coconut"), is_vlm=False, tokenizer=None)  # no conventions
+    mirage = SimpleNamespace(spec=presets.get_preset("mirage"), is_vlm=False, tokenizer=None)  # no conventions
     assert load_data(study, SimpleNamespace(runner=mirage, toy=None)).inputs.prompts == (
         "  How  many?  ", "Two  spaces  here", "fine")
 

@@ -41,7 +41,43 @@ OUTPUTS = [
     ("behavioural", "summary", S.BEHAVIOURAL_SUMMARY),
     ("behavioural", "tests", S.EFFECTS),
     ("behavioural", "rows", S.BEHAVIOURAL_ROWS),
+    ("clean_answers", None, S.ANSWERS),
+    ("zy_answers", None, S.ANSWER_ROWS),
+    ("med_answers", None, S.ANSWER_ROWS),
+    ("answer_summary", None, S.ANSWER_SUMMARY),
 ]
+
+
+@pytest.fixture(scope="module")
+def clean_answers(toy):
+    from latentprobe.analyses import Context
+
+    _, runner, inputs = toy
+    return Context(runner, inputs, max_new_tokens=16, progress=False).answers()
+
+
+@pytest.fixture(scope="module")
+def zy_answers(zy):
+    from latentprobe.analyses import get_analysis
+
+    return get_analysis("z_to_y").answers(zy)
+
+
+@pytest.fixture(scope="module")
+def med_answers(med):
+    from latentprobe.analyses import get_analysis
+
+    return get_analysis("decompose").answers(med)
+
+
+@pytest.fixture(scope="module")
+def answer_summary(clean_answers, zy_answers):
+    import pandas as pd
+
+    from latentprobe.study.answers import answer_summary as summarise
+
+    return summarise(pd.concat([S.ANSWER_ROWS.frame(clean_answers.assign(condition="clean")[
+        list(S.ANSWER_ROWS.COLUMNS)]), zy_answers], ignore_index=True))
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +202,7 @@ def test_values_with_fixed_meaning(xz, zy, med, collapse, norms):
 
 def test_every_column_has_a_meaning_and_a_dtype():
     tables = [v for v in vars(S).values() if isinstance(v, type) and issubclass(v, S.Table) and v is not S.Table]
-    assert len(tables) == 22
+    assert len(tables) == 25
     for t in tables:
         assert t.COLUMNS, t.__name__
         for c in t.COLUMNS + t.OPTIONAL:
