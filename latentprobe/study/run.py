@@ -198,6 +198,7 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
             try:
                 done_now = run_analysis(get_analysis(key), study.analyses[key], ctx, out / key)
             except LatentProbeError as err:  # the report still shows what the study found before it stopped
+                write_answers(out)
                 atomic_write_text(out / _FAILED, json.dumps({"analysis": key, "error": f"{type(err).__name__}: "
                                                              f"{' '.join(str(err).split())}"}, indent=1) + "\n")
                 if report:
@@ -205,8 +206,8 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
 
                     build_report(out)
                 raise
+            write_answers(out)
             if done_now:
-                write_answers(out)
                 ran.append(key)
                 say(f"[{study.study.name}] {key} done [{time.perf_counter() - ta:.0f} s]")
             else:
