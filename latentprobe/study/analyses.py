@@ -42,7 +42,9 @@ def make_context(study: Study, model: StudyModel | None, data: StudyData, *, pro
     """The context the study's analyses share (the toy models get their hooks and image-token capture).
 
     With ``model=None`` the context serves :func:`preflight` only (checks before the model loads); it has no
-    runner, so nothing can run through it.
+    runner, so nothing can run through it. With ``[generation] open = "force"`` every generation gets the
+    runner's :class:`~latentprobe.engine.ForceOpen` (``Context.logits_processor``): the open marker at the first
+    generated position, the end of sequence left to the model.
     """
     g = study.generation
     toy = study.is_toy_data
@@ -53,10 +55,15 @@ def make_context(study: Study, model: StudyModel | None, data: StudyData, *, pro
         hooks = toy_hooks(model.toy)
     elif toy:
         hooks = {"random_runner": _needs_model, "derived_inputs": _needs_model}
+    processor = None
+    if model is not None and g.open == "force":
+        from latentprobe.engine import ForceOpen
+
+        processor = ForceOpen.for_runner(model.runner, keep_eos=True)
     return Context(runner=None if model is None else model.runner, inputs=data.inputs, seed=study.study.seed,
                    n_boot=g.n_boot, batch_size=g.batch_size, max_new_tokens=g.max_new_tokens, chunk_size=g.chunk_size,
                    scorer=g.scorer, progress=progress, is_toy=toy, capture_positions="image" if toy else None,
-                   hooks=hooks, where=str(study.path))
+                   hooks=hooks, where=str(study.path), logits_processor=processor)
 
 
 def _needs_model(*_a: Any) -> Any:
