@@ -89,10 +89,10 @@ class LatentModeDiagnosis:
         head = f"{where}: the model never entered latent mode on the clean run (0 of {self.n} examples)"
         seen = ""
         if self.top_tokens:
-            tops = ", ".join(f"{t!r} {p:.3f}" for t, p in self.top_tokens)
+            tops = ", ".join(f"{t!r} {p:.3g}" for t, p in self.top_tokens)
             seen = f"; at the open decision (the first generated position) its top tokens were {tops} (mean probability)"
             if self.p_open is not None:
-                seen += f", and the open marker {self.open_token!r} had {self.p_open:.2e}"
+                seen += f", and the open marker {self.open_token!r} had {self.p_open:.3g}"
         if self.open_mode != "emitted":
             fix = (f"this spec opens latent mode itself (open_mode = {self.open_mode!r}): check the preset and "
                    "num_latents against the checkpoint")

@@ -60,13 +60,14 @@ def build_model(cfg: ModelConfig, where: str = "study") -> StudyModel:
         tm = load_toy(cfg.toy_variant, cfg.weights)
         runner = tm.runner()
         return StudyModel(runner=runner, toy=tm, fingerprint=runner_fingerprint(runner))
-    from huggingface_hub.errors import HFValidationError
-
+    from latentprobe.errors import LatentProbeError
     from latentprobe.study.sources import load_failure
 
     try:
         return _checkpoint(cfg)
-    except (OSError, HFValidationError) as err:
+    except LatentProbeError:
+        raise
+    except (OSError, ValueError) as err:  # transformers / huggingface_hub: offline, bad repo id, not a checkpoint
         from pathlib import Path
 
         base_failed = cfg.base is not None and Path(cfg.source).is_absolute() and not Path(cfg.base).is_absolute()
