@@ -23,7 +23,8 @@ __all__ = ["StudyData", "load_data", "with_prompts", "stratified_ids"]
 @dataclass(frozen=True, eq=False)
 class StudyData:
     """The sampled inputs and ``sample`` (``example_id, benchmark, source, category, gold``: ``sample.csv``);
-    ``examples`` holds a real benchmark's drawn :class:`~latentprobe.data.Example` records (for :func:`with_prompts`)."""
+    ``examples`` holds a real benchmark's drawn :class:`~latentprobe.data.Example` records (for
+    :func:`with_prompts`)."""
 
     inputs: Any
     sample: pd.DataFrame

@@ -90,7 +90,8 @@ class LatentModeDiagnosis:
         seen = ""
         if self.top_tokens:
             tops = ", ".join(f"{t!r} {p:.3g}" for t, p in self.top_tokens)
-            seen = f"; at the open decision (the first generated position) its top tokens were {tops} (mean probability)"
+            seen = (f"; at the open decision (the first generated position) its top tokens were {tops} "
+                    "(mean probability)")
             if self.p_open is not None:
                 seen += f", and the open marker {self.open_token!r} had {self.p_open:.3g}"
         if self.open_mode != "emitted":
@@ -146,7 +147,8 @@ def diagnose_latent_mode(trace: Any, runner: Any, *, open_setting: str = "auto",
             probs = lp.detach().float().exp()
             dists.append(probs)
             top = torch.topk(probs, min(top_k, probs.numel()))
-            row["top"] = [[_token(tok, i), round(float(p), 6)] for p, i in zip(top.values.tolist(), top.indices.tolist())]
+            row["top"] = [[_token(tok, i), round(float(p), 6)]
+                          for p, i in zip(top.values.tolist(), top.indices.tolist())]
             row["p_open"] = None if open_id is None else float(probs[int(open_id)])
         rows.append(row)
     n_entered = sum(r["entered"] for r in rows)

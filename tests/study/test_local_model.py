@@ -88,7 +88,8 @@ def test_relative_model_path_never_opens_then_force_runs_to_the_report(workspace
     assert diag["open_token"] == "<abs_vis_token>" and len(diag["top_tokens"]) == 5
     probs = [p for _, p in diag["top_tokens"]]
     assert probs == sorted(probs, reverse=True) and 0 < diag["p_open_mean"] < probs[-1]
-    assert [e["entered"] for e in diag["examples"]] == [False, False] and all(len(e["top"]) == 5 for e in diag["examples"])
+    assert [e["entered"] for e in diag["examples"]] == [False, False]
+    assert all(len(e["top"]) == 5 for e in diag["examples"])
     assert sorted(p.name for p in out.iterdir()) == ["diagnosis.json"]  # nothing that locks the folder
 
     # the fix the message gives: force the open; the same --out is reused without --overwrite
