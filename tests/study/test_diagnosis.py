@@ -48,3 +48,19 @@ def test_a_suppressed_open_marker_is_diagnosed_from_the_models_own_distribution(
     assert d.to_dict()["share"] == 0.0 and d.to_dict()["p_open_mean"] == d.p_open
     forced = diagnose_latent_mode(trace, runner, open_setting="force").message("s.toml")
     assert "open = \"force\" is set, yet nothing opened" in forced
+
+
+def test_force_open_opens_once_and_never_after_a_close(mediated):
+    from latentprobe.study.analyses import force_open
+
+    tm, runner, prompts, images = mediated
+    proc = force_open(runner)
+    rs = runner.rspec
+    vocab = len(runner.tokenizer.get_vocab())
+    prompt = [20, 21, 22]  # no marker in the prompt
+    assert int(proc(prompt, torch.zeros(vocab), 0).argmax()) == rs.open_id  # the first generated position
+    assert proc(prompt + [rs.open_id, 9], torch.zeros(vocab), 0)[rs.open_id] == float("-inf")  # opened: never again
+    # a replay that dropped the latent slots (and with them Monet's open marker) keeps its close: no new open
+    assert proc(prompt + [rs.close_id, 9], torch.zeros(vocab), 0)[rs.open_id] == float("-inf")
+    assert proc(prompt, torch.zeros(vocab), 0)[rs.eos_id] == float("-inf")  # only the marker at the open decision
+    assert proc(prompt + [rs.open_id], torch.zeros(vocab), 0)[rs.eos_id] == 0.0  # the end is left to the model

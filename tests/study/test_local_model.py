@@ -48,7 +48,7 @@ perturbations = ["blank_image"]
 layers = [0]
 baselines = false
 [analyses.z_to_y]
-interventions = ["zero"]
+interventions = ["zero", "no_latents"]
 modes = ["redecode"]
 [analyses.decompose]
 treatment = "blank_image"
