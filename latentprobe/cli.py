@@ -173,6 +173,7 @@ def run_cmd(study_file: Path, out_dir: Path, overwrite: bool, no_report: bool, q
     for key, lines in res.headlines.items():
         for label, value in lines.items():
             click.echo(f"{key}: {label}: {value}")
+    click.echo(f"entered latent mode: {res.n_entered} of {res.n_examples} examples ({100 * res.entered_share:.0f}%)")
     click.echo(f"{done} [{res.seconds:.0f} s]; results in {res.out_dir}")
     if res.report_path is not None:
         click.echo(f"report: {res.report_path}")

@@ -147,6 +147,16 @@ class StudyError(LatentProbeError, ValueError):
     file, the table and the key, and how to fix it."""
 
 
+class LatentModeError(LatentProbeError, RuntimeError):
+    """A study's model never entered latent mode on the clean run; the message holds the diagnosis (share entered,
+    the top tokens at the open decision, the fix) and ``diagnosis`` the same as data. A failure (exit 1), not a
+    usage error."""
+
+    def __init__(self, message: str, diagnosis: dict | None = None) -> None:
+        super().__init__(message)
+        self.diagnosis = dict(diagnosis or {})
+
+
 class ExportDependencyError(ReportError, ImportError):
     """Static figure export needs an optional package that is not installed (the message says what to install)."""
 

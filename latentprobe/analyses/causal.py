@@ -67,7 +67,7 @@ class XToZ(Analysis):
                      baselines=options.baselines, out_dir=folder, max_new_tokens=ctx.max_new_tokens,
                      n_boot=int(options.n_boot or 0), ci=options.ci, seed=int(options.seed or 0),
                      batch_size=int(options.batch_size or 1),
-                     chunk_size=ctx.chunk_size, progress=options.progress)
+                     chunk_size=ctx.chunk_size, progress=options.progress, logits_processor=ctx.logits_processor)
         ctx.save_trace(folder, options.save_trace)
         return res
 
@@ -171,7 +171,8 @@ class ZToY(Analysis):
         res = z_to_y(ctx.runner, ctx.trace, chosen, modes=options.modes, gold=ctx.inputs, layers=list(options.layers),
                      steps=None if options.steps is None else list(options.steps), out_dir=folder,
                      n_boot=int(options.n_boot or 0), ci=options.ci, seed=seed, batch_size=int(options.batch_size or 1),
-                     chunk_size=ctx.chunk_size, progress=options.progress, scorer=scorer)
+                     chunk_size=ctx.chunk_size, progress=options.progress, scorer=scorer,
+                     logits_processor=ctx.logits_processor)
         ctx.save_trace(folder, options.save_trace)
         return res
 
@@ -271,7 +272,7 @@ class Decompose(Analysis):
         res = decompose(ctx.runner, ctx.inputs, ctx.perturbation(options.treatment, seed), against=options.against,
                         outcome=options.outcome, out_dir=folder, max_new_tokens=ctx.max_new_tokens,
                         n_boot=int(options.n_boot or 0), ci=options.ci, seed=seed, batch_size=int(options.batch_size or 1),
-                        chunk_size=ctx.chunk_size, progress=options.progress,
+                        chunk_size=ctx.chunk_size, progress=options.progress, logits_processor=ctx.logits_processor,
                         scorer=ctx.scoring(options.scorer))
         ctx.save_trace(folder, options.save_trace)
         return res

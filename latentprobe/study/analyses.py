@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from latentprobe.study.datasets import StudyData
     from latentprobe.study.models import StudyModel
 
-__all__ = ["make_context", "preflight", "run_analysis", "write_table", "read_table"]
+__all__ = ["make_context", "force_open", "preflight", "run_analysis", "write_table", "read_table"]
 
 
 def write_table(folder: Path, name: str, frame: pd.DataFrame) -> Path:
@@ -42,7 +42,9 @@ def make_context(study: Study, model: StudyModel | None, data: StudyData, *, pro
     """The context the study's analyses share (the toy models get their hooks and image-token capture).
 
     With ``model=None`` the context serves :func:`preflight` only (checks before the model loads); it has no
-    runner, so nothing can run through it.
+    runner, so nothing can run through it. With ``[generation] open = "force"`` every generation gets the
+    runner's :class:`~latentprobe.engine.ForceOpen` (``Context.logits_processor``): the open marker at the first
+    generated position, the end of sequence left to the model.
     """
     g = study.generation
     toy = study.is_toy_data
@@ -53,10 +55,29 @@ def make_context(study: Study, model: StudyModel | None, data: StudyData, *, pro
         hooks = toy_hooks(model.toy)
     elif toy:
         hooks = {"random_runner": _needs_model, "derived_inputs": _needs_model}
+    processor = None
+    if model is not None and g.open == "force":
+        processor = force_open(model.runner)
     return Context(runner=None if model is None else model.runner, inputs=data.inputs, seed=study.study.seed,
                    n_boot=g.n_boot, batch_size=g.batch_size, max_new_tokens=g.max_new_tokens, chunk_size=g.chunk_size,
                    scorer=g.scorer, progress=progress, is_toy=toy, capture_positions="image" if toy else None,
-                   generation="published" if g.published else None, hooks=hooks, where=str(study.path))
+                   generation="published" if g.published else None, hooks=hooks, where=str(study.path),
+                   logits_processor=processor)
+
+
+def force_open(runner: Any) -> Any:
+    """The processor of ``open = "force"``: :meth:`ForceOpen.for_runner <latentprobe.engine.ForceOpen.for_runner>`
+    with the end of sequence left to the model, and no open forced once the close marker is in the sequence.
+
+    The close marker matters where a replay drops the latent slots (``no_latents``) and the open marker sat on
+    one (Monet's first latent is fed at the open marker's own slot): the open is gone, the close stays, and
+    forcing a new open there would put the marker into the answer.
+    """
+    from latentprobe.engine import ForceOpen
+
+    close = runner.spec.close_token
+    skip = (close,) if isinstance(close, str) and close in runner.tokenizer.get_vocab() else ()
+    return ForceOpen.for_runner(runner, keep_eos=True, skip_tokens=skip)
 
 
 def _needs_model(*_a: Any) -> Any:

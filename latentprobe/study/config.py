@@ -13,13 +13,15 @@ Schema (every key; optional ones show their default)::
     description = ""            # free text, shown in the report
 
     [model]
-    source = "toy:mediated"     # required: "toy:<variant>" (the shipped toy models), a local folder or a hub id
+    source = "toy:mediated"     # required: "toy:<variant>", a local folder (~ expanded, relative to the TOML's folder)
+                                # or a hub id "owner/name"; a path-like value must exist
+    weights = "toy-weights"     # toy: only: the folder `latentprobe toy train --out` wrote (default: shipped weights)
     preset = "monet"            # a preset name (`latentprobe presets`); required unless source is toy:
     dtype = "bfloat16"          # "float32", "bfloat16" or "float16" (default: the checkpoint's)
     device_map = "auto"         # passed to from_pretrained (optional)
     revision = "main"           # optional
     trust_remote_code = false
-    base = "gpt2"               # presets whose checkpoints are adapters (codi) only: the base model (required there)
+    base = "gpt2"               # adapter presets (codi) only, required there: the base model (a folder or a hub id)
     num_latents = 6             # optional: the preset's K (num_latents) for this checkpoint
 
     [data]                      # or several [[data]] tables, concatenated in order
@@ -44,6 +46,8 @@ Schema (every key; optional ones show their default)::
 
     [generation]
     max_new_tokens = 16         # answer budget (greedy decoding)
+    open = "auto"               # "auto": the model opens latent mode itself; "force": its open marker is forced at
+                                # the first generated position (latentprobe.engine.ForceOpen), in every generation
     published = false           # true: the preset's published decoding (generation="published": the
                                 # authors' settings, the checkpoint's generation_config.json where they
                                 # leave them) and its max_new_tokens
@@ -141,6 +145,7 @@ class ModelConfig:
     trust_remote_code: bool = False
     base: str | None = None
     num_latents: int | None = None
+    weights: str | None = None
 
     @property
     def toy_variant(self) -> str | None:
@@ -182,6 +187,7 @@ class GenerationConfig:
     batch_size: int = 8
     chunk_size: int = 16
     n_boot: int = 1000
+    open: str = "auto"
 
 
 class Analyses(Mapping[str, Any]):
@@ -286,7 +292,7 @@ def load_study(path: str | Path, *, check_paths: bool = True) -> Study:
         if key not in raw:
             raise top.error(None, f"the [{key}] table is missing", f"add a [{key}] table (see examples/studies/)")
     info = _study(Table(file, "study", top.get("study", dict)))
-    model = _model(Table(file, "model", top.get("model", dict)))
+    model = _model(Table(file, "model", top.get("model", dict)), check_paths)
     data = _data(file, top.get("data", (dict, list)), info.seed, check_paths)
     sample = None
     if "sample" in raw:
@@ -324,36 +330,10 @@ def _study(t: Table) -> StudyInfo:
     return info
 
 
-def _model(t: Table) -> ModelConfig:
-    from latentprobe.presets import get_preset, list_presets
+def _model(t: Table, check_paths: bool = True) -> ModelConfig:
+    from latentprobe.study.sources import read_model_table
 
-    source = t.get("source", str, hint='"toy:mediated", a local folder or a hub id')
-    preset = t.get("preset", str, None, choices=tuple(list_presets()))
-    if source.startswith("toy:"):
-        from latentprobe.study.toys import toy_variants
-
-        if source[4:] not in toy_variants():
-            raise t.error("source", f"unknown toy variant {source[4:]!r}",
-                          f"use toy:<one of {', '.join(toy_variants())}>")
-        if preset not in (None, "toy", "toy-text"):
-            raise t.error("preset", f"the toy models run their own spec, not {preset!r}", "remove preset")
-    elif preset is None:
-        raise t.error("preset", "is missing (needed for a checkpoint)",
-                      f"add preset = one of {', '.join(list_presets())}")
-    cfg = ModelConfig(source=source, preset=preset, dtype=t.get("dtype", str, None, choices=DTYPES),
-                      device_map=t.get("device_map", str, None), revision=t.get("revision", str, None),
-                      trust_remote_code=t.get("trust_remote_code", bool, False), base=t.get("base", str, None),
-                      num_latents=t.get("num_latents", int, None, min_value=1))
-    adapters = [p for p in list_presets() if get_preset(p).checkpoint == "adapter"]  # preset data: CODI's
-    adapter = preset in adapters
-    if adapter and cfg.base is None:
-        raise t.error("base", f"is missing (a {preset} checkpoint holds only adapter (LoRA) and projection weights)",
-                      'add base = "gpt2" (or the base model it was trained on)')
-    if not adapter and cfg.base is not None:
-        raise t.error("base", "applies to presets whose checkpoints are adapters (checkpoint = \"adapter\": "
-                      f"{', '.join(adapters)})", "remove it")
-    if cfg.toy_variant is not None and cfg.num_latents is not None:
-        raise t.error("num_latents", "the toy models run their own spec", "remove it")
+    cfg = ModelConfig(**read_model_table(t, check_paths, DTYPES))
     t.done()
     return cfg
 
@@ -451,7 +431,15 @@ def _generation(t: Table, model: ModelConfig) -> GenerationConfig:
                            scorer=_scorer(t),
                            batch_size=t.get("batch_size", int, 8, min_value=1),
                            chunk_size=t.get("chunk_size", int, 16, min_value=1),
-                           n_boot=t.get("n_boot", int, 1000, min_value=0))
+                           n_boot=t.get("n_boot", int, 1000, min_value=0),
+                           open=t.get("open", str, "auto", choices=("auto", "force")))
+    if cfg.open == "force" and model.preset is not None:
+        from latentprobe.presets import get_preset
+
+        mode = get_preset(model.preset).open_mode
+        if mode != "emitted":
+            raise t.error("open", f"preset {model.preset!r} opens latent mode itself (open_mode = {mode!r}); "
+                          "forcing applies to presets whose model emits an open marker", "remove it")
     t.done()
     return cfg
 

@@ -17,15 +17,18 @@ import pandas as pd
 from latentprobe.errors import StudyError
 from latentprobe.study.config import Study
 
-__all__ = ["StudyData", "load_data", "stratified_ids"]
+__all__ = ["StudyData", "load_data", "with_prompts", "stratified_ids"]
 
 
 @dataclass(frozen=True, eq=False)
 class StudyData:
-    """The sampled inputs and ``sample`` (``example_id, benchmark, source, category, gold``: ``sample.csv``)."""
+    """The sampled inputs and ``sample`` (``example_id, benchmark, source, category, gold``: ``sample.csv``);
+    ``examples`` holds a real benchmark's drawn :class:`~latentprobe.data.Example` records (for
+    :func:`with_prompts`)."""
 
     inputs: Any
     sample: pd.DataFrame
+    examples: tuple[Any, ...] = ()
 
 
 def stratified_ids(ids: Sequence[str], strata: Sequence[Any] | None, n: int, seed: int) -> list[str]:
@@ -82,8 +85,8 @@ def _toy_field(example: Any, name: str | None) -> Any:
     return example.attributes.get(name, getattr(example, str(name), None))
 
 
-def _real(study: Study, runner: Any = None) -> tuple[Any, pd.DataFrame]:
-    from latentprobe.data import load_benchmark, sample, to_input_set
+def _real(study: Study, runner: Any = None) -> tuple[Any, pd.DataFrame, list[Any]]:
+    from latentprobe.data import load_benchmark, sample
 
     examples: list[Any] = []
     bench: dict[str, str] = {}
@@ -98,16 +101,22 @@ def _real(study: Study, runner: Any = None) -> tuple[Any, pd.DataFrame]:
     if study.sample is not None:
         examples = sample(examples, study.sample.n, by=study.sample.by, seed=study.sample.seed).examples
     _unique(study, [e.example_id for e in examples])
-    p = study.prompt
-    # the one prompt builder notebooks use too: to_input_set(..., runner=runner) builds the family's prompts
-    inputs = to_input_set(examples, prompt=None if p is None else p.template,
-                          messages=None if p is None or p.messages is None else [dict(m) for m in p.messages],
-                          max_pixels=None if p is None else p.max_pixels, runner=runner)
+    inputs = _input_set(study, examples, runner)
     frame = pd.DataFrame({"example_id": [e.example_id for e in examples],
                           "benchmark": [bench[e.example_id] for e in examples],
                           "source": [e.source for e in examples], "category": [e.category for e in examples],
                           "gold": [e.gold for e in examples]})
-    return inputs, frame
+    return inputs, frame, examples
+
+
+def _input_set(study: Study, examples: list[Any], runner: Any) -> Any:
+    """The one prompt builder notebooks use too: ``to_input_set(..., runner=runner)`` builds the family's prompts."""
+    from latentprobe.data import to_input_set
+
+    p = study.prompt
+    return to_input_set(examples, prompt=None if p is None else p.template,
+                        messages=None if p is None or p.messages is None else [dict(m) for m in p.messages],
+                        max_pixels=None if p is None else p.max_pixels, runner=runner)
 
 
 def _unique(study: Study, ids: list[str]) -> None:
@@ -129,5 +138,21 @@ def load_data(study: Study, model: Any) -> StudyData:
     its authors put them (before or after the text, or at Mirage's ``<image>``), its generation prompt;
     Coconut gets its latent slots, CODI its normalised question.
     """
-    inputs, frame = _toy(study, model) if study.is_toy_data else _real(study, getattr(model, "runner", None))
-    return StudyData(inputs=inputs, sample=frame.reset_index(drop=True))
+    if study.is_toy_data:
+        inputs, frame = _toy(study, model)
+        return StudyData(inputs=inputs, sample=frame.reset_index(drop=True))
+    inputs, frame, examples = _real(study, getattr(model, "runner", None))
+    return StudyData(inputs=inputs, sample=frame.reset_index(drop=True), examples=tuple(examples))
+
+
+def with_prompts(study: Study, data: StudyData, model: Any) -> StudyData:
+    """``data`` (loaded without a model, for the checks before it loads) with the prompts ``model``'s family is fed.
+
+    The same examples in the same order; the inputs are rebuilt by :func:`latentprobe.data.to_input_set` with
+    ``runner=model.runner``, exactly as :func:`load_data` with the model builds them. The toy data already
+    have their prompts.
+    """
+    if study.is_toy_data or not data.examples:
+        return data
+    return StudyData(inputs=_input_set(study, list(data.examples), model.runner), sample=data.sample,
+                     examples=data.examples)

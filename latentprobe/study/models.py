@@ -1,7 +1,8 @@
 """The study's model: ``[model]`` -> a :class:`~latentprobe.engine.LatentRunner` and its fingerprint.
 
-``source = "toy:<variant>"`` builds the shipped toy model as ``latentprobe demo`` does
-(:func:`latentprobe.toy.load`, then ``.runner()``); a local folder or a hub id goes through
+``source = "toy:<variant>"`` builds the toy model as ``latentprobe demo`` does (:func:`latentprobe.toy.load`,
+then ``.runner()``), from the shipped weights or the ``weights`` folder; a local folder (resolved against the
+study file's folder by :mod:`latentprobe.study.sources`) or a hub id goes through
 :func:`latentprobe.load` with the preset (and ``num_latents`` as its K), or, for a preset whose checkpoints
 are adapters (``LatentSpec.checkpoint == "adapter"``: CODI), :func:`latentprobe.engine.load_codi` onto ``base``.
 """
@@ -42,20 +43,39 @@ def _local_checkpoint(cfg: ModelConfig) -> str:
     return snapshot_download(cfg.source, revision=cfg.revision)
 
 
-def build_model(cfg: ModelConfig) -> StudyModel:
-    """Load the model of ``[model]``.
+def build_model(cfg: ModelConfig, where: str = "study") -> StudyModel:
+    """Load the model of ``[model]`` (``where``: the study file, named in errors).
 
     Raises
     ------
+    StudyError
+        The checkpoint could not be read: a hub id the hub cannot serve (offline, unknown repository; the
+        message says how to point at a local folder instead) or a folder that is not a checkpoint.
     LatentProbeError
-        Whatever the loader raises (e.g. ``SpecTokenError`` for a checkpoint without the preset's markers).
+        Whatever else the loader raises (e.g. ``SpecTokenError`` for a checkpoint without the preset's markers).
     """
     if cfg.toy_variant is not None:
         from latentprobe.study.toys import load_toy
 
-        tm = load_toy(cfg.toy_variant)
+        tm = load_toy(cfg.toy_variant, cfg.weights)
         runner = tm.runner()
         return StudyModel(runner=runner, toy=tm, fingerprint=runner_fingerprint(runner))
+    from latentprobe.errors import LatentProbeError
+    from latentprobe.study.sources import load_failure
+
+    try:
+        return _checkpoint(cfg)
+    except LatentProbeError:
+        raise
+    except (OSError, ValueError) as err:  # transformers / huggingface_hub: offline, bad repo id, not a checkpoint
+        from pathlib import Path
+
+        base_failed = cfg.base is not None and Path(cfg.source).is_absolute() and not Path(cfg.base).is_absolute()
+        raise load_failure(cfg.base if base_failed else cfg.source, err, where,  # type: ignore[arg-type]
+                           key="base" if base_failed else "source") from err
+
+
+def _checkpoint(cfg: ModelConfig) -> StudyModel:
     from latentprobe.presets import get_preset
 
     spec = get_preset(cfg.preset)

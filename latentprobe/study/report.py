@@ -43,6 +43,13 @@ def _meta(out: Path) -> dict[str, Any]:
         raise StudyError(f"{path}: cannot be read ({err}); re-run the study with --overwrite.") from None
 
 
+def _entered(lm: Any) -> str:
+    """``"4 of 6 examples (67%; open = force)"`` from study.json's ``latent_mode`` (``-`` for older folders)."""
+    if not isinstance(lm, dict) or not lm.get("n"):
+        return "-"
+    return f"{lm['n_entered']} of {lm['n']} examples ({100 * lm['n_entered'] / lm['n']:.0f}%; open = {lm.get('open')})"
+
+
 def build_report(out_dir: str | Path) -> Path:
     """Write ``out_dir/report.html`` from the folder's tables and return its path.
 
@@ -76,6 +83,7 @@ def build_report(out_dir: str | Path) -> Path:
                         "data": ", ".join(d.get("benchmark", "") for d in data), "examples": len(sample),
                         "scorer": cfg.get("generation", {}).get("scorer"),
                         "max_new_tokens": cfg.get("generation", {}).get("max_new_tokens"),
+                        "entered latent mode": _entered(meta.get("latent_mode")),
                         "config fingerprint": meta.get("fingerprint"), "model fingerprint": meta.get("model_fingerprint")})
     if len(sample):
         filled = sample.astype({"category": object, "source": object}).fillna({"category": "-", "source": "-"})

@@ -12,6 +12,16 @@ Output folder::
     DIR/failed.json         only when an analysis stopped with an error: which, and the error (the report,
                             written then too, shows it with everything found before)
 
+The order: the study file is checked (:func:`~latentprobe.study.load_study`: keys, data roots, model
+folder), then the data are loaded and sampled and every analysis checks what it needs of them
+(:func:`~latentprobe.study.analyses.preflight`), all before the model loads (the toy data come from
+the toy model, which loads first: it takes a fraction of a second). Then the model loads, the
+prompts are built for its family, and the clean run is read for latent mode
+(:func:`~latentprobe.study.diagnosis.diagnose_latent_mode`): a model that never entered latent mode
+stops the study with :class:`~latentprobe.errors.LatentModeError` and ``DIR/diagnosis.json``. Only
+then is anything else written, so a run that fails before its results leaves ``DIR`` reusable
+without ``--overwrite``.
+
 Re-running the same command on a killed run resumes it: finished analyses (``done.json``) are
 skipped and the running one resumes from its folder. A folder written for another study file
 (another config fingerprint) or another model is refused with :class:`~latentprobe.errors.StudyError`;
@@ -38,14 +48,17 @@ from latentprobe.study.config import Study, load_study
 __all__ = ["StudyRun", "run_study", "config_fingerprint"]
 
 _FAILED = "failed.json"
-_OWNED_FILES = ("study.toml", "study.json", "sample.csv", "answers.csv", _FAILED, "report.html")
+_OWNED_FILES = ("study.toml", "study.json", "sample.csv", "answers.csv", _FAILED, "report.html", "diagnosis.json")
+#: What a run that stopped before its results leaves: such a folder is still a fresh one.
+_LEFTOVERS = ("diagnosis.json",)
 
 
 @dataclass(frozen=True)
 class StudyRun:
     """What :func:`run_study` did: the folder, the report's path (``None`` with ``report=False``), the analyses
-    run now and those skipped as already finished, the wall time, and per analysis its headline figures
-    (``{label: value}``, printed at the end of ``latentprobe run``)."""
+    run now and those skipped as already finished, the wall time, per analysis its headline figures
+    (``{label: value}``, printed at the end of ``latentprobe run``), and the examples of the clean run that
+    entered latent mode (``n_entered`` of ``n_examples``; ``entered_share`` their share)."""
 
     out_dir: Path
     report_path: Path | None
@@ -53,6 +66,13 @@ class StudyRun:
     skipped: tuple[str, ...]
     seconds: float
     headlines: dict[str, dict[str, str]]
+    n_examples: int = 0
+    n_entered: int = 0
+
+    @property
+    def entered_share(self) -> float:
+        """The share of the clean run's examples that entered latent mode."""
+        return self.n_entered / self.n_examples if self.n_examples else float("nan")
 
 
 def _digest(obj: Any) -> str:
@@ -90,10 +110,10 @@ def _diff(stored: Any, new: Any) -> str:
 
 
 def _check_folder(out: Path, study: Study, fingerprint: str, overwrite: bool) -> dict[str, Any] | None:
-    """The stored study.json of a folder this study may resume, ``None`` for a fresh folder (cleared if asked)."""
+    """The stored study.json of a folder this study may resume, ``None`` for a fresh folder (or one to clear:
+    ``overwrite``; it is cleared only once the study is about to write its results). Reads only."""
     meta_path = out / "study.json"
     if overwrite:
-        _clear(out)
         return None
     if meta_path.exists():
         try:
@@ -104,7 +124,7 @@ def _check_folder(out: Path, study: Study, fingerprint: str, overwrite: bool) ->
             raise StudyError(f"{out} holds a run of another study configuration ({_diff(meta.get('config'), config_record(study))}); "
                              f"pass --overwrite to discard it or choose a new --out folder.")
         return meta
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(p.name not in _LEFTOVERS for p in out.iterdir()):
         raise StudyError(f"{out} is not empty and holds no study.json (not a study folder); choose a new --out "
                          "folder or pass --overwrite to clear the files a study writes there.")
     return None
@@ -142,7 +162,12 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
     Raises
     ------
     StudyError
-        The study file is invalid, or ``out_dir`` holds another study's or another model's results.
+        The study file is invalid, the data or the analyses' needs of them fail their checks (all before the model
+        loads), the model cannot be loaded from its source, or ``out_dir`` holds another study's or another
+        model's results.
+    LatentModeError
+        No example of the clean run entered latent mode (the message and ``out_dir/diagnosis.json`` hold the
+        diagnosis and the fix, e.g. ``[generation] open = "force"``).
 
     Examples
     --------
@@ -159,36 +184,50 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
     fingerprint = config_fingerprint(study)
     out = Path(out_dir).expanduser()
     stored = _check_folder(out, study, fingerprint, overwrite)
+    name = study.study.name
 
-    from latentprobe.report.page import utc_stamp
-    from latentprobe.report.provenance import software_versions
+    from latentprobe.study.analyses import make_context, preflight, run_analysis, write_table
+    from latentprobe.study.answers import write_answers
+    from latentprobe.study.datasets import load_data, with_prompts
     from latentprobe.study.models import build_model
 
-    say(f"[{study.study.name}] loading model {study.model.source}")
-    model = build_model(study.model)
+    # everything that can be checked without the model, before it loads (the toy data need the toy model)
+    model = None
+    if study.is_toy_data:
+        say(f"[{name}] loading model {study.model.source}")
+        model = build_model(study.model, str(study.path))
+    data = load_data(study, model)
+    preflight(study, make_context(study, model, data, progress=False))
+    if model is None:
+        say(f"[{name}] loading model {study.model.source}")
+        model = build_model(study.model, str(study.path))
+        data = with_prompts(study, data, model)
     model_hash = _digest(model.fingerprint)
     if stored is not None and stored.get("model_fingerprint") != model_hash:
         raise StudyError(f"{out} holds results of another model ({_diff(stored.get('model'), model.fingerprint)}); "
                          "pass --overwrite to discard them or choose a new --out folder.")
-    from latentprobe.study.analyses import make_context, preflight, run_analysis
-    from latentprobe.study.datasets import load_data
+    say(f"[{name}] {len(data.sample)} examples; analyses: {', '.join(study.analyses.enabled())}")
+    ctx = make_context(study, model, data, progress=progress)
+    with _quiet_threads(model.toy is not None):
+        diagnosis = _latent_mode(study, ctx, out)
+    say(f"[{name}] clean run: {diagnosis.summary()} entered latent mode")
 
-    data = load_data(study, model)
+    from latentprobe.report.page import utc_stamp
+    from latentprobe.report.provenance import software_versions
+
     out.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        _clear(out)
+    for leftover in _LEFTOVERS:
+        (out / leftover).unlink(missing_ok=True)
     if stored is None:
         atomic_write_text(out / "study.toml", study.path.read_text())
-        meta = {"name": study.study.name, "fingerprint": fingerprint, "config": config_record(study),
-                "model_fingerprint": model_hash, "model": model.fingerprint, "versions": software_versions(), "created": utc_stamp(),
-                "n_examples": len(data.sample)}
+        meta = {"name": name, "fingerprint": fingerprint, "config": config_record(study),
+                "model_fingerprint": model_hash, "model": model.fingerprint, "versions": software_versions(),
+                "created": utc_stamp(), "n_examples": len(data.sample),
+                "latent_mode": {k: diagnosis.to_dict()[k] for k in ("n", "n_entered", "share", "open")}}
         atomic_write_text(out / "study.json", json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n")
     atomic_write_text(out / "sample.csv", data.sample.to_csv(index=False))
-    say(f"[{study.study.name}] {len(data.sample)} examples; analyses: {', '.join(study.analyses.enabled())}")
-
-    ctx = make_context(study, model, data, progress=progress)
-    preflight(study, ctx)
-    from latentprobe.study.analyses import write_table
-    from latentprobe.study.answers import write_answers
-
     write_table(out, "answers", ctx.answers())
     ran, skipped = [], []
     (out / _FAILED).unlink(missing_ok=True)
@@ -209,10 +248,10 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
             write_answers(out)
             if done_now:
                 ran.append(key)
-                say(f"[{study.study.name}] {key} done [{time.perf_counter() - ta:.0f} s]")
+                say(f"[{name}] {key} done [{time.perf_counter() - ta:.0f} s]")
             else:
                 skipped.append(key)
-                say(f"[{study.study.name}] {key} already finished (skipped)")
+                say(f"[{name}] {key} already finished (skipped)")
     headlines = _headlines(out, study)
     path = None
     if report:
@@ -220,7 +259,23 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
 
         path = build_report(out)
     return StudyRun(out_dir=out, report_path=path, ran=tuple(ran), skipped=tuple(skipped),
-                    seconds=time.perf_counter() - t0, headlines=headlines)
+                    seconds=time.perf_counter() - t0, headlines=headlines, n_examples=diagnosis.n,
+                    n_entered=diagnosis.n_entered)
+
+
+def _latent_mode(study: Study, ctx: Any, out: Path) -> Any:
+    """Run the clean run and read it for latent mode; stop (``DIR/diagnosis.json``) when no example entered."""
+    from latentprobe.errors import LatentModeError
+    from latentprobe.study.diagnosis import diagnose_latent_mode
+
+    diagnosis = diagnose_latent_mode(ctx.trace, ctx.runner, open_setting=study.generation.open)
+    if diagnosis.never_opened:
+        message = diagnosis.message(str(study.path)) + f" The diagnosis is in {out / 'diagnosis.json'}."
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "diagnosis.json", json.dumps({"message": message, **diagnosis.to_dict()}, indent=1,
+                                                             default=str) + "\n")
+        raise LatentModeError(message, diagnosis.to_dict())
+    return diagnosis
 
 
 def _headlines(out: Path, study: Study) -> dict[str, dict[str, str]]:

@@ -18,11 +18,12 @@ def toy_variants() -> tuple[str, ...]:
     return tuple(VARIANTS)
 
 
-def load_toy(variant: str) -> Any:
-    """The shipped toy model ``variant`` (:func:`latentprobe.toy.load`)."""
+def load_toy(variant: str, weights: str | None = None) -> Any:
+    """The toy model ``variant`` (:func:`latentprobe.toy.load`): the shipped weights, or those in the folder
+    ``weights`` (``latentprobe toy train --out FOLDER``)."""
     from latentprobe import toy
 
-    return toy.load(variant)
+    return toy.load(variant, weights)
 
 
 def toy_inputs(examples: list[Any]) -> Any:
