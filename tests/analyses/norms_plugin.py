@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from latentprobe import register_analysis
+from latentprobe import register_analysis, register_benchmark
 from latentprobe.analyses import Analysis, AnalysisOptions, Context, Unit, option
 from latentprobe.schema import Column, Table
 from latentprobe.stats import bootstrap_ci
@@ -99,3 +99,14 @@ class LatentNorms(Analysis):
 
 
 register_analysis(LatentNorms())
+
+
+def load_sums(root: Any, *, n: int = 8) -> list:
+    """A benchmark loader from outside the package: text questions with a gold answer and a category."""
+    from latentprobe.data import Example
+
+    return [Example(example_id=f"sums/{i}", question=f"what is {i} plus {i} ?", gold=str(2 * i),
+                    category=("small", "large")[i >= n // 2], source="sums") for i in range(n)]
+
+
+register_benchmark("sums", load_sums, overwrite=True)

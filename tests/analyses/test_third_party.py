@@ -126,6 +126,54 @@ def test_killed_run_resumes_to_identical_tables(norms_run, study_file, tmp_path)
         assert (out / "latent_norms" / name).read_text() == (norms_run / "latent_norms" / name).read_text()
 
 
+def _codi_study(tmp_path: Path) -> Path:
+    """A study on a tiny CODI checkpoint whose data come from the plugin's registered loader ``sums``."""
+    sys.path.insert(0, str(ROOT / "tests" / "engine"))
+    from checkpoints import save_codi_checkpoint, save_gpt2_base
+
+    base = save_gpt2_base(tmp_path / "gpt2")
+    save_codi_checkpoint(tmp_path / "codi", base, r=128)
+    (tmp_path / "data").mkdir()
+    path = tmp_path / "sums.toml"
+    path.write_text(f'[study]\nname = "sums"\n[model]\nsource = "codi"\npreset = "codi"\nbase = "gpt2"\n'
+                    '[data]\nbenchmark = "sums"\nroot = "data"\noptions = {n = 12}\n[prompt]\ntemplate = "{question}"\n'
+                    '[generation]\nmax_new_tokens = 12\nn_boot = 20\nscorer = "numeric"\n'
+                    '[analyses.latent_norms]\nlayer = 1\nper_unit = 2\n')
+    return path
+
+
+def test_killed_study_on_a_registered_loader_resumes_to_identical_tables(tmp_path):
+    pytest.importorskip("peft")
+    study = _codi_study(tmp_path)
+    whole = tmp_path / "whole"
+    code, text = _cli("run", str(study), "--out", str(whole), "--quiet")
+    assert code == 0, text
+    sample = pd.read_csv(whole / "sample.csv")
+    assert list(sample.example_id) == [f"sums/{i}" for i in range(12)] and set(sample.benchmark) == {"sums"}
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(Path(__file__).parent)]), "NORMS_SLOW": "1"}
+    code_ = "import norms_plugin; from latentprobe.cli import main; main()"
+    proc = subprocess.Popen([sys.executable, "-c", code_, "run", str(study), "--out", str(out), "--quiet"],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    meta = out / "latent_norms" / "units.meta.json"
+    deadline = time.monotonic() + 120
+    try:
+        while not _units(meta):
+            assert proc.poll() is None, "the study finished or failed before it could be killed"
+            assert time.monotonic() < deadline, "no unit was stored within 120 s"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert 1 <= len(_units(meta)) < 6 and not (out / "latent_norms" / "done.json").exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SweepLockWarning)  # the dead writer's lock is taken over
+        code, text = _cli("run", str(study), "--out", str(out), "--quiet")
+    assert code == 0, text
+    for name in ("sample.csv", "answers.csv", "latent_norms/summary.csv", "latent_norms/rows.csv"):
+        assert (out / name).read_text() == (whole / name).read_text(), name
+
+
 def test_entry_point_group_registers_installed_analyses(monkeypatch):
     import importlib.metadata as md
 

@@ -19,9 +19,6 @@ from latentprobe.study.answers import answer_summary
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 
-ROOT = Path(__file__).resolve().parents[2]
-TOY = ROOT / "examples" / "studies" / "toy.toml"
-
 
 def _cli(*args: str) -> tuple[int, str]:
     res = CliRunner().invoke(cli.main, list(args), standalone_mode=True, catch_exceptions=False)
@@ -51,10 +48,8 @@ def test_answer_summary_counts_by_the_one_rule():
 
 
 @pytest.mark.slow
-def test_toy_study_answers_csv_browser_and_filter(tmp_path):
-    out = tmp_path / "toy"
-    code, text = _cli("run", str(TOY), "--out", str(out), "--quiet")
-    assert code == 0, text
+def test_toy_study_answers_csv_browser_and_filter(toy_run):
+    out = toy_run
     wide = pd.read_csv(out / "answers.csv", dtype={"example_id": str})
     sample = pd.read_csv(out / "sample.csv", dtype={"example_id": str})
     assert list(wide.example_id) == list(sample.example_id)

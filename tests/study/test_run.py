@@ -53,14 +53,6 @@ def _stored_units(meta: Path) -> list[dict]:
         return []
 
 
-@pytest.fixture(scope="module")
-def toy_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("study") / "toy"
-    code, text = _cli("run", str(TOY), "--out", str(out), "--quiet")
-    assert code == 0, text
-    return out
-
-
 def test_run_writes_the_folder(toy_run):
     out = toy_run
     for name in ("study.toml", "study.json", "sample.csv", "report.html"):
