@@ -15,8 +15,9 @@ Examples
 4
 """
 
-from latentprobe.analyses.base import (SHARED_OPTIONS, Analysis, AnalysisOptions, OptionError, ReportSink, Unit,
-                                       option, options_from_mapping)
+from latentprobe.analyses.base import Analysis, ReportSink, Unit
+from latentprobe.analyses.options import (SHARED_OPTIONS, AnalysisOptions, OptionError, document_options, option,
+                                          options_from_mapping)
 from latentprobe.analyses.behavioural import Behavioural
 from latentprobe.analyses.causal import Decompose, XToZ, ZToY
 from latentprobe.analyses.context import Context

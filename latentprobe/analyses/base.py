@@ -28,239 +28,21 @@ Adding an analysis is one module with its record (``register_analysis(MyAnalysis
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import pandas as pd
 
-from latentprobe.errors import InputError, StudyError
+from latentprobe.analyses.options import AnalysisOptions, _plain
+from latentprobe.errors import StudyError
 from latentprobe.schema import Table
 
 if TYPE_CHECKING:
     from latentprobe.analyses.context import Context
 
-__all__ = ["AnalysisOptions", "Analysis", "Unit", "ReportSink", "OptionError", "option", "options_from_mapping",
-           "SHARED_OPTIONS"]
-
-#: Options every analysis has, with one meaning each (filled from the study's [study] / [generation]).
-SHARED_OPTIONS = ("n_boot", "ci", "seed", "batch_size", "progress", "save_trace")
-
-
-class OptionError(InputError):
-    """An analysis option is wrong: ``key`` names it, ``problem`` says what is wrong, ``fix`` how to fix it."""
-
-    def __init__(self, analysis: str, key: str, problem: str, fix: str) -> None:
-        self.analysis, self.key, self.problem, self.fix = analysis, key, problem, fix
-        super().__init__(f"{analysis} option {key!r}: {problem}; {fix}.")
-
-
-def option(default: Any = dataclasses.MISSING, *, choices: Sequence[str] | str | None = None,
-           min_value: float | None = None, max_value: float | None = None, all_value: bool = False,
-           fingerprint: bool = True, doc: str = "") -> Any:
-    """A field of an options dataclass with its checks.
-
-    Parameters
-    ----------
-    default : object, optional
-        The default (omit for a required option). Lists are given as tuples.
-    choices : sequence of str or str, optional
-        The allowed names (for a ``str`` or ``tuple[str, ...]`` option). A string names a registered
-        set (:func:`latentprobe.analyses.names.name_set`): ``"perturbations"``, ``"interventions"``,
-        ``"modes"`` or ``"scorers"``; these also take an import string ``"package.module:Name"``.
-    min_value, max_value : float, optional
-        Bounds of a number (inclusive).
-    all_value : bool
-        A ``tuple[int, ...] | None`` option where a study file's ``"all"`` means ``None``.
-    fingerprint : bool
-        Whether the option changes results (``progress`` does not): only those enter the fingerprint.
-    doc : str
-        One line shown by ``latentprobe analyses``.
-
-    Returns
-    -------
-    dataclasses.Field
-    """
-    meta = {"choices": choices, "min": min_value, "max": max_value, "all": all_value, "fingerprint": fingerprint,
-            "doc": doc}
-    if default is dataclasses.MISSING:
-        return dataclasses.field(metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
-
-
-@dataclass(frozen=True, kw_only=True)
-class AnalysisOptions:
-    """The options every analysis shares; an analysis's ``Options`` derives from this class.
-
-    ``None`` in ``n_boot``, ``seed`` or ``batch_size`` means "the study's value" (``[generation]
-    n_boot``, ``[study] seed``, ``[generation] batch_size``); :meth:`resolved` fills them in.
-
-    Raises
-    ------
-    OptionError
-        At construction, when an option is of the wrong type, out of range or not an allowed name.
-    """
-
-    n_boot: int | None = option(None, min_value=0, doc="bootstrap resamples of every interval")
-    ci: float = option(0.95, min_value=0.5, max_value=0.999, doc="confidence level of every interval")
-    seed: int | None = option(None, min_value=0, doc="seeds perturbations, interventions, bootstrap and probes")
-    batch_size: int | None = option(None, min_value=1, doc="examples per forward")
-    progress: bool = option(True, fingerprint=False, doc="progress bars on long loops")
-    save_trace: bool = option(False, doc="save the clean run's trace in the analysis folder")
-
-    def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            _check_value(type(self).__qualname__, f, hints[f.name], getattr(self, f.name))
-        self.validate()
-
-    def validate(self) -> None:
-        """Checks across options (override; raise :class:`OptionError`)."""
-
-    def _fixed_ci(self, how: str) -> None:
-        """For analyses whose intervals have a fixed level: refuse another ``ci`` rather than ignore it."""
-        if self.ci != 0.95:
-            raise OptionError(type(self).__qualname__, "ci", f"must be 0.95 here ({how}), got {self.ci}",
-                              "remove ci from this analysis")
-
-    def resolved(self, defaults: Mapping[str, Any]) -> AnalysisOptions:
-        """A copy with every shared option left ``None`` taken from ``defaults``."""
-        fill = {k: v for k, v in defaults.items() if k in SHARED_OPTIONS and getattr(self, k, 0) is None}
-        return dataclasses.replace(self, **fill) if fill else self
-
-    def fingerprint(self) -> dict[str, Any]:
-        """The options that change results, as plain JSON-able data (``progress`` left out)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
-                if f.metadata.get("fingerprint", True)}
-
-
-def _plain(v: Any) -> Any:
-    return [_plain(x) for x in v] if isinstance(v, (tuple, list)) else v
-
-
-def _base(tp: Any) -> tuple[Any, bool]:
-    """``(type without None, whether None is allowed)``."""
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return (args[0] if len(args) == 1 else tp), len(args) < len(typing.get_args(tp))
-    return tp, False
-
-
-def _choices(f: dataclasses.Field) -> Sequence[str] | None:
-    c = f.metadata.get("choices")
-    if isinstance(c, str):
-        from latentprobe.analyses.names import name_set
-
-        return name_set(c)
-    return c
-
-
-def _check_value(owner: str, f: dataclasses.Field, tp: Any, value: Any) -> None:
-    base, nullable = _base(tp)
-    if value is None:
-        if not nullable:
-            raise OptionError(owner, f.name, "is missing (None)", "give a value")
-        return
-    origin = typing.get_origin(base)
-    if origin is tuple:
-        item = typing.get_args(base)[0]
-        alt = '"all" or ' if f.metadata.get("all") else ""
-        if not isinstance(value, tuple) or not value:
-            raise OptionError(owner, f.name, f"must be {alt}a non-empty list of {item.__name__}, got {value!r}",
-                              f"write e.g. {f.name} = [...]")
-        choices = _choices(f)
-        if choices is not None and item is str:
-            named = isinstance(f.metadata.get("choices"), str)
-            from latentprobe.analyses.names import is_import_string
-
-            bad = [v for v in value if not isinstance(v, str) or (v not in choices and not (named and is_import_string(v)))]
-            if bad:
-                raise OptionError(owner, f.name, f"unknown name(s) {bad}", f"choose from {', '.join(choices)}"
-                                  + (" or give an import string 'package.module:Name'" if named else ""))
-        lo = f.metadata.get("min")
-        if item is int and lo is not None and any(isinstance(v, int) and v < lo for v in value):
-            raise OptionError(owner, f.name, f"must be {alt}a non-empty list of integers >= {lo}, got {list(value)}",
-                              f'write e.g. {f.name} = [0, 2]' + (f' or {f.name} = "all"' if alt else ""))
-        for v in value:
-            _check_scalar(owner, f, item, v)
-        if len(set(value)) != len(value):
-            raise OptionError(owner, f.name, f"lists an entry twice ({list(value)!r})", "list each once")
-        return
-    _check_scalar(owner, f, base, value)
-
-
-def _check_scalar(owner: str, f: dataclasses.Field, tp: Any, value: Any) -> None:
-    ok = {bool: lambda v: isinstance(v, bool), int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-          str: lambda v: isinstance(v, str)}.get(tp, lambda v: True)
-    if not ok(value):
-        raise OptionError(owner, f.name, f"must be {getattr(tp, '__name__', tp)}, got {type(value).__name__} {value!r}",
-                          f"give a {getattr(tp, '__name__', tp)}")
-    lo, hi = f.metadata.get("min"), f.metadata.get("max")
-    if lo is not None and value < lo or hi is not None and value > hi:
-        rng = f">= {lo}" if hi is None else (f"<= {hi}" if lo is None else f"in [{lo}, {hi}]")
-        raise OptionError(owner, f.name, f"must be {rng}, got {value!r}", f"give a value {rng}")
-    choices = _choices(f)
-    from latentprobe.analyses.names import is_import_string
-
-    importable = isinstance(f.metadata.get("choices"), str) and is_import_string(value)
-    if choices is not None and tp is str and value not in choices and not importable:
-        raise OptionError(owner, f.name, f"unknown name {value!r}", f"choose from {', '.join(choices)}"
-                          + (" or give an import string 'package.module:Name'" if isinstance(f.metadata.get('choices'), str) else ""))
-
-
-def options_from_mapping(options: type[AnalysisOptions], raw: Mapping[str, Any], *, analysis: str
-                         ) -> AnalysisOptions:
-    """Build ``options`` from a study file's table (lists become tuples, ``"all"`` becomes ``None``).
-
-    Parameters
-    ----------
-    options : type
-        An :class:`AnalysisOptions` subclass.
-    raw : mapping
-        The ``[analyses.<key>]`` table as TOML read it.
-    analysis : str
-        The analysis key (named in errors).
-
-    Returns
-    -------
-    AnalysisOptions
-
-    Raises
-    ------
-    OptionError
-        An unknown key, a missing required key or a bad value; ``key`` names it.
-    """
-    fields = {f.name: f for f in dataclasses.fields(options) if f.init}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise OptionError(analysis, unknown[0], f"unknown key{'s' if len(unknown) > 1 else ''} {unknown}",
-                          f"remove it or use one of: {', '.join(sorted(k for k in fields if k != 'progress'))}")
-    hints = typing.get_type_hints(options)
-    values: dict[str, Any] = {}
-    for name, value in raw.items():
-        base, _ = _base(hints[name])
-        if fields[name].metadata.get("all") and value == "all":
-            value = None
-        elif typing.get_origin(base) is tuple:
-            if not isinstance(value, list):
-                hint = ' or "all"' if fields[name].metadata.get("all") else ""
-                raise OptionError(analysis, name, f"must be a list{hint}, got {value!r}", f'write e.g. {name} = [...]')
-            ints = typing.get_args(base)[0] is int and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-            value = tuple(sorted(set(value))) if ints else tuple(value)  # layers and steps: a set, in order
-        values[name] = value
-    missing = [n for n, f in fields.items() if n not in values and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
-    if missing:
-        raise OptionError(analysis, missing[0], "is missing", f"add {missing[0]} = ...")
-    try:
-        return options(**values)
-    except OptionError as err:
-        raise OptionError(analysis, err.key, err.problem, err.fix) from None
+__all__ = ["Analysis", "Unit", "ReportSink"]
 
 
 @dataclass(frozen=True)
@@ -318,19 +100,71 @@ class Analysis:
     # ---------------------------------------------------------------- before any work
     def check(self, options: AnalysisOptions, ctx: Context) -> None:
         """Check what the analysis needs of the data before anything is generated (override; raise
-        :class:`OptionError` or :class:`~latentprobe.errors.StudyError`). Runs before the model loads."""
+        :class:`~latentprobe.analyses.OptionError` or :class:`~latentprobe.errors.StudyError`). Runs before the
+        model loads.
+
+        Parameters
+        ----------
+        options : AnalysisOptions
+            The analysis's resolved options.
+        ctx : Context
+            The study's context; its ``runner`` may be ``None`` here (nothing can be generated).
+        """
 
     # ---------------------------------------------------------------- work
     def plan(self, ctx: Context, options: AnalysisOptions) -> list[Unit]:
-        """The units of work (default: one unit holding everything)."""
+        """The units of work (default: one unit holding everything).
+
+        Parameters
+        ----------
+        ctx : Context
+            The runner, the inputs and the clean trace (``ctx.trace``).
+        options : AnalysisOptions
+            The analysis's resolved options.
+
+        Returns
+        -------
+        list of Unit
+            Each with a JSON-able ``key``, unique in the analysis: the store's record of what is done.
+        """
         return [Unit("all")]
 
     def run_unit(self, ctx: Context, options: AnalysisOptions, unit: Unit) -> pd.DataFrame:
-        """The rows of one unit (a :attr:`rows_table` frame)."""
+        """The rows of one unit (a :attr:`rows_table` frame; the study stores them before the next unit).
+
+        Parameters
+        ----------
+        ctx : Context
+            The runner, the inputs and the clean trace.
+        options : AnalysisOptions
+            The analysis's resolved options.
+        unit : Unit
+            One of :meth:`plan`'s units.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The unit's rows.
+        """
         raise StudyError(f"analysis {self.key!r} defines neither run_unit nor run; define one of them.")
 
     def summarise(self, ctx: Context, options: AnalysisOptions, rows: pd.DataFrame) -> Any:
-        """The result object from all units' rows."""
+        """The result object from all units' rows (default: the rows).
+
+        Parameters
+        ----------
+        ctx : Context
+            The runner, the inputs and the clean trace.
+        options : AnalysisOptions
+            The analysis's resolved options.
+        rows : pandas.DataFrame
+            Every unit's rows, in plan order.
+
+        Returns
+        -------
+        object
+            The analysis's result (what :meth:`to_tables` takes).
+        """
         return rows
 
     def run(self, ctx: Context, options: AnalysisOptions, folder: Path | None) -> Any:
@@ -374,7 +208,18 @@ class Analysis:
 
     # ---------------------------------------------------------------- results
     def to_tables(self, result: Any) -> dict[str, pd.DataFrame]:
-        """The result as its tables (keys of :attr:`tables`): a mapping's items or the result's attributes."""
+        """The result as its tables (keys of :attr:`tables`): a mapping's items or the result's attributes.
+
+        Parameters
+        ----------
+        result : object
+            What the analysis's :meth:`run` returned (or :meth:`from_tables` rebuilt).
+
+        Returns
+        -------
+        dict of str to pandas.DataFrame
+            One frame per declared table, checked against its schema before the study writes it.
+        """
         if isinstance(result, Mapping):
             return {name: result[name] for name in self.tables}
         return {name: getattr(result, name) for name in self.tables}
@@ -382,33 +227,109 @@ class Analysis:
     def from_tables(self, tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any],
                     folder: Path | None = None) -> Any:
         """The result rebuilt from its tables, its stored ``config.json`` and (for extras) its folder
-        (default: the tables as a dict; override for a result class)."""
+        (default: the tables as a dict; override for a result class).
+
+        Parameters
+        ----------
+        tables : mapping of str to pandas.DataFrame
+            The declared tables, read back with their declared dtypes.
+        config : mapping
+            The stored ``config.json`` (empty when none was stored).
+        folder : Path, optional
+            The analysis folder, for extras (:meth:`save_extras`).
+
+        Returns
+        -------
+        object
+            The result, as :meth:`run` returned it.
+        """
         return dict(tables)
 
     def save_extras(self, result: Any, folder: Path) -> None:
-        """Store what the tables and ``config.json`` do not hold (e.g. matrices; default: nothing)."""
+        """Store what the tables and ``config.json`` do not hold (e.g. matrices; default: nothing).
+
+        Parameters
+        ----------
+        result : object
+            What the analysis's :meth:`run` returned (or :meth:`from_tables` rebuilt).
+        folder : Path
+            The analysis folder.
+        """
 
     def config_of(self, result: Any) -> dict[str, Any] | None:
-        """What to store as ``config.json`` beside the tables (default: the result's ``config``)."""
+        """What to store as ``config.json`` beside the tables (default: the result's ``config``).
+
+        Parameters
+        ----------
+        result : object
+            What the analysis's :meth:`run` returned (or :meth:`from_tables` rebuilt).
+
+        Returns
+        -------
+        dict or None
+            JSON-able settings, or ``None`` for no ``config.json``.
+        """
         cfg = getattr(result, "config", None)
         return dict(cfg) if isinstance(cfg, Mapping) else None
 
     def summary_of(self, result: Any) -> pd.DataFrame:
-        """The table a bare-DataFrame result is, or the result's first table."""
+        """The table a bare-DataFrame result is, or the result's first table.
+
+        Parameters
+        ----------
+        result : object
+            A result, or its summary table.
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
         if isinstance(result, pd.DataFrame):
             return result
         return next(iter(self.to_tables(result).values()), pd.DataFrame())
 
     def is_empty(self, result: Any) -> bool:
-        """True when the result has nothing to show."""
+        """True when the result has nothing to show.
+
+        Parameters
+        ----------
+        result : object
+            A result, or its summary table.
+
+        Returns
+        -------
+        bool
+        """
         return self.summary_of(result).empty
 
     def figures(self, result: Any) -> list[Any]:
-        """Plotly figures of the result (default: none)."""
+        """Plotly figures of the result (default: none).
+
+        Parameters
+        ----------
+        result : object
+            A result, or its summary table.
+
+        Returns
+        -------
+        list of plotly.graph_objects.Figure
+        """
         return []
 
     def section(self, report: ReportSink, result: Any, *, title: str | None = None, level: int = 2) -> None:
-        """Add the result's report section (default: heading, figures, then each table)."""
+        """Add the result's report section (default: heading, figures, then each table).
+
+        Parameters
+        ----------
+        report : ReportSink
+            The report (:class:`latentprobe.report.Report`).
+        result : object
+            A result, or its summary table.
+        title : str, optional
+            Replaces the default heading.
+        level : int
+            The heading's level.
+        """
         report.add_heading(title or self.title, level)
         for fig in self.figures(result):
             report.add_figure(fig)
@@ -417,17 +338,48 @@ class Analysis:
                 report.add_table(frame, caption=f"`{self.key}/{name}.csv`")
 
     def headline(self, result: Any) -> dict[str, str]:
-        """The few figures a reader looks for first, as ``{label: formatted value}`` (default: none)."""
+        """The few figures a reader looks for first (``latentprobe run`` prints them last; default: none).
+
+        Parameters
+        ----------
+        result : object
+            What the analysis's :meth:`run` returned (or :meth:`from_tables` rebuilt).
+
+        Returns
+        -------
+        dict of str to str
+            ``{label: formatted value}``.
+        """
         return {}
 
     def answers(self, result: Any) -> pd.DataFrame | None:
-        """The answers the analysis generated, one row per example and condition (a
-        :class:`latentprobe.schema.ANSWER_ROWS` frame; conditions named ``"<key>: <condition>"``), for the
-        study's answer browser and per-condition counts; ``None`` when it generates none (default)."""
+        """The answers the analysis generated, for the study's answer browser and per-condition counts.
+
+        Parameters
+        ----------
+        result : object
+            What the analysis's :meth:`run` returned (or :meth:`from_tables` rebuilt).
+
+        Returns
+        -------
+        pandas.DataFrame or None
+            One row per example and condition (:class:`latentprobe.schema.ANSWER_ROWS`; conditions named
+            ``"<key>: <condition>"``), or ``None`` when the analysis generates no answers (default).
+        """
         return None
 
     def accepts(self, result: Any) -> bool:
-        """Whether ``result`` is this analysis's (by type, or a DataFrame by :attr:`frame_keys`)."""
+        """Whether ``result`` is this analysis's (by type, or a DataFrame by :attr:`frame_keys`).
+
+        Parameters
+        ----------
+        result : object
+            Any result or table.
+
+        Returns
+        -------
+        bool
+        """
         if isinstance(result, pd.DataFrame):
             return bool(self.frame_keys) and self.frame_keys <= set(map(str, result.columns))
         return isinstance(result, self.result_types) if self.result_types else False

@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 
 from latentprobe import schema
-from latentprobe.analyses.base import Analysis, AnalysisOptions, ReportSink, option
+from latentprobe.analyses.base import Analysis, ReportSink
+from latentprobe.analyses.options import AnalysisOptions, option
 from latentprobe.analyses.context import Context
 from latentprobe.behavioural import BehaviouralProbeResult
 from latentprobe.errors import StudyError

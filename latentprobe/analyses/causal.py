@@ -16,7 +16,8 @@ from typing import Any
 import pandas as pd
 
 from latentprobe import schema
-from latentprobe.analyses.base import Analysis, AnalysisOptions, OptionError, ReportSink, option
+from latentprobe.analyses.base import Analysis, ReportSink
+from latentprobe.analyses.options import AnalysisOptions, OptionError, option
 from latentprobe.analyses.context import Context
 from latentprobe.causal.results import MediationResult, XZResult, ZYResult
 from latentprobe.errors import StudyError

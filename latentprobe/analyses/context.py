@@ -85,7 +85,13 @@ class Context:
     _trace: LatentTrace | None = field(default=None, repr=False)
 
     def defaults(self) -> dict[str, Any]:
-        """The study-level values of the shared options (``n_boot``, ``seed``, ``batch_size``, ``progress``)."""
+        """The study-level values of the shared options.
+
+        Returns
+        -------
+        dict
+            ``n_boot``, ``seed``, ``batch_size`` and ``progress`` (:meth:`AnalysisOptions.resolved` takes it).
+        """
         return {"n_boot": self.n_boot, "seed": self.seed, "batch_size": self.batch_size, "progress": self.progress}
 
     @property
@@ -101,7 +107,12 @@ class Context:
         return self._trace
 
     def trace_fingerprint(self) -> str:
-        """A short hash of the clean run (ids, answers, latents), for unit stores."""
+        """A short hash of the clean run (ids, answers, latents), for unit stores.
+
+        Returns
+        -------
+        str
+        """
         from latentprobe.fingerprint import trace_fingerprint
 
         return trace_fingerprint(self.trace)
@@ -109,7 +120,17 @@ class Context:
     def scoring(self, name: str | Scorer | None = None) -> Scorer:
         """A scorer as an object: ``name`` (an analysis's own ``scorer`` option) or the study's; ``choice`` gets
         each example's options, an import string ``"package.module:Name"`` names a Scorer class or a function
-        ``f(answer, gold, example) -> bool | None``."""
+        ``f(answer, gold, example) -> bool | None``.
+
+        Parameters
+        ----------
+        name : str or Scorer, optional
+            A scorer name, import string or object (default: the study's scorer).
+
+        Returns
+        -------
+        Scorer
+        """
         from latentprobe.analyses.names import import_object, is_import_string
         from latentprobe.scoring import scorer_from_name
 
@@ -130,7 +151,13 @@ class Context:
     def answers(self) -> pd.DataFrame:
         """The clean run's answers, one row per example (:class:`latentprobe.schema.ANSWERS`): the answer, the
         gold, whether it is correct as the study's scorer reads it (an unreadable answer is NaN here and counts as
-        wrong in every accuracy), what was read and how, and whether the example entered latent mode."""
+        wrong in every accuracy), what was read and how, and whether the example entered latent mode.
+
+        Returns
+        -------
+        pandas.DataFrame
+            A :class:`latentprobe.schema.ANSWERS` frame in the inputs' order.
+        """
         from latentprobe.schema import ANSWERS, NO_GOLD
 
         scorer, inp = self.scoring(), self.inputs
@@ -151,7 +178,24 @@ class Context:
         return ANSWERS.frame(rows)
 
     def perturbation(self, name: str, seed: int) -> Perturbation:
-        """The perturbation of a study file's name (:func:`latentprobe.analyses.names.make_perturbation`)."""
+        """The perturbation of a study file's name (:func:`latentprobe.analyses.names.make_perturbation`).
+
+        Parameters
+        ----------
+        name : str
+            A registered perturbation name or an import string.
+        seed : int
+            Its seed (for perturbations that draw).
+
+        Returns
+        -------
+        Perturbation
+
+        Raises
+        ------
+        InputError
+            An unknown name, or a toy-only perturbation on other data.
+        """
         from latentprobe.analyses.names import make_perturbation
 
         made = make_perturbation(name, seed)
@@ -161,10 +205,28 @@ class Context:
         return made
 
     def hook(self, name: str) -> Callable[..., Any] | None:
-        """A family hook (see the class docstring), or ``None``."""
+        """A family hook (see the class docstring), or ``None``.
+
+        Parameters
+        ----------
+        name : str
+            ``"random_runner"`` or ``"derived_inputs"``.
+
+        Returns
+        -------
+        callable or None
+        """
         return self.hooks.get(name)
 
     def save_trace(self, folder: Path | None, asked: bool) -> None:
-        """Save the clean trace into ``folder/trace`` when ``asked``."""
+        """Save the clean trace into ``folder/trace`` when ``asked``.
+
+        Parameters
+        ----------
+        folder : Path or None
+            The analysis folder (``None``: nothing is saved).
+        asked : bool
+            The analysis's ``save_trace`` option.
+        """
         if asked and folder is not None:
             self.trace.save(folder / "trace")

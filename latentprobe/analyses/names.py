@@ -38,6 +38,15 @@ _IMPORT_STRING = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\
 def is_import_string(name: str) -> bool:
     """Whether ``name`` is ``"package.module:Name"`` (dotted identifiers on both sides of one colon).
 
+    Parameters
+    ----------
+    name : str
+        A study file's name.
+
+    Returns
+    -------
+    bool
+
     Examples
     --------
     >>> is_import_string("mypkg.perturbations:Darken"), is_import_string("z_to_y: zero (redecode)")
@@ -48,6 +57,17 @@ def is_import_string(name: str) -> bool:
 
 def import_object(spec: str, *, what: str) -> Any:
     """The object an import string ``"package.module:Name"`` names.
+
+    Parameters
+    ----------
+    spec : str
+        The import string.
+    what : str
+        What it should name (for the error message).
+
+    Returns
+    -------
+    object
 
     Raises
     ------
@@ -68,14 +88,28 @@ def import_object(spec: str, *, what: str) -> Any:
 
 
 def perturbation_classes() -> dict[str, type]:
-    """Registered perturbation classes by their ``name`` (``custom`` left out: it needs a function)."""
+    """Registered perturbation classes by their ``name`` (``custom`` left out: it needs a function).
+
+    Returns
+    -------
+    dict of str to type
+    """
     from latentprobe.perturbations import base
 
     return {cls.name: cls for cls in base._REGISTRY.values() if cls.name != "custom"}
 
 
 def name_set(kind: str) -> tuple[str, ...]:
-    """The registered names of ``kind``: ``"perturbations"``, ``"interventions"``, ``"modes"`` or ``"scorers"``.
+    """The registered names of ``kind``.
+
+    Parameters
+    ----------
+    kind : str
+        ``"perturbations"``, ``"interventions"``, ``"modes"`` or ``"scorers"``.
+
+    Returns
+    -------
+    tuple of str
 
     Raises
     ------
@@ -107,6 +141,17 @@ def _with_seed(cls: type, seed: int) -> Any:
 def make_perturbation(name: str, seed: int) -> Perturbation:
     """The perturbation of a study file's name or import string, seeded with ``seed``.
 
+    Parameters
+    ----------
+    name : str
+        A registered perturbation's ``name`` or an import string.
+    seed : int
+        Passed as ``seed=`` to classes with that field, or to a factory.
+
+    Returns
+    -------
+    Perturbation
+
     Raises
     ------
     InputError
@@ -133,6 +178,21 @@ def make_intervention(name: str, trace: LatentTrace, seed: int, suite: dict[str,
     """The intervention of a study file's name (from ``suite``, :func:`~latentprobe.causal.default_interventions`)
     or import string.
 
+    Parameters
+    ----------
+    name : str
+        A suite name or an import string.
+    trace : LatentTrace
+        The clean run (``from_trace`` classes and factories read it).
+    seed : int
+        Their seed.
+    suite : dict
+        The built suite.
+
+    Returns
+    -------
+    Intervention
+
     Raises
     ------
     InputError
@@ -154,14 +214,34 @@ def make_intervention(name: str, trace: LatentTrace, seed: int, suite: dict[str,
 
 
 def check_names(names: Sequence[str], kind: str, *, where: str) -> None:
-    """Import every import string in ``names`` now (before any work), so a typo fails early."""
+    """Import every import string in ``names`` now (before any work), so a typo fails early.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Names and import strings.
+    kind : str
+        What they are (``"interventions"``, ...), for the message.
+    where : str
+        The study file and table, for the message.
+    """
     for n in names:
         if is_import_string(n):
             import_object(n, what=f"{where}: {kind[:-1]}")
 
 
 def source_of(names: Sequence[str]) -> dict[str, str]:
-    """The source digest of every import-string name (for fingerprints)."""
+    """The source digest of every import-string name (for fingerprints).
+
+    Parameters
+    ----------
+    names : sequence of str
+        Names and import strings (plain names are skipped).
+
+    Returns
+    -------
+    dict of str to str
+    """
     from latentprobe.fingerprint import callable_fingerprint
 
     out = {}

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from latentprobe import schema
-from latentprobe.analyses.base import Analysis, AnalysisOptions, OptionError, ReportSink, option
+from latentprobe.analyses.base import Analysis, ReportSink
+from latentprobe.analyses.options import AnalysisOptions, OptionError, option
 from latentprobe.analyses.context import Context
 from latentprobe.errors import LatentProbeError, StudyError
 from latentprobe.perturbations import InputSet
@@ -30,6 +31,20 @@ __all__ = ["Probes", "ProbesOptions", "Representations", "RepresentationsOptions
 
 def field_values(inputs: InputSet, name: str, *, where: str = "") -> np.ndarray:
     """Per-example values of field ``name``: the example's metadata, its ``attributes``, or the toy example's.
+
+    Parameters
+    ----------
+    inputs : InputSet
+        The examples.
+    name : str
+        The field.
+    where : str
+        Prefix of the error message (the study file and table).
+
+    Returns
+    -------
+    numpy.ndarray
+        One string per example (``"none"`` where it has no value).
 
     Raises
     ------

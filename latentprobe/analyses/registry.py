@@ -61,6 +61,9 @@ def register_analysis(analysis: Analysis | type[Analysis], *, overwrite: bool = 
     if not record.tables:
         raise InputError(f"register_analysis({key!r}): declare its tables ({{name: schema Table}}); the study writes "
                          "and checks them.")
+    from latentprobe.analyses.options import document_options
+
+    document_options(record.Options)
     known = _REGISTRY.get(key)
     if known is not None and type(known) is not type(record) and not overwrite:
         raise InputError(f"an analysis {key!r} is already registered ({type(known).__module__}."
@@ -86,13 +89,27 @@ def _load_entry_points() -> None:
 
 
 def registered_analyses() -> dict[str, Analysis]:
-    """Every registered analysis by key, in registration order (built-ins first)."""
+    """Every registered analysis by key, in registration order (built-ins first).
+
+    Returns
+    -------
+    dict of str to Analysis
+    """
     _load_entry_points()
     return dict(_REGISTRY)
 
 
 def get_analysis(key: str) -> Analysis:
     """The record registered under ``key``.
+
+    Parameters
+    ----------
+    key : str
+        The analysis's study-file key.
+
+    Returns
+    -------
+    Analysis
 
     Raises
     ------
@@ -107,6 +124,15 @@ def get_analysis(key: str) -> Analysis:
 
 def analysis_for_result(result: Any) -> Analysis:
     """The record whose result type (or, for a DataFrame, whose key columns) ``result`` has.
+
+    Parameters
+    ----------
+    result : object
+        A result object or a summary table.
+
+    Returns
+    -------
+    Analysis
 
     Raises
     ------

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from latentprobe import schema
-from latentprobe.analyses.base import Analysis, AnalysisOptions, ReportSink, option
+from latentprobe.analyses.base import Analysis, ReportSink
+from latentprobe.analyses.options import AnalysisOptions, option
 from latentprobe.analyses.context import Context
 from latentprobe.geometry.instances import AcrossInstancesResult, WithinInstanceResult
 
