@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import pandas as pd
+import plotly.graph_objects as go
 
 from latentprobe.analyses.options import AnalysisOptions, _plain
 from latentprobe.errors import StudyError
@@ -47,24 +48,103 @@ __all__ = ["Analysis", "Unit", "ReportSink"]
 
 @dataclass(frozen=True)
 class Unit:
-    """One unit of work: ``key`` (JSON-able, unique in the analysis) and what the unit needs (``data``)."""
+    """One unit of work of an analysis (:meth:`Analysis.plan`).
 
-    key: Any
-    data: Any = None
+    Parameters
+    ----------
+    key : str, int or tuple
+        JSON-able and unique in the analysis: the resumable store records it when the unit is done.
+    data : object, optional
+        What the unit needs (e.g. the indices of its examples).
+    """
+
+    key: str | int | tuple[str | int, ...]
+    data: object = None
 
 
 class ReportSink(Protocol):
-    """What a report section writes to (:class:`latentprobe.report.Report` is one)."""
+    """What a report section writes to (:class:`latentprobe.report.Report` is one); every method returns the
+    report, for chaining.
 
-    def add_heading(self, text: str, level: int = 2) -> Any: ...
+    Its methods take: ``text`` (Markdown; a heading's text), ``level`` (a heading's level, 2 to 4), ``table``
+    (a DataFrame) with a Markdown ``caption``, ``fig`` (a plotly Figure) with a ``caption``, a note's ``kind``
+    (``"info"`` or ``"warning"``) and ``title``.
+    """
 
-    def add_text(self, text: str) -> Any: ...
+    def add_heading(self, text: str, level: int = 2) -> ReportSink:
+        """Add a heading.
 
-    def add_table(self, table: pd.DataFrame, caption: str | None = None, **kwargs: Any) -> Any: ...
+        Parameters
+        ----------
+        text : str
+            The heading.
+        level : int
+            2, 3 or 4.
 
-    def add_figure(self, fig: Any, caption: str | None = None) -> Any: ...
+        Returns
+        -------
+        ReportSink
+        """
 
-    def add_note(self, text: str, kind: str = "info", title: str | None = None) -> Any: ...
+    def add_text(self, text: str) -> ReportSink:
+        """Add a paragraph.
+
+        Parameters
+        ----------
+        text : str
+            Markdown.
+
+        Returns
+        -------
+        ReportSink
+        """
+
+    def add_table(self, table: pd.DataFrame, caption: str | None = None, **kwargs: object) -> ReportSink:
+        """Add a table.
+
+        Parameters
+        ----------
+        table : pandas.DataFrame
+            The table.
+        caption : str, optional
+            Markdown caption.
+
+        Returns
+        -------
+        ReportSink
+        """
+
+    def add_figure(self, fig: go.Figure, caption: str | None = None) -> ReportSink:
+        """Add a figure.
+
+        Parameters
+        ----------
+        fig : plotly.graph_objects.Figure
+            The figure.
+        caption : str, optional
+            Markdown caption (default: the figure's own).
+
+        Returns
+        -------
+        ReportSink
+        """
+
+    def add_note(self, text: str, kind: str = "info", title: str | None = None) -> ReportSink:
+        """Add a note.
+
+        Parameters
+        ----------
+        text : str
+            Markdown.
+        kind : str
+            ``"info"`` or ``"warning"``.
+        title : str, optional
+            Its title.
+
+        Returns
+        -------
+        ReportSink
+        """
 
 
 class Analysis:
@@ -207,7 +287,7 @@ class Analysis:
         return self.summarise(ctx, options, rows)
 
     # ---------------------------------------------------------------- results
-    def to_tables(self, result: Any) -> dict[str, pd.DataFrame]:
+    def to_tables(self, result: object) -> dict[str, pd.DataFrame]:
         """The result as its tables (keys of :attr:`tables`): a mapping's items or the result's attributes.
 
         Parameters
@@ -245,7 +325,7 @@ class Analysis:
         """
         return dict(tables)
 
-    def save_extras(self, result: Any, folder: Path) -> None:
+    def save_extras(self, result: object, folder: Path) -> None:
         """Store what the tables and ``config.json`` do not hold (e.g. matrices; default: nothing).
 
         Parameters
@@ -256,7 +336,7 @@ class Analysis:
             The analysis folder.
         """
 
-    def config_of(self, result: Any) -> dict[str, Any] | None:
+    def config_of(self, result: object) -> dict[str, Any] | None:
         """What to store as ``config.json`` beside the tables (default: the result's ``config``).
 
         Parameters
@@ -272,7 +352,7 @@ class Analysis:
         cfg = getattr(result, "config", None)
         return dict(cfg) if isinstance(cfg, Mapping) else None
 
-    def summary_of(self, result: Any) -> pd.DataFrame:
+    def summary_of(self, result: object) -> pd.DataFrame:
         """The table a bare-DataFrame result is, or the result's first table.
 
         Parameters
@@ -288,7 +368,7 @@ class Analysis:
             return result
         return next(iter(self.to_tables(result).values()), pd.DataFrame())
 
-    def is_empty(self, result: Any) -> bool:
+    def is_empty(self, result: object) -> bool:
         """True when the result has nothing to show.
 
         Parameters
@@ -302,7 +382,7 @@ class Analysis:
         """
         return self.summary_of(result).empty
 
-    def figures(self, result: Any) -> list[Any]:
+    def figures(self, result: object) -> list[go.Figure]:
         """Plotly figures of the result (default: none).
 
         Parameters
@@ -316,7 +396,7 @@ class Analysis:
         """
         return []
 
-    def section(self, report: ReportSink, result: Any, *, title: str | None = None, level: int = 2) -> None:
+    def section(self, report: ReportSink, result: object, *, title: str | None = None, level: int = 2) -> None:
         """Add the result's report section (default: heading, figures, then each table).
 
         Parameters
@@ -337,7 +417,7 @@ class Analysis:
             if len(frame):
                 report.add_table(frame, caption=f"`{self.key}/{name}.csv`")
 
-    def headline(self, result: Any) -> dict[str, str]:
+    def headline(self, result: object) -> dict[str, str]:
         """The few figures a reader looks for first (``latentprobe run`` prints them last; default: none).
 
         Parameters
@@ -352,7 +432,7 @@ class Analysis:
         """
         return {}
 
-    def answers(self, result: Any) -> pd.DataFrame | None:
+    def answers(self, result: object) -> pd.DataFrame | None:
         """The answers the analysis generated, for the study's answer browser and per-condition counts.
 
         Parameters
@@ -368,7 +448,7 @@ class Analysis:
         """
         return None
 
-    def accepts(self, result: Any) -> bool:
+    def accepts(self, result: object) -> bool:
         """Whether ``result`` is this analysis's (by type, or a DataFrame by :attr:`frame_keys`).
 
         Parameters

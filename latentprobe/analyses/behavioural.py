@@ -64,7 +64,7 @@ class Behavioural(Analysis):
         return BehaviouralProbeResult(schema.BEHAVIOURAL_SUMMARY.frame(res.summary), schema.EFFECTS.frame(res.tests),
                                       schema.BEHAVIOURAL_ROWS.frame(res.rows), res.dropped)
 
-    def config_of(self, result: Any) -> dict[str, Any]:
+    def config_of(self, result: BehaviouralProbeResult) -> dict[str, Any]:
         return {"dropped": dict(result.dropped)}
 
     def from_tables(self, tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any],
@@ -72,7 +72,7 @@ class Behavioural(Analysis):
         return BehaviouralProbeResult(tables["summary"], tables["tests"], tables["rows"],
                                       dict(config.get("dropped", {})))
 
-    def section(self, report: ReportSink, result: Any, *, title: str | None = None, level: int = 2) -> None:
+    def section(self, report: ReportSink, result: BehaviouralProbeResult, *, title: str | None = None, level: int = 2) -> None:
         report.add_heading(title or self.title, level)
         report.add_table(result.summary, caption="Accuracy on the derived questions: `image` (with the image, the "
                          "ceiling), `blank` (a blank image, the floor) and `latents_only` (a blank image with the "
@@ -82,6 +82,6 @@ class Behavioural(Analysis):
         if dropped:
             report.add_note("; ".join(f"{v} {k}" for k, v in dropped.items()), kind="warning", title="Left out")
 
-    def headline(self, result: Any) -> dict[str, str]:
+    def headline(self, result: BehaviouralProbeResult) -> dict[str, str]:
         return {f"derived-question accuracy ({r['condition']})": f"{r['accuracy']:.3f} [{r['ci_low']:.3f}, "
                 f"{r['ci_high']:.3f}]" for _, r in result.summary.iterrows()}

@@ -72,7 +72,7 @@ class XToZ(Analysis):
         ctx.save_trace(folder, options.save_trace)
         return res
 
-    def save_extras(self, result: Any, folder: Path) -> None:
+    def save_extras(self, result: XZResult | pd.DataFrame, folder: Path) -> None:
         import numpy as np
 
         from latentprobe.atomic import atomic_write
@@ -93,14 +93,14 @@ class XToZ(Analysis):
         return XZResult(rows=tables["rows"], summary=tables["summary"], dropped=tables["dropped"], config=dict(config),
                         across=tables["across"], across_matrices=dict(mats), status=tables["status"])
 
-    def figures(self, result: Any) -> list[Any]:
+    def figures(self, result: XZResult | pd.DataFrame) -> list[Any]:
         from latentprobe import viz
 
         s = self.summary_of(result)
         layers = list(dict.fromkeys(s.loc[s["source"] == "latent", "layer"]))
         return [viz.xz_lines(s, layer=None if len(layers) <= 2 else [layers[0], layers[-1]])]
 
-    def section(self, report: ReportSink, result: Any, *, title: str | None = None, level: int = 2) -> None:
+    def section(self, report: ReportSink, result: XZResult | pd.DataFrame, *, title: str | None = None, level: int = 2) -> None:
         s = self.summary_of(result)
         report.add_heading(title or "X → Z: do the latents change with the input?", level)
         for fig in self.figures(result):
@@ -120,7 +120,7 @@ class XToZ(Analysis):
         ood_note(report, s["perturbation"])
         drops_note(report, result)
 
-    def headline(self, result: Any) -> dict[str, str]:
+    def headline(self, result: XZResult | pd.DataFrame) -> dict[str, str]:
         s = self.summary_of(result)
         lat = s[(s["source"] == "latent") & (s["metric"] == "cosine")]
         return {f"cosine clean vs {p} (latents, mean over steps)": f"{g['estimate'].mean():.3f}"
@@ -181,14 +181,14 @@ class ZToY(Analysis):
                     folder: Path | None = None) -> ZYResult:
         return ZYResult(rows=tables["rows"], summary=tables["summary"], dropped=tables["dropped"], config=dict(config))
 
-    def figures(self, result: Any) -> list[Any]:
+    def figures(self, result: ZYResult | pd.DataFrame) -> list[Any]:
         from latentprobe import viz
 
         s = self.summary_of(result)
         metrics = [m for m in _ZY_METRICS if (s["metric"] == m).any()]
         return [viz.zy_bars(s, metrics=metrics)] if (s["mode"] != "run").any() and metrics else []
 
-    def section(self, report: ReportSink, result: Any, *, title: str | None = None, level: int = 2) -> None:
+    def section(self, report: ReportSink, result: ZYResult | pd.DataFrame, *, title: str | None = None, level: int = 2) -> None:
         s = self.summary_of(result)
         report.add_heading(title or "Z → Y: does the output change when the latents are intervened on?", level)
         for fig in self.figures(result):
@@ -214,14 +214,14 @@ class ZToY(Analysis):
         ood_note(report, conditions)
         drops_note(report, result)
 
-    def answers(self, result: Any) -> pd.DataFrame:
+    def answers(self, result: ZYResult | pd.DataFrame) -> pd.DataFrame:
         r = result.rows
         return schema.ANSWER_ROWS.frame(pd.DataFrame({
             "example_id": r["example_id"], "condition": f"{self.key}: " + r["intervention"] + " (" + r["mode"] + ")",
             "answer": r["answer"], "parsed": r["parsed"], "parse_method": r["parse_method"], "correct": r["correct"],
             "n_latents": r["n_latents"]}))
 
-    def headline(self, result: Any) -> dict[str, str]:
+    def headline(self, result: ZYResult | pd.DataFrame) -> dict[str, str]:
         s = self.summary_of(result)
         s = s[(s["intervention"] != schema.CONTROL_INTERVENTION) & (s["mode"] != schema.RUN_MODE)]
         out = {}
@@ -300,14 +300,14 @@ class Decompose(Analysis):
                                proportion_note=str(prop["note"].iloc[0]) if len(prop) and not pd.isna(
                                    prop["note"].iloc[0]) else "")
 
-    def figures(self, result: Any) -> list[Any]:
+    def figures(self, result: MediationResult | pd.DataFrame) -> list[Any]:
         from latentprobe import viz
 
         s = self.summary_of(result)
         effects = s[s["kind"] == "effect"]
         return [viz.decomposition_bars(effects)] if len(effects) else []
 
-    def section(self, report: ReportSink, result: Any, *, title: str | None = None, level: int = 2) -> None:
+    def section(self, report: ReportSink, result: MediationResult | pd.DataFrame, *, title: str | None = None, level: int = 2) -> None:
         s = self.summary_of(result)
         treatment = s["treatment"].iloc[0] if "treatment" in s.columns and len(s) else None
         report.add_heading(title or "Mediation: TE, NDE, NIE" + (f" ({treatment})" if treatment else ""), level)
@@ -323,13 +323,13 @@ class Decompose(Analysis):
         ood_note(report, [treatment] if treatment else [])
         drops_note(report, result)
 
-    def answers(self, result: Any) -> pd.DataFrame:
+    def answers(self, result: MediationResult | pd.DataFrame) -> pd.DataFrame:
         r = result.rows
         return schema.ANSWER_ROWS.frame(pd.DataFrame({
             "example_id": r["example_id"], "condition": f"{self.key}: " + r["condition"], "answer": r["answer"],
             "parsed": r["parsed"], "parse_method": r["parse_method"], "correct": r["correct"],
             "n_latents": r["n_latents"]}))
 
-    def headline(self, result: Any) -> dict[str, str]:
+    def headline(self, result: MediationResult | pd.DataFrame) -> dict[str, str]:
         s = self.summary_of(result)
         return {str(r["effect"]): _ci(r) for _, r in s[s["kind"] == "effect"].iterrows()}

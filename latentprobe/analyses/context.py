@@ -14,6 +14,7 @@ from latentprobe.errors import InputError
 
 if TYPE_CHECKING:
     from latentprobe.engine import LatentRunner
+    from latentprobe.engine.sampling import LogitsProcessor
     from latentprobe.perturbations import InputSet, Perturbation
     from latentprobe.scoring import Scorer
     from latentprobe.trace import LatentTrace
@@ -78,11 +79,11 @@ class Context:
     progress: bool = True
     is_toy: bool = False
     capture_positions: str | None = None
-    logits_processor: Any = None
+    logits_processor: LogitsProcessor | None = None
     generation: str | None = None
     hooks: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     where: str = "study"
-    _trace: LatentTrace | None = field(default=None, repr=False)
+    _trace: LatentTrace | None = field(default=None, init=False, repr=False)
 
     def defaults(self) -> dict[str, Any]:
         """The study-level values of the shared options.

@@ -42,7 +42,7 @@ class OptionError(InputError):
         super().__init__(f"{analysis} option {key!r}: {problem}; {fix}.")
 
 
-def option(default: Any = dataclasses.MISSING, *, choices: Sequence[str] | str | None = None,
+def option(default: object = dataclasses.MISSING, *, choices: Sequence[str] | str | None = None,
            min_value: float | None = None, max_value: float | None = None, all_value: bool = False,
            fingerprint: bool = True, doc: str = "") -> Any:
     """A field of an options dataclass with its checks.
@@ -289,3 +289,6 @@ def document_options(options: type[AnalysisOptions]) -> type[AnalysisOptions]:
         lines += [f"{f.name} : {kind}", f"    {f.metadata.get('doc') or f.name} ({default})."]
     options.__doc__ = doc.rstrip() + "\n".join(lines) + "\n"
     return options
+
+
+document_options(AnalysisOptions)

@@ -140,7 +140,7 @@ class Probes(Analysis):
         return {"scores": schema.PROBE_SCORES.frame(pd.concat(frames, ignore_index=True) if frames else []),
                 "skipped": schema.PROBES_SKIPPED.frame(skipped)}
 
-    def to_tables(self, result: Any) -> dict[str, pd.DataFrame]:
+    def to_tables(self, result: Mapping[str, pd.DataFrame] | ProbeSweepResult | pd.DataFrame) -> dict[str, pd.DataFrame]:
         if isinstance(result, Mapping):
             return {k: result[k] for k in self.tables}
         return {"scores": result.scores, "skipped": schema.PROBES_SKIPPED.frame([])}
@@ -149,18 +149,18 @@ class Probes(Analysis):
                     folder: Path | None = None) -> dict[str, pd.DataFrame]:
         return {k: tables[k] for k in self.tables}
 
-    def summary_of(self, result: Any) -> pd.DataFrame:
+    def summary_of(self, result: Mapping[str, pd.DataFrame] | ProbeSweepResult | pd.DataFrame) -> pd.DataFrame:
         if isinstance(result, pd.DataFrame):
             return result
         return result["scores"] if isinstance(result, Mapping) else result.scores
 
-    def figures(self, result: Any) -> list[Any]:
+    def figures(self, result: Mapping[str, pd.DataFrame] | ProbeSweepResult | pd.DataFrame) -> list[Any]:
         from latentprobe import viz
 
         s = self.summary_of(result)
         return [viz.probe_heatmap(s[s["target"] == t]) for t in dict.fromkeys(s["target"])]
 
-    def section(self, report: ReportSink, result: Any, *, title: str | None = None, level: int = 2) -> None:
+    def section(self, report: ReportSink, result: Mapping[str, pd.DataFrame] | ProbeSweepResult | pd.DataFrame, *, title: str | None = None, level: int = 2) -> None:
         s = self.summary_of(result)
         report.add_heading(title or "Probes: where is the target linearly decodable?", level)
         for target, fig in zip(dict.fromkeys(s["target"]), self.figures(result)):
@@ -179,7 +179,7 @@ class Probes(Analysis):
                 report.add_note(f"{r['target']}: {r['reason']}", kind="warning", title="Probe skipped")
         probe_note(report)
 
-    def headline(self, result: Any) -> dict[str, str]:
+    def headline(self, result: Mapping[str, pd.DataFrame] | ProbeSweepResult | pd.DataFrame) -> dict[str, str]:
         s = self.summary_of(result)
         out = {}
         for target, sub in s.groupby("target", sort=False):
@@ -262,19 +262,19 @@ class Representations(Analysis):
         ctx.save_trace(folder, options.save_trace)
         return schema.PROBE_COMPARISON.frame(table)
 
-    def to_tables(self, result: Any) -> dict[str, pd.DataFrame]:
+    def to_tables(self, result: pd.DataFrame) -> dict[str, pd.DataFrame]:
         return {"scores": self.summary_of(result)}
 
     def from_tables(self, tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any],
                     folder: Path | None = None) -> pd.DataFrame:
         return tables["scores"]
 
-    def figures(self, result: Any) -> list[Any]:
+    def figures(self, result: pd.DataFrame) -> list[Any]:
         from latentprobe import viz
 
         return [viz.probe_controls(self.summary_of(result))]
 
-    def section(self, report: ReportSink, result: Any, *, title: str | None = None, level: int = 2) -> None:
+    def section(self, report: ReportSink, result: pd.DataFrame, *, title: str | None = None, level: int = 2) -> None:
         report.add_heading(title or self.title, level)
         for fig in self.figures(result):
             report.add_figure(fig)
@@ -282,7 +282,7 @@ class Representations(Analysis):
                          "(majority class, shuffled labels, control task; selectivity = score − control).")
         probe_note(report)
 
-    def headline(self, result: Any) -> dict[str, str]:
+    def headline(self, result: pd.DataFrame) -> dict[str, str]:
         s = self.summary_of(result)
         return {f"probe {r['target']} from {r['representation']}": f"{r['score']:.3f} (chance {r['chance']:.3f})"
                 for _, r in s.iterrows()}
@@ -324,7 +324,7 @@ class Collapse(Analysis):
         ctx.save_trace(folder, options.save_trace)
         return {"collapse": schema.COLLAPSE_TABLE.frame(table), "step_matrix": long}
 
-    def to_tables(self, result: Any) -> dict[str, pd.DataFrame]:
+    def to_tables(self, result: Mapping[str, pd.DataFrame] | pd.DataFrame) -> dict[str, pd.DataFrame]:
         if isinstance(result, Mapping):
             return {k: result[k] for k in self.tables}
         return {"collapse": result, "step_matrix": schema.STEP_MATRIX.frame([])}
@@ -333,11 +333,22 @@ class Collapse(Analysis):
                     folder: Path | None = None) -> dict[str, pd.DataFrame]:
         return {k: tables[k] for k in self.tables}
 
-    def summary_of(self, result: Any) -> pd.DataFrame:
+    def summary_of(self, result: Mapping[str, pd.DataFrame] | pd.DataFrame) -> pd.DataFrame:
         return result["collapse"] if isinstance(result, Mapping) else result
 
-    def step_matrix(self, result: Any) -> np.ndarray | None:
-        """The step x step cosine matrix of a study result (``None`` for a bare collapse table)."""
+    def step_matrix(self, result: Mapping[str, pd.DataFrame] | pd.DataFrame) -> np.ndarray | None:
+        """The step x step cosine matrix of a study result.
+
+        Parameters
+        ----------
+        result : mapping or pandas.DataFrame
+            A study's collapse result (``{"collapse": ..., "step_matrix": ...}``) or a bare collapse table.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            ``[K, K]`` (mean over examples), or ``None`` for a bare collapse table.
+        """
         long = result.get("step_matrix") if isinstance(result, Mapping) else None
         if long is None or long.empty:
             return None
@@ -346,7 +357,7 @@ class Collapse(Analysis):
         mat[long["step_a"].to_numpy(int), long["step_b"].to_numpy(int)] = long["cosine"].to_numpy(float)
         return mat
 
-    def figures(self, result: Any) -> list[Any]:
+    def figures(self, result: Mapping[str, pd.DataFrame] | pd.DataFrame) -> list[Any]:
         from latentprobe import viz
 
         figs = [viz.collapse_bars(self.summary_of(result))]
@@ -355,7 +366,7 @@ class Collapse(Analysis):
             figs.append(viz.similarity_heatmap(mat, title="Step x step cosine of latents (mean over examples)"))
         return figs
 
-    def section(self, report: ReportSink, result: Any, *, title: str | None = None, level: int = 2) -> None:
+    def section(self, report: ReportSink, result: Mapping[str, pd.DataFrame] | pd.DataFrame, *, title: str | None = None, level: int = 2) -> None:
         report.add_heading(title or self.title, level)
         figs = self.figures(result)
         report.add_figure(figs[0])
@@ -366,7 +377,7 @@ class Collapse(Analysis):
         once(report, "collapse", "A high cosine after centring is not by itself collapse; compare with the baselines.",
              title="Reading collapse")
 
-    def headline(self, result: Any) -> dict[str, str]:
+    def headline(self, result: Mapping[str, pd.DataFrame] | pd.DataFrame) -> dict[str, str]:
         s = self.summary_of(result)
         raw = s[(s["source"] == "latent") & (s["centering"] == "raw")]
         if raw.empty:

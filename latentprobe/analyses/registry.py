@@ -122,7 +122,7 @@ def get_analysis(key: str) -> Analysis:
     return found
 
 
-def analysis_for_result(result: Any) -> Analysis:
+def analysis_for_result(result: object) -> Analysis:
     """The record whose result type (or, for a DataFrame, whose key columns) ``result`` has.
 
     Parameters

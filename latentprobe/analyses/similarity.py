@@ -51,7 +51,7 @@ class Similarity(Analysis):
                 "across": schema.ACROSS_SUMMARY.frame(across.summary),
                 "step_matrix": schema.STEP_MATRIX.frame(within.step_table())}
 
-    def to_tables(self, result: Any) -> dict[str, pd.DataFrame]:
+    def to_tables(self, result: WithinInstanceResult | AcrossInstancesResult | Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         if isinstance(result, Mapping):
             return {k: result[k] for k in self.tables}
         empty = {k: t.frame([]) for k, t in self.tables.items()}
@@ -63,14 +63,14 @@ class Similarity(Analysis):
                     folder: Path | None = None) -> dict[str, pd.DataFrame]:
         return {k: tables[k] for k in self.tables}
 
-    def summary_of(self, result: Any) -> pd.DataFrame:
+    def summary_of(self, result: WithinInstanceResult | AcrossInstancesResult | Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         if isinstance(result, WithinInstanceResult):
             return result.consecutive
         if isinstance(result, AcrossInstancesResult):
             return result.summary
         return result["consecutive"] if isinstance(result, Mapping) else result
 
-    def figures(self, result: Any) -> list[Any]:
+    def figures(self, result: WithinInstanceResult | AcrossInstancesResult | Mapping[str, pd.DataFrame]) -> list[Any]:
         from latentprobe import viz
 
         if isinstance(result, WithinInstanceResult):
@@ -90,14 +90,14 @@ class Similarity(Analysis):
             figs.append(viz.across_instance_summary(result["across"]))
         return figs
 
-    def section(self, report: ReportSink, result: Any, *, title: str | None = None, level: int = 2) -> None:
+    def section(self, report: ReportSink, result: WithinInstanceResult | AcrossInstancesResult | Mapping[str, pd.DataFrame], *, title: str | None = None, level: int = 2) -> None:
         default = ("Similarity between latent steps" if isinstance(result, WithinInstanceResult) else
                    "Similarity across examples" if isinstance(result, AcrossInstancesResult) else self.title)
         report.add_heading(title or default, level)
         for fig in self.figures(result):
             report.add_figure(fig)
 
-    def headline(self, result: Any) -> dict[str, str]:
+    def headline(self, result: WithinInstanceResult | AcrossInstancesResult | Mapping[str, pd.DataFrame]) -> dict[str, str]:
         out = {}
         tables = self.to_tables(result)
         if len(tables["consecutive"]):
