@@ -34,6 +34,20 @@ ZY_INTERVENTIONS = ("swap", "swap_placebo", "zero", "add_noise", "shared_tensor"
 
 @dataclass(frozen=True)
 class DemoResult:
+    """What :func:`run_demo` did.
+
+    Attributes
+    ----------
+    summary : pandas.DataFrame
+        One row per variant: its headline figures and seconds (``out_dir/summary.csv``).
+    report_path : Path
+        ``out_dir/report.html``.
+    out_dir : Path
+        The output folder.
+    seconds : float
+        The wall time.
+    """
+
     summary: pd.DataFrame
     report_path: Path
     out_dir: Path
@@ -85,7 +99,24 @@ representations = {representations}
 
 
 def demo_study(variant: str, *, n_examples: int = 200, seed: int = 0, n_boot: int = 1000) -> str:
-    """The study file the demo runs for one toy variant (TOML text)."""
+    """The study file the demo runs for one toy variant (TOML text).
+
+    Parameters
+    ----------
+    variant : str
+        A toy variant.
+    n_examples : int
+        Held-out questions (the first ``n`` of the test split).
+    seed : int
+        ``[study] seed``.
+    n_boot : int
+        ``[generation] n_boot``.
+
+    Returns
+    -------
+    str
+        The study file's text (:data:`DEMO_STUDY` filled in).
+    """
     reps = ["latent_mean", "latent_last", "image_tokens"] + ([] if variant == "text" else ["random_weights"])
     return DEMO_STUDY.format(variant=variant, seed=seed, truth=TRUTH[variant].rstrip("."), n=n_examples,
                              max_new_tokens=16 if variant == "text" else 8, n_boot=n_boot,

@@ -9,10 +9,13 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 from latentprobe.errors import ExportDependencyError, ReportError
 from latentprobe.validate import number
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 __all__ = ["FORMATS", "check_export", "export_figures"]
 
@@ -20,8 +23,21 @@ __all__ = ["FORMATS", "check_export", "export_figures"]
 FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
 
 
+class HasFigures(Protocol):
+    """What :func:`export_figures` reads: ``figures``, ``(number, figure, caption)`` of each figure
+    (:attr:`latentprobe.report.Report.figures`)."""
+
+    @property
+    def figures(self) -> list[tuple[int, go.Figure, str | None]]: ...
+
+
 def check_export(format: str) -> None:
     """Refuse an unknown ``format`` or a missing kaleido (before any work is done).
+
+    Parameters
+    ----------
+    format : str
+        The static format asked for.
 
     Raises
     ------
@@ -40,7 +56,7 @@ def check_export(format: str) -> None:
         )
 
 
-def export_figures(report: Any, folder: str | os.PathLike[str], *, format: str = "png",
+def export_figures(report: HasFigures, folder: str | os.PathLike[str], *, format: str = "png",
                    scale: float = 2.0) -> list[Path]:
     """Write every figure of ``report`` to ``folder`` as ``figure-<n>.<format>`` (n as in the page).
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
 from markupsafe import Markup
@@ -20,6 +20,9 @@ from markupsafe import Markup
 from latentprobe.atomic import atomic_write_text
 from latentprobe.errors import ReportError
 from latentprobe.report.tables import cell_text, format_number, table_block
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Report", "markdown", "markdown_inline"]
 
@@ -34,12 +37,34 @@ def _md() -> Any:
 
 
 def markdown(text: str) -> Markup:
-    """CommonMark to HTML; raw HTML in ``text`` is escaped, not passed through."""
+    """CommonMark to HTML; raw HTML in ``text`` is escaped, not passed through.
+
+    Parameters
+    ----------
+    text : str
+        Markdown.
+
+    Returns
+    -------
+    Markup
+        The HTML, marked safe for the page's template.
+    """
     return Markup(_md().render(str(text)))
 
 
 def markdown_inline(text: str) -> Markup:
-    """One line of CommonMark (emphasis, code spans, links) to HTML, without a paragraph."""
+    """One line of CommonMark (emphasis, code spans, links) to HTML, without a paragraph.
+
+    Parameters
+    ----------
+    text : str
+        Markdown, one line.
+
+    Returns
+    -------
+    Markup
+        The HTML, marked safe for the page's template.
+    """
     return Markup(_md().renderInline(str(text)))
 
 
@@ -118,7 +143,25 @@ class Report:
         return anchor
 
     def add_heading(self, text: str, level: int = 2) -> Report:
-        """Add a section heading (``level`` 2, 3 or 4) with a table-of-contents entry."""
+        """Add a section heading with a table-of-contents entry.
+
+        Parameters
+        ----------
+        text : str
+            The heading (plain text).
+        level : int
+            2, 3 or 4 (the title is level 1).
+
+        Returns
+        -------
+        Report
+            ``self``, for chaining.
+
+        Raises
+        ------
+        ReportError
+            ``level`` is not 2, 3 or 4.
+        """
         if level not in (2, 3, 4):
             raise ReportError(f"level must be 2, 3 or 4 (the title is level 1), got {level!r}.")
         entry = {"type": "heading", "level": level, "text": str(text), "anchor": self._anchor(str(text))}
@@ -127,14 +170,25 @@ class Report:
         return self
 
     def add_text(self, text: str) -> Report:
-        """Add Markdown text (CommonMark: paragraphs, lists, emphasis, code); raw HTML is escaped."""
+        """Add Markdown text (CommonMark: paragraphs, lists, emphasis, code); raw HTML is escaped.
+
+        Parameters
+        ----------
+        text : str
+            Markdown; blank text adds nothing.
+
+        Returns
+        -------
+        Report
+            ``self``, for chaining.
+        """
         if str(text).strip():
             self._blocks.append({"type": "text", "html": markdown(text)})
         return self
 
     def add_table(
         self,
-        df: Any,
+        df: pd.DataFrame | pd.Series,
         caption: str | None = None,
         float_format: str | None = None,
         max_rows: int | None = 200,
@@ -157,6 +211,9 @@ class Report:
             ``str.format`` pattern for float cells; default three significant digits.
         max_rows : int or None, default 200
             Show at most this many rows (a line says how many were left out); ``None`` shows all.
+        index : bool or None
+            Show the index as columns: ``None`` (default) keeps a named index and drops an unnamed one
+            (or a default ``RangeIndex``), ``True`` keeps it, ``False`` drops it.
         formats : mapping, optional
             Per-column pattern, e.g. ``{"p_value": "{:.2g}"}``.
         order : bool, default True
@@ -168,6 +225,11 @@ class Report:
             A search box above the table hides the rows that do not contain its text (a few lines of
             inline script; the page stays one offline file). ``report.html?filter=TEXT`` opens the page
             with the box filled in.
+
+        Returns
+        -------
+        Report
+            ``self``, for chaining.
 
         Raises
         ------
@@ -185,7 +247,22 @@ class Report:
     def add_figure(self, fig: go.Figure, caption: str | None = None) -> Report:
         """Add a plotly figure (serialised now; plotly.js is embedded once for the whole file).
 
-        ``caption`` (Markdown) defaults to the figure's own (:func:`latentprobe.viz.caption_for`).
+        Parameters
+        ----------
+        fig : plotly.graph_objects.Figure
+            The figure; later changes to it do not reach the report.
+        caption : str or None
+            Markdown caption; default the figure's own (:func:`latentprobe.viz.caption_for`).
+
+        Returns
+        -------
+        Report
+            ``self``, for chaining.
+
+        Raises
+        ------
+        ReportError
+            ``fig`` is not a plotly figure.
         """
         if not isinstance(fig, go.Figure):
             raise ReportError(f"add_figure expects a plotly.graph_objects.Figure, got {type(fig).__name__}.")
@@ -206,8 +283,27 @@ class Report:
         return self
 
     def add_note(self, text: str, kind: str = "info", *, title: str | None = None) -> Report:
-        """Add a highlighted box (Markdown): ``kind="info"`` (context) or ``"warning"`` (e.g. small
-        sample, what the result does not show)."""
+        """Add a highlighted box (Markdown).
+
+        Parameters
+        ----------
+        text : str
+            Markdown.
+        kind : str
+            ``"info"`` (context) or ``"warning"`` (e.g. small sample, what the result does not show).
+        title : str or None
+            The box's title; default ``"Note"`` or ``"Caution"`` by ``kind``.
+
+        Returns
+        -------
+        Report
+            ``self``, for chaining.
+
+        Raises
+        ------
+        ReportError
+            ``kind`` is not ``"info"`` or ``"warning"``.
+        """
         if kind not in _NOTE_KINDS:
             raise ReportError(f"kind must be one of {sorted(_NOTE_KINDS)}, got {kind!r}.")
         self._blocks.append({"type": "note", "kind": kind, "role": "alert" if kind == "warning" else "note",
@@ -217,7 +313,27 @@ class Report:
     def add_key_values(
         self, items: Mapping[Any, Any], caption: str | None = None, float_format: str = "{:.4g}"
     ) -> Report:
-        """Add a two-column table of settings or summary numbers (keys and values escaped)."""
+        """Add a two-column table of settings or summary numbers (keys and values escaped).
+
+        Parameters
+        ----------
+        items : Mapping
+            ``{key: value}``, shown in order.
+        caption : str or None
+            Markdown caption above the table.
+        float_format : str
+            ``str.format`` pattern for float values.
+
+        Returns
+        -------
+        Report
+            ``self``, for chaining.
+
+        Raises
+        ------
+        ReportError
+            ``items`` is not a mapping or ``float_format`` cannot format a float.
+        """
         if not isinstance(items, Mapping):
             raise ReportError(f"add_key_values expects a mapping, got {type(items).__name__}.")
         try:
@@ -228,7 +344,7 @@ class Report:
         self._blocks.append({"type": "kv", "items": rows, "caption": markdown_inline(caption) if caption else None})
         return self
 
-    def add_result(self, result: Any, *, title: str | None = None, level: int = 2) -> Report:
+    def add_result(self, result: object, *, title: str | None = None, level: int = 2) -> Report:
         """Add the standard section of an analysis result: heading, tables, figures with captions and notes.
 
         The section is the one its analysis declares (:meth:`latentprobe.analyses.Analysis.section`), found
@@ -249,7 +365,7 @@ class Report:
         Returns
         -------
         Report
-            ``self``.
+            ``self``, for chaining.
 
         Raises
         ------
@@ -271,8 +387,18 @@ class Report:
         return self
 
     def add_provenance(self, **kwargs: Any) -> Report:
-        """Add the "Provenance" section: settings, model, spec, data sample, software versions
-        (:func:`latentprobe.report.provenance.add_provenance`)."""
+        """Add the "Provenance" section: settings, model, spec, data sample, software versions.
+
+        Parameters
+        ----------
+        **kwargs
+            The keyword arguments of :func:`latentprobe.report.provenance.add_provenance`.
+
+        Returns
+        -------
+        Report
+            ``self``, for chaining.
+        """
         from latentprobe.report.provenance import add_provenance
 
         add_provenance(self, **kwargs)
@@ -287,7 +413,12 @@ class Report:
         return [(n, pio.from_json(js), cap) for n, js, cap in self._figures]
 
     def to_html(self) -> str:
-        """The complete HTML document as a string."""
+        """The complete HTML document as a string.
+
+        Returns
+        -------
+        str
+        """
         from plotly.offline import get_plotlyjs
 
         from latentprobe import __version__
@@ -308,7 +439,20 @@ class Report:
         Missing parent directories are created.  With ``static_dir``, every figure is also written
         there as ``figure-<n>.<static_format>`` (:func:`latentprobe.report.export_figures`; needs
         kaleido, ``pip install latentprobe[export]``, checked before anything is written).
-        Returns the path written.
+
+        Parameters
+        ----------
+        path : str or PathLike
+            The HTML file.
+        static_dir : str or PathLike or None
+            A folder for the figures as static images (default: none written).
+        static_format : str
+            ``"png"``, ``"svg"`` or ``"pdf"``.
+
+        Returns
+        -------
+        Path
+            The path written.
 
         Raises
         ------
@@ -331,5 +475,16 @@ class Report:
     def save(self, path: str | os.PathLike[str], static_dir: str | os.PathLike[str] | None = None,
              *, static_format: str = "png") -> Path:
         """The same as :meth:`write` (the name other libraries use; also shadows the ``.save`` nnsight gives
-        every object, which only works inside a trace)."""
+        every object, which only works inside a trace).
+
+        Parameters
+        ----------
+        path, static_dir, static_format
+            As :meth:`write`.
+
+        Returns
+        -------
+        Path
+            The path written.
+        """
         return self.write(path, static_dir, static_format=static_format)

@@ -7,7 +7,8 @@ The sections themselves belong to the analyses (:meth:`latentprobe.analyses.Anal
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from latentprobe.analyses.base import ReportSink
@@ -29,8 +30,16 @@ OOD_NOTE = (
 )
 
 
-def drops_note(report: ReportSink, result: Any) -> None:
-    """A warning listing the examples left out per condition and reason (results with ``drop_counts``)."""
+def drops_note(report: ReportSink, result: object) -> None:
+    """A warning listing the examples left out per condition and reason (results with ``drop_counts``).
+
+    Parameters
+    ----------
+    report : ReportSink
+        The report.
+    result : object
+        An analysis result; one without a ``drop_counts()`` method, or with nothing dropped, adds nothing.
+    """
     counts = getattr(result, "drop_counts", None)
     if not callable(counts):
         return
@@ -44,7 +53,23 @@ def drops_note(report: ReportSink, result: Any) -> None:
 
 def once(report: ReportSink, key: str, text: str, *, again: str | None = None, kind: str = "info",
          title: str | None = None) -> None:
-    """Add a note the first time ``key`` comes up in ``report``; later, ``again`` (a short reminder) if given."""
+    """Add a note the first time ``key`` comes up in ``report``; later, ``again`` (a short reminder) if given.
+
+    Parameters
+    ----------
+    report : ReportSink
+        The report (it remembers the keys seen).
+    key : str
+        What the note is about; the same key gets the full note once.
+    text : str
+        The note (Markdown).
+    again : str or None
+        The reminder added each later time (default: nothing).
+    kind : str
+        ``"info"`` or ``"warning"``.
+    title : str or None
+        The note's title (default: by ``kind``).
+    """
     seen = report.__dict__.setdefault("_notes_seen", set())
     if key not in seen:
         seen.add(key)
@@ -53,9 +78,17 @@ def once(report: ReportSink, key: str, text: str, *, again: str | None = None, k
         report.add_note(again, kind=kind, title=title)
 
 
-def ood_note(report: ReportSink, conditions: Any) -> None:
+def ood_note(report: ReportSink, conditions: Iterable[str]) -> None:
     """Add :data:`OOD_NOTE` when any of ``conditions`` is out of distribution (:data:`OOD_CONDITIONS`);
-    the full note once per report, a short reminder after that."""
+    the full note once per report, a short reminder after that.
+
+    Parameters
+    ----------
+    report : ReportSink
+        The report.
+    conditions : iterable of str
+        The condition names of the section.
+    """
     names = sorted({str(c) for c in conditions} & OOD_CONDITIONS)
     if names:
         listed = ", ".join(f"`{n}`" for n in names)
@@ -66,6 +99,12 @@ def ood_note(report: ReportSink, conditions: Any) -> None:
 
 
 def probe_note(report: ReportSink) -> None:
-    """The caveat of every probe section (once per report)."""
+    """The caveat of every probe section (once per report).
+
+    Parameters
+    ----------
+    report : ReportSink
+        The report.
+    """
     once(report, "probe", "A probe's score shows that information is linearly decodable, not that the model "
          "uses it; cells are not corrected for multiple comparisons.", title="What a probe does not show")

@@ -18,7 +18,7 @@ Examples
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -52,9 +52,20 @@ def _is_missing(value: Any) -> bool:
     return False
 
 
-def format_number(value: Any) -> str:
+def format_number(value: float | np.number | np.bool_) -> str:
     """Three significant digits, trailing zeros kept (thousands with separators, no exponent below 10^6);
-    ints as they are."""
+    ints as they are.
+
+    Parameters
+    ----------
+    value : float, int, bool or numpy scalar
+        The number.
+
+    Returns
+    -------
+    str
+        ``"—"`` for NaN, ``"∞"`` / ``"−∞"`` for infinities.
+    """
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
     if isinstance(value, (int, np.integer)):
@@ -88,8 +99,20 @@ def _formatter(float_format: str | None) -> Any:
     return lambda v: float_format.format(float(v))
 
 
-def cell_text(value: Any, fmt: Any) -> str:
-    """One cell as text: missing values as ``—``, floats through ``fmt``."""
+def cell_text(value: object, fmt: Callable[[float], str]) -> str:
+    """One cell as text: missing values as ``—``, floats through ``fmt``.
+
+    Parameters
+    ----------
+    value : object
+        The cell.
+    fmt : callable
+        Formats a float (e.g. :func:`format_number`).
+
+    Returns
+    -------
+    str
+    """
     if _is_missing(value):
         return "—"
     if isinstance(value, (bool, np.bool_)):
@@ -105,10 +128,23 @@ def _label(col: Any) -> str:
     return str(col)
 
 
-def arrange(df: pd.DataFrame, *, merge_ci: bool = True, fmt: Any = format_number) -> pd.DataFrame:
+def arrange(df: pd.DataFrame, *, merge_ci: bool = True,
+            fmt: Callable[[float], str] = format_number) -> pd.DataFrame:
     """Key columns first (:data:`KEY_COLUMNS`), then ``n, estimate, 95% CI, p_value``, then the rest.
 
-    With ``merge_ci``, ``ci_low`` and ``ci_high`` become one text column ``95% CI`` (``[low, high]``).
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table (not changed).
+    merge_ci : bool
+        Make ``ci_low`` and ``ci_high`` one text column ``95% CI`` (``[low, high]``).
+    fmt : callable
+        Formats the interval's bounds (default :func:`format_number`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy, columns reordered.
     """
     df = df.copy()
     if merge_ci and "ci_low" in df.columns and "ci_high" in df.columns:
@@ -162,10 +198,18 @@ def table_block(
         Per-column ``str.format`` pattern, e.g. ``{"p_value": "{:.2g}"}``.
     max_rows : int or None
         Rows shown at most (``None``: all).
+    index : bool or None
+        Show the index as columns: ``None`` (default) keeps a named index and drops an unnamed one,
+        ``True`` keeps it, ``False`` drops it.
     order : bool, default True
         Put the key columns first (:func:`arrange`).
     merge_ci : bool, default True
         Show ``ci_low``/``ci_high`` as one ``95% CI`` column.
+
+    Returns
+    -------
+    dict
+        ``head`` and ``rows`` (cells with text, class and style), ``shown``, ``total``, ``more``, ``wide``.
 
     Raises
     ------

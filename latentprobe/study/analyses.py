@@ -22,6 +22,7 @@ from latentprobe.study.config import Study
 from latentprobe.study.results import read_frame
 
 if TYPE_CHECKING:
+    from latentprobe.engine import ForceOpen, LatentRunner
     from latentprobe.study.datasets import StudyData
     from latentprobe.study.models import StudyModel
 
@@ -29,12 +30,39 @@ __all__ = ["make_context", "force_open", "preflight", "run_analysis", "write_tab
 
 
 def write_table(folder: Path, name: str, frame: pd.DataFrame) -> Path:
-    """Write ``folder/name.csv`` atomically (no index)."""
+    """Write ``folder/name.csv`` atomically (no index).
+
+    Parameters
+    ----------
+    folder : Path
+        The analysis folder.
+    name : str
+        The table's name, without ``.csv``.
+    frame : pandas.DataFrame
+        The table.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
     return atomic_write_text(folder / f"{name}.csv", frame.to_csv(index=False))
 
 
 def read_table(folder: Path, name: str) -> pd.DataFrame:
-    """Read ``folder/name.csv`` back (an empty frame when the file is empty or absent)."""
+    """Read ``folder/name.csv`` back (an empty frame when the file is empty or absent).
+
+    Parameters
+    ----------
+    folder : Path
+        The analysis folder.
+    name : str
+        The table's name, without ``.csv``.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     return read_frame(folder / f"{name}.csv")
 
 
@@ -45,6 +73,21 @@ def make_context(study: Study, model: StudyModel | None, data: StudyData, *, pro
     runner, so nothing can run through it. With ``[generation] open = "force"`` every generation gets the
     runner's :class:`~latentprobe.engine.ForceOpen` (``Context.logits_processor``): the open marker at the first
     generated position, the end of sequence left to the model.
+
+    Parameters
+    ----------
+    study : Study
+        The parsed study file: seed, ``[generation]`` settings, toy or real data.
+    model : StudyModel or None
+        The loaded model, or ``None`` for a context that serves :func:`preflight` only.
+    data : StudyData
+        The study's examples and their inputs.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    Context
     """
     g = study.generation
     toy = study.is_toy_data
@@ -65,13 +108,23 @@ def make_context(study: Study, model: StudyModel | None, data: StudyData, *, pro
                    logits_processor=processor)
 
 
-def force_open(runner: Any) -> Any:
+def force_open(runner: LatentRunner) -> ForceOpen:
     """The processor of ``open = "force"``: :meth:`ForceOpen.for_runner <latentprobe.engine.ForceOpen.for_runner>`
     with the end of sequence left to the model, and no open forced once the close marker is in the sequence.
 
     The close marker matters where a replay drops the latent slots (``no_latents``) and the open marker sat on
     one (Monet's first latent is fed at the open marker's own slot): the open is gone, the close stays, and
     forcing a new open there would put the marker into the answer.
+
+    Parameters
+    ----------
+    runner : LatentRunner
+        The study's runner (its preset's markers and its tokenizer).
+
+    Returns
+    -------
+    ForceOpen
+        The logits processor every generation of the study gets.
     """
     from latentprobe.engine import ForceOpen
 
@@ -86,6 +139,13 @@ def _needs_model(*_a: Any) -> Any:
 
 def preflight(study: Study, ctx: Context) -> None:
     """Check what the analyses need of the data before anything is generated.
+
+    Parameters
+    ----------
+    study : Study
+        The parsed study file.
+    ctx : Context
+        The study's context (:func:`make_context`; the model may be absent).
 
     Raises
     ------
@@ -135,6 +195,22 @@ def run_analysis(record: Analysis, options: AnalysisOptions, ctx: Context, folde
     """Run one analysis into ``folder`` unless its ``done.json`` is there; True when it ran.
 
     The tables are checked against their declared schemas before they are written.
+
+    Parameters
+    ----------
+    record : Analysis
+        The registered analysis.
+    options : AnalysisOptions
+        Its options (the study's ``[analyses.<key>]`` table).
+    ctx : Context
+        The study's context.
+    folder : Path
+        The analysis's folder, ``DIR/<key>/``.
+
+    Returns
+    -------
+    bool
+        ``True`` when it ran, ``False`` when ``done.json`` was already there.
 
     Raises
     ------

@@ -37,7 +37,18 @@ def _clean(out: Path) -> pd.DataFrame:
 
 def answer_rows(out: str | Path) -> pd.DataFrame:
     """Every answer of a study folder in long form (:class:`latentprobe.schema.ANSWER_ROWS`): the clean run,
-    then each finished analysis's conditions, in running order."""
+    then each finished analysis's conditions, in running order.
+
+    Parameters
+    ----------
+    out : str or Path
+        The study's output folder.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per example and condition.
+    """
     out = Path(out)
     clean = _clean(out)
     frames = [schema.ANSWER_ROWS.frame(clean.assign(condition=CLEAN)[list(schema.ANSWER_ROWS.COLUMNS)])]
@@ -50,7 +61,19 @@ def answer_rows(out: str | Path) -> pd.DataFrame:
 
 
 def browser_table(out: str | Path, rows: pd.DataFrame | None = None) -> pd.DataFrame:
-    """``answers.csv``: one row per example, the clean run's columns, then each condition's answer and parse."""
+    """``answers.csv``: one row per example, the clean run's columns, then each condition's answer and parse.
+
+    Parameters
+    ----------
+    out : str or Path
+        The study's output folder.
+    rows : pandas.DataFrame or None
+        The study's :func:`answer_rows`, when already read (default: read them).
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     out = Path(out)
     clean = _clean(out)
     rows = answer_rows(out) if rows is None else rows
@@ -65,7 +88,20 @@ def browser_table(out: str | Path, rows: pd.DataFrame | None = None) -> pd.DataF
 def answer_summary(rows: pd.DataFrame, gold: pd.Series | None = None) -> pd.DataFrame:
     """Per condition (:class:`latentprobe.schema.ANSWER_SUMMARY`): answers, unreadable ones (a gold but no
     reading), empty ones, the share unreadable among answers with a gold, the share that entered latent mode,
-    and the accuracy with unreadable answers counted as wrong."""
+    and the accuracy with unreadable answers counted as wrong.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Answers in long form (:func:`answer_rows`).
+    gold : pandas.Series or None
+        Not read: the gold answers are in ``rows`` (kept so that existing calls still work).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per condition, in the order of ``rows``.
+    """
     out = []
     for cond, g in rows.groupby("condition", sort=False):
         scored = g["parse_method"].fillna("") != schema.NO_GOLD
@@ -80,7 +116,18 @@ def answer_summary(rows: pd.DataFrame, gold: pd.Series | None = None) -> pd.Data
 
 
 def write_answers(out: str | Path) -> pd.DataFrame:
-    """Rewrite ``out/answers.csv`` with every finished analysis's conditions; returns the table."""
+    """Rewrite ``out/answers.csv`` with every finished analysis's conditions.
+
+    Parameters
+    ----------
+    out : str or Path
+        The study's output folder.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table written (:func:`browser_table`).
+    """
     from latentprobe.atomic import atomic_write_text
 
     out = Path(out)

@@ -113,9 +113,10 @@ from pathlib import Path
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from latentprobe.data import BENCHMARKS, list_benchmarks
-from latentprobe.errors import LatentProbeError, StudyError
+from latentprobe.data import BENCHMARKS
+from latentprobe.errors import StudyError
 from latentprobe.scoring import SCORER_NAMES
+from latentprobe.study._parse import analyses_tables, data_tables, generation_table, prompt_table
 from latentprobe.study._toml import Table
 
 __all__ = ["Study", "StudyInfo", "ModelConfig", "DataConfig", "SampleConfig", "PromptConfig", "GenerationConfig",
@@ -130,6 +131,18 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 @dataclass(frozen=True)
 class StudyInfo:
+    """The ``[study]`` table.
+
+    Attributes
+    ----------
+    name : str
+        ``name`` (required): free text, recorded in the output folder.
+    seed : int
+        ``seed`` (default 0): seeds sampling, perturbations, interventions, the bootstrap and the probes.
+    description : str
+        ``description`` (default ``""``): free text, shown in the report.
+    """
+
     name: str
     seed: int = 0
     description: str = ""
@@ -137,6 +150,32 @@ class StudyInfo:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """The ``[model]`` table.
+
+    Attributes
+    ----------
+    source : str
+        ``source`` (required): ``"toy:<variant>"``, a local folder (resolved to an absolute path) or a hub id.
+    preset : str or None
+        ``preset``: a preset name; required unless ``source`` is a toy (default ``None``).
+    dtype : str or None
+        ``dtype``: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (default ``None``: the checkpoint's).
+    device_map : str or None
+        ``device_map``: passed to ``from_pretrained`` (default ``None``).
+    revision : str or None
+        ``revision``: the hub revision (default ``None``).
+    trust_remote_code : bool
+        ``trust_remote_code`` (default ``False``).
+    base : str or None
+        ``base``: the base model of an adapter preset (codi), a folder or a hub id; required there
+        (default ``None``).
+    num_latents : int or None
+        ``num_latents``: the preset's K for this checkpoint (default ``None``: the preset's).
+    weights : str or None
+        ``weights``, toy sources only: the folder ``latentprobe toy train --out`` wrote (default ``None``:
+        the shipped weights).
+    """
+
     source: str
     preset: str | None = None
     dtype: str | None = None
@@ -155,6 +194,31 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
+    """One ``[data]`` (or ``[[data]]``) table.
+
+    Attributes
+    ----------
+    benchmark : str
+        ``benchmark`` (required): a name of :func:`latentprobe.data.list_benchmarks`, or ``"toy"``.
+    root : str or None
+        ``root``: the benchmark's folder, resolved to an absolute path; required for real benchmarks,
+        ``None`` for the toy data.
+    n : int or None
+        ``n``: how many examples to take from this table (default ``None``: all).
+    by : str or None
+        ``by``: the field the sample is stratified by (default ``"category"``; ``false`` gives ``None``,
+        no stratification).
+    seed : int
+        ``seed``: the sample's seed (default: ``[study] seed``).
+    split : str
+        ``split``, toy data only: ``"train"`` or ``"test"`` (default ``"test"``).
+    options : Mapping[str, Any]
+        ``options``: extra keyword arguments of :func:`latentprobe.data.load_benchmark` (default ``{}``).
+    take : str
+        ``take``: ``"sample"`` (seeded, stratified by ``by``) or ``"first"`` (the first ``n`` in file order;
+        default ``"sample"``).
+    """
+
     benchmark: str
     root: str | None = None
     n: int | None = None
@@ -167,6 +231,18 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class SampleConfig:
+    """The ``[sample]`` table: a sample of the concatenated examples of all ``[[data]]`` tables.
+
+    Attributes
+    ----------
+    n : int
+        ``n`` (required): how many examples.
+    by : str or None
+        ``by``: the field the sample is stratified by (default ``"category"``; ``false`` gives ``None``).
+    seed : int
+        ``seed``: the sample's seed (default: ``[study] seed``).
+    """
+
     n: int
     by: str | None = "category"
     seed: int = 0
@@ -174,6 +250,18 @@ class SampleConfig:
 
 @dataclass(frozen=True)
 class PromptConfig:
+    """The ``[prompt]`` table (real benchmarks only); exactly one of ``template`` and ``messages`` is set.
+
+    Attributes
+    ----------
+    template : str or None
+        ``template``: a format string with the fields ``{question}``, ``{options}`` and ``{letters}``.
+    messages : tuple of Mapping[str, Any] or None
+        ``messages``: chat messages (tables with ``role`` and ``content``) instead of a template.
+    max_pixels : int or None
+        ``max_pixels``: a cap on the image size (default ``None``: the processor's).
+    """
+
     template: str | None = None
     messages: tuple[Mapping[str, Any], ...] | None = None
     max_pixels: int | None = None
@@ -181,6 +269,29 @@ class PromptConfig:
 
 @dataclass(frozen=True)
 class GenerationConfig:
+    """The ``[generation]`` table.
+
+    Attributes
+    ----------
+    max_new_tokens : int
+        ``max_new_tokens``: the answer budget, greedy decoding (default 16; with ``published = true``,
+        the preset's published value).
+    published : bool
+        ``published``: decode with the preset's published settings (default ``False``).
+    scorer : str
+        ``scorer``: ``"choice"``, ``"numeric"``, ``"exact"``, ``"first_word"`` or an import string
+        ``"package.module:Name"`` (default ``"exact"``).
+    batch_size : int
+        ``batch_size``: examples per forward pass (default 8).
+    chunk_size : int
+        ``chunk_size``: examples per stored unit of a resumable analysis (default 16).
+    n_boot : int
+        ``n_boot``: bootstrap resamples of every interval (default 1000).
+    open : str
+        ``open``: ``"auto"`` (the model opens latent mode itself) or ``"force"`` (its open marker is forced
+        at the first generated position; default ``"auto"``).
+    """
+
     max_new_tokens: int = 16
     published: bool = False
     scorer: str = "exact"
@@ -195,6 +306,11 @@ class Analyses(Mapping[str, Any]):
 
     Each value is the analysis's options dataclass (:class:`latentprobe.analyses.AnalysisOptions`), with the
     shared options the table leaves out taken from ``[study]`` and ``[generation]``.
+
+    Parameters
+    ----------
+    options : Mapping[str, AnalysisOptions]
+        ``{key: options}`` of each analysis the study runs, in running order.
     """
 
     def __init__(self, options: Mapping[str, Any]) -> None:
@@ -213,17 +329,50 @@ class Analyses(Mapping[str, Any]):
         return f"Analyses({', '.join(self._options)})"
 
     def enabled(self) -> list[str]:
-        """Keys of the analyses the study runs, in running order."""
+        """Keys of the analyses the study runs, in running order.
+
+        Returns
+        -------
+        list of str
+        """
         return list(self._options)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{key: options that change results}`` as plain data (for the fingerprint)."""
+        """``{key: options that change results}`` as plain data (for the fingerprint).
+
+        Returns
+        -------
+        dict
+            ``{key: the options' fingerprint}``.
+        """
         return {k: o.fingerprint() for k, o in self._options.items()}
 
 
 @dataclass(frozen=True)
 class Study:
-    """A parsed, validated study file. ``path`` is the file it was read from."""
+    """A parsed, validated study file (:func:`load_study`).
+
+    Attributes
+    ----------
+    path : Path
+        The study file it was read from (absolute).
+    study : StudyInfo
+        The ``[study]`` table.
+    model : ModelConfig
+        The ``[model]`` table.
+    data : tuple of DataConfig
+        The ``[data]`` table, or the ``[[data]]`` tables in file order.
+    analyses : Analyses
+        The ``[analyses.*]`` tables: ``{key: options}`` in running order.
+    generation : GenerationConfig
+        The ``[generation]`` table (default: every key's default).
+    prompt : PromptConfig or None
+        The ``[prompt]`` table (default ``None``: the benchmark's own prompt).
+    sample : SampleConfig or None
+        The ``[sample]`` table (default ``None``: no sample across the data tables).
+    traces : bool
+        ``[output] traces``: save the clean trace in every analysis folder (default ``False``).
+    """
 
     path: Path
     study: StudyInfo
@@ -240,7 +389,13 @@ class Study:
         return all(d.benchmark == "toy" for d in self.data)
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved configuration (defaults filled in, paths resolved) as plain JSON-able data."""
+        """The resolved configuration (defaults filled in, paths resolved) as plain JSON-able data.
+
+        Returns
+        -------
+        dict
+            One key per table (``study``, ``model``, ``data``, ...), each its keys and values.
+        """
         d = {f.name: dataclasses.asdict(getattr(self, f.name)) if dataclasses.is_dataclass(getattr(self, f.name))
              else getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("path", "analyses")}
         d["data"] = [dataclasses.asdict(x) for x in self.data]
@@ -270,6 +425,7 @@ def load_study(path: str | Path, *, check_paths: bool = True) -> Study:
     Returns
     -------
     Study
+        The parsed file, every default filled in.
 
     Raises
     ------
@@ -293,7 +449,7 @@ def load_study(path: str | Path, *, check_paths: bool = True) -> Study:
             raise top.error(None, f"the [{key}] table is missing", f"add a [{key}] table (see examples/studies/)")
     info = _study(Table(file, "study", top.get("study", dict)))
     model = _model(Table(file, "model", top.get("model", dict)), check_paths)
-    data = _data(file, top.get("data", (dict, list)), info.seed, check_paths)
+    data = tuple(DataConfig(**d) for d in data_tables(file, top.get("data", (dict, list)), info.seed, check_paths))
     sample = None
     if "sample" in raw:
         t = Table(file, "sample", top.get("sample", dict))
@@ -305,12 +461,12 @@ def load_study(path: str | Path, *, check_paths: bool = True) -> Study:
     if toy_data != (model.toy_variant is not None):
         raise StudyError(f"{file}: [model] key 'source' and [data] key 'benchmark': the toy data need a toy model "
                          f"and the reverse; use source = \"toy:<variant>\" with benchmark = \"toy\", or neither.")
-    prompt = _prompt(Table(file, "prompt", top.get("prompt", dict))) if "prompt" in raw else None
+    prompt = PromptConfig(**prompt_table(Table(file, "prompt", top.get("prompt", dict)))) if "prompt" in raw else None
     if prompt is not None and toy_data:
         raise top.error("prompt", "the toy models use their own prompt", "remove the [prompt] table")
-    gen = _generation(Table(file, "generation", top.get("generation", dict, {})), model)
-    analyses = _analyses(file, top.get("analyses", dict), toy_data,
-                         {"seed": info.seed, "n_boot": gen.n_boot, "batch_size": gen.batch_size})
+    gen = GenerationConfig(**generation_table(Table(file, "generation", top.get("generation", dict, {})), model.preset))
+    analyses = Analyses(analyses_tables(file, top.get("analyses", dict), toy_data,
+                                        {"seed": info.seed, "n_boot": gen.n_boot, "batch_size": gen.batch_size}))
     traces = False
     if "output" in raw:
         t = Table(file, "output", top.get("output", dict))
@@ -338,151 +494,3 @@ def _model(t: Table, check_paths: bool = True) -> ModelConfig:
     return cfg
 
 
-def _data(file: Path, raw: Any, seed: int, check_paths: bool) -> tuple[DataConfig, ...]:
-    tables = [raw] if isinstance(raw, dict) else list(raw)
-    if not tables:
-        raise StudyError(f"{file}: [[data]]: no data table; add a [data] table with benchmark = ...")
-    out = []
-    for i, r in enumerate(tables):
-        t = Table(file, "data" if isinstance(raw, dict) else f"data #{i + 1}", r)
-        bench = t.get("benchmark", str, choices=("toy", *list_benchmarks()))
-        root = t.get("root", str, None)
-        if bench != "toy":
-            if root is None:
-                raise t.error("root", "is missing", "give the folder holding the benchmark's files")
-            rp = Path(root).expanduser()
-            rp = rp if rp.is_absolute() else (file.parent / rp)
-            root = str(rp.resolve())
-            if check_paths and not rp.exists():
-                raise t.error("root", f"folder {rp} does not exist",
-                              "download the benchmark there (see examples/studies/README.md) or fix the path")
-        elif root is not None:
-            raise t.error("root", "the toy data are generated, not read", "remove root")
-        split = t.get("split", str, "test", choices=("train", "test"))
-        if bench != "toy" and "split" in t.raw:
-            raise t.error("split", "applies to the toy data only", "pass loader options in options = {...}")
-        options = t.get("options", dict, {})
-        take = t.get("take", str, "sample", choices=("sample", "first"))
-        n = t.get("n", int, None, min_value=1)
-        if take == "first" and n is None:
-            raise t.error("take", '"first" needs n', "add n = <how many examples> or remove take")
-        out.append(DataConfig(benchmark=bench, root=root, n=n, by=t.by(), seed=t.get("seed", int, seed), split=split,
-                              options=dict(options), take=take))
-        t.done()
-    return tuple(out)
-
-
-def _prompt(t: Table) -> PromptConfig:
-    template = t.get("template", str, None)
-    messages = t.get("messages", list, None)
-    if (template is None) == (messages is None):
-        raise t.error("template", "give exactly one of template and messages", "keep one of the two keys")
-    if template is not None:
-        for field in _format_fields(t, template):
-            if field not in ("question", "options", "letters"):
-                raise t.error("template", f"unknown field {{{field}}}", "use {question}, {options} and {letters}")
-    if messages is not None and not all(isinstance(m, dict) and "role" in m and "content" in m for m in messages):
-        raise t.error("messages", "every message needs role and content", 'write {role = "user", content = "..."}')
-    cfg = PromptConfig(template=template, messages=None if messages is None else tuple(messages),
-                       max_pixels=t.get("max_pixels", int, None, min_value=1))
-    t.done()
-    return cfg
-
-
-def _format_fields(t: Table, template: str) -> list[str]:
-    import string
-
-    try:
-        return [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
-    except ValueError as err:
-        raise t.error("template", f"is not a format string ({err})", "write braces as {{ and }}") from None
-
-
-def _scorer(t: Table) -> str:
-    """``[generation] scorer``: a scorer name, or an import string imported now (a typo fails before any work)."""
-    from latentprobe.analyses.names import import_object, is_import_string
-
-    value = t.get("scorer", str, "exact")
-    if is_import_string(value):
-        try:
-            import_object(value, what="scorer")
-        except LatentProbeError as err:
-            raise t.error("scorer", str(err).rstrip("."), "fix the import string") from None
-        return value
-    if value not in SCORERS:
-        raise t.error("scorer", f"unknown name {value!r}",
-                      f"choose one of {', '.join(SCORERS)} or give an import string 'package.module:Name'")
-    return value
-
-
-def _generation(t: Table, model: ModelConfig) -> GenerationConfig:
-    published = t.get("published", bool, False)
-    mnt = t.get("max_new_tokens", int, None, min_value=1)
-    if published and mnt is not None:
-        raise t.error("max_new_tokens", "conflicts with published = true", "remove one of the two")
-    if published:
-        from latentprobe.presets import get_preset
-
-        if model.preset is None or get_preset(model.preset).published_generation is None:
-            raise t.error("published", f"preset {model.preset!r} has no published settings",
-                          "set max_new_tokens instead")
-        mnt = get_preset(model.preset).published_generation.max_new_tokens
-    cfg = GenerationConfig(max_new_tokens=mnt or 16, published=published,
-                           scorer=_scorer(t),
-                           batch_size=t.get("batch_size", int, 8, min_value=1),
-                           chunk_size=t.get("chunk_size", int, 16, min_value=1),
-                           n_boot=t.get("n_boot", int, 1000, min_value=0),
-                           open=t.get("open", str, "auto", choices=("auto", "force")))
-    if cfg.open == "force" and model.preset is not None:
-        from latentprobe.presets import get_preset
-
-        mode = get_preset(model.preset).open_mode
-        if mode != "emitted":
-            raise t.error("open", f"preset {model.preset!r} opens latent mode itself (open_mode = {mode!r}); "
-                          "forcing applies to presets whose model emits an open marker", "remove it")
-    t.done()
-    return cfg
-
-
-def _refuse_toy_perturbations(t: Table, options: Any) -> None:
-    """Perturbations that need the toy data's ground truth are unknown names on real data."""
-    from latentprobe.analyses.names import perturbation_classes
-
-    toy_only = {n for n, cls in perturbation_classes().items() if cls.__module__.startswith("latentprobe.toy")}
-    real = sorted(set(perturbation_classes()) - toy_only)
-    for f in dataclasses.fields(options):
-        if f.metadata.get("choices") != "perturbations":
-            continue
-        value = getattr(options, f.name)
-        bad = [v for v in (value if isinstance(value, tuple) else (value,)) if v in toy_only]
-        if bad:
-            raise t.error(f.name, f"unknown name{'(s)' if isinstance(value, tuple) else ''} "
-                          f"{bad if isinstance(value, tuple) else repr(bad[0])} (it needs the toy data's ground truth)",
-                          f"choose from {', '.join(real)}")
-
-
-def _analyses(file: Path, raw: dict, toy: bool, defaults: Mapping[str, Any]) -> Analyses:
-    """Each ``[analyses.<key>]`` table into its registered analysis's options (:mod:`latentprobe.analyses`)."""
-    from latentprobe.analyses import OptionError, options_from_mapping, registered_analyses
-
-    if toy:
-        from latentprobe.study.toys import register_toy_names
-
-        register_toy_names()
-    top = Table(file, "analyses", raw)
-    records = registered_analyses()
-    found: dict[str, Any] = {}
-    for key, record in records.items():
-        if key not in raw:
-            continue
-        t = Table(file, f"analyses.{key}", top.get(key, dict))
-        try:
-            found[key] = options_from_mapping(record.Options, t.raw, analysis=key).resolved(defaults)
-        except OptionError as err:
-            raise t.error(err.key, err.problem, err.fix) from None
-        if not toy:
-            _refuse_toy_perturbations(t, found[key])
-    top.done(tuple(records))
-    if not found:
-        raise top.error(None, "no analysis", f"add at least one [analyses.<name>] table ({', '.join(records)})")
-    return Analyses(found)

@@ -9,7 +9,7 @@ question template. Real benchmarks go through :func:`latentprobe.data.load_bench
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,24 +17,54 @@ import pandas as pd
 from latentprobe.errors import StudyError
 from latentprobe.study.config import Study
 
+if TYPE_CHECKING:
+    from latentprobe.data import Example
+    from latentprobe.perturbations import InputSet
+    from latentprobe.study.models import StudyModel
+
 __all__ = ["StudyData", "load_data", "with_prompts", "stratified_ids"]
 
 
 @dataclass(frozen=True, eq=False)
 class StudyData:
-    """The sampled inputs and ``sample`` (``example_id, benchmark, source, category, gold``: ``sample.csv``);
-    ``examples`` holds a real benchmark's drawn :class:`~latentprobe.data.Example` records (for
-    :func:`with_prompts`)."""
+    """The study's sampled examples: their inputs, the ``sample.csv`` table and a real benchmark's records.
 
-    inputs: Any
+    Attributes
+    ----------
+    inputs : InputSet
+        The prompts, images, gold answers and meta of the sampled examples, in order.
+    sample : pandas.DataFrame
+        ``sample.csv``: ``example_id, benchmark, source, category, gold``, one row per example.
+    examples : tuple of Example
+        A real benchmark's drawn :class:`~latentprobe.data.Example` records (for :func:`with_prompts`);
+        empty for the toy data.
+    """
+
+    inputs: InputSet
     sample: pd.DataFrame
-    examples: tuple[Any, ...] = ()
+    examples: tuple[Example, ...] = ()
 
 
 def stratified_ids(ids: Sequence[str], strata: Sequence[Any] | None, n: int, seed: int) -> list[str]:
     """``n`` of ``ids`` drawn without replacement, proportionally per stratum (largest remainders), in input order.
 
     The toy data's sampler: the draw of :func:`latentprobe.data.sample` over plain ids.
+
+    Parameters
+    ----------
+    ids : sequence of str
+        The example ids.
+    strata : sequence or None
+        Each id's stratum (compared as text), or ``None`` for no stratification.
+    n : int
+        How many ids to draw; all of them when ``n >= len(ids)``.
+    seed : int
+        The draw's seed.
+
+    Returns
+    -------
+    list of str
+        The drawn ids, in the order of ``ids``.
 
     Examples
     --------
@@ -129,7 +159,7 @@ def _unique(study: Study, ids: list[str]) -> None:
                          "list each benchmark once.")
 
 
-def load_data(study: Study, model: Any) -> StudyData:
+def load_data(study: Study, model: StudyModel | None) -> StudyData:
     """Load, sample and prepare the study's examples (the toy path needs ``model.toy``).
 
     The prompts are built by :func:`latentprobe.data.to_input_set` with ``runner=`` (as from Python): for a
@@ -137,6 +167,18 @@ def load_data(study: Study, model: Any) -> StudyData:
     ``"{question}\\n{options}"``) becomes the family's chat prompt: its system prompt, the image spans where
     its authors put them (before or after the text, or at Mirage's ``<image>``), its generation prompt;
     Coconut gets its latent slots, CODI its normalised question.
+
+    Parameters
+    ----------
+    study : Study
+        The parsed study file (``[data]``, ``[sample]``, ``[prompt]``).
+    model : StudyModel or None
+        The loaded model; ``None`` builds a real benchmark's prompts without the family's chat template
+        (:func:`with_prompts` adds it once the model is loaded). The toy data need it.
+
+    Returns
+    -------
+    StudyData
     """
     if study.is_toy_data:
         inputs, frame = _toy(study, model)
@@ -145,12 +187,26 @@ def load_data(study: Study, model: Any) -> StudyData:
     return StudyData(inputs=inputs, sample=frame.reset_index(drop=True), examples=tuple(examples))
 
 
-def with_prompts(study: Study, data: StudyData, model: Any) -> StudyData:
+def with_prompts(study: Study, data: StudyData, model: StudyModel) -> StudyData:
     """``data`` (loaded without a model, for the checks before it loads) with the prompts ``model``'s family is fed.
 
     The same examples in the same order; the inputs are rebuilt by :func:`latentprobe.data.to_input_set` with
     ``runner=model.runner``, exactly as :func:`load_data` with the model builds them. The toy data already
     have their prompts.
+
+    Parameters
+    ----------
+    study : Study
+        The parsed study file (its ``[prompt]``).
+    data : StudyData
+        The examples, as :func:`load_data` loaded them without the model.
+    model : StudyModel
+        The loaded model.
+
+    Returns
+    -------
+    StudyData
+        ``data`` itself for the toy data or when there are no records to rebuild from.
     """
     if study.is_toy_data or not data.examples:
         return data

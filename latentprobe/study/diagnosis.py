@@ -24,7 +24,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from latentprobe.engine import LatentRunner
+    from latentprobe.trace import LatentTrace
 
 __all__ = ["LatentModeDiagnosis", "diagnose_latent_mode", "TOP_K"]
 
@@ -75,17 +79,38 @@ class LatentModeDiagnosis:
         return self.n_entered == 0
 
     def summary(self) -> str:
-        """``"4 of 6 examples (67%)"``."""
+        """``"4 of 6 examples (67%)"``.
+
+        Returns
+        -------
+        str
+        """
         return f"{self.n_entered} of {self.n} examples ({100 * self.share:.0f}%)"
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able data (``diagnosis.json``)."""
+        """Plain JSON-able data (``diagnosis.json``).
+
+        Returns
+        -------
+        dict
+            The attributes, ``share`` and ``p_open_mean`` (``p_open``), the examples as a list.
+        """
         return {"n": self.n, "n_entered": self.n_entered, "share": self.share, "open": self.open,
                 "open_mode": self.open_mode, "open_token": self.open_token, "p_open_mean": self.p_open,
                 "top_tokens": [[t, p] for t, p in self.top_tokens], "examples": list(self.examples)}
 
     def message(self, where: str) -> str:
-        """The error text: what happened, what the model chose instead, the fix."""
+        """The error text: what happened, what the model chose instead, the fix.
+
+        Parameters
+        ----------
+        where : str
+            The study file (or other place), named first.
+
+        Returns
+        -------
+        str
+        """
         head = f"{where}: the model never entered latent mode on the clean run (0 of {self.n} examples)"
         seen = ""
         if self.top_tokens:
@@ -112,7 +137,7 @@ def _token(tokenizer: Any, token_id: int) -> str:
     return str(tokenizer.decode([int(token_id)]))
 
 
-def diagnose_latent_mode(trace: Any, runner: Any, *, open_setting: str = "auto",
+def diagnose_latent_mode(trace: LatentTrace, runner: LatentRunner, *, open_setting: str = "auto",
                          top_k: int = TOP_K) -> LatentModeDiagnosis:
     """Read a clean run's latent-mode decisions (see the module docstring).
 

@@ -10,20 +10,34 @@ are adapters (``LatentSpec.checkpoint == "adapter"``: CODI), :func:`latentprobe.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from latentprobe.fingerprint import runner_fingerprint
 from latentprobe.study.config import ModelConfig
+
+if TYPE_CHECKING:
+    from latentprobe.engine import LatentRunner
+    from latentprobe.study.toys import ToyModel
 
 __all__ = ["StudyModel", "build_model"]
 
 
 @dataclass(frozen=True, eq=False)
 class StudyModel:
-    """The runner of a study, the toy model behind it (``None`` for a checkpoint) and its fingerprint."""
+    """The runner of a study, the toy model behind it and its fingerprint.
 
-    runner: Any
-    toy: Any
+    Attributes
+    ----------
+    runner : LatentRunner
+        The runner every analysis uses.
+    toy : ToyModel or None
+        The toy model behind the runner (``source = "toy:<variant>"``), ``None`` for a checkpoint.
+    fingerprint : dict
+        The runner's fingerprint (:func:`latentprobe.fingerprint.runner_fingerprint`), recorded by the study.
+    """
+
+    runner: LatentRunner
+    toy: ToyModel | None
     fingerprint: dict[str, Any]
 
 
@@ -44,7 +58,18 @@ def _local_checkpoint(cfg: ModelConfig) -> str:
 
 
 def build_model(cfg: ModelConfig, where: str = "study") -> StudyModel:
-    """Load the model of ``[model]`` (``where``: the study file, named in errors).
+    """Load the model of ``[model]``.
+
+    Parameters
+    ----------
+    cfg : ModelConfig
+        The study's ``[model]`` table.
+    where : str
+        The study file, named in errors.
+
+    Returns
+    -------
+    StudyModel
 
     Raises
     ------

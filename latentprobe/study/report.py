@@ -26,7 +26,18 @@ __all__ = ["build_report", "load_tables"]
 
 
 def load_tables(out_dir: str | Path) -> dict[str, dict[str, pd.DataFrame]]:
-    """``{analysis: {table: DataFrame}}`` for every finished analysis of a study folder (declared dtypes)."""
+    """``{analysis: {table: DataFrame}}`` for every finished analysis of a study folder (declared dtypes).
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The study's output folder.
+
+    Returns
+    -------
+    dict
+        ``{analysis key: {table name: DataFrame}}``, in running order.
+    """
     out = Path(out_dir)
     return {key: {t: read_frame(out / key / f"{t}.csv", schema) for t, schema in record.tables.items()}
             for key, record in registered_analyses().items() if (out / key / "done.json").exists()}
@@ -52,6 +63,16 @@ def _entered(lm: Any) -> str:
 
 def build_report(out_dir: str | Path) -> Path:
     """Write ``out_dir/report.html`` from the folder's tables and return its path.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The study's output folder (``latentprobe run --out``).
+
+    Returns
+    -------
+    Path
+        ``out_dir/report.html``.
 
     Raises
     ------

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from latentprobe.errors import StudyError
+
+if TYPE_CHECKING:
+    from latentprobe.table import Table
 
 __all__ = ["load_result", "read_frame"]
 
@@ -26,11 +29,22 @@ _TEXT_COLUMNS = ("example_id", "benchmark", "source", "category", "gold", "answe
                  "question", "condition")
 
 
-def read_frame(path: Path, schema: Any = None) -> pd.DataFrame:
+def read_frame(path: Path, schema: type[Table] | None = None) -> pd.DataFrame:
     """A table written by a study (empty frame for an empty or absent file).
 
     With ``schema`` (a :class:`latentprobe.schema.Table`), the columns get their declared dtypes back (text
     stays text, an empty cell of a text column is read as missing); without it, every column is inferred.
+
+    Parameters
+    ----------
+    path : Path
+        The CSV file.
+    schema : Table or None
+        The table's declared schema (default: none).
+
+    Returns
+    -------
+    pandas.DataFrame
     """
     if not path.exists() or path.stat().st_size == 0:
         return schema.frame([]) if schema is not None else pd.DataFrame()

@@ -55,10 +55,23 @@ _LEFTOVERS = ("diagnosis.json",)
 
 @dataclass(frozen=True)
 class StudyRun:
-    """What :func:`run_study` did: the folder, the report's path (``None`` with ``report=False``), the analyses
-    run now and those skipped as already finished, the wall time, per analysis its headline figures
-    (``{label: value}``, printed at the end of ``latentprobe run``), and the examples of the clean run that
-    entered latent mode (``n_entered`` of ``n_examples``; ``entered_share`` their share)."""
+    """What :func:`run_study` did.
+
+    Attributes
+    ----------
+    out_dir : Path
+        The output folder.
+    report_path : Path or None
+        ``out_dir/report.html``, or ``None`` with ``report=False``.
+    ran, skipped : tuple of str
+        The analyses run now, and those skipped as already finished, in running order.
+    seconds : float
+        The wall time.
+    headlines : dict
+        Per analysis its headline figures, ``{label: value}`` (printed at the end of ``latentprobe run``).
+    n_examples, n_entered : int
+        The examples of the clean run, and those that entered latent mode (``entered_share``: their share).
+    """
 
     out_dir: Path
     report_path: Path | None
@@ -81,7 +94,18 @@ def _digest(obj: Any) -> str:
 
 def config_fingerprint(study: Study) -> str:
     """A hash of the resolved configuration (every key, defaults filled in, data roots resolved) and of the
-    source code of every custom perturbation, intervention or scorer it names by import string."""
+    source code of every custom perturbation, intervention or scorer it names by import string.
+
+    Parameters
+    ----------
+    study : Study
+        The parsed study file.
+
+    Returns
+    -------
+    str
+        ``"sha256:"`` and 32 hex digits.
+    """
     return _digest(config_record(study))
 
 
@@ -154,10 +178,13 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
         Write ``out_dir/report.html`` at the end.
     progress : bool
         Progress bars on the long loops and one line per analysis.
+    echo : callable
+        Where the lines go with ``progress=True`` (default :func:`print`).
 
     Returns
     -------
     StudyRun
+        What ran, what was skipped, where the report is.
 
     Raises
     ------

@@ -25,9 +25,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from latentprobe.errors import StudyError
+
+if TYPE_CHECKING:
+    from latentprobe.study._toml import Table
 
 __all__ = ["read_model_table", "is_hub_id", "looks_like_path", "resolve_source", "resolve_folder", "load_failure"]
 
@@ -37,13 +40,33 @@ _HUB_ID = re.compile(rf"^(?:{_PART}/)?{_PART}$")
 
 
 def is_hub_id(value: str) -> bool:
-    """Whether ``value`` is a plausible Hugging Face Hub id (``owner/name`` or a one-part legacy id)."""
+    """Whether ``value`` is a plausible Hugging Face Hub id (``owner/name`` or a one-part legacy id).
+
+    Parameters
+    ----------
+    value : str
+        The ``[model]`` value.
+
+    Returns
+    -------
+    bool
+    """
     return bool(_HUB_ID.match(value)) and ".." not in value
 
 
 def looks_like_path(value: str) -> bool:
     """Whether ``value`` can only be meant as a local path (``.``, ``/``, ``~`` first, or separators that no
-    hub id has)."""
+    hub id has).
+
+    Parameters
+    ----------
+    value : str
+        The ``[model]`` value.
+
+    Returns
+    -------
+    bool
+    """
     if value.startswith((".", "/", "~")):
         return True
     seps = [s for s in (os.sep, os.altsep, "/") if s]
@@ -51,7 +74,20 @@ def looks_like_path(value: str) -> bool:
 
 
 def resolve_folder(value: str, study_dir: Path) -> Path:
-    """``value`` with ``~`` expanded, resolved against ``study_dir`` when relative."""
+    """``value`` with ``~`` expanded, resolved against ``study_dir`` when relative.
+
+    Parameters
+    ----------
+    value : str
+        A folder as the study file writes it.
+    study_dir : Path
+        The study file's folder.
+
+    Returns
+    -------
+    Path
+        The absolute path.
+    """
     path = Path(value).expanduser()
     return (path if path.is_absolute() else study_dir / path).resolve()
 
@@ -61,6 +97,20 @@ def resolve_source(value: str, study_dir: Path, *, what: str = "a local folder o
 
     ``problem`` is ``None``, or the reason the value cannot be used (a path that does not exist),
     naming the path tried.
+
+    Parameters
+    ----------
+    value : str
+        ``[model] source`` or ``base`` as written.
+    study_dir : Path
+        The study file's folder.
+    what : str
+        What the key takes, for the problem's advice.
+
+    Returns
+    -------
+    tuple of (str, str or None)
+        The resolved source, and the problem or ``None``.
     """
     local = resolve_folder(value, study_dir)
     if local.exists():
@@ -73,7 +123,24 @@ def resolve_source(value: str, study_dir: Path, *, what: str = "a local folder o
 
 def load_failure(source: str, err: BaseException, where: str, key: str = "source") -> StudyError:
     """The :class:`StudyError` for a model that could not be loaded from ``source`` (a folder or a hub id),
-    the value of ``[model]`` key ``key``."""
+    the value of ``[model]`` key ``key``.
+
+    Parameters
+    ----------
+    source : str
+        The folder (absolute) or the hub id that failed.
+    err : BaseException
+        What the loader raised.
+    where : str
+        The study file, named first.
+    key : str
+        The ``[model]`` key that holds ``source`` (``"source"`` or ``"base"``).
+
+    Returns
+    -------
+    StudyError
+        The error to raise: what failed and how to point at a local folder instead.
+    """
     reason = " ".join(str(err).split())[:400]
     if Path(source).is_absolute():
         return StudyError(f"{where}: [model] key '{key}': the folder {source} could not be loaded as a checkpoint "
@@ -85,9 +152,29 @@ def load_failure(source: str, err: BaseException, where: str, key: str = "source
                       "local folder: '~' is your home folder, a relative path starts at the study file's folder).")
 
 
-def read_model_table(t: Any, check_paths: bool, dtypes: tuple[str, ...]) -> dict[str, Any]:
-    """The keyword arguments of :class:`~latentprobe.study.config.ModelConfig` from the ``[model]`` table ``t``
-    (a :class:`latentprobe.study._toml.Table`): sources resolved and checked, adapter and toy rules applied."""
+def read_model_table(t: Table, check_paths: bool, dtypes: tuple[str, ...]) -> dict[str, Any]:
+    """The keyword arguments of :class:`~latentprobe.study.config.ModelConfig` from the ``[model]`` table:
+    sources resolved and checked, adapter and toy rules applied.
+
+    Parameters
+    ----------
+    t : Table
+        The ``[model]`` table (``latentprobe.study._toml.Table``).
+    check_paths : bool
+        Check that local folders exist.
+    dtypes : tuple of str
+        The accepted ``dtype`` values.
+
+    Returns
+    -------
+    dict
+        ``{field: value}`` of a ``ModelConfig``.
+
+    Raises
+    ------
+    StudyError
+        A key is wrong; the message names it and says how to fix it.
+    """
     from latentprobe.presets import get_preset, list_presets
 
     source = t.get("source", str, hint='"toy:mediated", a local folder or a hub id')

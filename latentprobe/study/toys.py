@@ -6,28 +6,59 @@ core, so its names are read here only.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from latentprobe.perturbations import InputSet
+    from latentprobe.toy import ToyModel
+    from latentprobe.toy.shapes import ToyExample
 
 __all__ = ["toy_variants", "load_toy", "toy_inputs", "register_toy_names", "toy_hooks"]
 
 
 def toy_variants() -> tuple[str, ...]:
-    """The shipped toy variants (``toy:<variant>``)."""
+    """The shipped toy variants (``toy:<variant>``).
+
+    Returns
+    -------
+    tuple of str
+    """
     from latentprobe.toy.model import VARIANTS
 
     return tuple(VARIANTS)
 
 
-def load_toy(variant: str, weights: str | None = None) -> Any:
-    """The toy model ``variant`` (:func:`latentprobe.toy.load`): the shipped weights, or those in the folder
-    ``weights`` (``latentprobe toy train --out FOLDER``)."""
+def load_toy(variant: str, weights: str | None = None) -> ToyModel:
+    """The toy model ``variant`` (:func:`latentprobe.toy.load`).
+
+    Parameters
+    ----------
+    variant : str
+        A toy variant (:func:`toy_variants`).
+    weights : str or None
+        The folder ``latentprobe toy train --out FOLDER`` wrote (default: the shipped weights).
+
+    Returns
+    -------
+    ToyModel
+    """
     from latentprobe import toy
 
     return toy.load(variant, weights)
 
 
-def toy_inputs(examples: list[Any]) -> Any:
-    """The InputSet of toy examples (:func:`latentprobe.toy.toy_inputs`)."""
+def toy_inputs(examples: list[ToyExample]) -> InputSet:
+    """The InputSet of toy examples (:func:`latentprobe.toy.toy_inputs`).
+
+    Parameters
+    ----------
+    examples : list of ToyExample
+        The toy examples (``ToyModel.examples(split)``).
+
+    Returns
+    -------
+    InputSet
+    """
     from latentprobe.toy import toy_inputs as build
 
     return build(examples)
@@ -38,9 +69,22 @@ def register_toy_names() -> None:
     import latentprobe.toy.perturbations  # noqa: F401  (registers the classes)
 
 
-def toy_hooks(tm: Any, seed: int = 0) -> dict[str, Any]:
+def toy_hooks(tm: ToyModel, seed: int = 0) -> dict[str, Callable[..., Any]]:
     """The toy family's analysis hooks: a random-weights copy of the model (the same architecture, latent mode
-    opened by the runner) and the behavioural probe's derived questions."""
+    opened by the runner) and the behavioural probe's derived questions.
+
+    Parameters
+    ----------
+    tm : ToyModel
+        The study's toy model.
+    seed : int
+        Not read: ``random_runner`` takes its seed when called.
+
+    Returns
+    -------
+    dict
+        ``{"random_runner": seed -> LatentRunner, "derived_inputs": InputSet -> InputSet}``.
+    """
     from latentprobe.engine import LatentRunner
     from latentprobe.toy import build_model
     from latentprobe.toy.behavioural import toy_derived_inputs
