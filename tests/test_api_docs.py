@@ -107,9 +107,16 @@ def documented_names(doc: str | None, titles: tuple[str, ...] = _PARAM_SECTIONS)
 
 
 def runnable_examples(doc: str | None) -> int:
-    """How many ``>>>`` lines of the Examples section(s) run (carry no ``+SKIP``)."""
+    """How many examples (a ``>>>`` line and its ``...`` lines) of the Examples section(s) run (no ``+SKIP``)."""
     body = sum((b for t, b in sections(doc).items() if t in ("Examples", "Example")), [])
-    return sum(1 for line in body if line.strip().startswith(">>>") and "+SKIP" not in line)
+    examples: list[str] = []
+    for line in body:
+        text = line.strip()
+        if text.startswith(">>>"):
+            examples.append(text)
+        elif text.startswith("...") and examples:
+            examples[-1] += "\n" + text
+    return sum(1 for e in examples if "+SKIP" not in e)
 
 
 # ------------------------------------------------------------------------------------------ annotations
@@ -267,16 +274,15 @@ def package_of(qual: str) -> str:
 
 
 def _resolve(dotted: str) -> typing.Any:
+    """An object by its dotted name, attributes first (``latentprobe.causal.decompose`` is the function)."""
     parts = dotted.split(".")
-    for i in range(len(parts), 0, -1):
+    obj = importlib.import_module(parts[0])
+    for i, part in enumerate(parts[1:], start=1):
         try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
-            continue
-        for part in parts[i:]:
             obj = getattr(obj, part)
-        return obj
-    raise ImportError(dotted)
+        except AttributeError:
+            obj = importlib.import_module(".".join(parts[: i + 1]))
+    return obj
 
 
 def entry_points_without_examples() -> list[str]:
@@ -366,7 +372,8 @@ def test_the_section_parser_reads_numpydoc():
     --------
     >>> 1 + 1
     2
-    >>> f()  # doctest: +SKIP
+    >>> f(1,
+    ...   2)  # doctest: +SKIP
     """
     assert documented_names(doc) == {"a", "b", "args", "c"}
     assert set(sections(doc)) == {"Parameters", "Returns", "Examples"}

@@ -175,7 +175,20 @@ def load(model: str | os.PathLike, preset: str | LatentSpec | None = None, *, dt
 
     Examples
     --------
-    Needs network and about 16 GB of GPU memory, so not run here:
+    A saved toy (a tiny Qwen2.5-VL with Mirage's latent tokens) loads from its folder as a published
+    checkpoint does; its family is detected from its tokens:
+
+    >>> import tempfile
+    >>> import latentprobe
+    >>> from latentprobe import toy
+    >>> tm = toy.load("mediated")
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = tm.model.save_pretrained(folder), tm.tokenizer.save_pretrained(folder)
+    >>> runner = latentprobe.load(folder)
+    >>> runner.spec.name, type(runner.model).__name__
+    ('mirage', 'Qwen2_5_VLForConditionalGeneration')
+
+    A published checkpoint needs network and about 16 GB of GPU memory, so is not run here:
 
     >>> runner = latentprobe.load("Miiche/vsp_spatial_planning_direct_sft", "mirage",
     ...                           dtype=torch.bfloat16, device_map="auto")  # doctest: +SKIP

@@ -9,17 +9,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
+from latentprobe.errors import InputError
 from latentprobe.engine.loop import Decoder, GenerationConfig, LogitsProcessor
 from latentprobe.engine.patching import InterventionMode, Patch, apply_intervention
 from latentprobe.engine.protocol import EndReason, ProtocolState, resume_at_answer, resume_at_latent
 from latentprobe.engine.rows import Row
 from latentprobe.interventions import Intervention
-from latentprobe.trace import ExampleTrace, Segment
+from latentprobe.trace import ExampleTrace, LatentTrace, Segment
 
 __all__ = ["finish", "replay", "replay_rows", "replay_finish", "resume", "resume_rows", "resume_finish"]
 
@@ -209,3 +211,30 @@ def resume_finish(dec: Decoder, tokenizer: Any, rows: list[Row], gathered: list[
             if p in g:
                 r.rec.lat_hidden[k] = g[p].residual
     return [finish(dec, tokenizer, r, {"mode": mode.value}) for r in rows]
+
+
+def result_config(trace: LatentTrace, imode: InterventionMode, fn: Intervention | None, steps: Sequence[int] | None,
+                  layers: Sequence[int], drop_latents: bool) -> dict[str, Any]:
+    """The config of an intervened trace: the source trace's, with what was done to it."""
+    return {**trace.config, "mode": imode.value, "intervention": None if fn is None else fn.to_config(),
+            "steps": None if steps is None else sorted({int(s) for s in steps}), "layers": list(layers),
+            "drop_latents": drop_latents, "source_mode": trace.config.get("mode")}
+
+
+def check_trace(trace: Any, hidden_size: int) -> None:
+    """Refuse a non-trace or a trace recorded by a model of another hidden size, before anything runs."""
+    if not isinstance(trace, LatentTrace):
+        raise InputError(f"trace={type(trace).__name__}: intervene takes the LatentTrace returned by run().")
+    if len(trace) == 0:
+        raise InputError("trace has no examples; run() some prompts first.")
+    for e in trace.examples:
+        if e.z.ndim != 2 or (e.z.shape[0] > 0 and e.z.shape[-1] != hidden_size):
+            raise InputError(f"example {e.example_id!r}: the trace's latents have shape {tuple(e.z.shape)} but this "
+                             f"runner's hidden size is {hidden_size}; intervene with the runner (model) that "
+                             "recorded the trace.")
+
+
+def batches(items: list, size: int, progress: bool, desc: str) -> Iterator[list]:
+    """``items`` in chunks of ``size``, under a progress bar when asked and there is more than one."""
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    yield from tqdm(chunks, desc=desc, unit="batch", disable=not progress or len(chunks) <= 1, leave=False)

@@ -28,6 +28,33 @@ def register_intervention(cls: _I) -> _I:
 
     Registering the same class twice is a no-op; a *different* class with a name already taken
     raises :class:`~latentprobe.errors.InterventionError` (rename the class).
+
+    Parameters
+    ----------
+    cls : type
+        An :class:`Intervention` subclass (usually a frozen dataclass, whose fields are its config).
+
+    Returns
+    -------
+    type
+        ``cls`` itself, so the function works as a decorator.
+
+    Examples
+    --------
+    An intervention that shifts every latent by a constant, rebuilt from its config:
+
+    >>> from dataclasses import dataclass
+    >>> import torch
+    >>> from latentprobe import Intervention, intervention_from_config, register_intervention
+    >>> @register_intervention
+    ... @dataclass(frozen=True)
+    ... class ShiftAll(Intervention):
+    ...     by: float = 1.0
+    ...     def apply(self, z, step, example, layer=0):
+    ...         return z + self.by
+    >>> again = intervention_from_config(ShiftAll(by=2.0).to_config())
+    >>> again, again(torch.zeros(3), 0, None)
+    (ShiftAll(by=2.0), tensor([2., 2., 2.]))
     """
     if not (isinstance(cls, type) and issubclass(cls, Intervention)):
         raise InterventionError(f"register_intervention takes an Intervention subclass, got {cls!r}.")

@@ -181,6 +181,26 @@ def load(variant: str, weights: str | Path | None = None, *, verify: bool = True
         :func:`train_all` writes such a folder).
     verify:
         Check the file's sha256 against the one recorded at training time.
+
+    Returns
+    -------
+    ToyModel
+        The model, its tokenizer, spec, mask rule and training record.
+
+    Raises
+    ------
+    DataError
+        ``weights`` holds no files for ``variant``, or their sha256 differs from the recorded one.
+
+    Examples
+    --------
+    >>> from latentprobe import toy
+    >>> tm = toy.load("mediated")
+    >>> tm.spec.name, tm.spec.num_latents, tm.model.config.text_config.hidden_size
+    ('toy', 4, 128)
+    >>> ex = tm.examples("test", 8)
+    >>> tm.accuracy(tm.run(ex), ex) > tm.metadata["majority_baseline"]
+    True
     """
     from latentprobe.toy.checkpoints import load_weights, verify_weights
 
