@@ -49,6 +49,7 @@ from latentprobe.perturbations import InputSet, Perturbation
 from latentprobe.trace import LatentTrace
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
     from latentprobe.engine import LatentRunner
 
 __all__ = ["weights_fingerprint", "callable_fingerprint", "tokenizer_fingerprint", "source_digest", "WEIGHT_HASH_MODES",
@@ -167,7 +168,7 @@ def weights_fingerprint(module: torch.nn.Module, *, mode: str | None = None, thr
 _TOK_CACHE: "weakref.WeakKeyDictionary[Any, tuple[int, str]]" = weakref.WeakKeyDictionary()
 
 
-def tokenizer_fingerprint(tokenizer: Any) -> str | None:
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str | None:
     """A hash of a tokenizer's class, vocabulary (token -> id) and special tokens; cached per tokenizer
     (recomputed when its length changes). ``None`` for ``None``."""
     if tokenizer is None:

@@ -29,10 +29,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 from latentprobe.errors import SpecError, SpecTokenError
 from latentprobe.validate import integer, positive_int
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "LatentSpec",
@@ -407,7 +410,7 @@ class LatentSpec:
             out[f"suppress[{i}]"] = t
         return out
 
-    def resolve(self, tokenizer: Any, *, vocab_size: int | None = None) -> "ResolvedSpec":
+    def resolve(self, tokenizer: PreTrainedTokenizerBase, *, vocab_size: int | None = None) -> "ResolvedSpec":
         """Read every marker id from ``tokenizer`` (markers named by string) or ``vocab_size`` (by id).
 
         ``vocab_size`` is the model's vocabulary (rows of its LM head); it is needed for negative ids

@@ -24,6 +24,7 @@ from latentprobe.trace import LatentTrace
 from latentprobe import validate
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
     from latentprobe.engine import LatentRunner
 
 __all__ = ["MODES", "PAPER_INTERVENTIONS", "BASELINE_SOURCES", "NO_GOLD"]
@@ -187,7 +188,7 @@ def _answer_sig(e: Any, scorer: Scorer) -> tuple[int, ...]:
     return ids[:1] if isinstance(scorer, FirstWordScorer) else ids
 
 
-def _gold_token_id(tokenizer: Any, gold: str | None, prefix: str) -> int | None:
+def _gold_token_id(tokenizer: PreTrainedTokenizerBase, gold: str | None, prefix: str) -> int | None:
     if gold is None:
         return None
     ids = tokenizer(prefix + gold, add_special_tokens=False)["input_ids"]

@@ -29,11 +29,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from latentprobe.errors import ModelStructureError, SpecError
 from latentprobe.presets import get_preset, list_presets
 from latentprobe.spec import LatentSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["FAMILIES", "Evidence", "Detection", "FamilyDetectionError", "FamilyMismatchError", "HeadMismatchError",
            "UnmappedWeightsError", "checkpoint_evidence", "detect_family", "check_preset_fits", "check_loading_info",
@@ -174,7 +177,7 @@ def read_weights(checkpoint: str | Path, prefix: str) -> dict[str, Any]:
     return out
 
 
-def checkpoint_evidence(checkpoint: str | Path, *, tokenizer: Any = None, config: Any = None) -> Evidence:
+def checkpoint_evidence(checkpoint: str | Path, *, tokenizer: PreTrainedTokenizerBase = None, config: Any = None) -> Evidence:
     """The :class:`Evidence` of a local checkpoint (folder or state-dict file).
 
     ``tokenizer`` / ``config``, when given (objects ``load`` already built), are used instead of the files:
@@ -215,7 +218,7 @@ def _matches(family: str, ev: Evidence) -> str | None:
     return None
 
 
-def detect_family(checkpoint: str | Path | Evidence, *, tokenizer: Any = None, config: Any = None) -> Detection:
+def detect_family(checkpoint: str | Path | Evidence, *, tokenizer: PreTrainedTokenizerBase = None, config: Any = None) -> Detection:
     """Which published family (:data:`FAMILIES`) a checkpoint belongs to, from its tokens, config and weights.
 
     Parameters

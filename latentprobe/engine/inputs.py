@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from numbers import Integral
-from typing import Any, Callable, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -19,6 +19,9 @@ from latentprobe.errors import ImageBatchError, InputError
 from latentprobe.images import PreResize, pixel_values
 from latentprobe.spec import ResolvedSpec
 from latentprobe.trace import Segment
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["ImageProcessor", "CapturePositions", "PromptConvention", "VideoNotSupportedError", "tokenize",
            "is_messages", "render_messages", "chat_prompt", "process_images", "expand_image_tokens", "capture_positions",
@@ -76,7 +79,7 @@ class PromptConvention:
         return None if self.pre_resize is None else PreResize(*self.pre_resize)
 
 
-def tokenize(tokenizer: Any, prompt: str | Sequence[int], add_special_tokens: bool = False) -> list[int]:
+def tokenize(tokenizer: PreTrainedTokenizerBase, prompt: str | Sequence[int], add_special_tokens: bool = False) -> list[int]:
     """Token ids of a string prompt (no special tokens unless asked), or an id list as ints."""
     if isinstance(prompt, str):
         return list(tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"])
@@ -120,7 +123,7 @@ def _place_images(text: str, placeholder: str, where: str) -> str:
     return text.replace(QWEN_IMAGE_SPAN, "").replace(placeholder, QWEN_IMAGE_SPAN)
 
 
-def render_messages(tokenizer: Any, messages: Sequence[dict[str, Any]], convention: PromptConvention | None = None,
+def render_messages(tokenizer: PreTrainedTokenizerBase, messages: Sequence[dict[str, Any]], convention: PromptConvention | None = None,
                     where: str = "prompt", images: Sequence[Any] | None = None) -> tuple[str, list[Any]]:
     """The prompt string of a chat (the checkpoint's chat template, the family's convention) and its images.
 
@@ -175,7 +178,7 @@ def render_messages(tokenizer: Any, messages: Sequence[dict[str, Any]], conventi
     return (conv.image_prefix if found else "") + text + conv.suffix, all_images
 
 
-def chat_prompt(tokenizer: Any, text: str, n_images: int, convention: PromptConvention | None = None,
+def chat_prompt(tokenizer: PreTrainedTokenizerBase, text: str, n_images: int, convention: PromptConvention | None = None,
                 where: str = "prompt") -> str:
     """The prompt string a family's authors build for one question with ``n_images`` images.
 
@@ -283,7 +286,7 @@ def _images_of(images: Sequence[Any] | None, i: int) -> list[Any]:
     return list(images[i]) if isinstance(images[i], (list, tuple)) else [images[i]]
 
 
-def _video_ids(tokenizer: Any, parts: ModelParts) -> set[int]:
+def _video_ids(tokenizer: PreTrainedTokenizerBase, parts: ModelParts) -> set[int]:
     vocab = tokenizer.get_vocab()
     out = {vocab[t] for t in ("<|video_pad|>",) if t in vocab}
     vid = getattr(parts.model.config, "video_token_id", None)
@@ -364,7 +367,7 @@ def _check_ids_arg(example_ids: Sequence[Any] | None, n: int) -> None:
 
 
 def build_rows(prompts: Sequence[Any], images: Sequence[Any] | None, example_ids: Sequence[str] | None, *,
-               tokenizer: Any, rspec: ResolvedSpec, parts: ModelParts, image_processor: ImageProcessor | None,
+               tokenizer: PreTrainedTokenizerBase, rspec: ResolvedSpec, parts: ModelParts, image_processor: ImageProcessor | None,
                add_special_tokens: bool = False, convention: PromptConvention | None = None,
                keep_dtype: torch.dtype | None = None, max_new_tokens: int | None = None) -> list[Row]:
     """One row per prompt, each at the protocol's start state (see :func:`~latentprobe.engine.protocol.initial_state`).

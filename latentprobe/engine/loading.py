@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from torch import nn
@@ -32,6 +32,9 @@ from latentprobe.engine.runner import LatentRunner
 from latentprobe.errors import LatentProbeError, ModelStructureError, SpecError, SpecTokenError
 from latentprobe.presets import get_preset
 from latentprobe.spec import LatentSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["FAMILY_CONVENTIONS", "convention_for", "MissingDependencyError", "check_spec_tokens", "load", "load_codi", "load_coconut",
            "coconut_prompt"]
@@ -60,7 +63,7 @@ class MissingDependencyError(LatentProbeError, ImportError):
     """An optional dependency a loader needs is not installed."""
 
 
-def check_spec_tokens(spec: LatentSpec, tokenizer: Any) -> None:
+def check_spec_tokens(spec: LatentSpec, tokenizer: PreTrainedTokenizerBase) -> None:
     """Check that every marker of ``spec`` is one token of ``tokenizer``.
 
     Raises
@@ -85,7 +88,7 @@ def _is_vl(config: Any) -> bool:
     return getattr(config, "vision_config", None) is not None
 
 
-def _chat_template(model: str, tokenizer: Any, revision: str | None) -> None:
+def _chat_template(model: str, tokenizer: PreTrainedTokenizerBase, revision: str | None) -> None:
     """Give ``tokenizer`` the checkpoint's chat template when it is stored beside the processor."""
     if getattr(tokenizer, "chat_template", None) is not None:
         return
@@ -412,7 +415,7 @@ def load_coconut(checkpoint: str | os.PathLike, base: str | os.PathLike = "gpt2"
     return LatentRunner(model, tokenizer, get_preset("coconut", num_latents=num_latents))
 
 
-def coconut_prompt(tokenizer: Any, question: str, num_latents: int = 6) -> list[int]:
+def coconut_prompt(tokenizer: PreTrainedTokenizerBase, question: str, num_latents: int = 6) -> list[int]:
     """Ids Coconut's evaluation feeds: ``encode(question + "\\n", add_special_tokens=True)``, then
     ``<|start-latent|>``, ``num_latents`` x ``<|latent|>``, ``<|end-latent|>`` (``dataset.py:188-216``)."""
     start, end, lat = (tokenizer.convert_tokens_to_ids(t) for t in COCONUT_TOKENS)

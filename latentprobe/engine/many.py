@@ -12,7 +12,7 @@ it (:func:`control_is_clean`); the sweep then returns the clean trace for it ins
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import torch
 
@@ -24,6 +24,9 @@ from latentprobe.engine.rows import Row
 from latentprobe.errors import InputError
 from latentprobe.trace import ExampleTrace, LatentTrace
 from latentprobe.validate import positive_int
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["control_is_clean", "check_max_batch", "run_many", "clean_as_control"]
 
@@ -67,7 +70,7 @@ def check_max_batch(max_batch: Any) -> None:
     positive_int(max_batch, "max_batch", hint="rows per batch, conditions x examples")
 
 
-def run_many(dec: Decoder, tokenizer: Any, examples: Sequence[ExampleTrace], chosen: list[list[int]],
+def run_many(dec: Decoder, tokenizer: PreTrainedTokenizerBase, examples: Sequence[ExampleTrace], chosen: list[list[int]],
              fns: list[Any], layers: tuple[int, ...], mode: InterventionMode, cfg: GenerationConfig,
              processor: LogitsProcessor | None, drop: bool, max_batch: int,
              progress: bool = False) -> list[list[ExampleTrace]]:

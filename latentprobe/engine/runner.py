@@ -14,7 +14,7 @@ interventions at once on shared prefixes (:mod:`latentprobe.engine.many`), with 
 from __future__ import annotations
 
 from numbers import Integral
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -33,6 +33,9 @@ from latentprobe.spec import LatentSpec, ResolvedSpec
 from latentprobe.presets import get_preset, list_presets
 from latentprobe.trace import ExampleTrace, LatentTrace
 from latentprobe.validate import positive_int
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["LatentRunner"]
 
@@ -83,7 +86,7 @@ class LatentRunner(Summarized):
     torch.Size([4, 2048])
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, spec: LatentSpec | str, *,
+    def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, spec: LatentSpec | str, *,
                  projection: Callable[[Tensor], Tensor] | None = None, mask_rule: MaskRule | None = None,
                  image_processor: ImageProcessor | None = None,
                  layers: str | None = None, norm: str | None = None, embed: str | None = None,

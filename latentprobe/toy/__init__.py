@@ -32,7 +32,7 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -43,6 +43,9 @@ from latentprobe.toy.perturbations import Counterfactual, OccludeTarget, toy_inp
 from latentprobe.toy.shapes import ToyExample, make_dataset, majority_baseline, train_test_split
 from latentprobe.toy.vocab import build_tokenizer
 from latentprobe.errors import DataError, InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "ToyModel",
@@ -107,7 +110,7 @@ class ToyModel(Summarized):
 
     variant: str
     model: Any
-    tokenizer: Any
+    tokenizer: PreTrainedTokenizerBase
     spec: Any
     mask_rule: Any
     metadata: dict[str, Any] = field(repr=False)

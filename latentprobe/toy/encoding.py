@@ -7,7 +7,7 @@ The sequences are exactly those :class:`~latentprobe.engine.LatentRunner` builds
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from latentprobe.toy.shapes import ToyExample
 from latentprobe.toy.vocab import caption_for
 from latentprobe.trace import Segment
 from latentprobe.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "IGNORE",
@@ -75,17 +78,17 @@ class Batch:
         return tuple(self.input_ids.shape)  # type: ignore[return-value]
 
 
-def _token_ids(tokenizer: Any) -> dict[str, int]:
+def _token_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
     names = ("<pad>", "<eos>", "<|image_pad|>", "<|latent_start|>", "<|latent_end|>", "<|latent_pad|>",
              "<|caption|>", "<|caption_end|>")
     return {n: int(tokenizer.convert_tokens_to_ids(n)) for n in names}
 
 
-def _word_ids(tokenizer: Any, text: str) -> list[int]:
+def _word_ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def encode_examples(tokenizer: Any, examples: Sequence[ToyExample], variant: str) -> list[_Encoded]:
+def encode_examples(tokenizer: PreTrainedTokenizerBase, examples: Sequence[ToyExample], variant: str) -> list[_Encoded]:
     """Token ids, segment codes and next-token labels of each example's full sequence.
 
     The eos token is only a label (the runner never feeds it).
@@ -147,7 +150,7 @@ def scene_caption(example: ToyExample) -> str:
                     for o in example.scene.objects)
 
 
-def encode_pretraining(tokenizer: Any, examples: Sequence[ToyExample]) -> tuple[list[_Encoded], list[_Encoded]]:
+def encode_pretraining(tokenizer: PreTrainedTokenizerBase, examples: Sequence[ToyExample]) -> tuple[list[_Encoded], list[_Encoded]]:
     """Base-model sequences: scene captions (``<|vision_start|> image caption <eos>``, one per image) and
     direct answers (``question <|vision_start|> image answer <eos>``, one per question)."""
     t = _token_ids(tokenizer)
