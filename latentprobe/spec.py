@@ -96,6 +96,8 @@ class DecodingSettings:
 class PromptConventions:
     """How a family's authors build a prompt (data for a loader to apply; the engine does not read it).
 
+    Parameters
+    ----------
     system_prompt:
         System message text, or ``None`` for none (the chat template's default applies).
     add_generation_prompt:

@@ -33,6 +33,17 @@ def fork_cache(cache: Any, index: Tensor) -> Any:
 
     Uses the cache's own ``reorder_cache`` (transformers' ``DynamicCache``: ``index_select`` on every
     layer's keys and values, which allocates new tensors) on shallow copies of its layers.
+
+    Parameters
+    ----------
+    cache : Any
+        A KV cache.
+    index : Tensor
+        ``[n]`` source rows.
+
+    Returns
+    -------
+    DynamicCache
     """
     out = copy.copy(cache)
     out.layers = [copy.copy(layer) for layer in cache.layers]
@@ -51,7 +62,17 @@ def _patched_slots(r: Row) -> list[int]:
 
 
 def shared_length(rows: Sequence[Row]) -> int:
-    """How many leading positions all ``rows`` feed identically (at most the shortest row's length)."""
+    """How many leading positions all ``rows`` feed identically (at most the shortest row's length).
+
+    Parameters
+    ----------
+    rows : Sequence[Row]
+        The rows.
+
+    Returns
+    -------
+    int
+    """
     n = min(len(r.ids) for r in rows)
     first = rows[0]
     for r in rows:
@@ -140,7 +161,26 @@ def prefill_shared(dec: Decoder, rows: list[Row], group: Sequence[Any],
                    gather_extra: Sequence[Sequence[int]] | None = None, read_logits: bool = True) -> _Prefill:
     """Prefill ``rows`` (``group[i]``: row ``i``'s group) with one shared prefix per group, and return the
     loop's start state, as :meth:`Decoder._prefill` does for the rows prefilled one by one (``gather_extra``:
-    positions gathered too, their logits read unless ``read_logits=False``)."""
+    positions gathered too, their logits read unless ``read_logits=False``).
+
+    Parameters
+    ----------
+    dec : Decoder
+        The runner's decoder.
+    rows : list[Row]
+        The rows to prefill.
+    group : Sequence[Any]
+        ``group[i]``: row ``i``'s group (rows of a group share a prefix).
+    gather_extra : Sequence[Sequence[int]] | None
+        Per row, further positions to gather.
+    read_logits : bool
+        Read the logits at the gathered positions.
+
+    Returns
+    -------
+    _Prefill
+        What :meth:`Decoder.finish_prefill` returns, for the loop to continue from.
+    """
     keys = list(dict.fromkeys(group))
     members = {k: [i for i, g in enumerate(group) if g == k] for k in keys}
     shared = {k: shared_length([rows[i] for i in members[k]]) for k in keys}

@@ -15,7 +15,27 @@ __all__ = ["Row", "Records"]
 
 @dataclass
 class Records:
-    """What the loop records for one sequence."""
+    """What the loop records for one sequence.
+
+    Parameters
+    ----------
+    lat_pos : list[int]
+        Latent positions.
+    lat_z : list[Tensor]
+        The vectors fed there.
+    lat_h : list[Tensor]
+        Their sources ``h_{p-1}`` (final-norm outputs).
+    lat_hidden : list[Tensor]
+        ``[L+1, d]`` residuals at each latent.
+    text_lp : dict[int, float]
+        Position -> log-probability of the free token there.
+    dist_at : dict[int, Tensor]
+        Answer-start position -> the full log-probability vector.
+    captured_positions : Tensor | None
+        Prompt positions captured at every layer, if asked.
+    captured_hidden : Tensor | None
+        Their ``[m, L+1, d]`` residuals.
+    """
 
     lat_pos: list[int] = field(default_factory=list)  # latent positions
     lat_z: list[Tensor] = field(default_factory=list)  # fed vectors
@@ -35,6 +55,39 @@ class Row:
     after the prompt that a redecode with ``drop_latents`` removed (they still count against the
     budget); ``answer_reset`` makes the next free token's distribution the answer's first one;
     ``source`` is the recorded example a resumed row comes from (what interventions see).
+
+    Parameters
+    ----------
+    index : int
+        The example's index in the run.
+    example_id : str
+        Its id.
+    ids : list[int]
+        Token ids so far.
+    segs : list[int]
+        One :class:`~latentprobe.trace.Segment` code per id.
+    prompt_len : int
+        Length of the prompt.
+    state : ProtocolState
+        The protocol state.
+    z_at : dict[int, Tensor]
+        Vectors fed at the prefix's latent slots, by position.
+    image_embeds : Tensor | None
+        Image features, for a vision-language model.
+    grid_thw : Tensor | None
+        Their ``[n, 3]`` image grids.
+    budget_offset : int
+        Positions a ``drop_latents`` redecode removed (still counted against the budget).
+    answer_reset : bool
+        Make the next free token's distribution the answer's first one.
+    patches : dict[int, Patch]
+        Latent step -> the patch applied there.
+    source : ExampleTrace | None
+        The recorded example a resumed row comes from.
+    end : End | None
+        How the sequence ended, once it has.
+    rec : Records
+        What the loop recorded.
     """
 
     index: int
@@ -54,4 +107,11 @@ class Row:
     rec: Records = field(default_factory=Records)
 
     def budget_used(self) -> int:
+        """Positions after the prompt used so far.
+
+        Returns
+        -------
+        int
+            Positions after the prompt used so far (removed latents included).
+        """
         return len(self.ids) - self.prompt_len + self.budget_offset
