@@ -70,9 +70,17 @@ class UnmappedWeightsError(ModelStructureError):
 class Evidence:
     """What a checkpoint shows without loading its weights.
 
-    ``tokens``: the tokenizer's added tokens; ``config``: ``config.json``; ``weights``: the weight names
-    (empty when none could be read, e.g. a hub id); ``layout``: ``"folder"`` (``save_pretrained``) or
-    ``"state_dict"`` (one file of tensors, or a folder without ``config.json``: Coconut's and CODI's).
+    Parameters
+    ----------
+    tokens : frozenset of str
+        The tokenizer's added tokens.
+    config : Mapping[str, Any]
+        ``config.json``.
+    weights : tuple of str
+        The weight names (empty when none could be read, e.g. a hub id).
+    layout : str
+        ``"folder"`` (``save_pretrained``) or ``"state_dict"`` (one file of tensors, or a folder without
+        ``config.json``: Coconut's and CODI's).
     """
 
     tokens: frozenset[str] = frozenset()
@@ -96,8 +104,19 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Detection:
-    """The outcome of :func:`detect_family`: ``family`` when exactly one signature matches, else ``None``;
-    ``candidates`` every family that matches, ``reasons`` what matched for each."""
+    """The outcome of :func:`detect_family`.
+
+    Parameters
+    ----------
+    family : str or None
+        The family when exactly one signature matches, else ``None``.
+    candidates : tuple of str
+        Every family that matches.
+    reasons : Mapping[str, str]
+        What matched, for each candidate.
+    evidence : Evidence
+        What the checkpoint showed.
+    """
 
     family: str | None
     candidates: tuple[str, ...]
@@ -105,6 +124,12 @@ class Detection:
     evidence: Evidence
 
     def describe(self) -> str:
+        """The candidates and what matched, or what each family needs when none did.
+
+        Returns
+        -------
+        str
+        """
         if not self.candidates:
             return "no published family's markers or weights (" + ", ".join(f"{f}: {_needs(f)}" for f in FAMILIES) + ")"
         return "; ".join(f"{f} ({self.reasons[f]})" for f in self.candidates)
@@ -159,7 +184,19 @@ def _names(path: Path) -> list[str]:
 
 
 def read_weights(checkpoint: str | Path, prefix: str) -> dict[str, Any]:
-    """The tensors of a local checkpoint whose names start with ``prefix`` (all shards), read without the rest."""
+    """The tensors of a local checkpoint whose names start with ``prefix`` (all shards), read without the rest.
+
+    Parameters
+    ----------
+    checkpoint : str | Path
+        A local folder or state-dict file.
+    prefix : str
+        Name prefix of the tensors to read.
+
+    Returns
+    -------
+    dict[str, Tensor]
+    """
     path = Path(checkpoint)
     out: dict[str, Any] = {}
     for file in (_weight_files(path) if path.is_dir() else [path]):
@@ -182,6 +219,19 @@ def checkpoint_evidence(checkpoint: str | Path, *, tokenizer: PreTrainedTokenize
 
     ``tokenizer`` / ``config``, when given (objects ``load`` already built), are used instead of the files:
     that is how a hub id is judged (its weight names are then unknown).
+
+    Parameters
+    ----------
+    checkpoint : str | Path
+        A local folder or state-dict file.
+    tokenizer : PreTrainedTokenizerBase
+        Its tokenizer, if already loaded.
+    config : Any
+        Its config, if already loaded.
+
+    Returns
+    -------
+    Evidence
     """
     path = Path(checkpoint)
     if path.is_file():
@@ -254,6 +304,15 @@ def _family_of(spec: LatentSpec) -> str | None:
 def check_preset_fits(spec: LatentSpec, detection: Detection, where: str) -> None:
     """Refuse a preset that does not fit the checkpoint ``detection`` describes.
 
+    Parameters
+    ----------
+    spec : LatentSpec
+        The preset asked for.
+    detection : Detection
+        What the checkpoint is.
+    where : str
+        Where the checkpoint was given (named in errors).
+
     Raises
     ------
     FamilyMismatchError
@@ -294,6 +353,15 @@ def check_loading_info(info: Mapping[str, Sequence[Any]], where: str, used: Sequ
 
     ``used`` are prefixes of checkpoint weights the runner loads itself (``lvr_head.``, ``lvr_latent_end_emb``).
 
+    Parameters
+    ----------
+    info : Mapping[str, Sequence[Any]]
+        ``from_pretrained(..., output_loading_info=True)``'s info.
+    where : str
+        Where the checkpoint was given (named in errors).
+    used : Sequence[str]
+        Weight names loaded elsewhere (e.g. LVR's head), not counted as unmapped.
+
     Raises
     ------
     UnmappedWeightsError
@@ -319,6 +387,19 @@ def resolve_preset(preset: str | LatentSpec | None, detection: Detection, where:
     """The spec to load with: ``preset`` (a name or a spec), or the detected family's preset when ``None``
     (LVR with ``head="latent"`` when the checkpoint carries ``lvr_head``).
 
+    Parameters
+    ----------
+    preset : str | LatentSpec | None
+        A preset name, a spec, or ``None`` to use the detected family.
+    detection : Detection
+        What the checkpoint is.
+    where : str
+        Where the checkpoint was given (named in errors).
+
+    Returns
+    -------
+    LatentSpec
+
     Raises
     ------
     FamilyDetectionError
@@ -338,7 +419,22 @@ def resolve_preset(preset: str | LatentSpec | None, detection: Detection, where:
 
 
 def lvr_weights(checkpoint: str | Path, spec: LatentSpec, where: str) -> dict[str, Any]:
-    """``head=`` and ``end_embedding=`` for a runner on a local LVR checkpoint, as ``spec`` needs them."""
+    """``head=`` and ``end_embedding=`` for a runner on a local LVR checkpoint, as ``spec`` needs them.
+
+    Parameters
+    ----------
+    checkpoint : str | Path
+        A local LVR checkpoint.
+    spec : LatentSpec
+        The spec the runner uses.
+    where : str
+        Where the checkpoint was given (named in errors).
+
+    Returns
+    -------
+    dict[str, Any]
+        ``head`` and ``end_embedding`` as the spec needs them.
+    """
     from latentprobe.engine.lvr import LvrHead
 
     out: dict[str, Any] = {}

@@ -43,6 +43,15 @@ def convention_for(spec: LatentSpec) -> PromptConvention | None:
     """The prompt convention ``load`` applies: the spec's published :attr:`LatentSpec.prompt`, as the engine reads it.
 
     ``None`` when the spec records none (the chat template's defaults apply).
+
+    Parameters
+    ----------
+    spec : LatentSpec
+        The family's spec.
+
+    Returns
+    -------
+    PromptConvention or None
     """
     p = spec.prompt
     if p is None:
@@ -65,6 +74,13 @@ class MissingDependencyError(LatentProbeError, ImportError):
 
 def check_spec_tokens(spec: LatentSpec, tokenizer: PreTrainedTokenizerBase) -> None:
     """Check that every marker of ``spec`` is one token of ``tokenizer``.
+
+    Parameters
+    ----------
+    spec : LatentSpec
+        The family's spec.
+    tokenizer : PreTrainedTokenizerBase
+        The checkpoint's tokenizer.
 
     Raises
     ------
@@ -161,6 +177,10 @@ def load(model: str | os.PathLike, preset: str | LatentSpec | None = None, *, dt
         For Coconut's and CODI's official layouts (a state dict of the fine-tuned weights only): the base
         model; the checkpoint then goes to :func:`load_coconut` / :func:`load_codi`, with ``runner_kwargs``
         as their own arguments (``num_latents``, ``lora_r``, ...).
+
+    Returns
+    -------
+    LatentRunner
 
     Raises
     ------
@@ -301,6 +321,29 @@ def load_codi(checkpoint: str | os.PathLike, base: str | os.PathLike, *, num_lat
     Needs ``peft`` (``pip install latentprobe[codi]``). The model and the projection are cast to
     ``dtype`` (default float32) and moved to ``device``.
 
+    Parameters
+    ----------
+    checkpoint : str | os.PathLike
+        The checkpoint file or folder (``codi.*`` and ``prj.*`` weights).
+    base : str | os.PathLike
+        The base model (folder or hub id).
+    num_latents : int
+        Latents per segment.
+    lora_r, lora_alpha : int
+        LoRA rank and alpha.
+    target_modules : Sequence[str] | None
+        LoRA target modules (default the base's, as CODI's script chooses).
+    prj_dim : int | None
+        Width of the projection's hidden layer (default read from the weights).
+    layer_norm : bool
+        Whether the projection ends in a LayerNorm.
+    dtype, device, revision
+        dtype of the model and projection (default float32), their device, the hub revision of ``base``.
+
+    Returns
+    -------
+    LatentRunner
+
     Raises
     ------
     MissingDependencyError
@@ -387,6 +430,21 @@ def load_coconut(checkpoint: str | os.PathLike, base: str | os.PathLike = "gpt2"
     ``pad = eos``, the embeddings resized, then the checkpoint's state dict loaded (its
     ``base_causallm.`` prefix, from the Coconut wrapper, is stripped). Prompts: :func:`coconut_prompt`.
 
+    Parameters
+    ----------
+    checkpoint : str | os.PathLike
+        The checkpoint file or folder.
+    base : str | os.PathLike
+        The base model (folder or hub id).
+    num_latents : int
+        Latent slots per segment (Coconut's ``c_thought * max_latent_stage``).
+    dtype, device, revision
+        dtype and device of the model, the hub revision of ``base``.
+
+    Returns
+    -------
+    LatentRunner
+
     Raises
     ------
     ModelStructureError
@@ -417,7 +475,21 @@ def load_coconut(checkpoint: str | os.PathLike, base: str | os.PathLike = "gpt2"
 
 def coconut_prompt(tokenizer: PreTrainedTokenizerBase, question: str, num_latents: int = 6) -> list[int]:
     """Ids Coconut's evaluation feeds: ``encode(question + "\\n", add_special_tokens=True)``, then
-    ``<|start-latent|>``, ``num_latents`` x ``<|latent|>``, ``<|end-latent|>`` (``dataset.py:188-216``)."""
+    ``<|start-latent|>``, ``num_latents`` x ``<|latent|>``, ``<|end-latent|>`` (``dataset.py:188-216``).
+
+    Parameters
+    ----------
+    tokenizer : PreTrainedTokenizerBase
+        Coconut's tokenizer (GPT-2's, with the latent tokens).
+    question : str
+        The question text.
+    num_latents : int
+        Latent slots between the markers.
+
+    Returns
+    -------
+    list[int]
+    """
     start, end, lat = (tokenizer.convert_tokens_to_ids(t) for t in COCONUT_TOKENS)
     ids = list(tokenizer.encode(question + "\n", add_special_tokens=True))
     return ids + [start] + [lat] * num_latents + [end]

@@ -375,6 +375,8 @@ class LatentRunner(Summarized):
             (``"control": "run"``).
         progress:
             A progress bar over the batches (when there is more than one).
+        trace : LatentTrace
+            As in :meth:`intervene`.
 
         Returns
         -------
