@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 from latentprobe.errors import SpecError, SpecTokenError
+from latentprobe.conventions import CHECKPOINT_SETTINGS, DecodingSettings, PromptConventions
+from latentprobe.resolved_spec import ResolvedSpec
 from latentprobe.validate import integer, positive_int
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,110 +59,8 @@ Distance = Literal["mse", "mae", "cosine"]
 Marker = Union[str, int]
 
 _STOPS = ("fixed", "end_token", "quota", "similarity")
-#: The decoding settings a script may leave to the checkpoint's ``generation_config.json``.
-CHECKPOINT_SETTINGS = ("do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "eos_token_id")
-
-
 def _bad(spec: str, field_: str, value: Any, fix: str) -> SpecError:
     return SpecError(f"LatentSpec {spec!r}: {field_}={value!r}; {fix}")
-
-
-@dataclass(frozen=True)
-class DecodingSettings:
-    """A family's published decoding settings (what :meth:`LatentRunner.run` uses with ``generation="published"``).
-
-    ``top_k``/``top_p`` ``None`` mean "not applied"; ``notes`` says where each value was read and what
-    was not verified. ``from_checkpoint`` names the settings the authors' script does not pass, so that
-    ``generate`` takes them from the checkpoint's ``generation_config.json`` (or transformers' defaults
-    where the file sets none): names among :data:`CHECKPOINT_SETTINGS`; their values here are not used.
-    """
-
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    repetition_penalty: float = 1.0
-    max_new_tokens: int = 32
-    notes: str = ""
-    from_checkpoint: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        names = tuple(self.from_checkpoint)
-        object.__setattr__(self, "from_checkpoint", names)
-        bad = [x for x in names if x not in CHECKPOINT_SETTINGS]
-        if bad:
-            raise SpecError(f"DecodingSettings: from_checkpoint names {bad}; use names among {list(CHECKPOINT_SETTINGS)}.")
-
-
-@dataclass(frozen=True)
-class PromptConventions:
-    """How a family's authors build a prompt (data for a loader to apply; the engine does not read it).
-
-    Parameters
-    ----------
-    system_prompt:
-        System message text, or ``None`` for none (the chat template's default applies).
-    add_generation_prompt:
-        Whether the chat template's generation prompt is added.
-    suffix, prefix:
-        Literal text appended after / prepended before the templated prompt.
-    content_order:
-        Order of a user turn's parts: ``"text_first"`` or ``"image_first"``.
-    image_placeholder:
-        A literal in the question text where the image is moved to (Mirage's ``"<image>"``), or ``None``.
-    min_pixels, max_pixels:
-        Image processor bounds, or ``None`` for the processor's defaults.
-    pre_resize:
-        ``(min_pixels, max_pixels)`` of the resize the family's script applies to every image before the
-        processor (``qwen_vl_utils``' ``fetch_image``), or ``None`` for none; the image policy is this
-        resize followed by the processor's bounds.
-    strip_question:
-        Whether the rendered question loses its surrounding whitespace before tokenising (CODI's
-        ``question.strip()``).
-    question_replacements:
-        ``(old, new)`` literal replacements applied to the rendered question after stripping, in order,
-        each once over the text as :meth:`str.replace` does (CODI's ``.replace('  ', ' ')``).
-    add_special_tokens:
-        Whether a string prompt is tokenised with the tokenizer's special tokens (BOS for Llama), as the
-        authors' script does (CODI's ``test.py`` and Coconut's ``dataset.py``: on); ``run`` uses it unless
-        told otherwise.
-
-    Examples
-    --------
-    >>> PromptConventions(strip_question=True, question_replacements=(("  ", " "),)).normalise_question(
-    ...     "  What  is 2 + 2? ")
-    'What is 2 + 2?'
-    """
-
-    system_prompt: str | None = None
-    add_generation_prompt: bool = True
-    suffix: str = ""
-    prefix: str = ""
-    content_order: Literal["text_first", "image_first"] = "image_first"
-    image_placeholder: str | None = None
-    min_pixels: int | None = None
-    max_pixels: int | None = None
-    pre_resize: tuple[int, int] | None = None
-    notes: str = ""
-    add_special_tokens: bool = False
-    strip_question: bool = False
-    question_replacements: tuple[tuple[str, str], ...] = ()
-
-    def __post_init__(self) -> None:
-        pairs = tuple(tuple(p) for p in self.question_replacements)  # JSON gives lists
-        if not all(len(p) == 2 and all(isinstance(x, str) for x in p) and p[0] for p in pairs):
-            raise SpecError(f"PromptConventions: question_replacements={self.question_replacements!r}; give "
-                            "(old, new) pairs of strings with a non-empty old, e.g. ((\"  \", \" \"),).")
-        object.__setattr__(self, "question_replacements", pairs)
-
-    def normalise_question(self, text: str) -> str:
-        """``text`` as the family's authors feed it: stripped if :attr:`strip_question`, then each of
-        :attr:`question_replacements` applied."""
-        if self.strip_question:
-            text = text.strip()
-        for old, new in self.question_replacements:
-            text = text.replace(old, new)
-        return text
 
 
 @dataclass(frozen=True)
@@ -368,7 +268,12 @@ class LatentSpec:
                        "loaded onto a base model).")
 
     def replace(self, **changes: Any) -> "LatentSpec":
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again).
+
+        Returns
+        -------
+        LatentSpec
+        """
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
             raise SpecError(f"LatentSpec {self.name!r}: unknown field(s) {unknown}; fields are "
@@ -376,6 +281,12 @@ class LatentSpec:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (tuples as lists); :meth:`from_dict` reads it back.
+
+        Returns
+        -------
+        dict[str, Any]
+        """
         d = dataclasses.asdict(self)
         d["after_close"] = list(self.after_close)
         d["suppress"] = list(self.suppress)
@@ -383,6 +294,17 @@ class LatentSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "LatentSpec":
+        """The spec :meth:`to_dict` wrote.
+
+        Parameters
+        ----------
+        d : dict[str, Any]
+            What :meth:`to_dict` returned (or its JSON).
+
+        Returns
+        -------
+        LatentSpec
+        """
         d = dict(d)
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
@@ -400,7 +322,13 @@ class LatentSpec:
         return cls(**d)
 
     def tokens(self) -> dict[str, Marker]:
-        """Every marker the spec needs, by role."""
+        """Every marker the spec needs, by role.
+
+        Returns
+        -------
+        dict[str, str | int]
+            Role (``"open_token"``, ``"after_close[0]"``, ...) -> marker.
+        """
         out: dict[str, Marker] = {"open_token": self.open_token}
         if self.close_token is not None:
             out["close_token"] = self.close_token
@@ -417,6 +345,17 @@ class LatentSpec:
 
         ``vocab_size`` is the model's vocabulary (rows of its LM head); it is needed for negative ids
         and checks the others. The runner passes it.
+
+        Parameters
+        ----------
+        tokenizer : PreTrainedTokenizerBase
+            The checkpoint's tokenizer.
+        vocab_size : int | None
+            The model's vocabulary size (default ``len(tokenizer)``).
+
+        Returns
+        -------
+        ResolvedSpec
 
         Raises
         ------
@@ -479,29 +418,3 @@ def _check_marker(spec: str, field_: str, v: Any, *, optional: bool) -> None:
     if isinstance(v, bool) or not isinstance(v, (str, int)) or (isinstance(v, str) and not v):
         raise _bad(spec, field_, v, "name a token by its string, or by its id (an int; negative ids count from "
                    "the end of the model's vocabulary).")
-
-
-@dataclass(frozen=True)
-class ResolvedSpec:
-    """A :class:`LatentSpec` with every token id read from one tokenizer (and the model's vocabulary size)."""
-
-    spec: LatentSpec
-    open_id: int
-    close_id: int | None
-    slot_id: int | None
-    after_close_ids: tuple[int, ...]
-    placeholder_id: int
-    pad_id: int
-    eos_id: int | None
-    suppress_ids: tuple[int, ...] = ()
-    eos_ids: tuple[int, ...] | None = None
-
-    def is_eos(self, token: int) -> bool:
-        """Whether ``token`` ends a sequence: one of ``eos_ids`` (a run's effective list), else ``eos_id``."""
-        if self.eos_ids is not None:
-            return token in self.eos_ids
-        return self.eos_id is not None and token == self.eos_id
-
-    def with_eos(self, eos_ids: tuple[int, ...] | None) -> "ResolvedSpec":
-        """A copy whose end-of-sequence ids are ``eos_ids`` (``None``: the tokenizer's ``eos_id``)."""
-        return self if eos_ids == self.eos_ids else dataclasses.replace(self, eos_ids=eos_ids)
