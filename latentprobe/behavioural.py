@@ -16,7 +16,7 @@ the toy come from :func:`latentprobe.toy.behavioural.toy_derived_inputs`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -59,7 +59,7 @@ def _correct(trace: Any, gold: list[str], scorer: Scorer, examples: list[dict[st
 
 def behavioural_probe(runner: LatentRunner, original: InputSet, derived: InputSet, *, max_new_tokens: int = 16,
                       batch_size: int = 16, n_boot: int = 2000, seed: int = 0, progress: bool = False,
-                      scorer: Any = "exact") -> BehaviouralProbeResult:
+                      scorer: str | Scorer | Callable[..., Any] | None = "exact") -> BehaviouralProbeResult:
     """Answer ``derived`` questions from the image, from nothing, and from ``original``'s latents alone.
 
     ``original`` and ``derived`` are aligned example by example (same ids, same images); ``derived``

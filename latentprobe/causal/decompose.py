@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,8 @@ from latentprobe.perturbations import InputSet, Perturbation
 from latentprobe.schema import EFFECT_KINDS, EFFECT_NAMES, KEPT
 
 if TYPE_CHECKING:
+    from latentprobe.engine.loop import LogitsProcessor
+    from latentprobe.scoring import Scorer
     from latentprobe.engine import LatentRunner
 
 __all__ = ["decompose", "summarize_mediation"]
@@ -43,9 +45,9 @@ _CONDITIONS = (("clean", "clean", "clean"), ("treated", "treated", "treated"),
 def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *,
               gold: Sequence[str | None] | Mapping[str, str] | None = None, against: str = "clean",
               outcome: str = "correct", out_dir: str | os.PathLike | None = None, n_boot: int = 2000, ci: float = 0.95,
-              seed: int = 0,
-              chunk_size: int = 16, batch_size: int = 8, max_new_tokens: int = 16, logits_processor: Any = None,
-              scorer: Any = "exact", gold_prefix: str = "", overwrite: bool = False, progress: bool = True,
+              seed: int = 0, chunk_size: int = 16, batch_size: int = 8, max_new_tokens: int = 16,
+              logits_processor: LogitsProcessor | None = None, scorer: str | Scorer | Callable[..., Any] | None = "exact",
+              gold_prefix: str = "", overwrite: bool = False, progress: bool = True,
               name: str = "mediation") -> MediationResult:
     """Total, natural direct and natural indirect effect of ``treatment`` on the answer, through Z.
 

@@ -31,6 +31,7 @@ from latentprobe.schema import KEPT, SOURCES, XZ_METRICS
 from latentprobe.trace import LatentSelection, LatentTrace, Segment
 
 if TYPE_CHECKING:
+    from latentprobe.engine.loop import LogitsProcessor
     from latentprobe.engine import LatentRunner
 
 __all__ = ["x_to_z", "summarize_x_to_z"]
@@ -134,7 +135,7 @@ def _normalise_perturbations(perturbations: Any) -> list[Perturbation]:
 def x_to_z(runner: LatentRunner, inputs: InputSet, perturbations: Perturbation | Sequence[Perturbation] | Mapping[str, Perturbation],
            *, layers: Sequence[int] | None = None, out_dir: str | os.PathLike | None = None, seed: int = 0,
            n_boot: int = 2000, ci: float = 0.95, chunk_size: int = 16, batch_size: int = 8, max_new_tokens: int = 16,
-           logits_processor: Any = None, across_layers: Sequence[int] = (0,), baselines: bool = True,
+           logits_processor: LogitsProcessor | None = None, across_layers: Sequence[int] = (0,), baselines: bool = True,
            overwrite: bool = False, progress: bool = True, name: str = "x_to_z") -> XZResult:
     """How much do the latents change when the input changes?
 

@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,8 @@ from latentprobe.perturbations import InputSet, derangement
 from latentprobe.trace import LatentTrace
 
 if TYPE_CHECKING:
+    from latentprobe.engine.loop import LogitsProcessor
+    from latentprobe.scoring import Scorer
     from latentprobe.engine import LatentRunner
 
 __all__ = ["SUITE", "default_interventions", "z_to_y", "summarize_z_to_y"]
@@ -111,7 +113,8 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
            modes: Sequence[str] = MODES, gold: Sequence[str | None] | Mapping[str, str] | InputSet | None = None,
            steps: Sequence[int] | None = None, layers: Sequence[int] = (0,), out_dir: str | os.PathLike | None = None,
            seed: int = 0, n_boot: int = 2000, ci: float = 0.95, chunk_size: int = 16, batch_size: int = 8,
-           max_new_tokens: int | None = None, logits_processor: Any = None, scorer: Any = "exact",
+           max_new_tokens: int | None = None, logits_processor: LogitsProcessor | None = None,
+           scorer: str | Scorer | Callable[..., Any] | None = "exact",
            gold_prefix: str = "", overwrite: bool = False, progress: bool = True, name: str = "z_to_y") -> ZYResult:
     """How much does the answer change when the latents change?
 
