@@ -213,7 +213,7 @@ def _lambda_text(fn: Callable[..., Any]) -> str | None:
     return f"lambda {', '.join(names)}: {body.decode('utf-8', 'replace')}"
 
 
-def source_digest(obj: Any) -> str | None:
+def source_digest(obj: object) -> str | None:
     """``"sha256:<16 hex>"`` of ``obj``'s dedented source code (a lambda's own text), or ``None`` if it
     is unavailable."""
     src = _lambda_text(obj) if inspect.isfunction(obj) and obj.__name__ == "<lambda>" else None
@@ -374,7 +374,7 @@ def _field_value(v: Any, where: str) -> Any:
     return v
 
 
-def intervention_fingerprint(obj: Any) -> Any:
+def intervention_fingerprint(obj: object) -> Any:
     """JSON-ready description of an intervention: fields by value, tensors and traces by digest,
     callables by name and source hash (:func:`callable_fingerprint`).
 
@@ -427,7 +427,7 @@ def inputs_fingerprint(inputs: InputSet) -> dict[str, Any]:
             "relabel": callable_fingerprint(inputs.relabel, what="InputSet.relabel")}
 
 
-def mask_rule_of(runner: Any) -> Any:
+def mask_rule_of(runner: LatentRunner) -> Any:
     """The runner's attention mask rule (``runner.mask_rule``; ``None`` when it has none)."""
     return getattr(runner, "mask_rule", None)
 
