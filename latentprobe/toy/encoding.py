@@ -59,6 +59,19 @@ class Batch:
 
     ``labels[b, p]`` is the token that the logits at ``p`` must predict. For latent variants
     ``latent_pos`` holds the slot columns (the same in every row); ``None`` for ``text``.
+
+    Parameters
+    ----------
+    input_ids, segments, valid, labels
+        ``[b, t]`` ids, segment codes, 1 for real positions, and next-token labels.
+    position_ids : Int[Tensor, "3 b t"]
+        ``[3, b, t]`` rotary positions.
+    pixel_values, image_grid_thw, image_mask
+        The images' pixel values, ``[b, 3]`` grids, and the image-token positions.
+    latent_pos : Int[Tensor, "k"] | None
+        ``[k]`` slot columns (the same in every row); ``None`` for ``text``.
+    evidence, occupied
+        ``[b, k]`` the cells each latent is aligned with, and ``[b, 16]`` which cells hold an object.
     """
 
     input_ids: Int[Tensor, "b t"]
@@ -92,6 +105,20 @@ def encode_examples(tokenizer: PreTrainedTokenizerBase, examples: Sequence[ToyEx
     """Token ids, segment codes and next-token labels of each example's full sequence.
 
     The eos token is only a label (the runner never feeds it).
+
+    Parameters
+    ----------
+    tokenizer : PreTrainedTokenizerBase
+        The toy tokenizer.
+    examples : Sequence[ToyExample]
+        Toy examples.
+    variant : str
+        One of :data:`~latentprobe.toy.VARIANTS`.
+
+    Returns
+    -------
+    list
+        One encoded sequence per example.
     """
     mask_rule(variant)
     t = _token_ids(tokenizer)
@@ -134,6 +161,17 @@ def evidence_cells(example: ToyExample, k: int = 4) -> list[int]:
 
     Object questions: the queried object's cell for every latent. Counting questions: the cells
     of the asked colour in reading order, then the empty background (-1).
+
+    Parameters
+    ----------
+    example : ToyExample
+        A toy example.
+    k : int
+        Number of latents.
+
+    Returns
+    -------
+    list of int
     """
     t = example.target
     if t is not None:
@@ -143,7 +181,17 @@ def evidence_cells(example: ToyExample, k: int = 4) -> list[int]:
 
 
 def scene_caption(example: ToyExample) -> str:
-    """Every object of the scene in reading order: ``"{colour} {shape} {size} row {r} col {c}"`` each."""
+    """Every object of the scene in reading order: ``"{colour} {shape} {size} row {r} col {c}"`` each.
+
+    Parameters
+    ----------
+    example : ToyExample
+        A toy example.
+
+    Returns
+    -------
+    str
+    """
     from latentprobe.toy.shapes import NUMBER_WORDS
 
     return " ".join(f"{o.colour} {o.shape} {o.size} row {NUMBER_WORDS[o.row + 1]} col {NUMBER_WORDS[o.col + 1]}"
@@ -152,7 +200,20 @@ def scene_caption(example: ToyExample) -> str:
 
 def encode_pretraining(tokenizer: PreTrainedTokenizerBase, examples: Sequence[ToyExample]) -> tuple[list[_Encoded], list[_Encoded]]:
     """Base-model sequences: scene captions (``<|vision_start|> image caption <eos>``, one per image) and
-    direct answers (``question <|vision_start|> image answer <eos>``, one per question)."""
+    direct answers (``question <|vision_start|> image answer <eos>``, one per question).
+
+    Parameters
+    ----------
+    tokenizer : PreTrainedTokenizerBase
+        The toy tokenizer.
+    examples : Sequence[ToyExample]
+        Toy examples.
+
+    Returns
+    -------
+    tuple[list, list]
+        Caption sequences and direct-answer sequences.
+    """
     t = _token_ids(tokenizer)
     vs = int(tokenizer.convert_tokens_to_ids("<|vision_start|>"))
     caps, seen = [], set()
@@ -181,7 +242,21 @@ def encode_pretraining(tokenizer: PreTrainedTokenizerBase, examples: Sequence[To
 
 
 def collate(model: torch.nn.Module, items: Sequence[_Encoded], pad_id: int) -> Batch:
-    """Left-pad encoded examples and compute pixel values and 3-D rotary positions (as the runner does)."""
+    """Left-pad encoded examples and compute pixel values and 3-D rotary positions (as the runner does).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A toy model.
+    items : Sequence[_Encoded]
+        Encoded examples.
+    pad_id : int
+        The padding id.
+
+    Returns
+    -------
+    Batch
+    """
     B = len(items)
     T = max(len(it.ids) for it in items)
     ids = torch.full((B, T), pad_id, dtype=torch.long)
@@ -213,7 +288,18 @@ def collate(model: torch.nn.Module, items: Sequence[_Encoded], pad_id: int) -> B
 
 
 def cell_labels(example: ToyExample) -> Int[Tensor, "16 3"]:
-    """Per merged image token (grid cell, row-major): colour, shape and size class (0: empty)."""
+    """Per merged image token (grid cell, row-major): colour, shape and size class (0: empty).
+
+    Parameters
+    ----------
+    example : ToyExample
+        A toy example.
+
+    Returns
+    -------
+    Tensor
+        ``[16, 3]``.
+    """
     from latentprobe.toy.shapes import COLOURS, SHAPES, SIZES
 
     lab = torch.zeros(IMAGE_SIDE * IMAGE_SIDE, 3, dtype=torch.long)

@@ -36,7 +36,28 @@ def _deterministic(threads: int = 2) -> Iterator[None]:
 
 def evaluate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, variant: str, examples: Sequence[ToyExample], *,
              batch_size: int = 100, max_new_tokens: int = 16) -> list[str]:
-    """Greedy answers of ``model`` through :class:`LatentRunner` (the inference protocol)."""
+    """Greedy answers of ``model`` through :class:`LatentRunner` (the inference protocol).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A toy model.
+    tokenizer : PreTrainedTokenizerBase
+        The toy tokenizer.
+    variant : str
+        One of :data:`~latentprobe.toy.VARIANTS`.
+    examples : Sequence[ToyExample]
+        Toy examples.
+    batch_size : int
+        Examples per batch.
+    max_new_tokens : int
+        The runner's budget.
+
+    Returns
+    -------
+    list of str
+        One answer per example.
+    """
     from latentprobe.engine import LatentRunner
 
     if not examples:
@@ -53,7 +74,25 @@ EVAL_THREADS = 1  # evaluation runs single-threaded: reproducible and robust on 
 
 def measure_accuracy(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, variant: str, test: Sequence[ToyExample],
                      args: TrainArgs) -> dict[str, Any]:
-    """The accuracy fields of the JSON record: greedy runner answers on the whole test split."""
+    """The accuracy fields of the JSON record: greedy runner answers on the whole test split.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A toy model.
+    tokenizer : PreTrainedTokenizerBase
+        The toy tokenizer.
+    variant : str
+        One of :data:`~latentprobe.toy.VARIANTS`.
+    test : Sequence[ToyExample]
+        The test split.
+    args : TrainArgs
+        The training arguments (batch size, budget, ``n_first``).
+
+    Returns
+    -------
+    dict[str, Any]
+    """
     with _deterministic(EVAL_THREADS):
         t1 = time.perf_counter()
         answers = evaluate(model, tokenizer, variant, test, batch_size=args.eval_batch_size,

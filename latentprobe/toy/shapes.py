@@ -98,7 +98,15 @@ _MAX_TRIES = 10_000
 
 @dataclass(frozen=True)
 class ToyObject:
-    """One object: attributes plus its (0-based) grid cell."""
+    """One object: attributes plus its (0-based) grid cell.
+
+    Parameters
+    ----------
+    colour, shape, size : str
+        Words of :data:`COLOURS`, :data:`SHAPES` and :data:`SIZES`.
+    row, col : int
+        The grid cell.
+    """
 
     colour: str
     shape: str
@@ -119,7 +127,13 @@ class ToyObject:
 
 @dataclass(frozen=True)
 class ToyScene:
-    """A scene: objects in distinct cells, sorted by (row, col)."""
+    """A scene: objects in distinct cells, sorted by (row, col).
+
+    Parameters
+    ----------
+    objects, image_id : tuple of ToyObject, str
+        The objects, and the scene's id.
+    """
 
     objects: tuple[ToyObject, ...]
     image_id: str
@@ -130,6 +144,12 @@ class ToyScene:
             raise InputError("objects must occupy distinct cells")
 
     def image(self, image_size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
+        """The scene rendered as a uint8 ``H x W x 3`` array; ``image_size``: side in pixels.
+
+        Returns
+        -------
+        np.ndarray
+        """
         return render(self, image_size)
 
 
@@ -137,9 +157,14 @@ class ToyScene:
 class ToyExample:
     """One question about one scene.
 
-    ``target_index`` indexes ``scene.objects`` (the object whose attribute is the
-    answer); it is ``None`` for counting questions.  ``attributes`` holds labels for
-    probing (see :func:`probe_attributes`).
+    Parameters
+    ----------
+    example_id, image_id, question, answer, template : str
+        Ids of the example and its scene, the question, its gold answer and the question's template.
+    target_index : int or None
+        Indexes ``scene.objects`` (the object whose attribute is the answer); ``None`` for counting questions.
+    attributes, scene : dict, ToyScene
+        Labels for probing (see :func:`probe_attributes`), and the scene.
     """
 
     example_id: str
@@ -152,7 +177,17 @@ class ToyExample:
     scene: ToyScene = field(repr=False)
 
     def image(self, image_size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
-        """The scene rendered as a uint8 ``H x W x 3`` array (cached, returns a copy)."""
+        """The scene rendered as a uint8 ``H x W x 3`` array (cached, returns a copy).
+
+        Parameters
+        ----------
+        image_size : int
+            Side in pixels.
+
+        Returns
+        -------
+        np.ndarray
+        """
         return render(self.scene, image_size)
 
     @property
@@ -166,8 +201,6 @@ class ToyExample:
 
 
 # ----------------------------------------------------------------------------- rendering
-
-
 def cell_box(row: int, col: int, image_size: int = DEFAULT_IMAGE_SIZE) -> tuple[int, int, int, int]:
     """Pixel box ``(top, left, bottom, right)`` (end-exclusive) of a grid cell."""
     edges = np.round(np.linspace(0, image_size, GRID + 1)).astype(int)
@@ -213,8 +246,6 @@ def render(scene: ToyScene, image_size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- questions
-
-
 @dataclass(frozen=True)
 class _Candidate:
     question: str
@@ -306,8 +337,6 @@ def _make_example(scene: ToyScene, example_id: str, template: str, cand: _Candid
 
 
 # ----------------------------------------------------------------------------- sampling
-
-
 def _propose(rng: random.Random, template: str, desired: str) -> list[ToyObject]:
     """Random objects, biased so the first question can have the ``desired`` answer."""
     n = rng.choice((2, 3))
@@ -342,6 +371,15 @@ def make_dataset(n_images: int = 1000, questions_per_image: int = 2, seed: int =
     Each image gets ``questions_per_image`` (1 to 4) distinct templates; each answer is
     drawn uniformly from its template's answer set and a scene is sampled in which all
     of the image's questions are well posed with the drawn answers.
+
+    Parameters
+    ----------
+    n_images, questions_per_image, seed : int
+        Scenes, questions per scene, seed.
+
+    Returns
+    -------
+    list of ToyExample
     """
     if n_images < 0:
         raise InputError("n_images must be >= 0")
@@ -374,7 +412,18 @@ def make_dataset(n_images: int = 1000, questions_per_image: int = 2, seed: int =
 def train_test_split(
     examples: Sequence[ToyExample], test_fraction: float = 0.2, seed: int = 0
 ) -> tuple[list[ToyExample], list[ToyExample]]:
-    """Split by image: no ``image_id`` appears in both parts.  Order is preserved."""
+    """Split by image: no ``image_id`` appears in both parts.  Order is preserved.
+
+    Parameters
+    ----------
+    examples, test_fraction, seed : sequence of ToyExample, float, int
+        The examples, the fraction of scenes held out, the seed of the split.
+
+    Returns
+    -------
+    tuple[list[ToyExample], list[ToyExample]]
+        Train and test.
+    """
     if not 0.0 <= test_fraction <= 1.0:
         raise InputError("test_fraction must be in [0, 1]")
     image_ids = list(dict.fromkeys(e.image_id for e in examples))
@@ -386,15 +435,22 @@ def train_test_split(
 
 
 def majority_baseline(examples: Sequence[ToyExample]) -> float:
-    """Accuracy of always answering the most frequent answer."""
+    """Accuracy of always answering the most frequent answer.
+
+    Parameters
+    ----------
+    examples : sequence of ToyExample
+
+    Returns
+    -------
+    float
+    """
     if not examples:
         return 0.0
     return Counter(e.answer for e in examples).most_common(1)[0][1] / len(examples)
 
 
 # ----------------------------------------------------------------------------- minimal pairs
-
-
 def counterfactual_scene(example: ToyExample, seed: int = 0) -> ToyExample:
     """A minimal pair for ``example``: one object's attribute changes, so the answer changes.
 
