@@ -27,6 +27,15 @@ _RESERVED = ("question", "options", "letters", "images", "category", "source", "
 def render_options(example: Example) -> str:
     """The options as ``"A. text"`` lines (``""`` without options).
 
+    Parameters
+    ----------
+    example : Example
+        An example with options.
+
+    Returns
+    -------
+    str
+
     Examples
     --------
     >>> print(render_options(Example("d/1", "q", "B", options=("red", "blue"))))

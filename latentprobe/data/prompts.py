@@ -27,10 +27,19 @@ from latentprobe.errors import DataError
 __all__ = ["family_prompts", "is_chat_runner"]
 
 
-def is_chat_runner(runner: Any) -> bool:
+def is_chat_runner(runner: object) -> bool:
     """Whether the runner's prompts are chats: a vision-language checkpoint whose tokenizer has a chat template.
 
     Text models (CODI, Coconut) take the plain question, as their authors feed it.
+
+    Parameters
+    ----------
+    runner : Any
+        A runner, or anything standing for one.
+
+    Returns
+    -------
+    bool
     """
     return (runner is not None and bool(getattr(runner, "is_vlm", False))
             and getattr(getattr(runner, "tokenizer", None), "chat_template", None) is not None)
