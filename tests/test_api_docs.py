@@ -274,15 +274,25 @@ def package_of(qual: str) -> str:
 
 
 def _resolve(dotted: str) -> typing.Any:
-    """An object by its dotted name, attributes first (``latentprobe.causal.decompose`` is the function)."""
+    """An object by its dotted name, attributes first (``latentprobe.causal.decompose`` is the function), then
+    from the longest importable module (``latentprobe.causal.decompose.decompose``)."""
     parts = dotted.split(".")
     obj = importlib.import_module(parts[0])
-    for i, part in enumerate(parts[1:], start=1):
-        try:
+    try:
+        for part in parts[1:]:
             obj = getattr(obj, part)
-        except AttributeError:
-            obj = importlib.import_module(".".join(parts[: i + 1]))
-    return obj
+        return obj
+    except AttributeError:
+        pass
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for part in parts[i:]:
+            obj = getattr(obj, part)
+        return obj
+    raise ImportError(dotted)
 
 
 def entry_points_without_examples() -> list[str]:

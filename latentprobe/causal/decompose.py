@@ -86,6 +86,16 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
         :func:`summarize_mediation`).
     out_dir, overwrite, seed, n_boot, ci, chunk_size, batch_size, max_new_tokens, logits_processor
         As in :func:`~latentprobe.causal.x_to_z`; ``gold_prefix`` as in :func:`~latentprobe.causal.z_to_y`.
+    runner : LatentRunner
+        The runner.
+    inputs : InputSet
+        The clean inputs (with gold answers, or ``gold``).
+    gold_prefix : str
+        As in :func:`~latentprobe.causal.z_to_y`.
+    progress : bool
+        Show progress bars.
+    name : str
+        Name of the analysis (its folder under ``out_dir``).
 
     Returns
     -------
@@ -226,6 +236,28 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
     for the two conditions it compares. The proportion mediated ``NIE / TE`` is reported only when
     TE's interval excludes 0; its interval is the percentile interval of ``mean(NIE) / mean(TE)``
     over the same resamples (resamples with ``mean(TE) == 0`` are left out and counted in the note).
+
+    Parameters
+    ----------
+    rows : pd.DataFrame
+        Mediation rows.
+    outcome : str
+        ``"correct"`` or ``"gold_logprob"``.
+    treatment : str
+        The treatment's name, recorded in the table.
+    return_details : bool
+        Also return the details (see above).
+    n_boot : int
+        Bootstrap resamples.
+    seed : int
+        Seed of the resamples.
+    ci : float
+        Confidence level of the intervals.
+
+    Returns
+    -------
+    pandas.DataFrame or tuple
+        The summary (:class:`~latentprobe.schema.EFFECTS`-style rows), or the tuple above.
     """
     check_analysis_args(n_boot=n_boot, seed=seed, confidence=ci)
     if outcome not in ("correct", "gold_logprob"):

@@ -174,6 +174,10 @@ def x_to_z(runner: LatentRunner, inputs: InputSet, perturbations: Perturbation |
     baselines : bool
         Capture prompt-token states for the baselines (all prompt text and image positions at all
         layers: turn off for very long prompts).
+    progress : bool
+        Show progress bars.
+    name : str
+        Name of the analysis (its folder under ``out_dir``).
 
     Returns
     -------
@@ -319,6 +323,23 @@ def summarize_x_to_z(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
     Within a perturbation every cell is resampled with the same example indices (those of
     :func:`latentprobe.stats.bootstrap_ci` with ``seed``); values that are NaN (a zero-norm
     vector) are left out of their cell, which then has a smaller ``n``.
+
+    Parameters
+    ----------
+    rows : pd.DataFrame
+        X -> Z rows.
+    order : Sequence[str] | None
+        Perturbations in the order shown (default: as they come).
+    n_boot : int
+        Bootstrap resamples.
+    seed : int
+        Seed of the resamples.
+    ci : float
+        Confidence level of the intervals.
+
+    Returns
+    -------
+    pandas.DataFrame
     """
     check_analysis_args(n_boot=n_boot, seed=seed, confidence=ci)
     R, T = S.XZ_ROWS, S.XZ_SUMMARY
