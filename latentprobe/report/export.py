@@ -23,6 +23,11 @@ FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
 def check_export(format: str) -> None:
     """Refuse an unknown ``format`` or a missing kaleido (before any work is done).
 
+    Parameters
+    ----------
+    format : str
+        The export format.
+
     Raises
     ------
     ReportError

@@ -15,9 +15,15 @@ from __future__ import annotations
 import platform
 from collections.abc import Mapping, Sequence
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from latentprobe.errors import ReportError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from latentprobe.data.sampling import Sample
+    from latentprobe.engine.runner import LatentRunner
+    from latentprobe.spec import LatentSpec
+    from latentprobe.trace import LatentTrace
 
 __all__ = ["SOFTWARE", "software_versions", "add_provenance"]
 
@@ -30,7 +36,12 @@ _MAX_IDS = 200
 
 
 def software_versions() -> dict[str, str]:
-    """``{name: version}`` of python and :data:`SOFTWARE` (``"not installed"`` when missing)."""
+    """``{name: version}`` of python and :data:`SOFTWARE` (``"not installed"`` when missing).
+
+    Returns
+    -------
+    dict[str, str]
+    """
     out = {"python": platform.python_version()}
     for name, dist in SOFTWARE.items():
         try:
@@ -102,10 +113,24 @@ def _generation_rows(generation: Any) -> dict[str, str]:
     return rows
 
 
-def add_provenance(report: Any, *, settings: Mapping[str, Any] | None = None, runner: Any = None,
-                   spec: Any = None, sample: Any = None, sample_seed: int | None = None,
+class ProvenanceSink(Protocol):
+    """What the provenance section writes to (:class:`latentprobe.report.Report` is one)."""
+
+    def add_heading(self, text: str, level: int = 2) -> Any:
+        """Add a heading."""
+
+    def add_key_values(self, items: Mapping[Any, Any], caption: str | None = None) -> Any:
+        """Add a two-column table of names and values."""
+
+    def add_note(self, text: str, kind: str = "info", *, title: str | None = None) -> Any:
+        """Add a note."""
+
+
+def add_provenance(report: ProvenanceSink, *, settings: Mapping[str, Any] | None = None,
+                   runner: LatentRunner | Mapping[str, Any] | str | None = None, spec: LatentSpec | str | None = None,
+                   sample: Sample | Sequence[str] | int | Mapping[str, Any] | None = None, sample_seed: int | None = None,
                    versions: Mapping[str, str] | None = None, title: str = "Provenance",
-                   generation: Any = None) -> None:
+                   generation: LatentTrace | Mapping[str, Any] | None = None) -> None:
     """Add a section recording how the report was made.
 
     Parameters
@@ -124,6 +149,8 @@ def add_provenance(report: Any, *, settings: Mapping[str, Any] | None = None, ru
         Sampling seed when ``sample`` does not carry one.
     versions : mapping, optional
         Software versions; default :func:`software_versions`.
+    title : str
+        The section's heading.
     generation : LatentTrace or mapping, optional
         The effective decoding settings (a trace's ``config["generation"]``: each setting with where it
         came from, the eos ids, the checkpoint's ``generation_config.json``).

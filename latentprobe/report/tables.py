@@ -54,7 +54,17 @@ def _is_missing(value: Any) -> bool:
 
 def format_number(value: Any) -> str:
     """Three significant digits, trailing zeros kept (thousands with separators, no exponent below 10^6);
-    ints as they are."""
+    ints as they are.
+
+    Parameters
+    ----------
+    value : Any
+        A number (or anything).
+
+    Returns
+    -------
+    str
+    """
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
     if isinstance(value, (int, np.integer)):
@@ -89,7 +99,19 @@ def _formatter(float_format: str | None) -> Any:
 
 
 def cell_text(value: Any, fmt: Any) -> str:
-    """One cell as text: missing values as ``—``, floats through ``fmt``."""
+    """One cell as text: missing values as ``—``, floats through ``fmt``.
+
+    Parameters
+    ----------
+    value : Any
+        A cell.
+    fmt : Any
+        Formats one number.
+
+    Returns
+    -------
+    str
+    """
     if _is_missing(value):
         return "—"
     if isinstance(value, (bool, np.bool_)):
@@ -109,6 +131,20 @@ def arrange(df: pd.DataFrame, *, merge_ci: bool = True, fmt: Any = format_number
     """Key columns first (:data:`KEY_COLUMNS`), then ``n, estimate, 95% CI, p_value``, then the rest.
 
     With ``merge_ci``, ``ci_low`` and ``ci_high`` become one text column ``95% CI`` (``[low, high]``).
+
+    Parameters
+    ----------
+    df : pd.DataFrame
+        A result table.
+    merge_ci : bool
+        Merge ``ci_low``/``ci_high`` into one ``[low, high]`` column.
+    fmt : Any
+        Formats one number.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table as text cells, ready to show.
     """
     df = df.copy()
     if merge_ci and "ci_low" in df.columns and "ci_high" in df.columns:
@@ -166,6 +202,14 @@ def table_block(
         Put the key columns first (:func:`arrange`).
     merge_ci : bool, default True
         Show ``ci_low``/``ci_high`` as one ``95% CI`` column.
+    index : bool | None
+        Show the index (default: when it is not a plain range).
+
+    Returns
+    -------
+    dict[str, Any]
+        The block the report's template renders: the header, rows of cell texts with their classes, and
+        how many rows are shown of how many.
 
     Raises
     ------
