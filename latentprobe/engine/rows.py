@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
+from jaxtyping import Float
 from torch import Tensor
 
 from latentprobe.engine.patching import Patch
 from latentprobe.engine.protocol import End, ProtocolState
 from latentprobe.trace import ExampleTrace
 
-__all__ = ["Row", "Records"]
+__all__ = ["Row", "Records", "Gathered"]
 
 
 @dataclass
@@ -115,3 +117,31 @@ class Row:
             Positions after the prompt used so far (removed latents included).
         """
         return len(self.ids) - self.prompt_len + self.budget_offset
+
+
+class Gathered(NamedTuple):
+    """One gathered prefill position.
+
+    Parameters
+    ----------
+    residual, h, logits : Tensor
+        The recorded residual layers, the final-norm output, and the logits where they were asked for
+        (``gather_extra`` positions; ``None`` elsewhere).
+    """
+
+    residual: Float[Tensor, "layers d"]
+    h: Float[Tensor, "d"]
+    logits: Float[Tensor, "vocab"] | None
+
+
+@dataclass
+class _Prefill:
+    cache: Any
+    h_last: Tensor
+    logits: Tensor
+    col_segs: Tensor
+    col_mask: Tensor
+    n_real: Tensor
+    deltas: Tensor | None
+    gathered: list[dict[int, Gathered]]
+    h_prev: Tensor | None = None  # each row's output one position before its last (stop="similarity")
