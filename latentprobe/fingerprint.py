@@ -286,7 +286,7 @@ def _warn_no_source(name: str, what: str) -> None:
         "resumes. Define it in a file to have it checked.", FingerprintWarning, stacklevel=3)
 
 
-def callable_fingerprint(fn: Any, *, what: str = "callable") -> dict[str, Any] | None:
+def callable_fingerprint(fn: object, *, what: str = "callable") -> dict[str, Any] | None:
     """A JSON-ready description of a callable that changes when its code does.
 
     Parameters

@@ -22,19 +22,6 @@ class Column(str):
 
     ``optional`` columns appear only with some arguments; ``also`` lists dtypes accepted when the
     values cannot take ``dtype`` (probe cells keyed by names instead of axis indices).
-
-    Parameters
-    ----------
-    name
-        The column's name.
-    dtype : str
-        Its dtype (``"float64"``, ``"int64"``, ``"string"``, ...).
-    meaning : str
-        What it holds, in one line.
-    optional : bool
-        Whether a table may lack it.
-    also : tuple[str, ...]
-        Other names it is read by.
     """
 
     meaning: str
@@ -44,6 +31,25 @@ class Column(str):
 
     def __new__(cls, name: str, dtype: str, meaning: str, *, optional: bool = False,
                 also: tuple[str, ...] = ()) -> Column:
+        """A column of a :class:`Table`.
+
+        Parameters
+        ----------
+        name : str
+            The column's name.
+        dtype : str
+            Its dtype, one of :data:`DTYPES`.
+        meaning : str
+            What it holds, in one line.
+        optional : bool
+            Whether a table may lack it.
+        also : tuple[str, ...]
+            Further dtypes accepted when a table is checked.
+
+        Returns
+        -------
+        Column
+        """
         bad = [d for d in (dtype, *also) if d not in DTYPES]
         if bad:
             raise InputError(f"Column {name!r}: dtype {bad[0]!r} is not one of {DTYPES}.")

@@ -51,7 +51,7 @@ def _integrity(meta: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=_json_default).encode()).hexdigest()
 
 
-def save_trace(trace: Any, path: str | Path) -> Path:
+def save_trace(trace: "LatentTrace", path: str | Path) -> Path:
     """Write ``trace`` (a :class:`~latentprobe.trace.LatentTrace`) to the folder ``path``; see the module docstring.
 
     Parameters

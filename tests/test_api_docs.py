@@ -18,9 +18,9 @@ What is measured (``python tests/test_api_docs.py`` prints the figures, per pack
   one that cannot be resolved (a name imported only under ``TYPE_CHECKING``) is judged by its text.
 * **Documented**: the parameter is named in a numpydoc ``Parameters`` (or ``Other Parameters``)
   section of the callable's docstring (inherited from the overridden method where the override has
-  none, as ``inspect.getdoc`` does); for a class, of the class docstring or its ``__init__``'s, and a
-  dataclass may name its fields in ``Attributes`` instead (numpydoc's section for them). ``a, b : int``
-  documents both ``a`` and ``b``.
+  none, as ``inspect.getdoc`` does); for a class, of the class docstring or its ``__init__``'s (or
+  ``__new__``'s), and a dataclass or named tuple may name its fields in ``Attributes`` instead
+  (numpydoc's section for them). ``a, b : int`` documents both ``a`` and ``b``.
 * **Returns**: a function or method that returns something (a return annotation other than ``None``,
   or, unannotated, a ``return`` with a value in its source) has a ``Returns`` (or ``Yields``) section.
 * **Examples**: each main entry point (:data:`ENTRY_POINTS`) has an ``Examples`` section with at least
@@ -250,7 +250,9 @@ def inventory() -> Inventory:
         classes = [c for c in obj.__mro__ if (c.__module__ or "").startswith("latentprobe")]
         cdoc = inspect.getdoc(obj)
         names = documented_names(cdoc) | documented_names(inspect.getdoc(obj.__init__))
-        if dataclasses.is_dataclass(obj):
+        if "__new__" in vars(obj):  # a constructor written as __new__ documents its parameters there
+            names |= documented_names(inspect.getdoc(obj.__new__))
+        if dataclasses.is_dataclass(obj) or (issubclass(obj, tuple) and hasattr(obj, "_fields")):
             names |= documented_names(cdoc, ("Attributes",))
         if not issubclass(obj, (enum.Enum, BaseException)):  # an enum's members and an error's message are
             _add_callable(inv, qual, obj, cdoc, names, skip_first=False)  # not parameters a user chooses

@@ -20,9 +20,13 @@ examples give the same tokens from Python and from a study file:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from latentprobe.errors import DataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from latentprobe.engine.runner import LatentRunner
+    from latentprobe.perturbations import InputSet
 
 __all__ = ["family_prompts", "is_chat_runner"]
 
@@ -62,7 +66,7 @@ def _prompt_mode_ids(runner: Any, text: str, where: str) -> list[int]:
     return body + [open_id] + [slot_id] * int(spec.num_latents) + [close_id]
 
 
-def family_prompts(inputs: Any, runner: Any) -> Any:
+def family_prompts(inputs: InputSet, runner: LatentRunner) -> InputSet:
     """``inputs`` with each rendered question turned into the prompt the runner's family is fed.
 
     Parameters

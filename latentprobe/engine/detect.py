@@ -36,6 +36,7 @@ from latentprobe.presets import get_preset, list_presets
 from latentprobe.spec import LatentSpec
 
 if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PretrainedConfig
     from transformers import PreTrainedTokenizerBase
 
 __all__ = ["FAMILIES", "Evidence", "Detection", "FamilyDetectionError", "FamilyMismatchError", "HeadMismatchError",
@@ -214,7 +215,8 @@ def read_weights(checkpoint: str | Path, prefix: str) -> dict[str, Any]:
     return out
 
 
-def checkpoint_evidence(checkpoint: str | Path, *, tokenizer: PreTrainedTokenizerBase = None, config: Any = None) -> Evidence:
+def checkpoint_evidence(checkpoint: str | Path, *, tokenizer: PreTrainedTokenizerBase | None = None,
+                        config: PretrainedConfig | None = None) -> Evidence:
     """The :class:`Evidence` of a local checkpoint (folder or state-dict file).
 
     ``tokenizer`` / ``config``, when given (objects ``load`` already built), are used instead of the files:
@@ -268,7 +270,8 @@ def _matches(family: str, ev: Evidence) -> str | None:
     return None
 
 
-def detect_family(checkpoint: str | Path | Evidence, *, tokenizer: PreTrainedTokenizerBase = None, config: Any = None) -> Detection:
+def detect_family(checkpoint: str | Path | Evidence, *, tokenizer: PreTrainedTokenizerBase | None = None,
+                  config: PretrainedConfig | None = None) -> Detection:
     """Which published family (:data:`FAMILIES`) a checkpoint belongs to, from its tokens, config and weights.
 
     Parameters

@@ -15,7 +15,7 @@ on its own.
 from __future__ import annotations
 
 import copy
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from torch import Tensor
@@ -25,10 +25,13 @@ from latentprobe.engine.loop import Decoder, Gathered, _Prefill
 from latentprobe.engine.rows import Row
 from latentprobe.trace import Segment
 
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import DynamicCache
+
 __all__ = ["fork_cache", "shared_length", "prefill_shared"]
 
 
-def fork_cache(cache: Any, index: Tensor) -> Any:
+def fork_cache(cache: DynamicCache, index: Tensor) -> DynamicCache:
     """A new cache whose batch row ``i`` is a copy of ``cache``'s row ``index[i]``; ``cache`` is left as it is.
 
     Uses the cache's own ``reorder_cache`` (transformers' ``DynamicCache``: ``index_select`` on every

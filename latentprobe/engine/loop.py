@@ -8,13 +8,13 @@ with a shared KV cache. Residuals are gathered at latent positions; intervention
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from latentprobe.engine.forward import TracedForward, new_cache
+from latentprobe.engine.forward import ForwardOut, TracedForward, new_cache
 from latentprobe.engine.inputs import CapturePositions, capture_positions
 from latentprobe.engine.masks import MaskRule, segment_attention_mask
 from latentprobe.engine.parts import ModelParts
@@ -27,6 +27,9 @@ from latentprobe.engine.sampling import (GenerationConfig, LogitsProcessor, _pen
 from latentprobe.errors import ImageBatchError, SpecError
 from latentprobe.spec import ResolvedSpec
 from latentprobe.trace import Segment
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import DynamicCache
 
 __all__ = ["GenerationConfig", "LogitsProcessor", "Gathered", "Decoder", "choose", "sampling_probs", "end_distance"]
 
@@ -199,7 +202,7 @@ class Decoder:
                 else [[] for _ in rows])
         return want, read
 
-    def gathered_from(self, out: Any, want: list[list[int]], read: list[list[int]]) -> list[dict[int, Gathered]]:
+    def gathered_from(self, out: ForwardOut, want: list[list[int]], read: list[list[int]]) -> list[dict[int, Gathered]]:
         """Unpack a forward's gathered positions (``want``, in order) and their logits (``read``) per row.
 
         Parameters
@@ -251,21 +254,18 @@ class Decoder:
                                    deltas)
 
     def finish_prefill(self, rows: list[Row], gathered: list[dict[int, Gathered]], h_last: Tensor, logits_last: Tensor,
-                       cache: Any, col_segs: Tensor, mask: Tensor, n_real: Tensor, deltas: Tensor | None) -> _Prefill:
+                       cache: DynamicCache, col_segs: Tensor, mask: Tensor, n_real: Tensor, deltas: Tensor | None) -> _Prefill:
         """Captured states, the head where it runs, the similarity stop's previous outputs: the loop's start.
 
         Parameters
         ----------
-        rows, gathered
-            The prefilled rows and what each gathered.
-        h_last, logits_last, cache, col_segs, mask, n_real, deltas
-            The prefill's last final-norm outputs and logits, its KV cache, column segments, mask, real lengths
-            and rope deltas.
+        rows, gathered, h_last, logits_last, cache, col_segs, mask, n_real, deltas
+            The prefilled rows, what each gathered, the last final-norm outputs and logits, the KV cache, column
+            segments, mask, real lengths and rope deltas.
 
         Returns
         -------
         _Prefill
-            Where the decode loop starts.
         """
         for b, r in enumerate(rows):
             if r.rec.captured_positions is not None and any(gathered):

@@ -84,7 +84,7 @@ def _chunks(n_examples: int, n_conditions: int, max_batch: int) -> Iterator[tupl
                 yield exs, list(range(c0, min(c0 + max_batch, n_conditions)))
 
 
-def check_max_batch(max_batch: Any) -> None:
+def check_max_batch(max_batch: object) -> None:
     """Refuse a ``max_batch`` that is not a positive integer (:class:`~latentprobe.errors.InputError`).
 
     Parameters

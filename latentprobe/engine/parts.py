@@ -27,7 +27,7 @@ _CANDIDATES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def get_path(root: Any, path: str) -> Any:
+def get_path(root: object, path: str) -> Any:
     """The attribute at dotted ``path`` below ``root`` (a module, or nnsight's envoy of one); ``None`` if absent.
 
     Parameters

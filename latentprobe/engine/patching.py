@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from jaxtyping import Float
@@ -17,6 +17,9 @@ from torch import Tensor
 
 from latentprobe.errors import InterventionError, InterventionShapeError, NonFiniteInterventionError
 from latentprobe.interventions import Intervention
+
+if TYPE_CHECKING:  # pragma: no cover
+    from latentprobe.trace import ExampleTrace
 
 __all__ = ["InterventionMode", "Patch", "LayerPatch", "apply_intervention", "layer_patch"]
 
@@ -92,7 +95,7 @@ def _example_id(example: Any) -> str:
     return str(getattr(example, "example_id", "?"))
 
 
-def apply_intervention(fn: Intervention, z: Float[Tensor, "d"], *, step: int, example: Any, layer: int,
+def apply_intervention(fn: Intervention, z: Float[Tensor, "d"], *, step: int, example: ExampleTrace | None, layer: int,
                        mode: InterventionMode) -> Float[Tensor, "d"]:
     """``fn.apply(z, step, example, layer)``, checked: the result must be a tensor of ``z``'s shape.
 
@@ -104,7 +107,7 @@ def apply_intervention(fn: Intervention, z: Float[Tensor, "d"], *, step: int, ex
         The vector it changes.
     step : int
         Latent step.
-    example : Any
+    example : ExampleTrace or None
         The recorded example.
     layer : int
         Residual layer.

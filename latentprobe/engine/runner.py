@@ -28,7 +28,7 @@ from latentprobe.engine.masks import MaskRule
 from latentprobe.engine.parts import ModelParts, locate_parts
 from latentprobe.engine.patching import InterventionMode
 from latentprobe.errors import InputError, InterventionError, SpecError, StepOutOfRangeError
-from latentprobe.interventions import as_intervention
+from latentprobe.interventions import Intervention, as_intervention
 from latentprobe.spec import LatentSpec, ResolvedSpec
 from latentprobe.presets import get_preset, list_presets
 from latentprobe.trace import ExampleTrace, LatentTrace
@@ -274,7 +274,7 @@ class LatentRunner(Summarized):
                   "capture_layers": "all" if layers is None else list(layers)}
         return LatentTrace(tuple(out), self.spec, config)
 
-    def intervene(self, trace: LatentTrace, intervention: Any = None, *, steps: Sequence[int] | None = None,
+    def intervene(self, trace: LatentTrace, intervention: Intervention | Callable[..., Tensor] | None = None, *, steps: Sequence[int] | None = None,
                   layers: Sequence[int] = (0,), mode: str | InterventionMode = "replay",
                   max_new_tokens: int | None = None, batch_size: int = 8, drop_latents: bool = False,
                   logits_processor: LogitsProcessor | None = None, seed: int | None = None,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 import torch
 from jaxtyping import Float
@@ -31,6 +31,18 @@ from torch import Tensor
 from latentprobe.errors import InputError
 from latentprobe.seeding import torch_generator
 from latentprobe.validate import integer, positive_int
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerBase
+
+    from latentprobe.resolved_spec import ResolvedSpec
+
+
+class _RunnerLike(Protocol):
+    """What :meth:`ForceOpen.for_runner` reads of a :class:`~latentprobe.engine.LatentRunner`."""
+
+    rspec: ResolvedSpec
+    tokenizer: PreTrainedTokenizerBase
 
 __all__ = ["GenerationConfig", "LogitsProcessor", "ForceOpen", "sampling_probs", "choose", "end_distance"]
 
@@ -287,23 +299,21 @@ class ForceOpen:
             raise InputError(f"{where}: skip_ids={self.skip_ids!r}; give token ids.")
 
     @classmethod
-    def for_runner(cls, runner: Any, *, at: int | Mapping[int, int] = 0, prompt_lens: Mapping[int, int] | None = None,
+    def for_runner(cls, runner: _RunnerLike, *, at: int | Mapping[int, int] = 0, prompt_lens: Mapping[int, int] | None = None,
                    keep_eos: bool = False, skip_tokens: tuple[str, ...] = ()) -> "ForceOpen":
         """The processor for ``runner``'s open marker and its tokenizer's eos (kept with ``keep_eos=True``);
         ``skip_tokens`` are token strings whose presence in a prompt leaves that example unforced.
 
         Parameters
         ----------
-        runner : Any
+        runner : LatentRunner
             A :class:`~latentprobe.engine.LatentRunner` (its spec's open marker and tokenizer).
-        at : int | Mapping[int, int]
-            Generated position (or ``{example index: position}``) at which the open marker is forced.
-        prompt_lens : Mapping[int, int] | None
-            Each example's prompt length, when ``at`` counts from the prompt's end.
+        at, prompt_lens
+            As in the class.
         keep_eos : bool
-            Leave the eos token allowed before the open marker.
+            Leave the eos token allowed (otherwise it is never chosen).
         skip_tokens : tuple[str, ...]
-            Further tokens forbidden until the marker is forced.
+            Token strings whose presence in a prompt leaves that example unforced.
 
         Returns
         -------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import hashlib
-from typing import Any, NamedTuple, Sequence, TypeVar
+from typing import Any, Mapping, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 
@@ -46,11 +46,11 @@ def register_perturbation(cls: _P) -> _P:
 class PerturbedExample(NamedTuple):
     """One perturbed example, as :meth:`Perturbation.apply_one` returns it (a plain 4-tuple works too).
 
-    Parameters
+    Attributes
     ----------
-    prompt : Any
+    prompt : str, token ids or chat messages
         The prompt (usually the example's own).
-    image : Any
+    image : array, list of arrays, or None
         The image entry (an array, a list of arrays for multi-image prompts, or ``None``).
     gold : str | None
         The gold answer of the perturbed input, ``None`` where it has none or it is unknown.
@@ -58,9 +58,9 @@ class PerturbedExample(NamedTuple):
         The example's metadata, with what the perturbation did.
     """
 
-    prompt: Any
+    prompt: str | Sequence[int] | Sequence[Mapping[str, Any]]
     """The prompt (usually the example's own)."""
-    image: Any
+    image: np.ndarray | Sequence[np.ndarray] | None
     """The image entry (an array, a list of arrays for multi-image prompts, or ``None``)."""
     gold: str | None
     """The gold answer of the perturbed input, ``None`` where it has none or it is unknown."""

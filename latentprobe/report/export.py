@@ -9,10 +9,21 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 from latentprobe.errors import ExportDependencyError, ReportError
 from latentprobe.validate import number
+
+if TYPE_CHECKING:  # pragma: no cover
+    import plotly.graph_objects as go
+
+
+class FigureSource(Protocol):
+    """What :func:`export_figures` reads (:class:`latentprobe.report.Report` is one)."""
+
+    @property
+    def figures(self) -> Sequence[tuple[int, go.Figure, str | None]]:
+        """``(number, figure, caption)`` of every figure, in page order."""
 
 __all__ = ["FORMATS", "check_export", "export_figures"]
 
@@ -45,7 +56,7 @@ def check_export(format: str) -> None:
         )
 
 
-def export_figures(report: Any, folder: str | os.PathLike[str], *, format: str = "png",
+def export_figures(report: FigureSource, folder: str | os.PathLike[str], *, format: str = "png",
                    scale: float = 2.0) -> list[Path]:
     """Write every figure of ``report`` to ``folder`` as ``figure-<n>.<format>`` (n as in the page).
 

@@ -18,7 +18,7 @@ Examples
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -52,13 +52,13 @@ def _is_missing(value: Any) -> bool:
     return False
 
 
-def format_number(value: Any) -> str:
+def format_number(value: object) -> str:
     """Three significant digits, trailing zeros kept (thousands with separators, no exponent below 10^6);
     ints as they are.
 
     Parameters
     ----------
-    value : Any
+    value : object
         A number (or anything).
 
     Returns
@@ -98,14 +98,14 @@ def _formatter(float_format: str | None) -> Any:
     return lambda v: float_format.format(float(v))
 
 
-def cell_text(value: Any, fmt: Any) -> str:
+def cell_text(value: object, fmt: Callable[[object], str]) -> str:
     """One cell as text: missing values as ``—``, floats through ``fmt``.
 
     Parameters
     ----------
-    value : Any
+    value : object
         A cell.
-    fmt : Any
+    fmt : callable
         Formats one number.
 
     Returns
@@ -127,7 +127,7 @@ def _label(col: Any) -> str:
     return str(col)
 
 
-def arrange(df: pd.DataFrame, *, merge_ci: bool = True, fmt: Any = format_number) -> pd.DataFrame:
+def arrange(df: pd.DataFrame, *, merge_ci: bool = True, fmt: Callable[[object], str] = format_number) -> pd.DataFrame:
     """Key columns first (:data:`KEY_COLUMNS`), then ``n, estimate, 95% CI, p_value``, then the rest.
 
     With ``merge_ci``, ``ci_low`` and ``ci_high`` become one text column ``95% CI`` (``[low, high]``).
@@ -138,7 +138,7 @@ def arrange(df: pd.DataFrame, *, merge_ci: bool = True, fmt: Any = format_number
         A result table.
     merge_ci : bool
         Merge ``ci_low``/``ci_high`` into one ``[low, high]`` column.
-    fmt : Any
+    fmt : callable
         Formats one number.
 
     Returns

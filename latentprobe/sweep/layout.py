@@ -25,13 +25,13 @@ _MAX_DIFFS = 12
 _RESTART = "the file was modified outside latentprobe. Pass overwrite=True (or delete the folder) to start again."
 
 
-def valid_part(part: Any, format: str) -> bool:
+def valid_part(part: object, format: str) -> bool:
     """Whether ``part`` is a name this store writes for ``format``.
 
     Parameters
     ----------
-    part : Any
-        A part's content.
+    part : object
+        A part's file name (anything else is not one).
     format : str
         The parts' file format.
 
@@ -155,7 +155,7 @@ def clean_temp_files(folder: Path) -> list[Path]:
     return removed
 
 
-def mismatch_message(name: str, out_dir: Path, stored: Any, new: Any) -> str:
+def mismatch_message(name: str, out_dir: Path, stored: object, new: object) -> str:
     """The message of a config mismatch: every changed key (dotted path, stored -> now) and the way out.
 
     Parameters
