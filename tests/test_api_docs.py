@@ -414,5 +414,11 @@ def test_every_main_entry_point_has_a_runnable_example(name):
     assert runnable_examples(inspect.getdoc(_resolve(name))) > 0, f"{name} has no Examples line that runs"
 
 
-if __name__ == "__main__":
-    print(report())
+if __name__ == "__main__":  # python tests/test_api_docs.py [--missing latentprobe.analyses ...]
+    _inv = inventory()
+    print(report(_inv))
+    if "--missing" in sys.argv:
+        for scope in sys.argv[sys.argv.index("--missing") + 1:] or [None]:
+            for kind, names in missing(_inv, within=scope).items():
+                print(f"\n{kind} ({scope or 'all'}, {len(names)}):")
+                print("\n".join(f"  {n}" for n in names))
