@@ -257,7 +257,7 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
     Returns
     -------
     pandas.DataFrame or tuple
-        The summary (:class:`~latentprobe.schema.EFFECTS`-style rows), or the tuple above.
+        The summary table, or the tuple above.
     """
     check_analysis_args(n_boot=n_boot, seed=seed, confidence=ci)
     if outcome not in ("correct", "gold_logprob"):

@@ -253,7 +253,7 @@ def check_unique(examples: Sequence[Example], source: str) -> None:
     examples : Sequence[Example]
         The examples read.
     source : str
-        The file they were read from.
+        Where the examples come from (named in the message).
     """
     seen: set[str] = set()
     for ex in examples:

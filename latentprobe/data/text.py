@@ -142,7 +142,7 @@ def load_prosqa(root: str | Path, *, split: str = "test") -> list[Example]:
     root : str | Path
         The ``prosqa_<split>.json`` file or its folder.
     split : str
-        ``"train"``, ``"valid"`` or ``"test"``.
+        The ``<split>`` of ``prosqa_<split>.json``.
 
     Returns
     -------

@@ -148,7 +148,7 @@ def row_options(columns: Sequence[str], row: dict[str, Any], where: str) -> tupl
     Returns
     -------
     tuple
-        The options (or ``None``) and the problem if any.
+        The options (``None`` when the row has none) and the column they came from.
 
     Examples
     --------

@@ -363,7 +363,7 @@ def check_loading_info(info: Mapping[str, Sequence[Any]], where: str, used: Sequ
     where : str
         Where the checkpoint was given (named in errors).
     used : Sequence[str]
-        Weight names loaded elsewhere (e.g. LVR's head), not counted as unmapped.
+        Prefixes of checkpoint weights the runner loads itself (not counted as unmapped).
 
     Raises
     ------

@@ -437,7 +437,7 @@ def load_coconut(checkpoint: str | os.PathLike, base: str | os.PathLike = "gpt2"
     base : str | os.PathLike
         The base model (folder or hub id).
     num_latents : int
-        Latent slots per segment (Coconut's ``c_thought * max_latent_stage``).
+        Latent slots per segment.
     dtype, device, revision
         dtype and device of the model, the hub revision of ``base``.
 

@@ -134,7 +134,7 @@ class OccludeTarget(Occlude):
     Parameters
     ----------
     box
-        Unused: the box is the queried object's cell.
+        The box of questions without a queried object (counting); otherwise the object's cell is filled.
     fill
         Grey level, RGB triple or ``"noise"``.
     seed
