@@ -33,6 +33,22 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None], *, 
 
     ``mode`` sets the file's permission bits (temporary files are created ``0o600``). On any
     error the temporary file is removed and the old ``path`` is left as it was.
+
+    Parameters
+    ----------
+    path : str | os.PathLike[str]
+        The file to write.
+    write : Callable[[Any], None]
+        Writes the content to the open file object.
+    binary : bool
+        Open the temporary file in binary mode.
+    mode : int | None
+        Permission bits of the file.
+
+    Returns
+    -------
+    Path
+        The written file.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -56,5 +72,20 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None], *, 
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, mode: int | None = 0o644) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    """Write ``text`` (UTF-8) to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : str | os.PathLike[str]
+        The file to write.
+    text : str
+        Its content.
+    mode : int | None
+        Permission bits of the file.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
     return atomic_write(path, lambda f: f.write(text), binary=False, mode=mode)

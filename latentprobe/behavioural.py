@@ -16,7 +16,7 @@ the toy come from :func:`latentprobe.toy.behavioural.toy_derived_inputs`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -37,11 +37,22 @@ __all__ = ["BehaviouralProbeResult", "behavioural_probe"]
 
 @dataclass(frozen=True)
 class BehaviouralProbeResult:
-    """``summary`` (:class:`~latentprobe.schema.BEHAVIOURAL_SUMMARY`): condition, accuracy, ci_low, ci_high,
-    n, note, n_unparseable. ``tests`` (:class:`~latentprobe.schema.EFFECTS`): paired comparisons (accuracy
-    difference with a paired bootstrap CI and McNemar's exact p). ``rows``
-    (:class:`~latentprobe.schema.BEHAVIOURAL_ROWS`): per example, ``correct_<condition>`` and
-    ``parse_method_<condition>`` for each condition."""
+    """What :func:`behavioural_probe` returns.
+
+    Parameters
+    ----------
+    summary : pd.DataFrame
+        :class:`~latentprobe.schema.BEHAVIOURAL_SUMMARY`: condition, accuracy, ci_low, ci_high, n, note,
+        n_unparseable.
+    tests : pd.DataFrame
+        :class:`~latentprobe.schema.EFFECTS`: paired comparisons (accuracy difference with a paired bootstrap
+        CI and McNemar's exact p).
+    rows : pd.DataFrame
+        :class:`~latentprobe.schema.BEHAVIOURAL_ROWS`: per example, ``correct_<condition>`` and
+        ``parse_method_<condition>`` for each condition.
+    dropped : dict[str, int]
+        Examples left out, by reason.
+    """
 
     summary: pd.DataFrame
     tests: pd.DataFrame
@@ -59,7 +70,7 @@ def _correct(trace: Any, gold: list[str], scorer: Scorer, examples: list[dict[st
 
 def behavioural_probe(runner: LatentRunner, original: InputSet, derived: InputSet, *, max_new_tokens: int = 16,
                       batch_size: int = 16, n_boot: int = 2000, seed: int = 0, progress: bool = False,
-                      scorer: Any = "exact") -> BehaviouralProbeResult:
+                      scorer: str | Scorer | Callable[..., Any] | None = "exact") -> BehaviouralProbeResult:
     """Answer ``derived`` questions from the image, from nothing, and from ``original``'s latents alone.
 
     ``original`` and ``derived`` are aligned example by example (same ids, same images); ``derived``
@@ -70,6 +81,31 @@ def behavioural_probe(runner: LatentRunner, original: InputSet, derived: InputSe
     default ``"exact"``: SQuAD-style normalised, so case and punctuation do not matter); its
     ``example`` is ``{"example_id": ..., **derived.meta[i]}``. An answer it cannot read counts as
     wrong, as in the causal analyses; ``summary.n_unparseable`` counts them per condition.
+
+    Parameters
+    ----------
+    runner : LatentRunner
+        The runner.
+    original : InputSet
+        The clean inputs (their latents are reused).
+    derived : InputSet
+        The derived questions, aligned with ``original``, with gold answers.
+    max_new_tokens : int
+        Answer budget.
+    batch_size : int
+        Examples per forward pass.
+    n_boot : int
+        Bootstrap resamples of the intervals.
+    seed : int
+        Seed of the bootstrap.
+    progress : bool
+        Show progress bars.
+    scorer : str | Scorer | Callable[..., Any] | None
+        How each answer is scored (see above).
+
+    Returns
+    -------
+    BehaviouralProbeResult
     """
     try:
         scorer = scorer_from_name(scorer)

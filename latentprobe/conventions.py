@@ -1,11 +1,13 @@
-"""How a model family's authors run it, beside the latent loop itself: the decoding settings their
-scripts pass (:class:`DecodingSettings`) and how they build prompts (:class:`PromptConventions`).
-Both are fields of :class:`latentprobe.spec.LatentSpec` and are re-exported there."""
+"""A family's published conventions: its decoding settings and how its authors build a prompt.
+
+Data the presets (:mod:`latentprobe.presets`) attach to a :class:`~latentprobe.spec.LatentSpec`;
+re-exported by :mod:`latentprobe.spec`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from latentprobe.errors import SpecError
 
@@ -19,10 +21,16 @@ CHECKPOINT_SETTINGS = ("do_sample", "temperature", "top_k", "top_p", "repetition
 class DecodingSettings:
     """A family's published decoding settings (what :meth:`LatentRunner.run` uses with ``generation="published"``).
 
-    ``top_k``/``top_p`` ``None`` mean "not applied"; ``notes`` says where each value was read and what
-    was not verified. ``from_checkpoint`` names the settings the authors' script does not pass, so that
-    ``generate`` takes them from the checkpoint's ``generation_config.json`` (or transformers' defaults
-    where the file sets none): names among :data:`CHECKPOINT_SETTINGS`; their values here are not used.
+    Parameters
+    ----------
+    do_sample, temperature, top_k, top_p, repetition_penalty, max_new_tokens
+        As in :class:`~latentprobe.engine.sampling.GenerationConfig`; ``top_k``/``top_p`` ``None``: not applied.
+    notes : str
+        Where each value was read and what was not verified.
+    from_checkpoint : tuple of str
+        The settings the authors' script does not pass, so that ``generate`` takes them from the checkpoint's
+        ``generation_config.json`` (or transformers' defaults where the file sets none): names among
+        :data:`CHECKPOINT_SETTINGS`; their values here are not used.
     """
 
     do_sample: bool = False
@@ -46,6 +54,8 @@ class DecodingSettings:
 class PromptConventions:
     """How a family's authors build a prompt (data for a loader to apply; the engine does not read it).
 
+    Parameters
+    ----------
     system_prompt:
         System message text, or ``None`` for none (the chat template's default applies).
     add_generation_prompt:
@@ -72,6 +82,8 @@ class PromptConventions:
         Whether a string prompt is tokenised with the tokenizer's special tokens (BOS for Llama), as the
         authors' script does (CODI's ``test.py`` and Coconut's ``dataset.py``: on); ``run`` uses it unless
         told otherwise.
+    notes : str
+        Where each convention was read (file and line of the authors' code).
 
     Examples
     --------
@@ -103,7 +115,17 @@ class PromptConventions:
 
     def normalise_question(self, text: str) -> str:
         """``text`` as the family's authors feed it: stripped if :attr:`strip_question`, then each of
-        :attr:`question_replacements` applied."""
+        :attr:`question_replacements` applied.
+
+        Parameters
+        ----------
+        text : str
+            The rendered question.
+
+        Returns
+        -------
+        str
+        """
         if self.strip_question:
             text = text.strip()
         for old, new in self.question_replacements:

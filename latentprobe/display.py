@@ -16,8 +16,18 @@ __all__ = ["Summarized", "SummarizedResult", "clip", "describe", "short_list"]
 _MAX_VALUE = 160
 
 
-def describe(value: Any) -> str:
-    """A short description of ``value``: shape and dtype for arrays and tensors, a clipped repr otherwise."""
+def describe(value: object) -> str:
+    """A short description of ``value``: shape and dtype for arrays and tensors, a clipped repr otherwise.
+
+    Parameters
+    ----------
+    value : object
+        Anything.
+
+    Returns
+    -------
+    str
+    """
     shape = getattr(value, "shape", None)
     dtype = getattr(value, "dtype", None)
     if shape is not None and dtype is not None:
@@ -28,12 +38,38 @@ def describe(value: Any) -> str:
 
 
 def clip(text: str, width: int = 60) -> str:
-    """``text`` cut to ``width`` characters, an ellipsis marking the cut."""
+    """``text`` cut to ``width`` characters, an ellipsis marking the cut.
+
+    Parameters
+    ----------
+    text : str
+        The text.
+    width : int
+        Most characters kept.
+
+    Returns
+    -------
+    str
+    """
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def short_list(items: Sequence[Any], n: int = 4, width: int = 40) -> str:
-    """The first ``n`` items (each clipped to ``width`` characters) and how many more there are."""
+    """The first ``n`` items (each clipped to ``width`` characters) and how many more there are.
+
+    Parameters
+    ----------
+    items : Sequence[Any]
+        The items.
+    n : int
+        How many are shown.
+    width : int
+        Characters per item.
+
+    Returns
+    -------
+    str
+    """
     shown = ", ".join(clip(repr(x) if isinstance(x, str) else str(x), width) for x in list(items)[:n])
     more = len(items) - n
     return f"{shown}, ... (+{more})" if more > 0 else shown

@@ -49,6 +49,7 @@ from latentprobe.perturbations import InputSet, Perturbation
 from latentprobe.trace import LatentTrace
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
     from latentprobe.engine import LatentRunner
 
 __all__ = ["weights_fingerprint", "callable_fingerprint", "tokenizer_fingerprint", "source_digest", "WEIGHT_HASH_MODES",
@@ -167,9 +168,15 @@ def weights_fingerprint(module: torch.nn.Module, *, mode: str | None = None, thr
 _TOK_CACHE: "weakref.WeakKeyDictionary[Any, tuple[int, str]]" = weakref.WeakKeyDictionary()
 
 
-def tokenizer_fingerprint(tokenizer: Any) -> str | None:
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str | None:
     """A hash of a tokenizer's class, vocabulary (token -> id) and special tokens; cached per tokenizer
-    (recomputed when its length changes). ``None`` for ``None``."""
+    (recomputed when its length changes). ``None`` for ``None``.
+
+    Parameters
+    ----------
+    tokenizer : PreTrainedTokenizerBase
+        The tokenizer.
+    """
     if tokenizer is None:
         return None
     n = len(tokenizer) if hasattr(tokenizer, "__len__") else -1
@@ -212,9 +219,15 @@ def _lambda_text(fn: Callable[..., Any]) -> str | None:
     return f"lambda {', '.join(names)}: {body.decode('utf-8', 'replace')}"
 
 
-def source_digest(obj: Any) -> str | None:
+def source_digest(obj: object) -> str | None:
     """``"sha256:<16 hex>"`` of ``obj``'s dedented source code (a lambda's own text), or ``None`` if it
-    is unavailable."""
+    is unavailable.
+
+    Parameters
+    ----------
+    obj : object
+        A function, class or module.
+    """
     src = _lambda_text(obj) if inspect.isfunction(obj) and obj.__name__ == "<lambda>" else None
     if src is None:
         try:
@@ -273,7 +286,7 @@ def _warn_no_source(name: str, what: str) -> None:
         "resumes. Define it in a file to have it checked.", FingerprintWarning, stacklevel=3)
 
 
-def callable_fingerprint(fn: Any, *, what: str = "callable") -> dict[str, Any] | None:
+def callable_fingerprint(fn: object, *, what: str = "callable") -> dict[str, Any] | None:
     """A JSON-ready description of a callable that changes when its code does.
 
     Parameters
@@ -324,13 +337,24 @@ def callable_fingerprint(fn: Any, *, what: str = "callable") -> dict[str, Any] |
 
 # --------------------------------------------------------------------------- what analyses' results depend on
 def tensor_digest(t: torch.Tensor) -> dict[str, Any]:
-    """``{"shape": [...], "sha1": <16 hex>}`` of a tensor's float32 values."""
+    """``{"shape": [...], "sha1": <16 hex>}`` of a tensor's float32 values.
+
+    Parameters
+    ----------
+    t : torch.Tensor
+        The tensor.
+    """
     a = t.detach().float().cpu().contiguous()
     return {"shape": list(a.shape), "sha1": hashlib.sha1(a.numpy().tobytes()).hexdigest()[:16]}
 
 
 def trace_fingerprint(trace: LatentTrace) -> str:
     """A short hash of a trace's example ids, latents and answer tokens (16 hex characters).
+
+    Parameters
+    ----------
+    trace : LatentTrace
+        The trace.
 
     Examples
     --------
@@ -377,9 +401,14 @@ def _field_value(v: Any, where: str) -> Any:
     return v
 
 
-def intervention_fingerprint(obj: Any) -> Any:
+def intervention_fingerprint(obj: object) -> Any:
     """JSON-ready description of an intervention: fields by value, tensors and traces by digest,
     callables by name and source hash (:func:`callable_fingerprint`).
+
+    Parameters
+    ----------
+    obj : object
+        An intervention, a callable, or ``None``.
 
     Raises
     ------
@@ -412,7 +441,13 @@ def intervention_fingerprint(obj: Any) -> Any:
 
 def perturbation_fingerprint(p: Perturbation) -> dict[str, Any]:
     """:meth:`Perturbation.to_config` plus the source hash of every callable field (``{field}_code``)
-    and of the class when it is defined outside latentprobe."""
+    and of the class when it is defined outside latentprobe.
+
+    Parameters
+    ----------
+    p : Perturbation
+        The perturbation.
+    """
     cfg = dict(p.to_config())
     if dataclasses.is_dataclass(p):
         for f in dataclasses.fields(p):
@@ -424,13 +459,19 @@ def perturbation_fingerprint(p: Perturbation) -> dict[str, Any]:
 
 
 def inputs_fingerprint(inputs: InputSet) -> dict[str, Any]:
-    """An input set's fingerprint (ids, prompts, images, gold), a hash of its metadata and its relabel rule."""
+    """An input set's fingerprint (ids, prompts, images, gold), a hash of its metadata and its relabel rule.
+
+    Parameters
+    ----------
+    inputs : InputSet
+        The input set.
+    """
     meta = json.dumps([dict(m) for m in inputs.meta], sort_keys=True, default=repr)
     return {"data": inputs.fingerprint(), "meta": hashlib.sha1(meta.encode()).hexdigest()[:16],
             "relabel": callable_fingerprint(inputs.relabel, what="InputSet.relabel")}
 
 
-def mask_rule_of(runner: Any) -> Any:
+def mask_rule_of(runner: LatentRunner) -> Any:
     """The runner's attention mask rule (``runner.mask_rule``; ``None`` when it has none)."""
     return getattr(runner, "mask_rule", None)
 
@@ -443,6 +484,11 @@ def runner_fingerprint(runner: LatentRunner) -> dict[str, Any]:
     processor's code, the tokenizer's vocabulary hash, the dtype, and the layer count and width.
     Read through public attributes only. The device is left out, so that a sweep may resume on
     another machine.
+
+    Parameters
+    ----------
+    runner : LatentRunner
+        The runner.
     """
     model = runner.model
     dtype = getattr(runner, "dtype", None)

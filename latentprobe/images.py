@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -47,9 +47,19 @@ OPENAI_CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.4082107
 OPENAI_CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
 
-def as_pil(image: Any) -> "PIL.Image.Image":
+def as_pil(image: "PIL.Image.Image | np.ndarray") -> "PIL.Image.Image":
     """A PIL image from a PIL image (any mode) or a uint8 array: ``H x W`` (L), ``H x W x 3`` (RGB) or
-    ``H x W x 4`` (RGBA). The processor converts every mode to RGB (RGBA composited on white)."""
+    ``H x W x 4`` (RGBA). The processor converts every mode to RGB (RGBA composited on white).
+
+    Parameters
+    ----------
+    image : PIL.Image.Image | np.ndarray
+        The image.
+
+    Returns
+    -------
+    PIL.Image.Image
+    """
     from PIL import Image
 
     if isinstance(image, Image.Image):
@@ -97,6 +107,23 @@ def smart_resize(height: int, width: int, *, min_pixels: int, max_pixels: int, f
     (half to even), as the source. transformers' ``smart_resize`` differs only for sides under
     ``factor / 2`` (it rounds them to 0 before the bounds apply).
 
+    Parameters
+    ----------
+    height : int
+        The image's height.
+    width : int
+        Its width.
+    min_pixels : int
+        Lower bound of the pixel count.
+    max_pixels : int
+        Upper bound of the pixel count.
+    factor : int
+        Sides become multiples of it.
+
+    Returns
+    -------
+    tuple[int, int]
+
     Raises
     ------
     ImageBatchError
@@ -125,8 +152,18 @@ def smart_resize(height: int, width: int, *, min_pixels: int, max_pixels: int, f
     return h, w
 
 
-def to_rgb(image: Any) -> "PIL.Image.Image":
-    """RGB as ``qwen_vl_utils.to_rgb``: RGBA composited on white through its alpha, any other mode ``convert("RGB")``."""
+def to_rgb(image: "PIL.Image.Image") -> "PIL.Image.Image":
+    """RGB as ``qwen_vl_utils.to_rgb``: RGBA composited on white through its alpha, any other mode ``convert("RGB")``.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image
+        The image.
+
+    Returns
+    -------
+    PIL.Image.Image
+    """
     from PIL import Image
 
     im = as_pil(image)
@@ -146,6 +183,15 @@ class PreResize:
     ``[min_pixels, max_pixels]``. The processor then applies its own bounds to the result, so a
     family's number of image tokens is that of the two steps together.
 
+    Parameters
+    ----------
+    min_pixels : int
+        Lower bound of the pixel count.
+    max_pixels : int
+        Upper bound of the pixel count.
+    factor : int
+        Sides become multiples of it (patch size x merge size).
+
     Examples
     --------
     >>> pre = PreResize(*QWEN_VL_UTILS_PIXELS)
@@ -158,7 +204,19 @@ class PreResize:
     factor: int = 28
 
     def size(self, height: int, width: int) -> tuple[int, int]:
-        """``(height, width)`` after this resize."""
+        """``(height, width)`` after this resize.
+
+        Parameters
+        ----------
+        height : int
+            The image's height.
+        width : int
+            Its width.
+
+        Returns
+        -------
+        tuple[int, int]
+        """
         return smart_resize(height, width, min_pixels=self.min_pixels, max_pixels=self.max_pixels, factor=self.factor)
 
     def __call__(self, image: Any) -> "PIL.Image.Image":
@@ -167,7 +225,7 @@ class PreResize:
         return im.resize((w, h))
 
 
-def pixel_values(images: Sequence[Any] | Any, processor: Any = None,
+def pixel_values(images: Sequence[Any] | Any, processor: Callable[..., Any] | None = None,
                  pre_resize: PreResize | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(pixel_values, image_grid_thw)`` of images of any size and mode, through ``processor``.
 
@@ -176,6 +234,20 @@ def pixel_values(images: Sequence[Any] | Any, processor: Any = None,
     ``pre_resize`` (a :class:`PreResize`) is applied to every image first, as the families' scripts do.
     A single image is a batch of one. ``pixel_values`` is float32 ``[sum_i h_i * w_i, 3 * 2 * 14 * 14]``,
     ``image_grid_thw`` int64 ``[n_images, 3]``.
+
+    Parameters
+    ----------
+    images : Sequence[Any] | Any
+        One image or a sequence of them.
+    processor : Callable[..., Any] | None
+        A Hugging Face image processor or a callable ``images -> (pixel_values, image_grid_thw)``.
+    pre_resize : PreResize | None
+        A resize applied to every image first.
+
+    Returns
+    -------
+    tuple[torch.Tensor, torch.Tensor]
+        ``pixel_values`` and ``image_grid_thw``.
     """
     if not isinstance(images, (list, tuple)):
         images = [images]
@@ -192,7 +264,21 @@ def pixel_values(images: Sequence[Any] | Any, processor: Any = None,
 
 
 def num_image_tokens(image_size: int | tuple[int, int], *, patch_size: int = 14, merge_size: int = 2) -> int:
-    """Number of merged image tokens (``<|image_pad|>`` placeholders) for an image size."""
+    """Number of merged image tokens (``<|image_pad|>`` placeholders) for an image size.
+
+    Parameters
+    ----------
+    image_size : int | tuple[int, int]
+        Side, or ``(height, width)``, in pixels. Multiples of ``patch_size * merge_size``.
+    patch_size : int
+        The vision tower's patch size.
+    merge_size : int
+        Patches merged per side into one token.
+
+    Returns
+    -------
+    int
+    """
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
     factor = patch_size * merge_size
     if h % factor or w % factor:
@@ -205,7 +291,19 @@ def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def blank_image(size: int | tuple[int, int] = 112, fill: int | Sequence[int] = 0) -> np.ndarray:
-    """A uniform uint8 ``H x W x 3`` image (black by default)."""
+    """A uniform uint8 ``H x W x 3`` image (black by default).
+
+    Parameters
+    ----------
+    size : int | tuple[int, int]
+        Side, or ``(height, width)``, in pixels.
+    fill : int | Sequence[int]
+        Grey level or RGB triple.
+
+    Returns
+    -------
+    np.ndarray
+    """
     h, w = _hw(size)
     img = np.empty((h, w, 3), dtype=np.uint8)
     img[...] = np.asarray(fill, dtype=np.uint8)
@@ -213,7 +311,19 @@ def blank_image(size: int | tuple[int, int] = 112, fill: int | Sequence[int] = 0
 
 
 def noise_image(size: int | tuple[int, int] = 112, seed: int = 0) -> np.ndarray:
-    """Uniform random uint8 ``H x W x 3`` noise, deterministic in ``seed``."""
+    """Uniform random uint8 ``H x W x 3`` noise, deterministic in ``seed``.
+
+    Parameters
+    ----------
+    size : int | tuple[int, int]
+        Side, or ``(height, width)``, in pixels.
+    seed : int
+        Seed of the draw.
+
+    Returns
+    -------
+    np.ndarray
+    """
     h, w = _hw(size)
     return np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
 
@@ -225,6 +335,21 @@ def occlude(
 
     ``fill`` is a grey level, an RGB triple, or ``"noise"`` for deterministic uniform
     noise (``seed``).  The input is not modified.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        A uint8 ``H x W x 3`` image.
+    box : tuple[int, int, int, int]
+        ``(top, left, bottom, right)``, end-exclusive.
+    fill : int | Sequence[int] | str
+        Grey level, RGB triple or ``"noise"``.
+    seed : int
+        Seed of the noise fill.
+
+    Returns
+    -------
+    np.ndarray
     """
     out = np.array(image, dtype=np.uint8, copy=True)
     top, left, bottom, right = (int(v) for v in box)

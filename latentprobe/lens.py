@@ -23,24 +23,12 @@ Vision-language models raise :class:`~latentprobe.errors.InputError`: Transforme
 Qwen2.5-VL adapter needs torchvision, which latentprobe neither needs nor installs; replay those
 traces with ``LatentRunner.intervene(trace, mode="replay")``.
 
-Example
--------
->>> runner = LatentRunner(model, tokenizer, "coconut")                      # doctest: +SKIP
->>> trace = runner.run([prompt], max_new_tokens=8)                         # doctest: +SKIP
->>> bridge = to_bridge(model, tokenizer)                                   # doctest: +SKIP
->>> logits, cache = replay_with_cache(bridge, trace[0], placeholder_id=runner.rspec.placeholder_id)  # doctest: +SKIP
->>> res = latent_residuals(cache, trace[0].latent_positions)              # doctest: +SKIP
->>> (res - trace[0].hidden).abs().max()                                    # doctest: +SKIP
-tensor(1.2e-07)
+A worked example on a tiny GPT-2 is in :func:`replay_with_cache`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
-import sys
-import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
@@ -48,12 +36,15 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from latentprobe._lens_boot import (_copy_tokenizer, _disable_package_installs, _is_vision_language,
+                                    _never_install_torchvision, _offline_boot)
 from latentprobe.errors import InputError, InterventionShapeError, ModelStructureError, StepOutOfRangeError
 from latentprobe.trace import ExampleTrace, LatentTrace
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformer_lens.ActivationCache import ActivationCache
     from transformer_lens.model_bridge import TransformerBridge
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "BridgeReplay",
@@ -76,77 +67,8 @@ _VL_MESSAGE = (
 )
 
 
-# ---------------------------------------------------------------------------------------------- guards
-def _never_install_torchvision() -> bool:
-    """Stand-in for TransformerLens's processor fallback: report torchvision missing, install nothing."""
-    return False
-
-
-def _disable_package_installs() -> None:
-    """Stop TransformerLens from running ``pip install torchvision`` when a processor fails to load.
-
-    TransformerLens 4.x falls back to an unpinned install, which would replace the installed torch
-    build. The fallback lives in ``...sources.transformers.helpers._ensure_torchvision``; every
-    loaded TransformerLens module that holds it by name is patched as well.
-    """
-    import transformer_lens.model_bridge.sources.transformers.helpers as helpers
-
-    helpers._ensure_torchvision = _never_install_torchvision
-    for name, mod in list(sys.modules.items()):
-        if mod is None or not name.startswith("transformer_lens"):
-            continue
-        if callable(getattr(mod, "_ensure_torchvision", None)):
-            setattr(mod, "_ensure_torchvision", _never_install_torchvision)
-
-
-@contextlib.contextmanager
-def _offline_boot() -> Iterator[None]:
-    """Offline Hub settings and no modality processor loading for the duration of one boot."""
-    import transformer_lens.model_bridge.sources.transformers.source as source
-
-    saved_env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    saved_loader = source.load_modality_processor
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    # the model is in memory: there is no processor to fetch, and fetching one is where the
-    # package-install fallback lives
-    source.load_modality_processor = lambda *args, **kwargs: None
-    try:
-        yield
-    finally:
-        source.load_modality_processor = saved_loader
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _is_vision_language(model: torch.nn.Module) -> bool:
-    cfg = getattr(model, "config", None)
-    return cfg is not None and getattr(cfg, "vision_config", None) is not None
-
-
-def _copy_tokenizer(tokenizer: Any) -> Any:
-    """A fresh tokenizer loaded from a saved copy (the bridge reconfigures the one it is given)."""
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    with tempfile.TemporaryDirectory(prefix="latentprobe-tok-") as d:
-        try:
-            tokenizer.save_pretrained(d)
-        except Exception as err:  # noqa: BLE001 - any failure here means the tokenizer cannot be copied
-            raise InputError(
-                f"could not save the tokenizer ({type(tokenizer).__name__}) to copy it for the bridge: {err}. "
-                "Pass a Hugging Face tokenizer that supports save_pretrained."
-            ) from err
-        try:
-            return AutoTokenizer.from_pretrained(d, local_files_only=True)
-        except Exception:  # noqa: BLE001 - fall back to the fast class, which needs no config
-            return PreTrainedTokenizerFast.from_pretrained(d, local_files_only=True)
-
-
 # ---------------------------------------------------------------------------------------------- to_bridge
-def to_bridge(model: torch.nn.Module, tokenizer: Any, *, model_name: str | None = None) -> "TransformerBridge":
+def to_bridge(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, *, model_name: str | None = None) -> "TransformerBridge":
     """Wrap an in-memory Hugging Face causal LM in a TransformerLens ``TransformerBridge``.
 
     The bridge gets a deep copy of ``model`` and a tokenizer reloaded from a saved copy of
@@ -174,6 +96,27 @@ def to_bridge(model: torch.nn.Module, tokenizer: Any, *, model_name: str | None 
     ModelStructureError
         If TransformerLens has no adapter for the architecture, or its adapter needs a library that
         is not installed.
+
+    Returns
+    -------
+    TransformerBridge
+        In eval mode, on the model's device and dtype.
+
+    Examples
+    --------
+    A tiny GPT-2 over the toy's word-level vocabulary, with Coconut's latent tokens added:
+
+    >>> import torch
+    >>> from transformers import GPT2Config, GPT2LMHeadModel
+    >>> from latentprobe import LatentRunner, toy
+    >>> tok = toy.build_tokenizer()
+    >>> _ = tok.add_tokens(["<|start-latent|>", "<|latent|>", "<|end-latent|>"], special_tokens=True)
+    >>> _ = torch.manual_seed(0)
+    >>> model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=64,
+    ...                                    bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)).eval()
+    >>> bridge = to_bridge(model, tok)
+    >>> bridge.cfg.n_layers, bridge.cfg.d_model
+    (2, 32)
     """
     if not isinstance(model, torch.nn.Module) or getattr(model, "config", None) is None:
         raise ModelStructureError(
@@ -306,9 +249,13 @@ def replay_with_cache(bridge: "TransformerBridge", trace_or_example: LatentTrace
         Passed to ``bridge.run_with_cache`` (default: cache every hook). :func:`latent_residuals`
         needs ``blocks.0.hook_resid_pre`` and every ``blocks.{i}.hook_resid_post``.
 
+    index:
+        Which example of a LatentTrace to replay.
+
     Returns
     -------
-    BridgeReplay, which unpacks as ``logits, cache``.
+    BridgeReplay
+        Unpacks as ``logits, cache``.
 
     Raises
     ------
@@ -321,6 +268,28 @@ def replay_with_cache(bridge: "TransformerBridge", trace_or_example: LatentTrace
     Notes
     -----
     Plain causal attention is used: a trace recorded with a ``mask_rule`` is not reproduced.
+
+    Examples
+    --------
+    A Coconut run of a tiny GPT-2 (as in :func:`to_bridge`), replayed through the bridge: the residuals at
+    the latent positions reproduce the recorded ones:
+
+    >>> import torch
+    >>> from transformers import GPT2Config, GPT2LMHeadModel
+    >>> from latentprobe import LatentRunner, toy
+    >>> tok = toy.build_tokenizer()
+    >>> _ = tok.add_tokens(["<|start-latent|>", "<|latent|>", "<|end-latent|>"], special_tokens=True)
+    >>> _ = torch.manual_seed(0)
+    >>> model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=64,
+    ...                                    bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)).eval()
+    >>> runner = LatentRunner(model, tok, "coconut")
+    >>> latents = " ".join(["<|latent|>"] * runner.spec.num_latents)
+    >>> trace = runner.run([f"what is the red circle ? <|start-latent|> {latents} <|end-latent|>"],
+    ...                    max_new_tokens=4, progress=False)
+    >>> logits, cache = replay_with_cache(to_bridge(model, tok), trace[0], placeholder_id=runner.rspec.placeholder_id)
+    >>> res = latent_residuals(cache, trace[0].latent_positions)
+    >>> tuple(res.shape), bool((res - trace[0].hidden).abs().max() < 1e-4)
+    ((6, 3, 32), True)
     """
     e = _pick_example(trace_or_example, index)
     if e.image_embeds is not None or getattr(bridge.cfg, "is_multimodal", False):
@@ -378,6 +347,23 @@ def residual_hook_name(layer: int, n_layers: int | None = None) -> str:
     0 is ``blocks.0.hook_resid_pre`` (input of decoder layer 0); ``i >= 1`` is
     ``blocks.{i-1}.hook_resid_post`` (output of decoder layer ``i-1``). Negative layers count
     from the end when ``n_layers`` is given.
+
+    Parameters
+    ----------
+    layer : int
+        A residual layer in latentprobe's convention (``0..n_layers``).
+    n_layers : int, optional
+        The model's number of decoder layers, needed for negative ``layer``.
+
+    Returns
+    -------
+    str
+        The hook name.
+
+    Examples
+    --------
+    >>> residual_hook_name(0), residual_hook_name(3), residual_hook_name(-1, n_layers=12)
+    ('blocks.0.hook_resid_pre', 'blocks.2.hook_resid_post', 'blocks.11.hook_resid_post')
     """
     layer = int(layer)
     if layer < 0:
@@ -405,7 +391,7 @@ def _lookup(cache: Any, name: str) -> Tensor | None:
     return None
 
 
-def latent_residuals(cache: Any, positions: Int[Tensor, "k"] | Sequence[int], *, batch: int = 0
+def latent_residuals(cache: ActivationCache | Mapping[str, Tensor], positions: Int[Tensor, "k"] | Sequence[int], *, batch: int = 0
                      ) -> Float[Tensor, "k layer d"]:
     """Residuals ``[k, n_layers + 1, d]`` at ``positions`` in latentprobe's layer convention.
 
@@ -422,6 +408,22 @@ def latent_residuals(cache: Any, positions: Int[Tensor, "k"] | Sequence[int], *,
         Sequence positions to read.
     batch:
         Which batch row, for caches that keep the batch dimension.
+
+    Returns
+    -------
+    Tensor
+        ``[k, n_layers + 1, d]`` float32 residuals, on the CPU.
+
+    Examples
+    --------
+    A dict cache of two blocks (:func:`replay_with_cache` gives the bridge's own):
+
+    >>> import torch
+    >>> cache = {name: torch.full((5, 4), float(i)) for i, name in enumerate(
+    ...     ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"])}
+    >>> res = latent_residuals(cache, [1, 3])
+    >>> tuple(res.shape), res[0, :, 0].tolist()
+    ((2, 3, 4), [0.0, 1.0, 2.0])
 
     Raises
     ------

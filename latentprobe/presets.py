@@ -17,7 +17,34 @@ _PRESETS: dict[str, LatentSpec] = {}
 
 
 def register_preset(spec: LatentSpec, *, overwrite: bool = False) -> LatentSpec:
-    """Make ``spec`` available by name through :func:`get_preset`."""
+    """Make ``spec`` available by name through :func:`get_preset` (and ``load(folder, name)``).
+
+    Parameters
+    ----------
+    spec : LatentSpec
+        The family's protocol; its ``name`` is the preset's name.
+    overwrite : bool
+        Replace a preset registered under the same name (otherwise that is refused).
+
+    Returns
+    -------
+    LatentSpec
+        ``spec`` itself.
+
+    Raises
+    ------
+    SpecError
+        A preset named ``spec.name`` exists and ``overwrite`` is false.
+
+    Examples
+    --------
+    A variant of the toy's protocol with two latents, registered under its own name:
+
+    >>> from latentprobe import get_preset, register_preset
+    >>> spec = register_preset(get_preset("toy").replace(name="toy-two-latents", num_latents=2), overwrite=True)
+    >>> get_preset("toy-two-latents").num_latents
+    2
+    """
     if spec.name in _PRESETS and not overwrite:
         raise SpecError(f"a preset named {spec.name!r} exists; pass overwrite=True to replace it.")
     _PRESETS[spec.name] = spec
@@ -25,12 +52,36 @@ def register_preset(spec: LatentSpec, *, overwrite: bool = False) -> LatentSpec:
 
 
 def list_presets() -> list[str]:
-    """Names of the registered presets, sorted."""
+    """Names of the registered presets, sorted.
+
+    Returns
+    -------
+    list of str
+        The names :func:`get_preset` takes.
+    """
     return sorted(_PRESETS)
 
 
 def get_preset(name: str, **overrides: Any) -> LatentSpec:
-    """The preset called ``name``, optionally with some fields changed (e.g. ``num_latents=16``)."""
+    """The preset called ``name``, optionally with some fields changed (e.g. ``num_latents=16``).
+
+    Parameters
+    ----------
+    name : str
+        A registered preset (:func:`list_presets`).
+    **overrides
+        Fields of :class:`~latentprobe.spec.LatentSpec` to change in the returned copy.
+
+    Returns
+    -------
+    LatentSpec
+        The registered spec, or a copy with ``overrides`` applied.
+
+    Raises
+    ------
+    SpecError
+        No preset is called ``name`` (the known ones are listed).
+    """
     try:
         spec = _PRESETS[name]
     except KeyError:

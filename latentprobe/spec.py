@@ -29,11 +29,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 from latentprobe.errors import SpecError, SpecTokenError
 from latentprobe.conventions import CHECKPOINT_SETTINGS, DecodingSettings, PromptConventions
+from latentprobe.resolved_spec import ResolvedSpec
 from latentprobe.validate import integer, positive_int
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "LatentSpec",
@@ -55,8 +59,6 @@ Distance = Literal["mse", "mae", "cosine"]
 Marker = Union[str, int]
 
 _STOPS = ("fixed", "end_token", "quota", "similarity")
-
-
 def _bad(spec: str, field_: str, value: Any, fix: str) -> SpecError:
     return SpecError(f"LatentSpec {spec!r}: {field_}={value!r}; {fix}")
 
@@ -266,7 +268,12 @@ class LatentSpec:
                        "loaded onto a base model).")
 
     def replace(self, **changes: Any) -> "LatentSpec":
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again).
+
+        Returns
+        -------
+        LatentSpec
+        """
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
             raise SpecError(f"LatentSpec {self.name!r}: unknown field(s) {unknown}; fields are "
@@ -274,6 +281,12 @@ class LatentSpec:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (tuples as lists); :meth:`from_dict` reads it back.
+
+        Returns
+        -------
+        dict[str, Any]
+        """
         d = dataclasses.asdict(self)
         d["after_close"] = list(self.after_close)
         d["suppress"] = list(self.suppress)
@@ -281,6 +294,17 @@ class LatentSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "LatentSpec":
+        """The spec :meth:`to_dict` wrote.
+
+        Parameters
+        ----------
+        d : dict[str, Any]
+            What :meth:`to_dict` returned (or its JSON).
+
+        Returns
+        -------
+        LatentSpec
+        """
         d = dict(d)
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
@@ -298,7 +322,13 @@ class LatentSpec:
         return cls(**d)
 
     def tokens(self) -> dict[str, Marker]:
-        """Every marker the spec needs, by role."""
+        """Every marker the spec needs, by role.
+
+        Returns
+        -------
+        dict[str, str | int]
+            Role (``"open_token"``, ``"after_close[0]"``, ...) -> marker.
+        """
         out: dict[str, Marker] = {"open_token": self.open_token}
         if self.close_token is not None:
             out["close_token"] = self.close_token
@@ -310,11 +340,22 @@ class LatentSpec:
             out[f"suppress[{i}]"] = t
         return out
 
-    def resolve(self, tokenizer: Any, *, vocab_size: int | None = None) -> "ResolvedSpec":
+    def resolve(self, tokenizer: PreTrainedTokenizerBase, *, vocab_size: int | None = None) -> "ResolvedSpec":
         """Read every marker id from ``tokenizer`` (markers named by string) or ``vocab_size`` (by id).
 
         ``vocab_size`` is the model's vocabulary (rows of its LM head); it is needed for negative ids
         and checks the others. The runner passes it.
+
+        Parameters
+        ----------
+        tokenizer : PreTrainedTokenizerBase
+            The checkpoint's tokenizer.
+        vocab_size : int | None
+            The model's vocabulary size (default ``len(tokenizer)``).
+
+        Returns
+        -------
+        ResolvedSpec
 
         Raises
         ------
@@ -377,29 +418,3 @@ def _check_marker(spec: str, field_: str, v: Any, *, optional: bool) -> None:
     if isinstance(v, bool) or not isinstance(v, (str, int)) or (isinstance(v, str) and not v):
         raise _bad(spec, field_, v, "name a token by its string, or by its id (an int; negative ids count from "
                    "the end of the model's vocabulary).")
-
-
-@dataclass(frozen=True)
-class ResolvedSpec:
-    """A :class:`LatentSpec` with every token id read from one tokenizer (and the model's vocabulary size)."""
-
-    spec: LatentSpec
-    open_id: int
-    close_id: int | None
-    slot_id: int | None
-    after_close_ids: tuple[int, ...]
-    placeholder_id: int
-    pad_id: int
-    eos_id: int | None
-    suppress_ids: tuple[int, ...] = ()
-    eos_ids: tuple[int, ...] | None = None
-
-    def is_eos(self, token: int) -> bool:
-        """Whether ``token`` ends a sequence: one of ``eos_ids`` (a run's effective list), else ``eos_id``."""
-        if self.eos_ids is not None:
-            return token in self.eos_ids
-        return self.eos_id is not None and token == self.eos_id
-
-    def with_eos(self, eos_ids: tuple[int, ...] | None) -> "ResolvedSpec":
-        """A copy whose end-of-sequence ids are ``eos_ids`` (``None``: the tokenizer's ``eos_id``)."""
-        return self if eos_ids == self.eos_ids else dataclasses.replace(self, eos_ids=eos_ids)

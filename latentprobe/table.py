@@ -31,6 +31,25 @@ class Column(str):
 
     def __new__(cls, name: str, dtype: str, meaning: str, *, optional: bool = False,
                 also: tuple[str, ...] = ()) -> Column:
+        """A column of a :class:`Table`.
+
+        Parameters
+        ----------
+        name : str
+            The column's name.
+        dtype : str
+            Its dtype, one of :data:`DTYPES`.
+        meaning : str
+            What it holds, in one line.
+        optional : bool
+            Whether a table may lack it.
+        also : tuple[str, ...]
+            Further dtypes accepted when a table is checked.
+
+        Returns
+        -------
+        Column
+        """
         bad = [d for d in (dtype, *also) if d not in DTYPES]
         if bad:
             raise InputError(f"Column {name!r}: dtype {bad[0]!r} is not one of {DTYPES}.")
@@ -39,7 +58,13 @@ class Column(str):
         return self
 
     def but(self, **changes: Any) -> Column:
-        """The same column with some of ``dtype``, ``meaning``, ``optional``, ``also`` changed."""
+        """The same column with some of ``dtype``, ``meaning``, ``optional``, ``also`` changed.
+
+        Returns
+        -------
+        Column
+            A copy with ``changes``.
+        """
         kw = {"dtype": self.dtype, "meaning": self.meaning, "optional": self.optional, "also": self.also, **changes}
         return Column(str(self), kw.pop("dtype"), kw.pop("meaning"), **kw)
 
@@ -79,7 +104,13 @@ class Table:
 
     @classmethod
     def empty(cls) -> pd.DataFrame:
-        """A frame with no rows and the required columns, typed."""
+        """A frame with no rows and the required columns, typed.
+
+        Returns
+        -------
+        pandas.DataFrame
+            No rows, every column with its dtype.
+        """
         return pd.DataFrame({str(c): pd.Series([], dtype=c.dtype) for c in cls.COLUMNS})
 
     @classmethod
@@ -88,6 +119,16 @@ class Table:
 
         The result has the required columns and the optional ones present in ``records``, in the
         declared order, each cast to its declared dtype (``None`` becomes NaN in ``str`` columns).
+
+        Parameters
+        ----------
+        records : Iterable[Mapping[str, Any]] | Mapping[str, Any] | pd.DataFrame
+            Rows (mappings), one mapping of columns, or a frame.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The columns in order, each with its dtype.
 
         Raises
         ------
@@ -133,6 +174,11 @@ class Table:
     @classmethod
     def check(cls, frame: pd.DataFrame) -> None:
         """Refuse a frame whose columns (names, order) or dtypes differ from the declaration.
+
+        Parameters
+        ----------
+        frame : pd.DataFrame
+            A table.
 
         Raises
         ------

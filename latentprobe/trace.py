@@ -5,11 +5,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections import Counter
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 from einops import rearrange
 from jaxtyping import Float, Int
@@ -17,103 +15,11 @@ from torch import Tensor
 
 from latentprobe.display import Summarized, describe, short_list
 from latentprobe.errors import InputError, StepOutOfRangeError, TraceFormatError
-from latentprobe.schema import LATENT_SELECTION
+from latentprobe.selection import LatentSelection, modal_latent_count
 from latentprobe.spec import LatentSpec
 from latentprobe.trace_store import load_trace, save_trace
 
 __all__ = ["Segment", "ExampleTrace", "LatentTrace", "LatentSelection", "modal_latent_count"]
-
-
-def modal_latent_count(counts: Iterable[int]) -> int | None:
-    """The number of latents an analysis keeps: the most common non-zero count, ties to the largest.
-
-    Every analysis that needs examples with equally many latents (``trace.stack`` and
-    ``trace.features``, the probes and geometry on them, ``z_to_y``, ``default_interventions``,
-    the inter-instance similarity of ``x_to_z``) keeps the examples whose count this returns, so
-    they all analyse the same subset.
-
-    Examples with no latents never count (they did not enter latent mode). When several counts are
-    equally common the largest wins: more latent steps are then analysed per example, and on
-    families whose count varies because generation stops early (an end-token stop, as in Mirage or
-    LVR), the largest count is the one closest to the model's full latent budget, not a truncated
-    run. The rule depends only on the multiset of counts, never on their order.
-
-    Parameters
-    ----------
-    counts : iterable of int
-        The examples' latent counts (``[e.num_latents for e in trace]``).
-
-    Returns
-    -------
-    int or None
-        The count to keep; ``None`` when no count is positive.
-
-    Examples
-    --------
-    >>> from latentprobe.trace import modal_latent_count
-    >>> modal_latent_count([4, 4, 2, 0, 0, 0])
-    4
-    >>> modal_latent_count([1, 1, 8, 8])  # a tie: the larger count
-    8
-    >>> modal_latent_count([0, 0]) is None
-    True
-    """
-    tally = Counter(int(c) for c in counts if int(c) > 0)
-    if not tally:
-        return None
-    best = max(tally.values())
-    return max(k for k, v in tally.items() if v == best)
-
-
-@dataclass(frozen=True)
-class LatentSelection:
-    """Which examples of a trace an analysis keeps, and why the others were left out.
-
-    Attributes
-    ----------
-    num_latents : int or None
-        The latent count kept (:func:`modal_latent_count` unless one was asked for); ``None`` when
-        no example has latents.
-    indices : tuple of int
-        Positions (in the trace) of the kept examples.
-    n_examples, n_no_latents, n_other_count : int
-        Examples in the trace; left out because they have no latents; left out because they have
-        another positive count.
-    rule : str
-        ``"modal"`` (the most common positive count, ties to the largest) or ``"given"``.
-    """
-
-    num_latents: int | None
-    indices: tuple[int, ...]
-    n_examples: int
-    n_no_latents: int
-    n_other_count: int
-    rule: str = "modal"
-
-    @property
-    def n_kept(self) -> int:
-        return len(self.indices)
-
-    @classmethod
-    def of(cls, counts: Sequence[int], num_latents: int | None = None) -> "LatentSelection":
-        """The selection on examples with latent counts ``counts`` (``num_latents=None``: the modal rule)."""
-        counts = [int(c) for c in counts]
-        rule = "modal" if num_latents is None else "given"
-        k = modal_latent_count(counts) if num_latents is None else int(num_latents)
-        kept = tuple(i for i, c in enumerate(counts) if k is not None and c == k)
-        zeros = sum(c == 0 for c in counts)
-        return cls(k, kept, len(counts), zeros if k != 0 else 0, len(counts) - len(kept) - (zeros if k != 0 else 0), rule)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready counts (no indices), keyed by the :class:`~latentprobe.schema.LATENT_SELECTION`
-        columns: the ``kept`` entry of ``z_to_y``'s config."""
-        T = LATENT_SELECTION
-        return {T.NUM_LATENTS: self.num_latents, T.N_EXAMPLES: self.n_examples, T.N_KEPT: self.n_kept,
-                T.N_NO_LATENTS: self.n_no_latents, T.N_OTHER_COUNT: self.n_other_count, T.RULE: self.rule}
-
-    def frame(self) -> pd.DataFrame:
-        """The counts as a one-row :class:`~latentprobe.schema.LATENT_SELECTION` table."""
-        return LATENT_SELECTION.frame([self.to_dict()])
 
 
 class Segment:
@@ -140,6 +46,29 @@ class ExampleTrace(Summarized):
     includes the learned position embedding), ``i >= 1`` is the output of decoder layer ``i-1``;
     there are ``n_layers + 1`` of them. ``h_src[k]`` is the final-norm output at
     ``latent_positions[k] - 1``, and ``z[k] = f(h_src[k])`` is what was fed at the latent slot.
+
+    Parameters
+    ----------
+    index, example_id : int, str
+        Position in the trace, and the example's id.
+    input_ids, segments : Tensor
+        ``[seq]`` ids fed (prompt, markers, latent slots, answer) and their :class:`Segment` codes.
+    prompt_len, answer_start : int
+        Length of the prompt; position of the answer's first token.
+    latent_positions, z, h_src, hidden : Tensor
+        ``[k]`` latent slots; ``[k, d]`` fed latents and their sources; ``[k, layer, d]`` residuals there.
+    answer_ids, answer_logprobs, answer_text : Tensor, Tensor, str
+        The answer's ids, their log-probabilities and its decoded text.
+    finished : bool
+        Whether the sequence ended with an eos token (not the budget).
+    first_token_logprobs, forced_logprobs : Tensor, optional
+        The first answer position's full distribution; a replay's log-probabilities of the recorded answer.
+    captured_positions, captured_hidden : Tensor, optional
+        Prompt positions captured at every layer (``capture_positions``) and their ``[m, layer, d]`` residuals.
+    image_embeds, image_grid_thw : Tensor, optional
+        The image features the language model read, and their ``[n, 3]`` grids.
+    meta : dict
+        Anything else the run recorded (mode, end reason, ...).
     """
 
     index: int
@@ -177,11 +106,31 @@ class ExampleTrace(Summarized):
         return int(self.input_ids.numel())
 
     def positions_of(self, segment: int) -> Int[Tensor, "m"]:
-        """Positions whose segment code is ``segment`` (see :class:`Segment`)."""
+        """Positions whose segment code is ``segment`` (see :class:`Segment`).
+
+        Parameters
+        ----------
+        segment : int
+            A :class:`Segment` code.
+
+        Returns
+        -------
+        Tensor
+        """
         return torch.nonzero(self.segments == segment).flatten()
 
     def check_steps(self, steps: Sequence[int] | None) -> list[int]:
-        """Validate latent step indices (None means all) and return them sorted."""
+        """Validate latent step indices (None means all) and return them sorted.
+
+        Parameters
+        ----------
+        steps : sequence of int, optional
+            Latent steps.
+
+        Returns
+        -------
+        list of int
+        """
         k = self.num_latents
         if steps is None:
             return list(range(k))
@@ -194,6 +143,12 @@ class ExampleTrace(Summarized):
         return out
 
     def replace(self, **changes: Any) -> "ExampleTrace":
+        """A copy with some fields changed.
+
+        Returns
+        -------
+        ExampleTrace
+        """
         return dataclasses.replace(self, **changes)
 
     def _summary(self) -> tuple[str, list[tuple[str, str]]]:
@@ -215,7 +170,17 @@ class ExampleTrace(Summarized):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class LatentTrace(Summarized):
-    """The traces of a set of examples under one spec and one run configuration."""
+    """The traces of a set of examples under one spec and one run configuration.
+
+    Parameters
+    ----------
+    examples : tuple of ExampleTrace
+        One record per example, in run order.
+    spec : LatentSpec
+        The family's protocol.
+    config : dict
+        The run's settings (mode, generation, intervention, ...).
+    """
 
     examples: tuple[ExampleTrace, ...]
     spec: LatentSpec
@@ -276,11 +241,30 @@ class LatentTrace(Summarized):
     def latent_selection(self, num_latents: int | None = None) -> LatentSelection:
         """The examples an analysis keeps: those with ``num_latents`` latents (default: the count of
         :func:`modal_latent_count`, the most common non-zero count, ties to the largest), with the
-        number left out for having no latents or another count."""
+        number left out for having no latents or another count.
+
+        Parameters
+        ----------
+        num_latents : int, optional
+            The count to keep (default the modal rule).
+
+        Returns
+        -------
+        LatentSelection
+        """
         return LatentSelection.of([e.num_latents for e in self.examples], num_latents)
 
     def kept_indices(self, num_latents: int | None = None) -> list[int]:
         """Indices of the examples with ``num_latents`` latents (default: :func:`modal_latent_count`).
+
+        Parameters
+        ----------
+        num_latents : int, optional
+            The count to keep.
+
+        Returns
+        -------
+        list of int
 
         Raises
         ------
@@ -361,7 +345,17 @@ class LatentTrace(Summarized):
         return arr.float().numpy()
 
     def select(self, indices: Sequence[int]) -> "LatentTrace":
-        """A trace holding the given examples (re-indexed from 0)."""
+        """A trace holding the given examples (re-indexed from 0).
+
+        Parameters
+        ----------
+        indices : sequence of int
+            Examples to keep, in the new order.
+
+        Returns
+        -------
+        LatentTrace
+        """
         ex = tuple(self.examples[i].replace(index=j) for j, i in enumerate(indices))
         return LatentTrace(ex, self.spec, dict(self.config))
 
@@ -373,14 +367,17 @@ class LatentTrace(Summarized):
         ----------
         what:
             ``"z"`` (fed vectors), ``"h_src"`` or ``"hidden"`` (then ``layer`` is required).
+        layer:
+            Residual layer, for ``what="hidden"``.
         num_latents:
             Keep examples with exactly this many latents (default: :func:`modal_latent_count`, the
             most common non-zero count, ties to the largest).
 
         Returns
         -------
-        (tensor, kept): the stacked tensor and the indices of the examples it holds. Examples with
-        another number of latents (or none) are left out; ``len(kept)`` says how many remain.
+        tuple[Tensor, list[int]]
+            The stacked tensor and the indices of the examples it holds. Examples with another number of
+            latents (or none) are left out; ``len(kept)`` says how many remain.
         """
         kept = self.kept_indices(num_latents)
         if num_latents is None:
@@ -406,7 +403,18 @@ class LatentTrace(Summarized):
 
     def image_features(self, indices: Sequence[int] | None = None) -> Float[Tensor, "n d"]:
         """Mean-pooled vision-tower output (the merged image features the LM reads) per example,
-        a regression target for probes. Examples without an image raise an error."""
+        a regression target for probes. Examples without an image raise an error.
+
+        Parameters
+        ----------
+        indices : sequence of int, optional
+            Examples (default all).
+
+        Returns
+        -------
+        Tensor
+            ``[n, d]``.
+        """
         idx = range(len(self)) if indices is None else indices
         rows = []
         for i in idx:
@@ -418,12 +426,31 @@ class LatentTrace(Summarized):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
-        """Write ``path/trace.safetensors`` and ``path/trace.json`` (see :mod:`latentprobe.trace_store`)."""
+        """Write ``path/trace.safetensors`` and ``path/trace.json`` (see :mod:`latentprobe.trace_store`).
+
+        Parameters
+        ----------
+        path : str or Path
+            The folder.
+
+        Returns
+        -------
+        Path
+        """
         return save_trace(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> "LatentTrace":
         """Read a trace written by :meth:`save`, checking every tensor against its record (nothing is unpickled).
+
+        Parameters
+        ----------
+        path : str or Path
+            The folder :meth:`save` wrote.
+
+        Returns
+        -------
+        LatentTrace
 
         Raises
         ------

@@ -51,8 +51,21 @@ def _integrity(meta: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=_json_default).encode()).hexdigest()
 
 
-def save_trace(trace: Any, path: str | Path) -> Path:
-    """Write ``trace`` (a :class:`~latentprobe.trace.LatentTrace`) to the folder ``path``; see the module docstring."""
+def save_trace(trace: "LatentTrace", path: str | Path) -> Path:
+    """Write ``trace`` (a :class:`~latentprobe.trace.LatentTrace`) to the folder ``path``; see the module docstring.
+
+    Parameters
+    ----------
+    trace : Any
+        The trace.
+    path : str | Path
+        The folder to write.
+
+    Returns
+    -------
+    Path
+        The folder.
+    """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
@@ -84,7 +97,19 @@ def _fail(path: Path, what: str) -> TraceFormatError:
 
 
 def load_trace(path: str | Path, cls: type, example_cls: type) -> Any:
-    """Read and check a trace written by :func:`save_trace` (``cls``/``example_cls``: the trace classes)."""
+    """Read and check a trace written by :func:`save_trace` (``cls``/``example_cls``: the trace classes).
+
+    Parameters
+    ----------
+    path : str | Path
+        The trace's folder.
+    example_cls : type
+        The example class (:class:`~latentprobe.trace.ExampleTrace`).
+
+    Returns
+    -------
+    LatentTrace
+    """
     path = Path(path)
     jf, tf = path / JSON_FILE, path / TENSOR_FILE
     if not jf.is_file() or not tf.is_file():

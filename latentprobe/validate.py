@@ -33,6 +33,7 @@ import math
 from typing import Any, Collection, TypeVar
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from latentprobe.errors import InputError, LatentProbeError, StatsInputError
 
@@ -43,8 +44,23 @@ _T = TypeVar("_T")
 Error = type[LatentProbeError]
 
 
-def message(name: str, value: Any, requirement: str, *, where: str = "", hint: str = "") -> str:
+def message(name: str, value: object, requirement: str, *, where: str = "", hint: str = "") -> str:
     """The house message: ``"<where>: <name>=<value!r>: use <requirement> (<hint>)."``.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name.
+    value : object
+        The value given.
+    requirement : str
+        What to give instead (``"an integer >= 1"``).
+    where, hint : str
+        Where the value was given, and a hint shown in parentheses (both optional).
+
+    Returns
+    -------
+    str
 
     Examples
     --------
@@ -74,13 +90,13 @@ def _bounds(minimum: float | None, maximum: float | None) -> str:
     return ""
 
 
-def integer(value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None,
+def integer(value: object, name: str, *, minimum: int | None = None, maximum: int | None = None,
             allow_none: bool = False, where: str = "", hint: str = "", error: Error = InputError) -> Any:
     """``value`` as an ``int`` if it is an integer (not a bool) within ``[minimum, maximum]``.
 
     Parameters
     ----------
-    value : Any
+    value : object
         The argument to check.
     name : str
         The argument's name, as the caller wrote it.
@@ -122,9 +138,18 @@ def integer(value: Any, name: str, *, minimum: int | None = None, maximum: int |
     return int(value)
 
 
-def positive_int(value: Any, name: str, *, allow_none: bool = False, where: str = "", hint: str = "",
+def positive_int(value: object, name: str, *, allow_none: bool = False, where: str = "", hint: str = "",
                  error: Error = InputError) -> Any:
     """``value`` if it is an integer >= 1 (see :func:`integer`).
+
+    Parameters
+    ----------
+    value, name, allow_none, where, hint, error
+        As in :func:`integer`.
+
+    Returns
+    -------
+    int or None
 
     Examples
     --------
@@ -134,9 +159,18 @@ def positive_int(value: Any, name: str, *, allow_none: bool = False, where: str 
     return integer(value, name, minimum=1, allow_none=allow_none, where=where, hint=hint, error=error)
 
 
-def non_negative_int(value: Any, name: str, *, allow_none: bool = False, where: str = "", hint: str = "",
+def non_negative_int(value: object, name: str, *, allow_none: bool = False, where: str = "", hint: str = "",
                      error: Error = InputError) -> Any:
     """``value`` if it is an integer >= 0 (see :func:`integer`).
+
+    Parameters
+    ----------
+    value, name, allow_none, where, hint, error
+        As in :func:`integer`.
+
+    Returns
+    -------
+    int or None
 
     Examples
     --------
@@ -146,11 +180,22 @@ def non_negative_int(value: Any, name: str, *, allow_none: bool = False, where: 
     return integer(value, name, minimum=0, allow_none=allow_none, where=where, hint=hint, error=error)
 
 
-def number(value: Any, name: str, *, minimum: float | None = None, exclusive_minimum: bool = False,
+def number(value: object, name: str, *, minimum: float | None = None, exclusive_minimum: bool = False,
            allow_none: bool = False, where: str = "", hint: str = "", error: Error = InputError) -> Any:
     """``value`` as a ``float`` if it is a finite real number (not a bool) above ``minimum``.
 
-    ``exclusive_minimum`` asks for ``value > minimum`` instead of ``>=``.
+    Parameters
+    ----------
+    value, name, allow_none, where, hint, error
+        As in :func:`integer`.
+    minimum : float, optional
+        Lower bound (inclusive unless ``exclusive_minimum``).
+    exclusive_minimum : bool
+        Ask for ``value > minimum`` instead of ``>=``.
+
+    Returns
+    -------
+    float or None
 
     Examples
     --------
@@ -172,8 +217,17 @@ def number(value: Any, name: str, *, minimum: float | None = None, exclusive_min
     return float(value)
 
 
-def probability(value: Any, name: str, *, where: str = "", hint: str = "", error: Error = InputError) -> float:
+def probability(value: object, name: str, *, where: str = "", hint: str = "", error: Error = InputError) -> float:
     """``value`` as a ``float`` if it lies strictly between 0 and 1 (a confidence level, a quantile).
+
+    Parameters
+    ----------
+    value, name, where, hint, error
+        As in :func:`integer`.
+
+    Returns
+    -------
+    float
 
     Examples
     --------
@@ -189,6 +243,18 @@ def probability(value: Any, name: str, *, where: str = "", hint: str = "", error
 
 def one_of(value: _T, name: str, choices: Collection[Any], *, where: str = "", error: Error = InputError) -> _T:
     """``value`` if it is one of ``choices`` (the message lists them).
+
+    Parameters
+    ----------
+    value, name, where, error
+        As in :func:`integer`.
+    choices : collection
+        The accepted values.
+
+    Returns
+    -------
+    object
+        ``value``.
 
     Examples
     --------
@@ -207,8 +273,22 @@ def one_of(value: _T, name: str, choices: Collection[Any], *, where: str = "", e
 
 
 # --------------------------------------------------------------------------- arrays (statistics)
-def as_1d_float(values: Any, arg: str, *, error: Error = StatsInputError) -> np.ndarray:
+def as_1d_float(values: ArrayLike, arg: str, *, error: Error = StatsInputError) -> np.ndarray:
     """``values`` as a finite, non-empty 1-D float64 array (one value per example).
+
+    Parameters
+    ----------
+    values : array-like
+        One value per example.
+    arg : str
+        The argument's name, for the message.
+    error : type
+        The :class:`~latentprobe.errors.LatentProbeError` subclass to raise.
+
+    Returns
+    -------
+    np.ndarray
+        float64, 1-D.
 
     Examples
     --------
@@ -245,8 +325,22 @@ def as_1d_float(values: Any, arg: str, *, error: Error = StatsInputError) -> np.
     return arr
 
 
-def as_1d_bool(values: Any, arg: str, *, error: Error = StatsInputError) -> np.ndarray:
+def as_1d_bool(values: ArrayLike, arg: str, *, error: Error = StatsInputError) -> np.ndarray:
     """``values`` as a non-empty 1-D boolean array (correctness flags; 0/1 accepted).
+
+    Parameters
+    ----------
+    values : array-like
+        One value per example.
+    arg : str
+        The argument's name, for the message.
+    error : type
+        The :class:`~latentprobe.errors.LatentProbeError` subclass to raise.
+
+    Returns
+    -------
+    np.ndarray
+        bool, 1-D.
 
     Examples
     --------
@@ -273,6 +367,17 @@ def as_1d_bool(values: Any, arg: str, *, error: Error = StatsInputError) -> np.n
 
 def same_length(arrays: dict[str, np.ndarray], *, error: Error = StatsInputError) -> int:
     """The common length of paired arrays (one value per shared example), else ``error``.
+
+    Parameters
+    ----------
+    arrays : dict[str, np.ndarray]
+        The paired arrays by argument name.
+    error : type
+        The :class:`~latentprobe.errors.LatentProbeError` subclass to raise.
+
+    Returns
+    -------
+    int
 
     Examples
     --------

@@ -24,6 +24,9 @@ from latentprobe.trace import LatentTrace
 from latentprobe import validate
 
 if TYPE_CHECKING:
+    from latentprobe.engine.inputs import CapturePositions
+    from latentprobe.engine.loop import LogitsProcessor
+    from transformers import PreTrainedTokenizerBase
     from latentprobe.engine import LatentRunner
 
 __all__ = ["MODES", "PAPER_INTERVENTIONS", "BASELINE_SOURCES", "NO_GOLD"]
@@ -63,7 +66,7 @@ def _chunks(n: int, size: int) -> list[list[int]]:
 
 
 def _run(runner: LatentRunner, inputs: InputSet, *, max_new_tokens: int, batch_size: int, seed: int,
-         logits_processor: Any, capture: Any = None) -> LatentTrace:
+         logits_processor: LogitsProcessor | None, capture: CapturePositions | None = None) -> LatentTrace:
     return runner.run(**inputs.run_kwargs(), max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed,
                       capture_positions=capture, logits_processor=logits_processor, progress=False)
 
@@ -139,7 +142,7 @@ def _gold_list(gold: Any, ids: Sequence[str]) -> list[str | None] | None:
     return [None if g is None else str(g) for g in gold]
 
 
-def check_scorer(scorer: Any) -> Scorer:
+def check_scorer(scorer: str | Scorer | Callable[..., Any] | None) -> Scorer:
     """The analyses' ``scorer=`` as a :class:`~latentprobe.scoring.Scorer` (a name, a scorer or a function)."""
     return scorer_from_name(scorer)
 
@@ -187,7 +190,7 @@ def _answer_sig(e: Any, scorer: Scorer) -> tuple[int, ...]:
     return ids[:1] if isinstance(scorer, FirstWordScorer) else ids
 
 
-def _gold_token_id(tokenizer: Any, gold: str | None, prefix: str) -> int | None:
+def _gold_token_id(tokenizer: PreTrainedTokenizerBase, gold: str | None, prefix: str) -> int | None:
     if gold is None:
         return None
     ids = tokenizer(prefix + gold, add_special_tokens=False)["input_ids"]

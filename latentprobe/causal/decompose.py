@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,8 @@ from latentprobe.perturbations import InputSet, Perturbation
 from latentprobe.schema import EFFECT_KINDS, EFFECT_NAMES, KEPT
 
 if TYPE_CHECKING:
+    from latentprobe.engine.loop import LogitsProcessor
+    from latentprobe.scoring import Scorer
     from latentprobe.engine import LatentRunner
 
 __all__ = ["decompose", "summarize_mediation"]
@@ -43,9 +45,9 @@ _CONDITIONS = (("clean", "clean", "clean"), ("treated", "treated", "treated"),
 def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *,
               gold: Sequence[str | None] | Mapping[str, str] | None = None, against: str = "clean",
               outcome: str = "correct", out_dir: str | os.PathLike | None = None, n_boot: int = 2000, ci: float = 0.95,
-              seed: int = 0,
-              chunk_size: int = 16, batch_size: int = 8, max_new_tokens: int = 16, logits_processor: Any = None,
-              scorer: Any = "exact", gold_prefix: str = "", overwrite: bool = False, progress: bool = True,
+              seed: int = 0, chunk_size: int = 16, batch_size: int = 8, max_new_tokens: int = 16,
+              logits_processor: LogitsProcessor | None = None, scorer: str | Scorer | Callable[..., Any] | None = "exact",
+              gold_prefix: str = "", overwrite: bool = False, progress: bool = True,
               name: str = "mediation") -> MediationResult:
     """Total, natural direct and natural indirect effect of ``treatment`` on the answer, through Z.
 
@@ -84,6 +86,16 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
         :func:`summarize_mediation`).
     out_dir, overwrite, seed, n_boot, ci, chunk_size, batch_size, max_new_tokens, logits_processor
         As in :func:`~latentprobe.causal.x_to_z`; ``gold_prefix`` as in :func:`~latentprobe.causal.z_to_y`.
+    runner : LatentRunner
+        The runner.
+    inputs : InputSet
+        The clean inputs (with gold answers, or ``gold``).
+    gold_prefix : str
+        As in :func:`~latentprobe.causal.z_to_y`.
+    progress : bool
+        Show progress bars.
+    name : str
+        Name of the analysis (its folder under ``out_dir``).
 
     Returns
     -------
@@ -224,6 +236,28 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
     for the two conditions it compares. The proportion mediated ``NIE / TE`` is reported only when
     TE's interval excludes 0; its interval is the percentile interval of ``mean(NIE) / mean(TE)``
     over the same resamples (resamples with ``mean(TE) == 0`` are left out and counted in the note).
+
+    Parameters
+    ----------
+    rows : pd.DataFrame
+        Mediation rows.
+    outcome : str
+        ``"correct"`` or ``"gold_logprob"``.
+    treatment : str
+        The treatment's name, recorded in the table.
+    return_details : bool
+        Also return the details (see above).
+    n_boot : int
+        Bootstrap resamples.
+    seed : int
+        Seed of the resamples.
+    ci : float
+        Confidence level of the intervals.
+
+    Returns
+    -------
+    pandas.DataFrame or tuple
+        The summary table, or the tuple above.
     """
     check_analysis_args(n_boot=n_boot, seed=seed, confidence=ci)
     if outcome not in ("correct", "gold_logprob"):

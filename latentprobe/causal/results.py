@@ -59,7 +59,12 @@ class XZResult(SummarizedResult):
     status: pd.DataFrame
 
     def drop_counts(self) -> dict[str, dict[str, int]]:
-        """``{condition: {reason: count}}`` of dropped examples."""
+        """``{condition: {reason: count}}`` of dropped examples.
+
+        Returns
+        -------
+        dict[str, dict[str, int]]
+        """
         return _drop_counts(self.dropped)
 
 
@@ -101,12 +106,27 @@ class ZYResult(SummarizedResult):
     config: dict[str, Any]
 
     def drop_counts(self) -> dict[str, dict[str, int]]:
-        """``{condition: {reason: count}}`` of dropped examples."""
+        """``{condition: {reason: count}}`` of dropped examples.
+
+        Returns
+        -------
+        dict[str, dict[str, int]]
+        """
         return _drop_counts(self.dropped)
 
     def table(self, metrics: Sequence[str] = ("accuracy", "accuracy_change", "flip_rate", "gold_logprob_change", "kl")
               ) -> pd.DataFrame:
-        """Wide view for printing: one row per intervention x mode, ``metric [lo, hi]`` cells."""
+        """Wide view for printing: one row per intervention x mode, ``metric [lo, hi]`` cells.
+
+        Parameters
+        ----------
+        metrics : Sequence[str]
+            The metrics shown, in order.
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
         return _wide(self.summary, ["intervention", "mode"], metrics)
 
 
@@ -149,7 +169,12 @@ class MediationResult(SummarizedResult):
     proportion_note: str
 
     def drop_counts(self) -> dict[str, dict[str, int]]:
-        """``{condition: {reason: count}}`` of dropped examples."""
+        """``{condition: {reason: count}}`` of dropped examples.
+
+        Returns
+        -------
+        dict[str, dict[str, int]]
+        """
         return _drop_counts(self.dropped)
 
 

@@ -31,6 +31,7 @@ from latentprobe.schema import KEPT, SOURCES, XZ_METRICS
 from latentprobe.trace import LatentSelection, LatentTrace, Segment
 
 if TYPE_CHECKING:
+    from latentprobe.engine.loop import LogitsProcessor
     from latentprobe.engine import LatentRunner
 
 __all__ = ["x_to_z", "summarize_x_to_z"]
@@ -134,7 +135,7 @@ def _normalise_perturbations(perturbations: Any) -> list[Perturbation]:
 def x_to_z(runner: LatentRunner, inputs: InputSet, perturbations: Perturbation | Sequence[Perturbation] | Mapping[str, Perturbation],
            *, layers: Sequence[int] | None = None, out_dir: str | os.PathLike | None = None, seed: int = 0,
            n_boot: int = 2000, ci: float = 0.95, chunk_size: int = 16, batch_size: int = 8, max_new_tokens: int = 16,
-           logits_processor: Any = None, across_layers: Sequence[int] = (0,), baselines: bool = True,
+           logits_processor: LogitsProcessor | None = None, across_layers: Sequence[int] = (0,), baselines: bool = True,
            overwrite: bool = False, progress: bool = True, name: str = "x_to_z") -> XZResult:
     """How much do the latents change when the input changes?
 
@@ -173,6 +174,10 @@ def x_to_z(runner: LatentRunner, inputs: InputSet, perturbations: Perturbation |
     baselines : bool
         Capture prompt-token states for the baselines (all prompt text and image positions at all
         layers: turn off for very long prompts).
+    progress : bool
+        Show progress bars.
+    name : str
+        Name of the analysis (its folder under ``out_dir``).
 
     Returns
     -------
@@ -318,6 +323,23 @@ def summarize_x_to_z(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
     Within a perturbation every cell is resampled with the same example indices (those of
     :func:`latentprobe.stats.bootstrap_ci` with ``seed``); values that are NaN (a zero-norm
     vector) are left out of their cell, which then has a smaller ``n``.
+
+    Parameters
+    ----------
+    rows : pd.DataFrame
+        X -> Z rows.
+    order : Sequence[str] | None
+        Perturbations in the order shown (default: as they come).
+    n_boot : int
+        Bootstrap resamples.
+    seed : int
+        Seed of the resamples.
+    ci : float
+        Confidence level of the intervals.
+
+    Returns
+    -------
+    pandas.DataFrame
     """
     check_analysis_args(n_boot=n_boot, seed=seed, confidence=ci)
     R, T = S.XZ_ROWS, S.XZ_SUMMARY

@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,8 @@ from latentprobe.perturbations import InputSet, derangement
 from latentprobe.trace import LatentTrace
 
 if TYPE_CHECKING:
+    from latentprobe.engine.loop import LogitsProcessor
+    from latentprobe.scoring import Scorer
     from latentprobe.engine import LatentRunner
 
 __all__ = ["SUITE", "default_interventions", "z_to_y", "summarize_z_to_y"]
@@ -55,6 +57,17 @@ def default_interventions(trace: LatentTrace, *, seed: int = 0) -> dict[str, Any
     (``ReplaceNoise``: a random direction with the latent's norm) and ``swap_placebo``
     (:class:`~latentprobe.interventions.MatchedDisplacement`). Swaps need at least 2 usable examples and are left out
     otherwise. Index-based interventions (swaps) index ``trace``.
+
+    Parameters
+    ----------
+    trace : LatentTrace
+        The clean trace (sets the noise scales and the mean).
+    seed : int
+        Seed of the random interventions.
+
+    Returns
+    -------
+    dict[str, Intervention]
 
     Examples
     --------
@@ -111,7 +124,8 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
            modes: Sequence[str] = MODES, gold: Sequence[str | None] | Mapping[str, str] | InputSet | None = None,
            steps: Sequence[int] | None = None, layers: Sequence[int] = (0,), out_dir: str | os.PathLike | None = None,
            seed: int = 0, n_boot: int = 2000, ci: float = 0.95, chunk_size: int = 16, batch_size: int = 8,
-           max_new_tokens: int | None = None, logits_processor: Any = None, scorer: Any = "exact",
+           max_new_tokens: int | None = None, logits_processor: LogitsProcessor | None = None,
+           scorer: str | Scorer | Callable[..., Any] | None = "exact",
            gold_prefix: str = "", overwrite: bool = False, progress: bool = True, name: str = "z_to_y") -> ZYResult:
     """How much does the answer change when the latents change?
 
@@ -162,6 +176,8 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
     out_dir, overwrite, seed, n_boot, ci, chunk_size, batch_size, logits_processor, progress, name
         As in :func:`~latentprobe.causal.x_to_z` (``seed`` also seeds the default suite's random draws);
         ``max_new_tokens`` defaults to the trace's.
+    max_new_tokens : int | None
+        Answer budget of ``propagate`` and ``redecode`` (default the trace's).
 
     Returns
     -------
@@ -318,6 +334,27 @@ def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
     says how many remain. ``clean_correct`` (1.0 / 0.0, unreadable answers as 0.0, NaN without
     gold) adds the original run's accuracy as ``intervention="none", mode="run"``, with
     ``clean_unparseable`` as its ``n_unparseable``.
+
+    Parameters
+    ----------
+    rows : pd.DataFrame
+        Z -> Y rows.
+    clean_correct : Sequence[float] | None
+        The original run's correctness per example (1.0 / 0.0, unreadable answers 0.0, NaN without gold).
+    clean_unparseable : int
+        Unreadable answers of the original run.
+    order : Sequence[str] | None
+        Interventions in the order shown (default: as they come).
+    n_boot : int
+        Bootstrap resamples.
+    seed : int
+        Seed of the resamples.
+    ci : float
+        Confidence level of the intervals.
+
+    Returns
+    -------
+    pandas.DataFrame
     """
     check_analysis_args(n_boot=n_boot, seed=seed, confidence=ci)
     R, T = S.ZY_ROWS, S.ZY_SUMMARY

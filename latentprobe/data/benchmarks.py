@@ -147,6 +147,21 @@ def load_mme_realworld_lite(root: str | Path, *, file: str | None = None, image_
     ``attributes`` keep ``subtask``, ``task`` and ``question_type``. Ids are
     ``mme-realworld-lite/<Question_id>``.
 
+    Parameters
+    ----------
+    root : str | Path
+        The unpacked dataset folder.
+    file : str | None
+        The question JSON (default: found under ``root``).
+    image_dir : str | None
+        The image folder (default: searched as above).
+    verify_images : bool
+        Open every image's header now (a damaged file fails at load time, naming it).
+
+    Returns
+    -------
+    list[Example]
+
     Raises
     ------
     DataError
@@ -208,6 +223,21 @@ def load_tablevqa(root: str | Path, *, subsets: Sequence[str] = TABLEVQA_SUBSETS
     :attr:`Example.category` is the subset, gold is ``gt`` (free text: no options), ids are
     ``tablevqa/<subset>/<qa_id>``; with ``tables=True`` the two table renderings stay in
     ``attributes`` (for text-only baselines).
+
+    Parameters
+    ----------
+    root : str | Path
+        The dataset folder (or its ``data`` folder).
+    subsets : Sequence[str]
+        Which subsets.
+    tables : bool
+        Keep the tables' text renderings in ``attributes``.
+    verify_images : bool
+        Open every image's header now (a damaged file fails at load time, naming it).
+
+    Returns
+    -------
+    list[Example]
 
     Raises
     ------
@@ -278,6 +308,19 @@ def load_vsp(root: str | Path, *, file: str = "test_direct.jsonl", verify_images
     judged by simulating it on ``map_desc`` (Mirage's ``simulate_vsp``), so :attr:`Example.gold`
     is ``None`` and ``map_desc`` is kept in ``attributes``. ``category`` is the level
     (``"level3"``), ids are ``vsp/level3/<map_id>``. The question is ``text_input`` verbatim.
+
+    Parameters
+    ----------
+    root : str | Path
+        The ``vsp_spatial_planning`` folder (or Mirage's repository root, with ``file``).
+    file : str
+        The JSON-lines file, relative to ``root``.
+    verify_images : bool
+        Open every image's header now (a damaged file fails at load time, naming it).
+
+    Returns
+    -------
+    list[Example]
 
     Raises
     ------

@@ -61,6 +61,31 @@ def examples_from_jsonl(root: str | Path, *, image_root: str | Path | None = Non
     texts or a ``{"A": ..., "B": ...}`` dict. Ids are ``jsonl/<id>`` (the line's position when it
     has no ``id_key``). The other plain fields go to ``attributes``.
 
+    Parameters
+    ----------
+    root : str | Path
+        The ``.jsonl`` file.
+    image_root : str | Path | None
+        Folder the image paths are relative to (default the file's).
+    verify_images : bool
+        Open every image's header now (a damaged file fails at load time, naming it).
+    question_key : str
+        Field holding the question.
+    image_key : str | None
+        Field holding the image (``None``: text only).
+    answer_key : str | None
+        Field holding the gold answer (``None``: none).
+    id_key : str | None
+        Field holding the id (``None``: the row's position).
+    options_key : str | None
+        Field holding the options (``None``: none).
+    category_key : str | None
+        Field holding the category (``None``: none).
+
+    Returns
+    -------
+    list[Example]
+
     Raises
     ------
     DataError
@@ -92,6 +117,31 @@ def examples_from_hf_disk(root: str | Path, *, split: str | None = None, questio
 
     The image column (an ``Image`` feature, or a list of them) is read without decoding, so images
     stay lazy; ids are ``hf-disk/<id>`` (the row number when there is no ``id_key`` column).
+
+    Parameters
+    ----------
+    root : str | Path
+        The folder ``save_to_disk`` wrote.
+    split : str | None
+        The split, when the folder holds several.
+    verify_images : bool
+        Open every image's header now (a damaged file fails at load time, naming it).
+    question_key : str
+        Field holding the question.
+    image_key : str | None
+        Field holding the image (``None``: text only).
+    answer_key : str | None
+        Field holding the gold answer (``None``: none).
+    id_key : str | None
+        Field holding the id (``None``: the row's position).
+    options_key : str | None
+        Field holding the options (``None``: none).
+    category_key : str | None
+        Field holding the category (``None``: none).
+
+    Returns
+    -------
+    list[Example]
 
     Raises
     ------

@@ -26,8 +26,16 @@ from latentprobe.validate import positive_int
 __all__ = ["ImageRef", "check_max_pixels", "image_from_base64", "image_from_bytes", "image_from_file", "inside_root"]
 
 
-def check_max_pixels(max_pixels: Any, where: str = "max_pixels") -> None:
-    """Refuse a ``max_pixels`` that is not ``None`` or a positive int."""
+def check_max_pixels(max_pixels: object, where: str = "max_pixels") -> None:
+    """Refuse a ``max_pixels`` that is not ``None`` or a positive int.
+
+    Parameters
+    ----------
+    max_pixels : object
+        What was given.
+    where : str
+        Where it was given.
+    """
     positive_int(max_pixels, "max_pixels", allow_none=True, where=where,
                  hint="e.g. 1_003_520 = 1280 * 28 * 28; None: full resolution", error=DataError)
 
@@ -38,6 +46,15 @@ class ImageRef:
 
     Exactly one of ``path`` and ``data`` is set. ``where`` names the source (file, row, field) for
     error messages. Nothing is decoded until :meth:`load`.
+
+    Parameters
+    ----------
+    path : Path | None
+        The image file (under the benchmark's root), or ``None``.
+    data : bytes | None
+        The image file's bytes, or ``None``.
+    where : str
+        The source (file, row, field), for messages.
 
     Examples
     --------
@@ -133,7 +150,23 @@ def _verify(src: Any, where: str, what: str) -> None:
 
 def inside_root(root: Path, rel: str, where: str, *, root_name: str = "the benchmark root") -> Path:
     """``root / rel``, refused when ``rel`` is absolute or climbs out of ``root`` (``../``, symlinks);
-    ``root_name`` is how the message calls the root (the argument the user passed it as)."""
+    ``root_name`` is how the message calls the root (the argument the user passed it as).
+
+    Parameters
+    ----------
+    root : Path
+        The root folder.
+    rel : str
+        A relative path.
+    where : str
+        The source, for messages.
+    root_name : str
+        How the root is named in messages.
+
+    Returns
+    -------
+    Path
+    """
     cand = Path(rel)
     target = (root / cand).resolve()
     if cand.is_absolute() or not target.is_relative_to(root.resolve()):
@@ -143,7 +176,23 @@ def inside_root(root: Path, rel: str, where: str, *, root_name: str = "the bench
 
 
 def image_from_file(root: Path, rel: str, where: str, *, verify: bool = True) -> ImageRef:
-    """An :class:`ImageRef` for the file ``rel`` under ``root``, checked (inside root, exists, readable header)."""
+    """An :class:`ImageRef` for the file ``rel`` under ``root``, checked (inside root, exists, readable header).
+
+    Parameters
+    ----------
+    root : Path
+        The benchmark's root.
+    rel : str
+        The file's path relative to it.
+    where : str
+        The source, for messages.
+    verify : bool
+        Check that PIL can read the image's header.
+
+    Returns
+    -------
+    ImageRef
+    """
     if not isinstance(rel, str) or not rel.strip():
         raise DataError(f"{where}: the image path is empty or not text ({rel!r}); give a file name relative to "
                         f"{str(root)!r}.")
@@ -157,7 +206,21 @@ def image_from_file(root: Path, rel: str, where: str, *, verify: bool = True) ->
 
 
 def image_from_bytes(data: bytes, where: str, *, verify: bool = True) -> ImageRef:
-    """An :class:`ImageRef` holding an image file's bytes, checked (PIL recognises and verifies them)."""
+    """An :class:`ImageRef` holding an image file's bytes, checked (PIL recognises and verifies them).
+
+    Parameters
+    ----------
+    data : bytes
+        An image file's bytes.
+    where : str
+        The source, for messages.
+    verify : bool
+        Check that PIL can read the image.
+
+    Returns
+    -------
+    ImageRef
+    """
     if not data:
         raise DataError(f"{where}: the image bytes are empty; the record carries no image.")
     if verify:
@@ -166,7 +229,21 @@ def image_from_bytes(data: bytes, where: str, *, verify: bool = True) -> ImageRe
 
 
 def image_from_base64(text: str, where: str, *, verify: bool = True) -> ImageRef:
-    """An :class:`ImageRef` from base64 text (a ``data:image/...;base64,`` prefix is accepted)."""
+    """An :class:`ImageRef` from base64 text (a ``data:image/...;base64,`` prefix is accepted).
+
+    Parameters
+    ----------
+    text : str
+        Base64 text of an image file.
+    where : str
+        The source, for messages.
+    verify : bool
+        Check that PIL can read the image.
+
+    Returns
+    -------
+    ImageRef
+    """
     s = "".join(str(text).split())  # line breaks inside the text are allowed
     if s.startswith("data:") and "," in s:
         s = s.split(",", 1)[1]

@@ -5,13 +5,16 @@ from __future__ import annotations
 import copy
 import string
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from latentprobe.data.images import check_max_pixels
 from latentprobe.data.records import Example
 from latentprobe.data.sampling import Sample
 from latentprobe.errors import DataError
 from latentprobe.perturbations import InputSet
+
+if TYPE_CHECKING:  # pragma: no cover
+    from latentprobe.engine.runner import LatentRunner
 
 __all__ = ["CHAT_PROMPT", "DEFAULT_PROMPT", "IMAGE_TOKENS", "render_options", "to_input_set"]
 
@@ -26,6 +29,15 @@ _RESERVED = ("question", "options", "letters", "images", "category", "source", "
 
 def render_options(example: Example) -> str:
     """The options as ``"A. text"`` lines (``""`` without options).
+
+    Parameters
+    ----------
+    example : Example
+        An example with options.
+
+    Returns
+    -------
+    str
 
     Examples
     --------
@@ -89,7 +101,7 @@ def _messages(template: list[dict[str, Any]], ex: Example, arrays: list[Any], wh
 
 
 def to_input_set(examples: Sequence[Example] | Sample, *, prompt: str | None = None,
-                 messages: list[dict] | None = None, max_pixels: int | None = None, runner: Any = None) -> InputSet:
+                 messages: list[dict] | None = None, max_pixels: int | None = None, runner: LatentRunner | None = None) -> InputSet:
     """Turn examples into an :class:`~latentprobe.perturbations.InputSet` that the analyses take.
 
     Parameters

@@ -18,7 +18,20 @@ __all__ = ["DataError", "load_jsonl", "load_hf_disk", "load_image"]
 
 
 def load_image(path: str | Path, *, size: tuple[int, int] | int | None = None) -> np.ndarray:
-    """Read an image file as an ``HxWx3`` uint8 array (optionally resized to ``size``, (H, W))."""
+    """Read an image file as an ``HxWx3`` uint8 array (optionally resized to ``size``, (H, W)).
+
+    Parameters
+    ----------
+    path : str | Path
+        An image file.
+    size : tuple[int, int] | int | None
+        Resize to this size (``None``: keep).
+
+    Returns
+    -------
+    np.ndarray
+        uint8 ``H x W x 3``.
+    """
     from PIL import Image
 
     p = Path(path)
@@ -76,6 +89,31 @@ def load_jsonl(path: str | Path, *, image_root: str | Path | None = None, questi
     ``prompt_template`` is formatted with ``question`` and the record's other fields; the default
     puts one image token before the question, as Qwen2.5-VL chat prompts do. Use
     ``image_key=None`` for text-only data.
+
+    Parameters
+    ----------
+    path : str | Path
+        The ``.jsonl`` file.
+    image_root : str | Path | None
+        Folder the image paths are relative to (default the file's).
+    question_key : str
+        Field holding the question.
+    image_key : str | None
+        Field holding the image (``None``: text only).
+    answer_key : str | None
+        Field holding the gold answer (``None``: none).
+    id_key : str | None
+        Field holding the id (``None``: the row's position).
+    prompt_template : str
+        Formatted with ``question`` and the record's other fields.
+    image_size : tuple[int, int] | int | None
+        Resize every image to this size (``None``: keep).
+    limit : int | None
+        Read at most this many records.
+
+    Returns
+    -------
+    InputSet
     """
     p = Path(path)
     _check_limit(limit, str(p))
@@ -103,6 +141,31 @@ def load_hf_disk(path: str | Path, *, split: str | None = None, question_key: st
     """Read a dataset written by ``datasets``' ``save_to_disk`` (needs the ``datasets`` package).
 
     Image columns may hold PIL images or arrays.
+
+    Parameters
+    ----------
+    path : str | Path
+        The folder ``save_to_disk`` wrote.
+    split : str | None
+        The split, when the folder holds several.
+    question_key : str
+        Field holding the question.
+    image_key : str | None
+        Field holding the image (``None``: text only).
+    answer_key : str | None
+        Field holding the gold answer (``None``: none).
+    id_key : str | None
+        Field holding the id (``None``: the row's position).
+    prompt_template : str
+        Formatted with ``question`` and the record's other fields.
+    image_size : tuple[int, int] | int | None
+        Resize every image to this size (``None``: keep).
+    limit : int | None
+        Read at most this many records.
+
+    Returns
+    -------
+    InputSet
     """
     try:
         import datasets

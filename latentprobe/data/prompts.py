@@ -20,17 +20,30 @@ examples give the same tokens from Python and from a study file:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from latentprobe.errors import DataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from latentprobe.engine.runner import LatentRunner
+    from latentprobe.perturbations import InputSet
 
 __all__ = ["family_prompts", "is_chat_runner"]
 
 
-def is_chat_runner(runner: Any) -> bool:
+def is_chat_runner(runner: object) -> bool:
     """Whether the runner's prompts are chats: a vision-language checkpoint whose tokenizer has a chat template.
 
     Text models (CODI, Coconut) take the plain question, as their authors feed it.
+
+    Parameters
+    ----------
+    runner : Any
+        A runner, or anything standing for one.
+
+    Returns
+    -------
+    bool
     """
     return (runner is not None and bool(getattr(runner, "is_vlm", False))
             and getattr(getattr(runner, "tokenizer", None), "chat_template", None) is not None)
@@ -53,7 +66,7 @@ def _prompt_mode_ids(runner: Any, text: str, where: str) -> list[int]:
     return body + [open_id] + [slot_id] * int(spec.num_latents) + [close_id]
 
 
-def family_prompts(inputs: Any, runner: Any) -> Any:
+def family_prompts(inputs: InputSet, runner: LatentRunner) -> InputSet:
     """``inputs`` with each rendered question turned into the prompt the runner's family is fed.
 
     Parameters

@@ -122,8 +122,19 @@ class Example:
 # --------------------------------------------------------------------------- shared readers
 
 
-def cell(value: Any) -> str | None:
-    """A table cell as text: ``None`` for missing (None, NaN, empty), else ``str`` (ints stay ints' text)."""
+def cell(value: object) -> str | None:
+    """A table cell as text: ``None`` for missing (None, NaN, empty), else ``str`` (ints stay ints' text).
+
+    Parameters
+    ----------
+    value : Any
+        A table cell.
+
+    Returns
+    -------
+    str or None
+        The text, ``None`` for an empty or missing cell.
+    """
     if value is None:
         return None
     if isinstance(value, float):
@@ -139,7 +150,20 @@ def cell(value: Any) -> str | None:
 
 
 def scalars(record: Mapping[str, Any], skip: Sequence[str] = ()) -> dict[str, Any]:
-    """The record's plain fields (str, int, float, bool, None, lists of them) except ``skip``."""
+    """The record's plain fields (str, int, float, bool, None, lists of them) except ``skip``.
+
+    Parameters
+    ----------
+    record : Mapping[str, Any]
+        A record.
+    skip : Sequence[str]
+        Fields left out.
+
+    Returns
+    -------
+    dict[str, Any]
+        Its plain (str, number, bool) fields.
+    """
     out: dict[str, Any] = {}
     for k, v in record.items():
         if k in skip:
@@ -158,6 +182,19 @@ def option_columns(columns: Sequence[str], row: Mapping[str, Any], where: str) -
 
     A filled letter after an empty one (``A, B, D`` with ``C`` empty) is refused: the letters would
     no longer name positions.
+
+    Parameters
+    ----------
+    columns : Sequence[str]
+        The option columns, in letter order.
+    row : Mapping[str, Any]
+        The row.
+    where : str
+        Where the value was read (file, row, field), for messages.
+
+    Returns
+    -------
+    tuple of str or None
     """
     texts: list[str] = []
     gap: str | None = None
@@ -183,6 +220,17 @@ def lettered_options(items: Sequence[str], where: str) -> tuple[str, ...]:
 
     The letters are checked, not trusted: item ``j`` must carry ``LETTERS[j]``.
 
+    Parameters
+    ----------
+    items : Sequence[str]
+        Option texts, possibly prefixed ``"(A) "``.
+    where : str
+        Where the value was read (file, row, field), for messages.
+
+    Returns
+    -------
+    tuple of str
+
     Examples
     --------
     >>> lettered_options(["(A) 12", "(B) 13", "(C) none of them"], "row 0")
@@ -198,7 +246,15 @@ def lettered_options(items: Sequence[str], where: str) -> tuple[str, ...]:
 
 
 def check_unique(examples: Sequence[Example], source: str) -> None:
-    """Refuse duplicate example ids (results are matched on them)."""
+    """Refuse duplicate example ids (results are matched on them).
+
+    Parameters
+    ----------
+    examples : Sequence[Example]
+        The examples read.
+    source : str
+        Where the examples come from (named in the message).
+    """
     seen: set[str] = set()
     for ex in examples:
         if ex.example_id in seen:
@@ -216,7 +272,18 @@ def need_file(path: Path, kind: str) -> None:
 
 
 def read_json(path: Path) -> Any:
-    """A JSON file's content; a typed error naming the file, line and column when it does not parse."""
+    """A JSON file's content; a typed error naming the file, line and column when it does not parse.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+
+    Returns
+    -------
+    object
+        The parsed JSON.
+    """
     need_file(path, "JSON")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -227,7 +294,18 @@ def read_json(path: Path) -> Any:
 
 
 def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """``(line number, record)`` for each non-blank line of a JSON Lines file (objects only)."""
+    """``(line number, record)`` for each non-blank line of a JSON Lines file (objects only).
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+
+    Returns
+    -------
+    list[tuple[int, dict[str, Any]]]
+        ``(line number, record)`` of each non-empty line.
+    """
     need_file(path, "JSON Lines")
     out: list[tuple[int, dict[str, Any]]] = []
     with path.open(encoding="utf-8") as f:

@@ -67,7 +67,12 @@ class Sample(Summarized):
 
     def to_frame(self) -> Any:
         """One row per drawn example: ``example_id``, ``source``, ``category``, ``stratum``, ``order``
-        (position in :attr:`examples`), ``by`` and ``seed`` (write it as the study's ``sample.csv``)."""
+        (position in :attr:`examples`), ``by`` and ``seed`` (write it as the study's ``sample.csv``).
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
         import pandas as pd
 
         return pd.DataFrame({
@@ -82,7 +87,19 @@ class Sample(Summarized):
 
 
 def stratum_of(example: Example, by: str | None) -> str:
-    """The stratum name of ``example`` under ``by`` (``category``, ``source`` or an attribute key)."""
+    """The stratum name of ``example`` under ``by`` (``category``, ``source`` or an attribute key).
+
+    Parameters
+    ----------
+    example : Example
+        An example.
+    by : str | None
+        ``"category"``, an attribute name, or ``None`` (one stratum).
+
+    Returns
+    -------
+    str
+    """
     if by is None:
         return "all"
     if by == "category":
@@ -97,6 +114,18 @@ def stratum_of(example: Example, by: str | None) -> str:
 def allocate(sizes: Mapping[str, int], n: int) -> dict[str, int]:
     """Largest-remainder proportional allocation of ``n`` draws over strata of ``sizes``, at least one each
     when ``n >= len(sizes)``.
+
+    Parameters
+    ----------
+    sizes : Mapping[str, int]
+        Examples per stratum.
+    n : int
+        Examples to draw.
+
+    Returns
+    -------
+    dict[str, int]
+        Examples drawn per stratum.
 
     Examples
     --------
@@ -191,6 +220,24 @@ def draw_stratified(ids: Sequence[str], strata: Sequence[str], n: int, *, seed: 
     """The ids :func:`sample` draws: per stratum (sorted), a keyed permutation of its ids (sorted), cut at
     the :func:`allocate` quota. Returns the drawn ids and ``{stratum: (available, drawn)}``; the order
     of ``ids`` does not matter.
+
+    Parameters
+    ----------
+    ids : Sequence[str]
+        Example ids.
+    strata : Sequence[str]
+        Each example's stratum.
+    n : int
+        Examples to draw.
+    seed : int
+        Seed of the draw.
+    by : str | None
+        The field the strata come from (recorded).
+
+    Returns
+    -------
+    tuple[list[str], dict[str, tuple[int, int]]]
+        The drawn ids, and per stratum ``(available, drawn)``.
 
     Examples
     --------

@@ -137,6 +137,17 @@ def load_prosqa(root: str | Path, *, split: str = "test") -> list[Example]:
     ``target``, ``neg_target`` and ``n_steps`` (sample with ``by="n_steps"`` to stratify by
     depth). No options, no category. Ids ``prosqa/<row>``.
 
+    Parameters
+    ----------
+    root : str | Path
+        The ``prosqa_<split>.json`` file or its folder.
+    split : str
+        The ``<split>`` of ``prosqa_<split>.json``.
+
+    Returns
+    -------
+    list[Example]
+
     Raises
     ------
     DataError

@@ -58,7 +58,18 @@ _LETTER_LINE = re.compile(r"^\s*\([A-Z]\)")
 
 
 def read_table(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    """``(columns, rows)`` of a ``.tsv`` (every cell as text, empty for missing) or ``.parquet`` file."""
+    """``(columns, rows)`` of a ``.tsv`` (every cell as text, empty for missing) or ``.parquet`` file.
+
+    Parameters
+    ----------
+    path : Path
+        A ``.tsv`` or ``.parquet`` file.
+
+    Returns
+    -------
+    tuple[list[str], list[dict[str, Any]]]
+        The columns and the rows.
+    """
     import pandas as pd
 
     if not path.is_file():
@@ -125,6 +136,20 @@ def row_options(columns: Sequence[str], row: dict[str, Any], where: str) -> tupl
     Letter columns first, then ``multi-choice options`` (``"(A) text"`` items: a list literal or
     lines), then ``options`` (a list literal of bare texts); ``(None, None)`` when the row has none.
 
+    Parameters
+    ----------
+    columns : Sequence[str]
+        The option columns.
+    row : dict[str, Any]
+        The row.
+    where : str
+        Where the value was read (file, row, field), for messages.
+
+    Returns
+    -------
+    tuple
+        The options (``None`` when the row has none) and the column they came from.
+
     Examples
     --------
     >>> row_options(["question", "multi-choice options"], {"multi-choice options": "['(A) 2', '(B) 3']"}, "row 0")
@@ -169,8 +194,22 @@ def _gold(answer: str | None, options: tuple[str, ...] | None, where: str) -> st
                     "nor one option's text.")
 
 
-def image_cell(value: Any, where: str, verify: bool) -> list[ImageRef] | None:
-    """Images stored in a cell as bytes (a Hugging Face image struct or raw bytes); ``None`` if the cell is text."""
+def image_cell(value: object, where: str, verify: bool) -> list[ImageRef] | None:
+    """Images stored in a cell as bytes (a Hugging Face image struct or raw bytes); ``None`` if the cell is text.
+
+    Parameters
+    ----------
+    value : Any
+        A table cell (a Hugging Face image struct, raw bytes, or text).
+    where : str
+        Where the value was read (file, row, field), for messages.
+    verify : bool
+        Check that PIL can read each image.
+
+    Returns
+    -------
+    list of ImageRef or None
+    """
     if isinstance(value, dict) and ("bytes" in value or "path" in value):
         if value.get("bytes"):
             return [image_from_bytes(value["bytes"], where, verify=verify)]
@@ -309,6 +348,21 @@ def load_hrbench(root: str | Path, *, resolution: str, file: str | None = None,
     parquet file is preferred when both are there (same rows, smaller). Required columns:
     ``index, question, answer, category, A, B, C, D, image``; ``cycle_category`` goes to
     ``attributes``. Example ids are ``hrbench4k/<index>`` (``hrbench8k/...``).
+
+    Parameters
+    ----------
+    root : str | Path
+        The downloaded dataset folder or the file itself.
+    resolution : str
+        ``"4k"`` or ``"8k"``.
+    file : str | None
+        The file, relative to ``root`` (default: found).
+    verify_images : bool
+        Open every image's header now (a damaged file fails at load time, naming it).
+
+    Returns
+    -------
+    list[Example]
     """
     if resolution not in ("4k", "8k"):
         raise DataError(f"HR-Bench resolution {resolution!r}; use '4k' or '8k'.")

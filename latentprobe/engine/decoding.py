@@ -56,6 +56,8 @@ GENERATION_MODES = (None, "published", "checkpoint")
 class CheckpointGeneration:
     """The decoding settings a checkpoint's ``generation_config.json`` sets.
 
+    Parameters
+    ----------
     values:
         The sampling settings the file sets (among ``do_sample``, ``temperature``, ``top_k``, ``top_p``,
         ``repetition_penalty``); a setting it leaves out is absent.
@@ -71,7 +73,19 @@ class CheckpointGeneration:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str | None = None) -> "CheckpointGeneration":
-        """From the parsed file (other keys, e.g. ``bos_token_id``, are ignored)."""
+        """From the parsed file (other keys, e.g. ``bos_token_id``, are ignored).
+
+        Parameters
+        ----------
+        d : Mapping[str, Any]
+            The parsed ``generation_config.json``.
+        source : str | None
+            Where it was read from.
+
+        Returns
+        -------
+        CheckpointGeneration
+        """
         eos = d.get("eos_token_id")
         if isinstance(eos, int) and not isinstance(eos, bool):
             eos = (eos,)
@@ -87,6 +101,17 @@ class CheckpointGeneration:
 
 def read_generation_config(model: str | os.PathLike, revision: str | None = None) -> CheckpointGeneration:
     """The checkpoint's ``generation_config.json`` (a local folder, or the hub cache); empty when it has none.
+
+    Parameters
+    ----------
+    model : str | os.PathLike
+        A local folder or a hub id.
+    revision : str | None
+        The hub revision.
+
+    Returns
+    -------
+    CheckpointGeneration
 
     Raises
     ------
@@ -134,6 +159,17 @@ def effective_generation(generation: str | None, spec: LatentSpec, checkpoint: C
     that reads no generation config (Coconut, CODI: the tokenizer's eos). Explicit arguments that are not
     ``None`` win (``max_new_tokens``, ``do_sample``, ``temperature``, ``top_k``, ``top_p``,
     ``repetition_penalty``, ``seed``).
+
+    Parameters
+    ----------
+    generation : str | None
+        ``None``, ``"published"`` or ``"checkpoint"`` (see :meth:`LatentRunner.run`).
+    spec : LatentSpec
+        The family's spec (its published settings).
+    checkpoint : CheckpointGeneration | None
+        The checkpoint's generation config, if read.
+    tokenizer_eos : int | None
+        The tokenizer's eos id.
 
     Returns
     -------
@@ -204,6 +240,19 @@ def config_from_record(config: Mapping[str, Any], *, max_new_tokens: int | None 
     """The settings a trace was recorded with (``trace.config``), for a resumed run; ``max_new_tokens``/``seed`` override.
 
     Reads ``config["generation"]`` (this version's record) and falls back to the flat keys older traces hold.
+
+    Parameters
+    ----------
+    config : Mapping[str, Any]
+        A trace's config.
+    max_new_tokens : int | None
+        Override of the budget.
+    seed : int | None
+        Override of the seed.
+
+    Returns
+    -------
+    GenerationConfig
     """
     rec = config.get("generation")
     rec = rec if isinstance(rec, Mapping) else config

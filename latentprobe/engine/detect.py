@@ -29,11 +29,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from latentprobe.errors import ModelStructureError, SpecError
 from latentprobe.presets import get_preset, list_presets
 from latentprobe.spec import LatentSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PretrainedConfig
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["FAMILIES", "Evidence", "Detection", "FamilyDetectionError", "FamilyMismatchError", "HeadMismatchError",
            "UnmappedWeightsError", "checkpoint_evidence", "detect_family", "check_preset_fits", "check_loading_info",
@@ -67,9 +71,17 @@ class UnmappedWeightsError(ModelStructureError):
 class Evidence:
     """What a checkpoint shows without loading its weights.
 
-    ``tokens``: the tokenizer's added tokens; ``config``: ``config.json``; ``weights``: the weight names
-    (empty when none could be read, e.g. a hub id); ``layout``: ``"folder"`` (``save_pretrained``) or
-    ``"state_dict"`` (one file of tensors, or a folder without ``config.json``: Coconut's and CODI's).
+    Parameters
+    ----------
+    tokens : frozenset of str
+        The tokenizer's added tokens.
+    config : Mapping[str, Any]
+        ``config.json``.
+    weights : tuple of str
+        The weight names (empty when none could be read, e.g. a hub id).
+    layout : str
+        ``"folder"`` (``save_pretrained``) or ``"state_dict"`` (one file of tensors, or a folder without
+        ``config.json``: Coconut's and CODI's).
     """
 
     tokens: frozenset[str] = frozenset()
@@ -93,8 +105,19 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Detection:
-    """The outcome of :func:`detect_family`: ``family`` when exactly one signature matches, else ``None``;
-    ``candidates`` every family that matches, ``reasons`` what matched for each."""
+    """The outcome of :func:`detect_family`.
+
+    Parameters
+    ----------
+    family : str or None
+        The family when exactly one signature matches, else ``None``.
+    candidates : tuple of str
+        Every family that matches.
+    reasons : Mapping[str, str]
+        What matched, for each candidate.
+    evidence : Evidence
+        What the checkpoint showed.
+    """
 
     family: str | None
     candidates: tuple[str, ...]
@@ -102,6 +125,12 @@ class Detection:
     evidence: Evidence
 
     def describe(self) -> str:
+        """The candidates and what matched, or what each family needs when none did.
+
+        Returns
+        -------
+        str
+        """
         if not self.candidates:
             return "no published family's markers or weights (" + ", ".join(f"{f}: {_needs(f)}" for f in FAMILIES) + ")"
         return "; ".join(f"{f} ({self.reasons[f]})" for f in self.candidates)
@@ -156,7 +185,19 @@ def _names(path: Path) -> list[str]:
 
 
 def read_weights(checkpoint: str | Path, prefix: str) -> dict[str, Any]:
-    """The tensors of a local checkpoint whose names start with ``prefix`` (all shards), read without the rest."""
+    """The tensors of a local checkpoint whose names start with ``prefix`` (all shards), read without the rest.
+
+    Parameters
+    ----------
+    checkpoint : str | Path
+        A local folder or state-dict file.
+    prefix : str
+        Name prefix of the tensors to read.
+
+    Returns
+    -------
+    dict[str, Tensor]
+    """
     path = Path(checkpoint)
     out: dict[str, Any] = {}
     for file in (_weight_files(path) if path.is_dir() else [path]):
@@ -174,11 +215,25 @@ def read_weights(checkpoint: str | Path, prefix: str) -> dict[str, Any]:
     return out
 
 
-def checkpoint_evidence(checkpoint: str | Path, *, tokenizer: Any = None, config: Any = None) -> Evidence:
+def checkpoint_evidence(checkpoint: str | Path, *, tokenizer: PreTrainedTokenizerBase | None = None,
+                        config: PretrainedConfig | None = None) -> Evidence:
     """The :class:`Evidence` of a local checkpoint (folder or state-dict file).
 
     ``tokenizer`` / ``config``, when given (objects ``load`` already built), are used instead of the files:
     that is how a hub id is judged (its weight names are then unknown).
+
+    Parameters
+    ----------
+    checkpoint : str | Path
+        A local folder or state-dict file.
+    tokenizer : PreTrainedTokenizerBase
+        Its tokenizer, if already loaded.
+    config : Any
+        Its config, if already loaded.
+
+    Returns
+    -------
+    Evidence
     """
     path = Path(checkpoint)
     if path.is_file():
@@ -215,7 +270,8 @@ def _matches(family: str, ev: Evidence) -> str | None:
     return None
 
 
-def detect_family(checkpoint: str | Path | Evidence, *, tokenizer: Any = None, config: Any = None) -> Detection:
+def detect_family(checkpoint: str | Path | Evidence, *, tokenizer: PreTrainedTokenizerBase | None = None,
+                  config: PretrainedConfig | None = None) -> Detection:
     """Which published family (:data:`FAMILIES`) a checkpoint belongs to, from its tokens, config and weights.
 
     Parameters
@@ -250,6 +306,15 @@ def _family_of(spec: LatentSpec) -> str | None:
 
 def check_preset_fits(spec: LatentSpec, detection: Detection, where: str) -> None:
     """Refuse a preset that does not fit the checkpoint ``detection`` describes.
+
+    Parameters
+    ----------
+    spec : LatentSpec
+        The preset asked for.
+    detection : Detection
+        What the checkpoint is.
+    where : str
+        Where the checkpoint was given (named in errors).
 
     Raises
     ------
@@ -291,6 +356,15 @@ def check_loading_info(info: Mapping[str, Sequence[Any]], where: str, used: Sequ
 
     ``used`` are prefixes of checkpoint weights the runner loads itself (``lvr_head.``, ``lvr_latent_end_emb``).
 
+    Parameters
+    ----------
+    info : Mapping[str, Sequence[Any]]
+        ``from_pretrained(..., output_loading_info=True)``'s info.
+    where : str
+        Where the checkpoint was given (named in errors).
+    used : Sequence[str]
+        Prefixes of checkpoint weights the runner loads itself (not counted as unmapped).
+
     Raises
     ------
     UnmappedWeightsError
@@ -316,6 +390,19 @@ def resolve_preset(preset: str | LatentSpec | None, detection: Detection, where:
     """The spec to load with: ``preset`` (a name or a spec), or the detected family's preset when ``None``
     (LVR with ``head="latent"`` when the checkpoint carries ``lvr_head``).
 
+    Parameters
+    ----------
+    preset : str | LatentSpec | None
+        A preset name, a spec, or ``None`` to use the detected family.
+    detection : Detection
+        What the checkpoint is.
+    where : str
+        Where the checkpoint was given (named in errors).
+
+    Returns
+    -------
+    LatentSpec
+
     Raises
     ------
     FamilyDetectionError
@@ -335,7 +422,22 @@ def resolve_preset(preset: str | LatentSpec | None, detection: Detection, where:
 
 
 def lvr_weights(checkpoint: str | Path, spec: LatentSpec, where: str) -> dict[str, Any]:
-    """``head=`` and ``end_embedding=`` for a runner on a local LVR checkpoint, as ``spec`` needs them."""
+    """``head=`` and ``end_embedding=`` for a runner on a local LVR checkpoint, as ``spec`` needs them.
+
+    Parameters
+    ----------
+    checkpoint : str | Path
+        A local LVR checkpoint.
+    spec : LatentSpec
+        The spec the runner uses.
+    where : str
+        Where the checkpoint was given (named in errors).
+
+    Returns
+    -------
+    dict[str, Any]
+        ``head`` and ``end_embedding`` as the spec needs them.
+    """
     from latentprobe.engine.lvr import LvrHead
 
     out: dict[str, Any] = {}

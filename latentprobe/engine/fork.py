@@ -15,7 +15,7 @@ on its own.
 from __future__ import annotations
 
 import copy
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from torch import Tensor
@@ -25,14 +25,28 @@ from latentprobe.engine.loop import Decoder, Gathered, _Prefill
 from latentprobe.engine.rows import Row
 from latentprobe.trace import Segment
 
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import DynamicCache
+
 __all__ = ["fork_cache", "shared_length", "prefill_shared"]
 
 
-def fork_cache(cache: Any, index: Tensor) -> Any:
+def fork_cache(cache: DynamicCache, index: Tensor) -> DynamicCache:
     """A new cache whose batch row ``i`` is a copy of ``cache``'s row ``index[i]``; ``cache`` is left as it is.
 
     Uses the cache's own ``reorder_cache`` (transformers' ``DynamicCache``: ``index_select`` on every
     layer's keys and values, which allocates new tensors) on shallow copies of its layers.
+
+    Parameters
+    ----------
+    cache : Any
+        A KV cache.
+    index : Tensor
+        ``[n]`` source rows.
+
+    Returns
+    -------
+    DynamicCache
     """
     out = copy.copy(cache)
     out.layers = [copy.copy(layer) for layer in cache.layers]
@@ -51,7 +65,17 @@ def _patched_slots(r: Row) -> list[int]:
 
 
 def shared_length(rows: Sequence[Row]) -> int:
-    """How many leading positions all ``rows`` feed identically (at most the shortest row's length)."""
+    """How many leading positions all ``rows`` feed identically (at most the shortest row's length).
+
+    Parameters
+    ----------
+    rows : Sequence[Row]
+        The rows.
+
+    Returns
+    -------
+    int
+    """
     n = min(len(r.ids) for r in rows)
     first = rows[0]
     for r in rows:
@@ -140,7 +164,26 @@ def prefill_shared(dec: Decoder, rows: list[Row], group: Sequence[Any],
                    gather_extra: Sequence[Sequence[int]] | None = None, read_logits: bool = True) -> _Prefill:
     """Prefill ``rows`` (``group[i]``: row ``i``'s group) with one shared prefix per group, and return the
     loop's start state, as :meth:`Decoder._prefill` does for the rows prefilled one by one (``gather_extra``:
-    positions gathered too, their logits read unless ``read_logits=False``)."""
+    positions gathered too, their logits read unless ``read_logits=False``).
+
+    Parameters
+    ----------
+    dec : Decoder
+        The runner's decoder.
+    rows : list[Row]
+        The rows to prefill.
+    group : Sequence[Any]
+        ``group[i]``: row ``i``'s group (rows of a group share a prefix).
+    gather_extra : Sequence[Sequence[int]] | None
+        Per row, further positions to gather.
+    read_logits : bool
+        Read the logits at the gathered positions.
+
+    Returns
+    -------
+    _Prefill
+        What :meth:`Decoder.finish_prefill` returns, for the loop to continue from.
+    """
     keys = list(dict.fromkeys(group))
     members = {k: [i for i, g in enumerate(group) if g == k] for k in keys}
     shared = {k: shared_length([rows[i] for i in members[k]]) for k in keys}

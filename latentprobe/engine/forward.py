@@ -35,6 +35,19 @@ class ForwardOut:
 
     ``residuals`` hold the gathered positions' residual layers (all ``L + 1``, or those asked for);
     ``logits_gather`` the logits at the ``logits_at`` positions, in their order.
+
+    Parameters
+    ----------
+    h_last : Float[Tensor, "b d"]
+        Final-norm output at every row's last position.
+    logits_last : Float[Tensor, "b vocab"] | None
+        Log-probabilities there, if read.
+    residuals : Float[Tensor, "n layers d"] | None
+        Residual layers at the gathered positions.
+    h_gather : Float[Tensor, "n d"] | None
+        Final-norm outputs at the gathered positions.
+    logits_gather : Float[Tensor, "m vocab"] | None
+        Log-probabilities at the positions read.
     """
 
     h_last: Float[Tensor, "b d"]
@@ -45,14 +58,34 @@ class ForwardOut:
 
 
 def new_cache(model: torch.nn.Module) -> Any:
-    """An empty ``DynamicCache`` for ``model``."""
+    """An empty ``DynamicCache`` for ``model``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The Hugging Face model.
+
+    Returns
+    -------
+    DynamicCache
+    """
     from transformers import DynamicCache
 
     return DynamicCache(config=model.config)
 
 
 def cache_kwarg(model: torch.nn.Module) -> str:
-    """The keyword ``model.forward`` takes its KV cache by: ``"cache"`` or ``"past_key_values"``."""
+    """The keyword ``model.forward`` takes its KV cache by: ``"cache"`` or ``"past_key_values"``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The Hugging Face model.
+
+    Returns
+    -------
+    str
+    """
     params = inspect.signature(model.forward).parameters
     if "cache" in params:
         return "cache"
@@ -68,7 +101,19 @@ def cache_kwarg(model: torch.nn.Module) -> str:
 
 
 def at(index: Tensor, target: Tensor) -> Tensor:
-    """``index`` on ``target``'s device (a no-op when it is already there)."""
+    """``index`` on ``target``'s device (a no-op when it is already there).
+
+    Parameters
+    ----------
+    index : Tensor
+        An index tensor.
+    target : Tensor
+        The tensor it indexes.
+
+    Returns
+    -------
+    Tensor
+    """
     return index.to(target.device)
 
 
@@ -84,6 +129,13 @@ class TracedForward:
     model outside nnsight: every capture and patch goes through nnsight. With ``logits=False``
     (a decode step where no token is chosen) the LM head runs on no position and ``logits_last`` is
     ``None``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The Hugging Face model.
+    parts : ModelParts
+        Its located parts.
     """
 
     def __init__(self, model: torch.nn.Module, parts: ModelParts) -> None:

@@ -32,6 +32,8 @@ class CodiProjection(nn.Module):
         The Dropout slot's probability (published ``prj_dropout=0.0``; inactive in eval mode anyway).
     layer_norm:
         ``False`` for checkpoints trained with ``--prj_no_ln``.
+    eps : float
+        LayerNorm epsilon.
 
     Examples
     --------
@@ -52,5 +54,17 @@ class CodiProjection(nn.Module):
             self.prj.add_module("ln", nn.LayerNorm(hidden_size, eps=eps))
 
     def forward(self, h: Float[Tensor, "... d"]) -> Float[Tensor, "... d"]:
+        """``f(h)``.
+
+        Parameters
+        ----------
+        h : Float[Tensor, "... d"]
+            Final-norm outputs ``[..., d]``.
+
+        Returns
+        -------
+        Tensor
+            ``[..., projection_size]``.
+        """
         p = self.prj[1].weight
         return self.prj(h.to(p.device, p.dtype)).to(h.dtype)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from torch import nn
@@ -33,6 +33,9 @@ from latentprobe.errors import LatentProbeError, ModelStructureError, SpecError,
 from latentprobe.presets import get_preset
 from latentprobe.spec import LatentSpec
 
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerBase
+
 __all__ = ["FAMILY_CONVENTIONS", "convention_for", "MissingDependencyError", "check_spec_tokens", "load", "load_codi", "load_coconut",
            "coconut_prompt"]
 
@@ -40,6 +43,15 @@ def convention_for(spec: LatentSpec) -> PromptConvention | None:
     """The prompt convention ``load`` applies: the spec's published :attr:`LatentSpec.prompt`, as the engine reads it.
 
     ``None`` when the spec records none (the chat template's defaults apply).
+
+    Parameters
+    ----------
+    spec : LatentSpec
+        The family's spec.
+
+    Returns
+    -------
+    PromptConvention or None
     """
     p = spec.prompt
     if p is None:
@@ -60,8 +72,15 @@ class MissingDependencyError(LatentProbeError, ImportError):
     """An optional dependency a loader needs is not installed."""
 
 
-def check_spec_tokens(spec: LatentSpec, tokenizer: Any) -> None:
+def check_spec_tokens(spec: LatentSpec, tokenizer: PreTrainedTokenizerBase) -> None:
     """Check that every marker of ``spec`` is one token of ``tokenizer``.
+
+    Parameters
+    ----------
+    spec : LatentSpec
+        The family's spec.
+    tokenizer : PreTrainedTokenizerBase
+        The checkpoint's tokenizer.
 
     Raises
     ------
@@ -85,7 +104,7 @@ def _is_vl(config: Any) -> bool:
     return getattr(config, "vision_config", None) is not None
 
 
-def _chat_template(model: str, tokenizer: Any, revision: str | None) -> None:
+def _chat_template(model: str, tokenizer: PreTrainedTokenizerBase, revision: str | None) -> None:
     """Give ``tokenizer`` the checkpoint's chat template when it is stored beside the processor."""
     if getattr(tokenizer, "chat_template", None) is not None:
         return
@@ -159,6 +178,10 @@ def load(model: str | os.PathLike, preset: str | LatentSpec | None = None, *, dt
         model; the checkpoint then goes to :func:`load_coconut` / :func:`load_codi`, with ``runner_kwargs``
         as their own arguments (``num_latents``, ``lora_r``, ...).
 
+    Returns
+    -------
+    LatentRunner
+
     Raises
     ------
     SpecTokenError
@@ -175,7 +198,20 @@ def load(model: str | os.PathLike, preset: str | LatentSpec | None = None, *, dt
 
     Examples
     --------
-    Needs network and about 16 GB of GPU memory, so not run here:
+    A saved toy (a tiny Qwen2.5-VL with Mirage's latent tokens) loads from its folder as a published
+    checkpoint does; its family is detected from its tokens:
+
+    >>> import tempfile
+    >>> import latentprobe
+    >>> from latentprobe import toy
+    >>> tm = toy.load("mediated")
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = tm.model.save_pretrained(folder), tm.tokenizer.save_pretrained(folder)
+    >>> runner = latentprobe.load(folder)
+    >>> runner.spec.name, type(runner.model).__name__
+    ('mirage', 'Qwen2_5_VLForConditionalGeneration')
+
+    A published checkpoint needs network and about 16 GB of GPU memory, so is not run here:
 
     >>> runner = latentprobe.load("Miiche/vsp_spatial_planning_direct_sft", "mirage",
     ...                           dtype=torch.bfloat16, device_map="auto")  # doctest: +SKIP
@@ -285,6 +321,29 @@ def load_codi(checkpoint: str | os.PathLike, base: str | os.PathLike, *, num_lat
     Needs ``peft`` (``pip install latentprobe[codi]``). The model and the projection are cast to
     ``dtype`` (default float32) and moved to ``device``.
 
+    Parameters
+    ----------
+    checkpoint : str | os.PathLike
+        The checkpoint file or folder (``codi.*`` and ``prj.*`` weights).
+    base : str | os.PathLike
+        The base model (folder or hub id).
+    num_latents : int
+        Latents per segment.
+    lora_r, lora_alpha : int
+        LoRA rank and alpha.
+    target_modules : Sequence[str] | None
+        LoRA target modules (default the base's, as CODI's script chooses).
+    prj_dim : int | None
+        Width of the projection's hidden layer (default read from the weights).
+    layer_norm : bool
+        Whether the projection ends in a LayerNorm.
+    dtype, device, revision
+        dtype of the model and projection (default float32), their device, the hub revision of ``base``.
+
+    Returns
+    -------
+    LatentRunner
+
     Raises
     ------
     MissingDependencyError
@@ -371,6 +430,21 @@ def load_coconut(checkpoint: str | os.PathLike, base: str | os.PathLike = "gpt2"
     ``pad = eos``, the embeddings resized, then the checkpoint's state dict loaded (its
     ``base_causallm.`` prefix, from the Coconut wrapper, is stripped). Prompts: :func:`coconut_prompt`.
 
+    Parameters
+    ----------
+    checkpoint : str | os.PathLike
+        The checkpoint file or folder.
+    base : str | os.PathLike
+        The base model (folder or hub id).
+    num_latents : int
+        Latent slots per segment.
+    dtype, device, revision
+        dtype and device of the model, the hub revision of ``base``.
+
+    Returns
+    -------
+    LatentRunner
+
     Raises
     ------
     ModelStructureError
@@ -399,9 +473,23 @@ def load_coconut(checkpoint: str | os.PathLike, base: str | os.PathLike = "gpt2"
     return LatentRunner(model, tokenizer, get_preset("coconut", num_latents=num_latents))
 
 
-def coconut_prompt(tokenizer: Any, question: str, num_latents: int = 6) -> list[int]:
+def coconut_prompt(tokenizer: PreTrainedTokenizerBase, question: str, num_latents: int = 6) -> list[int]:
     """Ids Coconut's evaluation feeds: ``encode(question + "\\n", add_special_tokens=True)``, then
-    ``<|start-latent|>``, ``num_latents`` x ``<|latent|>``, ``<|end-latent|>`` (``dataset.py:188-216``)."""
+    ``<|start-latent|>``, ``num_latents`` x ``<|latent|>``, ``<|end-latent|>`` (``dataset.py:188-216``).
+
+    Parameters
+    ----------
+    tokenizer : PreTrainedTokenizerBase
+        Coconut's tokenizer (GPT-2's, with the latent tokens).
+    question : str
+        The question text.
+    num_latents : int
+        Latent slots between the markers.
+
+    Returns
+    -------
+    list[int]
+    """
     start, end, lat = (tokenizer.convert_tokens_to_ids(t) for t in COCONUT_TOKENS)
     ids = list(tokenizer.encode(question + "\n", add_special_tokens=True))
     return ids + [start] + [lat] * num_latents + [end]

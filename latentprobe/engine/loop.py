@@ -8,54 +8,43 @@ with a shared KV cache. Residuals are gathered at latent positions; intervention
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from latentprobe.engine.forward import TracedForward, new_cache
-from latentprobe.engine.inputs import capture_positions
+from latentprobe.engine.forward import ForwardOut, TracedForward, new_cache
+from latentprobe.engine.inputs import CapturePositions, capture_positions
 from latentprobe.engine.masks import MaskRule, segment_attention_mask
 from latentprobe.engine.parts import ModelParts
 from latentprobe.engine.patching import LayerPatch, apply_intervention, layer_patch
 from latentprobe.engine.protocol import (Action, Decision, End, EndReason, FeedLatent, FeedTextLatent, FeedToken,
                                          ProtocolMode, needs_sample, step)
-from latentprobe.engine.rows import Row
+from latentprobe.engine.rows import Gathered, Row, _Prefill
 from latentprobe.engine.sampling import (GenerationConfig, LogitsProcessor, _penalise, choose, end_distance,
                                          sampling_probs)
 from latentprobe.errors import ImageBatchError, SpecError
 from latentprobe.spec import ResolvedSpec
 from latentprobe.trace import Segment
 
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import DynamicCache
+
 __all__ = ["GenerationConfig", "LogitsProcessor", "Gathered", "Decoder", "choose", "sampling_probs", "end_distance"]
 
 
-class Gathered(NamedTuple):
-    """One gathered prefill position: the recorded residual layers, the final-norm output, and the
-    logits where they were asked for (``gather_extra`` positions; ``None`` elsewhere)."""
-
-    residual: Float[Tensor, "layers d"]
-    h: Float[Tensor, "d"]
-    logits: Float[Tensor, "vocab"] | None
-
-
-@dataclass
-class _Prefill:
-    cache: Any
-    h_last: Tensor
-    logits: Tensor
-    col_segs: Tensor
-    col_mask: Tensor
-    n_real: Tensor
-    deltas: Tensor | None
-    gathered: list[dict[int, Gathered]]
-    h_prev: Tensor | None = None  # each row's output one position before its last (stop="similarity")
-
-
 class Decoder:
-    """Prefill and decode batches of rows on one model."""
+    """Prefill and decode batches of rows on one model.
+
+    Parameters
+    ----------
+    model, parts, rspec
+        The Hugging Face model, its located parts, and the spec with its token ids.
+    projection, mask_rule, head, end_embedding
+        The latent projection ``f`` (``None``: identity), the attention rule (``None``: causal), the LVR head
+        and the learned end embedding of a ``stop="similarity"`` spec.
+    """
 
     def __init__(self, model: torch.nn.Module, parts: ModelParts, rspec: ResolvedSpec, *,
                  projection: Callable[[Tensor], Tensor] | None, mask_rule: MaskRule | None,
@@ -169,12 +158,23 @@ class Decoder:
 
     # ------------------------------------------------------------------ prefill and decode
     def run(self, rows: list[Row], cfg: GenerationConfig, processor: LogitsProcessor | None, *,
-            capture: Any = None, gather_extra: Sequence[Sequence[int]] | None = None,
+            capture: CapturePositions | None = None, gather_extra: Sequence[Sequence[int]] | None = None,
             decode: bool = True, read_logits: bool = True) -> list[dict[int, Gathered]]:
         """Prefill the rows' prefixes, then (``decode``) step until every row has ended.
 
-        Returns the prefill's gathered positions per row: the prefix's latent slots, the
-        ``capture`` positions and ``gather_extra`` (with their logits unless ``read_logits=False``).
+        Parameters
+        ----------
+        rows, cfg, processor
+            The rows (changed in place), how tokens are chosen, and the logits processor.
+        capture, gather_extra, decode, read_logits
+            Prompt positions to capture, further positions to gather per row, whether to decode after the
+            prefill, and whether to read the gathered positions' logits.
+
+        Returns
+        -------
+        list[dict[int, Gathered]]
+            The prefill's gathered positions per row: the prefix's latent slots, the ``capture`` positions
+            and ``gather_extra`` (with their logits unless ``read_logits=False``).
         """
         pre = self._prefill(rows, capture, gather_extra, read_logits)
         if decode:
@@ -202,8 +202,18 @@ class Decoder:
                 else [[] for _ in rows])
         return want, read
 
-    def gathered_from(self, out: Any, want: list[list[int]], read: list[list[int]]) -> list[dict[int, Gathered]]:
-        """Unpack a forward's gathered positions (``want``, in order) and their logits (``read``) per row."""
+    def gathered_from(self, out: ForwardOut, want: list[list[int]], read: list[list[int]]) -> list[dict[int, Gathered]]:
+        """Unpack a forward's gathered positions (``want``, in order) and their logits (``read``) per row.
+
+        Parameters
+        ----------
+        out, want, read
+            A forward's output, the gathered positions per row, and those whose logits were read.
+
+        Returns
+        -------
+        list[dict[int, Gathered]]
+        """
         gathered: list[dict[int, Gathered]] = [{} for _ in want]
         if not any(want):
             return gathered
@@ -244,8 +254,19 @@ class Decoder:
                                    deltas)
 
     def finish_prefill(self, rows: list[Row], gathered: list[dict[int, Gathered]], h_last: Tensor, logits_last: Tensor,
-                       cache: Any, col_segs: Tensor, mask: Tensor, n_real: Tensor, deltas: Tensor | None) -> _Prefill:
-        """Captured states, the head where it runs, the similarity stop's previous outputs: the loop's start."""
+                       cache: DynamicCache, col_segs: Tensor, mask: Tensor, n_real: Tensor, deltas: Tensor | None) -> _Prefill:
+        """Captured states, the head where it runs, the similarity stop's previous outputs: the loop's start.
+
+        Parameters
+        ----------
+        rows, gathered, h_last, logits_last, cache, col_segs, mask, n_real, deltas
+            The prefilled rows, what each gathered, the last final-norm outputs and logits, the KV cache, column
+            segments, mask, real lengths and rope deltas.
+
+        Returns
+        -------
+        _Prefill
+        """
         for b, r in enumerate(rows):
             if r.rec.captured_positions is not None and any(gathered):
                 cp = r.rec.captured_positions.tolist()

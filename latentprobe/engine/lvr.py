@@ -28,7 +28,15 @@ __all__ = ["LvrHead"]
 
 
 class LvrHead(nn.Module):
-    """``mlp(ln_q(x))``: LayerNorm (eps 1e-6), Linear, GELU, Linear, all of the hidden size."""
+    """``mlp(ln_q(x))``: LayerNorm (eps 1e-6), Linear, GELU, Linear, all of the hidden size.
+
+    Parameters
+    ----------
+    hidden_size : int
+        The model's hidden size.
+    eps : float
+        LayerNorm epsilon.
+    """
 
     def __init__(self, hidden_size: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -36,11 +44,35 @@ class LvrHead(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.GELU(), nn.Linear(hidden_size, hidden_size))
 
     def forward(self, x: Float[Tensor, "... d"]) -> Float[Tensor, "... d"]:
+        """``mlp(ln_q(x))``.
+
+        Parameters
+        ----------
+        x : Float[Tensor, "... d"]
+            Hidden states ``[..., d]``.
+
+        Returns
+        -------
+        Tensor
+            ``[..., d]``.
+        """
         return self.mlp(self.ln_q(x))
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Tensor], prefix: str = "lvr_head.") -> "LvrHead":
-        """A head holding the ``prefix``-ed weights of a checkpoint's state dict (e.g. ``lvr_head.ln_q.weight``)."""
+        """A head holding the ``prefix``-ed weights of a checkpoint's state dict (e.g. ``lvr_head.ln_q.weight``).
+
+        Parameters
+        ----------
+        state : Mapping[str, Tensor]
+            A checkpoint's state dict.
+        prefix : str
+            Prefix of the head's weights.
+
+        Returns
+        -------
+        LvrHead
+        """
         own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if "ln_q.weight" not in own:
             found = sorted({k.split(".")[0] for k in state})[:10]

@@ -12,7 +12,7 @@ it (:func:`control_is_clean`); the sweep then returns the clean trace for it ins
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import torch
 
@@ -24,6 +24,9 @@ from latentprobe.engine.rows import Row
 from latentprobe.errors import InputError
 from latentprobe.trace import ExampleTrace, LatentTrace
 from latentprobe.validate import positive_int
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["control_is_clean", "check_max_batch", "run_many", "clean_as_control"]
 
@@ -41,6 +44,25 @@ def control_is_clean(trace: LatentTrace, mode: InterventionMode, cfg: Generation
     bfloat16 or float16 a resumed run is not bit-equal to the run (other batch shapes round differently,
     by up to about 0.1 nats in first-token log-probabilities), so there the control is run and its
     difference from the clean run is the noise floor the interventions are compared against.
+
+    Parameters
+    ----------
+    trace : LatentTrace
+        The clean trace.
+    mode : InterventionMode
+        The intervention mode.
+    cfg : GenerationConfig
+        The run's settings.
+    logits_processor : LogitsProcessor | None
+        The run's processor (any makes the answer false).
+    drop_latents : bool
+        Whether latent slots are removed.
+    model_dtype : torch.dtype
+        The model's dtype (only float32 / float64 reproduce exactly).
+
+    Returns
+    -------
+    bool
     """
     tc = trace.config
     return (model_dtype in (torch.float32, torch.float64) and mode is not InterventionMode.REPLAY and not drop_latents and logits_processor is None
@@ -62,17 +84,56 @@ def _chunks(n_examples: int, n_conditions: int, max_batch: int) -> Iterator[tupl
                 yield exs, list(range(c0, min(c0 + max_batch, n_conditions)))
 
 
-def check_max_batch(max_batch: Any) -> None:
-    """Refuse a ``max_batch`` that is not a positive integer (:class:`~latentprobe.errors.InputError`)."""
+def check_max_batch(max_batch: object) -> None:
+    """Refuse a ``max_batch`` that is not a positive integer (:class:`~latentprobe.errors.InputError`).
+
+    Parameters
+    ----------
+    max_batch : Any
+        What was given.
+    """
     positive_int(max_batch, "max_batch", hint="rows per batch, conditions x examples")
 
 
-def run_many(dec: Decoder, tokenizer: Any, examples: Sequence[ExampleTrace], chosen: list[list[int]],
+def run_many(dec: Decoder, tokenizer: PreTrainedTokenizerBase, examples: Sequence[ExampleTrace], chosen: list[list[int]],
              fns: list[Any], layers: tuple[int, ...], mode: InterventionMode, cfg: GenerationConfig,
              processor: LogitsProcessor | None, drop: bool, max_batch: int,
              progress: bool = False) -> list[list[ExampleTrace]]:
     """Run every intervention of ``fns`` (``None``: a control) on every example; ``out[c][i]`` is condition
-    ``c`` on example ``i`` (a progress bar over the batches with ``progress``)."""
+    ``c`` on example ``i`` (a progress bar over the batches with ``progress``).
+
+    Parameters
+    ----------
+    dec : Decoder
+        The runner's decoder.
+    tokenizer : PreTrainedTokenizerBase
+        The model's tokenizer.
+    examples : Sequence[ExampleTrace]
+        The recorded examples.
+    chosen : list[list[int]]
+        For each example, the latent steps to change.
+    fns : list[Any]
+        One intervention per condition (``None``: a control).
+    layers : tuple[int, ...]
+        Residual layers patched.
+    mode : InterventionMode
+        The intervention mode.
+    cfg : GenerationConfig
+        The run's settings.
+    processor : LogitsProcessor | None
+        Logits processor, or ``None``.
+    drop : bool
+        ``redecode`` only: remove the latent slots.
+    max_batch : int
+        Rows (conditions x examples) per forward pass.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    list[list[ExampleTrace]]
+        ``out[c][i]``: condition ``c`` on example ``i``.
+    """
     from tqdm.auto import tqdm
 
     check_max_batch(max_batch)
@@ -109,5 +170,17 @@ def run_many(dec: Decoder, tokenizer: Any, examples: Sequence[ExampleTrace], cho
 
 
 def clean_as_control(trace: LatentTrace, config: Mapping[str, Any]) -> LatentTrace:
-    """The clean trace standing in for the no-op control, its config saying so (``"control": "clean_trace"``)."""
+    """The clean trace standing in for the no-op control, its config saying so (``"control": "clean_trace"``).
+
+    Parameters
+    ----------
+    trace : LatentTrace
+        The clean trace.
+    config : Mapping[str, Any]
+        The control's config, as :meth:`LatentRunner.intervene` writes it.
+
+    Returns
+    -------
+    LatentTrace
+    """
     return LatentTrace(trace.examples, trace.spec, {**config, "control": "clean_trace"})

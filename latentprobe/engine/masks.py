@@ -25,6 +25,24 @@ def segment_attention_mask(segments: Int[Tensor, "b t"], valid: Int[Tensor, "b t
 
     ``allowed = rule & causal & valid-key``; every query always keeps itself so no row is empty
     (padding queries then attend only to themselves, and their outputs are never read).
+
+    Parameters
+    ----------
+    segments : Int[Tensor, "b t"]
+        ``[b, t]`` segment codes.
+    valid : Int[Tensor, "b t"]
+        ``[b, t]`` 1 for real positions, 0 for padding.
+    q_len : int
+        Number of query positions (the last ``q_len``).
+    rule : MaskRule | None
+        Which (query, key) segment pairs may attend, or ``None``.
+    dtype : torch.dtype
+        dtype of the mask.
+
+    Returns
+    -------
+    Tensor
+        ``[b, 1, q, t]``: 0 where attention is allowed, a large negative number elsewhere.
     """
     B, T = segments.shape
     qs = segments[:, T - q_len:]

@@ -9,23 +9,44 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
+from latentprobe.errors import InputError
 from latentprobe.engine.loop import Decoder, GenerationConfig, LogitsProcessor
 from latentprobe.engine.patching import InterventionMode, Patch, apply_intervention
 from latentprobe.engine.protocol import EndReason, ProtocolState, resume_at_answer, resume_at_latent
 from latentprobe.engine.rows import Row
 from latentprobe.interventions import Intervention
-from latentprobe.trace import ExampleTrace, Segment
+from latentprobe.trace import ExampleTrace, LatentTrace, Segment
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["finish", "replay", "replay_rows", "replay_finish", "resume", "resume_rows", "resume_finish"]
 
 
-def finish(dec: Decoder, tokenizer: Any, r: Row, extra_meta: dict[str, Any] | None = None) -> ExampleTrace:
-    """The example a finished row recorded."""
+def finish(dec: Decoder, tokenizer: PreTrainedTokenizerBase, r: Row, extra_meta: dict[str, Any] | None = None) -> ExampleTrace:
+    """The example a finished row recorded.
+
+    Parameters
+    ----------
+    dec : Decoder
+        The runner's decoder (the model's parts, spec and recording state).
+    tokenizer : PreTrainedTokenizerBase
+        The model's tokenizer (decodes the answer text).
+    r : Row
+        A finished row (ids, segments and its record).
+    extra_meta : dict[str, Any] | None
+        Entries added to the example's ``meta``.
+
+    Returns
+    -------
+    ExampleTrace
+    """
     ids = torch.tensor(r.ids, dtype=torch.long)
     segs = torch.tensor(r.segs, dtype=torch.long)
     rec = r.rec
@@ -88,7 +109,26 @@ def _row_from_example(e: ExampleTrace, upto: int, state: ProtocolState, z_overri
 
 def replay_rows(dec: Decoder, exs: list[ExampleTrace], chosen: list[list[int]], layers: tuple[int, ...],
                 fn: Intervention | None) -> tuple[list[Row], list[list[int]]]:
-    """The rows of a replay (whole recorded sequences) and the extra positions each one gathers."""
+    """The rows of a replay (whole recorded sequences) and the extra positions each one gathers.
+
+    Parameters
+    ----------
+    dec : Decoder
+        The runner's decoder (the model's parts, spec and recording state).
+    exs : list[ExampleTrace]
+        The recorded examples to intervene on.
+    chosen : list[list[int]]
+        For each example, the latent steps to change.
+    layers : tuple[int, ...]
+        Residual layers patched at those steps (0 is the fed vector).
+    fn : Intervention | None
+        The intervention, or ``None`` for the no-op control.
+
+    Returns
+    -------
+    tuple[list[Row], list[list[int]]]
+        The rows, and per row the positions gathered besides the latents.
+    """
     mode = InterventionMode.REPLAY
     rows, extra = [], []
     for e, steps in zip(exs, chosen):
@@ -104,17 +144,56 @@ def replay_rows(dec: Decoder, exs: list[ExampleTrace], chosen: list[list[int]], 
     return rows, extra
 
 
-def replay(dec: Decoder, tokenizer: Any, exs: list[ExampleTrace], chosen: list[list[int]],
+def replay(dec: Decoder, tokenizer: PreTrainedTokenizerBase, exs: list[ExampleTrace], chosen: list[list[int]],
            layers: tuple[int, ...], fn: Intervention | None) -> list[ExampleTrace]:
-    """One teacher-forced forward per batch; the recorded answer is scored."""
+    """One teacher-forced forward per batch; the recorded answer is scored.
+
+    Parameters
+    ----------
+    dec : Decoder
+        The runner's decoder (the model's parts, spec and recording state).
+    tokenizer : PreTrainedTokenizerBase
+        The model's tokenizer (decodes the answer text).
+    exs : list[ExampleTrace]
+        The recorded examples to intervene on.
+    chosen : list[list[int]]
+        For each example, the latent steps to change.
+    layers : tuple[int, ...]
+        Residual layers patched at those steps (0 is the fed vector).
+    fn : Intervention | None
+        The intervention, or ``None`` for the no-op control.
+
+    Returns
+    -------
+    list[ExampleTrace]
+        One replayed example per recorded one.
+    """
     rows, extra = replay_rows(dec, exs, chosen, layers, fn)
     gathered = dec.run(rows, GenerationConfig(max_new_tokens=1), None, gather_extra=extra, decode=False)
     return replay_finish(dec, tokenizer, exs, rows, gathered)
 
 
-def replay_finish(dec: Decoder, tokenizer: Any, exs: list[ExampleTrace], rows: list[Row],
+def replay_finish(dec: Decoder, tokenizer: PreTrainedTokenizerBase, exs: list[ExampleTrace], rows: list[Row],
                   gathered: list[dict[int, Any]]) -> list[ExampleTrace]:
-    """The replayed examples, from what their rows' prefill gathered."""
+    """The replayed examples, from what their rows' prefill gathered.
+
+    Parameters
+    ----------
+    dec : Decoder
+        The runner's decoder (the model's parts, spec and recording state).
+    tokenizer : PreTrainedTokenizerBase
+        The model's tokenizer (decodes the answer text).
+    exs : list[ExampleTrace]
+        The recorded examples to intervene on.
+    rows : list[Row]
+        The replay rows (from :func:`replay_rows`).
+    gathered : list[dict[int, Any]]
+        Per row, ``{position: captured state}`` the prefill gathered.
+
+    Returns
+    -------
+    list[ExampleTrace]
+    """
     mode = InterventionMode.REPLAY
     out = []
     for e, r, g in zip(exs, rows, gathered):
@@ -183,17 +262,68 @@ def _resume_row(dec: Decoder, e: ExampleTrace, steps: list[int], layers: tuple[i
 
 def resume_rows(dec: Decoder, exs: list[ExampleTrace], chosen: list[list[int]], layers: tuple[int, ...],
                 fn: Intervention | None, mode: InterventionMode, drop: bool) -> list[Row]:
-    """The rows a propagate or redecode starts from (recorded prefixes, patches attached)."""
+    """The rows a propagate or redecode starts from (recorded prefixes, patches attached).
+
+    Parameters
+    ----------
+    dec : Decoder
+        The runner's decoder (the model's parts, spec and recording state).
+    exs : list[ExampleTrace]
+        The recorded examples to intervene on.
+    chosen : list[list[int]]
+        For each example, the latent steps to change.
+    layers : tuple[int, ...]
+        Residual layers patched at those steps (0 is the fed vector).
+    fn : Intervention | None
+        The intervention, or ``None`` for the no-op control.
+    mode : InterventionMode
+        ``propagate`` or ``redecode``.
+    drop : bool
+        ``redecode`` only: remove the latent slots, keeping the markers.
+
+    Returns
+    -------
+    list[Row]
+        One row per example, its prefix prefilled up to the first changed step.
+    """
     return [_resume_row(dec, e, steps, layers, fn, mode, drop) for e, steps in zip(exs, chosen)]
 
 
-def resume(dec: Decoder, tokenizer: Any, exs: list[ExampleTrace], chosen: list[list[int]], layers: tuple[int, ...],
+def resume(dec: Decoder, tokenizer: PreTrainedTokenizerBase, exs: list[ExampleTrace], chosen: list[list[int]], layers: tuple[int, ...],
            fn: Intervention | None, mode: InterventionMode, cfg: GenerationConfig,
            processor: LogitsProcessor | None, drop: bool) -> list[ExampleTrace]:
     """Propagate or redecode: prefill a recorded prefix, then decode with the loop.
 
     Draws are keyed by (seed, example id, position), so with the trace's own settings and no
     intervention both modes choose exactly the tokens the trace holds, sampled or greedy.
+
+    Parameters
+    ----------
+    dec : Decoder
+        The runner's decoder (the model's parts, spec and recording state).
+    tokenizer : PreTrainedTokenizerBase
+        The model's tokenizer (decodes the answer text).
+    exs : list[ExampleTrace]
+        The recorded examples to intervene on.
+    chosen : list[list[int]]
+        For each example, the latent steps to change.
+    layers : tuple[int, ...]
+        Residual layers patched at those steps (0 is the fed vector).
+    fn : Intervention | None
+        The intervention, or ``None`` for the no-op control.
+    mode : InterventionMode
+        ``propagate`` or ``redecode``.
+    cfg : GenerationConfig
+        How tokens are chosen and the budget.
+    processor : LogitsProcessor | None
+        Logits processor applied before every generated token, or ``None``.
+    drop : bool
+        ``redecode`` only: remove the latent slots, keeping the markers.
+
+    Returns
+    -------
+    list[ExampleTrace]
+        One new example per recorded one.
     """
     rows = resume_rows(dec, exs, chosen, layers, fn, mode, drop)
     # the prefix's latents: their residuals are refreshed, their logits never read
@@ -201,11 +331,100 @@ def resume(dec: Decoder, tokenizer: Any, exs: list[ExampleTrace], chosen: list[l
     return resume_finish(dec, tokenizer, rows, gathered, mode)
 
 
-def resume_finish(dec: Decoder, tokenizer: Any, rows: list[Row], gathered: list[dict[int, Any]],
+def resume_finish(dec: Decoder, tokenizer: PreTrainedTokenizerBase, rows: list[Row], gathered: list[dict[int, Any]],
                   mode: InterventionMode) -> list[ExampleTrace]:
-    """The examples decoded rows hold; the prefix's latents get the hidden states the prefill refreshed."""
+    """The examples decoded rows hold; the prefix's latents get the hidden states the prefill refreshed.
+
+    Parameters
+    ----------
+    dec : Decoder
+        The runner's decoder (the model's parts, spec and recording state).
+    tokenizer : PreTrainedTokenizerBase
+        The model's tokenizer (decodes the answer text).
+    rows : list[Row]
+        The decoded rows, one per example.
+    gathered : list[dict[int, Any]]
+        Per row, ``{position: captured state}`` the prefill gathered.
+    mode : InterventionMode
+        ``propagate`` or ``redecode``.
+
+    Returns
+    -------
+    list[ExampleTrace]
+    """
     for r, g in zip(rows, gathered):
         for k, p in enumerate(r.rec.lat_pos):
             if p in g:
                 r.rec.lat_hidden[k] = g[p].residual
     return [finish(dec, tokenizer, r, {"mode": mode.value}) for r in rows]
+
+
+def result_config(trace: LatentTrace, imode: InterventionMode, fn: Intervention | None, steps: Sequence[int] | None,
+                  layers: Sequence[int], drop_latents: bool) -> dict[str, Any]:
+    """The config of an intervened trace: the source trace's, with what was done to it.
+
+    Parameters
+    ----------
+    trace : LatentTrace
+        The source trace.
+    imode : InterventionMode
+        The mode that ran.
+    fn : Intervention | None
+        The intervention, or ``None`` for the no-op control.
+    steps : Sequence[int] | None
+        The steps asked for (``None``: all).
+    layers : Sequence[int]
+        The patched layers.
+    drop_latents : bool
+        Whether the latent slots were removed.
+
+    Returns
+    -------
+    dict[str, Any]
+    """
+    return {**trace.config, "mode": imode.value, "intervention": None if fn is None else fn.to_config(),
+            "steps": None if steps is None else sorted({int(s) for s in steps}), "layers": list(layers),
+            "drop_latents": drop_latents, "source_mode": trace.config.get("mode")}
+
+
+def check_trace(trace: Any, hidden_size: int) -> None:
+    """Refuse a non-trace or a trace recorded by a model of another hidden size, before anything runs.
+
+    Parameters
+    ----------
+    trace : Any
+        What was given as the trace.
+    hidden_size : int
+        The runner's hidden size.
+    """
+    if not isinstance(trace, LatentTrace):
+        raise InputError(f"trace={type(trace).__name__}: intervene takes the LatentTrace returned by run().")
+    if len(trace) == 0:
+        raise InputError("trace has no examples; run() some prompts first.")
+    for e in trace.examples:
+        if e.z.ndim != 2 or (e.z.shape[0] > 0 and e.z.shape[-1] != hidden_size):
+            raise InputError(f"example {e.example_id!r}: the trace's latents have shape {tuple(e.z.shape)} but this "
+                             f"runner's hidden size is {hidden_size}; intervene with the runner (model) that "
+                             "recorded the trace.")
+
+
+def batches(items: list, size: int, progress: bool, desc: str) -> Iterator[list]:
+    """``items`` in chunks of ``size``, under a progress bar when asked and there is more than one.
+
+    Parameters
+    ----------
+    items : list
+        The items to chunk.
+    size : int
+        Items per chunk.
+    progress : bool
+        Show a progress bar.
+    desc : str
+        The progress bar's label.
+
+    Returns
+    -------
+    Iterator[list]
+    """
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    yield from tqdm(chunks, desc=desc, unit="batch", disable=not progress or len(chunks) <= 1, leave=False)

@@ -27,8 +27,20 @@ _CANDIDATES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def get_path(root: Any, path: str) -> Any:
-    """The attribute at dotted ``path`` below ``root`` (a module, or nnsight's envoy of one); ``None`` if absent."""
+def get_path(root: object, path: str) -> Any:
+    """The attribute at dotted ``path`` below ``root`` (a module, or nnsight's envoy of one); ``None`` if absent.
+
+    Parameters
+    ----------
+    root : Any
+        A module or an nnsight envoy.
+    path : str
+        Dotted attribute path.
+
+    Returns
+    -------
+    object or None
+    """
     obj: Any = root
     for part in path.split("."):
         if not hasattr(obj, part):
@@ -39,7 +51,23 @@ def get_path(root: Any, path: str) -> Any:
 
 @dataclass
 class ModelParts:
-    """Paths (dotted, from the model root) and modules the runner needs."""
+    """Paths (dotted, from the model root) and modules the runner needs.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The Hugging Face model.
+    layers_path : str
+        Dotted path of the decoder layers.
+    norm_path : str
+        Of the final norm.
+    embed_path : str
+        Of the token embedding.
+    lm_head_path : str
+        Of the LM head.
+    is_vlm : bool
+        Whether the model has a vision tower.
+    """
 
     model: nn.Module
     layers_path: str
@@ -95,13 +123,43 @@ class ModelParts:
         return int(self.lm_head.weight.shape[0])
 
     def image_features(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> torch.Tensor:
-        """Merged vision-tower features, one row per image placeholder token (all images concatenated)."""
+        """Merged vision-tower features, one row per image placeholder token (all images concatenated).
+
+        Parameters
+        ----------
+        pixel_values : torch.Tensor
+            The processor's pixel values.
+        image_grid_thw : torch.Tensor
+            ``[n, 3]`` image grids.
+
+        Returns
+        -------
+        Tensor
+            ``[tokens, d]`` features.
+        """
         feats = self.model.model.get_image_features(pixel_values, image_grid_thw, return_dict=True).pooler_output
         return torch.cat(list(feats), dim=0)
 
     def rope_index(self, input_ids: torch.Tensor, mm_token_type_ids: torch.Tensor,
                    image_grid_thw: torch.Tensor | None, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """3-D rotary positions (3, B, T) and per-row deltas (B, 1) of a Qwen2-VL-style model."""
+        """3-D rotary positions (3, B, T) and per-row deltas (B, 1) of a Qwen2-VL-style model.
+
+        Parameters
+        ----------
+        input_ids : torch.Tensor
+            ``[B, T]`` ids.
+        mm_token_type_ids : torch.Tensor
+            ``[B, T]`` modality of each token (1: image).
+        image_grid_thw : torch.Tensor | None
+            ``[n, 3]`` image grids, or ``None``.
+        attention_mask : torch.Tensor
+            ``[B, T]`` padding mask.
+
+        Returns
+        -------
+        tuple[Tensor, Tensor]
+            Positions ``[3, B, T]`` and deltas ``[B, 1]``.
+        """
         return self.model.model.get_rope_index(
             input_ids, mm_token_type_ids=mm_token_type_ids, image_grid_thw=image_grid_thw,
             attention_mask=attention_mask,
@@ -121,6 +179,23 @@ def locate_parts(model: nn.Module, *, layers: str | None = None, norm: str | Non
     """Find the decoder layers, final norm, token embedding and LM head of ``model``.
 
     Pass dotted paths to override the search for an architecture it does not know.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The Hugging Face model.
+    layers : str | None
+        Dotted path of the decoder layers (default: found).
+    norm : str | None
+        Of the final norm (default: found).
+    embed : str | None
+        Of the token embedding (default: found).
+    lm_head : str
+        Of the LM head.
+
+    Returns
+    -------
+    ModelParts
 
     Raises
     ------

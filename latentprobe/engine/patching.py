@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from jaxtyping import Float
@@ -17,6 +17,9 @@ from torch import Tensor
 
 from latentprobe.errors import InterventionError, InterventionShapeError, NonFiniteInterventionError
 from latentprobe.interventions import Intervention
+
+if TYPE_CHECKING:  # pragma: no cover
+    from latentprobe.trace import ExampleTrace
 
 __all__ = ["InterventionMode", "Patch", "LayerPatch", "apply_intervention", "layer_patch"]
 
@@ -30,6 +33,17 @@ class InterventionMode(str, enum.Enum):
 
     @classmethod
     def parse(cls, mode: "str | InterventionMode") -> "InterventionMode":
+        """The mode named by ``mode`` (a mode is returned as is).
+
+        Parameters
+        ----------
+        mode : str | InterventionMode
+            A mode or its name.
+
+        Returns
+        -------
+        InterventionMode
+        """
         try:
             return cls(mode)
         except ValueError:
@@ -38,7 +52,17 @@ class InterventionMode(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Patch:
-    """Change one example's latent step at residual ``layers`` (0 = the fed vector) with ``fn``."""
+    """Change one example's latent step at residual ``layers`` (0 = the fed vector) with ``fn``.
+
+    Parameters
+    ----------
+    fn : Intervention
+        The intervention.
+    layers : tuple[int, ...]
+        Residual layers it changes.
+    mode : InterventionMode
+        The intervention mode.
+    """
 
     fn: Intervention
     layers: tuple[int, ...]
@@ -47,7 +71,19 @@ class Patch:
 
 @dataclass(frozen=True)
 class LayerPatch:
-    """Rows and columns of one forward pass whose output of decoder layer ``layer - 1`` is rewritten."""
+    """Rows and columns of one forward pass whose output of decoder layer ``layer - 1`` is rewritten.
+
+    Parameters
+    ----------
+    layer : int
+        The residual layer.
+    rows : Tensor
+        Batch rows to rewrite.
+    cols : Tensor
+        Their positions.
+    fn : Callable[[Tensor], Tensor]
+        Maps the ``[n, d]`` outputs there to their replacements.
+    """
 
     layer: int
     rows: Tensor
@@ -59,9 +95,29 @@ def _example_id(example: Any) -> str:
     return str(getattr(example, "example_id", "?"))
 
 
-def apply_intervention(fn: Intervention, z: Float[Tensor, "d"], *, step: int, example: Any, layer: int,
+def apply_intervention(fn: Intervention, z: Float[Tensor, "d"], *, step: int, example: ExampleTrace | None, layer: int,
                        mode: InterventionMode) -> Float[Tensor, "d"]:
     """``fn.apply(z, step, example, layer)``, checked: the result must be a tensor of ``z``'s shape.
+
+    Parameters
+    ----------
+    fn : Intervention
+        The intervention.
+    z : Float[Tensor, "d"]
+        The vector it changes.
+    step : int
+        Latent step.
+    example : ExampleTrace or None
+        The recorded example.
+    layer : int
+        Residual layer.
+    mode : InterventionMode
+        The intervention mode (named in errors).
+
+    Returns
+    -------
+    Tensor
+        ``fn``'s result, in ``z``'s shape.
 
     Raises
     ------
@@ -90,7 +146,21 @@ def apply_intervention(fn: Intervention, z: Float[Tensor, "d"], *, step: int, ex
 
 
 def layer_patch(layer: int, items: list[tuple[int, int, int, Any, Patch]], device: torch.device) -> LayerPatch:
-    """Bundle per-row patches of one residual layer: ``items`` are ``(row, col, step, example, patch)``."""
+    """Bundle per-row patches of one residual layer: ``items`` are ``(row, col, step, example, patch)``.
+
+    Parameters
+    ----------
+    layer : int
+        The residual layer.
+    items : list[tuple[int, int, int, Any, Patch]]
+        ``(row, col, step, example, patch)`` per changed position.
+    device : torch.device
+        Device of the index tensors.
+
+    Returns
+    -------
+    LayerPatch
+    """
     rows = torch.tensor([it[0] for it in items], device=device)
     cols = torch.tensor([it[1] for it in items], device=device)
 

@@ -64,7 +64,15 @@ class EndReason(enum.Enum):
 
 @dataclass(frozen=True)
 class FeedToken:
-    """Feed an ordinary token; ``segment`` is its :class:`~latentprobe.trace.Segment` code."""
+    """Feed an ordinary token; ``segment`` is its :class:`~latentprobe.trace.Segment` code.
+
+    Parameters
+    ----------
+    token_id : int
+        The token to feed.
+    segment : int
+        Its :class:`~latentprobe.trace.Segment` code.
+    """
 
     token_id: int
     segment: int
@@ -72,21 +80,39 @@ class FeedToken:
 
 @dataclass(frozen=True)
 class FeedLatent:
-    """Feed the latent ``f(h_{p-1})``; ``slot_id`` is the id recorded at its slot."""
+    """Feed the latent ``f(h_{p-1})``; ``slot_id`` is the id recorded at its slot.
+
+    Parameters
+    ----------
+    slot_id : int
+        The token id recorded at the latent slot.
+    """
 
     slot_id: int
 
 
 @dataclass(frozen=True)
 class FeedTextLatent:
-    """Feed the embedding of the sampled ``token_id`` in a latent slot (``mediator="text"``)."""
+    """Feed the embedding of the sampled ``token_id`` in a latent slot (``mediator="text"``).
+
+    Parameters
+    ----------
+    token_id : int
+        The sampled token whose embedding is fed.
+    """
 
     token_id: int
 
 
 @dataclass(frozen=True)
 class End:
-    """The sequence is finished."""
+    """The sequence is finished.
+
+    Parameters
+    ----------
+    reason : EndReason
+        Why the sequence stopped.
+    """
 
     reason: EndReason
 
@@ -99,6 +125,8 @@ _Forced = Union[FeedToken, FeedLatent]
 class Decision:
     """What the model proposes at the current position.
 
+    Parameters
+    ----------
     token:
         The chosen token: the logits processor applied, then greedy or sampled with the run's
         settings, exactly as for any text token. Required exactly when :func:`needs_sample` is true;
@@ -120,6 +148,8 @@ class Decision:
 class ProtocolState:
     """One sequence's protocol state.
 
+    Parameters
+    ----------
     mode:
         Text decoding or inside a latent segment.
     in_segment:
@@ -144,7 +174,19 @@ class ProtocolState:
 
 @dataclass(frozen=True)
 class ProtocolStart:
-    """The prefix fed in the prefill and the state the loop starts from."""
+    """The prefix fed in the prefill and the state the loop starts from.
+
+    Parameters
+    ----------
+    ids : list[int]
+        The prefix's token ids (the prompt, and a forced open marker where the spec forces one).
+    segments : list[int]
+        One :class:`~latentprobe.trace.Segment` code per id.
+    prompt_len : int
+        Length of the prompt itself.
+    state : ProtocolState
+        The state after the prefix.
+    """
 
     ids: list[int]
     segments: list[int]
@@ -159,6 +201,21 @@ def initial_state(rspec: ResolvedSpec, ids: Sequence[int], segments: Sequence[in
     ``"emitted"``: the whole prompt, text mode. ``"appended"``: the open marker is appended and the
     loop starts in latent mode. ``"prompt"``: the prefix stops at the prompt's open marker; its latent
     slots and the rest of the prompt (the close marker and what follows) become forced inputs.
+
+    Parameters
+    ----------
+    rspec : ResolvedSpec
+        The family's spec with its token ids resolved.
+    ids : Sequence[int]
+        The prompt's token ids.
+    segments : Sequence[int]
+        One segment code per prompt id.
+    example_id : str
+        Named in error messages.
+
+    Returns
+    -------
+    ProtocolStart
     """
     spec = rspec.spec
     ids, segs = list(ids), list(segments)
@@ -197,6 +254,23 @@ def resume_at_latent(rspec: ResolvedSpec, ids: Sequence[int], segments: Sequence
     """The state "about to feed the latent at position ``upto``" of a recorded sequence (propagate).
 
     ``ids``/``segments`` are the recorded sequence; positions ``[0, upto)`` are the resumed prefix.
+
+    Parameters
+    ----------
+    rspec : ResolvedSpec
+        The family's spec with its token ids resolved.
+    ids : Sequence[int]
+        The recorded sequence's ids.
+    segments : Sequence[int]
+        Its segment codes.
+    prompt_len : int
+        Length of its prompt.
+    upto : int
+        Position of the latent about to be fed.
+
+    Returns
+    -------
+    ProtocolState
     """
     segs = list(segments)
     in_segment = 0
@@ -218,7 +292,19 @@ def resume_at_latent(rspec: ResolvedSpec, ids: Sequence[int], segments: Sequence
 
 
 def resume_at_answer(total: int, *, can_open: bool) -> ProtocolState:
-    """The state at the answer start after ``total`` latents (redecode: ``can_open=False``)."""
+    """The state at the answer start after ``total`` latents (redecode: ``can_open=False``).
+
+    Parameters
+    ----------
+    total : int
+        Latents fed so far.
+    can_open : bool
+        Whether a new latent segment may open.
+
+    Returns
+    -------
+    ProtocolState
+    """
     return ProtocolState(total=total, can_open=can_open)
 
 
@@ -243,7 +329,23 @@ def _budget_ends(spec: LatentSpec, state: ProtocolState, budget_left: int) -> bo
 
 
 def needs_sample(rspec: ResolvedSpec, state: ProtocolState, budget_left: int, near_end: bool = False) -> bool:
-    """Whether :func:`step` will read :attr:`Decision.token` (a token is chosen, and a processor called, only then)."""
+    """Whether :func:`step` will read :attr:`Decision.token` (a token is chosen, and a processor called, only then).
+
+    Parameters
+    ----------
+    rspec : ResolvedSpec
+        The family's spec with its token ids resolved.
+    state : ProtocolState
+        The sequence's state.
+    budget_left : int
+        Positions still allowed after the prompt.
+    near_end : bool
+        As :attr:`Decision.near_end`.
+
+    Returns
+    -------
+    bool
+    """
     spec = rspec.spec
     if state.pending:
         return False
@@ -304,7 +406,22 @@ def _text(rspec: ResolvedSpec, state: ProtocolState, tok: int) -> tuple[Action, 
 
 
 def step(rspec: ResolvedSpec, state: ProtocolState, d: Decision) -> tuple[Action, ProtocolState]:
-    """The next input of one sequence and the state after it."""
+    """The next input of one sequence and the state after it.
+
+    Parameters
+    ----------
+    rspec : ResolvedSpec
+        The family's spec with its token ids resolved.
+    state : ProtocolState
+        The sequence's state.
+    d : Decision
+        What the model proposes at this position.
+
+    Returns
+    -------
+    tuple[Action, ProtocolState]
+        What to feed next, and the new state.
+    """
     spec = rspec.spec
     if state.pending:
         action, rest = state.pending[0], state.pending[1:]

@@ -14,11 +14,10 @@ interventions at once on shared prefixes (:mod:`latentprobe.engine.many`), with 
 from __future__ import annotations
 
 from numbers import Integral
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from latentprobe.display import Summarized
 from latentprobe.engine import many, modes
@@ -29,11 +28,14 @@ from latentprobe.engine.masks import MaskRule
 from latentprobe.engine.parts import ModelParts, locate_parts
 from latentprobe.engine.patching import InterventionMode
 from latentprobe.errors import InputError, InterventionError, SpecError, StepOutOfRangeError
-from latentprobe.interventions import as_intervention
+from latentprobe.interventions import Intervention, as_intervention
 from latentprobe.spec import LatentSpec, ResolvedSpec
 from latentprobe.presets import get_preset, list_presets
 from latentprobe.trace import ExampleTrace, LatentTrace
 from latentprobe.validate import positive_int
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["LatentRunner"]
 
@@ -84,7 +86,7 @@ class LatentRunner(Summarized):
     torch.Size([4, 2048])
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, spec: LatentSpec | str, *,
+    def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, spec: LatentSpec | str, *,
                  projection: Callable[[Tensor], Tensor] | None = None, mask_rule: MaskRule | None = None,
                  image_processor: ImageProcessor | None = None,
                  layers: str | None = None, norm: str | None = None, embed: str | None = None,
@@ -182,6 +184,9 @@ class LatentRunner(Summarized):
             ``H x W x 3`` or ``H x W x 4`` array, any size), or a list of them; with chat messages,
             they fill the messages' ``{"type": "image"}`` placeholders in order (as Hugging Face processors
             take them), and any left over follow the images embedded in the parts.
+        example_ids:
+            One id per prompt, recorded in the trace (default ``"0"``, ``"1"``, ...); seeded draws
+            (sampling, noise interventions) are keyed by them.
         max_new_tokens:
             Budget of positions after the prompt, latents and markers included (as in Hugging Face
             ``generate``); default 32 (or the published value with ``generation="published"``). A latent
@@ -199,6 +204,10 @@ class LatentRunner(Summarized):
             settings. Any setting passed explicitly wins; every id of the checkpoint's eos list stops. The
             effective settings and their sources are in ``trace.config["generation"]``
             (:func:`latentprobe.engine.decoding.effective_generation`).
+        seed:
+            Seed of the sampled draws (unused when decoding greedily).
+        batch_size:
+            Examples generated together in one forward pass.
         capture_positions:
             Also record every layer's hidden state at chosen prompt positions: ``"image"``,
             ``"prompt"`` (all prompt positions) or a callable ``(ids, segments) -> positions``.
@@ -206,6 +215,11 @@ class LatentRunner(Summarized):
             ``(ids_so_far, logprobs, example_index) -> logprobs`` applied before every token is chosen,
             inside latent mode too, as Hugging Face ``generate`` does (so a study can force or forbid a
             close); recorded log-probabilities are the model's own, before processing.
+        add_special_tokens:
+            Whether string prompts are tokenised with the tokenizer's special tokens; ``None``: the
+            preset's rule (:attr:`PromptConventions.add_special_tokens`).
+        progress:
+            A progress bar over the batches.
         trace_dtype:
             dtype of the recorded tensors (latents, hidden states, image features); default the
             model's own (bf16 for a bf16 model), ``torch.float32`` on request.
@@ -217,13 +231,29 @@ class LatentRunner(Summarized):
         Returns
         -------
         LatentTrace
+            One :class:`~latentprobe.trace.ExampleTrace` per prompt, in order, and the run's settings in
+            ``config``.
+
+        Examples
+        --------
+        On the shipped ``mediated`` toy (K = 4 latents of width 128):
+
+        >>> from latentprobe import toy
+        >>> tm = toy.load("mediated")
+        >>> ex = tm.examples("test", 4)
+        >>> runner = tm.runner()
+        >>> trace = runner.run(tm.prompts(ex), tm.images(ex), max_new_tokens=16, progress=False)
+        >>> len(trace), tuple(trace[0].z.shape)
+        (4, (4, 128))
+        >>> trace.answers
+        ['two', 'blue', 'green', 'red']
         """
         cfg, record = self._generation(generation, max_new_tokens=max_new_tokens, do_sample=do_sample,
                                        temperature=temperature, top_k=top_k, top_p=top_p,
                                        repetition_penalty=repetition_penalty, seed=seed, record=True)
         if add_special_tokens is None:  # the preset's rule (CODI's test.py tokenises with special tokens)
             add_special_tokens = self.spec.prompt is not None and self.spec.prompt.add_special_tokens
-        _check_batch_size(batch_size)
+        positive_int(batch_size, "batch_size")
         check_budget(self.rspec, cfg.max_new_tokens)
         layers = self._capture_layers(capture_layers)
         rows = build_rows(prompts, images, example_ids, tokenizer=self.tokenizer, rspec=self.rspec, parts=self.parts,
@@ -231,7 +261,7 @@ class LatentRunner(Summarized):
                           convention=self.prompt_convention, keep_dtype=trace_dtype, max_new_tokens=cfg.max_new_tokens)
         self._record(trace_dtype, layers)
         out: list[ExampleTrace] = []
-        for batch in _batches(rows, batch_size, progress, "generate"):
+        for batch in modes.batches(rows, batch_size, progress, "generate"):
             self._decoder.run(batch, cfg, logits_processor, capture=capture_positions)
             out.extend(modes.finish(self._decoder, self.tokenizer, r) for r in batch)
         check_budget(self.rspec, cfg.max_new_tokens, [e.answer_text for e in out])
@@ -244,7 +274,7 @@ class LatentRunner(Summarized):
                   "capture_layers": "all" if layers is None else list(layers)}
         return LatentTrace(tuple(out), self.spec, config)
 
-    def intervene(self, trace: LatentTrace, intervention: Any = None, *, steps: Sequence[int] | None = None,
+    def intervene(self, trace: LatentTrace, intervention: Intervention | Callable[..., Tensor] | None = None, *, steps: Sequence[int] | None = None,
                   layers: Sequence[int] = (0,), mode: str | InterventionMode = "replay",
                   max_new_tokens: int | None = None, batch_size: int = 8, drop_latents: bool = False,
                   logits_processor: LogitsProcessor | None = None, seed: int | None = None,
@@ -253,6 +283,8 @@ class LatentRunner(Summarized):
 
         Parameters
         ----------
+        trace:
+            A trace this runner (or one on the same model and spec) recorded.
         intervention:
             An :class:`~latentprobe.interventions.Intervention` or a callable ``(z, step, example) -> z``;
             ``None`` re-runs the mode unchanged (a control: it must reproduce the trace).
@@ -263,20 +295,47 @@ class LatentRunner(Summarized):
             of decoder layer ``i-1`` at the latent position.
         mode:
             ``"replay"``, ``"propagate"`` or ``"redecode"`` (see :mod:`latentprobe.engine.modes`).
+        max_new_tokens:
+            Budget of the continued generation (``propagate`` / ``redecode``; default the trace's).
+        batch_size:
+            Examples run together in one forward pass.
         drop_latents:
             ``redecode`` only: remove the latent slots entirely, keeping the open/close markers.
+        logits_processor:
+            As in :meth:`run`, applied to every token generated after the intervention.
+        seed:
+            Seed of sampled draws (default the trace's own, so ``intervene(trace, None)`` reproduces it).
+        progress:
+            A progress bar over the batches.
 
         Returns
         -------
-        LatentTrace whose examples hold the new latents, hidden states and answer. In replay mode
-        ``answer_ids`` are the teacher-forced greedy predictions at the recorded answer positions and
-        ``forced_logprobs`` score the recorded answer tokens.
+        LatentTrace
+            Its examples hold the new latents, hidden states and answer. In replay mode
+            ``answer_ids`` are the teacher-forced greedy predictions at the recorded answer positions and
+            ``forced_logprobs`` score the recorded answer tokens.
+
+        Examples
+        --------
+        On the shipped ``mediated`` toy, the no-op control reproduces the trace, and zeroing the latents
+        while generation continues from them changes the answers:
+
+        >>> from latentprobe import Zero, toy
+        >>> tm = toy.load("mediated")
+        >>> ex = tm.examples("test", 4)
+        >>> runner = tm.runner()
+        >>> trace = runner.run(tm.prompts(ex), tm.images(ex), max_new_tokens=16, progress=False)
+        >>> runner.intervene(trace, None, progress=False).answers == trace.answers
+        True
+        >>> zeroed = runner.intervene(trace, Zero(), mode="propagate", progress=False)
+        >>> float(zeroed[0].z.abs().max()), zeroed.answers == trace.answers
+        (0.0, False)
         """
         imode, fns, layers, cfg, chosen = self._setup(trace, [intervention], steps, layers, mode, max_new_tokens,
                                                       batch_size, drop_latents, seed)
         fn = fns[0]
         out: list[ExampleTrace] = []
-        for idx in _batches(list(range(len(trace))), batch_size, progress, imode.value):
+        for idx in modes.batches(list(range(len(trace))), batch_size, progress, imode.value):
             exs = [trace.examples[i] for i in idx]
             sel = [chosen[i] for i in idx]
             if imode is InterventionMode.REPLAY:
@@ -284,7 +343,7 @@ class LatentRunner(Summarized):
             else:
                 out.extend(modes.resume(self._decoder, self.tokenizer, exs, sel, layers, fn, imode, cfg,
                                         logits_processor, drop_latents))
-        return LatentTrace(tuple(out), trace.spec, _result_config(trace, imode, fn, steps, layers, drop_latents))
+        return LatentTrace(tuple(out), trace.spec, modes.result_config(trace, imode, fn, steps, layers, drop_latents))
 
     def intervene_many(self, trace: LatentTrace, interventions: Mapping[str, Any], *,
                        steps: Sequence[int] | None = None, layers: Sequence[int] = (0,),
@@ -316,6 +375,8 @@ class LatentRunner(Summarized):
             (``"control": "run"``).
         progress:
             A progress bar over the batches (when there is more than one).
+        trace : LatentTrace
+            As in :meth:`intervene`.
 
         Returns
         -------
@@ -330,10 +391,17 @@ class LatentRunner(Summarized):
 
         Examples
         --------
+        >>> from latentprobe import AddNoise, Zero, toy
+        >>> tm = toy.load("mediated")
+        >>> ex = tm.examples("test", 4)
+        >>> runner = tm.runner()
+        >>> trace = runner.run(tm.prompts(ex), tm.images(ex), max_new_tokens=16, progress=False)
         >>> out = runner.intervene_many(trace, {"zero": Zero(), "noise": AddNoise(1.0)}, mode="propagate",
-        ...                             control="none")                                # doctest: +SKIP
-        >>> out["none"].config["control"]                                              # doctest: +SKIP
-        'clean_trace'
+        ...                             control="none", progress=False)
+        >>> list(out), out["none"].config["control"]
+        (['zero', 'noise', 'none'], 'clean_trace')
+        >>> out["zero"].answers == runner.intervene(trace, Zero(), mode="propagate", progress=False).answers
+        True
         """
         if not isinstance(interventions, Mapping):
             raise InputError(f"interventions={type(interventions).__name__}: give a dict {{name: intervention}} "
@@ -351,7 +419,7 @@ class LatentRunner(Summarized):
             names, fns = names + [control], fns + [None]
 
         def config(fn: Any) -> dict[str, Any]:
-            return _result_config(trace, imode, fn, steps, layers_t, drop_latents)
+            return modes.result_config(trace, imode, fn, steps, layers_t, drop_latents)
 
         if not fns:
             return {control: many.clean_as_control(trace, config(None))} if control is not None else {}
@@ -370,12 +438,12 @@ class LatentRunner(Summarized):
         """Check the arguments of interventions before anything runs: their mode, interventions (``None``: a
         control), layers, settings and each example's chosen steps; sets the recording settings to the trace's."""
         imode = InterventionMode.parse(mode)
-        _check_batch_size(batch_size)
+        positive_int(batch_size, "batch_size")
         for arg, vals in (("steps", steps), ("layers", layers)):
             if vals is not None and (isinstance(vals, (str, bytes)) or not hasattr(vals, "__iter__") or any(
                     isinstance(v, bool) or not isinstance(v, Integral) for v in vals)):
                 raise InputError(f"{arg}={vals!r}: give a list of integers (bools and other types are refused).")
-        _check_trace(trace, self.parts.hidden_size)
+        modes.check_trace(trace, self.parts.hidden_size)
         fns = [as_intervention(x) if x is not None else None for x in interventions]
         n_res = self.parts.n_layers + 1
         layers = tuple(sorted({int(l) for l in layers}))
@@ -426,33 +494,3 @@ class LatentRunner(Summarized):
     def _tokenize(self, prompt: str | Sequence[int], add_special_tokens: bool = False) -> list[int]:
         """The ids :meth:`run` feeds for ``prompt`` (before image-token expansion)."""
         return tokenize(self.tokenizer, prompt, add_special_tokens)
-
-
-def _result_config(trace: LatentTrace, imode: InterventionMode, fn: Any, steps: Sequence[int] | None,
-                   layers: Sequence[int], drop_latents: bool) -> dict[str, Any]:
-    """The config of an intervened trace: the source trace's, with what was done to it."""
-    return {**trace.config, "mode": imode.value, "intervention": None if fn is None else fn.to_config(),
-            "steps": None if steps is None else sorted({int(s) for s in steps}), "layers": list(layers),
-            "drop_latents": drop_latents, "source_mode": trace.config.get("mode")}
-
-
-def _check_batch_size(batch_size: Any) -> None:
-    positive_int(batch_size, "batch_size")
-
-
-def _check_trace(trace: Any, hidden_size: int) -> None:
-    """Refuse a non-trace or a trace recorded by a model of another hidden size, before anything runs."""
-    if not isinstance(trace, LatentTrace):
-        raise InputError(f"trace={type(trace).__name__}: intervene takes the LatentTrace returned by run().")
-    if len(trace) == 0:
-        raise InputError("trace has no examples; run() some prompts first.")
-    for e in trace.examples:
-        if e.z.ndim != 2 or (e.z.shape[0] > 0 and e.z.shape[-1] != hidden_size):
-            raise InputError(f"example {e.example_id!r}: the trace's latents have shape {tuple(e.z.shape)} but this "
-                             f"runner's hidden size is {hidden_size}; intervene with the runner (model) that "
-                             "recorded the trace.")
-
-
-def _batches(items: list, size: int, progress: bool, desc: str) -> Iterator[list]:
-    chunks = [items[i:i + size] for i in range(0, len(items), size)]
-    yield from tqdm(chunks, desc=desc, unit="batch", disable=not progress or len(chunks) <= 1, leave=False)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 import torch
 from jaxtyping import Float
@@ -31,6 +31,18 @@ from torch import Tensor
 from latentprobe.errors import InputError
 from latentprobe.seeding import torch_generator
 from latentprobe.validate import integer, positive_int
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerBase
+
+    from latentprobe.resolved_spec import ResolvedSpec
+
+
+class _RunnerLike(Protocol):
+    """What :meth:`ForceOpen.for_runner` reads of a :class:`~latentprobe.engine.LatentRunner`."""
+
+    rspec: ResolvedSpec
+    tokenizer: PreTrainedTokenizerBase
 
 __all__ = ["GenerationConfig", "LogitsProcessor", "ForceOpen", "sampling_probs", "choose", "end_distance"]
 
@@ -47,6 +59,25 @@ class GenerationConfig:
     ``(seed, example id, position)``. That includes the decisions taken inside latent mode.
     ``eos_token_ids``: every id that ends a sequence (``None``: the tokenizer's eos); ``load`` reads
     the checkpoint's list from its ``generation_config.json`` (:mod:`latentprobe.engine.decoding`).
+
+    Parameters
+    ----------
+    max_new_tokens : int
+        Positions allowed after the prompt, latents and markers included.
+    do_sample : bool
+        Sample instead of taking the argmax.
+    temperature : float
+        Sampling temperature.
+    top_k : int | None
+        Keep only the ``top_k`` most likely tokens when sampling (``None``: all).
+    seed : int
+        Key of the seeded draws.
+    top_p : float | None
+        Nucleus sampling mass (``None``: off).
+    repetition_penalty : float
+        Hugging Face's repetition penalty (1.0: off).
+    eos_token_ids : tuple[int, ...] | None
+        Every id that ends a sequence (``None``: the tokenizer's eos).
     """
 
     max_new_tokens: int = 32
@@ -59,7 +90,12 @@ class GenerationConfig:
     eos_token_ids: tuple[int, ...] | None = None
 
     def replace(self, **changes: Any) -> "GenerationConfig":
-        """A copy with some settings changed."""
+        """A copy with some settings changed.
+
+        Returns
+        -------
+        GenerationConfig
+        """
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> None:
@@ -95,6 +131,18 @@ def sampling_probs(scores: Float[Tensor, "vocab"], cfg: GenerationConfig) -> Flo
 
     Top-p keeps the smallest set of most probable tokens whose probability reaches ``top_p`` (always
     at least one), as Hugging Face's ``TopPLogitsWarper`` and vLLM do.
+
+    Parameters
+    ----------
+    scores : Float[Tensor, "vocab"]
+        Log-probabilities over the vocabulary.
+    cfg : GenerationConfig
+        The run's settings.
+
+    Returns
+    -------
+    Tensor
+        ``[vocab]`` probabilities.
     """
     s = scores.detach().float().cpu() / cfg.temperature
     if cfg.top_k is not None and cfg.top_k < s.numel():
@@ -114,6 +162,22 @@ def choose(scores: Float[Tensor, "vocab"], cfg: GenerationConfig, *, example_id:
 
     The key makes a draw independent of everything drawn before it: a run resumed at any position,
     in any mode or batch, draws what the original run drew there.
+
+    Parameters
+    ----------
+    scores : Float[Tensor, "vocab"]
+        Log-probabilities over the vocabulary (processed).
+    cfg : GenerationConfig
+        The run's settings.
+    example_id : str
+        Key of the draw.
+    position : int
+        Key of the draw.
+
+    Returns
+    -------
+    int
+        The chosen token id.
     """
     if not cfg.do_sample:
         return int(scores.argmax())
@@ -132,7 +196,22 @@ def _penalise(logits: Float[Tensor, "vocab"], ids: list[int], penalty: float) ->
 
 def end_distance(h: Float[Tensor, "... d"], end: Float[Tensor, "d"], kind: str) -> Float[Tensor, "..."]:
     """LVR's distance between outputs and the learned end embedding: ``"mse"``/``"mae"`` (means over the
-    hidden size) or ``"cosine"`` (1 - cosine similarity)."""
+    hidden size) or ``"cosine"`` (1 - cosine similarity).
+
+    Parameters
+    ----------
+    h : Float[Tensor, "... d"]
+        Outputs ``[..., d]``.
+    end : Float[Tensor, "d"]
+        The learned end embedding ``[d]``.
+    kind : str
+        ``"mse"``, ``"mae"`` or ``"cosine"``.
+
+    Returns
+    -------
+    Tensor
+        ``[...]`` distances.
+    """
     h, end = h.float(), end.float().to(h.device)
     if kind == "mse":
         return ((h - end) ** 2).mean(-1)
@@ -220,10 +299,25 @@ class ForceOpen:
             raise InputError(f"{where}: skip_ids={self.skip_ids!r}; give token ids.")
 
     @classmethod
-    def for_runner(cls, runner: Any, *, at: int | Mapping[int, int] = 0, prompt_lens: Mapping[int, int] | None = None,
+    def for_runner(cls, runner: _RunnerLike, *, at: int | Mapping[int, int] = 0, prompt_lens: Mapping[int, int] | None = None,
                    keep_eos: bool = False, skip_tokens: tuple[str, ...] = ()) -> "ForceOpen":
         """The processor for ``runner``'s open marker and its tokenizer's eos (kept with ``keep_eos=True``);
         ``skip_tokens`` are token strings whose presence in a prompt leaves that example unforced.
+
+        Parameters
+        ----------
+        runner : LatentRunner
+            A :class:`~latentprobe.engine.LatentRunner` (its spec's open marker and tokenizer).
+        at, prompt_lens
+            As in the class.
+        keep_eos : bool
+            Leave the eos token allowed (otherwise it is never chosen).
+        skip_tokens : tuple[str, ...]
+            Token strings whose presence in a prompt leaves that example unforced.
+
+        Returns
+        -------
+        ForceOpen
 
         Raises
         ------

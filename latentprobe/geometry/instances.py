@@ -91,7 +91,12 @@ class WithinInstanceResult(SummarizedResult):
 
     def step_table(self) -> pd.DataFrame:
         """``step_matrix`` in long format (:class:`~latentprobe.schema.STEP_MATRIX`): one row per
-        ``(step_a, step_b)``, row-major, with their mean cosine."""
+        ``(step_a, step_b)``, row-major, with their mean cosine.
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
         k = self.step_matrix.shape[0]
         steps = np.arange(k, dtype=np.int64)
         return STEP_MATRIX.frame({STEP_MATRIX.STEP_A: np.repeat(steps, k), STEP_MATRIX.STEP_B: np.tile(steps, k),

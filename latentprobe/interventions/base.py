@@ -6,7 +6,7 @@ import abc
 import dataclasses
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
 
 import torch
 from jaxtyping import Float
@@ -14,6 +14,9 @@ from torch import Tensor
 
 from latentprobe.errors import InterventionError, InterventionShapeError, StepOutOfRangeError
 from latentprobe.validate import integer, number
+
+if TYPE_CHECKING:  # pragma: no cover
+    from latentprobe.trace import ExampleTrace, LatentTrace
 
 __all__ = ["Intervention", "intervention_from_config", "register_intervention", "registered_interventions"]
 
@@ -28,6 +31,33 @@ def register_intervention(cls: _I) -> _I:
 
     Registering the same class twice is a no-op; a *different* class with a name already taken
     raises :class:`~latentprobe.errors.InterventionError` (rename the class).
+
+    Parameters
+    ----------
+    cls : type
+        An :class:`Intervention` subclass (usually a frozen dataclass, whose fields are its config).
+
+    Returns
+    -------
+    type
+        ``cls`` itself, so the function works as a decorator.
+
+    Examples
+    --------
+    An intervention that shifts every latent by a constant, rebuilt from its config:
+
+    >>> from dataclasses import dataclass
+    >>> import torch
+    >>> from latentprobe import Intervention, intervention_from_config, register_intervention
+    >>> @register_intervention
+    ... @dataclass(frozen=True)
+    ... class ShiftAll(Intervention):
+    ...     by: float = 1.0
+    ...     def apply(self, z, step, example, layer=0):
+    ...         return z + self.by
+    >>> again = intervention_from_config(ShiftAll(by=2.0).to_config())
+    >>> again, again(torch.zeros(3), 0, None)
+    (ShiftAll(by=2.0), tensor([2., 2., 2.]))
     """
     if not (isinstance(cls, type) and issubclass(cls, Intervention)):
         raise InterventionError(f"register_intervention takes an Intervention subclass, got {cls!r}.")
@@ -43,7 +73,12 @@ def register_intervention(cls: _I) -> _I:
 
 
 def registered_interventions() -> dict[str, type]:
-    """``{name: class}`` of every registered intervention (a copy)."""
+    """``{name: class}`` of every registered intervention (a copy).
+
+    Returns
+    -------
+    dict[str, type]
+    """
     return dict(_REGISTRY)
 
 
@@ -93,17 +128,53 @@ class Intervention(abc.ABC):
     name: str = "intervention"
 
     @abc.abstractmethod
-    def apply(self, z: Float[Tensor, "d"], step: int, example: Any, layer: int = 0) -> Float[Tensor, "d"]:
-        """The vector to use instead of ``z`` at latent ``step`` (residual ``layer``) of ``example``."""
+    def apply(self, z: Float[Tensor, "d"], step: int, example: ExampleTrace, layer: int = 0) -> Float[Tensor, "d"]:
+        """The vector to use instead of ``z`` at latent ``step`` (residual ``layer``) of ``example``.
 
-    def __call__(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+        Parameters
+        ----------
+        z : Tensor
+            ``[d]``: the vector the run would use (the fed latent at layer 0, the residual at other layers).
+        step : int
+            Latent step (0-based).
+        example : ExampleTrace
+            The recorded example being intervened on (its ``index``, ``example_id``, ``z``, ``hidden``).
+        layer : int
+            Residual layer: 0 is the fed vector, ``i >= 1`` the output of decoder layer ``i-1``.
+
+        Returns
+        -------
+        Tensor
+            ``[d]``, in ``z``'s dtype.
+        """
+
+    def __call__(self, z: Tensor, step: int, example: ExampleTrace, layer: int = 0) -> Tensor:
         return self.apply(z, step, example, layer)
 
-    def check(self, hidden_size: int, trace: Any) -> None:
-        """Validate against the model's hidden size and the trace before anything runs."""
+    def check(self, hidden_size: int, trace: LatentTrace | None) -> None:
+        """Validate against the model's hidden size and the trace before anything runs.
+
+        Parameters
+        ----------
+        hidden_size : int
+            The model's hidden size ``d``.
+        trace : LatentTrace or None
+            The trace to be intervened on, when known.
+
+        Raises
+        ------
+        InterventionShapeError
+            A tensor of the intervention does not fit ``hidden_size`` or the trace.
+        """
 
     def to_config(self) -> dict[str, Any]:
-        """JSON-ready description: ``{"type": class name, field: value}`` (tensors as shape + values)."""
+        """JSON-ready description: ``{"type": class name, field: value}`` (tensors as shape + values).
+
+        Returns
+        -------
+        dict
+            What :func:`intervention_from_config` rebuilds the intervention from.
+        """
         d: dict[str, Any] = {"type": type(self).__name__}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             v = getattr(self, f.name)
@@ -112,7 +183,17 @@ class Intervention(abc.ABC):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Intervention":
-        """Rebuild from :meth:`to_config` (``config`` without ``"type"``); a dataclass's fields."""
+        """Rebuild from :meth:`to_config` (``config`` without ``"type"``); a dataclass's fields.
+
+        Parameters
+        ----------
+        config : dict
+            Field values (tensors as :meth:`to_config` writes them).
+
+        Returns
+        -------
+        Intervention
+        """
         kw = {}
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
             v = config.get(f.name)
@@ -128,7 +209,22 @@ def _not_rebuildable(cls: type, what: str) -> InterventionError:
 def intervention_from_config(config: dict[str, Any]) -> Intervention:
     """Rebuild a registered intervention from :meth:`Intervention.to_config` (see
     :func:`register_intervention`). Swap, MatchedDisplacement and Lambda hold references to data or
-    code and cannot be rebuilt from a config alone."""
+    code and cannot be rebuilt from a config alone.
+
+    Parameters
+    ----------
+    config : dict
+        ``{"type": class name, field: value, ...}``.
+
+    Returns
+    -------
+    Intervention
+
+    Raises
+    ------
+    InterventionError
+        The type is not registered, or the intervention cannot be rebuilt from a config.
+    """
     cfg = dict(config)
     kind = cfg.pop("type", None)
     if kind not in _REGISTRY:

@@ -7,7 +7,7 @@ import dataclasses
 import inspect
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
 
 import torch
 from jaxtyping import Float
@@ -17,6 +17,9 @@ from latentprobe.seeding import torch_generator
 from latentprobe.errors import InterventionError, InterventionShapeError, StepOutOfRangeError
 from latentprobe.interventions.base import (Intervention, _finite_number, _finite_tensor, _int_arg,
                                             _mapping, _not_rebuildable, _tensor_config, register_intervention)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from latentprobe.trace import ExampleTrace, LatentTrace
 
 __all__ = [
     "Replace", "Zero", "Scale", "AddNoise", "ReplaceNoise", "MeanAblate", "Swap", "RepeatFirst", "Lambda",
@@ -28,14 +31,20 @@ __all__ = [
 @dataclass(frozen=True, eq=False)
 class Replace(Intervention):
     """Replace with a given tensor: ``[d]`` (one vector for every step of every example, the
-    paper's "one shared tensor"), ``[K, d]`` (per step) or ``[n, K, d]`` (per example and step)."""
+    paper's "one shared tensor"), ``[K, d]`` (per step) or ``[n, K, d]`` (per example and step).
+
+    Parameters
+    ----------
+    value : Tensor
+        The replacement, ``[d]``, ``[K, d]`` or ``[n, K, d]`` (finite, floating point).
+    """
 
     value: Tensor
 
     def __post_init__(self) -> None:
         _finite_tensor("Replace", "value", self.value)
 
-    def check(self, hidden_size: int, trace: Any) -> None:
+    def check(self, hidden_size: int, trace: LatentTrace | None) -> None:
         v = self.value
         if v.ndim not in (1, 2, 3) or v.shape[-1] != hidden_size:
             raise InterventionShapeError(
@@ -45,7 +54,7 @@ class Replace(Intervention):
         if v.ndim == 3 and trace is not None and v.shape[0] != len(trace):
             raise InterventionShapeError(f"Replace.value is [n={v.shape[0]}, K, d] but the trace has {len(trace)} examples.")
 
-    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+    def apply(self, z: Tensor, step: int, example: ExampleTrace, layer: int = 0) -> Tensor:
         v = self.value
         if v.ndim == 2:
             if step >= v.shape[0]:
@@ -61,21 +70,27 @@ class Replace(Intervention):
 class Zero(Intervention):
     """Set the latent to zero (the paper's near-zero intervention is ``Scale(1e-3)``)."""
 
-    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+    def apply(self, z: Tensor, step: int, example: ExampleTrace, layer: int = 0) -> Tensor:
         return torch.zeros_like(z)
 
 
 @register_intervention
 @dataclass(frozen=True)
 class Scale(Intervention):
-    """Multiply the latent by ``factor``."""
+    """Multiply the latent by ``factor``.
+
+    Parameters
+    ----------
+    factor : float
+        The multiplier (finite).
+    """
 
     factor: float
 
     def __post_init__(self) -> None:
         _finite_number("Scale", "factor", self.factor)
 
-    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+    def apply(self, z: Tensor, step: int, example: ExampleTrace, layer: int = 0) -> Tensor:
         return z * float(self.factor)
 
 
@@ -83,7 +98,15 @@ class Scale(Intervention):
 @dataclass(frozen=True)
 class AddNoise(Intervention):
     """Add Gaussian noise with per-coordinate std ``scale * ||z|| / sqrt(d)`` (so the noise norm is
-    about ``scale * ||z||``)."""
+    about ``scale * ||z||``).
+
+    Parameters
+    ----------
+    scale : float
+        Noise norm relative to the latent's norm (non-negative).
+    seed : int
+        Seed; the draw is keyed by ``(seed, example id, step, layer)``.
+    """
 
     scale: float = 1.0
     seed: int = 0
@@ -92,7 +115,7 @@ class AddNoise(Intervention):
         _finite_number("AddNoise", "scale", self.scale, min_value=0.0)
         _int_arg("AddNoise", "seed", self.seed)
 
-    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+    def apply(self, z: Tensor, step: int, example: ExampleTrace, layer: int = 0) -> Tensor:
         g = torch_generator(self.seed, example.example_id, step, layer)
         eps = torch.randn(z.shape, generator=g, dtype=torch.float32).to(z.dtype)
         return z + eps * (self.scale * z.norm() / z.numel() ** 0.5)
@@ -102,14 +125,20 @@ class AddNoise(Intervention):
 @dataclass(frozen=True, eq=False)
 class ReplaceNoise(Intervention):
     """Replace with a Gaussian random direction of the same norm as the latent (also the
-    random-direction placebo of matched norm)."""
+    random-direction placebo of matched norm).
+
+    Parameters
+    ----------
+    seed : int
+        Seed; the direction is keyed by ``(seed, example id, step, layer)``.
+    """
 
     seed: int = 0
 
     def __post_init__(self) -> None:
         _int_arg("ReplaceNoise", "seed", self.seed)
 
-    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+    def apply(self, z: Tensor, step: int, example: ExampleTrace, layer: int = 0) -> Tensor:
         g = torch_generator(self.seed, example.example_id, step, layer)
         eps = torch.randn(z.shape, generator=g, dtype=torch.float32).to(z.dtype)
         return eps * (z.norm() / eps.norm().clamp_min(1e-12))
@@ -119,7 +148,13 @@ class ReplaceNoise(Intervention):
 @dataclass(frozen=True, eq=False)
 class MeanAblate(Intervention):
     """Replace with the mean of a reference set: ``[d]``, ``[K, d]`` per step, or
-    ``[K, L+1, d]`` per step and residual layer. Build it with :meth:`from_trace`."""
+    ``[K, L+1, d]`` per step and residual layer. Build it with :meth:`from_trace`.
+
+    Parameters
+    ----------
+    mean : Tensor
+        The mean, ``[d]``, ``[K, d]`` or ``[K, L+1, d]`` (finite, floating point).
+    """
 
     mean: Tensor
 
@@ -127,7 +162,23 @@ class MeanAblate(Intervention):
         _finite_tensor("MeanAblate", "mean", self.mean)
 
     @classmethod
-    def from_trace(cls, trace: Any, *, per_step: bool = True, per_layer: bool = False) -> "MeanAblate":
+    def from_trace(cls, trace: LatentTrace, *, per_step: bool = True, per_layer: bool = False) -> "MeanAblate":
+        """The mean of ``trace``'s latents (of the examples that entered latent mode).
+
+        Parameters
+        ----------
+        trace : LatentTrace
+            The reference set.
+        per_step : bool
+            One mean per latent step (``[K, d]``) rather than one over all steps (``[d]``).
+        per_layer : bool
+            Also one per residual layer (``[K, L+1, d]``, from ``hidden``), to ablate at layers other than 0;
+            needs ``per_step``.
+
+        Returns
+        -------
+        MeanAblate
+        """
         what = "hidden" if per_layer else "z"
         if per_layer:
             stacked = torch.stack([e.hidden for e in trace.examples if e.num_latents > 0]) if per_step else None
@@ -137,14 +188,14 @@ class MeanAblate(Intervention):
         zs, _ = trace.stack(what)
         return cls(zs.mean(0) if per_step else zs.reshape(-1, zs.shape[-1]).mean(0))
 
-    def check(self, hidden_size: int, trace: Any) -> None:
+    def check(self, hidden_size: int, trace: LatentTrace | None) -> None:
         if self.mean.shape[-1] != hidden_size or self.mean.ndim not in (1, 2, 3):
             raise InterventionShapeError(
                 f"MeanAblate.mean has shape {tuple(self.mean.shape)}; expected [{hidden_size}], [K, {hidden_size}] "
                 f"or [K, L+1, {hidden_size}]."
             )
 
-    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+    def apply(self, z: Tensor, step: int, example: ExampleTrace, layer: int = 0) -> Tensor:
         m = self.mean
         if m.ndim >= 2:
             if step >= m.shape[0]:
@@ -165,9 +216,16 @@ class Swap(Intervention):
     ``source`` is a LatentTrace (default: the trace being intervened on must be passed explicitly)
     and ``mapping[i]`` the source example for example ``i`` (default: ``(i + 1) % n``, a cyclic
     derangement, so no example receives its own latents).
+
+    Parameters
+    ----------
+    source : LatentTrace
+        The trace whose latents are swapped in.
+    mapping : tuple of int, optional
+        ``mapping[i]``: the source example for example ``i`` (default the cyclic derangement).
     """
 
-    source: Any
+    source: LatentTrace
     mapping: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -175,7 +233,7 @@ class Swap(Intervention):
             raise InterventionError(f"Swap.source={self.source!r}: give a non-empty LatentTrace to take latents from.")
         _mapping("Swap", self.mapping)
 
-    def check(self, hidden_size: int, trace: Any) -> None:
+    def check(self, hidden_size: int, trace: LatentTrace | None) -> None:
         n_src = len(self.source)
         if self.mapping is not None:
             if trace is not None and len(self.mapping) != len(trace):
@@ -184,12 +242,12 @@ class Swap(Intervention):
             if bad:
                 raise StepOutOfRangeError(f"Swap.mapping points at source examples {bad}; the source has {n_src}.")
 
-    def _src(self, example: Any) -> Any:
+    def _src(self, example: ExampleTrace) -> ExampleTrace:
         n = len(self.source)
         j = self.mapping[example.index] if self.mapping is not None else (example.index + 1) % n
         return self.source[j]
 
-    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+    def apply(self, z: Tensor, step: int, example: ExampleTrace, layer: int = 0) -> Tensor:
         s = self._src(example)
         if step >= s.num_latents:
             raise StepOutOfRangeError(
@@ -212,7 +270,7 @@ class Swap(Intervention):
 class RepeatFirst(Intervention):
     """Replace every chosen step with the example's own first latent (recorded)."""
 
-    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+    def apply(self, z: Tensor, step: int, example: ExampleTrace, layer: int = 0) -> Tensor:
         v = example.z[0] if layer == 0 else example.hidden[0, layer]
         return v.to(z.dtype).clone()
 
@@ -220,7 +278,15 @@ class RepeatFirst(Intervention):
 @register_intervention
 @dataclass(frozen=True, eq=False)
 class Lambda(Intervention):
-    """Wrap a user callable ``fn(z, step, example)`` (or ``fn(z, step, example, layer)``)."""
+    """Wrap a user callable ``fn(z, step, example)`` (or ``fn(z, step, example, layer)``).
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(z, step, example)`` or ``fn(z, step, example, layer)`` returning the new latent.
+    name_ : str
+        Name recorded in :meth:`to_config` (default the callable's qualified name).
+    """
 
     fn: Callable[..., Tensor]
     name_: str = field(default="")
@@ -229,7 +295,7 @@ class Lambda(Intervention):
         if not callable(self.fn):
             raise InterventionError(f"Lambda.fn={self.fn!r} is not callable; pass a function (z, step, example) -> z.")
 
-    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+    def apply(self, z: Tensor, step: int, example: ExampleTrace, layer: int = 0) -> Tensor:
         try:
             params = inspect.signature(self.fn).parameters
             takes_layer = "layer" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
@@ -252,7 +318,15 @@ class GaussianReplace(Intervention):
 
     The paper's "replace with Gaussian noise"; :func:`latentprobe.causal.default_interventions`
     sets ``std`` to the root-mean-square coordinate of the clean latents, so the noise has their
-    typical norm (unlike :class:`ReplaceNoise`, whose norm is matched per latent)."""
+    typical norm (unlike :class:`ReplaceNoise`, whose norm is matched per latent).
+
+    Parameters
+    ----------
+    std : float
+        Standard deviation of every coordinate (non-negative).
+    seed : int
+        Seed; the draw is keyed by ``(seed, example id, step, layer)``.
+    """
 
     std: float = 1.0
     seed: int = 0
@@ -261,7 +335,7 @@ class GaussianReplace(Intervention):
         _finite_number("GaussianReplace", "std", self.std, min_value=0.0)
         _int_arg("GaussianReplace", "seed", self.seed)
 
-    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+    def apply(self, z: Tensor, step: int, example: ExampleTrace, layer: int = 0) -> Tensor:
         g = torch_generator(self.seed, "gauss", example.example_id, step, layer)
         return (torch.randn(z.shape, generator=g, dtype=torch.float32) * float(self.std)).to(z.dtype)
 
@@ -272,9 +346,19 @@ class MatchedDisplacement(Intervention):
     """Placebo for a swap: move the latent by a random direction of the *same distance* as the swap
     would (``z + u * ||z_src - z||``, ``u`` a seeded random unit vector), where ``z_src`` is the
     latent of example ``mapping[i]`` of ``source`` at the same step (and layer). A swap that hurts
-    more than this placebo does so because of *what* it writes, not only how far it moves z."""
+    more than this placebo does so because of *what* it writes, not only how far it moves z.
 
-    source: Any
+    Parameters
+    ----------
+    source : LatentTrace
+        The trace whose latents a swap would write (it sets the distance only).
+    mapping : tuple of int, optional
+        ``mapping[i]``: the source example for example ``i`` (default the cyclic derangement).
+    seed : int
+        Seed; the direction is keyed by ``(seed, example id, step, layer)``.
+    """
+
+    source: LatentTrace
     mapping: tuple[int, ...] | None = None
     seed: int = 0
 
@@ -284,7 +368,7 @@ class MatchedDisplacement(Intervention):
         _mapping("MatchedDisplacement", self.mapping)
         _int_arg("MatchedDisplacement", "seed", self.seed)
 
-    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+    def apply(self, z: Tensor, step: int, example: ExampleTrace, layer: int = 0) -> Tensor:
         n = len(self.source)
         j = self.mapping[example.index] if self.mapping is not None else (example.index + 1) % n
         s = self.source[j]
@@ -315,7 +399,7 @@ class NoLatents(Intervention):
 
     name: ClassVar[str] = "no_latents"
 
-    def apply(self, z: Tensor, step: int, example: Any, layer: int = 0) -> Tensor:
+    def apply(self, z: Tensor, step: int, example: ExampleTrace, layer: int = 0) -> Tensor:
         raise InterventionError(
             f"NoLatents removes the latent slots instead of rewriting them (example {example.example_id!r}, "
             f"step {step}); run it with runner.intervene(trace, None, mode='redecode', drop_latents=True) "
@@ -323,8 +407,23 @@ class NoLatents(Intervention):
         )
 
 
-def as_intervention(x: Any) -> Intervention:
-    """An :class:`Intervention` from an intervention or a callable ``(z, step, example) -> z``."""
+def as_intervention(x: Intervention | Callable[..., Tensor]) -> Intervention:
+    """An :class:`Intervention` from an intervention or a callable ``(z, step, example) -> z``.
+
+    Parameters
+    ----------
+    x : Intervention or callable
+        An intervention (returned as is) or a callable (wrapped in :class:`Lambda`).
+
+    Returns
+    -------
+    Intervention
+
+    Raises
+    ------
+    InterventionError
+        ``x`` is neither.
+    """
     if isinstance(x, Intervention):
         return x
     if callable(x):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import hashlib
-from typing import Any, NamedTuple, Sequence, TypeVar
+from typing import Any, Mapping, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 
@@ -21,7 +21,18 @@ _REGISTRY: dict[str, type] = {}
 def register_perturbation(cls: _P) -> _P:
     """Class decorator: register a :class:`Perturbation` dataclass under its class name, so that
     :func:`perturbation_from_config` can rebuild it. Registering the same class twice is a no-op;
-    a different class with a name already taken raises :class:`~latentprobe.errors.InputError`."""
+    a different class with a name already taken raises :class:`~latentprobe.errors.InputError`.
+
+    Parameters
+    ----------
+    cls : _P
+        A :class:`Perturbation` dataclass.
+
+    Returns
+    -------
+    type
+        ``cls`` itself (a decorator).
+    """
     if not (isinstance(cls, type) and issubclass(cls, Perturbation)):
         raise InputError(f"register_perturbation takes a Perturbation subclass, got {cls!r}.")
     known = _REGISTRY.get(cls.__name__)
@@ -33,11 +44,23 @@ def register_perturbation(cls: _P) -> _P:
 
 
 class PerturbedExample(NamedTuple):
-    """One perturbed example, as :meth:`Perturbation.apply_one` returns it (a plain 4-tuple works too)."""
+    """One perturbed example, as :meth:`Perturbation.apply_one` returns it (a plain 4-tuple works too).
 
-    prompt: Any
+    Attributes
+    ----------
+    prompt : str, token ids or chat messages
+        The prompt (usually the example's own).
+    image : array, list of arrays, or None
+        The image entry (an array, a list of arrays for multi-image prompts, or ``None``).
+    gold : str | None
+        The gold answer of the perturbed input, ``None`` where it has none or it is unknown.
+    meta : dict[str, Any]
+        The example's metadata, with what the perturbation did.
+    """
+
+    prompt: str | Sequence[int] | Sequence[Mapping[str, Any]]
     """The prompt (usually the example's own)."""
-    image: Any
+    image: np.ndarray | Sequence[np.ndarray] | None
     """The image entry (an array, a list of arrays for multi-image prompts, or ``None``)."""
     gold: str | None
     """The gold answer of the perturbed input, ``None`` where it has none or it is unknown."""
@@ -78,7 +101,17 @@ class Perturbation(abc.ABC):
             cls.apply_one = vars(cls)["_one"]  # type: ignore[attr-defined]  # the former name of the override
 
     def bind(self, inputs: InputSet) -> "Perturbation":
-        """A copy with everything that depends on the whole input set fixed (default: self)."""
+        """A copy with everything that depends on the whole input set fixed (default: self).
+
+        Parameters
+        ----------
+        inputs : InputSet
+            The whole clean input set.
+
+        Returns
+        -------
+        Perturbation
+        """
         return self
 
     def apply(self, inputs: InputSet, indices: Sequence[int] | None = None) -> InputSet:
@@ -87,6 +120,17 @@ class Perturbation(abc.ABC):
         The result holds ``inputs.example_ids[indices]`` in the same order. Partners of swaps are
         looked up in the *full* ``inputs``: :meth:`bind` is called on the full set, then
         :meth:`apply_one` for every index.
+
+        Parameters
+        ----------
+        inputs : InputSet
+            The clean input set.
+        indices : Sequence[int] | None
+            Which examples (default all).
+
+        Returns
+        -------
+        InputSet
         """
         bound = self.bind(inputs)
         idx = list(range(len(inputs))) if indices is None else [int(i) for i in indices]
@@ -125,7 +169,12 @@ class Perturbation(abc.ABC):
         """
 
     def to_config(self) -> dict[str, Any]:
-        """JSON-ready description: the class name and every field."""
+        """JSON-ready description: the class name and every field.
+
+        Returns
+        -------
+        dict[str, Any]
+        """
         d: dict[str, Any] = {"type": type(self).__name__}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             v = getattr(self, f.name)
@@ -140,7 +189,17 @@ class Perturbation(abc.ABC):
 def perturbation_from_config(config: dict[str, Any]) -> Perturbation:
     """Rebuild a registered perturbation from :meth:`Perturbation.to_config` (not :class:`Custom`,
     which holds code). Perturbations defined elsewhere are known once their module is imported
-    (e.g. :mod:`latentprobe.toy.perturbations`)."""
+    (e.g. :mod:`latentprobe.toy.perturbations`).
+
+    Parameters
+    ----------
+    config : dict[str, Any]
+        What :meth:`Perturbation.to_config` returned.
+
+    Returns
+    -------
+    Perturbation
+    """
     cfg = dict(config)
     kind = cfg.pop("type", None)
     if kind not in _REGISTRY:

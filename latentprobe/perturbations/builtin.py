@@ -30,6 +30,15 @@ class ImageSwap(Perturbation):
     same image (by ``meta["image_id"]``, else by pixel content). Gold answers are recomputed for
     the new (image, question) pair by :attr:`InputSet.relabel` (``None`` without it, or when the
     question is not well posed there).
+
+    Parameters
+    ----------
+    mapping : tuple[int, ...] | None
+        ``mapping[i]``: the partner of example ``i`` (default a seeded derangement).
+    seed : int
+        Seed of the default mapping.
+    name : str
+        Label of the condition in results and configs.
     """
 
     mapping: tuple[int, ...] | None = None
@@ -42,6 +51,17 @@ class ImageSwap(Perturbation):
         _c.check_name("ImageSwap", self.name)
 
     def bind(self, inputs: InputSet) -> "ImageSwap":
+        """A copy with the mapping fixed for ``inputs``.
+
+        Parameters
+        ----------
+        inputs : InputSet
+            The whole clean input set (fixes the mapping).
+
+        Returns
+        -------
+        ImageSwap
+        """
         _need_images(inputs, "ImageSwap")
         if self.mapping is None:
             return dataclasses.replace(self, mapping=derangement(len(inputs), self.seed, _image_groups(inputs)))
@@ -63,7 +83,15 @@ class ImageSwap(Perturbation):
 
 @dataclass(frozen=True)
 class BlankImage(Perturbation):
-    """Replace every image by a uniform image of the same size (``fill``: grey level or RGB)."""
+    """Replace every image by a uniform image of the same size (``fill``: grey level or RGB).
+
+    Parameters
+    ----------
+    fill : int | tuple[int, int, int]
+        Grey level or RGB triple.
+    name : str
+        Label of the condition in results and configs.
+    """
 
     fill: int | tuple[int, int, int] = 0
     name: str = "blank_image"
@@ -92,6 +120,17 @@ class NoiseImage(Perturbation):
     ``additive=True``: ``clip(image + N(0, sigma^2))``, a graded corruption of the real image.
     ``additive=False``: a pure noise image ``clip(N(128, sigma^2))`` carrying no information about
     the scene. Toy gold is kept for additive noise (the scene is unchanged), ``None`` otherwise.
+
+    Parameters
+    ----------
+    sigma : float
+        Standard deviation of the noise, in grey levels.
+    seed : int
+        Seed; draws keyed by ``(seed, example_id)``.
+    additive : bool
+        Add the noise to the image (``True``) or replace the image by noise.
+    name : str
+        Label of the condition in results and configs.
     """
 
     sigma: float = 64.0
@@ -129,6 +168,17 @@ class Occlude(Perturbation):
     gold answer is set to ``None`` (occluding the answer's object makes the question
     unanswerable). Subclasses choose a box per example by overriding :meth:`box_for` (the toy's
     :class:`~latentprobe.toy.perturbations.OccludeTarget` covers the queried object's cell).
+
+    Parameters
+    ----------
+    box : tuple[int, int, int, int] | str
+        ``(top, left, bottom, right)`` (end-exclusive) or ``"center"``.
+    fill : int | tuple[int, int, int] | str
+        Grey level, RGB triple or ``"noise"``.
+    seed : int
+        Seed of the noise fill.
+    name : str
+        Label of the condition in results and configs.
     """
 
     box: tuple[int, int, int, int] | str = "center"
@@ -144,7 +194,21 @@ class Occlude(Perturbation):
         _c.check_name(who, self.name)
 
     def box_for(self, inputs: InputSet, i: int, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-        """The ``(top, left, bottom, right)`` box to fill in example ``i``'s image of ``shape``."""
+        """The ``(top, left, bottom, right)`` box to fill in example ``i``'s image of ``shape``.
+
+        Parameters
+        ----------
+        inputs : InputSet
+            The input set.
+        i : int
+            The example.
+        shape : tuple[int, ...]
+            Its image's shape.
+
+        Returns
+        -------
+        tuple[int, int, int, int]
+        """
         h, w = int(shape[0]), int(shape[1])
         if isinstance(self.box, str):
             if self.box != "center":
@@ -171,6 +235,15 @@ class QuestionSwap(Perturbation):
     Default mapping: a seeded :func:`derangement` that never pairs two identical prompts. Gold
     answers are recomputed by :attr:`InputSet.relabel` (``None`` without it, or when the new
     question is not well posed for the scene).
+
+    Parameters
+    ----------
+    mapping : tuple[int, ...] | None
+        ``mapping[i]``: the partner of example ``i`` (default a seeded derangement).
+    seed : int
+        Seed of the default mapping.
+    name : str
+        Label of the condition in results and configs.
     """
 
     mapping: tuple[int, ...] | None = None
@@ -183,6 +256,17 @@ class QuestionSwap(Perturbation):
         _c.check_name("QuestionSwap", self.name)
 
     def bind(self, inputs: InputSet) -> "QuestionSwap":
+        """A copy with the mapping fixed for ``inputs``.
+
+        Parameters
+        ----------
+        inputs : InputSet
+            The whole clean input set (fixes the mapping).
+
+        Returns
+        -------
+        QuestionSwap
+        """
         if self.mapping is None:
             groups = [repr(p) for p in inputs.prompts]
             return dataclasses.replace(self, mapping=derangement(len(inputs), self.seed, groups))
@@ -208,6 +292,15 @@ class InstanceSwap(Perturbation):
     Comparing an example's latents with those of a *different* instance is the paper's
     cross-instance baseline: a perturbation that changes latents less than this changes them
     little. Default mapping: a seeded :func:`derangement`.
+
+    Parameters
+    ----------
+    mapping : tuple[int, ...] | None
+        ``mapping[i]``: the partner of example ``i`` (default a seeded derangement).
+    seed : int
+        Seed of the default mapping.
+    name : str
+        Label of the condition in results and configs.
     """
 
     mapping: tuple[int, ...] | None = None
@@ -241,6 +334,15 @@ class Custom(Perturbation):
     ``example_ids`` and their order). ``per_example=True``: ``fn(prompt, image, meta) -> (prompt,
     image)`` or ``(prompt, image, gold)``, called once per example, so a sweep calls it chunk by
     chunk. ``name`` labels the results and the config.
+
+    Parameters
+    ----------
+    fn : Callable[..., Any]
+        The callable (see above).
+    name : str
+        Label of the condition in results and configs.
+    per_example : bool
+        Call ``fn`` once per example (see above).
     """
 
     fn: Callable[..., Any]
@@ -253,6 +355,19 @@ class Custom(Perturbation):
         _c.check_name("Custom", self.name)
 
     def apply(self, inputs: InputSet, indices: Sequence[int] | None = None) -> InputSet:
+        """``fn`` applied to the examples at ``indices`` (see the class docstring).
+
+        Parameters
+        ----------
+        inputs : InputSet
+            The clean input set.
+        indices : Sequence[int] | None
+            Which examples (default all).
+
+        Returns
+        -------
+        InputSet
+        """
         if self.per_example:
             return super().apply(inputs, indices)
         out = self.fn(inputs)

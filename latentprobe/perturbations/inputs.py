@@ -96,7 +96,17 @@ class InputSet(Summarized):
         return f"InputSet: {n} example(s)", rows
 
     def select(self, indices: Sequence[int]) -> "InputSet":
-        """The examples at ``indices`` (in that order)."""
+        """The examples at ``indices`` (in that order).
+
+        Parameters
+        ----------
+        indices : Sequence[int]
+            Positions of the examples to keep.
+
+        Returns
+        -------
+        InputSet
+        """
         idx = [int(i) for i in indices]
         return InputSet(
             example_ids=tuple(self.example_ids[i] for i in idx),
@@ -107,10 +117,21 @@ class InputSet(Summarized):
         )
 
     def replace(self, **changes: Any) -> "InputSet":
+        """A copy with some fields changed (checked again).
+
+        Returns
+        -------
+        InputSet
+        """
         return dataclasses.replace(self, **changes)
 
     def fingerprint(self) -> str:
-        """A short hash of ids, prompts, images and gold (recorded in sweep configs)."""
+        """A short hash of ids, prompts, images and gold (recorded in sweep configs).
+
+        Returns
+        -------
+        str
+        """
         h = hashlib.sha1()
         for i in range(len(self)):
             h.update(self.example_ids[i].encode())
@@ -125,7 +146,12 @@ class InputSet(Summarized):
         return h.hexdigest()[:16]
 
     def run_kwargs(self) -> dict[str, Any]:
-        """``prompts``, ``images`` and ``example_ids`` for :meth:`LatentRunner.run`."""
+        """``prompts``, ``images`` and ``example_ids`` for :meth:`LatentRunner.run`.
+
+        Returns
+        -------
+        dict[str, Any]
+        """
         return {"prompts": list(self.prompts), "images": None if self.images is None else list(self.images),
                 "example_ids": list(self.example_ids)}
 
@@ -156,6 +182,21 @@ def derangement(n: int, seed: int = 0, groups: Sequence[Any] | None = None, max_
     order grouped by label and each is paired with the one ``m`` places further (``m`` = the
     largest group's size), cyclically. Raises :class:`InputError` when none exists (one group holds
     more than half of the examples).
+
+    Parameters
+    ----------
+    n : int
+        Number of examples.
+    seed : int
+        Seed of the draw.
+    groups : Sequence[Any] | None
+        A label per example (e.g. the image id).
+    max_tries : int
+        Draws before the constructed fallback.
+
+    Returns
+    -------
+    tuple[int, ...]
     """
     if n < 2:
         raise InputError(f"a derangement needs at least 2 examples, got {n}.")

@@ -43,6 +43,20 @@ def majority_baseline(
     label frequencies; beating it does not by itself show the representation
     is the source of the information.
 
+    Parameters
+    ----------
+    y_train : Shaped[np.ndarray, "n *k"]
+        Training targets.
+    y_test : Shaped[np.ndarray, "m *k"]
+        Test targets.
+    task : Task | None
+        ``"classification"`` or ``"regression"`` (default inferred).
+
+    Returns
+    -------
+    float
+        The score of always predicting the training majority (mean for regression).
+
     Examples
     --------
     >>> import numpy as np
@@ -114,6 +128,27 @@ def shuffle_control(
     The result estimates what the probe scores when the label-representation
     link is broken; it should be near :func:`majority_baseline`.  A real score
     above it shows decodability beyond chance, not that the model uses it.
+
+    Parameters
+    ----------
+    X : Float[np.ndarray, "n d"]
+        Features ``[n, d]``.
+    y : Shaped[np.ndarray, "n *k"]
+        Targets.
+    groups : Shaped[np.ndarray, " n"] | None
+        Group of each example (kept together in folds), or ``None``.
+    task : Task
+        ``"classification"`` or ``"regression"``.
+    n_splits : int
+        Cross-validation folds.
+    seed : int
+        Seed of the shuffle and the folds.
+    probe : LinearProbe | None
+        The probe (default :class:`LinearProbe`).
+
+    Returns
+    -------
+    ProbeScore
 
     Examples
     --------

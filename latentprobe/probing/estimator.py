@@ -229,12 +229,33 @@ class LinearProbe(BaseEstimator):
     # -- inference -------------------------------------------------------------
 
     def predict(self, X: Float[np.ndarray, "n d"]) -> np.ndarray:
-        """Predict class labels or regression targets for ``X``."""
+        """Predict class labels or regression targets for ``X``.
+
+        Parameters
+        ----------
+        X : Float[np.ndarray, "n d"]
+            Features ``[n, d]``.
+
+        Returns
+        -------
+        np.ndarray
+        """
         check_is_fitted(self, "pipeline_")
         return self.pipeline_.predict(self._check_inference_X(X))
 
     def predict_proba(self, X: Float[np.ndarray, "n d"]) -> Float[np.ndarray, "n c"]:
-        """Class probabilities, columns ordered as ``classes_`` (classification only)."""
+        """Class probabilities, columns ordered as ``classes_`` (classification only).
+
+        Parameters
+        ----------
+        X : Float[np.ndarray, "n d"]
+            Features ``[n, d]``.
+
+        Returns
+        -------
+        np.ndarray
+            ``[n, classes]``.
+        """
         if self.task != "classification":
             raise ProbeError("predict_proba is only defined for task='classification'; use predict for regression.")
         check_is_fitted(self, "pipeline_")
@@ -242,6 +263,18 @@ class LinearProbe(BaseEstimator):
 
     def score(self, X: Float[np.ndarray, "n d"], y: Shaped[np.ndarray, "n *k"]) -> float:
         """Accuracy (classification) or R^2 averaged uniformly over outputs (regression).
+
+        Parameters
+        ----------
+        X : Float[np.ndarray, "n d"]
+            Features ``[n, d]``.
+        y : Shaped[np.ndarray, "n *k"]
+            Targets.
+
+        Returns
+        -------
+        float
+            Accuracy, or R^2 for regression.
 
         Notes
         -----

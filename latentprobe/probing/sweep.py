@@ -54,7 +54,17 @@ class ProbeSweepResult(SummarizedResult):
     scores: pd.DataFrame
 
     def best(self, by: str = "score") -> pd.Series:
-        """Row with the highest ``by`` (default ``"score"``); ties go to the earliest layer/step."""
+        """Row with the highest ``by`` (default ``"score"``); ties go to the earliest layer/step.
+
+        Parameters
+        ----------
+        by : str
+            The column to maximise.
+
+        Returns
+        -------
+        pandas.Series
+        """
         if by not in self.scores.columns:
             raise ProbeError(f"unknown column {by!r}; choose one of {list(self.scores.columns)}.")
         col = self.scores[by]
@@ -63,7 +73,17 @@ class ProbeSweepResult(SummarizedResult):
         return self.scores.loc[col.idxmax()]
 
     def pivot(self, values: str = "score") -> pd.DataFrame:
-        """Layer x step table of ``values`` (default ``"score"``)."""
+        """Layer x step table of ``values`` (default ``"score"``).
+
+        Parameters
+        ----------
+        values : str
+            The column shown.
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
         if values not in self.scores.columns:
             raise ProbeError(f"unknown column {values!r}; choose one of {list(self.scores.columns)}.")
         if self.scores[PROBE_SCORES.TARGET].nunique() > 1:

@@ -36,12 +36,23 @@ _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
 _PUNCT = set(string.punctuation)
 
 
-def clean_output(text: Any, *, arg: str = "text") -> str:
+def clean_output(text: str | None, *, arg: str = "text") -> str:
     """Return ``text`` NFKC-normalised, without chat special tokens or reasoning blocks.
 
     A closed ``<think>...</think>`` block is removed; a stray ``</think>`` (the opening tag was in
     the prompt) keeps what follows it; an unclosed ``<think>`` (generation cut off while thinking)
     keeps what precedes it. ``None`` is the empty string.
+
+    Parameters
+    ----------
+    text : str | None
+        A model's output (``None``: empty).
+    arg : str
+        The argument's name, for the error message.
+
+    Returns
+    -------
+    str
 
     Examples
     --------
@@ -97,7 +108,7 @@ def _strip_punct(s: str) -> str:
     return "".join(" " if (ch in _PUNCT or unicodedata.category(ch).startswith("P")) else ch for ch in s)
 
 
-def normalize_answer(text: Any) -> str:
+def normalize_answer(text: str | None) -> str:
     """SQuAD-style normalisation of an open answer, for exact-match scoring.
 
     After :func:`clean_output` (think blocks and chat tokens removed), answer tags and ``\\boxed{}``
@@ -105,6 +116,16 @@ def normalize_answer(text: Any) -> str:
     articles *a*, *an*, *the* are dropped and whitespace is collapsed. This is the rule of the SQuAD
     v1.1 evaluation script, except that punctuation separates words instead of joining them
     (``"New-York"`` becomes ``"new york"``).
+
+    Parameters
+    ----------
+    text : str | None
+        An answer.
+
+    Returns
+    -------
+    str
+        Lower-cased, without punctuation, articles or extra whitespace.
 
     Examples
     --------
@@ -127,10 +148,21 @@ def normalize_answer(text: Any) -> str:
     return " ".join(s.split())
 
 
-def exact_match(pred: Any, gold: str | Sequence[str]) -> bool:
+def exact_match(pred: str | None, gold: str | Sequence[str]) -> bool:
     """True when ``pred`` equals ``gold`` (or any of several golds) after :func:`normalize_answer`.
 
     An empty prediction never matches, even an empty gold.
+
+    Parameters
+    ----------
+    pred : str | None
+        The answer.
+    gold : str | Sequence[str]
+        One gold or several accepted ones.
+
+    Returns
+    -------
+    bool
 
     Examples
     --------
@@ -165,7 +197,7 @@ def _last_number(text: str) -> float | None:
     return -value if m["sign"] else value
 
 
-def parse_number_with_method(text: Any) -> tuple[float | None, str]:
+def parse_number_with_method(text: str | None) -> tuple[float | None, str]:
     """:func:`parse_number` and how it was found: "answer_tag", "boxed", "hash_marker", "last_number",
     "empty" or "none"."""
     s = clean_output(text)
@@ -182,7 +214,7 @@ def parse_number_with_method(text: Any) -> tuple[float | None, str]:
     return (value, "last_number") if value is not None else (None, "none")
 
 
-def parse_number(text: Any) -> float | None:
+def parse_number(text: str | None) -> float | None:
     """The last number in ``text``, as CODI scores GSM8k; None when there is none.
 
     The rule follows ``extract_answer_number`` in CODI's ``test.py`` (github.com/zhenyi4/codi,
@@ -201,6 +233,15 @@ def parse_number(text: Any) -> float | None:
     What it does not prove: the last number is the answer only for models trained to end with it
     (CODI, Coconut). "The answer is 42. It took 3 steps." gives 3.
 
+    Parameters
+    ----------
+    text : str | None
+        The answer.
+
+    Returns
+    -------
+    float or None
+
     Examples
     --------
     >>> parse_number("She has 3 apples and buys 1,250 more: 1,253 apples.")
@@ -215,11 +256,24 @@ def parse_number(text: Any) -> float | None:
     return parse_number_with_method(text)[0]
 
 
-def numeric_match(pred: Any, gold: Any, *, tol: float = 1e-6) -> bool | None:
+def numeric_match(pred: str | None, gold: str | float, *, tol: float = 1e-6) -> bool | None:
     """Whether the last number of ``pred`` equals ``gold`` within ``tol``; None when ``pred`` has none.
 
     ``gold`` is a number or a text parsed by :func:`parse_number` (a GSM8k solution ending in
     ``#### 72`` works). ``tol`` is an absolute tolerance; CODI compares exactly (``tol=0``).
+
+    Parameters
+    ----------
+    pred : str | None
+        The answer.
+    gold : str | float
+        The gold number (or text ending in it, as GSM8k's ``#### 12``).
+    tol : float
+        Absolute tolerance.
+
+    Returns
+    -------
+    bool or None
 
     Examples
     --------

@@ -393,7 +393,8 @@ def _parse_clean(s: str, opts: _Options, inside: frozenset[str] = frozenset()) -
     return ParsedChoice(None, "out_of_range" if lead.kind == "out_of_range" else "none", s)
 
 
-def parse_choice(text: Any, options: Any = None, *, letters: Any = None) -> ParsedChoice:
+def parse_choice(text: str | None, options: Sequence[str] | Mapping[str, str] | None = None, *,
+                 letters: str | Sequence[str] | None = None) -> ParsedChoice:
     """Read which option a model's output chooses.
 
     Parameters

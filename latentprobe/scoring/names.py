@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from latentprobe.fingerprint import callable_fingerprint, source_digest
@@ -33,7 +33,18 @@ class FirstWordScorer:
     Score(correct=None, parsed=None, method='empty')
     """
 
-    def score(self, answer: Any, gold: Any, example: Any = None) -> Score:
+    def score(self, answer: str | None, gold: str | float | Sequence[str], example: object = None) -> Score:
+        """Score one answer (see the class docstring).
+
+        Parameters
+        ----------
+        answer, gold, example
+            As in :meth:`Scorer.score`.
+
+        Returns
+        -------
+        Score
+        """
         if not isinstance(gold, str):
             where = "" if example is None else f" (example {example!r:.40})"
             raise ScoringError(f"gold {gold!r:.60}{where} must be a string; pass the reference answer text.")
@@ -124,13 +135,22 @@ def _digest(value: Any) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def scorer_config(scorer: Any) -> dict[str, Any]:
+def scorer_config(scorer: Scorer) -> dict[str, Any]:
     """A JSON-ready description of a scorer that changes when its rule does.
 
     Built-in scorers by their settings (``options_by_example`` by a hash of its entries, or by its
     code when it is a function); a :class:`CallableScorer` by its function's code; any other
     scorer by its class, its class's source code and a hash of its attributes. The causal analyses
     put it in their sweep fingerprint, so a sweep folder scored one way is not resumed another way.
+
+    Parameters
+    ----------
+    scorer : Scorer
+        A scorer.
+
+    Returns
+    -------
+    dict[str, Any]
 
     Examples
     --------

@@ -41,6 +41,15 @@ class Score:
     ``correct`` is True/False, or None when the answer could not be read (empty, refusal,
     ambiguous, no number...); ``parsed`` is what was read (a letter, a number, normalised text);
     ``method`` says how (the parser's method name).
+
+    Parameters
+    ----------
+    correct : bool | None
+        True/False, or None when the answer could not be read (empty, refusal, ambiguous, no number...).
+    parsed : str | None
+        What was read (a letter, a number, normalised text).
+    method : str
+        How (the parser's method name).
     """
 
     correct: bool | None
@@ -52,7 +61,23 @@ class Score:
 class Scorer(Protocol):
     """Anything with ``score(answer, gold, example=None) -> Score``."""
 
-    def score(self, answer: Any, gold: Any, example: Any = None) -> Score: ...
+    def score(self, answer: str | None, gold: str | float | Sequence[str], example: object = None) -> Score:
+        """Score one answer.
+
+        Parameters
+        ----------
+        answer : str | None
+            The decoded answer text.
+        gold : str | float | Sequence[str]
+            The gold answer (text, a number, or several accepted texts).
+        example : object
+            The example (its id or its record), for per-example options and messages.
+
+        Returns
+        -------
+        Score
+        """
+        ...
 
 
 def _where(example: Any) -> str:
@@ -91,7 +116,7 @@ class ChoiceScorer:
     """
 
     def __init__(self, options_by_example: Mapping[Any, Any] | Callable[[Any], Any] | None = None,
-                 letters: Any = None) -> None:
+                 letters: str | Sequence[str] | None = None) -> None:
         self.options_by_example = options_by_example
         self.letters = letters
         if not (options_by_example is None or isinstance(options_by_example, Mapping) or callable(options_by_example)):
@@ -100,8 +125,18 @@ class ChoiceScorer:
                 f"got {type(options_by_example).__name__}."
             )
 
-    def options_for(self, example: Any = None) -> Any:
-        """The options of ``example`` as :func:`parse_choice` takes them."""
+    def options_for(self, example: object = None) -> Any:
+        """The options of ``example`` as :func:`parse_choice` takes them.
+
+        Parameters
+        ----------
+        example : object
+            As in :meth:`Scorer.score`.
+
+        Returns
+        -------
+        sequence of str, mapping or None
+        """
         obe = self.options_by_example
         if isinstance(obe, Mapping):
             key = example["example_id"] if isinstance(example, Mapping) and "example_id" in example else example
@@ -118,8 +153,20 @@ class ChoiceScorer:
             return example["options"]
         return None
 
-    def gold_letter(self, gold: Any, example: Any = None) -> str:
-        """The gold as an option letter; a :class:`ScoringError` if it names none of the options."""
+    def gold_letter(self, gold: str | float | Sequence[str], example: object = None) -> str:
+        """The gold as an option letter; a :class:`ScoringError` if it names none of the options.
+
+        Parameters
+        ----------
+        gold : str | float | Sequence[str]
+            A letter or an option's text.
+        example : object
+            As in :meth:`Scorer.score`.
+
+        Returns
+        -------
+        str
+        """
         opts = _resolve_options(self.options_for(example), self.letters, where=_where(example))
         if isinstance(gold, str):
             g = clean_output(gold).strip().strip("()[]. ").upper()
@@ -136,7 +183,18 @@ class ChoiceScorer:
             f"gold as one of these letters or as one option's exact text."
         )
 
-    def score(self, answer: Any, gold: Any, example: Any = None) -> Score:
+    def score(self, answer: str | None, gold: str | float | Sequence[str], example: object = None) -> Score:
+        """Score one answer (see the class docstring).
+
+        Parameters
+        ----------
+        answer, gold, example
+            As in :meth:`Scorer.score`.
+
+        Returns
+        -------
+        Score
+        """
         options = self.options_for(example)
         gold_letter = self.gold_letter(gold, example)
         p = parse_choice(answer, options, letters=self.letters)
@@ -149,6 +207,11 @@ class ChoiceScorer:
 
 class NumericScorer:
     """Score numeric answers by their last number (:func:`parse_number`) within ``tol`` of the gold.
+
+    Parameters
+    ----------
+    tol : float
+        Absolute tolerance.
 
     Examples
     --------
@@ -164,7 +227,18 @@ class NumericScorer:
         number(tol, "tol", minimum=0, where="NumericScorer", hint="e.g. 1e-6; 0 compares exactly", error=ScoringError)
         self.tol = float(tol)
 
-    def score(self, answer: Any, gold: Any, example: Any = None) -> Score:
+    def score(self, answer: str | None, gold: str | float | Sequence[str], example: object = None) -> Score:
+        """Score one answer (see the class docstring).
+
+        Parameters
+        ----------
+        answer, gold, example
+            As in :meth:`Scorer.score`.
+
+        Returns
+        -------
+        Score
+        """
         g = _gold_number(gold, _where(example))
         value, method = parse_number_with_method(answer)
         if value is None:
@@ -184,7 +258,18 @@ class ExactScorer:
     Score(correct=None, parsed=None, method='empty')
     """
 
-    def score(self, answer: Any, gold: Any, example: Any = None) -> Score:
+    def score(self, answer: str | None, gold: str | float | Sequence[str], example: object = None) -> Score:
+        """Score one answer (see the class docstring).
+
+        Parameters
+        ----------
+        answer, gold, example
+            As in :meth:`Scorer.score`.
+
+        Returns
+        -------
+        Score
+        """
         golds = [gold] if isinstance(gold, str) else list(gold) if isinstance(gold, Sequence) else None
         if not golds or not all(isinstance(g, str) for g in golds):
             raise ScoringError(
@@ -200,6 +285,11 @@ class ExactScorer:
 class CallableScorer:
     """Score with a user function ``fn(answer_text, gold, example) -> bool | None`` (None: unparseable).
 
+    Parameters
+    ----------
+    fn : Callable[[Any, Any, Any], bool | None]
+        ``fn(answer_text, gold, example) -> bool | None``.
+
     Examples
     --------
     >>> yes_no = CallableScorer(lambda a, g, ex: None if not a else a.strip().lower().startswith(g))
@@ -214,7 +304,18 @@ class CallableScorer:
             raise ScoringError(f"fn must be callable as fn(answer_text, gold, example) -> bool | None, got {fn!r:.60}.")
         self.fn = fn
 
-    def score(self, answer: Any, gold: Any, example: Any = None) -> Score:
+    def score(self, answer: str | None, gold: str | float | Sequence[str], example: object = None) -> Score:
+        """Score one answer (see the class docstring).
+
+        Parameters
+        ----------
+        answer, gold, example
+            As in :meth:`Scorer.score`.
+
+        Returns
+        -------
+        Score
+        """
         out = self.fn(answer, gold, example)
         if out is None:
             return Score(None, None, "callable")
@@ -232,6 +333,22 @@ def score_answers(scorer: Scorer, answers: Sequence[Any], golds: Sequence[Any],
 
     ``correct`` is a nullable boolean column: ``<NA>`` marks answers that could not be parsed.
     ``examples`` (e.g. example ids) is passed to ``scorer.score`` item by item.
+
+    Parameters
+    ----------
+    scorer : Scorer
+        The scorer.
+    answers : Sequence[Any]
+        Decoded answers.
+    golds : Sequence[Any]
+        Gold answers, aligned.
+    examples : Sequence[Any] | None
+        The examples, aligned (passed to the scorer).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`SCORE_COLUMNS`.
 
     Examples
     --------
@@ -274,6 +391,23 @@ class ScoreSummary:
     What it does not prove: two conditions whose unparseable fractions differ are not compared by
     ``accuracy`` alone (an intervention that makes the model refuse its hard items raises it);
     report ``n_unparseable`` beside it, and ``accuracy_all`` as the bound.
+
+    Parameters
+    ----------
+    n : int
+        Answers scored.
+    n_parsed : int
+        Answers read.
+    n_correct : int
+        Answers read and correct.
+    n_unparseable : int
+        Answers not read.
+    frac_unparseable : float
+        ``n_unparseable / n``.
+    accuracy : float
+        ``n_correct / n_parsed``.
+    accuracy_all : float
+        ``n_correct / n``.
     """
 
     n: int
@@ -287,6 +421,15 @@ class ScoreSummary:
 
 def summarize_scores(frame: pd.DataFrame) -> ScoreSummary:
     """Summarise a :func:`score_answers` table.
+
+    Parameters
+    ----------
+    frame : pd.DataFrame
+        A :func:`score_answers` table.
+
+    Returns
+    -------
+    ScoreSummary
 
     Examples
     --------

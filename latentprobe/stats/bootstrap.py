@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from latentprobe.errors import StatsInputError
 from latentprobe.stats.effects import Effect, small_sample_note
@@ -50,6 +51,20 @@ def resample_indices(n: int, n_boot: int, seed: int | None) -> Iterator[np.ndarr
     When ``n_boot * n`` is moderate (the usual case) a single matrix
     ``np.random.default_rng(seed).integers(0, n, size=(n_boot, n))`` is
     drawn. Larger problems are drawn in row blocks from the same generator.
+
+    Parameters
+    ----------
+    n : int
+        Examples.
+    n_boot : int
+        Resamples.
+    seed : int | None
+        Seed.
+
+    Returns
+    -------
+    Iterator[np.ndarray]
+        Chunks of ``[b, n]`` indices.
     """
     rng = np.random.default_rng(seed)
     if n_boot * n <= _MAX_INDEX_ELEMENTS:
@@ -109,7 +124,7 @@ def _method(confidence: float, n_boot: int, paired: bool, extra: str = "") -> st
 
 
 def bootstrap_ci(
-    values: Any,
+    values: ArrayLike,
     *,
     statistic: Statistic = np.mean,
     n_boot: int = 2000,
@@ -177,8 +192,8 @@ def bootstrap_ci(
 
 
 def paired_bootstrap_diff(
-    a: Any,
-    b: Any,
+    a: ArrayLike,
+    b: ArrayLike,
     *,
     statistic: Statistic = np.mean,
     n_boot: int = 2000,
@@ -243,7 +258,7 @@ def paired_bootstrap_diff(
     )
 
 
-def bootstrap_mean_columns(values: Any, *, n_boot: int = 2000, seed: int | None = 0,
+def bootstrap_mean_columns(values: ArrayLike, *, n_boot: int = 2000, seed: int | None = 0,
                            confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and percentile bootstrap interval of every column of ``values [n, G]`` (no NaN).
 
@@ -251,6 +266,17 @@ def bootstrap_mean_columns(values: Any, *, n_boot: int = 2000, seed: int | None 
     (``default_rng(seed).integers(0, n, size=(n_boot, n))``, one draw shared by all columns;
     a constant column gets exactly ``[v, v]``): column ``j`` gives the numbers
     ``bootstrap_ci(values[:, j], n_boot=n_boot, seed=seed)`` gives.
+
+    Parameters
+    ----------
+    values : array-like
+        ``[n, m]`` values, one column per quantity.
+    n_boot : int
+        Bootstrap resamples.
+    seed : int | None
+        Seed of the resamples.
+    confidence : float
+        Confidence level.
 
     Returns
     -------
@@ -283,10 +309,10 @@ def bootstrap_mean_columns(values: Any, *, n_boot: int = 2000, seed: int | None 
 
 
 def mediation_effects(
-    y_clean: Any,
-    y_treated: Any,
-    y_direct: Any,
-    y_indirect: Any,
+    y_clean: ArrayLike,
+    y_treated: ArrayLike,
+    y_direct: ArrayLike,
+    y_indirect: ArrayLike,
     *,
     n_boot: int = 2000,
     seed: int | None = 0,

@@ -123,7 +123,12 @@ class McNemarResult:
         return self.b + self.c
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the result as a flat dictionary."""
+        """Return the result as a flat dictionary.
+
+        Returns
+        -------
+        dict[str, Any]
+        """
         return asdict(self)
 
 

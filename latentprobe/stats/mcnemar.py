@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats as _scipy_stats
 
 from latentprobe.validate import as_1d_bool as _as_1d_bool
@@ -15,7 +15,7 @@ from latentprobe.stats.effects import Effect, McNemarResult
 __all__ = ["mcnemar_exact", "accuracy_difference", "binary_outcome_effect"]
 
 
-def mcnemar_exact(correct_a: Any, correct_b: Any) -> McNemarResult:
+def mcnemar_exact(correct_a: ArrayLike, correct_b: ArrayLike) -> McNemarResult:
     """McNemar's exact test for two conditions scored on the same examples.
 
     Parameters
@@ -51,8 +51,8 @@ def mcnemar_exact(correct_a: Any, correct_b: Any) -> McNemarResult:
 
 
 def accuracy_difference(
-    correct_a: Any,
-    correct_b: Any,
+    correct_a: ArrayLike,
+    correct_b: ArrayLike,
     *,
     n_boot: int = 2000,
     seed: int | None = 0,
@@ -115,8 +115,8 @@ def accuracy_difference(
 
 
 def binary_outcome_effect(
-    correct_clean: Any,
-    correct_other: Any,
+    correct_clean: ArrayLike,
+    correct_other: ArrayLike,
     *,
     n_boot: int = 2000,
     seed: int | None = 0,

@@ -17,7 +17,7 @@ _PANDAS_MAJOR = int(pd.__version__.split(".")[0])
 _CSV_DTYPES = {"int64", "float64", "bool", "str", "object", "string"}
 
 
-def normalize_key(obj: Any, *, what: str = "unit key") -> Any:
+def normalize_key(obj: object, *, what: str = "unit key") -> Any:
     """Convert a unit key or config value to plain JSON data.
 
     Tuples become lists, numpy scalars become Python scalars, mappings must
@@ -25,7 +25,7 @@ def normalize_key(obj: Any, *, what: str = "unit key") -> Any:
 
     Parameters
     ----------
-    obj : Any
+    obj : object
         A str, int, float, bool, None, or nested tuples/lists/dicts of those.
     what : str
         Description used in error messages.

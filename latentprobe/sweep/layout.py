@@ -25,14 +25,36 @@ _MAX_DIFFS = 12
 _RESTART = "the file was modified outside latentprobe. Pass overwrite=True (or delete the folder) to start again."
 
 
-def valid_part(part: Any, format: str) -> bool:
-    """Whether ``part`` is a name this store writes for ``format``."""
+def valid_part(part: object, format: str) -> bool:
+    """Whether ``part`` is a name this store writes for ``format``.
+
+    Parameters
+    ----------
+    part : object
+        A part's file name (anything else is not one).
+    format : str
+        The parts' file format.
+
+    Returns
+    -------
+    bool
+    """
     m = PART_PATTERN.fullmatch(part) if isinstance(part, str) else None
     return m is not None and m.group(2) == format
 
 
 def part_index(part: str) -> int:
-    """The number in a valid part name."""
+    """The number in a valid part name.
+
+    Parameters
+    ----------
+    part : str
+        A part's file name.
+
+    Returns
+    -------
+    int
+    """
     m = PART_PATTERN.fullmatch(part)
     if m is None:
         raise SweepStateError(f"part name {part!r} does not match {PART_PATTERN.pattern}; {_RESTART}")
@@ -40,7 +62,17 @@ def part_index(part: str) -> int:
 
 
 def read_meta(meta_path: Path) -> dict[str, Any]:
-    """The metadata file as a dict with a ``units`` list and a ``config`` dict."""
+    """The metadata file as a dict with a ``units`` list and a ``config`` dict.
+
+    Parameters
+    ----------
+    meta_path : Path
+        The sweep's ``meta.json``.
+
+    Returns
+    -------
+    dict[str, Any]
+    """
     try:
         with open(meta_path, encoding="utf-8") as f:
             meta = json.load(f)
@@ -55,7 +87,23 @@ def read_meta(meta_path: Path) -> dict[str, Any]:
 
 def checked_units(units: list[Any], meta_path: Path, parts_dir: Path, format: str) -> list[dict[str, Any]]:
     """The metadata's unit entries, each checked: a key, a row count, and a part named by the store
-    (``part-NNNNN.{format}``, used once) or none."""
+    (``part-NNNNN.{format}``, used once) or none.
+
+    Parameters
+    ----------
+    units : list[Any]
+        The sweep's units.
+    meta_path : Path
+        The sweep's ``meta.json``.
+    parts_dir : Path
+        Its parts folder.
+    format : str
+        The parts' file format.
+
+    Returns
+    -------
+    list[dict[str, Any]]
+    """
     seen_parts: set[str] = set()
     seen_keys: set[str] = set()
     for i, u in enumerate(units):
@@ -82,7 +130,18 @@ def checked_units(units: list[Any], meta_path: Path, parts_dir: Path, format: st
 
 
 def clean_temp_files(folder: Path) -> list[Path]:
-    """Remove every temporary file of an interrupted atomic write anywhere under ``folder``; return them."""
+    """Remove every temporary file of an interrupted atomic write anywhere under ``folder``; return them.
+
+    Parameters
+    ----------
+    folder : Path
+        The sweep's folder.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
     removed = []
     for root, _dirs, files in os.walk(folder):
         for f in files:
@@ -96,8 +155,24 @@ def clean_temp_files(folder: Path) -> list[Path]:
     return removed
 
 
-def mismatch_message(name: str, out_dir: Path, stored: Any, new: Any) -> str:
-    """The message of a config mismatch: every changed key (dotted path, stored -> now) and the way out."""
+def mismatch_message(name: str, out_dir: Path, stored: object, new: object) -> str:
+    """The message of a config mismatch: every changed key (dotted path, stored -> now) and the way out.
+
+    Parameters
+    ----------
+    name : str
+        The sweep's name.
+    out_dir : Path
+        Its folder.
+    stored : Any
+        The stored fingerprint.
+    new : Any
+        The new one.
+
+    Returns
+    -------
+    str
+    """
     diffs = config_diff(stored, new)
     shown = diffs[:_MAX_DIFFS] + ([f"... and {len(diffs) - _MAX_DIFFS} more"] if len(diffs) > _MAX_DIFFS else [])
     return (
@@ -109,7 +184,15 @@ def mismatch_message(name: str, out_dir: Path, stored: Any, new: Any) -> str:
 
 def remove_orphans(parts_dir: Path, units: list[dict[str, Any]]) -> None:
     """Remove files in ``parts_dir`` that no unit names: a temporary file, or a part renamed into place
-    just before a crash, before the metadata recorded it (its unit is not completed and is redone)."""
+    just before a crash, before the metadata recorded it (its unit is not completed and is redone).
+
+    Parameters
+    ----------
+    parts_dir : Path
+        The parts folder.
+    units : list[dict[str, Any]]
+        The sweep's units.
+    """
     referenced = {u["part"] for u in units if u.get("part")}
     for p in parts_dir.iterdir():
         if p.name not in referenced and p.is_file():
@@ -117,6 +200,18 @@ def remove_orphans(parts_dir: Path, units: list[dict[str, Any]]) -> None:
 
 
 def io_error(exc: OSError, doing: str) -> SweepIOError:
-    """``exc`` as a :class:`SweepIOError` saying what was being done."""
+    """``exc`` as a :class:`SweepIOError` saying what was being done.
+
+    Parameters
+    ----------
+    exc : OSError
+        The error.
+    doing : str
+        What was being done.
+
+    Returns
+    -------
+    SweepIOError
+    """
     return SweepIOError(exc.errno, f"{doing} failed ({exc}); check that the folder exists, is writable and "
                                    "has free space, then rerun (completed units are kept).")

@@ -80,7 +80,17 @@ def _alive(pid: int) -> bool:
 
 
 def read_owner(path: Path) -> dict[str, Any] | None:
-    """The lock file's owner record, or ``None`` if it is missing, empty or not JSON."""
+    """The lock file's owner record, or ``None`` if it is missing, empty or not JSON.
+
+    Parameters
+    ----------
+    path : Path
+        The lock file.
+
+    Returns
+    -------
+    dict[str, Any] or None
+    """
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -174,6 +184,11 @@ def _take_over(folder: Path, path: Path, owner: dict[str, Any] | None, reason: s
 def acquire(folder: str | os.PathLike) -> int:
     """Take the writer lock of ``folder`` (again, if this process holds it).
 
+    Parameters
+    ----------
+    folder : str | os.PathLike
+        The sweep's folder.
+
     Returns
     -------
     int
@@ -208,7 +223,15 @@ def acquire(folder: str | os.PathLike) -> int:
 
 
 def release(folder: str | os.PathLike, *, all_holds: bool = False) -> None:
-    """Give back one hold of ``folder``'s lock (every hold with ``all_holds``); the file goes with the last."""
+    """Give back one hold of ``folder``'s lock (every hold with ``all_holds``); the file goes with the last.
+
+    Parameters
+    ----------
+    folder : str | os.PathLike
+        The sweep's folder.
+    all_holds : bool
+        Release every hold of this process, not one.
+    """
     folder = Path(folder)
     key = _key(folder)
     with _LOCK:
@@ -229,7 +252,17 @@ def release(folder: str | os.PathLike, *, all_holds: bool = False) -> None:
 
 
 def held(folder: str | os.PathLike) -> bool:
-    """Whether this process holds ``folder``'s lock."""
+    """Whether this process holds ``folder``'s lock.
+
+    Parameters
+    ----------
+    folder : str | os.PathLike
+        The sweep's folder.
+
+    Returns
+    -------
+    bool
+    """
     with _LOCK:
         h = _HELD.get(_key(Path(folder)))
         return h is not None and h.pid == os.getpid()

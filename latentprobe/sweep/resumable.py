@@ -295,7 +295,7 @@ class ResumableSweep:
 
     # -- core API --------------------------------------------------------------
 
-    def done(self, unit_key: Any) -> bool:
+    def done(self, unit_key: object) -> bool:
         """Whether a unit has been completed and stored.
 
         Parameters
@@ -309,7 +309,7 @@ class ResumableSweep:
         """
         return _canonical(normalize_key(unit_key)) in self._done
 
-    def write(self, unit_key: Any, rows: pd.DataFrame | list[dict] | dict) -> None:
+    def write(self, unit_key: object, rows: pd.DataFrame | list[dict] | dict) -> None:
         """Store the rows of one unit and record the unit as completed.
 
         The part file is written atomically first; only then is the unit

@@ -32,7 +32,7 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -43,6 +43,14 @@ from latentprobe.toy.perturbations import Counterfactual, OccludeTarget, toy_inp
 from latentprobe.toy.shapes import ToyExample, make_dataset, majority_baseline, train_test_split
 from latentprobe.toy.vocab import build_tokenizer
 from latentprobe.errors import DataError, InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+    from latentprobe.engine.masks import MaskRule
+    from latentprobe.spec import LatentSpec
+    from latentprobe.trace import LatentTrace
 
 __all__ = [
     "ToyModel",
@@ -80,7 +88,12 @@ def __getattr__(name: str) -> Any:
 
 
 def weights_dir() -> Path:
-    """The folder holding the shipped ``{variant}.safetensors`` and ``{variant}.json`` files."""
+    """The folder holding the shipped ``{variant}.safetensors`` and ``{variant}.json`` files.
+
+    Returns
+    -------
+    Path
+    """
     return _WEIGHTS
 
 
@@ -95,21 +108,27 @@ def _split(n_images: int, questions_per_image: int, test_fraction: float, seed: 
 class ToyModel(Summarized):
     """A loaded toy model with everything needed to run it and its data.
 
-    Attributes
+    Parameters
     ----------
-    variant: one of :data:`VARIANTS`.
-    model: the ``Qwen2_5_VLForConditionalGeneration`` (float32, eval mode).
-    tokenizer: the toy word-level tokenizer.
-    spec: the :class:`~latentprobe.spec.LatentSpec` it runs with (``toy`` or ``toy-text``).
-    mask_rule: the variant's attention rule (``None`` for ``free`` and ``text``).
-    metadata: the training record (configuration, arguments, seed, measured test accuracy, ...).
+    variant : str
+        One of :data:`VARIANTS`.
+    model : torch.nn.Module
+        The ``Qwen2_5_VLForConditionalGeneration`` (float32, eval mode).
+    tokenizer : PreTrainedTokenizerBase
+        The toy word-level tokenizer.
+    spec : LatentSpec
+        The spec it runs with (``toy`` or ``toy-text``).
+    mask_rule : MaskRule or None
+        The variant's attention rule (``None`` for ``free`` and ``text``).
+    metadata : dict
+        The training record (configuration, arguments, seed, measured test accuracy, ...).
     """
 
     variant: str
-    model: Any
-    tokenizer: Any
-    spec: Any
-    mask_rule: Any
+    model: torch.nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    spec: LatentSpec
+    mask_rule: MaskRule | None
     metadata: dict[str, Any] = field(repr=False)
 
     def _summary(self) -> tuple[str, list[tuple[str, str]]]:
@@ -125,14 +144,36 @@ class ToyModel(Summarized):
         return f"ToyModel {self.variant!r}", rows
 
     def runner(self, **kw: Any) -> Any:
-        """A :class:`~latentprobe.engine.LatentRunner` with this variant's spec and mask rule."""
+        """A :class:`~latentprobe.engine.LatentRunner` with this variant's spec and mask rule.
+
+        Parameters
+        ----------
+        **kw
+            Further arguments of :class:`~latentprobe.engine.LatentRunner`.
+
+        Returns
+        -------
+        LatentRunner
+        """
         from latentprobe.engine import LatentRunner
 
         kw.setdefault("mask_rule", self.mask_rule)
         return LatentRunner(self.model, self.tokenizer, self.spec, **kw)
 
     def examples(self, split: str = "test", n: int | None = None) -> list[ToyExample]:
-        """The exact examples the model was trained (``"train"``) or evaluated (``"test"``) on; the first ``n``."""
+        """The exact examples the model was trained (``"train"``) or evaluated (``"test"``) on; the first ``n``.
+
+        Parameters
+        ----------
+        split : str
+            ``"train"`` or ``"test"``.
+        n : int, optional
+            How many (default all).
+
+        Returns
+        -------
+        list of ToyExample
+        """
         if split not in ("train", "test"):
             raise InputError(f"split={split!r}; use 'train' or 'test'.")
         a = self.metadata["train_args"]
@@ -143,24 +184,64 @@ class ToyModel(Summarized):
 
     @staticmethod
     def prompts(examples: Sequence[ToyExample]) -> list[str]:
-        """The runner's prompts: ``question <|vision_start|> <|image_pad|>``."""
+        """The runner's prompts: ``question <|vision_start|> <|image_pad|>``.
+
+        Parameters
+        ----------
+        examples : sequence of ToyExample
+
+        Returns
+        -------
+        list of str
+        """
         return [prompt_for(e.question) for e in examples]
 
     @staticmethod
     def images(examples: Sequence[ToyExample]) -> list[np.ndarray]:
-        """The rendered 112 x 112 uint8 images."""
+        """The rendered 112 x 112 uint8 images.
+
+        Parameters
+        ----------
+        examples : sequence of ToyExample
+
+        Returns
+        -------
+        list of np.ndarray
+        """
         return [e.image() for e in examples]
 
     def run(self, examples: Sequence[ToyExample], **kw: Any) -> Any:
-        """Greedy latent-loop generation on ``examples`` (keyword arguments go to :meth:`LatentRunner.run`)."""
+        """Greedy latent-loop generation on ``examples`` (keyword arguments go to :meth:`LatentRunner.run`).
+
+        Parameters
+        ----------
+        examples : sequence of ToyExample
+        **kw
+            Arguments of :meth:`~latentprobe.engine.LatentRunner.run`.
+
+        Returns
+        -------
+        LatentTrace
+        """
         kw.setdefault("max_new_tokens", int(self.metadata.get("train_args", {}).get("max_new_tokens", 16)))
         kw.setdefault("example_ids", [e.example_id for e in examples])
         kw.setdefault("progress", False)
         return self.runner().run(self.prompts(examples), self.images(examples), **kw)
 
     @staticmethod
-    def accuracy(trace: Any, examples: Sequence[ToyExample]) -> float:
-        """Fraction of ``trace``'s answers equal to the examples' gold answers (in order)."""
+    def accuracy(trace: LatentTrace | Sequence[str], examples: Sequence[ToyExample]) -> float:
+        """Fraction of ``trace``'s answers equal to the examples' gold answers (in order).
+
+        Parameters
+        ----------
+        trace : LatentTrace or sequence of str
+            A trace of the examples, or their answers.
+        examples : sequence of ToyExample
+
+        Returns
+        -------
+        float
+        """
         answers = trace.answers if hasattr(trace, "answers") else list(trace)
         if len(answers) != len(examples):
             raise InputError(f"{len(answers)} answers for {len(examples)} examples.")
@@ -181,6 +262,26 @@ def load(variant: str, weights: str | Path | None = None, *, verify: bool = True
         :func:`train_all` writes such a folder).
     verify:
         Check the file's sha256 against the one recorded at training time.
+
+    Returns
+    -------
+    ToyModel
+        The model, its tokenizer, spec, mask rule and training record.
+
+    Raises
+    ------
+    DataError
+        ``weights`` holds no files for ``variant``, or their sha256 differs from the recorded one.
+
+    Examples
+    --------
+    >>> from latentprobe import toy
+    >>> tm = toy.load("mediated")
+    >>> tm.spec.name, tm.spec.num_latents, tm.model.config.text_config.hidden_size
+    ('toy', 4, 128)
+    >>> ex = tm.examples("test", 8)
+    >>> tm.accuracy(tm.run(ex), ex) > tm.metadata["majority_baseline"]
+    True
     """
     from latentprobe.toy.checkpoints import load_weights, verify_weights
 

@@ -15,7 +15,18 @@ __all__ = ["toy_derived_inputs"]
 def toy_derived_inputs(examples: list[Any]) -> tuple[InputSet, InputSet]:
     """Original and derived inputs for toy examples: a question about the queried object's colour
     becomes "what shape is the {colour} object ?" (kept only where that colour is unique), and a
-    question about its shape becomes "what colour is the {shape} ?" (where the shape is unique)."""
+    question about its shape becomes "what colour is the {shape} ?" (where the shape is unique).
+
+    Parameters
+    ----------
+    examples : list[Any]
+        Toy examples.
+
+    Returns
+    -------
+    tuple[InputSet, InputSet]
+        Original and derived inputs, aligned.
+    """
     kept, derived_q, derived_a = [], [], []
     for e in examples:
         if e.target_index is None:

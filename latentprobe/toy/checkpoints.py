@@ -17,7 +17,20 @@ __all__ = ["save_weights", "load_weights", "file_sha256", "verify_weights"]
 
 
 def save_weights(model: torch.nn.Module, path: str | Path) -> str:
-    """Write the model's weights as float16 safetensors (the tied ``lm_head`` is not stored); returns sha256."""
+    """Write the model's weights as float16 safetensors (the tied ``lm_head`` is not stored); returns sha256.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A toy model.
+    path : str | Path
+        The file to write.
+
+    Returns
+    -------
+    str
+        The file's sha256.
+    """
     from safetensors.torch import save_file
 
     sd = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
@@ -28,7 +41,20 @@ def save_weights(model: torch.nn.Module, path: str | Path) -> str:
 
 
 def load_weights(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
-    """Load float16 safetensors written by :func:`save_weights` into ``model`` as float32 (safetensors only)."""
+    """Load float16 safetensors written by :func:`save_weights` into ``model`` as float32 (safetensors only).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A toy model.
+    path : str | Path
+        A safetensors file.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model``, loaded.
+    """
     from safetensors.torch import load_file
 
     sd = {k: v.float() for k, v in load_file(str(path)).items()}
@@ -44,12 +70,30 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
 
 
 def file_sha256(path: str | Path) -> str:
-    """The hex sha256 of the file at ``path``."""
+    """The hex sha256 of the file at ``path``.
+
+    Parameters
+    ----------
+    path : str | Path
+        The file.
+
+    Returns
+    -------
+    str
+    """
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def verify_weights(path: str | Path, sha256: str) -> None:
-    """Check that the file at ``path`` has the recorded ``sha256``; :class:`~latentprobe.errors.DataError` if not."""
+    """Check that the file at ``path`` has the recorded ``sha256``; :class:`~latentprobe.errors.DataError` if not.
+
+    Parameters
+    ----------
+    path : str | Path
+        The file.
+    sha256 : str
+        The recorded hex sha256.
+    """
     digest = file_sha256(path)
     if digest != sha256:
         raise DataError(

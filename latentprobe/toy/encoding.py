@@ -7,7 +7,7 @@ The sequences are exactly those :class:`~latentprobe.engine.LatentRunner` builds
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from latentprobe.toy.shapes import ToyExample
 from latentprobe.toy.vocab import caption_for
 from latentprobe.trace import Segment
 from latentprobe.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "IGNORE",
@@ -56,6 +59,19 @@ class Batch:
 
     ``labels[b, p]`` is the token that the logits at ``p`` must predict. For latent variants
     ``latent_pos`` holds the slot columns (the same in every row); ``None`` for ``text``.
+
+    Parameters
+    ----------
+    input_ids, segments, valid, labels
+        ``[b, t]`` ids, segment codes, 1 for real positions, and next-token labels.
+    position_ids : Int[Tensor, "3 b t"]
+        ``[3, b, t]`` rotary positions.
+    pixel_values, image_grid_thw, image_mask
+        The images' pixel values, ``[b, 3]`` grids, and the image-token positions.
+    latent_pos : Int[Tensor, "k"] | None
+        ``[k]`` slot columns (the same in every row); ``None`` for ``text``.
+    evidence, occupied
+        ``[b, k]`` the cells each latent is aligned with, and ``[b, 16]`` which cells hold an object.
     """
 
     input_ids: Int[Tensor, "b t"]
@@ -75,20 +91,34 @@ class Batch:
         return tuple(self.input_ids.shape)  # type: ignore[return-value]
 
 
-def _token_ids(tokenizer: Any) -> dict[str, int]:
+def _token_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
     names = ("<pad>", "<eos>", "<|image_pad|>", "<|latent_start|>", "<|latent_end|>", "<|latent_pad|>",
              "<|caption|>", "<|caption_end|>")
     return {n: int(tokenizer.convert_tokens_to_ids(n)) for n in names}
 
 
-def _word_ids(tokenizer: Any, text: str) -> list[int]:
+def _word_ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def encode_examples(tokenizer: Any, examples: Sequence[ToyExample], variant: str) -> list[_Encoded]:
+def encode_examples(tokenizer: PreTrainedTokenizerBase, examples: Sequence[ToyExample], variant: str) -> list[_Encoded]:
     """Token ids, segment codes and next-token labels of each example's full sequence.
 
     The eos token is only a label (the runner never feeds it).
+
+    Parameters
+    ----------
+    tokenizer : PreTrainedTokenizerBase
+        The toy tokenizer.
+    examples : Sequence[ToyExample]
+        Toy examples.
+    variant : str
+        One of :data:`~latentprobe.toy.VARIANTS`.
+
+    Returns
+    -------
+    list
+        One encoded sequence per example.
     """
     mask_rule(variant)
     t = _token_ids(tokenizer)
@@ -131,6 +161,17 @@ def evidence_cells(example: ToyExample, k: int = 4) -> list[int]:
 
     Object questions: the queried object's cell for every latent. Counting questions: the cells
     of the asked colour in reading order, then the empty background (-1).
+
+    Parameters
+    ----------
+    example : ToyExample
+        A toy example.
+    k : int
+        Number of latents.
+
+    Returns
+    -------
+    list of int
     """
     t = example.target
     if t is not None:
@@ -140,16 +181,39 @@ def evidence_cells(example: ToyExample, k: int = 4) -> list[int]:
 
 
 def scene_caption(example: ToyExample) -> str:
-    """Every object of the scene in reading order: ``"{colour} {shape} {size} row {r} col {c}"`` each."""
+    """Every object of the scene in reading order: ``"{colour} {shape} {size} row {r} col {c}"`` each.
+
+    Parameters
+    ----------
+    example : ToyExample
+        A toy example.
+
+    Returns
+    -------
+    str
+    """
     from latentprobe.toy.shapes import NUMBER_WORDS
 
     return " ".join(f"{o.colour} {o.shape} {o.size} row {NUMBER_WORDS[o.row + 1]} col {NUMBER_WORDS[o.col + 1]}"
                     for o in example.scene.objects)
 
 
-def encode_pretraining(tokenizer: Any, examples: Sequence[ToyExample]) -> tuple[list[_Encoded], list[_Encoded]]:
+def encode_pretraining(tokenizer: PreTrainedTokenizerBase, examples: Sequence[ToyExample]) -> tuple[list[_Encoded], list[_Encoded]]:
     """Base-model sequences: scene captions (``<|vision_start|> image caption <eos>``, one per image) and
-    direct answers (``question <|vision_start|> image answer <eos>``, one per question)."""
+    direct answers (``question <|vision_start|> image answer <eos>``, one per question).
+
+    Parameters
+    ----------
+    tokenizer : PreTrainedTokenizerBase
+        The toy tokenizer.
+    examples : Sequence[ToyExample]
+        Toy examples.
+
+    Returns
+    -------
+    tuple[list, list]
+        Caption sequences and direct-answer sequences.
+    """
     t = _token_ids(tokenizer)
     vs = int(tokenizer.convert_tokens_to_ids("<|vision_start|>"))
     caps, seen = [], set()
@@ -178,7 +242,21 @@ def encode_pretraining(tokenizer: Any, examples: Sequence[ToyExample]) -> tuple[
 
 
 def collate(model: torch.nn.Module, items: Sequence[_Encoded], pad_id: int) -> Batch:
-    """Left-pad encoded examples and compute pixel values and 3-D rotary positions (as the runner does)."""
+    """Left-pad encoded examples and compute pixel values and 3-D rotary positions (as the runner does).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A toy model.
+    items : Sequence[_Encoded]
+        Encoded examples.
+    pad_id : int
+        The padding id.
+
+    Returns
+    -------
+    Batch
+    """
     B = len(items)
     T = max(len(it.ids) for it in items)
     ids = torch.full((B, T), pad_id, dtype=torch.long)
@@ -210,7 +288,18 @@ def collate(model: torch.nn.Module, items: Sequence[_Encoded], pad_id: int) -> B
 
 
 def cell_labels(example: ToyExample) -> Int[Tensor, "16 3"]:
-    """Per merged image token (grid cell, row-major): colour, shape and size class (0: empty)."""
+    """Per merged image token (grid cell, row-major): colour, shape and size class (0: empty).
+
+    Parameters
+    ----------
+    example : ToyExample
+        A toy example.
+
+    Returns
+    -------
+    Tensor
+        ``[16, 3]``.
+    """
     from latentprobe.toy.shapes import COLOURS, SHAPES, SIZES
 
     lab = torch.zeros(IMAGE_SIDE * IMAGE_SIDE, 3, dtype=torch.long)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -12,6 +12,9 @@ import torch
 from latentprobe.toy.settings import TrainArgs
 from latentprobe.toy.model import mask_rule, prompt_for, toy_spec
 from latentprobe.toy.shapes import ToyExample
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerBase
 
 
 __all__ = ["EVAL_THREADS", "evaluate", "measure_accuracy"]
@@ -31,9 +34,30 @@ def _deterministic(threads: int = 2) -> Iterator[None]:
         torch.set_num_threads(old_threads)
 
 
-def evaluate(model: torch.nn.Module, tokenizer: Any, variant: str, examples: Sequence[ToyExample], *,
+def evaluate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, variant: str, examples: Sequence[ToyExample], *,
              batch_size: int = 100, max_new_tokens: int = 16) -> list[str]:
-    """Greedy answers of ``model`` through :class:`LatentRunner` (the inference protocol)."""
+    """Greedy answers of ``model`` through :class:`LatentRunner` (the inference protocol).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A toy model.
+    tokenizer : PreTrainedTokenizerBase
+        The toy tokenizer.
+    variant : str
+        One of :data:`~latentprobe.toy.VARIANTS`.
+    examples : Sequence[ToyExample]
+        Toy examples.
+    batch_size : int
+        Examples per batch.
+    max_new_tokens : int
+        The runner's budget.
+
+    Returns
+    -------
+    list of str
+        One answer per example.
+    """
     from latentprobe.engine import LatentRunner
 
     if not examples:
@@ -48,9 +72,27 @@ def evaluate(model: torch.nn.Module, tokenizer: Any, variant: str, examples: Seq
 EVAL_THREADS = 1  # evaluation runs single-threaded: reproducible and robust on a busy machine
 
 
-def measure_accuracy(model: torch.nn.Module, tokenizer: Any, variant: str, test: Sequence[ToyExample],
+def measure_accuracy(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, variant: str, test: Sequence[ToyExample],
                      args: TrainArgs) -> dict[str, Any]:
-    """The accuracy fields of the JSON record: greedy runner answers on the whole test split."""
+    """The accuracy fields of the JSON record: greedy runner answers on the whole test split.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A toy model.
+    tokenizer : PreTrainedTokenizerBase
+        The toy tokenizer.
+    variant : str
+        One of :data:`~latentprobe.toy.VARIANTS`.
+    test : Sequence[ToyExample]
+        The test split.
+    args : TrainArgs
+        The training arguments (batch size, budget, ``n_first``).
+
+    Returns
+    -------
+    dict[str, Any]
+    """
     with _deterministic(EVAL_THREADS):
         t1 = time.perf_counter()
         answers = evaluate(model, tokenizer, variant, test, batch_size=args.eval_batch_size,

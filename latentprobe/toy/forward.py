@@ -24,7 +24,22 @@ __all__ = ["image_features", "forward_sequence", "rollout", "alignment_targets"]
 
 
 def image_features(model: torch.nn.Module, pixel_values: Tensor, image_grid_thw: Tensor) -> Float[Tensor, "n d"]:
-    """Merged vision features of all images, concatenated (one row per image token)."""
+    """Merged vision features of all images, concatenated (one row per image token).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A toy model.
+    pixel_values : Tensor
+        The processor's pixel values.
+    image_grid_thw : Tensor
+        ``[n, 3]`` grids.
+
+    Returns
+    -------
+    Tensor
+        ``[n, d]``.
+    """
     feats = model.model.get_image_features(pixel_values, image_grid_thw, return_dict=True).pooler_output
     return torch.cat(list(feats), dim=0)
 
@@ -48,6 +63,21 @@ def forward_sequence(model: torch.nn.Module, batch: Batch, *, rule: MaskRule | N
     Builds the inputs like the runner: token embeddings, vision features at the image positions
     (computed from ``pixel_values``, default ``batch.pixel_values``, unless ``image_embeds`` is
     given), ``latents`` at the slots, the 4-D mask of ``rule`` and explicit rotary positions.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A toy model.
+    batch : Batch
+        The batch.
+    rule : MaskRule | None
+        The attention rule (``None``: causal).
+    latents : Float[Tensor, "b k d"] | None
+        ``[b, k, d]`` vectors fed at the latent slots.
+    image_embeds : Tensor | None
+        Precomputed image features.
+    pixel_values : Tensor | None
+        Pixel values, when ``image_embeds`` is not given.
 
     Returns
     -------
@@ -76,6 +106,19 @@ def rollout(model: torch.nn.Module, batch: Batch, *, rule: MaskRule | None = Non
 
     Incremental with a KV cache, like the runner: one pass up to the open marker, one per latent,
     and one for the last latent, the close marker and the answer.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A toy model.
+    batch : Batch
+        The batch.
+    rule : MaskRule | None
+        The attention rule (``None``: causal).
+    image_embeds : Tensor | None
+        Precomputed image features.
+    pixel_values : Tensor | None
+        Pixel values, when ``image_embeds`` is not given.
 
     Returns
     -------
@@ -121,6 +164,22 @@ def alignment_targets(image_embeds: Tensor, batch: Batch, norm_weight: Tensor, k
     ``"evidence"`` (the default): latent ``k`` <- the feature of the grid cell the question is
     about (:func:`evidence_cells`; the mean of the empty cells for "nothing there"). ``"rows"``:
     latent ``k`` <- the mean merged image feature of grid row ``k``.
+
+    Parameters
+    ----------
+    image_embeds : Tensor
+        The merged image features.
+    batch : Batch
+        The batch.
+    norm_weight : Tensor
+        The final norm's weight.
+    kind : str
+        ``"evidence"`` or ``"rows"``.
+
+    Returns
+    -------
+    Tensor
+        ``[b, k, d]``.
     """
     assert batch.latent_pos is not None
     B, k = batch.shape[0], len(batch.latent_pos)

@@ -69,7 +69,17 @@ _RULES = {"mediated": mediated_rule, "bypass": bypass_rule, "blind": blind_rule,
 
 
 def mask_rule(variant: str):
-    """The attention rule of a variant (``None``: ordinary causal attention)."""
+    """The attention rule of a variant (``None``: ordinary causal attention).
+
+    Parameters
+    ----------
+    variant : str
+        One of :data:`~latentprobe.toy.VARIANTS`.
+
+    Returns
+    -------
+    MaskRule or None
+    """
     if variant not in _RULES:
         raise InputError(f"unknown toy variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
     return _RULES[variant]
@@ -79,19 +89,61 @@ TOY_TEXT_SPEC = get_preset("toy-text")
 
 
 def toy_spec(variant: str) -> LatentSpec:
-    """The LatentSpec a variant runs with (``toy`` for latent variants, ``toy-text`` for ``text``)."""
+    """The LatentSpec a variant runs with (``toy`` for latent variants, ``toy-text`` for ``text``).
+
+    Parameters
+    ----------
+    variant : str
+        One of :data:`~latentprobe.toy.VARIANTS`.
+
+    Returns
+    -------
+    LatentSpec
+    """
     mask_rule(variant)
     return get_preset("toy-text" if variant == "text" else "toy")
 
 
 def prompt_for(question: str) -> str:
-    """The toy prompt: the question first, then the image (so no prompt text sees the image)."""
+    """The toy prompt: the question first, then the image (so no prompt text sees the image).
+
+    Parameters
+    ----------
+    question : str
+        The question.
+
+    Returns
+    -------
+    str
+    """
     return f"{question} <|vision_start|> <|image_pad|>"
 
 
 def toy_config(vocab: dict[str, int], *, hidden: int = 128, layers: int = 4, heads: int = 4, kv_heads: int = 2,
                vision_depth: int = 2, vision_width: int = 64) -> Any:
-    """A small ``Qwen2_5_VLConfig`` (hidden 128, 4 layers, 2-layer vision tower of width 64)."""
+    """A small ``Qwen2_5_VLConfig`` (hidden 128, 4 layers, 2-layer vision tower of width 64).
+
+    Parameters
+    ----------
+    vocab : dict[str, int]
+        The tokenizer's vocabulary.
+    hidden : int
+        Hidden size.
+    layers : int
+        Decoder layers.
+    heads : int
+        Attention heads.
+    kv_heads : int
+        Key-value heads.
+    vision_depth : int
+        Vision tower layers.
+    vision_width : int
+        Vision tower width.
+
+    Returns
+    -------
+    Qwen2_5_VLConfig
+    """
     from transformers import Qwen2_5_VLConfig
 
     head_dim = hidden // heads
@@ -117,7 +169,19 @@ def toy_config(vocab: dict[str, int], *, hidden: int = 128, layers: int = 4, hea
 
 
 def build_model(vocab: dict[str, int], *, seed: int = 0, **kwargs: Any):
-    """A randomly initialised toy model (the trainer's starting point; also a random-weights control)."""
+    """A randomly initialised toy model (the trainer's starting point; also a random-weights control).
+
+    Parameters
+    ----------
+    vocab : dict[str, int]
+        The tokenizer's vocabulary.
+    seed : int
+        Seed of the initialisation.
+
+    Returns
+    -------
+    Qwen2_5_VLForConditionalGeneration
+    """
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     torch.manual_seed(seed)

@@ -29,6 +29,18 @@ def toy_relabel(image_meta: Mapping[str, Any], question_meta: Mapping[str, Any]
     ``(gold, {"image_id", "question", "template"})``; gold is ``None`` when the question is not
     well posed for that scene (e.g. the shape it names is absent). ``None`` when either example
     is not a toy example (no ``meta["toy"]``).
+
+    Parameters
+    ----------
+    image_meta : Mapping[str, Any]
+        Metadata of the example whose scene is shown.
+    question_meta : Mapping[str, Any]
+        Metadata of the example whose question is asked.
+
+    Returns
+    -------
+    tuple or None
+        ``(gold, meta)``, or ``None`` when the question is not well posed there.
     """
     a, b = question_meta.get("toy"), image_meta.get("toy")
     if a is None or b is None:
@@ -45,7 +57,21 @@ def toy_inputs(examples: Sequence[ToyExample], *, image_size: int = 112,
     """Inputs for toy examples: prompt ``question`` then the image (as
     :func:`latentprobe.toy.model.prompt_for` writes it), the gold answers, and ``meta`` with
     ``question``, ``template``, ``image_id``, ``image_size`` and the example itself under ``"toy"``.
-    Gold answers of swaps are recomputed by :func:`toy_relabel`."""
+    Gold answers of swaps are recomputed by :func:`toy_relabel`.
+
+    Parameters
+    ----------
+    examples : Sequence[ToyExample]
+        Toy examples.
+    image_size : int
+        Side of the images.
+    prompt_fn : Callable[[str], str] | None
+        Builds the prompt from the question (default :func:`prompt_for`).
+
+    Returns
+    -------
+    InputSet
+    """
     if prompt_fn is None:
         from latentprobe.toy.model import prompt_for as prompt_fn
     examples = list(examples)
@@ -75,7 +101,15 @@ def _toy_example(inputs: InputSet, i: int, who: str) -> ToyExample:
 class Counterfactual(Perturbation):
     """Toy minimal pair: :func:`~latentprobe.toy.shapes.counterfactual_scene` changes one object
     attribute so that the answer changes; the question and every other object stay. The perturbed
-    gold is the counterfactual answer."""
+    gold is the counterfactual answer.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the change.
+    name : str
+        Label of the condition.
+    """
 
     seed: int = 0
     name: str = "counterfactual"
@@ -95,7 +129,19 @@ class Counterfactual(Perturbation):
 @dataclass(frozen=True)
 class OccludeTarget(Occlude):
     """:class:`~latentprobe.perturbations.Occlude` over the grid cell of the object the answer is
-    about. Counting questions, which have no target object, get ``box`` (default: the centre)."""
+    about. Counting questions, which have no target object, get ``box`` (default: the centre).
+
+    Parameters
+    ----------
+    box
+        The box of questions without a queried object (counting); otherwise the object's cell is filled.
+    fill
+        Grey level, RGB triple or ``"noise"``.
+    seed
+        Seed of the noise fill.
+    name
+        Label of the condition.
+    """
 
     def box_for(self, inputs: InputSet, i: int, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
         ex = _toy_example(inputs, i, "OccludeTarget")

@@ -9,7 +9,40 @@ __all__ = ["TrainArgs", "DEFAULT_ARGS"]
 
 @dataclass(frozen=True)
 class TrainArgs:
-    """Everything that determines a trained toy model (with the seed and the variant)."""
+    """Everything that determines a trained toy model (with the seed and the variant).
+
+    Parameters
+    ----------
+    n_images, questions_per_image, test_fraction
+        The data set: scenes, questions per scene, and the fraction of scenes held out for test.
+    vision_steps, vision_lr
+        Stage 0a: steps and learning rate in which the vision tower learns the cell contents.
+    vision_word_weight, vision_norm_weight, vision_feature_norm
+        Stage 0a's losses: weight of naming each cell's object through the LM head, weight of the feature-
+        norm penalty, and the norm it pulls the features towards.
+    pretrain_steps, pretrain_lr, pretrain_qa_fraction
+        Stage 0b (the base VLM, shared by all variants): steps, learning rate, and the fraction of each
+        batch that is direct question answering (the rest scene captions).
+    freeze_vision : bool
+        Keep the vision tower fixed after stage 0a (like a pretrained encoder).
+    steps, recurrent_steps
+        Stage 1 (teacher-forced latents; all fine-tuning steps for ``text``) and stage 2 (latents computed
+        by the model).
+    batch_size, lr, recurrent_lr, weight_decay, warmup, grad_clip
+        AdamW settings: batch size, peak learning rates of stages 1 and 2, weight decay, warmup steps and
+        gradient-norm clip.
+    targets : str
+        Alignment targets of the latents: ``"evidence"`` or ``"rows"`` (see
+        :func:`~latentprobe.toy.forward.alignment_targets`).
+    align_weight, recurrent_align_weight
+        Weight of the alignment loss in stages 1 and 2.
+    eval_batch_size : int
+        Examples per batch when measuring accuracy.
+    n_first : int
+        Also record the accuracy on the first ``n_first`` test examples.
+    max_new_tokens : int
+        The runner's budget when measuring accuracy (every position after the prompt counts).
+    """
 
     n_images: int = 2000
     questions_per_image: int = 2

@@ -23,15 +23,18 @@ baseline stays low (about 0.13; see :func:`majority_baseline`).
 """
 
 from __future__ import annotations
-from latentprobe.errors import InputError, LatentProbeError
 
 import random
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
+
+from latentprobe.errors import InputError, LatentProbeError
+from latentprobe.toy.scene import (ANSWERS, BACKGROUND_RGB, COLOUR_RGB, COLOURS, COUNT_WORDS, DEFAULT_IMAGE_SIZE, GRID,
+                                   NUMBER_WORDS, SHAPES, SIZE_EXTENT, SIZES, TEMPLATE_ANSWERS, TEMPLATE_NAMES, TEMPLATES,
+                                   ToyObject, ToyScene, cell_box, render)
 
 __all__ = [
     "ANSWERS",
@@ -57,89 +60,21 @@ __all__ = [
     "train_test_split",
 ]
 
-COLOURS: tuple[str, ...] = ("red", "green", "blue", "yellow")
-SHAPES: tuple[str, ...] = ("square", "circle", "triangle")
-SIZES: tuple[str, ...] = ("small", "large")
-COUNT_WORDS: tuple[str, ...] = ("zero", "one", "two")
-#: Number words used for (one-based) rows/columns in captions.
-NUMBER_WORDS: tuple[str, ...] = ("zero", "one", "two", "three", "four")
-#: Every possible answer word, in a fixed order.
-ANSWERS: tuple[str, ...] = COLOURS + SHAPES + COUNT_WORDS
-
-GRID = 4
-DEFAULT_IMAGE_SIZE = 112
-
-COLOUR_RGB: dict[str, tuple[int, int, int]] = {
-    "red": (230, 25, 25),
-    "green": (20, 190, 40),
-    "blue": (30, 60, 240),
-    "yellow": (250, 220, 20),
-}
-BACKGROUND_RGB = (0, 0, 0)
-#: Fraction of the cell side covered by an object's bounding box.
-SIZE_EXTENT: dict[str, float] = {"small": 0.4, "large": 0.7}
-
-TEMPLATES: dict[str, str] = {
-    "colour_of_shape": "what colour is the {shape} ?",
-    "shape_of_colour": "what shape is the {colour} object ?",
-    "colour_left_of": "what colour is the shape left of the {shape} ?",
-    "count_colour": "how many {colour} shapes ?",
-}
-TEMPLATE_NAMES: tuple[str, ...] = tuple(TEMPLATES)
-TEMPLATE_ANSWERS: dict[str, tuple[str, ...]] = {
-    "colour_of_shape": COLOURS,
-    "shape_of_colour": SHAPES,
-    "colour_left_of": COLOURS,
-    "count_colour": COUNT_WORDS,
-}
-
 _MAX_TRIES = 10_000
-
-
-@dataclass(frozen=True)
-class ToyObject:
-    """One object: attributes plus its (0-based) grid cell."""
-
-    colour: str
-    shape: str
-    size: str
-    row: int
-    col: int
-
-    def __post_init__(self) -> None:
-        if self.colour not in COLOURS:
-            raise InputError(f"unknown colour {self.colour!r}")
-        if self.shape not in SHAPES:
-            raise InputError(f"unknown shape {self.shape!r}")
-        if self.size not in SIZES:
-            raise InputError(f"unknown size {self.size!r}")
-        if not (0 <= self.row < GRID and 0 <= self.col < GRID):
-            raise InputError(f"cell ({self.row}, {self.col}) outside the {GRID}x{GRID} grid")
-
-
-@dataclass(frozen=True)
-class ToyScene:
-    """A scene: objects in distinct cells, sorted by (row, col)."""
-
-    objects: tuple[ToyObject, ...]
-    image_id: str
-
-    def __post_init__(self) -> None:
-        cells = [(o.row, o.col) for o in self.objects]
-        if len(set(cells)) != len(cells):
-            raise InputError("objects must occupy distinct cells")
-
-    def image(self, image_size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
-        return render(self, image_size)
 
 
 @dataclass(frozen=True)
 class ToyExample:
     """One question about one scene.
 
-    ``target_index`` indexes ``scene.objects`` (the object whose attribute is the
-    answer); it is ``None`` for counting questions.  ``attributes`` holds labels for
-    probing (see :func:`probe_attributes`).
+    Parameters
+    ----------
+    example_id, image_id, question, answer, template : str
+        Ids of the example and its scene, the question, its gold answer and the question's template.
+    target_index : int or None
+        Indexes ``scene.objects`` (the object whose attribute is the answer); ``None`` for counting questions.
+    attributes, scene : dict, ToyScene
+        Labels for probing (see :func:`probe_attributes`), and the scene.
     """
 
     example_id: str
@@ -152,7 +87,17 @@ class ToyExample:
     scene: ToyScene = field(repr=False)
 
     def image(self, image_size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
-        """The scene rendered as a uint8 ``H x W x 3`` array (cached, returns a copy)."""
+        """The scene rendered as a uint8 ``H x W x 3`` array (cached, returns a copy).
+
+        Parameters
+        ----------
+        image_size : int
+            Side in pixels.
+
+        Returns
+        -------
+        np.ndarray
+        """
         return render(self.scene, image_size)
 
     @property
@@ -165,56 +110,7 @@ class ToyExample:
         return str(self.attributes["query_word"])
 
 
-# ----------------------------------------------------------------------------- rendering
-
-
-def cell_box(row: int, col: int, image_size: int = DEFAULT_IMAGE_SIZE) -> tuple[int, int, int, int]:
-    """Pixel box ``(top, left, bottom, right)`` (end-exclusive) of a grid cell."""
-    edges = np.round(np.linspace(0, image_size, GRID + 1)).astype(int)
-    return int(edges[row]), int(edges[col]), int(edges[row + 1]), int(edges[col + 1])
-
-
-def _object_mask(obj: ToyObject, image_size: int) -> np.ndarray:
-    cell = image_size / GRID
-    cy, cx = (obj.row + 0.5) * cell, (obj.col + 0.5) * cell
-    half = SIZE_EXTENT[obj.size] * cell / 2.0
-    centres = np.arange(image_size, dtype=np.float64) + 0.5
-    dy = centres[:, None] - cy
-    dx = centres[None, :] - cx
-    if obj.shape == "square":
-        return (np.abs(dy) <= half) & (np.abs(dx) <= half)
-    if obj.shape == "circle":
-        return dy * dy + dx * dx <= half * half
-    # upward triangle: apex at the top centre, base along the bottom edge of the box
-    depth = (dy + half) / (2.0 * half)
-    return (depth >= 0.0) & (depth <= 1.0) & (np.abs(dx) <= half * depth)
-
-
-@lru_cache(maxsize=4096)
-def _render_cached(objects: tuple[ToyObject, ...], image_size: int) -> np.ndarray:
-    img = np.empty((image_size, image_size, 3), dtype=np.uint8)
-    img[...] = BACKGROUND_RGB
-    for obj in objects:
-        img[_object_mask(obj, image_size)] = COLOUR_RGB[obj.colour]
-    img.flags.writeable = False
-    return img
-
-
-def render(scene: ToyScene, image_size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
-    """Render ``scene`` as a uint8 ``image_size x image_size x 3`` array.
-
-    Black background; solid squares, circles and upward triangles whose bounding box
-    spans 70 % (large) or 40 % (small) of the cell side.  Deterministic; results are
-    cached by scene content and a fresh writable copy is returned.
-    """
-    if image_size < GRID:
-        raise InputError(f"image_size must be at least {GRID}")
-    return _render_cached(tuple(scene.objects), int(image_size)).copy()
-
-
 # ----------------------------------------------------------------------------- questions
-
-
 @dataclass(frozen=True)
 class _Candidate:
     question: str
@@ -261,6 +157,20 @@ def answer_question(scene: ToyScene, template: str, query_word: str) -> tuple[st
 
     Returns ``(answer, target_index, ref_index)``; raises ``ValueError`` if the question
     is not well posed for this scene (e.g. the named shape is not unique).
+
+    Parameters
+    ----------
+    scene : ToyScene
+        The scene.
+    template : str
+        The template's name (a key of :data:`TEMPLATES`).
+    query_word : str
+        The shape or colour the question names.
+
+    Returns
+    -------
+    tuple[str, int | None, int | None]
+        The answer, the target object's index and the reference object's index (``None`` where none).
     """
     for cand in _candidates(scene.objects, template):
         if cand.query_word == query_word:
@@ -271,7 +181,25 @@ def answer_question(scene: ToyScene, template: str, query_word: str) -> tuple[st
 def probe_attributes(
     scene: ToyScene, template: str, query_word: str, target_index: int | None, ref_index: int | None
 ) -> dict[str, str | int]:
-    """Labels for probing: queried/reference object attributes, counts and per-cell contents."""
+    """Labels for probing: queried/reference object attributes, counts and per-cell contents.
+
+    Parameters
+    ----------
+    scene : ToyScene
+        The scene.
+    template : str
+        The template's name.
+    query_word : str
+        The shape or colour the question names.
+    target_index : int | None
+        The queried object's index (``None`` for counting).
+    ref_index : int | None
+        The reference object's index, if any.
+
+    Returns
+    -------
+    dict[str, str | int]
+    """
     attrs: dict[str, str | int] = {"template": template, "query_word": query_word, "n_objects": len(scene.objects)}
     for prefix, idx in (("target", target_index), ("ref", ref_index)):
         o = None if idx is None else scene.objects[idx]
@@ -306,8 +234,6 @@ def _make_example(scene: ToyScene, example_id: str, template: str, cand: _Candid
 
 
 # ----------------------------------------------------------------------------- sampling
-
-
 def _propose(rng: random.Random, template: str, desired: str) -> list[ToyObject]:
     """Random objects, biased so the first question can have the ``desired`` answer."""
     n = rng.choice((2, 3))
@@ -342,6 +268,15 @@ def make_dataset(n_images: int = 1000, questions_per_image: int = 2, seed: int =
     Each image gets ``questions_per_image`` (1 to 4) distinct templates; each answer is
     drawn uniformly from its template's answer set and a scene is sampled in which all
     of the image's questions are well posed with the drawn answers.
+
+    Parameters
+    ----------
+    n_images, questions_per_image, seed : int
+        Scenes, questions per scene, seed.
+
+    Returns
+    -------
+    list of ToyExample
     """
     if n_images < 0:
         raise InputError("n_images must be >= 0")
@@ -374,7 +309,18 @@ def make_dataset(n_images: int = 1000, questions_per_image: int = 2, seed: int =
 def train_test_split(
     examples: Sequence[ToyExample], test_fraction: float = 0.2, seed: int = 0
 ) -> tuple[list[ToyExample], list[ToyExample]]:
-    """Split by image: no ``image_id`` appears in both parts.  Order is preserved."""
+    """Split by image: no ``image_id`` appears in both parts.  Order is preserved.
+
+    Parameters
+    ----------
+    examples, test_fraction, seed : sequence of ToyExample, float, int
+        The examples, the fraction of scenes held out, the seed of the split.
+
+    Returns
+    -------
+    tuple[list[ToyExample], list[ToyExample]]
+        Train and test.
+    """
     if not 0.0 <= test_fraction <= 1.0:
         raise InputError("test_fraction must be in [0, 1]")
     image_ids = list(dict.fromkeys(e.image_id for e in examples))
@@ -386,15 +332,22 @@ def train_test_split(
 
 
 def majority_baseline(examples: Sequence[ToyExample]) -> float:
-    """Accuracy of always answering the most frequent answer."""
+    """Accuracy of always answering the most frequent answer.
+
+    Parameters
+    ----------
+    examples : sequence of ToyExample
+
+    Returns
+    -------
+    float
+    """
     if not examples:
         return 0.0
     return Counter(e.answer for e in examples).most_common(1)[0][1] / len(examples)
 
 
 # ----------------------------------------------------------------------------- minimal pairs
-
-
 def counterfactual_scene(example: ToyExample, seed: int = 0) -> ToyExample:
     """A minimal pair for ``example``: one object's attribute changes, so the answer changes.
 
@@ -406,6 +359,17 @@ def counterfactual_scene(example: ToyExample, seed: int = 0) -> ToyExample:
 
     Everything else (cells, other objects, question) is unchanged.  The returned example
     has ``image_id`` / ``example_id`` suffixed with ``~cf{seed}``.
+
+    Parameters
+    ----------
+    example : ToyExample
+        The example.
+    seed : int
+        Seed of the change.
+
+    Returns
+    -------
+    ToyExample
     """
     rng = random.Random(f"latentprobe-toy-cf/{example.example_id}/{seed}")
     objs = list(example.scene.objects)

@@ -74,7 +74,20 @@ __all__ = ["TrainArgs", "DEFAULT_ARGS", "train_variant", "train_all", "reevaluat
 
 
 def reevaluate(folder: str | Path, variant: str) -> dict[str, Any]:
-    """Measure the saved weights of ``variant`` in ``folder`` again and update the accuracy fields of its JSON."""
+    """Measure the saved weights of ``variant`` in ``folder`` again and update the accuracy fields of its JSON.
+
+    Parameters
+    ----------
+    folder : str | Path
+        The weights folder.
+    variant : str
+        One of :data:`~latentprobe.toy.VARIANTS`.
+
+    Returns
+    -------
+    dict[str, Any]
+        The updated record.
+    """
     folder = Path(folder)
     jf = folder / f"{variant}.json"
     meta = json.loads(jf.read_text())
@@ -279,11 +292,35 @@ def train_variant(variant: str, *, out_dir: str | Path | None = None, seed: int 
     :data:`DEFAULT_ARGS`. Same ``seed`` and arguments give bitwise-identical weights on CPU (fixed
     thread count, deterministic algorithms, seeded initialisation and batch order).
 
+    Parameters
+    ----------
+    variant : str
+        One of :data:`~latentprobe.toy.VARIANTS`.
+    out_dir : str or Path, optional
+        Where the weights and the record are written (default: nowhere).
+    seed : int
+        Seed of the data, the initialisation and the batch order.
+    n_images, steps, recurrent_steps, batch_size, lr
+        :class:`TrainArgs` fields (``None``: the variant's default).
+    progress : bool
+        Print progress.
+    evaluate_test : bool
+        Measure the test accuracy (greedy runner answers).
+    config_kwargs : dict, optional
+        Arguments of :func:`~latentprobe.toy.model.toy_config` (the model's size).
+    threads : int
+        torch threads (fixed, for bitwise-identical weights).
+    cache_base : bool
+        Reuse the base model of this seed trained earlier in the process.
+    return_model : bool
+        Also return the model, tokenizer and state dict.
+
     Returns
     -------
-    dict: the metadata written to the JSON file. With ``return_model`` also ``"model"`` (holding the
-    float16-rounded weights that were evaluated and saved), ``"tokenizer"`` and ``"state_dict"``
-    (the float32 weights as trained).
+    dict
+        The metadata written to the JSON file. With ``return_model`` also ``"model"`` (holding the
+        float16-rounded weights that were evaluated and saved), ``"tokenizer"`` and ``"state_dict"``
+        (the float32 weights as trained).
     """
     mask_rule(variant)
     fields = set(asdict(DEFAULT_ARGS[variant]))
@@ -358,7 +395,24 @@ def train_variant(variant: str, *, out_dir: str | Path | None = None, seed: int 
 
 def train_all(out_dir: str | Path, seed: int = 0, variants: Sequence[str] = VARIANTS, *, progress: bool = True,
               **kwargs: Any) -> dict[str, dict[str, Any]]:
-    """Train and save every variant (the base model is trained once and shared); returns their metadata."""
+    """Train and save every variant (the base model is trained once and shared); returns their metadata.
+
+    Parameters
+    ----------
+    out_dir : str | Path
+        Where the weights are written.
+    seed : int
+        Seed.
+    variants : Sequence[str]
+        Which variants.
+    progress : bool
+        Print progress.
+
+    Returns
+    -------
+    dict[str, dict[str, Any]]
+        Each variant's record.
+    """
     return {v: train_variant(v, out_dir=out_dir, seed=seed, progress=progress, **kwargs) for v in variants}
 
 

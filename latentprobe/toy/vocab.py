@@ -91,6 +91,17 @@ def build_tokenizer(
     dropped).  If ``save_dir`` is given the tokenizer is written there with
     ``save_pretrained`` and can be reloaded offline with
     ``PreTrainedTokenizerFast.from_pretrained(save_dir)``.
+
+    Parameters
+    ----------
+    save_dir : str | PathLike[str] | None
+        Also save it there.
+    extra_words : Iterable[str]
+        Words added to the vocabulary.
+
+    Returns
+    -------
+    PreTrainedTokenizerFast
     """
     words = list(dict.fromkeys([*WORDS, *extra_words]))
     clash = [w for w in words if w in SPECIAL_TOKENS or not w or any(ch.isspace() for ch in w)]
@@ -114,7 +125,17 @@ def build_tokenizer(
 
 
 def special_token_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int]:
-    """Map every entry of :data:`SPECIAL_TOKENS` to its id."""
+    """Map every entry of :data:`SPECIAL_TOKENS` to its id.
+
+    Parameters
+    ----------
+    tokenizer : PreTrainedTokenizerFast
+        The toy tokenizer.
+
+    Returns
+    -------
+    dict[str, int]
+    """
     return {tok: int(tokenizer.convert_tokens_to_ids(tok)) for tok in SPECIAL_TOKENS}
 
 
@@ -124,6 +145,15 @@ def caption_for(example: ToyExample) -> str:
     Object questions: ``"{colour} {shape} {size} row {r} col {c}"`` with one-based row
     and column words, e.g. ``"red circle large row two col three"``.  Counting
     questions: ``"{count} {colour} shapes"``, e.g. ``"two red shapes"``.
+
+    Parameters
+    ----------
+    example : ToyExample
+        A toy example.
+
+    Returns
+    -------
+    str
     """
     target = example.target
     if target is None:

@@ -17,11 +17,15 @@ True
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from latentprobe.errors import VizInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import plotly.graph_objects as go
 
 __all__ = ["CAPTIONS", "AXIS_TITLES", "caption_for", "metric_bounds", "metric_range"]
 
@@ -121,10 +125,19 @@ _BOUNDS: dict[str, tuple[float | None, float | None]] = {
 }
 
 
-def caption_for(fig_or_kind: Any) -> str | None:
+def caption_for(fig_or_kind: go.Figure | str) -> str | None:
     """Caption of a figure (its ``layout.meta["caption"]``) or of a figure kind (a key of :data:`CAPTIONS`).
 
     Returns ``None`` for a figure without a stored caption or an unknown kind.
+
+    Parameters
+    ----------
+    fig_or_kind : plotly.graph_objects.Figure or str
+        A figure made by :mod:`latentprobe.viz`, or its kind.
+
+    Returns
+    -------
+    str or None
     """
     if isinstance(fig_or_kind, str):
         return CAPTIONS.get(fig_or_kind)
@@ -140,12 +153,23 @@ def caption_for(fig_or_kind: Any) -> str | None:
     return None
 
 
-def metric_bounds(metric: Any) -> tuple[float | None, float | None]:
-    """``(low, high)`` a metric can take (``None``: unbounded); ``(None, None)`` for an unknown metric."""
+def metric_bounds(metric: str) -> tuple[float | None, float | None]:
+    """``(low, high)`` a metric can take (``None``: unbounded); ``(None, None)`` for an unknown metric.
+
+    Parameters
+    ----------
+    metric : str
+        A metric's name.
+
+    Returns
+    -------
+    tuple[float | None, float | None]
+        Its lower and upper bound, ``None`` where unbounded.
+    """
     return _BOUNDS.get(str(metric), (None, None))
 
 
-def metric_range(metric: Any, values: Any, *, include_zero: bool = False, min_span: float = 0.1
+def metric_range(metric: str, values: ArrayLike, *, include_zero: bool = False, min_span: float = 0.1
                  ) -> list[float] | None:
     """Axis range for ``values`` of ``metric``: the data padded, never past what the metric can take.
 

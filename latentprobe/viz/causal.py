@@ -9,7 +9,7 @@ reads its columns from :mod:`latentprobe.schema`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,10 @@ from plotly.subplots import make_subplots
 from latentprobe import schema as S
 from latentprobe.errors import VizInputError
 from latentprobe.viz import _common as C
+
+if TYPE_CHECKING:  # pragma: no cover
+    from latentprobe.causal.results import MediationResult, XZResult, ZYResult
+    from latentprobe.stats import Effect
 
 __all__ = ["xz_lines", "zy_bars", "decomposition_bars", "effects_forest"]
 
@@ -32,9 +36,9 @@ _KNOWN = set(S.MEDIATION_SUMMARY.COLUMNS) | set(S.EFFECTS.COLUMNS)
 
 
 def xz_lines(
-    result: Any,
+    result: XZResult | pd.DataFrame,
     *,
-    layer: Any = None,
+    layer: int | Sequence[int] | None = None,
     baselines: bool | Sequence[str] = True,
     title: str = "How much the latents change when the input is perturbed (X → Z)",
     x_title: str = "latent step",
@@ -52,6 +56,12 @@ def xz_lines(
     baselines : bool or list of str, default True
         Draw the prompt-token baselines (sources other than ``latent``, e.g. ``image_mean``) as
         flat dotted lines in the perturbation's colour: the same comparison at prompt positions.
+    title : str
+        The figure's title.
+    subtitle : str | None
+        A line under the title (``None``: none).
+    x_title : str
+        The x axis' title.
 
     Returns
     -------
@@ -123,7 +133,7 @@ def xz_lines(
 
 
 def zy_bars(
-    result: Any,
+    result: ZYResult | pd.DataFrame,
     *,
     metrics: str | Sequence[str] | None = None,
     modes: str | Sequence[str] | None = None,
@@ -142,6 +152,12 @@ def zy_bars(
         Panels, left to right; default every metric present (order of :data:`~latentprobe.schema.ZY_METRICS`).
     modes : str or list, optional
         Modes to show; default all.
+    title : str
+        The figure's title.
+    subtitle : str | None
+        A line under the title (``None``: none).
+    x_title : str
+        The x axis' title.
 
     Returns
     -------
@@ -233,7 +249,7 @@ def _ci_hover(sub: pd.DataFrame, est_axis: str, func: str) -> tuple[np.ndarray, 
 
 
 def effects_forest(
-    effects: Any,
+    effects: MediationResult | Sequence[Effect] | Mapping[str, Effect] | pd.DataFrame,
     *,
     by: str | None = None,
     label: str | None = None,
@@ -254,6 +270,12 @@ def effects_forest(
         Column whose values become separately coloured, side-by-side series.
     label : str, optional
         Row-label column; default the first of ``name``, ``effect``, ``intervention`` present.
+    title : str | None
+        The figure's title.
+    subtitle : str | None
+        A line under the title (``None``: none).
+    x_title : str
+        The x axis' title.
 
     Returns
     -------
@@ -319,7 +341,7 @@ def effects_forest(
 
 
 def decomposition_bars(
-    result: Any,
+    result: MediationResult | pd.DataFrame | Mapping[str, MediationResult],
     *,
     by: str | None = None,
     title: str = "Mediation: total, direct and indirect effects",
@@ -337,6 +359,12 @@ def decomposition_bars(
     by : str, optional
         Grouping column (e.g. ``variant`` when summaries of several models are stacked).  When
         omitted and an effect appears more than once, the one added column that varies is used.
+    title : str
+        The figure's title.
+    subtitle : str | None
+        A line under the title (``None``: none).
+    y_title : str
+        The y axis' title.
 
     Returns
     -------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,10 @@ from latentprobe import schema as S
 from latentprobe.errors import VizInputError
 from latentprobe.viz import _common as C
 
+if TYPE_CHECKING:  # pragma: no cover
+    from latentprobe.causal.results import XZResult
+    from latentprobe.geometry.instances import AcrossInstancesResult, WithinInstanceResult
+
 __all__ = ["similarity_heatmap", "consecutive_similarity", "across_instance_summary", "collapse_bars",
            "norm_profile"]
 
@@ -27,7 +31,7 @@ _SERIES = (S.SOURCE, S.CENTERING, S.XZ_ACROSS.LAYER, S.XZ_ACROSS.CENTER)
 
 
 def similarity_heatmap(
-    matrix: Any,
+    matrix: WithinInstanceResult | AcrossInstancesResult | np.ndarray | pd.DataFrame,
     *,
     step: int = 0,
     labels: Sequence[Any] | None = None,
@@ -57,6 +61,14 @@ def similarity_heatmap(
         diverging scale centred at 0, otherwise Viridis.
     annotate : bool, optional
         Print values in the cells; default when K <= 16.
+    title : str
+        The figure's title.
+    subtitle : str | None
+        A line under the title (``None``: none).
+    axis_title : str | None
+        Both axes' title (default: the steps' name).
+    colorbar_title : str
+        The colour bar's title.
 
     Returns
     -------
@@ -125,7 +137,7 @@ def similarity_heatmap(
 
 
 def consecutive_similarity(
-    result: Any,
+    result: WithinInstanceResult | pd.DataFrame | Mapping[str, WithinInstanceResult | pd.DataFrame],
     *,
     by: str | Sequence[str] | None = None,
     title: str = "Cosine similarity of consecutive latent steps",
@@ -142,6 +154,14 @@ def consecutive_similarity(
         "text_tokens": res_text}`` is stacked with its keys as ``source``.
     by : column name(s), optional
         Series columns; default ``source`` and ``centering`` where they take several values.
+    title : str
+        The figure's title.
+    subtitle : str | None
+        A line under the title (``None``: none).
+    x_title : str
+        The x axis' title.
+    y_title : str
+        The y axis' title.
 
     Returns
     -------
@@ -178,7 +198,7 @@ def consecutive_similarity(
 
 
 def across_instance_summary(
-    result: Any,
+    result: AcrossInstancesResult | XZResult | pd.DataFrame | Mapping[str, Any],
     *,
     by: str | Sequence[str] | None = None,
     by_group: pd.DataFrame | None = None,
@@ -200,6 +220,14 @@ def across_instance_summary(
         Series columns; default those of ``source``, ``centering``, ``layer``, ``center`` that vary.
     by_group : DataFrame, optional
         :class:`~latentprobe.schema.ACROSS_BY_GROUP` table; drawn as dotted / dash-dot lines.
+    title : str
+        The figure's title.
+    subtitle : str | None
+        A line under the title (``None``: none).
+    x_title : str
+        The x axis' title.
+    y_title : str
+        The y axis' title.
 
     Returns
     -------
@@ -275,6 +303,10 @@ def collapse_bars(
         The ``collapse_table`` output (:class:`~latentprobe.schema.COLLAPSE_TABLE`).
     metrics : column name(s)
         Panels, left to right (each with its own y axis).
+    title : str
+        The figure's title.
+    subtitle : str | None
+        A line under the title (``None``: none).
 
     Returns
     -------
@@ -335,6 +367,14 @@ def norm_profile(
     norm_df : DataFrame
         The :func:`~latentprobe.geometry.norm_table` output (:class:`~latentprobe.schema.NORM_TABLE`).
         Rows without a ``step`` (the ``token_embedding`` row) become dashed horizontal lines.
+    title : str
+        The figure's title.
+    subtitle : str | None
+        A line under the title (``None``: none).
+    x_title : str
+        The x axis' title.
+    y_title : str
+        The y axis' title.
 
     Returns
     -------

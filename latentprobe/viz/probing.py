@@ -7,7 +7,7 @@ Every figure takes the result the analysis returns (or its table) and reads its 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,9 @@ from latentprobe import schema as S
 from latentprobe.errors import VizInputError
 from latentprobe.viz import _common as C
 
+if TYPE_CHECKING:  # pragma: no cover
+    from latentprobe.probing.sweep import ProbeSweepResult
+
 __all__ = ["probe_heatmap", "probe_controls"]
 
 _SWEEP = "a ProbeSweepResult (latentprobe.probing.probe_sweep) or its .scores"
@@ -24,10 +27,10 @@ _EITHER = "a ProbeSweepResult (probe_sweep), its .scores, or the compare_represe
 
 
 def probe_heatmap(
-    sweep: Any,
+    sweep: ProbeSweepResult | pd.DataFrame,
     value: str = S.PROBE_SCORES.SCORE,
     *,
-    target: Any = None,
+    target: str | None = None,
     title: str | None = None,
     zmin: float | None = None,
     zmax: float | None = None,
@@ -44,6 +47,14 @@ def probe_heatmap(
         scale centred at 0.
     target : optional
         Target to show when the table holds several.
+    title : str | None
+        The figure's title (default: names the value).
+    zmin : float | None
+        Lower end of the colour scale (default: the score's range).
+    zmax : float | None
+        Upper end of the colour scale.
+    annotate : bool | None
+        Write each cell's value (default: when the grid is small).
 
     Returns
     -------
@@ -158,10 +169,10 @@ def _range(value: str, task: str | None, finite: np.ndarray, diverging: bool) ->
 
 
 def probe_controls(
-    result: Any,
+    result: ProbeSweepResult | pd.DataFrame,
     *,
     x: str | None = None,
-    target: Any = None,
+    target: str | None = None,
     title: str = "Probe score next to its baselines and controls",
     y_title: str = "held-out score",
     subtitle: str | None = "Score well above majority, shuffled labels and the control task = decodable, not used.",
@@ -179,6 +190,12 @@ def probe_controls(
         Category column; default ``representation`` when present, otherwise ``"layer L, step S"``.
     target : optional
         Keep one target; with several targets and none chosen, the target prefixes each category.
+    title : str
+        The figure's title.
+    subtitle : str | None
+        A line under the title (``None``: none).
+    y_title : str
+        The y axis' title.
 
     Returns
     -------
