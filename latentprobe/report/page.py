@@ -110,6 +110,13 @@ class Report:
     Methods return the report, so calls can be chained.  Figures are serialised when added:
     later changes to a figure object do not reach the report.  The header records when the file
     was written (UTC) and the latentprobe version.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> rep = Report("r").add_heading("Counts").add_table(pd.DataFrame({"n": [1, 2]}), caption="Two rows.")
+    >>> rep, '<h2 id="counts">Counts</h2>' in rep.to_html()
+    (Report(title='r', blocks=2, headings=1, figures=0), True)
     """
 
     def __init__(self, title: str, subtitle: str | None = None, *, created: str | None = None) -> None:

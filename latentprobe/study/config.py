@@ -93,15 +93,6 @@ replacement, ``blank_image`` for a blind input, ``image_swap`` for shuffled imag
 naming your own; ``[sample]`` samples across several ``[[data]]`` tables (e.g. instances stratified by
 ``source``); ``[model] base`` loads adapter checkpoints (CODI's preset has ``checkpoint = "adapter"``);
 ``num_latents`` sets any preset's K.
-
-Examples
---------
->>> import pathlib, tempfile
->>> d = pathlib.Path(tempfile.mkdtemp())
->>> _ = (d / "s.toml").write_text('[study]\\nname="t"\\n[model]\\nsource="toy:mediated"\\n'
-...                               '[data]\\nbenchmark="toy"\\nn=8\\n[analyses.collapse]\\n')
->>> load_study(d / "s.toml").analyses.enabled()
-['collapse']
 """
 
 from __future__ import annotations
@@ -432,6 +423,15 @@ def load_study(path: str | Path, *, check_paths: bool = True) -> Study:
     StudyError
         The file is missing or not TOML, or a table or key is wrong: the message names the file, table
         and key and says how to fix it.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "s.toml").write_text('[study]\\nname="t"\\n[model]\\nsource="toy:mediated"\\n'
+    ...                               '[data]\\nbenchmark="toy"\\nn=8\\n[analyses.collapse]\\n')
+    >>> load_study(d / "s.toml").analyses.enabled()
+    ['collapse']
     """
     file = Path(path).expanduser()
     try:
