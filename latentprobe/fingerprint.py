@@ -8,21 +8,20 @@ counters). Measured cost (CPU, a 335 MB float32 toy of two Linear layers): 2.0 s
 takes about 30 s on one core. The bytes are hashed in 64 MiB blocks by a thread pool (up to 8
 threads; hashlib releases the GIL), so the time divides by the free cores (not measured beyond 2
 here). Tensors on an accelerator are copied to the CPU block by block. ``mode="sampled"`` hashes the
-names, shapes, dtypes and 16 evenly spaced 64 KiB windows of each tensor (20 ms for the same toy):
-it tells checkpoints apart, but not two that differ in a single weight. The default is ``"full"``;
-the environment variable ``LATENTPROBE_WEIGHTS_HASH=sampled`` changes the default.
+names, shapes, dtypes and 16 evenly spaced 64 KiB windows of each tensor (20 ms for the same toy): it
+tells checkpoints apart, not two that differ in one weight. ``LATENTPROBE_WEIGHTS_HASH=sampled`` makes
+it the default (``"full"`` otherwise).
 
 :func:`callable_fingerprint` describes a callable by name and a hash of its source code
 (``inspect.getsource``), plus the values it closes over and its defaults when they are plain
 (numbers, strings, tensors): ``lambda z, s, e: z * 2`` and ``lambda z, s, e: z * -50`` differ. A
-callable object is described by its class's source (not its instance state), a module by its class
-and weights. When the source is unavailable (defined in a REPL or with ``exec``) it falls back to the
-qualified name and warns with :class:`~latentprobe.errors.FingerprintWarning`.
+callable object is described by its class's source and, for a dataclass, its fields' values; a module
+by its class and weights. Without source (a REPL, ``exec``) it falls back to the qualified name and
+warns with :class:`~latentprobe.errors.FingerprintWarning`.
 
-The analyses' sweep fingerprints are built from the helpers at the end of this module:
-:func:`runner_fingerprint` (everything about a runner that results depend on),
-:func:`trace_fingerprint` (a trace's ids, latents and answers), :func:`intervention_fingerprint`,
-:func:`perturbation_fingerprint` and :func:`inputs_fingerprint`.
+The analyses' sweep fingerprints come from the helpers at the end: :func:`runner_fingerprint` (all
+of a runner that results depend on), :func:`trace_fingerprint` (ids, latents, answers),
+:func:`intervention_fingerprint`, :func:`perturbation_fingerprint` and :func:`inputs_fingerprint`.
 """
 
 from __future__ import annotations
@@ -300,9 +299,8 @@ def callable_fingerprint(fn: object, *, what: str = "callable") -> dict[str, Any
     Returns
     -------
     dict or None
-        ``{"name": qualified name, "source": "sha256:..." or None}``, plus ``"values"`` (a hash of
-        plain closure values and defaults), ``"weights"`` (modules) or ``"partial"`` where they
-        apply; ``None`` for ``None``.
+        ``{"name": qualified name, "source": "sha256:..." or None}``, plus ``"values"`` (plain closure
+        values and defaults, a dataclass's fields), ``"weights"`` (modules) or ``"partial"``; ``None`` for None.
     """
     if fn is None:
         return None
@@ -326,10 +324,9 @@ def callable_fingerprint(fn: object, *, what: str = "callable") -> dict[str, Any
         out = {"name": _qualname(cls), "source": source_digest(cls)}
         if out["source"] is None and not any(inspect.isfunction(v) for v in vars(cls).values()):
             return out  # a compiled class (a numpy ufunc, a torch op): library code, nothing to warn about
-        if dataclasses.is_dataclass(target):
-            fields = {f.name: getattr(target, f.name) for f in dataclasses.fields(target)}
-            out["values"] = hashlib.sha256(json.dumps(_plain(fields), sort_keys=True, default=repr)
-                                           .encode()).hexdigest()[:16]
+        if dataclasses.is_dataclass(target):  # its settings (ForceOpen's marker, position, ...)
+            fields = _plain({f.name: getattr(target, f.name) for f in dataclasses.fields(target)})
+            out["values"] = hashlib.sha256(json.dumps(fields, sort_keys=True, default=repr).encode()).hexdigest()[:16]
     if out["source"] is None:
         _warn_no_source(out["name"], what)
     return out

@@ -85,7 +85,7 @@ def browser_table(out: str | Path, rows: pd.DataFrame | None = None) -> pd.DataF
     return wide
 
 
-def answer_summary(rows: pd.DataFrame, gold: pd.Series | None = None) -> pd.DataFrame:
+def answer_summary(rows: pd.DataFrame) -> pd.DataFrame:
     """Per condition (:class:`latentprobe.schema.ANSWER_SUMMARY`): answers, unreadable ones (a gold but no
     reading), empty ones, the share unreadable among answers with a gold, the share that entered latent mode,
     and the accuracy with unreadable answers counted as wrong.
@@ -94,8 +94,6 @@ def answer_summary(rows: pd.DataFrame, gold: pd.Series | None = None) -> pd.Data
     ----------
     rows : pandas.DataFrame
         Answers in long form (:func:`answer_rows`).
-    gold : pandas.Series or None
-        Not read: the gold answers are in ``rows`` (kept so that existing calls still work).
 
     Returns
     -------

@@ -69,7 +69,7 @@ def register_toy_names() -> None:
     import latentprobe.toy.perturbations  # noqa: F401  (registers the classes)
 
 
-def toy_hooks(tm: ToyModel, seed: int = 0) -> dict[str, Callable[..., Any]]:
+def toy_hooks(tm: ToyModel) -> dict[str, Callable[..., Any]]:
     """The toy family's analysis hooks: a random-weights copy of the model (the same architecture, latent mode
     opened by the runner) and the behavioural probe's derived questions.
 
@@ -77,8 +77,6 @@ def toy_hooks(tm: ToyModel, seed: int = 0) -> dict[str, Callable[..., Any]]:
     ----------
     tm : ToyModel
         The study's toy model.
-    seed : int
-        Not read: ``random_runner`` takes its seed when called.
 
     Returns
     -------
