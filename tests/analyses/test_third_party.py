@@ -96,12 +96,13 @@ def _units(meta: Path) -> list:
         return []
 
 
-def test_killed_run_resumes_to_identical_tables(norms_run, study_file, tmp_path):
-    out = tmp_path / "killed"
+def _kill_after_a_unit(study: Path, out: Path, cwd: Path) -> Path:
+    """Run ``study`` in a subprocess (the plugin imported, each unit slowed by 1 s) and SIGKILL it once
+    latent_norms has stored a unit; returns the unit store's metadata file."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(Path(__file__).parent)]), "NORMS_SLOW": "1"}
     code = "import norms_plugin; from latentprobe.cli import main; main()"
-    proc = subprocess.Popen([sys.executable, "-c", code, "run", str(study_file), "--out", str(out), "--quiet"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-c", code, "run", str(study), "--out", str(out), "--quiet"],
+                            cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     meta = out / "latent_norms" / "units.meta.json"
     deadline = time.monotonic() + 120
     try:
@@ -113,6 +114,12 @@ def test_killed_run_resumes_to_identical_tables(norms_run, study_file, tmp_path)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert not (out / "latent_norms" / "done.json").exists()
+    return meta
+
+
+def test_killed_run_resumes_to_identical_tables(norms_run, study_file, tmp_path):
+    out = tmp_path / "killed"
+    meta = _kill_after_a_unit(study_file, out, ROOT)
     stored = len(_units(meta))
     assert 1 <= stored < 6  # 24 examples, 4 a unit: killed mid-way
     locked = (out / "latent_norms" / ".sweep.lock").exists()
@@ -151,21 +158,8 @@ def test_killed_study_on_a_registered_loader_resumes_to_identical_tables(tmp_pat
     sample = pd.read_csv(whole / "sample.csv")
     assert list(sample.example_id) == [f"sums/{i}" for i in range(12)] and set(sample.benchmark) == {"sums"}
     out = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(Path(__file__).parent)]), "NORMS_SLOW": "1"}
-    code_ = "import norms_plugin; from latentprobe.cli import main; main()"
-    proc = subprocess.Popen([sys.executable, "-c", code_, "run", str(study), "--out", str(out), "--quiet"],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    meta = out / "latent_norms" / "units.meta.json"
-    deadline = time.monotonic() + 120
-    try:
-        while not _units(meta):
-            assert proc.poll() is None, "the study finished or failed before it could be killed"
-            assert time.monotonic() < deadline, "no unit was stored within 120 s"
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert 1 <= len(_units(meta)) < 6 and not (out / "latent_norms" / "done.json").exists()
+    meta = _kill_after_a_unit(study, out, tmp_path)
+    assert 1 <= len(_units(meta)) < 6
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SweepLockWarning)  # the dead writer's lock is taken over
         code, text = _cli("run", str(study), "--out", str(out), "--quiet")
