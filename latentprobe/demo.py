@@ -186,7 +186,7 @@ def run_demo(out_dir: str | Path, *, n_examples: int = 200, variants: Sequence[s
         study_file.write_text(demo_study(v, n_examples=n_examples, seed=seed, n_boot=n_boot))
         folder = out / v
         run_study(study_file, folder, overwrite=True, report=False, progress=False)
-        tm = load(v)
+        tm = load(v, verify=False)  # the study has just loaded and verified the same weights
         models[v] = tm.runner()
         ex = tm.examples("test", n=n_examples)
         answers = read_table(folder, "answers")

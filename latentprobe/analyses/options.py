@@ -79,8 +79,9 @@ def option(default: object = dataclasses.MISSING, *, choices: Sequence[str] | st
 class AnalysisOptions:
     """The options every analysis shares; an analysis's ``Options`` derives from this class.
 
-    ``None`` in ``n_boot``, ``seed`` or ``batch_size`` means "the study's value" (``[generation]
-    n_boot``, ``[study] seed``, ``[generation] batch_size``); :meth:`resolved` fills them in.
+    ``None`` in ``n_boot``, ``seed``, ``batch_size`` or ``progress`` means "the study's value" (``[generation]
+    n_boot``, ``[study] seed``, ``[generation] batch_size``, the run's progress setting); :meth:`resolved`
+    fills them in.
 
     Raises
     ------
@@ -92,7 +93,7 @@ class AnalysisOptions:
     ci: float = option(0.95, min_value=0.5, max_value=0.999, doc="confidence level of every interval")
     seed: int | None = option(None, min_value=0, doc="seeds perturbations, interventions, bootstrap and probes")
     batch_size: int | None = option(None, min_value=1, doc="examples per forward")
-    progress: bool = option(True, fingerprint=False, doc="progress bars on long loops")
+    progress: bool | None = option(None, fingerprint=False, doc="progress bars on long loops (default: the study's)")
     save_trace: bool = option(False, doc="save the clean run's trace in the analysis folder")
 
     def __post_init__(self) -> None:

@@ -221,7 +221,7 @@ def run_analysis(record: Analysis, options: AnalysisOptions, ctx: Context, folde
     if done.exists():
         return False
     folder.mkdir(parents=True, exist_ok=True)
-    result = record.run(ctx, options, folder)
+    result = record.run(ctx, options.resolved(ctx.defaults()), folder)
     tables = record.to_tables(result)
     for name, schema in record.tables.items():
         frame = tables[name]
