@@ -163,6 +163,7 @@ def run_demo(out_dir: str | Path, *, n_examples: int = 200, variants: Sequence[s
     t0 = time.perf_counter()
     if not progress:
         echo = lambda *_a, **_k: None  # noqa: E731
+    from latentprobe.analyses.readouts import step_matrix_of
     from latentprobe.study import load_result, run_study
     from latentprobe.study.analyses import read_table
     from latentprobe.toy import VARIANTS, load
@@ -223,9 +224,7 @@ def run_demo(out_dir: str | Path, *, n_examples: int = 200, variants: Sequence[s
         lat_raw = ct[(ct.source == "latent") & (ct.centering == "raw")].iloc[0]
         row["across_instance_cos"] = float(lat_raw.across_instance_mean)
         row["effective_rank"] = float(lat_raw.effective_rank)
-        long = col["step_matrix"]
-        k = int(long.step_a.max()) + 1
-        step_mats[v] = long.cosine.to_numpy(float).reshape(k, k)
+        step_mats[v] = step_matrix_of(col["step_matrix"])
         row["seconds"] = time.perf_counter() - tv
         rows.append(row)
         echo(f"{v:9s} acc {row['accuracy']:.3f} (majority {row['majority']:.3f})  X->Z cos {row['xz_cos_latent']:.3f}  "

@@ -26,7 +26,7 @@ from latentprobe.report.notes import SMALL_SAMPLE_N, SMALL_SAMPLE_NOTE
 from latentprobe.report.sections import once, probe_note
 
 __all__ = ["Probes", "ProbesOptions", "Representations", "RepresentationsOptions", "Collapse", "CollapseOptions",
-           "field_values", "REPRESENTATION_LABELS"]
+           "field_values", "step_matrix_of", "REPRESENTATION_LABELS"]
 
 
 def field_values(inputs: InputSet, name: str, *, where: str = "") -> np.ndarray:
@@ -70,6 +70,26 @@ def field_values(inputs: InputSet, name: str, *, where: str = "") -> np.ndarray:
     if all(v is None for v in out):
         raise StudyError(f"{where}no example has the field {name!r}; choose from {', '.join(sorted(fields))}.")
     return np.array(["none" if v is None else str(v) for v in out])
+
+
+def step_matrix_of(long: pd.DataFrame) -> np.ndarray:
+    """The ``[K, K]`` matrix of a :class:`latentprobe.schema.STEP_MATRIX` table (the inverse of
+    :meth:`latentprobe.geometry.WithinInstanceResult.step_table`).
+
+    Parameters
+    ----------
+    long : pandas.DataFrame
+        ``step_a``, ``step_b``, ``cosine`` (not empty).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[K, K]``; NaN where the table has no cell.
+    """
+    k = int(long["step_a"].max()) + 1
+    mat = np.full((k, k), np.nan)
+    mat[long["step_a"].to_numpy(int), long["step_b"].to_numpy(int)] = long["cosine"].to_numpy(float)
+    return mat
 
 
 def _groups(ctx: Context) -> np.ndarray:
@@ -350,12 +370,7 @@ class Collapse(Analysis):
             ``[K, K]`` (mean over examples), or ``None`` for a bare collapse table.
         """
         long = result.get("step_matrix") if isinstance(result, Mapping) else None
-        if long is None or long.empty:
-            return None
-        k = int(long["step_a"].max()) + 1
-        mat = np.full((k, k), np.nan)
-        mat[long["step_a"].to_numpy(int), long["step_b"].to_numpy(int)] = long["cosine"].to_numpy(float)
-        return mat
+        return None if long is None or long.empty else step_matrix_of(long)
 
     def figures(self, result: Mapping[str, pd.DataFrame] | pd.DataFrame) -> list[Any]:
         from latentprobe import viz

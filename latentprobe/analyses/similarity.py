@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from latentprobe import schema
 from latentprobe.analyses.base import Analysis, ReportSink
 from latentprobe.analyses.options import AnalysisOptions, option
 from latentprobe.analyses.context import Context
+from latentprobe.analyses.readouts import step_matrix_of
 from latentprobe.geometry.instances import AcrossInstancesResult, WithinInstanceResult
 
 __all__ = ["Similarity", "SimilarityOptions"]
@@ -80,10 +80,7 @@ class Similarity(Analysis):
         figs = []
         long = result["step_matrix"]
         if len(long):
-            k = int(long["step_a"].max()) + 1
-            mat = np.full((k, k), np.nan)
-            mat[long["step_a"].to_numpy(int), long["step_b"].to_numpy(int)] = long["cosine"].to_numpy(float)
-            figs.append(viz.similarity_heatmap(mat))
+            figs.append(viz.similarity_heatmap(step_matrix_of(long)))
         if len(result["consecutive"]):
             figs.append(viz.consecutive_similarity(result["consecutive"]))
         if len(result["across"]):
