@@ -3,7 +3,8 @@
 ``answers.csv`` has one row per example: the clean run's columns (:class:`latentprobe.schema.ANSWERS`:
 question, gold, answer, what the scorer read and how, latent count) and, for every condition an analysis
 generated answers in (:meth:`latentprobe.analyses.Analysis.answers`), ``<condition>: answer`` and
-``<condition>: parsed``. The study writes it after the clean run and again after each analysis.
+``<condition>: parsed``. The study writes it after the clean run and again once the analyses have run
+(or one has failed).
 
 The rule for answers the scorer cannot read (empty, a refusal, ambiguous, no number) is one: they count
 as wrong in every accuracy and effect, and they are counted in ``n_unparseable``

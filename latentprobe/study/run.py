@@ -272,13 +272,13 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
 
                     build_report(out)
                 raise
-            write_answers(out)
             if done_now:
                 ran.append(key)
                 say(f"[{name}] {key} done [{time.perf_counter() - ta:.0f} s]")
             else:
                 skipped.append(key)
                 say(f"[{name}] {key} already finished (skipped)")
+    write_answers(out)  # once, every finished analysis's conditions (a killed run gets them when it resumes)
     headlines = _headlines(out, study)
     path = None
     if report:
