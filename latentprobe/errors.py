@@ -164,3 +164,18 @@ class ExportDependencyError(ReportError, ImportError):
 class SchemaError(LatentProbeError, ValueError):
     """A table whose columns or dtypes differ from its declaration in :mod:`latentprobe.schema`; the message
     names the table, the missing, extra and out-of-order columns and the wrong dtypes."""
+
+
+class StudyLockedError(SweepLockedError):
+    """Another live process runs a study into the same output folder (it holds ``DIR/.study.lock``); the message
+    names its pid, host and start time. A failure (exit 1), not a usage error."""
+
+
+class DataChangedError(DataError):
+    """The examples a study folder was run on changed before the run was resumed (another gold, question, option
+    or image); the message lists the changed, added and removed example ids."""
+
+
+class SweepChecksumError(SweepStateError):
+    """A stored part file's bytes no longer match the checksum recorded when it was written (the file was damaged
+    or edited); the message names the file and how to recompute it."""
