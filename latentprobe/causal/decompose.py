@@ -70,7 +70,8 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
     treatment : Perturbation
         The input change ``x -> x'`` (e.g. :class:`~latentprobe.perturbations.Counterfactual`).
     gold : optional
-        Gold answers aligned with ``inputs`` (or ``{example_id: gold}``). Default: ``inputs.gold``.
+        Gold answers aligned with ``inputs``, or ``{example_id: gold}`` / an InputSet matched by example id
+        (every id of ``inputs``, no other). Default: ``inputs.gold``.
     against : ``"clean"`` (default) or ``"treated"``
         Outcomes are measured against the *clean* gold answer by default, in all four conditions:
         a negative TE then means the change of input moves the model away from the clean input's

@@ -155,7 +155,9 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
         measurement, reported twice (:data:`latentprobe.report.notes.PROPAGATE_REDECODE_NOTE`).
         Pass ``steps=[k]`` for propagate to ask what changing one latent does to the later ones.
     gold : sequence (aligned with ``trace``), ``{example_id: gold}`` or an InputSet, optional
-        Without gold, accuracy metrics are NaN (flips, log-probs of nothing and KL remain).
+        Without gold, accuracy metrics are NaN (flips, log-probs of nothing and KL remain). A mapping or an
+        InputSet is matched by example id, in any order, and must hold every id of ``trace`` and no other
+        (:class:`~latentprobe.errors.InputError` names the missing and unknown ids).
     steps, layers
         Latent steps to intervene on (default all) and residual layers to patch (default the fed z).
     scorer : str, Scorer or callable

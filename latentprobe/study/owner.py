@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from latentprobe.errors import StudyLockedError, SweepLockedError
+from latentprobe.errors import StudyError, StudyLockedError, SweepLockedError
 from latentprobe.sweep import lock as _lock
 
 __all__ = ["STUDY_LOCK", "study_lock"]
@@ -51,6 +51,8 @@ def study_lock(out: str | Path, *, create: bool = True) -> Iterator[None]:
 
     Raises
     ------
+    StudyError
+        ``out`` is a file.
     StudyLockedError
         Another live process holds the lock: the message names its pid, host and start time.
 
@@ -66,6 +68,8 @@ def study_lock(out: str | Path, *, create: bool = True) -> Iterator[None]:
     False
     """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise StudyError(f"{out} is a file, not a folder; give --out a folder (new or a study's).")
     made = not out.exists()
     if made and not create:
         yield

@@ -192,3 +192,7 @@ def test_the_lock_is_reentrant_in_one_process_and_apart_from_the_sweep_lock(tmp_
         lock.release(tmp_path)
         assert (tmp_path / STUDY_LOCK).is_file()
     assert not (tmp_path / STUDY_LOCK).exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StudyError, match="is a file, not a folder"):
+        with study_lock(tmp_path / "file"):
+            pass
