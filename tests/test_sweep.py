@@ -393,8 +393,9 @@ def test_a_flipped_byte_in_a_part_is_refused_and_deleting_the_part_recomputes_it
     out = sweep.run(UNITS[:3], lambda u: calls.append(u) or _unit_rows(u), progress=False)
     assert calls == [UNITS[1]]
     expected = ResumableSweep(None, config=CONFIG, format=format).run(UNITS[:3], _unit_rows, progress=False)
-    pd.testing.assert_frame_equal(out.sort_values(["layer", "step"], kind="stable").reset_index(drop=True),
-                                  expected.sort_values(["layer", "step"], kind="stable").reset_index(drop=True), check_exact=True)
+    order = ["layer", "step"]
+    pd.testing.assert_frame_equal(out.sort_values(order, kind="stable").reset_index(drop=True),
+                                  expected.sort_values(order, kind="stable").reset_index(drop=True), check_exact=True)
 
 
 def test_disk_full_is_a_typed_os_error_and_the_sweep_resumes(tmp_path, monkeypatch):

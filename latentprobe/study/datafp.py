@@ -4,7 +4,8 @@ Each example the study uses gets a digest of what it is: its id, question (or pr
 category, source and attributes, and the bytes of each of its images (by their SHA-256). ``study.json`` keeps
 the digests (``data.examples``, one per example id) and their combined fingerprint (``data.fingerprint``); a
 resumed run digests the data again and refuses, with :class:`~latentprobe.errors.DataChangedError`, when any
-example changed, was added or removed, or the examples' order changed, listing the ids.
+example changed, was added or removed, or the examples' order changed, listing the ids. (``data.examples`` is a
+list of ``[id, digest]`` pairs, in the data's order.)
 
 Hashing an image file reads it whole. The hashes are cached by the file's resolved path, size and
 modification time (``st_mtime_ns``): in memory for the process, and in the study folder's
@@ -264,11 +265,11 @@ def check_data(stored: Mapping[str, str], now: Mapping[str, str], where: str) ->
         Any example changed, was added or removed, or the order changed; the message lists the ids.
     """
     diff = changed_ids(stored, now)
-    parts = [f"{k}: {_ids(diff[k])}" for k in ("changed", "added", "removed") if diff[k]]
+    parts = [f"example ids {k}: {_ids(diff[k])}" for k in ("changed", "added", "removed") if diff[k]]
     if diff["reordered"]:
-        parts.append("the same examples in another order")
+        parts.append("the same example ids in another order")
     if parts:
         raise DataChangedError(
-            f"{where}: the data differ from those this folder was run on (example ids {'; '.join(parts)}). Its results "
+            f"{where}: the data differ from those this folder was run on ({'; '.join(parts)}). Its results "
             "were computed on the old data and cannot be mixed with the new: restore the data as they were, or pass "
             "--overwrite (overwrite=True) to run again on the new data, or choose a new --out folder.")

@@ -256,9 +256,10 @@ def _run(study: Study, out: Path, *, overwrite: bool, report: bool, say: Callabl
     digests = example_digests(data, cache=hashes)
     if stored is not None:
         if not isinstance(stored.get("data"), dict):
-            raise StudyError(f"{out / 'study.json'} records no fingerprint of its data (written by an older latentprobe), "
-                             "so a resumed run cannot be checked against them; pass --overwrite to run again.")
-        check_data(stored["data"].get("examples") or {}, digests, str(out))
+            raise StudyError(f"{out / 'study.json'} records no fingerprint of its data (written by an older "
+                             "latentprobe), so a resumed run cannot be checked against them; pass --overwrite to run "
+                             "again.")
+        check_data(dict(map(tuple, stored["data"].get("examples") or [])), digests, str(out))
     preflight(study, make_context(study, model, data, progress=False))
     if model is None:
         say(f"[{name}] loading model {study.model.source}")
@@ -287,7 +288,7 @@ def _run(study: Study, out: Path, *, overwrite: bool, report: bool, say: Callabl
         meta = {"name": name, "fingerprint": fingerprint, "config": config_record(study),
                 "model_fingerprint": model_hash, "model": model.fingerprint, "versions": software_versions(),
                 "created": utc_stamp(), "n_examples": len(data.sample),
-                "data": {"fingerprint": data_fingerprint(digests), "examples": digests},
+                "data": {"fingerprint": data_fingerprint(digests), "examples": [[i, d] for i, d in digests.items()]},
                 "latent_mode": {k: diagnosis.to_dict()[k] for k in ("n", "n_entered", "share", "open")}}
         atomic_write_text(out / "study.json", json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n")
     hashes.save()

@@ -133,7 +133,8 @@ def checked_units(units: list[Any], meta_path: Path, parts_dir: Path, format: st
         n_rows = u.get("n_rows", 0)
         if (isinstance(n_rows, bool) or not isinstance(n_rows, int) or not isinstance(u.get("dtypes", {}), dict)
                 or not isinstance(u.get("sha256", ""), str)):
-            raise SweepStateError(f"{where} (unit {u['key']!r}) has a malformed n_rows, dtypes or sha256 field; {_RESTART}")
+            raise SweepStateError(f"{where} (unit {u['key']!r}) has a malformed n_rows, dtypes or sha256 field; "
+                                  f"{_RESTART}")
         seen_keys.add(canon)
         if part is not None:
             seen_parts.add(part)
@@ -318,7 +319,8 @@ def forget_missing_parts(units: list[dict[str, Any]], parts_dir: Path) -> list[d
     """
     gone = [u for u in units if u.get("part") and not (parts_dir / u["part"]).is_file()]
     if gone:
+        more = " ..." if len(gone) > 5 else ""
         warnings.warn(f"{len(gone)} part file(s) of {parts_dir} are missing ({', '.join(u['part'] for u in gone[:5])}"
-                      f"{' ...' if len(gone) > 5 else ''}); their units ({', '.join(repr(u['key']) for u in gone[:5])}) "
-                      "will be computed again.", LatentProbeWarning, stacklevel=4)
+                      f"{more}); their units ({', '.join(repr(u['key']) for u in gone[:5])}{more}) will be computed "
+                      "again.", LatentProbeWarning, stacklevel=4)
     return [u for u in units if u not in gone]

@@ -58,6 +58,8 @@ def test_digests_change_with_each_field_and_image_byte_and_only_for_that_example
     assert diff == {"changed": ["q/2"], "added": [], "removed": [], "reordered": False}
     assert changed_ids(before, example_digests(base[:2]))["removed"] == ["q/2"]
     assert changed_ids(before, dict(reversed(list(before.items()))))["reordered"]
+    with pytest.raises(DataChangedError, match=r"\(the same example ids in another order\)"):
+        check_data(before, dict(reversed(list(before.items()))), str(tmp_path))
     with pytest.raises(DataChangedError, match=r"example ids changed: 'q/2'\)\. .*--overwrite"):
         check_data(before, example_digests(base), str(tmp_path))
     check_data(before, dict(before), str(tmp_path))  # unchanged: no error
@@ -130,7 +132,7 @@ def _cli(*args: str) -> tuple[int, str]:
 @pytest.mark.slow
 def test_a_gold_a_question_or_an_image_byte_edited_between_kill_and_resume_is_refused(tmp_path, replica_dir):
     data = tmp_path / "data"
-    lines = [{"id": str(i), "question": f"What colour is object {i}?", "options": ["red", "blue", "green"],
+    lines = [{"id": str(3 - i), "question": f"What colour is object {i}?", "options": ["red", "blue", "green"],
               "answer": "ABC"[i % 3], "image": f"img/{i}.bmp"} for i in range(4)]
     for i in range(4):
         _bmp(data / "img" / f"{i}.bmp", i)
@@ -143,7 +145,7 @@ def test_a_gold_a_question_or_an_image_byte_edited_between_kill_and_resume_is_re
     stored = _units(meta)
     assert 1 <= len(stored) < 4
     recorded = json.loads((out / "study.json").read_text())["data"]["examples"]
-    assert list(recorded) == [f"jsonl/{i}" for i in range(4)]
+    assert [i for i, _ in recorded] == ["jsonl/3", "jsonl/2", "jsonl/1", "jsonl/0"]  # in the data's order
     before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != ".study.lock"}
 
     def refused(expected_id: str) -> None:
@@ -156,14 +158,14 @@ def test_a_gold_a_question_or_an_image_byte_edited_between_kill_and_resume_is_re
     original = jsonl.read_text()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SweepLockWarning)  # the killed run's lock is taken over
-        jsonl.write_text(original.replace('"answer": "B"', '"answer": "C"'))  # the gold of jsonl/1
-        refused("jsonl/1")
-        jsonl.write_text(original.replace("object 2?", "object 2 ?"))  # one question
+        jsonl.write_text(original.replace('"answer": "B"', '"answer": "C"'))  # the gold of jsonl/2
         refused("jsonl/2")
+        jsonl.write_text(original.replace("object 2?", "object 2 ?"))  # one question
+        refused("jsonl/1")
         jsonl.write_text(original)
         image = data / "img" / "3.bmp"
         old = _flip_last_byte(image)  # one byte of one image
-        refused("jsonl/3")
+        refused("jsonl/0")
         image.write_bytes(old)
         code, text = _cli("run", str(study), "--out", str(out), "--quiet")  # the data as they were: resumes
     assert code == 0, text
