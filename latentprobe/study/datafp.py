@@ -36,9 +36,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from latentprobe.errors import DataChangedError
+from latentprobe.errors import DataChangedError, StudyError
 
-__all__ = ["CACHE_NAME", "ImageHashCache", "example_digests", "data_fingerprint", "changed_ids", "check_data"]
+__all__ = ["CACHE_NAME", "ImageHashCache", "example_digests", "data_fingerprint", "changed_ids", "check_data",
+           "recorded_digests"]
 
 #: The image-hash cache's file inside a study folder.
 CACHE_NAME = ".image-hashes.json"
@@ -273,3 +274,31 @@ def check_data(stored: Mapping[str, str], now: Mapping[str, str], where: str) ->
             f"{where}: the data differ from those this folder was run on ({'; '.join(parts)}). Its results "
             "were computed on the old data and cannot be mixed with the new: restore the data as they were, or pass "
             "--overwrite (overwrite=True) to run again on the new data, or choose a new --out folder.")
+
+
+def recorded_digests(meta: Mapping[str, Any], path: str | os.PathLike) -> dict[str, str]:
+    """The example digests a study folder's ``study.json`` recorded (``data.examples``, ``[id, digest]`` pairs).
+
+    Parameters
+    ----------
+    meta : mapping
+        The parsed ``study.json``.
+    path : str or os.PathLike
+        Its path, for the message.
+
+    Returns
+    -------
+    dict
+        ``{example_id: digest}`` in the recorded order.
+
+    Raises
+    ------
+    StudyError
+        The record is missing (a folder written before data were fingerprinted) or malformed.
+    """
+    pairs = meta.get("data", {}).get("examples") if isinstance(meta.get("data"), dict) else None
+    if not (isinstance(pairs, list) and all(isinstance(p, list) and len(p) == 2 and all(isinstance(v, str) for v in p)
+                                            for p in pairs)):
+        raise StudyError(f"{path} records no fingerprint of its data (written by an older latentprobe, or edited), so "
+                         "a resumed run cannot be checked against them; pass --overwrite to run again.")
+    return {i: d for i, d in pairs}

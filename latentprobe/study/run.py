@@ -239,7 +239,8 @@ def _run(study: Study, out: Path, *, overwrite: bool, report: bool, say: Callabl
     fingerprint = config_fingerprint(study)
     stored = _check_folder(out, study, fingerprint, overwrite)
     name = study.study.name
-    from latentprobe.study.datafp import CACHE_NAME, ImageHashCache, check_data, data_fingerprint, example_digests
+    from latentprobe.study.datafp import (CACHE_NAME, ImageHashCache, check_data, data_fingerprint, example_digests,
+                                          recorded_digests)
 
     from latentprobe.study.analyses import make_context, preflight, run_analysis, write_table
     from latentprobe.study.answers import write_answers
@@ -255,11 +256,7 @@ def _run(study: Study, out: Path, *, overwrite: bool, report: bool, say: Callabl
     hashes = ImageHashCache(out / CACHE_NAME)
     digests = example_digests(data, cache=hashes)
     if stored is not None:
-        if not isinstance(stored.get("data"), dict):
-            raise StudyError(f"{out / 'study.json'} records no fingerprint of its data (written by an older "
-                             "latentprobe), so a resumed run cannot be checked against them; pass --overwrite to run "
-                             "again.")
-        check_data(dict(map(tuple, stored["data"].get("examples") or [])), digests, str(out))
+        check_data(recorded_digests(stored, out / "study.json"), digests, str(out))
     preflight(study, make_context(study, model, data, progress=False))
     if model is None:
         say(f"[{name}] loading model {study.model.source}")

@@ -63,6 +63,13 @@ def test_digests_change_with_each_field_and_image_byte_and_only_for_that_example
     with pytest.raises(DataChangedError, match=r"example ids changed: 'q/2'\)\. .*--overwrite"):
         check_data(before, example_digests(base), str(tmp_path))
     check_data(before, dict(before), str(tmp_path))  # unchanged: no error
+    from latentprobe.errors import StudyError
+    from latentprobe.study.datafp import recorded_digests
+
+    assert recorded_digests({"data": {"examples": [[k, v] for k, v in before.items()]}}, "s.json") == before
+    for meta in ({}, {"data": {"examples": {"q/0": "x"}}}, {"data": {"examples": [["q/0"]]}}, {"data": 3}):
+        with pytest.raises(StudyError, match="s.json records no fingerprint of its data"):
+            recorded_digests(meta, "s.json")
 
 
 def test_image_bytes_in_memory_and_decoded_arrays_are_hashed_by_content():
