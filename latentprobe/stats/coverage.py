@@ -63,7 +63,7 @@ DISTRIBUTIONS: dict[str, tuple[Callable[[np.random.Generator, tuple[int, int]], 
 }
 
 
-#: The true accuracy changes the acceptance checks cover (docs/statistics.md).
+#: The true accuracy changes the acceptance checks cover (``tests/stats/test_coverage.py``).
 TRUE_EFFECTS = (0.0, -0.02, -0.05, -0.3)
 #: ``(label, p_loss, p_gain)`` of the paired 0/1 scenarios: for each true effect ``e``, answers turn
 #: right with probability ``p_gain`` and wrong with ``p_gain + |e|``. "rare flips" (5% counter-flips)
@@ -199,7 +199,7 @@ def coverage_paired_binary(n: int, p_loss: float, p_gain: float, *, method: str 
     >>> from latentprobe.stats.coverage import coverage_paired_binary
     >>> r = coverage_paired_binary(48, 0.07, 0.05)
     >>> round(r.coverage, 4), r.zero_width
-    (0.9521, 0.0)
+    (0.9516, 0.0)
     """
     one_of(method, "method", BINARY_METHODS, error=StatsInputError)
     if not (0.0 <= p_loss <= 1.0 and 0.0 <= p_gain <= 1.0 and p_loss + p_gain <= 1.0):

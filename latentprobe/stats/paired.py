@@ -103,7 +103,7 @@ def _boot_note(n: int, const: bool, value: float) -> str:
                 "[v, v]; it says nothing about sampling variability")
     if n < SMALL_SAMPLE_N:
         return (small_sample_note(n) + "; the studentised bootstrap was calibrated by simulation from n = 30 up "
-                "(docs/statistics.md)")
+                "(benchmarks/stats_coverage.py)")
     return ""
 
 
@@ -224,7 +224,7 @@ def paired_difference_ci(before: ArrayLike, after: ArrayLike, *, level: float = 
         lo, hi = _iv.tango_limits(gain, loss, n, level)
         p = float(_iv.score_p_value(gain, loss))
         exact = float(_iv.mcnemar_exact_p(gain, loss))
-        notes = []
+        notes = [small_sample_note(n)] if n < SMALL_SAMPLE_N else []
         if gain + loss < FEW_DISCORDANT:
             notes.append(f"few discordant pairs ({gain} gained, {loss} lost): the interval is conservative and the "
                          "test has little power")
