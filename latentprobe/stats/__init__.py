@@ -31,7 +31,7 @@ Every effect reported by the toolkit follows the same rules:
 The intervals quantify sampling variability over the examples that were evaluated. They say
 nothing about variability over random seeds, prompt templates, model checkpoints or other
 design choices that were held fixed, and they correct for no multiple comparisons. The
-percentile bootstrap used before under-covered (0.62 for a -0.02 accuracy change from rare flips
+percentile bootstrap used before under-covered (0.605 for a -0.02 accuracy change from one-way rare flips
 at n = 48, with ``[0, 0]`` intervals); it remains available as ``method="percentile"`` only for
 comparison.
 """

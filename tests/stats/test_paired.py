@@ -182,6 +182,7 @@ def test_point_mass_sample_falls_back_to_bca_instead_of_an_absurd_interval():
     r = paired_difference_ci(np.zeros(30), d)
     assert np.isfinite(r.low) and np.isfinite(r.high) and r.low >= -1.8 and r.high <= 0.9
     assert r.low < r.estimate < r.high
+    assert r.p_value is None and r.method.startswith("BCa")
 
 
 def test_reproducible_by_seed():
