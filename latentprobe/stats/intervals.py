@@ -211,8 +211,11 @@ def studentized_rows(x: np.ndarray, index_blocks: Iterable[np.ndarray], level: f
     mu = est[var]
     se = xv.std(axis=1, ddof=1) / np.sqrt(n)
     means, pvar = resampled_means(xv, index_blocks)
+    # a resample of one repeated value has variance 0, computed as rounding noise: read it as 0
+    pvar = np.where(pvar <= 1e-20 * (xv.var(axis=1) + np.abs(mu) ** 2)[:, None], 0.0, pvar)
     se_b = np.sqrt(pvar * n / (n - 1.0)) / np.sqrt(n)
     num = means - mu[:, None]
+    num = np.where(np.abs(num) <= 1e-13 * (np.abs(xv).max(axis=1))[:, None], 0.0, num)  # rounding noise
     with np.errstate(divide="ignore", invalid="ignore"):
         t = num / se_b
     t = np.where(se_b > 0, t, np.where(num == 0, 0.0, np.where(num > 0, np.inf, -np.inf)))
@@ -259,11 +262,15 @@ def bca_interval(theta_hat: float, theta_boot: np.ndarray, theta_jack: np.ndarra
     """BCa limits from the statistic, its resampled values and its leave-one-out values.
 
     Follows :func:`scipy.stats.bootstrap` (``method="BCa"``) step for step: ``z0`` from the
-    mid-rank share of resamples below the estimate, the acceleration from the jackknife, and the
-    linear-interpolation quantiles of ``theta_boot`` at the adjusted levels.
+    mid-rank share of resamples below the estimate (values within rounding of it count as ties),
+    the acceleration from the jackknife, and the linear-interpolation quantiles of ``theta_boot``
+    at the adjusted levels.
     """
     b = theta_boot.size
-    share = (np.count_nonzero(theta_boot < theta_hat) + np.count_nonzero(theta_boot <= theta_hat)) / (2.0 * b)
+    # a resample that permutes the sample gives theta_hat up to rounding: a tie, whichever way it rounded
+    tol = 1e-12 * max(1.0, abs(theta_hat), float(np.max(np.abs(theta_boot))))
+    below, at_most = np.count_nonzero(theta_boot < theta_hat - tol), np.count_nonzero(theta_boot <= theta_hat + tol)
+    share = (below + at_most) / (2.0 * b)
     z0 = ndtri(share)
     nj = float(theta_jack.size)
     u = (nj - 1.0) * (theta_jack.mean() - theta_jack)

@@ -116,13 +116,15 @@ def _rows_interval(x: np.ndarray, *, level: float, seed: int | None, n_boot: int
         est, lo, hi, p = _iv.studentized_rows(rows, resample_indices(n, n_boot, seed), level)
         if np.isnan(p[0]):  # too few distinct values: the studentised limits ran away, BCa stands in
             text = (f"BCa bootstrap {label} ({_pct(level)}, n_boot={n_boot}); the studentised bootstrap was "
-                    "unstable (a point mass: resamples without spread)")
+                    "unstable (too few examples or distinct values: resamples without spread)")
             return float(est[0]), float(lo[0]), float(hi[0]), None, text
-        text = f"studentised bootstrap (bootstrap-t) {label} ({_pct(level)}, n_boot={n_boot}); p from the bootstrap-t test"
+        text = (f"studentised bootstrap (bootstrap-t) {label} ({_pct(level)}, n_boot={n_boot}); "
+                "p from the bootstrap-t test")
         return float(est[0]), float(lo[0]), float(hi[0]), float(p[0]), text
     if method == "percentile":
         est, lo, hi = _iv.percentile_rows(rows, resample_indices(n, n_boot, seed), level)
-        return float(est[0]), float(lo[0]), float(hi[0]), None, f"percentile bootstrap {label} ({_pct(level)}, n_boot={n_boot})"
+        text = f"percentile bootstrap {label} ({_pct(level)}, n_boot={n_boot})"
+        return float(est[0]), float(lo[0]), float(hi[0]), None, text
     lo_, hi_ = bca_of(x, np.mean, level=level, seed=seed, n_boot=n_boot)
     est_ = float(x[0]) if np.all(x == x[0]) else float(x.mean())
     return est_, lo_, hi_, None, f"BCa bootstrap {label} ({_pct(level)}, n_boot={n_boot})"

@@ -1,5 +1,6 @@
 """Shared pieces of the causal tests: a logits processor for random-weight toys, reference
-intervals (bootstrap loops, Wilson and Tango computed independently), and callables that fail on purpose (for the resume-after-crash tests)."""
+intervals (bootstrap loops, Wilson and Tango computed independently), and callables that fail on
+purpose (for the resume-after-crash tests)."""
 
 from __future__ import annotations
 

@@ -14,8 +14,10 @@ from latentprobe.stats.coverage import binary_tables
 
 def _pairs(gain, loss, n):
     """before/after 0/1 arrays with ``gain`` 0->1 and ``loss`` 1->0 pairs (the rest 1->1 and 0->0)."""
-    before = np.r_[np.zeros(gain), np.ones(loss), np.ones((n - gain - loss) // 2), np.zeros(n - gain - loss - (n - gain - loss) // 2)]
-    after = np.r_[np.ones(gain), np.zeros(loss), np.ones((n - gain - loss) // 2), np.zeros(n - gain - loss - (n - gain - loss) // 2)]
+    both_right = (n - gain - loss) // 2
+    both_wrong = n - gain - loss - both_right
+    before = np.r_[np.zeros(gain), np.ones(loss), np.ones(both_right), np.zeros(both_wrong)]
+    after = np.r_[np.ones(gain), np.zeros(loss), np.ones(both_right), np.zeros(both_wrong)]
     return before, after
 
 
@@ -31,7 +33,8 @@ def _score_statistic_numeric(delta, gain, loss, n):
     def nll(p21):
         p12 = p21 + delta
         rest = 1.0 - p12 - p21
-        return -(gain * np.log(max(p12, 1e-300)) + loss * np.log(max(p21, 1e-300)) + (n - gain - loss) * np.log(max(rest, 1e-300)))
+        return -(gain * np.log(max(p12, 1e-300)) + loss * np.log(max(p21, 1e-300))
+                 + (n - gain - loss) * np.log(max(rest, 1e-300)))
 
     p21 = optimize.minimize_scalar(nll, bounds=(lo, hi), method="bounded", options={"xatol": 1e-14}).x
     return (gain - loss - n * delta) / np.sqrt(n * (2 * p21 + delta * (1 - delta)))
