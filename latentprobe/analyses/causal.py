@@ -198,7 +198,7 @@ class ZToY(Analysis):
                 if c in s.columns]
         table = s[s["metric"].isin(metrics)][keep] if metrics else s[keep]
         report.add_table(table, caption="accuracy and flip_rate: fractions of examples; accuracy_change: "
-                         "intervention − control (fraction; 0.1 = 10 percentage points), McNemar exact p; kl: "
+                         "intervention − control (fraction; 0.1 = 10 percentage points), Tango's paired score interval and its score-test p; kl: "
                          "KL(control ‖ intervention) of the first answer token, nats. Control: the intervention "
                          "`none` in the same mode; mode `run`: the original run.")
         if not (s["metric"] == "accuracy").any():

@@ -34,7 +34,7 @@ class XZResult(SummarizedResult):
         baseline of :data:`BASELINE_SOURCES` (``step = -1``).
     summary : DataFrame
         ``perturbation, source, step, layer, metric (cosine | rel_l2), estimate (mean), ci_low,
-        ci_high, n, note``: percentile bootstrap over examples.
+        ci_high, n, note``: studentised bootstrap over examples (:func:`latentprobe.stats.bootstrap_ci`).
     dropped : DataFrame
         ``example_id, condition (perturbation), reason, n_latents_clean, n_latents_other, chunk``.
     across : DataFrame
@@ -88,8 +88,8 @@ class ZYResult(SummarizedResult):
         The controls appear as ``intervention == "none"``.
     summary : DataFrame
         ``intervention, mode, metric, estimate, ci_low, ci_high, n, p_value, method, note`` with
-        metrics ``accuracy``, ``accuracy_change`` (vs the control; paired bootstrap CI, McNemar
-        exact p), ``flip_rate``, ``gold_logprob_change`` (paired), ``kl``,
+        metrics ``accuracy``, ``accuracy_change`` (vs the control; Tango's paired score interval
+        and its score-test p), ``flip_rate`` (Wilson interval), ``gold_logprob_change`` (paired), ``kl``,
         ``recorded_logprob_change`` (replay), and ``n_unparseable`` (answers behind the row that
         could not be read; counted as wrong in the accuracy metrics). ``intervention="none",
         mode="run"`` holds the original run's accuracy.
@@ -143,9 +143,9 @@ class MediationResult(SummarizedResult):
         read and how), ``gold_logprob, n_latents``.
     summary : DataFrame
         ``effect, kind, estimate, ci_low, ci_high, n, p_value, method, note, outcome, treatment``:
-        ``TE, NDE, NIE`` (kind ``effect``; paired bootstrap over examples sharing one set of
-        resamples; ``p_value`` = McNemar exact test of the two conditions' correctness when
-        ``outcome="correct"``), ``interaction`` (TE - NDE - NIE), ``proportion_mediated``
+        ``TE, NDE, NIE`` (kind ``effect``; :func:`latentprobe.stats.paired_difference_ci` against
+        the clean run: Tango's score interval and score-test p for ``outcome="correct"``, the
+        studentised bootstrap and its bootstrap-t p otherwise), ``interaction`` (TE - NDE - NIE), ``proportion_mediated``
         (NIE / TE, only when TE's interval excludes 0, else NaN) and the four condition means
         (kind ``level``), and ``n_unparseable`` (examples with an unreadable answer in a condition
         the row compares; counted as wrong with ``outcome="correct"``).

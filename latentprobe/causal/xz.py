@@ -317,7 +317,7 @@ def _across_frame(per_chunk: list[dict[str, Tensor]], example_ids: Sequence[str]
 
 def summarize_x_to_z(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, ci: float = 0.95,
                      order: Sequence[str] | None = None) -> pd.DataFrame:
-    """Mean cosine and relative L2 with percentile bootstrap intervals over examples, per
+    """Mean cosine and relative L2 with studentised bootstrap intervals over examples, per
     perturbation x source x step x layer (long format: one row per metric).
 
     Within a perturbation every cell is resampled with the same example indices (those of
@@ -368,13 +368,14 @@ def summarize_x_to_z(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
             hi = np.full(len(keys), np.nan)
             nn = np.full(len(keys), v.shape[0])
             if full.any():
-                e_, l_, h_ = _stats.bootstrap_mean_columns(v[:, full], n_boot=n_boot, seed=seed, confidence=ci)
+                e_, l_, h_ = _stats.bootstrap_mean_columns(v[:, full], n_boot=n_boot, seed=seed, confidence=ci,
+                                                             method="studentized")
                 est[full], lo[full], hi[full] = e_, l_, h_
             for j in np.flatnonzero(~full):
                 x = v[:, j][~np.isnan(v[:, j])]
                 nn[j] = x.size
                 if x.size:
-                    eff = _stats.bootstrap_ci(x, n_boot=n_boot, seed=seed, confidence=ci)
+                    eff = _stats.bootstrap_ci(x, n_boot=n_boot, seed=seed, confidence=ci, method="studentized")
                     est[j], lo[j], hi[j] = eff.estimate, eff.ci_low, eff.ci_high
             for j, (src, step, layer) in enumerate(keys):
                 out.append({T.PERTURBATION: p, T.SOURCE: src, T.STEP: int(step), T.LAYER: int(layer), T.METRIC: metric,

@@ -323,15 +323,17 @@ def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
                      order: Sequence[str] | None = None) -> pd.DataFrame:
     """Summary of Z -> Y rows, per intervention x mode (long format, one row per metric).
 
-    ``accuracy`` (bootstrap CI of mean correctness), ``accuracy_change`` (intervened minus control,
-    :func:`latentprobe.stats.binary_outcome_effect`: paired bootstrap CI and McNemar exact p).
+    ``accuracy`` (Wilson interval of mean correctness), ``accuracy_change`` (intervened minus control,
+    :func:`latentprobe.stats.binary_outcome_effect`: Tango's paired score interval and the p-value of the
+    score test it inverts).
     An answer that has a gold but could not be read (``correct`` NaN, ``parse_method`` not
     ``"no_gold"``) counts as wrong in both, so an intervention that makes the model refuse or
     babble lowers accuracy instead of leaving the comparison; the column ``n_unparseable`` says
     how many answers behind the row were unreadable (this condition's for ``accuracy``, the
     condition's or its control's for ``accuracy_change``; 0 for the other metrics). Then
-    ``flip_rate`` (bootstrap CI), ``gold_logprob_change`` and ``recorded_logprob_change``
-    (:func:`latentprobe.stats.paired_bootstrap_diff`), ``kl`` (bootstrap CI). Examples with a
+    ``flip_rate`` (Wilson interval), ``gold_logprob_change`` and ``recorded_logprob_change``
+    (:func:`latentprobe.stats.paired_bootstrap_diff`: studentised bootstrap of the per-example
+    differences), ``kl`` (studentised bootstrap; :func:`latentprobe.stats.bootstrap_ci`). Examples with a
     missing value (no gold, no first-token distribution) are left out of that metric only; ``n``
     says how many remain. ``clean_correct`` (1.0 / 0.0, unreadable answers as 0.0, NaN without
     gold) adds the original run's accuracy as ``intervention="none", mode="run"``, with
@@ -362,6 +364,8 @@ def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
     R, T = S.ZY_ROWS, S.ZY_SUMMARY
     out: list[dict[str, Any]] = []
     kw = dict(n_boot=n_boot, seed=seed, confidence=ci)
+    prop = dict(kw, method="wilson")  # accuracy, flip rate: Wilson's interval
+    cont = dict(kw, method="studentized")  # continuous outcomes, even when all 0 (a KL) or all 1
 
     def row(eff: _stats.Effect, metric: str, key: dict[str, str], n_unparseable: int = 0) -> dict[str, Any]:
         return _effect_row(eff, **key, **{T.METRIC: metric, T.N_UNPARSEABLE: n_unparseable})
@@ -369,7 +373,7 @@ def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
     if clean_correct is not None:
         (cc,) = _finite(np.asarray(clean_correct, dtype=np.float64))
         if cc.size:
-            out.append(row(_stats.bootstrap_ci(cc, name="accuracy", **kw), "accuracy",
+            out.append(row(_stats.bootstrap_ci(cc, name="accuracy", **prop), "accuracy",
                            {T.INTERVENTION: S.CONTROL_INTERVENTION, T.MODE: S.RUN_MODE}, int(clean_unparseable)))
     if not rows.empty:
         names = list(order) if order is not None else []
@@ -380,20 +384,20 @@ def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
                 if g.empty:
                     continue
                 key = {T.INTERVENTION: nm, T.MODE: mode}
-                out += _accuracy_rows(g, lambda x, name: _stats.bootstrap_ci(x, name=name, **kw),
+                out += _accuracy_rows(g, lambda x, name: _stats.bootstrap_ci(x, name=name, **prop),
                                       lambda a, b, name: _stats.binary_outcome_effect(a, b, name=name, **kw), key)
-                out.append(row(_stats.bootstrap_ci(g[R.FLIP].to_numpy(np.float64), name="flip_rate", **kw),
+                out.append(row(_stats.bootstrap_ci(g[R.FLIP].to_numpy(np.float64), name="flip_rate", **prop),
                                "flip_rate", key))
                 a, b = _finite(g[R.GOLD_LOGPROB].to_numpy(np.float64), g[R.REF_GOLD_LOGPROB].to_numpy(np.float64))
                 if a.size:
-                    out.append(row(_stats.paired_bootstrap_diff(a, b, name="gold_logprob_change", **kw),
+                    out.append(row(_stats.paired_bootstrap_diff(a, b, name="gold_logprob_change", **cont),
                                    "gold_logprob_change", key))
                 (kl,) = _finite(g[R.KL].to_numpy(np.float64))
                 if kl.size:
-                    out.append(row(_stats.bootstrap_ci(kl, name="kl", **kw), "kl", key))
+                    out.append(row(_stats.bootstrap_ci(kl, name="kl", **cont), "kl", key))
                 a, b = _finite(g[R.RECORDED_LOGPROB].to_numpy(np.float64),
                                g[R.REF_RECORDED_LOGPROB].to_numpy(np.float64))
                 if a.size:
-                    out.append(row(_stats.paired_bootstrap_diff(a, b, name="recorded_logprob_change", **kw),
+                    out.append(row(_stats.paired_bootstrap_diff(a, b, name="recorded_logprob_change", **cont),
                                    "recorded_logprob_change", key))
     return T.frame(out)
