@@ -184,3 +184,8 @@ class CheckpointNotFoundError(LoadError, FileNotFoundError):
 class CheckpointFormatError(LoadError, ValueError):
     """A checkpoint file that cannot be read as what it should be: a damaged safetensors file, a config that is not
     JSON or names an unknown ``model_type``, a broken ``preprocessor_config.json``, weights of another shape."""
+
+
+class NoOpWarning(LatentProbeWarning):
+    """An intervention or perturbation that leaves some examples unchanged (a swap that pairs an example with
+    itself); the message names them. When it would change nothing at all, an error is raised instead."""
