@@ -32,7 +32,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None], *, 
     """Write ``path`` through ``write(fileobj)`` into a temporary file beside it, then rename it.
 
     ``mode`` sets the file's permission bits (temporary files are created ``0o600``). On any
-    error the temporary file is removed and the old ``path`` is left as it was.
+    error the temporary file is removed and the old ``path`` is left as it was; an operating-system
+    error (permissions, a read-only or full disk) passes through with ``path`` as its ``filename``
+    (a write or fsync error carries none of its own).
 
     Parameters
     ----------
@@ -49,11 +51,6 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None], *, 
     -------
     Path
         The written file.
-
-    Raises
-    ------
-    OSError
-        The folder cannot be written (permissions, a read-only or full disk); ``filename`` is ``path``.
     """
     path = Path(path)
     try:

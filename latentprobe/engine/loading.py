@@ -333,6 +333,8 @@ def load_codi(checkpoint: str | os.PathLike, base: str | os.PathLike, *, num_lat
     ModelStructureError
         If the checkpoint lacks ``codi.`` or ``prj.`` weights, or holds weights the rebuilt model has not.
     """
+    if not Path(checkpoint).exists():  # before the base model loads
+        raise CheckpointNotFoundError(f"load_codi: {checkpoint}: no such checkpoint file or folder.")
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as err:
@@ -435,6 +437,8 @@ def load_coconut(checkpoint: str | os.PathLike, base: str | os.PathLike = "gpt2"
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if not Path(checkpoint).exists():  # before the base model loads
+        raise CheckpointNotFoundError(f"load_coconut: {checkpoint}: no such checkpoint file or folder.")
     with library_errors(str(base), f"load_coconut(base={str(base)!r})", "loading the base model and its tokenizer"):
         tokenizer = AutoTokenizer.from_pretrained(str(base), revision=revision)
         model = AutoModelForCausalLM.from_pretrained(str(base), revision=revision, dtype=torch.float32)
