@@ -312,7 +312,8 @@ class LatentSpec:
         """
         if not isinstance(d, Mapping):
             raise SpecError(f"LatentSpec.from_dict({d!r:.60}): give the dict LatentSpec.to_dict() wrote (a "
-                            f"{type(d).__name__} is not one; for its JSON text: LatentSpec.from_dict(json.loads(text))).")
+                            f"{type(d).__name__} is not one; for its JSON text: "
+                            "LatentSpec.from_dict(json.loads(text))).")
         d = dict(d)
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
         if unknown:

@@ -138,7 +138,8 @@ _CUDA = f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() else "c
 
 # (case id, call, expected class, fragments of the message, a library error is kept as the cause)
 LOAD_CASES = [
-    ("load-none", lambda c: latentprobe.load(None), LoadArgumentError, ["load(None)", "folder path or a hub id"], False),
+    ("load-none", lambda c: latentprobe.load(None), LoadArgumentError, ["load(None)", "folder path or a hub id"],
+     False),
     ("load-int", lambda c: latentprobe.load(5), LoadArgumentError, ["load(5)", "got int"], False),
     ("load-empty-string", lambda c: latentprobe.load(""), LoadArgumentError, ["path is empty"], False),
     ("load-missing-folder", lambda c: latentprobe.load(c.dir / "no" / "such"), CheckpointNotFoundError,

@@ -444,7 +444,8 @@ def as_intervention(x: Intervention | Callable[..., Tensor]) -> Intervention:
     if isinstance(x, Intervention):
         return x
     if isinstance(x, type):
-        example = {"Swap": "Swap(trace)", "MeanAblate": "MeanAblate.from_trace(trace)"}.get(x.__name__, f"{x.__name__}(...)")
+        example = {"Swap": "Swap(trace)", "MeanAblate": "MeanAblate.from_trace(trace)"}.get(x.__name__,
+                                                                                           f"{x.__name__}(...)")
         raise InterventionError(f"{x.__name__} is a class; pass an instance, e.g. {example} (its arguments: "
                                 f"help(latentprobe.interventions.{x.__name__})).")
     if callable(x):
