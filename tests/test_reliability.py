@@ -130,6 +130,12 @@ def _split_into_missing_shards(folder):
     (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": shard}))
 
 
+def _garbage_file(c, name):
+    """A file in Coconut's naming (``checkpoint_{epoch}``, no suffix) that holds no tensors."""
+    (c.dir / name).write_bytes(b"PK\x03\x04 not a zip archive")
+    return c.dir / name
+
+
 def _load(change, **kw):
     return lambda c: latentprobe.load(_copy(c, change), **kw)
 
@@ -182,6 +188,8 @@ LOAD_CASES = [
      ["is a file (config.json)", "pass the folder that holds it"], False),
     ("load-weights-file-for-folder", lambda c: latentprobe.load(c.good / "model.safetensors"), FamilyDetectionError,
      ["is a file of the save_pretrained folder", "load the folder"], False),
+    ("load-garbage-state-dict-file", lambda c: latentprobe.load(_garbage_file(c, "checkpoint_3")),
+     CheckpointFormatError, ["checkpoint_3: the weights file cannot be read", "damaged"], True),
     ("load-special-file", lambda c: latentprobe.load("/dev/null"), LoadArgumentError,
      ["/dev/null is neither a folder nor a file"], False),
     ("load-mismatched-shapes", _load(_reshape_a_weight), CheckpointFormatError,

@@ -24,14 +24,15 @@ from latentprobe.errors import (CheckpointFormatError, CheckpointNotFoundError, 
                                 LoadError)
 
 __all__ = ["checkpoint_source", "torch_dtype", "check_device_map", "check_checkpoint", "library_errors",
-           "image_processor_of", "chat_template_of", "STATE_DICT_SUFFIXES"]
+           "image_processor_of", "chat_template_of"]
 
 #: JSON files of a ``save_pretrained`` folder: each must parse when present.
 JSON_FILES = ("config.json", "generation_config.json", "tokenizer_config.json", "tokenizer.json",
               "special_tokens_map.json", "added_tokens.json", "preprocessor_config.json", "processor_config.json",
               "chat_template.json", "model.safetensors.index.json", "pytorch_model.bin.index.json")
-#: Suffixes of a single state-dict file (Coconut's and CODI's official layouts).
-STATE_DICT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+#: Suffixes of a checkpoint folder's other files: given alone, the folder was meant. (Coconut's ``run.py`` saves
+#: ``checkpoint_{epoch + 1}``, without a suffix: facebookresearch/coconut@07a5573e ``run.py``.)
+_NOT_WEIGHTS = (".json", ".jinja", ".txt", ".md", ".py", ".yaml", ".yml", ".csv", ".model", ".tiktoken")
 _WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 _TOKENIZER = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
@@ -181,7 +182,7 @@ def check_checkpoint(src: str, where: str) -> None:
     if not path.exists():
         return
     if path.is_file():
-        if path.suffix not in STATE_DICT_SUFFIXES and path.name != "checkpoint":
+        if path.suffix.lower() in _NOT_WEIGHTS:
             raise LoadArgumentError(f"{where}: {path} is a file ({path.name}), not a checkpoint; pass the folder "
                                     f"that holds it: load({str(path.parent)!r}).")
         return
@@ -236,6 +237,9 @@ def _translate(err: BaseException, src: str, where: str, doing: str) -> LoadErro
             f"{where}: {src!r} could not be fetched from the Hugging Face Hub while {doing}: {why} ({kind}: {text}). "
             f"Download it where the hub is reachable (`hf download {src} --local-dir DIR`) and load the folder DIR, "
             "or check the repository id.")
+    if isinstance(err, PermissionError):
+        return LoadError(f"{where}: {doing} failed: {err.filename or src} cannot be read (permission denied); make "
+                         "the checkpoint's files readable (chmod) or copy them to a folder you can read.")
     if "does not recognize this architecture" in text or "Unrecognized model" in text:
         return CheckpointFormatError(
             f"{where}: {Path(src) / 'config.json'}: transformers {version('transformers')} does not know its "
