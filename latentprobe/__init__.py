@@ -10,6 +10,7 @@ from latentprobe.errors import (
     InterventionError,
     InterventionShapeError,
     LatentProbeError,
+    LoadError,
     ModelStructureError,
     SpecError,
     SpecTokenError,
@@ -45,7 +46,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AddNoise", "CodiProjection", "ExampleTrace", "GaussianReplace", "ImageBatchError", "InputError",
     "Intervention", "InterventionError", "InterventionShapeError", "Lambda", "LatentProbeError",
-    "LatentRunner", "LatentSpec", "LatentTrace", "MatchedDisplacement", "MeanAblate", "ModelStructureError",
+    "LatentRunner", "LatentSpec", "LatentTrace", "LoadError", "MatchedDisplacement", "MeanAblate",
+    "ModelStructureError",
     "NoLatents", "RepeatFirst", "Replace", "ReplaceNoise", "Scale", "Segment", "SpecError", "SpecTokenError",
     "StepOutOfRangeError", "Swap", "TraceFormatError", "Zero", "get_preset", "intervention_from_config",
     "list_presets", "load", "register_analysis", "register_benchmark", "register_intervention", "register_preset",

@@ -179,3 +179,28 @@ class DataChangedError(DataError):
 class SweepChecksumError(SweepStateError):
     """A stored part file's bytes no longer match the checksum recorded when it was written (the file was damaged
     or edited); the message names the file and how to recompute it."""
+
+
+class LoadError(LatentProbeError):
+    """:func:`latentprobe.load` (or another checkpoint loader) could not build a runner from a checkpoint; the message
+    names the path (folder or hub id), the file and what to do, and the library's own error is kept as
+    ``__cause__``."""
+
+
+class LoadArgumentError(LoadError, ValueError, TypeError):
+    """An argument of :func:`latentprobe.load` that cannot be used: no model path, an unknown or integer ``dtype``,
+    a ``device_map`` naming a device this machine lacks."""
+
+
+class CheckpointNotFoundError(LoadError, FileNotFoundError):
+    """The checkpoint is not there: a missing folder or file, or a hub id the hub cannot serve (offline, unknown)."""
+
+
+class CheckpointFormatError(LoadError, ValueError):
+    """A checkpoint file that cannot be read as what it should be: a damaged safetensors file, a config that is not
+    JSON or names an unknown ``model_type``, a broken ``preprocessor_config.json``, weights of another shape."""
+
+
+class NoOpWarning(LatentProbeWarning):
+    """An intervention or perturbation that leaves some examples unchanged (a swap that pairs an example with
+    itself); the message names them. When it would change nothing at all, an error is raised instead."""

@@ -134,7 +134,8 @@ class ZToYOptions(AnalysisOptions):
 
     interventions: tuple[str, ...] = option(choices="interventions", doc="latent interventions")
     modes: tuple[str, ...] = option(("propagate", "redecode"), choices="modes", doc="intervention modes")
-    layers: tuple[int, ...] = option((0,), min_value=0, doc="residual layers intervened on (0 = the fed latent)")
+    layers: tuple[int, ...] = option((0,), min_value=0, doc='residual layers intervened on (0 = the fed latent); '
+                                     'a list: "all" is refused')
     steps: tuple[int, ...] | None = option(None, all_value=True, min_value=0, doc='latent steps intervened on, or "all"')
     scorer: str | None = option(None, choices="scorers", doc="scorer (default: [generation] scorer)")
 

@@ -128,6 +128,14 @@ class Probes(Analysis):
         assert isinstance(options, ProbesOptions)
         for target in options.targets:
             field_values(ctx.inputs, target, where=f"{ctx.where}: [analyses.{self.key}] key 'targets': ")
+        if ctx.runner is not None:  # in a checkpoint's preflight the model is not loaded yet: checked in run
+            self._in_range(ctx, options.layers, int(ctx.runner.n_layers) + 1, "layers", "residual layers")
+
+    def _in_range(self, ctx: Context, values: tuple[int, ...] | None, n: int, key: str, what: str) -> None:
+        bad = [v for v in values or () if v >= n]
+        if bad:
+            raise StudyError(f"{ctx.where}: [analyses.{self.key}] key '{key}': {bad} out of range: this run has {n} "
+                             f"{what} (0..{n - 1}); list values in that range or write {key} = \"all\".")
 
     def run(self, ctx: Context, options: AnalysisOptions, folder: Path | None) -> dict[str, pd.DataFrame]:
         from latentprobe.probing import probe_sweep
@@ -135,13 +143,15 @@ class Probes(Analysis):
         assert isinstance(options, ProbesOptions)
         trace = ctx.trace
         n_res = int(ctx.runner.n_layers) + 1
-        layers = list(range(n_res)) if options.layers is None else [l for l in options.layers if l < n_res]
+        self._in_range(ctx, options.layers, n_res, "layers", "residual layers")
+        layers = list(range(n_res)) if options.layers is None else list(options.layers)
         features: dict[tuple[int, int], np.ndarray] = {}
         kept: list[int] = []
         for layer in layers:
             stacked, kept = trace.stack("hidden", layer=layer)
             arr = stacked.float().numpy()
-            steps = range(arr.shape[1]) if options.steps is None else [s for s in options.steps if s < arr.shape[1]]
+            self._in_range(ctx, options.steps, arr.shape[1], "steps", "latent steps (the modal latent count)")
+            steps = range(arr.shape[1]) if options.steps is None else options.steps
             for s in steps:
                 features[(layer, s)] = arr[:, s]
         groups_all = _groups(ctx)

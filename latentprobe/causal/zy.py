@@ -211,6 +211,9 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
     bad = [m for m in modes if m not in MODES]
     if bad or not modes:
         raise InputError(f"modes {bad or modes} not understood; use a subset of {MODES}.")
+    for arg, vals in (("steps", steps), ("layers", layers)):  # "all" would be read letter by letter
+        if vals is not None and (isinstance(vals, (str, bytes)) or not hasattr(vals, "__iter__")):
+            raise InputError(f"z_to_y: {arg}={vals!r}: give a list of integers (layers: the residual layers to patch).")
     scorer = check_scorer(scorer)
     ids = trace.example_ids
     golds_all = _gold_list(gold, ids)

@@ -95,6 +95,8 @@ class LatentRunner(Summarized):
                  generation_defaults: CheckpointGeneration | None = None) -> None:
         if not isinstance(spec, (str, LatentSpec)):
             raise SpecError(f"spec={spec!r}: give a LatentSpec or a preset name ({', '.join(list_presets())}).")
+        if not callable(getattr(tokenizer, "get_vocab", None)):
+            raise InputError(f"tokenizer={tokenizer!r}: give the model's tokenizer (AutoTokenizer.from_pretrained).")
         self.parts: ModelParts = locate_parts(model, layers=layers, norm=norm, embed=embed, lm_head=lm_head)
         self.model = model.eval()
         self.tokenizer = tokenizer

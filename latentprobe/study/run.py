@@ -281,13 +281,14 @@ def _run(study: Study, out: Path, *, overwrite: bool, report: bool, say: Callabl
     for leftover in _LEFTOVERS:
         (out / leftover).unlink(missing_ok=True)
     if stored is None:
-        atomic_write_text(out / "study.toml", study.path.read_text())
         meta = {"name": name, "fingerprint": fingerprint, "config": config_record(study),
                 "model_fingerprint": model_hash, "model": model.fingerprint, "versions": software_versions(),
                 "created": utc_stamp(), "n_examples": len(data.sample),
                 "data": {"fingerprint": data_fingerprint(digests), "examples": [[i, d] for i, d in digests.items()]},
                 "latent_mode": {k: diagnosis.to_dict()[k] for k in ("n", "n_entered", "share", "open")}}
         atomic_write_text(out / "study.json", json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n")
+    if stored is None or not (out / "study.toml").exists():  # after study.json: a run stopped between them resumes
+        atomic_write_text(out / "study.toml", study.path.read_text())
     hashes.save()
     atomic_write_text(out / "sample.csv", data.sample.to_csv(index=False))
     write_table(out, "answers", ctx.answers())
