@@ -89,7 +89,6 @@ def test_a_full_disk_is_one_line_and_the_study_resumes_to_the_same_tables(study,
 
 
 @pytest.mark.parametrize("make, fragment", [
-    (lambda d: Path(os.devnull), "Not a directory [ENOTDIR]"),
     (lambda d: (d / "afile").write_text("x") and d / "afile" / "out", "Not a directory [ENOTDIR]"),
     (lambda d: Path("/proc/latentprobe-out"), "[ENOENT]"),
 ])
@@ -124,10 +123,18 @@ def test_an_unwritable_output_folder_is_one_line(study, tmp_path, monkeypatch, e
     assert line.startswith("latentprobe: error: ") and str(tmp_path / "locked") in line and fragment in line, line
 
 
-def test_debug_shows_the_os_error(study, monkeypatch):
+def test_a_special_file_as_the_output_folder_is_a_usage_error(study):
+    code, text = _cli("run", str(study / "s.toml"), "--out", os.devnull, "--quiet")
+    lines = text.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in text, text
+    assert os.devnull in lines[0] and "is a file, not a folder" in lines[0], text
+
+
+def test_debug_shows_the_os_error(study, tmp_path):
+    (tmp_path / "afile").write_text("x")
     with pytest.raises(NotADirectoryError):
-        CliRunner().invoke(cli.main, ["--debug", "run", str(study / "s.toml"), "--out", os.devnull, "--quiet"],
-                           catch_exceptions=False)
+        CliRunner().invoke(cli.main, ["--debug", "run", str(study / "s.toml"), "--out", str(tmp_path / "afile" / "out"),
+                                      "--quiet"], catch_exceptions=False)
 
 
 def test_an_untyped_error_is_one_line_without_debug(monkeypatch):
