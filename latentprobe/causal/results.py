@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
+from latentprobe import schema as S
 from latentprobe.display import SummarizedResult
 from latentprobe.stats import Effect
 
@@ -29,7 +30,7 @@ class XZResult(SummarizedResult):
     ----------
     rows : DataFrame
         One row per kept example x perturbation x source x step x layer: ``example_id,
-        perturbation, source, step, layer, cosine, rel_l2, chunk``. ``source`` is ``"latent"``
+        perturbation, source, step, layer, cosine, rel_l2, chunk, prefix_changed``. ``source`` is ``"latent"``
         (``step`` = latent step, ``layer`` = residual layer, 0 = the fed vector z) or a prompt
         baseline of :data:`BASELINE_SOURCES` (``step = -1``).
     summary : DataFrame
@@ -48,6 +49,11 @@ class XZResult(SummarizedResult):
         the inter-instance similarity (:meth:`latentprobe.trace.LatentSelection.to_dict`).
     status : DataFrame
         Like ``dropped`` but for every example and perturbation (``reason == "kept"`` when kept).
+    by_prefix : DataFrame
+        The latent rows of ``summary`` computed separately for the examples whose pre-latent text
+        (generated before the open marker) changed under the perturbation and for the others
+        (:class:`~latentprobe.schema.XZ_BY_PREFIX`; ``rows.prefix_changed`` says which example is which,
+        ``config["prefix_changed"]`` counts them).
     """
 
     rows: pd.DataFrame
@@ -57,6 +63,7 @@ class XZResult(SummarizedResult):
     across: pd.DataFrame
     across_matrices: dict[int, np.ndarray]
     status: pd.DataFrame
+    by_prefix: pd.DataFrame = field(default_factory=S.XZ_BY_PREFIX.empty)
 
     def drop_counts(self) -> dict[str, dict[str, int]]:
         """``{condition: {reason: count}}`` of dropped examples.
