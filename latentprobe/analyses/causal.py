@@ -215,7 +215,7 @@ class ZToY(Analysis):
                 set(s["intervention"]) & set(INDEPENDENT_INTERVENTIONS)):
             once(report, "propagate-redecode", PROPAGATE_REDECODE_NOTE, title="Propagate and redecode")
         if "ood" in s.columns:  # measured (latentprobe.causal.ood); summaries written before it: the fixed list
-            zy_ood_section(report, s)
+            zy_ood_section(report, s, config.get("n_kept"))
             ood_note(report, ["drop_latents"] if config.get("drop_latents") else [])
         else:
             ood_note(report, list(s["intervention"]) + (["drop_latents"] if config.get("drop_latents") else []))

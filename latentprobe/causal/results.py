@@ -99,7 +99,9 @@ class ZYResult(SummarizedResult):
         exact p), ``flip_rate``, ``gold_logprob_change`` (paired), ``kl``,
         ``recorded_logprob_change`` (replay), and ``n_unparseable`` (answers behind the row that
         could not be read; counted as wrong in the accuracy metrics). ``intervention="none",
-        mode="run"`` holds the original run's accuracy.
+        mode="run"`` holds the original run's accuracy. ``ood_nn_ratio``, ``ood_norm_ratio`` and
+        ``ood`` say how far the condition's fed latents are from the clean ones and whether that is
+        out of distribution (:mod:`latentprobe.causal.ood`; also per example in ``rows``).
     dropped : DataFrame
         ``example_id, condition, reason, n_latents_clean, n_latents_other, chunk``.
     config : dict

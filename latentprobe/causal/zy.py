@@ -183,6 +183,11 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
     Returns
     -------
     ZYResult
+        Rows and summary also say how far each condition's fed latents are from the clean ones
+        (:mod:`latentprobe.causal.ood`): ``ood_nn_ratio`` (distance to the nearest clean latent of
+        another example at the same step, over the clean leave-one-out distance; the control about 1,
+        ``swap`` 0), ``ood_norm_ratio`` and, in the summary, the flag ``ood``. The score needs layer 0
+        among ``layers`` (the fed latents) and at least 2 kept examples; otherwise it is NaN.
 
     Examples
     --------
@@ -348,7 +353,9 @@ def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
     missing value (no gold, no first-token distribution) are left out of that metric only; ``n``
     says how many remain. ``clean_correct`` (1.0 / 0.0, unreadable answers as 0.0, NaN without
     gold) adds the original run's accuracy as ``intervention="none", mode="run"``, with
-    ``clean_unparseable`` as its ``n_unparseable``.
+    ``clean_unparseable`` as its ``n_unparseable``. Every row of a condition carries its
+    out-of-distribution score (:func:`ood_by_condition`: ``ood_nn_ratio``, ``ood_norm_ratio``, ``ood``;
+    NaN and False for the original run's row).
 
     Parameters
     ----------

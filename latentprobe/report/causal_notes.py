@@ -18,7 +18,7 @@ from latentprobe.report.sections import once
 if TYPE_CHECKING:
     from latentprobe.analyses.base import ReportSink
 
-__all__ = ["ZY_OOD_NOTE", "CONTENT_ADVICE", "zy_ood_table", "zy_ood_section", "prefix_section"]
+__all__ = ["ZY_OOD_NOTE", "CONTENT_ADVICE", "MIN_OOD_EXAMPLES", "zy_ood_table", "zy_ood_section", "prefix_section"]
 
 #: What to read for the latents' content, from the measurements of ``docs/howto/interventions.md``.
 CONTENT_ADVICE = (
@@ -64,7 +64,11 @@ def zy_ood_table(summary: pd.DataFrame) -> pd.DataFrame:
     return s[cols].drop_duplicates(["intervention", "mode"]).reset_index(drop=True)
 
 
-def zy_ood_section(report: ReportSink, summary: pd.DataFrame) -> list[str]:
+#: Below this many clean examples the nearest-neighbour ratio is too coarse to separate (8 toy examples: 1.1-2.1).
+MIN_OOD_EXAMPLES = 16
+
+
+def zy_ood_section(report: ReportSink, summary: pd.DataFrame, n_kept: int | None = None) -> list[str]:
     """The out-of-distribution table of a Z -> Y section and, when a condition is flagged, its note
     (in full once per report, a reminder after).
 
@@ -74,6 +78,9 @@ def zy_ood_section(report: ReportSink, summary: pd.DataFrame) -> list[str]:
         The report.
     summary : pd.DataFrame
         :class:`~latentprobe.schema.ZY_SUMMARY`.
+    n_kept : int or None
+        The clean examples the score compares with (``config["n_kept"]``); below :data:`MIN_OOD_EXAMPLES`
+        a warning says the ratio cannot separate.
 
     Returns
     -------
@@ -92,6 +99,11 @@ def zy_ood_section(report: ReportSink, summary: pd.DataFrame) -> list[str]:
         "at the same step, over the clean latents' median leave-one-out distance (the control `none` is 1 by "
         f"construction, `swap` 0); ood_norm_ratio: norm over the clean median norm. ood: ratio above "
         f"{NN_THRESHOLD:g}, norm ratio outside {lo:g}-{hi:g}, or no latent positions."))
+    if n_kept is not None and n_kept < MIN_OOD_EXAMPLES:
+        report.add_note(f"The out-of-distribution score compares with {n_kept} clean examples: with fewer than "
+                        f"{MIN_OOD_EXAMPLES} the clean nearest-neighbour distance is so coarse that random vectors "
+                        "score like clean latents (8 toy examples: 1.1-2.1), so an unflagged condition is not shown "
+                        "to be in distribution.", kind="warning", title="Few examples for the OOD score")
     flagged = list(dict.fromkeys(str(n) for n in table.loc[table["ood"].astype(bool), "intervention"]))
     if flagged:
         listed = ", ".join(f"`{n}`" for n in flagged)
