@@ -225,6 +225,7 @@ def x_to_z(runner: LatentRunner, inputs: InputSet, perturbations: Perturbation |
         "perturbations": {p.name: perturbation_fingerprint(p) for p in perts}, "layers": layers, "seed": int(seed),
         "chunk_size": int(chunk_size), "batch_size": int(batch_size), "max_new_tokens": int(max_new_tokens),
         "logits_processor": callable_fingerprint(logits_processor, what="logits processor"), "baselines": bool(baselines),
+        "columns": [str(c) for c in S.XZ_ROWS.COLUMNS],
     }
     config = {**sweep_cfg, "n_boot": int(n_boot), "ci": float(ci), "across_layers": across_layers,
               "out_dir": None if out_dir is None else str(out_dir)}

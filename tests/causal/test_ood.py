@@ -12,6 +12,7 @@ from latentprobe.causal import default_interventions, z_to_y
 from latentprobe.causal.ood import NN_THRESHOLD, NORM_BAND, changed_steps, flag_ood, ood_reference
 from latentprobe.errors import InputError
 from latentprobe.report import Report
+from latentprobe.report.causal_notes import MIN_OOD_EXAMPLES, zy_ood_section
 
 FLAGGED = ("zero", "shared_tensor", "replace_noise")
 
@@ -116,3 +117,18 @@ def test_toys_flag_zero_shared_tensor_and_noise_but_not_swap(variant):
     doc = Report("r").add_result(res).to_html()
     assert "ood_nn_ratio" in doc and "Out of distribution: zero, shared_tensor, replace_noise, no_latents" in doc
     print(variant, s[["ood_nn_ratio", "ood_norm_ratio", "ood"]].to_dict("index"))
+
+
+def test_few_examples_get_a_warning_and_old_summaries_no_table():
+    import pandas as pd
+
+    summary = pd.DataFrame({"intervention": ["none", "zero"], "mode": ["redecode"] * 2, "metric": ["kl"] * 2,
+                            "ood_nn_ratio": [1.0, 1.5], "ood_norm_ratio": [1.0, 0.0], "ood": [False, True]})
+    rep = Report("r")
+    assert zy_ood_section(rep, summary, n_kept=MIN_OOD_EXAMPLES - 8) == ["zero"]
+    doc = rep.to_html()
+    assert "Few examples for the OOD score" in doc and "compares with 8 clean examples" in doc
+    rep = Report("r")
+    assert zy_ood_section(rep, summary, n_kept=MIN_OOD_EXAMPLES) == ["zero"]
+    assert "Few examples" not in rep.to_html()
+    assert zy_ood_section(Report("r"), summary.drop(columns="ood")) == []
