@@ -25,7 +25,7 @@ measurements on the shipped toys and on SmolLM2-135M-Instruct's real weights (``
 "Which interventions stay in distribution", lists every figure): clean latents held out score a median 1
 (95th percentile about 4 on the toys at 32 examples, 2.3 on SmolLM2), ``swap`` 0, ``repeat_first`` below
 2 on the toys; ``zero``, ``near_zero``, ``shared_tensor``, ``replace_noise``, ``random_direction`` and
-``add_noise`` score 3.2-10.5 on the toys (16-64 examples; more examples, larger ratios) and 31-44 on
+``add_noise`` score 3.2-14 on the toys (16-64 examples; more examples, larger ratios) and 31-44 on
 SmolLM2 (48 examples), and ``zero`` / ``near_zero`` leave the band. Below about 16 examples the clean
 nearest-neighbour distance is too coarse for the ratio to separate them (8 toy examples: 1.1-2.1).
 """

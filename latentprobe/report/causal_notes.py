@@ -25,10 +25,10 @@ CONTENT_ADVICE = (
     "For the latents' *content*, read `swap`: it feeds another example's clean latents (in distribution by "
     "construction, nearest-neighbour ratio 0). `zero` is not a content test: on the shipped toys and on "
     "SmolLM2-135M, `zero`, `near_zero`, `shared_tensor`, `replace_noise`, `random_direction` and `add_noise` put "
-    "the latents 3-10x (toys, 16-64 examples) and 30-45x (SmolLM2, 48 examples) the clean nearest-neighbour "
+    "the latents 3-14x (toys, 16-64 examples) and 30-45x (SmolLM2, 48 examples) the clean nearest-neighbour "
     "distance from every clean latent, or at norm 0, and test robustness to an out-of-distribution input. "
-    "`swap_placebo` is out of distribution too (4-10x): a swap that changes the answer more than its placebo "
-    "does so while staying in distribution. `mean_ablate` and `repeat_first` depend on the model: read their "
+    "`swap_placebo` is usually out of distribution too (4-10x on SmolLM2 and three of the toys, 2.8 on `blind`): "
+    "a swap that changes the answer more than a flagged placebo does so while staying in distribution. `mean_ablate` and `repeat_first` depend on the model: read their "
     "rows of the table above."
 )
 
