@@ -35,7 +35,7 @@ from latentprobe.table import DTYPES, Column, Table
 
 __all__ = [
     "Column", "Table", "DTYPES",
-    "XZ_ROWS", "XZ_SUMMARY", "XZ_ACROSS", "STATUS",
+    "XZ_ROWS", "XZ_SUMMARY", "XZ_BY_PREFIX", "XZ_ACROSS", "STATUS",
     "ZY_ROWS", "ZY_SUMMARY", "MEDIATION_ROWS", "MEDIATION_SUMMARY", "EFFECTS",
     "PROBE_SCORES", "PROBE_COMPARISON", "PROBES_SKIPPED",
     "CONSECUTIVE", "ACROSS_SUMMARY", "ACROSS_BY_GROUP", "CKA_AGAINST", "NORM_TABLE", "COLLAPSE_TABLE", "STEP_MATRIX",
@@ -96,12 +96,31 @@ class XZ_ROWS(Table):
     COSINE = Column("cosine", "float64", "cosine similarity of the clean and perturbed vectors")
     REL_L2 = Column("rel_l2", "float64", "relative L2 change ||z' - z|| / ||z||")
     CHUNK = CHUNK
+    PREFIX_CHANGED = Column("prefix_changed", "bool", "the text generated before the first open marker differs between "
+                            "the clean and perturbed runs (latents then follow different prefixes)")
 
 
 class XZ_SUMMARY(Table):
     """``XZResult.summary``: bootstrap mean of each metric per perturbation x source x step x layer."""
 
     PERTURBATION = XZ_ROWS.PERTURBATION
+    SOURCE = SOURCE
+    STEP = STEP
+    LAYER = LAYER
+    METRIC = METRIC
+    ESTIMATE = ESTIMATE
+    CI_LOW = CI_LOW
+    CI_HIGH = CI_HIGH
+    N = N
+    NOTE = NOTE
+
+
+class XZ_BY_PREFIX(Table):
+    """``XZResult.by_prefix``: :class:`XZ_SUMMARY`'s latent rows computed separately for the examples whose
+    pre-latent text changed under the perturbation and for those whose did not."""
+
+    PERTURBATION = XZ_ROWS.PERTURBATION
+    PREFIX_CHANGED = XZ_ROWS.PREFIX_CHANGED
     SOURCE = SOURCE
     STEP = STEP
     LAYER = LAYER
@@ -161,6 +180,11 @@ class ZY_ROWS(Table):
     RECORDED_LOGPROB = Column("recorded_logprob", "float64", "replay only: log-probability of the recorded answer")
     REF_RECORDED_LOGPROB = Column("ref_recorded_logprob", "float64", "replay only: the same under the control")
     N_LATENTS = N_LATENTS
+    OOD_NN_RATIO = Column("ood_nn_ratio", "float64", "median over the changed steps of the distance from the fed latent to "
+                          "the nearest clean latent of another example (same step), over the clean leave-one-out median "
+                          "(latentprobe.causal.ood; NaN without latents)")
+    OOD_NORM_RATIO = Column("ood_norm_ratio", "float64", "median over the changed steps of ||fed latent|| / the clean "
+                            "latents' median norm at that step (NaN without latents)")
 
 
 class ZY_SUMMARY(Table):
@@ -177,6 +201,11 @@ class ZY_SUMMARY(Table):
     METHOD = METHOD
     NOTE = NOTE
     N_UNPARSEABLE = N_UNPARSEABLE
+    OOD_NN_RATIO = ZY_ROWS.OOD_NN_RATIO.but(meaning="median over the condition's examples of ood_nn_ratio (1 = as far "
+                                             "as clean latents are from each other; NaN for mode 'run')")
+    OOD_NORM_RATIO = ZY_ROWS.OOD_NORM_RATIO.but(meaning="median over the condition's examples of ood_norm_ratio")
+    OOD = Column("ood", "bool", "the condition is out of distribution: ood_nn_ratio above latentprobe.causal.ood.NN_THRESHOLD, "
+                 "ood_norm_ratio outside NORM_BAND, or no latent positions at all (no_latents)")
 
 
 class MEDIATION_ROWS(Table):

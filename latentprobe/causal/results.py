@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
+from latentprobe import schema as S
 from latentprobe.display import SummarizedResult
 from latentprobe.stats import Effect
 
@@ -29,7 +30,7 @@ class XZResult(SummarizedResult):
     ----------
     rows : DataFrame
         One row per kept example x perturbation x source x step x layer: ``example_id,
-        perturbation, source, step, layer, cosine, rel_l2, chunk``. ``source`` is ``"latent"``
+        perturbation, source, step, layer, cosine, rel_l2, chunk, prefix_changed``. ``source`` is ``"latent"``
         (``step`` = latent step, ``layer`` = residual layer, 0 = the fed vector z) or a prompt
         baseline of :data:`BASELINE_SOURCES` (``step = -1``).
     summary : DataFrame
@@ -48,6 +49,11 @@ class XZResult(SummarizedResult):
         the inter-instance similarity (:meth:`latentprobe.trace.LatentSelection.to_dict`).
     status : DataFrame
         Like ``dropped`` but for every example and perturbation (``reason == "kept"`` when kept).
+    by_prefix : DataFrame
+        The latent rows of ``summary`` computed separately for the examples whose pre-latent text
+        (generated before the open marker) changed under the perturbation and for the others
+        (:class:`~latentprobe.schema.XZ_BY_PREFIX`; ``rows.prefix_changed`` says which example is which,
+        ``config["prefix_changed"]`` counts them).
     """
 
     rows: pd.DataFrame
@@ -57,6 +63,7 @@ class XZResult(SummarizedResult):
     across: pd.DataFrame
     across_matrices: dict[int, np.ndarray]
     status: pd.DataFrame
+    by_prefix: pd.DataFrame = field(default_factory=S.XZ_BY_PREFIX.empty)
 
     def drop_counts(self) -> dict[str, dict[str, int]]:
         """``{condition: {reason: count}}`` of dropped examples.
@@ -92,7 +99,9 @@ class ZYResult(SummarizedResult):
         and its score-test p), ``flip_rate`` (Wilson interval), ``gold_logprob_change`` (paired), ``kl``,
         ``recorded_logprob_change`` (replay), and ``n_unparseable`` (answers behind the row that
         could not be read; counted as wrong in the accuracy metrics). ``intervention="none",
-        mode="run"`` holds the original run's accuracy.
+        mode="run"`` holds the original run's accuracy. ``ood_nn_ratio``, ``ood_norm_ratio`` and
+        ``ood`` say how far the condition's fed latents are from the clean ones and whether that is
+        out of distribution (:mod:`latentprobe.causal.ood`; also per example in ``rows``).
     dropped : DataFrame
         ``example_id, condition, reason, n_latents_clean, n_latents_other, chunk``.
     config : dict

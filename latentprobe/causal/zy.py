@@ -21,6 +21,7 @@ from latentprobe.causal.common import (
     _open, _outcome, _run_units, _score, _status,
     check_analysis_args, check_answers, check_golds, check_scorer, scorer_fingerprint, scoring_examples,
 )
+from latentprobe.causal.ood import changed_steps, flag_ood, ood_reference
 from latentprobe.causal.results import ZYResult
 from latentprobe.errors import InputError, InterventionError
 from latentprobe.fingerprint import (
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from latentprobe.scoring import Scorer
     from latentprobe.engine import LatentRunner
 
-__all__ = ["SUITE", "default_interventions", "z_to_y", "summarize_z_to_y"]
+__all__ = ["SUITE", "default_interventions", "z_to_y", "summarize_z_to_y", "ood_by_condition"]
 
 #: The names of :func:`default_interventions` (the swaps only when at least two examples entered latent mode).
 SUITE = ("shared_tensor", "add_noise", "replace_noise", "near_zero", "zero", "mean_ablate", "repeat_first",
@@ -184,6 +185,11 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
     Returns
     -------
     ZYResult
+        Rows and summary also say how far each condition's fed latents are from the clean ones
+        (:mod:`latentprobe.causal.ood`): ``ood_nn_ratio`` (distance to the nearest clean latent of
+        another example at the same step, over the clean leave-one-out distance; the control about 1,
+        ``swap`` 0), ``ood_norm_ratio`` and, in the summary, the flag ``ood``. The score needs layer 0
+        among ``layers`` (the fed latents) and at least 2 kept examples; otherwise it is NaN.
 
     Examples
     --------
@@ -244,7 +250,7 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
         "seed": int(seed), "chunk_size": int(chunk_size), "batch_size": int(batch_size),
         "max_new_tokens": max_new_tokens, "logits_processor": callable_fingerprint(logits_processor, what="logits processor"),
         "scorer": scorer_fingerprint(scorer),
-        "gold_prefix": gold_prefix,
+        "gold_prefix": gold_prefix, "columns": [str(c) for c in S.ZY_ROWS.COLUMNS],
     }
     config = {**sweep_cfg, "n_boot": int(n_boot), "ci": float(ci), "n_kept": len(kept), "num_latents": k,
               "kept": selection.to_dict(),
@@ -257,6 +263,19 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
                logits_processor=logits_processor, seed=seed, progress=False)
     swept: dict[tuple[int, str], dict[str, LatentTrace]] = {}
     R = S.ZY_ROWS
+    # the out-of-distribution score of the fed latents (latentprobe.causal.ood): against every kept clean example
+    ref = (ood_reference(torch.stack([trace[i].z.double() for i in kept]).numpy())
+           if len(kept) >= 2 and 0 in {int(l) for l in layers} else None)
+    ref_row = {oi: j for j, oi in enumerate(kept)}
+
+    def ood(e: Any, oi: int, mode: str) -> tuple[float, float]:
+        at = changed_steps(mode, steps, e.num_latents)
+        if ref is None or not at:
+            return np.nan, np.nan
+        nn, nr = ref.score(e.z.double().numpy(), ref_row[oi])
+        nn, nr = nn[at], nr[at]
+        return (float(np.median(nn[np.isfinite(nn)])) if np.isfinite(nn).any() else np.nan,
+                float(np.median(nr[np.isfinite(nr)])) if np.isfinite(nr).any() else np.nan)
 
     def sweep(c: int, mode: str) -> dict[str, LatentTrace]:
         # every intervention of a chunk and mode at once, on shared prefixes; the no-op control is the clean
@@ -285,6 +304,7 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
             g = None if golds_all is None else golds_all[oi]
             gid = None if gids is None else gids[oi]
             o, r = _outcome(e_out, g, gid, scorer, examples[oi]), _outcome(e_ref, g, gid, scorer, examples[oi])
+            nn_ratio, norm_ratio = ood(e_out, oi, mode)
             recs.append({
                 R.EXAMPLE_ID: e_clean.example_id, R.CHUNK: c, R.INTERVENTION: nm, R.MODE: mode,
                 R.ANSWER: e_out.answer_text, R.REF_ANSWER: e_ref.answer_text, R.CLEAN_ANSWER: e_clean.answer_text,
@@ -296,7 +316,7 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
                 R.GOLD_LOGPROB: o[R.GOLD_LOGPROB], R.REF_GOLD_LOGPROB: r[R.GOLD_LOGPROB], R.KL: _kl(e_ref, e_out),
                 R.RECORDED_LOGPROB: o[R.RECORDED_LOGPROB] if mode == "replay" else np.nan,
                 R.REF_RECORDED_LOGPROB: r[R.RECORDED_LOGPROB] if mode == "replay" else np.nan,
-                R.N_LATENTS: e_out.num_latents,
+                R.N_LATENTS: e_out.num_latents, R.OOD_NN_RATIO: nn_ratio, R.OOD_NORM_RATIO: norm_ratio,
             })
         return R.frame(recs), None
 
@@ -340,7 +360,9 @@ def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
     missing value (no gold, no first-token distribution) are left out of that metric only; ``n``
     says how many remain. ``clean_correct`` (1.0 / 0.0, unreadable answers as 0.0, NaN without
     gold) adds the original run's accuracy as ``intervention="none", mode="run"``, with
-    ``clean_unparseable`` as its ``n_unparseable``.
+    ``clean_unparseable`` as its ``n_unparseable``. Every row of a condition carries its
+    out-of-distribution score (:func:`ood_by_condition`: ``ood_nn_ratio``, ``ood_norm_ratio``, ``ood``;
+    NaN and False for the original run's row).
 
     Parameters
     ----------
@@ -403,4 +425,37 @@ def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
                 if a.size:
                     out.append(row(_stats.paired_bootstrap_diff(a, b, name="recorded_logprob_change", **cont),
                                    "recorded_logprob_change", key))
+    scores = ood_by_condition(rows)
+    for r in out:
+        r.update(scores.get((r[T.INTERVENTION], r[T.MODE]),
+                            {T.OOD_NN_RATIO: np.nan, T.OOD_NORM_RATIO: np.nan, T.OOD: False}))
     return T.frame(out)
+
+
+def ood_by_condition(rows: pd.DataFrame) -> dict[tuple[str, str], dict[str, Any]]:
+    """``{(intervention, mode): {ood_nn_ratio, ood_norm_ratio, ood}}`` of Z -> Y rows: the medians over the
+    condition's examples and the flag of :func:`latentprobe.causal.ood.flag_ood`. A condition whose runs have
+    no latent positions (``no_latents``) is out of distribution by construction (its ratios are NaN).
+
+    Parameters
+    ----------
+    rows : pd.DataFrame
+        Z -> Y rows (:class:`~latentprobe.schema.ZY_ROWS`).
+
+    Returns
+    -------
+    dict[tuple[str, str], dict[str, Any]]
+    """
+    R, T = S.ZY_ROWS, S.ZY_SUMMARY
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    if rows.empty or R.OOD_NN_RATIO not in rows.columns:
+        return out
+    for (nm, mode), g in rows.groupby([R.INTERVENTION, R.MODE], sort=False):
+        med = []
+        for col in (R.OOD_NN_RATIO, R.OOD_NORM_RATIO):
+            v = g[col].to_numpy(np.float64)
+            med.append(float(np.median(v[np.isfinite(v)])) if np.isfinite(v).any() else np.nan)
+        removed = bool((g[R.N_LATENTS] == 0).all())
+        out[(str(nm), str(mode))] = {T.OOD_NN_RATIO: med[0], T.OOD_NORM_RATIO: med[1],
+                                     T.OOD: removed or flag_ood(med[0], med[1])}
+    return out
