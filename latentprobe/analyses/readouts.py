@@ -26,7 +26,7 @@ from latentprobe.report.notes import SMALL_SAMPLE_N, SMALL_SAMPLE_NOTE
 from latentprobe.report.sections import once, probe_note
 
 __all__ = ["Probes", "ProbesOptions", "Representations", "RepresentationsOptions", "Collapse", "CollapseOptions",
-           "field_values", "step_matrix_of", "REPRESENTATION_LABELS"]
+           "field_values", "step_matrix_of", "control_types_of", "REPRESENTATION_LABELS"]
 
 
 def field_values(inputs: InputSet, name: str, *, where: str = "") -> np.ndarray:
@@ -97,6 +97,61 @@ def _groups(ctx: Context) -> np.ndarray:
     return np.array([str(m.get("image_id", eid)) for m, eid in zip(ctx.inputs.meta, ctx.inputs.example_ids)])
 
 
+#: The study-file doc of ``control_types`` (``probes`` and ``representations``).
+CONTROL_TYPES_DOC = ('control task key: "question" (the question text, backed off to its longest word prefix that '
+                     'recurs across the folds), "groups" (the image ids: never recur across folds, so the control '
+                     'cannot fail; warned), or an example field')
+
+
+#: The study-file doc of ``control_labels``.
+CONTROL_LABELS_DOC = ('control task labels: "within_type" (the target permuted within each control type) or '
+                      '"per_type" (one random label per type, Hewitt & Liang 2019)')
+
+
+def control_types_of(inputs: InputSet, key: str, groups: np.ndarray, rows: np.ndarray | list[int], *,
+                     n_splits: int, seed: int, where: str = "") -> np.ndarray:
+    """The control types of a probe over the examples ``rows`` (:func:`latentprobe.probing.probe_sweep`).
+
+    Parameters
+    ----------
+    inputs : InputSet
+        The examples.
+    key : str
+        ``"question"``: the question (``meta["question"]``, the toy example's question, else the prompt; token-id
+        prompts as their ids), passed through :func:`latentprobe.probing.recurring_types` with the probe's folds so
+        that every type occurs in training wherever it is held out; ``"groups"``: the CV groups themselves; any
+        other name: that example field (:func:`field_values`).
+    groups : numpy.ndarray
+        The CV groups of all examples.
+    rows : array of int
+        The probed examples (indices into ``inputs``), in the probe's order.
+    n_splits, seed : int
+        The probe's folds.
+    where : str
+        Prefix of error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        One type per probed example.
+    """
+    from latentprobe.probing import recurring_types
+
+    rows = np.asarray(rows, dtype=np.int64)
+    if key == "groups":
+        return groups[rows]
+    if key != "question":
+        return field_values(inputs, key, where=where)[rows]
+    questions = []
+    for i in rows:
+        m, prompt = inputs.meta[i], inputs.prompts[i]
+        q = m.get("question") or getattr(m.get("toy"), "question", None)
+        if q is None:
+            q = prompt if isinstance(prompt, str) else " ".join(str(t) for t in np.asarray(prompt).ravel().tolist())
+        questions.append(str(q))
+    return recurring_types(questions, groups[rows], n_splits=n_splits, seed=seed)
+
+
 # --------------------------------------------------------------------------- probes
 @dataclass(frozen=True, kw_only=True)
 class ProbesOptions(AnalysisOptions):
@@ -107,6 +162,8 @@ class ProbesOptions(AnalysisOptions):
     steps: tuple[int, ...] | None = option(None, all_value=True, min_value=0, doc='latent steps, or "all"')
     n_splits: int = option(4, min_value=2, doc="outer folds of the grouped cross-validation")
     controls: bool = option(True, doc="label-shuffle and control-task baselines")
+    control_types: str = option("question", doc=CONTROL_TYPES_DOC)
+    control_labels: str = option("within_type", choices=("within_type", "per_type"), doc=CONTROL_LABELS_DOC)
 
     def validate(self) -> None:
         self._fixed_ci("probe intervals are 95% Student-t intervals over outer folds")
@@ -128,6 +185,8 @@ class Probes(Analysis):
         assert isinstance(options, ProbesOptions)
         for target in options.targets:
             field_values(ctx.inputs, target, where=f"{ctx.where}: [analyses.{self.key}] key 'targets': ")
+        if options.control_types not in ("question", "groups"):
+            field_values(ctx.inputs, options.control_types, where=f"{ctx.where}: [analyses.{self.key}] key 'control_types': ")
 
     def run(self, ctx: Context, options: AnalysisOptions, folder: Path | None) -> dict[str, pd.DataFrame]:
         from latentprobe.probing import probe_sweep
@@ -149,10 +208,15 @@ class Probes(Analysis):
         for target in options.targets:
             y = field_values(ctx.inputs, target, where=f"{ctx.where}: [analyses.{self.key}] key 'targets': ")[kept]
             use = y != "none"
+            rows = np.asarray(kept, dtype=np.int64)[use]
+            seed = int(options.seed or 0)
             try:
+                types = control_types_of(ctx.inputs, options.control_types, groups_all, rows, n_splits=options.n_splits,
+                                         seed=seed, where=f"{ctx.where}: [analyses.{self.key}] key 'control_types': ")
                 res = probe_sweep({k: v[use] for k, v in features.items()}, y[use], groups_all[kept][use],
-                                  target_name=target, n_splits=options.n_splits, seed=int(options.seed or 0),
-                                  controls=options.controls, progress=options.progress)
+                                  target_name=target, n_splits=options.n_splits, seed=seed, control_types=types,
+                                  control_labels=options.control_labels, controls=options.controls,
+                                  progress=options.progress)
                 frames.append(res.scores)
             except LatentProbeError as err:  # too few examples or classes for this target: recorded, not fatal
                 skipped.append({"target": target, "reason": " ".join(str(err).split())})
@@ -225,6 +289,8 @@ class RepresentationsOptions(AnalysisOptions):
     layer: int | None = option(None, min_value=0, doc="residual layer (default: the last)")
     n_splits: int = option(4, min_value=2, doc="outer folds of the grouped cross-validation")
     controls: bool = option(True, doc="label-shuffle and control-task baselines")
+    control_types: str = option("question", doc=CONTROL_TYPES_DOC)
+    control_labels: str = option("within_type", choices=("within_type", "per_type"), doc=CONTROL_LABELS_DOC)
 
     def validate(self) -> None:
         self._fixed_ci("probe intervals are 95% Student-t intervals over outer folds")
@@ -242,6 +308,8 @@ class Representations(Analysis):
     def check(self, options: AnalysisOptions, ctx: Context) -> None:
         assert isinstance(options, RepresentationsOptions)
         field_values(ctx.inputs, options.target, where=f"{ctx.where}: [analyses.{self.key}] key 'target': ")
+        if options.control_types not in ("question", "groups"):
+            field_values(ctx.inputs, options.control_types, where=f"{ctx.where}: [analyses.{self.key}] key 'control_types': ")
         if "image_tokens" in options.representations and ctx.capture_positions != "image":
             raise StudyError(f"{ctx.where}: [analyses.{self.key}] key 'representations': image_tokens needs the image "
                              "tokens' states, which this model's clean run does not capture; remove it.")
@@ -276,9 +344,12 @@ class Representations(Analysis):
                 rtr = rnd.run([inp.prompts[i] for i in keep], None if inp.images is None else [inp.images[i] for i in keep],
                               max_new_tokens=ctx.max_new_tokens, batch_size=int(options.batch_size or 1), progress=False)
                 reps[label] = rtr.stack("hidden", layer=layer)[0].numpy().mean(1)
+        types = control_types_of(ctx.inputs, options.control_types, groups, keep, n_splits=options.n_splits, seed=seed,
+                                 where=f"{ctx.where}: [analyses.{self.key}] key 'control_types': ")
         table = compare_representations(reps, y[keep], groups[keep], task="classification", target_name=options.target,
                                         n_splits=options.n_splits, seed=seed, probe=LinearProbe(),
-                                        controls=options.controls)
+                                        controls=options.controls, control_types=types,
+                                        control_labels=options.control_labels)
         ctx.save_trace(folder, options.save_trace)
         return schema.PROBE_COMPARISON.frame(table)
 
