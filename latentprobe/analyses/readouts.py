@@ -18,6 +18,8 @@ import pandas as pd
 from latentprobe import schema
 from latentprobe.analyses.base import Analysis, ReportSink
 from latentprobe.analyses.options import AnalysisOptions, OptionError, option
+from latentprobe.analyses.probe_controls import (CONTROL_LABELS_DOC, CONTROL_TYPES_DOC, question_types,
+                                                 selectivity_text, unlearnable_note)
 from latentprobe.analyses.context import Context
 from latentprobe.errors import LatentProbeError, StudyError
 from latentprobe.perturbations import InputSet
@@ -97,30 +99,18 @@ def _groups(ctx: Context) -> np.ndarray:
     return np.array([str(m.get("image_id", eid)) for m, eid in zip(ctx.inputs.meta, ctx.inputs.example_ids)])
 
 
-#: The study-file doc of ``control_types`` (``probes`` and ``representations``).
-CONTROL_TYPES_DOC = ('control task key: "question" (the question text, backed off to its longest word prefix that '
-                     'recurs across the folds), "groups" (the image ids: never recur across folds, so the control '
-                     'cannot fail; warned), or an example field')
-
-
-#: The study-file doc of ``control_labels``.
-CONTROL_LABELS_DOC = ('control task labels: "within_type" (the target permuted within each control type) or '
-                      '"per_type" (one random label per type, Hewitt & Liang 2019)')
-
-
 def control_types_of(inputs: InputSet, key: str, groups: np.ndarray, rows: np.ndarray | list[int], *,
                      n_splits: int, seed: int, where: str = "") -> np.ndarray:
-    """The control types of a probe over the examples ``rows`` (:func:`latentprobe.probing.probe_sweep`).
+    """The control types of a probe over the examples ``rows``: ``key`` ``"question"``
+    (:func:`latentprobe.analyses.probe_controls.question_types`), ``"groups"`` (the CV groups) or an example field
+    (:func:`field_values`).
 
     Parameters
     ----------
     inputs : InputSet
         The examples.
     key : str
-        ``"question"``: the question (``meta["question"]``, the toy example's question, else the prompt; token-id
-        prompts as their ids), passed through :func:`latentprobe.probing.recurring_types` with the probe's folds so
-        that every type occurs in training wherever it is held out; ``"groups"``: the CV groups themselves; any
-        other name: that example field (:func:`field_values`).
+        The study file's ``control_types``.
     groups : numpy.ndarray
         The CV groups of all examples.
     rows : array of int
@@ -135,21 +125,12 @@ def control_types_of(inputs: InputSet, key: str, groups: np.ndarray, rows: np.nd
     numpy.ndarray
         One type per probed example.
     """
-    from latentprobe.probing import recurring_types
-
     rows = np.asarray(rows, dtype=np.int64)
     if key == "groups":
         return groups[rows]
-    if key != "question":
-        return field_values(inputs, key, where=where)[rows]
-    questions = []
-    for i in rows:
-        m, prompt = inputs.meta[i], inputs.prompts[i]
-        q = m.get("question") or getattr(m.get("toy"), "question", None)
-        if q is None:
-            q = prompt if isinstance(prompt, str) else " ".join(str(t) for t in np.asarray(prompt).ravel().tolist())
-        questions.append(str(q))
-    return recurring_types(questions, groups[rows], n_splits=n_splits, seed=seed)
+    if key == "question":
+        return question_types(inputs, groups, rows, n_splits=n_splits, seed=seed)
+    return field_values(inputs, key, where=where)[rows]
 
 
 # --------------------------------------------------------------------------- probes
@@ -257,6 +238,7 @@ class Probes(Analysis):
                 groups = int(sub["n_groups"].max()) if len(sub) else 0
                 once(report, f"probe-small:{n}", SMALL_SAMPLE_NOTE.format(n=n, n_groups=groups), kind="warning",
                      title="Small sample")
+        unlearnable_note(report, s)
         skipped = result.get("skipped") if isinstance(result, Mapping) else None
         if skipped is not None:
             for _, r in skipped.iterrows():
@@ -269,7 +251,8 @@ class Probes(Analysis):
         for target, sub in s.groupby("target", sort=False):
             best = sub.sort_values("score", ascending=False).iloc[0]
             out[f"probe {target}: best cell (layer {best['layer']}, step {best['step']})"] = (
-                f"{best['score']:.3f} (chance {best['chance']:.3f}, selectivity {best['selectivity']:+.3f})")
+                f"{best['score']:.3f} (chance {best['chance']:.3f}, selectivity {best['selectivity']:+.3f}"
+                f"{selectivity_text(best)})")
         return out
 
 
@@ -370,7 +353,9 @@ class Representations(Analysis):
         for fig in self.figures(result):
             report.add_figure(fig)
         report.add_table(self.summary_of(result), caption="Held-out score per representation with its baselines "
-                         "(majority class, shuffled labels, control task; selectivity = score − control).")
+                         "(majority class, shuffled labels, control task; selectivity = score − control, with its "
+                         "paired group-bootstrap interval).")
+        unlearnable_note(report, self.summary_of(result))
         probe_note(report)
 
     def headline(self, result: pd.DataFrame) -> dict[str, str]:

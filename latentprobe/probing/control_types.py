@@ -195,5 +195,5 @@ def _warn_if_unlearnable(recur: float, n_types: int, n: int, label: str) -> None
             "control_types= a per-example key that recurs across groups, e.g. the question text (study files: "
             '[analyses.probes] control_types = "question").',
             ControlTaskWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
