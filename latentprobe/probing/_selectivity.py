@@ -11,6 +11,9 @@ Why not the folds' Student-t interval (that of ``ci_low``/``ci_high``): with the
 has 3 degrees of freedom from differences that share most of their training data. What the bootstrap
 does not cover: the fitted probes are held fixed, so the variability of refitting on other training
 data is not in the interval (it describes these probes' selectivity on the population of groups).
+When the task and control predictions are right on exactly the same held-out examples (a probe that
+only memorises the type, whose control labels equal the target), every resample gives 0 and the
+interval is ``[0, 0]``: exact given the fitted probes, not a statement about other training data.
 """
 
 from __future__ import annotations

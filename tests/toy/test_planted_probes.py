@@ -28,9 +28,9 @@ def one_blas_thread():
 TEMPLATES = ("colour_of_shape", "colour_left_of")
 
 
-def _latent_features(variant, n=300):
+def _latent_features(variant, n=300, templates=TEMPLATES):
     tm = load(variant)
-    ex = [e for e in tm.examples("test") if e.template in TEMPLATES][:n]
+    ex = [e for e in tm.examples("test") if e.template in templates and e.attributes["target_colour"] != "none"][:n]
     tr = tm.runner().run(tm.prompts(ex), tm.images(ex), example_ids=[e.example_id for e in ex],
                          max_new_tokens=8, batch_size=64, progress=False)
     n_layers = tm.model.config.text_config.num_hidden_layers
@@ -77,6 +77,19 @@ def test_blind_latents_sit_at_chance(blind):
                                         control_types=types).iloc[0]
     assert s.ci_low <= s.chance + 0.05 and s.score < s.chance + 0.15
     assert s.selectivity_ci_low < 0.1
+
+
+def test_blind_latents_reading_the_question_are_not_selective():
+    """With ``shape_of_colour`` questions the colour is named in the question, so the blind toy's latents decode it
+    from the question alone: the question-keyed control catches it; a control keyed by image ids does not."""
+    X, y, g, _, _, types = _latent_features("blind", templates=TEMPLATES + ("shape_of_colour",))
+    s = probing.compare_representations({"latent": X}, y, g, n_splits=4, seed=0, control_types=types).iloc[0]
+    assert s.score > s.majority + 0.1  # decodable ...
+    assert s.selectivity_ci_low <= 0.0 <= s.selectivity_ci_high and abs(s.selectivity) < 0.05  # ... from the question
+    with pytest.warns(ControlTaskWarning):
+        old = probing.compare_representations({"latent": X}, y, g, n_splits=4, seed=0, control_types=g,
+                                              control_labels="per_type").iloc[0]
+    assert old.selectivity_ci_low > 0.0  # the former default: a control that cannot fail calls it selective
 
 
 def test_regression_to_image_features_separates_the_variants(mediated, blind):
