@@ -41,8 +41,12 @@ class ProbeSweepResult(SummarizedResult):
         ``majority`` is the most-frequent-class accuracy (mean training target's
         R^2 for regression), ``shuffle`` the score with permuted training
         labels, ``control`` the control-task score, ``selectivity`` =
-        ``score - control`` and ``chance`` 1/n_classes (0 for regression).
-        Control columns are NaN for cells the sweep ran without controls.
+        ``score - control`` with its paired group-bootstrap interval
+        (``selectivity_ci_low``, ``selectivity_ci_high``), ``control_recur``
+        the share of held-out examples whose control type occurs in training
+        (0: the control cannot fail) and ``chance`` 1/n_classes (0 for
+        regression).  Control columns are NaN for cells the sweep ran without
+        controls; the control-task columns also without ``control_types``.
 
     Notes
     -----
