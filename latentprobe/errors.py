@@ -130,6 +130,11 @@ class FingerprintWarning(LatentProbeWarning):
     """A user callable's source is unavailable: it is fingerprinted by name only."""
 
 
+class ControlTaskWarning(LatentProbeWarning):
+    """A probe's control task cannot be learned by construction (no control type of a held-out example occurs in
+    its training folds, e.g. types keyed by the CV groups or unique per example), so selectivity cannot fail."""
+
+
 class NonFiniteInterventionError(InterventionError):
     """An intervention returned NaN or infinite values; the message names the intervention, example and step."""
 

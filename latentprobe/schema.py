@@ -272,8 +272,14 @@ class PROBE_SCORES(Table):
     N_GROUPS = Column("n_groups", "int64", "number of distinct groups (folds never split one)")
     MAJORITY = Column("majority", "float64", "most-frequent-class accuracy (R^2 of the mean for regression)")
     SHUFFLE = Column("shuffle", "float64", "score with permuted training labels (NaN without controls)")
-    CONTROL = Column("control", "float64", "control-task score (Hewitt & Liang; NaN without controls)")
+    CONTROL = Column("control", "float64", "control-task score: the target shuffled within each control type (Hewitt & "
+                     "Liang's control task with 'per_type' labels); NaN without controls or control types")
     SELECTIVITY = Column("selectivity", "float64", "score - control")
+    SELECTIVITY_LOW = Column("selectivity_ci_low", "float64", "lower bound of the 95% paired group-bootstrap interval of "
+                             "selectivity (held-out groups resampled within each fold; fitted probes held fixed)")
+    SELECTIVITY_HIGH = Column("selectivity_ci_high", "float64", "upper bound of that interval")
+    CONTROL_RECUR = Column("control_recur", "float64", "share of held-out examples whose control type also occurs in "
+                           "their fold's training part (0: the control cannot be learned, selectivity cannot fail)")
     CHANCE = Column("chance", "float64", "1 / number of classes (0 for regression)")
 
 
@@ -292,6 +298,9 @@ class PROBE_COMPARISON(Table):
     SHUFFLE = PROBE_SCORES.SHUFFLE
     CONTROL = PROBE_SCORES.CONTROL
     SELECTIVITY = PROBE_SCORES.SELECTIVITY
+    SELECTIVITY_LOW = PROBE_SCORES.SELECTIVITY_LOW
+    SELECTIVITY_HIGH = PROBE_SCORES.SELECTIVITY_HIGH
+    CONTROL_RECUR = PROBE_SCORES.CONTROL_RECUR
     CHANCE = PROBE_SCORES.CHANCE
 
 

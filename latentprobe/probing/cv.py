@@ -163,8 +163,12 @@ def _run_folds(
     task: str,
     probe: LinearProbe | None,
     train_labels: Any = None,
+    held_out: list[np.ndarray] | None = None,
 ) -> ProbeScore:
-    """Fit on ``y_fit[train]`` (or ``train_labels(fold, train)``) and score on ``y_eval[test]``."""
+    """Fit on ``y_fit[train]`` (or ``train_labels(fold, train)``) and score on ``y_eval[test]``.
+
+    With ``held_out`` (a list), the test predictions of every fold are appended to it, in fold order.
+    """
     template = LinearProbe(task=task) if probe is None else probe
     if getattr(template, "task", task) != task:
         raise ProbeError(f"probe.task={template.task!r} does not match task={task!r}; pass a probe built for the same task.")
@@ -180,6 +184,8 @@ def _run_folds(
         est = clone(template)
         est.fit(X[train], y_train, groups=g[train])
         fold_scores.append(float(est.score(X[test], y_eval[test])))
+        if held_out is not None:
+            held_out.append(np.asarray(est.predict(X[test])))
     mean, lo, hi = _t_interval(fold_scores, task)
     return ProbeScore(
         score=mean,
