@@ -118,7 +118,7 @@ def source_digest(obj: object) -> str | None:
 def _library_roots() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     roots = {paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    roots |= {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}  # latentprobe itself
+    roots |= {os.path.dirname(os.path.abspath(__file__))}  # latentprobe itself
     return tuple(sorted(os.path.abspath(r) + os.sep for r in roots if r))
 
 
