@@ -134,11 +134,14 @@ def is_user_code(obj: Any) -> bool:
     obj : object
         A function, class or module.
     """
-    mod = obj if inspect.ismodule(obj) else sys.modules.get(getattr(obj, "__module__", None) or "")
+    name = obj.__name__ if inspect.ismodule(obj) else getattr(obj, "__module__", None)
+    if name == "builtins":
+        return False
+    mod = obj if inspect.ismodule(obj) else sys.modules.get(name or "")
     if mod is None:
-        return getattr(obj, "__module__", None) not in (None, "builtins")  # exec'd or in a dropped module
+        return True  # exec'd code (no module), or a module no longer imported
     path = getattr(mod, "__file__", None)
-    if not path:
+    if not path:  # a notebook or a REPL (__main__), or a module built into Python
         return mod.__name__ == "__main__"
     return not os.path.abspath(path).startswith(_LIBRARY)
 
