@@ -372,6 +372,13 @@ class _Walk:
         if callable(v) and (isinstance(v, (functools.partial, Versioned)) or inspect.ismethod(v)
                             or inspect.isbuiltin(v)):
             return self.callable(v, where)
+        if isinstance(v, (list, tuple, dict)) and len(v) > _BIG:  # plain data in bulk: hashed whole
+            try:
+                text = json.dumps(v, sort_keys=True)
+            except (TypeError, ValueError):
+                text = None
+            if text is not None:
+                return {"items": len(v), "sha256": hashlib.sha256(text.encode()).hexdigest()[:16]}
         if id(v) in self.active:
             return {"ref": type(v).__qualname__}
         self.active.add(id(v))

@@ -162,3 +162,17 @@ def test_what_cannot_be_read_is_named_and_refused_in_another_process():
     assert {k for k in again if again[k] != first[k]} == {"needs_version"}  # only the token differs
     with pytest.warns(FingerprintWarning, match="partial args"):
         assert cf(functools.partial(max, threading.Lock()))["needs_version"]
+
+
+def test_large_plain_containers_are_hashed_whole_without_a_version():
+    vocab = {f"w{i}": i for i in range(100_000)}
+
+    def lookup(word):
+        return vocab.get(word, -1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FingerprintWarning)
+        fp = cf(lookup)
+    assert fp["values"]["closure"]["vocab"]["items"] == 100_000
+    vocab["w7"] = 8
+    assert cf(lookup)["values"]["closure"]["vocab"] != fp["values"]["closure"]["vocab"]
