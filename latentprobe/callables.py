@@ -22,9 +22,10 @@ Where a value cannot be read (a lock, a file handle, a generator, a C object tha
 fingerprint cannot tell whether it changed. It then lists the value under ``"needs_version"`` with a
 token that holds within one process (the same object resumes) and differs in the next, so a resumed run
 is refused with the value named in the diff, and :class:`~latentprobe.errors.FingerprintWarning` says so
-when the run starts. An explicit version lifts that: :func:`versioned` (or a ``__latentprobe_version__``
-attribute, :mod:`latentprobe.versioning`) stands for what it is given to, and the fingerprint records the version instead of reading
-the callable. Change the version whenever the callable's behaviour changes.
+when the run starts. An explicit version lifts that: :func:`latentprobe.versioned` (or a
+``__latentprobe_version__`` attribute, :mod:`latentprobe.versioning`) stands for what it is given to, and
+the fingerprint records the version instead of reading the callable. Change the version whenever the
+callable's behaviour changes.
 
 Bytecode differs between Python minor versions, so a run resumed under another Python is refused (give
 the callable a version to resume it). Within one process an object that cannot be read counts as
@@ -260,8 +261,9 @@ class _Walk:
                 continue  # a builtin, or not defined yet
             v = fn.__globals__[name]
             if inspect.ismodule(v) and is_user_code(v) and name in attrs:
-                found[name] = {"module": v.__name__, "attrs": {a: self.value(getattr(v, a), f"{here} (global "
-                                                                             f"{name}.{a})") for a in sorted(attrs[name]) if hasattr(v, a)}}
+                read = {a: self.value(getattr(v, a), f"{here} (global {name}.{a})")
+                        for a in sorted(attrs[name]) if hasattr(v, a)}
+                found[name] = {"module": v.__name__, "attrs": read}
             else:
                 found[name] = self.value(v, f"{here} (global {name})")
         if found:
@@ -362,7 +364,7 @@ class _Walk:
         if isinstance(v, (pd.DataFrame, pd.Series)):
             return {"frame": list(v.shape), "columns": repr(list(getattr(v, "columns", [v.name]))),
                     "dtypes": repr(list(getattr(v, "dtypes", [v.dtype]))),
-                    "sha256": hashlib.sha256(pd.util.hash_pandas_object(v, index=True).values.tobytes()).hexdigest()[:16]}
+                    "sha256": hashlib.sha256(pd.util.hash_pandas_object(v).to_numpy().tobytes()).hexdigest()[:16]}
         if inspect.ismodule(v):
             return {"module": v.__name__}
         if inspect.isfunction(v):

@@ -270,7 +270,8 @@ def trace_fingerprint(trace: LatentTrace) -> str:
 
 
 def _user_class_source(obj: Any) -> dict[str, Any]:
-    """``{"class_source": ..., "class_code": ...}`` for a class defined outside latentprobe (its code decides the results)."""
+    """``{"class_source": ..., "class_code": ...}`` for a class defined outside latentprobe (its code, and what
+    it reads, decide the results)."""
     mod = type(obj).__module__ or ""
     if mod == "latentprobe" or mod.startswith("latentprobe."):
         return {}

@@ -26,7 +26,8 @@ def test_pinned_threads_sets_torch_and_blas_and_restores_them():
     target = 2 if before[0] != 2 else 1
     with pinned_threads(target) as s:
         assert torch.get_num_threads() == target == s["torch"]
-        assert {p["num_threads"] for p in threadpool_info()} == {target} and {p["threads"] for p in s["pools"]} == {target}
+        assert {p["num_threads"] for p in threadpool_info()} == {target}
+        assert {p["threads"] for p in s["pools"]} == {target}
     assert (torch.get_num_threads(), sorted(p["num_threads"] for p in threadpool_info())) == before
     with pytest.raises(RuntimeError), pinned_threads(target):
         raise RuntimeError("inside")

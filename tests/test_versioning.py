@@ -63,8 +63,8 @@ def test_an_instance_version_covers_the_whole_object():
     assert versioned(max, version="x").__qualname__ == "max"
 
 
-@pytest.mark.parametrize("fn, version, match", [(max, "", "non-empty"), (max, None, "non-empty"), (max, True, "version"),
-                                                (3, "1", "not callable")])
+@pytest.mark.parametrize("fn, version, match", [(max, "", "non-empty"), (max, None, "non-empty"),
+                                                (max, True, "version"), (3, "1", "not callable")])
 def test_bad_versions_are_refused(fn, version, match):
     with pytest.raises(InputError, match=match):
         versioned(fn, version=version)

@@ -95,7 +95,8 @@ def _ivs(mod):
 
 
 @pytest.mark.parametrize("edit, key", [
-    (("SCALE = 2.0", "SCALE = 2.5"), "'interventions.scale.code.globals._factor.globals.SCALE': stored '2.0', now '2.5'"),
+    (("SCALE = 2.0", "SCALE = 2.5"),
+     "'interventions.scale.code.globals._factor.globals.SCALE': stored '2.0', now '2.5'"),
     (("return z + 1.0", "return z - 1.0"), "'interventions.shift.code.globals._bump.code': stored 'py3."),
     (("GAIN = Gain(3.0)", "GAIN = Gain(4.0)"), "'interventions.gain.code.state.attrs.k': stored '3.0', now '4.0'"),
 ])

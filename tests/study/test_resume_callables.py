@@ -108,7 +108,8 @@ def test_a_scorer_that_cannot_be_read_resumes_only_with_a_version(tmp_path, plug
     with pytest.warns(FingerprintWarning, match="guarded"):
         _run(path, tmp_path / "a")
     write(PLUGIN)  # a new process: another lock
-    with pytest.warns(FingerprintWarning), pytest.raises(StudyError, match=rf"'sources\.{name}:guarded\.needs_version'"):
+    refused = pytest.raises(StudyError, match=rf"'sources\.{name}:guarded\.needs_version'")
+    with pytest.warns(FingerprintWarning), refused:
         _run(path, tmp_path / "a")
     versioned = PLUGIN + '\nimport latentprobe\nguarded = latentprobe.versioned(guarded, version="1")\n'
     write(versioned)
