@@ -51,7 +51,7 @@ __all__ = [
     "NoLatents", "RepeatFirst", "Replace", "ReplaceNoise", "Scale", "Segment", "SpecError", "SpecTokenError",
     "StepOutOfRangeError", "Swap", "TraceFormatError", "Zero", "get_preset", "intervention_from_config",
     "list_presets", "load", "register_analysis", "register_benchmark", "register_intervention", "register_preset",
-    "segment_attention_mask", "__version__",
+    "segment_attention_mask", "versioned", "__version__",
 ]
 
 #: Subpackages reachable as attributes (``lp.causal.z_to_y``), imported on first use so that
@@ -61,7 +61,8 @@ SUBMODULES = ("analyses", "causal", "data", "engine", "geometry", "interventions
 
 
 #: Public names defined in a subpackage, imported on first use like the subpackages.
-_LAZY = {"register_analysis": "latentprobe.analyses", "register_benchmark": "latentprobe.data"}
+_LAZY = {"register_analysis": "latentprobe.analyses", "register_benchmark": "latentprobe.data",
+         "versioned": "latentprobe.versioning"}
 
 
 def __getattr__(name: str):

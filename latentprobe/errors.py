@@ -127,7 +127,8 @@ class SweepLockWarning(LatentProbeWarning):
 
 
 class FingerprintWarning(LatentProbeWarning):
-    """A user callable's source is unavailable: it is fingerprinted by name only."""
+    """A user callable reads what cannot be fingerprinted: a resumed run is refused until it has a version
+    (:func:`latentprobe.versioned`)."""
 
 
 class ControlTaskWarning(LatentProbeWarning):

@@ -273,7 +273,7 @@ class LatentRunner(Summarized):
                   "add_special_tokens": bool(add_special_tokens),
                   "model": type(self.model).__name__, "logits_processor": logits_processor is not None,
                   "trace_dtype": None if trace_dtype is None else str(trace_dtype).replace("torch.", ""),
-                  "capture_layers": "all" if layers is None else list(layers)}
+                  "capture_layers": "all" if layers is None else list(layers), "threads": torch.get_num_threads()}
         return LatentTrace(tuple(out), self.spec, config)
 
     def intervene(self, trace: LatentTrace, intervention: Intervention | Callable[..., Tensor] | None = None, *, steps: Sequence[int] | None = None,

@@ -268,7 +268,7 @@ def _run(study: Study, out: Path, *, overwrite: bool, report: bool, say: Callabl
                          "pass --overwrite to discard them or choose a new --out folder.")
     say(f"[{name}] {len(data.sample)} examples; analyses: {', '.join(study.analyses.enabled())}")
     ctx = make_context(study, model, data, progress=progress)
-    with _quiet_threads(model.toy is not None):
+    with _quiet_threads(study.study.threads) as threads:
         diagnosis = _latent_mode(study, ctx, out)
     say(f"[{name}] clean run: {diagnosis.summary()} entered latent mode")
 
@@ -283,7 +283,7 @@ def _run(study: Study, out: Path, *, overwrite: bool, report: bool, say: Callabl
     if stored is None:
         meta = {"name": name, "fingerprint": fingerprint, "config": config_record(study),
                 "model_fingerprint": model_hash, "model": model.fingerprint, "versions": software_versions(),
-                "created": utc_stamp(), "n_examples": len(data.sample),
+                "created": utc_stamp(), "n_examples": len(data.sample), "threads": threads,
                 "data": {"fingerprint": data_fingerprint(digests), "examples": [[i, d] for i, d in digests.items()]},
                 "latent_mode": {k: diagnosis.to_dict()[k] for k in ("n", "n_entered", "share", "open")}}
         atomic_write_text(out / "study.json", json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n")
@@ -294,7 +294,7 @@ def _run(study: Study, out: Path, *, overwrite: bool, report: bool, say: Callabl
     write_table(out, "answers", ctx.answers())
     ran, skipped = [], []
     (out / _FAILED).unlink(missing_ok=True)
-    with _quiet_threads(model.toy is not None):
+    with _quiet_threads(study.study.threads):
         for key in study.analyses.enabled():
             ta = time.perf_counter()
             try:
@@ -354,29 +354,23 @@ def _headlines(out: Path, study: Study) -> dict[str, dict[str, str]]:
 
 
 class _quiet_threads:
-    """For the tiny toy models: one intra-op thread (extra threads only contend) and no convergence warnings."""
+    """The study's thread count (torch and the BLAS pools, :func:`~latentprobe.threads.pinned_threads`) and no
+    convergence warnings; entering gives the thread settings in force (recorded in ``study.json``)."""
 
-    def __init__(self, active: bool) -> None:
-        self.active = active
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
 
-    def __enter__(self) -> None:
-        import torch
+    def __enter__(self) -> dict[str, Any]:
         from sklearn.exceptions import ConvergenceWarning
-        from threadpoolctl import threadpool_limits
+
+        from latentprobe.threads import pinned_threads
 
         self._warn = warnings.catch_warnings()
         self._warn.__enter__()
         warnings.simplefilter("ignore", ConvergenceWarning)
-        self._threads = torch.get_num_threads()
-        self._limits = None
-        if self.active:
-            torch.set_num_threads(1)
-            self._limits = threadpool_limits(limits=1)
+        self._pin = pinned_threads(self.threads)
+        return self._pin.__enter__()
 
     def __exit__(self, *exc: Any) -> None:
-        import torch
-
-        if self._limits is not None:
-            self._limits.unregister()
-        torch.set_num_threads(self._threads)
+        self._pin.__exit__(*exc)
         self._warn.__exit__(*exc)

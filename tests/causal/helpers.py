@@ -103,6 +103,7 @@ class HalveLatents:
 
     def __init__(self, limit=None):
         self.limit, self.seen = limit, set()
+        self.__latentprobe_version__ = "1"  # the failure limit does not change the rows: a resume may drop it
 
     def __call__(self, z, step, example):
         self.seen.add(example.example_id)
@@ -116,6 +117,7 @@ class Mirror:
 
     def __init__(self, limit=None):
         self.limit, self.calls = limit, 0
+        self.__latentprobe_version__ = "1"  # the failure limit does not change the rows: a resume may drop it
 
     def __call__(self, prompt, image, meta):
         self.calls += 1
