@@ -61,6 +61,10 @@ CI_HIGH = Column("ci_high", "float64", "upper bound of the confidence interval")
 N = Column("n", "int64", "number of examples (instances) behind the estimate")
 P_VALUE = Column("p_value", "float64", "p-value of the accompanying exact test (NaN when none was run)")
 METHOD = Column("method", "str", "how the interval (and p-value) were computed")
+P_HOLM = Column("p_holm", "float64", "p_value adjusted by Holm's step-down method over the table's family of tests "
+                "(family-wise error control; NaN where p_value is NaN)")
+P_BH = Column("p_bh", "float64", "p_value adjusted by Benjamini-Hochberg over the table's family of tests (false "
+              "discovery rate control; NaN where p_value is NaN)")
 NOTE = Column("note", "str", "caveats, e.g. a small-sample warning; empty when none")
 CONDITION = Column("condition", "str", "the condition of the row (perturbation, treatment or mediation condition)")
 ANSWER = Column("answer", "str", "decoded answer text of the run")
@@ -177,6 +181,10 @@ class ZY_SUMMARY(Table):
     METHOD = METHOD
     NOTE = NOTE
     N_UNPARSEABLE = N_UNPARSEABLE
+    P_HOLM = P_HOLM.but(meaning="p_value adjusted by Holm over the intervention x mode cells of the same metric "
+                        "(the no-op control and the original run left out); NaN where p_value is NaN")
+    P_BH = P_BH.but(meaning="p_value adjusted by Benjamini-Hochberg over the intervention x mode cells of the same "
+                    "metric (the no-op control and the original run left out); NaN where p_value is NaN")
 
 
 class MEDIATION_ROWS(Table):
@@ -246,6 +254,13 @@ class PROBE_SCORES(Table):
     CONTROL = Column("control", "float64", "control-task score (Hewitt & Liang; NaN without controls)")
     SELECTIVITY = Column("selectivity", "float64", "score - control")
     CHANCE = Column("chance", "float64", "1 / number of classes (0 for regression)")
+    P_VALUE = Column("p_value", "float64", "one-sided permutation p-value of the out-of-fold score against test labels "
+                     "permuted across groups in each fold, folds combined as min(1, 2 x mean)")
+    P_HOLM = P_HOLM.but(meaning="p_value adjusted by Holm over the cells of the sweep (family-wise error control)")
+    P_BH = P_BH.but(meaning="p_value adjusted by Benjamini-Hochberg over the cells of the sweep (false discovery rate)")
+    CI_LOW_SIMULTANEOUS = Column("ci_low_simultaneous", "float64", "lower bound of the Student-t interval over folds "
+                                 "at the Bonferroni level 1 - (1 - ci)/m, m = cells of the sweep (all cover together)")
+    CI_HIGH_SIMULTANEOUS = Column("ci_high_simultaneous", "float64", "upper bound of the simultaneous interval")
 
 
 class PROBE_COMPARISON(Table):
@@ -264,6 +279,12 @@ class PROBE_COMPARISON(Table):
     CONTROL = PROBE_SCORES.CONTROL
     SELECTIVITY = PROBE_SCORES.SELECTIVITY
     CHANCE = PROBE_SCORES.CHANCE
+    P_VALUE = PROBE_SCORES.P_VALUE
+    P_HOLM = P_HOLM.but(meaning="p_value adjusted by Holm over the compared representations")
+    P_BH = P_BH.but(meaning="p_value adjusted by Benjamini-Hochberg over the compared representations")
+    CI_LOW_SIMULTANEOUS = PROBE_SCORES.CI_LOW_SIMULTANEOUS.but(meaning="lower bound of the Bonferroni-simultaneous "
+                                                               "interval over the compared representations")
+    CI_HIGH_SIMULTANEOUS = PROBE_SCORES.CI_HIGH_SIMULTANEOUS
 
 
 class PROBES_SKIPPED(Table):

@@ -333,7 +333,10 @@ def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
     missing value (no gold, no first-token distribution) are left out of that metric only; ``n``
     says how many remain. ``clean_correct`` (1.0 / 0.0, unreadable answers as 0.0, NaN without
     gold) adds the original run's accuracy as ``intervention="none", mode="run"``, with
-    ``clean_unparseable`` as its ``n_unparseable``.
+    ``clean_unparseable`` as its ``n_unparseable``. ``p_holm`` and ``p_bh`` adjust ``p_value`` over
+    the intervention x mode cells of each metric (one family per metric; the no-op control and the
+    original run are not in it): call an intervention's effect only when its ``p_holm`` (family-wise
+    error) or ``p_bh`` (false discovery rate) is small.
 
     Parameters
     ----------
@@ -394,4 +397,14 @@ def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
                 if a.size:
                     out.append(row(_stats.paired_bootstrap_diff(a, b, name="recorded_logprob_change", **kw),
                                    "recorded_logprob_change", key))
-    return T.frame(out)
+    return _adjusted(T.frame([{**r, T.P_HOLM: np.nan, T.P_BH: np.nan} for r in out]))
+
+
+def _adjusted(summary: pd.DataFrame) -> pd.DataFrame:
+    """Holm and BH columns: one family per metric over the intervention x mode cells (controls left out)."""
+    T = S.ZY_SUMMARY
+    cells = ~summary[T.INTERVENTION].isin([S.CONTROL_INTERVENTION]) & (summary[T.MODE] != S.RUN_MODE)
+    if cells.any():
+        adjusted = _stats.add_adjusted_columns(summary[cells], by=[T.METRIC], holm_col=T.P_HOLM, bh_col=T.P_BH)
+        summary.loc[cells, [T.P_HOLM, T.P_BH]] = adjusted[[T.P_HOLM, T.P_BH]].to_numpy()
+    return summary

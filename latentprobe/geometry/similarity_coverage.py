@@ -113,7 +113,7 @@ def similarity_coverage(
     --------
     >>> from latentprobe.geometry import similarity_coverage
     >>> row = similarity_coverage(24, reps=40).iloc[0]
-    >>> 0.8 <= row["coverage"] <= 1.0
+    >>> bool(0.8 <= row["coverage"] <= 1.0)
     True
     """
     positive_int(n, "n", error=SimilarityError)

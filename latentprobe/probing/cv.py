@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -72,7 +72,7 @@ class ProbeScore:
     n: int
     n_groups: int
     n_splits: int
-    p_value: float = float("nan")
+    p_value: float = field(default=float("nan"), compare=False)  # NaN when not computed (NaN != NaN)
 
     def interval(self, level: float, task: str = "classification") -> tuple[float, float]:
         """The Student-t interval over folds at another ``level`` (e.g. a simultaneous one).

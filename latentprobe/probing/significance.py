@@ -144,7 +144,7 @@ def oof_permutation_pvalue(
     >>> import numpy as np
     >>> from latentprobe.probing import group_kfold_splits
     >>> from latentprobe.probing.significance import oof_permutation_pvalue
-    >>> groups = np.repeat(np.arange(30), 2)
+    >>> groups = np.repeat(np.arange(60), 2)  # 12 groups per test fold: 34,650 label arrangements
     >>> y = groups % 3
     >>> splits = group_kfold_splits(groups, 5)
     >>> oof_permutation_pvalue(y.copy(), y, groups, splits, n_perm=199)  # perfect predictions: 2 / 200
