@@ -259,7 +259,8 @@ class PROBE_SCORES(Table):
     P_HOLM = P_HOLM.but(meaning="p_value adjusted by Holm over the cells of the sweep (family-wise error control)")
     P_BH = P_BH.but(meaning="p_value adjusted by Benjamini-Hochberg over the cells of the sweep (false discovery rate)")
     CI_LOW_SIMULTANEOUS = Column("ci_low_simultaneous", "float64", "lower bound of the Student-t interval over folds "
-                                 "at the Bonferroni level 1 - (1 - ci)/m, m = cells of the sweep (all cover together)")
+                                 "at the Bonferroni level 1 - 0.05/m, m = cells of the sweep; it inherits the fold "
+                                 "interval's optimism (folds share training data): call cells by p_holm")
     CI_HIGH_SIMULTANEOUS = Column("ci_high_simultaneous", "float64", "upper bound of the simultaneous interval")
 
 

@@ -95,7 +95,7 @@ def test_sweep_adds_the_family_columns_and_only_the_planted_cell_survives():
     s = probe_sweep(feats, y, groups, n_splits=4, controls=False, probe=PROBE, progress=False).scores
     PROBE_SCORES.check(s)
     assert s.loc[s["p_holm"] <= 0.05, ["layer", "step"]].values.tolist() == [[0, 1]]
-    assert (s["p_holm"] >= s["p_value"]).all() and (s["p_bh"] >= s["p_value"]).all() and (s["p_holm"] >= s["p_bh"]).all()
+    assert (s["p_holm"] >= s["p_value"]).all() and (s["p_bh"] >= s["p_value"]).all() and (s["p_holm"] >= s["p_bh"] - 1e-12).all()
     assert (s["ci_low_simultaneous"] <= s["ci_low"]).all() and (s["ci_high_simultaneous"] >= s["ci_high"]).all()
     none = probe_sweep(feats, y, groups, n_splits=4, controls=False, probe=PROBE, progress=False, n_perm=0).scores
     assert none[["p_value", "p_holm", "p_bh"]].isna().all().all()
@@ -129,10 +129,10 @@ def _null_p_values(reps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def test_probe_p_value_is_valid_under_null_features_where_a_binomial_test_is_not():
     with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")
-        perm, binom = _null_p_values(100, seed=1)
-    # at most the level (a binomial upper bound on 100 draws at 0.05), and the binomial test far above it
-    assert (perm <= 0.05).mean() <= stats.binom.ppf(0.99, 100, 0.05) / 100
-    assert (perm <= 0.2).mean() <= stats.binom.ppf(0.99, 100, 0.2) / 100
+        perm, binom = _null_p_values(400, seed=1)
+    # at most the level (a binomial upper bound on 400 draws at 0.05), and the binomial test far above it
+    assert (perm <= 0.05).mean() <= stats.binom.ppf(0.99, 400, 0.05) / 400
+    assert (perm <= 0.2).mean() <= stats.binom.ppf(0.99, 400, 0.2) / 400
     assert (binom <= 0.05).mean() > 0.15
 
 
@@ -161,11 +161,14 @@ def null_grid_error_rates(reps: int, seed: int = 0, cells: int = 20) -> dict[str
 
 @pytest.mark.slow
 def test_on_null_probe_grids_holm_and_bh_hold_their_levels_and_raw_intervals_do_not():
-    reps = 40
+    reps = 60
     with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")
         rates = null_grid_error_rates(reps)
     bound = stats.binom.ppf(0.99, reps, 0.05) / reps
     assert rates["holm_fwer"] <= bound and rates["bh_fdr"] <= bound
     assert rates["raw_ci_fwer"] >= 0.3  # reading each cell's own interval finds "signal" in many null grids
+    # the simultaneous intervals help but inherit the fold interval's optimism (folds share training data):
+    # the stars (p_holm) are the reading with a guaranteed error rate
+    assert rates["simultaneous_ci_fwer"] < rates["raw_ci_fwer"] / 2
     assert rates["best_cell_mean"] > 0.25 + 0.03  # the best null cell sits above chance
