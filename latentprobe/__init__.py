@@ -10,6 +10,7 @@ from latentprobe.errors import (
     InterventionError,
     InterventionShapeError,
     LatentProbeError,
+    LoadError,
     ModelStructureError,
     SpecError,
     SpecTokenError,
@@ -45,11 +46,12 @@ __version__ = "0.1.0"
 __all__ = [
     "AddNoise", "CodiProjection", "ExampleTrace", "GaussianReplace", "ImageBatchError", "InputError",
     "Intervention", "InterventionError", "InterventionShapeError", "Lambda", "LatentProbeError",
-    "LatentRunner", "LatentSpec", "LatentTrace", "MatchedDisplacement", "MeanAblate", "ModelStructureError",
+    "LatentRunner", "LatentSpec", "LatentTrace", "LoadError", "MatchedDisplacement", "MeanAblate",
+    "ModelStructureError",
     "NoLatents", "RepeatFirst", "Replace", "ReplaceNoise", "Scale", "Segment", "SpecError", "SpecTokenError",
     "StepOutOfRangeError", "Swap", "TraceFormatError", "Zero", "get_preset", "intervention_from_config",
     "list_presets", "load", "register_analysis", "register_benchmark", "register_intervention", "register_preset",
-    "segment_attention_mask", "__version__",
+    "segment_attention_mask", "versioned", "__version__",
 ]
 
 #: Subpackages reachable as attributes (``lp.causal.z_to_y``), imported on first use so that
@@ -59,7 +61,8 @@ SUBMODULES = ("analyses", "causal", "data", "engine", "geometry", "interventions
 
 
 #: Public names defined in a subpackage, imported on first use like the subpackages.
-_LAZY = {"register_analysis": "latentprobe.analyses", "register_benchmark": "latentprobe.data"}
+_LAZY = {"register_analysis": "latentprobe.analyses", "register_benchmark": "latentprobe.data",
+         "versioned": "latentprobe.versioning"}
 
 
 def __getattr__(name: str):

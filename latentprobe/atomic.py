@@ -32,7 +32,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None], *, 
     """Write ``path`` through ``write(fileobj)`` into a temporary file beside it, then rename it.
 
     ``mode`` sets the file's permission bits (temporary files are created ``0o600``). On any
-    error the temporary file is removed and the old ``path`` is left as it was.
+    error the temporary file is removed and the old ``path`` is left as it was; an operating-system
+    error (permissions, a read-only or full disk) passes through with ``path`` as its ``filename``
+    (a write or fsync error carries none of its own).
 
     Parameters
     ----------
@@ -51,7 +53,12 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None], *, 
         The written file.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        if err.filename is None and err.errno:
+            raise _named(err, path) from err
+        raise
     try:
         text_args = {} if binary else {"newline": "", "encoding": "utf-8"}
         with os.fdopen(fd, "wb" if binary else "w", **text_args) as f:
@@ -61,14 +68,21 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None], *, 
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(err, OSError) and err.filename is None and err.errno:  # write / fsync errors carry no path
+            raise _named(err, path) from err
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _named(err: OSError, path: Path) -> OSError:
+    """``err`` (which names no file) again, with the file being written as its ``filename``."""
+    return OSError(err.errno, err.strerror or os.strerror(err.errno), str(path))  # the subclass of the errno
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, mode: int | None = 0o644) -> Path:

@@ -45,8 +45,8 @@ class BehaviouralProbeResult:
         :class:`~latentprobe.schema.BEHAVIOURAL_SUMMARY`: condition, accuracy, ci_low, ci_high, n, note,
         n_unparseable.
     tests : pd.DataFrame
-        :class:`~latentprobe.schema.EFFECTS`: paired comparisons (accuracy difference with a paired bootstrap
-        CI and McNemar's exact p).
+        :class:`~latentprobe.schema.EFFECTS`: paired comparisons (accuracy difference with Tango's paired score
+        interval and the p-value of the score test it inverts; :func:`latentprobe.stats.accuracy_difference`).
     rows : pd.DataFrame
         :class:`~latentprobe.schema.BEHAVIOURAL_ROWS`: per example, ``correct_<condition>`` and
         ``parse_method_<condition>`` for each condition.
@@ -139,7 +139,7 @@ def behavioural_probe(runner: LatentRunner, original: InputSet, derived: InputSe
     res = {k: c for k, (c, _, _) in scored.items()}
     summary, T = [], BEHAVIOURAL_SUMMARY
     for name, c in res.items():
-        e = stats.bootstrap_ci(c.astype(float), n_boot=n_boot, seed=seed, name=name)
+        e = stats.bootstrap_ci(c.astype(float), n_boot=n_boot, seed=seed, name=name, method="wilson")
         summary.append({T.CONDITION: name, T.ACCURACY: e.estimate, T.CI_LOW: e.ci_low, T.CI_HIGH: e.ci_high,
                         T.N: e.n, T.NOTE: e.note, T.N_UNPARSEABLE: scored[name][1]})
     tests = []

@@ -2,8 +2,10 @@
 
 Errors: a usage error (an option out of range, an unknown variant) and a bad study file or output
 folder (:class:`~latentprobe.errors.StudyError`) print one line and exit 2; any other typed failure
-(a :class:`~latentprobe.errors.LatentProbeError`) prints one line and exits 1. Pass
-``--debug`` (before the command) for the full traceback.
+(a :class:`~latentprobe.errors.LatentProbeError`) prints one line and exits 1; so does an operating-system
+error (permission denied, a read-only or full disk, ``/dev/null`` given as a folder: the line names the path and
+what to do; a study stopped by a full disk resumes when the same command is run again) and, as a last resort,
+any other error (``internal error``). Pass ``--debug`` (before the command) for the full traceback.
 
 Offline use: the shipped toy models need no download. To keep Hugging Face libraries offline, set
 ``HF_HUB_OFFLINE=1`` in the environment *before* starting the command (``HF_HUB_OFFLINE=1 latentprobe
@@ -13,6 +15,7 @@ Offline use: the shipped toy models need no download. To keep Hugging Face libra
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,6 +29,40 @@ USAGE_EXIT, FAILURE_EXIT = 2, 1
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
+
+
+_ERRNO_FIX = {
+    errno.ENOSPC: "the disk is full: free space and run the same command again (it resumes from what was written)",
+    errno.EDQUOT: "the disk quota is exceeded: free space and run the same command again (it resumes from what was "
+                  "written)",
+    errno.EACCES: "permission denied: choose a folder you can write (--out) or change its permissions",
+    errno.EPERM: "operation not permitted: choose a folder you can write (--out) or change its permissions",
+    errno.EROFS: "a read-only file system: choose a folder on a writable disk (--out)",
+    errno.ENOTDIR: "a file stands where a folder is needed: choose a folder path (--out)",
+    errno.EEXIST: "a file (or a special file such as /dev/null) stands where a folder is needed: choose a folder "
+                  "path (--out)",
+    errno.EISDIR: "a folder stands where a file is needed",
+    errno.ENOENT: "no such file or folder (its parent folder is missing, or the file system cannot create it)",
+}
+
+
+def os_error_line(ex: OSError) -> str:
+    """One line for an operating-system error: the path, what happened and what to do.
+
+    Parameters
+    ----------
+    ex : OSError
+        The error (its ``filename`` names the path, when the system gave one).
+
+    Returns
+    -------
+    str
+    """
+    paths = " -> ".join(str(p) for p in (ex.filename, ex.filename2) if p is not None) or "(no path given)"
+    what = ex.strerror or _one_line(str(ex))
+    fix = _ERRNO_FIX.get(ex.errno or -1, "check that the path exists and can be written")
+    name = errno.errorcode.get(ex.errno or -1, type(ex).__name__)
+    return f"{paths}: {what} [{name}]; {fix}."
 
 
 class _Main(click.Group):
@@ -57,6 +94,17 @@ class _Main(click.Group):
                 raise
             click.echo(f"latentprobe: error: {type(ex).__name__}: {_one_line(str(ex))}", err=True)
             rv = USAGE_EXIT if isinstance(ex, StudyError) else FAILURE_EXIT
+        except OSError as ex:  # permissions, a read-only or full disk, a special file where a folder should be
+            if debug:
+                raise
+            click.echo(f"latentprobe: error: {os_error_line(ex)}", err=True)
+            rv = FAILURE_EXIT
+        except Exception as ex:  # a bug, or a library error nothing above typed: one line, the traceback on --debug
+            if debug:
+                raise
+            click.echo(f"latentprobe: internal error: {type(ex).__name__}: {_one_line(str(ex))[:500]} (run again with "
+                       "--debug for the traceback, and report it)", err=True)
+            rv = FAILURE_EXIT
         rv = rv if isinstance(rv, int) else 0
         if standalone_mode:
             sys.exit(rv)

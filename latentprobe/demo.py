@@ -283,7 +283,7 @@ def _report(variants: Sequence[str], tables: dict[str, pd.DataFrame], show: pd.D
                                + viz.caption_for("decomposition_bars"))
         keep = [c for c in ("variant", "effect", "n", "estimate", "ci_low", "ci_high", "p_value", "note") if c in tab]
         rep.add_table(tab[keep], caption="Effects of the counterfactual image on correctness (treated − clean, "
-                      "fraction of examples), per variant: paired bootstrap intervals, McNemar exact p.")
+                      "fraction of examples), per variant: Tango's paired score intervals and their score-test p.")
     tab = tables["z_to_y"]
     if len(tab):
         rep.add_heading("Z -> Y: latent interventions")

@@ -127,7 +127,13 @@ class SweepLockWarning(LatentProbeWarning):
 
 
 class FingerprintWarning(LatentProbeWarning):
-    """A user callable's source is unavailable: it is fingerprinted by name only."""
+    """A user callable reads what cannot be fingerprinted: a resumed run is refused until it has a version
+    (:func:`latentprobe.versioned`)."""
+
+
+class ControlTaskWarning(LatentProbeWarning):
+    """A probe's control task cannot be learned by construction (no control type of a held-out example occurs in
+    its training folds, e.g. types keyed by the CV groups or unique per example), so selectivity cannot fail."""
 
 
 class NonFiniteInterventionError(InterventionError):
@@ -164,3 +170,43 @@ class ExportDependencyError(ReportError, ImportError):
 class SchemaError(LatentProbeError, ValueError):
     """A table whose columns or dtypes differ from its declaration in :mod:`latentprobe.schema`; the message
     names the table, the missing, extra and out-of-order columns and the wrong dtypes."""
+
+
+class StudyLockedError(SweepLockedError):
+    """Another live process runs a study into the same output folder (it holds ``DIR/.study.lock``); the message
+    names its pid, host and start time. A failure (exit 1), not a usage error."""
+
+
+class DataChangedError(DataError):
+    """The examples a study folder was run on changed before the run was resumed (another gold, question, option
+    or image); the message lists the changed, added and removed example ids."""
+
+
+class SweepChecksumError(SweepStateError):
+    """A stored part file's bytes no longer match the checksum recorded when it was written (the file was damaged
+    or edited); the message names the file and how to recompute it."""
+
+
+class LoadError(LatentProbeError):
+    """:func:`latentprobe.load` (or another checkpoint loader) could not build a runner from a checkpoint; the message
+    names the path (folder or hub id), the file and what to do, and the library's own error is kept as
+    ``__cause__``."""
+
+
+class LoadArgumentError(LoadError, ValueError, TypeError):
+    """An argument of :func:`latentprobe.load` that cannot be used: no model path, an unknown or integer ``dtype``,
+    a ``device_map`` naming a device this machine lacks."""
+
+
+class CheckpointNotFoundError(LoadError, FileNotFoundError):
+    """The checkpoint is not there: a missing folder or file, or a hub id the hub cannot serve (offline, unknown)."""
+
+
+class CheckpointFormatError(LoadError, ValueError):
+    """A checkpoint file that cannot be read as what it should be: a damaged safetensors file, a config that is not
+    JSON or names an unknown ``model_type``, a broken ``preprocessor_config.json``, weights of another shape."""
+
+
+class NoOpWarning(LatentProbeWarning):
+    """An intervention or perturbation that leaves some examples unchanged (a swap that pairs an example with
+    itself); the message names them. When it would change nothing at all, an error is raised instead."""

@@ -12,12 +12,11 @@ names, shapes, dtypes and 16 evenly spaced 64 KiB windows of each tensor (20 ms 
 tells checkpoints apart, not two that differ in one weight. ``LATENTPROBE_WEIGHTS_HASH=sampled`` makes
 it the default (``"full"`` otherwise).
 
-:func:`callable_fingerprint` describes a callable by name and a hash of its source code
-(``inspect.getsource``), plus the values it closes over and its defaults when they are plain
-(numbers, strings, tensors): ``lambda z, s, e: z * 2`` and ``lambda z, s, e: z * -50`` differ. A
-callable object is described by its class's source and, for a dataclass, its fields' values; a module
-by its class and weights. Without source (a REPL, ``exec``) it falls back to the qualified name and
-warns with :class:`~latentprobe.errors.FingerprintWarning`.
+:func:`callable_fingerprint` describes a callable by what it reads (:mod:`latentprobe.callables`): its
+code, closure and defaults, the module globals and user functions it reads (transitively), a callable
+object's state; a callable given a version (:func:`latentprobe.versioned`) by the version. What cannot be
+read makes a resumed run refused (with a :class:`~latentprobe.errors.FingerprintWarning` when it starts)
+until the callable is given a version.
 
 The analyses' sweep fingerprints come from the helpers at the end: :func:`runner_fingerprint` (all
 of a runner that results depend on), :func:`trace_fingerprint` (ids, latents, answers),
@@ -27,21 +26,18 @@ of a runner that results depend on), :func:`trace_fingerprint` (ids, latents, an
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
-import inspect
 import json
-import linecache
 import os
-import textwrap
 import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from latentprobe.callables import _lambda_text, _qualname, describe, source_digest  # noqa: F401 (re-exported)
 from latentprobe.errors import FingerprintWarning, InputError, InterventionError
 from latentprobe.interventions import Intervention, Lambda, NoLatents
 from latentprobe.perturbations import InputSet, Perturbation
@@ -199,99 +195,19 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str | None:
     return digest
 
 
-def _lambda_text(fn: Callable[..., Any]) -> str | None:
-    """A lambda's own text, ``lambda args: body``, cut from its line by the body's column offsets
-    (``inspect.getsource`` returns the whole statement, neighbours included)."""
-    code = fn.__code__
-    spans = [p for p in code.co_positions() if None not in p and (p[2], p[3]) != (0, 0)]
-    lines = linecache.getlines(code.co_filename)
-    if not spans or not lines:
-        return None
-    (l0, c0), (l1, c1) = min((p[0], p[2]) for p in spans), max((p[1], p[3]) for p in spans)
-    if l1 > len(lines):
-        return None
-    raw = [line.encode("utf-8") for line in lines[l0 - 1:l1]]  # offsets are in UTF-8 bytes
-    body = raw[0][c0:] if l0 != l1 else raw[0][c0:c1]
-    if l0 != l1:
-        body += b"".join(raw[1:-1]) + raw[-1][:c1]
-    names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
-    return f"lambda {', '.join(names)}: {body.decode('utf-8', 'replace')}"
-
-
-def source_digest(obj: object) -> str | None:
-    """``"sha256:<16 hex>"`` of ``obj``'s dedented source code (a lambda's own text), or ``None`` if it
-    is unavailable.
-
-    Parameters
-    ----------
-    obj : object
-        A function, class or module.
-    """
-    src = _lambda_text(obj) if inspect.isfunction(obj) and obj.__name__ == "<lambda>" else None
-    if src is None:
-        try:
-            src = inspect.getsource(obj)
-        except (OSError, TypeError):
-            return None
-    return "sha256:" + hashlib.sha256(textwrap.dedent(src).encode()).hexdigest()[:16]
-
-
-def _qualname(obj: Any) -> str:
-    mod = getattr(obj, "__module__", None) or ""
-    name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
-    return f"{mod}.{name}" if mod and mod != "builtins" else name
-
-
-def _plain(value: Any, depth: int = 0) -> Any:
-    """A JSON-ready, deterministic stand-in for a value a callable closes over."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return repr(value) if isinstance(value, float) else value
-    if isinstance(value, torch.Tensor):
-        data = _byte_view(value)
-        return {"tensor": list(value.shape), "dtype": str(value.dtype), "sha256": _hash_block(data).hex()[:16]}
-    if depth < 3 and isinstance(value, (list, tuple)):
-        return [_plain(v, depth + 1) for v in value]
-    if depth < 3 and isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {k: _plain(v, depth + 1) for k, v in sorted(value.items())}
-    if inspect.isfunction(value) or inspect.isclass(value) or inspect.ismodule(value):
-        return _qualname(value)
-    return f"<{type(value).__qualname__}>"
-
-
-def _bound_values(fn: Callable[..., Any]) -> str | None:
-    parts: dict[str, Any] = {}
-    closure = getattr(fn, "__closure__", None)
-    if closure:
-        values = []
-        for cell in closure:
-            try:
-                values.append(_plain(cell.cell_contents))
-            except ValueError:  # an empty cell
-                values.append("<empty>")
-        parts["closure"] = dict(zip(fn.__code__.co_freevars, values))
-    if getattr(fn, "__defaults__", None):
-        parts["defaults"] = [_plain(v) for v in fn.__defaults__]
-    if getattr(fn, "__kwdefaults__", None):
-        parts["kwdefaults"] = _plain(fn.__kwdefaults__)
-    if not parts:
-        return None
-    return "sha256:" + hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
-
-
-def _warn_no_source(name: str, what: str) -> None:
-    warnings.warn(
-        f"the source code of {what} {name} is unavailable (defined in a REPL, with exec, or compiled); it is "
-        "fingerprinted by its qualified name only, so a changed body will not be detected when a sweep "
-        "resumes. Define it in a file to have it checked.", FingerprintWarning, stacklevel=3)
-
-
 def callable_fingerprint(fn: object, *, what: str = "callable") -> dict[str, Any] | None:
-    """A JSON-ready description of a callable that changes when its code does.
+    """A JSON-ready description of a callable that changes when its code, or anything it reads, does.
+
+    Its bytecode and source, closure, defaults, the module globals and the user functions and classes it
+    reads (transitively), a callable object's class and state, a module's weights; a version given with
+    :func:`latentprobe.versioned` instead of all that (see :mod:`latentprobe.callables`). Values that cannot
+    be read are listed under ``"needs_version"`` with a per-process token, so that a resumed run is refused
+    until the callable is given a version; a :class:`~latentprobe.errors.FingerprintWarning` says so.
 
     Parameters
     ----------
     fn : callable or None
-        A function, lambda, bound method, :func:`functools.partial`, callable object or
+        A function, lambda, class, bound method, :func:`functools.partial`, callable object or
         ``torch.nn.Module``.
     what : str
         How to name it in the warning (``"mask rule"``, ``"logits processor"``, ...).
@@ -299,36 +215,19 @@ def callable_fingerprint(fn: object, *, what: str = "callable") -> dict[str, Any
     Returns
     -------
     dict or None
-        ``{"name": qualified name, "source": "sha256:..." or None}``, plus ``"values"`` (plain closure
-        values and defaults, a dataclass's fields), ``"weights"`` (modules) or ``"partial"``; ``None`` for None.
+        ``{"name": qualified name, "source": "sha256:..." or None, ...}`` (``"code"``, ``"values"``,
+        ``"globals"``, ``"class"``, ``"state"``, ``"self"``, ``"weights"``, ``"partial"``; or ``"version"``);
+        ``None`` for None.
     """
     if fn is None:
         return None
-    if isinstance(fn, functools.partial):
-        return {"name": "functools.partial", "partial": callable_fingerprint(fn.func, what=what),
-                "args": _plain(list(fn.args)), "keywords": _plain(dict(fn.keywords))}
-    if isinstance(fn, torch.nn.Module):
-        return {"name": _qualname(type(fn)), "source": source_digest(type(fn)), "weights": weights_fingerprint(fn)}
-    target = fn.__func__ if inspect.ismethod(fn) else fn
-    if inspect.isbuiltin(target) or inspect.ismethoddescriptor(target):  # compiled library code
-        return {"name": _qualname(target), "source": None}
-    if inspect.isfunction(target):
-        out: dict[str, Any] = {"name": _qualname(target), "source": source_digest(target)}
-        values = _bound_values(target)
-        if values is not None:
-            out["values"] = values
-        if inspect.ismethod(fn):
-            out["self"] = _qualname(type(fn.__self__))
-    else:  # a callable object: its class's code, and its settings when it is a dataclass
-        cls = type(target)
-        out = {"name": _qualname(cls), "source": source_digest(cls)}
-        if out["source"] is None and not any(inspect.isfunction(v) for v in vars(cls).values()):
-            return out  # a compiled class (a numpy ufunc, a torch op): library code, nothing to warn about
-        if dataclasses.is_dataclass(target):  # its settings (ForceOpen's marker, position, ...)
-            fields = _plain({f.name: getattr(target, f.name) for f in dataclasses.fields(target)})
-            out["values"] = hashlib.sha256(json.dumps(fields, sort_keys=True, default=repr).encode()).hexdigest()[:16]
-    if out["source"] is None:
-        _warn_no_source(out["name"], what)
+    out, unreadable = describe(fn, module_hash=weights_fingerprint)
+    if unreadable:
+        warnings.warn(
+            f"the {what} {out.get('name')} reads what cannot be fingerprinted ({'; '.join(unreadable[:3])}"
+            f"{'; ...' if len(unreadable) > 3 else ''}): a run that uses it cannot be resumed in another process. "
+            "Give it an explicit version, latentprobe.versioned(fn, version='1'), and change the version when "
+            "its behaviour changes.", FingerprintWarning, stacklevel=2)
     return out
 
 
@@ -371,11 +270,12 @@ def trace_fingerprint(trace: LatentTrace) -> str:
 
 
 def _user_class_source(obj: Any) -> dict[str, Any]:
-    """``{"class_source": ...}`` for a class defined outside latentprobe (its code decides the results)."""
+    """``{"class_source": ..., "class_code": ...}`` for a class defined outside latentprobe (its code, and what
+    it reads, decide the results)."""
     mod = type(obj).__module__ or ""
     if mod == "latentprobe" or mod.startswith("latentprobe."):
         return {}
-    return {"class_source": source_digest(type(obj))}
+    return {"class_source": source_digest(type(obj)), "class_code": callable_fingerprint(type(obj))}
 
 
 def _callable_name(fn: Any) -> str | None:

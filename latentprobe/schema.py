@@ -35,7 +35,7 @@ from latentprobe.table import DTYPES, Column, Table
 
 __all__ = [
     "Column", "Table", "DTYPES",
-    "XZ_ROWS", "XZ_SUMMARY", "XZ_ACROSS", "STATUS",
+    "XZ_ROWS", "XZ_SUMMARY", "XZ_BY_PREFIX", "XZ_ACROSS", "STATUS",
     "ZY_ROWS", "ZY_SUMMARY", "MEDIATION_ROWS", "MEDIATION_SUMMARY", "EFFECTS",
     "PROBE_SCORES", "PROBE_COMPARISON", "PROBES_SKIPPED",
     "CONSECUTIVE", "ACROSS_SUMMARY", "ACROSS_BY_GROUP", "CKA_AGAINST", "NORM_TABLE", "COLLAPSE_TABLE", "STEP_MATRIX",
@@ -61,10 +61,9 @@ CI_HIGH = Column("ci_high", "float64", "upper bound of the confidence interval")
 N = Column("n", "int64", "number of examples (instances) behind the estimate")
 P_VALUE = Column("p_value", "float64", "p-value of the accompanying exact test (NaN when none was run)")
 METHOD = Column("method", "str", "how the interval (and p-value) were computed")
-P_HOLM = Column("p_holm", "float64", "p_value adjusted by Holm's step-down method over the table's family of tests "
-                "(family-wise error control; NaN where p_value is NaN)")
-P_BH = Column("p_bh", "float64", "p_value adjusted by Benjamini-Hochberg over the table's family of tests (false "
-              "discovery rate control; NaN where p_value is NaN)")
+_FAMILY = "over the table's family (sweep cells, compared representations, a metric's intervened cells); NaN: no test"
+P_HOLM = Column("p_holm", "float64", f"p_value adjusted by Holm (family-wise error) {_FAMILY}")
+P_BH = Column("p_bh", "float64", f"p_value adjusted by Benjamini-Hochberg (false discovery rate) {_FAMILY}")
 NOTE = Column("note", "str", "caveats, e.g. a small-sample warning; empty when none")
 CONDITION = Column("condition", "str", "the condition of the row (perturbation, treatment or mediation condition)")
 ANSWER = Column("answer", "str", "decoded answer text of the run")
@@ -100,12 +99,31 @@ class XZ_ROWS(Table):
     COSINE = Column("cosine", "float64", "cosine similarity of the clean and perturbed vectors")
     REL_L2 = Column("rel_l2", "float64", "relative L2 change ||z' - z|| / ||z||")
     CHUNK = CHUNK
+    PREFIX_CHANGED = Column("prefix_changed", "bool", "the text generated before the first open marker differs between "
+                            "the clean and perturbed runs (latents then follow different prefixes)")
 
 
 class XZ_SUMMARY(Table):
     """``XZResult.summary``: bootstrap mean of each metric per perturbation x source x step x layer."""
 
     PERTURBATION = XZ_ROWS.PERTURBATION
+    SOURCE = SOURCE
+    STEP = STEP
+    LAYER = LAYER
+    METRIC = METRIC
+    ESTIMATE = ESTIMATE
+    CI_LOW = CI_LOW
+    CI_HIGH = CI_HIGH
+    N = N
+    NOTE = NOTE
+
+
+class XZ_BY_PREFIX(Table):
+    """``XZResult.by_prefix``: :class:`XZ_SUMMARY`'s latent rows computed separately for the examples whose
+    pre-latent text changed under the perturbation and for those whose did not."""
+
+    PERTURBATION = XZ_ROWS.PERTURBATION
+    PREFIX_CHANGED = XZ_ROWS.PREFIX_CHANGED
     SOURCE = SOURCE
     STEP = STEP
     LAYER = LAYER
@@ -165,6 +183,11 @@ class ZY_ROWS(Table):
     RECORDED_LOGPROB = Column("recorded_logprob", "float64", "replay only: log-probability of the recorded answer")
     REF_RECORDED_LOGPROB = Column("ref_recorded_logprob", "float64", "replay only: the same under the control")
     N_LATENTS = N_LATENTS
+    OOD_NN_RATIO = Column("ood_nn_ratio", "float64", "median over the changed steps of the distance from the fed latent to "
+                          "the nearest clean latent of another example (same step), over the clean leave-one-out median "
+                          "(latentprobe.causal.ood; NaN without latents)")
+    OOD_NORM_RATIO = Column("ood_norm_ratio", "float64", "median over the changed steps of ||fed latent|| / the clean "
+                            "latents' median norm at that step (NaN without latents)")
 
 
 class ZY_SUMMARY(Table):
@@ -181,10 +204,12 @@ class ZY_SUMMARY(Table):
     METHOD = METHOD
     NOTE = NOTE
     N_UNPARSEABLE = N_UNPARSEABLE
-    P_HOLM = P_HOLM.but(meaning="p_value adjusted by Holm over the intervention x mode cells of the same metric "
-                        "(the no-op control and the original run left out); NaN where p_value is NaN")
-    P_BH = P_BH.but(meaning="p_value adjusted by Benjamini-Hochberg over the intervention x mode cells of the same "
-                    "metric (the no-op control and the original run left out); NaN where p_value is NaN")
+    OOD_NN_RATIO = ZY_ROWS.OOD_NN_RATIO.but(meaning="median over the condition's examples of ood_nn_ratio (1 = as far "
+                                             "as clean latents are from each other; NaN for mode 'run')")
+    OOD_NORM_RATIO = ZY_ROWS.OOD_NORM_RATIO.but(meaning="median over the condition's examples of ood_norm_ratio")
+    OOD = Column("ood", "bool", "the condition is out of distribution: ood_nn_ratio above latentprobe.causal.ood.NN_THRESHOLD, "
+                 "ood_norm_ratio outside NORM_BAND, or no latent positions at all (no_latents)")
+    P_HOLM, P_BH = P_HOLM, P_BH
 
 
 class MEDIATION_ROWS(Table):
@@ -251,16 +276,19 @@ class PROBE_SCORES(Table):
     N_GROUPS = Column("n_groups", "int64", "number of distinct groups (folds never split one)")
     MAJORITY = Column("majority", "float64", "most-frequent-class accuracy (R^2 of the mean for regression)")
     SHUFFLE = Column("shuffle", "float64", "score with permuted training labels (NaN without controls)")
-    CONTROL = Column("control", "float64", "control-task score (Hewitt & Liang; NaN without controls)")
+    CONTROL = Column("control", "float64", "control-task score: the target shuffled within each control type (Hewitt & "
+                     "Liang's control task with 'per_type' labels); NaN without controls or control types")
     SELECTIVITY = Column("selectivity", "float64", "score - control")
+    SELECTIVITY_LOW = Column("selectivity_ci_low", "float64", "lower bound of the 95% paired group-bootstrap interval of "
+                             "selectivity (held-out groups resampled within each fold; fitted probes held fixed)")
+    SELECTIVITY_HIGH = Column("selectivity_ci_high", "float64", "upper bound of that interval")
+    CONTROL_RECUR = Column("control_recur", "float64", "share of held-out examples whose control type also occurs in "
+                           "their fold's training part (0: the control cannot be learned, selectivity cannot fail)")
     CHANCE = Column("chance", "float64", "1 / number of classes (0 for regression)")
-    P_VALUE = Column("p_value", "float64", "one-sided permutation p-value of the out-of-fold score against test labels "
-                     "permuted across groups in each fold, folds combined as min(1, 2 x mean)")
-    P_HOLM = P_HOLM.but(meaning="p_value adjusted by Holm over the cells of the sweep (family-wise error control)")
-    P_BH = P_BH.but(meaning="p_value adjusted by Benjamini-Hochberg over the cells of the sweep (false discovery rate)")
-    CI_LOW_SIMULTANEOUS = Column("ci_low_simultaneous", "float64", "lower bound of the Student-t interval over folds "
-                                 "at the Bonferroni level 1 - 0.05/m, m = cells of the sweep; it inherits the fold "
-                                 "interval's optimism (folds share training data): call cells by p_holm")
+    P_VALUE = Column("p_value", "float64", "permutation p of the held-out score (labels permuted across a fold's groups)")
+    P_HOLM, P_BH = P_HOLM, P_BH
+    CI_LOW_SIMULTANEOUS = Column("ci_low_simultaneous", "float64", "lower bound of the fold t interval at 1 - 0.05/m (m cells "
+                                 "or representations; Bonferroni); as optimistic as the fold interval: call cells by p_holm")
     CI_HIGH_SIMULTANEOUS = Column("ci_high_simultaneous", "float64", "upper bound of the simultaneous interval")
 
 
@@ -279,13 +307,12 @@ class PROBE_COMPARISON(Table):
     SHUFFLE = PROBE_SCORES.SHUFFLE
     CONTROL = PROBE_SCORES.CONTROL
     SELECTIVITY = PROBE_SCORES.SELECTIVITY
+    SELECTIVITY_LOW = PROBE_SCORES.SELECTIVITY_LOW
+    SELECTIVITY_HIGH = PROBE_SCORES.SELECTIVITY_HIGH
+    CONTROL_RECUR = PROBE_SCORES.CONTROL_RECUR
     CHANCE = PROBE_SCORES.CHANCE
-    P_VALUE = PROBE_SCORES.P_VALUE
-    P_HOLM = P_HOLM.but(meaning="p_value adjusted by Holm over the compared representations")
-    P_BH = P_BH.but(meaning="p_value adjusted by Benjamini-Hochberg over the compared representations")
-    CI_LOW_SIMULTANEOUS = PROBE_SCORES.CI_LOW_SIMULTANEOUS.but(meaning="lower bound of the Bonferroni-simultaneous "
-                                                               "interval over the compared representations")
-    CI_HIGH_SIMULTANEOUS = PROBE_SCORES.CI_HIGH_SIMULTANEOUS
+    P_VALUE, P_HOLM, P_BH = PROBE_SCORES.P_VALUE, P_HOLM, P_BH
+    CI_LOW_SIMULTANEOUS, CI_HIGH_SIMULTANEOUS = PROBE_SCORES.CI_LOW_SIMULTANEOUS, PROBE_SCORES.CI_HIGH_SIMULTANEOUS
 
 
 class PROBES_SKIPPED(Table):

@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Union
 
 from latentprobe.errors import SpecError, SpecTokenError
 from latentprobe.conventions import CHECKPOINT_SETTINGS, DecodingSettings, PromptConventions
@@ -304,7 +304,16 @@ class LatentSpec:
         Returns
         -------
         LatentSpec
+
+        Raises
+        ------
+        SpecError
+            ``d`` is not a mapping (a JSON string: ``from_dict(json.loads(text))``), or holds unknown fields.
         """
+        if not isinstance(d, Mapping):
+            raise SpecError(f"LatentSpec.from_dict({d!r:.60}): give the dict LatentSpec.to_dict() wrote (a "
+                            f"{type(d).__name__} is not one; for its JSON text: "
+                            "LatentSpec.from_dict(json.loads(text))).")
         d = dict(d)
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
         if unknown:

@@ -130,11 +130,20 @@ class ExampleTrace(Summarized):
         Returns
         -------
         list of int
+
+        Raises
+        ------
+        StepOutOfRangeError
+            A step outside ``0..num_latents-1``, or an empty list (which would change nothing: pass ``None`` for
+            every step).
         """
         k = self.num_latents
         if steps is None:
             return list(range(k))
         out = sorted({int(s) for s in steps})
+        if not out:
+            raise StepOutOfRangeError(f"steps=[] names no latent step, so nothing would change (example "
+                                      f"{self.example_id!r} has {k}); give steps to change, or None for all of them.")
         bad = [s for s in out if s < 0 or s >= k]
         if bad:
             raise StepOutOfRangeError(

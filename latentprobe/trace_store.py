@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from latentprobe.atomic import atomic_write, atomic_write_text
-from latentprobe.errors import SpecError, TraceFormatError
+from latentprobe.errors import InputError, SpecError, TraceFormatError
 from latentprobe.spec import LatentSpec
 
 __all__ = ["FORMAT_VERSION", "TENSOR_FIELDS", "load_trace", "save_trace"]
@@ -65,8 +65,16 @@ def save_trace(trace: "LatentTrace", path: str | Path) -> Path:
     -------
     Path
         The folder.
+
+    Raises
+    ------
+    InputError
+        ``path`` is a file (or another non-folder): a trace is a folder of two files.
     """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"save({str(path)!r}): {path} is a file, and a trace is saved as a folder ({TENSOR_FILE} and "
+                         f"{JSON_FILE}); give a folder path (new or existing), e.g. {str(path) + '_trace'!r}.")
     path.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     records = []

@@ -20,9 +20,12 @@ def test_demo_writes_report_and_recovers_planted_truths(tmp_path):
     n_figures = len(re.findall(r"<figure id=", html))
     captions = re.findall(r"<figcaption><strong>Figure \d+\.</strong> (.*?)</figcaption>", html, re.S)
     assert n_figures >= 10 and len(captions) == n_figures and all(len(c.strip()) > 40 for c in captions)
-    # the out-of-distribution note sits in the Z -> Y section, where no_latents appears
+    # the measured out-of-distribution note sits in the Z -> Y section: zero, shared_tensor and no_latents
+    # flagged, the swap not
     zy = html[html.index('id="z-y-latent-interventions"'):html.index('id="x-z-do-the-latents-change-with-the-image"')]
-    assert "Out of distribution: no_latents" in zy and "not that their <em>content</em> matters" in zy
+    title = re.search(r"Out of distribution: ([a-z_, ]+)", zy).group(1).split(", ")
+    assert {"zero", "shared_tensor", "no_latents"} <= set(title) and "swap" not in title
+    assert "<code>zero</code> is not a content test" in zy and "ood_nn_ratio" in zy
     # provenance: settings, model, spec, data sample, software versions
     prov = html[html.index('id="provenance"'):]
     for needle in ("n_boot", "toy:mediated", "Spec", "Data sample", "example ids", "transformers", "nnsight",

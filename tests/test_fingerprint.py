@@ -113,10 +113,13 @@ def test_callables_differ_by_body_and_by_the_values_they_close_over():
     assert callable_fingerprint(double)["name"].endswith("test_fingerprint.double")
     assert callable_fingerprint(times(2))["values"] != callable_fingerprint(times(-50))["values"]
     assert callable_fingerprint(times(2)) == callable_fingerprint(times(2))
-    # a callable object: its class's code, not its instance state (a resumed run builds a new one)
-    assert callable_fingerprint(Halve(limit=3)) == callable_fingerprint(Halve())
+    # a callable object: its class's code and its state
+    assert callable_fingerprint(Halve(limit=3)) != callable_fingerprint(Halve())
+    assert callable_fingerprint(Halve(limit=3)) == callable_fingerprint(Halve(limit=3))
     assert callable_fingerprint(Halve())["source"] == source_digest(Halve)
-    assert callable_fingerprint(Halve().__call__)["self"].endswith("Halve")
+    assert callable_fingerprint(Halve())["state"] == {"attrs": {"calls": 0, "limit": None}}
+    bound = callable_fingerprint(Halve(limit=2).__call__)
+    assert bound["name"].endswith("Halve.__call__") and bound["self"]["attrs"] == {"calls": 0, "limit": 2}
     p2, p3 = callable_fingerprint(functools.partial(times, 2)), callable_fingerprint(functools.partial(times, 3))
     assert p2["args"] == [2] and p2 != p3
     mod = callable_fingerprint(nn.Linear(2, 2))
@@ -124,12 +127,15 @@ def test_callables_differ_by_body_and_by_the_values_they_close_over():
     assert callable_fingerprint(None) is None
 
 
-def test_missing_source_falls_back_to_the_name_with_a_warning():
+def test_missing_source_falls_back_to_the_bytecode():
     ns: dict = {}
     exec("def rule(q, k):\n    return q", ns)
-    with pytest.warns(FingerprintWarning, match="mask rule rule"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # without source, its bytecode still tells bodies apart
         out = callable_fingerprint(ns["rule"], what="mask rule")
-    assert out == {"name": "rule", "source": None}
+    assert out["name"] == "rule" and out["source"] is None and out["code"].startswith("py3.")
+    exec("def rule(q, k):\n    return k", ns)
+    assert callable_fingerprint(ns["rule"])["code"] != out["code"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # compiled library callables are named without a warning
         assert callable_fingerprint(torch.tanh)["source"] is None

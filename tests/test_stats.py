@@ -26,16 +26,16 @@ from latentprobe.stats import (
 )
 
 
-def _reference_percentile_ci(values, n_boot, seed, confidence=0.95, statistic=np.mean):
-    """Loop-based percentile bootstrap with the documented index draws."""
+def _reference_studentized_ci(values, n_boot, seed, confidence=0.95):
+    """Loop-based studentised bootstrap (bootstrap-t) with the documented index draws."""
     values = np.asarray(values, dtype=float)
     n = len(values)
     idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-    boot = np.empty(n_boot)
-    for i in range(n_boot):
-        boot[i] = statistic(values[idx[i]])
+    m, se = values.mean(), values.std(ddof=1) / np.sqrt(n)
+    t = np.array([(values[i].mean() - m) / (values[i].std(ddof=1) / np.sqrt(n)) for i in idx])
     alpha = 1 - confidence
-    return np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    q_lo, q_hi = np.quantile(t, [alpha / 2, 1 - alpha / 2])
+    return np.array([m - q_hi * se, m - q_lo * se])
 
 
 # ---------------------------------------------------------------------------
@@ -46,25 +46,23 @@ def _reference_percentile_ci(values, n_boot, seed, confidence=0.95, statistic=np
 def test_bootstrap_ci_matches_loop_reference_exactly():
     x = np.random.default_rng(1).normal(size=57)
     eff = bootstrap_ci(x, n_boot=700, seed=3)
-    lo, hi = _reference_percentile_ci(x, 700, 3)
-    assert eff.ci_low == pytest.approx(lo, abs=1e-12)
-    assert eff.ci_high == pytest.approx(hi, abs=1e-12)
+    lo, hi = _reference_studentized_ci(x, 700, 3)
+    assert eff.ci_low == pytest.approx(lo, abs=1e-9)
+    assert eff.ci_high == pytest.approx(hi, abs=1e-9)
     assert eff.estimate == pytest.approx(x.mean())
     assert eff.n == 57
-    assert eff.p_value is None
-    assert eff.note == ""
+    assert 0.0 <= eff.p_value <= 1.0 and (eff.p_value < 0.05) == eff.excludes_zero
+    assert eff.note == "" and "studentised" in eff.method
 
 
-def test_bootstrap_ci_agrees_with_scipy_percentile_bootstrap():
-    x = np.random.default_rng(2).normal(loc=1.0, scale=1.0, size=200)
-    eff = bootstrap_ci(x, n_boot=5000, seed=0)
-    ref = sps.bootstrap(
-        (x,), np.mean, n_resamples=5000, method="percentile", confidence_level=0.95,
-        rng=np.random.default_rng(123),
-    ).confidence_interval
-    # Interval half-width is ~0.14; Monte Carlo error of the endpoints is far below 0.02.
-    assert eff.ci_low == pytest.approx(ref.low, abs=0.02)
-    assert eff.ci_high == pytest.approx(ref.high, abs=0.02)
+def test_bootstrap_ci_of_a_proportion_is_wilson():
+    x = np.r_[np.ones(13), np.zeros(35)]
+    eff = bootstrap_ci(x, name="accuracy")
+    ref = sps.binomtest(13, 48).proportion_ci(method="wilson")
+    assert (eff.ci_low, eff.ci_high) == pytest.approx((ref.low, ref.high), abs=1e-12)
+    assert eff.p_value is None and "Wilson" in eff.method
+    none = bootstrap_ci(np.zeros(48))  # no flip: still an interval, not [0, 0]
+    assert none.ci_low == 0.0 and none.ci_high > 0.07
 
 
 def test_bootstrap_ci_contains_true_mean_and_has_nominal_coverage():
@@ -80,15 +78,16 @@ def test_bootstrap_ci_contains_true_mean_and_has_nominal_coverage():
         sample = rng.normal(loc=0.0, scale=1.0, size=60)
         e = bootstrap_ci(sample, n_boot=400, seed=r)
         hits += e.ci_low <= 0.0 <= e.ci_high
-    # Expected ~0.93-0.95; binomial sd over 200 reps is ~0.016.
-    assert 0.87 <= hits / reps <= 0.995
+    # Expected ~0.95; binomial sd over 200 reps is ~0.016.
+    assert 0.90 <= hits / reps <= 0.995
 
 
-def test_bootstrap_ci_constant_values_zero_width():
-    for v in (0.1, -3.7, 0.0, 1e9 + 0.3):
-        eff = bootstrap_ci(np.full(40, v))
+def test_bootstrap_ci_constant_values_zero_width_with_a_note():
+    for v in (0.1, -3.7, 0.0, 1.0, 1e9 + 0.3):
+        eff = bootstrap_ci(np.full(40, v), method="studentized")  # "auto" would read 0s or 1s as a proportion
         assert eff.ci_low == v and eff.ci_high == v and eff.estimate == v
         assert not eff.excludes_zero or v != 0.0
+        assert "nothing varies" in eff.note
 
 
 def test_bootstrap_ci_statistic_without_axis_matches_vectorised():
@@ -96,8 +95,10 @@ def test_bootstrap_ci_statistic_without_axis_matches_vectorised():
     vec = bootstrap_ci(x, statistic=np.median, n_boot=300, seed=9)
     loop = bootstrap_ci(x, statistic=lambda v: float(np.median(v)), n_boot=300, seed=9)
     assert (vec.ci_low, vec.ci_high) == pytest.approx((loop.ci_low, loop.ci_high), abs=1e-12)
-    lo, hi = _reference_percentile_ci(x, 300, 9, statistic=np.median)
-    assert (vec.ci_low, vec.ci_high) == pytest.approx((lo, hi), abs=1e-12)
+    # another statistic than the mean gets BCa, as scipy computes it from the same resamples
+    ref = sps.bootstrap((x,), np.median, n_resamples=300, method="BCa", rng=np.random.default_rng(9))
+    assert (vec.ci_low, vec.ci_high) == pytest.approx(tuple(ref.confidence_interval), abs=1e-12)
+    assert "BCa" in vec.method
 
 
 def test_bootstrap_ci_deterministic_given_seed_and_confidence_width():
@@ -133,7 +134,7 @@ def test_bootstrap_ci_rejects_bad_arguments():
 
 def test_small_sample_note():
     e = bootstrap_ci(np.arange(12.0))
-    assert e.note == "small sample (n=12 < 30): interval is unreliable"
+    assert e.note.startswith("small sample (n=12 < 30): interval is unreliable")
     assert bootstrap_ci(np.arange(30.0)).note == ""
     assert "n=5 < 30" in paired_bootstrap_diff(np.arange(5.0), np.zeros(5)).note
 
@@ -150,13 +151,11 @@ def test_paired_diff_uses_same_indices_and_is_narrower():
     b = base + rng.normal(scale=0.1, size=150)
     eff = paired_bootstrap_diff(a, b, n_boot=1000, seed=11)
 
-    # Reference: same index matrix for a and b.
-    idx = np.random.default_rng(11).integers(0, 150, size=(1000, 150))
-    boot = np.array([a[i].mean() - b[i].mean() for i in idx])
-    lo, hi = np.quantile(boot, [0.025, 0.975])
-    assert (eff.ci_low, eff.ci_high) == pytest.approx((lo, hi), abs=1e-12)
+    # Reference: the studentised bootstrap of the per-example differences (one index matrix for a and b).
+    lo, hi = _reference_studentized_ci(a - b, 1000, 11)
+    assert (eff.ci_low, eff.ci_high) == pytest.approx((lo, hi), abs=1e-9)
     assert eff.estimate == pytest.approx(a.mean() - b.mean())
-    assert eff.ci_low < 0.3 < eff.ci_high and eff.excludes_zero
+    assert eff.ci_low < 0.3 < eff.ci_high and eff.excludes_zero and eff.p_value < 0.05
 
     # Unpaired reference: independent indices for a and b.
     rng2 = np.random.default_rng(12)
@@ -165,9 +164,18 @@ def test_paired_diff_uses_same_indices_and_is_narrower():
     unpaired = a[ia].mean(axis=1) - b[ib].mean(axis=1)
     ulo, uhi = np.quantile(unpaired, [0.025, 0.975])
     assert (eff.ci_high - eff.ci_low) < 0.1 * (uhi - ulo)
-    # Equivalent to bootstrapping the per-example differences.
+    # Equivalent to the interval of the per-example differences.
     d = bootstrap_ci(a - b, n_boot=1000, seed=11)
     assert (d.ci_low, d.ci_high) == pytest.approx((eff.ci_low, eff.ci_high), abs=1e-9)
+
+
+def test_paired_diff_with_another_statistic_is_paired_bca():
+    rng = np.random.default_rng(3)
+    a, b = rng.exponential(size=40), rng.exponential(size=40)
+    eff = paired_bootstrap_diff(a, b, statistic=np.median, n_boot=800, seed=2)
+    ref = sps.bootstrap((a, b), lambda x, y, axis=-1: np.median(x, axis=axis) - np.median(y, axis=axis),
+                        paired=True, n_resamples=800, method="BCa", rng=np.random.default_rng(2))
+    assert (eff.ci_low, eff.ci_high) == pytest.approx(tuple(ref.confidence_interval), abs=1e-12)
 
 
 def test_paired_diff_rejects_mismatched_or_2d():
@@ -233,21 +241,21 @@ def test_accuracy_difference_and_binary_outcome_effect():
     clean = rng.random(200) < 0.8
     patched = clean & (rng.random(200) < 0.7)
     eff = accuracy_difference(clean, patched, n_boot=1000, seed=2)
+    b, c = int(np.sum(clean & ~patched)), int(np.sum(~clean & patched))
     assert eff.estimate == pytest.approx(clean.mean() - patched.mean())
-    assert eff.p_value == pytest.approx(mcnemar_exact(clean, patched).p_value)
+    # the score test Tango's interval inverts: McNemar's chi-square without continuity correction
+    assert eff.p_value == pytest.approx(sps.chi2.sf((b - c) ** 2 / (b + c), 1), rel=1e-12)
     assert eff.ci_low <= eff.estimate <= eff.ci_high
     assert eff.excludes_zero and eff.p_value < 1e-6
-    ref = paired_bootstrap_diff(clean.astype(float), patched.astype(float), n_boot=1000, seed=2)
-    assert (eff.ci_low, eff.ci_high) == (ref.ci_low, ref.ci_high)
-    assert "McNemar" in eff.method
+    assert "Tango" in eff.method and "exact McNemar p" in eff.method
 
     change = binary_outcome_effect(clean, patched, n_boot=1000, seed=2)
     assert change.estimate == pytest.approx(-eff.estimate)
     assert change.p_value == pytest.approx(eff.p_value)
-    assert (change.ci_low, change.ci_high) == pytest.approx((-eff.ci_high, -eff.ci_low))
+    assert (change.ci_low, change.ci_high) == pytest.approx((-eff.ci_high, -eff.ci_low), abs=1e-12)
 
     same = accuracy_difference(clean, clean)
-    assert same.estimate == 0.0 and same.ci_low == same.ci_high == 0.0
+    assert same.estimate == 0.0 and same.ci_low < 0.0 < same.ci_high  # never [0, 0]
     assert same.p_value == 1.0
     assert "discordant" in same.note
 
@@ -277,11 +285,18 @@ def test_mediation_estimates_are_plain_means():
         assert e.n == 120 and e.ci_low < e.estimate < e.ci_high and e.note == ""
     assert te.ci_low < -1.0 < te.ci_high
 
-    # Reference with one shared index matrix.
-    idx = np.random.default_rng(1).integers(0, 120, size=(500, 120))
+    # Reference: the studentised bootstrap of each effect's differences, one shared index matrix.
     for e, y in ((te, treated), (nde, direct), (nie, indirect)):
-        lo, hi = np.quantile((y - clean)[idx].mean(axis=1), [0.025, 0.975])
-        assert (e.ci_low, e.ci_high) == pytest.approx((lo, hi), abs=1e-12)
+        assert (e.ci_low, e.ci_high) == pytest.approx(tuple(_reference_studentized_ci(y - clean, 500, 1)), abs=1e-9)
+
+
+def test_mediation_of_correctness_uses_tango():
+    rng = np.random.default_rng(0)
+    clean = (rng.random(60) < 0.8).astype(float)
+    treated = np.where(rng.random(60) < 0.2, 1 - clean, clean)
+    te, _, _ = mediation_effects(clean, treated, clean, treated)
+    ref = accuracy_difference(treated.astype(bool), clean.astype(bool))
+    assert (te.ci_low, te.ci_high, te.p_value) == (ref.ci_low, ref.ci_high, ref.p_value)
 
 
 def test_mediation_shares_indices_across_effects():
@@ -296,7 +311,7 @@ def test_mediation_zero_indirect_effect():
     te, nde, nie = mediation_effects(clean, treated, direct, clean.copy(), names=("T", "D", "I"))
     assert nie.name == "I"
     assert nie.estimate == 0.0 and nie.ci_low == 0.0 and nie.ci_high == 0.0
-    assert not nie.excludes_zero
+    assert not nie.excludes_zero and nie.p_value == 1.0
     assert "small sample (n=20 < 30)" in te.note
 
 
@@ -344,55 +359,19 @@ def test_effect_container_and_frame():
 # ---------------------------------------------------------------------------
 
 
-def _loop_ci(x, n_boot, seed, conf=0.95):
-    x = np.asarray(x, dtype=float)
-    idx = np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))
-    boots = [x[i].mean() for i in idx]
-    a = 1 - conf
-    return np.quantile(boots, [a / 2, 1 - a / 2])
-
-
-def test_bootstrap_mean_columns_matches_reference():
+def test_bootstrap_mean_columns_matches_bootstrap_ci_column_by_column():
     rng = np.random.default_rng(1)
-    v = rng.normal(size=(23, 5))
+    v = rng.normal(size=(23, 6))
     v[:, 2] = 0.75
+    v[:, 4] = rng.random(23) < 0.4  # a 0/1 column: Wilson
     est, lo, hi = bootstrap_mean_columns(v, n_boot=1500, seed=7)
-    for j in range(5):
+    for j in range(6):
         ref = bootstrap_ci(v[:, j], n_boot=1500, seed=7)
-        assert est[j] == ref.estimate and lo[j] == ref.ci_low and hi[j] == ref.ci_high
-        if j != 2:
-            np.testing.assert_allclose([lo[j], hi[j]], _loop_ci(v[:, j], 1500, 7), rtol=1e-12)
+        assert est[j] == pytest.approx(ref.estimate, abs=1e-15)
+        assert (lo[j], hi[j]) == pytest.approx((ref.ci_low, ref.ci_high), abs=1e-12)
+        if j not in (2, 4):
+            np.testing.assert_allclose([lo[j], hi[j]], _reference_studentized_ci(v[:, j], 1500, 7), atol=1e-9)
     assert (est[2], lo[2], hi[2]) == (0.75, 0.75, 0.75)
-
-
-def _previous_bootstrap_mean_columns(values, *, n_boot=2000, seed=0, confidence=0.95):
-    """The implementation bootstrap_mean_columns had in latentprobe.mediation, verbatim."""
-    v = np.asarray(values, dtype=np.float64)
-    n, g = v.shape
-    est, lo, hi = np.empty(g), np.empty(g), np.empty(g)
-    const = np.all(v == v[:1], axis=0)
-    est[const] = v[0, const]
-    lo[const] = hi[const] = v[0, const]
-    var = np.flatnonzero(~const)
-    if var.size:
-        est[var] = [float(np.mean(v[:, j])) for j in var]
-        alpha = 1.0 - float(confidence)
-        idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-        for col in var:
-            boot = np.mean(np.ascontiguousarray(v[:, col])[idx], axis=1)
-            lo[col], hi[col] = np.quantile(boot, [alpha / 2.0, 1.0 - alpha / 2.0])
-    return est, lo, hi
-
-
-@pytest.mark.parametrize("shape,seed,n_boot", [((23, 5), 7, 1500), ((40, 3), 0, 2000), ((9, 12), 123, 999)])
-def test_bootstrap_mean_columns_equals_previous_implementation(shape, seed, n_boot):
-    rng = np.random.default_rng(seed + 1)
-    v = rng.normal(size=shape)
-    v[:, 1] = -2.5  # a constant column
-    new = bootstrap_mean_columns(v, n_boot=n_boot, seed=seed, confidence=0.9)
-    old = _previous_bootstrap_mean_columns(v, n_boot=n_boot, seed=seed, confidence=0.9)
-    for a, b in zip(new, old):
-        np.testing.assert_array_equal(a, b)
 
 
 def test_bootstrap_mean_columns_input_errors():

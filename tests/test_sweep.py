@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -199,12 +200,21 @@ def test_run_with_generator_and_unit_key(tmp_path):
     assert sweep.done((2, 0))
 
 
-def test_missing_part_is_reported(tmp_path):
+def test_missing_part_is_reported_and_recomputed_on_reopening(tmp_path):
+    from latentprobe.errors import LatentProbeWarning
+
     sweep = ResumableSweep(tmp_path, config=CONFIG)
     sweep.run(UNITS[:2], _unit_rows, progress=False)
     (tmp_path / "results.parts" / "part-00001.parquet").unlink()
-    with pytest.raises(SweepStateError, match="missing"):
-        ResumableSweep(tmp_path, config=CONFIG).results()
+    with pytest.raises(SweepStateError, match="part-00001.parquet of completed unit .* is missing"):
+        sweep.results()  # the open store recorded it
+    with pytest.warns(LatentProbeWarning, match="part-00001.parquet.*computed again"):
+        reopened = ResumableSweep(tmp_path, config=CONFIG)
+    assert reopened.completed_units == UNITS[:1]
+    calls = []
+    out = reopened.run(UNITS[:2], lambda u: calls.append(u) or _unit_rows(u), progress=False)
+    assert calls == UNITS[1:2]
+    pd.testing.assert_frame_equal(out, pd.concat([_unit_rows(u) for u in UNITS[:2]], ignore_index=True))
     (tmp_path / "results.meta.json").write_text("{not json")
     with pytest.raises(SweepStateError, match="overwrite=True"):
         ResumableSweep(tmp_path, config=CONFIG)
@@ -357,6 +367,35 @@ def test_damaged_part_is_a_state_error(tmp_path):
     (tmp_path / "results.parts" / "part-00001.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(SweepStateError, match="part-00001.parquet"):
         ResumableSweep(tmp_path, config=CONFIG).results()
+
+
+@pytest.mark.parametrize("format", ["parquet", "csv"])
+def test_a_flipped_byte_in_a_part_is_refused_and_deleting_the_part_recomputes_it(tmp_path, format):
+    import hashlib
+
+    from latentprobe.errors import LatentProbeWarning, SweepChecksumError
+
+    ResumableSweep(tmp_path, config=CONFIG, format=format).run(UNITS[:3], _unit_rows, progress=False)
+    part = tmp_path / "results.parts" / f"part-00001.{format}"
+    entry = json.loads((tmp_path / "results.meta.json").read_text())["units"][1]
+    assert entry["sha256"] == "sha256:" + hashlib.sha256(part.read_bytes()).hexdigest()
+    data = bytearray(part.read_bytes())
+    i = len(data) // 2
+    data[i] ^= 0x01  # one bit of one byte; the file may still parse
+    part.write_bytes(bytes(data))
+    with pytest.raises(SweepChecksumError, match=f"part {re.escape(str(part))} of completed unit .* is damaged") as err:
+        ResumableSweep(tmp_path, config=CONFIG, format=format).results()
+    assert f"delete {part}" in str(err.value)
+    part.unlink()  # the way out the message gives
+    calls = []
+    with pytest.warns(LatentProbeWarning, match="computed again"):
+        sweep = ResumableSweep(tmp_path, config=CONFIG, format=format)
+    out = sweep.run(UNITS[:3], lambda u: calls.append(u) or _unit_rows(u), progress=False)
+    assert calls == [UNITS[1]]
+    expected = ResumableSweep(None, config=CONFIG, format=format).run(UNITS[:3], _unit_rows, progress=False)
+    order = ["layer", "step"]
+    pd.testing.assert_frame_equal(out.sort_values(order, kind="stable").reset_index(drop=True),
+                                  expected.sort_values(order, kind="stable").reset_index(drop=True), check_exact=True)
 
 
 def test_disk_full_is_a_typed_os_error_and_the_sweep_resumes(tmp_path, monkeypatch):

@@ -77,7 +77,7 @@ class Behavioural(Analysis):
         report.add_table(result.summary, caption="Accuracy on the derived questions: `image` (with the image, the "
                          "ceiling), `blank` (a blank image, the floor) and `latents_only` (a blank image with the "
                          "original run's latents). Unreadable answers count as wrong (`n_unparseable`).")
-        report.add_table(result.tests, caption="Paired accuracy differences (bootstrap CI, McNemar exact p).")
+        report.add_table(result.tests, caption="Paired accuracy differences (Tango's score interval, score-test p).")
         dropped = {k: v for k, v in result.dropped.items() if v}
         if dropped:
             report.add_note("; ".join(f"{v} {k}" for k, v in dropped.items()), kind="warning", title="Left out")

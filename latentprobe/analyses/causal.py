@@ -23,6 +23,7 @@ from latentprobe.causal.results import MediationResult, XZResult, ZYResult
 from latentprobe.errors import StudyError
 from latentprobe.report.notes import INDEPENDENT_INTERVENTIONS, PROPAGATE_REDECODE_NOTE
 from latentprobe.report.sections import drops_note, ood_note, once
+from latentprobe.report.causal_notes import prefix_section, zy_ood_section
 
 __all__ = ["XToZ", "ZToY", "Decompose", "XToZOptions", "ZToYOptions", "DecomposeOptions"]
 
@@ -50,7 +51,7 @@ class XToZ(Analysis):
     title = "X -> Z: do the latents change with the input?"
     Options = XToZOptions
     tables = {"summary": schema.XZ_SUMMARY, "rows": schema.XZ_ROWS, "dropped": schema.STATUS,
-              "across": schema.XZ_ACROSS, "status": schema.STATUS}
+              "across": schema.XZ_ACROSS, "status": schema.STATUS, "by_prefix": schema.XZ_BY_PREFIX}
     result_types = (XZResult,)
     frame_keys = frozenset({"perturbation", "source", "step", "layer", "metric", "estimate"})
 
@@ -91,7 +92,8 @@ class XToZ(Analysis):
             with np.load(folder / "across_matrices.npz") as z:
                 mats = {int(k.split("_")[1]): z[k] for k in z.files}
         return XZResult(rows=tables["rows"], summary=tables["summary"], dropped=tables["dropped"], config=dict(config),
-                        across=tables["across"], across_matrices=dict(mats), status=tables["status"])
+                        across=tables["across"], across_matrices=dict(mats), status=tables["status"],
+                        by_prefix=tables.get("by_prefix", schema.XZ_BY_PREFIX.empty()))
 
     def figures(self, result: XZResult | pd.DataFrame) -> list[Any]:
         from latentprobe import viz
@@ -117,6 +119,7 @@ class XToZ(Analysis):
             keep = [c for c in ("perturbation", "source", "layer", "metric", "n", "estimate", "ci_low", "ci_high")
                     if c in base]
             report.add_table(base[keep], caption="The same comparison at prompt positions (baselines).")
+        prefix_section(report, result)
         ood_note(report, s["perturbation"])
         drops_note(report, result)
 
@@ -134,7 +137,8 @@ class ZToYOptions(AnalysisOptions):
 
     interventions: tuple[str, ...] = option(choices="interventions", doc="latent interventions")
     modes: tuple[str, ...] = option(("propagate", "redecode"), choices="modes", doc="intervention modes")
-    layers: tuple[int, ...] = option((0,), min_value=0, doc="residual layers intervened on (0 = the fed latent)")
+    layers: tuple[int, ...] = option((0,), min_value=0, doc='residual layers intervened on (0 = the fed latent); '
+                                     'a list: "all" is refused')
     steps: tuple[int, ...] | None = option(None, all_value=True, min_value=0, doc='latent steps intervened on, or "all"')
     scorer: str | None = option(None, choices="scorers", doc="scorer (default: [generation] scorer)")
 
@@ -194,13 +198,14 @@ class ZToY(Analysis):
         for fig in self.figures(result):
             report.add_figure(fig)
         metrics = [m for m in _ZY_METRICS if (s["metric"] == m).any()]
-        keep = [c for c in ("intervention", "mode", "metric", "n", "estimate", "ci_low", "ci_high", "p_value", "note")
-                if c in s.columns]
+        keep = [c for c in ("intervention", "mode", "metric", "n", "estimate", "ci_low", "ci_high", "p_value", "note",
+                            "ood") if c in s.columns]
         table = s[s["metric"].isin(metrics)][keep] if metrics else s[keep]
         report.add_table(table, caption="accuracy and flip_rate: fractions of examples; accuracy_change: "
-                         "intervention − control (fraction; 0.1 = 10 percentage points), McNemar exact p; kl: "
+                         "intervention − control (fraction; 0.1 = 10 percentage points), Tango's paired score interval and its score-test p; kl: "
                          "KL(control ‖ intervention) of the first answer token, nats. Control: the intervention "
-                         "`none` in the same mode; mode `run`: the original run.")
+                         "`none` in the same mode; mode `run`: the original run. ood: the condition feeds latents "
+                         "out of distribution (next table).")
         if not (s["metric"] == "accuracy").any():
             report.add_note("The data have no gold answers, so no accuracy is computed: the rows compare each "
                             "intervention's answers with the no-op control's (flip rate) and the first answer "
@@ -210,8 +215,11 @@ class ZToY(Analysis):
         if {"propagate", "redecode"} <= modes and config.get("steps") is None and (
                 set(s["intervention"]) & set(INDEPENDENT_INTERVENTIONS)):
             once(report, "propagate-redecode", PROPAGATE_REDECODE_NOTE, title="Propagate and redecode")
-        conditions = list(s["intervention"]) + (["drop_latents"] if config.get("drop_latents") else [])
-        ood_note(report, conditions)
+        if "ood" in s.columns:  # measured (latentprobe.causal.ood); summaries written before it: the fixed list
+            zy_ood_section(report, s, config.get("n_kept"))
+            ood_note(report, ["drop_latents"] if config.get("drop_latents") else [])
+        else:
+            ood_note(report, list(s["intervention"]) + (["drop_latents"] if config.get("drop_latents") else []))
         drops_note(report, result)
 
     def answers(self, result: ZYResult | pd.DataFrame) -> pd.DataFrame:

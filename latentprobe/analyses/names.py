@@ -230,8 +230,9 @@ def check_names(names: Sequence[str], kind: str, *, where: str) -> None:
             import_object(n, what=f"{where}: {kind[:-1]}")
 
 
-def source_of(names: Sequence[str]) -> dict[str, str]:
-    """The source digest of every import-string name (for fingerprints).
+def source_of(names: Sequence[str]) -> dict[str, Any]:
+    """The fingerprint of every import-string name (:func:`latentprobe.fingerprint.callable_fingerprint`:
+    its code and what it reads), for the study's fingerprint.
 
     Parameters
     ----------
@@ -240,7 +241,7 @@ def source_of(names: Sequence[str]) -> dict[str, str]:
 
     Returns
     -------
-    dict of str to str
+    dict of str to dict
     """
     from latentprobe.fingerprint import callable_fingerprint
 
@@ -248,5 +249,5 @@ def source_of(names: Sequence[str]) -> dict[str, str]:
     for n in names:
         if is_import_string(n):
             obj: Callable[..., Any] = import_object(n, what="name")
-            out[n] = str(callable_fingerprint(obj))
+            out[n] = callable_fingerprint(obj, what=n)
     return out

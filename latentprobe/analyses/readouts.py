@@ -18,6 +18,8 @@ import pandas as pd
 from latentprobe import schema
 from latentprobe.analyses.base import Analysis, ReportSink
 from latentprobe.analyses.options import AnalysisOptions, OptionError, option
+from latentprobe.analyses.probe_controls import (CONTROL_LABELS_DOC, CONTROL_TYPES_DOC, question_types,
+                                                 selectivity_text, unlearnable_note)
 from latentprobe.analyses.context import Context
 from latentprobe.errors import LatentProbeError, StudyError
 from latentprobe.perturbations import InputSet
@@ -28,7 +30,7 @@ from latentprobe.report.notes import SMALL_SAMPLE_N, SMALL_SAMPLE_NOTE
 from latentprobe.report.sections import once, probe_note
 
 __all__ = ["Probes", "ProbesOptions", "Representations", "RepresentationsOptions", "Collapse", "CollapseOptions",
-           "field_values", "step_matrix_of", "REPRESENTATION_LABELS"]
+           "field_values", "step_matrix_of", "control_types_of", "REPRESENTATION_LABELS"]
 
 
 def field_values(inputs: InputSet, name: str, *, where: str = "") -> np.ndarray:
@@ -99,6 +101,40 @@ def _groups(ctx: Context) -> np.ndarray:
     return np.array([str(m.get("image_id", eid)) for m, eid in zip(ctx.inputs.meta, ctx.inputs.example_ids)])
 
 
+def control_types_of(inputs: InputSet, key: str, groups: np.ndarray, rows: np.ndarray | list[int], *,
+                     n_splits: int, seed: int, where: str = "") -> np.ndarray:
+    """The control types of a probe over the examples ``rows``: ``key`` ``"question"``
+    (:func:`latentprobe.analyses.probe_controls.question_types`), ``"groups"`` (the CV groups) or an example field
+    (:func:`field_values`).
+
+    Parameters
+    ----------
+    inputs : InputSet
+        The examples.
+    key : str
+        The study file's ``control_types``.
+    groups : numpy.ndarray
+        The CV groups of all examples.
+    rows : array of int
+        The probed examples (indices into ``inputs``), in the probe's order.
+    n_splits, seed : int
+        The probe's folds.
+    where : str
+        Prefix of error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        One type per probed example.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if key == "groups":
+        return groups[rows]
+    if key == "question":
+        return question_types(inputs, groups, rows, n_splits=n_splits, seed=seed)
+    return field_values(inputs, key, where=where)[rows]
+
+
 # --------------------------------------------------------------------------- probes
 @dataclass(frozen=True, kw_only=True)
 class ProbesOptions(AnalysisOptions):
@@ -109,6 +145,8 @@ class ProbesOptions(AnalysisOptions):
     steps: tuple[int, ...] | None = option(None, all_value=True, min_value=0, doc='latent steps, or "all"')
     n_splits: int = option(4, min_value=2, doc="outer folds of the grouped cross-validation")
     controls: bool = option(True, doc="label-shuffle and control-task baselines")
+    control_types: str = option("question", doc=CONTROL_TYPES_DOC)
+    control_labels: str = option("within_type", choices=("within_type", "per_type"), doc=CONTROL_LABELS_DOC)
 
     def validate(self) -> None:
         self._fixed_ci("probe intervals are 95% Student-t intervals over outer folds")
@@ -130,6 +168,16 @@ class Probes(Analysis):
         assert isinstance(options, ProbesOptions)
         for target in options.targets:
             field_values(ctx.inputs, target, where=f"{ctx.where}: [analyses.{self.key}] key 'targets': ")
+        if options.control_types not in ("question", "groups"):
+            field_values(ctx.inputs, options.control_types, where=f"{ctx.where}: [analyses.{self.key}] key 'control_types': ")
+        if ctx.runner is not None:  # in a checkpoint's preflight the model is not loaded yet: checked in run
+            self._in_range(ctx, options.layers, int(ctx.runner.n_layers) + 1, "layers", "residual layers")
+
+    def _in_range(self, ctx: Context, values: tuple[int, ...] | None, n: int, key: str, what: str) -> None:
+        bad = [v for v in values or () if v >= n]
+        if bad:
+            raise StudyError(f"{ctx.where}: [analyses.{self.key}] key '{key}': {bad} out of range: this run has {n} "
+                             f"{what} (0..{n - 1}); list values in that range or write {key} = \"all\".")
 
     def run(self, ctx: Context, options: AnalysisOptions, folder: Path | None) -> dict[str, pd.DataFrame]:
         from latentprobe.probing import probe_sweep
@@ -137,13 +185,15 @@ class Probes(Analysis):
         assert isinstance(options, ProbesOptions)
         trace = ctx.trace
         n_res = int(ctx.runner.n_layers) + 1
-        layers = list(range(n_res)) if options.layers is None else [l for l in options.layers if l < n_res]
+        self._in_range(ctx, options.layers, n_res, "layers", "residual layers")
+        layers = list(range(n_res)) if options.layers is None else list(options.layers)
         features: dict[tuple[int, int], np.ndarray] = {}
         kept: list[int] = []
         for layer in layers:
             stacked, kept = trace.stack("hidden", layer=layer)
             arr = stacked.float().numpy()
-            steps = range(arr.shape[1]) if options.steps is None else [s for s in options.steps if s < arr.shape[1]]
+            self._in_range(ctx, options.steps, arr.shape[1], "steps", "latent steps (the modal latent count)")
+            steps = range(arr.shape[1]) if options.steps is None else options.steps
             for s in steps:
                 features[(layer, s)] = arr[:, s]
         groups_all = _groups(ctx)
@@ -151,11 +201,15 @@ class Probes(Analysis):
         for target in options.targets:
             y = field_values(ctx.inputs, target, where=f"{ctx.where}: [analyses.{self.key}] key 'targets': ")[kept]
             use = y != "none"
+            rows = np.asarray(kept, dtype=np.int64)[use]
+            seed = int(options.seed or 0)
             try:
+                types = control_types_of(ctx.inputs, options.control_types, groups_all, rows, n_splits=options.n_splits,
+                                         seed=seed, where=f"{ctx.where}: [analyses.{self.key}] key 'control_types': ")
                 res = probe_sweep({k: v[use] for k, v in features.items()}, y[use], groups_all[kept][use],
-                                  target_name=target, n_splits=options.n_splits, seed=int(options.seed or 0),
-                                  controls=options.controls, progress=options.progress,
-                                  n_perm=permutations_for(len(options.targets) * len(features)))
+                                  target_name=target, n_splits=options.n_splits, seed=seed, control_types=types,
+                                  control_labels=options.control_labels, controls=options.controls,
+                                  progress=options.progress, n_perm=permutations_for(len(options.targets) * len(features)))
                 frames.append(res.scores)
             except LatentProbeError as err:  # too few examples or classes for this target: recorded, not fatal
                 skipped.append({"target": target, "reason": " ".join(str(err).split())})
@@ -198,6 +252,7 @@ class Probes(Analysis):
                 groups = int(sub["n_groups"].max()) if len(sub) else 0
                 once(report, f"probe-small:{n}", SMALL_SAMPLE_NOTE.format(n=n, n_groups=groups), kind="warning",
                      title="Small sample")
+        unlearnable_note(report, s)
         skipped = result.get("skipped") if isinstance(result, Mapping) else None
         if skipped is not None:
             for _, r in skipped.iterrows():
@@ -210,7 +265,8 @@ class Probes(Analysis):
         for target, sub in s.groupby("target", sort=False):
             best = sub.sort_values("score", ascending=False).iloc[0]
             out[f"probe {target}: best cell (layer {best['layer']}, step {best['step']})"] = (
-                f"{best['score']:.3f} (chance {best['chance']:.3f}, selectivity {best['selectivity']:+.3f})")
+                f"{best['score']:.3f} (chance {best['chance']:.3f}, selectivity {best['selectivity']:+.3f}"
+                f"{selectivity_text(best)})")
         return out
 
 
@@ -230,6 +286,8 @@ class RepresentationsOptions(AnalysisOptions):
     layer: int | None = option(None, min_value=0, doc="residual layer (default: the last)")
     n_splits: int = option(4, min_value=2, doc="outer folds of the grouped cross-validation")
     controls: bool = option(True, doc="label-shuffle and control-task baselines")
+    control_types: str = option("question", doc=CONTROL_TYPES_DOC)
+    control_labels: str = option("within_type", choices=("within_type", "per_type"), doc=CONTROL_LABELS_DOC)
 
     def validate(self) -> None:
         self._fixed_ci("probe intervals are 95% Student-t intervals over outer folds")
@@ -247,6 +305,8 @@ class Representations(Analysis):
     def check(self, options: AnalysisOptions, ctx: Context) -> None:
         assert isinstance(options, RepresentationsOptions)
         field_values(ctx.inputs, options.target, where=f"{ctx.where}: [analyses.{self.key}] key 'target': ")
+        if options.control_types not in ("question", "groups"):
+            field_values(ctx.inputs, options.control_types, where=f"{ctx.where}: [analyses.{self.key}] key 'control_types': ")
         if "image_tokens" in options.representations and ctx.capture_positions != "image":
             raise StudyError(f"{ctx.where}: [analyses.{self.key}] key 'representations': image_tokens needs the image "
                              "tokens' states, which this model's clean run does not capture; remove it.")
@@ -281,9 +341,12 @@ class Representations(Analysis):
                 rtr = rnd.run([inp.prompts[i] for i in keep], None if inp.images is None else [inp.images[i] for i in keep],
                               max_new_tokens=ctx.max_new_tokens, batch_size=int(options.batch_size or 1), progress=False)
                 reps[label] = rtr.stack("hidden", layer=layer)[0].numpy().mean(1)
+        types = control_types_of(ctx.inputs, options.control_types, groups, keep, n_splits=options.n_splits, seed=seed,
+                                 where=f"{ctx.where}: [analyses.{self.key}] key 'control_types': ")
         table = compare_representations(reps, y[keep], groups[keep], task="classification", target_name=options.target,
                                         n_splits=options.n_splits, seed=seed, probe=LinearProbe(),
-                                        controls=options.controls)
+                                        controls=options.controls, control_types=types,
+                                        control_labels=options.control_labels)
         ctx.save_trace(folder, options.save_trace)
         return schema.PROBE_COMPARISON.frame(table)
 
@@ -304,7 +367,9 @@ class Representations(Analysis):
         for fig in self.figures(result):
             report.add_figure(fig)
         report.add_table(self.summary_of(result), caption="Held-out score per representation with its baselines "
-                         "(majority class, shuffled labels, control task; selectivity = score − control).")
+                         "(majority class, shuffled labels, control task; selectivity = score − control, with its "
+                         "paired group-bootstrap interval).")
+        unlearnable_note(report, self.summary_of(result))
         probe_note(report)
 
     def headline(self, result: pd.DataFrame) -> dict[str, str]:

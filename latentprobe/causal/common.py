@@ -123,19 +123,29 @@ def check_answers(trace: LatentTrace, what: str) -> None:
 
 # --------------------------------------------------------------------------- answers and outcomes
 def _gold_list(gold: Any, ids: Sequence[str]) -> list[str | None] | None:
+    """Gold answers aligned with ``ids``: a sequence by position; an InputSet (its ``gold``) or a mapping
+    ``{example_id: gold}`` by example id, which must hold every id and no other."""
     if gold is None:
         return None
     if isinstance(gold, InputSet):
-        gold = gold.gold
-        if gold is None:
+        if gold.gold is None:
             return None
+        gold = dict(zip(gold.example_ids, gold.gold))
+        what = "the gold InputSet"
+    else:
+        what = "gold"
     if isinstance(gold, Mapping):
         known = set(ids)
-        unknown = sorted(str(k) for k in gold if k not in known)
-        if unknown:
-            raise InputError(f"gold is keyed by {len(unknown)} example id(s) the data does not have: {unknown[:10]}; "
-                             "key gold by the trace's / InputSet's example_ids.")
-        return [None if gold.get(i) is None else str(gold.get(i)) for i in ids]
+        extra = [str(k) for k in gold if k not in known]
+        missing = [i for i in ids if i not in gold]
+        if extra or missing:
+            raise InputError(
+                f"{what} is matched by example id, and its ids differ from the examples': "
+                + "; ".join(f"{n} {k} ({sorted(v)[:10]}{' ...' if len(v) > 10 else ''})"
+                            for k, v, n in (("unknown to the data", extra, len(extra)),
+                                            ("missing", missing, len(missing))) if v)
+                + "; give one gold per example id of the trace / InputSet (None where unknown).")
+        return [None if gold[i] is None else str(gold[i]) for i in ids]
     gold = list(gold)
     if len(gold) != len(ids):
         raise InputError(f"{len(gold)} gold answers for {len(ids)} examples; give one per example (None where unknown).")

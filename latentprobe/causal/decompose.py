@@ -70,13 +70,14 @@ def decompose(runner: LatentRunner, inputs: InputSet, treatment: Perturbation, *
     treatment : Perturbation
         The input change ``x -> x'`` (e.g. :class:`~latentprobe.perturbations.Counterfactual`).
     gold : optional
-        Gold answers aligned with ``inputs`` (or ``{example_id: gold}``). Default: ``inputs.gold``.
+        Gold answers aligned with ``inputs``, or ``{example_id: gold}`` / an InputSet matched by example id
+        (every id of ``inputs``, no other). Default: ``inputs.gold``.
     against : ``"clean"`` (default) or ``"treated"``
         Outcomes are measured against the *clean* gold answer by default, in all four conditions:
         a negative TE then means the change of input moves the model away from the clean input's
         answer. ``"treated"`` uses the perturbed inputs' gold (e.g. the counterfactual answer).
     outcome : ``"correct"`` (default) or ``"gold_logprob"``
-        Per-example outcome: correctness (McNemar exact p-values are attached to TE, NDE, NIE) or
+        Per-example outcome: correctness (TE, NDE, NIE get Tango's paired score interval and score-test p) or
         the first-token log-probability of the gold answer.
     scorer : str, Scorer or callable
         How an answer is scored, as in :func:`~latentprobe.causal.z_to_y` (default ``"exact"``);
@@ -232,8 +233,9 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
     compares (TE: clean or treated; NDE: clean or direct; NIE: clean or indirect; interaction:
     any of the four; a level: that condition). Examples missing an outcome in any condition
     (e.g. no first-token distribution for ``"gold_logprob"``) are left out. With ``return_details`` the
-    result is ``(summary, effects, proportion_mediated, proportion_note, left_out_example_ids)``. With ``outcome="correct"`` each effect carries McNemar's exact p-value
-    for the two conditions it compares. The proportion mediated ``NIE / TE`` is reported only when
+    result is ``(summary, effects, proportion_mediated, proportion_note, left_out_example_ids)``. With ``outcome="correct"`` each effect is a paired
+    difference of 0/1 outcomes (Tango's interval; its method text names the discordant counts
+    and McNemar's exact p). The proportion mediated ``NIE / TE`` is reported only when
     TE's interval excludes 0; its interval is the percentile interval of ``mean(NIE) / mean(TE)``
     over the same resamples (resamples with ``mean(TE) == 0`` are left out and counted in the note).
 
@@ -291,17 +293,17 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
         empty = T.empty()
         res = (empty, {}, float("nan"), "no example has the outcome in all four conditions", missing)
         return res if return_details else empty
-    te, nde, nie = _stats.mediation_effects(y["clean"], y["treated"], y["direct"], y["indirect"], **kw)
+    kind = "tango" if outcome == "correct" else "studentized"
+    te, nde, nie = _stats.mediation_effects(y["clean"], y["treated"], y["direct"], y["indirect"], method=kind, **kw)
     pairs = {"TE": (te, "treated"), "NDE": (nde, "direct"), "NIE": (nie, "indirect")}
     for nm, (eff, cond) in pairs.items():
         if outcome == "correct":
             mc = _stats.mcnemar_exact(y["clean"].astype(bool), y[cond].astype(bool))
-            eff = dataclasses.replace(eff, p_value=mc.p_value, method=eff.method + "; p from McNemar exact test "
-                                      f"(clean vs {cond}: b={mc.b}, c={mc.c})")
+            eff = dataclasses.replace(eff, method=eff.method + f" (clean vs {cond}: b={mc.b}, c={mc.c})")
         effects[nm] = eff
     inter_vals = y["treated"] - y["direct"] - y["indirect"] + y["clean"]
     effects["interaction"] = dataclasses.replace(
-        _stats.bootstrap_ci(inter_vals, name="interaction", **kw),
+        _stats.bootstrap_ci(inter_vals, name="interaction", method="studentized", **kw),
         note=("TE - NDE - NIE: non-zero when X and Z interact (the decomposition is then not additive)"
               + ("; " + _stats.small_sample_note(len(inter_vals)) if _stats.small_sample_note(len(inter_vals)) else "")))
     compared = {"TE": ("clean", "treated"), "NDE": ("clean", "direct"), "NIE": ("clean", "indirect"),
@@ -340,7 +342,8 @@ def summarize_mediation(rows: pd.DataFrame, *, outcome: str = "correct", n_boot:
                     T.CI_HIGH: np.nan, T.N: len(w), T.P_VALUE: np.nan, T.METHOD: "", T.NOTE: pnote,
                     T.N_UNPARSEABLE: n_unread("clean", "treated", "indirect")})
     for cond in conds:
-        out.append(_effect_row(_stats.bootstrap_ci(y[cond], name=f"mean_{cond}", **kw),
+        out.append(_effect_row(_stats.bootstrap_ci(y[cond], name=f"mean_{cond}",
+                                                    method="wilson" if outcome == "correct" else "studentized", **kw),
                                **{T.EFFECT: f"mean_{cond}", T.KIND: level_kind, T.N_UNPARSEABLE: n_unread(cond)}))
     frame = T.frame([{**r, T.OUTCOME: outcome, T.TREATMENT: treatment} for r in out])
     if return_details:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
+from latentprobe import schema as S
 from latentprobe.display import SummarizedResult
 from latentprobe.stats import Effect
 
@@ -29,12 +30,12 @@ class XZResult(SummarizedResult):
     ----------
     rows : DataFrame
         One row per kept example x perturbation x source x step x layer: ``example_id,
-        perturbation, source, step, layer, cosine, rel_l2, chunk``. ``source`` is ``"latent"``
+        perturbation, source, step, layer, cosine, rel_l2, chunk, prefix_changed``. ``source`` is ``"latent"``
         (``step`` = latent step, ``layer`` = residual layer, 0 = the fed vector z) or a prompt
         baseline of :data:`BASELINE_SOURCES` (``step = -1``).
     summary : DataFrame
         ``perturbation, source, step, layer, metric (cosine | rel_l2), estimate (mean), ci_low,
-        ci_high, n, note``: percentile bootstrap over examples.
+        ci_high, n, note``: studentised bootstrap over examples (:func:`latentprobe.stats.bootstrap_ci`).
     dropped : DataFrame
         ``example_id, condition (perturbation), reason, n_latents_clean, n_latents_other, chunk``.
     across : DataFrame
@@ -48,6 +49,11 @@ class XZResult(SummarizedResult):
         the inter-instance similarity (:meth:`latentprobe.trace.LatentSelection.to_dict`).
     status : DataFrame
         Like ``dropped`` but for every example and perturbation (``reason == "kept"`` when kept).
+    by_prefix : DataFrame
+        The latent rows of ``summary`` computed separately for the examples whose pre-latent text
+        (generated before the open marker) changed under the perturbation and for the others
+        (:class:`~latentprobe.schema.XZ_BY_PREFIX`; ``rows.prefix_changed`` says which example is which,
+        ``config["prefix_changed"]`` counts them).
     """
 
     rows: pd.DataFrame
@@ -57,6 +63,7 @@ class XZResult(SummarizedResult):
     across: pd.DataFrame
     across_matrices: dict[int, np.ndarray]
     status: pd.DataFrame
+    by_prefix: pd.DataFrame = field(default_factory=S.XZ_BY_PREFIX.empty)
 
     def drop_counts(self) -> dict[str, dict[str, int]]:
         """``{condition: {reason: count}}`` of dropped examples.
@@ -88,11 +95,13 @@ class ZYResult(SummarizedResult):
         The controls appear as ``intervention == "none"``.
     summary : DataFrame
         ``intervention, mode, metric, estimate, ci_low, ci_high, n, p_value, method, note`` with
-        metrics ``accuracy``, ``accuracy_change`` (vs the control; paired bootstrap CI, McNemar
-        exact p), ``flip_rate``, ``gold_logprob_change`` (paired), ``kl``,
+        metrics ``accuracy``, ``accuracy_change`` (vs the control; Tango's paired score interval
+        and its score-test p), ``flip_rate`` (Wilson interval), ``gold_logprob_change`` (paired), ``kl``,
         ``recorded_logprob_change`` (replay), and ``n_unparseable`` (answers behind the row that
         could not be read; counted as wrong in the accuracy metrics). ``intervention="none",
-        mode="run"`` holds the original run's accuracy.
+        mode="run"`` holds the original run's accuracy. ``ood_nn_ratio``, ``ood_norm_ratio`` and
+        ``ood`` say how far the condition's fed latents are from the clean ones and whether that is
+        out of distribution (:mod:`latentprobe.causal.ood`; also per example in ``rows``).
     dropped : DataFrame
         ``example_id, condition, reason, n_latents_clean, n_latents_other, chunk``.
     config : dict
@@ -143,9 +152,9 @@ class MediationResult(SummarizedResult):
         read and how), ``gold_logprob, n_latents``.
     summary : DataFrame
         ``effect, kind, estimate, ci_low, ci_high, n, p_value, method, note, outcome, treatment``:
-        ``TE, NDE, NIE`` (kind ``effect``; paired bootstrap over examples sharing one set of
-        resamples; ``p_value`` = McNemar exact test of the two conditions' correctness when
-        ``outcome="correct"``), ``interaction`` (TE - NDE - NIE), ``proportion_mediated``
+        ``TE, NDE, NIE`` (kind ``effect``; :func:`latentprobe.stats.paired_difference_ci` against
+        the clean run: Tango's score interval and score-test p for ``outcome="correct"``, the
+        studentised bootstrap and its bootstrap-t p otherwise), ``interaction`` (TE - NDE - NIE), ``proportion_mediated``
         (NIE / TE, only when TE's interval excludes 0, else NaN) and the four condition means
         (kind ``level``), and ``n_unparseable`` (examples with an unreadable answer in a condition
         the row compares; counted as wrong with ``outcome="correct"``).

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from latentprobe.engine.loop import LogitsProcessor
     from latentprobe.engine import LatentRunner
 
-__all__ = ["x_to_z", "summarize_x_to_z"]
+__all__ = ["x_to_z", "summarize_x_to_z", "summarize_by_prefix", "prefix_counts", "pre_latent_ids"]
 
 class _TensorCache:
     """Per-chunk tensors (clean latents for the inter-instance analysis), on disk when out_dir is set."""
@@ -75,10 +75,19 @@ def _capture_prompt_text_and_image(ids: Tensor, segs: Tensor) -> list[int]:
     return [p for p, c in enumerate(s) if c in (Segment.TEXT, Segment.IMAGE)]
 
 
+def pre_latent_ids(e: Any) -> tuple[int, ...]:
+    """The ids an example generated before its first open marker (after the prompt; empty when the open
+    marker is in the prompt, as with Coconut and CODI, or comes first): the pre-latent text of ``prefix_changed``."""
+    segs = e.segments.tolist()
+    opens = [p for p, c in enumerate(segs) if c == Segment.OPEN and p >= e.prompt_len]
+    end = opens[0] if opens else len(segs)
+    return tuple(int(t) for t in e.input_ids[e.prompt_len:end].tolist())
+
+
 def _xz_features(trace: LatentTrace, layers: list[int]) -> list[dict[str, Any]]:
     out = []
     for e in trace:
-        f: dict[str, Any] = {"example_id": e.example_id, "k": e.num_latents,
+        f: dict[str, Any] = {"example_id": e.example_id, "k": e.num_latents, "prefix": pre_latent_ids(e),
                              "lat": e.hidden[:, layers].float() if e.num_latents else None, "base": {}}
         if e.captured_positions is not None and e.captured_hidden is not None and e.captured_positions.numel():
             row_of = {int(p): r for r, p in enumerate(e.captured_positions.tolist())}
@@ -216,6 +225,7 @@ def x_to_z(runner: LatentRunner, inputs: InputSet, perturbations: Perturbation |
         "perturbations": {p.name: perturbation_fingerprint(p) for p in perts}, "layers": layers, "seed": int(seed),
         "chunk_size": int(chunk_size), "batch_size": int(batch_size), "max_new_tokens": int(max_new_tokens),
         "logits_processor": callable_fingerprint(logits_processor, what="logits processor"), "baselines": bool(baselines),
+        "columns": [str(c) for c in S.XZ_ROWS.COLUMNS],
     }
     config = {**sweep_cfg, "n_boot": int(n_boot), "ci": float(ci), "across_layers": across_layers,
               "out_dir": None if out_dir is None else str(out_dir)}
@@ -251,17 +261,20 @@ def x_to_z(runner: LatentRunner, inputs: InputSet, perturbations: Perturbation |
             if reason != KEPT:
                 continue
             R = S.XZ_ROWS
+            changed = fc["prefix"] != fp["prefix"]
             cos, rel = _cos_rel(fc["lat"], fp["lat"])  # [K, Lsel]
             for k in range(fc["k"]):
                 for li, l in enumerate(layers):
                     rows.append({R.EXAMPLE_ID: eid, R.PERTURBATION: pname, R.SOURCE: SOURCES[0], R.STEP: k, R.LAYER: l,
-                                 R.COSINE: float(cos[k, li]), R.REL_L2: float(rel[k, li]), R.CHUNK: c})
+                                 R.COSINE: float(cos[k, li]), R.REL_L2: float(rel[k, li]), R.CHUNK: c,
+                                 R.PREFIX_CHANGED: changed})
             for src in BASELINE_SOURCES:
                 if src in fc["base"] and src in fp["base"]:
                     bc, br = _cos_rel(fc["base"][src], fp["base"][src])
                     for li, l in enumerate(layers):
                         rows.append({R.EXAMPLE_ID: eid, R.PERTURBATION: pname, R.SOURCE: src, R.STEP: -1, R.LAYER: l,
-                                     R.COSINE: float(bc[li]), R.REL_L2: float(br[li]), R.CHUNK: c})
+                                     R.COSINE: float(bc[li]), R.REL_L2: float(br[li]), R.CHUNK: c,
+                                     R.PREFIX_CHANGED: changed})
         return S.XZ_ROWS.frame(rows), S.STATUS.frame(status)
 
     units = [(c, p.name) for c in range(len(chunks)) for p in perts]
@@ -270,6 +283,7 @@ def x_to_z(runner: LatentRunner, inputs: InputSet, perturbations: Perturbation |
     status = S.STATUS.frame(status_store.results())
     dropped = status[status[S.STATUS.REASON] != KEPT].reset_index(drop=True)
     summary = summarize_x_to_z(rows, n_boot=n_boot, seed=seed, ci=ci, order=[p.name for p in perts])
+    by_prefix = summarize_by_prefix(rows, n_boot=n_boot, seed=seed, ci=ci, order=[p.name for p in perts])
 
     # inter-instance similarity of clean latents
     per_chunk = []
@@ -282,8 +296,9 @@ def x_to_z(runner: LatentRunner, inputs: InputSet, perturbations: Perturbation |
     across, mats, selection = _across_frame(per_chunk, inputs.example_ids, across_layers, n_boot=n_boot, seed=seed)
     config["kept"] = kept_counts(status, [p.name for p in perts], n)
     config["across_kept"] = selection.to_dict()
+    config["prefix_changed"] = prefix_counts(rows)
     return XZResult(rows=rows, summary=summary, dropped=dropped, config=config, across=across,
-                    across_matrices=mats, status=status)
+                    across_matrices=mats, status=status, by_prefix=by_prefix)
 
 
 def _across_tensors(trace: LatentTrace, across_layers: list[int]) -> dict[str, Tensor]:
@@ -317,7 +332,7 @@ def _across_frame(per_chunk: list[dict[str, Tensor]], example_ids: Sequence[str]
 
 def summarize_x_to_z(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, ci: float = 0.95,
                      order: Sequence[str] | None = None) -> pd.DataFrame:
-    """Mean cosine and relative L2 with percentile bootstrap intervals over examples, per
+    """Mean cosine and relative L2 with studentised bootstrap intervals over examples, per
     perturbation x source x step x layer (long format: one row per metric).
 
     Within a perturbation every cell is resampled with the same example indices (those of
@@ -368,13 +383,14 @@ def summarize_x_to_z(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
             hi = np.full(len(keys), np.nan)
             nn = np.full(len(keys), v.shape[0])
             if full.any():
-                e_, l_, h_ = _stats.bootstrap_mean_columns(v[:, full], n_boot=n_boot, seed=seed, confidence=ci)
+                e_, l_, h_ = _stats.bootstrap_mean_columns(v[:, full], n_boot=n_boot, seed=seed, confidence=ci,
+                                                             method="studentized")
                 est[full], lo[full], hi[full] = e_, l_, h_
             for j in np.flatnonzero(~full):
                 x = v[:, j][~np.isnan(v[:, j])]
                 nn[j] = x.size
                 if x.size:
-                    eff = _stats.bootstrap_ci(x, n_boot=n_boot, seed=seed, confidence=ci)
+                    eff = _stats.bootstrap_ci(x, n_boot=n_boot, seed=seed, confidence=ci, method="studentized")
                     est[j], lo[j], hi[j] = eff.estimate, eff.ci_low, eff.ci_high
             for j, (src, step, layer) in enumerate(keys):
                 out.append({T.PERTURBATION: p, T.SOURCE: src, T.STEP: int(step), T.LAYER: int(layer), T.METRIC: metric,
@@ -387,3 +403,66 @@ def summarize_x_to_z(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
                              "layer": frame[T.LAYER], "m": frame[T.METRIC].map({m: i for i, m in enumerate(XZ_METRICS)})})
     frame = frame.loc[order_by.sort_values(["p", "s", "step", "layer", "m"], kind="stable").index]
     return frame.reset_index(drop=True)
+
+
+def prefix_counts(rows: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """``{perturbation: {"n_kept": ..., "n_prefix_changed": ...}}``: the kept examples of each perturbation
+    and how many of them generated other text before the open marker than the clean run.
+
+    Parameters
+    ----------
+    rows : pd.DataFrame
+        X -> Z rows (:class:`~latentprobe.schema.XZ_ROWS`).
+
+    Returns
+    -------
+    dict[str, dict[str, int]]
+    """
+    R = S.XZ_ROWS
+    if rows.empty or R.PREFIX_CHANGED not in rows.columns:
+        return {}
+    per = rows.groupby([R.PERTURBATION, R.EXAMPLE_ID], sort=False)[R.PREFIX_CHANGED].first().reset_index()
+    return {str(p): {"n_kept": int(len(g)), "n_prefix_changed": int(g[R.PREFIX_CHANGED].sum())}
+            for p, g in per.groupby(R.PERTURBATION, sort=False)}
+
+
+def summarize_by_prefix(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, ci: float = 0.95,
+                        order: Sequence[str] | None = None) -> pd.DataFrame:
+    """:func:`summarize_x_to_z` of the latent rows, computed separately for the examples whose pre-latent
+    text changed under the perturbation (``prefix_changed`` True) and for the others.
+
+    When the perturbation changes what the model writes before the open marker, its latents follow
+    another prefix, and their change mixes the input's effect with the prefix's: read the
+    ``prefix_changed = False`` rows for latents compared after the same text. A group without
+    examples has no rows.
+
+    Parameters
+    ----------
+    rows : pd.DataFrame
+        X -> Z rows.
+    n_boot, seed, ci, order
+        As in :func:`summarize_x_to_z`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :class:`~latentprobe.schema.XZ_BY_PREFIX`.
+    """
+    R, T = S.XZ_ROWS, S.XZ_BY_PREFIX
+    if rows.empty or R.PREFIX_CHANGED not in rows.columns:
+        return T.empty()
+    lat = rows[rows[R.SOURCE] == SOURCES[0]]
+    parts = []
+    for changed in (False, True):
+        g = lat[lat[R.PREFIX_CHANGED] == changed]
+        if len(g):
+            s = summarize_x_to_z(g, n_boot=n_boot, seed=seed, ci=ci, order=order)
+            s.insert(1, T.PREFIX_CHANGED, changed)
+            parts.append(s)
+    if not parts:
+        return T.empty()
+    perts = list(order or []) + [p for p in dict.fromkeys(lat[R.PERTURBATION]) if p not in (order or [])]
+    out = pd.concat(parts, ignore_index=True)
+    rank = out[T.PERTURBATION].map({p: i for i, p in enumerate(perts)})
+    out = out.loc[pd.DataFrame({"p": rank, "c": out[T.PREFIX_CHANGED]}).sort_values(["p", "c"], kind="stable").index]
+    return T.frame(out.reset_index(drop=True))

@@ -21,6 +21,7 @@ from latentprobe.causal.common import (
     _open, _outcome, _run_units, _score, _status,
     check_analysis_args, check_answers, check_golds, check_scorer, scorer_fingerprint, scoring_examples,
 )
+from latentprobe.causal.ood import changed_steps, flag_ood, ood_reference
 from latentprobe.causal.results import ZYResult
 from latentprobe.errors import InputError, InterventionError
 from latentprobe.fingerprint import (
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from latentprobe.scoring import Scorer
     from latentprobe.engine import LatentRunner
 
-__all__ = ["SUITE", "default_interventions", "z_to_y", "summarize_z_to_y"]
+__all__ = ["SUITE", "default_interventions", "z_to_y", "summarize_z_to_y", "ood_by_condition"]
 
 #: The names of :func:`default_interventions` (the swaps only when at least two examples entered latent mode).
 SUITE = ("shared_tensor", "add_noise", "replace_noise", "near_zero", "zero", "mean_ablate", "repeat_first",
@@ -155,7 +156,9 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
         measurement, reported twice (:data:`latentprobe.report.notes.PROPAGATE_REDECODE_NOTE`).
         Pass ``steps=[k]`` for propagate to ask what changing one latent does to the later ones.
     gold : sequence (aligned with ``trace``), ``{example_id: gold}`` or an InputSet, optional
-        Without gold, accuracy metrics are NaN (flips, log-probs of nothing and KL remain).
+        Without gold, accuracy metrics are NaN (flips, log-probs of nothing and KL remain). A mapping or an
+        InputSet is matched by example id, in any order, and must hold every id of ``trace`` and no other
+        (:class:`~latentprobe.errors.InputError` names the missing and unknown ids).
     steps, layers
         Latent steps to intervene on (default all) and residual layers to patch (default the fed z).
     scorer : str, Scorer or callable
@@ -182,6 +185,11 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
     Returns
     -------
     ZYResult
+        Rows and summary also say how far each condition's fed latents are from the clean ones
+        (:mod:`latentprobe.causal.ood`): ``ood_nn_ratio`` (distance to the nearest clean latent of
+        another example at the same step, over the clean leave-one-out distance; the control about 1,
+        ``swap`` 0), ``ood_norm_ratio`` and, in the summary, the flag ``ood``. The score needs layer 0
+        among ``layers`` (the fed latents) and at least 2 kept examples; otherwise it is NaN.
 
     Examples
     --------
@@ -209,6 +217,9 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
     bad = [m for m in modes if m not in MODES]
     if bad or not modes:
         raise InputError(f"modes {bad or modes} not understood; use a subset of {MODES}.")
+    for arg, vals in (("steps", steps), ("layers", layers)):  # "all" would be read letter by letter
+        if vals is not None and (isinstance(vals, (str, bytes)) or not hasattr(vals, "__iter__")):
+            raise InputError(f"z_to_y: {arg}={vals!r}: give a list of integers (layers: the residual layers to patch).")
     scorer = check_scorer(scorer)
     ids = trace.example_ids
     golds_all = _gold_list(gold, ids)
@@ -239,7 +250,7 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
         "seed": int(seed), "chunk_size": int(chunk_size), "batch_size": int(batch_size),
         "max_new_tokens": max_new_tokens, "logits_processor": callable_fingerprint(logits_processor, what="logits processor"),
         "scorer": scorer_fingerprint(scorer),
-        "gold_prefix": gold_prefix,
+        "gold_prefix": gold_prefix, "columns": [str(c) for c in S.ZY_ROWS.COLUMNS],
     }
     config = {**sweep_cfg, "n_boot": int(n_boot), "ci": float(ci), "n_kept": len(kept), "num_latents": k,
               "kept": selection.to_dict(),
@@ -252,6 +263,19 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
                logits_processor=logits_processor, seed=seed, progress=False)
     swept: dict[tuple[int, str], dict[str, LatentTrace]] = {}
     R = S.ZY_ROWS
+    # the out-of-distribution score of the fed latents (latentprobe.causal.ood): against every kept clean example
+    ref = (ood_reference(torch.stack([trace[i].z.double() for i in kept]).numpy())
+           if len(kept) >= 2 and 0 in {int(l) for l in layers} else None)
+    ref_row = {oi: j for j, oi in enumerate(kept)}
+
+    def ood(e: Any, oi: int, mode: str) -> tuple[float, float]:
+        at = changed_steps(mode, steps, e.num_latents)
+        if ref is None or not at:
+            return np.nan, np.nan
+        nn, nr = ref.score(e.z.double().numpy(), ref_row[oi])
+        nn, nr = nn[at], nr[at]
+        return (float(np.median(nn[np.isfinite(nn)])) if np.isfinite(nn).any() else np.nan,
+                float(np.median(nr[np.isfinite(nr)])) if np.isfinite(nr).any() else np.nan)
 
     def sweep(c: int, mode: str) -> dict[str, LatentTrace]:
         # every intervention of a chunk and mode at once, on shared prefixes; the no-op control is the clean
@@ -280,6 +304,7 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
             g = None if golds_all is None else golds_all[oi]
             gid = None if gids is None else gids[oi]
             o, r = _outcome(e_out, g, gid, scorer, examples[oi]), _outcome(e_ref, g, gid, scorer, examples[oi])
+            nn_ratio, norm_ratio = ood(e_out, oi, mode)
             recs.append({
                 R.EXAMPLE_ID: e_clean.example_id, R.CHUNK: c, R.INTERVENTION: nm, R.MODE: mode,
                 R.ANSWER: e_out.answer_text, R.REF_ANSWER: e_ref.answer_text, R.CLEAN_ANSWER: e_clean.answer_text,
@@ -291,7 +316,7 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
                 R.GOLD_LOGPROB: o[R.GOLD_LOGPROB], R.REF_GOLD_LOGPROB: r[R.GOLD_LOGPROB], R.KL: _kl(e_ref, e_out),
                 R.RECORDED_LOGPROB: o[R.RECORDED_LOGPROB] if mode == "replay" else np.nan,
                 R.REF_RECORDED_LOGPROB: r[R.RECORDED_LOGPROB] if mode == "replay" else np.nan,
-                R.N_LATENTS: e_out.num_latents,
+                R.N_LATENTS: e_out.num_latents, R.OOD_NN_RATIO: nn_ratio, R.OOD_NORM_RATIO: norm_ratio,
             })
         return R.frame(recs), None
 
@@ -321,20 +346,24 @@ def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
                      order: Sequence[str] | None = None) -> pd.DataFrame:
     """Summary of Z -> Y rows, per intervention x mode (long format, one row per metric).
 
-    ``accuracy`` (bootstrap CI of mean correctness), ``accuracy_change`` (intervened minus control,
-    :func:`latentprobe.stats.binary_outcome_effect`: paired bootstrap CI and McNemar exact p).
+    ``accuracy`` (Wilson interval of mean correctness), ``accuracy_change`` (intervened minus control,
+    :func:`latentprobe.stats.binary_outcome_effect`: Tango's paired score interval and the p-value of the
+    score test it inverts).
     An answer that has a gold but could not be read (``correct`` NaN, ``parse_method`` not
     ``"no_gold"``) counts as wrong in both, so an intervention that makes the model refuse or
     babble lowers accuracy instead of leaving the comparison; the column ``n_unparseable`` says
     how many answers behind the row were unreadable (this condition's for ``accuracy``, the
     condition's or its control's for ``accuracy_change``; 0 for the other metrics). Then
-    ``flip_rate`` (bootstrap CI), ``gold_logprob_change`` and ``recorded_logprob_change``
-    (:func:`latentprobe.stats.paired_bootstrap_diff`), ``kl`` (bootstrap CI). Examples with a
+    ``flip_rate`` (Wilson interval), ``gold_logprob_change`` and ``recorded_logprob_change``
+    (:func:`latentprobe.stats.paired_bootstrap_diff`: studentised bootstrap of the per-example
+    differences), ``kl`` (studentised bootstrap; :func:`latentprobe.stats.bootstrap_ci`). Examples with a
     missing value (no gold, no first-token distribution) are left out of that metric only; ``n``
     says how many remain. ``clean_correct`` (1.0 / 0.0, unreadable answers as 0.0, NaN without
     gold) adds the original run's accuracy as ``intervention="none", mode="run"``, with
-    ``clean_unparseable`` as its ``n_unparseable``. ``p_holm`` and ``p_bh`` adjust ``p_value`` over
-    the intervention x mode cells of each metric (one family per metric; the no-op control and the
+    ``clean_unparseable`` as its ``n_unparseable``. Every row of a condition carries its
+    out-of-distribution score (:func:`ood_by_condition`: ``ood_nn_ratio``, ``ood_norm_ratio``, ``ood``;
+    NaN and False for the original run's row). ``p_holm`` and ``p_bh`` adjust ``p_value`` over the
+    intervention x mode cells of each metric (one family per metric; the no-op control and the
     original run are not in it): call an intervention's effect only when its ``p_holm`` (family-wise
     error) or ``p_bh`` (false discovery rate) is small.
 
@@ -363,6 +392,8 @@ def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
     R, T = S.ZY_ROWS, S.ZY_SUMMARY
     out: list[dict[str, Any]] = []
     kw = dict(n_boot=n_boot, seed=seed, confidence=ci)
+    prop = dict(kw, method="wilson")  # accuracy, flip rate: Wilson's interval
+    cont = dict(kw, method="studentized")  # continuous outcomes, even when all 0 (a KL) or all 1
 
     def row(eff: _stats.Effect, metric: str, key: dict[str, str], n_unparseable: int = 0) -> dict[str, Any]:
         return _effect_row(eff, **key, **{T.METRIC: metric, T.N_UNPARSEABLE: n_unparseable})
@@ -370,7 +401,7 @@ def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
     if clean_correct is not None:
         (cc,) = _finite(np.asarray(clean_correct, dtype=np.float64))
         if cc.size:
-            out.append(row(_stats.bootstrap_ci(cc, name="accuracy", **kw), "accuracy",
+            out.append(row(_stats.bootstrap_ci(cc, name="accuracy", **prop), "accuracy",
                            {T.INTERVENTION: S.CONTROL_INTERVENTION, T.MODE: S.RUN_MODE}, int(clean_unparseable)))
     if not rows.empty:
         names = list(order) if order is not None else []
@@ -381,23 +412,56 @@ def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
                 if g.empty:
                     continue
                 key = {T.INTERVENTION: nm, T.MODE: mode}
-                out += _accuracy_rows(g, lambda x, name: _stats.bootstrap_ci(x, name=name, **kw),
+                out += _accuracy_rows(g, lambda x, name: _stats.bootstrap_ci(x, name=name, **prop),
                                       lambda a, b, name: _stats.binary_outcome_effect(a, b, name=name, **kw), key)
-                out.append(row(_stats.bootstrap_ci(g[R.FLIP].to_numpy(np.float64), name="flip_rate", **kw),
+                out.append(row(_stats.bootstrap_ci(g[R.FLIP].to_numpy(np.float64), name="flip_rate", **prop),
                                "flip_rate", key))
                 a, b = _finite(g[R.GOLD_LOGPROB].to_numpy(np.float64), g[R.REF_GOLD_LOGPROB].to_numpy(np.float64))
                 if a.size:
-                    out.append(row(_stats.paired_bootstrap_diff(a, b, name="gold_logprob_change", **kw),
+                    out.append(row(_stats.paired_bootstrap_diff(a, b, name="gold_logprob_change", **cont),
                                    "gold_logprob_change", key))
                 (kl,) = _finite(g[R.KL].to_numpy(np.float64))
                 if kl.size:
-                    out.append(row(_stats.bootstrap_ci(kl, name="kl", **kw), "kl", key))
+                    out.append(row(_stats.bootstrap_ci(kl, name="kl", **cont), "kl", key))
                 a, b = _finite(g[R.RECORDED_LOGPROB].to_numpy(np.float64),
                                g[R.REF_RECORDED_LOGPROB].to_numpy(np.float64))
                 if a.size:
-                    out.append(row(_stats.paired_bootstrap_diff(a, b, name="recorded_logprob_change", **kw),
+                    out.append(row(_stats.paired_bootstrap_diff(a, b, name="recorded_logprob_change", **cont),
                                    "recorded_logprob_change", key))
+    scores = ood_by_condition(rows)
+    for r in out:
+        r.update(scores.get((r[T.INTERVENTION], r[T.MODE]),
+                            {T.OOD_NN_RATIO: np.nan, T.OOD_NORM_RATIO: np.nan, T.OOD: False}))
     return _adjusted(T.frame([{**r, T.P_HOLM: np.nan, T.P_BH: np.nan} for r in out]))
+
+
+def ood_by_condition(rows: pd.DataFrame) -> dict[tuple[str, str], dict[str, Any]]:
+    """``{(intervention, mode): {ood_nn_ratio, ood_norm_ratio, ood}}`` of Z -> Y rows: the medians over the
+    condition's examples and the flag of :func:`latentprobe.causal.ood.flag_ood`. A condition whose runs have
+    no latent positions (``no_latents``) is out of distribution by construction (its ratios are NaN).
+
+    Parameters
+    ----------
+    rows : pd.DataFrame
+        Z -> Y rows (:class:`~latentprobe.schema.ZY_ROWS`).
+
+    Returns
+    -------
+    dict[tuple[str, str], dict[str, Any]]
+    """
+    R, T = S.ZY_ROWS, S.ZY_SUMMARY
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    if rows.empty or R.OOD_NN_RATIO not in rows.columns:
+        return out
+    for (nm, mode), g in rows.groupby([R.INTERVENTION, R.MODE], sort=False):
+        med = []
+        for col in (R.OOD_NN_RATIO, R.OOD_NORM_RATIO):
+            v = g[col].to_numpy(np.float64)
+            med.append(float(np.median(v[np.isfinite(v)])) if np.isfinite(v).any() else np.nan)
+        removed = bool((g[R.N_LATENTS] == 0).all())
+        out[(str(nm), str(mode))] = {T.OOD_NN_RATIO: med[0], T.OOD_NORM_RATIO: med[1],
+                                     T.OOD: removed or flag_ood(med[0], med[1])}
+    return out
 
 
 def _adjusted(summary: pd.DataFrame) -> pd.DataFrame:

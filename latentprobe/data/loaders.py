@@ -60,6 +60,9 @@ def _check_limit(limit: Any, source: str) -> None:
 def _build(records: Sequence[dict[str, Any]], *, get_image: Callable[[dict[str, Any], int], Any],
            question_key: str, answer_key: str | None, id_key: str | None, prompt_template: str,
            source: str) -> InputSet:
+    if not records:
+        raise DataError(f"{source}: no examples were read (the file or dataset is empty); give a file "
+                        "with at least one record.")
     ids, prompts, images, gold, meta = [], [], [], [], []
     for i, rec in enumerate(records):
         if question_key not in rec:

@@ -254,7 +254,15 @@ def check_unique(examples: Sequence[Example], source: str) -> None:
         The examples read.
     source : str
         Where the examples come from (named in the message).
+
+    Raises
+    ------
+    DataError
+        No examples at all (an empty file, or filters that keep nothing), or an id that occurs twice.
     """
+    if not examples:
+        raise DataError(f"{source}: no examples were read (the file is empty, or the options keep none of its "
+                        "records); check the file, and the split, subsets or categories asked for.")
     seen: set[str] = set()
     for ex in examples:
         if ex.example_id in seen:

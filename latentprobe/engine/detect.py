@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from latentprobe.errors import ModelStructureError, SpecError
+from latentprobe.errors import CheckpointFormatError, LoadError, ModelStructureError, SpecError
 from latentprobe.presets import get_preset, list_presets
 from latentprobe.spec import LatentSpec
 
@@ -51,19 +51,19 @@ _LVR_HEAD = "lvr_head."
 _LVR_END = "lvr_latent_end_emb"
 
 
-class FamilyDetectionError(SpecError):
+class FamilyDetectionError(LoadError, SpecError):
     """``load`` without a preset could not tell which family a checkpoint belongs to."""
 
 
-class FamilyMismatchError(SpecError):
+class FamilyMismatchError(LoadError, SpecError):
     """A preset of one family asked for a checkpoint of another."""
 
 
-class HeadMismatchError(SpecError):
+class HeadMismatchError(LoadError, SpecError):
     """A preset whose head the checkpoint lacks, or a checkpoint whose head the preset would ignore."""
 
 
-class UnmappedWeightsError(ModelStructureError):
+class UnmappedWeightsError(LoadError, ModelStructureError):
     """Checkpoint weights that do not map onto the model built for them (or model weights the checkpoint lacks)."""
 
 
@@ -172,14 +172,19 @@ def _weight_files(folder: Path) -> list[Path]:
 
 
 def _names(path: Path) -> list[str]:
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt") as f:
-            return list(f.keys())
-    import torch
+            with safe_open(str(path), framework="pt") as f:
+                return list(f.keys())
+        import torch
 
-    sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # safetensors' header errors, torch's unpickling and zip errors: the file is damaged
+        raise CheckpointFormatError(
+            f"{path}: the weights file cannot be read ({type(err).__name__}: {' '.join(str(err).split())[:200]}); it "
+            "is damaged, cut short or not a weights file: download or save it again.") from err
     sd = sd.get("state_dict", sd) if isinstance(sd, dict) else sd
     return list(sd) if isinstance(sd, dict) else []
 

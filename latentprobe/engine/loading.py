@@ -22,6 +22,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from torch import nn
 
+from latentprobe.engine.checkpoint_files import (check_checkpoint, check_device_map, checkpoint_source,
+                                                 chat_template_of, image_processor_of, library_errors,
+                                                 torch_dtype)
 from latentprobe.engine.decoding import read_generation_config
 from latentprobe.engine.detect import (RUNNER_WEIGHTS, FamilyDetectionError, FamilyMismatchError, UnmappedWeightsError,
                                        check_loading_info, check_preset_fits, checkpoint_evidence, detect_family,
@@ -29,7 +32,7 @@ from latentprobe.engine.detect import (RUNNER_WEIGHTS, FamilyDetectionError, Fam
 from latentprobe.engine.heads import CodiProjection
 from latentprobe.engine.inputs import PromptConvention
 from latentprobe.engine.runner import LatentRunner
-from latentprobe.errors import LatentProbeError, ModelStructureError, SpecError, SpecTokenError
+from latentprobe.errors import CheckpointNotFoundError, LoadError, ModelStructureError, SpecError, SpecTokenError
 from latentprobe.presets import get_preset
 from latentprobe.spec import LatentSpec
 
@@ -68,7 +71,7 @@ FAMILY_CONVENTIONS: dict[str, PromptConvention] = {
 }
 
 
-class MissingDependencyError(LatentProbeError, ImportError):
+class MissingDependencyError(LoadError, ImportError):
     """An optional dependency a loader needs is not installed."""
 
 
@@ -102,46 +105,6 @@ def check_spec_tokens(spec: LatentSpec, tokenizer: PreTrainedTokenizerBase) -> N
 
 def _is_vl(config: Any) -> bool:
     return getattr(config, "vision_config", None) is not None
-
-
-def _chat_template(model: str, tokenizer: PreTrainedTokenizerBase, revision: str | None) -> None:
-    """Give ``tokenizer`` the checkpoint's chat template when it is stored beside the processor."""
-    if getattr(tokenizer, "chat_template", None) is not None:
-        return
-    import json
-
-    for name in ("chat_template.jinja", "chat_template.json"):
-        path = Path(model) / name
-        if not path.is_file():
-            try:
-                from transformers.utils import cached_file
-
-                found = cached_file(model, name, revision=revision, _raise_exceptions_for_missing_entries=False)
-            except OSError:
-                found = None
-            if found is None:
-                continue
-            path = Path(found)
-        text = path.read_text()
-        tokenizer.chat_template = json.loads(text)["chat_template"] if name.endswith(".json") else text
-        return
-
-
-def _image_processor(model: str, revision: str | None, trust_remote_code: bool, conv: PromptConvention | None) -> Any:
-    from transformers import AutoImageProcessor
-
-    kw: dict[str, Any] = {}
-    if conv is not None and conv.min_pixels is not None:
-        kw["min_pixels"] = conv.min_pixels
-    if conv is not None and conv.max_pixels is not None:
-        kw["max_pixels"] = conv.max_pixels
-    try:
-        return AutoImageProcessor.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code,
-                                                  backend="pil", **kw)
-    except (OSError, ValueError):  # no preprocessor_config.json: transformers' Qwen2-VL defaults
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-        return Qwen2VLImageProcessorPil(**kw)
 
 
 def load(model: str | os.PathLike, preset: str | LatentSpec | None = None, *, dtype: torch.dtype | str | None = None,
@@ -184,6 +147,13 @@ def load(model: str | os.PathLike, preset: str | LatentSpec | None = None, *, dt
 
     Raises
     ------
+    LoadError
+        Every failure to load (the subclasses below; the library's own error, if any, is ``__cause__``):
+        ``LoadArgumentError`` for ``model=None``, an unknown or integer ``dtype``, a ``device_map`` naming a device
+        this machine lacks, a file given for its folder; ``CheckpointNotFoundError`` for a missing folder, weights,
+        tokenizer or shard, or a hub id the hub cannot serve (offline); ``CheckpointFormatError`` for a damaged
+        weights file, a JSON file that does not parse (``preprocessor_config.json`` included: no fallback to
+        default image settings), an unknown ``model_type``, weights of another shape than ``config.json`` says.
     SpecTokenError
         If a marker of the spec is not in the checkpoint's tokenizer (the message says how to add it).
     FamilyDetectionError
@@ -218,15 +188,20 @@ def load(model: str | os.PathLike, preset: str | LatentSpec | None = None, *, dt
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
-    src = str(model)
+    src = checkpoint_source(model)
     where = f"load({src!r})"
+    torch_dt = torch_dtype(dtype, where)
+    check_device_map(device_map, where)
+    check_checkpoint(src, where)
     local = Path(src).exists()
     detection = detect_family(src) if local else None  # the files: added tokens, config.json, weight names
     if detection is not None and detection.evidence.layout == "state_dict":
         return _load_official_layout(src, preset, detection, base, dtype, device_map, revision, runner_kwargs)
     common = {"revision": revision, "trust_remote_code": trust_remote_code}
-    tokenizer = AutoTokenizer.from_pretrained(src, **common)
-    config = AutoConfig.from_pretrained(src, **common)
+    with library_errors(src, where, "reading the tokenizer (tokenizer.json, tokenizer_config.json)"):
+        tokenizer = AutoTokenizer.from_pretrained(src, **common)
+    with library_errors(src, where, "reading config.json"):
+        config = AutoConfig.from_pretrained(src, **common)
     if detection is None:  # a hub id: judged by its tokenizer and config (the weight names are not known)
         detection = detect_family(checkpoint_evidence(src, tokenizer=tokenizer, config=config))
     spec = resolve_preset(preset, detection, where)
@@ -238,22 +213,25 @@ def load(model: str | os.PathLike, preset: str | LatentSpec | None = None, *, dt
     vl = _is_vl(config)
     cls = AutoModelForImageTextToText if vl else AutoModelForCausalLM
     kw: dict[str, Any] = dict(common)
-    if dtype is not None:
-        kw["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if torch_dt is not None:
+        kw["dtype"] = torch_dt
     if device_map is not None:
         kw["device_map"] = device_map
-    hf_model, info = cls.from_pretrained(src, output_loading_info=True, **kw)
+    with library_errors(src, where, "loading the weights (model.safetensors / pytorch_model.bin)"):
+        hf_model, info = cls.from_pretrained(src, output_loading_info=True, **kw)
     check_loading_info(info, where, RUNNER_WEIGHTS)
     for name, value in lvr_weights(src, spec, where).items():
         runner_kwargs.setdefault(name, value.to(hf_model.get_input_embeddings().weight))
     conv = convention if convention is not None else convention_for(spec)
-    image_processor = _image_processor(src, revision, trust_remote_code, conv) if vl else None
-    _chat_template(src, tokenizer, revision)
+    image_processor = image_processor_of(src, revision, trust_remote_code, conv, where) if vl else None
+    with library_errors(src, where, "reading the chat template (chat_template.jinja / chat_template.json)"):
+        chat_template_of(src, tokenizer, revision)
     if projection is not None:
         projection = projection.to(hf_model.get_input_embeddings().weight.device)
     # the decoding settings generate() takes from the checkpoint (Mirage's test.py and LVR's evaluation.py pass
     # only some; every eos id of the file stops): docs/published-protocols.md, "Decoding settings"
-    runner_kwargs.setdefault("generation_defaults", read_generation_config(src, revision))
+    with library_errors(src, where, "reading generation_config.json"):
+        runner_kwargs.setdefault("generation_defaults", read_generation_config(src, revision))
     return LatentRunner(hf_model, tokenizer, spec, projection=projection, image_processor=image_processor,
                         prompt_convention=conv, **runner_kwargs)
 
@@ -265,9 +243,12 @@ def _load_official_layout(src: str, preset: str | LatentSpec | None, detection: 
     family = detection.family
     asked = None if preset is None else (preset if isinstance(preset, str) else preset.name)
     if family is None:
+        p = Path(src)
+        hint = (f" {p} is a file of the save_pretrained folder {p.parent}: load the folder." if p.is_file() and
+                (p.parent / "config.json").is_file() else f" The folder {p} has no config.json." if p.is_dir() else "")
         raise FamilyDetectionError(f"{where}: a state dict that is neither Coconut's (keys under base_causallm.) nor "
                                    f"CODI's (codi.* and prj.* keys) official layout: {detection.describe()}; load a "
-                                   "save_pretrained folder, with its config.json and tokenizer, instead.")
+                                   "save_pretrained folder, with its config.json and tokenizer, instead." + hint)
     if asked is not None and asked != family:
         raise FamilyMismatchError(f"{where}: preset {asked!r} does not fit this checkpoint, which is a {family} "
                                   f"checkpoint ({detection.reasons[family]}); load it with preset {family!r} or none.")
@@ -275,8 +256,8 @@ def _load_official_layout(src: str, preset: str | LatentSpec | None, detection: 
         raise SpecError(f"{where}: a {family} checkpoint in its official layout holds the fine-tuned weights only; "
                         f"pass base=, the model it was fine-tuned from (e.g. load(path, base='gpt2')).")
     kw: dict[str, Any] = dict(kwargs)
-    if dtype is not None:
-        kw["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if dtype is not None and dtype != "auto":
+        kw["dtype"] = torch_dtype(dtype, where)
     if isinstance(device_map, str) and device_map != "auto":
         kw["device"] = device_map
     loader = load_codi if family == "codi" else load_coconut
@@ -292,14 +273,15 @@ def _state_dict(checkpoint: str | os.PathLike) -> dict[str, torch.Tensor]:
                 path = path / name
                 break
         else:
-            raise ModelStructureError(f"{checkpoint}: no model.safetensors or pytorch_model.bin in this folder.")
+            raise CheckpointNotFoundError(f"{checkpoint}: no model.safetensors or pytorch_model.bin in this folder.")
     if not path.is_file():
-        raise ModelStructureError(f"{checkpoint}: no such checkpoint file or folder.")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        raise CheckpointNotFoundError(f"{checkpoint}: no such checkpoint file or folder.")
+    with library_errors(str(path), f"{path}", f"reading the weights ({path.name})"):
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    sd = torch.load(str(path), map_location="cpu", weights_only=True)
+            return load_file(str(path))
+        sd = torch.load(str(path), map_location="cpu", weights_only=True)
     return sd.get("state_dict", sd) if isinstance(sd, dict) else sd
 
 
@@ -351,14 +333,17 @@ def load_codi(checkpoint: str | os.PathLike, base: str | os.PathLike, *, num_lat
     ModelStructureError
         If the checkpoint lacks ``codi.`` or ``prj.`` weights, or holds weights the rebuilt model has not.
     """
+    if not Path(checkpoint).exists():  # before the base model loads
+        raise CheckpointNotFoundError(f"load_codi: {checkpoint}: no such checkpoint file or folder.")
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as err:
         raise MissingDependencyError("load_codi needs peft: pip install 'latentprobe[codi]' (or pip install peft).") from err
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(base), revision=revision)
-    model = AutoModelForCausalLM.from_pretrained(str(base), revision=revision, dtype=torch.float32)
+    with library_errors(str(base), f"load_codi(base={str(base)!r})", "loading the base model and its tokenizer"):
+        tokenizer = AutoTokenizer.from_pretrained(str(base), revision=revision)
+        model = AutoModelForCausalLM.from_pretrained(str(base), revision=revision, dtype=torch.float32)
     V = int(model.config.vocab_size)
     if len(tokenizer) != V:
         raise ModelStructureError(f"base {base}: the tokenizer has {len(tokenizer)} tokens but the model's vocabulary "
@@ -452,11 +437,14 @@ def load_coconut(checkpoint: str | os.PathLike, base: str | os.PathLike = "gpt2"
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(base), revision=revision)
+    if not Path(checkpoint).exists():  # before the base model loads
+        raise CheckpointNotFoundError(f"load_coconut: {checkpoint}: no such checkpoint file or folder.")
+    with library_errors(str(base), f"load_coconut(base={str(base)!r})", "loading the base model and its tokenizer"):
+        tokenizer = AutoTokenizer.from_pretrained(str(base), revision=revision)
+        model = AutoModelForCausalLM.from_pretrained(str(base), revision=revision, dtype=torch.float32)
     for t in COCONUT_TOKENS:
         tokenizer.add_tokens(t)
     tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(str(base), revision=revision, dtype=torch.float32)
     model.resize_token_embeddings(len(tokenizer))
     sd = _state_dict(checkpoint)
     if any(k.startswith("base_causallm.") for k in sd):

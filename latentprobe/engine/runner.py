@@ -95,6 +95,8 @@ class LatentRunner(Summarized):
                  generation_defaults: CheckpointGeneration | None = None) -> None:
         if not isinstance(spec, (str, LatentSpec)):
             raise SpecError(f"spec={spec!r}: give a LatentSpec or a preset name ({', '.join(list_presets())}).")
+        if not callable(getattr(tokenizer, "get_vocab", None)):
+            raise InputError(f"tokenizer={tokenizer!r}: give the model's tokenizer (AutoTokenizer.from_pretrained).")
         self.parts: ModelParts = locate_parts(model, layers=layers, norm=norm, embed=embed, lm_head=lm_head)
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -271,7 +273,7 @@ class LatentRunner(Summarized):
                   "add_special_tokens": bool(add_special_tokens),
                   "model": type(self.model).__name__, "logits_processor": logits_processor is not None,
                   "trace_dtype": None if trace_dtype is None else str(trace_dtype).replace("torch.", ""),
-                  "capture_layers": "all" if layers is None else list(layers)}
+                  "capture_layers": "all" if layers is None else list(layers), "threads": torch.get_num_threads()}
         return LatentTrace(tuple(out), self.spec, config)
 
     def intervene(self, trace: LatentTrace, intervention: Intervention | Callable[..., Tensor] | None = None, *, steps: Sequence[int] | None = None,

@@ -52,7 +52,8 @@ def _column_ci(
         return np.full(m, np.nan), np.full(m, np.nan)
     low, high = np.empty(m, dtype=np.float64), np.empty(m, dtype=np.float64)
     for j in range(m):
-        effect = bootstrap_ci(values[:, j], statistic=np.mean, n_boot=n_boot, confidence=level, seed=seed)
+        effect = bootstrap_ci(values[:, j], statistic=np.mean, n_boot=n_boot, confidence=level, seed=seed,
+                              method="studentized")
         low[j], high[j] = effect.ci_low, effect.ci_high
     return low, high
 
@@ -177,7 +178,7 @@ def within_instance(
     seed : int or None, default 0
         Seed of the bootstrap generator.
     ci : float, default 0.95
-        Coverage of the percentile bootstrap interval.
+        Coverage of the bootstrap interval.
     chunk_size : int, default 4096
         Approximate number of vectors processed at a time (it bounds the temporary buffers).
 

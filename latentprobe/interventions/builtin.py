@@ -53,12 +53,17 @@ class Replace(Intervention):
             )
         if v.ndim == 3 and trace is not None and v.shape[0] != len(trace):
             raise InterventionShapeError(f"Replace.value is [n={v.shape[0]}, K, d] but the trace has {len(trace)} examples.")
+        k_most = max((e.num_latents for e in trace.examples), default=0) if trace is not None else None
+        if v.ndim >= 2 and k_most is not None and v.shape[-2] > k_most:
+            raise InterventionShapeError(
+                f"Replace.value holds {v.shape[-2]} steps (shape {tuple(v.shape)}) but the trace's examples have at "
+                f"most {k_most} latents: rows {k_most}..{v.shape[-2] - 1} would never be used; give K = {k_most} rows.")
 
     def apply(self, z: Tensor, step: int, example: ExampleTrace, layer: int = 0) -> Tensor:
         v = self.value
+        if v.ndim >= 2 and step >= v.shape[-2]:
+            raise StepOutOfRangeError(f"Replace.value holds {v.shape[-2]} steps; step {step} asked.")
         if v.ndim == 2:
-            if step >= v.shape[0]:
-                raise StepOutOfRangeError(f"Replace.value holds {v.shape[0]} steps; step {step} asked.")
             v = v[step]
         elif v.ndim == 3:
             v = v[example.index, step]
@@ -241,6 +246,18 @@ class Swap(Intervention):
             bad = [j for j in self.mapping if not 0 <= j < n_src]
             if bad:
                 raise StepOutOfRangeError(f"Swap.mapping points at source examples {bad}; the source has {n_src}.")
+        if trace is self.source:  # an example given its own latents is unchanged
+            own = [e.example_id for e in trace.examples if self._src(e) is e]
+            if len(own) == len(trace):
+                raise InterventionError("Swap gives every example its own latents, so nothing changes; map each "
+                                        "example to another one (mapping=None: the next example's), with 2 or more.")
+            if own:
+                import warnings
+
+                from latentprobe.errors import NoOpWarning
+
+                warnings.warn(f"Swap gives {len(own)} example(s) their own latents ({own[:5]}): they stay unchanged.",
+                              NoOpWarning, stacklevel=3)
 
     def _src(self, example: ExampleTrace) -> ExampleTrace:
         n = len(self.source)
@@ -422,10 +439,15 @@ def as_intervention(x: Intervention | Callable[..., Tensor]) -> Intervention:
     Raises
     ------
     InterventionError
-        ``x`` is neither.
+        ``x`` is neither, or is a class (``Swap`` rather than ``Swap(trace)``).
     """
     if isinstance(x, Intervention):
         return x
+    if isinstance(x, type):
+        example = {"Swap": "Swap(trace)", "MeanAblate": "MeanAblate.from_trace(trace)"}.get(x.__name__,
+                                                                                           f"{x.__name__}(...)")
+        raise InterventionError(f"{x.__name__} is a class; pass an instance, e.g. {example} (its arguments: "
+                                f"help(latentprobe.interventions.{x.__name__})).")
     if callable(x):
         return Lambda(x)
     raise InterventionError(

@@ -238,12 +238,29 @@ def _image_groups(inputs: InputSet) -> list[str]:
     return out
 
 
-def _check_mapping(mapping: tuple[int, ...], n: int, who: str) -> None:
+def _check_mapping(mapping: tuple[int, ...], n: int, who: str, ids: Sequence[str] | None = None,
+                   labels: Sequence[str] | None = None) -> None:
+    """Refuse a mapping of the wrong length or out of range, or one that changes nothing (every example paired with
+    itself, or with an example of the same ``labels``: the same image); warn when it leaves some unchanged."""
     if len(mapping) != n:
         raise InputError(f"{who}.mapping has {len(mapping)} entries for {n} examples; bind it to this InputSet.")
     bad = [j for j in mapping if not 0 <= j < n]
     if bad:
         raise InputError(f"{who}.mapping points at examples {bad[:5]} outside 0..{n - 1}.")
+    same = [i for i, j in enumerate(mapping) if i == j or (labels is not None and labels[i] == labels[j])]
+    if not same:
+        return
+    what = "with itself" + (" or with an example showing the same image" if labels is not None else "")
+    names = [ids[i] if ids is not None else i for i in same[:5]]
+    if len(same) == n:
+        raise InputError(f"{who}.mapping pairs every example {what}, so the perturbation changes nothing; pair each "
+                         f"with another example (or leave mapping=None for a seeded derangement).")
+    import warnings
+
+    from latentprobe.errors import NoOpWarning
+
+    warnings.warn(f"{who}.mapping pairs {len(same)} of {n} example(s) {what} ({names}{' ...' if len(same) > 5 else ''}"
+                  "): they stay unchanged, and count as unchanged in every effect.", NoOpWarning, stacklevel=3)
 
 
 def _copy_image(entry: Any) -> Any:

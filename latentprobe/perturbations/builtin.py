@@ -65,7 +65,7 @@ class ImageSwap(Perturbation):
         _need_images(inputs, "ImageSwap")
         if self.mapping is None:
             return dataclasses.replace(self, mapping=derangement(len(inputs), self.seed, _image_groups(inputs)))
-        _check_mapping(tuple(self.mapping), len(inputs), "ImageSwap")
+        _check_mapping(tuple(self.mapping), len(inputs), "ImageSwap", inputs.example_ids, _image_groups(inputs))
         return self
 
     def apply_one(self, inputs: InputSet, i: int) -> PerturbedExample:
@@ -270,7 +270,7 @@ class QuestionSwap(Perturbation):
         if self.mapping is None:
             groups = [repr(p) for p in inputs.prompts]
             return dataclasses.replace(self, mapping=derangement(len(inputs), self.seed, groups))
-        _check_mapping(tuple(self.mapping), len(inputs), "QuestionSwap")
+        _check_mapping(tuple(self.mapping), len(inputs), "QuestionSwap", inputs.example_ids)
         return self
 
     def apply_one(self, inputs: InputSet, i: int) -> PerturbedExample:
@@ -315,7 +315,7 @@ class InstanceSwap(Perturbation):
     def bind(self, inputs: InputSet) -> "InstanceSwap":
         if self.mapping is None:
             return dataclasses.replace(self, mapping=derangement(len(inputs), self.seed))
-        _check_mapping(tuple(self.mapping), len(inputs), "InstanceSwap")
+        _check_mapping(tuple(self.mapping), len(inputs), "InstanceSwap", inputs.example_ids)
         return self
 
     def apply_one(self, inputs: InputSet, i: int) -> PerturbedExample:

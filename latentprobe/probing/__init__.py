@@ -19,9 +19,14 @@ LinearProbe
 cross_validate_probe
     Nested, grouped cross-validation returning a :class:`ProbeScore` with a
     95% t-interval over the outer folds.
-majority_baseline, shuffle_control, control_task_labels
+majority_baseline, shuffle_control, control_task_labels, shuffle_within_types
     Controls: trivial predictor, label permutation, and the control task of
-    Hewitt & Liang (2019).
+    Hewitt & Liang (2019) (one random label per control type, or the target
+    permuted within each type).
+recurring_types, control_recurrence
+    Control types that recur across grouped folds (questions backed off to
+    their longest recurring prefix) and the share of held-out examples whose
+    type was seen in training.
 probe_sweep
     Probe every (layer, latent step) cell and tabulate scores and controls.
 compare_representations
@@ -46,6 +51,8 @@ Layout
     :func:`group_kfold_splits`, :func:`cross_validate_probe`, :class:`ProbeScore`.
 ``controls``
     :func:`majority_baseline`, :func:`shuffle_control`, :func:`control_task_labels`.
+``control_types``
+    :func:`recurring_types`, :func:`shuffle_within_types`, :func:`control_recurrence`.
 ``sweep``
     :func:`probe_sweep`, :class:`ProbeSweepResult`, :func:`compare_representations`.
 ``_checks``
@@ -55,6 +62,7 @@ Layout
 from __future__ import annotations
 
 from latentprobe.errors import ProbeError
+from latentprobe.probing.control_types import control_recurrence, recurring_types, shuffle_within_types
 from latentprobe.probing.controls import control_task_labels, majority_baseline, shuffle_control
 from latentprobe.probing.cv import ProbeScore, cross_validate_probe, group_kfold_splits
 from latentprobe.probing.estimator import LinearProbe
@@ -71,6 +79,9 @@ __all__ = [
     "majority_baseline",
     "shuffle_control",
     "control_task_labels",
+    "shuffle_within_types",
+    "recurring_types",
+    "control_recurrence",
     "probe_sweep",
     "compare_representations",
 ]

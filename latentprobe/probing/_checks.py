@@ -97,6 +97,12 @@ def _check_y(y: Any, n: int, task: str) -> np.ndarray:
                 f"classification labels must be 1-D, got shape {y.shape}; "
                 "use task='regression' for vector-valued targets."
             )
+        missing = [i for i, v in enumerate(y) if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v))]
+        if missing:
+            raise ProbeError(
+                f"classification labels {missing[:10]}{' ...' if len(missing) > 10 else ''} ({len(missing)} of "
+                f"{len(y)}) are missing (None or NaN); drop those examples, or give them a label of their own."
+            )
         if len(np.unique(y)) < 2:
             raise ProbeError(
                 f"y contains a single class ({np.unique(y)[0]!r}); a classification probe "

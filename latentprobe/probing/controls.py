@@ -18,6 +18,8 @@ from sklearn.metrics import r2_score
 from latentprobe.schema import PROBE_SCORES
 from latentprobe.errors import ProbeError
 from latentprobe.probing._checks import Task, _check_task, _to_numpy
+from latentprobe.probing._selectivity import selectivity_interval
+from latentprobe.probing.control_types import CONTROL_LABELS, _warn_if_unlearnable, control_recurrence, shuffle_within_types
 from latentprobe.probing.cv import ProbeScore, _prepare, _run_folds, group_kfold_splits
 from latentprobe.probing.estimator import LinearProbe
 from latentprobe.seeding import numpy_rng
@@ -241,6 +243,8 @@ class _Plan:
     Computed once per target (:func:`_plan`), so cells differ only in their features.  The shuffled
     training labels of every fold are drawn here, in fold order, from the same generator
     :func:`shuffle_control` uses, so each cell's shuffle control sees the labels it would see alone.
+    ``control_y`` is ``None`` when no control types were given (no control task);
+    ``control_recur`` is the share of held-out examples whose control type occurs in training.
     """
 
     task: str
@@ -251,16 +255,27 @@ class _Plan:
     shuffled: tuple[np.ndarray, ...] | None
     majority: float
     chance: float
+    control_recur: float = float("nan")
+    seed: int = 0
 
 
-def _plan(y: np.ndarray, g: np.ndarray, types: np.ndarray, *, task: str, n_splits: int, seed: int, controls: bool) -> _Plan:
+def _plan(y: np.ndarray, g: np.ndarray, types: np.ndarray | None, *, task: str, n_splits: int, seed: int,
+          controls: bool, control_labels: str = "within_type", label: str = "probe") -> _Plan:
+    if control_labels not in CONTROL_LABELS:
+        raise ProbeError(f"control_labels must be one of {CONTROL_LABELS}, got {control_labels!r}.")
     splits = group_kfold_splits(g, n_splits, seed)
     control_y = shuffled = None
+    recur = float("nan")
     if controls:
-        control_y = control_task_labels(y, types, seed)
+        if types is not None:
+            recur = control_recurrence(types, splits)
+            _warn_if_unlearnable(recur, len(np.unique(types)), len(types), label)
+            draw = shuffle_within_types if control_labels == "within_type" else control_task_labels
+            control_y = draw(y, types, seed)
         rng = _shuffle_rng(seed)
         shuffled = tuple(_permute_across_groups(y[train], g[train], rng) for train, _ in splits)
-    return _Plan(task, y, g, splits, control_y, shuffled, _majority_over_folds(y, splits, task), _chance(y, task))
+    return _Plan(task, y, g, splits, control_y, shuffled, _majority_over_folds(y, splits, task), _chance(y, task),
+                 recur, seed)
 
 
 def _probe_with_controls(
@@ -275,22 +290,28 @@ def _probe_with_controls(
     simultaneous interval columns (the sweep's Bonferroni level).
     """
     y, g, task, splits = plan.y, plan.g, plan.task, plan.splits
-    res = _run_folds(X, y, y, g, splits, task, probe, permutations=permutations)
+    task_pred: list[np.ndarray] = []
+    res = _run_folds(X, y, y, g, splits, task, probe, held_out=task_pred, permutations=permutations)
     sim_low, sim_high = res.interval(simultaneous, task)
-    shuffle = control = float("nan")
+    shuffle = control = sel_low = sel_high = float("nan")
     skipped: list[str] = []
     if controls:
-        if plan.shuffled is None or plan.control_y is None:
+        if plan.shuffled is None:
             raise ProbeError(f"{label}: controls requested but the sweep was planned without them; pass controls=True.")
         shuffled = plan.shuffled
         try:
             shuffle = _run_folds(X, y, y, g, splits, task, probe, train_labels=lambda k, tr: shuffled[k]).score
         except ProbeError as err:
             skipped.append(f"{label}: shuffle control skipped ({err})")
-        try:
-            control = _run_folds(X, plan.control_y, plan.control_y, g, splits, task, probe).score
-        except ProbeError as err:
-            skipped.append(f"{label}: control task skipped ({err})")
+        if plan.control_y is not None:
+            control_pred: list[np.ndarray] = []
+            try:
+                control = _run_folds(X, plan.control_y, plan.control_y, g, splits, task, probe,
+                                     held_out=control_pred).score
+                sel_low, sel_high = selectivity_interval(task, y, plan.control_y, g, splits, task_pred, control_pred,
+                                                         seed=plan.seed)
+            except ProbeError as err:
+                skipped.append(f"{label}: control task skipped ({err})")
     T = PROBE_SCORES
     row = {
         T.TASK: task,
@@ -303,6 +324,9 @@ def _probe_with_controls(
         T.SHUFFLE: shuffle,
         T.CONTROL: control,
         T.SELECTIVITY: res.score - control,
+        T.SELECTIVITY_LOW: sel_low,
+        T.SELECTIVITY_HIGH: sel_high,
+        T.CONTROL_RECUR: plan.control_recur if controls else float("nan"),
         T.CHANCE: plan.chance,
         T.P_VALUE: res.p_value,
         T.CI_LOW_SIMULTANEOUS: sim_low,

@@ -187,10 +187,12 @@ def _run_folds(
     task: str,
     probe: LinearProbe | None,
     train_labels: Any = None,
+    held_out: list[np.ndarray] | None = None,
     permutations: tuple[int, int] | None = None,
 ) -> ProbeScore:
     """Fit on ``y_fit[train]`` (or ``train_labels(fold, train)``) and score on ``y_eval[test]``.
 
+    With ``held_out`` (a list), the test predictions of every fold are appended to it, in fold order.
     With ``permutations = (n_perm, seed)`` the out-of-fold predictions are kept and the score's
     permutation p-value is computed (:func:`~latentprobe.probing.significance.oof_permutation_pvalue`).
     """
@@ -210,11 +212,14 @@ def _run_folds(
         est = clone(template)
         est.fit(X[train], y_train, groups=g[train])
         fold_scores.append(float(est.score(X[test], y_eval[test])))
-        if permutations is not None:
+        if held_out is not None or permutations is not None:
             pred = np.asarray(est.predict(X[test]))
-            if oof is None:
-                oof = np.empty((len(y_eval), *pred.shape[1:]), dtype=pred.dtype)
-            oof[test] = pred
+            if held_out is not None:
+                held_out.append(pred)
+            if permutations is not None:
+                if oof is None:
+                    oof = np.empty((len(y_eval), *pred.shape[1:]), dtype=pred.dtype)
+                oof[test] = pred
     mean, lo, hi = _t_interval(fold_scores, task)
     p_value = float("nan")
     if permutations is not None and oof is not None:

@@ -43,8 +43,12 @@ class ProbeSweepResult(SummarizedResult):
         ``majority`` is the most-frequent-class accuracy (mean training target's
         R^2 for regression), ``shuffle`` the score with permuted training
         labels, ``control`` the control-task score, ``selectivity`` =
-        ``score - control`` and ``chance`` 1/n_classes (0 for regression).
-        Control columns are NaN for cells the sweep ran without controls.
+        ``score - control`` with its paired group-bootstrap interval
+        (``selectivity_ci_low``, ``selectivity_ci_high``), ``control_recur``
+        the share of held-out examples whose control type occurs in training
+        (0: the control cannot fail) and ``chance`` 1/n_classes (0 for
+        regression).  Control columns are NaN for cells the sweep ran without
+        controls; the control-task columns also without ``control_types``.
 
     Notes
     -----
@@ -213,6 +217,7 @@ def probe_sweep(
     n_splits: int = 5,
     seed: int = 0,
     control_types: Shaped[np.ndarray, " n"] | None = None,
+    control_labels: str = "within_type",
     probe: LinearProbe | None = None,
     progress: bool = True,
     n_jobs: int | None = None,
@@ -251,7 +256,23 @@ def probe_sweep(
         Seeds the folds, the shuffle and the control-task labels.  All cells
         share the same folds and control labels.
     control_types : array of shape (n,), optional
-        Type ids of the control task; default: ``groups``.
+        Control type of every example: a key that recurs across groups, e.g.
+        the question text (:func:`recurring_types` backs questions that do not
+        recur off to their longest recurring prefix).  Without it there is no
+        control task (``control``, ``selectivity`` and its interval are NaN):
+        the sweep has no key to build one from.  Types that never recur
+        between a fold's training and test parts (the groups themselves,
+        or one type per example) make the control unlearnable whatever the
+        probe does; that raises :class:`~latentprobe.errors.ControlTaskWarning`
+        and shows as ``control_recur`` 0.
+    control_labels : {"within_type", "per_type"}, default="within_type"
+        The control task's labels: the target's own values permuted among the
+        examples of each type (:func:`shuffle_within_types`; a probe that only
+        memorises the type scores the same on them, selectivity 0), or one
+        random label per type drawn from the label distribution, as Hewitt &
+        Liang (2019) (:func:`control_task_labels`; with few types, e.g. a
+        handful of question templates, any representation that tells the
+        types apart learns it, whatever it encodes beyond them).
     probe : LinearProbe, optional
         Template probe; default ``LinearProbe(task=task)``.
     progress : bool, default=True
@@ -295,7 +316,7 @@ def probe_sweep(
     >>> res = probe_sweep(features, y, groups, n_splits=4, controls=False,
     ...                   probe=LinearProbe(Cs=(1.0,)), progress=False)
     >>> res.scores.shape
-    (6, 19)
+    (6, 22)
     >>> res.scores.loc[res.scores["p_holm"] <= 0.05, ["layer", "step"]].values.tolist()  # survives Holm
     [[1, 2]]
     >>> best = res.best()
@@ -311,14 +332,15 @@ def probe_sweep(
     g = _check_groups(groups, n)
     _check_n_splits(n_splits, len(np.unique(g)))
     mask = _controls_mask(controls, [(layer, step) for layer, step, _ in cells], "(layer, step) cell")
-    types = g if control_types is None else _check_groups(control_types, n, name="control_types")
+    types = None if control_types is None else _check_groups(control_types, n, name="control_types")
     jobs = []
     for (layer, step, X), c in zip(cells, mask):
         X = _check_X(X, name=f"features[{layer!r}, {step!r}]")
         if X.shape[0] != n:
             raise ProbeError(f"features[{layer!r}, {step!r}] has {X.shape[0]} examples, expected {n} like the other cells.")
         jobs.append((X, c, f"layer={layer!r}, step={step!r}"))
-    plan = _plan(y, g, types, task=task, n_splits=n_splits, seed=seed, controls=any(mask))
+    plan = _plan(y, g, types, task=task, n_splits=n_splits, seed=seed, controls=any(mask),
+                 control_labels=control_labels, label=f"probe_sweep({target_name!r})")
     values = _run_cells(jobs, plan, probe, n_jobs, progress, f"probing {target_name}", n_perm, seed)
     T = PROBE_SCORES
     rows = [{T.TARGET: target_name, T.LAYER: layer, T.STEP: step, **v} for (layer, step, _), v in zip(cells, values)]
@@ -336,6 +358,7 @@ def compare_representations(
     n_splits: int = 5,
     seed: int = 0,
     control_types: Shaped[np.ndarray, " n"] | None = None,
+    control_labels: str = "within_type",
     probe: LinearProbe | None = None,
     progress: bool = False,
     n_jobs: int | None = None,
@@ -353,7 +376,7 @@ def compare_representations(
     representations : dict str -> array [n, d]
         Named representations of the same n examples, in the same order
         (widths may differ).
-    y, groups, task, target_name, n_splits, seed, control_types, probe, progress, n_jobs, n_perm
+    y, groups, task, target_name, n_splits, seed, control_types, control_labels, probe, progress, n_jobs, n_perm
         As in :func:`probe_sweep`; the representations form the family of the adjusted p-values
         and of the simultaneous intervals.
     controls : bool or collection of str, default=True
@@ -399,8 +422,9 @@ def compare_representations(
     g = _check_groups(groups, n)
     _check_n_splits(n_splits, len(np.unique(g)))
     mask = _controls_mask(controls, list(arrays), "representation")
-    types = g if control_types is None else _check_groups(control_types, n, name="control_types")
-    plan = _plan(y, g, types, task=task, n_splits=n_splits, seed=seed, controls=any(mask))
+    types = None if control_types is None else _check_groups(control_types, n, name="control_types")
+    plan = _plan(y, g, types, task=task, n_splits=n_splits, seed=seed, controls=any(mask),
+                 control_labels=control_labels, label=f"compare_representations({target_name!r})")
     jobs = [(X, c, f"representation {name!r}") for (name, X), c in zip(arrays.items(), mask)]
     values = _run_cells(jobs, plan, probe, n_jobs, progress, f"probing {target_name}", n_perm, seed)
     T = PROBE_COMPARISON

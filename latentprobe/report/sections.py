@@ -26,7 +26,9 @@ OOD_NOTE = (
     "there shows that the model reads *something* at those positions (their presence, the positions they "
     "shift, the attention they take), not that their *content* matters. A model whose answer cannot read "
     "the latents' content (the `bypass` toy) can still flip under it. For the content, read the interventions "
-    "that keep the positions and replace the vectors (`swap`, `zero`, `add_noise`, `mean_ablate`)."
+    "that keep the positions and feed latents in distribution, as the Z -> Y table measures them (`ood`): "
+    "`swap` (another example's clean latents) is; `zero`, `shared_tensor`, `replace_noise` and the other "
+    "random replacements are not (docs/howto/interventions.md lists the measurements)."
 )
 
 

@@ -140,7 +140,7 @@ def scorer_config(scorer: Scorer) -> dict[str, Any]:
 
     Built-in scorers by their settings (``options_by_example`` by a hash of its entries, or by its
     code when it is a function); a :class:`CallableScorer` by its function's code; any other
-    scorer by its class, its class's source code and a hash of its attributes. The causal analyses
+    scorer by its class, its class's source code and what it reads (its methods, globals and attributes). The causal analyses
     put it in their sweep fingerprint, so a sweep folder scored one way is not resumed another way.
 
     Parameters
@@ -179,6 +179,6 @@ def scorer_config(scorer: Scorer) -> dict[str, Any]:
         return {"type": "choice", "letters": letters, "options_by_example": options}
     if type(scorer) is CallableScorer:
         return {"type": "callable", "fn": callable_fingerprint(scorer.fn, what="scoring function")}
-    cls = type(scorer)
-    state = _digest(vars(scorer)) if hasattr(scorer, "__dict__") else None
-    return {"type": f"{cls.__module__}.{cls.__qualname__}", "class_source": source_digest(cls), "state": state}
+    cls = type(scorer)  # its class's code and its state, with what they read (latentprobe.callables)
+    return {"type": f"{cls.__module__}.{cls.__qualname__}", "class_source": source_digest(cls),
+            "state": callable_fingerprint(scorer, what="scorer")}

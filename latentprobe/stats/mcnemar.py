@@ -1,4 +1,4 @@
-"""Exact tests on paired correctness: McNemar's exact test and accuracy differences with it."""
+"""Paired correctness: McNemar's exact test, and accuracy differences with Tango's score interval."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from scipy import stats as _scipy_stats
 
 from latentprobe.validate import as_1d_bool as _as_1d_bool
 from latentprobe.validate import same_length as _check_same_length
-from latentprobe.stats.bootstrap import _method, paired_bootstrap_diff
+from latentprobe.stats.paired import paired_difference_ci
 from latentprobe.stats.effects import Effect, McNemarResult
 
 __all__ = ["mcnemar_exact", "accuracy_difference", "binary_outcome_effect"]
@@ -59,16 +59,16 @@ def accuracy_difference(
     confidence: float = 0.95,
     name: str = "accuracy_difference",
 ) -> Effect:
-    """Accuracy of A minus accuracy of B, with paired CI and McNemar p-value.
+    """Accuracy of A minus accuracy of B, with Tango's paired score interval and its test.
 
     Parameters
     ----------
     correct_a, correct_b : array-like of bool, shape (n,)
         Per-example correctness under two conditions on the same examples.
     n_boot : int, default 2000
-        Number of bootstrap resamples.
+        Accepted for a uniform signature; Tango's interval needs no resamples.
     seed : int or None, default 0
-        Seed of the paired bootstrap.
+        Likewise unused (the interval is exact arithmetic on the counts).
     confidence : float, default 0.95
         Nominal coverage of the interval.
     name : str, default ``"accuracy_difference"``
@@ -77,41 +77,33 @@ def accuracy_difference(
     Returns
     -------
     Effect
-        ``estimate = mean(correct_a) - mean(correct_b)`` (in accuracy units,
-        between -1 and 1), its paired percentile bootstrap interval, ``n`` and
-        ``p_value`` from :func:`mcnemar_exact`.
+        ``estimate = mean(correct_a) - mean(correct_b)`` (in accuracy units, between -1 and 1),
+        Tango's score interval for paired proportions
+        (:func:`latentprobe.stats.paired_difference_ci` with ``before=correct_b``,
+        ``after=correct_a``), ``n`` and ``p_value`` of the score test the interval inverts
+        (McNemar's asymptotic test without continuity correction): the interval excludes 0
+        exactly when ``p_value < 1 - confidence``. The method text carries McNemar's exact
+        p-value (:func:`mcnemar_exact`), which is more conservative.
 
     Notes
     -----
     The interval and p-value concern these examples under this evaluation
-    protocol; neither shows *why* the accuracies differ.
+    protocol; neither shows *why* the accuracies differ. With fewer than 10 discordant pairs
+    the note says so: the interval is then conservative and the test has little power.
+
+    Examples
+    --------
+    >>> from latentprobe.stats import accuracy_difference
+    >>> e = accuracy_difference([1] * 30 + [0] * 18, [1] * 40 + [0] * 8)
+    >>> round(e.estimate, 4), round(e.ci_low, 4), round(e.ci_high, 4), round(e.p_value, 4)
+    (-0.2083, -0.3426, -0.1173, 0.0016)
     """
     ca = _as_1d_bool(correct_a, "correct_a")
     cb = _as_1d_bool(correct_b, "correct_b")
     _check_same_length({"correct_a": ca, "correct_b": cb})
-    eff = paired_bootstrap_diff(
-        ca.astype(np.float64),
-        cb.astype(np.float64),
-        n_boot=n_boot,
-        confidence=confidence,
-        seed=seed,
-        name=name,
-    )
-    mc = mcnemar_exact(ca, cb)
-    notes = [eff.note] if eff.note else []
-    if mc.discordant < 10:
-        notes.append(f"few discordant pairs (b+c={mc.discordant}): McNemar test has little power")
-    return Effect(
-        name=name,
-        estimate=eff.estimate,
-        ci_low=eff.ci_low,
-        ci_high=eff.ci_high,
-        n=eff.n,
-        p_value=mc.p_value,
-        method=_method(confidence, n_boot, paired=True, extra="p from McNemar exact test"),
-        note="; ".join(notes),
-        confidence=float(confidence),
-    )
+    r = paired_difference_ci(cb.astype(np.float64), ca.astype(np.float64), level=confidence, seed=seed,
+                             n_boot=n_boot, method="tango")
+    return r.to_effect(name)
 
 
 def binary_outcome_effect(
@@ -140,8 +132,8 @@ def binary_outcome_effect(
     -------
     Effect
         ``estimate = accuracy(other) - accuracy(clean)`` (negative when the
-        intervention hurts) with its paired bootstrap interval, ``n`` and the
-        McNemar exact p-value.
+        intervention hurts) with Tango's paired score interval, ``n`` and the p-value of the
+        score test it inverts, as in :func:`accuracy_difference`.
 
     Notes
     -----

@@ -31,7 +31,7 @@ from jaxtyping import Float
 from scipy import stats
 
 from latentprobe.errors import StatsInputError
-from latentprobe.stats.bootstrap import resample_indices
+from latentprobe.stats.resample import resample_indices
 from latentprobe.validate import positive_int, probability
 
 __all__ = ["jackknife_u_interval", "pair_bootstrap_u_interval"]

@@ -4,7 +4,9 @@
 (:func:`build_model`) and the sampled data (:func:`load_data`), runs every ``[analyses.*]`` into
 its own sub-folder of ``DIR`` (:func:`run_study`; a killed run resumes when re-run) and writes
 ``DIR/report.html``; ``latentprobe report DIR`` rebuilds the report from the folder alone
-(:func:`build_report`); :func:`load_result` reads an analysis's result object back. The schema is documented in :mod:`latentprobe.study.config` and
+(:func:`build_report`); :func:`load_result` reads an analysis's result object back. One run owns a folder at a
+time (:mod:`latentprobe.study.owner`), and a resumed run checks that its examples are those the folder was run on
+(:mod:`latentprobe.study.datafp`). The schema is documented in :mod:`latentprobe.study.config` and
 ``examples/studies/README.md``.
 
 Its one module :mod:`latentprobe.study.toys` reads :mod:`latentprobe.toy` (``source = "toy:<variant>"``,

@@ -11,6 +11,7 @@ Schema (every key; optional ones show their default)::
     name = "toy-mediation"      # required, free text; recorded in the output folder
     seed = 0                    # seeds sampling, perturbations, interventions, bootstrap and probes
     description = ""            # free text, shown in the report
+    threads = 1                 # CPU threads of torch and the BLAS pools (1: the same floats on every machine)
 
     [model]
     source = "toy:mediated"     # required: "toy:<variant>", a local folder (~ expanded, relative to the TOML's folder)
@@ -132,11 +133,14 @@ class StudyInfo:
         ``seed`` (default 0): seeds sampling, perturbations, interventions, the bootstrap and the probes.
     description : str
         ``description`` (default ``""``): free text, shown in the report.
+    threads : int
+        ``threads`` (default 1): CPU threads of torch and the BLAS pools (:mod:`latentprobe.threads`).
     """
 
     name: str
     seed: int = 0
     description: str = ""
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -481,7 +485,7 @@ def load_study(path: str | Path, *, check_paths: bool = True) -> Study:
 
 def _study(t: Table) -> StudyInfo:
     info = StudyInfo(name=t.get("name", str), seed=t.get("seed", int, 0, min_value=0),
-                     description=t.get("description", str, ""))
+                     description=t.get("description", str, ""), threads=t.get("threads", int, 1, min_value=1))
     t.done()
     return info
 

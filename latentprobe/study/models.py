@@ -85,13 +85,17 @@ def build_model(cfg: ModelConfig, where: str = "study") -> StudyModel:
         tm = load_toy(cfg.toy_variant, cfg.weights)
         runner = tm.runner()
         return StudyModel(runner=runner, toy=tm, fingerprint=runner_fingerprint(runner))
-    from latentprobe.errors import LatentProbeError
+    from latentprobe.errors import CheckpointFormatError, CheckpointNotFoundError, LatentProbeError
     from latentprobe.study.sources import load_failure
 
     try:
         return _checkpoint(cfg)
-    except LatentProbeError:
-        raise
+    except LatentProbeError as err:
+        if not isinstance(err, (CheckpointNotFoundError, CheckpointFormatError)):
+            raise
+        on_base = cfg.base is not None and str(err).startswith(("load_codi(base=", "load_coconut(base="))
+        source, key = (cfg.base, "base") if on_base else (cfg.source, "source")
+        raise load_failure(source, err, where, key=key) from err  # type: ignore[arg-type]
     except (OSError, ValueError) as err:  # transformers / huggingface_hub: offline, bad repo id, not a checkpoint
         from pathlib import Path
 

@@ -78,6 +78,8 @@ def build_report(out_dir: str | Path) -> Path:
     ------
     StudyError
         ``out_dir`` is not a study output folder.
+    StudyLockedError
+        A run is writing ``out_dir`` now.
 
     Examples
     --------
@@ -85,9 +87,16 @@ def build_report(out_dir: str | Path) -> Path:
     >>> build_report("toy-study")                     # doctest: +SKIP
     PosixPath('toy-study/report.html')
     """
-    from latentprobe.report import Report
+    from latentprobe.study.owner import study_lock
 
     out = Path(out_dir)
+    with study_lock(out, create=False):  # not while another run writes the folder (re-entered within a run)
+        return _build(out)
+
+
+def _build(out: Path) -> Path:
+    from latentprobe.report import Report
+
     meta = _meta(out)
     cfg = meta.get("config", {})
     sample = read_table(out, "sample")
@@ -105,7 +114,8 @@ def build_report(out_dir: str | Path) -> Path:
                         "scorer": cfg.get("generation", {}).get("scorer"),
                         "max_new_tokens": cfg.get("generation", {}).get("max_new_tokens"),
                         "entered latent mode": _entered(meta.get("latent_mode")),
-                        "config fingerprint": meta.get("fingerprint"), "model fingerprint": meta.get("model_fingerprint")})
+                        "config fingerprint": meta.get("fingerprint"), "model fingerprint": meta.get("model_fingerprint"),
+                        "data fingerprint": (meta.get("data") or {}).get("fingerprint", "-")})
     if len(sample):
         filled = sample.astype({"category": object, "source": object}).fillna({"category": "-", "source": "-"})
         counts = filled.groupby(["benchmark", "source", "category"], dropna=False).size().reset_index(name="n")

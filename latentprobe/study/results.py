@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from latentprobe.errors import StudyError
+from latentprobe.errors import LatentProbeError, StudyError
 
 if TYPE_CHECKING:
     from latentprobe.table import Table
@@ -45,18 +45,32 @@ def read_frame(path: Path, schema: type[Table] | None = None) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
+
+    Raises
+    ------
+    StudyError
+        The file is not UTF-8 CSV (a damaged file): the message names it.
+    SchemaError
+        Its columns or dtypes are not the schema's.
     """
     if not path.exists() or path.stat().st_size == 0:
         return schema.frame([]) if schema is not None else pd.DataFrame()
     try:
-        head = pd.read_csv(path, nrows=0)
-    except pd.errors.EmptyDataError:
-        return schema.frame([]) if schema is not None else pd.DataFrame()
-    dtypes = dict(getattr(schema, "DTYPES", {}) or {})
-    text = {c: str for c in head.columns
-            if (str(dtypes.get(c, "")) in _TEXT_DTYPES if schema is not None else c in _TEXT_COLUMNS)}
-    frame = pd.read_csv(path, dtype=text, keep_default_na=False, na_values=[""])
-    return schema.frame(frame) if schema is not None else frame
+        try:
+            head = pd.read_csv(path, nrows=0)
+        except pd.errors.EmptyDataError:
+            return schema.frame([]) if schema is not None else pd.DataFrame()
+        dtypes = dict(getattr(schema, "DTYPES", {}) or {})
+        text = {c: str for c in head.columns
+                if (str(dtypes.get(c, "")) in _TEXT_DTYPES if schema is not None else c in _TEXT_COLUMNS)}
+        frame = pd.read_csv(path, dtype=text, keep_default_na=False, na_values=[""])
+        return schema.frame(frame) if schema is not None else frame
+    except LatentProbeError:  # SchemaError: names the table and its columns
+        raise
+    except (ValueError, pd.errors.ParserError) as err:  # not UTF-8, or not CSV
+        raise StudyError(f"{path}: cannot be read as the table the study wrote ({type(err).__name__}: "
+                         f"{' '.join(str(err).split())[:300]}); the file is damaged: re-run the study with --overwrite "
+                         "(or delete the analysis folder and re-run the same command).") from err
 
 
 def _config(folder: Path) -> dict[str, Any]:

@@ -11,6 +11,14 @@ Output folder::
     DIR/report.html         the report (``latentprobe report DIR`` rebuilds it from the folder alone)
     DIR/failed.json         only when an analysis stopped with an error: which, and the error (the report,
                             written then too, shows it with everything found before)
+    DIR/.study.lock         while a run is writing the folder: its pid, host and start time
+    DIR/.image-hashes.json  the image files' SHA-256, by path, size and modification time (a cache)
+
+One run owns the folder: the study lock (:func:`~latentprobe.study.owner.study_lock`) is taken before the
+folder is read or anything is written there, and held through every analysis, ``answers.csv`` and the
+report; a second run, of this study or another, is refused with
+:class:`~latentprobe.errors.StudyLockedError` naming the owner's pid, host and start time. A lock left by
+a killed run is taken over with a warning.
 
 The order: the study file is checked (:func:`~latentprobe.study.load_study`: keys, data roots, model
 folder), then the data are loaded and sampled and every analysis checks what it needs of them
@@ -25,7 +33,9 @@ without ``--overwrite``.
 Re-running the same command on a killed run resumes it: finished analyses (``done.json``) are
 skipped and the running one resumes from its folder. A folder written for another study file
 (another config fingerprint) or another model is refused with :class:`~latentprobe.errors.StudyError`;
-``overwrite=True`` clears what a study writes there and starts again.
+one whose examples changed since (:mod:`latentprobe.study.datafp`: questions, options, golds, image
+bytes) with :class:`~latentprobe.errors.DataChangedError` listing the example ids. ``overwrite=True``
+clears what a study writes there and starts again.
 """
 
 from __future__ import annotations
@@ -51,6 +61,8 @@ _FAILED = "failed.json"
 _OWNED_FILES = ("study.toml", "study.json", "sample.csv", "answers.csv", _FAILED, "report.html", "diagnosis.json")
 #: What a run that stopped before its results leaves: such a folder is still a fresh one.
 _LEFTOVERS = ("diagnosis.json",)
+#: Files that do not make a folder a study's: the lock (and its takeover guard) and the image-hash cache.
+_IGNORED = (".study.lock", ".study.lock.takeover", ".image-hashes.json")
 
 
 @dataclass(frozen=True)
@@ -148,7 +160,7 @@ def _check_folder(out: Path, study: Study, fingerprint: str, overwrite: bool) ->
             raise StudyError(f"{out} holds a run of another study configuration ({_diff(meta.get('config'), config_record(study))}); "
                              f"pass --overwrite to discard it or choose a new --out folder.")
         return meta
-    if out.exists() and any(p.name not in _LEFTOVERS for p in out.iterdir()):
+    if out.exists() and any(p.name not in _LEFTOVERS + _IGNORED for p in out.iterdir()):
         raise StudyError(f"{out} is not empty and holds no study.json (not a study folder); choose a new --out "
                          "folder or pass --overwrite to clear the files a study writes there.")
     return None
@@ -192,6 +204,12 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
         The study file is invalid, the data or the analyses' needs of them fail their checks (all before the model
         loads), the model cannot be loaded from its source, or ``out_dir`` holds another study's or another
         model's results.
+    StudyLockedError
+        Another run (of this or another study) is writing ``out_dir``; the message names its pid, host and start
+        time. Nothing was written.
+    DataChangedError
+        ``out_dir`` holds a run on other data (an example's question, options, gold or image bytes changed, or
+        examples were added or removed): the message lists the example ids.
     LatentModeError
         No example of the clean run entered latent mode (the message and ``out_dir/diagnosis.json`` hold the
         diagnosis and the fix, e.g. ``[generation] open = "force"``).
@@ -206,12 +224,23 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
     ('x_to_z', 'z_to_y', 'decompose', 'probes', 'collapse')
     """
     t0 = time.perf_counter()
-    say = echo if progress else (lambda *_a, **_k: None)
     study = load_study(study_file)
-    fingerprint = config_fingerprint(study)
     out = Path(out_dir).expanduser()
+    from latentprobe.study.owner import study_lock
+
+    with study_lock(out):  # before anything is read from or written to the folder; held to the end
+        return _run(study, out, overwrite=overwrite, report=report, say=echo if progress else (lambda *_a, **_k: None),
+                    progress=progress, t0=t0)
+
+
+def _run(study: Study, out: Path, *, overwrite: bool, report: bool, say: Callable[[str], None], progress: bool,
+         t0: float) -> StudyRun:
+    """:func:`run_study` once the folder's lock is held."""
+    fingerprint = config_fingerprint(study)
     stored = _check_folder(out, study, fingerprint, overwrite)
     name = study.study.name
+    from latentprobe.study.datafp import (CACHE_NAME, ImageHashCache, check_data, data_fingerprint, example_digests,
+                                          recorded_digests)
 
     from latentprobe.study.analyses import make_context, preflight, run_analysis, write_table
     from latentprobe.study.answers import write_answers
@@ -224,6 +253,10 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
         say(f"[{name}] loading model {study.model.source}")
         model = build_model(study.model, str(study.path))
     data = load_data(study, model)
+    hashes = ImageHashCache(out / CACHE_NAME)
+    digests = example_digests(data, cache=hashes)
+    if stored is not None:
+        check_data(recorded_digests(stored, out / "study.json"), digests, str(out))
     preflight(study, make_context(study, model, data, progress=False))
     if model is None:
         say(f"[{name}] loading model {study.model.source}")
@@ -235,7 +268,7 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
                          "pass --overwrite to discard them or choose a new --out folder.")
     say(f"[{name}] {len(data.sample)} examples; analyses: {', '.join(study.analyses.enabled())}")
     ctx = make_context(study, model, data, progress=progress)
-    with _quiet_threads(model.toy is not None):
+    with _quiet_threads(study.study.threads) as threads:
         diagnosis = _latent_mode(study, ctx, out)
     say(f"[{name}] clean run: {diagnosis.summary()} entered latent mode")
 
@@ -248,17 +281,20 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
     for leftover in _LEFTOVERS:
         (out / leftover).unlink(missing_ok=True)
     if stored is None:
-        atomic_write_text(out / "study.toml", study.path.read_text())
         meta = {"name": name, "fingerprint": fingerprint, "config": config_record(study),
                 "model_fingerprint": model_hash, "model": model.fingerprint, "versions": software_versions(),
-                "created": utc_stamp(), "n_examples": len(data.sample),
+                "created": utc_stamp(), "n_examples": len(data.sample), "threads": threads,
+                "data": {"fingerprint": data_fingerprint(digests), "examples": [[i, d] for i, d in digests.items()]},
                 "latent_mode": {k: diagnosis.to_dict()[k] for k in ("n", "n_entered", "share", "open")}}
         atomic_write_text(out / "study.json", json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n")
+    if stored is None or not (out / "study.toml").exists():  # after study.json: a run stopped between them resumes
+        atomic_write_text(out / "study.toml", study.path.read_text())
+    hashes.save()
     atomic_write_text(out / "sample.csv", data.sample.to_csv(index=False))
     write_table(out, "answers", ctx.answers())
     ran, skipped = [], []
     (out / _FAILED).unlink(missing_ok=True)
-    with _quiet_threads(model.toy is not None):
+    with _quiet_threads(study.study.threads):
         for key in study.analyses.enabled():
             ta = time.perf_counter()
             try:
@@ -318,29 +354,23 @@ def _headlines(out: Path, study: Study) -> dict[str, dict[str, str]]:
 
 
 class _quiet_threads:
-    """For the tiny toy models: one intra-op thread (extra threads only contend) and no convergence warnings."""
+    """The study's thread count (torch and the BLAS pools, :func:`~latentprobe.threads.pinned_threads`) and no
+    convergence warnings; entering gives the thread settings in force (recorded in ``study.json``)."""
 
-    def __init__(self, active: bool) -> None:
-        self.active = active
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
 
-    def __enter__(self) -> None:
-        import torch
+    def __enter__(self) -> dict[str, Any]:
         from sklearn.exceptions import ConvergenceWarning
-        from threadpoolctl import threadpool_limits
+
+        from latentprobe.threads import pinned_threads
 
         self._warn = warnings.catch_warnings()
         self._warn.__enter__()
         warnings.simplefilter("ignore", ConvergenceWarning)
-        self._threads = torch.get_num_threads()
-        self._limits = None
-        if self.active:
-            torch.set_num_threads(1)
-            self._limits = threadpool_limits(limits=1)
+        self._pin = pinned_threads(self.threads)
+        return self._pin.__enter__()
 
     def __exit__(self, *exc: Any) -> None:
-        import torch
-
-        if self._limits is not None:
-            self._limits.unregister()
-        torch.set_num_threads(self._threads)
+        self._pin.__exit__(*exc)
         self._warn.__exit__(*exc)

@@ -224,4 +224,8 @@ def read_model_table(t: Table, check_paths: bool, dtypes: tuple[str, ...]) -> di
                       f"{', '.join(adapters)})", "remove it")
     if source.startswith("toy:") and cfg["num_latents"] is not None:
         raise t.error("num_latents", "the toy models run their own spec", "remove it")
+    for key in ("dtype", "device_map", "revision"):  # the toy runs float32 on the CPU, from the shipped weights
+        if source.startswith("toy:") and cfg[key] is not None:
+            raise t.error(key, "does not apply to the toy models (they run float32 on the CPU, from the shipped "
+                          "weights or `weights`)", "remove it")
     return cfg

@@ -10,7 +10,7 @@ unit recorded as completed is on disk in full and a new
 Layout inside ``out_dir``::
 
     .sweep.lock                 the writer's pid, host and start time (while one writes)
-    {name}.meta.json            config, storage format, completed units
+    {name}.meta.json            config, storage format, completed units (each with its part's SHA-256)
     {name}.parts/part-00000.parquet
     {name}.parts/part-00001.parquet
     ...
@@ -20,6 +20,10 @@ between writing the part and updating the metadata) is ignored and removed
 when the sweep is next opened, as is every temporary file of an interrupted
 write anywhere in the folder; its unit is simply computed again. Part names
 read from the metadata must be ones the store writes (``part-NNNNN.parquet``).
+A part whose bytes differ from the SHA-256 recorded for it is refused with
+:class:`~latentprobe.errors.SweepChecksumError` naming the file; a recorded
+part that is missing when the sweep opens is forgotten with a warning and its
+unit computed again (delete a damaged part to recompute it).
 
 The config records everything the results depend on (the analyses of
 :mod:`latentprobe.causal` put the model's weight hash, the whole spec, the mask

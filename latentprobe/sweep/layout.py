@@ -2,21 +2,31 @@
 
 Every name read from the metadata is checked against the pattern the store writes
 (``part-NNNNN.{format}``), so an edited entry such as ``../../secret.csv`` is refused, never read.
+Each unit's entry records its part's SHA-256 (``sha256``), checked whenever the part is read: a
+damaged or edited part is refused with :class:`~latentprobe.errors.SweepChecksumError`. A part that
+is missing when the store opens is forgotten with a warning, and its unit is computed again (so
+deleting a damaged part recomputes it). Parts written before checksums were recorded are read
+unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
-from latentprobe.errors import SweepIOError, SweepStateError
-from latentprobe.sweep.keys import _canonical, config_diff
+import pandas as pd
+
+from latentprobe.errors import LatentProbeWarning, SweepChecksumError, SweepIOError, SweepStateError
+from latentprobe.sweep.keys import _canonical, config_diff, read_csv_part
 
 __all__ = ["PART_PATTERN", "valid_part", "part_index", "read_meta", "checked_units", "clean_temp_files",
-           "remove_orphans", "mismatch_message", "io_error"]
+           "remove_orphans", "mismatch_message", "io_error", "encode_part", "read_part", "forget_missing_parts"]
 
 #: Names of part files: ``part-`` five to nine digits, then the storage format.
 PART_PATTERN = re.compile(r"part-(\d{5,9})\.(parquet|csv)")
@@ -121,8 +131,10 @@ def checked_units(units: list[Any], meta_path: Path, parts_dir: Path, format: st
         if canon in seen_keys:
             raise SweepStateError(f"{where} repeats unit {u['key']!r}; {_RESTART}")
         n_rows = u.get("n_rows", 0)
-        if isinstance(n_rows, bool) or not isinstance(n_rows, int) or not isinstance(u.get("dtypes", {}), dict):
-            raise SweepStateError(f"{where} (unit {u['key']!r}) has a malformed n_rows or dtypes field; {_RESTART}")
+        if (isinstance(n_rows, bool) or not isinstance(n_rows, int) or not isinstance(u.get("dtypes", {}), dict)
+                or not isinstance(u.get("sha256", ""), str)):
+            raise SweepStateError(f"{where} (unit {u['key']!r}) has a malformed n_rows, dtypes or sha256 field; "
+                                  f"{_RESTART}")
         seen_keys.add(canon)
         if part is not None:
             seen_parts.add(part)
@@ -215,3 +227,100 @@ def io_error(exc: OSError, doing: str) -> SweepIOError:
     """
     return SweepIOError(exc.errno, f"{doing} failed ({exc}); check that the folder exists, is writable and "
                                    "has free space, then rerun (completed units are kept).")
+
+
+def encode_part(frame: pd.DataFrame, format: str) -> tuple[bytes, str]:
+    """A part's file content and its checksum.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The unit's rows.
+    format : str
+        ``"parquet"`` or ``"csv"``.
+
+    Returns
+    -------
+    tuple of (bytes, str)
+        The bytes to write and ``"sha256:<64 hex digits>"`` of them.
+    """
+    if format == "parquet":
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        data = buf.getvalue()
+    else:
+        data = frame.to_csv(index=False).encode("utf-8")
+    return data, "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def read_part(path: Path, entry: dict[str, Any], format: str, meta_path: Path) -> pd.DataFrame:
+    """A stored part's rows, its bytes checked against the checksum its unit's entry records.
+
+    Parameters
+    ----------
+    path : Path
+        The part file.
+    entry : dict
+        Its unit's metadata entry (``key``, ``sha256``, CSV ``dtypes``).
+    format : str
+        ``"parquet"`` or ``"csv"``.
+    meta_path : Path
+        The sweep's metadata file, for messages.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    SweepChecksumError
+        The bytes differ from the recorded checksum.
+    SweepStateError
+        The file is missing or cannot be parsed.
+    """
+    recover = (f"delete {path} to compute unit {entry['key']!r} again on the next run (the other units are kept), "
+               "or pass overwrite=True to start again.")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SweepStateError(f"part {path} of completed unit {entry['key']!r} is missing; the folder was modified "
+                              "outside latentprobe. Open the store again to compute that unit again, or pass "
+                              "overwrite=True to start again.") from None
+    except OSError as exc:
+        raise SweepStateError(f"part {path} of completed unit {entry['key']!r} cannot be read ({exc}); "
+                              f"{recover}") from exc
+    expected = entry.get("sha256")
+    if expected is not None and "sha256:" + hashlib.sha256(data).hexdigest() != expected:
+        raise SweepChecksumError(f"part {path} of completed unit {entry['key']!r} is damaged: its SHA-256 differs "
+                                 f"from the one {meta_path} recorded when it was written; {recover}")
+    try:
+        if format == "parquet":
+            return pd.read_parquet(io.BytesIO(data))
+        return read_csv_part(io.BytesIO(data), entry.get("dtypes", {}))
+    except Exception as exc:  # a damaged file the checksum did not cover (an old part): pyarrow and csv errors
+        raise SweepStateError(f"part {path} of completed unit {entry['key']!r} cannot be read ({type(exc).__name__}: "
+                              f"{exc}); the file was damaged or modified outside latentprobe: {recover}") from exc
+
+
+def forget_missing_parts(units: list[dict[str, Any]], parts_dir: Path) -> list[dict[str, Any]]:
+    """``units`` without those whose part file is gone (deleted to recompute them), with a warning naming them.
+
+    Parameters
+    ----------
+    units : list[dict[str, Any]]
+        The sweep's checked units.
+    parts_dir : Path
+        Its parts folder.
+
+    Returns
+    -------
+    list[dict[str, Any]]
+        The units whose rows are still on disk (and those without rows), in order.
+    """
+    gone = [u for u in units if u.get("part") and not (parts_dir / u["part"]).is_file()]
+    if gone:
+        more = " ..." if len(gone) > 5 else ""
+        warnings.warn(f"{len(gone)} part file(s) of {parts_dir} are missing ({', '.join(u['part'] for u in gone[:5])}"
+                      f"{more}); their units ({', '.join(repr(u['key']) for u in gone[:5])}{more}) will be computed "
+                      "again.", LatentProbeWarning, stacklevel=4)
+    return [u for u in units if u not in gone]

@@ -1,6 +1,7 @@
 """One writer per sweep folder: a lock file created atomically, re-entrant within a process.
 
-The lock file ``{folder}/.sweep.lock`` holds the owner's pid, host, process start time and a random
+The lock file ``{folder}/.sweep.lock`` (another ``name`` for other owners of a folder: a study's
+``.study.lock``, :mod:`latentprobe.study.owner`) holds the owner's pid, host, process start time and a random
 token, as JSON. It is created with ``os.open(..., O_CREAT | O_EXCL)``, so two processes cannot both
 create it. A process that holds it may take it again (every store of one analysis shares its
 folder); it is removed when the last holder releases it, and at interpreter exit.
@@ -45,6 +46,8 @@ class _Held:
     token: str
     count: int
     generation: int
+    folder: Path
+    name: str
 
 
 _LOCK = threading.RLock()
@@ -52,8 +55,8 @@ _HELD: dict[str, _Held] = {}
 _GENERATION = [0]
 
 
-def _key(folder: Path) -> str:
-    return os.path.realpath(folder)
+def _key(folder: Path, name: str = LOCK_NAME) -> str:
+    return os.path.join(os.path.realpath(folder), name)
 
 
 def _proc_start(pid: int) -> str | None:
@@ -144,14 +147,15 @@ def _create(path: Path) -> str:
     return token
 
 
-def _refused(folder: Path, path: Path, owner: dict[str, Any] | None, extra: str = "") -> SweepLockedError:
+def _refused(folder: Path, path: Path, owner: dict[str, Any] | None, extra: str = "",
+             what: str = "sweep folder") -> SweepLockedError:
     return SweepLockedError(
-        f"sweep folder {folder} is being written by {_describe(owner)}{extra}; only one process may write "
-        f"to a sweep folder at a time. Wait for it to finish, use another out_dir, or, if that process is "
+        f"{what} {folder} is being written by {_describe(owner)}{extra}; only one process may write "
+        f"to a {what} at a time. Wait for it to finish, use another out_dir, or, if that process is "
         f"gone, delete {path}.")
 
 
-def _take_over(folder: Path, path: Path, owner: dict[str, Any] | None, reason: str) -> str:
+def _take_over(folder: Path, path: Path, owner: dict[str, Any] | None, reason: str, what: str) -> str:
     guard = path.with_name(path.name + ".takeover")
     try:
         os.close(os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
@@ -162,32 +166,36 @@ def _take_over(folder: Path, path: Path, owner: dict[str, Any] | None, reason: s
             old = False
         if old:
             guard.unlink(missing_ok=True)
-        raise _refused(folder, path, owner, " (another process is taking over its stale lock)") from None
+        raise _refused(folder, path, owner, " (another process is taking over its stale lock)", what) from None
     try:
         if read_owner(path) != owner:  # changed since we looked: someone else took it
             current = read_owner(path)
             if path.exists():
-                raise _refused(folder, path, current)
+                raise _refused(folder, path, current, what=what)
         else:
             path.unlink(missing_ok=True)
         try:
             token = _create(path)
         except FileExistsError:
-            raise _refused(folder, path, read_owner(path)) from None
+            raise _refused(folder, path, read_owner(path), what=what) from None
     finally:
         guard.unlink(missing_ok=True)
-    warnings.warn(f"took over the stale writer lock of sweep folder {folder} held by {_describe(owner)}: "
+    warnings.warn(f"took over the stale writer lock of {what} {folder} held by {_describe(owner)}: "
                   f"{reason}.", SweepLockWarning, stacklevel=4)
     return token
 
 
-def acquire(folder: str | os.PathLike) -> int:
+def acquire(folder: str | os.PathLike, *, name: str = LOCK_NAME, what: str = "sweep folder") -> int:
     """Take the writer lock of ``folder`` (again, if this process holds it).
 
     Parameters
     ----------
     folder : str | os.PathLike
         The sweep's folder.
+    name : str
+        The lock file's name inside ``folder`` (locks of different names are independent).
+    what : str
+        What the folder is, for messages (``"sweep folder"``, ``"study folder"``).
 
     Returns
     -------
@@ -201,28 +209,29 @@ def acquire(folder: str | os.PathLike) -> int:
         If another live process holds it.
     """
     folder = Path(folder)
-    key = _key(folder)
+    key = _key(folder, name)
     with _LOCK:
         h = _HELD.get(key)
         if h is not None and h.pid == os.getpid():
             h.count += 1
             return h.generation
         _HELD.pop(key, None)  # inherited through fork: the parent's, not ours
-        path = folder / LOCK_NAME
+        path = folder / name
         try:
             token = _create(path)
         except FileExistsError:
             owner = read_owner(path)
             reason = _stale_reason(path, owner)
             if reason is None:
-                raise _refused(folder, path, owner) from None
-            token = _take_over(folder, path, owner, reason)
+                raise _refused(folder, path, owner, what=what) from None
+            token = _take_over(folder, path, owner, reason, what)
         _GENERATION[0] += 1
-        _HELD[key] = _Held(pid=os.getpid(), token=token, count=1, generation=_GENERATION[0])
+        _HELD[key] = _Held(pid=os.getpid(), token=token, count=1, generation=_GENERATION[0],
+                             folder=Path(os.path.realpath(folder)), name=name)
         return _GENERATION[0]
 
 
-def release(folder: str | os.PathLike, *, all_holds: bool = False) -> None:
+def release(folder: str | os.PathLike, *, all_holds: bool = False, name: str = LOCK_NAME) -> None:
     """Give back one hold of ``folder``'s lock (every hold with ``all_holds``); the file goes with the last.
 
     Parameters
@@ -231,9 +240,11 @@ def release(folder: str | os.PathLike, *, all_holds: bool = False) -> None:
         The sweep's folder.
     all_holds : bool
         Release every hold of this process, not one.
+    name : str
+        The lock file's name inside ``folder``.
     """
     folder = Path(folder)
-    key = _key(folder)
+    key = _key(folder, name)
     with _LOCK:
         h = _HELD.get(key)
         if h is None or h.pid != os.getpid():
@@ -242,7 +253,7 @@ def release(folder: str | os.PathLike, *, all_holds: bool = False) -> None:
         if h.count > 0:
             return
         del _HELD[key]
-        path = folder / LOCK_NAME
+        path = h.folder / name
         owner = read_owner(path)
         if owner is not None and owner.get("token") == h.token:
             try:
@@ -251,25 +262,27 @@ def release(folder: str | os.PathLike, *, all_holds: bool = False) -> None:
                 pass
 
 
-def held(folder: str | os.PathLike) -> bool:
+def held(folder: str | os.PathLike, *, name: str = LOCK_NAME) -> bool:
     """Whether this process holds ``folder``'s lock.
 
     Parameters
     ----------
     folder : str | os.PathLike
         The sweep's folder.
+    name : str
+        The lock file's name inside ``folder``.
 
     Returns
     -------
     bool
     """
     with _LOCK:
-        h = _HELD.get(_key(Path(folder)))
+        h = _HELD.get(_key(Path(folder), name))
         return h is not None and h.pid == os.getpid()
 
 
 @atexit.register
 def _release_all() -> None:
     with _LOCK:
-        for key in list(_HELD):
-            release(Path(key), all_holds=True)
+        for h in list(_HELD.values()):
+            release(h.folder, all_holds=True, name=h.name)

@@ -17,10 +17,9 @@ from latentprobe.atomic import atomic_write
 from latentprobe.errors import (SweepArgumentError, SweepConfigMismatch, SweepError, SweepIOError, SweepRowsError,
                                 SweepStateError)
 from latentprobe.sweep import lock as _lock
-from latentprobe.sweep.keys import (_canonical, _denormalize_key, normalize_key, read_csv_part,
-                                    rows_frame)
-from latentprobe.sweep.layout import (checked_units, clean_temp_files, io_error, mismatch_message, part_index,
-                                      read_meta, remove_orphans, valid_part)
+from latentprobe.sweep.keys import _canonical, _denormalize_key, normalize_key, rows_frame
+from latentprobe.sweep.layout import (checked_units, clean_temp_files, encode_part, forget_missing_parts, io_error,
+                                      mismatch_message, part_index, read_meta, read_part, remove_orphans, valid_part)
 
 __all__ = ["ResumableSweep"]
 
@@ -224,6 +223,10 @@ class ResumableSweep:
                 raise SweepConfigMismatch(mismatch_message(self._name, self._out_dir, stored_config, self._requested))
             self._config = stored_config
             self._units = checked_units(meta["units"], self._meta_path, self._parts_dir, self._format)
+            kept = forget_missing_parts(self._units, self._parts_dir)
+            if len(kept) < len(self._units):
+                self._units = kept
+                self._write_meta()
         else:
             self._config = {} if self._requested is None else self._requested
             self._units = []
@@ -350,13 +353,11 @@ class ResumableSweep:
             try:
                 if self._memory is not None:
                     self._memory[part_name] = frame
-                elif self._format == "parquet":
-                    path = self._parts_dir / part_name
-                    atomic_write(path, lambda f: frame.to_parquet(f, index=False), binary=True)
                 else:
-                    path = self._parts_dir / part_name
-                    entry["dtypes"] = {c: str(t) for c, t in frame.dtypes.items()}
-                    atomic_write(path, lambda f: frame.to_csv(f, index=False), binary=False)
+                    data, entry["sha256"] = encode_part(frame, self._format)
+                    if self._format == "csv":
+                        entry["dtypes"] = {c: str(t) for c, t in frame.dtypes.items()}
+                    atomic_write(self._parts_dir / part_name, lambda f: f.write(data), binary=True)
             except OSError as exc:
                 raise SweepIOError(
                     exc.errno, f"writing part {part_name} of unit {unit_key!r} in {self._parts_dir} failed "
@@ -388,21 +389,7 @@ class ResumableSweep:
         if not valid_part(entry["part"], self._format):
             raise SweepStateError(f"unit {entry['key']!r} in {self._meta_path} names part {entry['part']!r}, "
                                   "which this store did not write; pass overwrite=True to start again.")
-        path = self._parts_dir / entry["part"]
-        if not path.exists():
-            raise SweepStateError(
-                f"part {path} of completed unit {entry['key']!r} is missing; the folder "
-                "was modified outside latentprobe. Pass overwrite=True to start again."
-            )
-        try:
-            if self._format == "parquet":
-                return pd.read_parquet(path)
-            return read_csv_part(path, entry.get("dtypes", {}))
-        except Exception as exc:  # a damaged file: pyarrow, csv and OS errors
-            raise SweepStateError(
-                f"part {path} of completed unit {entry['key']!r} cannot be read ({type(exc).__name__}: "
-                f"{exc}); the file was damaged or modified outside latentprobe. Pass overwrite=True to "
-                "start again.") from exc
+        return read_part(self._parts_dir / entry["part"], entry, self._format, self._meta_path)
 
     def results(self) -> pd.DataFrame:
         """All stored rows, one DataFrame.

@@ -29,8 +29,8 @@ Conventions
   fixed meaning always get the same colour (``latent`` blue, ``random_matched_norm`` grey).
 * Wherever the table has ``ci_low``/``ci_high`` the figure shows them, as a shaded band around
   lines or as whiskers on points and bars.  Rows with NaN bounds (e.g. ``n_boot=0``) are drawn
-  without an interval.  The intervals are whatever the analysis computed (usually a 95%
-  percentile bootstrap over examples); a figure does not make them more than that.
+  without an interval.  The intervals are whatever the analysis computed (a 95% interval over
+  examples calibrated for the outcome, :mod:`latentprobe.stats`); a figure does not make them more than that.
 * Every figure stores its kind and a caption (what it shows, what it does not prove) in
   ``fig.layout.meta``; :func:`caption_for` reads it, :data:`CAPTIONS` lists them.  Axis ranges
   follow what each metric can take (:func:`metric_range`: cosine within [-1, 1], relative L2,

@@ -42,10 +42,11 @@ CAPTIONS: dict[str, str] = {
         "Output of the model when the latents are intervened on (Z → Y), one bar per intervention and "
         "mode with 95% bootstrap whiskers. Accuracy and flip rate are fractions of examples; the change in "
         "accuracy is intervention − control; KL(control ‖ intervention) of the first answer token is in "
-        "nats. Patched latents can be out of distribution: a change shows that the model is sensitive "
-        "to the patch, not that the latents carry the reasoning in normal runs. A star marks an effect "
-        "whose p-value survives Holm's adjustment over the intervention x mode cells of its metric "
-        "(family-wise error 0.05); unstarred bars are not distinguishable from the control after it."
+        "nats. Conditions marked `ood` in the section's table feed latents far from every clean latent (measured): "
+        "a change under them shows that the model is sensitive to the patch, not that the latents carry the "
+        "reasoning in normal runs; `swap` feeds clean latents of other examples. A star marks an effect whose "
+        "p-value survives Holm's adjustment over the intervention x mode cells of its metric (family-wise "
+        "error 0.05); unstarred bars are not distinguishable from the control after it."
     ),
     "decomposition_bars": (
         "Mediation decomposition of the treatment's effect on the outcome (treated − clean): total (TE), "

@@ -239,7 +239,7 @@ def probe_controls(
     >>> y = np.repeat([0, 1], 12)
     >>> reps = {"latent": rng.normal(size=(24, 4)) + y[:, None], "noise": rng.normal(size=(24, 4))}
     >>> table = compare_representations(reps, y, np.arange(24) // 2, n_splits=3, seed=0,
-    ...                                 probe=LinearProbe(Cs=(1.0,), inner_cv=2))
+    ...                                 control_types=np.arange(24) % 3, probe=LinearProbe(Cs=(1.0,), inner_cv=2))
     >>> [t.name for t in viz.probe_controls(table).data]
     ['probe', 'majority baseline', 'shuffled labels', 'control task']
     """

@@ -1,11 +1,12 @@
 """Shared pieces of the causal tests: a logits processor for random-weight toys, reference
-bootstrap loops, and callables that fail on purpose (for the resume-after-crash tests)."""
+intervals (bootstrap loops, Wilson and Tango computed independently), and callables that fail on
+purpose (for the resume-after-crash tests)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
+from scipy import optimize, stats as sps
 
 from latentprobe.engine import ForceOpen, LatentRunner
 from latentprobe.toy.model import mask_rule, toy_spec
@@ -32,26 +33,55 @@ def _load_trained(variant):
 
 
 def _loop_ci(x, n_boot, seed, conf=0.95):
+    """Studentised bootstrap (bootstrap-t) of the mean, one resample at a time, from the documented draws."""
     x = np.asarray(x, dtype=float)
-    idx = np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))
-    boots = [x[i].mean() for i in idx]
+    n = len(x)
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    m, se = x.mean(), x.std(ddof=1) / np.sqrt(n)
+    t = [(x[i].mean() - m) / (x[i].std(ddof=1) / np.sqrt(n)) for i in idx]
     a = 1 - conf
-    return np.quantile(boots, [a / 2, 1 - a / 2])
+    q_lo, q_hi = np.quantile(t, [a / 2, 1 - a / 2])
+    return np.array([m - q_hi * se, m - q_lo * se])
 
 
 def _loop_paired_ci(a, b, n_boot, seed, conf=0.95):
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    idx = np.random.default_rng(seed).integers(0, len(a), size=(n_boot, len(a)))
-    boots = [a[i].mean() - b[i].mean() for i in idx]
-    al = 1 - conf
-    return np.quantile(boots, [al / 2, 1 - al / 2])
+    """The paired interval of mean(a) - mean(b) for continuous outcomes: bootstrap-t of the differences."""
+    return _loop_ci(np.asarray(a, float) - np.asarray(b, float), n_boot, seed, conf)
 
 
-def _binom_p(x, y):
-    """McNemar exact p-value for paired booleans x (reference) and y."""
+def _wilson(x, conf=0.95):
+    """Wilson's interval of a proportion, as scipy computes it."""
+    x = np.asarray(x).astype(bool)
+    ci = sps.binomtest(int(x.sum()), len(x)).proportion_ci(confidence_level=conf, method="wilson")
+    return np.array([ci.low, ci.high])
+
+
+def _tango(before, after, conf=0.95):
+    """Tango's interval for mean(after) - mean(before), with the constrained MLE found numerically."""
+    before, after = np.asarray(before).astype(bool), np.asarray(after).astype(bool)
+    n, gain, loss = len(before), int(np.sum(~before & after)), int(np.sum(before & ~after))
+    z = sps.norm.ppf(0.5 + conf / 2)
+
+    def score(d):
+        def nll(p21):
+            p12, rest = p21 + d, 1 - 2 * p21 - d
+            return -(gain * np.log(max(p12, 1e-300)) + loss * np.log(max(p21, 1e-300))
+                     + (n - gain - loss) * np.log(max(rest, 1e-300)))
+        p21 = optimize.minimize_scalar(nll, bounds=(max(0.0, -d) + 1e-15, min(1.0, (1 - d) / 2) - 1e-15),
+                                       method="bounded", options={"xatol": 1e-14}).x
+        return (gain - loss - n * d) / np.sqrt(n * (2 * p21 + d * (1 - d)))
+
+    est = (gain - loss) / n
+    lo = optimize.brentq(lambda d: score(d) - z, -1 + 1e-9, est) if est > -1 else -1.0
+    hi = optimize.brentq(lambda d: score(d) + z, est, 1 - 1e-9) if est < 1 else 1.0
+    return np.array([lo, hi])
+
+
+def _score_p(x, y):
+    """p of the score test Tango's interval inverts: McNemar's chi-square without continuity correction."""
     b = int(np.sum(x & ~y))
     c = int(np.sum(~x & y))
-    return 1.0 if b + c == 0 else sps.binomtest(b, b + c, 0.5).pvalue
+    return 1.0 if b + c == 0 else float(sps.chi2.sf((b - c) ** 2 / (b + c), 1))
 
 
 def _med_rows(y):
@@ -73,6 +103,7 @@ class HalveLatents:
 
     def __init__(self, limit=None):
         self.limit, self.seen = limit, set()
+        self.__latentprobe_version__ = "1"  # the failure limit does not change the rows: a resume may drop it
 
     def __call__(self, z, step, example):
         self.seen.add(example.example_id)
@@ -86,6 +117,7 @@ class Mirror:
 
     def __init__(self, limit=None):
         self.limit, self.calls = limit, 0
+        self.__latentprobe_version__ = "1"  # the failure limit does not change the rows: a resume may drop it
 
     def __call__(self, prompt, image, meta):
         self.calls += 1

@@ -12,7 +12,7 @@ from latentprobe.perturbations import Custom, ImageSwap, QuestionSwap
 from latentprobe.toy.perturbations import Counterfactual, toy_inputs
 
 from causal.helpers import (
-    Boom, force_open, MAX_NEW, Mirror, NB, _binom_p, _load_trained, _loop_ci, _loop_paired_ci, _med_rows, runner,
+    Boom, force_open, MAX_NEW, Mirror, NB, _load_trained, _loop_ci, _med_rows, _score_p, _tango, _wilson, runner,
 )
 
 
@@ -25,13 +25,16 @@ def test_bypass_nie_exactly_zero(model, tok, inputs):
                             logits_processor=proc, progress=False)
             nie = res.effects["NIE"]
             assert nie.n == len(inputs) and res.dropped.empty
-            assert (nie.estimate, nie.ci_low, nie.ci_high) == (0.0, 0.0, 0.0)
+            # gold_logprob: identical outcomes, the point [0, 0]; correct: no discordant pair, Tango's
+            # interval +-z**2 / (n + z**2) (never [0, 0])
+            half = 0.0 if outcome == "gold_logprob" else 1.959963984540054 ** 2 / (len(inputs) + 1.959963984540054 ** 2)
+            assert nie.estimate == 0.0 and nie.p_value == 1.0
+            assert (nie.ci_low, nie.ci_high) == pytest.approx((-half, half), abs=1e-12)
             # the answer cannot read the latents: the direct effect is the whole effect
             assert res.effects["NDE"].estimate == res.effects["TE"].estimate
             s = res.summary.set_index("effect")
-            assert s.loc["NIE", "estimate"] == 0.0 and s.loc["NIE", "ci_low"] == 0.0 and s.loc["NIE", "ci_high"] == 0.0
-            if outcome == "correct":
-                assert s.loc["NIE", "p_value"] == 1.0
+            assert s.loc["NIE", "estimate"] == 0.0 and s.loc["NIE", "ci_low"] == nie.ci_low
+            assert s.loc["NIE", "ci_high"] == nie.ci_high and s.loc["NIE", "p_value"] == 1.0
     # the treatment does change the outcome through X (the comparison is not vacuous)
     res = decompose(r, inputs, QuestionSwap(seed=2), outcome="gold_logprob", n_boot=NB, max_new_tokens=MAX_NEW,
                     logits_processor=proc, progress=False)
@@ -65,19 +68,24 @@ def test_summarize_mediation_matches_reference():
     for name, cond in (("TE", "treated"), ("NDE", "direct"), ("NIE", "indirect")):
         assert s.loc[name, "estimate"] == pytest.approx(y[cond].mean() - clean.mean())
         np.testing.assert_allclose(s.loc[name, ["ci_low", "ci_high"]].to_numpy(float),
-                                   _loop_paired_ci(y[cond], clean, 1200, 9), rtol=1e-12)
-        assert s.loc[name, "p_value"] == pytest.approx(_binom_p(clean, y[cond]), rel=1e-12)
+                                   _tango(clean, y[cond]), atol=1e-6)
+        assert s.loc[name, "p_value"] == pytest.approx(_score_p(clean, y[cond]), rel=1e-12)
+        assert "Tango" in s.loc[name, "method"] and "b=" in s.loc[name, "method"]
     assert eff["TE"].excludes_zero
     assert prop == pytest.approx(eff["NIE"].estimate / eff["TE"].estimate)
     assert s.loc["proportion_mediated", "estimate"] == pytest.approx(prop)
     assert s.loc["proportion_mediated", "ci_low"] <= prop <= s.loc["proportion_mediated", "ci_high"]
     inter = y["treated"].astype(float) - y["direct"] - y["indirect"] + clean
     np.testing.assert_allclose(s.loc["interaction", ["ci_low", "ci_high"]].to_numpy(float),
-                               _loop_ci(inter, 1200, 9), rtol=1e-12)
+                               _loop_ci(inter, 1200, 9), atol=1e-9)
     assert missing == []
-    # log-prob outcome: same differences, no McNemar p-value
+    np.testing.assert_allclose(s.loc["mean_clean", ["ci_low", "ci_high"]].to_numpy(float), _wilson(clean),
+                               atol=1e-12)
+    # log-prob outcome: same differences, the studentised bootstrap and its bootstrap-t p-value
     s2 = summarize_mediation(rows, outcome="gold_logprob", n_boot=1200, seed=9).set_index("effect")
-    assert np.isnan(s2.loc["TE", "p_value"])
+    np.testing.assert_allclose(s2.loc["TE", ["ci_low", "ci_high"]].to_numpy(float),
+                               _loop_ci(y["treated"].astype(float) - clean, 1200, 9), atol=1e-9)
+    assert (s2.loc["TE", "p_value"] < 0.05) == bool(s2.loc["TE", "ci_low"] > 0 or s2.loc["TE", "ci_high"] < 0)
     assert s2.loc["NIE", "estimate"] == pytest.approx(s.loc["NIE", "estimate"])
 
 

@@ -75,7 +75,7 @@ def test_z_to_y_refuses_another_lambda_body_or_closed_over_value(model, tok, inp
     with pytest.raises(SweepConfigMismatch) as info:
         z_to_y(r, trace, {"scale": Lambda(times(-50)), "stop": Lambda(lambda z, s, e: (_ for _ in ()).throw(Boom()))},
                out_dir=tmp_path / "b", **kw)
-    assert "'interventions.scale.code.values'" in str(info.value)
+    assert "'interventions.scale.code.values.closure.k': stored 2, now -50" in str(info.value)
     assert "interventions.stop" not in str(info.value)  # only what changed is listed
 
 

@@ -13,7 +13,7 @@ from latentprobe.interventions import NoLatents
 from latentprobe.toy.perturbations import toy_inputs
 
 from causal.helpers import (
-    Boom, force_open, HalveLatents, MAX_NEW, NB, _binom_p, _load_trained, _loop_ci, _loop_paired_ci, runner,
+    Boom, force_open, HalveLatents, MAX_NEW, NB, _load_trained, _loop_ci, _loop_paired_ci, _score_p, _tango, _wilson, runner,
 )
 
 
@@ -38,7 +38,14 @@ def test_bypass_z_to_y_exactly_zero(model, tok, inputs):
     for metric in ("accuracy_change", "flip_rate", "kl", "gold_logprob_change"):
         m = s[s["metric"] == metric]
         assert len(m) == 3 * (len(names) - 2) + 3 if metric != "accuracy_change" else len(m) > 0
-        assert (m["estimate"] == 0.0).all() and (m["ci_low"] == 0.0).all() and (m["ci_high"] == 0.0).all()
+        assert (m["estimate"] == 0.0).all()
+        if metric in ("kl", "gold_logprob_change"):  # a constant continuous outcome: the point [0, 0]
+            assert (m["ci_low"] == 0.0).all() and (m["ci_high"] == 0.0).all()
+        else:  # no flip and no discordant pair still leave an interval (Wilson, Tango), never [0, 0]
+            n, z2 = m["n"].to_numpy(float), 1.959963984540054 ** 2
+            low = -z2 / (n + z2) if metric == "accuracy_change" else np.zeros(len(m))
+            np.testing.assert_allclose(m["ci_low"].to_numpy(float), low, atol=1e-12)
+            np.testing.assert_allclose(m["ci_high"].to_numpy(float), z2 / (n + z2), atol=1e-12)
     assert (s.loc[s["metric"] == "accuracy_change", "p_value"] == 1.0).all()
     # replay scores the recorded answer; it is unchanged too
     rep = latent_only[latent_only["mode"] == "replay"]
@@ -87,16 +94,14 @@ def test_summarize_z_to_y_matches_reference():
         "n_latents": 4})
     s = summarize_z_to_y(rows, n_boot=1000, seed=5).set_index("metric")
     assert s.loc["accuracy_change", "estimate"] == pytest.approx(cor.mean() - ref_c.mean())
-    assert s.loc["accuracy_change", "p_value"] == pytest.approx(_binom_p(ref_c, cor), rel=1e-12)
+    assert s.loc["accuracy_change", "p_value"] == pytest.approx(_score_p(ref_c, cor), rel=1e-12)
     np.testing.assert_allclose(s.loc["accuracy_change", ["ci_low", "ci_high"]].to_numpy(float),
-                               _loop_paired_ci(cor, ref_c, 1000, 5), rtol=1e-12)
-    np.testing.assert_allclose(s.loc["accuracy", ["ci_low", "ci_high"]].to_numpy(float), _loop_ci(cor, 1000, 5),
-                               rtol=1e-12)
-    np.testing.assert_allclose(s.loc["flip_rate", ["ci_low", "ci_high"]].to_numpy(float), _loop_ci(flip, 1000, 5),
-                               rtol=1e-12)
+                               _tango(ref_c, cor), atol=1e-6)
+    np.testing.assert_allclose(s.loc["accuracy", ["ci_low", "ci_high"]].to_numpy(float), _wilson(cor), atol=1e-12)
+    np.testing.assert_allclose(s.loc["flip_rate", ["ci_low", "ci_high"]].to_numpy(float), _wilson(flip), atol=1e-12)
     np.testing.assert_allclose(s.loc["gold_logprob_change", ["ci_low", "ci_high"]].to_numpy(float),
-                               _loop_paired_ci(glp, rglp, 1000, 5), rtol=1e-12)
-    np.testing.assert_allclose(s.loc["kl", ["ci_low", "ci_high"]].to_numpy(float), _loop_ci(kl, 1000, 5), rtol=1e-12)
+                               _loop_paired_ci(glp, rglp, 1000, 5), atol=1e-9)
+    np.testing.assert_allclose(s.loc["kl", ["ci_low", "ci_high"]].to_numpy(float), _loop_ci(kl, 1000, 5), atol=1e-9)
     assert (s["n"] == n).all() and "recorded_logprob_change" not in s.index
 
 

@@ -71,13 +71,14 @@ def _sweep_data():
 
 def test_controls_per_cell_match_the_full_sweep():
     features, y, groups = _sweep_data()
-    kw = dict(n_splits=3, probe=LinearProbe(Cs=(1.0,)), progress=False)
+    kw = dict(n_splits=3, probe=LinearProbe(Cs=(1.0,)), progress=False, control_types=np.arange(len(y)) % 4)
     full = probe_sweep(features, y, groups, controls=True, **kw).scores
     some = probe_sweep(features, y, groups, controls=[(1, 1)], **kw).scores
     picked = (some.layer == 1) & (some.step == 1)
-    cols = ["score", "shuffle", "control", "selectivity", "majority", "chance"]
+    cols = ["score", "shuffle", "control", "selectivity", "selectivity_ci_low", "selectivity_ci_high", "control_recur",
+            "majority", "chance"]
     np.testing.assert_array_equal(some.loc[picked, cols].to_numpy(), full.loc[picked, cols].to_numpy())
-    assert some.loc[~picked, ["shuffle", "control", "selectivity"]].isna().all().all()
+    assert some.loc[~picked, ["shuffle", "control", "selectivity", "selectivity_ci_low"]].isna().all().all()
     np.testing.assert_array_equal(some.score, full.score)
     with pytest.raises(ProbeError, match="not probed"):
         probe_sweep(features, y, groups, controls=[(5, 0)], **kw)
@@ -85,7 +86,7 @@ def test_controls_per_cell_match_the_full_sweep():
 
 def test_n_jobs_gives_the_same_rows():
     features, y, groups = _sweep_data()
-    kw = dict(n_splits=3, probe=LinearProbe(Cs=(0.1, 1.0)), progress=False)
+    kw = dict(n_splits=3, probe=LinearProbe(Cs=(0.1, 1.0)), progress=False, control_types=np.arange(len(y)) % 4)
     serial = probe_sweep(features, y, groups, **kw).scores
     # threads instead of worker processes: same code path, without the cost of starting interpreters
     with parallel_config(backend="threading"):

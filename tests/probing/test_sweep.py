@@ -25,7 +25,9 @@ def test_probe_sweep_array_input():
     n, L, K, d = len(y), 2, 3, 5
     feats = rng.normal(size=(n, L, K, d))
     feats[:, 1, 2] = X  # only (layer 1, step 2) carries the label
-    res = probe_sweep(feats, y, groups, n_splits=3, progress=False, probe=LinearProbe(**FAST), target_name="answer")
+    types = np.arange(n) % 5  # a per-example key that recurs across groups (e.g. the question)
+    res = probe_sweep(feats, y, groups, n_splits=3, progress=False, probe=LinearProbe(**FAST), target_name="answer",
+                      control_types=types)
     assert isinstance(res, ProbeSweepResult)
     df = res.scores
     assert list(df.columns) == list(SCORE_COLUMNS)
@@ -35,9 +37,11 @@ def test_probe_sweep_array_input():
     assert (df.chance == 0.5).all() and (df.n == n).all() and (df.n_groups == 60).all()
     assert df[["shuffle", "control", "selectivity", "majority"]].notna().all().all()
     np.testing.assert_allclose(df.selectivity, df.score - df.control)
+    assert (df.selectivity_ci_low <= df.selectivity).all() and (df.selectivity <= df.selectivity_ci_high).all()
+    assert (df.control_recur == 1.0).all()
     best = res.best()
     assert (best.layer, best.step) == (1, 2)
-    assert best.score > 0.9 and best.selectivity > 0.3
+    assert best.score > 0.9 and best.selectivity > 0.3 and best.selectivity_ci_low > 0.2
     table = res.pivot()
     assert table.shape == (L, K)
     assert table.loc[1, 2] == best.score
@@ -53,7 +57,7 @@ def test_probe_sweep_dict_input_and_filters():
     df = res.scores
     assert list(df.columns) == list(SCORE_COLUMNS)
     assert sorted(zip(df.layer, df.step)) == [(8, "z0"), (8, "z1")]
-    assert df[["shuffle", "control", "selectivity"]].isna().all().all()
+    assert df[["shuffle", "control", "selectivity", "selectivity_ci_low", "control_recur"]].isna().all().all()
     assert df.majority.notna().all()
     assert res.pivot().shape == (1, 2)
 
@@ -86,11 +90,12 @@ def test_compare_representations():
     X, y, groups = grouped_data(n_groups=30, per_group=2, d=6, n_classes=2, signal=2.5)
     rng = np.random.default_rng(9)
     reps = {"latent": X, "random_weights_model": rng.normal(size=(len(y), 10))}
-    df = compare_representations(reps, y, groups, n_splits=3, probe=LinearProbe(**FAST))
+    df = compare_representations(reps, y, groups, n_splits=3, probe=LinearProbe(**FAST), control_types=np.arange(len(y)) % 4)
     assert list(df.representation) == ["latent", "random_weights_model"]
     expected = ["representation", "target"] + [c for c in SCORE_COLUMNS if c not in ("target", "layer", "step")]
     assert list(df.columns) == expected
     latent, rand = df.set_index("representation").loc[["latent", "random_weights_model"], "score"]
     assert latent > 0.9 and latent > rand + 0.25
+    assert df.set_index("representation").loc["latent", "selectivity"] > 0.3
     with pytest.raises(ProbeError, match="different numbers of examples"):
         compare_representations({"a": X, "b": X[:-2]}, y, groups)

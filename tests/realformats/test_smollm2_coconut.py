@@ -19,7 +19,7 @@ from latentprobe import LatentRunner
 from latentprobe.engine.loading import COCONUT_TOKENS, coconut_prompt
 from latentprobe.interventions import Zero
 from latentprobe.presets import get_preset
-from latentprobe.probing import probe_sweep
+from latentprobe.probing import probe_sweep, recurring_types
 from latentprobe.seeding import torch_generator
 
 from reference_loops import Decoding, run_text_reference
@@ -139,9 +139,11 @@ def test_zeroing_the_latents_changes_answers(coconut, greedy_trace):
 def test_probe_on_real_latents_runs_with_controls(greedy_trace):
     X = greedy_trace.features(layers=[0, 30])  # [n, 2 layers, K, d]
     y = np.array([0] * len(ARITHMETIC) + [1] * len(ANIMALS))
-    res = probe_sweep(X, y, None, n_splits=3, steps=[0], progress=False)
+    types = recurring_types(QUESTIONS, np.arange(len(QUESTIONS)), n_splits=3, seed=0)  # question prefixes recurring across folds
+    res = probe_sweep(X, y, None, n_splits=3, steps=[0], progress=False, control_types=types)
     table = res.scores
     assert len(table) == 2 and set(table["layer"]) == {0, 1}
-    for column in ("score", "majority", "shuffle", "control", "chance"):
+    assert (table["control_recur"] == 1.0).all()
+    for column in ("score", "majority", "shuffle", "control", "selectivity_ci_low", "chance"):
         assert np.isfinite(table[column].to_numpy(dtype=float)).all(), column
     assert (table["score"].between(0, 1)).all() and (table["chance"] == 0.5).all()

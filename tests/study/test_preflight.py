@@ -67,7 +67,7 @@ def test_a_bad_probe_target_is_reported_before_the_model_loads(tmp_path, no_mode
     # fixed, the same --out passes every check (and reaches the model) without --overwrite
     study.write_text(STUDY.format(target="category"))
     with pytest.raises(ModelLoaded):
-        CliRunner().invoke(cli.main, ["run", str(study), "--out", str(out), "--quiet"], catch_exceptions=False)
+        CliRunner().invoke(cli.main, ["--debug", "run", str(study), "--out", str(out), "--quiet"], catch_exceptions=False)
 
 
 def test_a_missing_data_file_is_reported_before_the_model_loads(tmp_path, no_model):

@@ -197,5 +197,9 @@ def test_results_read_back_from_the_folder(toy_run):
     assert set(probes) == {"scores", "skipped"} and (probes["scores"]["target"] == "target_colour").all()
     assert probes["scores"]["layer"].dtype == np.int64 and isinstance(ProbeSweepResult(probes["scores"]).best(),
                                                                         pd.Series)
+    # the default control types (the questions) recur across the folds, so the control task can be learned
+    sc = probes["scores"]
+    assert (sc["control_recur"] == 1.0).all()
+    assert ((sc["selectivity_ci_low"] <= sc["selectivity"]) & (sc["selectivity"] <= sc["selectivity_ci_high"])).all()
     collapse = load_result(toy_run / "collapse")
     assert list(collapse) == ["collapse", "step_matrix"] and len(collapse["step_matrix"]) == 16  # K = 4 steps

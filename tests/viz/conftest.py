@@ -91,7 +91,7 @@ def probe_data():
 def sweep(probe_data):
     feats, y, groups = probe_data
     return probe_sweep(feats, y, groups, target_name="colour", n_splits=3, seed=0, progress=False,
-                       probe=LinearProbe(Cs=(1.0,), inner_cv=2))
+                       control_types=np.arange(24) % 3, probe=LinearProbe(Cs=(1.0,), inner_cv=2))
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +99,7 @@ def comparison(probe_data):
     feats, y, groups = probe_data
     reps = {"latent": feats[:, 1, 0], "image_tokens": feats[:, 0, 0], "random_model": feats[:, 0, 1]}
     return compare_representations(reps, y, groups, target_name="colour", n_splits=3, seed=0,
-                                   probe=LinearProbe(Cs=(1.0,), inner_cv=2))
+                                   control_types=np.arange(24) % 3, probe=LinearProbe(Cs=(1.0,), inner_cv=2))
 
 
 # --------------------------------------------------------------------------- causal (toy model)

@@ -40,18 +40,25 @@ def test_add_result_title_level_and_table_form(zy):
         Report("r").add_result(zy, level=5)
 
 
-def test_no_latents_gets_the_out_of_distribution_note(zy):
+def test_out_of_distribution_note_follows_the_measured_flag(zy):
     s = zy.summary
-    zero = s[s.intervention == "zero"].assign(intervention="no_latents")
-    table = __import__("pandas").concat([s, zero], ignore_index=True)
-    rep = Report("r").add_result(table, title="a").add_result(table, title="b")
+    flagged = list(dict.fromkeys(s.loc[s["ood"] & (s["mode"] != "run"), "intervention"]))
+    assert "zero" in flagged and "swap" not in flagged  # zero has norm 0; a swap feeds clean latents
+    rep = Report("r").add_result(zy, title="a").add_result(zy, title="b")
     doc = rep.to_html()
+    title = "Out of distribution: " + ", ".join(flagged)
+    assert doc.count(title) == 2  # full note once, a reminder after
+    assert "not that the latents&#x27; content matters" in doc or "not that the latents' content matters" in doc
+    assert "<code>zero</code> is not a content test" in doc and "ood_nn_ratio" in doc
+    # a summary written before the measured columns keeps the fixed list (no_latents only)
+    old = s.drop(columns=["ood_nn_ratio", "ood_norm_ratio", "ood"])
+    zero = old[old.intervention == "zero"].assign(intervention="no_latents")
+    table = __import__("pandas").concat([old, zero], ignore_index=True)
+    doc = Report("r").add_result(table, title="a").add_result(table, title="b").to_html()
     assert "no_latents" in OOD_CONDITIONS
-    assert doc.count("Out of distribution: no_latents") == 2  # full note once, a reminder after
-    assert "not that their <em>content</em> matters" in doc
+    assert doc.count("Out of distribution: no_latents") == 2
     assert "reads something at those positions, not that their content matters" in doc
-    plain = Report("r").add_result(zy).to_html()
-    assert "Out of distribution" not in plain
+    assert "Out of distribution" not in Report("r").add_result(old[old.intervention != "zero"]).to_html()
 
 
 def test_the_registry_finds_each_result_s_analysis_and_refuses_others(xz, zy, med, within, across, sweep,

@@ -18,6 +18,7 @@ OUTPUTS = [
     ("xz", "rows", S.XZ_ROWS),
     ("xz", "summary", S.XZ_SUMMARY),
     ("xz", "across", S.XZ_ACROSS),
+    ("xz", "by_prefix", S.XZ_BY_PREFIX),
     ("xz", "dropped", S.STATUS),
     ("xz", "status", S.STATUS),
     ("zy", "rows", S.ZY_ROWS),
@@ -202,7 +203,7 @@ def test_values_with_fixed_meaning(xz, zy, med, collapse, norms):
 
 def test_every_column_has_a_meaning_and_a_dtype():
     tables = [v for v in vars(S).values() if isinstance(v, type) and issubclass(v, S.Table) and v is not S.Table]
-    assert len(tables) == 25
+    assert len(tables) == 26
     for t in tables:
         assert t.COLUMNS, t.__name__
         for c in t.COLUMNS + t.OPTIONAL:
