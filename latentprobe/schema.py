@@ -61,6 +61,9 @@ CI_HIGH = Column("ci_high", "float64", "upper bound of the confidence interval")
 N = Column("n", "int64", "number of examples (instances) behind the estimate")
 P_VALUE = Column("p_value", "float64", "p-value of the accompanying exact test (NaN when none was run)")
 METHOD = Column("method", "str", "how the interval (and p-value) were computed")
+_FAMILY = "over the table's family (sweep cells, compared representations, a metric's intervened cells); NaN: no test"
+P_HOLM = Column("p_holm", "float64", f"p_value adjusted by Holm (family-wise error) {_FAMILY}")
+P_BH = Column("p_bh", "float64", f"p_value adjusted by Benjamini-Hochberg (false discovery rate) {_FAMILY}")
 NOTE = Column("note", "str", "caveats, e.g. a small-sample warning; empty when none")
 CONDITION = Column("condition", "str", "the condition of the row (perturbation, treatment or mediation condition)")
 ANSWER = Column("answer", "str", "decoded answer text of the run")
@@ -206,6 +209,7 @@ class ZY_SUMMARY(Table):
     OOD_NORM_RATIO = ZY_ROWS.OOD_NORM_RATIO.but(meaning="median over the condition's examples of ood_norm_ratio")
     OOD = Column("ood", "bool", "the condition is out of distribution: ood_nn_ratio above latentprobe.causal.ood.NN_THRESHOLD, "
                  "ood_norm_ratio outside NORM_BAND, or no latent positions at all (no_latents)")
+    P_HOLM, P_BH = P_HOLM, P_BH
 
 
 class MEDIATION_ROWS(Table):
@@ -281,6 +285,11 @@ class PROBE_SCORES(Table):
     CONTROL_RECUR = Column("control_recur", "float64", "share of held-out examples whose control type also occurs in "
                            "their fold's training part (0: the control cannot be learned, selectivity cannot fail)")
     CHANCE = Column("chance", "float64", "1 / number of classes (0 for regression)")
+    P_VALUE = Column("p_value", "float64", "permutation p of the held-out score (labels permuted across a fold's groups)")
+    P_HOLM, P_BH = P_HOLM, P_BH
+    CI_LOW_SIMULTANEOUS = Column("ci_low_simultaneous", "float64", "lower bound of the fold t interval at 1 - 0.05/m (m cells "
+                                 "or representations; Bonferroni); as optimistic as the fold interval: call cells by p_holm")
+    CI_HIGH_SIMULTANEOUS = Column("ci_high_simultaneous", "float64", "upper bound of the simultaneous interval")
 
 
 class PROBE_COMPARISON(Table):
@@ -302,6 +311,8 @@ class PROBE_COMPARISON(Table):
     SELECTIVITY_HIGH = PROBE_SCORES.SELECTIVITY_HIGH
     CONTROL_RECUR = PROBE_SCORES.CONTROL_RECUR
     CHANCE = PROBE_SCORES.CHANCE
+    P_VALUE, P_HOLM, P_BH = PROBE_SCORES.P_VALUE, P_HOLM, P_BH
+    CI_LOW_SIMULTANEOUS, CI_HIGH_SIMULTANEOUS = PROBE_SCORES.CI_LOW_SIMULTANEOUS, PROBE_SCORES.CI_HIGH_SIMULTANEOUS
 
 
 class PROBES_SKIPPED(Table):

@@ -35,3 +35,15 @@ def test_geometry_speed_quick_prints_its_table():
     rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| analysis")]
     diffs = [float(line.rsplit("|", 2)[-2]) for line in rows]
     assert diffs and max(diffs) < 1e-4  # the chunked float32 results agree with numpy's
+
+
+@pytest.mark.slow
+def test_similarity_coverage_quick_prints_its_table():
+    out = _quick("similarity_coverage.py")
+    assert "| model | n | interval | coverage | se | mean width | miss low | miss high | truth | time (s) |" in out
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| shift")]
+    assert len(rows) == 12  # 2 models x 2 sizes x 3 intervals
+    coverage = {(r[0].strip(), int(r[1]), r[2].strip()): float(r[3]) for r in rows}
+    for (model, n, interval), cov in coverage.items():
+        if interval == "per_instance":  # half as wide as it should be: far below the nominal 0.95
+            assert cov < coverage[(model, n, "jackknife")] - 0.15

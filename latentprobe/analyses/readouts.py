@@ -24,6 +24,8 @@ from latentprobe.analyses.context import Context
 from latentprobe.errors import LatentProbeError, StudyError
 from latentprobe.perturbations import InputSet
 from latentprobe.probing.sweep import ProbeSweepResult
+from latentprobe.probing.significance import permutations_for
+from latentprobe.stats.multiplicity import add_adjusted_columns
 from latentprobe.report.notes import SMALL_SAMPLE_N, SMALL_SAMPLE_NOTE
 from latentprobe.report.sections import once, probe_note
 
@@ -207,12 +209,14 @@ class Probes(Analysis):
                 res = probe_sweep({k: v[use] for k, v in features.items()}, y[use], groups_all[kept][use],
                                   target_name=target, n_splits=options.n_splits, seed=seed, control_types=types,
                                   control_labels=options.control_labels, controls=options.controls,
-                                  progress=options.progress)
+                                  progress=options.progress, n_perm=permutations_for(len(options.targets) * len(features)))
                 frames.append(res.scores)
             except LatentProbeError as err:  # too few examples or classes for this target: recorded, not fatal
                 skipped.append({"target": target, "reason": " ".join(str(err).split())})
         ctx.save_trace(folder, options.save_trace)
-        return {"scores": schema.PROBE_SCORES.frame(pd.concat(frames, ignore_index=True) if frames else []),
+        # one family over targets x layers x steps: Holm and BH are recomputed over the whole table
+        scores = add_adjusted_columns(pd.concat(frames, ignore_index=True)) if frames else []
+        return {"scores": schema.PROBE_SCORES.frame(scores),
                 "skipped": schema.PROBES_SKIPPED.frame(skipped)}
 
     def to_tables(self, result: Mapping[str, pd.DataFrame] | ProbeSweepResult | pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -1,6 +1,7 @@
 """Similarity of the latents as a record (``latent_similarity``): between the steps of one instance
 (:func:`latentprobe.geometry.within_instance`) and between instances at one step
-(:func:`latentprobe.geometry.across_instances`), each with bootstrap intervals over instances."""
+(:func:`latentprobe.geometry.across_instances`): bootstrap intervals over instances within an instance,
+and the instance jackknife of the U-statistic across instances."""
 
 from __future__ import annotations
 

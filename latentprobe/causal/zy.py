@@ -362,7 +362,10 @@ def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
     gold) adds the original run's accuracy as ``intervention="none", mode="run"``, with
     ``clean_unparseable`` as its ``n_unparseable``. Every row of a condition carries its
     out-of-distribution score (:func:`ood_by_condition`: ``ood_nn_ratio``, ``ood_norm_ratio``, ``ood``;
-    NaN and False for the original run's row).
+    NaN and False for the original run's row). ``p_holm`` and ``p_bh`` adjust ``p_value`` over the
+    intervention x mode cells of each metric (one family per metric; the no-op control and the
+    original run are not in it): call an intervention's effect only when its ``p_holm`` (family-wise
+    error) or ``p_bh`` (false discovery rate) is small.
 
     Parameters
     ----------
@@ -429,7 +432,7 @@ def summarize_z_to_y(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
     for r in out:
         r.update(scores.get((r[T.INTERVENTION], r[T.MODE]),
                             {T.OOD_NN_RATIO: np.nan, T.OOD_NORM_RATIO: np.nan, T.OOD: False}))
-    return T.frame(out)
+    return _adjusted(T.frame([{**r, T.P_HOLM: np.nan, T.P_BH: np.nan} for r in out]))
 
 
 def ood_by_condition(rows: pd.DataFrame) -> dict[tuple[str, str], dict[str, Any]]:
@@ -459,3 +462,13 @@ def ood_by_condition(rows: pd.DataFrame) -> dict[tuple[str, str], dict[str, Any]
         out[(str(nm), str(mode))] = {T.OOD_NN_RATIO: med[0], T.OOD_NORM_RATIO: med[1],
                                      T.OOD: removed or flag_ood(med[0], med[1])}
     return out
+
+
+def _adjusted(summary: pd.DataFrame) -> pd.DataFrame:
+    """Holm and BH columns: one family per metric over the intervention x mode cells (controls left out)."""
+    T = S.ZY_SUMMARY
+    cells = ~summary[T.INTERVENTION].isin([S.CONTROL_INTERVENTION]) & (summary[T.MODE] != S.RUN_MODE)
+    if cells.any():
+        adjusted = _stats.add_adjusted_columns(summary[cells], by=[T.METRIC], holm_col=T.P_HOLM, bh_col=T.P_BH)
+        summary.loc[cells, [T.P_HOLM, T.P_BH]] = adjusted[[T.P_HOLM, T.P_BH]].to_numpy()
+    return summary

@@ -42,6 +42,8 @@ Layout
     :func:`cosine_matrix`, :func:`random_matched_norm`.
 ``instances``
     :func:`within_instance`, :func:`across_instances` and their result classes.
+``similarity_coverage``
+    :func:`similarity_coverage`: simulated coverage of the across-instance interval.
 ``cka``
     :func:`linear_cka`, :func:`cka_matrix`, :func:`cka_against`.
 ``spectrum``
@@ -59,6 +61,7 @@ from latentprobe.geometry.cka import cka_against, cka_matrix, linear_cka
 from latentprobe.geometry.collapse import collapse_table, norm_table
 from latentprobe.geometry.cosine import cosine_matrix, random_matched_norm
 from latentprobe.geometry.instances import AcrossInstancesResult, WithinInstanceResult, across_instances, within_instance
+from latentprobe.geometry.similarity_coverage import SimilarityModel, similarity_coverage
 from latentprobe.geometry.spectrum import effective_rank, participation_ratio
 
 __all__ = [
@@ -80,4 +83,6 @@ __all__ = [
     "effective_rank",
     "participation_ratio",
     "norm_table",
+    "SimilarityModel",
+    "similarity_coverage",
 ]

@@ -1,6 +1,8 @@
 """Cosine similarity between the latent steps of an instance and across instances at each step.
 
-Confidence intervals are bootstraps over instances from :func:`latentprobe.stats.bootstrap_ci` (studentised).
+Within an instance, intervals are percentile bootstraps over instances from
+:func:`latentprobe.stats.bootstrap_ci`; across instances, the mean over pairs is a U-statistic and
+its interval is the instance jackknife (:func:`latentprobe.stats.jackknife_u_interval`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 from jaxtyping import Float
 
 from latentprobe.display import SummarizedResult
-from latentprobe.errors import ShapeError, TooFewSamplesError
+from latentprobe.errors import ShapeError, SimilarityError, TooFewSamplesError
 from latentprobe.geometry._arrays import (
     _Array,
     _as_latents,
@@ -31,7 +33,7 @@ from latentprobe.geometry._arrays import (
 )
 from latentprobe.geometry.cosine import _cosine
 from latentprobe.schema import ACROSS_BY_GROUP, ACROSS_SUMMARY, CONSECUTIVE, STEP_MATRIX
-from latentprobe.stats import bootstrap_ci
+from latentprobe.stats import bootstrap_ci, jackknife_u_interval, pair_bootstrap_u_interval
 
 __all__ = ["WithinInstanceResult", "AcrossInstancesResult", "within_instance", "across_instances"]
 
@@ -54,6 +56,25 @@ def _column_ci(
                               method="studentized")
         low[j], high[j] = effect.ci_low, effect.ci_high
     return low, high
+
+
+#: Intervals :func:`across_instances` offers for ``mean_offdiag``.
+_INTERVALS = ("jackknife", "bootstrap", "per_instance")
+
+
+def _across_ci(per_instance: np.ndarray, matrices: np.ndarray | None, interval: str, n_boot: int,
+               seed: int | None, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of each step's mean off-diagonal cosine (NaN with ``n_boot=0``)."""
+    m = per_instance.shape[1]
+    if n_boot == 0:
+        return np.full(m, np.nan), np.full(m, np.nan)
+    if interval == "per_instance":
+        return _column_ci(per_instance, n_boot, seed, level)
+    if interval == "bootstrap":
+        _, low, high = pair_bootstrap_u_interval(matrices, level=level, n_boot=n_boot, seed=seed)
+    else:
+        _, low, high, _ = jackknife_u_interval(per_instance, level=level)
+    return np.clip(low, -1.0, 1.0), np.clip(high, -1.0, 1.0)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -344,6 +365,7 @@ def across_instances(
     seed: int | None = 0,
     ci: float = 0.95,
     chunk_size: int = 4096,
+    interval: str = "jackknife",
 ) -> AcrossInstancesResult:
     """Cosine similarity between instances at each latent step.
 
@@ -364,13 +386,20 @@ def across_instances(
         ``sum_{i != j} u_i . u_j = ||sum_i u_i||^2 - sum_i ||u_i||^2`` on unit
         vectors ``u_i``, in O(n K d) time and O(K d) extra memory.
     n_boot : int, default 1000
-        Bootstrap resamples for the CI of ``mean_offdiag``; 0 skips it.
+        Resamples of the bootstrap intervals (``interval="bootstrap"`` or
+        ``"per_instance"``); 0 skips the CI of ``mean_offdiag`` (NaN bounds)
+        whatever ``interval``.
     seed : int or None, default 0
         Seed of the bootstrap generator.
     ci : float, default 0.95
-        Coverage of the bootstrap interval.
+        Nominal coverage of the interval.
     chunk_size : int, default 4096
         Approximate number of vectors processed at a time (it bounds the temporary buffers).
+    interval : {"jackknife", "bootstrap", "per_instance"}, default "jackknife"
+        The instance jackknife of the U-statistic (O(n), any ``n``); an instance
+        bootstrap never pairing an instance with its copy (needs
+        ``n <= max_matrix``); or the former bootstrap of per-instance means
+        (under-covers; kept to reproduce old results).
 
     Returns
     -------
@@ -378,11 +407,14 @@ def across_instances(
 
     Notes
     -----
-    The CI resamples each instance's mean similarity to all others.  It holds
-    the comparison set fixed and treats instances as independent, so it is
-    narrower than the uncertainty about a new set of inputs.  A high cosine
-    after centring is not by itself collapse; compare with baselines
-    (:func:`collapse_table`).
+    ``mean_offdiag`` is a degree-2 U-statistic (each instance is in ``n - 1``
+    pairs); its interval is the instance jackknife with a t quantile
+    (:func:`latentprobe.stats.jackknife_u_interval`; simulated coverage in
+    :func:`latentprobe.geometry.similarity_coverage`).  ``"per_instance"`` is
+    half as wide and covered about 0.66.  With ``center=True`` the grand mean
+    is held fixed in the jackknife.  Instances must be independent units.  A
+    high cosine after centring is not by itself collapse; compare with
+    baselines (:func:`collapse_table`).
 
     Examples
     --------
@@ -399,8 +431,14 @@ def across_instances(
     """
     chunk_size = _check_chunk_size(chunk_size)
     _check_boot(n_boot, ci)
+    if interval not in _INTERVALS:
+        raise SimilarityError(f"across_instances: interval={interval!r} is not one of {_INTERVALS}.")
     arr = _as_latents(latents)
     n, k, _ = arr.shape
+    if interval == "bootstrap" and n > max_matrix:
+        raise SimilarityError(
+            f"across_instances: interval='bootstrap' needs the pair matrices but n={n} > max_matrix={max_matrix}; "
+            "raise max_matrix or use interval='jackknife' (no matrix needed).")
     if n < 2:
         raise TooFewSamplesError(
             f"across_instances needs at least 2 instances to form pairs, got n={n}."
@@ -427,7 +465,7 @@ def across_instances(
         if codes is not None:
             between_sum = per_instance.sum(axis=0) * (n - 1) - within_sum
 
-    low, high = _column_ci(per_instance, n_boot, seed, ci)
+    low, high = _across_ci(per_instance, matrices, interval, n_boot, seed, ci)
     summary = ACROSS_SUMMARY.frame(
         {
             ACROSS_SUMMARY.STEP: np.arange(k, dtype=np.int64),

@@ -279,16 +279,20 @@ def _plan(y: np.ndarray, g: np.ndarray, types: np.ndarray | None, *, task: str, 
 
 
 def _probe_with_controls(
-    X: np.ndarray, plan: _Plan, *, controls: bool, probe: LinearProbe | None, label: str
+    X: np.ndarray, plan: _Plan, *, controls: bool, probe: LinearProbe | None, label: str,
+    permutations: tuple[int, int] | None = None, simultaneous: float = 0.95,
 ) -> tuple[dict[str, Any], list[str]]:
     """Score one cell (and, with ``controls``, its shuffle control and control task).
 
     Returns the row's values and the messages of controls that had to be skipped (the caller
-    warns, so that cells fitted in worker processes report them too).
+    warns, so that cells fitted in worker processes report them too). ``permutations`` =
+    ``(n_perm, seed)`` of the score's p-value (None: NaN); ``simultaneous`` is the level of the
+    simultaneous interval columns (the sweep's Bonferroni level).
     """
     y, g, task, splits = plan.y, plan.g, plan.task, plan.splits
     task_pred: list[np.ndarray] = []
-    res = _run_folds(X, y, y, g, splits, task, probe, held_out=task_pred)
+    res = _run_folds(X, y, y, g, splits, task, probe, held_out=task_pred, permutations=permutations)
+    sim_low, sim_high = res.interval(simultaneous, task)
     shuffle = control = sel_low = sel_high = float("nan")
     skipped: list[str] = []
     if controls:
@@ -324,5 +328,8 @@ def _probe_with_controls(
         T.SELECTIVITY_HIGH: sel_high,
         T.CONTROL_RECUR: plan.control_recur if controls else float("nan"),
         T.CHANCE: plan.chance,
+        T.P_VALUE: res.p_value,
+        T.CI_LOW_SIMULTANEOUS: sim_low,
+        T.CI_HIGH_SIMULTANEOUS: sim_high,
     }
     return row, skipped

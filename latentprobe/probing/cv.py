@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from latentprobe.probing._checks import (
     _to_numpy,
 )
 from latentprobe.probing.estimator import LinearProbe
+from latentprobe.probing.significance import oof_permutation_pvalue
 from latentprobe.seeding import numpy_rng
 
 __all__ = ["ProbeScore", "group_kfold_splits", "cross_validate_probe"]
@@ -53,6 +54,10 @@ class ProbeScore:
         Number of distinct groups.
     n_splits : int
         Number of outer folds.
+    p_value : float
+        One-sided permutation p-value of the pooled out-of-fold score against test labels permuted
+        across groups within each fold (:func:`latentprobe.probing.significance.oof_permutation_pvalue`);
+        NaN where it was not computed.
 
     Notes
     -----
@@ -67,6 +72,25 @@ class ProbeScore:
     n: int
     n_groups: int
     n_splits: int
+    p_value: float = field(default=float("nan"), compare=False)  # NaN when not computed (NaN != NaN)
+
+    def interval(self, level: float, task: str = "classification") -> tuple[float, float]:
+        """The Student-t interval over folds at another ``level`` (e.g. a simultaneous one).
+
+        Parameters
+        ----------
+        level : float
+            Nominal coverage.
+        task : {"classification", "regression"}
+            Decides the clipping, as for ``ci_low``/``ci_high``.
+
+        Returns
+        -------
+        tuple of float
+            ``(low, high)``.
+        """
+        _, low, high = _t_interval(self.fold_scores, task, level)
+        return low, high
 
 
 def _t_interval(values: Sequence[float], task: str, level: float = 0.95) -> tuple[float, float, float]:
@@ -164,15 +188,19 @@ def _run_folds(
     probe: LinearProbe | None,
     train_labels: Any = None,
     held_out: list[np.ndarray] | None = None,
+    permutations: tuple[int, int] | None = None,
 ) -> ProbeScore:
     """Fit on ``y_fit[train]`` (or ``train_labels(fold, train)``) and score on ``y_eval[test]``.
 
     With ``held_out`` (a list), the test predictions of every fold are appended to it, in fold order.
+    With ``permutations = (n_perm, seed)`` the out-of-fold predictions are kept and the score's
+    permutation p-value is computed (:func:`~latentprobe.probing.significance.oof_permutation_pvalue`).
     """
     template = LinearProbe(task=task) if probe is None else probe
     if getattr(template, "task", task) != task:
         raise ProbeError(f"probe.task={template.task!r} does not match task={task!r}; pass a probe built for the same task.")
     fold_scores = []
+    oof = None
     for k, (train, test) in enumerate(splits):
         _assert_disjoint_groups(g, train, test)
         y_train = y_fit[train] if train_labels is None else train_labels(k, train)
@@ -184,9 +212,19 @@ def _run_folds(
         est = clone(template)
         est.fit(X[train], y_train, groups=g[train])
         fold_scores.append(float(est.score(X[test], y_eval[test])))
-        if held_out is not None:
-            held_out.append(np.asarray(est.predict(X[test])))
+        if held_out is not None or permutations is not None:
+            pred = np.asarray(est.predict(X[test]))
+            if held_out is not None:
+                held_out.append(pred)
+            if permutations is not None:
+                if oof is None:
+                    oof = np.empty((len(y_eval), *pred.shape[1:]), dtype=pred.dtype)
+                oof[test] = pred
     mean, lo, hi = _t_interval(fold_scores, task)
+    p_value = float("nan")
+    if permutations is not None and oof is not None:
+        p_value = oof_permutation_pvalue(oof.reshape(np.shape(y_eval)), y_eval, g, splits, task=task,
+                                         n_perm=permutations[0], seed=permutations[1])
     return ProbeScore(
         score=mean,
         fold_scores=tuple(fold_scores),
@@ -195,6 +233,7 @@ def _run_folds(
         n=int(X.shape[0]),
         n_groups=int(len(np.unique(g))),
         n_splits=len(splits),
+        p_value=p_value,
     )
 
 
@@ -207,6 +246,7 @@ def cross_validate_probe(
     n_splits: int = 5,
     seed: int = 0,
     probe: LinearProbe | None = None,
+    n_perm: int = 999,
 ) -> ProbeScore:
     """Nested, grouped cross-validation of a linear probe.
 
@@ -233,6 +273,8 @@ def cross_validate_probe(
     probe : LinearProbe, optional
         Unfitted template probe (cloned per fold); defaults to
         ``LinearProbe(task=task)``.
+    n_perm : int, default 999
+        Permutations of the score's p-value (``p_value``); 0 skips it (NaN).
 
     Returns
     -------
@@ -265,4 +307,4 @@ def cross_validate_probe(
     """
     X, y, g = _prepare(X, y, groups, task, n_splits)
     splits = group_kfold_splits(g, n_splits, seed)
-    return _run_folds(X, y, y, g, splits, task, probe)
+    return _run_folds(X, y, y, g, splits, task, probe, permutations=(n_perm, seed) if n_perm else None)

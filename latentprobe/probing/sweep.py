@@ -22,7 +22,9 @@ from latentprobe.errors import ProbeError
 from latentprobe.probing._checks import Task, _check_groups, _check_n_splits, _check_task, _check_X, _check_y, _to_numpy
 from latentprobe.probing.controls import _Plan, _plan, _probe_with_controls
 from latentprobe.probing.estimator import LinearProbe
+from latentprobe.probing.significance import permutations_for
 from latentprobe.schema import PROBE_COMPARISON, PROBE_SCORES
+from latentprobe.stats.multiplicity import add_adjusted_columns, simultaneous_level
 
 __all__ = ["SCORE_COLUMNS", "ProbeSweepResult", "probe_sweep", "compare_representations"]
 
@@ -52,7 +54,8 @@ class ProbeSweepResult(SummarizedResult):
     -----
     The best cell is where the target is *most linearly decodable*; that is
     not evidence that the model computes or uses the target there.  Cells are
-    not corrected for multiple comparisons.
+    one family of tests: read ``p_holm`` / ``p_bh`` and the simultaneous
+    interval, not the raw ``p_value`` or ``ci_low`` of the best cell.
     """
 
     scores: pd.DataFrame
@@ -151,14 +154,18 @@ def _controls_mask(controls: Any, keys: list[Hashable], what: str) -> list[bool]
     return [k in wanted for k in keys]
 
 
-def _cell_job(X: np.ndarray, plan: _Plan, controls: bool, probe: LinearProbe | None, label: str, capture: bool):
-    """One cell's row, its skipped-control messages and (in worker processes) the warnings it raised."""
+def _cell_job(X: np.ndarray, plan: _Plan, controls: bool, probe: LinearProbe | None, label: str, capture: bool,
+              family: tuple[tuple[int, int] | None, float] = (None, 0.95)):
+    """One cell's row, its skipped-control messages and (in worker processes) the warnings it raised.
+
+    ``family`` = (permutations of the p-value, level of the simultaneous interval)."""
+    kw = {"controls": controls, "probe": probe, "label": label, "permutations": family[0], "simultaneous": family[1]}
     if not capture:
-        row, skipped = _probe_with_controls(X, plan, controls=controls, probe=probe, label=label)
+        row, skipped = _probe_with_controls(X, plan, **kw)
         return row, skipped, []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
-        row, skipped = _probe_with_controls(X, plan, controls=controls, probe=probe, label=label)
+        row, skipped = _probe_with_controls(X, plan, **kw)
     return row, skipped, [(str(w.message), w.category) for w in caught]
 
 
@@ -169,13 +176,20 @@ def _run_cells(
     n_jobs: int | None,
     progress: bool,
     desc: str,
+    n_perm: int | None = None,
+    seed: int = 0,
 ) -> list[dict[str, Any]]:
     """Rows of all cells, in order; ``n_jobs`` worker processes (joblib) when it is not None or 1.
 
     Every cell uses the plan's folds and control labels, so the rows do not depend on ``n_jobs``.
+    The cells form one family: their p-values use enough permutations for Holm over ``len(jobs)``
+    cells (``n_perm=None``; 0 skips them) and their simultaneous intervals the Bonferroni level.
     """
     parallel = n_jobs not in (None, 1)
-    calls = (delayed(_cell_job)(X, plan, c, probe, label, parallel) for X, c, label in jobs)
+    m = len(jobs)
+    perms = permutations_for(m) if n_perm is None else int(n_perm)
+    family = ((perms, seed) if perms else None, simultaneous_level(0.95, m))
+    calls = (delayed(_cell_job)(X, plan, c, probe, label, parallel, family) for X, c, label in jobs)
     if parallel:
         results = Parallel(n_jobs=n_jobs, return_as="generator")(calls)
     else:
@@ -207,6 +221,7 @@ def probe_sweep(
     probe: LinearProbe | None = None,
     progress: bool = True,
     n_jobs: int | None = None,
+    n_perm: int | None = None,
 ) -> ProbeSweepResult:
     """Probe every (layer, latent step) cell with nested grouped CV and controls.
 
@@ -267,6 +282,10 @@ def probe_sweep(
         process, -1 uses every core.  Results do not depend on it.  Limit the
         BLAS threads of each worker (e.g. ``OMP_NUM_THREADS=1``) when
         ``n_jobs`` approaches the number of cores.
+    n_perm : int or None, default None
+        Permutations of each cell's ``p_value``; None picks enough for Holm
+        over the sweep's cells (:func:`~latentprobe.probing.significance.permutations_for`),
+        0 skips the p-values (NaN).
 
     Returns
     -------
@@ -276,22 +295,30 @@ def probe_sweep(
     Notes
     -----
     The layer/step with the highest score is where the target is most
-    linearly decodable, not where the model computes or uses it; scores on
-    many cells are not corrected for multiple comparisons.
+    linearly decodable, not where the model computes or uses it.  The cells
+    are one family of tests: ``p_value`` is each cell's permutation p-value
+    against label-blind predictions, ``p_holm`` / ``p_bh`` adjust it over the
+    cells (Holm: family-wise error; Benjamini-Hochberg: false discovery
+    rate), and ``ci_low_simultaneous`` / ``ci_high_simultaneous`` cover all
+    cells together at 95% (Bonferroni).  Read a cell as above chance only when
+    its ``p_holm`` (or ``p_bh``) is small: with 20 null cells the best one
+    beats chance at p < 0.05 in most runs.
 
     Examples
     --------
     >>> import numpy as np
     >>> from latentprobe.probing import LinearProbe, probe_sweep
     >>> rng = np.random.default_rng(0)
-    >>> groups = np.repeat(np.arange(20), 3)
-    >>> y = groups % 2
-    >>> features = rng.normal(size=(60, 2, 3, 4))  # examples x layers x steps x width
-    >>> features[:, 1, 2] += 2.0 * y[:, None]  # only layer 1, step 2 carries y
+    >>> groups = np.repeat(np.arange(60), 3)
+    >>> y = groups % 3
+    >>> features = rng.normal(size=(180, 2, 3, 4))  # examples x layers x steps x width
+    >>> features[:, 1, 2, :3] += 2.0 * np.eye(3)[y]  # only layer 1, step 2 carries y
     >>> res = probe_sweep(features, y, groups, n_splits=4, controls=False,
     ...                   probe=LinearProbe(Cs=(1.0,)), progress=False)
     >>> res.scores.shape
-    (6, 17)
+    (6, 22)
+    >>> res.scores.loc[res.scores["p_holm"] <= 0.05, ["layer", "step"]].values.tolist()  # survives Holm
+    [[1, 2]]
     >>> best = res.best()
     >>> int(best["layer"]), int(best["step"])
     (1, 2)
@@ -314,10 +341,10 @@ def probe_sweep(
         jobs.append((X, c, f"layer={layer!r}, step={step!r}"))
     plan = _plan(y, g, types, task=task, n_splits=n_splits, seed=seed, controls=any(mask),
                  control_labels=control_labels, label=f"probe_sweep({target_name!r})")
-    values = _run_cells(jobs, plan, probe, n_jobs, progress, f"probing {target_name}")
+    values = _run_cells(jobs, plan, probe, n_jobs, progress, f"probing {target_name}", n_perm, seed)
     T = PROBE_SCORES
     rows = [{T.TARGET: target_name, T.LAYER: layer, T.STEP: step, **v} for (layer, step, _), v in zip(cells, values)]
-    return ProbeSweepResult(scores=T.frame(rows))
+    return ProbeSweepResult(scores=T.frame(add_adjusted_columns(pd.DataFrame.from_records(rows))))
 
 
 def compare_representations(
@@ -335,6 +362,7 @@ def compare_representations(
     probe: LinearProbe | None = None,
     progress: bool = False,
     n_jobs: int | None = None,
+    n_perm: int | None = None,
 ) -> pd.DataFrame:
     """Run the same probe, folds and controls on several named representations.
 
@@ -348,8 +376,9 @@ def compare_representations(
     representations : dict str -> array [n, d]
         Named representations of the same n examples, in the same order
         (widths may differ).
-    y, groups, task, target_name, n_splits, seed, control_types, control_labels, probe, progress, n_jobs
-        As in :func:`probe_sweep`.
+    y, groups, task, target_name, n_splits, seed, control_types, control_labels, probe, progress, n_jobs, n_perm
+        As in :func:`probe_sweep`; the representations form the family of the adjusted p-values
+        and of the simultaneous intervals.
     controls : bool or collection of str, default=True
         Run the controls on every representation, on none, or on the named ones.
 
@@ -359,7 +388,8 @@ def compare_representations(
         One row per name, columns ``representation``, ``target`` followed by
         the :func:`probe_sweep` score columns (``task``, ``score``,
         ``ci_low``, ``ci_high``, ``n``, ``n_groups``, ``majority``,
-        ``shuffle``, ``control``, ``selectivity``, ``chance``).
+        ``shuffle``, ``control``, ``selectivity``, ``chance``, ``p_value``,
+        ``p_holm``, ``p_bh``, ``ci_low_simultaneous``, ``ci_high_simultaneous``).
 
     Notes
     -----
@@ -396,6 +426,7 @@ def compare_representations(
     plan = _plan(y, g, types, task=task, n_splits=n_splits, seed=seed, controls=any(mask),
                  control_labels=control_labels, label=f"compare_representations({target_name!r})")
     jobs = [(X, c, f"representation {name!r}") for (name, X), c in zip(arrays.items(), mask)]
-    values = _run_cells(jobs, plan, probe, n_jobs, progress, f"probing {target_name}")
+    values = _run_cells(jobs, plan, probe, n_jobs, progress, f"probing {target_name}", n_perm, seed)
     T = PROBE_COMPARISON
-    return T.frame([{T.REPRESENTATION: name, T.TARGET: target_name, **v} for name, v in zip(arrays, values)])
+    rows = [{T.REPRESENTATION: name, T.TARGET: target_name, **v} for name, v in zip(arrays, values)]
+    return T.frame(add_adjusted_columns(pd.DataFrame.from_records(rows)))

@@ -109,4 +109,5 @@ def probe_note(report: ReportSink) -> None:
         The report.
     """
     once(report, "probe", "A probe's score shows that information is linearly decodable, not that the model "
-         "uses it; cells are not corrected for multiple comparisons.", title="What a probe does not show")
+         "uses it. The cells of a sweep are one family of tests: call a cell above chance only when its p_holm (or "
+         "p_bh) is small; starred cells in the heatmap survive Holm.", title="What a probe does not show")

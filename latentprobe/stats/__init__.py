@@ -45,6 +45,8 @@ from latentprobe.stats.bootstrap import (
 )
 from latentprobe.stats.effects import SMALL_SAMPLE_N, Effect, McNemarResult, effects_frame, small_sample_note
 from latentprobe.stats.mcnemar import accuracy_difference, binary_outcome_effect, mcnemar_exact
+from latentprobe.stats.multiplicity import ADJUSTMENTS, add_adjusted_columns, adjust_pvalues, simultaneous_level
+from latentprobe.stats.ustat import jackknife_u_interval, pair_bootstrap_u_interval
 from latentprobe.stats.paired import Interval, one_sample_ci, paired_difference_ci
 from latentprobe.stats.resample import resample_indices
 
@@ -66,4 +68,10 @@ __all__ = [
     "accuracy_difference",
     "binary_outcome_effect",
     "mediation_effects",
+    "ADJUSTMENTS",
+    "adjust_pvalues",
+    "simultaneous_level",
+    "add_adjusted_columns",
+    "jackknife_u_interval",
+    "pair_bootstrap_u_interval",
 ]

@@ -210,9 +210,32 @@ def error_bars(est: np.ndarray, lo: np.ndarray, hi: np.ndarray, color: str | Non
     return spec
 
 
+#: ``mark=`` of the figures that mark surviving cells -> the adjusted p-value column read.
+ADJUSTED = {"holm": S.P_HOLM, "bh": S.P_BH}
+_ADJUSTED_NAMES = {"holm": "Holm (family-wise error)", "bh": "Benjamini-Hochberg (false discovery rate)"}
+
+
+def survivors(df: pd.DataFrame, mark: str | None, alpha: float, func: str) -> tuple[np.ndarray | None, str]:
+    """Rows whose adjusted p-value (``mark``: "holm", "bh" or None) is at most ``alpha``, and a line
+    that says what the marks mean (``None`` and "" when nothing is marked or the column is absent)."""
+    if mark is None:
+        return None, ""
+    if mark not in ADJUSTED:
+        raise VizInputError(f"{func}: mark={mark!r} is not one of {sorted(ADJUSTED)} or None.")
+    col = ADJUSTED[mark]
+    if col not in df.columns:
+        return None, ""
+    p = num(df, col, func)
+    keep = np.isfinite(p) & (p <= alpha)
+    family = int(np.isfinite(p).sum())
+    text = (f"★ = survives {_ADJUSTED_NAMES[mark]} at {alpha:g} over {family} tests" if keep.any()
+            else f"none survives {_ADJUSTED_NAMES[mark]} at {alpha:g} over {family} tests")
+    return keep, text
+
+
 def hover_extras(sub: pd.DataFrame, custom: list[np.ndarray], hover: str, func: str) -> str:
-    """Append ``n`` and ``p_value`` (when present) to ``custom`` and the hover template."""
-    for extra, fmt in ((S.N, ".0f"), (S.P_VALUE, ".3g")):
+    """Append ``n``, ``p_value`` and ``p_holm`` (when present) to ``custom`` and the hover template."""
+    for extra, fmt in ((S.N, ".0f"), (S.P_VALUE, ".3g"), (S.P_HOLM, ".3g")):
         if extra in sub.columns:
             custom.append(num(sub, extra, func))
             hover += f"<br>{extra}=%{{customdata[{len(custom) - 1}]:{fmt}}}"

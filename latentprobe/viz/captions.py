@@ -44,7 +44,9 @@ CAPTIONS: dict[str, str] = {
         "accuracy is intervention − control; KL(control ‖ intervention) of the first answer token is in "
         "nats. Conditions marked `ood` in the section's table feed latents far from every clean latent (measured): "
         "a change under them shows that the model is sensitive to the patch, not that the latents carry the "
-        "reasoning in normal runs; `swap` feeds clean latents of other examples."
+        "reasoning in normal runs; `swap` feeds clean latents of other examples. A star marks an effect whose "
+        "p-value survives Holm's adjustment over the intervention x mode cells of its metric (family-wise "
+        "error 0.05); unstarred bars are not distinguishable from the control after it."
     ),
     "decomposition_bars": (
         "Mediation decomposition of the treatment's effect on the outcome (treated − clean): total (TE), "
@@ -60,8 +62,9 @@ CAPTIONS: dict[str, str] = {
     ),
     "probe_heatmap": (
         "Held-out score of a linear probe per layer and latent step. A high score shows that the target "
-        "is linearly decodable there; it does not show that the model computes or uses it. Cells are "
-        "not corrected for multiple comparisons."
+        "is linearly decodable there; it does not show that the model computes or uses it. A star marks "
+        "a cell whose permutation p-value survives Holm's adjustment over all cells of the sweep "
+        "(family-wise error 0.05); unstarred cells are not distinguishable from chance after it."
     ),
     "probe_controls": (
         "Held-out probe score next to its baselines: majority class, shuffled training labels and a "

@@ -62,6 +62,12 @@ def xz_lines(
         A line under the title (``None``: none).
     x_title : str
         The x axis' title.
+    mark : {"holm", "bh"} or None, default "holm"
+        Star the bars whose ``p_holm`` (or ``p_bh``) is at most ``alpha``: the effects that survive
+        the adjustment over the intervention x mode cells of their metric.  Metrics without a test
+        (NaN p-values), ``None`` or a table without the column star nothing.
+    alpha : float, default 0.05
+        Level of the marks.
 
     Returns
     -------
@@ -140,8 +146,10 @@ def zy_bars(
     title: str = "How the output changes when the latents are intervened on (Z → Y)",
     x_title: str = "intervention",
     subtitle: str | None = None,
+    mark: str | None = "holm",
+    alpha: float = 0.05,
 ) -> go.Figure:
-    """Outcome per intervention, bars coloured by mode, CI whiskers; one panel per metric.
+    """Outcome per intervention, bars coloured by mode, CI whiskers; one panel per metric; surviving effects starred.
 
     Parameters
     ----------
@@ -158,6 +166,12 @@ def zy_bars(
         A line under the title (``None``: none).
     x_title : str
         The x axis' title.
+    mark : {"holm", "bh"} or None, default "holm"
+        Star the bars whose ``p_holm`` (or ``p_bh``) is at most ``alpha``: the effects that survive
+        the adjustment over the intervention x mode cells of their metric.  Metrics without a test
+        (NaN p-values), ``None`` or a table without the column star nothing.
+    alpha : float, default 0.05
+        Level of the marks.
 
     Returns
     -------
@@ -179,6 +193,10 @@ def zy_bars(
     mode_names = C.ordered(df[cols.MODE])
     interventions = [str(v) for v in C.ordered(df[cols.INTERVENTION])]
     palette = C.colors(mode_names)
+    keep, mark_line = C.survivors(df, mark, alpha, func)
+    df = df.assign(_star=np.where(keep, "★", "") if keep is not None else "")
+    if mark_line:
+        subtitle = f"{subtitle}; {mark_line}" if subtitle else mark_line
     fig = make_subplots(rows=1, cols=len(shown), subplot_titles=[C.pretty(m) for m in shown],
                         horizontal_spacing=min(0.12, 0.36 / (len(shown) - 1)) if len(shown) > 1 else 0.0)
     seen: set[Any] = set()
@@ -200,7 +218,8 @@ def zy_bars(
             fig.add_trace(go.Bar(
                 x=interventions, y=est, name=str(mode), legendgroup=str(mode), showlegend=mode not in seen,
                 marker={"color": palette[mode]}, error_y=C.error_bars(est, lo, hi, color=C.BAR_ERROR),
-                customdata=np.column_stack(custom),
+                customdata=np.column_stack(custom), text=sub["_star"].fillna("").tolist(),
+                textposition="outside", cliponaxis=False,
                 hovertemplate=hover + f"<extra>{C.escape_hover(str(mode))}</extra>",
             ), row=1, col=j)
             seen.add(mode)
@@ -276,6 +295,12 @@ def effects_forest(
         A line under the title (``None``: none).
     x_title : str
         The x axis' title.
+    mark : {"holm", "bh"} or None, default "holm"
+        Star the bars whose ``p_holm`` (or ``p_bh``) is at most ``alpha``: the effects that survive
+        the adjustment over the intervention x mode cells of their metric.  Metrics without a test
+        (NaN p-values), ``None`` or a table without the column star nothing.
+    alpha : float, default 0.05
+        Level of the marks.
 
     Returns
     -------

@@ -35,8 +35,10 @@ def probe_heatmap(
     zmin: float | None = None,
     zmax: float | None = None,
     annotate: bool | None = None,
+    mark: str | None = "holm",
+    alpha: float = 0.05,
 ) -> go.Figure:
-    """Layer x step heatmap of a probe sweep column (``score``, ``selectivity``, ...).
+    """Layer x step heatmap of a probe sweep column (``score``, ``selectivity``, ...), surviving cells starred.
 
     Parameters
     ----------
@@ -55,13 +57,21 @@ def probe_heatmap(
         Upper end of the colour scale.
     annotate : bool | None
         Write each cell's value (default: when the grid is small).
+    mark : {"holm", "bh"} or None, default "holm"
+        Star the cells whose ``p_holm`` (or ``p_bh``) is at most ``alpha``: the cells that beat
+        label-blind predictions after the adjustment over the sweep's cells.  ``None``, or a table
+        without the column, stars nothing.
+    alpha : float, default 0.05
+        Level of the marks.
 
     Returns
     -------
     plotly.graph_objects.Figure
-        One ``Heatmap`` trace (rows = layers, columns = steps).  The hover shows the CI of
-        ``score``.  Cells are not corrected for multiple comparisons; the best cell is where the
-        target is most decodable, not where the model uses it.
+        One ``Heatmap`` trace (rows = layers, columns = steps) and, when a cell survives, a
+        ``Scatter`` of stars on the surviving cells.  The hover shows the CI of ``score`` and the
+        simultaneous interval.  Only starred cells are distinguishable from chance after the
+        multiple-comparison adjustment; the best cell is where the target is most decodable, not
+        where the model uses it.
 
     Examples
     --------
@@ -69,12 +79,15 @@ def probe_heatmap(
     >>> from latentprobe import viz
     >>> from latentprobe.probing import LinearProbe, probe_sweep
     >>> rng = np.random.default_rng(0)
-    >>> y = np.repeat([0, 1], 12)
-    >>> feats = rng.normal(size=(24, 2, 2, 4)) + y[:, None, None, None]
-    >>> sweep = probe_sweep(feats, y, np.arange(24) // 2, n_splits=3, controls=False, progress=False,
+    >>> y = np.repeat([0, 1, 2], 20)
+    >>> feats = rng.normal(size=(60, 2, 2, 4)) + 2.0 * y[:, None, None, None]
+    >>> sweep = probe_sweep(feats, y, np.arange(60) // 2, n_splits=3, controls=False, progress=False,
     ...                     probe=LinearProbe(Cs=(1.0,), inner_cv=2))
-    >>> np.asarray(viz.probe_heatmap(sweep).data[0].z).shape  # layers x steps
+    >>> fig = viz.probe_heatmap(sweep)
+    >>> np.asarray(fig.data[0].z).shape  # layers x steps
     (2, 2)
+    >>> len(fig.data[1].x)  # all four cells carry y and survive Holm
+    4
     """
     func = "probe_heatmap"
     cols = S.PROBE_SCORES
@@ -100,8 +113,12 @@ def probe_heatmap(
     hover = f"layer %{{y}}, step %{{x}}<br>{value}=%{{z:.3f}}"
     customdata = None
     if value == cols.SCORE and C.has_ci(df):
-        customdata = np.stack([pivot(cols.CI_LOW), pivot(cols.CI_HIGH)], axis=-1)
+        parts = [pivot(cols.CI_LOW), pivot(cols.CI_HIGH)]
         hover += "<br>CI [%{customdata[0]:.3f}, %{customdata[1]:.3f}]"
+        if cols.CI_LOW_SIMULTANEOUS in df.columns:
+            parts += [pivot(cols.CI_LOW_SIMULTANEOUS), pivot(cols.CI_HIGH_SIMULTANEOUS)]
+            hover += "<br>simultaneous CI [%{customdata[2]:.3f}, %{customdata[3]:.3f}]"
+        customdata = np.stack(parts, axis=-1)
     if annotate is None:
         annotate = len(layers) * len(steps) <= 300
     fig = go.Figure(go.Heatmap(
@@ -110,6 +127,14 @@ def probe_heatmap(
         colorbar={"title": {"text": _name(value, task)}}, customdata=customdata, hovertemplate=hover + "<extra></extra>",
         texttemplate="%{z:.2f}" if annotate else None, xgap=1, ygap=1,
     ))
+    keep, mark_line = C.survivors(df, mark, alpha, func)
+    if keep is not None and keep.any():
+        hit = df[keep]
+        fig.add_trace(go.Scatter(
+            x=[str(v) for v in hit[cols.STEP]], y=[str(v) for v in hit[cols.LAYER]], mode="markers",
+            marker={"symbol": "star", "size": 12, "color": "white", "line": {"color": "black", "width": 1}},
+            name=f"survives {mark} at {alpha:g}", hoverinfo="skip", showlegend=False,
+        ))
     fig.update_xaxes(type="category")
     fig.update_yaxes(type="category")
     tgt = f" — target: {df[cols.TARGET].iloc[0]}" if cols.TARGET in df.columns else ""
@@ -123,6 +148,8 @@ def probe_heatmap(
         chance = chance[np.isfinite(chance)]
         if chance.size and np.allclose(chance, chance[0]):
             subtitle = f"chance = {chance[0]:.3g}; decodable is not the same as used by the model"
+    if mark_line:
+        subtitle = f"{subtitle}; {mark_line}" if subtitle else mark_line
     return C.finish(fig, title, kind=func, x_title="latent step", y_title="layer", subtitle=subtitle)
 
 
