@@ -79,9 +79,10 @@ def row_attention(q: Float[Tensor, "b h n d"], k: Float[Tensor, "b g t d"], *, r
     g, t = k.shape[1], k.shape[2]
     if h % g:
         raise ModelStructureError(f"attention rows: {h} query heads are not a multiple of {g} key/value heads.")
-    qg = rearrange(q.float(), "b (g r) n d -> b g r n d", g=g)
-    scores = torch.einsum("bgrnd,bgtd->bgrnt", qg, k.float()) * scaling
-    scores = rearrange(scores, "b g r n t -> b (g r) n t")
+    # query head h reads key/value head h // (h / g), as repeat_kv lays them out; no key is copied
+    qg = rearrange(q.float(), "b (g r) n d -> b g (r n) d", g=g)
+    scores = torch.matmul(qg, k.float().transpose(-1, -2)) * scaling
+    scores = rearrange(scores, "b g (r n) t -> b (g r) n t", n=n)
     if softcap is not None:
         scores = torch.tanh(scores / softcap) * softcap
     rows = rows.to(scores.device)
