@@ -5,8 +5,8 @@ as recorded, the runner's mask rule applied, the model's own attention implement
 flash, no switch to eager) computes the attention probabilities of the chosen query rows only
 (:mod:`latentprobe.readouts._rows`), from the queries and keys the model itself passes to its attention
 function (after RoPE, Qwen2.5-VL's multimodal sections included), with its mask, scaling and grouped-query
-layout. The rows are summed over regions of the sequence (image tokens, question text, system prompt,
-earlier latents, markers, generated text, the query itself), with their entropy and their top attended
+layout. The rows are summed over regions of the sequence (the first position, image tokens, question text,
+system prompt, earlier latents, markers, generated text, the query itself), with their entropy and their top attended
 positions.
 
 What it does not prove: attention mass is where a head reads from, not what it reads or whether the
@@ -40,8 +40,10 @@ __all__ = ["attention", "attention_rows", "AttentionResult", "query_positions", 
 #: Query groups, in display order: each latent slot, each open and close marker, each answer position, the
 #: last prompt position.
 QUERY_GROUPS: tuple[str, ...] = ("latents", "open", "close", "answer", "last_prompt")
-#: Regions of the keys, in display order (every key a query can see is in exactly one).
-REGIONS: tuple[str, ...] = ("system", "question", "image", "markers", "latents", "generated", "self")
+#: Regions of the keys, in display order (every key a query can see is in exactly one). ``first`` is position 0
+#: alone, where many heads park their attention (an attention sink), so that it does not swell the region it
+#: belongs to.
+REGIONS: tuple[str, ...] = ("first", "system", "question", "image", "markers", "latents", "generated", "self")
 
 Regions = Callable[[ExampleTrace], Mapping[str, Sequence[int]]]
 
@@ -137,7 +139,7 @@ def key_regions(example: ExampleTrace, *, tokenizer: Any = None, marker_ids: Seq
                 regions: Regions | None = None) -> np.ndarray:
     """The region of every position of ``example`` (an index into :data:`REGIONS`), before "self" and "later".
 
-    System prompt: a ChatML system turn at the start of the prompt (from ``<|im_start|>system`` to the next
+    First: position 0 (an attention sink in most models; the toys' first question token). System prompt: a ChatML system turn at the start of the prompt (from ``<|im_start|>system`` to the next
     ``<|im_start|>``). Markers: the open and close markers and the ids in ``marker_ids`` (the image's
     ``<|vision_start|>`` / ``<|vision_end|>``). Image: image-token positions. Latents: latent slots. Generated:
     text generated after the prompt (before the open marker, and the answer). Question: the rest of the prompt
@@ -175,6 +177,7 @@ def key_regions(example: ExampleTrace, *, tokenizer: Any = None, marker_ids: Seq
             out[p] = code["generated"]
         elif p < sys_end:
             out[p] = code["system"]
+    out[0] = code["first"]
     for name, ps in (regions(example) if regions is not None else {}).items():
         if name not in code or name == "self":
             raise InputError(f"regions({example.example_id!r}) names region {name!r}; use one of "

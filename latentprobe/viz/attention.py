@@ -24,7 +24,7 @@ __all__ = ["attention_regions", "attention_heatmap", "REGION_COLORS"]
 _M = RS.ATTENTION_MASS
 _INSTEAD = "an AttentionResult (latentprobe.readouts.attention) or its table"
 #: One colour per region, the same in every figure.
-REGION_COLORS: dict[str, str] = {"system": C.GREY, "question": C.PALETTE[1], "image": C.PALETTE[2],
+REGION_COLORS: dict[str, str] = {"first": C.PALETTE[7], "system": C.GREY, "question": C.PALETTE[1], "image": C.PALETTE[2],
                                  "markers": C.PALETTE[6], "latents": C.PALETTE[0], "generated": C.PALETTE[4],
                                  "self": C.PALETTE[5]}
 

@@ -93,8 +93,9 @@ CAPTIONS: dict[str, str] = {
     ),
     "attention_regions": (
         "Where the query positions attend: for each query (latent step, close marker, answer position), the "
-        "attention probability summed over the keys of each region (image tokens, question, system prompt, markers, "
-        "earlier latents, generated text, the query itself), mean over examples, layers and heads; a bar sums to 1. "
+        "attention probability summed over the keys of each region (position 0, where heads park attention; image "
+        "tokens, question, system prompt, markers, earlier latents, generated text, the query itself), mean over "
+        "examples, layers and heads; a bar sums to 1. "
         "Mass shows where heads read from, not what they read or whether it matters: a head can park its attention on "
         "a marker and write nothing, and information reaches a position through others. It does not prove use; "
         "the interventions (Z → Y) do."
