@@ -29,7 +29,7 @@ from torch import Tensor
 from latentprobe import readout_schema as schema
 from latentprobe.display import SummarizedResult
 from latentprobe.engine.forward import new_cache
-from latentprobe.engine.modes import _row_from_example
+from latentprobe.engine.modes import _row_from_example, check_trace
 from latentprobe.engine.protocol import ProtocolState
 from latentprobe.errors import InputError, StepOutOfRangeError
 from latentprobe.readouts._rows import attention_modules, capture_rows
@@ -222,31 +222,48 @@ def attention_rows(runner: Any, example: ExampleTrace, positions: Sequence[int],
     >>> float(rows[0][:, :, image].sum())   # blind: latents never attend to the image
     0.0
     """
+    got: dict[int, Tensor] = {}
+    wanted = _each_layer(runner, example, positions, layers, lambda layer, probs: got.__setitem__(layer, probs.cpu()))
+    return {l: got.get(l, torch.zeros(0, 0, example.seq_len)) for l in wanted}
+
+
+def _layers(runner: Any, layers: Sequence[int] | None) -> list[int]:
     n_layers = runner.parts.n_layers
     wanted = list(range(n_layers)) if layers is None else sorted({int(l) for l in layers})
     bad = [l for l in wanted if not 0 <= l < n_layers]
     if bad or not wanted:
         raise StepOutOfRangeError(f"layers {bad or '[]'}: decoder layers are 0..{n_layers - 1}.")
+    return wanted
+
+
+def _each_layer(runner: Any, example: ExampleTrace, positions: Sequence[int], layers: Sequence[int] | None,
+                sink: Callable[[int, Tensor], None]) -> list[int]:
+    """One forward over the recorded sequence; ``sink(layer, [heads, n, seq] float32)`` as each layer runs (on the
+    layer's device: nothing of another layer is kept). Returns the layers."""
+    wanted = _layers(runner, layers)
     pos = [int(p) for p in positions]
     badp = [p for p in pos if not 0 <= p < example.seq_len]
     if badp:
         raise StepOutOfRangeError(f"example {example.example_id!r} has {example.seq_len} positions; "
                                   f"query positions {badp} are out of range.")
-    got: dict[int, Tensor] = {}
     if not pos:
-        return {l: torch.zeros(0, 0, example.seq_len) for l in wanted}
-
-    def sink(layer: int, probs: Tensor) -> None:
-        got[layer] = probs[0].detach().float().cpu()
-
+        return wanted
     dec = runner._decoder
     row = _row_from_example(example, example.seq_len, ProtocolState())
     embeds, mask, pos_ids, _, _ = dec.embed_prefix([row])
     segs = torch.tensor(row.segs, dtype=torch.long)[None]
     attn = dec.attention(segs, mask, embeds.shape[1])
-    with capture_rows(runner.model, attention_modules(runner.parts.layers), torch.tensor(pos), sink, set(wanted)):
+    with capture_rows(runner.model, attention_modules(runner.parts.layers), torch.tensor(pos),
+                      lambda layer, probs: sink(layer, probs[0].detach().float()), set(wanted)):
         dec.forward(embeds, attn, pos_ids, new_cache(runner.model), None, [], logits=False, untraced=True)
-    return {l: got[l] for l in wanted}
+    return wanted
+
+
+def _n_heads(runner: Any) -> int | None:
+    cfg = getattr(runner.model, "config", None)
+    text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    n = getattr(text, "num_attention_heads", None) or getattr(text, "n_head", None)
+    return None if n is None else int(n)
 
 
 def _marker_ids(runner: Any) -> list[int]:
@@ -300,7 +317,9 @@ def attention(runner: Any, trace: LatentTrace, *, queries: Sequence[str] = ("lat
     Raises
     ------
     InputError
-        An unknown query group or a head out of range.
+        An unknown query group, a head out of range, an empty trace or one recorded on a model of another width.
+    StepOutOfRangeError
+        A layer out of range.
 
     Examples
     --------
@@ -320,7 +339,14 @@ def attention(runner: Any, trace: LatentTrace, *, queries: Sequence[str] = ("lat
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
         raise InputError(f"top_k={top_k!r}: give a non-negative integer.")
     groups = tuple(queries)
-    query_positions(trace[0], groups) if len(trace) else None  # checks the names
+    if isinstance(queries, str) or [g for g in groups if g not in QUERY_GROUPS]:
+        raise InputError(f"queries={queries!r}: query groups are {', '.join(QUERY_GROUPS)} (a list of them).")
+    check_trace(trace, runner.parts.hidden_size)
+    _layers(runner, layers)
+    H = _n_heads(runner)
+    if heads is not None and H is not None and [h for h in heads if not 0 <= int(h) < H]:
+        raise InputError(f"heads {[h for h in heads if not 0 <= int(h) < H]}: the model has {H} query heads "
+                         f"(0..{H - 1}).")
     tokenizer = getattr(runner, "tokenizer", None)
     markers = _marker_ids(runner)
     mass_rows: list[dict[str, Any]] = []
@@ -334,50 +360,60 @@ def attention(runner: Any, trace: LatentTrace, *, queries: Sequence[str] = ("lat
         qs = query_positions(e, groups)
         if not qs:
             continue
-        rows = attention_rows(runner, e, [p for _, _, p in qs], layers=layers)
         base = key_regions(e, tokenizer=tokenizer, marker_ids=markers, regions=regions)
-        _summarise(e, qs, rows, base, heads, average_heads, top_k, _token_names(e, tokenizer), mass_rows, ent_rows,
-                   top_rows)
+        onehot = _region_onehot(qs, base, e.seq_len)
+        names = _token_names(e, tokenizer)
+
+        def sink(layer: int, probs: Tensor, e: ExampleTrace = e, qs: list = qs, base: np.ndarray = base,
+                 onehot: Tensor = onehot, names: list[str] = names) -> None:
+            _summarise(e, qs, layer, probs, base, onehot, heads, average_heads, top_k, names, mass_rows, ent_rows,
+                       top_rows)
+
+        _each_layer(runner, e, [p for _, _, p in qs], layers, sink)
     cfg = {"queries": list(groups), "layers": None if layers is None else [int(l) for l in layers],
            "heads": None if heads is None else [int(h) for h in heads], "top_k": top_k, "average_heads": average_heads}
     return AttentionResult(schema.ATTENTION_MASS.frame(mass_rows), schema.ATTENTION_ENTROPY.frame(ent_rows),
                            schema.ATTENTION_TOP.frame(top_rows), cfg)
 
 
-def _summarise(e: ExampleTrace, qs: list[tuple[str, int, int]], rows: dict[int, Tensor], base: np.ndarray,
-               heads: Sequence[int] | None, average: bool, top_k: int, names: list[str],
-               mass_rows: list[dict[str, Any]], ent_rows: list[dict[str, Any]], top_rows: list[dict[str, Any]]) -> None:
-    """Region masses, entropies and top positions of one example's rows, appended to the row lists."""
-    T = e.seq_len
-    R = len(REGIONS)
+def _region_onehot(qs: list[tuple[str, int, int]], base: np.ndarray, T: int) -> Tensor:
+    """``[n, T, regions]``: 1 where key t of query row j is in the region (the query itself is ``self``; keys after
+    it get no mass under a causal mask and are left out)."""
     self_code = REGIONS.index("self")
-    onehot = torch.zeros(len(qs), T, R)
+    onehot = torch.zeros(len(qs), T, len(REGIONS))
     for j, (_, _, p) in enumerate(qs):
         codes = torch.as_tensor(base.copy())
-        codes[p] = self_code  # the query itself; later positions get no mass (causal) and are left out
+        codes[p] = self_code
         keep = torch.arange(T) <= p
         onehot[j, torch.arange(T)[keep], codes[keep]] = 1.0
-    for layer, probs in rows.items():
-        H = probs.shape[0]
-        hs = list(range(H)) if heads is None else [int(h) for h in heads]
-        bad = [h for h in hs if not 0 <= h < H]
-        if bad:
-            raise InputError(f"heads {bad}: the model has {H} query heads (0..{H - 1}).")
-        p_sel = probs[hs]
-        if average:
-            p_sel, hs = p_sel.mean(0, keepdim=True), [-1]
-        mass = torch.einsum("hnt,ntr->hnr", p_sel, onehot)
-        ent = -(p_sel * torch.where(p_sel > 0, p_sel.log(), torch.zeros(()))).sum(-1)
-        k = min(top_k, T)
-        tw, ti = p_sel.topk(k, dim=-1) if k else (p_sel[..., :0], p_sel[..., :0].long())
-        for hi, h in enumerate(hs):
-            for j, (g, step, p) in enumerate(qs):
-                head = {"example_id": e.example_id, "query_group": g, "step": step, "layer": layer, "head": h}
-                for r in range(R):
-                    mass_rows.append({**head, "region": REGIONS[r], "mass": float(mass[hi, j, r])})
-                ent_rows.append({**head, "position": p, "entropy": float(ent[hi, j])})
-                for rank in range(k):
-                    kp = int(ti[hi, j, rank])
-                    region = "self" if kp == p else REGIONS[int(base[kp])]
-                    top_rows.append({**head, "rank": rank, "key_position": kp, "token": names[kp], "region": region,
-                                     "weight": float(tw[hi, j, rank])})
+    return onehot
+
+
+def _summarise(e: ExampleTrace, qs: list[tuple[str, int, int]], layer: int, probs: Tensor, base: np.ndarray,
+               onehot: Tensor, heads: Sequence[int] | None, average: bool, top_k: int, names: list[str],
+               mass_rows: list[dict[str, Any]], ent_rows: list[dict[str, Any]], top_rows: list[dict[str, Any]]) -> None:
+    """Region masses, entropies and top positions of one layer's rows (``[heads, n, T]``), appended to the lists."""
+    T = e.seq_len
+    H = probs.shape[0]
+    hs = list(range(H)) if heads is None else [int(h) for h in heads]
+    bad = [h for h in hs if not 0 <= h < H]
+    if bad:
+        raise InputError(f"heads {bad}: the model has {H} query heads (0..{H - 1}).")
+    p_sel = probs[hs]
+    if average:
+        p_sel, hs = p_sel.mean(0, keepdim=True), [-1]
+    mass = torch.einsum("hnt,ntr->hnr", p_sel, onehot.to(p_sel.device)).cpu()
+    ent = (-(p_sel * torch.where(p_sel > 0, p_sel.log(), torch.zeros((), device=p_sel.device))).sum(-1)).cpu()
+    k = min(top_k, T)
+    tw, ti = (t.cpu() for t in p_sel.topk(k, dim=-1)) if k else (p_sel[..., :0].cpu(), p_sel[..., :0].long().cpu())
+    for hi, h in enumerate(hs):
+        for j, (g, step, p) in enumerate(qs):
+            head = {"example_id": e.example_id, "query_group": g, "step": step, "layer": layer, "head": h}
+            for r, region in enumerate(REGIONS):
+                mass_rows.append({**head, "region": region, "mass": float(mass[hi, j, r])})
+            ent_rows.append({**head, "position": p, "entropy": float(ent[hi, j])})
+            for rank in range(k):
+                kp = int(ti[hi, j, rank])
+                top_rows.append({**head, "rank": rank, "key_position": kp, "token": names[kp],
+                                 "region": "self" if kp == p else REGIONS[int(base[kp])],
+                                 "weight": float(tw[hi, j, rank])})

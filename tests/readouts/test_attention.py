@@ -14,7 +14,7 @@ from latentprobe.errors import InputError, StepOutOfRangeError
 from latentprobe.readout_schema import ATTENTION_ENTROPY, ATTENTION_MASS, ATTENTION_TOP
 from latentprobe.readouts.attention import REGIONS, attention_rows, key_regions, query_positions
 from latentprobe.trace import Segment
-from tiny import force_open
+from tiny import force_open, tiny_llama
 
 LAT6 = " ".join(["<|latent|>"] * 6)
 TEXT = [f"a b <|start-latent|> {LAT6} <|end-latent|> answer :",
@@ -204,3 +204,14 @@ def test_interface_is_restored(toys):
 
     assert "sdpa" not in ALL_ATTENTION_FUNCTIONS._local_mapping
     assert "eager" not in ALL_ATTENTION_FUNCTIONS._local_mapping
+
+
+def test_refuses_bad_arguments_and_a_foreign_trace(request, tok):
+    runner, trace = _run("llama", request)
+    with pytest.raises(InputError, match="queries"):
+        readouts.attention(runner, trace, queries="latents")
+    with pytest.raises(StepOutOfRangeError, match="query positions"):
+        attention_rows(runner, trace[0], [trace[0].seq_len])
+    narrow = LatentRunner(tiny_llama(tok, hidden=32), tok, "coconut")  # another width than the trace's
+    with pytest.raises(InputError, match="shape"):
+        readouts.attention(narrow, trace)
