@@ -10,7 +10,8 @@ key/value heads, head width 128, float32), prints the peak extra memory of
 
 Memory is counted by a ``TorchDispatchMode`` that adds the bytes of every new tensor storage an operation
 returns and subtracts them when the last tensor on that storage is freed (inputs made beforehand are not
-counted, nor views of them: it is the *extra* memory). The rows' peak grows with rows x T; the eager map's with T squared.
+counted, nor views of them: it is the *extra* memory). The rows' peak grows with rows x T; the eager map's with T
+squared.
 
 Usage: python benchmarks/attention_memory.py [--quick] [--rows 8] [--lengths 1024 4096 8192]
 """
@@ -109,7 +110,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     lengths = [256, 512, 1024] if a.quick else a.lengths
     torch.set_num_threads(1)
     out = []
-    print(f"| positions | rows | rows peak (MB) | eager T x T peak (MB) | eager / rows | rows peak / (rows x T x heads x 4 B) |")
+    print("| positions | rows | rows peak (MB) | eager T x T peak (MB) | eager / rows "
+          "| rows peak / (rows x T x heads x 4 B) |")
     print("|---|---|---|---|---|---|")
     for T in lengths:
         rp, _ = rows_peak(T, a.rows)

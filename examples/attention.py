@@ -32,8 +32,8 @@ QUESTIONS = ["What is 2 plus 3?", "Which animal barks?", "What colour is a crow?
 def region_table(res) -> pd.DataFrame:
     """Mean mass per query group (rows) and region (columns)."""
     t = res.table.groupby(["query_group", "region"], sort=False)["mass"].mean().unstack("region")
-    return t.reindex(columns=[c for c in ("first", "system", "question", "image", "markers", "latents", "generated", "self")
-                              if c in t.columns])
+    order = ("first", "system", "question", "image", "markers", "latents", "generated", "self")
+    return t.reindex(columns=[c for c in order if c in t.columns])
 
 
 def toy_runs(n: int, variants: list[str]) -> dict:

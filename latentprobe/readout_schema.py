@@ -18,7 +18,8 @@ QUERY_GROUP = Column("query_group", "str", "query rows: 'latents', 'open', 'clos
 QUERY_STEP = STEP.but(meaning="index in the query group: latent step, the marker's segment, answer position")
 ATTENTION_LAYER = Column("layer", "int64", "decoder layer (0-based); it reads residual layer `layer`")
 HEAD = Column("head", "int64", "query head (-1: the mean over the kept heads)")
-REGION = Column("region", "str", "where the keys are: first (position 0), system, question, image, markers, latents, generated, self")
+REGION = Column("region", "str", "where the keys are: first (position 0), system, question, image, markers, latents, "
+                "generated, self")
 
 
 class ATTENTION_MASS(Table):

@@ -121,7 +121,8 @@ def _eager_default(module: Any) -> Callable[..., Any]:
     fn = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
     if fn is None:
         raise ModelStructureError(f"{type(module).__name__} (module {type(module).__module__}) has no "
-                                  "eager_attention_forward: attention rows read the transformers 5 attention interface.")
+                                  "eager_attention_forward: attention rows read the transformers 5 attention "
+                                  "interface.")
     return fn
 
 

@@ -35,7 +35,8 @@ from latentprobe.errors import InputError, StepOutOfRangeError
 from latentprobe.readouts._rows import attention_modules, capture_rows
 from latentprobe.trace import ExampleTrace, LatentTrace, Segment
 
-__all__ = ["attention", "attention_rows", "AttentionResult", "query_positions", "key_regions", "QUERY_GROUPS", "REGIONS"]
+__all__ = ["attention", "attention_rows", "AttentionResult", "query_positions", "key_regions", "QUERY_GROUPS",
+           "REGIONS"]
 
 #: Query groups, in display order: each latent slot, each open and close marker, each answer position, the
 #: last prompt position.
@@ -84,7 +85,8 @@ class AttentionResult(SummarizedResult):
         return t.groupby(["query_group", "step", "region"], sort=False, as_index=False)["mass"].mean()
 
 
-def query_positions(example: ExampleTrace, groups: Sequence[str] = ("latents", "close", "answer")) -> list[tuple[str, int, int]]:
+def query_positions(example: ExampleTrace,
+                    groups: Sequence[str] = ("latents", "close", "answer")) -> list[tuple[str, int, int]]:
     """The query rows of one example: ``(query_group, step, position)`` in sequence order per group.
 
     ``latents``: each latent slot (step = latent index). ``open`` / ``close``: each open / close marker (step =
@@ -139,11 +141,12 @@ def key_regions(example: ExampleTrace, *, tokenizer: Any = None, marker_ids: Seq
                 regions: Regions | None = None) -> np.ndarray:
     """The region of every position of ``example`` (an index into :data:`REGIONS`), before "self" and "later".
 
-    First: position 0 (an attention sink in most models; the toys' first question token). System prompt: a ChatML system turn at the start of the prompt (from ``<|im_start|>system`` to the next
-    ``<|im_start|>``). Markers: the open and close markers and the ids in ``marker_ids`` (the image's
-    ``<|vision_start|>`` / ``<|vision_end|>``). Image: image-token positions. Latents: latent slots. Generated:
-    text generated after the prompt (before the open marker, and the answer). Question: the rest of the prompt
-    (the user turn and its template tokens). ``regions(example) -> {region: positions}`` overrides any of them.
+    First: position 0 (an attention sink in most models; the toys' first question token). System prompt: a ChatML
+    system turn at the start of the prompt (from ``<|im_start|>system`` to the next ``<|im_start|>``). Markers: the
+    open and close markers and the ids in ``marker_ids`` (the image's ``<|vision_start|>`` / ``<|vision_end|>``).
+    Image: image-token positions. Latents: latent slots. Generated: text generated after the prompt (before the
+    open marker, and the answer). Question: the rest of the prompt (the user turn and its template tokens).
+    ``regions(example) -> {region: positions}`` overrides any of them.
 
     Parameters
     ----------

@@ -24,9 +24,9 @@ __all__ = ["attention_regions", "attention_heatmap", "REGION_COLORS"]
 _M = RS.ATTENTION_MASS
 _INSTEAD = "an AttentionResult (latentprobe.readouts.attention) or its table"
 #: One colour per region, the same in every figure.
-REGION_COLORS: dict[str, str] = {"first": C.PALETTE[7], "system": C.GREY, "question": C.PALETTE[1], "image": C.PALETTE[2],
-                                 "markers": C.PALETTE[6], "latents": C.PALETTE[0], "generated": C.PALETTE[4],
-                                 "self": C.PALETTE[5]}
+REGION_COLORS: dict[str, str] = {"first": C.PALETTE[7], "system": C.GREY, "question": C.PALETTE[1],
+                                 "image": C.PALETTE[2], "markers": C.PALETTE[6], "latents": C.PALETTE[0],
+                                 "generated": C.PALETTE[4], "self": C.PALETTE[5]}
 
 
 def _mass_table(result: Any, func: str) -> pd.DataFrame:
@@ -46,7 +46,8 @@ def _filter(df: pd.DataFrame, col: str, chosen: Sequence[Any] | None, func: str)
 
 
 def attention_regions(result: Any, *, query_groups: Sequence[str] | None = None,
-                      layers: Sequence[int] | None = None, title: str = "Where the query positions attend") -> go.Figure:
+                      layers: Sequence[int] | None = None,
+                      title: str = "Where the query positions attend") -> go.Figure:
     """Stacked bars: for each query group and step, the mean attention mass to each region.
 
     Parameters

@@ -36,7 +36,8 @@ def _eager_rows(runner, eager, e, positions):
     embeds, mask, pos, _, _ = dec.embed_prefix([row])
     attn = dec.attention(torch.tensor(row.segs)[None], mask, embeds.shape[1])
     with torch.no_grad():
-        out = eager(inputs_embeds=embeds, attention_mask=attn, position_ids=pos, output_attentions=True, use_cache=False)
+        out = eager(inputs_embeds=embeds, attention_mask=attn, position_ids=pos, output_attentions=True,
+                    use_cache=False)
     return [a[0][:, positions].float() for a in out.attentions]
 
 
