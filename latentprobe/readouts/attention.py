@@ -31,7 +31,7 @@ from latentprobe.display import SummarizedResult
 from latentprobe.engine.forward import new_cache
 from latentprobe.engine.modes import _row_from_example, check_trace
 from latentprobe.engine.protocol import ProtocolState
-from latentprobe.errors import InputError, StepOutOfRangeError
+from latentprobe.errors import InputError, ModelStructureError, StepOutOfRangeError
 from latentprobe.readouts._rows import attention_modules, capture_rows
 from latentprobe.trace import ExampleTrace, LatentTrace, Segment
 
@@ -256,9 +256,20 @@ def _each_layer(runner: Any, example: ExampleTrace, positions: Sequence[int], la
     embeds, mask, pos_ids, _, _ = dec.embed_prefix([row])
     segs = torch.tensor(row.segs, dtype=torch.long)[None]
     attn = dec.attention(segs, mask, embeds.shape[1])
-    with capture_rows(runner.model, attention_modules(runner.parts.layers), torch.tensor(pos),
-                      lambda layer, probs: sink(layer, probs[0].detach().float()), set(wanted)):
+    seen: set[int] = set()
+
+    def each(layer: int, probs: Tensor) -> None:
+        seen.add(layer)
+        sink(layer, probs[0].detach().float())
+
+    with capture_rows(runner.model, attention_modules(runner.parts.layers), torch.tensor(pos), each, set(wanted)):
         dec.forward(embeds, attn, pos_ids, new_cache(runner.model), None, [], logits=False, untraced=True)
+    missing = sorted(set(wanted) - seen)
+    if missing:
+        raise ModelStructureError(
+            f"{type(runner.model).__name__}: decoder layers {missing} never called the transformers attention "
+            "interface (ALL_ATTENTION_FUNCTIONS), so their attention rows cannot be read; attention readouts need "
+            "attention modules of transformers 5 (GPT-2, Llama, Qwen2, Qwen2.5-VL, ...).")
     return wanted
 
 

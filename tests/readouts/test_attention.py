@@ -216,3 +216,15 @@ def test_refuses_bad_arguments_and_a_foreign_trace(request, tok):
     narrow = LatentRunner(tiny_llama(tok, hidden=32), tok, "coconut")  # another width than the trace's
     with pytest.raises(InputError, match="shape"):
         readouts.attention(narrow, trace)
+
+
+def test_a_model_whose_attention_bypasses_the_interface_is_refused(request, monkeypatch):
+    """GPT-2's eager path with reorder_and_upcast_attn never calls the interface: refused, not silently empty."""
+    from latentprobe.errors import ModelStructureError
+
+    runner, trace = _run("gpt2", request)
+    monkeypatch.setattr(runner.model.config, "_attn_implementation", "eager")
+    for block in runner.model.transformer.h:
+        monkeypatch.setattr(block.attn, "reorder_and_upcast_attn", True)
+    with pytest.raises(ModelStructureError, match=r"decoder layers \[0, 1\] never called"):
+        attention_rows(runner, trace[0], trace[0].latent_positions.tolist())
