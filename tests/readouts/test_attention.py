@@ -228,3 +228,24 @@ def test_a_model_whose_attention_bypasses_the_interface_is_refused(request, monk
         monkeypatch.setattr(block.attn, "reorder_and_upcast_attn", True)
     with pytest.raises(ModelStructureError, match=r"decoder layers \[0, 1\] never called"):
         attention_rows(runner, trace[0], trace[0].latent_positions.tolist())
+
+
+def test_threads_reading_and_generating_at_once():
+    """The wrapper is installed for one capture at a time; another model's forwards, in another thread, pass
+    through it unchanged (one runner per thread: a runner is not shared between threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tms = {v: toy.load(v) for v in ("bypass", "free", "blind")}
+    ex = tms["bypass"].examples("test", 3)
+    runners = {v: tm.runner() for v, tm in tms.items()}
+    traces = {v: runners[v].run(tm.prompts(ex), tm.images(ex), max_new_tokens=16, progress=False)
+              for v, tm in tms.items()}
+    alone = {v: readouts.attention(runners[v], traces[v], layers=[0, 2]) for v in ("bypass", "free")}
+    with ThreadPoolExecutor(3) as pool:
+        futs = {v: pool.submit(readouts.attention, runners[v], traces[v], layers=[0, 2]) for v in ("bypass", "free")}
+        gen = pool.submit(runners["blind"].run, tms["blind"].prompts(ex), tms["blind"].images(ex), max_new_tokens=16,
+                          progress=False)
+        got = {v: f.result() for v, f in futs.items()}
+        again = gen.result()
+    assert all(got[v].table.equals(alone[v].table) for v in got)
+    assert again.answers == traces["blind"].answers
