@@ -32,7 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 from latentprobe.readouts._rows import row_attention  # noqa: E402
 
-HEADS, KV_HEADS, HEAD_DIM = 28, 4, 128  # Qwen2.5-VL-7B (config.json of Qwen/Qwen2.5-VL-7B-Instruct)
+# Qwen2.5-VL-7B's language model: q_proj 3584 -> 3584 and k_proj 3584 -> 512 in each of its 28 decoder layers (the
+# module printout in acproject/duorou, docs/qwen2.5vl_graph.md), i.e. 28 query heads and 4 key/value heads of width 128
+HEADS, KV_HEADS, HEAD_DIM = 28, 4, 128
 
 
 class PeakBytes(TorchDispatchMode):
