@@ -76,3 +76,15 @@ def test_help_shows_every_default(script, monkeypatch, capsys):
     assert "--seed" in options and "--n-boot" in options and len(options) >= 7
     assert text.count("(default: ") == len(options)
     assert "--n N number of test examples (default: " in text and "--variant" in text
+
+
+def test_attention(tmp_path, monkeypatch, capsys):
+    res = _main("attention.py", monkeypatch)(["--quick", "--out", str(tmp_path)])
+    assert set(res) == {"toy_blind", "toy_bypass", "toy_mediated"}
+    blind, bypass = res["toy_blind"].table, res["toy_bypass"].table
+    assert blind.query("query_group == 'latents' and region == 'image'")["mass"].max() == 0.0
+    assert bypass.query("query_group == 'answer' and region == 'latents'")["mass"].max() == 0.0
+    back = pd.read_csv(tmp_path / "toy_blind_mass.csv")
+    assert list(back.columns) == list(blind.columns) and len(back) == len(blind)
+    assert (tmp_path / "toy_mediated_regions.html").is_file() and (tmp_path / "toy_mediated_heatmap.html").is_file()
+    assert "toy_bypass: mean attention mass per query group" in capsys.readouterr().out

@@ -4,7 +4,8 @@ everything from the registry (:func:`register_analysis`, :func:`registered_analy
 
 Built in, in running order: ``x_to_z``, ``z_to_y``, ``decompose`` (:mod:`latentprobe.analyses.causal`),
 ``probes``, ``representations``, ``collapse`` (:mod:`latentprobe.analyses.readouts`), ``latent_similarity``
-(:mod:`latentprobe.analyses.similarity`) and ``behavioural`` (:mod:`latentprobe.analyses.behavioural`).
+(:mod:`latentprobe.analyses.similarity`), ``behavioural`` (:mod:`latentprobe.analyses.behavioural`) and ``attention``
+(:mod:`latentprobe.analyses.attention`).
 
 Examples
 --------
@@ -15,6 +16,7 @@ Examples
 4
 """
 
+from latentprobe.analyses.attention import Attention
 from latentprobe.analyses.base import Analysis, ReportSink, Unit
 from latentprobe.analyses.options import (SHARED_OPTIONS, AnalysisOptions, OptionError, document_options, option,
                                           options_from_mapping)
@@ -26,7 +28,7 @@ from latentprobe.analyses.registry import (ENTRY_POINT_GROUP, analysis_for_resul
                                            registered_analyses)
 from latentprobe.analyses.similarity import Similarity
 
-for _record in (XToZ, ZToY, Decompose, Probes, Representations, Collapse, Similarity, Behavioural):
+for _record in (XToZ, ZToY, Decompose, Probes, Representations, Collapse, Similarity, Behavioural, Attention):
     register_analysis(_record)
 del _record
 

@@ -18,6 +18,8 @@ figure                     takes
 :func:`across_instance_summary` ``AcrossInstancesResult`` or ``XZResult`` (its ``across``)
 :func:`collapse_bars`      :func:`~latentprobe.geometry.collapse_table`
 :func:`norm_profile`       :func:`~latentprobe.geometry.norm_table`
+:func:`attention_regions`  ``AttentionResult`` (:func:`latentprobe.readouts.attention`)
+:func:`attention_heatmap`  ``AttentionResult`` (:func:`latentprobe.readouts.attention`)
 =========================  ====================================================================
 
 Conventions
@@ -47,6 +49,7 @@ from latentprobe.viz.geometry import (
     across_instance_summary, collapse_bars, consecutive_similarity, norm_profile, similarity_heatmap,
 )
 from latentprobe.viz.probing import probe_controls, probe_heatmap
+from latentprobe.viz.attention import attention_heatmap, attention_regions
 
 __all__ = [
     "PALETTE",
@@ -68,4 +71,6 @@ __all__ = [
     "decomposition_bars",
     "xz_lines",
     "zy_bars",
+    "attention_regions",
+    "attention_heatmap",
 ]

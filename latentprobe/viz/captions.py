@@ -94,6 +94,21 @@ CAPTIONS: dict[str, str] = {
         "embeddings' suggest the latents are out of the input distribution; they do not show what the "
         "latents encode."
     ),
+    "attention_regions": (
+        "Where the query positions attend: for each query (latent step, close marker, answer position), the "
+        "attention probability summed over the keys of each region (position 0, where heads park attention; image "
+        "tokens, question, system prompt, markers, earlier latents, generated text, the query itself), mean over "
+        "examples, layers and heads; a bar sums to 1. "
+        "Mass shows where heads read from, not what they read or whether it matters: a head can park its attention on "
+        "a marker and write nothing, and information reaches a position through others. It does not prove use; "
+        "the interventions (Z → Y) do."
+    ),
+    "attention_heatmap": (
+        "Attention mass from one query group (by default each latent step) to one region, per decoder layer and "
+        "step, mean over examples and heads (0 = never attends there, 1 = only there). An exact 0 is a masked edge; a "
+        "high value does not show that the region's content is used, and a low one does not rule out that it "
+        "arrives through other positions."
+    ),
 }
 
 #: Axis title of each metric: direction and unit.

@@ -119,6 +119,15 @@ def xz(toy):
 
 
 @pytest.fixture(scope="session")
+def attention_res(toy):
+    from latentprobe.readouts import attention
+
+    _, runner, inputs = toy
+    trace = runner.run(**inputs.run_kwargs(), max_new_tokens=16, batch_size=8, progress=False)
+    return attention(runner, trace.select(range(4)))
+
+
+@pytest.fixture(scope="session")
 def zy(toy):
     _, runner, inputs = toy
     trace = runner.run(**inputs.run_kwargs(), max_new_tokens=16, batch_size=8, progress=False)

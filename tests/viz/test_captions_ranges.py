@@ -10,7 +10,7 @@ import pytest
 from latentprobe import viz
 
 
-def _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison):
+def _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison, attention_res):
     return {
         "xz_lines": viz.xz_lines(xz),
         "zy_bars": viz.zy_bars(zy),
@@ -23,11 +23,13 @@ def _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison):
         "norm_profile": viz.norm_profile(norms),
         "probe_heatmap": viz.probe_heatmap(sweep),
         "probe_controls": viz.probe_controls(comparison),
+        "attention_regions": viz.attention_regions(attention_res),
+        "attention_heatmap": viz.attention_heatmap(attention_res),
     }
 
 
-def test_every_figure_has_its_caption(xz, zy, med, within, across, collapse, norms, sweep, comparison):
-    figs = _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison)
+def test_every_figure_has_its_caption(xz, zy, med, within, across, collapse, norms, sweep, comparison, attention_res):
+    figs = _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison, attention_res)
     assert set(figs) == set(viz.CAPTIONS)
     for kind, fig in figs.items():
         assert fig.layout.meta["kind"] == kind
