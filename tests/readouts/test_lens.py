@@ -80,8 +80,9 @@ def check_last_layer(runner, trace, top_k=64):
     return res, n
 
 
-def check_direct_forward(runner, trace, res, head=None):
-    """Against one plain Hugging Face forward of each recorded sequence with its latents fed (text models)."""
+def check_direct_forward(runner, trace, res, head=None, tol=TOL):
+    """Against one plain Hugging Face forward of each recorded sequence with its latents fed (text models): another
+    computation than the run's cached steps, so ``tol`` bounds their float32 rounding as well as the lens."""
     model = runner.model
     n = 0
     for e in trace:
@@ -98,7 +99,7 @@ def check_direct_forward(runner, trace, res, head=None):
         cells = res.cells[res.cells.example_id == e.example_id]
         for g, s, p in zip(cells.position_group, cells.step, cells.position):
             dist = _lens_dist(res, e, g, int(s))
-            assert _worst(_top(dist), ref[int(p)]) <= TOL and _worst(dist, ref[int(p)]) <= 5 * TOL, (e.example_id, g)
+            assert _worst(_top(dist), ref[int(p)]) <= tol and _worst(dist, ref[int(p)]) <= 5 * tol, (e.example_id, g)
             n += 1
     return n
 
@@ -299,3 +300,25 @@ def test_qwen_vl_replicas(replica_dir, family):
     assert all(e.num_latents >= 2 for e in trace) and trace[0].positions_of(Segment.IMAGE).numel() > 0
     _, n = check_last_layer(runner, trace, top_k=32)
     assert n >= 2 * 3
+
+
+# ---------------------------------------------------------------------------------------------- real weights
+@pytest.mark.slow
+def test_smollm2_real_weights_with_coconut_tokens(smollm2):
+    """SmolLM2-135M-Instruct's real (GGUF) weights, Coconut's tokens added: the lens reproduces the run."""
+    import copy
+
+    from latentprobe.engine import coconut_prompt
+
+    tok, model = copy.deepcopy(smollm2.tokenizer), copy.deepcopy(smollm2.model)
+    for t in ("<|start-latent|>", "<|end-latent|>", "<|latent|>"):
+        tok.add_tokens(t)
+    model.resize_token_embeddings(len(tok), mean_resizing=False)
+    runner = LatentRunner(model, tok, get_preset("coconut", num_latents=3))
+    qs = ["What is 2 plus 3?", "What is the capital of France?"]
+    trace = runner.run([coconut_prompt(tok, q, 3) for q in qs], max_new_tokens=6, progress=False)
+    res, n = check_last_layer(runner, trace, top_k=16)
+    assert n >= 2 * (5 + 2)
+    # one plain full-sequence forward through 30 real layers rounds differently from the run's cached steps
+    # (about 1.6e-5 at the top of a latent's distribution); the lens itself matched the run to 1e-5 above
+    assert check_direct_forward(runner, trace, res, tol=1e-4) == len(res.cells)

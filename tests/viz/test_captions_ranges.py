@@ -26,8 +26,9 @@ def _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison):
     }
 
 
-def test_every_figure_has_its_caption(xz, zy, med, within, across, collapse, norms, sweep, comparison):
+def test_every_figure_has_its_caption(xz, zy, med, within, across, collapse, norms, sweep, comparison, lens_result):
     figs = _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison)
+    figs["lens_rank_heatmap"] = viz.lens_rank_heatmap(lens_result)
     assert set(figs) == set(viz.CAPTIONS)
     for kind, fig in figs.items():
         assert fig.layout.meta["kind"] == kind
