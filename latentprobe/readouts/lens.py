@@ -185,9 +185,10 @@ def _check_layers(layers: Sequence[int] | None, recorded: list[int], n_res: int)
 
 
 def _teacher_forced(runner: Any, exs: list[ExampleTrace], want: list[list[int]], layers: list[int],
-                    batch_size: int) -> list[dict[int, Tensor]]:
+                    batch_size: int, prompt_only: bool = False) -> list[dict[int, Tensor]]:
     """Residuals ``[len(layers), d]`` at the wanted positions, from the replay prefill of each recorded
-    sequence (recorded latents fed; one forward per batch; nothing generated)."""
+    sequence (recorded latents fed; one forward per batch; nothing generated). ``prompt_only``: prefill the
+    prompts alone, the run's own first forward (the same batches give the same numbers)."""
     from latentprobe.engine.loop import GenerationConfig
     from latentprobe.engine.modes import replay_rows
 
@@ -199,6 +200,10 @@ def _teacher_forced(runner: Any, exs: list[ExampleTrace], want: list[list[int]],
         for i in range(0, len(exs), batch_size):
             chunk, chunk_want = exs[i:i + batch_size], want[i:i + batch_size]
             rows, _ = replay_rows(dec, chunk, [[] for _ in chunk], (0,), None)
+            if prompt_only:
+                for r, e in zip(rows, chunk):
+                    n = e.prompt_len
+                    r.ids, r.segs, r.z_at = r.ids[:n], r.segs[:n], {p: z for p, z in r.z_at.items() if p < n}
             got = dec.run(rows, GenerationConfig(max_new_tokens=1), None, gather_extra=chunk_want, decode=False,
                           read_logits=False)
             out.extend({p: g[p].residual for p in ps} for g, ps in zip(got, chunk_want))
@@ -233,9 +238,16 @@ def _residuals(runner: Any, trace: LatentTrace, groups: Sequence[str], layers: l
     if any(missing):
         source = "trace + teacher-forced forward" if any(r is not None for m in cells for *_, r in m) else \
             "teacher-forced forward"
-        todo = [i for i, m in enumerate(missing) if m]
-        got = _teacher_forced(runner, [trace[i] for i in todo], [missing[i] for i in todo], layers, batch_size)
-        for i, g in zip(todo, got):
+        got: list[dict[int, Tensor]] = [{} for _ in missing]
+        for prompt in (True, False):  # prompt positions from the prompts' prefill, the rest from the whole sequence
+            part = [[p for p in m if (p < e.prompt_len) == prompt] for m, e in zip(missing, trace)]
+            todo = [i for i, m in enumerate(part) if m]
+            if todo:
+                res = _teacher_forced(runner, [trace[i] for i in todo], [part[i] for i in todo], layers, batch_size,
+                                      prompt_only=prompt)
+                for i, g in zip(todo, res):
+                    got[i].update(g)
+        for i, g in enumerate(got):
             cells[i] = [(gr, s, p, g[p] if r is None else r) for gr, s, p, r in cells[i]]
     return cells, source  # type: ignore[return-value]
 
@@ -319,7 +331,9 @@ def lens(runner: Any, trace: LatentTrace, *, positions: Sequence[str] = ("latent
         ``lvr_head`` at latent positions); ``"none"``: the plain logit lens everywhere; ``"projection"``: through
         the family's latent map first (CODI's projection, LVR's head) at every position.
     batch_size : int
-        Sequences per teacher-forced forward (positions the trace did not record).
+        Sequences per teacher-forced forward (positions the trace did not record). Prompt positions are read from
+        the prompts' prefill alone: with the run's own ``batch_size`` (and all its examples) that is the run's
+        first forward, number for number.
 
     Returns
     -------

@@ -36,7 +36,7 @@ def _worst(dist, ref):
     return max(abs(v - float(ref[t])) for t, v in dist.items())
 
 
-def check_last_layer(runner, trace, top_k=64):
+def check_last_layer(runner, trace, top_k=64, tol=TOL):
     """Every check the trace's own records allow; returns the number of compared values (so a test can say
     something was compared)."""
     res = readouts.lens(runner, trace, positions=GROUPS, layers=[-1], top_k=top_k)
@@ -51,7 +51,7 @@ def check_last_layer(runner, trace, top_k=64):
         ans = mine[mine.position_group == "answer"].sort_values("step")
         for j in range(1, e.answer_ids.numel()):
             got = float(ans.next_logprob.iloc[j - 1])
-            assert abs(got - float(e.answer_logprobs[j])) <= TOL, (e.example_id, j, got)
+            assert abs(got - float(e.answer_logprobs[j])) <= tol, (e.example_id, j, got)
             n += 1
         # the position before the answer (close marker, last latent or last prompt token): the whole first
         # distribution the run recorded
@@ -60,11 +60,11 @@ def check_last_layer(runner, trace, top_k=64):
             g, s = pos_of[before]
             if e.answer_ids.numel():  # the answer's first token, as the run scored it
                 got = mine[(mine.position_group == g) & (mine.step == s)].next_logprob.iloc[0]
-                assert abs(got - float(e.answer_logprobs[0])) <= TOL, (e.example_id, g, got)
+                assert abs(got - float(e.answer_logprobs[0])) <= tol, (e.example_id, g, got)
             # the whole distribution: 1e-5 where it carries mass, 5e-5 in the far tail (see _top)
             dist = _lens_dist(res, e, g, s)
-            assert _worst(dist, e.first_token_logprobs) <= 5 * TOL
-            assert _worst(_top(dist), e.first_token_logprobs) <= TOL
+            assert _worst(dist, e.first_token_logprobs) <= 5 * tol
+            assert _worst(_top(dist), e.first_token_logprobs) <= tol
             n += 1
         # latent k's readout is the distribution lm_head computed from the next latent's source h_src[k + 1]
         # (what the loop recorded there, the spec's head applied where it runs)
@@ -75,7 +75,7 @@ def check_last_layer(runner, trace, top_k=64):
                     w = runner.parts.lm_head.weight
                     ref = torch.log_softmax(runner.parts.lm_head(h.to(w.dtype)).float(), -1)
                 dist = _lens_dist(res, e, "latents", k)
-                assert _worst(_top(dist), ref) <= TOL and _worst(dist, ref) <= 5 * TOL, (e.example_id, k)
+                assert _worst(_top(dist), ref) <= tol and _worst(dist, ref) <= 5 * tol, (e.example_id, k)
                 n += 1
     return res, n
 
@@ -212,6 +212,12 @@ def test_unrecorded_layers_are_read_by_a_teacher_forced_forward(mediated):
     assert rec.config["source"] == "trace"
     a = full.cells[full.cells.layer == 4].reset_index(drop=True)
     assert abs(a.top1_logprob.values - rec.cells.top1_logprob.values).max() <= TOL
+    # prompt positions come from the prompts' own prefill: the run's first forward, number for number
+    cap = runner.run(tm.prompts(ex), tm.images(ex), capture_positions="prompt", progress=False)
+    from_trace = readouts.lens(runner, cap, positions=("last_prompt",), top_k=5)
+    forced = readouts.lens(runner, part, positions=("last_prompt",), layers=[0, 1, 2, 3, 4], top_k=5)
+    assert from_trace.config["source"] == "trace" and forced.config["source"] == "teacher-forced forward"
+    assert from_trace.table.equals(forced.table)
 
 
 # ---------------------------------------------------------------------------------------------- text families
@@ -317,8 +323,10 @@ def test_smollm2_real_weights_with_coconut_tokens(smollm2):
     runner = LatentRunner(model, tok, get_preset("coconut", num_latents=3))
     qs = ["What is 2 plus 3?", "What is the capital of France?"]
     trace = runner.run([coconut_prompt(tok, q, 3) for q in qs], max_new_tokens=6, progress=False)
-    res, n = check_last_layer(runner, trace, top_k=16)
+    # a real 49,152 x 576 unembedding: float32 log-probs of one state differ by about 1e-5 between a product
+    # over 1 row and over 64 rows (measured with random weights of this shape: 9.5e-6), so the run's own numbers
+    # are reproduced at that floor; the tiny families above hold 1e-5
+    res, n = check_last_layer(runner, trace, top_k=16, tol=3e-5)
     assert n >= 2 * (5 + 2)
     # one plain full-sequence forward through 30 real layers rounds differently from the run's cached steps
-    # (about 1.6e-5 at the top of a latent's distribution); the lens itself matched the run to 1e-5 above
     assert check_direct_forward(runner, trace, res, tol=1e-4) == len(res.cells)
