@@ -48,8 +48,9 @@ class LensResult(SummarizedResult):
         :class:`~latentprobe.readouts.tables.LENS_ROWS`: per cell (example, position, layer) its top-k tokens
         (``target == "top"``) and the token of every target, each with its log-probability and rank.
     cells : pandas.DataFrame
-        :class:`~latentprobe.readouts.tables.LENS_CELLS`: per cell the entropy, the top-1 token and the
-        log-probability of the token the run had next.
+        :class:`~latentprobe.readouts.tables.LENS_CELLS`: per cell the entropy, the top-1 token, the
+        log-probability of the token the run had next, and the KL from the last layer's readout at the same
+        position (``kl_to_last``: the logit lens's column of a tuned-lens comparison).
     commitment : pandas.DataFrame
         :class:`~latentprobe.readouts.tables.LENS_COMMITMENT`: per example, the first latent step and layer at
         which the lens's top-1 is the run's own answer's first token.
@@ -393,6 +394,10 @@ def lens(runner: Any, trace: LatentTrace, *, positions: Sequence[str] = ("latent
         k = min(top_k, lp.shape[-1])
         top_v, top_i = lp.topk(k, dim=-1)
         ent = -(lp.exp() * lp).nan_to_num().sum(-1)
+        kl = None
+        if layers[-1] == runner.n_layers:  # KL(final || layer): how far each layer's readout is from the model's
+            fin = lp[:, -1:]
+            kl = (fin.exp() * (fin - lp)).nan_to_num().sum(-1).clamp(min=0.0)
         tids = torch.tensor(list(tg.values()), dtype=torch.long)
         t_lp = lp[..., tids] if len(tids) else None
         t_rank = (lp[..., None, :] > t_lp[..., None]).sum(-1) + 1 if t_lp is not None else None
@@ -409,7 +414,8 @@ def lens(runner: Any, trace: LatentTrace, *, positions: Sequence[str] = ("latent
                                  "target": name, "token": text(t)})
                 cell_rows.append({**base, "entropy": float(ent[c, j]), "top1_token_id": int(top_i[c, j, 0]),
                                   "top1_logprob": float(top_v[c, j, 0]), "next_token_id": nxt,
-                                  "next_logprob": float(lp[c, j, nxt]) if nxt >= 0 else float("nan")})
+                                  "next_logprob": float(lp[c, j, nxt]) if nxt >= 0 else float("nan"),
+                                  "kl_to_last": float(kl[c, j]) if kl is not None else float("nan")})
     table, cells_t = LENS_ROWS.frame(rows), LENS_CELLS.frame(cell_rows)
     config = {"positions": groups, "layers": layers, "top_k": top_k, "head": head, "source": source,
               "targets": sorted({n for t in tgt for n in t})}

@@ -59,6 +59,8 @@ class LENS_CELLS(Table):
     NEXT_TOKEN_ID = Column("next_token_id", "int64", "id the run had at position + 1 (-1: none; latent slots hold "
                            "their slot id, not the fed vector)")
     NEXT_LOGPROB = Column("next_logprob", "float64", "lens log-probability of next_token_id (NaN when none)")
+    KL_TO_LAST = Column("kl_to_last", "float64", "KL(last layer's readout || this layer's readout) at the same "
+                        "position, nats (0 at the last layer; NaN unless the last layer was read)")
 
 
 class LENS_COMMITMENT(Table):

@@ -181,6 +181,15 @@ def test_result_tables_targets_and_commitment(mediated):
         if row.committed:
             first = hits.sort_values(["step", "layer"]).iloc[0]
             assert (row.first_step, row.first_layer) == (first.step, first.layer)
+    # KL to the last layer's readout: zero there, positive below, and equal to a direct computation
+    last = res.cells[res.cells.layer == runner.n_layers]
+    assert (last.kl_to_last.abs() <= 1e-6).all() and (res.cells.kl_to_last >= 0).all()
+    e = trace[0]
+    lp = readouts.lens_logprobs(runner, e.hidden[1])  # latent step 1, every layer
+    ref = (lp[-1].exp() * (lp[-1] - lp)).sum(-1)
+    got = res.cells[(res.cells.example_id == e.example_id) & (res.cells.position_group == "latents")
+                    & (res.cells.step == 1)].sort_values("layer").kl_to_last.to_numpy()
+    assert abs(got - ref.numpy()).max() <= 1e-5 and got[0] > 0.1
     traj = res.trajectory
     assert set(traj.target) == {"answer", "gold", "mine"} and (traj.n == len(trace)).all()
     g = res.target("gold", "close")
