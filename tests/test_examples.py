@@ -22,6 +22,17 @@ def _same_table(csv_path, frame):
     np.testing.assert_allclose(back["estimate"].to_numpy(float), frame["estimate"].to_numpy(float), rtol=1e-9)
 
 
+def test_lens(tmp_path, monkeypatch, capsys):
+    res = _main("lens.py", monkeypatch)(["--quick", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "Logit lens on toy 'mediated': 8 examples, 5 residual layers" in out
+    back = pd.read_csv(tmp_path / "trajectory.csv")
+    assert len(back) == len(res.trajectory) and set(back.target) == {"answer", "gold"}
+    np.testing.assert_allclose(back["median_rank"].to_numpy(float), res.trajectory["median_rank"].to_numpy(float))
+    assert (tmp_path / "lens_rank_heatmap.html").stat().st_size > 1000
+    assert set(res.cells.position_group) == {"latents", "close", "first_answer"}
+
+
 def test_xz_similarity(tmp_path, monkeypatch, capsys):
     res = _main("xz_similarity.py", monkeypatch)(["--n", "12", "--n-boot", "200", "--out", str(tmp_path)])
     s = res.summary
@@ -60,7 +71,7 @@ def test_scripts_run_as_commands(script, tmp_path, monkeypatch):
     runpy.run_path(str(EXAMPLES / script), run_name="__main__")
 
 
-@pytest.mark.parametrize("script", ["xz_similarity.py", "zy_interventions.py", "mediation_decomposition.py"])
+@pytest.mark.parametrize("script", ["xz_similarity.py", "zy_interventions.py", "mediation_decomposition.py", "lens.py"])
 def test_help_shows_every_default(script, monkeypatch, capsys):
     import re
 

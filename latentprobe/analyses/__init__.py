@@ -4,8 +4,8 @@ everything from the registry (:func:`register_analysis`, :func:`registered_analy
 
 Built in, in running order: ``x_to_z``, ``z_to_y``, ``decompose`` (:mod:`latentprobe.analyses.causal`),
 ``probes``, ``representations``, ``collapse`` (:mod:`latentprobe.analyses.readouts`), ``latent_similarity``
-(:mod:`latentprobe.analyses.similarity`), ``behavioural`` (:mod:`latentprobe.analyses.behavioural`) and ``attention``
-(:mod:`latentprobe.analyses.attention`).
+(:mod:`latentprobe.analyses.similarity`), ``behavioural`` (:mod:`latentprobe.analyses.behavioural`), ``attention``
+(:mod:`latentprobe.analyses.attention`) and ``lens`` (:mod:`latentprobe.analyses.lens`).
 
 Examples
 --------
@@ -23,12 +23,13 @@ from latentprobe.analyses.options import (SHARED_OPTIONS, AnalysisOptions, Optio
 from latentprobe.analyses.behavioural import Behavioural
 from latentprobe.analyses.causal import Decompose, XToZ, ZToY
 from latentprobe.analyses.context import Context
+from latentprobe.analyses.lens import Lens
 from latentprobe.analyses.readouts import Collapse, Probes, Representations
 from latentprobe.analyses.registry import (ENTRY_POINT_GROUP, analysis_for_result, get_analysis, register_analysis,
                                            registered_analyses)
 from latentprobe.analyses.similarity import Similarity
 
-for _record in (XToZ, ZToY, Decompose, Probes, Representations, Collapse, Similarity, Behavioural, Attention):
+for _record in (XToZ, ZToY, Decompose, Probes, Representations, Collapse, Similarity, Behavioural, Attention, Lens):
     register_analysis(_record)
 del _record
 

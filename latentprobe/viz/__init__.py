@@ -20,6 +20,7 @@ figure                     takes
 :func:`norm_profile`       :func:`~latentprobe.geometry.norm_table`
 :func:`attention_regions`  ``AttentionResult`` (:func:`latentprobe.readouts.attention`)
 :func:`attention_heatmap`  ``AttentionResult`` (:func:`latentprobe.readouts.attention`)
+:func:`lens_rank_heatmap`  ``LensResult`` (:func:`latentprobe.readouts.lens`) or its trajectory
 =========================  ====================================================================
 
 Conventions
@@ -50,6 +51,7 @@ from latentprobe.viz.geometry import (
 )
 from latentprobe.viz.probing import probe_controls, probe_heatmap
 from latentprobe.viz.attention import attention_heatmap, attention_regions
+from latentprobe.viz.readouts import lens_rank_heatmap
 
 __all__ = [
     "PALETTE",
@@ -73,4 +75,5 @@ __all__ = [
     "zy_bars",
     "attention_regions",
     "attention_heatmap",
+    "lens_rank_heatmap",
 ]

@@ -109,6 +109,12 @@ CAPTIONS: dict[str, str] = {
         "high value does not show that the region's content is used, and a low one does not rule out that it "
         "arrives through other positions."
     ),
+    "lens_rank_heatmap": (
+        "Rank of a target token (1 = the most likely) when each layer's residual at each step is read "
+        "through the final norm and the unembedding (the logit lens), median over examples. A low rank "
+        "shows what the unembedding makes of the residual there; it does not show that the model uses "
+        "it (intermediate layers are not trained to be read this way, and decoding is not causation)."
+    ),
 }
 
 #: Axis title of each metric: direction and unit.

@@ -112,6 +112,14 @@ def toy():
 
 
 @pytest.fixture(scope="session")
+def lens_result(toy):
+    from latentprobe.readouts import lens
+
+    _, runner, inputs = toy
+    return lens(runner, runner.run(**inputs.run_kwargs(), max_new_tokens=8, progress=False), top_k=3)
+
+
+@pytest.fixture(scope="session")
 def xz(toy):
     _, runner, inputs = toy
     return x_to_z(runner, inputs, [Counterfactual(seed=0), ImageSwap(seed=0)], layers=[0, 1], n_boot=N_BOOT,

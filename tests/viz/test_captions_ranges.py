@@ -28,8 +28,10 @@ def _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison, at
     }
 
 
-def test_every_figure_has_its_caption(xz, zy, med, within, across, collapse, norms, sweep, comparison, attention_res):
+def test_every_figure_has_its_caption(xz, zy, med, within, across, collapse, norms, sweep, comparison, attention_res,
+                                      lens_result):
     figs = _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison, attention_res)
+    figs["lens_rank_heatmap"] = viz.lens_rank_heatmap(lens_result)
     assert set(figs) == set(viz.CAPTIONS)
     for kind, fig in figs.items():
         assert fig.layout.meta["kind"] == kind
