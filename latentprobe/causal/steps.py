@@ -321,7 +321,7 @@ def _summarize(table: pd.DataFrame, *, ci: float, n_boot: int, seed: int) -> pd.
 def step_influence(runner: LatentRunner, trace: LatentTrace, *, intervention: str | Intervention = "swap",
                    gold: Any = None, early_exit: bool | Sequence[int] = True, counts: Sequence[int] = (),
                    oracle: LatentTrace | Mapping[str, Tensor] | None = None, format_only: bool = True,
-                   no_latents: bool = True, scorer: Any = "exact", gold_prefix: str = "", seed: int = 0,
+                   no_latents: bool = True, influence: bool = True, scorer: Any = "exact", gold_prefix: str = "", seed: int = 0,
                    n_boot: int = 2000, ci: float = 0.95, batch_size: int = 8) -> StepResult:
     """The step -> step influence matrix and the step-structure conditions (see the module docs).
 
@@ -340,8 +340,8 @@ def step_influence(runner: LatentRunner, trace: LatentTrace, *, intervention: st
         Latent counts ``K'`` to run (``K`` itself reproduces the clean trace).
     oracle : LatentTrace or ``{example_id: tensor [K, d]}``, optional
         Latents of another run to inject at every step (the ``oracle`` condition).
-    format_only, no_latents : bool
-        Run these conditions.
+    format_only, no_latents, influence : bool
+        Run these conditions (``influence``: the K propagate runs of the matrix).
     scorer, gold_prefix
         As in :func:`~latentprobe.causal.z_to_y`.
     seed, n_boot, ci
@@ -402,7 +402,7 @@ def step_influence(runner: LatentRunner, trace: LatentTrace, *, intervention: st
     kw = dict(batch_size=batch_size, progress=False)
     rows = _Rows(sub, golds, gids, scorer, examples)
     rows.answer(sub, "clean")
-    for i in range(k):
+    for i in range(k if influence else 0):
         out = runner.intervene(sub, do, steps=[i], mode="propagate", **kw)
         rows.latents(out, "influence", i)
         rows.answer(out, "influence", i)
@@ -428,6 +428,7 @@ def step_influence(runner: LatentRunner, trace: LatentTrace, *, intervention: st
     config = {"analysis": "steps", "n": len(trace), "n_kept": len(kept), "num_latents": k,
               "kept": selection.to_dict(), "intervention": intervention if isinstance(intervention, str)
               else type(intervention).__name__, "early_exit": exits, "counts": [int(c) for c in counts],
+              "influence": bool(influence),
               "oracle": oracle is not None, "format_only_token": None if not format_only else int(slot),
               "seed": int(seed), "n_boot": int(n_boot), "ci": float(ci)}
     return StepResult(table, _summarize(table, ci=ci, n_boot=n_boot, seed=seed), config)
