@@ -18,6 +18,7 @@ figure                     takes
 :func:`across_instance_summary` ``AcrossInstancesResult`` or ``XZResult`` (its ``across``)
 :func:`collapse_bars`      :func:`~latentprobe.geometry.collapse_table`
 :func:`norm_profile`       :func:`~latentprobe.geometry.norm_table`
+:func:`influence_heatmap`  ``StepResult`` (:func:`latentprobe.causal.step_influence`) or its ``matrix()``
 =========================  ====================================================================
 
 Conventions
@@ -47,6 +48,7 @@ from latentprobe.viz.geometry import (
     across_instance_summary, collapse_bars, consecutive_similarity, norm_profile, similarity_heatmap,
 )
 from latentprobe.viz.probing import probe_controls, probe_heatmap
+from latentprobe.viz.steps import influence_heatmap
 
 __all__ = [
     "PALETTE",
@@ -68,4 +70,5 @@ __all__ = [
     "decomposition_bars",
     "xz_lines",
     "zy_bars",
+    "influence_heatmap",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from latentprobe import viz
@@ -23,6 +24,8 @@ def _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison):
         "norm_profile": viz.norm_profile(norms),
         "probe_heatmap": viz.probe_heatmap(sweep),
         "probe_controls": viz.probe_controls(comparison),
+        "influence_heatmap": viz.influence_heatmap(pd.DataFrame([[0.5, 0.2, 1.0], [0.0, 0.4, 0.0]],
+                                                                columns=["z_0", "z_1", "answer"])),
     }
 
 
