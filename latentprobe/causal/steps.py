@@ -15,9 +15,11 @@ Conditions, each compared example by example with the clean trace:
   the markers and everything before stay) and the answer is decoded again (``redecode``). ``k = K`` is the
   clean sequence itself, so it reproduces the clean trace.
 * ``count``: the run continued from the clean prefix with the family's latent count set to ``K'``
-  (:attr:`LatentSpec.num_latents`: the fixed count of ``stop="fixed"``/``"quota"`` families such as Coconut,
-  CODI and the toys, the cap of ``"end_token"``/``"similarity"`` ones), in ``propagate`` mode with the
-  budget grown by ``K' - K``. ``K' = K`` is the propagate control, which reproduces the clean trace.
+  (:attr:`LatentSpec.num_latents`: the fixed count of ``stop="fixed"``/``"quota"`` families such as
+  CODI, LVR's quota decoding and the toys; the cap of ``"end_token"``/``"similarity"`` ones), in ``propagate``
+  mode with the budget grown by ``K' - K``. ``K' = K`` is the propagate control, which reproduces the clean
+  trace. Families whose slots are in the prompt (``open_mode="prompt"``, Coconut) are refused: there the count
+  is the prompt's.
 * ``oracle``: every latent replaced by another run's (``oracle=``: a trace of the same examples, e.g. the
   run of a counterfactual input; or ``{example_id: tensor [K, d]}``), answer re-decoded. ``moved`` says,
   where the oracle run's answer differs from the clean one, whether the answer became the oracle's.
@@ -397,6 +399,10 @@ def step_influence(runner: LatentRunner, trace: LatentTrace, *, intervention: st
         exits = [int(x) for x in early_exit]
     if any(x < 0 or x > k for x in exits):
         raise InputError(f"step_influence: early_exit={list(exits)}: give latent counts in 0..{k} (K = {k}).")
+    if runner.spec.open_mode == "prompt" and any(int(c) != k for c in counts):
+        raise InputError(f"step_influence: counts={list(counts)}: spec {runner.spec.name!r} reads its latent slots from "
+                         "the prompt (open_mode='prompt', as Coconut's), so the count is the number of slots the "
+                         "prompts hold; build the prompts with K' slots, run them, and compare the two traces.")
     do = _do(intervention, sub, seed)
     oracle_z = _oracle_values(oracle, sub, k) if oracle is not None else None
     kw = dict(batch_size=batch_size, progress=False)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -144,3 +147,7 @@ def test_refusals(mediated):
         step_influence(runner, trace, intervention="bogus", **kw)
     with pytest.raises(InputError, match="num_latents"):
         with_latent_count(runner, 0)
+    prompt_mode = copy.copy(runner)  # a family whose latent slots are written in the prompt (Coconut's)
+    prompt_mode.spec = dataclasses.replace(runner.spec, open_mode="prompt")
+    with pytest.raises(InputError, match="open_mode='prompt'"):
+        step_influence(prompt_mode, trace, counts=[2], **kw)
