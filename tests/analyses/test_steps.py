@@ -61,3 +61,44 @@ def test_influence_heatmap_shows_the_matrix(result):
     assert fig.layout.meta["kind"] == "influence_heatmap" and viz.caption_for(fig)
     with pytest.raises(VizInputError, match="influence_heatmap"):
         viz.influence_heatmap(pd.DataFrame({"z_0": [0.1]}))
+
+
+STUDY = """
+[study]
+name = "toy-steps"
+seed = 0
+
+[model]
+source = "toy:mediated"
+
+[data]
+benchmark = "toy"
+split = "test"
+n = 8
+by = "category"
+
+[generation]
+max_new_tokens = 8
+n_boot = 100
+
+[analyses.steps]
+counts = [3]
+oracle_perturbation = "counterfactual"
+"""
+
+
+def test_a_study_file_reaches_it_and_reads_it_back(tmp_path):
+    from click.testing import CliRunner
+
+    from latentprobe import cli
+    from latentprobe.study import load_result
+
+    (tmp_path / "s.toml").write_text(STUDY)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli.main, ["run", str(tmp_path / "s.toml"), "--out", str(out), "--quiet"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    back = load_result(out / "steps")
+    assert isinstance(back, StepResult) and back.config["counts"] == [3]
+    assert "oracle" in set(back.table.condition)
+    assert "Step structure" in (out / "report.html").read_text()
