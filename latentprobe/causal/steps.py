@@ -221,6 +221,15 @@ class StepResult(SummarizedResult):
         return m
 
 
+def _ints(values: Any, name: str) -> list[int]:
+    """``values`` as a list of integers, or :class:`InputError` naming the argument."""
+    ok = isinstance(values, (list, tuple, range)) and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values)
+    if not ok:
+        raise InputError(f"step_influence: {name}={values!r}: give a list of integers (latent counts).")
+    return [int(v) for v in values]
+
+
 def _do(intervention: Any, sub: LatentTrace, seed: int) -> Intervention:
     if isinstance(intervention, str):
         if intervention == "swap":
@@ -391,12 +400,8 @@ def step_influence(runner: LatentRunner, trace: LatentTrace, *, intervention: st
     examples = scoring_examples(sub.example_ids, gold)
     check_golds(scorer, None if golds_all is None else golds, examples)
     gids = [_gold_token_id(runner.tokenizer, g, gold_prefix) for g in golds]
-    if early_exit is True:
-        exits = list(range(1, k + 1))
-    elif early_exit is False:
-        exits = []
-    else:
-        exits = [int(x) for x in early_exit]
+    exits = list(range(1, k + 1)) if early_exit is True else [] if early_exit is False else _ints(early_exit, "early_exit")
+    counts = _ints(counts, "counts")
     if any(x < 0 or x > k for x in exits):
         raise InputError(f"step_influence: early_exit={list(exits)}: give latent counts in 0..{k} (K = {k}).")
     if runner.spec.open_mode == "prompt" and any(int(c) != k for c in counts):

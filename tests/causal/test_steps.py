@@ -143,6 +143,10 @@ def test_refusals(mediated):
         step_influence(runner, trace, oracle={trace[0].example_id: trace[0].z}, **kw)
     with pytest.raises(InputError, match="early_exit"):
         step_influence(runner, trace, **{**kw, "early_exit": [9]})
+    with pytest.raises(InputError, match="early_exit"):
+        step_influence(runner, trace, **{**kw, "early_exit": "all"})
+    with pytest.raises(InputError, match="counts"):
+        step_influence(runner, trace, counts=[2.5], **kw)
     with pytest.raises(InputError, match="intervention"):
         step_influence(runner, trace, intervention="bogus", **kw)
     with pytest.raises(InputError, match="num_latents"):
