@@ -64,14 +64,25 @@ def test_mediation_decomposition(tmp_path, monkeypatch, capsys):
     assert f"{s.loc['NIE', 'estimate']:+.3f}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("script", ["xz_similarity.py", "zy_interventions.py", "mediation_decomposition.py"])
+def test_steps(tmp_path, monkeypatch, capsys):
+    res = _main("steps.py", monkeypatch)(["--quick", "--counts", "3", "--out", str(tmp_path)])
+    m = res.matrix()
+    assert (m.to_numpy()[np.tril_indices(len(m), -1)] == 0.0).all()  # entries j < i: the untouched prefix
+    moved = res.table[(res.table.condition == "oracle") & (res.table.metric == "moved")].value
+    assert len(moved) >= 8 and moved.mean() >= 0.8  # mediated: the counterfactual run's latents carry its answer
+    _same_table(tmp_path / "steps_summary.csv", res.summary)
+    assert (tmp_path / "influence_heatmap.html").exists()
+    assert "Step structure on toy 'mediated': 12 examples" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("script", ["xz_similarity.py", "zy_interventions.py", "mediation_decomposition.py", "steps.py"])
 def test_scripts_run_as_commands(script, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLES))
     monkeypatch.setattr(sys, "argv", [script, "--n", "4", "--n-boot", "50", "--random-init"])
     runpy.run_path(str(EXAMPLES / script), run_name="__main__")
 
 
-@pytest.mark.parametrize("script", ["xz_similarity.py", "zy_interventions.py", "mediation_decomposition.py", "lens.py"])
+@pytest.mark.parametrize("script", ["xz_similarity.py", "zy_interventions.py", "mediation_decomposition.py", "lens.py", "steps.py"])
 def test_help_shows_every_default(script, monkeypatch, capsys):
     import re
 

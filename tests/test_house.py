@@ -204,6 +204,12 @@ def test_documented_exceptions_are_the_package_s_own():
     assert not bad, f"documented exceptions that are not LatentProbeErrors: {bad}"
 
 
+#: Analysis keys that are also ordinary config fields: ``"steps"`` (the ``[analyses.steps]`` analysis) is the
+#: latent-steps field of every intervention's config dict, so dict literals keyed by it are not dispatch tables
+#: (comparisons with it are still refused).
+CONFIG_FIELDS = frozenset({"steps"})
+
+
 def _analysis_name_dispatch(path: Path, keys: set[str]) -> list[str]:
     """Places in ``path`` that dispatch on an analysis key as a string: a comparison with it (``==``, ``!=``,
     ``in``), a literal tuple/list/set holding it on either side of a comparison, or a dict literal keyed by it."""
@@ -223,7 +229,7 @@ def _analysis_name_dispatch(path: Path, keys: set[str]) -> list[str]:
             if hit:
                 found.append(f"{path.relative_to(PKG.parent)}:{node.lineno}: compares with {sorted(hit)}")
         elif isinstance(node, ast.Dict):
-            hit = {n for k in node.keys if k is not None for n in names(k)} & keys
+            hit = {n for k in node.keys if k is not None for n in names(k)} & (keys - CONFIG_FIELDS)
             if hit:
                 found.append(f"{path.relative_to(PKG.parent)}:{node.lineno}: a table keyed by {sorted(hit)}")
         elif isinstance(node, ast.Match):

@@ -5,7 +5,8 @@ everything from the registry (:func:`register_analysis`, :func:`registered_analy
 Built in, in running order: ``x_to_z``, ``z_to_y``, ``decompose`` (:mod:`latentprobe.analyses.causal`),
 ``probes``, ``representations``, ``collapse`` (:mod:`latentprobe.analyses.readouts`), ``latent_similarity``
 (:mod:`latentprobe.analyses.similarity`), ``behavioural`` (:mod:`latentprobe.analyses.behavioural`), ``attention``
-(:mod:`latentprobe.analyses.attention`) and ``lens`` (:mod:`latentprobe.analyses.lens`).
+(:mod:`latentprobe.analyses.attention`), ``lens`` (:mod:`latentprobe.analyses.lens`) and ``steps``
+(:mod:`latentprobe.analyses.steps`).
 
 Examples
 --------
@@ -28,8 +29,9 @@ from latentprobe.analyses.readouts import Collapse, Probes, Representations
 from latentprobe.analyses.registry import (ENTRY_POINT_GROUP, analysis_for_result, get_analysis, register_analysis,
                                            registered_analyses)
 from latentprobe.analyses.similarity import Similarity
+from latentprobe.analyses.steps import Steps
 
-for _record in (XToZ, ZToY, Decompose, Probes, Representations, Collapse, Similarity, Behavioural, Attention, Lens):
+for _record in (XToZ, ZToY, Decompose, Probes, Representations, Collapse, Similarity, Behavioural, Attention, Lens, Steps):
     register_analysis(_record)
 del _record
 

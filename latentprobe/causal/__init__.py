@@ -65,6 +65,7 @@ Modules: :mod:`~latentprobe.causal.results` (result objects), :mod:`~latentprobe
 from latentprobe.causal.common import BASELINE_SOURCES, MODES, PAPER_INTERVENTIONS
 from latentprobe.causal.decompose import decompose, summarize_mediation
 from latentprobe.causal.results import MediationResult, XZResult, ZYResult
+from latentprobe.causal.steps import StepResult, step_influence
 from latentprobe.causal.xz import summarize_x_to_z, x_to_z
 from latentprobe.causal.zy import default_interventions, summarize_z_to_y, z_to_y
 from latentprobe.fingerprint import trace_fingerprint
@@ -76,4 +77,5 @@ __all__ = [
     "summarize_x_to_z", "summarize_z_to_y", "summarize_mediation",
     "default_interventions", "MODES", "PAPER_INTERVENTIONS", "BASELINE_SOURCES", "bootstrap_mean_columns",
     "trace_fingerprint",
+    "StepResult", "step_influence",
 ]

@@ -21,6 +21,7 @@ figure                     takes
 :func:`attention_regions`  ``AttentionResult`` (:func:`latentprobe.readouts.attention`)
 :func:`attention_heatmap`  ``AttentionResult`` (:func:`latentprobe.readouts.attention`)
 :func:`lens_rank_heatmap`  ``LensResult`` (:func:`latentprobe.readouts.lens`) or its trajectory
+:func:`influence_heatmap`  ``StepResult`` (:func:`latentprobe.causal.step_influence`) or its ``matrix()``
 =========================  ====================================================================
 
 Conventions
@@ -52,6 +53,7 @@ from latentprobe.viz.geometry import (
 from latentprobe.viz.probing import probe_controls, probe_heatmap
 from latentprobe.viz.attention import attention_heatmap, attention_regions
 from latentprobe.viz.readouts import lens_rank_heatmap
+from latentprobe.viz.steps import influence_heatmap
 
 __all__ = [
     "PALETTE",
@@ -76,4 +78,5 @@ __all__ = [
     "attention_regions",
     "attention_heatmap",
     "lens_rank_heatmap",
+    "influence_heatmap",
 ]

@@ -71,6 +71,12 @@ CAPTIONS: dict[str, str] = {
         "control task (selectivity = score − control). A score above the baselines shows that the "
         "information is linearly decodable, not that the model uses it."
     ),
+    "influence_heatmap": (
+        "Step → step influence: row i is an intervention on latent step i in propagate mode (latents after i "
+        "and the answer generated again); a cell is the mean change of latent z_j (1 − cosine, 0 = unchanged) and "
+        "the last column the answer's flip rate. Cells left of the diagonal are the untouched prefix. A large "
+        "entry shows that later steps are computed from step i; it does not show that they carry the answer."
+    ),
     "similarity_heatmap": (
         "Cosine similarity between latent steps (−1 to 1), mean over examples. High similarity between "
         "steps is not by itself collapse: compare with the baselines in the collapse table."

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from latentprobe import viz
@@ -25,6 +26,8 @@ def _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison, at
         "probe_controls": viz.probe_controls(comparison),
         "attention_regions": viz.attention_regions(attention_res),
         "attention_heatmap": viz.attention_heatmap(attention_res),
+        "influence_heatmap": viz.influence_heatmap(pd.DataFrame([[0.5, 0.2, 1.0], [0.0, 0.4, 0.0]],
+                                                                columns=["z_0", "z_1", "answer"])),
     }
 
 
