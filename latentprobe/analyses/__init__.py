@@ -31,7 +31,8 @@ from latentprobe.analyses.registry import (ENTRY_POINT_GROUP, analysis_for_resul
 from latentprobe.analyses.similarity import Similarity
 from latentprobe.analyses.steps import Steps
 
-for _record in (XToZ, ZToY, Decompose, Probes, Representations, Collapse, Similarity, Behavioural, Attention, Lens, Steps):
+for _record in (XToZ, ZToY, Decompose, Probes, Representations, Collapse, Similarity, Behavioural, Attention, Lens,
+                Steps):
     register_analysis(_record)
 del _record
 
