@@ -64,6 +64,8 @@ Modules: :mod:`~latentprobe.causal.results` (result objects), :mod:`~latentprobe
 
 from latentprobe.causal.common import BASELINE_SOURCES, MODES, PAPER_INTERVENTIONS
 from latentprobe.causal.decompose import decompose, summarize_mediation
+from latentprobe.causal.patch_stats import PatchResult, summarize_patching
+from latentprobe.causal.patching import patch
 from latentprobe.causal.results import MediationResult, XZResult, ZYResult
 from latentprobe.causal.xz import summarize_x_to_z, x_to_z
 from latentprobe.causal.zy import default_interventions, summarize_z_to_y, z_to_y
@@ -76,4 +78,5 @@ __all__ = [
     "summarize_x_to_z", "summarize_z_to_y", "summarize_mediation",
     "default_interventions", "MODES", "PAPER_INTERVENTIONS", "BASELINE_SOURCES", "bootstrap_mean_columns",
     "trace_fingerprint",
+    "patch", "PatchResult", "summarize_patching",
 ]
