@@ -103,7 +103,8 @@ def group_positions(e: ExampleTrace, group: str) -> list[int]:
 
 
 class _SourceLatents(Intervention):
-    """Writes the source run's residual ``values[step, layer]`` (``[K, L+1, d]``) at a latent step (internal)."""
+    """Writes the source run's ``values[step, layer]`` (``[K, L+1, d]``; layer 0: its fed vector) at a latent step
+    (internal)."""
 
     name = "source_latents"
 
@@ -187,7 +188,16 @@ def _states(runner: Any, e: ExampleTrace, mode: InterventionMode, want: list[int
         rows.append(r)
         extra.append(sorted(set(ex) | {p for p in want if p < len(r.ids)}))
     done, gathered = _forward(runner, e, rows, extra, mode, cfg)
-    return [({p: g[p].residual for p in want if p in g}, d.hidden) for d, g in zip(done, gathered)]
+    return [({p: g[p].residual for p in want if p in g}, _latent_values(d)) for d, g in zip(done, gathered)]
+
+
+def _latent_values(d: ExampleTrace) -> Tensor:
+    """``[K, L+1, d]``: the residuals at the latent slots, with layer 0 the fed vector itself (the decoder's input
+    there can differ: GPT-2 adds position embeddings)."""
+    out = d.hidden.clone()
+    if out.shape[0]:
+        out[:, 0] = d.z.to(out.dtype)
+    return out
 
 
 def _rows(dec: Any, e: ExampleTrace, mode: InterventionMode, fn: Any, steps: list[int], layer: int) -> tuple[Any, list]:
@@ -249,16 +259,18 @@ def _score(row: ExampleTrace, ref: ExampleTrace, src: ExampleTrace, gold: str | 
 
 def _run_mode(runner: Any, base: LatentTrace, src: LatentTrace, mode: InterventionMode, groups: Sequence[str],
               layers: list[int], routes: bool, align: str | None, max_batch: int, skipped: list) -> list[list]:
-    """Per example: ``[(group, layer, n_positions, patched example)]``, the control first (group ``"none"``)."""
+    """Per example: ``[(group, layer, n_positions, patched example, its batch's control)]``, the control first (group
+    ``"none"``)."""
     dec = runner._decoder
     cfg = config_from_record(base.config, max_new_tokens=None, seed=None)
     zero = torch.zeros(0)
     out = []
     for e, s in zip(base.examples, src.examples):
-        todo = [("none", -1, None)] + _conditions(e, s, mode, groups, layers, routes, align, skipped)
+        todo = _conditions(e, s, mode, groups, layers, routes, align, skipped)
         results: list = []
-        for c0 in range(0, len(todo), max_batch):
-            chunk = todo[c0:c0 + max_batch]
+        per = max(1, max_batch - 1)
+        for c0 in range(0, max(len(todo), 1), per):  # every batch holds the control: cells are compared within a layout
+            chunk = [("none", -1, None)] + todo[c0:c0 + per]
             def build(s_st: list | None, b_st: list | None) -> tuple[list, list]:
                 rows, extra = [], []
                 for j, (g, layer, pl) in enumerate(chunk):
@@ -280,7 +292,8 @@ def _run_mode(runner: Any, base: LatentTrace, src: LatentTrace, mode: Interventi
             b_st = _states(runner, e, mode, fz, len(chunk), cut, cfg) if fz else [({}, zero)] * len(chunk)
             rows, extra = build(s_st, b_st)
             done, _ = _forward(runner, e, rows, extra, mode, cfg)
-            results += [(g, layer, 0 if pl is None else len(pl["patch"]), d) for (g, layer, pl), d in zip(chunk, done)]
+            results += [(g, layer, 0 if pl is None else len(pl["patch"]), d, done[0])
+                        for j, ((g, layer, pl), d) in enumerate(zip(chunk, done)) if j > 0 or c0 == 0]
         out.append(results)
     return out
 
@@ -381,8 +394,7 @@ def patch(runner: LatentRunner, inputs: InputSet, perturbation: Perturbation | M
     for mode in mode_list:
         per = _run_mode(runner, base, src, mode, groups, layer_list, routes, align, max_batch, skipped)
         for e, s, sid, res in zip(base.examples, src.examples, src_ids, per):
-            ref = res[0][3]
-            for g, layer, n, d in res:
+            for g, layer, n, d, ref in res:
                 rows.append({T.EXAMPLE_ID: e.example_id, T.SOURCE_ID: sid, T.MODE: mode.value, T.POSITION_GROUP: g,
                              T.LAYER: layer, T.N_POSITIONS: n, **_score(d, ref, s, gold.get(e.example_id))})
     table = T.frame(rows)

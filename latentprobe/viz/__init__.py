@@ -47,6 +47,7 @@ from latentprobe.viz.geometry import (
     across_instance_summary, collapse_bars, consecutive_similarity, norm_profile, similarity_heatmap,
 )
 from latentprobe.viz.probing import probe_controls, probe_heatmap
+from latentprobe.viz.patching import patching_heatmap
 
 __all__ = [
     "PALETTE",
@@ -68,4 +69,5 @@ __all__ = [
     "decomposition_bars",
     "xz_lines",
     "zy_bars",
+    "patching_heatmap",
 ]
