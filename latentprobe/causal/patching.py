@@ -164,19 +164,19 @@ def _resolve_sources(runner: LatentRunner, inputs: InputSet, perturbation: Any, 
 
 
 def _forward(runner: Any, e: ExampleTrace, rows: list, extra: list[list[int]], mode: InterventionMode,
-             cfg: GenerationConfig) -> tuple[list[ExampleTrace], list[dict[int, Any]]]:
+             cfg: GenerationConfig, proc: Any = None) -> tuple[list[ExampleTrace], list[dict[int, Any]]]:
     """Prefill (shared prefix) and, except in replay, decode ``rows`` of example ``e``; the finished examples
     and what each row's prefill gathered."""
     dec, tok = runner._decoder, runner.tokenizer
     pre = prefill_shared(dec, rows, [0] * len(rows), gather_extra=extra, read_logits=mode is InterventionMode.REPLAY)
     if mode is InterventionMode.REPLAY:
         return M.replay_finish(dec, tok, [e] * len(rows), rows, pre.gathered), pre.gathered
-    dec._decode(rows, cfg, None, pre)
+    dec._decode(rows, cfg, proc, pre)
     return M.resume_finish(dec, tok, rows, pre.gathered, mode), pre.gathered
 
 
 def _states(runner: Any, e: ExampleTrace, mode: InterventionMode, want: list[int], n_rows: int, cut: int,
-            cfg: GenerationConfig) -> list[tuple[dict[int, Tensor], Tensor]]:
+            cfg: GenerationConfig, proc: Any = None) -> list[tuple[dict[int, Tensor], Tensor]]:
     """Per row of a batch of ``n_rows`` unpatched controls of ``e`` whose shared prefill stops at ``cut`` (the layout
     of the patched batch): residuals ``[L+1, d]`` at ``want`` positions, and the latents' ``[K, L+1, d]``. Row ``j``
     feeds condition ``j``, so self-patching writes back exactly what the control computes (same shapes, same
@@ -187,7 +187,7 @@ def _states(runner: Any, e: ExampleTrace, mode: InterventionMode, want: list[int
         r.prefix_cut = cut
         rows.append(r)
         extra.append(sorted(set(ex) | {p for p in want if p < len(r.ids)}))
-    done, gathered = _forward(runner, e, rows, extra, mode, cfg)
+    done, gathered = _forward(runner, e, rows, extra, mode, cfg, proc)
     return [({p: g[p].residual for p in want if p in g}, _latent_values(d)) for d, g in zip(done, gathered)]
 
 
@@ -258,7 +258,8 @@ def _score(row: ExampleTrace, ref: ExampleTrace, src: ExampleTrace, gold: str | 
 
 
 def _run_mode(runner: Any, base: LatentTrace, src: LatentTrace, mode: InterventionMode, groups: Sequence[str],
-              layers: list[int], routes: bool, align: str | None, max_batch: int, skipped: list) -> list[list]:
+              layers: list[int], routes: bool, align: str | None, max_batch: int, skipped: list,
+              proc: Any = None) -> list[list]:
     """Per example: ``[(group, layer, n_positions, patched example, its batch's control)]``, the control first (group
     ``"none"``)."""
     dec = runner._decoder
@@ -287,11 +288,11 @@ def _run_mode(runner: Any, base: LatentTrace, src: LatentTrace, mode: Interventi
 
             cut = shared_length(build(None, None)[0])
             need = sorted({sp for _, _, pl in chunk if pl is not None and not pl["steps"] for _, sp in pl["patch"]})
-            s_st = _states(runner, s, mode, need, len(chunk), cut, cfg)
+            s_st = _states(runner, s, mode, need, len(chunk), cut, cfg, proc)
             fz = sorted({p for _, _, pl in chunk if pl is not None for p in pl["freeze"]})
-            b_st = _states(runner, e, mode, fz, len(chunk), cut, cfg) if fz else [({}, zero)] * len(chunk)
+            b_st = _states(runner, e, mode, fz, len(chunk), cut, cfg, proc) if fz else [({}, zero)] * len(chunk)
             rows, extra = build(s_st, b_st)
-            done, _ = _forward(runner, e, rows, extra, mode, cfg)
+            done, _ = _forward(runner, e, rows, extra, mode, cfg, proc)
             results += [(g, layer, 0 if pl is None else len(pl["patch"]), d, done[0])
                         for j, ((g, layer, pl), d) in enumerate(zip(chunk, done)) if j > 0 or c0 == 0]
         out.append(results)
@@ -316,7 +317,7 @@ def patch(runner: LatentRunner, inputs: InputSet, perturbation: Perturbation | M
           positions: str | Sequence[str] = "all", layers: Sequence[int] | None = None,
           modes: str | Sequence[str] = MODES, routes: bool = True, align: str | None = None,
           max_new_tokens: int = 32, batch_size: int = 8, max_batch: int = 32, seed: int = 0,
-          n_boot: int = 2000, ci: float = 0.95) -> PatchResult:
+          n_boot: int = 2000, ci: float = 0.95, logits_processor: Any = None) -> PatchResult:
     """Activation patching from counterfactual sources, at every position group x residual layer x mode.
 
     Parameters
@@ -347,6 +348,9 @@ def patch(runner: LatentRunner, inputs: InputSet, perturbation: Perturbation | M
         Bootstrap resamples of continuous intervals.
     ci : float
         Nominal coverage.
+    logits_processor : LogitsProcessor, optional
+        Applied in the base and source runs and in every regenerated token (e.g. ``ForceOpen`` on an untrained
+        model).
 
     Returns
     -------
@@ -384,7 +388,8 @@ def patch(runner: LatentRunner, inputs: InputSet, perturbation: Perturbation | M
                          "decoder layer i-1).")
     if align not in (None, "end"):
         raise InputError(f"align={align!r}; use None (refuse groups of different lengths) or 'end'.")
-    kw = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "seed": seed, "progress": False}
+    kw = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "seed": seed, "progress": False,
+          "logits_processor": logits_processor}
     base, src, src_ids = _resolve_sources(runner, inputs, perturbation, kw)
     gold = dict(zip(inputs.example_ids, inputs.gold)) if inputs.gold is not None else {}
     runner._record(None, None)
@@ -392,7 +397,8 @@ def patch(runner: LatentRunner, inputs: InputSet, perturbation: Perturbation | M
     skipped: list[dict[str, Any]] = []
     T = PATCH_ROWS
     for mode in mode_list:
-        per = _run_mode(runner, base, src, mode, groups, layer_list, routes, align, max_batch, skipped)
+        per = _run_mode(runner, base, src, mode, groups, layer_list, routes, align, max_batch, skipped,
+                        logits_processor)
         for e, s, sid, res in zip(base.examples, src.examples, src_ids, per):
             for g, layer, n, d, ref in res:
                 rows.append({T.EXAMPLE_ID: e.example_id, T.SOURCE_ID: sid, T.MODE: mode.value, T.POSITION_GROUP: g,
@@ -401,6 +407,7 @@ def patch(runner: LatentRunner, inputs: InputSet, perturbation: Perturbation | M
     summary = summarize_patching(table, n_boot=n_boot, seed=seed, ci=ci)
     config = {"analysis": "patching", "positions": groups, "layers": layer_list, "modes": [m.value for m in mode_list],
               "routes": bool(routes), "align": align, "max_new_tokens": max_new_tokens, "seed": seed,
+              "logits_processor": logits_processor is not None,
               "source": perturbation.to_config() if isinstance(perturbation, Perturbation) else "pairs",
               "skipped": skipped, "n_boot": n_boot, "ci": ci}
     return PatchResult(table=table, summary=summary, config=config)

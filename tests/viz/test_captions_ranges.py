@@ -10,8 +10,9 @@ import pytest
 from latentprobe import viz
 
 
-def _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison):
+def _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison, patching):
     return {
+        "patching_heatmap": viz.patching_heatmap(patching),
         "xz_lines": viz.xz_lines(xz),
         "zy_bars": viz.zy_bars(zy),
         "decomposition_bars": viz.decomposition_bars(med),
@@ -26,8 +27,8 @@ def _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison):
     }
 
 
-def test_every_figure_has_its_caption(xz, zy, med, within, across, collapse, norms, sweep, comparison):
-    figs = _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison)
+def test_every_figure_has_its_caption(xz, zy, med, within, across, collapse, norms, sweep, comparison, patching):
+    figs = _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison, patching)
     assert set(figs) == set(viz.CAPTIONS)
     for kind, fig in figs.items():
         assert fig.layout.meta["kind"] == kind
