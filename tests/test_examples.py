@@ -53,14 +53,16 @@ def test_mediation_decomposition(tmp_path, monkeypatch, capsys):
     assert f"{s.loc['NIE', 'estimate']:+.3f}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("script", ["xz_similarity.py", "zy_interventions.py", "mediation_decomposition.py"])
+@pytest.mark.parametrize("script", ["xz_similarity.py", "zy_interventions.py", "mediation_decomposition.py",
+                                    "patching.py"])
 def test_scripts_run_as_commands(script, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLES))
     monkeypatch.setattr(sys, "argv", [script, "--n", "4", "--n-boot", "50", "--random-init"])
     runpy.run_path(str(EXAMPLES / script), run_name="__main__")
 
 
-@pytest.mark.parametrize("script", ["xz_similarity.py", "zy_interventions.py", "mediation_decomposition.py"])
+@pytest.mark.parametrize("script", ["xz_similarity.py", "zy_interventions.py", "mediation_decomposition.py",
+                                    "patching.py"])
 def test_help_shows_every_default(script, monkeypatch, capsys):
     import re
 
@@ -76,3 +78,13 @@ def test_help_shows_every_default(script, monkeypatch, capsys):
     assert "--seed" in options and "--n-boot" in options and len(options) >= 7
     assert text.count("(default: ") == len(options)
     assert "--n N number of test examples (default: " in text and "--variant" in text
+
+
+def test_patching(tmp_path, monkeypatch, capsys):
+    res = _main("patching.py", monkeypatch)(["--n", "8", "--n-boot", "100", "--quick", "--out", str(tmp_path)])
+    t = res.table
+    lat = t[(t["position_group"] == "latents") & (t["mode"] == "redecode")]
+    assert lat["flip"].mean() >= 0.75  # mediated: the latents carry the image
+    _same_table(tmp_path / "patching_summary.csv", res.summary)
+    assert (tmp_path / "patching_heatmap.html").exists()
+    assert "Activation patching on toy 'mediated': 8 examples" in capsys.readouterr().out

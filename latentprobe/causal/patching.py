@@ -84,7 +84,7 @@ def group_positions(e: ExampleTrace, group: str) -> list[int]:
     >>> e = ExampleTrace(index=0, example_id="a", input_ids=torch.arange(6), segments=torch.tensor([0, 1, 2, 3, 4, 5]),
     ...                  prompt_len=2, latent_positions=torch.tensor([3]), z=torch.zeros(1, 4),
     ...                  h_src=torch.zeros(1, 4), hidden=torch.zeros(1, 2, 4), answer_start=5,
-    ...                  answer_ids=torch.tensor([5]), answer_logprobs=torch.zeros(1), answer_text="x")
+    ...                  answer_ids=torch.tensor([5]), answer_logprobs=torch.zeros(1), answer_text="x", finished=True)
     >>> [group_positions(e, g) for g in GROUPS]
     [[1], [0], [2, 4], [3], [5]]
     """
