@@ -93,7 +93,7 @@ def test_mediated_latents_carry_the_image(planted):
     # mediated: latents, close marker and answer cannot attend to the image or the open marker; only the latents
     # carry it, so patching them moves the answer, and patching the image with the latents frozen cannot
     res = planted["mediated"]
-    assert _flip(res, "latents", 0) >= 0.80
+    assert _flip(res, "latents", 0) >= 0.80 and _flip(res, "latents", 1) >= 0.80
     assert _flip(res, "image|latents_frozen", 1) <= 0.05
     s = res.summary
     row = s[(s["position_group"] == "latents") & (s["layer"] == 0) & (s["metric"] == "flip_rate")].iloc[0]
@@ -139,3 +139,22 @@ def test_holm_and_bh_match_their_definitions():
     b = bh(p)
     # 0.01*4/1, 0.03*4/2, 0.04*4/3, 0.2*4/4 = 0.04, 0.06, 0.0533, 0.2, then the running minimum from the top
     np.testing.assert_allclose(b[[2, 3, 0, 4]], [0.04, 0.16 / 3, 0.16 / 3, 0.2])
+
+
+def test_pairs_mapping_patches_from_another_example():
+    torch.set_num_threads(1)
+    m = _load_trained("bypass")
+    inp = toy_inputs(m.examples("test", n=6))
+    ids = inp.example_ids
+    res = patch(m.runner(), inp, {ids[0]: ids[1], ids[2]: ids[3]}, positions=["image", "latents"], layers=[1],
+                modes=["replay"], routes=False, n_boot=50)
+    t = res.table
+    assert set(t["example_id"]) == {ids[0], ids[2]}
+    assert dict(zip(t["example_id"], t["source_id"])) == {ids[0]: ids[1], ids[2]: ids[3]}
+    assert not t.loc[t["position_group"] == "latents", "flip"].any()  # bypass: exactly no latent effect
+    # the source answer is the source example's own clean answer
+    clean = m.runner().run(**inp.run_kwargs(), max_new_tokens=32, progress=False)
+    by_id = {e.example_id: e.answer_text for e in clean.examples}
+    assert (t["source_answer"] == t["source_id"].map(by_id)).all()
+    grid = res.grid("flip_rate", "replay")
+    assert list(grid.index) == [1] and set(grid.columns) == {"image", "latents"}
