@@ -8,6 +8,8 @@ import torch
 from latentprobe import toy
 from latentprobe.analyses import Context, OptionError, get_analysis
 
+pytestmark = pytest.mark.slow
+
 
 def test_patching_record_runs_and_round_trips():
     torch.set_num_threads(1)

@@ -17,6 +17,8 @@ from latentprobe.toy.perturbations import Counterfactual, toy_inputs
 
 from causal.helpers import _load_trained
 
+pytestmark = pytest.mark.slow
+
 MODES = ("replay", "propagate", "redecode")
 
 
