@@ -27,7 +27,7 @@ FLAGS = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
 
 # causal functions whose examples run the toy: the analyses and the suite; summaries take their rows
 PACKAGES = (latentprobe.probing, latentprobe.geometry, latentprobe.causal)
-EXAMPLED = {latentprobe.causal: ("x_to_z", "z_to_y", "decompose", "default_interventions")}
+EXAMPLED = {latentprobe.causal: ("x_to_z", "z_to_y", "decompose", "default_interventions", "patch")}
 
 
 def _examples(name: str) -> list[doctest.DocTest]:

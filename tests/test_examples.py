@@ -75,14 +75,16 @@ def test_steps(tmp_path, monkeypatch, capsys):
     assert "Step structure on toy 'mediated': 12 examples" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("script", ["xz_similarity.py", "zy_interventions.py", "mediation_decomposition.py", "steps.py"])
+@pytest.mark.parametrize("script", ["xz_similarity.py", "zy_interventions.py", "mediation_decomposition.py", "steps.py",
+                                    "patching.py"])
 def test_scripts_run_as_commands(script, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLES))
     monkeypatch.setattr(sys, "argv", [script, "--n", "4", "--n-boot", "50", "--random-init"])
     runpy.run_path(str(EXAMPLES / script), run_name="__main__")
 
 
-@pytest.mark.parametrize("script", ["xz_similarity.py", "zy_interventions.py", "mediation_decomposition.py", "lens.py", "steps.py"])
+@pytest.mark.parametrize("script", ["xz_similarity.py", "zy_interventions.py", "mediation_decomposition.py", "lens.py",
+                                    "steps.py", "patching.py"])
 def test_help_shows_every_default(script, monkeypatch, capsys):
     import re
 
@@ -110,3 +112,13 @@ def test_attention(tmp_path, monkeypatch, capsys):
     assert list(back.columns) == list(blind.columns) and len(back) == len(blind)
     assert (tmp_path / "toy_mediated_regions.html").is_file() and (tmp_path / "toy_mediated_heatmap.html").is_file()
     assert "toy_bypass: mean attention mass per query group" in capsys.readouterr().out
+
+
+def test_patching(tmp_path, monkeypatch, capsys):
+    res = _main("patching.py", monkeypatch)(["--n", "8", "--n-boot", "100", "--quick", "--out", str(tmp_path)])
+    t = res.table
+    lat = t[(t["position_group"] == "latents") & (t["mode"] == "redecode")]
+    assert lat["flip"].mean() >= 0.75  # mediated: the latents carry the image
+    _same_table(tmp_path / "patching_summary.csv", res.summary)
+    assert (tmp_path / "patching_heatmap.html").exists()
+    assert "Activation patching on toy 'mediated': 8 examples" in capsys.readouterr().out

@@ -29,10 +29,11 @@ from latentprobe.analyses.readouts import Collapse, Probes, Representations
 from latentprobe.analyses.registry import (ENTRY_POINT_GROUP, analysis_for_result, get_analysis, register_analysis,
                                            registered_analyses)
 from latentprobe.analyses.similarity import Similarity
+from latentprobe.analyses.patching import Patching
 from latentprobe.analyses.steps import Steps
 
 for _record in (XToZ, ZToY, Decompose, Probes, Representations, Collapse, Similarity, Behavioural, Attention, Lens,
-                Steps):
+                Steps, Patching):
     register_analysis(_record)
 del _record
 

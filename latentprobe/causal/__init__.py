@@ -64,6 +64,8 @@ Modules: :mod:`~latentprobe.causal.results` (result objects), :mod:`~latentprobe
 
 from latentprobe.causal.common import BASELINE_SOURCES, MODES, PAPER_INTERVENTIONS
 from latentprobe.causal.decompose import decompose, summarize_mediation
+from latentprobe.causal.patch_stats import PatchResult, summarize_patching
+from latentprobe.causal.patching import patch
 from latentprobe.causal.results import MediationResult, XZResult, ZYResult
 from latentprobe.causal.steps import StepResult, step_influence
 from latentprobe.causal.xz import summarize_x_to_z, x_to_z
@@ -78,4 +80,5 @@ __all__ = [
     "default_interventions", "MODES", "PAPER_INTERVENTIONS", "BASELINE_SOURCES", "bootstrap_mean_columns",
     "trace_fingerprint",
     "StepResult", "step_influence",
+    "patch", "PatchResult", "summarize_patching",
 ]

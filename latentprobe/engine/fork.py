@@ -59,9 +59,11 @@ def _same(a: Tensor | None, b: Tensor | None) -> bool:
 
 
 def _patched_slots(r: Row) -> list[int]:
-    """Prefix positions of the row's latent slots whose residual layers >= 1 are patched."""
+    """Prefix positions whose residual layers >= 1 are patched (latent slots and position patches), and the
+    row's ``prefix_cut``."""
     slots = sorted(r.z_at)
-    return [slots[s] for s, pt in r.patches.items() if s < len(slots) and any(layer >= 1 for layer in pt.layers)]
+    return [slots[s] for s, pt in r.patches.items() if s < len(slots) and any(layer >= 1 for layer in pt.layers)] + [
+        p for at in r.position_patches.values() for p in at] + ([] if r.prefix_cut is None else [r.prefix_cut])
 
 
 def shared_length(rows: Sequence[Row]) -> int:

@@ -18,7 +18,7 @@ from latentprobe.engine.forward import ForwardOut, TracedForward, new_cache
 from latentprobe.engine.inputs import CapturePositions, capture_positions
 from latentprobe.engine.masks import MaskRule, segment_attention_mask
 from latentprobe.engine.parts import ModelParts
-from latentprobe.engine.patching import LayerPatch, apply_intervention, layer_patch
+from latentprobe.engine.patching import LayerPatch, apply_intervention, layer_patch, prefix_patches
 from latentprobe.engine.protocol import (Action, Decision, End, EndReason, FeedLatent, FeedTextLatent, FeedToken,
                                          ProtocolMode, needs_sample, step)
 from latentprobe.engine.rows import Gathered, Row, _Prefill
@@ -144,17 +144,8 @@ class Decoder:
             return self.projection(h if p is None else h.to(p.device)).to(h.device, h.dtype)
 
     def _prefix_patches(self, rows: list[Row], offsets: list[int]) -> list[LayerPatch]:
-        """Layer >= 1 patches at latent slots inside the prefix (replay, propagate, redecode)."""
-        by_layer: dict[int, list] = {}
-        for b, r in enumerate(rows):
-            slots = sorted(r.z_at)
-            for s, pt in r.patches.items():
-                if s >= len(slots):
-                    continue
-                for layer in pt.layers:
-                    if layer >= 1:
-                        by_layer.setdefault(layer, []).append((b, slots[s] + offsets[b], s, r.source, pt))
-        return [layer_patch(layer, items, self.device) for layer, items in by_layer.items()]
+        """Layer >= 1 patches inside the prefix: at latent slots, and rows' position patches."""
+        return prefix_patches(rows, offsets, self.device)
 
     # ------------------------------------------------------------------ prefill and decode
     def run(self, rows: list[Row], cfg: GenerationConfig, processor: LogitsProcessor | None, *,

@@ -21,7 +21,7 @@ from latentprobe.interventions import Intervention
 if TYPE_CHECKING:  # pragma: no cover
     from latentprobe.trace import ExampleTrace
 
-__all__ = ["InterventionMode", "Patch", "LayerPatch", "apply_intervention", "layer_patch"]
+__all__ = ["InterventionMode", "Patch", "LayerPatch", "apply_intervention", "layer_patch", "prefix_patches"]
 
 
 class InterventionMode(str, enum.Enum):
@@ -170,3 +170,46 @@ def layer_patch(layer: int, items: list[tuple[int, int, int, Any, Patch]], devic
         return torch.stack(new).to(vals.device)
 
     return LayerPatch(layer, rows, cols, fn)
+
+
+def _constant(vals: Tensor) -> Callable[[Tensor], Tensor]:
+    def fn(old: Tensor) -> Tensor:
+        return vals.to(old.device, old.dtype)
+    return fn
+
+
+def prefix_patches(rows: list[Any], offsets: list[int], device: torch.device) -> list[LayerPatch]:
+    """Layer ``>= 1`` patches of one prefill: each row's latent-step patches at its prefix's latent slots, and
+    its ``position_patches`` (vectors written at given positions, activation patching).
+
+    Parameters
+    ----------
+    rows : list[Row]
+        The rows of the forward pass.
+    offsets : list[int]
+        Per row, the column of its position 0 in this forward (negative for a chunk after a shared prefix).
+    device : torch.device
+        Device of the index tensors.
+
+    Returns
+    -------
+    list[LayerPatch]
+    """
+    by_layer: dict[int, list] = {}
+    fixed: dict[int, list[tuple[int, int, Tensor]]] = {}
+    for b, r in enumerate(rows):
+        slots = sorted(r.z_at)
+        for s, pt in r.patches.items():
+            if s >= len(slots):
+                continue
+            for layer in pt.layers:
+                if layer >= 1:
+                    by_layer.setdefault(layer, []).append((b, slots[s] + offsets[b], s, r.source, pt))
+        for layer, at in r.position_patches.items():
+            fixed.setdefault(int(layer), []).extend((b, p + offsets[b], v) for p, v in at.items())
+    out = [layer_patch(layer, items, device) for layer, items in by_layer.items()]
+    for layer, items in fixed.items():
+        rows_t = torch.tensor([it[0] for it in items], device=device)
+        cols_t = torch.tensor([it[1] for it in items], device=device)
+        out.append(LayerPatch(layer, rows_t, cols_t, _constant(torch.stack([it[2] for it in items]))))
+    return out

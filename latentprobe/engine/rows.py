@@ -84,6 +84,10 @@ class Row:
         Make the next free token's distribution the answer's first one.
     patches : dict[int, Patch]
         Latent step -> the patch applied there.
+    position_patches : dict[int, dict[int, Tensor]]
+        Residual layer ``>= 1`` -> ``{prefix position: vector written there}`` (activation patching).
+    prefix_cut : int | None
+        The shared prefill stops at this position at the latest (a run laid out as another one is).
     source : ExampleTrace | None
         The recorded example a resumed row comes from.
     end : End | None
@@ -104,6 +108,8 @@ class Row:
     budget_offset: int = 0
     answer_reset: bool = False
     patches: dict[int, Patch] = field(default_factory=dict)  # latent step -> patch
+    position_patches: dict[int, dict[int, Tensor]] = field(default_factory=dict)  # layer -> {position: vector}
+    prefix_cut: int | None = None
     source: ExampleTrace | None = None
     end: End | None = None
     rec: Records = field(default_factory=Records)

@@ -54,6 +54,7 @@ from latentprobe.viz.probing import probe_controls, probe_heatmap
 from latentprobe.viz.attention import attention_heatmap, attention_regions
 from latentprobe.viz.readouts import lens_rank_heatmap
 from latentprobe.viz.steps import influence_heatmap
+from latentprobe.viz.patching import patching_heatmap
 
 __all__ = [
     "PALETTE",
@@ -79,4 +80,5 @@ __all__ = [
     "attention_heatmap",
     "lens_rank_heatmap",
     "influence_heatmap",
+    "patching_heatmap",
 ]

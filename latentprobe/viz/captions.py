@@ -48,6 +48,14 @@ CAPTIONS: dict[str, str] = {
         "p-value survives Holm's adjustment over the intervention x mode cells of its metric (family-wise "
         "error 0.05); unstarred bars are not distinguishable from the control after it."
     ),
+    "patching_heatmap": (
+        "Activation patching: each cell writes the counterfactual (source) run's residual at one position group "
+        "(column) and residual layer (row) into the base run and reads the answer in one mode (panel); colour: "
+        "the fraction of examples whose answer changed from the same mode's unpatched control (flip rate; the "
+        "hover shows its 95% Wilson interval, the paired score-test p and Holm's adjusted p). A high cell shows "
+        "that those states carry information the answer uses with everything else held at the base run; a low "
+        "cell does not show they are unused (they may matter only together with other positions)."
+    ),
     "decomposition_bars": (
         "Mediation decomposition of the treatment's effect on the outcome (treated − clean): total (TE), "
         "natural direct (NDE, latents held clean) and natural indirect (NIE, only the latents from the "

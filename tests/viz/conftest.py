@@ -145,6 +145,15 @@ def zy(toy):
 
 
 @pytest.fixture(scope="session")
+def patching(toy):
+    from latentprobe.causal import patch
+
+    _, runner, inputs = toy
+    return patch(runner, inputs.select(range(6)), Counterfactual(seed=0), positions=["image", "latents"],
+                 layers=[0, 1], modes=["redecode"], n_boot=N_BOOT)
+
+
+@pytest.fixture(scope="session")
 def med(toy):
     _, runner, inputs = toy
     return decompose(runner, inputs, Counterfactual(seed=0), n_boot=N_BOOT, batch_size=8, progress=False)

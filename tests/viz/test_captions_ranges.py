@@ -11,8 +11,9 @@ import pytest
 from latentprobe import viz
 
 
-def _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison, attention_res):
+def _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison, attention_res, patching):
     return {
+        "patching_heatmap": viz.patching_heatmap(patching),
         "xz_lines": viz.xz_lines(xz),
         "zy_bars": viz.zy_bars(zy),
         "decomposition_bars": viz.decomposition_bars(med),
@@ -32,8 +33,8 @@ def _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison, at
 
 
 def test_every_figure_has_its_caption(xz, zy, med, within, across, collapse, norms, sweep, comparison, attention_res,
-                                      lens_result):
-    figs = _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison, attention_res)
+                                      lens_result, patching):
+    figs = _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison, attention_res, patching)
     figs["lens_rank_heatmap"] = viz.lens_rank_heatmap(lens_result)
     assert set(figs) == set(viz.CAPTIONS)
     for kind, fig in figs.items():

@@ -17,7 +17,7 @@ def _figure_captions(doc: str) -> tuple[int, list[str]]:
     return n, caps
 
 
-@pytest.mark.parametrize("name", ["xz", "zy", "med", "within", "across", "sweep", "comparison", "collapse"])
+@pytest.mark.parametrize("name", ["xz", "zy", "med", "within", "across", "sweep", "comparison", "collapse", "patching"])
 def test_add_result_adds_a_captioned_section(name, request):
     result = request.getfixturevalue(name)
     rep = Report("r").add_result(result)
