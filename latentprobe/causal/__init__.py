@@ -62,6 +62,7 @@ Modules: :mod:`~latentprobe.causal.results` (result objects), :mod:`~latentprobe
 :mod:`latentprobe.interventions`, the bootstrap in :mod:`latentprobe.stats`.
 """
 
+from latentprobe.causal.attribution import AttributionResult, attribution_patching
 from latentprobe.causal.common import BASELINE_SOURCES, MODES, PAPER_INTERVENTIONS
 from latentprobe.causal.decompose import decompose, summarize_mediation
 from latentprobe.causal.results import MediationResult, XZResult, ZYResult
@@ -76,4 +77,5 @@ __all__ = [
     "summarize_x_to_z", "summarize_z_to_y", "summarize_mediation",
     "default_interventions", "MODES", "PAPER_INTERVENTIONS", "BASELINE_SOURCES", "bootstrap_mean_columns",
     "trace_fingerprint",
+    "attribution_patching", "AttributionResult",
 ]
