@@ -274,31 +274,35 @@ def _map_batch(runner: LatentRunner, pairs: list[tuple[ExampleTrace, ExampleTrac
 def _map(runner: LatentRunner, pairs: list[tuple[ExampleTrace, ExampleTrace]], layers: list[int], groups: set[str],
          metric: Metric, batch_size: int) -> pd.DataFrame:
     """The map over ``pairs``, batch by batch (:class:`latentprobe.schema.ATTRIBUTION` rows, not yet verified)."""
-    rows: list[dict[str, Any]] = []
+    parts = []
     for s in range(0, len(pairs), batch_size):
         batch = pairs[s:s + batch_size]
         attr, changed, m, offs = _map_batch(runner, batch, layers, metric)
-        rows += _cell_rows(batch, layers, groups, attr, changed, m, offs)
-    return S.ATTRIBUTION.frame(rows)
+        parts.append(_cell_rows(batch, layers, groups, attr, changed, m, offs))
+    return S.ATTRIBUTION.frame(pd.concat(parts, ignore_index=True) if parts else [])
 
 
 def _cell_rows(pairs: list[tuple[ExampleTrace, ExampleTrace]], layers: list[int], groups: set[str], attr: Tensor,
-               changed: Tensor, m: Tensor, offs: list[int]) -> list[dict[str, Any]]:
+               changed: Tensor, m: Tensor, offs: list[int]) -> pd.DataFrame:
     A = S.ATTRIBUTION
-    out = []
+    names = np.array([Segment.NAMES[s] for s in sorted(Segment.NAMES)], dtype=object)
+    parts = []
     for b, (e, _) in enumerate(pairs):
-        segs = e.segments.tolist()
-        steps = {p: k for k, p in enumerate(e.latent_positions.tolist())}
-        for p in range(e.answer_start):
-            g = Segment.NAMES[segs[p]]
-            if g not in groups:
-                continue
-            for li, layer in enumerate(layers):
-                out.append({A.EXAMPLE_ID: e.example_id, A.LAYER: layer, A.POSITION_GROUP: g, A.POSITION: p,
-                            A.STEP: steps.get(p, -1), A.ATTRIBUTION: float(attr[b, li, offs[b] + p]),
-                            A.CHANGED: bool(changed[b, li, offs[b] + p]), A.VERIFIED: False, A.EFFECT: float("nan"),
-                            A.CLEAN_METRIC: float(m[b])})
-    return out
+        T = e.answer_start
+        segs = e.segments[:T].numpy()
+        pos = np.arange(T)[np.isin(names[segs + 1], list(groups))]  # NAMES keys run from -1 (pad)
+        step = np.full(T, -1, dtype=np.int64)
+        lat = e.latent_positions.numpy()
+        step[lat[lat < T]] = np.arange(len(lat))[lat < T]
+        cols = offs[b] + pos
+        nl = len(layers)
+        parts.append(pd.DataFrame({
+            A.EXAMPLE_ID: e.example_id, A.LAYER: np.repeat(np.asarray(layers, dtype=np.int64), len(pos)),
+            A.POSITION_GROUP: np.tile(names[segs[pos] + 1], nl), A.POSITION: np.tile(pos, nl).astype(np.int64),
+            A.STEP: np.tile(step[pos], nl), A.ATTRIBUTION: attr[b][:, cols].double().numpy().reshape(-1),
+            A.CHANGED: changed[b][:, cols].numpy().reshape(-1), A.VERIFIED: False, A.EFFECT: np.nan,
+            A.CLEAN_METRIC: float(m[b])}))
+    return pd.concat(parts, ignore_index=True) if parts else S.ATTRIBUTION.frame([])
 
 
 def _exact(runner: LatentRunner, pairs: dict[str, tuple[ExampleTrace, ExampleTrace]], cells: pd.DataFrame,
