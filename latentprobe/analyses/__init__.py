@@ -15,6 +15,7 @@ Examples
 4
 """
 
+from latentprobe.analyses.attribution import Attribution
 from latentprobe.analyses.base import Analysis, ReportSink, Unit
 from latentprobe.analyses.options import (SHARED_OPTIONS, AnalysisOptions, OptionError, document_options, option,
                                           options_from_mapping)
@@ -26,7 +27,7 @@ from latentprobe.analyses.registry import (ENTRY_POINT_GROUP, analysis_for_resul
                                            registered_analyses)
 from latentprobe.analyses.similarity import Similarity
 
-for _record in (XToZ, ZToY, Decompose, Probes, Representations, Collapse, Similarity, Behavioural):
+for _record in (XToZ, ZToY, Decompose, Probes, Representations, Collapse, Similarity, Behavioural, Attribution):
     register_analysis(_record)
 del _record
 

@@ -125,25 +125,38 @@ class AttributionResult:
     timing: dict[str, float] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
 
-    def heatmap(self, *, value: str = "attribution") -> pd.DataFrame:
-        """Layer x position map, summed over examples' absolute values (rows: layer; columns: group:position).
+    @property
+    def summary(self) -> pd.DataFrame:
+        """One row (:class:`latentprobe.schema.ATTRIBUTION_SUMMARY`): agreement and cost of the map."""
+        A, M = S.ATTRIBUTION, S.ATTRIBUTION_SUMMARY
+        return M.frame([{M.N_CELLS: len(self.table), M.N_VERIFIED: int(self.table[A.VERIFIED].sum()),
+                         M.SPEARMAN: self.spearman, M.SPEARMAN_CHANGED: self.spearman_changed,
+                         M.SPEARMAN_ABS: self.spearman_abs, M.MAP_SECONDS: float(self.timing.get("map_s", np.nan)),
+                         M.VERIFY_SECONDS: float(self.timing.get("verify_s", np.nan))}])
+
+    @classmethod
+    def from_tables(cls, table: pd.DataFrame, summary: pd.DataFrame, dropped: pd.DataFrame,
+                    config: dict[str, Any] | None = None) -> "AttributionResult":
+        """The result rebuilt from its stored tables.
 
         Parameters
         ----------
-        value : str
-            ``"attribution"`` or ``"effect"``.
+        table, summary, dropped : pandas.DataFrame
+            :class:`~latentprobe.schema.ATTRIBUTION`, :class:`~latentprobe.schema.ATTRIBUTION_SUMMARY` and
+            :class:`~latentprobe.schema.STATUS` frames.
+        config : dict, optional
+            The stored configuration.
 
         Returns
         -------
-        pandas.DataFrame
+        AttributionResult
         """
-        A = S.ATTRIBUTION
-        if value not in (A.ATTRIBUTION, A.EFFECT):
-            raise InputError(f"value={value!r}; use 'attribution' or 'effect'.")
-        t = self.table.assign(cell=self.table[A.POSITION_GROUP] + ":" + self.table[A.POSITION].astype(str),
-                              v=self.table[value].abs())
-        m = t.pivot_table(index=A.LAYER, columns="cell", values="v", aggfunc="mean", sort=False)
-        return m
+        M = S.ATTRIBUTION_SUMMARY
+        row = summary.iloc[0] if len(summary) else {}
+        get = (lambda c: float(row[c]) if c in row else float("nan"))
+        return cls(table=table, verify=table[table[S.ATTRIBUTION.VERIFIED]].reset_index(drop=True), dropped=dropped,
+                   spearman=get(M.SPEARMAN), spearman_changed=get(M.SPEARMAN_CHANGED), spearman_abs=get(M.SPEARMAN_ABS),
+                   timing={"map_s": get(M.MAP_SECONDS), "verify_s": get(M.VERIFY_SECONDS)}, config=dict(config or {}))
 
 
 # --------------------------------------------------------------------------- forwards
@@ -228,7 +241,7 @@ def _check_layout(e: ExampleTrace, o: ExampleTrace) -> None:
         )
 
 
-def _pairs(clean: Any, cf: Any, default_metric: bool) -> tuple[list[tuple[ExampleTrace, ExampleTrace]], list[dict]]:
+def _pairs(clean: Any, cf: Any, default_metric: bool, name: str = "counterfactual") -> tuple[list[tuple[ExampleTrace, ExampleTrace]], list[dict]]:
     kept, dropped = [], []
     for e, o in zip(clean, cf):
         reason = None
@@ -240,7 +253,9 @@ def _pairs(clean: Any, cf: Any, default_metric: bool) -> tuple[list[tuple[Exampl
             _check_layout(e, o)
             kept.append((e, o))
         else:
-            dropped.append({"example_id": e.example_id, "reason": reason})
+            T = S.STATUS
+            dropped.append({T.EXAMPLE_ID: e.example_id, T.CONDITION: name, T.REASON: reason,
+                            T.N_LATENTS_CLEAN: e.num_latents, T.N_LATENTS_OTHER: o.num_latents, T.CHUNK: 0})
     return kept, dropped
 
 
@@ -431,7 +446,7 @@ def attribution_patching(runner: LatentRunner, inputs: InputSet, perturbation: P
     kw = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, logits_processor=logits_processor)
     clean = _run(runner, inputs, **kw)
     cf = _run(runner, p.apply(inputs), **kw)
-    pairs, dropped = _pairs(clean, cf, metric is None)
+    pairs, dropped = _pairs(clean, cf, metric is None, p.name)
     t_runs = time.perf_counter()
     table = _map(runner, pairs, layers, groups, fn, int(batch_size))
     t_map = time.perf_counter()
@@ -445,7 +460,7 @@ def attribution_patching(runner: LatentRunner, inputs: InputSet, perturbation: P
     verify = table[table[A.VERIFIED]].reset_index(drop=True)
     ch = verify[verify[A.CHANGED]]
     res = AttributionResult(
-        table=table, verify=verify, dropped=pd.DataFrame(dropped, columns=["example_id", "reason"]),
+        table=table, verify=verify, dropped=S.STATUS.frame(dropped),
         spearman=_spearman(verify[A.ATTRIBUTION].to_numpy(), verify[A.EFFECT].to_numpy()),
         spearman_changed=_spearman(ch[A.ATTRIBUTION].to_numpy(), ch[A.EFFECT].to_numpy()),
         spearman_abs=_spearman(verify[A.ATTRIBUTION].abs().to_numpy(), verify[A.EFFECT].abs().to_numpy()),

@@ -42,6 +42,7 @@ Conventions
 from latentprobe.errors import VizInputError
 from latentprobe.viz._common import PALETTE, TEMPLATE
 from latentprobe.viz.captions import AXIS_TITLES, CAPTIONS, caption_for, metric_bounds, metric_range
+from latentprobe.viz.attribution import attribution_heatmap
 from latentprobe.viz.causal import decomposition_bars, effects_forest, xz_lines, zy_bars
 from latentprobe.viz.geometry import (
     across_instance_summary, collapse_bars, consecutive_similarity, norm_profile, similarity_heatmap,
@@ -68,4 +69,5 @@ __all__ = [
     "decomposition_bars",
     "xz_lines",
     "zy_bars",
+    "attribution_heatmap",
 ]
