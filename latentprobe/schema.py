@@ -31,6 +31,7 @@ latentprobe.errors.SchemaError: CKA_AGAINST: column 'step' has dtype float64, de
 
 from __future__ import annotations
 
+from latentprobe.schema_attribution import ATTRIBUTION, ATTRIBUTION_SUMMARY
 from latentprobe.table import DTYPES, Column, Table
 
 __all__ = [
@@ -153,35 +154,6 @@ class STATUS(Table):
     N_LATENTS_CLEAN = Column("n_latents_clean", "int64", "latent steps of the clean run (-1 when not applicable)")
     N_LATENTS_OTHER = Column("n_latents_other", "int64", "latent steps of the other run (-1 when not applicable)")
     CHUNK = CHUNK
-
-
-class ATTRIBUTION(Table):
-    """``AttributionResult.table`` (:func:`latentprobe.causal.attribution_patching`): example x layer x position."""
-
-    EXAMPLE_ID = EXAMPLE_ID
-    LAYER = LAYER
-    POSITION_GROUP = Column("position_group", "str", "what the position is: 'text', 'image', 'open', 'latent', 'close' "
-                            "or 'gen' (text written before latent mode)")
-    POSITION = Column("position", "int64", "position in the example's sequence (0-based, unpadded)")
-    STEP = STEP.but(meaning="latent step of a latent position (0-based; -1 at other positions)")
-    ATTRIBUTION = Column("attribution", "float64", "first-order estimate of the metric's change when this cell is "
-                         "patched from the counterfactual run: (h_cf - h_clean) . dmetric/dh at the clean run")
-    CHANGED = Column("changed", "bool", "the counterfactual run's residual differs from the clean one at this cell")
-    VERIFIED = Column("verified", "bool", "the cell was checked by exact patching (verify_top)")
-    EFFECT = Column("effect", "float64", "exact patching effect on the metric (NaN when not verified)")
-    CLEAN_METRIC = Column("clean_metric", "float64", "the metric on the clean run")
-
-
-class ATTRIBUTION_SUMMARY(Table):
-    """``attribution`` analysis summary: agreement of attribution and exact patching, and the map's cost."""
-
-    N_CELLS = Column("n_cells", "int64", "cells in the map")
-    N_VERIFIED = Column("n_verified", "int64", "cells checked by exact patching")
-    SPEARMAN = Column("spearman", "float64", "Spearman rank correlation of estimate and exact effect (checked cells)")
-    SPEARMAN_CHANGED = Column("spearman_changed", "float64", "the same over checked cells the perturbation reaches")
-    SPEARMAN_ABS = Column("spearman_abs", "float64", "Spearman rank correlation of |estimate| and |exact effect|")
-    MAP_SECONDS = Column("map_seconds", "float64", "wall time of the map (two forwards and one backward per batch)")
-    VERIFY_SECONDS = Column("verify_seconds", "float64", "wall time of the exact check")
 
 
 class ZY_ROWS(Table):
