@@ -104,9 +104,9 @@ def smollm2_runner():
     return runner, (lambda q: coconut_prompt(tok, q, 3))
 
 
-def other_number(prompt: str, image, meta):
-    """The first number of the question, plus one (a one-token change: the layout stays)."""
-    return re.sub(r"\d", lambda m: str((int(m.group()) % 8) + 1), prompt, count=1), image
+def other_number(question: str) -> str:
+    """The first digit of the question, plus one (SmolLM2 writes one token per digit: the layout stays)."""
+    return re.sub(r"\d", lambda m: str((int(m.group()) % 8) + 1), question, count=1)
 
 
 def main() -> None:
@@ -126,8 +126,9 @@ def main() -> None:
         runner, prompt = smollm2_runner()
         qs = ARITHMETIC[:args.smollm2_n]
         inputs = InputSet(example_ids=[f"q{i}" for i in range(len(qs))], prompts=[prompt(q) for q in qs])
-        measure("SmolLM2-135M (Coconut loop, K=3)", runner, inputs, Custom(other_number, name="other_number"),
-                args.batch, 4)
+        swap = {tuple(prompt(q)): prompt(other_number(q)) for q in qs}  # prompts are token ids
+        pert = Custom(lambda ids, image, meta: (swap[tuple(ids)], image), name="other_number")
+        measure("SmolLM2-135M (Coconut loop, K=3)", runner, inputs, pert, args.batch, 4)
 
 
 if __name__ == "__main__":

@@ -414,10 +414,10 @@ def attribution_patching(runner: LatentRunner, inputs: InputSet, perturbation: P
     >>> from latentprobe import toy
     >>> from latentprobe.causal import attribution_patching
     >>> tm = toy.load("mediated")
-    >>> inputs = toy.toy_inputs(tm.examples("test", 4))
-    >>> res = attribution_patching(tm.runner(), inputs, toy.Counterfactual(seed=0), verify_top="all")
-    >>> bool(res.spearman_abs >= 0.9), sorted(res.table.position_group.unique())
-    (True, ['close', 'image', 'latent', 'open', 'text'])
+    >>> inputs = toy.toy_inputs(tm.examples("test", 2))
+    >>> res = attribution_patching(tm.runner(), inputs, toy.Counterfactual(seed=0), verify_top=10)
+    >>> len(res.verify), sorted(res.table.position_group.unique())
+    (10, ['close', 'image', 'latent', 'open', 'text'])
     """
     t0 = time.perf_counter()
     if not isinstance(inputs, InputSet):
