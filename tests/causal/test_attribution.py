@@ -132,3 +132,18 @@ def test_typed_errors():
     longer = Custom(lambda prompt, image, meta: (prompt.split()[0] + " " + prompt, image), name="longer")
     with pytest.raises(LayoutMismatchError, match="do not line up"):
         attribution_patching(r, inputs, longer)
+
+
+def test_answers_override_the_compared_tokens():
+    tm = toy.load("mediated")
+    inputs = toy.toy_inputs(tm.examples("test", 2))
+    base = attribution_patching(tm.runner(), inputs, toy.Counterfactual(seed=0), layers=[1])
+    eid = base.table.example_id.iloc[0]
+    vocab = tm.tokenizer.get_vocab()
+    a, b = sorted(vocab.values())[:2]
+    res = attribution_patching(tm.runner(), inputs, toy.Counterfactual(seed=0), layers=[1], answers={eid: (a, b)})
+    mine, other = res.table[res.table.example_id == eid], res.table[res.table.example_id != eid]
+    assert not np.allclose(mine.attribution, base.table[base.table.example_id == eid].attribution)
+    assert np.array_equal(other.attribution, base.table[base.table.example_id != eid].attribution)
+    same = attribution_patching(tm.runner(), inputs, toy.Counterfactual(seed=0), layers=[1], answers={eid: (a, a)})
+    assert list(same.dropped.reason) == ["same_answer"] and eid not in set(same.table.example_id)
