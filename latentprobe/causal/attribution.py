@@ -8,10 +8,13 @@ costs one forward per cell; attribution patching estimates every cell at once to
 
 from one clean forward with gradients, one counterfactual forward and one backward pass (Nanda 2023,
 "Attribution Patching: Activation Patching At Industrial Scale"; Syed, Rager and Conmy 2023,
-"Attribution Patching Outperforms Automated Circuit Discovery", arXiv 2310.10348). TransformerLens
-computes the same product in its demo ``demos/Attribution_Patching_Demo.ipynb``
-(TransformerLensOrg/TransformerLens): ``(corrupted_cache[name] - clean_cache[name]) * clean_grad_cache[name]``
-summed over ``d_model``, the gradients read by backward hooks on the clean run.
+"Attribution Patching Outperforms Automated Circuit Discovery", arXiv 2310.10348). TransformerLens's
+demo ``demos/Attribution_Patching_Demo.ipynb`` (TransformerLensOrg/TransformerLens, read at commit
+37e5e18369028d6066c5ab0bbfed9600c05025ec) computes the mirror image for the residual stream,
+``corrupted_grad_residual * (clean_residual - corrupted_residual)`` summed over ``d_model``: gradients on the
+corrupted run, estimating the patch of clean activations *into the corrupted run* (denoising). Here the
+gradients are taken on the clean run and the counterfactual residual is patched *into the clean run*
+(noising), which is what the exact check (``verify_top=``) measures.
 
 Scope (what the forward is, and where gradients flow)
 -----------------------------------------------------
