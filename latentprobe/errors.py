@@ -210,3 +210,9 @@ class CheckpointFormatError(LoadError, ValueError):
 class NoOpWarning(LatentProbeWarning):
     """An intervention or perturbation that leaves some examples unchanged (a swap that pairs an example with
     itself); the message names them. When it would change nothing at all, an error is raised instead."""
+
+
+class LayoutMismatchError(InputError):
+    """A clean and a counterfactual run whose sequences do not line up position by position (another prompt length,
+    image size or number of latents), so no cell (layer, position) of one has a counterpart in the other; the message
+    names the example and both layouts."""

@@ -31,6 +31,7 @@ latentprobe.errors.SchemaError: CKA_AGAINST: column 'step' has dtype float64, de
 
 from __future__ import annotations
 
+from latentprobe.schema_attribution import ATTRIBUTION, ATTRIBUTION_SUMMARY
 from latentprobe.table import DTYPES, Column, Table
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
     "CONSECUTIVE", "ACROSS_SUMMARY", "ACROSS_BY_GROUP", "CKA_AGAINST", "NORM_TABLE", "COLLAPSE_TABLE", "STEP_MATRIX",
     "LATENT_SELECTION", "BEHAVIOURAL_SUMMARY", "BEHAVIOURAL_ROWS",
     "XZ_METRICS", "ZY_METRICS", "EFFECT_NAMES", "EFFECT_KINDS", "SOURCES", "CENTERINGS", "BEHAVIOURAL_CONDITIONS",
-    "ANSWERS", "ANSWER_ROWS", "ANSWER_SUMMARY", "CONTROL_INTERVENTION", "RUN_MODE", "KEPT", "NO_GOLD",
+    "ANSWERS", "ANSWER_ROWS", "ANSWER_SUMMARY", "ATTRIBUTION", "ATTRIBUTION_SUMMARY", "CONTROL_INTERVENTION", "RUN_MODE", "KEPT", "NO_GOLD",
 ]
 
 _KEYS = ("object", "str")  # probe cells keyed by names (a dict of features) instead of axis indices

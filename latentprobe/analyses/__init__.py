@@ -18,6 +18,7 @@ Examples
 """
 
 from latentprobe.analyses.attention import Attention
+from latentprobe.analyses.attribution import Attribution
 from latentprobe.analyses.base import Analysis, ReportSink, Unit
 from latentprobe.analyses.options import (SHARED_OPTIONS, AnalysisOptions, OptionError, document_options, option,
                                           options_from_mapping)
@@ -33,7 +34,7 @@ from latentprobe.analyses.patching import Patching
 from latentprobe.analyses.steps import Steps
 
 for _record in (XToZ, ZToY, Decompose, Probes, Representations, Collapse, Similarity, Behavioural, Attention, Lens,
-                Steps, Patching):
+                Steps, Patching, Attribution):
     register_analysis(_record)
 del _record
 

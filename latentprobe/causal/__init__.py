@@ -62,6 +62,7 @@ Modules: :mod:`~latentprobe.causal.results` (result objects), :mod:`~latentprobe
 :mod:`latentprobe.interventions`, the bootstrap in :mod:`latentprobe.stats`.
 """
 
+from latentprobe.causal.attribution import AttributionResult, attribution_patching
 from latentprobe.causal.common import BASELINE_SOURCES, MODES, PAPER_INTERVENTIONS
 from latentprobe.causal.decompose import decompose, summarize_mediation
 from latentprobe.causal.patch_stats import PatchResult, summarize_patching
@@ -81,4 +82,5 @@ __all__ = [
     "trace_fingerprint",
     "StepResult", "step_influence",
     "patch", "PatchResult", "summarize_patching",
+    "attribution_patching", "AttributionResult",
 ]

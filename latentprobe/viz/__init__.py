@@ -46,6 +46,7 @@ Conventions
 from latentprobe.errors import VizInputError
 from latentprobe.viz._common import PALETTE, TEMPLATE
 from latentprobe.viz.captions import AXIS_TITLES, CAPTIONS, caption_for, metric_bounds, metric_range
+from latentprobe.viz.attribution import attribution_heatmap
 from latentprobe.viz.causal import decomposition_bars, effects_forest, xz_lines, zy_bars
 from latentprobe.viz.geometry import (
     across_instance_summary, collapse_bars, consecutive_similarity, norm_profile, similarity_heatmap,
@@ -81,4 +82,5 @@ __all__ = [
     "lens_rank_heatmap",
     "influence_heatmap",
     "patching_heatmap",
+    "attribution_heatmap",
 ]

