@@ -8,9 +8,8 @@ arguments, ``Table.DTYPES`` maps every column to its dtype.
 
 The analyses build their tables with :meth:`Table.frame` (exactly the declared columns, in order,
 with the declared dtypes) and :meth:`Table.empty`; :meth:`Table.check` refuses a frame that differs
-from its declaration. Columns shared by several tables (``estimate``, ``ci_low``, ...) are defined
-once at module level and reused, so one name means one thing everywhere. A test runs every
-analysis on small real input and checks its output with :meth:`Table.check`.
+from its declaration. Shared columns (``estimate``, ``ci_low``, ...) are defined once and reused;
+a test checks every analysis's real output with :meth:`Table.check`.
 
 >>> from latentprobe.schema import ZY_SUMMARY, CKA_AGAINST
 >>> ZY_SUMMARY.ESTIMATE
