@@ -7,7 +7,7 @@ same examples. ``flip_rate`` and ``to_source_rate`` get Wilson intervals
 ``accuracy_change`` and the log-prob changes get :func:`~latentprobe.stats.paired_difference_ci` (Tango's
 score interval for 0/1 outcomes, the studentised bootstrap otherwise); ``kl`` a one-sample interval.
 Holm and Benjamini-Hochberg adjusted p-values are computed over the cells of each metric
-(:func:`holm`, :func:`bh`, written here in a few lines; :mod:`latentprobe.stats` has no adjustment yet).
+(:func:`latentprobe.stats.adjust_pvalues`).
 """
 
 from __future__ import annotations
@@ -22,62 +22,7 @@ from latentprobe import stats as _stats
 from latentprobe.causal.patch_schema import PATCH_ROWS, PATCH_SUMMARY
 from latentprobe.display import SummarizedResult
 
-__all__ = ["PatchResult", "summarize_patching", "holm", "bh"]
-
-
-def holm(p: Sequence[float]) -> np.ndarray:
-    """Holm's step-down adjusted p-values (NaN entries stay NaN and are not counted).
-
-    Parameters
-    ----------
-    p : sequence of float
-        Raw p-values.
-
-    Returns
-    -------
-    numpy.ndarray
-
-    Examples
-    --------
-    >>> holm([0.01, 0.04, 0.03]).round(3).tolist()
-    [0.03, 0.06, 0.06]
-    """
-    p = np.asarray(p, dtype=float)
-    out = np.full_like(p, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    order = ok[np.argsort(p[ok], kind="stable")]
-    m = len(order)
-    adj = np.maximum.accumulate([(m - i) * p[j] for i, j in enumerate(order)]) if m else []
-    out[order] = np.minimum(adj, 1.0)
-    return out
-
-
-def bh(p: Sequence[float]) -> np.ndarray:
-    """Benjamini-Hochberg step-up adjusted p-values (NaN entries stay NaN and are not counted).
-
-    Parameters
-    ----------
-    p : sequence of float
-        Raw p-values.
-
-    Returns
-    -------
-    numpy.ndarray
-
-    Examples
-    --------
-    >>> bh([0.01, 0.04, 0.03]).round(3).tolist()
-    [0.03, 0.04, 0.04]
-    """
-    p = np.asarray(p, dtype=float)
-    out = np.full_like(p, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    order = ok[np.argsort(p[ok], kind="stable")]
-    m = len(order)
-    if m:
-        raw = np.array([p[j] * m / (i + 1) for i, j in enumerate(order)])
-        out[order] = np.minimum(np.minimum.accumulate(raw[::-1])[::-1], 1.0)
-    return out
+__all__ = ["PatchResult", "summarize_patching"]
 
 
 def _row(iv: Any, **keys: Any) -> dict[str, Any]:
@@ -132,8 +77,8 @@ def summarize_patching(table: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0
     raw[T.P_HOLM] = np.nan
     raw[T.P_BH] = np.nan
     for _, idx in raw.groupby(T.METRIC, sort=False).groups.items():
-        raw.loc[idx, T.P_HOLM] = holm(raw.loc[idx, T.P_VALUE].to_numpy(float))
-        raw.loc[idx, T.P_BH] = bh(raw.loc[idx, T.P_VALUE].to_numpy(float))
+        raw.loc[idx, T.P_HOLM] = _stats.adjust_pvalues(raw.loc[idx, T.P_VALUE].to_numpy(float), "holm")
+        raw.loc[idx, T.P_BH] = _stats.adjust_pvalues(raw.loc[idx, T.P_VALUE].to_numpy(float), "fdr_bh")
     frame = T.frame(raw.to_dict("records"))
     return frame
 

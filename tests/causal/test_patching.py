@@ -8,7 +8,7 @@ import torch
 
 from latentprobe.causal import patch
 from latentprobe.causal.patch_schema import PATCH_ROWS, PATCH_SUMMARY
-from latentprobe.causal.patch_stats import bh, holm
+from latentprobe.stats import adjust_pvalues
 from latentprobe.causal.patching import GROUPS, ROUTES
 from latentprobe.engine import LatentRunner
 from latentprobe.errors import InputError
@@ -132,13 +132,13 @@ def test_unequal_groups_are_refused_unless_aligned():
     assert (cells["n_positions"] == 2).all()
 
 
-def test_holm_and_bh_match_their_definitions():
+def test_the_patching_family_adjustment_matches_holm_and_bh_by_hand():
     p = np.array([0.04, np.nan, 0.01, 0.03, 0.2])
-    h = holm(p)
+    h = adjust_pvalues(p, "holm")
     assert np.isnan(h[1])
     # sorted 0.01, 0.03, 0.04, 0.2 with m = 4: 0.04, 0.09, max(0.09, 0.08), 0.2
     np.testing.assert_allclose(h[[2, 3, 0, 4]], [0.04, 0.09, 0.09, 0.2])
-    b = bh(p)
+    b = adjust_pvalues(p, "fdr_bh")
     # 0.01*4/1, 0.03*4/2, 0.04*4/3, 0.2*4/4 = 0.04, 0.06, 0.0533, 0.2, then the running minimum from the top
     np.testing.assert_allclose(b[[2, 3, 0, 4]], [0.04, 0.16 / 3, 0.16 / 3, 0.2])
 
