@@ -209,3 +209,8 @@ class CheckpointFormatError(LoadError, ValueError):
 class NoOpWarning(LatentProbeWarning):
     """An intervention or perturbation that leaves some examples unchanged (a swap that pairs an example with
     itself); the message names them. When it would change nothing at all, an error is raised instead."""
+
+
+class LensMismatchError(LatentProbeError, ValueError):
+    """A tuned lens used with another model than the one it was fitted on (class, layer count, width, vocabulary or
+    weights fingerprint differ); the message names each difference and how to fit or load the right lens."""
