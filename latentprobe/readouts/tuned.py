@@ -41,13 +41,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from numbers import Integral
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -60,12 +59,10 @@ from torch import Tensor
 from latentprobe.atomic import atomic_write, atomic_write_text
 from latentprobe.errors import CheckpointFormatError, CheckpointNotFoundError, InputError, LensMismatchError
 from latentprobe.fingerprint import weights_fingerprint
-from latentprobe.seeding import torch_generator
-from latentprobe.trace import LatentTrace
+from latentprobe.readouts._tuned_core import _final, _readout, _residuals, _split, _train
 
 if TYPE_CHECKING:  # pragma: no cover
     from latentprobe.engine import LatentRunner
-    from latentprobe.engine.parts import ModelParts
 
 __all__ = ["TunedLens", "TunedLensInfo", "TunedLensFit", "fit_tuned_lens", "lens_kl", "tuned_lens_path",
            "LENS_DIR_ENV", "KL_COLUMNS"]
@@ -80,14 +77,6 @@ _OPTIMIZERS = ("sgd", "adam")
 
 
 # ------------------------------------------------------------------------------------------- readout
-def _readout(parts: ModelParts, h: Float[Tensor, "... d"]) -> Float[Tensor, "... vocab"]:
-    """The logit lens: ``lm_head(final_norm(h))`` in the model's own dtype and device."""
-    head = parts.lm_head
-    norm_params = list(parts.norm.parameters())
-    dtype = norm_params[0].dtype if norm_params else head.weight.dtype
-    return head(parts.norm(h.to(head.weight.device, dtype)))
-
-
 def _model_identity(runner: LatentRunner, mode: str | None = None) -> dict[str, Any]:
     return {"model": type(runner.model).__name__, "fingerprint": weights_fingerprint(runner.model, mode=mode),
             "n_layers": int(runner.n_layers), "d_model": int(runner.hidden_size),
@@ -152,7 +141,18 @@ class TunedLens:
 
     @classmethod
     def identity(cls, runner: LatentRunner) -> TunedLens:
-        """An untrained lens for ``runner``'s model: every translator is the identity (the logit lens)."""
+        """An untrained lens for ``runner``'s model: every translator is the identity (the logit lens).
+
+        Parameters
+        ----------
+        runner : LatentRunner
+            The model the lens belongs to (its class, weights fingerprint and sizes are recorded).
+
+        Returns
+        -------
+        TunedLens
+            Zero ``weight_`` and ``bias_``: its readout equals ``lm_head(final_norm(h))`` exactly.
+        """
         return cls(TunedLensInfo(**_model_identity(runner)))
 
     def __repr__(self) -> str:
@@ -163,7 +163,18 @@ class TunedLens:
 
     # ------------------------------------------------------------------ applying
     def check(self, runner: LatentRunner) -> None:
-        """Raise :class:`~latentprobe.errors.LensMismatchError` unless the lens was fitted on ``runner``'s model."""
+        """Raise :class:`~latentprobe.errors.LensMismatchError` unless the lens was fitted on ``runner``'s model.
+
+        Parameters
+        ----------
+        runner : LatentRunner
+            Compared by model class, layer count, hidden size, vocabulary and weights fingerprint.
+
+        Raises
+        ------
+        LensMismatchError
+            Any of them differs; the message lists each difference.
+        """
         mode = "sampled" if self.info.fingerprint.startswith("sampled-") else "full"
         mine = asdict(self.info)
         theirs = _model_identity(runner, mode=mode)
@@ -175,7 +186,20 @@ class TunedLens:
                 "Fit one for this model with fit_tuned_lens(runner, texts), or load the lens saved for it.")
 
     def translate(self, h: Float[Tensor, "... d"], layer: int) -> Float[Tensor, "... d"]:
-        """Layer ``layer``'s translator applied to ``h`` (float32); the last layer, ``n_layers``, is read as is."""
+        """Layer ``layer``'s translator applied to ``h`` (float32); the last layer, ``n_layers``, is read as is.
+
+        Parameters
+        ----------
+        h : Float[Tensor, "... d"]
+            Residuals at ``layer``.
+        layer : int
+            Residual layer, ``0 .. n_layers``.
+
+        Returns
+        -------
+        Tensor
+            ``h + h @ weight_[layer].T + bias_[layer]`` (``h`` itself at the last layer).
+        """
         layer = self._layer(layer)
         h = h.float()
         if layer == self.info.n_layers:
@@ -186,6 +210,22 @@ class TunedLens:
     def logits(self, runner: LatentRunner, h: Float[Tensor, "... d"], layer: int, *,
                tuned: bool = True) -> Float[Tensor, "... vocab"]:
         """The lens's logits for residuals ``h`` at ``layer`` (``tuned=False``: the logit lens on the same ``h``).
+
+        Parameters
+        ----------
+        runner : LatentRunner
+            The model, whose final norm and LM head read the translated residual.
+        h : Float[Tensor, "... d"]
+            Residuals at ``layer``.
+        layer : int
+            Residual layer, ``0 .. n_layers``.
+        tuned : bool
+            ``False`` reads ``h`` untranslated (the logit lens).
+
+        Returns
+        -------
+        Tensor
+            ``[..., vocab]`` logits in the model's dtype.
 
         Raises
         ------
@@ -207,6 +247,16 @@ class TunedLens:
         """Write ``path/tuned_lens.safetensors`` (``weight``, ``bias``) and ``path/tuned_lens.json`` (the info).
 
         To save under a name that :meth:`load` finds, use ``lens.save(tuned_lens_path("my-lens"))``.
+
+        Parameters
+        ----------
+        path : str or PathLike
+            A folder (created if needed).
+
+        Returns
+        -------
+        Path
+            The folder.
         """
         path = Path(path)
         if path.exists() and not path.is_dir():
@@ -239,6 +289,11 @@ class TunedLens:
             The files are damaged, from another format version, or do not match each other.
         LensMismatchError
             ``runner`` is given and holds another model.
+
+        Returns
+        -------
+        TunedLens
+            The lens, weights bit for bit as saved.
         """
         path = Path(path_or_name)
         if not path.exists() and os.sep not in str(path_or_name) and "/" not in str(path_or_name):
@@ -266,93 +321,25 @@ class TunedLens:
 
 
 def tuned_lens_path(name: str) -> Path:
-    """The folder of the lens saved under ``name``: ``$LATENTPROBE_LENS_DIR/name`` (default ``~/.cache/latentprobe/lenses``)."""
+    """The folder of the lens saved under ``name``: ``$LATENTPROBE_LENS_DIR/name`` (default ``~/.cache/latentprobe/lenses``).
+
+    Parameters
+    ----------
+    name : str
+        One folder name, no separators.
+
+    Returns
+    -------
+    Path
+        The folder (not created).
+    """
     if not name or "/" in name or os.sep in name or name in (".", ".."):
         raise InputError(f"tuned_lens_path({name!r}): a lens name is one folder name (no separators).")
     root = os.environ.get(LENS_DIR_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "latentprobe", "lenses")
     return Path(root) / name
 
 
-# -------------------------------------------------------------------------------------------- inputs
-def _text_residuals(runner: LatentRunner, ids: list[int]) -> Float[Tensor, "seq layer d"]:
-    """Every residual layer at every position of one text, through forward hooks on the decoder layers."""
-    layers = runner.parts.layers
-    caps: list[Tensor] = []
-
-    def first(_m: Any, args: tuple, kwargs: dict) -> None:
-        caps.append((args[0] if args else kwargs["hidden_states"])[0].detach().float().cpu())
-
-    def out(_m: Any, _a: Any, o: Any) -> None:
-        caps.append((o[0] if isinstance(o, tuple) else o)[0].detach().float().cpu())
-
-    hooks = [layers[0].register_forward_pre_hook(first, with_kwargs=True)]
-    hooks += [layer.register_forward_hook(out) for layer in layers]
-    try:
-        with torch.no_grad():
-            runner.model(input_ids=torch.tensor([ids], device=runner.parts.input_device), use_cache=False)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return torch.stack(caps, dim=1)
-
-
-def _residuals(runner: LatentRunner, inputs: Any) -> tuple[list[Tensor], str]:
-    """``([n_i, n_layers + 1, d] per example], source)`` from texts, token-id lists or a LatentTrace's latents."""
-    n_res = runner.n_layers + 1
-    if isinstance(inputs, LatentTrace):
-        caught = inputs.config.get("capture_layers", "all")
-        if caught != "all":
-            raise InputError(f"the trace recorded layers {caught}; a tuned lens needs all {n_res} residual layers: "
-                             "run it with capture_layers='all'.")
-        out = [e.hidden.float() for e in inputs.examples if e.hidden.shape[0]]
-        if any(h.shape[1] != n_res or h.shape[2] != runner.hidden_size for h in out):
-            raise InputError(f"the trace's residuals do not have {n_res} layers of width {runner.hidden_size}: "
-                             "was it recorded with this runner's model?")
-        return out, "latents"
-    if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
-        raise InputError(f"inputs={type(inputs).__name__}: give a list of texts, a list of token-id lists, or a "
-                         "LatentTrace recorded with capture_layers='all'.")
-    out = []
-    for i, x in enumerate(inputs):
-        if isinstance(x, str):
-            ids = list(runner.tokenizer(x)["input_ids"])
-        elif isinstance(x, Sequence) and all(isinstance(t, Integral) and not isinstance(t, bool) for t in x):
-            ids = [int(t) for t in x]
-        else:
-            raise InputError(f"inputs[{i}] is {type(x).__name__}: each input is a text or a list of token ids.")
-        if not ids:
-            raise InputError(f"inputs[{i}] has no tokens; drop it.")
-        out.append(_text_residuals(runner, ids))
-    return out, "text"
-
-
-def _split(n: int, held_out: float, seed: int) -> tuple[list[int], list[int]]:
-    if not 0.0 < held_out < 1.0:
-        raise InputError(f"held_out={held_out!r}: give the fraction of examples held out, between 0 and 1.")
-    if n < 2:
-        raise InputError(f"{n} example(s) with positions: a held-out split needs at least 2 (texts or latent examples).")
-    n_held = min(n - 1, max(1, round(n * held_out)))
-    order = torch.randperm(n, generator=torch_generator(seed, "tuned-lens-split")).tolist()
-    return sorted(order[n_held:]), sorted(order[:n_held])
-
-
 # ----------------------------------------------------------------------------------------------- KL
-def _final(parts: ModelParts, h_last: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The final distribution from the last residual layer: ``p``, ``log p`` (``[n, vocab]``, float32), ``sum p log p``."""
-    logp = _readout(parts, h_last).float().log_softmax(-1)
-    p = logp.exp()
-    return p, logp, (p * logp).sum(-1)
-
-
-def _kl_rows(parts: ModelParts, h_l: Float[Tensor, "n c d"], p: Tensor, plogp: Tensor) -> Float[Tensor, "n c"]:
-    """``KL(p || q)`` for each of ``c`` readouts per position, ``q = softmax(readout(h_l))``.
-
-    Written as ``sum p log p - p . z + logsumexp(z)``, so neither ``log q`` nor a repeated ``p`` is materialised.
-    """
-    z = _readout(parts, h_l).float()
-    return plogp[:, None] - torch.einsum("nv,ncv->nc", p, z) + torch.logsumexp(z, dim=-1)
-
-
 def lens_kl(runner: LatentRunner, lens: TunedLens, inputs: Any, *, batch_positions: int = 64) -> pd.DataFrame:
     """Mean ``KL(final distribution || lens distribution)`` per residual layer, logit lens and tuned lens side by side.
 
@@ -476,79 +463,14 @@ def fit_tuned_lens(runner: LatentRunner, inputs: Any, *, held_out: float = 0.25,
     h_train = torch.cat([res[i] for i in train])
     h_held = torch.cat([res[i] for i in held])
     lens = TunedLens.identity(runner)
-    loss = _train(runner, lens, h_train, steps=steps, batch=batch_positions, optimizer=optimizer, lr_scale=lr_scale,
+    weight, bias, loss = _train(runner, h_train, steps=steps, batch=batch_positions, optimizer=optimizer, lr_scale=lr_scale,
                   momentum=momentum, weight_decay=weight_decay, warmup_steps=warmup_steps, seed=seed)
     settings = {"source": source, "steps": steps, "batch_positions": batch_positions, "optimizer": optimizer,
                 "lr_scale": lr_scale, "momentum": momentum, "weight_decay": weight_decay, "warmup_steps": warmup_steps,
                 "seed": seed, "held_out": held_out, "n_train_positions": int(h_train.shape[0]),
                 "n_held_out_positions": int(h_held.shape[0]), "n_train_examples": len(train),
                 "n_held_out_examples": len(held), "final_train_loss": float(loss[-1])}
-    lens = TunedLens(TunedLensInfo(**{**asdict(lens.info), "settings": settings}), lens.weight_, lens.bias_)
+    lens = TunedLens(TunedLensInfo(**{**asdict(lens.info), "settings": settings}), weight, bias)
     table = _kl_table(runner, lens, h_held, max(batch_positions, 64))
     return TunedLensFit(lens=lens, table=table, train_examples=tuple(train), held_out_examples=tuple(held),
                         loss=loss, seconds=time.perf_counter() - t0)
-
-
-def _schedule(steps: int, warmup: int):
-    """``transformers.get_linear_schedule_with_warmup(opt, warmup, steps - warmup)``'s multiplier, as the reference calls it."""
-    total = steps - warmup
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return step / max(1, warmup)
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return factor
-
-
-def _train(runner: LatentRunner, lens: TunedLens, h: Tensor, *, steps: int, batch: int, optimizer: str,
-           lr_scale: float, momentum: float, weight_decay: float, warmup_steps: int | None, seed: int) -> np.ndarray:
-    parts, L, n = runner.parts, runner.n_layers, h.shape[0]
-    dev = parts.lm_head.weight.device
-    w = torch.zeros_like(lens.weight_, device=dev, requires_grad=True)
-    b = torch.zeros_like(lens.bias_, device=dev, requires_grad=True)
-    if optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD([w, b], lr=lr_scale * (1 - momentum), momentum=momentum,
-                                                     nesterov=True, weight_decay=weight_decay)
-        warmup = 0 if warmup_steps is None else warmup_steps
-    else:
-        opt = torch.optim.Adam([w, b], lr=lr_scale * 1e-3, betas=(momentum, 0.999), amsgrad=True,
-                               weight_decay=weight_decay)
-        warmup = min(1000, steps // 5) if warmup_steps is None else warmup_steps
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(steps, warmup))
-    gen = torch_generator(seed, "tuned-lens-batches")
-    frozen = [p for p in list(parts.norm.parameters()) + list(parts.lm_head.parameters()) if p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)
-    order: list[int] = []
-    losses = np.zeros(steps)
-    layers_per_chunk = max(1, 2048 // min(batch, n))
-    try:
-        for step in range(steps):
-            if len(order) < min(batch, n):
-                order += torch.randperm(n, generator=gen).tolist()
-            idx, order = order[:min(batch, n)], order[min(batch, n):]
-            hb = h[idx].to(dev)
-            with torch.no_grad():
-                p, _, plogp = _final(parts, hb[:, L])
-            total = 0.0
-            for s in range(0, L, layers_per_chunk):
-                e = min(s + layers_per_chunk, L)
-                x = hb[:, s:e]                                                      # [b, c, d]
-                t = x + torch.einsum("bci,coi->bco", x, w[s:e]) + b[s:e]
-                chunk_loss = _kl_rows(parts, t, p, plogp).sum() / x.shape[0]       # sum over layers of mean KL
-                chunk_loss.backward()
-                total += chunk_loss.item()
-            torch.nn.utils.clip_grad_norm_([w, b], 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=False)
-            sched.step()
-            losses[step] = total
-            if not math.isfinite(total):
-                raise InputError(f"the tuned-lens loss became {total} at step {step}: lower lr_scale.")
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
-    lens.weight_ = w.detach().float().cpu().contiguous()
-    lens.bias_ = b.detach().float().cpu().contiguous()
-    return losses

@@ -13,7 +13,8 @@ from latentprobe.errors import CheckpointFormatError, CheckpointNotFoundError, I
 from latentprobe.presets import get_preset
 from latentprobe.readouts import TunedLens, fit_tuned_lens, lens_kl, tuned_lens_path
 from latentprobe.readouts._sample_text import SAMPLE_TEXTS
-from latentprobe.readouts.tuned import JSON_FILE, TENSOR_FILE, _text_residuals
+from latentprobe.readouts._tuned_core import _text_residuals
+from latentprobe.readouts.tuned import JSON_FILE, TENSOR_FILE
 
 TOY_TEXTS = ["what colour is the circle ?", "what colour is the square ?", "answer : red", "answer : blue",
              "is the square green ?", "what is the colour of the circle ?"]
@@ -170,3 +171,19 @@ def test_smollm2_tuned_lens_beats_the_logit_lens_on_held_out_text(smollm2):
     assert L == 30 and len(fit.held_out_examples) == 2 and fit.table["n_positions"].iloc[0] >= 100
     assert (wide.loc[: L - 1, "tuned"] < wide.loc[: L - 1, "logit"]).all(), wide
     assert wide.loc[L].tolist() == [0.0, 0.0]
+
+
+def test_example_script_quick_writes_the_lens_and_table(tmp_path, monkeypatch, capsys):
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "tuned_lens.py"
+    main = runpy.run_path(str(script), run_name="example")["main"]
+    fit = main(["--quick", "--n", "8", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "held-out KL(final || lens)" in out and f"{len(fit.table) // 2 - 1} layers before the last" in out
+    back = TunedLens.load(tmp_path / "lens")
+    assert torch.equal(back.weight_, fit.lens.weight_)
+    import pandas as pd
+    table = pd.read_csv(tmp_path / "tuned_lens_kl.csv")
+    assert list(table.columns) == ["layer", "lens", "kl", "n_positions"] and len(table) == len(fit.table)
