@@ -302,19 +302,26 @@ class TunedLens:
         if not jf.is_file() or not tf.is_file():
             raise CheckpointNotFoundError(f"{path}: no {JSON_FILE} and {TENSOR_FILE} there; save a lens with "
                                           f"TunedLens.save (by name: lens.save(tuned_lens_path(name))).")
+        def bad(what: str) -> CheckpointFormatError:
+            return CheckpointFormatError(f"{path}: not a readable tuned lens ({what}); re-fit and save it.")
+
         try:
             meta = json.loads(jf.read_text(encoding="utf-8"))
-            blob = tf.read_bytes()
-            if meta.get("format") != "latentprobe.tuned_lens" or meta.get("format_version") != FORMAT_VERSION:
-                raise ValueError(f"format {meta.get('format')!r} version {meta.get('format_version')!r}, expected "
-                                 f"'latentprobe.tuned_lens' version {FORMAT_VERSION}")
-            if hashlib.sha256(blob).hexdigest() != meta.get("tensor_sha256"):
-                raise ValueError(f"{TENSOR_FILE} does not match the SHA-256 recorded in {JSON_FILE}")
+        except (ValueError, UnicodeDecodeError) as err:
+            raise bad(f"{JSON_FILE} is not JSON: {err}") from err
+        if not isinstance(meta, dict) or meta.get("format") != "latentprobe.tuned_lens" \
+                or meta.get("format_version") != FORMAT_VERSION:
+            got = (meta.get("format"), meta.get("format_version")) if isinstance(meta, dict) else (None, None)
+            raise bad(f"format {got[0]!r} version {got[1]!r}, expected 'latentprobe.tuned_lens' version {FORMAT_VERSION}")
+        blob = tf.read_bytes()
+        if hashlib.sha256(blob).hexdigest() != meta.get("tensor_sha256"):
+            raise bad(f"{TENSOR_FILE} does not match the SHA-256 recorded in {JSON_FILE}")
+        try:
             tensors = st_load(blob)
             info = TunedLensInfo(**{k: meta[k] for k in TunedLensInfo.__dataclass_fields__})
             lens = cls(info, tensors["weight"], tensors["bias"])
-        except (ValueError, KeyError, TypeError, InputError, UnicodeDecodeError) as err:
-            raise CheckpointFormatError(f"{path}: not a readable tuned lens ({err}); re-fit and save it.") from err
+        except (ValueError, KeyError, TypeError, InputError) as err:
+            raise bad(f"{type(err).__name__}: {err}") from err
         if runner is not None:
             lens.check(runner)
         return lens
