@@ -109,7 +109,10 @@ def _kl_rows(parts: ModelParts, h_l: Float[Tensor, "n c d"], p: Tensor, plogp: T
 
 
 def _schedule(steps: int, warmup: int):
-    """``transformers.get_linear_schedule_with_warmup(opt, warmup, steps - warmup)``'s multiplier, as the reference calls it."""
+    """The learning-rate multiplier of ``get_linear_schedule_with_warmup(opt, warmup, steps - warmup)``.
+
+    That is how the reference calls transformers' schedule (``ingredients.py``, ``Optimizer.create_scheduler``).
+    """
     total = steps - warmup
 
     def factor(step: int) -> float:
@@ -120,9 +123,14 @@ def _schedule(steps: int, warmup: int):
     return factor
 
 
-def _train(runner: LatentRunner, h: Tensor, *, steps: int, batch: int, optimizer: str,
-           lr_scale: float, momentum: float, weight_decay: float, warmup_steps: int | None, seed: int) -> tuple[Tensor, Tensor, np.ndarray]:
-    """Fit every translator from zero (the reference's loss, clipping and optimisers; see :mod:`latentprobe.readouts.tuned`)."""
+def _train(runner: LatentRunner, h: Tensor, *, steps: int, batch: int, optimizer: str, lr_scale: float,
+           momentum: float, weight_decay: float, warmup_steps: int | None,
+           seed: int) -> tuple[Tensor, Tensor, np.ndarray]:
+    """Fit every translator from zero: ``(weight [L, d, d], bias [L, d], loss per step)``.
+
+    The reference's loss, clipping and optimisers (see :mod:`latentprobe.readouts.tuned`); ``h`` is
+    ``[n, n_layers + 1, d]`` training residuals on the CPU, moved to the LM head's device a batch at a time.
+    """
     parts, L, n = runner.parts, runner.n_layers, h.shape[0]
     dev = parts.lm_head.weight.device
     d = runner.hidden_size

@@ -32,6 +32,9 @@ A lens is tied to the weights it was fitted on: its JSON records the model's cla
 (:func:`latentprobe.fingerprint.weights_fingerprint`), layer count and width, and using it with another
 model raises :class:`~latentprobe.errors.LensMismatchError`.
 
+Readouts go through the final norm and LM head only, not through a family's head (LVR's ``lvr_head``,
+CODI's projection): a lens fitted on a trace's latent positions reads them as the LM head would.
+
 What a lower KL does not prove: that the model "uses" what the tuned lens reads at that layer. A
 translator is a learned map and can add information the layer only holds non-linearly or not in the
 readout's basis; compare it with the logit lens, and with the held-out KL it reaches.
