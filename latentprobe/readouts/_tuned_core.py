@@ -168,7 +168,10 @@ def _train(runner: LatentRunner, h: Tensor, *, steps: int, batch: int, optimizer
                 chunk_loss = _kl_rows(parts, t, p, plogp).sum() / x.shape[0]       # sum over layers of mean KL
                 chunk_loss.backward()
                 total += chunk_loss.item()
-            torch.nn.utils.clip_grad_norm_([w, b], 1.0)
+            norm = torch.nn.utils.clip_grad_norm_([w, b], 1.0)
+            if not torch.isfinite(norm):  # clipping by a non-finite norm would zero or poison the update silently
+                raise InputError(f"the tuned-lens gradient norm became {norm.item()} at step {step}: check the "
+                                 "residuals for inf/nan, or lower lr_scale.")
             opt.step()
             opt.zero_grad(set_to_none=False)
             sched.step()
