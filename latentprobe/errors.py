@@ -216,3 +216,8 @@ class LayoutMismatchError(InputError):
     """A clean and a counterfactual run whose sequences do not line up position by position (another prompt length,
     image size or number of latents), so no cell (layer, position) of one has a counterpart in the other; the message
     names the example and both layouts."""
+
+
+class LensMismatchError(LatentProbeError, ValueError):
+    """A tuned lens used with another model than the one it was fitted on (class, layer count, width, vocabulary or
+    weights fingerprint differ); the message names each difference and how to fit or load the right lens."""

@@ -2,11 +2,15 @@
 
 :func:`lens` reads a trace's per-layer residuals at latent (and chosen other) positions through the
 model's final norm and unembedding (the logit lens), optionally through the family's head first;
-its tables are declared in :mod:`latentprobe.readouts.tables`. :func:`attention` gives the attention
-mass from chosen query positions to regions of the sequence, computed only for the selected rows.
+its tables are declared in :mod:`latentprobe.readouts.tables`. :func:`fit_tuned_lens` fits a tuned
+lens (one affine translator per layer) and :func:`lens_kl` compares its held-out KL with the logit
+lens. :func:`attention` gives the attention mass from chosen query positions to regions of the
+sequence, computed only for the selected rows.
 """
 
 from latentprobe.readouts.attention import attention
 from latentprobe.readouts.lens import LensResult, lens, lens_logprobs
+from latentprobe.readouts.tuned import TunedLens, TunedLensFit, TunedLensInfo, fit_tuned_lens, lens_kl, tuned_lens_path
 
-__all__ = ["LensResult", "attention", "lens", "lens_logprobs"]
+__all__ = ["LensResult", "TunedLens", "TunedLensFit", "TunedLensInfo", "attention", "fit_tuned_lens", "lens",
+           "lens_kl", "lens_logprobs", "tuned_lens_path"]
