@@ -62,12 +62,6 @@ def xz_lines(
         A line under the title (``None``: none).
     x_title : str
         The x axis' title.
-    mark : {"holm", "bh"} or None, default "holm"
-        Star the bars whose ``p_holm`` (or ``p_bh``) is at most ``alpha``: the effects that survive
-        the adjustment over the intervention x mode cells of their metric.  Metrics without a test
-        (NaN p-values), ``None`` or a table without the column star nothing.
-    alpha : float, default 0.05
-        Level of the marks.
 
     Returns
     -------
@@ -295,12 +289,6 @@ def effects_forest(
         A line under the title (``None``: none).
     x_title : str
         The x axis' title.
-    mark : {"holm", "bh"} or None, default "holm"
-        Star the bars whose ``p_holm`` (or ``p_bh``) is at most ``alpha``: the effects that survive
-        the adjustment over the intervention x mode cells of their metric.  Metrics without a test
-        (NaN p-values), ``None`` or a table without the column star nothing.
-    alpha : float, default 0.05
-        Level of the marks.
 
     Returns
     -------
