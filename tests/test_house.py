@@ -207,7 +207,7 @@ def test_documented_exceptions_are_the_package_s_own():
 #: Analysis keys that are also ordinary config fields: ``"steps"`` (the ``[analyses.steps]`` analysis) is the
 #: latent-steps field of every intervention's config dict, so dict literals keyed by it are not dispatch tables
 #: (comparisons with it are still refused).
-CONFIG_FIELDS = frozenset({"steps"})
+CONFIG_FIELDS = frozenset({"steps", "lens"})  # a config field and a KL-table column, not dispatch
 
 
 def _analysis_name_dispatch(path: Path, keys: set[str]) -> list[str]:

@@ -58,6 +58,7 @@ from latentprobe.interventions import Intervention, Replace, ReplaceNoise, Swap
 from latentprobe.perturbations import derangement
 from latentprobe.stats import one_sample_ci, paired_difference_ci
 from latentprobe.trace import LatentTrace
+from latentprobe.validate import positive_int
 
 if TYPE_CHECKING:  # pragma: no cover
     from latentprobe.engine import LatentRunner
@@ -162,8 +163,7 @@ def with_latent_count(runner: LatentRunner, num_latents: int) -> LatentRunner:
     >>> with_latent_count(tm.runner(), 2).spec.num_latents
     2
     """
-    if isinstance(num_latents, bool) or not isinstance(num_latents, (int, np.integer)) or num_latents < 1:
-        raise InputError(f"with_latent_count: num_latents={num_latents!r}: give an integer >= 1.")
+    positive_int(num_latents, "num_latents", hint="with_latent_count: the number of latents to run", error=InputError)
     spec = runner.spec
     spec = dataclasses.replace(spec, num_latents=int(num_latents), min_latents=min(spec.min_latents, int(num_latents)))
     alt = copy.copy(runner)

@@ -32,10 +32,20 @@ def _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison, at
     }
 
 
+@pytest.fixture(scope="module")
+def attribution_res():
+    from latentprobe import toy
+    from latentprobe.causal import attribution_patching
+
+    tm = toy.load("mediated")
+    return attribution_patching(tm.runner(), toy.toy_inputs(tm.examples("test", 3)), toy.Counterfactual(seed=0))
+
+
 def test_every_figure_has_its_caption(xz, zy, med, within, across, collapse, norms, sweep, comparison, attention_res,
-                                      lens_result, patching):
+                                      lens_result, patching, attribution_res):
     figs = _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison, attention_res, patching)
     figs["lens_rank_heatmap"] = viz.lens_rank_heatmap(lens_result)
+    figs["attribution_heatmap"] = viz.attribution_heatmap(attribution_res)
     assert set(figs) == set(viz.CAPTIONS)
     for kind, fig in figs.items():
         assert fig.layout.meta["kind"] == kind

@@ -46,7 +46,19 @@ OUTPUTS = [
     ("zy_answers", None, S.ANSWER_ROWS),
     ("med_answers", None, S.ANSWER_ROWS),
     ("answer_summary", None, S.ANSWER_SUMMARY),
+    ("attribution", "table", S.ATTRIBUTION),
+    ("attribution", "summary", S.ATTRIBUTION_SUMMARY),
 ]
+
+
+@pytest.fixture(scope="module")
+def attribution():
+    from latentprobe import toy as _toy
+    from latentprobe.causal import attribution_patching
+
+    tm = _toy.load("mediated")
+    return attribution_patching(tm.runner(), _toy.toy_inputs(tm.examples("test", 3)), _toy.Counterfactual(seed=0),
+                                verify_top=3)
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +215,7 @@ def test_values_with_fixed_meaning(xz, zy, med, collapse, norms):
 
 def test_every_column_has_a_meaning_and_a_dtype():
     tables = [v for v in vars(S).values() if isinstance(v, type) and issubclass(v, S.Table) and v is not S.Table]
-    assert len(tables) == 26
+    assert len(tables) == 28
     for t in tables:
         assert t.COLUMNS, t.__name__
         for c in t.COLUMNS + t.OPTIONAL:
