@@ -411,7 +411,7 @@ def across_instances(
     pairs); its interval is the instance jackknife with a t quantile
     (:func:`latentprobe.stats.jackknife_u_interval`; simulated coverage in
     :func:`latentprobe.geometry.similarity_coverage`).  ``"per_instance"`` is
-    half as wide and covered about 0.66.  With ``center=True`` the grand mean
+    half as wide and covered 0.66-0.72.  With ``center=True`` the grand mean
     is held fixed in the jackknife.  Instances must be independent units.  A
     high cosine after centring is not by itself collapse; compare with
     baselines (:func:`collapse_table`).

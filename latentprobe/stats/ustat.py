@@ -5,7 +5,7 @@ values, but the pairs are not independent: every instance enters ``n - 1`` of th
 decomposition gives ``var(U) ~ 4 var(h_1(Z)) / n`` where ``h_1(z) = E[s(z, Z')]``; an interval that
 resamples each instance's mean similarity to the others (``r_i``) as if those were the
 observations estimates ``var(h_1) / n``, a quarter of it: the interval is half as wide as it
-should be and covered 0.66 at nominal 0.95 in simulation
+should be and covered 0.66-0.72 at nominal 0.95 in simulation
 (:func:`latentprobe.geometry.similarity_coverage`).
 
 Two intervals that respect the structure:

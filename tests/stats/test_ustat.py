@@ -96,7 +96,7 @@ def test_jackknife_covers_at_its_nominal_level_and_the_former_interval_does_not(
     row = similarity_coverage(n, reps=1000).iloc[0]
     assert 0.93 <= row["coverage"] <= 0.97
     old = similarity_coverage(n, reps=1000, interval="per_instance", n_boot=200).iloc[0]
-    assert old["coverage"] < 0.75
+    assert old["coverage"] < 0.8
     assert row["mean_width"] / old["mean_width"] > 1.8
 
 
