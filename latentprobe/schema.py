@@ -30,6 +30,7 @@ latentprobe.errors.SchemaError: CKA_AGAINST: column 'step' has dtype float64, de
 
 from __future__ import annotations
 
+from latentprobe.columns import EXAMPLE_ID, LAYER, STEP
 from latentprobe.schema_attribution import ATTRIBUTION, ATTRIBUTION_SUMMARY
 from latentprobe.table import DTYPES, Column, Table
 
@@ -48,10 +49,7 @@ _KEYS = ("object", "str")  # probe cells keyed by names (a dict of features) ins
 
 
 # --------------------------------------------------------------------------- shared columns
-EXAMPLE_ID = Column("example_id", "str", "id of the example (InputSet / trace)")
 CHUNK = Column("chunk", "int64", "index of the chunk of examples the row was computed in")
-STEP = Column("step", "int64", "latent step (0-based; -1 for prompt-token baselines)")
-LAYER = Column("layer", "int64", "residual layer (0 = the fed input embedding)")
 SOURCE = Column("source", "str", "what the vectors are: 'latent' or a baseline name")
 METRIC = Column("metric", "str", "name of the summarised quantity (long format: one row per metric)")
 ESTIMATE = Column("estimate", "float64", "point estimate on the full sample")

@@ -1,16 +1,14 @@
 """Tables of attribution patching (:func:`latentprobe.causal.attribution_patching`), re-exported by
 :mod:`latentprobe.schema` (kept apart so that module stays under the house line limit). The shared columns
-``example_id``, ``layer`` and ``step`` are declared as :mod:`latentprobe.schema` declares them."""
+``example_id``, ``layer`` and ``step`` come from :mod:`latentprobe.columns`, as :mod:`latentprobe.schema`'s do."""
 
 from __future__ import annotations
 
+from latentprobe.columns import EXAMPLE_ID, LAYER, STEP
 from latentprobe.table import Column, Table
 
 __all__ = ["ATTRIBUTION", "ATTRIBUTION_SUMMARY"]
 
-EXAMPLE_ID = Column("example_id", "str", "id of the example (InputSet / trace)")
-LAYER = Column("layer", "int64", "residual layer (0 = the fed input embedding)")
-STEP = Column("step", "int64", "latent step (0-based; -1 for prompt-token baselines)")
 
 
 class ATTRIBUTION(Table):
