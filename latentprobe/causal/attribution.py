@@ -167,18 +167,38 @@ def _rows(exs: Sequence[ExampleTrace]) -> list[Any]:
     return [_row_from_example(e, e.answer_start, ProtocolState()) for e in exs]
 
 
-def _forward(runner: LatentRunner, rows: list[Any], layers: Sequence[int], *, grad: bool = False,
-             patch: dict[int, tuple[Tensor, Tensor, Tensor]] | None = None) -> tuple[Tensor, list[Tensor], list[int]]:
-    """Teacher-forced forward over ``rows`` (left-padded): the logits at the last column, the residuals at
-    ``layers`` (``[b, t, d]`` each, part of the graph when ``grad``) and the pad offsets. ``patch`` maps a
-    layer to ``(rows, cols, values)`` written there before later layers read it."""
+Prepared = tuple[Tensor, Tensor, Tensor, list[int]]
+
+
+def _prepare(runner: LatentRunner, rows: list[Any]) -> Prepared:
+    """Inputs of a teacher-forced forward over ``rows`` (left-padded): embeddings, attention mask, positions
+    and pad offsets."""
     dec = runner._decoder
     embeds, mask, pos, offsets, _ = dec.embed_prefix(rows)
     B, T = mask.shape
     col_segs = torch.full((B, T), Segment.PAD, dtype=torch.long)
     for b, r in enumerate(rows):
         col_segs[b, offsets[b]:] = torch.tensor(r.segs)
-    attn = dec.attention(col_segs, mask, T)
+    return embeds, dec.attention(col_segs, mask, T), pos, offsets
+
+
+def _split(prepared: Prepared, n: int) -> tuple[Prepared, Prepared]:
+    """Rows ``[:n]`` and ``[n:]`` of prepared inputs (positions are ``[b, t]``, or ``[3, b, t]`` for M-RoPE)."""
+    embeds, attn, pos, offsets = prepared
+    bdim = pos.dim() - 2
+    first = (embeds[:n], attn[:n], pos.narrow(bdim, 0, n), offsets[:n])
+    rest = (embeds[n:], attn[n:], pos.narrow(bdim, n, pos.shape[bdim] - n), offsets[n:])
+    return first, rest
+
+
+def _forward(runner: LatentRunner, rows: list[Any], layers: Sequence[int], *, grad: bool = False,
+             patch: dict[int, tuple[Tensor, Tensor, Tensor]] | None = None,
+             prepared: Prepared | None = None) -> tuple[Tensor, list[Tensor], list[int]]:
+    """Teacher-forced forward over ``rows`` (left-padded): the logits at the last column, the residuals at
+    ``layers`` (``[b, t, d]`` each, part of the graph when ``grad``) and the pad offsets. ``patch`` maps a
+    layer to ``(rows, cols, values)`` written there before later layers read it; ``prepared`` gives the inputs
+    already built by :func:`_prepare`."""
+    embeds, attn, pos, offsets = _prepare(runner, rows) if prepared is None else prepared
     blocks = runner.parts.layers
     caps: dict[int, Tensor] = {}
     patch = patch or {}
@@ -208,7 +228,7 @@ def _forward(runner: LatentRunner, rows: list[Any], layers: Sequence[int], *, gr
     handles = [blocks[0].register_forward_pre_hook(pre0, with_kwargs=True)]
     handles += [blocks[i].register_forward_hook(post(i + 1)) for i in range(len(blocks))]
     kw: dict[str, Any] = {}
-    if dec.forward.keeps_logits:
+    if runner._decoder.forward.keeps_logits:
         kw["logits_to_keep"] = 1
     try:
         with torch.set_grad_enabled(grad):
@@ -286,12 +306,14 @@ def _metric_values(metric: Metric, logits: Tensor, pairs: Sequence[tuple[Example
 def _map_batch(runner: LatentRunner, pairs: list[tuple[ExampleTrace, ExampleTrace]], layers: list[int],
                metric: Metric, answers: Mapping[str, tuple[int, int]] | None = None) -> tuple[Tensor, Tensor, Tensor, list[int]]:
     """Attribution ``[b, layers, t]``, changed mask, clean metric ``[b]`` and pad offsets of one batch."""
+    # both runs line up position by position (_check_layout): one set of inputs, built once, split in two
     rows_c = _rows([e for e, _ in pairs])
-    logits, clean, offs = _forward(runner, rows_c, layers, grad=True)
+    prep_c, prep_o = _split(_prepare(runner, rows_c + _rows([o for _, o in pairs])), len(pairs))
+    logits, clean, offs = _forward(runner, rows_c, layers, grad=True, prepared=prep_c)
     m = _metric_values(metric, logits, pairs, answers)
     grads = torch.autograd.grad(m.sum(), clean)
     with torch.no_grad():
-        _, corr, _ = _forward(runner, _rows([o for _, o in pairs]), layers)
+        _, corr, _ = _forward(runner, [], layers, prepared=prep_o)
         up = torch.promote_types(clean[0].dtype, torch.float32)  # bf16/fp16 models: products in fp32
         diff = [(c.to(up) - h.detach().to(up)) for c, h in zip(corr, clean)]
         attr = torch.stack([(d * g.to(up)).sum(-1) for d, g in zip(diff, grads)], dim=1)
@@ -312,9 +334,11 @@ def _map(runner: LatentRunner, pairs: list[tuple[ExampleTrace, ExampleTrace]], l
 
 def _cell_rows(pairs: list[tuple[ExampleTrace, ExampleTrace]], layers: list[int], groups: set[str], attr: Tensor,
                changed: Tensor, m: Tensor, offs: list[int]) -> pd.DataFrame:
+    """Cell rows of one batch, built as whole columns (one frame per batch, not per example)."""
     A = S.ATTRIBUTION
     names = np.array([Segment.NAMES[s] for s in sorted(Segment.NAMES)], dtype=object)
-    parts = []
+    lay = np.asarray(layers, dtype=np.int64)
+    ex, pos_all, seg_all, step_all, cols_all, b_all = [], [], [], [], [], []
     for b, (e, _) in enumerate(pairs):
         T = e.answer_start
         segs = e.segments[:T].numpy()
@@ -322,15 +346,29 @@ def _cell_rows(pairs: list[tuple[ExampleTrace, ExampleTrace]], layers: list[int]
         step = np.full(T, -1, dtype=np.int64)
         lat = e.latent_positions.numpy()
         step[lat[lat < T]] = np.arange(len(lat))[lat < T]
-        cols = offs[b] + pos
-        nl = len(layers)
-        parts.append(pd.DataFrame({
-            A.EXAMPLE_ID: e.example_id, A.LAYER: np.repeat(np.asarray(layers, dtype=np.int64), len(pos)),
-            A.POSITION_GROUP: np.tile(names[segs[pos] + 1], nl), A.POSITION: np.tile(pos, nl).astype(np.int64),
-            A.STEP: np.tile(step[pos], nl), A.ATTRIBUTION: attr[b][:, cols].double().numpy().reshape(-1),
-            A.CHANGED: changed[b][:, cols].numpy().reshape(-1), A.VERIFIED: False, A.EFFECT: np.nan,
-            A.CLEAN_METRIC: float(m[b])}))
-    return pd.concat(parts, ignore_index=True) if parts else S.ATTRIBUTION.frame([])
+        ex.append(np.full(len(pos), b))
+        pos_all.append(pos)
+        seg_all.append(segs[pos])
+        step_all.append(step[pos])
+        cols_all.append(offs[b] + pos)
+    if not pairs:
+        return S.ATTRIBUTION.frame([])
+    b_idx, pos, segs, step, cols = (np.concatenate(x) for x in (ex, pos_all, seg_all, step_all, cols_all))
+    # layer-major within an example: [example][layer][position]
+    order = np.concatenate([np.flatnonzero(b_idx == b) for b in range(len(pairs))])
+    n = np.bincount(b_idx, minlength=len(pairs))
+    rows_b = np.concatenate([np.repeat(b, n[b] * len(lay)) for b in range(len(pairs))])
+    rows_l = np.concatenate([np.repeat(lay, n[b]) for b in range(len(pairs))])
+    sel = np.concatenate([np.tile(order[b_idx[order] == b], len(lay)) for b in range(len(pairs))])
+    li = {l: i for i, l in enumerate(layers)}
+    li_rows = np.vectorize(li.__getitem__, otypes=[np.int64])(rows_l) if len(rows_l) else rows_l
+    a = attr.double().numpy()[rows_b, li_rows, cols[sel]]
+    c = changed.numpy()[rows_b, li_rows, cols[sel]]
+    ids = np.array([e.example_id for e, _ in pairs], dtype=object)
+    return pd.DataFrame({
+        A.EXAMPLE_ID: ids[rows_b], A.LAYER: rows_l, A.POSITION_GROUP: names[segs[sel] + 1],
+        A.POSITION: pos[sel].astype(np.int64), A.STEP: step[sel], A.ATTRIBUTION: a, A.CHANGED: c, A.VERIFIED: False,
+        A.EFFECT: np.nan, A.CLEAN_METRIC: m.double().numpy()[rows_b]})
 
 
 def _exact(runner: LatentRunner, pairs: dict[str, tuple[ExampleTrace, ExampleTrace]], cells: pd.DataFrame,
