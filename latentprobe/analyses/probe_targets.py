@@ -23,8 +23,7 @@ __all__ = ["TASKS", "target_labels", "positions_tables"]
 TASKS = ("classification", "regression", "binned")
 
 
-def _raw(inputs: InputSet, name: str, where: str) -> list[Any]:
-    from latentprobe.analyses.readouts import field_values
+def _raw(inputs: InputSet, name: str, where: str, field_values: Any) -> list[Any]:
     from latentprobe.probing import parse_intermediates
 
     if name == "gold":
@@ -50,7 +49,8 @@ def _raw(inputs: InputSet, name: str, where: str) -> list[Any]:
     return [None if v == "none" else v for v in field_values(inputs, name, where=where)]
 
 
-def target_labels(inputs: InputSet, name: str, task: str, *, bins: int = 4, where: str = "") -> tuple[np.ndarray, np.ndarray, str]:
+def target_labels(inputs: InputSet, name: str, task: str, *, fields: Any, bins: int = 4, where: str = ""
+                  ) -> tuple[np.ndarray, np.ndarray, str]:
     """The probe target of every example under a study's ``task``.
 
     Parameters
@@ -61,6 +61,9 @@ def target_labels(inputs: InputSet, name: str, task: str, *, bins: int = 4, wher
         A field, ``"gold"`` or ``"intermediate:<i>"``.
     task : str
         One of :data:`TASKS`.
+    fields : callable
+        ``(inputs, name, where=) -> values`` of an example field
+        (:func:`latentprobe.analyses.readouts.field_values`).
     bins : int
         Quantile bins of ``task="binned"``.
     where : str
@@ -75,7 +78,7 @@ def target_labels(inputs: InputSet, name: str, task: str, *, bins: int = 4, wher
     from latentprobe.errors import ProbeError
     from latentprobe.probing import bin_values, numeric_values
 
-    raw = _raw(inputs, name, where)
+    raw = _raw(inputs, name, where, fields)
     if task == "classification":
         y = np.array(["none" if v is None else str(v) for v in raw])
         return y, y != "none", "classification"
@@ -89,8 +92,8 @@ def target_labels(inputs: InputSet, name: str, task: str, *, bins: int = 4, wher
     return labels, labels >= 0, "classification"
 
 
-def positions_tables(analysis: Any, ctx: Any, options: Any, groups_all: np.ndarray, n_perm: int
-                     ) -> tuple[list[pd.DataFrame], list[pd.DataFrame], list[dict[str, str]]]:
+def positions_tables(analysis: Any, ctx: Any, options: Any, groups_all: np.ndarray, n_perm: int, *, fields: Any,
+                     types_of: Any) -> tuple[list[pd.DataFrame], list[pd.DataFrame], list[dict[str, str]]]:
     """``probe_positions`` over every target of a study's probes: the score frames, gap frames and skipped rows.
 
     Parameters
@@ -105,12 +108,13 @@ def positions_tables(analysis: Any, ctx: Any, options: Any, groups_all: np.ndarr
         The CV groups of all examples.
     n_perm : int
         Permutations of each cell's p-value.
+    fields, types_of : callable
+        :func:`~latentprobe.analyses.readouts.field_values` and :func:`~latentprobe.analyses.readouts.control_types_of`.
 
     Returns
     -------
     tuple of lists
     """
-    from latentprobe.analyses.readouts import control_types_of
     from latentprobe.errors import LatentProbeError
     from latentprobe.probing import probe_positions
     from latentprobe.readouts import position_features
@@ -129,12 +133,13 @@ def positions_tables(analysis: Any, ctx: Any, options: Any, groups_all: np.ndarr
     scores, gaps, skipped = [], [], []
     seed = int(options.seed or 0)
     for target in options.targets:
-        y, present, ptask = target_labels(ctx.inputs, target, options.task, bins=options.bins, where=where)
+        y, present, ptask = target_labels(ctx.inputs, target, options.task, fields=fields, bins=options.bins,
+                                          where=where)
         use = present[kept]
         rows = kept[use]
         try:
             if options.task == "classification":
-                types: Any = control_types_of(ctx.inputs, options.control_types, groups_all, rows,
+                types: Any = types_of(ctx.inputs, options.control_types, groups_all, rows,
                                               n_splits=options.n_splits, seed=seed,
                                               where=f"{ctx.where}: [analyses.{analysis.key}] key 'control_types': ")
             else:

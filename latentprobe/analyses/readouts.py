@@ -175,7 +175,7 @@ class Probes(Analysis):
     def check(self, options: AnalysisOptions, ctx: Context) -> None:
         assert isinstance(options, ProbesOptions)
         for target in options.targets:
-            target_labels(ctx.inputs, target, options.task, bins=options.bins,
+            target_labels(ctx.inputs, target, options.task, fields=field_values, bins=options.bins,
                           where=f"{ctx.where}: [analyses.{self.key}] key 'targets': ")
         if options.control_types not in ("question", "groups"):
             field_values(ctx.inputs, options.control_types, where=f"{ctx.where}: [analyses.{self.key}] key 'control_types': ")
@@ -209,9 +209,10 @@ class Probes(Analysis):
         frames, skipped, pos, gaps = [], [], [], []
         n_perm = permutations_for(len(options.targets) * len(features))
         if set(options.positions) - {"latents"}:  # every group on the same folds, and the gap
-            pos, gaps, skipped = positions_tables(self, ctx, options, groups_all, n_perm)
+            pos, gaps, skipped = positions_tables(self, ctx, options, groups_all, n_perm, fields=field_values,
+                                                  types_of=control_types_of)
         for target in options.targets:
-            y, present, task = target_labels(ctx.inputs, target, options.task, bins=options.bins,
+            y, present, task = target_labels(ctx.inputs, target, options.task, fields=field_values, bins=options.bins,
                                              where=f"{ctx.where}: [analyses.{self.key}] key 'targets': ")
             use = present[kept]
             rows = np.asarray(kept, dtype=np.int64)[use]
