@@ -21,6 +21,7 @@ from latentprobe.analyses.options import AnalysisOptions, OptionError, option
 from latentprobe.analyses.probe_controls import (CONTROL_LABELS_DOC, CONTROL_TYPES_DOC, question_types,
                                                  selectivity_text, unlearnable_note)
 from latentprobe.analyses.context import Context
+from latentprobe.analyses.probe_targets import TASKS, positions_tables, target_labels
 from latentprobe.errors import LatentProbeError, StudyError
 from latentprobe.perturbations import InputSet
 from latentprobe.probing.sweep import ProbeSweepResult
@@ -28,6 +29,8 @@ from latentprobe.probing.significance import permutations_for
 from latentprobe.stats.multiplicity import add_adjusted_columns
 from latentprobe.report.notes import SMALL_SAMPLE_N, SMALL_SAMPLE_NOTE
 from latentprobe.report.sections import once, probe_note
+from latentprobe.readouts.positions import PROBE_POSITION_GROUPS
+from latentprobe.schema_probing import PROBE_GAP, PROBE_POSITIONS
 
 __all__ = ["Probes", "ProbesOptions", "Representations", "RepresentationsOptions", "Collapse", "CollapseOptions",
            "field_values", "step_matrix_of", "control_types_of", "REPRESENTATION_LABELS"]
@@ -140,7 +143,11 @@ def control_types_of(inputs: InputSet, key: str, groups: np.ndarray, rows: np.nd
 class ProbesOptions(AnalysisOptions):
     """Options of ``probes`` (:func:`latentprobe.probing.probe_sweep` over residual layers x latent steps)."""
 
-    targets: tuple[str, ...] = option(doc="example fields (metadata or attributes) to decode from the latents")
+    targets: tuple[str, ...] = option(doc='example fields to decode, "gold", or "intermediate:<step>" (a gold chain\'s step)')
+    task: str = option("classification", choices=TASKS, doc="labels; numbers (ridge, R^2); numbers in quantile bins")
+    bins: int = option(4, min_value=2, doc='quantile bins of task = "binned"')
+    positions: tuple[str, ...] = option(("latents",), choices=PROBE_POSITION_GROUPS,
+                                        doc="position groups probed; more than the latents adds the decodability gap")
     layers: tuple[int, ...] | None = option(None, all_value=True, min_value=0, doc='residual layers, or "all"')
     steps: tuple[int, ...] | None = option(None, all_value=True, min_value=0, doc='latent steps, or "all"')
     n_splits: int = option(4, min_value=2, doc="outer folds of the grouped cross-validation")
@@ -160,14 +167,16 @@ class Probes(Analysis):
     key = "probes"
     title = "Probes: what can be read from the latents?"
     Options = ProbesOptions
-    tables = {"scores": schema.PROBE_SCORES, "skipped": schema.PROBES_SKIPPED}
+    tables = {"scores": schema.PROBE_SCORES, "skipped": schema.PROBES_SKIPPED, "positions": PROBE_POSITIONS,
+              "gap": PROBE_GAP}
     frame_keys = frozenset({"target", "layer", "step", "score"})
     result_types = (ProbeSweepResult,)
 
     def check(self, options: AnalysisOptions, ctx: Context) -> None:
         assert isinstance(options, ProbesOptions)
         for target in options.targets:
-            field_values(ctx.inputs, target, where=f"{ctx.where}: [analyses.{self.key}] key 'targets': ")
+            target_labels(ctx.inputs, target, options.task, fields=field_values, bins=options.bins,
+                          where=f"{ctx.where}: [analyses.{self.key}] key 'targets': ")
         if options.control_types not in ("question", "groups"):
             field_values(ctx.inputs, options.control_types, where=f"{ctx.where}: [analyses.{self.key}] key 'control_types': ")
         if ctx.runner is not None:  # in a checkpoint's preflight the model is not loaded yet: checked in run
@@ -197,36 +206,44 @@ class Probes(Analysis):
             for s in steps:
                 features[(layer, s)] = arr[:, s]
         groups_all = _groups(ctx)
-        frames, skipped = [], []
+        frames, skipped, pos, gaps = [], [], [], []
+        n_perm = permutations_for(len(options.targets) * len(features))
+        if set(options.positions) - {"latents"}:  # every group on the same folds, and the gap
+            pos, gaps, skipped = positions_tables(self, ctx, options, groups_all, n_perm, fields=field_values,
+                                                  types_of=control_types_of)
         for target in options.targets:
-            y = field_values(ctx.inputs, target, where=f"{ctx.where}: [analyses.{self.key}] key 'targets': ")[kept]
-            use = y != "none"
+            y, present, task = target_labels(ctx.inputs, target, options.task, fields=field_values, bins=options.bins,
+                                             where=f"{ctx.where}: [analyses.{self.key}] key 'targets': ")
+            use = present[kept]
             rows = np.asarray(kept, dtype=np.int64)[use]
             seed = int(options.seed or 0)
             try:
-                types = control_types_of(ctx.inputs, options.control_types, groups_all, rows, n_splits=options.n_splits,
-                                         seed=seed, where=f"{ctx.where}: [analyses.{self.key}] key 'control_types': ")
-                res = probe_sweep({k: v[use] for k, v in features.items()}, y[use], groups_all[kept][use],
+                types = "shuffled" if options.task != "classification" else control_types_of(
+                    ctx.inputs, options.control_types, groups_all, rows, n_splits=options.n_splits, seed=seed,
+                    where=f"{ctx.where}: [analyses.{self.key}] key 'control_types': ")
+                res = probe_sweep({k: v[use] for k, v in features.items()}, y[rows], groups_all[rows], task=task,
                                   target_name=target, n_splits=options.n_splits, seed=seed, control_types=types,
                                   control_labels=options.control_labels, controls=options.controls,
-                                  progress=options.progress, n_perm=permutations_for(len(options.targets) * len(features)))
+                                  progress=options.progress, n_perm=n_perm)
                 frames.append(res.scores)
             except LatentProbeError as err:  # too few examples or classes for this target: recorded, not fatal
                 skipped.append({"target": target, "reason": " ".join(str(err).split())})
         ctx.save_trace(folder, options.save_trace)
         # one family over targets x layers x steps: Holm and BH are recomputed over the whole table
         scores = add_adjusted_columns(pd.concat(frames, ignore_index=True)) if frames else []
-        return {"scores": schema.PROBE_SCORES.frame(scores),
-                "skipped": schema.PROBES_SKIPPED.frame(skipped)}
+        return {"scores": schema.PROBE_SCORES.frame(scores), "skipped": schema.PROBES_SKIPPED.frame(skipped),
+                "positions": PROBE_POSITIONS.frame(add_adjusted_columns(pd.concat(pos, ignore_index=True)) if pos else []),
+                "gap": PROBE_GAP.frame(pd.concat(gaps, ignore_index=True) if gaps else [])}
 
     def to_tables(self, result: Mapping[str, pd.DataFrame] | ProbeSweepResult | pd.DataFrame) -> dict[str, pd.DataFrame]:
         if isinstance(result, Mapping):
             return {k: result[k] for k in self.tables}
-        return {"scores": result.scores, "skipped": schema.PROBES_SKIPPED.frame([])}
+        return {"scores": result.scores, "skipped": schema.PROBES_SKIPPED.frame([]), "positions": PROBE_POSITIONS.empty(),
+                "gap": PROBE_GAP.empty()}
 
     def from_tables(self, tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any],
                     folder: Path | None = None) -> dict[str, pd.DataFrame]:
-        return {k: tables[k] for k in self.tables}
+        return {k: tables[k] if k in tables else self.tables[k].empty() for k in self.tables}
 
     def summary_of(self, result: Mapping[str, pd.DataFrame] | ProbeSweepResult | pd.DataFrame) -> pd.DataFrame:
         if isinstance(result, pd.DataFrame):
@@ -253,6 +270,10 @@ class Probes(Analysis):
                 once(report, f"probe-small:{n}", SMALL_SAMPLE_NOTE.format(n=n, n_groups=groups), kind="warning",
                      title="Small sample")
         unlearnable_note(report, s)
+        gap = result.get("gap") if isinstance(result, Mapping) else None
+        if gap is not None and len(gap):
+            report.add_table(gap, caption="Decodability gap: the latents' score minus each downstream group's "
+                             "(steps mean-pooled, same folds), with its paired group-bootstrap interval.")
         skipped = result.get("skipped") if isinstance(result, Mapping) else None
         if skipped is not None:
             for _, r in skipped.iterrows():

@@ -29,6 +29,13 @@ recurring_types, control_recurrence
     type was seen in training.
 probe_sweep
     Probe every (layer, latent step) cell and tabulate scores and controls.
+probe_positions
+    Probe the same target at several position groups (latents, close marker, first answer token, image,
+    ...) and tabulate the decodability gap between the latents and each of them.
+numeric_values, bin_values, parse_intermediates, intermediate_values
+    Targets beyond categories: numbers from a column or a callable (probe them with
+    ``task="regression"`` and ``control_types="shuffled"``), quantile bins for a logistic probe, and the
+    intermediate results of a gold chain ``<<a*b=c>>``.
 compare_representations
     Probe several named representations (latent tokens, image tokens, text
     tokens, a random-weights model, ...) side by side.
@@ -55,6 +62,10 @@ Layout
     :func:`recurring_types`, :func:`shuffle_within_types`, :func:`control_recurrence`.
 ``sweep``
     :func:`probe_sweep`, :class:`ProbeSweepResult`, :func:`compare_representations`.
+``positions``
+    :func:`probe_positions`, :class:`PositionProbeResult`.
+``targets``
+    :func:`numeric_values`, :func:`bin_values`, :func:`parse_intermediates`, :func:`intermediate_values`.
 ``_checks``
     Input validation shared by the above.
 """
@@ -66,7 +77,10 @@ from latentprobe.probing.control_types import control_recurrence, recurring_type
 from latentprobe.probing.controls import control_task_labels, majority_baseline, shuffle_control
 from latentprobe.probing.cv import ProbeScore, cross_validate_probe, group_kfold_splits
 from latentprobe.probing.estimator import LinearProbe
+from latentprobe.probing.positions import PositionProbeResult, probe_positions
 from latentprobe.probing.sweep import SCORE_COLUMNS, ProbeSweepResult, compare_representations, probe_sweep
+from latentprobe.probing.targets import (SHUFFLED, bin_values, intermediate_values, numeric_values,
+                                         parse_intermediates, shuffled_types)
 
 __all__ = [
     "ProbeError",
@@ -84,4 +98,12 @@ __all__ = [
     "control_recurrence",
     "probe_sweep",
     "compare_representations",
+    "PositionProbeResult",
+    "probe_positions",
+    "SHUFFLED",
+    "numeric_values",
+    "bin_values",
+    "parse_intermediates",
+    "intermediate_values",
+    "shuffled_types",
 ]

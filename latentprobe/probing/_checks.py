@@ -132,6 +132,19 @@ def _check_groups(groups: Any, n: int, name: str = "groups") -> np.ndarray:
     return g
 
 
+def _check_types(control_types: Any, n: int) -> np.ndarray | None:
+    """The control types of a sweep: None, ``"shuffled"`` (one type: the target permuted across all examples,
+    the shuffled-target control of numeric targets) or one type per example."""
+    if control_types is None:
+        return None
+    if isinstance(control_types, str):
+        if control_types != "shuffled":
+            raise ProbeError(f"control_types={control_types!r}; give one type per example, 'shuffled' (the target "
+                             "permuted across all examples) or None.")
+        return np.zeros(n, dtype=np.int64)
+    return _check_groups(control_types, n, name="control_types")
+
+
 def _check_n_splits(n_splits: int, n_groups: int) -> None:
     integer(n_splits, "n_splits", minimum=2, hint="folds of grouped cross-validation", error=ProbeError)
     if n_groups < n_splits:

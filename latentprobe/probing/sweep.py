@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 
 from latentprobe.display import SummarizedResult
 from latentprobe.errors import ProbeError
-from latentprobe.probing._checks import Task, _check_groups, _check_n_splits, _check_task, _check_X, _check_y, _to_numpy
+from latentprobe.probing._checks import (Task, _check_groups, _check_n_splits, _check_task, _check_types, _check_X, _check_y,
+                                         _to_numpy)
 from latentprobe.probing.controls import _Plan, _plan, _probe_with_controls
 from latentprobe.probing.estimator import LinearProbe
 from latentprobe.probing.significance import permutations_for
@@ -255,8 +256,11 @@ def probe_sweep(
     seed : int, default=0
         Seeds the folds, the shuffle and the control-task labels.  All cells
         share the same folds and control labels.
-    control_types : array of shape (n,), optional
-        Control type of every example: a key that recurs across groups, e.g.
+    control_types : array of shape (n,) or "shuffled", optional
+        ``"shuffled"``: the control task is the target permuted across all
+        examples (the shuffled-target control of a numeric target,
+        :mod:`latentprobe.probing.targets`).  Otherwise the control type of
+        every example: a key that recurs across groups, e.g.
         the question text (:func:`recurring_types` backs questions that do not
         recur off to their longest recurring prefix).  Without it there is no
         control task (``control``, ``selectivity`` and its interval are NaN):
@@ -332,7 +336,7 @@ def probe_sweep(
     g = _check_groups(groups, n)
     _check_n_splits(n_splits, len(np.unique(g)))
     mask = _controls_mask(controls, [(layer, step) for layer, step, _ in cells], "(layer, step) cell")
-    types = None if control_types is None else _check_groups(control_types, n, name="control_types")
+    types = _check_types(control_types, n)
     jobs = []
     for (layer, step, X), c in zip(cells, mask):
         X = _check_X(X, name=f"features[{layer!r}, {step!r}]")
@@ -422,7 +426,7 @@ def compare_representations(
     g = _check_groups(groups, n)
     _check_n_splits(n_splits, len(np.unique(g)))
     mask = _controls_mask(controls, list(arrays), "representation")
-    types = None if control_types is None else _check_groups(control_types, n, name="control_types")
+    types = _check_types(control_types, n)
     plan = _plan(y, g, types, task=task, n_splits=n_splits, seed=seed, controls=any(mask),
                  control_labels=control_labels, label=f"compare_representations({target_name!r})")
     jobs = [(X, c, f"representation {name!r}") for (name, X), c in zip(arrays.items(), mask)]

@@ -194,7 +194,7 @@ def test_results_read_back_from_the_folder(toy_run):
     assert np.isclose(med.proportion_mediated, med.summary.set_index("effect").estimate["proportion_mediated"])
     viz.decomposition_bars(med)
     probes = load_result(toy_run / "probes")
-    assert set(probes) == {"scores", "skipped"} and (probes["scores"]["target"] == "target_colour").all()
+    assert set(probes) == {"scores", "skipped", "positions", "gap"} and probes["gap"].empty and (probes["scores"]["target"] == "target_colour").all()
     assert probes["scores"]["layer"].dtype == np.int64 and isinstance(ProbeSweepResult(probes["scores"]).best(),
                                                                         pd.Series)
     # the default control types (the questions) recur across the folds, so the control task can be learned

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from latentprobe import schema as S
+from latentprobe import schema_probing as SP
 from latentprobe.behavioural import behavioural_probe
 from latentprobe.errors import LatentProbeError, SchemaError
 from latentprobe.probing import SCORE_COLUMNS
@@ -48,7 +49,25 @@ OUTPUTS = [
     ("answer_summary", None, S.ANSWER_SUMMARY),
     ("attribution", "table", S.ATTRIBUTION),
     ("attribution", "summary", S.ATTRIBUTION_SUMMARY),
+    ("positions", "scores", SP.PROBE_POSITIONS),
+    ("positions", "gap", SP.PROBE_GAP),
 ]
+
+
+@pytest.fixture(scope="module")
+def positions():
+    from latentprobe import probing, readouts
+    from latentprobe import toy as _toy
+
+    tm = _toy.load("blind")
+    ex = tm.examples("test", 24)
+    runner = tm.runner()
+    trace = runner.run(tm.prompts(ex), tm.images(ex), max_new_tokens=8, progress=False)
+    pf = readouts.position_features(runner, trace, ("latents", "close", "image"), layers=[4])
+    y = np.array([ex[i].attributes["count_red"] for i in pf.kept], dtype=float)
+    return probing.probe_positions(pf.features, y, np.array([ex[i].image_id for i in pf.kept]), task="regression",
+                                   layer_names=pf.layers, n_splits=2, control_types="shuffled", n_perm=0,
+                                   probe=probing.LinearProbe(task="regression", Cs=(1.0,)))
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +156,8 @@ def test_analysis_output_matches_its_schema(request, fixture, attr, table):
 def test_every_table_is_checked_on_real_output():
     declared = {v for v in vars(S).values() if isinstance(v, type) and issubclass(v, S.Table) and v is not S.Table}
     assert declared - {t for _, _, t in OUTPUTS} == {S.PROBES_SKIPPED}  # written by the study's probes only
+    beside = {v for v in vars(SP).values() if isinstance(v, type) and issubclass(v, S.Table) and v.__module__ == SP.__name__}
+    assert beside == {SP.PROBE_POSITIONS, SP.PROBE_GAP} <= {t for _, _, t in OUTPUTS}
 
 
 @pytest.mark.parametrize("change", ["add", "remove", "retype", "reorder"])
