@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from latentprobe import schema as S
+from latentprobe import schema_efficiency as SE
 from latentprobe.behavioural import behavioural_probe
 from latentprobe.errors import LatentProbeError, SchemaError
 from latentprobe.probing import SCORE_COLUMNS
@@ -48,6 +49,8 @@ OUTPUTS = [
     ("answer_summary", None, S.ANSWER_SUMMARY),
     ("attribution", "table", S.ATTRIBUTION),
     ("attribution", "summary", S.ATTRIBUTION_SUMMARY),
+    ("efficiency", "costs", SE.DECODE_COSTS),
+    ("efficiency", "summary", SE.DECODE_COST_SUMMARY),
 ]
 
 
