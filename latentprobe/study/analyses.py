@@ -18,6 +18,7 @@ import pandas as pd
 from latentprobe.analyses import Analysis, AnalysisOptions, Context, get_analysis
 from latentprobe.atomic import atomic_write_text
 from latentprobe.errors import LatentProbeError, SchemaError, StudyError
+from latentprobe.geometry import MatchedPositions
 from latentprobe.study.config import Study
 from latentprobe.study.results import read_frame
 
@@ -67,7 +68,9 @@ def read_table(folder: Path, name: str) -> pd.DataFrame:
 
 
 def make_context(study: Study, model: StudyModel | None, data: StudyData, *, progress: bool = True) -> Context:
-    """The context the study's analyses share (the toy models get their hooks and image-token capture).
+    """The context the study's analyses share (the toy models get their hooks and image-token capture; other
+    models capture text, image and prompt-last positions for the similarity baselines,
+    :class:`~latentprobe.geometry.MatchedPositions`).
 
     With ``model=None`` the context serves :func:`preflight` only (checks before the model loads); it has no
     runner, so nothing can run through it. With ``[generation] open = "force"`` every generation gets the
@@ -103,7 +106,7 @@ def make_context(study: Study, model: StudyModel | None, data: StudyData, *, pro
         processor = force_open(model.runner)
     return Context(runner=None if model is None else model.runner, inputs=data.inputs, seed=study.study.seed,
                    n_boot=g.n_boot, batch_size=g.batch_size, max_new_tokens=g.max_new_tokens, chunk_size=g.chunk_size,
-                   scorer=g.scorer, progress=progress, is_toy=toy, capture_positions="image" if toy else None,
+                   scorer=g.scorer, progress=progress, is_toy=toy, capture_positions="image" if toy else MatchedPositions(),
                    generation="published" if g.published else None, hooks=hooks, where=str(study.path),
                    logits_processor=processor)
 
