@@ -101,6 +101,13 @@ def make_context(study: Study, model: StudyModel | None, data: StudyData, *, pro
         hooks = toy_hooks(model.toy)
     elif toy:
         hooks = {"random_runner": _needs_model, "derived_inputs": _needs_model}
+    from functools import partial
+
+    from latentprobe.study.derived import derived_from_file, load_second_model
+
+    hooks["load_model"] = partial(load_second_model, study)  # a second [model] table (behavioural)
+    if not toy:
+        hooks["derived_from_file"] = partial(derived_from_file, study, data)
     processor = None
     if model is not None and g.open == "force":
         processor = force_open(model.runner)
