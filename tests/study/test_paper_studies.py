@@ -58,9 +58,10 @@ def test_toy_twin_runs_and_writes_the_tables(name, tmp_path):
     assert len(answers) == 16 and answers.correct.notna().all()
     if "latent_similarity" in study.analyses:
         across = pd.read_csv(out / "latent_similarity" / "across_sources.csv")
-        assert list(dict.fromkeys(across.source)) == ["latent", "image_tokens"]  # the toys capture image tokens
+        # the toys capture image positions only; their prompts end on one, hence prompt_last too, and no text tokens
+        assert list(dict.fromkeys(across.source)) == ["latent", "image_tokens", "prompt_last"]
         with np.load(out / "latent_similarity" / "maps.npz") as maps:
-            assert set(maps.files) == {"latent", "image_tokens"} and maps["latent"].shape[1:] == (16, 16)
+            assert set(maps.files) == {"latent", "image_tokens", "prompt_last"} and maps["latent"].shape[1:] == (16, 16)
     if "efficiency" in study.analyses:
         costs = pd.read_csv(out / "efficiency" / "costs.csv")
         assert (costs.decode_seconds > 0).all() and set(costs.batch_size) == {1} and (costs.latent_steps == 4).all()
@@ -76,7 +77,9 @@ def _vsp_study(tmp_path, monkeypatch, replica: Path | None, scorer: str = "vsp_p
     monkeypatch.setenv("HOME", str(tmp_path))
     builders.vsp(tmp_path / "data" / "vsp")
     text = (PAPER / "mirage-vsp.toml").read_text()
-    text = text.replace("published = true", "max_new_tokens = 12").replace('scorer = "vsp_plan"', f'scorer = "{scorer}"')
+    # random weights: a short budget, and the open marker forced (a replica never samples it)
+    text = text.replace("published = true", 'max_new_tokens = 12\nopen = "force"')
+    text = text.replace('scorer = "vsp_plan"', f'scorer = "{scorer}"')
     text = re.sub(r'interventions = \[.*\]', 'interventions = ["shared_tensor"]', text)
     if replica is not None:
         text = text.replace('source = "Miiche/vsp_spatial_planning_direct_sft"', f'source = "{replica}"')
@@ -133,3 +136,59 @@ def test_the_vsp_study_reports_accuracy_on_a_mirage_replica(tmp_path, monkeypatc
     assert res.exit_code == 0, res.output
     zy2 = pd.read_csv(out2 / "z_to_y" / "summary.csv")
     assert zy2[zy2.metric == "accuracy"].estimate.isna().all() or (zy2.metric != "accuracy").all()
+
+
+def _open_rows(prefix: str) -> list[dict]:
+    """VLMEvalKit rows of open questions (MME's yes/no, OCRBench-v2's text): no option columns."""
+    return [{"index": i, "image": builders.b64(builders.image_bytes(seed=40 + i)), "question": f"{prefix} question {i}?",
+             "answer": "Yes" if prefix == "MME" else f"text {i}", "category": f"{prefix.lower()}_cat{i % 2}"}
+            for i in range(3)]
+
+
+def test_the_maps_study_reads_its_five_benchmarks(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    text = re.sub(r"(?m)^n = \d+", "n = 2", (PAPER / "x-to-z-maps.toml").read_text())
+    path = tmp_path / "maps.toml"
+    path.write_text(text)
+    data_dir = tmp_path / "data"
+    builders.vstar(data_dir / "vstar_bench")
+    builders.write_tsv(data_dir / "vlmeval" / "MME.tsv", _open_rows("MME"))
+    builders.write_tsv(data_dir / "vlmeval" / "OCRBench_v2.tsv", _open_rows("OCR"))
+    builders.mme_realworld_lite(data_dir / "mme_realworld_lite")
+    builders.tablevqa(data_dir / "tablevqa")
+    study = load_study(path)
+    assert study.model.num_latents == 10
+    data = load_data(study, None)
+    assert data.sample.groupby("source").size().to_dict() == {"mme": 2, "mme-realworld-lite": 2, "ocrbench-v2": 2,
+                                                              "tablevqa": 2, "vstar": 2}
+    assert all(isinstance(p, str) and p.strip() for p in data.inputs.prompts)
+
+
+def test_derived_questions_from_a_file(tmp_path, monkeypatch):
+    from latentprobe.errors import StudyError
+    from latentprobe.study.derived import derived_from_file, read_derived
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    text = (PAPER / "latent-only-probe.toml").read_text()
+    path = tmp_path / "probe.toml"
+    path.write_text(text)
+    builders.vstar(tmp_path / "data" / "vstar_bench")
+    study = load_study(path)
+    assert dict(study.analyses["behavioural"].model) == {"source": "Qwen/Qwen2.5-VL-7B-Instruct", "preset": "plain",
+                                                          "dtype": "bfloat16", "device_map": "auto"}
+    data = load_data(study, None)
+    ids = list(data.inputs.example_ids)
+    lines = [{"example_id": ids[2], "question": "What colour is the dog?", "answer": "brown"},
+             {"example_id": ids[0], "question": "What colour is the cup?", "answer": "red"}]
+    (tmp_path / "derived-vstar.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    original, derived = derived_from_file(study, data, "derived-vstar.jsonl")(None)
+    assert original.example_ids == derived.example_ids == (ids[0], ids[2])  # the study's order
+    assert derived.gold == ("red", "brown") and [m["question"] for m in derived.meta] == [
+        "What colour is the cup?", "What colour is the dog?"]
+    assert all(np.array_equal(a, b) for a, b in zip(original.images, derived.images))  # the same images
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"example_id": "nope", "question": "q", "answer": "a"}) + "\n")
+    with pytest.raises(StudyError, match="ids the study does not hold"):
+        derived_from_file(study, data, "bad.jsonl")
+    (tmp_path / "bad.jsonl").write_text('{"example_id": "x", "question": "q"}\n')
+    with pytest.raises(StudyError, match=r"bad\.jsonl, line 1: missing \['answer'\]"):
+        read_derived(tmp_path / "bad.jsonl")
