@@ -113,9 +113,21 @@ def make_context(study: Study, model: StudyModel | None, data: StudyData, *, pro
         processor = force_open(model.runner)
     return Context(runner=None if model is None else model.runner, inputs=data.inputs, seed=study.study.seed,
                    n_boot=g.n_boot, batch_size=g.batch_size, max_new_tokens=g.max_new_tokens, chunk_size=g.chunk_size,
-                   scorer=g.scorer, progress=progress, is_toy=toy, capture_positions="image" if toy else MatchedPositions(),
+                   scorer=g.scorer, progress=progress, is_toy=toy, capture_positions=_capture(study),
                    generation="published" if g.published else None, hooks=hooks, where=str(study.path),
                    logits_processor=processor)
+
+
+#: The analyses that read the clean run's prompt captures (the similarity baselines).
+_READ_CAPTURES = frozenset({"collapse", "latent_similarity"})
+
+
+def _capture(study: Study) -> Any:
+    """The toys capture every image position; other models a few text and image positions and the prompt's last,
+    and only for the analyses that read them (every layer of each: about 7 MB per example on a 7B model)."""
+    if study.is_toy_data:
+        return "image"
+    return MatchedPositions() if _READ_CAPTURES & set(study.analyses.enabled()) else None
 
 
 def force_open(runner: LatentRunner) -> ForceOpen:

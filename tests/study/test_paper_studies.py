@@ -192,3 +192,13 @@ def test_derived_questions_from_a_file(tmp_path, monkeypatch):
     (tmp_path / "bad.jsonl").write_text('{"example_id": "x", "question": "q"}\n')
     with pytest.raises(StudyError, match=r"bad\.jsonl, line 1: missing \['answer'\]"):
         read_derived(tmp_path / "bad.jsonl")
+
+
+def test_prompt_states_are_captured_only_for_the_analyses_that_read_them(tmp_path, monkeypatch):
+    from latentprobe.geometry import MatchedPositions
+    from latentprobe.study.analyses import _capture
+
+    maps, zy = load_study(PAPER / "x-to-z-maps.toml", check_paths=False), load_study(PAPER / "mirage-vsp.toml",
+                                                                                      check_paths=False)
+    assert _capture(maps) == MatchedPositions() and _capture(zy) is None
+    assert _capture(load_study(PAPER / "toy" / "mirage-vsp.toml")) == "image"
