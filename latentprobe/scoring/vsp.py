@@ -208,6 +208,9 @@ class VspPlanScorer:
     moves read, ``method`` Mirage's status (``"Reached goal"``, ``"Fell in hole"``,
     ``"Did not reach goal"``) or ``"no_box"``.
 
+    Mirage reads the box in everything generated after ``<|im_start|>assistant``; a study scores the trace's
+    answer (the text after the last latent segment), which differs only if a model boxes a plan before its latents.
+
     Examples
     --------
     >>> s = VspPlanScorer()
@@ -219,7 +222,7 @@ class VspPlanScorer:
     Score(correct=None, parsed=None, method='no_box')
     """
 
-    def score(self, answer: str | None, gold: Any, example: object = None) -> Score:
+    def score(self, answer: str | None, gold: str | Sequence[Sequence[int]], example: object = None) -> Score:
         """Score one answer (see the class docstring).
 
         Parameters
