@@ -130,6 +130,18 @@ def baseline_states(trace: LatentTrace, indices: Sequence[int] | None = None, k:
     ------
     ShapeError
         A layer that was not recorded, or ``k < 1``.
+
+    Examples
+    --------
+    On the shipped ``mediated`` toy (K = 4 latents of width 128):
+
+    >>> from latentprobe import toy
+    >>> tm = toy.load("mediated")
+    >>> ex = tm.examples("test", 3)
+    >>> trace = tm.runner().run(tm.prompts(ex), tm.images(ex), max_new_tokens=8, progress=False,
+    ...                         capture_positions=MatchedPositions())
+    >>> {name: v.shape for name, v in baseline_states(trace).items()}
+    {'text_tokens': (3, 4, 128), 'image_tokens': (3, 4, 128), 'prompt_last': (3, 4, 128)}
     """
     idx = list(range(len(trace))) if indices is None else [int(i) for i in indices]
     if not idx:
