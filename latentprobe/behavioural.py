@@ -32,7 +32,7 @@ from latentprobe.scoring import Scorer, ScoringError, scorer_from_name
 if TYPE_CHECKING:
     from latentprobe.engine import LatentRunner
 
-__all__ = ["BehaviouralProbeResult", "behavioural_probe"]
+__all__ = ["BehaviouralProbeResult", "behavioural_probe", "second_model_summary"]
 
 
 @dataclass(frozen=True)
@@ -153,3 +153,57 @@ def behavioural_probe(runner: LatentRunner, original: InputSet, derived: InputSe
                     R.PARSE_METHOD_LATENTS_ONLY: scored[only][2],
                     R.ANSWER_LATENTS_ONLY: [e.answer_text for e in latents_only]})
     return BehaviouralProbeResult(T.frame(summary), EFFECTS.frame(tests), rows, dropped)
+
+
+def second_model_summary(runner: LatentRunner, derived: InputSet, *, keep: list[str] | None = None,
+                         label: str = "second_model", max_new_tokens: int = 16, batch_size: int = 16,
+                         n_boot: int = 2000, seed: int = 0, progress: bool = False,
+                         scorer: str | Scorer | Callable[..., Any] | None = "exact") -> pd.DataFrame:
+    """A second model (e.g. the plain base model) on the same derived questions: with the image and with a blank image.
+
+    The reference the paper sets beside the latent-only probe: what a model without latents answers from the image,
+    and from the question alone. Rows ``"<label>: image"`` and ``"<label>: blank"`` of a
+    :class:`~latentprobe.schema.BEHAVIOURAL_SUMMARY` table (Wilson intervals), over the examples ``keep``.
+
+    Parameters
+    ----------
+    runner : LatentRunner
+        The second model (any preset; it need not enter latent mode).
+    derived : InputSet
+        The derived questions as this model is prompted, with gold answers.
+    keep : list of str, optional
+        The example ids to score (default: all): pass the first model's kept ids, so both are scored on the same
+        examples.
+    label : str
+        The conditions' prefix.
+    max_new_tokens, batch_size, n_boot, seed, progress, scorer
+        As in :func:`behavioural_probe`.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    InputError
+        ``derived`` without gold answers, or ``keep`` naming an id it does not hold.
+    """
+    scorer = scorer_from_name(scorer)
+    if derived.gold is None:
+        raise InputError("second_model_summary(): derived needs gold answers (InputSet.gold).")
+    ids = list(derived.example_ids)
+    keep = ids if keep is None else list(keep)
+    unknown = [k for k in keep if k not in ids]
+    if unknown:
+        raise InputError(f"second_model_summary(): example ids {unknown[:5]} are not in the derived questions.")
+    sub = derived.select([ids.index(k) for k in keep])
+    kw = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+    gold = [str(g) for g in sub.gold]
+    examples = [{**sub.meta[i], "example_id": sub.example_ids[i]} for i in range(len(sub))]
+    rows, T = [], BEHAVIOURAL_SUMMARY
+    for name, inputs in (("image", sub), ("blank", BlankImage().apply(sub))):
+        c, unread, _ = _correct(runner.run(**inputs.run_kwargs(), **kw), gold, scorer, examples)
+        e = stats.bootstrap_ci(c.astype(float), n_boot=n_boot, seed=seed, name=name, method="wilson")
+        rows.append({T.CONDITION: f"{label}: {name}", T.ACCURACY: e.estimate, T.CI_LOW: e.ci_low, T.CI_HIGH: e.ci_high,
+                     T.N: e.n, T.NOTE: e.note, T.N_UNPARSEABLE: unread})
+    return T.frame(rows)

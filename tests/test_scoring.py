@@ -549,9 +549,10 @@ def test_typed_errors_name_the_problem(call, fragment):
 
 # --- scorers by name ------------------------------------------------------------------------------
 def test_scorer_from_name_builds_each_scorer():
-    from latentprobe.scoring import SCORER_NAMES, FirstWordScorer, scorer_from_name
+    from latentprobe.scoring import SCORER_NAMES, FirstWordScorer, VspPlanScorer, scorer_from_name
 
-    assert SCORER_NAMES == ("choice", "numeric", "exact", "first_word")
+    assert SCORER_NAMES == ("choice", "numeric", "exact", "first_word", "vsp_plan")
+    assert isinstance(scorer_from_name("vsp_plan"), VspPlanScorer)
     assert isinstance(scorer_from_name("choice"), ChoiceScorer)
     assert isinstance(scorer_from_name("Numeric"), NumericScorer)
     assert isinstance(scorer_from_name("exact"), ExactScorer)

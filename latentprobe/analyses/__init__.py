@@ -5,8 +5,9 @@ everything from the registry (:func:`register_analysis`, :func:`registered_analy
 Built in, in running order: ``x_to_z``, ``z_to_y``, ``decompose`` (:mod:`latentprobe.analyses.causal`),
 ``probes``, ``representations``, ``collapse`` (:mod:`latentprobe.analyses.readouts`), ``latent_similarity``
 (:mod:`latentprobe.analyses.similarity`), ``behavioural`` (:mod:`latentprobe.analyses.behavioural`), ``attention``
-(:mod:`latentprobe.analyses.attention`), ``lens`` (:mod:`latentprobe.analyses.lens`) and ``steps``
-(:mod:`latentprobe.analyses.steps`).
+(:mod:`latentprobe.analyses.attention`), ``lens`` (:mod:`latentprobe.analyses.lens`), ``steps``
+(:mod:`latentprobe.analyses.steps`), ``patching``, ``attribution`` and ``efficiency``
+(:mod:`latentprobe.analyses.efficiency`).
 
 Examples
 --------
@@ -32,9 +33,10 @@ from latentprobe.analyses.registry import (ENTRY_POINT_GROUP, analysis_for_resul
 from latentprobe.analyses.similarity import Similarity
 from latentprobe.analyses.patching import Patching
 from latentprobe.analyses.steps import Steps
+from latentprobe.analyses.efficiency import Efficiency
 
 for _record in (XToZ, ZToY, Decompose, Probes, Representations, Collapse, Similarity, Behavioural, Attention, Lens,
-                Steps, Patching, Attribution):
+                Steps, Patching, Attribution, Efficiency):
     register_analysis(_record)
 del _record
 

@@ -44,9 +44,10 @@ class Context:
         Progress bars.
     is_toy : bool
         The shipped toy models and data (toy-only perturbations are allowed).
-    capture_positions : str or None
-        What the clean run captures besides the latents (``"image"``: the image tokens' states, the
-        collapse baseline).
+    capture_positions : str, callable or None
+        What the clean run captures besides the latents (``"image"``: the image tokens' states;
+        :class:`~latentprobe.geometry.MatchedPositions`: text, image and prompt-last positions), read by the
+        similarity baselines (:func:`latentprobe.geometry.baseline_states`).
     logits_processor : object, optional
         Passed to every generation (e.g. :class:`~latentprobe.engine.ForceOpen` for ``open = "force"``).
     generation : str, optional
@@ -78,7 +79,7 @@ class Context:
     scorer: str | Scorer = "exact"
     progress: bool = True
     is_toy: bool = False
-    capture_positions: str | None = None
+    capture_positions: str | Callable[..., Any] | None = None
     logits_processor: LogitsProcessor | None = None
     generation: str | None = None
     hooks: Mapping[str, Callable[..., Any]] = field(default_factory=dict)

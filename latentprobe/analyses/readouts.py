@@ -418,18 +418,13 @@ class Collapse(Analysis):
     frame_keys = frozenset({"source", "centering", "within_instance_mean", "across_instance_mean"})
 
     def run(self, ctx: Context, options: AnalysisOptions, folder: Path | None) -> dict[str, pd.DataFrame]:
-        import torch
-
         from latentprobe import geometry
 
         trace = ctx.trace
         z_t, kept = trace.stack("z")
         z = z_t.float().numpy()
-        baselines = {}
-        if ctx.capture_positions == "image":  # the image tokens' states at the fed-latent layer
-            img = torch.stack([trace[i].captured_hidden[:, 0] for i in kept]).float().numpy()
-            idx = np.linspace(0, img.shape[1] - 1, z.shape[1]).round().astype(int)
-            baselines["image_tokens"] = img[:, idx]
+        # text-token, image-token and prompt-last states at indices matched to the steps, where the run captured them
+        baselines = geometry.baseline_states(trace, kept, z.shape[1])
         table = geometry.collapse_table(z, baselines=baselines, seed=int(options.seed or 0))
         long = schema.STEP_MATRIX.frame(geometry.within_instance(z, n_boot=0).step_table())
         ctx.save_trace(folder, options.save_trace)

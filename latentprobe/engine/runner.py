@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from latentprobe.display import Summarized
-from latentprobe.engine import many, modes
+from latentprobe.engine import costs, many, modes
 from latentprobe.engine.decoding import CheckpointGeneration, config_from_record, effective_generation
 from latentprobe.engine.inputs import CapturePositions, ImageProcessor, PromptConvention, build_rows, check_budget, tokenize
 from latentprobe.engine.loop import Decoder, GenerationConfig, LogitsProcessor
@@ -264,8 +264,9 @@ class LatentRunner(Summarized):
         self._record(trace_dtype, layers)
         out: list[ExampleTrace] = []
         for batch in modes.batches(rows, batch_size, progress, "generate"):
+            clock = costs.start(self.model)  # per-example decode time in meta (latentprobe.engine.costs)
             self._decoder.run(batch, cfg, logits_processor, capture=capture_positions)
-            out.extend(modes.finish(self._decoder, self.tokenizer, r) for r in batch)
+            out.extend(modes.finish(self._decoder, self.tokenizer, r, costs.meta(r, clock, batch)) for r in batch)
         check_budget(self.rspec, cfg.max_new_tokens, [e.answer_text for e in out])
         config = {"mode": "run", "max_new_tokens": cfg.max_new_tokens, "do_sample": cfg.do_sample,
                   "temperature": cfg.temperature, "top_k": cfg.top_k, "top_p": cfg.top_p,

@@ -57,6 +57,7 @@ Layout
 from __future__ import annotations
 
 from latentprobe.errors import DTypeError, NonFiniteError, ShapeError, SimilarityError, TooFewSamplesError
+from latentprobe.geometry.baselines import BASELINE_NAMES, MatchedPositions, baseline_states, matched_indices
 from latentprobe.geometry.cka import cka_against, cka_matrix, linear_cka
 from latentprobe.geometry.collapse import collapse_table, norm_table
 from latentprobe.geometry.cosine import cosine_matrix, random_matched_norm
@@ -85,4 +86,8 @@ __all__ = [
     "norm_table",
     "SimilarityModel",
     "similarity_coverage",
+    "BASELINE_NAMES",
+    "MatchedPositions",
+    "baseline_states",
+    "matched_indices",
 ]

@@ -29,6 +29,7 @@ from latentprobe.scoring._text import (
 from latentprobe.scoring.advice import ScorerAdvice, advise_scorer
 from latentprobe.scoring.choice import ParsedChoice, parse_choice
 from latentprobe.scoring.names import SCORER_NAMES, FirstWordScorer, scorer_config, scorer_from_name
+from latentprobe.scoring.vsp import VspOutcome, VspPlanScorer, extract_boxed, parse_vsp_plan, simulate_vsp, vsp_gold
 from latentprobe.scoring.scorers import (
     SCORE_COLUMNS,
     CallableScorer,
@@ -44,8 +45,9 @@ from latentprobe.scoring.scorers import (
 
 __all__ = [
     "SCORE_COLUMNS", "SCORER_NAMES", "CallableScorer", "ChoiceScorer", "ExactScorer", "FirstWordScorer",
-    "NumericScorer", "ParsedChoice", "Score", "ScoreSummary", "Scorer", "ScorerAdvice", "ScoringError", "advise_scorer",
-    "clean_output", "exact_match",
+    "NumericScorer", "ParsedChoice", "Score", "ScoreSummary", "Scorer", "ScorerAdvice", "ScoringError", "VspOutcome",
+    "VspPlanScorer", "advise_scorer", "clean_output", "exact_match", "extract_boxed", "parse_vsp_plan", "simulate_vsp",
+    "vsp_gold",
     "normalize_answer", "numeric_match", "parse_choice", "parse_number", "score_answers", "scorer_config",
     "scorer_from_name", "summarize_scores",
 ]

@@ -11,6 +11,7 @@ from typing import Any
 from latentprobe.fingerprint import callable_fingerprint, source_digest
 from latentprobe.scoring._text import ScoringError
 from latentprobe.scoring.scorers import CallableScorer, ChoiceScorer, ExactScorer, NumericScorer, Score, Scorer
+from latentprobe.scoring.vsp import VspPlanScorer
 
 __all__ = ["SCORER_NAMES", "FirstWordScorer", "scorer_config", "scorer_from_name"]
 
@@ -57,6 +58,7 @@ class FirstWordScorer:
 
 _BY_NAME: dict[str, Callable[..., Any]] = {
     "choice": ChoiceScorer, "numeric": NumericScorer, "exact": ExactScorer, "first_word": FirstWordScorer,
+    "vsp_plan": VspPlanScorer,
 }
 #: The names :func:`scorer_from_name` knows.
 SCORER_NAMES: tuple[str, ...] = tuple(_BY_NAME)
@@ -69,7 +71,8 @@ def scorer_from_name(name_or_scorer: str | Scorer | Callable[..., Any] | None = 
     ----------
     name_or_scorer : str, Scorer, callable or None
         ``"choice"`` (:class:`ChoiceScorer`), ``"numeric"`` (:class:`NumericScorer`), ``"exact"``
-        (:class:`ExactScorer`, also for None), ``"first_word"`` (:class:`FirstWordScorer`); an
+        (:class:`ExactScorer`, also for None), ``"first_word"`` (:class:`FirstWordScorer`), ``"vsp_plan"``
+        (:class:`~latentprobe.scoring.vsp.VspPlanScorer`: the gold is the VSP map); an
         object with a ``score(answer, gold, example)`` method, returned as it is; or a function
         ``fn(answer, gold, example) -> bool | None`` (None: unparseable), wrapped in
         :class:`CallableScorer`.
@@ -165,6 +168,8 @@ def scorer_config(scorer: Scorer) -> dict[str, Any]:
         return {"type": "exact"}
     if isinstance(scorer, FirstWordScorer) and type(scorer) is FirstWordScorer:
         return {"type": "first_word"}
+    if type(scorer) is VspPlanScorer:
+        return {"type": "vsp_plan"}
     if type(scorer) is NumericScorer:
         return {"type": "numeric", "tol": scorer.tol}
     if type(scorer) is ChoiceScorer:

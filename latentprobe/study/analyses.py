@@ -18,6 +18,7 @@ import pandas as pd
 from latentprobe.analyses import Analysis, AnalysisOptions, Context, get_analysis
 from latentprobe.atomic import atomic_write_text
 from latentprobe.errors import LatentProbeError, SchemaError, StudyError
+from latentprobe.geometry import MatchedPositions
 from latentprobe.study.config import Study
 from latentprobe.study.results import read_frame
 
@@ -67,7 +68,9 @@ def read_table(folder: Path, name: str) -> pd.DataFrame:
 
 
 def make_context(study: Study, model: StudyModel | None, data: StudyData, *, progress: bool = True) -> Context:
-    """The context the study's analyses share (the toy models get their hooks and image-token capture).
+    """The context the study's analyses share (the toy models get their hooks and image-token capture; other
+    models capture text, image and prompt-last positions for the similarity baselines,
+    :class:`~latentprobe.geometry.MatchedPositions`).
 
     With ``model=None`` the context serves :func:`preflight` only (checks before the model loads); it has no
     runner, so nothing can run through it. With ``[generation] open = "force"`` every generation gets the
@@ -98,14 +101,33 @@ def make_context(study: Study, model: StudyModel | None, data: StudyData, *, pro
         hooks = toy_hooks(model.toy)
     elif toy:
         hooks = {"random_runner": _needs_model, "derived_inputs": _needs_model}
+    from functools import partial
+
+    from latentprobe.study.derived import derived_from_file, load_second_model
+
+    hooks["load_model"] = partial(load_second_model, study)  # a second [model] table (behavioural)
+    if not toy:
+        hooks["derived_from_file"] = partial(derived_from_file, study, data)
     processor = None
     if model is not None and g.open == "force":
         processor = force_open(model.runner)
     return Context(runner=None if model is None else model.runner, inputs=data.inputs, seed=study.study.seed,
                    n_boot=g.n_boot, batch_size=g.batch_size, max_new_tokens=g.max_new_tokens, chunk_size=g.chunk_size,
-                   scorer=g.scorer, progress=progress, is_toy=toy, capture_positions="image" if toy else None,
+                   scorer=g.scorer, progress=progress, is_toy=toy, capture_positions=_capture(study),
                    generation="published" if g.published else None, hooks=hooks, where=str(study.path),
                    logits_processor=processor)
+
+
+#: The analyses that read the clean run's prompt captures (the similarity baselines).
+_READ_CAPTURES = frozenset({"collapse", "latent_similarity"})
+
+
+def _capture(study: Study) -> Any:
+    """The toys capture every image position; other models a few text and image positions and the prompt's last,
+    and only for the analyses that read them (every layer of each: about 7 MB per example on a 7B model)."""
+    if study.is_toy_data:
+        return "image"
+    return MatchedPositions() if _READ_CAPTURES & set(study.analyses.enabled()) else None
 
 
 def force_open(runner: LatentRunner) -> ForceOpen:

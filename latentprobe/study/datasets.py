@@ -130,12 +130,25 @@ def _real(study: Study, runner: Any = None) -> tuple[Any, pd.DataFrame, list[Any
     if study.sample is not None:
         examples = sample(examples, study.sample.n, by=study.sample.by, seed=study.sample.seed).examples
     _unique(study, [e.example_id for e in examples])
+    if study.generation.scorer == "vsp_plan":  # a VSP plan is judged on its map: the map is the gold it is scored against
+        examples = _map_golds(study, examples)
     inputs = _input_set(study, examples, runner)
     frame = pd.DataFrame({"example_id": [e.example_id for e in examples],
                           "benchmark": [bench[e.example_id] for e in examples],
                           "source": [e.source for e in examples], "category": [e.category for e in examples],
                           "gold": [e.gold for e in examples]})
     return inputs, frame, examples
+
+
+def _map_golds(study: Study, examples: list[Any]) -> list[Any]:
+    import dataclasses
+
+    from latentprobe.scoring import ScoringError, vsp_gold
+
+    try:
+        return [dataclasses.replace(e, gold=vsp_gold(e)) for e in examples]
+    except ScoringError as exc:
+        raise StudyError(f"{study.path}: [generation] scorer = \"vsp_plan\": {exc}") from None
 
 
 def _input_set(study: Study, examples: list[Any], runner: Any) -> Any:

@@ -55,6 +55,7 @@ from latentprobe.viz.probing import probe_controls, probe_heatmap
 from latentprobe.viz.attention import attention_heatmap, attention_regions
 from latentprobe.viz.readouts import lens_rank_heatmap
 from latentprobe.viz.steps import influence_heatmap
+from latentprobe.viz.efficiency import efficiency_bars
 from latentprobe.viz.patching import patching_heatmap
 
 __all__ = [
@@ -83,4 +84,5 @@ __all__ = [
     "influence_heatmap",
     "patching_heatmap",
     "attribution_heatmap",
+    "efficiency_bars",
 ]

@@ -42,6 +42,7 @@ _FIXED_COLORS = {
     S.SOURCES[0]: PALETTE[0],  # latent
     "text_tokens": PALETTE[1],
     "image_tokens": PALETTE[2],
+    "prompt_last": PALETTE[3],
     S.SOURCES[1]: GREY,  # random_matched_norm
 }
 

@@ -87,6 +87,12 @@ CAPTIONS: dict[str, str] = {
         "control task (selectivity = score − control). A score above the baselines shows that the "
         "information is linearly decodable, not that the model uses it."
     ),
+    "efficiency_bars": (
+        "Decoding cost per example, per model: wall-clock seconds (the batch's time divided by its size), "
+        "positions generated after the prompt (latent steps, markers and text) and latent steps, means over "
+        "examples with 95% bootstrap intervals. Times are from one machine, dtype and batch size; they are not "
+        "comparable across machines, and a cheaper model is not thereby a better one."
+    ),
     "influence_heatmap": (
         "Step → step influence: row i is an intervention on latent step i in propagate mode (latents after i "
         "and the answer generated again); a cell is the mean change of latent z_j (1 − cosine, 0 = unchanged) and "

@@ -117,8 +117,17 @@ def tablevqa(root: Path, subsets: tuple[str, ...] = ("vwtq", "vwtq_syn", "vtabfa
     return root
 
 
+#: The fixture's VSP maps by (level, map id): level k is a k x k grid (1 start, 2 goal, -1 hole, 0 ice).
+VSP_MAPS = {
+    (3, "1"): [[2, -1, 1], [0, 0, 0], [0, 0, 0]],
+    (3, "2"): [[1, 0, 0], [-1, -1, 0], [2, 0, 0]],
+    (4, "1"): [[0, 0, 0, 1], [0, -1, -1, 0], [0, -1, 2, 0], [0, 0, 0, 0]],
+    (4, "2"): [[-1, 0, 0, 2], [0, 0, -1, 0], [1, -1, 0, 0], [0, 0, 0, -1]],
+}
+
+
 def vsp(root: Path) -> Path:
-    """Mirage's ``data/vsp_spatial_planning`` after unpacking the test archive."""
+    """Mirage's ``data/vsp_spatial_planning`` after unpacking the test archive (maps: :data:`VSP_MAPS`)."""
     lines = []
     for level in (3, 4):
         for map_id in ("1", "2"):
@@ -126,7 +135,7 @@ def vsp(root: Path) -> Path:
             save_image(root / rel, seed=level * 10 + int(map_id))
             lines.append({"text_input": "Here is the map: <image>\n\nPlease provide your action plan.",
                           "image_input": f"./data/vsp_spatial_planning/{rel}", "map_id": map_id,
-                          "map_desc": [[2, -1, 1], [0, 0, 0], [0, 0, 0]]})
+                          "map_desc": VSP_MAPS[level, map_id]})
     (root / "test_direct.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     return root
 

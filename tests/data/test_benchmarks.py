@@ -261,7 +261,7 @@ def test_vsp_layout(tmp_path):
     e = exs[2]
     assert e.question.startswith("Here is the map: <image>") and e.gold is None and e.options is None
     assert e.category == "level4" and e.source == "vsp"
-    assert e.attributes["map_desc"] == [[2, -1, 1], [0, 0, 0], [0, 0, 0]] and e.attributes["map_id"] == "1"
+    assert e.attributes["map_desc"] == B.VSP_MAPS[4, "1"] and e.attributes["map_id"] == "1"
     assert e.images[0].path == tmp_path / "imgs_test/level4/img/1.png"
     # from Mirage's repository root the stored paths resolve as written
     repo = tmp_path / "mirage"

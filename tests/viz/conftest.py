@@ -157,3 +157,15 @@ def patching(toy):
 def med(toy):
     _, runner, inputs = toy
     return decompose(runner, inputs, Counterfactual(seed=0), n_boot=N_BOOT, batch_size=8, progress=False)
+
+
+@pytest.fixture(scope="session")
+def efficiency(toy):
+    """The ``efficiency`` analysis's tables on a real toy run (two batches of different sizes)."""
+    from types import SimpleNamespace
+
+    from latentprobe.efficiency import cost_summary, decode_costs
+
+    _, runner, inputs = toy
+    costs = decode_costs(runner.run(**inputs.run_kwargs(), max_new_tokens=8, progress=False, batch_size=5))
+    return SimpleNamespace(costs=costs, summary=cost_summary(costs, n_boot=100))

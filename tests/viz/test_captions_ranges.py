@@ -42,8 +42,9 @@ def attribution_res():
 
 
 def test_every_figure_has_its_caption(xz, zy, med, within, across, collapse, norms, sweep, comparison, attention_res,
-                                      lens_result, patching, attribution_res):
+                                      lens_result, patching, attribution_res, efficiency):
     figs = _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison, attention_res, patching)
+    figs["efficiency_bars"] = viz.efficiency_bars(efficiency.summary)
     figs["lens_rank_heatmap"] = viz.lens_rank_heatmap(lens_result)
     figs["attribution_heatmap"] = viz.attribution_heatmap(attribution_res)
     assert set(figs) == set(viz.CAPTIONS)

@@ -9,6 +9,7 @@ import pytest
 
 from latentprobe import schema as S
 from latentprobe import schema_probing as SP
+from latentprobe import schema_efficiency as SE
 from latentprobe.behavioural import behavioural_probe
 from latentprobe.errors import LatentProbeError, SchemaError
 from latentprobe.probing import SCORE_COLUMNS
@@ -51,6 +52,8 @@ OUTPUTS = [
     ("attribution", "summary", S.ATTRIBUTION_SUMMARY),
     ("positions", "scores", SP.PROBE_POSITIONS),
     ("positions", "gap", SP.PROBE_GAP),
+    ("efficiency", "costs", SE.DECODE_COSTS),
+    ("efficiency", "summary", SE.DECODE_COST_SUMMARY),
 ]
 
 
