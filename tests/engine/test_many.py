@@ -33,12 +33,17 @@ def _same(a, b, mode):
 @pytest.mark.parametrize("mode", ["replay", "propagate", "redecode"])
 @pytest.mark.parametrize("where", [dict(), dict(steps=[1, 2], layers=[0, 2])], ids=["all", "subset"])
 def test_many_equals_each_condition_alone(case, base, mode, where):
+    """The shared prefix cache (the default) and the copied one (the reference) both equal each condition
+    run alone, so they equal each other."""
     conds = _conditions(base)
     many = case.runner.intervene_many(base, conds, mode=mode, logits_processor=case.processor(), **where)
-    assert list(many) == list(conds)
+    copied = case.runner.intervene_many(base, conds, mode=mode, logits_processor=case.processor(),
+                                        prefix_cache="copied", **where)
+    assert list(many) == list(conds) == list(copied)
     for name, fn in conds.items():
         one = case.intervene(base, fn, mode=mode, **where)
         _same(one, many[name], mode)
+        _same(copied[name], many[name], mode)
         assert many[name].config == one.config
 
 
