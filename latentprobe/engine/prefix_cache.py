@@ -210,7 +210,7 @@ def shared_prefix_attention(module: torch.nn.Module, query: Tensor, key: Tensor,
     scaling : float | None
         The score scale (default ``head_dim ** -0.5``).
     dropout : float
-        Must be 0 (inference only).
+        Ignored (inference only).
 
     Returns
     -------
