@@ -13,9 +13,11 @@ are decoded again for every condition) on N examples, at each image size and M, 
   ``batch_repeat_interleave`` the cache M times, decode all M x N rows as one batch, no latentprobe).
 
 Shared and copied answers are checked equal, latents within 1e-5 of their largest entry (the scaled
-latents reach several hundred; the largest relative difference is printed). Memory is the KV cache's own storage at its largest (after the last decode step; caches only grow):
-keys and values held, per example, divided by one example's prefix cache (the prompt's keys and values
-once). The acceptance bound printed next to it is (1 + 0.1 M).
+latents reach several hundred; the largest relative difference is printed). Memory is the KV cache's
+own storage at its largest (after the last decode step; caches only grow): keys and values held, per
+example, divided by one example's prefix cache (the prompt's keys and values once). The acceptance
+bound printed next to it is (1 + 0.1 M). ``copied`` runs on the same code as ``shared`` otherwise
+(vectorised set-up, nnsight only where a forward captures or patches), so their ratio isolates the cache.
 
 Usage::
 
