@@ -94,7 +94,16 @@ class SharedPrefixCache(_Base):
         # per layer, per group: views [kv_heads, P_g, head_dim] of the prefill's cache (nothing copied)
         self.prefix = [[(k[i, :, pads[i]:], v[i, :, pads[i]:]) for i in range(G)] for k, v in prefix]
         self._prefix_store = list(prefix)
-        self.prefix_segs = [prefix_segs[i, pads[i]:] for i in range(G)] if G else []
+        self.pads = list(pads)
+        self.prefix_segs = prefix_segs
+        # every group with as many rows and a prefix: all groups attend in one batched product over the padded
+        # prefill cache (rows taken in group order), its padding columns masked
+        self.batched = G > 1 and P > 0 and min(self.lengths) > 0 and len({len(m) for m in self.members}) == 1
+        if self.batched:
+            self.order = torch.tensor([b for m in self.members for b in m], dtype=torch.long)
+            self.inverse = torch.argsort(self.order)
+            pad = torch.arange(P)[None] < torch.tensor(self.pads)[:, None]
+            self.pad_bias = torch.zeros(G, P).masked_fill_(pad, torch.finfo(torch.float32).min)
         self.capacity = max(int(capacity), 1)
         self.rule = rule
         self.keys: list[Tensor | None] = [None] * n_layers
@@ -160,7 +169,9 @@ class SharedPrefixCache(_Base):
         bias = torch.zeros(B, 1, q_len, S, dtype=torch.float32)
         bias.masked_fill_(~allowed[:, None], torch.finfo(torch.float32).min)
         self.suffix_bias = bias.to(dev)
-        if self.rule is not None:
+        if self.batched and self.pad_bias.device != dev:
+            self.pad_bias, self.order, self.inverse = (t.to(dev) for t in (self.pad_bias, self.order, self.inverse))
+        if self.rule is not None:  # per group [rows, q, P] over the padded prefix columns
             for i, rows in enumerate(self.members):
                 segs = self.prefix_segs[i][None].expand(len(rows), -1)
                 ok = self.rule(qs[rows], segs).bool()
@@ -233,9 +244,24 @@ def shared_prefix_attention(module: torch.nn.Module, query: Tensor, key: Tensor,
     lse_s = torch.logsumexp(s_s, dim=-1)
     p_s = torch.exp(s_s - lse_s[..., None]).view(B, Hk, rep * Q, S)
     out = torch.matmul(p_s.to(value.dtype), value).float()  # [B, Hk, rep*Q, Dv]
+    if cache.batched:
+        o_p, lse_p = _prefix_batched(cache, layer, q, rep, Q, scale)
+    else:
+        o_p, lse_p = _prefix_per_group(cache, layer, q, rep, Q, scale, value.shape[-1])
     Dv = value.shape[-1]
-    o_p = out.new_zeros(B, Hk, rep * Q, Dv)
-    lse_p = lse_s.new_full((B, Hk, rep, Q), float("-inf"))
+    lse = torch.logaddexp(lse_p, lse_s)
+    w_p = torch.exp(lse_p - lse).view(B, Hk, rep * Q, 1)
+    w_s = torch.exp(lse_s - lse).view(B, Hk, rep * Q, 1)
+    res = (o_p * w_p + out * w_s).view(B, Hk, rep, Q, Dv).reshape(B, Hq, Q, Dv)
+    return res.transpose(1, 2).contiguous().to(query.dtype), None
+
+
+def _prefix_per_group(cache: SharedPrefixCache, layer: int, q: Tensor, rep: int, Q: int, scale: float,
+                      Dv: int) -> tuple[Tensor, Tensor]:
+    """Attention output (normalised) and log-sum-exp of every row over its group's prefix, one group at a time."""
+    B, Hk, _, D = q.shape
+    o_p = q.new_zeros(B, Hk, rep * Q, Dv, dtype=torch.float32)
+    lse_p = q.new_full((B, Hk, rep, Q), float("-inf"), dtype=torch.float32)
     for i, rows in enumerate(cache.rows):
         if cache.lengths[i] == 0:
             continue
@@ -244,17 +270,33 @@ def shared_prefix_attention(module: torch.nn.Module, query: Tensor, key: Tensor,
         qg = q[rows].transpose(0, 1).reshape(Hk, n * rep * Q, D)
         s = torch.matmul(qg, kp.transpose(-1, -2)).float().mul_(scale).view(Hk, n, rep, Q, -1)
         if cache.prefix_bias[i] is not None:
-            s += cache.prefix_bias[i][None, :, None]  # type: ignore[index]
+            s += cache.prefix_bias[i][None, :, None, :, cache.pads[i]:]  # type: ignore[index]
         lse = torch.logsumexp(s, dim=-1)
         p = torch.exp(s - lse[..., None]).view(Hk, n * rep * Q, -1)
         o = torch.matmul(p.to(vp.dtype), vp).float().view(Hk, n, rep * Q, Dv)
         o_p[rows] = o.transpose(0, 1)
         lse_p[rows] = lse.transpose(0, 1)
-    lse = torch.logaddexp(lse_p, lse_s)
-    w_p = torch.exp(lse_p - lse).view(B, Hk, rep * Q, 1)
-    w_s = torch.exp(lse_s - lse).view(B, Hk, rep * Q, 1)
-    res = (o_p * w_p + out * w_s).view(B, Hk, rep, Q, Dv).reshape(B, Hq, Q, Dv)
-    return res.transpose(1, 2).contiguous().to(query.dtype), None
+    return o_p, lse_p
+
+
+def _prefix_batched(cache: SharedPrefixCache, layer: int, q: Tensor, rep: int, Q: int,
+                    scale: float) -> tuple[Tensor, Tensor]:
+    """As :func:`_prefix_per_group`, for groups of equal size: one product over the padded prefill cache."""
+    kp, vp = cache._prefix_store[layer]  # [G, Hk, P, D]
+    G, P, Dv = kp.shape[0], kp.shape[2], vp.shape[-1]
+    B, Hk, _, D = q.shape
+    n = B // G
+    qg = q[cache.order].view(G, n, Hk, rep * Q, D).transpose(1, 2).reshape(G, Hk, n * rep * Q, D)
+    s = torch.matmul(qg, kp.transpose(-1, -2)).float().mul_(scale).view(G, Hk, n, rep, Q, P)
+    s += cache.pad_bias.view(G, 1, 1, 1, 1, P)
+    if cache.prefix_bias[0] is not None:
+        s += torch.stack(cache.prefix_bias)[:, None, :, None]  # type: ignore[arg-type]
+    lse = torch.logsumexp(s, dim=-1)  # [G, Hk, n, rep, Q]
+    p = torch.exp(s - lse[..., None]).view(G, Hk, n * rep * Q, P)
+    o = torch.matmul(p.to(vp.dtype), vp).float().view(G, Hk, n, rep * Q, Dv).transpose(1, 2)
+    o_p = o.reshape(B, Hk, rep * Q, Dv)[cache.inverse]
+    lse_p = lse.transpose(1, 2).reshape(B, Hk, rep, Q)[cache.inverse]
+    return o_p, lse_p
 
 
 def _register() -> None:

@@ -26,26 +26,33 @@ def _rule(q, k):  # queries in text may not read image keys (any rule that forbi
     return ~((q[:, :, None] == Segment.TEXT) & (k[:, None, :] == Segment.IMAGE))
 
 
+LAYOUTS = {"per-group": ([0, 1, 0, 2, 1], [5, 7, 0]), "batched": ([0, 1, 2, 0, 1, 2], [5, 7, 3])}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("rule", [None, _rule], ids=["causal", "rule"])
 @pytest.mark.parametrize("q_len", [1, 3])
-def test_attention_equals_attention_over_concatenated_keys(rule, q_len):
-    """Three groups (prefixes of 5, 7 and 0 positions, left-padded in the prefill), five rows in an order that
-    interleaves the groups, grouped-query heads, a padded suffix: every row's output equals softmax attention
-    over its own prefix followed by its suffix, computed directly."""
+def test_attention_equals_attention_over_concatenated_keys(rule, q_len, layout):
+    """Three groups (prefixes of 5, 7 and 0 positions, or 5, 7 and 3 with equal groups: the batched product),
+    left-padded in the prefill, rows in an order that interleaves the groups, grouped-query heads, a padded
+    suffix: every row's output equals softmax attention over its own prefix followed by its suffix, computed
+    directly."""
     g = torch.Generator().manual_seed(0)
     G, P, Hk, rep, D = 3, 7, 2, 3, 8
-    lengths = [5, 7, 0]
+    rows_of, lengths = LAYOUTS[layout]
     pads = [P - n for n in lengths]
     kp = torch.randn(G, Hk, P, D, generator=g)
     vp = torch.randn(G, Hk, P, D, generator=g)
     pseg = torch.randint(1, 4, (G, P), generator=g)
-    group = torch.tensor([0, 1, 0, 2, 1])
+    group = torch.tensor(rows_of)
     B = len(group)
     cache = SharedPrefixCache([(kp, vp)], pads, group, pseg, capacity=2, rule=rule, n_layers=1)
+    assert cache.batched == (layout == "batched")
     S0 = 4  # an earlier chunk of 4 suffix columns, the first one padding for rows 1 and 3
     seg = torch.randint(1, 4, (B, S0 + q_len), generator=g)
     valid = torch.ones(B, S0 + q_len, dtype=torch.long)
     valid[[1, 3], 0] = 0
+    valid[4, :2] = 0
     k0, v0 = torch.randn(B, Hk, S0, D, generator=g), torch.randn(B, Hk, S0, D, generator=g)
     cache.update(k0, v0, 0)  # written before; grows past the capacity of 2 (counted)
     cache.calls[1] += 1
