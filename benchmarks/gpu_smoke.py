@@ -214,14 +214,14 @@ class ForwardClock:
 
 def sweep(model: torch.nn.Module, tok: Any, args: argparse.Namespace, device: str) -> None:
     """The Monet-shaped sweep: shared vs copied prefix cache, at each image size and M (see the module doc)."""
-    from sweep_cache import prefix_bytes, spy_caches
+    from sweep_cache import image_processor, prefix_bytes, spy_caches
 
     from latentprobe import Scale, get_preset
     from latentprobe.engine import ForceOpen, LatentRunner
     from latentprobe.engine.prefix_cache import cache_nbytes
 
     spec = get_preset("toy").replace(name="monet-shaped", num_latents=args.latents, first_offset=0)
-    runner = LatentRunner(model, tok, spec)
+    runner = LatentRunner(model, tok, spec, image_processor=image_processor())
     rng = np.random.default_rng(1)
     n = args.sweep_examples
     budget = args.latents + 2 + args.answer_tokens

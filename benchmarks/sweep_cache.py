@@ -46,6 +46,14 @@ from sweep_speed import K, N_ANSWER, Plain, build  # noqa: E402
 SIDES = {256: 448, 1024: 896, 4096: 1792}  # image tokens -> image side in pixels (28 px per merged token)
 
 
+def image_processor() -> Any:
+    """transformers' PIL Qwen2-VL processor with qwen_vl_utils' pixel ceiling (16,384 tokens), so that a
+    1,792 px image keeps its 4,096 tokens (the processor's own default stops at 1,280)."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    return Qwen2VLImageProcessorPil(size={"shortest_edge": 4 * 28 * 28, "longest_edge": 16384 * 28 * 28})
+
+
 class Bound(Plain):
     """The plain loop, prefilled from image features already computed (what the trace holds)."""
 
@@ -175,7 +183,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         tokens = a.tokens or ([256, 1024, 4096] if a.big else [256, 1024])
         ms = a.m
     model, tok, spec = build(vocab, hidden, layers, a.device)
-    runner = LatentRunner(model, tok, spec)
+    proc = image_processor()
+    runner = LatentRunner(model, tok, spec, image_processor=proc)
     bound = Bound(model, tok, spec, a.device)
     n = a.n
     print(f"device={a.device} threads={torch.get_num_threads()} torch={torch.__version__} hidden {hidden}, {layers} "
@@ -192,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         assert e.num_latents == K and len(e.answer_ids) == N_ANSWER, e
         ids = torch.stack([t.input_ids[:t.latent_positions[0]] for t in trace])  # the prompt and the open marker
         feats = torch.cat([t.image_embeds for t in trace])
-        grid = torch.cat([pixel_values(imgs[i:i + 1])[1] for i in range(n)])
+        grid = torch.cat([pixel_values(imgs[i:i + 1], proc)[1] for i in range(n)])
         print(f"\n[{int(grid[0].prod()) // 4} image tokens, {ids.shape[1]} prefix positions, one example's prefix "
               f"cache {prefix_bytes(model, ids.shape[1]) / 2**20:.1f} MiB]")
         print(f"  {'M':>3} | {'copied s':>8} {'shared s':>8} {'bound s':>8} | shared/copied shared/bound | cache per "
@@ -200,7 +209,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         for m in ms:
             r = sweep_cell(runner, bound, trace, ids, feats, grid, m, a.repeat, a.device, max_batch=max(64, m * n))
             results[f"{n_tok}_{m}"] = r
-            print(f"  {m:>3} | {r['t_copied']:8.2f} {r['t_shared']:8.2f} {r['t_bound']:8.2f} | {r['t_shared'] / r['t_copied']:13.2f} "
+            print(f"  {m:>3} | {r['t_copied']:8.2f} {r['t_shared']:8.2f} {r['t_bound']:8.2f} | "
+                  f"{r['t_shared'] / r['t_copied']:13.2f} "
                   f"{r['t_shared'] / r['t_bound']:11.2f} | {'':>35}{r['x_copied']:6.2f} {r['x_shared']:6.2f} "
                   f"{r['x_bound']:6.2f} {1 + 0.1 * m:6.1f}   z rel. diff {r['z_rel']:.1e}")
         if len(ms) > 1:

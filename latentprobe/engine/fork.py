@@ -258,7 +258,7 @@ def prefill_shared(dec: Decoder, rows: list[Row], group: Sequence[Any],
     if shared:
         layers = [(la.keys, la.values) for la in cache.layers] if cache.get_seq_length() > 0 else []
         cache = SharedPrefixCache(layers, [segs.shape[1] - e for _, e in p_spans], gi, segs, width + budget,
-                                  dec.mask_rule, dec.parts.n_layers)
+                                  dec.mask_rule, dec.parts.n_layers, dec.device)
         col_segs, col_mask = segs[gi][:, :0], valid[gi][:, :0]
     else:
         if cache.get_seq_length() > 0:

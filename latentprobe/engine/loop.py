@@ -129,7 +129,8 @@ class Decoder:
             pos = (mask.cumsum(-1) - 1).clamp(min=0)
         return embeds, mask, pos.to(self.device), offsets, deltas
 
-    def attention(self, col_segs: Int[Tensor, "b t"], col_mask: Int[Tensor, "b t"], q_len: int, cache: Any = None) -> Tensor:
+    def attention(self, col_segs: Int[Tensor, "b t"], col_mask: Int[Tensor, "b t"], q_len: int,
+                  cache: Any = None) -> Tensor:
         """2-D padding mask, or a 4-D additive mask when a mask rule is set; a shared-prefix cache makes its own
         (over its suffix columns: :meth:`~latentprobe.engine.prefix_cache.SharedPrefixCache.step_mask`)."""
         if hasattr(cache, "step_mask"):

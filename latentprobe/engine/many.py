@@ -3,8 +3,9 @@
 
 Every condition's rows are built exactly as :meth:`~latentprobe.engine.runner.LatentRunner.intervene`
 builds them; the rows of one example (one per condition) share the prefill of their common prefix
-(:mod:`latentprobe.engine.fork`), and all conditions x examples of a chunk run as one batch of the
-decode loop. Draws are keyed by ``(seed, example id, position)``, so batching changes no draw.
+(:mod:`latentprobe.engine.fork`) and, by default, one copy of its KV cache
+(:mod:`latentprobe.engine.prefix_cache`), and all conditions x examples of a chunk run as one batch of
+the decode loop. Draws are keyed by ``(seed, example id, position)``, so batching changes no draw.
 
 The no-op control of a mode equals the clean trace when nothing differs from the run that recorded
 it (:func:`control_is_clean`); the sweep then returns the clean trace for it instead of running it.

@@ -77,10 +77,13 @@ class SharedPrefixCache(_Base):
         The runner's attention rule, or ``None``.
     n_layers : int
         Decoder layers (when there is no prefix).
+    device : torch.device | str | None
+        Where the masks go (default: the prefix's device, else the CPU).
     """
 
     def __init__(self, prefix: Sequence[tuple[Tensor, Tensor]], pads: Sequence[int], group: Tensor,
-                 prefix_segs: Tensor, capacity: int, rule: MaskRule | None, n_layers: int) -> None:
+                 prefix_segs: Tensor, capacity: int, rule: MaskRule | None, n_layers: int,
+                 device: torch.device | str | None = None) -> None:
         self.layers = []  # transformers' Cache API: no layer objects of its own
         self.layer_class_to_replicate = None
         self.offloading = False
@@ -90,6 +93,9 @@ class SharedPrefixCache(_Base):
         self.rows = [_index(m) for m in self.members]
         self.n_rows, self.n_layers = len(g), n_layers
         P = prefix[0][0].shape[2] if prefix else 0
+        self.device = torch.device(device) if device is not None else (prefix[0][0].device if prefix else
+                                                                       torch.device("cpu"))
+        self.rows = [r if isinstance(r, slice) else r.to(self.device) for r in self.rows]
         self.lengths = [P - p for p in pads]
         # per layer, per group: views [kv_heads, P_g, head_dim] of the prefill's cache (nothing copied)
         self.prefix = [[(k[i, :, pads[i]:], v[i, :, pads[i]:]) for i in range(G)] for k, v in prefix]
@@ -104,6 +110,8 @@ class SharedPrefixCache(_Base):
             self.inverse = torch.argsort(self.order)
             pad = torch.arange(P)[None] < torch.tensor(self.pads)[:, None]
             self.pad_bias = torch.zeros(G, P).masked_fill_(pad, torch.finfo(torch.float32).min)
+            self.pad_bias, self.order, self.inverse = (t.to(self.device) for t in (self.pad_bias, self.order,
+                                                                                    self.inverse))
         self.capacity = max(int(capacity), 1)
         self.rule = rule
         self.keys: list[Tensor | None] = [None] * n_layers
@@ -159,7 +167,7 @@ class SharedPrefixCache(_Base):
         columns after it); with a mask rule also each group's prefix mask. Checks that the previous forward
         attended every cache update through :func:`shared_prefix_attention`."""
         self.check()
-        dev = self.prefix[0][0][0].device if self.prefix and self.prefix[0] else col_mask.device
+        dev = self.device
         B, S = col_segs.shape
         qs = col_segs[:, S - q_len:]
         allowed = torch.ones(B, q_len, S, dtype=torch.bool) if self.rule is None else self.rule(qs, col_segs).bool()
@@ -169,8 +177,6 @@ class SharedPrefixCache(_Base):
         bias = torch.zeros(B, 1, q_len, S, dtype=torch.float32)
         bias.masked_fill_(~allowed[:, None], torch.finfo(torch.float32).min)
         self.suffix_bias = bias.to(dev)
-        if self.batched and self.pad_bias.device != dev:
-            self.pad_bias, self.order, self.inverse = (t.to(dev) for t in (self.pad_bias, self.order, self.inverse))
         if self.rule is not None:  # per group [rows, q, P] over the padded prefix columns
             for i, rows in enumerate(self.members):
                 segs = self.prefix_segs[i][None].expand(len(rows), -1)
@@ -240,7 +246,7 @@ def shared_prefix_attention(module: torch.nn.Module, query: Tensor, key: Tensor,
     scale = D ** -0.5 if scaling is None else scaling
     q = query.reshape(B, Hk, rep * Q, D)
     s_s = torch.matmul(q, key.transpose(-1, -2)).float().mul_(scale).view(B, Hk, rep, Q, S)
-    s_s += cache.suffix_bias.view(B, 1, 1, Q, S)  # type: ignore[union-attr]
+    s_s += cache.suffix_bias.to(q.device).view(B, 1, 1, Q, S)  # type: ignore[union-attr]  (a device_map: per layer)
     lse_s = torch.logsumexp(s_s, dim=-1)
     p_s = torch.exp(s_s - lse_s[..., None]).view(B, Hk, rep * Q, S)
     out = torch.matmul(p_s.to(value.dtype), value).float()  # [B, Hk, rep*Q, Dv]
@@ -265,12 +271,13 @@ def _prefix_per_group(cache: SharedPrefixCache, layer: int, q: Tensor, rep: int,
     for i, rows in enumerate(cache.rows):
         if cache.lengths[i] == 0:
             continue
+        rows = rows if isinstance(rows, slice) else rows.to(q.device)
         kp, vp = cache.prefix[layer][i]
         n = len(cache.members[i])
         qg = q[rows].transpose(0, 1).reshape(Hk, n * rep * Q, D)
         s = torch.matmul(qg, kp.transpose(-1, -2)).float().mul_(scale).view(Hk, n, rep, Q, -1)
         if cache.prefix_bias[i] is not None:
-            s += cache.prefix_bias[i][None, :, None, :, cache.pads[i]:]  # type: ignore[index]
+            s += cache.prefix_bias[i].to(s.device)[None, :, None, :, cache.pads[i]:]  # type: ignore[union-attr]
         lse = torch.logsumexp(s, dim=-1)
         p = torch.exp(s - lse[..., None]).view(Hk, n * rep * Q, -1)
         o = torch.matmul(p.to(vp.dtype), vp).float().view(Hk, n, rep * Q, Dv)
@@ -286,16 +293,17 @@ def _prefix_batched(cache: SharedPrefixCache, layer: int, q: Tensor, rep: int, Q
     G, P, Dv = kp.shape[0], kp.shape[2], vp.shape[-1]
     B, Hk, _, D = q.shape
     n = B // G
-    qg = q[cache.order].view(G, n, Hk, rep * Q, D).transpose(1, 2).reshape(G, Hk, n * rep * Q, D)
+    order, inverse = cache.order.to(q.device), cache.inverse.to(q.device)
+    qg = q[order].view(G, n, Hk, rep * Q, D).transpose(1, 2).reshape(G, Hk, n * rep * Q, D)
     s = torch.matmul(qg, kp.transpose(-1, -2)).float().mul_(scale).view(G, Hk, n, rep, Q, P)
-    s += cache.pad_bias.view(G, 1, 1, 1, 1, P)
+    s += cache.pad_bias.to(s.device).view(G, 1, 1, 1, 1, P)
     if cache.prefix_bias[0] is not None:
-        s += torch.stack(cache.prefix_bias)[:, None, :, None]  # type: ignore[arg-type]
+        s += torch.stack(cache.prefix_bias).to(s.device)[:, None, :, None]  # type: ignore[arg-type]
     lse = torch.logsumexp(s, dim=-1)  # [G, Hk, n, rep, Q]
     p = torch.exp(s - lse[..., None]).view(G, Hk, n * rep * Q, P)
     o = torch.matmul(p.to(vp.dtype), vp).float().view(G, Hk, n, rep * Q, Dv).transpose(1, 2)
-    o_p = o.reshape(B, Hk, rep * Q, Dv)[cache.inverse]
-    lse_p = lse.transpose(1, 2).reshape(B, Hk, rep, Q)[cache.inverse]
+    o_p = o.reshape(B, Hk, rep * Q, Dv)[inverse]
+    lse_p = lse.transpose(1, 2).reshape(B, Hk, rep, Q)[inverse]
     return o_p, lse_p
 
 
