@@ -2,13 +2,21 @@
 
     python benchmarks/gpu_smoke.py              # one or more GPUs, bf16, < 5 minutes on one H100/H200
     python benchmarks/gpu_smoke.py --tiny       # CPU, a tiny model of the same architecture (CI)
+    python benchmarks/gpu_smoke.py --sweep      # also the sweep: 256 and 1,024 image tokens, M = 8 and 32
+    python benchmarks/gpu_smoke.py --sweep --sweep-tokens 256 1024 4096   # and 4,096 image tokens
 
 Builds Qwen2.5-VL-7B's shapes (hidden 3584, 28 layers, vocabulary 152,064, the 32-block vision tower)
 with random bf16 weights directly on the GPU (several GPUs: sharded with accelerate's device map, as
 ``device_map="auto"`` would), a tokenizer with the Qwen2.5-VL and Mirage special tokens, and a chat
 template. Then times: building the model, ``run`` on N chat-message examples with one image each and
 K latents (open marker forced at the first free step), and ``intervene`` in each mode. Prints the peak
-GPU memory. Exits non-zero on any error.
+GPU memory. With ``--sweep``, the sweep of ``benchmarks/sweep_cache.py`` on this model, Monet-shaped
+(the first latent on the open marker's own slot): ``intervene_many`` in ``propagate`` with the shared and
+the copied prefix cache, M conditions on ``--sweep-examples`` examples, printing wall time, the time spent
+inside the model's forward passes (CUDA events around every top-level forward; their sum is what the
+plain forwards cost, so wall / forwards is the CPU overhead left), the KV cache per example over one
+example's prefix cache (limit 1 + 0.1 M), and the peak memory the call added. Exits non-zero on any
+error.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's latentprobe, not an installed one
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
             "<|video_pad|>", "<|latent_pad|>", "<|latent_start|>", "<|latent_end|>"]
@@ -114,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=int, default=448, help="side in px (448 -> 256 image tokens)")
     ap.add_argument("--answer-tokens", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--sweep", action="store_true", help="also time intervene_many sweeps (shared vs copied cache)")
+    ap.add_argument("--sweep-tokens", type=int, nargs="*", default=[256, 1024], help="image tokens per example")
+    ap.add_argument("--sweep-m", type=int, nargs="*", default=[8, 32], help="conditions per sweep")
+    ap.add_argument("--sweep-examples", type=int, default=2)
     args = ap.parse_args(argv)
     device = "cpu" if args.tiny or not torch.cuda.is_available() else "cuda"
     if args.tiny:
@@ -165,7 +178,91 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<40s} {sec:8.2f} s")
     if device == "cuda":
         print(f"{'peak GPU memory (device 0)':<40s} {torch.cuda.max_memory_allocated(0) / 2**30:8.2f} GiB")
+    if args.sweep:
+        sweep(model, tok, args, device)
     return 0
+
+
+class ForwardClock:
+    """Time inside the model's top-level forward passes: CUDA events (or the CPU clock) around each one."""
+
+    def __init__(self, model: torch.nn.Module, device: str) -> None:
+        self.device, self.spans, self.open = device, [], None
+        self.handles = [model.register_forward_pre_hook(self._start), model.register_forward_hook(self._stop)]
+
+    def _mark(self) -> Any:
+        if self.device == "cuda":
+            e = torch.cuda.Event(enable_timing=True)
+            e.record()
+            return e
+        return time.perf_counter()
+
+    def _start(self, *_: Any) -> None:
+        self.open = self._mark()
+
+    def _stop(self, *_: Any) -> None:
+        self.spans.append((self.open, self._mark()))
+
+    def seconds(self) -> float:
+        for h in self.handles:
+            h.remove()
+        sync()
+        if self.device == "cuda":
+            return sum(a.elapsed_time(b) for a, b in self.spans) / 1e3
+        return sum(b - a for a, b in self.spans)
+
+
+def sweep(model: torch.nn.Module, tok: Any, args: argparse.Namespace, device: str) -> None:
+    """The Monet-shaped sweep: shared vs copied prefix cache, at each image size and M (see the module doc)."""
+    from sweep_cache import image_processor, prefix_bytes, spy_caches
+
+    from latentprobe import Scale, get_preset
+    from latentprobe.engine import ForceOpen, LatentRunner
+    from latentprobe.engine.prefix_cache import cache_nbytes
+
+    spec = get_preset("toy").replace(name="monet-shaped", num_latents=args.latents, first_offset=0)
+    runner = LatentRunner(model, tok, spec, image_processor=image_processor())
+    rng = np.random.default_rng(1)
+    n = args.sweep_examples
+    budget = args.latents + 2 + args.answer_tokens
+    print(f"\nsweep (propagate, Monet-shaped: first latent on the open marker's slot, K={args.latents}, "
+          f"{args.answer_tokens} answer tokens, N={n})")
+    print(f"{'image tokens':>12} {'M':>3} {'cache':>7} {'wall s':>8} {'forwards s':>10} {'wall/fwd':>8} "
+          f"{'KV/prefix':>9} {'limit':>5} {'peak+ GiB':>9}")
+    for n_tok in args.sweep_tokens:
+        side = 28 * max(1, round(n_tok ** 0.5))
+        msgs = [[{"role": "user", "content": [{"type": "image", "image": rng.integers(0, 256, (side, side, 3),
+                                                                                       dtype=np.uint8)},
+                                              {"type": "text", "text": "what colour is the circle ?"}]}]
+                for _ in range(n)]
+        lens = {i: len(tok(tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True),
+                           add_special_tokens=False)["input_ids"]) - 1 + (side // 28) ** 2 for i, m in enumerate(msgs)}
+        proc = ForceOpen.for_runner(runner, prompt_lens=lens)
+        trace = runner.run(msgs, max_new_tokens=budget, logits_processor=proc, batch_size=n, progress=False)
+        prefix = prefix_bytes(model, int(trace[0].latent_positions[0]))
+        for m in args.sweep_m:
+            conds = {f"s{i}": Scale(0.5 + 0.1 * i) for i in range(m)}
+            for how in ("copied", "shared"):
+                kept: list = []
+                undo = spy_caches(kept)
+                clock = ForwardClock(model, device)
+                if device == "cuda":
+                    sync()
+                    torch.cuda.reset_peak_memory_stats()
+                    before = torch.cuda.memory_allocated()
+                t0 = time.perf_counter()
+                try:
+                    runner.intervene_many(trace, conds, mode="propagate", logits_processor=proc, progress=False,
+                                          max_batch=max(64, m * n), prefix_cache=how)
+                    sync()
+                finally:
+                    undo()
+                wall, fwd = time.perf_counter() - t0, clock.seconds()
+                kv = max(cache_nbytes(p.cache) / (len(p.n_real) // m) for p in kept) / prefix
+                peak = (torch.cuda.max_memory_allocated() - before) / 2**30 if device == "cuda" else float("nan")
+                print(f"{n_tok:>12} {m:>3} {how:>7} {wall:8.2f} {fwd:10.2f} {wall / fwd:8.2f} {kv:9.2f} "
+                      f"{1 + 0.1 * m:5.1f} {peak:9.2f}")
+                del kept
 
 
 if __name__ == "__main__":

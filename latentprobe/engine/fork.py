@@ -22,6 +22,7 @@ from torch import Tensor
 
 from latentprobe.engine.forward import new_cache
 from latentprobe.engine.loop import Decoder, Gathered, _Prefill
+from latentprobe.engine.prefix_cache import SharedPrefixCache, attached
 from latentprobe.engine.rows import Row
 from latentprobe.trace import Segment
 
@@ -66,8 +67,19 @@ def _patched_slots(r: Row) -> list[int]:
         p for at in r.position_patches.values() for p in at] + ([] if r.prefix_cut is None else [r.prefix_cut])
 
 
+def _common(a: list[int], b: list[int], n: int) -> int:
+    """Leading positions (at most ``n``) where lists ``a`` and ``b`` agree (one C-level comparison when equal)."""
+    if a[:n] == b[:n]:
+        return n
+    diff = torch.tensor(a[:n]) != torch.tensor(b[:n])
+    return int(diff.to(torch.uint8).argmax())
+
+
 def shared_length(rows: Sequence[Row]) -> int:
     """How many leading positions all ``rows`` feed identically (at most the shortest row's length).
+
+    Ids and segments are compared a whole row at a time; vectors only at the latent slots inside the
+    common ids.
 
     Parameters
     ----------
@@ -82,35 +94,50 @@ def shared_length(rows: Sequence[Row]) -> int:
     first = rows[0]
     for r in rows:
         n = min([n] + _patched_slots(r))
-    for p in range(n):
-        if any(r.ids[p] != first.ids[p] or r.segs[p] != first.segs[p] or not _same(r.z_at.get(p), first.z_at.get(p))
-               for r in rows[1:]):
-            return p
-    return max(n, 0)
+    n = max(n, 0)
+    for r in rows[1:]:
+        n = min(n, _common(r.ids, first.ids, n), _common(r.segs, first.segs, n))
+    for r in rows[1:]:
+        for p in sorted(set(r.z_at) | set(first.z_at)):
+            if p >= n:
+                break
+            if not _same(r.z_at.get(p), first.z_at.get(p)):
+                n = p
+                break
+    return n
 
 
 def _positions(dec: Decoder, rows: list[Row]) -> tuple[list[Tensor], Tensor | None]:
-    """Each row's positions over its full sequence (``[T]``, or ``[3, T]`` for 3-D rotary) and rope deltas."""
+    """Each row's positions over its full sequence (``[T]``, or ``[3, T]`` for 3-D rotary) and rope deltas.
+
+    3-D positions are computed once per distinct row (same ids, segments, latent slots and image grid: the
+    conditions of one example usually are) and shared by its copies."""
     if not dec.parts.is_vlm:
         return [torch.arange(len(r.ids)) for r in rows], None
-    B, T = len(rows), max(len(r.ids) for r in rows)
+    keys: dict[Any, int] = {}
+    which = []
+    for r in rows:
+        grid = None if r.grid_thw is None else (id(r.grid_thw), tuple(r.grid_thw.flatten().tolist()))
+        which.append(keys.setdefault((tuple(r.ids), tuple(r.segs), tuple(sorted(r.z_at)), grid), len(keys)))
+    uniq = [rows[which.index(u)] for u in range(len(keys))]
+    B, T = len(uniq), max(len(r.ids) for r in uniq)
     ids = torch.full((B, T), dec.rspec.pad_id, dtype=torch.long)
     mask = torch.zeros((B, T), dtype=torch.long)
     tt = torch.zeros((B, T), dtype=torch.long)
-    for b, r in enumerate(rows):
+    for b, r in enumerate(uniq):
         off = T - len(r.ids)
         rid = torch.tensor(r.ids, dtype=torch.long)
-        for p in r.z_at:
-            rid[p] = dec.rspec.placeholder_id
+        if r.z_at:
+            rid[torch.tensor(list(r.z_at), dtype=torch.long)] = dec.rspec.placeholder_id
         ids[b, off:] = rid
         mask[b, off:] = 1
-        tt[b, off:] = torch.tensor([1 if s == Segment.IMAGE else 0 for s in r.segs])
-    grids = [r.grid_thw for r in rows if r.grid_thw is not None]
+        tt[b, off:] = (torch.tensor(r.segs, dtype=torch.long) == Segment.IMAGE).long()
+    grids = [r.grid_thw for r in uniq if r.grid_thw is not None]
     grid = torch.cat(grids).to(dec.device) if grids else None
     with torch.no_grad():
         pos, deltas = dec.parts.rope_index(ids.to(dec.device), tt.to(dec.device), grid, mask.to(dec.device))
-    pos = pos.cpu()
-    return [pos[:, b, T - len(r.ids):] for b, r in enumerate(rows)], deltas.reshape(B).cpu()
+    pos, deltas = pos.cpu(), deltas.reshape(B).cpu()
+    return [pos[:, u, T - len(r.ids):] for u, r in zip(which, rows)], deltas[torch.tensor(which, dtype=torch.long)]
 
 
 def _embed(dec: Decoder, rows: list[Row], spans: list[tuple[int, int]], positions: list[Tensor]
@@ -127,8 +154,11 @@ def _embed(dec: Decoder, rows: list[Row], spans: list[tuple[int, int]], position
     for b, (r, (s, e)) in enumerate(zip(rows, spans)):
         off = W - (e - s)
         pads.append(off)
-        ids[b, off:] = torch.tensor([dec.rspec.placeholder_id if p in r.z_at else r.ids[p] for p in range(s, e)],
-                                    dtype=torch.long)
+        rid = torch.tensor(r.ids[s:e], dtype=torch.long)
+        slots = [p - s for p in r.z_at if s <= p < e]
+        if slots:
+            rid[torch.tensor(slots, dtype=torch.long)] = dec.rspec.placeholder_id
+        ids[b, off:] = rid
         segs[b, off:] = torch.tensor(r.segs[s:e])
         valid[b, off:] = 1
         if three:
@@ -139,12 +169,11 @@ def _embed(dec: Decoder, rows: list[Row], spans: list[tuple[int, int]], position
         embeds = dec.parts.embed(ids.to(dec.device)).clone()
     for b, (r, (s, e)) in enumerate(zip(rows, spans)):
         off = pads[b] - s
-        if r.image_embeds is not None:
-            img_pos = [p for p, sg in enumerate(r.segs) if sg == Segment.IMAGE]
-            sel = [k for k, p in enumerate(img_pos) if s <= p < e]
-            if sel:
-                cols = torch.tensor([img_pos[k] + off for k in sel], device=embeds.device)
-                embeds[b, cols] = r.image_embeds[sel].to(embeds.device, embeds.dtype)
+        if r.image_embeds is not None and Segment.IMAGE in r.segs[s:e]:
+            first = r.segs[:s].count(Segment.IMAGE)  # image features before the span
+            cols = (segs[b, pads[b]:] == Segment.IMAGE).nonzero()[:, 0]
+            embeds[b, (cols + pads[b]).to(embeds.device)] = r.image_embeds[first:first + len(cols)].to(
+                embeds.device, embeds.dtype)
         for p, z in r.z_at.items():
             if s <= p < e:
                 embeds[b, p + off] = z.to(dec.device, embeds.dtype)
@@ -163,10 +192,17 @@ def _gather_args(want: list[list[int]], read: list[list[int]], col: Any) -> tupl
 
 
 def prefill_shared(dec: Decoder, rows: list[Row], group: Sequence[Any],
-                   gather_extra: Sequence[Sequence[int]] | None = None, read_logits: bool = True) -> _Prefill:
+                   gather_extra: Sequence[Sequence[int]] | None = None, read_logits: bool = True,
+                   shared: bool = False, budget: int = 0) -> _Prefill:
     """Prefill ``rows`` (``group[i]``: row ``i``'s group) with one shared prefix per group, and return the
     loop's start state, as :meth:`Decoder._prefill` does for the rows prefilled one by one (``gather_extra``:
     positions gathered too, their logits read unless ``read_logits=False``).
+
+    With ``shared=False`` the prefix's cache is copied once per row (:func:`fork_cache`, transformers'
+    ``DynamicCache``: the reference). With ``shared=True`` every row attends to its group's one copy
+    (:class:`~latentprobe.engine.prefix_cache.SharedPrefixCache`, its suffix blocks preallocated for the rest
+    of the prefix and ``budget`` decode steps); the returned column segments and mask then cover the
+    suffix columns only.
 
     Parameters
     ----------
@@ -180,6 +216,10 @@ def prefill_shared(dec: Decoder, rows: list[Row], group: Sequence[Any],
         Per row, further positions to gather.
     read_logits : bool
         Read the logits at the gathered positions.
+    shared : bool
+        One copy of each group's prefix cache, attended by all its rows (``False``: one copy per row).
+    budget : int
+        ``shared`` only: decode steps to preallocate the suffix blocks for.
 
     Returns
     -------
@@ -188,14 +228,14 @@ def prefill_shared(dec: Decoder, rows: list[Row], group: Sequence[Any],
     """
     keys = list(dict.fromkeys(group))
     members = {k: [i for i, g in enumerate(group) if g == k] for k in keys}
-    shared = {k: shared_length([rows[i] for i in members[k]]) for k in keys}
+    common = {k: shared_length([rows[i] for i in members[k]]) for k in keys}
     want, read = dec._wanted(rows, None, gather_extra, read_logits)
     positions, deltas = _positions(dec, rows)
     # 1. one prefix per group (its first row's first positions), gathering what any of its rows reads there
     heads = [rows[members[k][0]] for k in keys]
-    p_spans = [(0, shared[k]) for k in keys]
-    p_want = [sorted({p for i in members[k] for p in want[i] if p < shared[k]}) for k in keys]
-    p_read = [sorted({p for i in members[k] for p in read[i] if p < shared[k]}) for k in keys]
+    p_spans = [(0, common[k]) for k in keys]
+    p_want = [sorted({p for i in members[k] for p in want[i] if p < common[k]}) for k in keys]
+    p_read = [sorted({p for i in members[k] for p in read[i] if p < common[k]}) for k in keys]
     cache = new_cache(dec.model)
     g_pre: list[dict[int, Gathered]] = [{} for _ in keys]
     out = None
@@ -203,7 +243,7 @@ def prefill_shared(dec: Decoder, rows: list[Row], group: Sequence[Any],
         embeds, segs, valid, pos, pads = _embed(dec, heads, p_spans, [positions[members[k][0]] for k in keys])
         gather, logits_at = _gather_args(p_want, p_read, lambda b, p: p + pads[b])
         out = dec.forward(embeds, dec.attention(segs, valid, segs.shape[1]), pos.to(dec.device), cache, gather, [],
-                          layers=dec.capture_layers, logits_at=logits_at)
+                          layers=dec.capture_layers, logits_at=logits_at, untraced=True)
         g_pre = dec.gathered_from(out, p_want, p_read)
     else:
         segs = torch.zeros((len(keys), 0), dtype=torch.long)
@@ -213,12 +253,19 @@ def prefill_shared(dec: Decoder, rows: list[Row], group: Sequence[Any],
     gi = torch.tensor([keys.index(g) for g in group], dtype=torch.long)
     h_last, logits_last = (out.h_last[gi.to(out.h_last.device)], out.logits_last[gi.to(out.logits_last.device)]) \
         if max(e for _, e in p_spans) > 0 else (None, None)
-    if cache.get_seq_length() > 0:
-        cache = fork_cache(cache, gi.to(dec.device))
-    spans = [(shared[g], len(r.ids)) for r, g in zip(rows, group)]
-    col_segs, col_mask = segs[gi], valid[gi]
+    spans = [(common[g], len(r.ids)) for r, g in zip(rows, group)]
+    width = max(e - s for s, e in spans)
+    if shared:
+        layers = [(la.keys, la.values) for la in cache.layers] if cache.get_seq_length() > 0 else []
+        cache = SharedPrefixCache(layers, [segs.shape[1] - e for _, e in p_spans], gi, segs, width + budget,
+                                  dec.mask_rule, dec.parts.n_layers, dec.device)
+        col_segs, col_mask = segs[gi][:, :0], valid[gi][:, :0]
+    else:
+        if cache.get_seq_length() > 0:
+            cache = fork_cache(cache, gi.to(dec.device))
+        col_segs, col_mask = segs[gi], valid[gi]
     g_rest: list[dict[int, Gathered]] = [{} for _ in rows]
-    if max(e - s for s, e in spans) > 0:
+    if width > 0:
         embeds, c_segs, c_valid, pos, pads = _embed(dec, rows, spans, positions)
         col_segs = torch.cat([col_segs, c_segs], dim=1)
         col_mask = torch.cat([col_mask, c_valid], dim=1)
@@ -226,8 +273,9 @@ def prefill_shared(dec: Decoder, rows: list[Row], group: Sequence[Any],
         s_read = [[p for p in read[i] if p >= spans[i][0]] for i in range(len(rows))]
         gather, logits_at = _gather_args(s_want, s_read, lambda b, p: p - spans[b][0] + pads[b])
         patches = dec._prefix_patches(rows, [pads[b] - spans[b][0] for b in range(len(rows))])
-        out = dec.forward(embeds, dec.attention(col_segs, col_mask, embeds.shape[1]), pos.to(dec.device), cache,
-                          gather, patches, layers=dec.capture_layers, logits_at=logits_at)
+        with attached(cache, dec.parts.layers):
+            out = dec.forward(embeds, dec.attention(col_segs, col_mask, embeds.shape[1], cache), pos.to(dec.device),
+                              cache, gather, patches, layers=dec.capture_layers, logits_at=logits_at, untraced=True)
         g_rest = dec.gathered_from(out, s_want, s_read)
         rest = [i for i, (s, e) in enumerate(spans) if e > s]
         if len(rest) == len(rows):

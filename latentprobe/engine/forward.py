@@ -124,9 +124,10 @@ class TracedForward:
     with ``gather=(rows, cols)`` also the residual layers ``layers`` (default all; 0 = input of
     decoder layer 0, ``i`` = output of decoder layer ``i-1``) and the norm output at those
     positions, and with ``logits_at=(rows, cols)`` the logits there. Layer patches rewrite
-    decoder-layer outputs at their (rows, cols) before later layers read them. With ``untraced=True``
-    (the caller records none of this step's outputs), a step that gathers and patches nothing runs the
-    model outside nnsight: every capture and patch goes through nnsight. With ``logits=False``
+    decoder-layer outputs at their (rows, cols) before later layers read them. With ``untraced=True``,
+    a forward that gathers, patches and reads no gathered logits runs the model outside nnsight (the last
+    position's final-norm output read by a forward hook, the same tensor): every capture and patch goes
+    through nnsight. With ``logits=False``
     (a decode step where no token is chosen) the LM head runs on no position and ``logits_last`` is
     ``None``.
 

@@ -129,8 +129,12 @@ class Decoder:
             pos = (mask.cumsum(-1) - 1).clamp(min=0)
         return embeds, mask, pos.to(self.device), offsets, deltas
 
-    def attention(self, col_segs: Int[Tensor, "b t"], col_mask: Int[Tensor, "b t"], q_len: int) -> Tensor:
-        """2-D padding mask, or a 4-D additive mask when a mask rule is set."""
+    def attention(self, col_segs: Int[Tensor, "b t"], col_mask: Int[Tensor, "b t"], q_len: int,
+                  cache: Any = None) -> Tensor:
+        """2-D padding mask, or a 4-D additive mask when a mask rule is set; a shared-prefix cache makes its own
+        (over its suffix columns: :meth:`~latentprobe.engine.prefix_cache.SharedPrefixCache.step_mask`)."""
+        if hasattr(cache, "step_mask"):
+            return cache.step_mask(col_segs, col_mask, q_len)
         if self.mask_rule is None:
             return col_mask.to(self.device)
         return segment_attention_mask(col_segs, col_mask, q_len, self.mask_rule, self.dtype).to(self.device)
@@ -323,15 +327,6 @@ class Decoder:
                 for b, r in enumerate(rows)]
         return near, need
 
-    def _may_record(self, rows: list[Row], segs: Tensor) -> bool:
-        """Whether a step's output may be recorded (a latent's source h): some row fed an open marker or is
-        in latent mode, or the spec may open with a latent on the open marker's own slot (Monet)."""
-        spec = self.rspec.spec
-        if spec.open_mode == "emitted" and spec.first_offset == 0:
-            return True
-        return any(r.end is None and (int(segs[b]) in (Segment.OPEN, Segment.LATENT)
-                                      or r.state.mode is ProtocolMode.LATENT) for b, r in enumerate(rows))
-
     def _all_end(self, rows: list[Row], cfg: GenerationConfig, near: list[bool]) -> bool:
         """Whether every unfinished row ends at its next step without choosing a token; if so they are ended."""
         ends = []
@@ -443,9 +438,10 @@ class Decoder:
             near, need = self._reads(rows, cfg, h_last if h_prev is not None else None)
             if not latent_rows and not any(need) and self._all_end(rows, cfg, near):
                 return  # the forward's outputs would never be read: every row ends at the next step
-            out = self.forward(emb, self.attention(col_segs, col_mask, 1), pos.to(self.device), cache, gather,
+            # traced only where a latent is captured or patched; a plain step's last output is read by a hook
+            out = self.forward(emb, self.attention(col_segs, col_mask, 1, cache), pos.to(self.device), cache, gather,
                                patches, layers=self.capture_layers, logits=any(need) or self.head is not None,
-                               untraced=not self._may_record(rows, feed_seg))
+                               untraced=True)
             if latent_rows:
                 res = self.keep(out.residuals)  # one move per step
                 for k, b in enumerate(latent_rows):

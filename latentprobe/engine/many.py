@@ -3,8 +3,9 @@
 
 Every condition's rows are built exactly as :meth:`~latentprobe.engine.runner.LatentRunner.intervene`
 builds them; the rows of one example (one per condition) share the prefill of their common prefix
-(:mod:`latentprobe.engine.fork`), and all conditions x examples of a chunk run as one batch of the
-decode loop. Draws are keyed by ``(seed, example id, position)``, so batching changes no draw.
+(:mod:`latentprobe.engine.fork`) and, by default, one copy of its KV cache
+(:mod:`latentprobe.engine.prefix_cache`), and all conditions x examples of a chunk run as one batch of
+the decode loop. Draws are keyed by ``(seed, example id, position)``, so batching changes no draw.
 
 The no-op control of a mode equals the clean trace when nothing differs from the run that recorded
 it (:func:`control_is_clean`); the sweep then returns the clean trace for it instead of running it.
@@ -20,6 +21,7 @@ from latentprobe.engine import modes
 from latentprobe.engine.fork import prefill_shared
 from latentprobe.engine.loop import Decoder, GenerationConfig, LogitsProcessor
 from latentprobe.engine.patching import InterventionMode
+from latentprobe.engine.prefix_cache import attached, supports_shared
 from latentprobe.engine.rows import Row
 from latentprobe.errors import InputError
 from latentprobe.trace import ExampleTrace, LatentTrace
@@ -28,7 +30,11 @@ from latentprobe.validate import positive_int
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["control_is_clean", "check_max_batch", "run_many", "clean_as_control"]
+__all__ = ["control_is_clean", "check_max_batch", "check_prefix_cache", "run_many", "clean_as_control",
+           "PREFIX_CACHES"]
+
+#: How a sweep holds each example's prefix cache (``run_many(prefix_cache=...)``).
+PREFIX_CACHES = ("shared", "copied")
 
 
 def control_is_clean(trace: LatentTrace, mode: InterventionMode, cfg: GenerationConfig,
@@ -84,6 +90,19 @@ def _chunks(n_examples: int, n_conditions: int, max_batch: int) -> Iterator[tupl
                 yield exs, list(range(c0, min(c0 + max_batch, n_conditions)))
 
 
+def check_prefix_cache(prefix_cache: object) -> None:
+    """Refuse a ``prefix_cache`` other than ``"shared"`` or ``"copied"`` (:class:`~latentprobe.errors.InputError`).
+
+    Parameters
+    ----------
+    prefix_cache : Any
+        What was given.
+    """
+    if prefix_cache not in PREFIX_CACHES:
+        raise InputError(f"prefix_cache={prefix_cache!r}: give one of {PREFIX_CACHES} ('shared': one copy of each "
+                         "example's prefix cache for all conditions; 'copied': one copy per condition).")
+
+
 def check_max_batch(max_batch: object) -> None:
     """Refuse a ``max_batch`` that is not a positive integer (:class:`~latentprobe.errors.InputError`).
 
@@ -98,7 +117,7 @@ def check_max_batch(max_batch: object) -> None:
 def run_many(dec: Decoder, tokenizer: PreTrainedTokenizerBase, examples: Sequence[ExampleTrace], chosen: list[list[int]],
              fns: list[Any], layers: tuple[int, ...], mode: InterventionMode, cfg: GenerationConfig,
              processor: LogitsProcessor | None, drop: bool, max_batch: int,
-             progress: bool = False) -> list[list[ExampleTrace]]:
+             progress: bool = False, prefix_cache: str = "shared") -> list[list[ExampleTrace]]:
     """Run every intervention of ``fns`` (``None``: a control) on every example; ``out[c][i]`` is condition
     ``c`` on example ``i`` (a progress bar over the batches with ``progress``).
 
@@ -128,6 +147,10 @@ def run_many(dec: Decoder, tokenizer: PreTrainedTokenizerBase, examples: Sequenc
         Rows (conditions x examples) per forward pass.
     progress : bool
         Show a progress bar.
+    prefix_cache : str
+        ``"shared"``: each example's prefix cache stored once, every condition attending to it
+        (:mod:`latentprobe.engine.prefix_cache`; models whose attention cannot run on it fall back to
+        ``"copied"``); ``"copied"``: one copy per condition (transformers' ``DynamicCache``, the reference).
 
     Returns
     -------
@@ -137,6 +160,8 @@ def run_many(dec: Decoder, tokenizer: PreTrainedTokenizerBase, examples: Sequenc
     from tqdm.auto import tqdm
 
     check_max_batch(max_batch)
+    check_prefix_cache(prefix_cache)
+    shared = prefix_cache == "shared" and supports_shared(dec.parts.layers)
     out: list[list[ExampleTrace | None]] = [[None] * len(examples) for _ in fns]
     chunks = list(_chunks(len(examples), len(fns), max_batch))
     for ex_idx, cond_idx in tqdm(chunks, desc=f"{mode.value} x{len(fns)}", unit="batch", leave=False,
@@ -157,9 +182,12 @@ def run_many(dec: Decoder, tokenizer: PreTrainedTokenizerBase, examples: Sequenc
             rows += rs
             extra += ex
             group += ex_idx
-        pre = prefill_shared(dec, rows, group, gather_extra=extra, read_logits=mode is InterventionMode.REPLAY)
+        budget = 0 if mode is InterventionMode.REPLAY else 2 + max(cfg.max_new_tokens - r.budget_used() for r in rows)
+        pre = prefill_shared(dec, rows, group, gather_extra=extra, read_logits=mode is InterventionMode.REPLAY,
+                             shared=shared, budget=budget)
         if mode is not InterventionMode.REPLAY:
-            dec._decode(rows, cfg, processor, pre)
+            with attached(pre.cache, dec.parts.layers):
+                dec._decode(rows, cfg, processor, pre)
         for c, start, n in spans:
             rs, gs = rows[start:start + n], pre.gathered[start:start + n]
             done = (modes.replay_finish(dec, tokenizer, exs, rs, gs) if mode is InterventionMode.REPLAY

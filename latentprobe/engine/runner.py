@@ -353,13 +353,14 @@ class LatentRunner(Summarized):
                        mode: str | InterventionMode = "replay", max_new_tokens: int | None = None,
                        max_batch: int = 64, drop_latents: bool = False,
                        logits_processor: LogitsProcessor | None = None, seed: int | None = None,
-                       control: str | None = None, progress: bool = True) -> dict[str, LatentTrace]:
+                       control: str | None = None, progress: bool = True,
+                       prefix_cache: str = "shared") -> dict[str, LatentTrace]:
         """Run several interventions on ``trace`` at once: one result per name, each equal to ``intervene``'s.
 
-        Each example's prefix up to its first changed position is prefilled once and its KV cache
-        copied per condition; all conditions x examples then decode as one batch (chunked to
-        ``max_batch`` rows, whole examples per chunk). Results match running every condition on its
-        own with :meth:`intervene` (same latents and answers; log-probabilities to float precision).
+        Each example's prefix up to its first changed position is prefilled once, its KV cache shared by
+        every condition; all conditions x examples then decode as one batch (``max_batch`` rows, whole
+        examples per chunk). Results match each condition run alone with :meth:`intervene` (same latents
+        and answers; log-probabilities to float precision).
 
         Parameters
         ----------
@@ -372,12 +373,13 @@ class LatentRunner(Summarized):
         control:
             Also return the no-op control under this name. When it provably equals the clean trace
             (:func:`latentprobe.engine.many.control_is_clean`: greedy propagate or redecode of a plain run on a
-            float32/float64 model,
-            same budget, no logits processor) the clean trace is returned for it, its config saying
-            ``"control": "clean_trace"``, and nothing is run for it; otherwise it is run
-            (``"control": "run"``).
+            float32/float64 model, same budget, no logits processor) the clean trace is returned for it, its
+            config saying ``"control": "clean_trace"``, and nothing is run; otherwise it is run (``"run"``).
         progress:
             A progress bar over the batches (when there is more than one).
+        prefix_cache:
+            ``"shared"`` (default): one copy of each example's prefix KV cache, attended by every condition
+            (:mod:`latentprobe.engine.prefix_cache`); ``"copied"``: a copy per condition (the reference).
         trace : LatentTrace
             As in :meth:`intervene`.
 
@@ -389,8 +391,7 @@ class LatentRunner(Summarized):
         Raises
         ------
         InputError
-            ``interventions`` is not a dict, ``control`` names one of them, or ``max_batch`` is not a positive
-            integer.
+            ``interventions`` is not a dict, ``control`` names one, ``max_batch`` or ``prefix_cache`` is invalid.
 
         Examples
         --------
@@ -409,7 +410,7 @@ class LatentRunner(Summarized):
         if not isinstance(interventions, Mapping):
             raise InputError(f"interventions={type(interventions).__name__}: give a dict {{name: intervention}} "
                              "(None as a value is a no-op control).")
-        many.check_max_batch(max_batch)
+        many.check_max_batch(max_batch), many.check_prefix_cache(prefix_cache)
         names = list(interventions)
         if control is not None and control in interventions:
             raise InputError(f"control={control!r} is also the name of an intervention; name the control otherwise.")
@@ -427,7 +428,7 @@ class LatentRunner(Summarized):
         if not fns:
             return {control: many.clean_as_control(trace, config(None))} if control is not None else {}
         results = many.run_many(self._decoder, self.tokenizer, trace.examples, chosen, fns, layers_t, imode, cfg,
-                                logits_processor, drop_latents, max_batch, progress)
+                                logits_processor, drop_latents, max_batch, progress, prefix_cache)
         out = {n: LatentTrace(tuple(res), trace.spec, config(fn)) for n, fn, res in zip(names, fns, results)}
         if control is not None:
             out[control] = (many.clean_as_control(trace, config(None)) if clean else

@@ -17,3 +17,17 @@ def test_gpu_smoke_tiny(capsys):
     for line in ("load", "run (3 examples, K=3)", "intervene replay", "intervene propagate", "intervene redecode"):
         assert line in out
     assert "trace dtype torch.bfloat16" in out
+
+
+def test_gpu_smoke_tiny_sweep(capsys):
+    """The sweep section: shared and copied caches at each M, the shared one within its memory limit."""
+    spec = importlib.util.spec_from_file_location("gpu_smoke", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--tiny", "-n", "1", "-k", "3", "--answer-tokens", "2", "--sweep", "--sweep-tokens", "16",
+                     "--sweep-m", "2", "6", "--sweep-examples", "2"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.split()[:1] == ["16"]]
+    assert [(r[1], r[2]) for r in rows] == [("2", "copied"), ("2", "shared"), ("6", "copied"), ("6", "shared")]
+    kv = {(r[1], r[2]): float(r[6]) for r in rows}
+    assert kv[("6", "shared")] < kv[("6", "copied")]
+    assert all(float(r[3]) >= float(r[4]) > 0 for r in rows)  # wall time covers the forwards

@@ -33,12 +33,17 @@ def _same(a, b, mode):
 @pytest.mark.parametrize("mode", ["replay", "propagate", "redecode"])
 @pytest.mark.parametrize("where", [dict(), dict(steps=[1, 2], layers=[0, 2])], ids=["all", "subset"])
 def test_many_equals_each_condition_alone(case, base, mode, where):
+    """The shared prefix cache (the default) and the copied one (the reference) both equal each condition
+    run alone, so they equal each other."""
     conds = _conditions(base)
     many = case.runner.intervene_many(base, conds, mode=mode, logits_processor=case.processor(), **where)
-    assert list(many) == list(conds)
+    copied = case.runner.intervene_many(base, conds, mode=mode, logits_processor=case.processor(),
+                                        prefix_cache="copied", **where)
+    assert list(many) == list(conds) == list(copied)
     for name, fn in conds.items():
         one = case.intervene(base, fn, mode=mode, **where)
         _same(one, many[name], mode)
+        _same(copied[name], many[name], mode)
         assert many[name].config == one.config
 
 
@@ -136,3 +141,38 @@ def test_shared_length_stops_at_the_first_difference(case, base):
     assert shared_length(rows[1:]) == pos[3]
     patched = modes.resume_rows(dec, e, [[1]], (2,), iv.Zero(), InterventionMode.REDECODE, False)[0]
     assert shared_length([rows[1], patched]) == pos[1]
+
+
+def test_shared_length_compares_ids_and_segments_at_once(case, base):
+    import copy
+
+    from latentprobe.engine import modes
+    from latentprobe.engine.patching import InterventionMode
+
+    dec, e = case.runner._decoder, base.examples[:1]
+    rows = [modes.resume_rows(dec, e, [[2]], (0,), None, InterventionMode.REDECODE, False)[0] for _ in range(2)]
+    full = shared_length(rows)
+    assert full == len(rows[0].ids)
+    for p, what in ((3, "ids"), (5, "segs")):
+        other = copy.copy(rows[1])
+        setattr(other, what, list(getattr(rows[1], what)))
+        getattr(other, what)[p] += 1
+        assert shared_length([rows[0], other]) == p
+        assert shared_length([rows[0], rows[0], other]) == p
+
+
+def test_positions_computed_once_per_distinct_row_equal_each_row_alone(case, base):
+    """Rows of one example under several conditions share their 3-D rotary positions; each equals what the
+    row gets on its own (and rows of different examples keep their own)."""
+    from latentprobe.engine import modes
+    from latentprobe.engine.fork import _positions
+    from latentprobe.engine.patching import InterventionMode
+
+    dec = case.runner._decoder
+    rows = [r for s in (1, 2) for r in modes.resume_rows(dec, list(base.examples), [[s]] * len(base), (0,),
+                                                          iv.Zero(), InterventionMode.REDECODE, False)]
+    pos, deltas = _positions(dec, rows)
+    for b, r in enumerate(rows):
+        one, d1 = _positions(dec, [r])
+        assert torch.equal(pos[b], one[0])
+        assert (deltas is None and d1 is None) or int(deltas[b]) == int(d1[0])
