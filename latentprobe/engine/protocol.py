@@ -435,6 +435,8 @@ def step(rspec: ResolvedSpec, state: ProtocolState, d: Decision) -> tuple[Action
         if spec.mediator == "text":
             if k < spec.num_latents:
                 tok = _token(d, state)
+                if spec.latent_eos == "end" and rspec.is_eos(tok):  # plain generate: an eos ends it anywhere
+                    return End(EndReason.EOS), state
                 if not (tok == rspec.close_id and k >= spec.min_latents):
                     return FeedTextLatent(tok), _fed_latent(state)
             return _close(rspec, state)
