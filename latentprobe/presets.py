@@ -236,3 +236,17 @@ register_preset(LatentSpec(
           "paper's figure as <think_image>...</think_image> text; with a checkpoint that writes other markers, "
           "override open_token/close_token (get_preset('capimagine', open_token=..., close_token=...)).",
 ))
+register_preset(LatentSpec(
+    name="plain", base="any causal LM or Qwen2.5-VL", open_mode="none", open_token=None, close_token=None,
+    num_latents=10, first_offset=1, stop="end_token", min_latents=0, slot_policy="none", projection="identity",
+    max_segments=1, mediator="text", latent_budget="stop", latent_eos="end",
+    prompt=PromptConventions(
+        add_generation_prompt=True, content_order="image_first",
+        notes="the checkpoint's chat template with the generation prompt (a model without one: the plain text); a "
+              "chain-of-thought instruction goes in the question (a study's [prompt] template) or system_prompt."),
+    notes="No latent protocol: ordinary generation, nothing forced. The first num_latents generated tokens are "
+          "recorded like latents (z = their embeddings, h_src = the output that chose each one, per-layer residuals "
+          "at their positions), so a text chain of thought gives the baseline curve of the latent analyses and the "
+          "model can serve as a second model; the answer is the whole generated text. Change K with "
+          "get_preset('plain', num_latents=...).",
+))
