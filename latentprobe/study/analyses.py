@@ -98,6 +98,8 @@ def make_context(study: Study, model: StudyModel | None, data: StudyData, *, pro
         hooks = toy_hooks(model.toy)
     elif toy:
         hooks = {"random_runner": _needs_model, "derived_inputs": _needs_model}
+    if model is not None:
+        hooks = {**hooks, "baseline_runner": _baseline_loader(study)}
     processor = None
     if model is not None and g.open == "force":
         processor = force_open(model.runner)
@@ -106,6 +108,24 @@ def make_context(study: Study, model: StudyModel | None, data: StudyData, *, pro
                    scorer=g.scorer, progress=progress, is_toy=toy, capture_positions="image" if toy else None,
                    generation="published" if g.published else None, hooks=hooks, where=str(study.path),
                    logits_processor=processor)
+
+
+def _baseline_loader(study: Study) -> Any:
+    """``f(source, preset, num_latents) -> LatentRunner``: a second model, resolved and loaded as ``[model]`` is
+    (a relative folder starts at the study file's folder; a toy source keeps its own protocol)."""
+    def load(source: str, preset: str | None, num_latents: int | None) -> Any:
+        from latentprobe.study.config import ModelConfig
+        from latentprobe.study.models import build_model
+        from latentprobe.study.sources import resolve_source
+
+        if source.startswith("toy:"):
+            return build_model(ModelConfig(source=source), where=str(study.path)).runner
+        resolved, problem = resolve_source(source, study.path.parent)
+        if problem is not None:
+            raise StudyError(f"{study.path}: [analyses.latent_similarity] baseline: {problem}")
+        return build_model(ModelConfig(source=resolved, preset=preset, num_latents=num_latents),
+                           where=str(study.path)).runner
+    return load
 
 
 def force_open(runner: LatentRunner) -> ForceOpen:
