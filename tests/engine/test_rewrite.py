@@ -104,3 +104,25 @@ def test_a_latent_model_is_refused(tmp_path):
     path.write_text("".join(json.dumps({"example_id": e.example_id, "rewrite": "red"}) + "\n" for e in trace))
     with pytest.raises(InterventionError, match="mediator='latent'"):
         rewrite_spans(runner, trace, RewriteSpan(path), progress=False)
+
+
+def test_directed_rewrites_flip_the_answers_that_read_the_caption_and_the_placebo_flips_none():
+    """The shipped rewrite file of the toy twin (examples/studies/paper/toy/make_rewrites.py): on count questions
+    (the text toy answers them from its caption) the directed rewrite flips >= 80% of the answers; the
+    same-length placebo flips <= 5% of all answers. (The text toy answers colour questions from the image: a
+    wrong-colour caption flipped none of 125 when this was written.)"""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "studies" / "paper" / "toy" / "capimagine-rewrite.jsonl"
+    tm = toy.load("text")
+    ex = tm.examples("test", 160)
+    runner = tm.runner()
+    trace = runner.run(tm.prompts(ex), tm.images(ex), example_ids=[x.example_id for x in ex], max_new_tokens=16,
+                       progress=False, batch_size=40)
+    rewrite = rewrite_spans(runner, trace, RewriteSpan(str(path)), progress=False, batch_size=40)
+    placebo = rewrite_spans(runner, trace, RewriteSpan(str(path), field="placebo", same_length=True), progress=False,
+                            batch_size=40)
+    flips = [a != b for a, b in zip(trace.answers, rewrite.answers)]
+    counts = [f for f, x in zip(flips, ex) if x.template == "count_colour"]
+    assert len(counts) >= 20 and sum(counts) >= 0.8 * len(counts)
+    assert sum(a != b for a, b in zip(trace.answers, placebo.answers)) <= 0.05 * len(trace)
