@@ -126,3 +126,14 @@ def test_directed_rewrites_flip_the_answers_that_read_the_caption_and_the_placeb
     counts = [f for f, x in zip(flips, ex) if x.template == "count_colour"]
     assert len(counts) >= 20 and sum(counts) >= 0.8 * len(counts)
     assert sum(a != b for a, b in zip(trace.answers, placebo.answers)) <= 0.05 * len(trace)
+
+
+def test_the_fingerprint_follows_the_files_texts(tmp_path):
+    from latentprobe.fingerprint import intervention_fingerprint
+
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps({"example_id": "a", "rewrite": "red", "placebo": "blue"}) + "\n")
+    before = intervention_fingerprint(RewriteSpan(path))
+    assert intervention_fingerprint(RewriteSpan(path, field="placebo")) != before
+    path.write_text(json.dumps({"example_id": "a", "rewrite": "green", "placebo": "blue"}) + "\n")
+    assert intervention_fingerprint(RewriteSpan(path)) != before
