@@ -161,6 +161,9 @@ class ZToY(Analysis):
 
         assert isinstance(options, ZToYOptions)
         check_names(options.interventions, "interventions", where=f"{ctx.where}: [analyses.{self.key}]")
+        if options.rewrites is not None:  # read before anything runs: a missing or malformed file stops here
+            for iv in _rewrites(options.rewrites, ctx.where).values():
+                iv.texts()
 
     def run(self, ctx: Context, options: AnalysisOptions, folder: Path | None) -> ZYResult:
         from latentprobe.analyses.names import is_import_string, make_intervention

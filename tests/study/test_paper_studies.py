@@ -78,3 +78,13 @@ def test_the_toy_twin_writes_the_tables(tmp_path, name):
         assert {"rewrite", "rewrite_placebo", "no_latents"} <= set(rows["intervention"])
         placebo = rows[rows["intervention"] == "rewrite_placebo"]
         assert placebo["flip"].mean() <= 0.05  # a paraphrase that keeps the answer-bearing words
+
+
+def test_a_missing_rewrite_file_is_refused_before_the_model_runs(tmp_path):
+    text = (PAPER / "toy" / "capimagine-rewrite.toml").read_text()
+    study = tmp_path / "rw.toml"
+    study.write_text(text)  # no capimagine-rewrite.jsonl beside this copy
+    res = CliRunner().invoke(cli.main, ["run", str(study), "--out", str(tmp_path / "out"), "--quiet"])
+    assert res.exit_code != 0
+    assert "no rewrite file" in res.output and str(tmp_path / "capimagine-rewrite.jsonl") in res.output
+    assert not (tmp_path / "out" / "z_to_y" / "rows.csv").exists()
