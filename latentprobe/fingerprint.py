@@ -39,7 +39,7 @@ import torch
 
 from latentprobe.callables import _lambda_text, _qualname, describe, source_digest  # noqa: F401 (re-exported)
 from latentprobe.errors import FingerprintWarning, InputError, InterventionError
-from latentprobe.interventions import Intervention, Lambda, NoLatents
+from latentprobe.interventions import Intervention, Lambda, NoLatents, RewriteSpan
 from latentprobe.perturbations import InputSet, Perturbation
 from latentprobe.trace import LatentTrace
 
@@ -328,6 +328,8 @@ def intervention_fingerprint(obj: object) -> Any:
         d: dict[str, Any] = {"type": type(obj).__name__, **_user_class_source(obj)}
         for f in dataclasses.fields(obj):
             d[f.name] = _field_value(getattr(obj, f.name), f"{type(obj).__name__}.{f.name}")
+        if isinstance(obj, RewriteSpan):  # the texts, not only the file's name: an edited file is another condition
+            d["texts_sha256"] = hashlib.sha256(json.dumps(obj.texts(), sort_keys=True).encode()).hexdigest()
         return d
     if isinstance(obj, Intervention):
         return {"type": type(obj).__name__, "config": obj.to_config(), "class_source": source_digest(type(obj))}

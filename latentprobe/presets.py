@@ -208,3 +208,45 @@ register_preset(LatentSpec(
     slot_policy="none", projection="identity", mediator="text",
     notes="Explicit text imagination: a short caption of the queried object between markers.",
 ))
+
+register_preset(LatentSpec(
+    name="capimagine", base=_QWEN_IMAGE, open_mode="emitted", open_token="<observation>",
+    close_token="</observation>", num_latents=2048, first_offset=1, stop="end_token", min_latents=0,
+    slot_policy="none", projection="identity", max_segments=None, mediator="text", latent_budget="stop",
+    latent_eos="end",
+    published_generation=DecodingSettings(
+        do_sample=False, max_new_tokens=2048,
+        from_checkpoint=("do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "eos_token_id"),
+        notes="README: inference 'through the official code from Qwen2.5-VL' (model.generate with the checkpoint's "
+              "generation_config.json); the paper (sec. 5.1) evaluates with Monet's protocol (VLMEvalKit's "
+              "Qwen2VLChat, max_new_tokens 2048)."),
+    prompt=PromptConventions(
+        system_prompt=None, add_generation_prompt=True, content_order="image_first", pre_resize=_QWEN_VL_UTILS,
+        notes="Qwen2.5-VL's official inference: chat template with the generation prompt, the image before the "
+              "question, qwen_vl_utils' resize; no system message (the template inserts 'You are a helpful "
+              "assistant.'). The paper's benchmark runs add Monet's system prompt (see the monet preset)."),
+    notes="Text imagination (arXiv 2602.22766). AI9Stars/CapImagine@c107ee7f holds only README.md: CapImagine-7B is a "
+          "Qwen2.5-VL-7B fine-tune decoded by plain Hugging Face generate, so nothing is forced: a span closes when "
+          "the model writes its close marker (num_latents=2048 is the budget, never reached first), an eos inside a "
+          "span ends the sequence, spans are unlimited. Markers: not published. The model was trained with Monet's "
+          "codebase (paper sec. 5.1), whose tokenizer adds <abs_vis_token_pad>, <abs_vis_token>, </abs_vis_token>, "
+          "<observation>, </observation> as special tokens (NOVAglow646/Monet@08939998 src/main.py:64-68), and "
+          "Monet's data wrap the text read off an intermediate image in <observation>...</observation> (src/task.py:"
+          "41-43): the span here. A third-party reproduction (payamsiabd/capimage@e74472d train/data.py) reads the "
+          "paper's figure as <think_image>...</think_image> text; with a checkpoint that writes other markers, "
+          "override open_token/close_token (get_preset('capimagine', open_token=..., close_token=...)).",
+))
+register_preset(LatentSpec(
+    name="plain", base="any causal LM or Qwen2.5-VL", open_mode="none", open_token=None, close_token=None,
+    num_latents=10, first_offset=1, stop="end_token", min_latents=0, slot_policy="none", projection="identity",
+    max_segments=1, mediator="text", latent_budget="stop", latent_eos="end",
+    prompt=PromptConventions(
+        add_generation_prompt=True, content_order="image_first",
+        notes="the checkpoint's chat template with the generation prompt (a model without one: the plain text); a "
+              "chain-of-thought instruction goes in the question (a study's [prompt] template) or system_prompt."),
+    notes="No latent protocol: ordinary generation, nothing forced. The first num_latents generated tokens are "
+          "recorded like latents (z = their embeddings, h_src = the output that chose each one, per-layer residuals "
+          "at their positions), so a text chain of thought gives the baseline curve of the latent analyses and the "
+          "model can serve as a second model; the answer is the whole generated text. Change K with "
+          "get_preset('plain', num_latents=...).",
+))

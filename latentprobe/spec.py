@@ -47,7 +47,7 @@ __all__ = [
     "CHECKPOINT_SETTINGS",
 ]
 
-OpenMode = Literal["emitted", "prompt", "appended"]
+OpenMode = Literal["emitted", "prompt", "appended", "none"]
 StopRule = Literal["fixed", "end_token", "quota", "similarity"]
 LatentBudget = Literal["complete", "stop", "complete_started"]
 LatentEos = Literal["ignore", "end"]
@@ -75,6 +75,10 @@ class LatentSpec:
         ``"emitted"``: the model itself emits ``open_token`` while decoding (Monet, LVR, Mirage).
         ``"prompt"``: the prompt already holds ``open_token`` followed by latent slot tokens
         (Coconut). ``"appended"``: the runner appends ``open_token`` to every prompt (CODI).
+        ``"none"``: no latent protocol (preset ``plain``): with ``mediator="text"`` the first
+        ``num_latents`` generated tokens are recorded as the span (a text chain of thought read like
+        latents), then generation goes on as ordinary text; no markers (``open_token`` and
+        ``close_token`` may be ``None``), and the answer is the whole generated text.
     open_token, close_token:
         Marker tokens: a token string, or an id (``int``). A negative id counts from the end of the
         model's vocabulary (``-1`` is its last row): CODI's ``<bot>``/``<eot>`` have no strings and are
@@ -206,8 +210,12 @@ class LatentSpec:
 
     def __post_init__(self) -> None:
         n = self.name
-        if self.open_mode not in ("emitted", "prompt", "appended"):
-            raise _bad(n, "open_mode", self.open_mode, "use 'emitted', 'prompt' or 'appended'.")
+        if self.open_mode not in ("emitted", "prompt", "appended", "none"):
+            raise _bad(n, "open_mode", self.open_mode, "use 'emitted', 'prompt', 'appended' or 'none'.")
+        plain = self.open_mode == "none"
+        if plain and (self.mediator != "text" or self.open_token is not None or self.close_token is not None):
+            raise _bad(n, "open_mode", "none", "no latent protocol records the first num_latents generated tokens: "
+                       "use mediator='text' and no markers (open_token=None, close_token=None).")
         where = f"LatentSpec {n!r}"
         positive_int(self.num_latents, "num_latents", where=where, error=SpecError,
                      hint="K, the number of latents, or their cap with stop='end_token' or 'similarity'")
@@ -218,11 +226,11 @@ class LatentSpec:
         if self.stop not in _STOPS:
             raise _bad(n, "stop", self.stop, f"use one of {', '.join(map(repr, _STOPS))}.")
         needs_close = self.stop in ("fixed", "end_token") or self.mediator == "text"
-        if needs_close and self.close_token is None:
+        if needs_close and self.close_token is None and not plain:
             raise _bad(n, "close_token", None, f"stop={self.stop!r} (mediator={self.mediator!r}) feeds a close "
                        "marker; name it, or use stop='quota' / 'similarity', which feed none.")
         for fname in ("open_token", "close_token", "slot_token"):
-            _check_marker(n, fname, getattr(self, fname), optional=fname != "open_token")
+            _check_marker(n, fname, getattr(self, fname), optional=fname != "open_token" or plain)
         for fname in ("after_close", "suppress"):
             v = getattr(self, fname)
             if not isinstance(v, tuple):
@@ -338,7 +346,7 @@ class LatentSpec:
         dict[str, str | int]
             Role (``"open_token"``, ``"after_close[0]"``, ...) -> marker.
         """
-        out: dict[str, Marker] = {"open_token": self.open_token}
+        out: dict[str, Marker] = {} if self.open_token is None else {"open_token": self.open_token}
         if self.close_token is not None:
             out["close_token"] = self.close_token
         if self.slot_token is not None:
@@ -409,7 +417,7 @@ class LatentSpec:
         placeholder = ids.get("slot_token", int(pad))
         return ResolvedSpec(
             spec=self,
-            open_id=ids["open_token"],
+            open_id=ids.get("open_token", -1),  # -1: no open marker (open_mode="none"); no token has it
             close_id=ids.get("close_token"),
             slot_id=ids.get("slot_token"),
             after_close_ids=tuple(ids[f"after_close[{i}]"] for i in range(len(self.after_close))),

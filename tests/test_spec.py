@@ -177,3 +177,18 @@ def test_a_new_family_in_a_few_lines(qwen, tok, images):
     tr = LatentRunner(qwen, tok, spec).run(["<|vision_start|> <|image_pad|> <|vision_end|> a b"], [images[0]],
                                            max_new_tokens=6, progress=False)
     assert tr[0].num_latents == 3
+
+
+def test_plain_has_no_markers_and_reads_the_first_generated_tokens(tok):
+    from latentprobe import LatentSpec
+
+    plain = get_preset("plain")
+    assert (plain.open_mode, plain.open_token, plain.close_token, plain.mediator) == ("none", None, None, "text")
+    rs = plain.resolve(tok)
+    assert rs.open_id == -1 and rs.close_id is None
+    with pytest.raises(SpecError, match="open_mode='none'"):
+        LatentSpec(name="x", open_mode="none", open_token=None, close_token=None, num_latents=3)  # a latent mediator
+    with pytest.raises(SpecError, match="no markers"):
+        plain.replace(open_token="<eos>")
+    cap = get_preset("capimagine")
+    assert (cap.mediator, cap.stop, cap.min_latents, cap.max_segments, cap.latent_eos) == ("text", "end_token", 0, None, "end")

@@ -141,6 +141,9 @@ class ZToYOptions(AnalysisOptions):
                                      'a list: "all" is refused')
     steps: tuple[int, ...] | None = option(None, all_value=True, min_value=0, doc='latent steps intervened on, or "all"')
     scorer: str | None = option(None, choices="scorers", doc="scorer (default: [generation] scorer)")
+    rewrites: str | None = option(None, doc='JSONL of text-span rewrites keyed by example_id ("rewrite", "placebo"; '
+                                           'a relative path starts at the study file): adds the conditions rewrite '
+                                           'and rewrite_placebo, mediator="text" models only')
 
 
 class ZToY(Analysis):
@@ -158,6 +161,9 @@ class ZToY(Analysis):
 
         assert isinstance(options, ZToYOptions)
         check_names(options.interventions, "interventions", where=f"{ctx.where}: [analyses.{self.key}]")
+        if options.rewrites is not None:  # read before anything runs: a missing or malformed file stops here
+            for iv in _rewrites(options.rewrites, ctx.where).values():
+                iv.texts()
 
     def run(self, ctx: Context, options: AnalysisOptions, folder: Path | None) -> ZYResult:
         from latentprobe.analyses.names import is_import_string, make_intervention
@@ -172,6 +178,8 @@ class ZToY(Analysis):
                              "this run (swaps need at least 2 examples that entered latent mode); remove them or "
                              "sample more examples.")
         chosen = {n: make_intervention(n, ctx.trace, seed, suite) for n in options.interventions}
+        if options.rewrites is not None:
+            chosen.update(_rewrites(options.rewrites, ctx.where))
         scorer = ctx.scoring(options.scorer)
         res = z_to_y(ctx.runner, ctx.trace, chosen, modes=options.modes, gold=ctx.inputs, layers=list(options.layers),
                      steps=None if options.steps is None else list(options.steps), out_dir=folder,
@@ -341,3 +349,13 @@ class Decompose(Analysis):
     def headline(self, result: MediationResult | pd.DataFrame) -> dict[str, str]:
         s = self.summary_of(result)
         return {str(r["effect"]): _ci(r) for _, r in s[s["kind"] == "effect"].iterrows()}
+
+
+def _rewrites(path: str, where: str) -> dict[str, Any]:
+    """The directed rewrite and its same-length placebo of a JSONL file (relative: from the study file's folder)."""
+    from latentprobe.interventions import RewriteSpan
+
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        p = (Path(where).parent if Path(where).is_file() else Path.cwd()) / p
+    return {"rewrite": RewriteSpan(str(p), "rewrite"), "rewrite_placebo": RewriteSpan(str(p), "placebo")}

@@ -212,7 +212,8 @@ class Context:
         Parameters
         ----------
         name : str
-            ``"random_runner"`` or ``"derived_inputs"``.
+            ``"random_runner"``, ``"derived_inputs"`` or ``"baseline_runner"`` (``f(source, preset, num_latents)
+            -> LatentRunner``: a second model, loaded as a study's ``[model]`` is).
 
         Returns
         -------

@@ -3,7 +3,12 @@
 (:func:`latentprobe.geometry.across_instances`): bootstrap intervals over instances within an instance,
 and the instance jackknife of the U-statistic across instances. Next to the latents' maps, the same maps of
 text-token, image-token and prompt-last states at matched indices, where the run captured them
-(:func:`latentprobe.geometry.baseline_states`): table ``across_sources``, matrices in ``maps.npz``."""
+(:func:`latentprobe.geometry.baseline_states`): table ``across_sources``, matrices in ``maps.npz``.
+
+With ``baseline`` a second model (``toy:<variant>``, a folder or a hub id, run with ``baseline_preset``,
+``"plain"`` by default: no latent protocol) answers the same inputs, and the states along its first K
+generated tokens (a text chain of thought) give the same curves, drawn next to the latents'
+(tables ``consecutive_baseline`` and ``across_baseline``)."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from latentprobe import schema
@@ -31,6 +37,16 @@ class SimilarityOptions(AnalysisOptions):
 
     center: bool = option(False, doc="subtract the grand mean latent first")
     baselines: bool = option(True, doc="the same maps of captured text, image and prompt-last states")
+    states: str = option("fed", choices=("fed", "source"),
+                         doc="fed: the vectors fed at the steps (z); source: the final-norm outputs that produced "
+                             "them (h_src; the same for identity-f latents, the text states for a text span)")
+    steps: int | None = option(None, min_value=1, doc="compare the first steps of every example with at least that "
+                                                      "many (text spans vary in length); default: the examples "
+                                                      "with the most common count")
+    baseline: str | None = option(None, doc="a second model run on the same inputs (toy:<variant>, a folder or a hub "
+                                            "id): its text-span curve is drawn next to the latents'")
+    baseline_preset: str = option("plain", doc="the baseline's preset (no latent protocol by default)")
+    baseline_states: str = option("source", choices=("fed", "source"), doc="the baseline's states (as states)")
 
 
 class Similarity(Analysis):
@@ -40,35 +56,38 @@ class Similarity(Analysis):
     title = "Similarity of the latents"
     Options = SimilarityOptions
     tables = {"consecutive": schema.CONSECUTIVE, "across": schema.ACROSS_SUMMARY, "step_matrix": schema.STEP_MATRIX,
-              "across_sources": ACROSS_SOURCES}
+              "consecutive_baseline": schema.CONSECUTIVE, "across_baseline": schema.ACROSS_SUMMARY}
     result_types = (WithinInstanceResult, AcrossInstancesResult)
 
     def run(self, ctx: Context, options: AnalysisOptions, folder: Path | None) -> dict[str, pd.DataFrame]:
         from latentprobe import geometry
 
         assert isinstance(options, SimilarityOptions)
-        z = ctx.trace.stack("z")[0].float().numpy()
+        field = {"fed": "z", "source": "h_src"}
+        z, kept = _states(ctx.trace, field[options.states], options.steps, ctx.where)
         kw = {"center": options.center, "n_boot": int(options.n_boot or 0), "seed": int(options.seed or 0),
               "ci": options.ci}
         within = geometry.within_instance(z, **kw)
         across = geometry.across_instances(z, **kw)
+        out = {"consecutive": schema.CONSECUTIVE.frame(within.consecutive),
+               "across": schema.ACROSS_SUMMARY.frame(across.summary),
+               "step_matrix": schema.STEP_MATRIX.frame(within.step_table()),
+               "consecutive_baseline": schema.CONSECUTIVE.frame([]), "across_baseline": schema.ACROSS_SUMMARY.frame([])}
+        if options.baseline is not None:
+            base = _baseline_states(ctx, options, z.shape[1], field[options.baseline_states])
+            out["consecutive_baseline"] = schema.CONSECUTIVE.frame(geometry.within_instance(base, **kw).consecutive)
+            out["across_baseline"] = schema.ACROSS_SUMMARY.frame(geometry.across_instances(base, **kw).summary)
         sources = {"latent": across}
         if options.baselines:
-            kept = ctx.trace.stack("z")[1]
             for name, states in geometry.baseline_states(ctx.trace, kept, z.shape[1]).items():
                 sources[name] = geometry.across_instances(states, **kw)
         ctx.save_trace(folder, options.save_trace)
         rows = [{"source": name, **r} for name, res in sources.items() for r in res.summary.to_dict("records")]
-        out = {"consecutive": schema.CONSECUTIVE.frame(within.consecutive),
-               "across": schema.ACROSS_SUMMARY.frame(across.summary),
-               "step_matrix": schema.STEP_MATRIX.frame(within.step_table()),
-               "across_sources": ACROSS_SOURCES.frame(rows)}
+        out["across_sources"] = ACROSS_SOURCES.frame(rows)
         maps = {name: res.matrices for name, res in sources.items() if res.matrices is not None}
         return {**out, "maps": maps} if maps else out
 
     def save_extras(self, result: Any, folder: Path) -> None:
-        import numpy as np
-
         from latentprobe.atomic import atomic_write
 
         maps = result.get("maps") if isinstance(result, Mapping) else None
@@ -78,7 +97,7 @@ class Similarity(Analysis):
 
     def to_tables(self, result: WithinInstanceResult | AcrossInstancesResult | Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         if isinstance(result, Mapping):
-            return {k: result[k] for k in self.tables}
+            return {k: result[k] if k in result else t.frame([]) for k, t in self.tables.items()}
         empty = {k: t.frame([]) for k, t in self.tables.items()}
         if isinstance(result, WithinInstanceResult):
             return {**empty, "consecutive": result.consecutive}
@@ -86,9 +105,7 @@ class Similarity(Analysis):
 
     def from_tables(self, tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any],
                     folder: Path | None = None) -> dict[str, Any]:
-        import numpy as np
-
-        out: dict[str, Any] = {k: tables[k] if k in tables else self.tables[k].frame([]) for k in self.tables}
+        out: dict[str, Any] = {k: tables[k] if k in tables else t.frame([]) for k, t in self.tables.items()}
         if folder is not None and (folder / "maps.npz").exists():
             with np.load(folder / "maps.npz") as z:
                 out["maps"] = {k: z[k] for k in z.files}
@@ -112,14 +129,16 @@ class Similarity(Analysis):
         long = result["step_matrix"]
         if len(long):
             figs.append(viz.similarity_heatmap(step_matrix_of(long)))
-        if len(result["consecutive"]):
-            figs.append(viz.consecutive_similarity(result["consecutive"]))
+        for key, draw in (("consecutive", viz.consecutive_similarity), ("across", viz.across_instance_summary)):
+            base = result.get(f"{key}_baseline")
+            if base is not None and len(base) and len(result[key]):  # the text chain of thought next to the latents
+                figs.append(draw({"latent": result[key], "text chain of thought (baseline)": base}))
+            elif len(result[key]):
+                figs.append(draw(result[key]))
         sources = result.get("across_sources")
         if sources is not None and len(sources) and sources["source"].nunique() > 1:
             figs.append(viz.across_instance_summary(sources, by="source", title="Mean cosine between instances per "
                                                     "step: latents and prompt states at matched indices"))
-        elif len(result["across"]):
-            figs.append(viz.across_instance_summary(result["across"]))
         return figs
 
     def section(self, report: ReportSink, result: WithinInstanceResult | AcrossInstancesResult | Mapping[str, pd.DataFrame], *, title: str | None = None, level: int = 2) -> None:
@@ -137,3 +156,35 @@ class Similarity(Analysis):
         if len(tables["across"]):
             out["across-instance cosine (mean over steps)"] = f"{tables['across']['mean_offdiag'].mean():.3f}"
         return out
+
+
+def _baseline_states(ctx: Context, options: SimilarityOptions, k: int, field: str) -> Any:
+    """The baseline model's states along its first ``k`` text-span steps, ``[n, k, d]`` (examples with fewer
+    steps are left out, as the latents' are)."""
+    from latentprobe.errors import StudyError
+
+    load = ctx.hook("baseline_runner")
+    if load is None:
+        raise StudyError(f"{ctx.where}: [analyses.latent_similarity] baseline={options.baseline!r} needs a study "
+                         "(the study loads the second model); with the Python API compare two traces directly.")
+    runner = load(options.baseline, options.baseline_preset, k)
+    inputs = ctx.inputs
+    trace = runner.run(list(inputs.prompts), None if inputs.images is None else list(inputs.images),
+                       example_ids=list(inputs.example_ids), max_new_tokens=ctx.max_new_tokens, seed=ctx.seed,
+                       batch_size=int(options.batch_size or 1), progress=False)
+    return _states(trace, field, k, f"{ctx.where}: the baseline {options.baseline!r}")[0]
+
+
+def _states(trace: Any, field: str, k: int | None, where: str) -> tuple[np.ndarray, list[int]]:
+    """``[n, k, d]``: the first ``k`` steps of the examples with at least ``k`` (``None``: the modal count's), and
+    those examples' indices in ``trace``."""
+    from latentprobe.errors import StudyError
+
+    if k is None:
+        stacked, kept = trace.stack(field)[:2]
+        return stacked.float().numpy(), [int(i) for i in kept]
+    keep = [i for i, e in enumerate(trace) if e.num_latents >= k]
+    if len(keep) < 2:
+        raise StudyError(f"{where}: {len(keep)} example(s) have {k} steps or more; at least 2 are needed "
+                         "(lower steps, or raise max_new_tokens).")
+    return np.stack([getattr(trace[i], field)[:k].float().numpy() for i in keep]), keep

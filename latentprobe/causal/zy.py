@@ -28,7 +28,8 @@ from latentprobe.fingerprint import (
     callable_fingerprint, intervention_fingerprint, runner_fingerprint, trace_fingerprint,
 )
 from latentprobe.interventions import (
-    AddNoise, GaussianReplace, MatchedDisplacement, MeanAblate, NoLatents, RepeatFirst, Replace, ReplaceNoise, Scale,
+    AddNoise, GaussianReplace, MatchedDisplacement, MeanAblate, NoLatents, RepeatFirst, Replace, ReplaceNoise, RewriteSpan,
+    Scale,
     Swap, Zero,
 )
 from latentprobe.perturbations import InputSet, derangement
@@ -145,7 +146,8 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
         Default: :func:`default_interventions` (the paper's four and the wider suite). Callables
         receive examples re-indexed within a chunk: look data up by ``example.example_id``. Swaps
         and ``Replace([n, K, d])`` index ``trace`` and are remapped per chunk automatically.
-        ``NoLatents`` runs in ``redecode`` mode only.
+        ``NoLatents`` runs in ``redecode`` mode only, and so does ``RewriteSpan`` (the span's tokens
+        replaced, the answer decoded after it: :func:`latentprobe.engine.rewrite.rewrite_spans`).
     modes : sequence of ``"replay" | "propagate" | "redecode"``
         In replay the answer is teacher forced: ``answer`` holds the greedy predictions at the
         recorded answer positions and ``recorded_logprob`` scores the recorded answer. With every
@@ -283,7 +285,7 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
         if (c, mode) not in swept:
             swept.clear()
             conds = {nm: _for_chunk(iv, chunks[c], len(trace)) for nm, iv in interventions.items()
-                     if not isinstance(iv, NoLatents)}
+                     if not isinstance(iv, (NoLatents, RewriteSpan))}
             swept[(c, mode)] = runner.intervene_many(
                 trace.select(chunks[c]), conds, mode=mode, control=S.CONTROL_INTERVENTION, steps=steps, layers=tuple(layers),
                 max_new_tokens=max_new_tokens, logits_processor=logits_processor, seed=seed,
@@ -294,7 +296,12 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
         c, mode, nm = u
         sub = trace.select(chunks[c])
         ref = sweep(c, mode)[S.CONTROL_INTERVENTION]
-        if isinstance(interventions.get(nm), NoLatents):
+        if isinstance(interventions.get(nm), RewriteSpan):  # the span's tokens replaced, the answer decoded again
+            from latentprobe.engine.rewrite import rewrite_spans
+
+            out = rewrite_spans(runner, sub, interventions[nm], max_new_tokens=max_new_tokens, seed=seed,
+                                logits_processor=logits_processor, batch_size=batch_size, progress=False)
+        elif isinstance(interventions.get(nm), NoLatents):
             out = runner.intervene(sub, None, mode="redecode", drop_latents=True,
                                    **{**ikw, "steps": None, "layers": (0,)})
         else:
@@ -325,7 +332,7 @@ def z_to_y(runner: LatentRunner, trace: LatentTrace, interventions: Mapping[str,
         for mode in modes:
             units.append((c, mode, S.CONTROL_INTERVENTION))
             for nm, iv in interventions.items():
-                if isinstance(iv, NoLatents) and mode != "redecode":
+                if isinstance(iv, (NoLatents, RewriteSpan)) and mode != "redecode":
                     continue
                 units.append((c, mode, nm))
     _run_units(store, None, units, unit, desc=name, progress=progress)

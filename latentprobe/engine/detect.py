@@ -304,9 +304,15 @@ def detect_family(checkpoint: str | Path | Evidence, *, tokenizer: PreTrainedTok
     return Detection(family=found[0] if len(found) == 1 else None, candidates=found, reasons=reasons, evidence=ev)
 
 
+#: Presets no checkpoint is detected as: ``capimagine`` checkpoints carry Monet's tokens (trained with Monet's
+#: code), ``plain`` runs any checkpoint without a latent protocol. They are never refused by detection.
+_UNDETECTED = ("capimagine", "plain")
+
+
 def _family_of(spec: LatentSpec) -> str | None:
-    """The registered preset ``spec`` is (by name), or ``None`` for a spec of the user's own."""
-    return spec.name if spec.name in list_presets() else None
+    """The registered preset ``spec`` is (by name), or ``None`` for a spec of the user's own (or one of
+    :data:`_UNDETECTED`)."""
+    return spec.name if spec.name in list_presets() and spec.name not in _UNDETECTED else None
 
 
 def check_preset_fits(spec: LatentSpec, detection: Detection, where: str) -> None:

@@ -352,6 +352,12 @@ class Decoder:
         if self._eos_spec.eos_ids != cfg.eos_token_ids:
             self._eos_spec = self.rspec.with_eos(cfg.eos_token_ids)
         action, r.state = step(self._eos_spec, r.state, Decision(token, budget_left, near_end))
+        if isinstance(action, FeedTextLatent) and self.rspec.spec.open_mode == "none":
+            pos = len(r.ids)  # no protocol: the recorded span is generated text, the answer's start
+            texts.append((pos, int(action.token_id)))
+            if pos == r.prompt_len or r.answer_reset:
+                r.answer_reset = False
+                r.rec.dist_at[pos] = lp.cpu()  # type: ignore[union-attr]
         inside = isinstance(action, (FeedLatent, FeedTextLatent)) or (
             isinstance(action, FeedToken) and action.segment == Segment.CLOSE)
         if token is not None and not inside:  # free text, or the token fed when latent mode is left

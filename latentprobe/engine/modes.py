@@ -56,8 +56,10 @@ def finish(dec: Decoder, tokenizer: PreTrainedTokenizerBase, r: Row, extra_meta:
                      + [r.prompt_len - 1])
     start = max(last_close + 1, r.prompt_len)
     ans_pos = [p for p in range(start, len(r.ids)) if r.segs[p] == Segment.GEN]
+    if dec.rspec.spec.open_mode == "none":  # no protocol: the answer is all the generated text, span included
+        ans_pos = [p for p in range(r.prompt_len, len(r.ids)) if r.segs[p] in (Segment.GEN, Segment.LATENT)]
     ans_ids = torch.tensor([r.ids[p] for p in ans_pos], dtype=torch.long)
-    ans_lp = torch.tensor([rec.text_lp[p] for p in ans_pos], dtype=torch.float32)
+    ans_lp = torch.tensor([rec.text_lp.get(p, float("nan")) for p in ans_pos], dtype=torch.float32)
     # the first answer token's distribution, also when that token was <eos> (an empty answer)
     first = rec.dist_at.get(ans_pos[0]) if ans_pos else rec.dist_at.get(len(r.ids))
     d = dec.parts.hidden_size

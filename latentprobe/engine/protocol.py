@@ -224,6 +224,8 @@ def initial_state(rspec: ResolvedSpec, ids: Sequence[int], segments: Sequence[in
                              ProtocolState(mode=ProtocolMode.LATENT))
     if spec.open_mode == "emitted":
         return ProtocolStart(ids, segs, len(ids), ProtocolState())
+    if spec.open_mode == "none":  # no protocol: the first generated tokens are the recorded span
+        return ProtocolStart(ids, segs, len(ids), ProtocolState(mode=ProtocolMode.LATENT))
     try:
         o = ids.index(rspec.open_id)
     except ValueError:
@@ -354,7 +356,7 @@ def needs_sample(rspec: ResolvedSpec, state: ProtocolState, budget_left: int, ne
             return False
         k = state.in_segment
         if spec.mediator == "text":
-            return k < spec.num_latents
+            return k < spec.num_latents or spec.open_mode == "none"
         if spec.first_offset == 0 and k == 0:  # resumed before the open marker's own latent slot
             return False
         if spec.stop in ("quota", "similarity"):
@@ -433,8 +435,13 @@ def step(rspec: ResolvedSpec, state: ProtocolState, d: Decision) -> tuple[Action
         if _budget_ends(spec, state, d.budget_left):  # the authors' stopping check ends the sequence here
             return End(EndReason.BUDGET), state
         if spec.mediator == "text":
+            if spec.open_mode == "none" and k >= spec.num_latents:  # no close marker: the rest is ordinary text
+                left = dataclasses.replace(state, mode=ProtocolMode.TEXT, in_segment=0, segments_done=1)
+                return _text(rspec, left, _token(d, state))
             if k < spec.num_latents:
                 tok = _token(d, state)
+                if spec.latent_eos == "end" and rspec.is_eos(tok):  # plain generate: an eos ends it anywhere
+                    return End(EndReason.EOS), state
                 if not (tok == rspec.close_id and k >= spec.min_latents):
                     return FeedTextLatent(tok), _fed_latent(state)
             return _close(rspec, state)

@@ -46,9 +46,10 @@ from latentprobe.interventions.base import (Intervention, intervention_from_conf
 from latentprobe.interventions.builtin import (AddNoise, GaussianReplace, Lambda, MatchedDisplacement, MeanAblate,
                                                NoLatents, RepeatFirst, Replace, ReplaceNoise, Scale, Swap, Zero,
                                                as_intervention)
+from latentprobe.interventions.rewrite import RewriteSpan, read_rewrites
 
 __all__ = [
     "Intervention", "Replace", "Zero", "Scale", "AddNoise", "ReplaceNoise", "MeanAblate", "Swap",
-    "RepeatFirst", "Lambda", "GaussianReplace", "MatchedDisplacement", "NoLatents", "as_intervention",
+    "RepeatFirst", "Lambda", "GaussianReplace", "MatchedDisplacement", "NoLatents", "RewriteSpan", "read_rewrites", "as_intervention",
     "intervention_from_config", "register_intervention", "registered_interventions",
 ]

@@ -108,6 +108,8 @@ def make_context(study: Study, model: StudyModel | None, data: StudyData, *, pro
     hooks["load_model"] = partial(load_second_model, study)  # a second [model] table (behavioural)
     if not toy:
         hooks["derived_from_file"] = partial(derived_from_file, study, data)
+    if model is not None:
+        hooks = {**hooks, "baseline_runner": _baseline_loader(study)}
     processor = None
     if model is not None and g.open == "force":
         processor = force_open(model.runner)
@@ -128,6 +130,24 @@ def _capture(study: Study) -> Any:
     if study.is_toy_data:
         return "image"
     return MatchedPositions() if _READ_CAPTURES & set(study.analyses.enabled()) else None
+
+
+def _baseline_loader(study: Study) -> Any:
+    """``f(source, preset, num_latents) -> LatentRunner``: a second model, resolved and loaded as ``[model]`` is
+    (a relative folder starts at the study file's folder; a toy source keeps its own protocol)."""
+    def load(source: str, preset: str | None, num_latents: int | None) -> Any:
+        from latentprobe.study.config import ModelConfig
+        from latentprobe.study.models import build_model
+        from latentprobe.study.sources import resolve_source
+
+        if source.startswith("toy:"):
+            return build_model(ModelConfig(source=source), where=str(study.path)).runner
+        resolved, problem = resolve_source(source, study.path.parent)
+        if problem is not None:
+            raise StudyError(f"{study.path}: [analyses.latent_similarity] baseline: {problem}")
+        return build_model(ModelConfig(source=resolved, preset=preset, num_latents=num_latents),
+                           where=str(study.path)).runner
+    return load
 
 
 def force_open(runner: LatentRunner) -> ForceOpen:

@@ -20,7 +20,7 @@ from latentprobe.presets import get_preset
 from latentprobe.trace import Segment
 from tiny import make_tokenizer
 
-TOK = make_tokenizer(extra_specials=("<|caption|>", "<|caption_end|>"))
+TOK = make_tokenizer(extra_specials=("<|caption|>", "<|caption_end|>", "<observation>", "</observation>"))
 V = len(TOK)  # CODI: the base vocabulary; the model is resized to V + 3 (pad V, <bot> V+1, <eot> V+2)
 SEG = {Segment.TEXT: "text", Segment.OPEN: "open", Segment.CLOSE: "close", Segment.GEN: "gen"}
 
@@ -148,6 +148,21 @@ CASES = [
      [3]),
     ("toy-text-cap", get_preset("toy-text"), "what", ["<|caption|>"] + ["red"] * 10 + ["<eos>"], 64,
      ["open:<|caption|>"] + ["T:red"] * 10 + ["close:<|caption_end|>", "end:eos"], [10]),
+    # CapImagine (plain generate): spans close only when the model writes the close marker, any number of them,
+    # and an eos inside a span ends the sequence
+    ("capimagine-two-spans", get_preset("capimagine"), "what",
+     ["<observation>", "</observation>", "b", "<observation>", "red", "circle", "</observation>", "red", "<eos>"], 64,
+     ["open:<observation>", "close:</observation>", "gen:b", "open:<observation>", "T:red", "T:circle",
+      "close:</observation>", "gen:red", "end:eos"], [2]),
+    ("capimagine-eos-in-span", get_preset("capimagine"), "what", ["a", "<observation>", "red", "<eos>"], 64,
+     ["gen:a", "open:<observation>", "T:red", "end:eos"], [1]),
+    ("capimagine-budget-in-span", get_preset("capimagine"), "what", ["<observation>", "red", "red"], 3,
+     ["open:<observation>", "T:red", "T:red", "end:budget"], [2]),
+    # plain (no protocol): the first K generated tokens are the span, then ordinary text; no markers
+    ("plain-span-then-text", get_preset("plain", num_latents=3), "what", ["a", "b", "c", "d", "<eos>"], 64,
+     ["T:a", "T:b", "T:c", "gen:d", "end:eos"], [3]),
+    ("plain-eos-in-span", get_preset("plain", num_latents=3), "what", ["a", "<eos>"], 64, ["T:a", "end:eos"], [1]),
+    ("plain-budget", get_preset("plain", num_latents=3), "what", ["a", "b"], 2, ["T:a", "T:b", "end:budget"], [2]),
 ]
 
 

@@ -72,6 +72,9 @@ FAMILY_TOKENS: dict[str, tuple[str, ...]] = {
     "monet": ("<abs_vis_token_pad>", "<abs_vis_token>", "</abs_vis_token>", "<observation>", "</observation>"),
     "lvr": ("<|lvr_start|>", "<|lvr|>", "<|lvr_latent_end|>", "<|lvr_end|>"),
     "mirage": ("<|latent_pad|>", "<|latent_start|>", "<|latent_end|>"),
+    # CapImagine-7B was trained with Monet's codebase (arXiv 2602.22766 sec. 5.1), which adds Monet's five tokens
+    # (NOVAglow646/Monet@08939998 src/main.py:64-68); its own repository (AI9Stars/CapImagine@c107ee7f) ships no code
+    "capimagine": ("<abs_vis_token_pad>", "<abs_vis_token>", "</abs_vis_token>", "<observation>", "</observation>"),
 }
 FAMILIES = tuple(FAMILY_TOKENS)
 #: What ``save_qwen_tokenizer`` writes.

@@ -43,6 +43,7 @@ PIXELS: dict[str, tuple[int, int]] = {
     "monet": (256 * 28 * 28, 8192 * 28 * 28),
     "lvr": (128 * 28 * 28, 5120 * 28 * 28),
     "mirage": (3136, 12845056),
+    "capimagine": (3136, 12845056),  # Qwen2.5-VL's own processor (its README's inference path)
 }
 
 #: Qwen2.5-VL-Instruct's shipped generation_config values (the same values ship in a Qwen2.5-VL derivative
