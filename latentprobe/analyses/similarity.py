@@ -56,7 +56,8 @@ class Similarity(Analysis):
     title = "Similarity of the latents"
     Options = SimilarityOptions
     tables = {"consecutive": schema.CONSECUTIVE, "across": schema.ACROSS_SUMMARY, "step_matrix": schema.STEP_MATRIX,
-              "consecutive_baseline": schema.CONSECUTIVE, "across_baseline": schema.ACROSS_SUMMARY}
+              "across_sources": ACROSS_SOURCES, "consecutive_baseline": schema.CONSECUTIVE,
+              "across_baseline": schema.ACROSS_SUMMARY}
     result_types = (WithinInstanceResult, AcrossInstancesResult)
 
     def run(self, ctx: Context, options: AnalysisOptions, folder: Path | None) -> dict[str, pd.DataFrame]:
