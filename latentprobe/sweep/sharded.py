@@ -41,7 +41,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from latentprobe.errors import SweepConfigMismatch, SweepStateError
+from latentprobe.errors import LatentProbeError, SweepConfigMismatch, SweepStateError
 from latentprobe.sweep.keys import _canonical, _denormalize_key, normalize_key
 from latentprobe.sweep.layout import checked_units, mismatch_message, read_meta, read_part
 from latentprobe.sweep.resumable import ResumableSweep
@@ -190,14 +190,20 @@ class ShardedSweep:
         self._kw = {"name": name, "config": config, "key_columns": key_columns, "format": format}
         self._order: list[str] = []
         label = f"open {self._dir.name}/{name}"
+        self._main: ResumableSweep | None = None
+        refused: LatentProbeError | None = None
         if group.rank == 0:
-            self._main: ResumableSweep | None = ResumableSweep(self._dir, overwrite=overwrite, **self._kw)
+            try:
+                self._main = ResumableSweep(self._dir, overwrite=overwrite, **self._kw)
+            except LatentProbeError as err:  # raised once every rank has checked: each refuses, with the diff
+                refused = err
             if overwrite:
                 for f in _rank_folders(self._dir):
                     self._remove(f)
         group.barrier(label)
+        if refused is not None:
+            raise refused
         if group.rank != 0:
-            self._main = None
             self._check_config(config)
         self._own: ResumableSweep | None = None
 
