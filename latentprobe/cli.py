@@ -223,7 +223,7 @@ def run_cmd(study_file: Path, out_dir: Path, overwrite: bool, no_report: bool, q
     Under torchrun (or srun with MASTER_ADDR exported) every worker runs this same command; --workers N starts N
     of them here.
     """
-    from latentprobe.dist import Workers, launch_from_env
+    from latentprobe.workers import Workers, launch_from_env
     from latentprobe.study import run_study
 
     launch = launch_from_env()
@@ -231,7 +231,7 @@ def run_cmd(study_file: Path, out_dir: Path, overwrite: bool, no_report: bool, q
         if launch is not None:
             raise CLIUsageError("--workers starts its own workers through torch.distributed.run; under torchrun or "
                                 "srun leave it out (each worker finds its rank in the environment).")
-        from latentprobe.dist.launch import launch_workers
+        from latentprobe.workers.launch import launch_workers
 
         command = ["run", str(study_file), "--out", str(out_dir)]
         command += [flag for flag, on in (("--overwrite", overwrite), ("--no-report", no_report), ("--quiet", quiet))

@@ -110,7 +110,7 @@ def group_lock(out: str | Path, workers: Any) -> Iterator[None]:
     ----------
     out : str or Path
         The study's output folder.
-    workers : latentprobe.dist.Workers
+    workers : latentprobe.workers.Workers
         This process's worker group.
 
     Raises

@@ -195,8 +195,8 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
         Progress bars on the long loops and one line per analysis.
     echo : callable
         Where the lines go with ``progress=True`` (default :func:`print`).
-    workers : latentprobe.dist.Workers, optional
-        This process's worker group under ``torchrun`` or ``srun`` (:mod:`latentprobe.dist`; the CLI forms it
+    workers : latentprobe.workers.Workers, optional
+        This process's worker group under ``torchrun`` or ``srun`` (:mod:`latentprobe.workers`; the CLI forms it
         from the environment); every rank calls ``run_study`` with the same arguments.
 
     Returns
@@ -254,7 +254,7 @@ def _run(study: Study, out: Path, *, overwrite: bool, report: bool, say: Callabl
     name = study.study.name
     sharded = workers is not None if stored is None else stored.get("clean_run") == "sharded"
     if sharded and workers is None:  # a folder written by workers, resumed by one process: a group of one
-        from latentprobe.dist import Launch, Workers
+        from latentprobe.workers import Launch, Workers
 
         workers = Workers(Launch(0, 1), out, connect=False, progress=progress)
     main = workers is None or workers.is_main
@@ -298,7 +298,7 @@ def _run(study: Study, out: Path, *, overwrite: bool, report: bool, say: Callabl
         shutil.rmtree(out / "clean", ignore_errors=True)
     with _quiet_threads(study.study.threads) as threads:
         if sharded:
-            from latentprobe.dist.clean import sharded_trace
+            from latentprobe.workers.clean import sharded_trace
 
             ctx._trace = sharded_trace(ctx, workers, out)
         diagnosis = _latent_mode(study, ctx, out, write=main)

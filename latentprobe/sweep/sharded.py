@@ -1,6 +1,6 @@
 """One sweep written by several worker processes: each rank writes its own store, rank 0 merges.
 
-Under ``torchrun`` (:mod:`latentprobe.dist`) the study runner makes a worker group active
+Under ``torchrun`` (:mod:`latentprobe.workers`) the study runner makes a worker group active
 (:func:`activate`); every store an analysis opens through :func:`open_store` is then a
 :class:`ShardedSweep`. Its folder ``F`` keeps the ordinary store (``F/{name}.meta.json``,
 ``F/{name}.parts/``: the *merged* store, written by rank 0 only), and each rank writes the units
@@ -23,7 +23,7 @@ reads them and redoes only what is missing. Rows come back in plan order (units 
 as a status store written beside a run, in the order of their keys), so the tables do not depend on
 which rank computed what.
 
-The group object (:class:`latentprobe.dist.Workers`) gives ``rank``, ``world_size``,
+The group object (:class:`latentprobe.workers.Workers`) gives ``rank``, ``world_size``,
 ``barrier(label)``, ``unit_started(label, key)`` / ``unit_done(label, key)`` (per-rank status and log),
 ``planned(n, done)`` / ``advanced(n)`` (rank 0's progress bar) and ``stalled(label, done, total)``
 (raises when no unit was stored for longer than the hang timeout).
@@ -60,7 +60,7 @@ def activate(group: Any) -> Iterator[None]:
 
     Parameters
     ----------
-    group : latentprobe.dist.Workers
+    group : latentprobe.workers.Workers
         This process's worker group.
     """
     before = _ACTIVE[0]
@@ -76,7 +76,7 @@ def active() -> Any:
 
     Returns
     -------
-    latentprobe.dist.Workers or None
+    latentprobe.workers.Workers or None
     """
     return _ACTIVE[0]
 
@@ -172,7 +172,7 @@ class ShardedSweep:
     ----------
     out_dir : path
         The store's folder.
-    group : latentprobe.dist.Workers
+    group : latentprobe.workers.Workers
         The worker group.
     name, config, key_columns, format, overwrite
         As :class:`~latentprobe.sweep.ResumableSweep`; ``overwrite`` clears the merged and every rank store.
