@@ -55,7 +55,7 @@ chunk_size = 4
 n_boot = 20
 
 [analyses.z_to_y]
-interventions = ["zero", "replace_noise", "add_noise", "mean", "shared_tensor", "swap"]
+interventions = ["zero", "replace_noise", "add_noise", "mean_ablate", "shared_tensor", "swap"]
 modes = ["propagate"]
 """
 

@@ -36,6 +36,12 @@ skipped and the running one resumes from its folder. A folder written for anothe
 one whose examples changed since (:mod:`latentprobe.study.datafp`: questions, options, golds, image
 bytes) with :class:`~latentprobe.errors.DataChangedError` listing the example ids. ``overwrite=True``
 clears what a study writes there and starts again.
+
+Under ``torchrun`` or ``srun`` (or ``latentprobe run ... --workers N``) every worker runs this same function with
+its worker group (:mod:`latentprobe.workers`): each checks the folder, the data and its own model copy (a changed
+study or model is refused by every worker, with the diff), computes its share of the clean run and of every
+analysis's units into its own files, and rank 0 merges and writes everything shared. ``study.json`` then records
+``"clean_run": "sharded"``, and a later single-process run of the folder goes the same way as a group of one.
 """
 
 from __future__ import annotations

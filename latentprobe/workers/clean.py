@@ -96,6 +96,8 @@ def sharded_trace(ctx: Context, workers: Workers, out_dir: str | os.PathLike) ->
                 shutil.rmtree(folder)
             folder.mkdir(parents=True)
             atomic_write_text(plan_path, json.dumps(plan) + "\n")
+        for tmp in folder.glob(".unit-*.tmp"):  # a unit a killed worker was saving
+            shutil.rmtree(tmp, ignore_errors=True)
     workers.barrier("clean plan")
     pending = [u for u in range(len(units)) if not (folder / f"unit-{u:05d}").is_dir()]
     workers.barrier("clean assign")

@@ -170,7 +170,13 @@ class Workers:
         return self.launch.rank == 0
 
     def device(self) -> str | None:
-        """This worker's GPU (``cuda:LOCAL_RANK``), or ``None`` without CUDA."""
+        """This worker's GPU.
+
+        Returns
+        -------
+        str or None
+            ``cuda:LOCAL_RANK`` (modulo the GPUs this process sees), or ``None`` without CUDA.
+        """
         import torch
 
         if not torch.cuda.is_available():

@@ -68,8 +68,8 @@ def launch_workers(n_workers: int, command: Sequence[str]) -> int:
         first = next(iter(err.failures.values()), None) if err.failures else None
         code = getattr(first, "exitcode", 1)
         print(f"latentprobe: error: WorkerError: a worker stopped (rank {getattr(first, 'local_rank', '?')}, exit "
-              f"code {code}); its message is above and in its log under --out/logs. Run the same command again "
-              "to resume.", file=sys.stderr)
+              f"code {code}); its message is above and in its log under --out/logs. Fix what it names (if anything) "
+              "and run the same command again: a stopped run resumes, with any number of workers.", file=sys.stderr)
         return 2 if code == 2 else 1
     return 0
 

@@ -50,7 +50,7 @@ perturbations = ["counterfactual", "image_swap"]
 layers = [0, 4]
 
 [analyses.z_to_y]
-interventions = ["zero", "swap", "mean"]
+interventions = ["zero", "swap", "mean_ablate"]
 modes = ["propagate", "redecode"]
 
 [analyses.collapse]
@@ -248,3 +248,15 @@ def test_a_changed_model_is_refused_by_every_rank_with_the_diff(small):
     assert res.returncode == 2, res.stderr[-3000:]
     for line in _refusals(out, 2):
         assert "StudyError" in line and "another model" in line and "'weights'" in line, line
+
+
+@pytest.mark.slow
+def test_one_process_resumes_a_folder_written_by_workers(study, reference, tmp_path):
+    out = tmp_path / "resumed"
+    shutil.copytree(reference, out)
+    shutil.rmtree(out / "z_to_y")  # as if the workers had stopped before it
+    res = _run(study, out, None)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "ran z_to_y; already finished: x_to_z, collapse" in res.stdout
+    _assert_same(reference, out)
+    _each_key_once(out)
