@@ -224,9 +224,13 @@ def run_cmd(study_file: Path, out_dir: Path, overwrite: bool, no_report: bool, q
     of them here.
     """
     from latentprobe.workers import Workers, launch_from_env
-    from latentprobe.study import run_study
+    from latentprobe.workers.group import gpu_group
 
     launch = launch_from_env()
+    if launch is not None:
+        gpu_group(launch)  # before CUDA starts: this worker's GPUs when LATENTPROBE_GPUS_PER_WORKER is set
+    from latentprobe.study import run_study
+
     if workers is not None:
         if launch is not None:
             raise CLIUsageError("--workers starts its own workers through torch.distributed.run; under torchrun or "

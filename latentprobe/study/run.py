@@ -276,7 +276,7 @@ def _run(study: Study, out: Path, *, overwrite: bool, report: bool, say: Callabl
     model = None
     model_cfg = study.model
     device = None if workers is None else workers.device()
-    if device is not None and model_cfg.device_map in (None, "auto"):  # each rank loads its own copy on its GPU
+    if device is not None and model_cfg.device_map in (None, "auto") and workers.gpus == 1:  # its copy on its GPU
         import dataclasses
 
         model_cfg = dataclasses.replace(model_cfg, device_map=device)

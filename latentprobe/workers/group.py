@@ -31,13 +31,16 @@ from typing import Any, Mapping
 from latentprobe.atomic import atomic_write_text
 from latentprobe.errors import WorkerError, WorkerHangError
 
-__all__ = ["LOGS_DIR", "ENV_TIMEOUT", "DEFAULT_TIMEOUT_S", "Launch", "launch_from_env", "Workers"]
+__all__ = ["LOGS_DIR", "ENV_TIMEOUT", "ENV_GPUS", "DEFAULT_TIMEOUT_S", "Launch", "launch_from_env", "gpu_group",
+           "Workers"]
 
 #: The per-rank logs' folder inside the study folder.
 LOGS_DIR = "logs"
 #: The environment variable of the hang timeout, in seconds.
 ENV_TIMEOUT = "LATENTPROBE_HANG_TIMEOUT"
 DEFAULT_TIMEOUT_S = 3600.0
+#: The environment variable of the GPUs each worker gets (a model larger than one GPU: ``device_map="auto"``).
+ENV_GPUS = "LATENTPROBE_GPUS_PER_WORKER"
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,46 @@ def launch_from_env(env: Mapping[str, str] | None = None) -> Launch | None:
     return Launch(rank, world, local, local_world, group)
 
 
+def gpu_group(launch: Launch, env: dict[str, str] | None = None) -> str | None:
+    """Give this worker its own GPUs when ``LATENTPROBE_GPUS_PER_WORKER`` is set: ``CUDA_VISIBLE_DEVICES`` becomes
+    its slice of the machine's GPUs (as VLMEvalKit's ``run.py`` does per local rank). Call it before CUDA starts.
+
+    Parameters
+    ----------
+    launch : Launch
+        This worker's place (its local rank picks the slice).
+    env : dict, optional
+        The environment to read and change (default ``os.environ``).
+
+    Returns
+    -------
+    str or None
+        The new ``CUDA_VISIBLE_DEVICES``, or ``None`` when the variable is unset (one GPU per worker).
+
+    Examples
+    --------
+    >>> gpu_group(Launch(1, 4, local_rank=1, local_world_size=2), {"LATENTPROBE_GPUS_PER_WORKER": "4"})
+    '4,5,6,7'
+    >>> gpu_group(Launch(0, 2, local_world_size=2), {"LATENTPROBE_GPUS_PER_WORKER": "2", "CUDA_VISIBLE_DEVICES": "3,1,2,0"})
+    '3,1'
+    """
+    env = os.environ if env is None else env
+    raw = env.get(ENV_GPUS)
+    if not raw:
+        return None
+    per = int(raw) if raw.strip().isdigit() else 0
+    if per < 1:
+        raise WorkerError(f"{ENV_GPUS}={raw!r} must be a whole number of GPUs per worker (>= 1).")
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    ids = visible.split(",") if visible else [str(i) for i in range(per * launch.local_world_size)]
+    mine = ids[launch.local_rank * per:(launch.local_rank + 1) * per]
+    if len(mine) < per:
+        raise WorkerError(f"{ENV_GPUS}={per} with {launch.local_world_size} workers on this machine needs "
+                          f"{per * launch.local_world_size} GPUs, and {len(ids)} are visible; start fewer workers.")
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(mine)
+    return env["CUDA_VISIBLE_DEVICES"]
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -148,6 +191,8 @@ class Workers:
         self._bar: Any = None
         self._progress = progress and launch.rank == 0
         self._log_dir = self.out_dir / LOGS_DIR
+        #: GPUs per worker (``LATENTPROBE_GPUS_PER_WORKER``); above 1 the model spreads over them (``"auto"``).
+        self.gpus = int(os.environ.get(ENV_GPUS) or 1)
         if connect:
             self._connect()
         self.log(f"rank {self.rank} of {self.world_size} (local {launch.local_rank}), pid {os.getpid()} on "
@@ -181,6 +226,8 @@ class Workers:
 
         if not torch.cuda.is_available():
             return None
+        if self.gpus > 1:  # gpu_group gave this worker its own GPUs: its first one
+            return "cuda:0"
         return f"cuda:{self.launch.local_rank % max(torch.cuda.device_count(), 1)}"
 
     def _connect(self) -> None:
