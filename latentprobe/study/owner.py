@@ -129,7 +129,8 @@ def group_lock(out: str | Path, workers: Any) -> Iterator[None]:
     owner = _lock.read_owner(Path(out) / STUDY_LOCK) or {}
     if owner.get("group") != record["group"]:
         raise StudyLockedError(
-            f"study folder {out} is in use by another run: {_owner_text(Path(out) / STUDY_LOCK) or 'an unknown process'} "
+            f"study folder {out} is in use by another run: "
+            f"{_owner_text(Path(out) / STUDY_LOCK) or 'an unknown process'} "
             f"(group {owner.get('group')!r}), not by rank 0 of this worker group ({record['group']!r}); only one run "
             "may write a study folder at a time. Wait for it to finish or choose another --out folder.")
     yield

@@ -358,8 +358,8 @@ class ShardedSweep:
             g.unit_started(label, keys[i])
             rows = fn(units[i])
             if rows is None:
-                raise SweepStateError(f"fn returned None for unit {keys[i]!r} of {label}; return a DataFrame, a list of "
-                                      "dicts or a dict.")
+                raise SweepStateError(f"fn returned None for unit {keys[i]!r} of {label}; return a DataFrame, a "
+                                      "list of dicts or a dict.")
             self._mine.write(keys[i], rows)
             g.unit_done(label, keys[i])
             g.advanced(1)

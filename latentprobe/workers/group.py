@@ -128,7 +128,8 @@ def gpu_group(launch: Launch, env: dict[str, str] | None = None) -> str | None:
     --------
     >>> gpu_group(Launch(1, 4, local_rank=1, local_world_size=2), {"LATENTPROBE_GPUS_PER_WORKER": "4"})
     '4,5,6,7'
-    >>> gpu_group(Launch(0, 2, local_world_size=2), {"LATENTPROBE_GPUS_PER_WORKER": "2", "CUDA_VISIBLE_DEVICES": "3,1,2,0"})
+    >>> gpu_group(Launch(0, 2, local_world_size=2),
+    ...           {"LATENTPROBE_GPUS_PER_WORKER": "2", "CUDA_VISIBLE_DEVICES": "3,1,2,0"})
     '3,1'
     """
     env = os.environ if env is None else env
@@ -185,7 +186,8 @@ class Workers:
         try:
             self.timeout_s = float(timeout_s if timeout_s is not None else env_timeout or DEFAULT_TIMEOUT_S)
         except ValueError:
-            raise WorkerError(f"{ENV_TIMEOUT}={env_timeout!r} is not a number of seconds; set it to e.g. 3600.") from None
+            raise WorkerError(f"{ENV_TIMEOUT}={env_timeout!r} is not a number of seconds; set it to e.g. "
+                              "3600.") from None
         self._connected = False
         self._barrier_group: Any = None
         self._bar: Any = None
@@ -364,10 +366,11 @@ class Workers:
             if self.is_main:
                 late = [r for r in range(1, self.world_size)
                         if self._read_status(r).get("doing") != f"barrier {label}"]
-                named = [int(r) for r in re.findall(r"\d+", str(err).split("failed")[0])] if "failed" in str(err) else []
+                text = str(err)
+                named = [int(r) for r in re.findall(r"\d+", text.split("failed")[0])] if "failed" in text else []
                 raise self._hung(label, late or named or list(range(1, self.world_size))) from None
-            raise WorkerHangError(f"rank {self.rank} waited {self.timeout_s:.0f} s at {label!r} and another rank did not "
-                                  f"arrive; rank 0's error and {self._log_dir / 'rank-0.log'} name it.") from None
+            raise WorkerHangError(f"rank {self.rank} waited {self.timeout_s:.0f} s at {label!r} and another rank did "
+                                  f"not arrive; rank 0's error and {self._log_dir / 'rank-0.log'} name it.") from None
         self.log(f"barrier {label}")
 
     def stalled(self, label: str, since: float) -> None:
