@@ -366,8 +366,8 @@ class Workers:
             if self.is_main:
                 late = [r for r in range(1, self.world_size)
                         if self._read_status(r).get("doing") != f"barrier {label}"]
-                text = str(err)
-                named = [int(r) for r in re.findall(r"\d+", text.split("failed")[0])] if "failed" in text else []
+                found = re.search(r"Ranks? ([\d, ]+) failed", str(err))  # gloo: "Ranks 1, 2 failed to pass ..."
+                named = [int(r) for r in re.findall(r"\d+", found.group(1))] if found else []
                 raise self._hung(label, late or named or list(range(1, self.world_size))) from None
             raise WorkerHangError(f"rank {self.rank} waited {self.timeout_s:.0f} s at {label!r} and another rank did "
                                   f"not arrive; rank 0's error and {self._log_dir / 'rank-0.log'} name it.") from None
