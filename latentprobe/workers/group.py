@@ -356,6 +356,7 @@ class Workers:
         """
         self._status(doing=f"barrier {label}")
         if not self._connected or self.world_size == 1:
+            self.log(f"barrier {label}")
             return
         import torch.distributed as dist
 
