@@ -8,14 +8,16 @@ One run of this script runs the same study twice into fresh folders, one after t
 * the wall time of the work itself, read from rank 0's log (``DIR/logs/rank-0.log``): from the first barrier of
   the clean run to the study's last barrier, i.e. the clean run, every analysis's units, the merges and the
   summaries, without the start-up;
+* the wall time of the analysis's units alone (from the barrier that deals them to the barrier after the last
+  is stored): the part that is divided among the workers;
 * the scaling efficiency ``T1 / (N * TN)`` of both (1.0: N workers are N times as fast);
 * whether the tables of the two runs are byte-identical (they must be).
 
 The study is the toy's ``z_to_y`` with many interventions in ``propagate`` mode (each unit regenerates its
-chunk's latents and answers for every condition: compute, not input or output) over 64 examples, with few
+chunk's latents and answers for every condition: compute, not input or output) over 96 examples (units of 16 examples, so that each unit is a few seconds of work), with few
 bootstrap resamples so that the summary, which every rank computes, stays small. The efficiency needs as many
 free cores as workers: on a shared machine a busy neighbour lowers it, so the figure printed is what this
-machine gave in this run. ``--quick`` uses 24 examples.
+machine gave in this run. ``--quick`` uses 32 examples.
 
 Usage: python benchmarks/distributed_scaling.py [--workers 2] [--quick] [--keep DIR]
 """
@@ -50,8 +52,8 @@ n = {n}
 
 [generation]
 max_new_tokens = 8
-batch_size = 4
-chunk_size = 4
+batch_size = 8
+chunk_size = 16
 n_boot = 20
 
 [analyses.z_to_y]
@@ -60,15 +62,14 @@ modes = ["propagate"]
 """
 
 
-def _work_seconds(out: Path) -> float:
-    """Rank 0's time from the clean run's first barrier to the study's last (the work without start-up)."""
+def _seconds(out: Path, start: str, end: str) -> float:
+    """Rank 0's time between two of its log lines (barriers are logged when passed; the stamps have 1 s steps)."""
     stamps = {}
     for line in (out / "logs" / "rank-0.log").read_text().splitlines():
         when, _, what = line.partition(" ")
-        for label in ("barrier clean plan", "barrier study end"):
-            if what == label and label not in stamps:
-                stamps[label] = datetime.fromisoformat(when)
-    return (stamps["barrier study end"] - stamps["barrier clean plan"]).total_seconds()
+        if what in (start, end) and what not in stamps:
+            stamps[what] = datetime.fromisoformat(when)
+    return (stamps[end] - stamps[start]).total_seconds()
 
 
 def _run(study: Path, out: Path, workers: int) -> float:
@@ -93,20 +94,21 @@ def main() -> None:
     base = args.keep or Path(tempfile.mkdtemp(prefix="lp-scaling-"))
     base.mkdir(parents=True, exist_ok=True)
     study = base / "study.toml"
-    n = 24 if args.quick else 64
+    n = 32 if args.quick else 96
     study.write_text(STUDY.format(n=n))
     outs = {1: base / "w1", args.workers: base / f"w{args.workers}"}
     for out in outs.values():
         shutil.rmtree(out, ignore_errors=True)
     wall = {w: _run(study, out, w) for w, out in outs.items()}
-    work = {w: _work_seconds(out) for w, out in outs.items()}
+    work = {w: _seconds(out, "barrier clean plan", "barrier study end") for w, out in outs.items()}
+    units = {w: _seconds(out, "barrier assign z_to_y/z_to_y", "barrier computed z_to_y/z_to_y") for w, out in outs.items()}
     same = _tables(outs[1]) == _tables(outs[args.workers])
     nw = args.workers
     print(f"toy z_to_y, {n} examples, 6 interventions, propagate; {os.cpu_count()} CPUs on this machine, one thread "
           f"per worker")
     print("| measure | 1 worker (s) | " + f"{nw} workers (s) | speed-up | efficiency |")
     print("|---|---|---|---|---|")
-    for name, t in (("wall time of the command", wall), ("work (rank 0's log)", work)):
+    for name, t in (("wall time of the command", wall), ("work (rank 0's log)", work), ("the analysis's units", units)):
         print(f"| {name} | {t[1]:.1f} | {t[nw]:.1f} | {t[1] / t[nw]:.2f} | {t[1] / (nw * t[nw]):.2f} |")
     print(f"tables byte-identical: {same}")
     if args.keep is None:
