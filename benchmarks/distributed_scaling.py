@@ -14,8 +14,9 @@ One run of this script runs the same study twice into fresh folders, one after t
 * whether the tables of the two runs are byte-identical (they must be).
 
 The study is the toy's ``z_to_y`` with many interventions in ``propagate`` mode (each unit regenerates its
-chunk's latents and answers for every condition: compute, not input or output) over 96 examples (units of 16 examples, so that each unit is a few seconds of work), with few
-bootstrap resamples so that the summary, which every rank computes, stays small. The efficiency needs as many
+chunk's latents and answers for every condition: compute, not input or output) over 96 examples (units of 16
+examples, so that each unit is a few seconds of work), with few bootstrap resamples so that the summary, which
+every rank computes, stays small. The efficiency needs as many
 free cores as workers: on a shared machine a busy neighbour lowers it, so the figure printed is what this
 machine gave in this run. ``--quick`` uses 32 examples.
 
@@ -101,7 +102,8 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
     wall = {w: _run(study, out, w) for w, out in outs.items()}
     work = {w: _seconds(out, "barrier clean plan", "barrier study end") for w, out in outs.items()}
-    units = {w: _seconds(out, "barrier assign z_to_y/z_to_y", "barrier computed z_to_y/z_to_y") for w, out in outs.items()}
+    units = {w: _seconds(out, "barrier assign z_to_y/z_to_y", "barrier computed z_to_y/z_to_y")
+             for w, out in outs.items()}
     same = _tables(outs[1]) == _tables(outs[args.workers])
     nw = args.workers
     print(f"toy z_to_y, {n} examples, 6 interventions, propagate; {os.cpu_count()} CPUs on this machine, one thread "
