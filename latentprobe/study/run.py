@@ -366,6 +366,8 @@ def _run(study: Study, out: Path, *, overwrite: bool, report: bool, say: Callabl
         path = build_report(out)
     if workers is not None:
         workers.barrier("study end")
+        if not workers.launch.group_id:  # the group of one made above: its progress bar ends here
+            workers.close()
     return StudyRun(out_dir=out, report_path=path, ran=tuple(ran), skipped=tuple(skipped),
                     seconds=time.perf_counter() - t0, headlines=headlines, n_examples=diagnosis.n,
                     n_entered=diagnosis.n_entered)
