@@ -14,11 +14,11 @@ One run of this script runs the same study twice into fresh folders, one after t
 * whether the tables of the two runs are byte-identical (they must be).
 
 The study is the toy's ``z_to_y`` with many interventions in ``propagate`` mode (each unit regenerates its
-chunk's latents and answers for every condition: compute, not input or output) over 96 examples (units of 16
-examples, so that each unit is a few seconds of work), with few bootstrap resamples so that the summary, which
+chunk's latents and answers for every condition: compute, not input or output) over 480 examples (units of 32
+examples), with few bootstrap resamples so that the summary, which
 every rank computes, stays small. The efficiency needs as many
 free cores as workers: on a shared machine a busy neighbour lowers it, so the figure printed is what this
-machine gave in this run. ``--quick`` uses 32 examples.
+machine gave in this run. ``--quick`` uses 96 examples.
 
 Usage: python benchmarks/distributed_scaling.py [--workers 2] [--quick] [--keep DIR]
 """
@@ -53,8 +53,8 @@ n = {n}
 
 [generation]
 max_new_tokens = 8
-batch_size = 8
-chunk_size = 16
+batch_size = 16
+chunk_size = 32
 n_boot = 20
 
 [analyses.z_to_y]
@@ -95,7 +95,7 @@ def main() -> None:
     base = args.keep or Path(tempfile.mkdtemp(prefix="lp-scaling-"))
     base.mkdir(parents=True, exist_ok=True)
     study = base / "study.toml"
-    n = 32 if args.quick else 96
+    n = 96 if args.quick else 480
     study.write_text(STUDY.format(n=n))
     outs = {1: base / "w1", args.workers: base / f"w{args.workers}"}
     for out in outs.values():
