@@ -61,3 +61,18 @@ def test_clean_units_put_long_prompts_first_and_keep_batches():
     assert sorted(i for u in units for i in u) == list(range(len(prompts)))
     # dealt round-robin, two workers get 2 and 1 units: each starts with a long one
     assert [units[r::2] for r in range(2)] == [[[1, 3, 5], [2]], [[4, 0, 6]]]
+
+
+def test_rank_0_shows_one_bar_of_units_done_of_units_planned(tmp_path):
+    from latentprobe.workers import Workers
+
+    w = Workers(Launch(0, 1), tmp_path, connect=False, progress=True)
+    w.planned(10, 3)  # an analysis plans 10 units, 3 stored by an earlier run
+    w.advanced(2)
+    w.planned(4, 0)  # the next analysis
+    assert (w._bar.n, w._bar.total) == (5, 14)
+    w.close()
+    other = Workers(Launch(1, 2), tmp_path, connect=False, progress=True)
+    other.planned(10, 3)
+    assert other._bar is None  # only rank 0 shows progress
+    assert "rank 1 of 2" in (tmp_path / "logs" / "rank-1.log").read_text()
