@@ -70,10 +70,12 @@ def _launch(folder, world, *, kill_at=None, sleep_at=None, timeout=60.0, config=
                                                config or {"v": 1})) for r in range(world)]
     for p in procs:
         p.start()
+    procs[0].join(240)  # rank 0 ends (done, or reporting the others); a hung rank is then killed
     for p in procs:
-        p.join(240)
+        p.join(20)
         if p.is_alive():
             p.kill()
+            p.join()
     return {int(f.stem.split("-")[1]): json.loads(f.read_text()) for f in reports.glob("rank-*.json")}
 
 
