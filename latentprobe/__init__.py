@@ -58,7 +58,7 @@ __all__ = [
 #: Subpackages reachable as attributes (``lp.causal.z_to_y``), imported on first use so that
 #: ``import latentprobe`` stays light and the toy is loaded only when asked for.
 SUBMODULES = ("analyses", "causal", "data", "engine", "geometry", "interventions", "lens", "perturbations", "probing",
-              "readouts", "report", "schema", "scoring", "seeding", "stats", "sweep", "toy", "trace", "viz")
+              "readouts", "report", "schema", "scoring", "seeding", "stats", "sweep", "toy", "trace", "viz", "workers")
 
 
 #: Public names defined in a subpackage, imported on first use like the subpackages.

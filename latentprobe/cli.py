@@ -210,12 +210,51 @@ def trace_cmd(variant: str, out_dir: Path, n_examples: int) -> None:
 @click.option("--overwrite", is_flag=True, help="Discard what an earlier study wrote in --out and start again.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html (build it later with `latentprobe report`).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def run_cmd(study_file: Path, out_dir: Path, overwrite: bool, no_report: bool, quiet: bool) -> None:
-    """Run a study file (TOML; see examples/studies/) into --out: tables per analysis and an HTML report."""
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Run N workers on this machine through torch.distributed.run (as torchrun would); leave it out "
+                   "under torchrun or srun.")
+@click.option("--hang-timeout", type=click.FloatRange(min=1), default=None,
+              help="Seconds a worker may be missing at a barrier before the run stops naming it (default "
+                   "LATENTPROBE_HANG_TIMEOUT or 3600).")
+def run_cmd(study_file: Path, out_dir: Path, overwrite: bool, no_report: bool, quiet: bool, workers: int | None,
+            hang_timeout: float | None) -> None:
+    """Run a study file (TOML; see examples/studies/) into --out: tables per analysis and an HTML report.
+
+    Under torchrun (or srun with MASTER_ADDR exported) every worker runs this same command; --workers N starts N
+    of them here.
+    """
+    from latentprobe.workers import Workers, launch_from_env
+    from latentprobe.workers.group import gpu_group
+
+    launch = launch_from_env()
+    if launch is not None:
+        gpu_group(launch)  # before CUDA starts: this worker's GPUs when LATENTPROBE_GPUS_PER_WORKER is set
     from latentprobe.study import run_study
 
-    res = run_study(study_file, out_dir, overwrite=overwrite, report=not no_report, progress=not quiet,
-                    echo=click.echo)
+    if workers is not None:
+        if launch is not None:
+            raise CLIUsageError("--workers starts its own workers through torch.distributed.run; under torchrun or "
+                                "srun leave it out (each worker finds its rank in the environment).")
+        from latentprobe.workers.launch import launch_workers
+
+        command = ["run", str(study_file), "--out", str(out_dir)]
+        command += [flag for flag, on in (("--overwrite", overwrite), ("--no-report", no_report), ("--quiet", quiet))
+                    if on]
+        command += [] if hang_timeout is None else ["--hang-timeout", str(hang_timeout)]
+        raise click.exceptions.Exit(launch_workers(workers, command))
+    group = None if launch is None else Workers(launch, out_dir, timeout_s=hang_timeout, progress=not quiet)
+    try:
+        res = run_study(study_file, out_dir, overwrite=overwrite, report=not no_report, progress=not quiet,
+                        echo=click.echo, workers=group)
+    except BaseException as err:
+        if group is not None:
+            group.log(f"stopped: {type(err).__name__}: {_one_line(str(err))}")
+        raise
+    finally:
+        if group is not None:
+            group.close()
+    if group is not None and not group.is_main:
+        return
     done = f"ran {', '.join(res.ran) or 'nothing'}" + (f"; already finished: {', '.join(res.skipped)}"
                                                         if res.skipped else "")
     for key, lines in res.headlines.items():

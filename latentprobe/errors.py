@@ -221,3 +221,13 @@ class LayoutMismatchError(InputError):
 class LensMismatchError(LatentProbeError, ValueError):
     """A tuned lens used with another model than the one it was fitted on (class, layer count, width, vocabulary or
     weights fingerprint differ); the message names each difference and how to fit or load the right lens."""
+
+
+class WorkerError(LatentProbeError, RuntimeError):
+    """A study run by several workers (``torchrun``, ``--workers N``) cannot start or go on: the group cannot be
+    formed, the folder is held by another group, or a worker stopped; the message names the rank and what to do."""
+
+
+class WorkerHangError(WorkerError):
+    """A worker did not reach a barrier (or stored no unit) within the hang timeout; the message names its rank, the
+    unit it was computing and its log file."""

@@ -264,13 +264,13 @@ class Analysis:
         object
             What :meth:`summarise` returns.
         """
-        from latentprobe.sweep import ResumableSweep
+        from latentprobe.sweep.sharded import open_store
 
         units = self.plan(ctx, options)
         keys = [u.key for u in units]
         if len(set(map(repr, keys))) != len(keys):
             raise StudyError(f"analysis {self.key!r}: plan() returned units with the same key; give each a unique key.")
-        store = ResumableSweep(folder, name="units", config={"analysis": self.key, "options": options.fingerprint(),
+        store = open_store(folder, name="units", config={"analysis": self.key, "options": options.fingerprint(),
                                                               "trace": ctx.trace_fingerprint(), "units": _plain(keys)},
                                key_columns=())
         schema = self.tables[self.rows_table] if self.rows_table else None

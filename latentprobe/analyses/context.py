@@ -57,6 +57,9 @@ class Context:
         random weights), ``"derived_inputs"`` (``f(inputs) -> InputSet``, the behavioural probe's questions).
     where : str
         The study file, named in errors.
+    writes : bool
+        Whether this process writes shared files such as a saved trace (``False`` on the ranks other than 0 of a
+        study run by several workers).
 
     Examples
     --------
@@ -84,6 +87,7 @@ class Context:
     generation: str | None = None
     hooks: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     where: str = "study"
+    writes: bool = True
     _trace: LatentTrace | None = field(default=None, init=False, repr=False)
 
     def defaults(self) -> dict[str, Any]:
@@ -231,5 +235,5 @@ class Context:
         asked : bool
             The analysis's ``save_trace`` option.
         """
-        if asked and folder is not None:
+        if asked and folder is not None and self.writes:
             self.trace.save(folder / "trace")

@@ -41,7 +41,9 @@ BASELINE_SOURCES = ("text_last", "text_mean", "image_mean", "prompt_last")
 def _open(out_dir: str | os.PathLike | None, name: str, config: dict[str, Any], key_columns: Sequence[str],
           overwrite: bool = False) -> ResumableSweep:
     """The store of one analysis: on disk under ``out_dir``, or in memory when it is ``None``."""
-    return ResumableSweep(out_dir, name=name, config=config, key_columns=tuple(key_columns), overwrite=overwrite)
+    from latentprobe.sweep.sharded import open_store  # shared by the ranks of a study run by several workers
+
+    return open_store(out_dir, name=name, config=config, key_columns=tuple(key_columns), overwrite=overwrite)
 
 
 def _run_units(rows_store: ResumableSweep, status_store: ResumableSweep | None, units: list[Any], fn: Callable[[Any], tuple],

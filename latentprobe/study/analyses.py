@@ -233,7 +233,7 @@ def _perturbs_inputs(options: AnalysisOptions) -> bool:
     return bool(getattr(options, "perturbations", None) or getattr(options, "treatment", None))
 
 
-def run_analysis(record: Analysis, options: AnalysisOptions, ctx: Context, folder: Path) -> bool:
+def run_analysis(record: Analysis, options: AnalysisOptions, ctx: Context, folder: Path, *, write: bool = True) -> bool:
     """Run one analysis into ``folder`` unless its ``done.json`` is there; True when it ran.
 
     The tables are checked against their declared schemas before they are written.
@@ -248,6 +248,9 @@ def run_analysis(record: Analysis, options: AnalysisOptions, ctx: Context, folde
         The study's context.
     folder : Path
         The analysis's folder, ``DIR/<key>/``.
+    write : bool
+        Write the tables, ``config.json``, extras and ``done.json`` (``False``: a worker other than rank 0, which
+        computes its share of the units and leaves the shared files to rank 0).
 
     Returns
     -------
@@ -264,6 +267,8 @@ def run_analysis(record: Analysis, options: AnalysisOptions, ctx: Context, folde
         return False
     folder.mkdir(parents=True, exist_ok=True)
     result = record.run(ctx, options.resolved(ctx.defaults()), folder)
+    if not write:
+        return True
     tables = record.to_tables(result)
     for name, schema in record.tables.items():
         frame = tables[name]

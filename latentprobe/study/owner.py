@@ -6,6 +6,12 @@ process (a study's report, answers and analyses all run under the one hold, and 
 folders); released when the run returns or fails, and at interpreter exit. A lock left by a killed run (its pid is
 not running on this host) is taken over, with a :class:`~latentprobe.errors.SweepLockWarning`; a live owner, or
 one on another host, refuses the second run with :class:`~latentprobe.errors.StudyLockedError`.
+
+A run by several workers (:func:`group_lock`) is one run: its rank 0 takes the same lock, recording the group's
+id (the rendezvous address and the launch id) and size, and every other rank checks, once rank 0 holds it, that
+the lock names its own group; a worker of another launch is refused like a second run. Inside the folder each
+rank writes only its own files (``.ranks/rank-R`` stores under their own folder locks, ``logs/rank-R.*``,
+the clean run's units it computed); everything shared is written by rank 0.
 """
 
 from __future__ import annotations
@@ -13,12 +19,12 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from latentprobe.errors import StudyError, StudyLockedError, SweepLockedError
 from latentprobe.sweep import lock as _lock
 
-__all__ = ["STUDY_LOCK", "study_lock"]
+__all__ = ["STUDY_LOCK", "study_lock", "group_lock"]
 
 #: The study lock's file inside the output folder.
 STUDY_LOCK = ".study.lock"
@@ -38,7 +44,7 @@ def _owner_text(path: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def study_lock(out: str | Path, *, create: bool = True) -> Iterator[None]:
+def study_lock(out: str | Path, *, create: bool = True, group: dict | None = None) -> Iterator[None]:
     """Hold ``out``'s study lock for the ``with`` block.
 
     Parameters
@@ -48,6 +54,8 @@ def study_lock(out: str | Path, *, create: bool = True) -> Iterator[None]:
     create : bool
         Create a missing folder (removed again at the end if it is still empty). Without it a missing folder is
         not locked (there is nothing to protect; the caller reports it).
+    group : dict, optional
+        A worker group's ``{"group": id, "world_size": n}``, recorded in the lock (:func:`group_lock`).
 
     Raises
     ------
@@ -76,7 +84,7 @@ def study_lock(out: str | Path, *, create: bool = True) -> Iterator[None]:
         return
     out.mkdir(parents=True, exist_ok=True)
     try:
-        _lock.acquire(out, name=STUDY_LOCK, what="study folder")
+        _lock.acquire(out, name=STUDY_LOCK, what="study folder", extra=group)
     except SweepLockedError as err:
         owner = _owner_text(out / STUDY_LOCK)
         if owner is None:
@@ -92,3 +100,37 @@ def study_lock(out: str | Path, *, create: bool = True) -> Iterator[None]:
         if made:
             with contextlib.suppress(OSError):
                 out.rmdir()  # only when empty: a run that wrote nothing leaves no folder
+
+
+@contextlib.contextmanager
+def group_lock(out: str | Path, workers: Any) -> Iterator[None]:
+    """Hold ``out``'s study lock for a worker group: rank 0 takes it (with the group's id), the others check it.
+
+    Parameters
+    ----------
+    out : str or Path
+        The study's output folder.
+    workers : latentprobe.workers.Workers
+        This process's worker group.
+
+    Raises
+    ------
+    StudyLockedError
+        On rank 0: another run holds the folder. On the other ranks: the lock names another group (another run,
+        or another launch's rank 0).
+    """
+    record = {"group": workers.launch.group_id, "world_size": workers.world_size}
+    if workers.is_main:
+        with study_lock(out, group=record):
+            workers.barrier("study lock")
+            yield
+        return
+    workers.barrier("study lock")
+    owner = _lock.read_owner(Path(out) / STUDY_LOCK) or {}
+    if owner.get("group") != record["group"]:
+        raise StudyLockedError(
+            f"study folder {out} is in use by another run: "
+            f"{_owner_text(Path(out) / STUDY_LOCK) or 'an unknown process'} "
+            f"(group {owner.get('group')!r}), not by rank 0 of this worker group ({record['group']!r}); only one run "
+            "may write a study folder at a time. Wait for it to finish or choose another --out folder.")
+    yield

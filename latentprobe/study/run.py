@@ -36,6 +36,12 @@ skipped and the running one resumes from its folder. A folder written for anothe
 one whose examples changed since (:mod:`latentprobe.study.datafp`: questions, options, golds, image
 bytes) with :class:`~latentprobe.errors.DataChangedError` listing the example ids. ``overwrite=True``
 clears what a study writes there and starts again.
+
+Under ``torchrun`` or ``srun`` (or ``latentprobe run ... --workers N``) every worker runs this same function with
+its worker group (:mod:`latentprobe.workers`): each checks the folder, the data and its own model copy (a changed
+study or model is refused by every worker, with the diff), computes its share of the clean run and of every
+analysis's units into its own files, and rank 0 merges and writes everything shared. ``study.json`` then records
+``"clean_run": "sharded"``, and a later single-process run of the folder goes the same way as a group of one.
 """
 
 from __future__ import annotations
@@ -61,8 +67,9 @@ _FAILED = "failed.json"
 _OWNED_FILES = ("study.toml", "study.json", "sample.csv", "answers.csv", _FAILED, "report.html", "diagnosis.json")
 #: What a run that stopped before its results leaves: such a folder is still a fresh one.
 _LEFTOVERS = ("diagnosis.json",)
-#: Files that do not make a folder a study's: the lock (and its takeover guard) and the image-hash cache.
-_IGNORED = (".study.lock", ".study.lock.takeover", ".image-hashes.json")
+#: Files that do not make a folder a study's: the lock (and its takeover guard), the image-hash cache, the workers'
+#: logs and the clean run's units (a run by workers that stopped before its results resumes from them).
+_IGNORED = (".study.lock", ".study.lock.takeover", ".image-hashes.json", "logs", "clean")
 
 
 @dataclass(frozen=True)
@@ -166,7 +173,9 @@ def _check_folder(out: Path, study: Study, fingerprint: str, overwrite: bool) ->
     return None
 
 
-def _clear(out: Path) -> None:
+def _clear(out: Path, keep_clean: bool = False) -> None:
+    if not keep_clean:
+        shutil.rmtree(out / "clean", ignore_errors=True)
     for name in _OWNED_FILES:
         (out / name).unlink(missing_ok=True)
     for name in registered_analyses():
@@ -175,7 +184,7 @@ def _clear(out: Path) -> None:
 
 
 def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = False, report: bool = True,
-              progress: bool = True, echo: Callable[[str], None] = print) -> StudyRun:
+              progress: bool = True, echo: Callable[[str], None] = print, workers: Any = None) -> StudyRun:
     """Run a study file into ``out_dir`` (see the module docstring for the layout and resuming).
 
     Parameters
@@ -192,6 +201,9 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
         Progress bars on the long loops and one line per analysis.
     echo : callable
         Where the lines go with ``progress=True`` (default :func:`print`).
+    workers : latentprobe.workers.Workers, optional
+        This process's worker group under ``torchrun`` or ``srun`` (:mod:`latentprobe.workers`; the CLI forms it
+        from the environment); every rank calls ``run_study`` with the same arguments.
 
     Returns
     -------
@@ -228,56 +240,84 @@ def run_study(study_file: str | Path, out_dir: str | Path, *, overwrite: bool = 
     out = Path(out_dir).expanduser()
     from latentprobe.study.owner import study_lock
 
+    say = echo if progress else (lambda *_a, **_k: None)
+    if workers is not None:
+        from latentprobe.study.owner import group_lock
+
+        with group_lock(out, workers):
+            return _run(study, out, overwrite=overwrite, report=report, say=say if workers.is_main else workers.log,
+                        progress=progress, t0=t0, workers=workers)
     with study_lock(out):  # before anything is read from or written to the folder; held to the end
-        return _run(study, out, overwrite=overwrite, report=report, say=echo if progress else (lambda *_a, **_k: None),
-                    progress=progress, t0=t0)
+        return _run(study, out, overwrite=overwrite, report=report, say=say, progress=progress, t0=t0, workers=None)
 
 
 def _run(study: Study, out: Path, *, overwrite: bool, report: bool, say: Callable[[str], None], progress: bool,
-         t0: float) -> StudyRun:
-    """:func:`run_study` once the folder's lock is held."""
+         t0: float, workers: Any) -> StudyRun:
+    """:func:`run_study` once the folder's lock is held (by this process, or by rank 0 of its worker group)."""
     fingerprint = config_fingerprint(study)
-    stored = _check_folder(out, study, fingerprint, overwrite)
+    # every rank checks, and all have checked before any stops: a changed study is refused by each, with the diff
+    stored = _on_every_rank(workers, "folder checked", lambda: _check_folder(out, study, fingerprint, overwrite))
     name = study.study.name
+    sharded = workers is not None if stored is None else stored.get("clean_run") == "sharded"
+    if sharded and workers is None:  # a folder written by workers, resumed by one process: a group of one
+        from latentprobe.workers import Launch, Workers
+
+        workers = Workers(Launch(0, 1), out, connect=False, progress=progress)
+    main = workers is None or workers.is_main
     from latentprobe.study.datafp import (CACHE_NAME, ImageHashCache, check_data, data_fingerprint, example_digests,
                                           recorded_digests)
 
-    from latentprobe.study.analyses import make_context, preflight, run_analysis, write_table
+    from latentprobe.study.analyses import make_context, preflight, write_table
     from latentprobe.study.answers import write_answers
     from latentprobe.study.datasets import load_data, with_prompts
     from latentprobe.study.models import build_model
 
     # everything that can be checked without the model, before it loads (the toy data need the toy model)
     model = None
+    model_cfg = study.model
+    device = None if workers is None else workers.device()
+    if device is not None and model_cfg.device_map in (None, "auto") and workers.gpus == 1:  # its copy on its GPU
+        import dataclasses
+
+        model_cfg = dataclasses.replace(model_cfg, device_map=device)
     if study.is_toy_data:
         say(f"[{name}] loading model {study.model.source}")
-        model = build_model(study.model, str(study.path))
+        model = build_model(model_cfg, str(study.path))
     data = load_data(study, model)
     hashes = ImageHashCache(out / CACHE_NAME)
     digests = example_digests(data, cache=hashes)
     if stored is not None:
-        check_data(recorded_digests(stored, out / "study.json"), digests, str(out))
+        _on_every_rank(workers, "data checked",
+                       lambda: check_data(recorded_digests(stored, out / "study.json"), digests, str(out)))
     preflight(study, make_context(study, model, data, progress=False))
     if model is None:
         say(f"[{name}] loading model {study.model.source}")
-        model = build_model(study.model, str(study.path))
+        model = build_model(model_cfg, str(study.path))
         data = with_prompts(study, data, model)
     model_hash = _digest(model.fingerprint)
-    if stored is not None and stored.get("model_fingerprint") != model_hash:
-        raise StudyError(f"{out} holds results of another model ({_diff(stored.get('model'), model.fingerprint)}); "
-                         "pass --overwrite to discard them or choose a new --out folder.")
+    if stored is not None:
+        _on_every_rank(workers, "model checked", lambda: _check_model(out, stored, model, model_hash))
     say(f"[{name}] {len(data.sample)} examples; analyses: {', '.join(study.analyses.enabled())}")
-    ctx = make_context(study, model, data, progress=progress)
+    ctx = make_context(study, model, data, progress=progress and workers is None)
+    ctx.writes = main
+    if workers is not None and main and overwrite:
+        shutil.rmtree(out / "clean", ignore_errors=True)
     with _quiet_threads(study.study.threads) as threads:
-        diagnosis = _latent_mode(study, ctx, out)
+        if sharded:
+            from latentprobe.workers.clean import sharded_trace
+
+            ctx._trace = sharded_trace(ctx, workers, out)
+        diagnosis = _latent_mode(study, ctx, out, write=main)
     say(f"[{name}] clean run: {diagnosis.summary()} entered latent mode")
 
     from latentprobe.report.page import utc_stamp
     from latentprobe.report.provenance import software_versions
 
     out.mkdir(parents=True, exist_ok=True)
+    if workers is not None and not main:
+        return _follow(study, ctx, out, workers, t0, diagnosis)
     if overwrite:
-        _clear(out)
+        _clear(out, keep_clean=sharded)
     for leftover in _LEFTOVERS:
         (out / leftover).unlink(missing_ok=True)
     if stored is None:
@@ -285,7 +325,8 @@ def _run(study: Study, out: Path, *, overwrite: bool, report: bool, say: Callabl
                 "model_fingerprint": model_hash, "model": model.fingerprint, "versions": software_versions(),
                 "created": utc_stamp(), "n_examples": len(data.sample), "threads": threads,
                 "data": {"fingerprint": data_fingerprint(digests), "examples": [[i, d] for i, d in digests.items()]},
-                "latent_mode": {k: diagnosis.to_dict()[k] for k in ("n", "n_entered", "share", "open")}}
+                "latent_mode": {k: diagnosis.to_dict()[k] for k in ("n", "n_entered", "share", "open")},
+                "clean_run": "sharded" if sharded else "whole"}
         atomic_write_text(out / "study.json", json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n")
     if stored is None or not (out / "study.toml").exists():  # after study.json: a run stopped between them resumes
         atomic_write_text(out / "study.toml", study.path.read_text())
@@ -294,11 +335,13 @@ def _run(study: Study, out: Path, *, overwrite: bool, report: bool, say: Callabl
     write_table(out, "answers", ctx.answers())
     ran, skipped = [], []
     (out / _FAILED).unlink(missing_ok=True)
-    with _quiet_threads(study.study.threads):
+    if workers is not None:
+        workers.barrier("study files")
+    with _quiet_threads(study.study.threads), _sharing(workers):
         for key in study.analyses.enabled():
             ta = time.perf_counter()
             try:
-                done_now = run_analysis(get_analysis(key), study.analyses[key], ctx, out / key)
+                done_now = _one_analysis(key, study, ctx, out, workers)
             except LatentProbeError as err:  # the report still shows what the study found before it stopped
                 write_answers(out)
                 atomic_write_text(out / _FAILED, json.dumps({"analysis": key, "error": f"{type(err).__name__}: "
@@ -321,12 +364,71 @@ def _run(study: Study, out: Path, *, overwrite: bool, report: bool, say: Callabl
         from latentprobe.study.report import build_report
 
         path = build_report(out)
+    if workers is not None:
+        workers.barrier("study end")
+        if not workers.launch.group_id:  # the group of one made above: its progress bar ends here
+            workers.close()
     return StudyRun(out_dir=out, report_path=path, ran=tuple(ran), skipped=tuple(skipped),
                     seconds=time.perf_counter() - t0, headlines=headlines, n_examples=diagnosis.n,
                     n_entered=diagnosis.n_entered)
 
 
-def _latent_mode(study: Study, ctx: Any, out: Path) -> Any:
+def _on_every_rank(workers: Any, label: str, check: Callable[[], Any]) -> Any:
+    """``check()`` on this rank; with workers, every rank reaches the barrier before any raises what it found."""
+    failure = value = None
+    try:
+        value = check()
+    except LatentProbeError as err:
+        if workers is None:
+            raise
+        failure = err
+    if workers is not None:
+        workers.barrier(label)
+    if failure is not None:
+        raise failure
+    return value
+
+
+def _check_model(out: Path, stored: dict[str, Any], model: Any, model_hash: str) -> None:
+    if stored.get("model_fingerprint") != model_hash:
+        raise StudyError(f"{out} holds results of another model ({_diff(stored.get('model'), model.fingerprint)}); "
+                         "pass --overwrite to discard them or choose a new --out folder.")
+
+
+def _one_analysis(key: str, study: Study, ctx: Any, out: Path, workers: Any) -> bool:
+    """Run one analysis (every rank takes its share of its units; only rank 0 writes its tables)."""
+    from latentprobe.study.analyses import run_analysis
+
+    done_now = run_analysis(get_analysis(key), study.analyses[key], ctx, out / key,
+                            write=workers is None or workers.is_main)
+    if workers is not None:
+        workers.barrier(f"{key} written")
+    return done_now
+
+
+def _sharing(workers: Any) -> Any:
+    """The stores the analyses open are shared by the workers (:mod:`latentprobe.sweep.sharded`)."""
+    import contextlib
+
+    from latentprobe.sweep.sharded import activate
+
+    return contextlib.nullcontext() if workers is None else activate(workers)
+
+
+def _follow(study: Study, ctx: Any, out: Path, workers: Any, t0: float, diagnosis: Any) -> StudyRun:
+    """A rank other than 0: its share of every analysis, then the end barrier (rank 0 writes the shared files)."""
+    workers.barrier("study files")
+    ran, skipped = [], []
+    with _quiet_threads(study.study.threads), _sharing(workers):
+        for key in study.analyses.enabled():
+            (ran if _one_analysis(key, study, ctx, out, workers) else skipped).append(key)
+    workers.barrier("study end")
+    return StudyRun(out_dir=out, report_path=None, ran=tuple(ran), skipped=tuple(skipped),
+                    seconds=time.perf_counter() - t0, headlines={}, n_examples=diagnosis.n,
+                    n_entered=diagnosis.n_entered)
+
+
+def _latent_mode(study: Study, ctx: Any, out: Path, write: bool = True) -> Any:
     """Run the clean run and read it for latent mode; stop (``DIR/diagnosis.json``) when no example entered."""
     from latentprobe.errors import LatentModeError
     from latentprobe.study.diagnosis import diagnose_latent_mode
@@ -335,7 +437,8 @@ def _latent_mode(study: Study, ctx: Any, out: Path) -> Any:
     if diagnosis.never_opened:
         message = diagnosis.message(str(study.path)) + f" The diagnosis is in {out / 'diagnosis.json'}."
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "diagnosis.json", json.dumps({"message": message, **diagnosis.to_dict()}, indent=1,
+        if write:
+            atomic_write_text(out / "diagnosis.json", json.dumps({"message": message, **diagnosis.to_dict()}, indent=1,
                                                              default=str) + "\n")
         raise LatentModeError(message, diagnosis.to_dict())
     return diagnosis

@@ -132,10 +132,10 @@ def _stale_reason(path: Path, owner: dict[str, Any] | None) -> str | None:
     return None
 
 
-def _create(path: Path) -> str:
+def _create(path: Path, extra: dict[str, Any] | None = None) -> str:
     """Create the lock file exclusively; return its token. Raises FileExistsError if it exists."""
     token = secrets.token_hex(8)
-    record = {"pid": os.getpid(), "host": socket.gethostname(), "proc_start": _proc_start(os.getpid()),
+    record = {**(extra or {}), "pid": os.getpid(), "host": socket.gethostname(), "proc_start": _proc_start(os.getpid()),
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "token": token,
               "argv": " ".join(sys.argv[:3])[:200]}
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -155,7 +155,8 @@ def _refused(folder: Path, path: Path, owner: dict[str, Any] | None, extra: str 
         f"gone, delete {path}.")
 
 
-def _take_over(folder: Path, path: Path, owner: dict[str, Any] | None, reason: str, what: str) -> str:
+def _take_over(folder: Path, path: Path, owner: dict[str, Any] | None, reason: str, what: str,
+               extra: dict[str, Any] | None = None) -> str:
     guard = path.with_name(path.name + ".takeover")
     try:
         os.close(os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
@@ -175,7 +176,7 @@ def _take_over(folder: Path, path: Path, owner: dict[str, Any] | None, reason: s
         else:
             path.unlink(missing_ok=True)
         try:
-            token = _create(path)
+            token = _create(path, extra)
         except FileExistsError:
             raise _refused(folder, path, read_owner(path), what=what) from None
     finally:
@@ -185,7 +186,8 @@ def _take_over(folder: Path, path: Path, owner: dict[str, Any] | None, reason: s
     return token
 
 
-def acquire(folder: str | os.PathLike, *, name: str = LOCK_NAME, what: str = "sweep folder") -> int:
+def acquire(folder: str | os.PathLike, *, name: str = LOCK_NAME, what: str = "sweep folder",
+            extra: dict[str, Any] | None = None) -> int:
     """Take the writer lock of ``folder`` (again, if this process holds it).
 
     Parameters
@@ -196,6 +198,8 @@ def acquire(folder: str | os.PathLike, *, name: str = LOCK_NAME, what: str = "sw
         The lock file's name inside ``folder`` (locks of different names are independent).
     what : str
         What the folder is, for messages (``"sweep folder"``, ``"study folder"``).
+    extra : dict, optional
+        More fields of the owner's record (a study's worker group: ``group``, ``world_size``).
 
     Returns
     -------
@@ -218,13 +222,13 @@ def acquire(folder: str | os.PathLike, *, name: str = LOCK_NAME, what: str = "sw
         _HELD.pop(key, None)  # inherited through fork: the parent's, not ours
         path = folder / name
         try:
-            token = _create(path)
+            token = _create(path, extra)
         except FileExistsError:
             owner = read_owner(path)
             reason = _stale_reason(path, owner)
             if reason is None:
                 raise _refused(folder, path, owner, what=what) from None
-            token = _take_over(folder, path, owner, reason, what)
+            token = _take_over(folder, path, owner, reason, what, extra)
         _GENERATION[0] += 1
         _HELD[key] = _Held(pid=os.getpid(), token=token, count=1, generation=_GENERATION[0],
                              folder=Path(os.path.realpath(folder)), name=name)
