@@ -9,6 +9,7 @@ runs but computes the wrong thing fails here. Stored notebooks must carry no out
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import nbformat
@@ -73,6 +74,8 @@ def _execute(name: str, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> nbfor
 
     # the kernel inherits this environment: this checkout importable, no hub access, nothing read from the checkout
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+    # an installed "python3" kernelspec may name plain `python`: let it be this interpreter, activated venv or not
+    monkeypatch.setenv("PATH", os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     nb = _read(name)
