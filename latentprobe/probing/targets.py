@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from jaxtyping import Float, Int
 
+from latentprobe import validate
 from latentprobe.errors import ProbeError
 
 __all__ = ["SHUFFLED", "numeric_values", "bin_values", "parse_intermediates", "intermediate_values",
@@ -156,8 +157,7 @@ def bin_values(values: Sequence[float] | np.ndarray, n_bins: int = 4) -> Int[np.
     >>> bin_values([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], n_bins=4).tolist()
     [0, 0, 1, 1, 2, 2, 3, 3]
     """
-    if not isinstance(n_bins, (int, np.integer)) or isinstance(n_bins, bool) or n_bins < 2:
-        raise ProbeError(f"bin_values: n_bins={n_bins!r}; give an integer >= 2.")
+    n_bins = validate.integer(n_bins, "n_bins", minimum=2, where="bin_values", error=ProbeError)
     v = np.asarray(values, dtype=np.float64)
     ok = ~np.isnan(v)
     edges = np.unique(np.quantile(v[ok], np.linspace(0.0, 1.0, int(n_bins) + 1)[1:-1]))
