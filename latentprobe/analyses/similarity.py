@@ -33,8 +33,11 @@ from latentprobe.analyses.options import AnalysisOptions, option
 from latentprobe.analyses.context import Context
 from latentprobe.analyses.readouts import step_matrix_of
 from latentprobe.geometry.instances import AcrossInstancesResult, WithinInstanceResult
+from latentprobe.geometry.positions import PositionSimilarityResult
 
 __all__ = ["Similarity", "SimilarityOptions"]
+
+_Result = WithinInstanceResult | AcrossInstancesResult | PositionSimilarityResult | Mapping[str, pd.DataFrame]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,7 +73,7 @@ class Similarity(Analysis):
               "across_sources": ACROSS_SOURCES, "consecutive_baseline": schema.CONSECUTIVE,
               "across_baseline": schema.ACROSS_SUMMARY, "positions": POSITION_SIMILARITY,
               "position_gap": POSITION_SIMILARITY_GAP}
-    result_types = (WithinInstanceResult, AcrossInstancesResult)
+    result_types = (WithinInstanceResult, AcrossInstancesResult, PositionSimilarityResult)
 
     def run(self, ctx: Context, options: AnalysisOptions, folder: Path | None) -> dict[str, pd.DataFrame]:
         from latentprobe import geometry
@@ -109,12 +112,14 @@ class Similarity(Analysis):
             atomic_write(folder / "maps.npz", lambda fh: np.savez(fh, **{k: np.asarray(v) for k, v in maps.items()}),
                          binary=True)
 
-    def to_tables(self, result: WithinInstanceResult | AcrossInstancesResult | Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    def to_tables(self, result: _Result) -> dict[str, pd.DataFrame]:
         if isinstance(result, Mapping):
             return {k: result[k] if k in result else t.frame([]) for k, t in self.tables.items()}
         empty = {k: t.frame([]) for k, t in self.tables.items()}
         if isinstance(result, WithinInstanceResult):
             return {**empty, "consecutive": result.consecutive}
+        if isinstance(result, PositionSimilarityResult):
+            return {**empty, "positions": result.table, "position_gap": result.gap}
         return {**empty, "across": result.summary}
 
     def from_tables(self, tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any],
@@ -125,20 +130,24 @@ class Similarity(Analysis):
                 out["maps"] = {k: z[k] for k in z.files}
         return out
 
-    def summary_of(self, result: WithinInstanceResult | AcrossInstancesResult | Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    def summary_of(self, result: _Result) -> pd.DataFrame:
         if isinstance(result, WithinInstanceResult):
             return result.consecutive
         if isinstance(result, AcrossInstancesResult):
             return result.summary
+        if isinstance(result, PositionSimilarityResult):
+            return result.table
         return result["consecutive"] if isinstance(result, Mapping) else result
 
-    def figures(self, result: WithinInstanceResult | AcrossInstancesResult | Mapping[str, pd.DataFrame]) -> list[Any]:
+    def figures(self, result: _Result) -> list[Any]:
         from latentprobe import viz
 
         if isinstance(result, WithinInstanceResult):
             return [viz.similarity_heatmap(result), viz.consecutive_similarity(result)]
         if isinstance(result, AcrossInstancesResult):
             return [viz.across_instance_summary(result)]
+        if isinstance(result, PositionSimilarityResult):
+            return [viz.position_similarity_lines(result)]
         figs = []
         long = result["step_matrix"]
         if len(long):
@@ -158,20 +167,28 @@ class Similarity(Analysis):
             figs.append(viz.position_similarity_lines(positions))
         return figs
 
-    def section(self, report: ReportSink, result: WithinInstanceResult | AcrossInstancesResult | Mapping[str, pd.DataFrame], *, title: str | None = None, level: int = 2) -> None:
+    def section(self, report: ReportSink, result: _Result, *, title: str | None = None, level: int = 2) -> None:
         default = ("Similarity between latent steps" if isinstance(result, WithinInstanceResult) else
-                   "Similarity across examples" if isinstance(result, AcrossInstancesResult) else self.title)
+                   "Similarity across examples" if isinstance(result, AcrossInstancesResult) else
+                   "Similarity across examples per position group" if isinstance(result, PositionSimilarityResult)
+                   else self.title)
         report.add_heading(title or default, level)
         for fig in self.figures(result):
             report.add_figure(fig)
 
-    def headline(self, result: WithinInstanceResult | AcrossInstancesResult | Mapping[str, pd.DataFrame]) -> dict[str, str]:
+    def headline(self, result: _Result) -> dict[str, str]:
         out = {}
         tables = self.to_tables(result)
         if len(tables["consecutive"]):
             out["consecutive-step cosine (mean over steps)"] = f"{tables['consecutive']['mean'].mean():.3f}"
         if len(tables["across"]):
             out["across-instance cosine (mean over steps)"] = f"{tables['across']['mean_offdiag'].mean():.3f}"
+        gap = tables["position_gap"]
+        if len(gap):  # the latents against each group at the deepest layer compared
+            last = gap[gap["layer"] == gap["layer"].max()]
+            for r in last.itertuples():
+                out[f"latents - {r.position_group} cosine (layer {r.layer})"] = (
+                    f"{r.difference:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]")
         return out
 
 

@@ -92,3 +92,20 @@ def test_the_study_key_reads_groups_and_layers(tmp_path):
     path.write_text(base + '\n[analyses.latent_similarity]\npositions = ["closing"]\n')
     with pytest.raises(LatentProbeError, match="closing"):
         load_study(path)
+
+
+def test_a_position_similarity_result_goes_into_a_report(ctx):
+    from latentprobe.report import Report
+
+    pf = readouts.position_features(ctx.runner, ctx.trace, ("latents", "close", "image"), layers=[2, 4])
+    res = geometry.position_similarity(pf)
+    rec = get_analysis("latent_similarity")
+    assert rec.accepts(res) and rec.summary_of(res) is res.table
+    tables = rec.to_tables(res)
+    assert tables["positions"] is res.table and tables["position_gap"] is res.gap and tables["across"].empty
+    head = rec.headline(res)
+    gap = res.gap.set_index("position_group")
+    assert list(head) == ["latents - close cosine (layer 4)", "latents - image cosine (layer 4)"]
+    assert head["latents - image cosine (layer 4)"].startswith(f"{gap.loc['image'].query('layer == 4').difference.iloc[0]:.3f} [")
+    html = Report("positions").add_result(res).to_html()
+    assert "Similarity across examples per position group" in html and "position_similarity_lines" in html
