@@ -56,7 +56,8 @@ class PositionSimilarityResult(SummarizedResult):
     layers: tuple[int, ...]
 
 
-def _arrays(features: Any, reference: str, steps: Sequence[int] | None) -> tuple[dict[str, np.ndarray], tuple[int, ...] | None]:
+def _arrays(features: Any, reference: str,
+            steps: Sequence[int] | None) -> tuple[dict[str, np.ndarray], tuple[int, ...] | None]:
     """Every group as ``[n, L, K, d]`` (K = 1 outside the latents), and the layer names a PositionFeatures holds."""
     layers = None
     if hasattr(features, "features") and hasattr(features, "layers"):

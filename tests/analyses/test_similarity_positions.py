@@ -106,6 +106,29 @@ def test_a_position_similarity_result_goes_into_a_report(ctx):
     head = rec.headline(res)
     gap = res.gap.set_index("position_group")
     assert list(head) == ["latents - close cosine (layer 4)", "latents - image cosine (layer 4)"]
-    assert head["latents - image cosine (layer 4)"].startswith(f"{gap.loc['image'].query('layer == 4').difference.iloc[0]:.3f} [")
+    image4 = gap.loc["image"].query("layer == 4").difference.iloc[0]
+    assert head["latents - image cosine (layer 4)"].startswith(f"{image4:.3f} [")
     html = Report("positions").add_result(res).to_html()
     assert "Similarity across examples per position group" in html and "position_similarity_lines" in html
+
+
+def test_a_study_writes_the_tables_and_draws_the_figure(tmp_path):
+    from click.testing import CliRunner
+
+    from latentprobe import cli
+
+    study = tmp_path / "positions.toml"
+    study.write_text('[study]\nname = "positions"\nseed = 0\n\n[model]\nsource = "toy:blind"\n\n[data]\n'
+                     'benchmark = "toy"\nsplit = "test"\nn = 12\n\n[generation]\nmax_new_tokens = 8\nn_boot = 20\n\n'
+                     '[analyses.latent_similarity]\npositions = ["close", "image"]\nlayers = [0, 4]\n')
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli.main, ["run", str(study), "--out", str(out), "--quiet"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(out / "latent_similarity" / "positions.csv")
+    gap = pd.read_csv(out / "latent_similarity" / "position_gap.csv")
+    assert table[["position_group", "layer"]].values.tolist() == [[g, l] for g in ("latents", "close", "image")
+                                                                  for l in (0, 4)]
+    assert gap.position_group.tolist() == ["close", "close", "image", "image"] and set(gap.n) == {12}
+    assert (out / "latent_similarity" / "across_sources.csv").is_file()
+    assert (out / "latent_similarity" / "maps.npz").is_file()
+    assert "position_similarity_lines" in (out / "report.html").read_text()
