@@ -42,6 +42,8 @@ Layout
     :func:`cosine_matrix`, :func:`random_matched_norm`.
 ``instances``
     :func:`within_instance`, :func:`across_instances` and their result classes.
+``positions``
+    :func:`position_similarity`: across-instance cosine and spread at position groups (latents vs downstream).
 ``similarity_coverage``
     :func:`similarity_coverage`: simulated coverage of the across-instance interval.
 ``cka``
@@ -62,6 +64,7 @@ from latentprobe.geometry.cka import cka_against, cka_matrix, linear_cka
 from latentprobe.geometry.collapse import collapse_table, norm_table
 from latentprobe.geometry.cosine import cosine_matrix, random_matched_norm
 from latentprobe.geometry.instances import AcrossInstancesResult, WithinInstanceResult, across_instances, within_instance
+from latentprobe.geometry.positions import PositionSimilarityResult, position_similarity
 from latentprobe.geometry.similarity_coverage import SimilarityModel, similarity_coverage
 from latentprobe.geometry.spectrum import effective_rank, participation_ratio
 
@@ -90,4 +93,6 @@ __all__ = [
     "MatchedPositions",
     "baseline_states",
     "matched_indices",
+    "PositionSimilarityResult",
+    "position_similarity",
 ]

@@ -18,6 +18,7 @@ figure                     takes
 :func:`across_instance_summary` ``AcrossInstancesResult`` or ``XZResult`` (its ``across``)
 :func:`collapse_bars`      :func:`~latentprobe.geometry.collapse_table`
 :func:`norm_profile`       :func:`~latentprobe.geometry.norm_table`
+:func:`position_similarity_lines` :func:`~latentprobe.geometry.position_similarity` (or its table)
 :func:`attention_regions`  ``AttentionResult`` (:func:`latentprobe.readouts.attention`)
 :func:`attention_heatmap`  ``AttentionResult`` (:func:`latentprobe.readouts.attention`)
 :func:`lens_rank_heatmap`  ``LensResult`` (:func:`latentprobe.readouts.lens`) or its trajectory
@@ -57,6 +58,7 @@ from latentprobe.viz.readouts import lens_rank_heatmap
 from latentprobe.viz.steps import influence_heatmap
 from latentprobe.viz.efficiency import efficiency_bars
 from latentprobe.viz.patching import patching_heatmap
+from latentprobe.viz.positions import position_similarity_lines
 
 __all__ = [
     "PALETTE",
@@ -85,4 +87,5 @@ __all__ = [
     "patching_heatmap",
     "attribution_heatmap",
     "efficiency_bars",
+    "position_similarity_lines",
 ]

@@ -112,6 +112,13 @@ CAPTIONS: dict[str, str] = {
         "High similarity across examples does not by itself show input-independent latents: it must "
         "stay high after centring and exceed the baselines."
     ),
+    "position_similarity_lines": (
+        "Per residual layer and position group (latents, markers, answer and prompt positions of the same "
+        "instances), the mean raw cosine between distinct instances with its instance-jackknife 95% band, and the "
+        "spread: the share of the vectors' second moment off the group's mean (0: every instance has the same "
+        "vector). Latents: means over steps. Lower cosine and higher spread mean the group differs more between "
+        "instances; this does not show what the differences encode (probe that), nor that the model uses them."
+    ),
     "collapse_bars": (
         "Collapse statistics of the latents next to baselines (random vectors of matched norm, token "
         "states), raw and centred. Collapse is a comparison: a statistic means little without the "
@@ -175,6 +182,7 @@ _BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "effective_rank": (0.0, None),
     "participation_ratio": (0.0, None),
     "mean_norm": (0.0, None),
+    "spread": (0.0, 1.0),
 }
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latentprobe import viz
+from latentprobe import geometry, viz
 
 
 def _figures(xz, zy, med, within, across, collapse, norms, sweep, comparison, attention_res, patching):
@@ -47,6 +47,9 @@ def test_every_figure_has_its_caption(xz, zy, med, within, across, collapse, nor
     figs["efficiency_bars"] = viz.efficiency_bars(efficiency.summary)
     figs["lens_rank_heatmap"] = viz.lens_rank_heatmap(lens_result)
     figs["attribution_heatmap"] = viz.attribution_heatmap(attribution_res)
+    rng = np.random.default_rng(0)
+    figs["position_similarity_lines"] = viz.position_similarity_lines(geometry.position_similarity(
+        {"latents": rng.normal(size=(8, 2, 3, 6)), "close": rng.normal(size=(8, 2, 6))}))
     assert set(figs) == set(viz.CAPTIONS)
     for kind, fig in figs.items():
         assert fig.layout.meta["kind"] == kind

@@ -10,6 +10,7 @@ import pytest
 from latentprobe import schema as S
 from latentprobe import schema_probing as SP
 from latentprobe import schema_efficiency as SE
+from latentprobe import schema_similarity as SS
 from latentprobe.behavioural import behavioural_probe
 from latentprobe.errors import LatentProbeError, SchemaError
 from latentprobe.probing import SCORE_COLUMNS
@@ -52,6 +53,8 @@ OUTPUTS = [
     ("attribution", "summary", S.ATTRIBUTION_SUMMARY),
     ("positions", "scores", SP.PROBE_POSITIONS),
     ("positions", "gap", SP.PROBE_GAP),
+    ("position_similarity", "table", SS.POSITION_SIMILARITY),
+    ("position_similarity", "gap", SS.POSITION_SIMILARITY_GAP),
     ("efficiency", "costs", SE.DECODE_COSTS),
     ("efficiency", "summary", SE.DECODE_COST_SUMMARY),
 ]
@@ -71,6 +74,19 @@ def positions():
     return probing.probe_positions(pf.features, y, np.array([ex[i].image_id for i in pf.kept]), task="regression",
                                    layer_names=pf.layers, n_splits=2, control_types="shuffled", n_perm=0,
                                    probe=probing.LinearProbe(task="regression", Cs=(1.0,)))
+
+
+@pytest.fixture(scope="module")
+def position_similarity():
+    from latentprobe import geometry, readouts
+    from latentprobe import toy as _toy
+
+    tm = _toy.load("mediated")
+    ex = tm.examples("test", 12)
+    runner = tm.runner()
+    trace = runner.run(tm.prompts(ex), tm.images(ex), max_new_tokens=8, progress=False)
+    return geometry.position_similarity(readouts.position_features(runner, trace, ("latents", "close", "image"),
+                                                                   layers=[0, 4]))
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +177,10 @@ def test_every_table_is_checked_on_real_output():
     assert declared - {t for _, _, t in OUTPUTS} == {S.PROBES_SKIPPED}  # written by the study's probes only
     beside = {v for v in vars(SP).values() if isinstance(v, type) and issubclass(v, S.Table) and v.__module__ == SP.__name__}
     assert beside == {SP.PROBE_POSITIONS, SP.PROBE_GAP} <= {t for _, _, t in OUTPUTS}
+    similarity = {v for v in vars(SS).values() if isinstance(v, type) and issubclass(v, S.Table)
+                  and v.__module__ == SS.__name__}
+    # across_sources is written by the study's latent_similarity only (checked in tests/realformats)
+    assert similarity - {t for _, _, t in OUTPUTS} == {SS.ACROSS_SOURCES}
 
 
 @pytest.mark.parametrize("change", ["add", "remove", "retype", "reorder"])
