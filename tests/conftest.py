@@ -41,3 +41,9 @@ def llama(tok):
 def images():
     rng = np.random.default_rng(0)
     return [rng.integers(0, 255, (112, 112, 3), dtype=np.uint8) for _ in range(3)]
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pyproject's addopts): one worker per core, at most four (every worker builds its own
+    session fixtures: toy models, SmolLM2)."""
+    return max(1, min(4, os.cpu_count() or 1))
