@@ -62,7 +62,8 @@ def test_one_and_two_threads_give_the_same_tables_and_record_the_count(tmp_path)
         out = tmp_path / f"out{threads}"
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}  # the study's setting wins
         res = subprocess.run([sys.executable, "-m", "latentprobe.cli", "run", str(_study(tmp_path, threads)), "--out",
-                              str(out), "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                              str(out), "--quiet", "--no-report"], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=600)
         assert res.returncode == 0, res.stderr[-2000:]
         recorded = json.loads((out / "study.json").read_text())["threads"]
         assert recorded["torch"] == threads and {p["threads"] for p in recorded["pools"]} == {threads}
