@@ -26,7 +26,8 @@ TRUTH = {
     "bypass": "the answer cannot attend to the latents: Z->Y (and NIE) exactly zero.",
     "blind": "the latents cannot attend to the image: X->Z exactly zero, probes at chance.",
     "free": "ordinary causal attention, like the real models: the truth is unknown.",
-    "text": "explicit text imagination (a caption span) instead of latents: the truth is unknown.",
+    "text": "explicit text imagination (a caption span) instead of latents; the answer cannot attend to the image, "
+            "only to the question and the caption.",
 }
 
 ZY_INTERVENTIONS = ("swap", "swap_placebo", "zero", "add_noise", "shared_tensor", "mean_ablate", "no_latents")

@@ -10,7 +10,7 @@ mediated   every bit of visual information reaches the answer through the latent
 bypass     the latents have exactly no effect on the answer
 blind      the image has exactly no effect on the latents
 free       ordinary causal attention, like the published models
-text       writes a caption between markers instead of feeding latents
+text       writes a caption between markers; the answer reads the image only through it
 =========  =====================================================================
 
 Example
@@ -119,7 +119,7 @@ class ToyModel(Summarized):
     spec : LatentSpec
         The spec it runs with (``toy`` or ``toy-text``).
     mask_rule : MaskRule or None
-        The variant's attention rule (``None`` for ``free`` and ``text``).
+        The variant's attention rule (``None`` for ``free``).
     metadata : dict
         The training record (configuration, arguments, seed, measured test accuracy, ...).
     """

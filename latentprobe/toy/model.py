@@ -14,7 +14,9 @@ mediated   latents, close and answer cannot attend to image or open      all vis
 bypass     close and answer cannot attend to latents                     Z -> Y effect exactly zero
 blind      open and latents cannot attend to the image                   X -> Z effect exactly zero
 free       ordinary causal attention, like the real models               unknown (the interesting case)
-text       ordinary causal; writes a caption span instead of latents     unknown
+text       writes a caption span instead of latents; close and answer    the answer sees the image only
+           cannot attend to the image or open (they read the question    through the caption positions
+           and the caption span)
 =========  ============================================================  ============================
 """
 
@@ -65,7 +67,14 @@ def blind_rule(seg_q: Int[Tensor, "b q"], seg_k: Int[Tensor, "b k"]) -> Bool[Ten
     return ~(q & k)
 
 
-_RULES = {"mediated": mediated_rule, "bypass": bypass_rule, "blind": blind_rule, "free": None, "text": None}
+def text_rule(seg_q: Int[Tensor, "b q"], seg_k: Int[Tensor, "b k"]) -> Bool[Tensor, "b q k"]:
+    """Close and answer never attend to the image or the open marker: they read the caption span."""
+    q = _isin(seg_q, (S.CLOSE, S.GEN))[:, :, None]
+    k = _isin(seg_k, (S.IMAGE, S.OPEN))[:, None, :]
+    return ~(q & k)
+
+
+_RULES = {"mediated": mediated_rule, "bypass": bypass_rule, "blind": blind_rule, "free": None, "text": text_rule}
 
 
 def mask_rule(variant: str):

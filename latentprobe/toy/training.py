@@ -36,7 +36,7 @@ all start from a pretrained VLM):
 In ``blind`` no latent can see the image, so no visual target is reachable: it skips stage 1 and
 its alignment weight is zero (the latents are trained by the answer's loss only). The ``text``
 variant is plain teacher forcing on ``<|caption|> caption <|caption_end|> answer <eos>`` after
-the base stages.
+the base stages, under its rule (close and answer read the caption, not the image).
 
 Weights are saved as float16 safetensors next to a JSON record of the configuration, the
 training arguments and the test accuracy measured with the saved (float16 -> float32) weights

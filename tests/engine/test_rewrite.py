@@ -106,11 +106,13 @@ def test_a_latent_model_is_refused(tmp_path):
         rewrite_spans(runner, trace, RewriteSpan(path), progress=False)
 
 
-def test_directed_rewrites_flip_the_answers_that_read_the_caption_and_the_placebo_flips_none():
-    """The shipped rewrite file of the toy twin (examples/studies/paper/toy/make_rewrites.py): on count questions
-    (the text toy answers them from its caption) the directed rewrite flips >= 80% of the answers; the
-    same-length placebo flips <= 5% of all answers. (The text toy answers colour questions from the image: a
-    wrong-colour caption flipped none of 125 when this was written.)"""
+COLOUR_TEMPLATES = ("colour_left_of", "colour_of_shape")
+
+
+def test_a_wrong_colour_rewrite_flips_the_colour_answers_and_the_placebo_flips_almost_none():
+    """The issue's criterion, on the shipped rewrite file of the toy twin (examples/studies/paper/toy/make_rewrites.py):
+    on colour questions a wrong-colour caption flips >= 80% of the answers, to the rewritten colour; the
+    same-length placebo (the size word changed) flips <= 5% of them, and <= 5% of all answers."""
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[2] / "examples" / "studies" / "paper" / "toy" / "capimagine-rewrite.jsonl"
@@ -122,10 +124,17 @@ def test_directed_rewrites_flip_the_answers_that_read_the_caption_and_the_placeb
     rewrite = rewrite_spans(runner, trace, RewriteSpan(str(path)), progress=False, batch_size=40)
     placebo = rewrite_spans(runner, trace, RewriteSpan(str(path), field="placebo", same_length=True), progress=False,
                             batch_size=40)
-    flips = [a != b for a, b in zip(trace.answers, rewrite.answers)]
-    counts = [f for f, x in zip(flips, ex) if x.template == "count_colour"]
-    assert len(counts) >= 20 and sum(counts) >= 0.8 * len(counts)
-    assert sum(a != b for a, b in zip(trace.answers, placebo.answers)) <= 0.05 * len(trace)
+    texts = RewriteSpan(str(path)).texts()
+    before, after, still = trace.answers, rewrite.answers, placebo.answers
+    colour = [i for i, x in enumerate(ex) if x.template in COLOUR_TEMPLATES]
+    assert len(colour) >= 60
+    flips = [before[i] != after[i] for i in colour]
+    assert sum(flips) >= 0.8 * len(colour)
+    # a flip is to the colour the rewrite wrote, not to some other word
+    to_written = [after[i] == texts[ex[i].example_id].split()[0] for i in colour]
+    assert sum(to_written) >= 0.8 * len(colour)
+    assert sum(before[i] != still[i] for i in colour) <= 0.05 * len(colour)
+    assert sum(a != b for a, b in zip(before, still)) <= 0.05 * len(trace)
 
 
 def test_the_fingerprint_follows_the_files_texts(tmp_path):

@@ -78,6 +78,13 @@ def test_the_toy_twin_writes_the_tables(tmp_path, name):
         assert {"rewrite", "rewrite_placebo", "no_latents"} <= set(rows["intervention"])
         placebo = rows[rows["intervention"] == "rewrite_placebo"]
         assert placebo["flip"].mean() <= 0.05  # a paraphrase that keeps the answer-bearing words
+        # the text toy's answer reads its caption: a wrong colour flips the colour answers
+        from latentprobe import toy
+
+        template = {e.example_id: e.template for e in toy.load("text").examples("test")}
+        rewrite = rows[rows["intervention"] == "rewrite"]
+        colour = rewrite[rewrite["example_id"].map(template).isin(["colour_left_of", "colour_of_shape"])]
+        assert len(colour) >= 8 and colour["flip"].mean() >= 0.8
 
 
 def test_a_missing_rewrite_file_is_refused_before_the_model_runs(tmp_path):

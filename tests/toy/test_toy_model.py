@@ -111,6 +111,18 @@ def test_mediated_latents_do_carry_the_image(shipped, tok):
     assert _grad(_answer_logits(logits), pv).abs().sum() > 0
 
 
+def test_text_close_and_answer_see_neither_the_image_nor_the_open_marker(tok):
+    """``text``: the close marker and the answer attend to the question and the caption span only (the caption
+    positions themselves read the image, to write the caption)."""
+    seg = torch.tensor([encoding.encode_examples(tok, make_dataset(1, 1, seed=3), "text")[0].segs])
+    allowed = mask_rule("text")(seg, seg)[0]
+    rows = torch.isin(seg[0], torch.tensor([Segment.CLOSE, Segment.GEN]))
+    cols = torch.isin(seg[0], torch.tensor([Segment.IMAGE, Segment.OPEN]))
+    assert int(rows.sum()) == 2 and int(cols.sum()) == 17
+    assert not allowed[rows][:, cols].any()
+    assert allowed[rows][:, ~cols].all() and allowed[~rows].all()
+
+
 # ----------------------------------------------------------------------------- training matches inference
 
 
@@ -144,7 +156,7 @@ def test_text_training_sequence_matches_runner(shipped, tok):
         own = encoding._Encoded(e.input_ids.tolist(), e.segments.tolist(), [encoding.IGNORE] * e.seq_len, ex[e.index].image())
         b = encoding.collate(m.model, [own], int(tok.pad_token_id))
         with torch.no_grad():
-            _, logits = forward.forward_sequence(m.model, b)
+            _, logits = forward.forward_sequence(m.model, b, rule=m.mask_rule)
         first = torch.log_softmax(logits[0, e.answer_start - 1].float(), -1)
         torch.testing.assert_close(e.first_token_logprobs, first, atol=2e-4, rtol=1e-4)
     assert same >= 4  # mostly the training caption itself, with the same segment codes
