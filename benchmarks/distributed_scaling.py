@@ -18,9 +18,10 @@ chunk's latents and answers for every condition: compute, not input or output) o
 examples), with few bootstrap resamples so that the summary, which
 every rank computes, stays small. The efficiency needs as many
 free cores as workers: on a shared machine a busy neighbour lowers it, so the figure printed is what this
-machine gave in this run. ``--quick`` uses 96 examples.
+machine gave in this run. ``--quick`` uses 96 examples, ``--n`` any number (rank 0's log stamps whole seconds:
+a longer study measures the work more finely, and start-up weighs less in the command's time).
 
-Usage: python benchmarks/distributed_scaling.py [--workers 2] [--quick] [--keep DIR]
+Usage: python benchmarks/distributed_scaling.py [--workers 2] [--quick | --n 480] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -90,12 +91,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--n", type=int, default=480, help="examples in the study (default 480)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the two study folders here")
     args = parser.parse_args()
     base = args.keep or Path(tempfile.mkdtemp(prefix="lp-scaling-"))
     base.mkdir(parents=True, exist_ok=True)
     study = base / "study.toml"
-    n = 96 if args.quick else 480
+    n = 96 if args.quick else args.n
     study.write_text(STUDY.format(n=n))
     outs = {1: base / "w1", args.workers: base / f"w{args.workers}"}
     for out in outs.values():
