@@ -133,20 +133,15 @@ def _capture(study: Study) -> Any:
 
 
 def _baseline_loader(study: Study) -> Any:
-    """``f(source, preset, num_latents) -> LatentRunner``: a second model, resolved and loaded as ``[model]`` is
-    (a relative folder starts at the study file's folder; a toy source keeps its own protocol)."""
-    def load(source: str, preset: str | None, num_latents: int | None) -> Any:
-        from latentprobe.study.config import ModelConfig
-        from latentprobe.study.models import build_model
-        from latentprobe.study.sources import resolve_source
+    """``f(source, preset, num_latents) -> LatentRunner``: a second model, read and loaded as a second ``[model]``
+    table is (:func:`latentprobe.study.derived.load_second_model`; a toy source keeps its own protocol)."""
+    from latentprobe.study.derived import load_second_model
 
-        if source.startswith("toy:"):
-            return build_model(ModelConfig(source=source), where=str(study.path)).runner
-        resolved, problem = resolve_source(source, study.path.parent)
-        if problem is not None:
-            raise StudyError(f"{study.path}: [analyses.latent_similarity] baseline: {problem}")
-        return build_model(ModelConfig(source=resolved, preset=preset, num_latents=num_latents),
-                           where=str(study.path)).runner
+    def load(source: str, preset: str | None, num_latents: int | None) -> Any:
+        raw: dict[str, Any] = {"source": source}
+        if not source.startswith("toy:"):
+            raw.update({k: v for k, v in (("preset", preset), ("num_latents", num_latents)) if v is not None})
+        return load_second_model(study, raw, "analyses.latent_similarity.baseline")
     return load
 
 
