@@ -5,7 +5,8 @@ an arithmetic question changed, so that the layouts match), prints:
 
 * one forward: a teacher-forced clean forward over the same examples and batches (no gradients),
 * the map: one clean forward with gradients, one counterfactual forward and one backward per batch, and its
-  ratio to one forward (the target is <= 3 forward-pass equivalents for the whole map),
+  ratio to one forward (the target is <= 3 forward-pass equivalents for the whole map); then the same map with
+  the columns both runs share always run apart once (``SHARED_MIN_FRACTION = 0``) and never,
 * exact patching of every cell of the grid (one forward per cell, batched) and its ratio to one forward,
 * Spearman rank correlations of the estimate and the exact effect: signed, and of magnitudes,
 * with ``--estimators``, the same correlations for costlier estimators (do they fix the signs?): the gradient
@@ -32,9 +33,11 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+import latentprobe.causal.attribution as A
 from latentprobe import toy
 from latentprobe.causal.attribution import (POSITION_GROUPS, _cell_rows, _exact, _forward, _map, _metric_values, _pairs,
-                                            _prepare, _rows, logprob_difference)
+                                            _rows, logprob_difference)
+from latentprobe.causal.teacher_forced import _prepare
 from latentprobe.perturbations import Custom, InputSet
 
 ARITHMETIC = ["What is 2 plus 3?", "What is 7 minus 4?", "What is 5 times 6?", "What is 9 plus 8?",
@@ -104,6 +107,13 @@ def measure(name: str, runner, inputs: InputSet, perturbation, batch: int, max_n
 
     t_fwd = best(forward)
     t_map = best(lambda: _map(runner, pairs, layers, groups, logprob_difference, batch, answers))
+    split = {}
+    for label, frac in (("shared columns always run apart", 0.0), ("never run apart", 2.0)):
+        keep, A.SHARED_MIN_FRACTION = A.SHARED_MIN_FRACTION, frac
+        try:
+            split[label] = best(lambda: _map(runner, pairs, layers, groups, logprob_difference, batch, answers))
+        finally:
+            A.SHARED_MIN_FRACTION = keep
     table = _map(runner, pairs, layers, groups, logprob_difference, batch, answers)
     by_id = {e.example_id: (e, o) for e, o in pairs}
     t = time.perf_counter()
@@ -115,6 +125,8 @@ def measure(name: str, runner, inputs: InputSet, perturbation, batch: int, max_n
           f"({len(layers)} layers x positions before the answer)")
     print(f"  one forward            {t_fwd * 1e3:9.1f} ms")
     print(f"  attribution map        {t_map * 1e3:9.1f} ms   = {t_map / t_fwd:6.2f} forward equivalents")
+    for label, t in split.items():
+        print(f"    {label:31s} {t * 1e3:9.1f} ms   = {t / t_fwd:6.2f}")
     print(f"  exact patching (grid)  {t_exact * 1e3:9.1f} ms   = {t_exact / t_fwd:6.1f} forward equivalents "
           f"({len(table)} cells)")
     print(f"  Spearman signed {spearmanr(a, effect).statistic:.3f}   |abs| {spearmanr(np.abs(a), np.abs(effect)).statistic:.3f}"

@@ -47,7 +47,9 @@ from torch import Tensor
 
 from latentprobe import schema as S
 from latentprobe.causal.common import _run
-from latentprobe.causal.teacher_forced import _forward, _prepare, _rows, _split
+from latentprobe.causal.teacher_forced import _forward, _prepare_pair, _rows
+from latentprobe.engine.forward import new_cache
+from latentprobe.engine.prefix_cache import supports_shared
 from latentprobe.errors import InputError, LayoutMismatchError
 from latentprobe.perturbations import InputSet, Perturbation
 from latentprobe.trace import ExampleTrace, Segment
@@ -225,20 +227,63 @@ def _metric_values(metric: Metric, logits: Tensor, pairs: Sequence[tuple[Example
 
 def _map_batch(runner: LatentRunner, pairs: list[tuple[ExampleTrace, ExampleTrace]], layers: list[int],
                metric: Metric, answers: Mapping[str, tuple[int, int]] | None = None) -> tuple[Tensor, Tensor, Tensor, list[int]]:
-    """Attribution ``[b, layers, t]``, changed mask, clean metric ``[b]`` and pad offsets of one batch."""
-    # both runs line up position by position (_check_layout): one set of inputs, built once, split in two
+    """Attribution ``[b, layers, t]``, changed mask, clean metric ``[b]`` and pad offsets of one batch.
+
+    Columns before the first input that differs in any row (``start``) hold the same residuals in both runs
+    (attention is causal), so their cells are exactly 0 and need no gradient: the clean forward runs them once
+    without gradients into a KV cache, and only the columns from ``start`` on run with gradients, are
+    backpropagated through, and run again with the counterfactual inputs, on the same cached keys and values."""
+    # both runs line up position by position (_check_layout): the counterfactual rows reuse mask and positions
     rows_c = _rows([e for e, _ in pairs])
-    prep_c, prep_o = _split(_prepare(runner, rows_c + _rows([o for _, o in pairs])), len(pairs))
-    logits, clean, offs = _forward(runner, rows_c, layers, grad=True, prepared=prep_c)
+    prep_c, prep_o = _prepare_pair(runner, rows_c, _rows([o for _, o in pairs]))
+    T = prep_c[0].shape[1]
+    start = _shared_columns(runner, prep_c, prep_o)
+    cache = new_cache(runner.model) if start > 0 else None
+    if cache is not None:
+        with torch.no_grad():
+            last = _forward(runner, [], [], prepared=prep_c, cache=cache, cols=(0, start))[0]
+        if start >= T:  # the inputs do not differ: every cell is exactly 0
+            m = _metric_values(metric, last, pairs, answers)
+            zero = torch.zeros(len(pairs), len(layers), T)
+            return zero, zero.bool(), m.float().cpu(), list(prep_c[3])
+    cols = (start, T) if cache is not None else None
+    logits, clean, offs = _forward(runner, [], layers, grad=True, prepared=prep_c, cache=cache, cols=cols)
     m = _metric_values(metric, logits, pairs, answers)
     grads = torch.autograd.grad(m.sum(), clean)
     with torch.no_grad():
-        _, corr, _ = _forward(runner, [], layers, prepared=prep_o)
+        if cache is not None:  # back to the shared columns (a negative count removes columns, transformers 4 and 5)
+            cache.crop(start - T)
+        _, corr, _ = _forward(runner, [], layers, prepared=prep_o, cache=cache, cols=cols)
         up = torch.promote_types(clean[0].dtype, torch.float32)  # bf16/fp16 models: products in fp32
         diff = [(c.to(up) - h.detach().to(up)) for c, h in zip(corr, clean)]
-        attr = torch.stack([(d * g.to(up)).sum(-1) for d, g in zip(diff, grads)], dim=1)
-        changed = torch.stack([(d != 0).any(-1) for d in diff], dim=1)
-    return attr.cpu(), changed.cpu(), m.detach().float().cpu(), offs
+        attr = torch.zeros(len(pairs), len(layers), T, dtype=up)
+        changed = torch.zeros(len(pairs), len(layers), T, dtype=torch.bool)
+        attr[..., start if cache is not None else 0:] = torch.stack([(d * g.to(up)).sum(-1) for d, g in zip(diff, grads)],
+                                                                     dim=1).cpu()
+        changed[..., start if cache is not None else 0:] = torch.stack([(d != 0).any(-1) for d in diff], dim=1).cpu()
+    return attr, changed, m.detach().float().cpu(), offs
+
+
+#: Shared columns are run apart only when they are at least this share of the sequence: the extra pass reads every
+#: weight once more, which costs more than it saves when few columns are shared (SmolLM2 on CPU: 3 of 14 columns
+#: shared made the map 17% slower; ``benchmarks/attribution_patching.py``).
+SHARED_MIN_FRACTION = 0.25
+
+
+def _shared_columns(runner: LatentRunner, prep_c: Any, prep_o: Any) -> int:
+    """How many leading columns the two runs' inputs (embeddings and positions) share in every row; 0 where the
+    model's cache cannot be cropped (a sliding-window layer) or where fewer than :data:`SHARED_MIN_FRACTION` of
+    the columns are shared."""
+    if not supports_shared(runner.parts.layers):
+        return 0
+    e_c, _, p_c, _ = prep_c
+    e_o, _, p_o, _ = prep_o
+    differs = (e_c != e_o).any(-1).any(0)
+    pd_ = (p_c != p_o)
+    differs |= (pd_.any(0).any(0) if pd_.dim() == 3 else pd_.any(0)).to(differs.device)
+    hit = torch.nonzero(differs)
+    start = int(hit[0, 0]) if len(hit) else int(differs.shape[0])
+    return start if start >= SHARED_MIN_FRACTION * differs.shape[0] else 0
 
 
 def _map(runner: LatentRunner, pairs: list[tuple[ExampleTrace, ExampleTrace]], layers: list[int], groups: set[str],

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import torch
 from torch import Tensor
 
+from latentprobe.engine.forward import cache_kwarg
 from latentprobe.engine.modes import _row_from_example
 from latentprobe.engine.protocol import ProtocolState
 from latentprobe.trace import ExampleTrace, Segment
@@ -42,23 +43,36 @@ def _prepare(runner: LatentRunner, rows: list[Any]) -> Prepared:
     return embeds, dec.attention(col_segs, mask, T), pos, offsets
 
 
-def _split(prepared: Prepared, n: int) -> tuple[Prepared, Prepared]:
-    """Rows ``[:n]`` and ``[n:]`` of prepared inputs (positions are ``[b, t]``, or ``[3, b, t]`` for M-RoPE)."""
-    embeds, attn, pos, offsets = prepared
-    bdim = pos.dim() - 2
-    first = (embeds[:n], attn[:n], pos.narrow(bdim, 0, n), offsets[:n])
-    rest = (embeds[n:], attn[n:], pos.narrow(bdim, n, pos.shape[bdim] - n), offsets[n:])
-    return first, rest
+def _prepare_pair(runner: LatentRunner, rows_c: list[Any], rows_o: list[Any]) -> tuple[Prepared, Prepared]:
+    """Inputs of the clean rows and of counterfactual rows that line up with them position by position (same
+    lengths and segments): the counterfactual rows reuse the attention mask, and the positions where their
+    images have the same grids."""
+    prep_c = _prepare(runner, rows_c)
+    same_grids = all((a.grid_thw is None) == (b.grid_thw is None) and (a.grid_thw is None or torch.equal(a.grid_thw, b.grid_thw))
+                     for a, b in zip(rows_c, rows_o))
+    if not same_grids:
+        return prep_c, _prepare(runner, rows_o)
+    embeds, _, _, offsets, _ = runner._decoder.embed_prefix(rows_o, positions=False)
+    return prep_c, (embeds, prep_c[1], prep_c[2], offsets)
 
 
 def _forward(runner: LatentRunner, rows: list[Any], layers: Sequence[int], *, grad: bool = False,
              patch: dict[int, tuple[Tensor, Tensor, Tensor]] | None = None,
-             prepared: Prepared | None = None) -> tuple[Tensor, list[Tensor], list[int]]:
+             prepared: Prepared | None = None, cache: Any = None,
+             cols: tuple[int, int] | None = None) -> tuple[Tensor, list[Tensor], list[int]]:
     """Teacher-forced forward over ``rows`` (left-padded): the logits at the last column, the residuals at
     ``layers`` (``[b, t, d]`` each, part of the graph when ``grad``) and the pad offsets. ``patch`` maps a
     layer to ``(rows, cols, values)`` written there before later layers read it; ``prepared`` gives the inputs
-    already built by :func:`_prepare`."""
+    already built by :func:`_prepare`. ``cache`` (a ``DynamicCache``) receives the keys and values of the columns
+    run; ``cols = (start, end)`` runs only those columns, on a ``cache`` that holds columns ``[0, start)``
+    already (residuals are then ``[b, end - start, d]``, ``patch`` columns count from ``start``, and the logits
+    are those of column ``end - 1``)."""
     embeds, attn, pos, offsets = _prepare(runner, rows) if prepared is None else prepared
+    if cols is not None:
+        start, end = cols
+        embeds, pos = embeds[:, start:end], pos[..., start:end]
+        # a 2-D padding mask covers every key so far; an additive mask [b, 1, q, t] the queries run, keys to end
+        attn = attn[:, :, start:end, :end] if attn.dim() == 4 else attn[:, :end]
     blocks = runner.parts.layers
     caps: dict[int, Tensor] = {}
     patch = patch or {}
@@ -94,7 +108,10 @@ def _forward(runner: LatentRunner, rows: list[Any], layers: Sequence[int], *, gr
         with torch.set_grad_enabled(grad):
             if grad:
                 embeds = embeds.detach().requires_grad_(True)
-            out = runner.model(inputs_embeds=embeds, attention_mask=attn, position_ids=pos, use_cache=False, **kw)
+            if cache is not None:
+                kw[cache_kwarg(runner.model)] = cache
+            out = runner.model(inputs_embeds=embeds, attention_mask=attn, position_ids=pos,
+                               use_cache=cache is not None, **kw)
     finally:
         for h in handles:
             h.remove()

@@ -87,8 +87,10 @@ class Decoder:
         return self.parts.n_layers + 1 if self.capture_layers is None else len(self.capture_layers)
 
     # ------------------------------------------------------------------ inputs of a forward
-    def embed_prefix(self, rows: list[Row]) -> tuple[Tensor, Tensor, Tensor, list[int], Tensor | None]:
-        """Left-padded prefix embeddings, 2-D mask, positions, pad offsets and rope deltas."""
+    def embed_prefix(self, rows: list[Row], positions: bool = True) -> tuple[Tensor, Tensor, Tensor | None, list[int],
+                                                                           Tensor | None]:
+        """Left-padded prefix embeddings, 2-D mask, positions, pad offsets and rope deltas (positions and deltas
+        ``None`` without ``positions``: the caller has them already)."""
         B = len(rows)
         T = max(len(r.ids) for r in rows)
         ids = torch.full((B, T), self.rspec.pad_id, dtype=torch.long)
@@ -116,6 +118,8 @@ class Decoder:
             for p, z in r.z_at.items():
                 embeds[b, p + off] = z.to(self.device, embeds.dtype)
         deltas = None
+        if not positions:
+            return embeds, mask, None, offsets, None
         if self.parts.is_vlm:
             tt = torch.zeros((B, T), dtype=torch.long)
             for b, r in enumerate(rows):

@@ -147,3 +147,63 @@ def test_answers_override_the_compared_tokens():
     assert np.array_equal(other.attribution, base.table[base.table.example_id != eid].attribution)
     same = attribution_patching(tm.runner(), inputs, toy.Counterfactual(seed=0), layers=[1], answers={eid: (a, a)})
     assert list(same.dropped.reason) == ["same_answer"] and eid not in set(same.table.example_id)
+
+
+@pytest.mark.parametrize("variant", ["mediated", "text"])
+def test_shared_columns_run_once_and_change_nothing(monkeypatch, variant):
+    """Columns before the first differing input run once without gradients (a KV cache both runs read): the map
+    equals the one from two full forwards (within float noise; cells there exactly 0 and unchanged)."""
+    import latentprobe.causal.attribution as A
+
+    tm = toy.load(variant)
+    inputs = toy.toy_inputs(tm.examples("test", 4))
+    starts = []
+    monkeypatch.setattr(A, "SHARED_MIN_FRACTION", 0.0)  # run them apart however few they are
+    real = A._shared_columns
+    monkeypatch.setattr(A, "_shared_columns", lambda *a: starts.append(real(*a)) or starts[-1])
+    shared = attribution_patching(tm.runner(), inputs, toy.Counterfactual(seed=0), batch_size=2)
+    assert starts and all(s > 0 for s in starts)  # the toys' prompts start with text the image does not change
+    monkeypatch.setattr(A, "_shared_columns", lambda *a: 0)
+    full = attribution_patching(tm.runner(), inputs, toy.Counterfactual(seed=0), batch_size=2)
+    a, b = shared.table, full.table
+    assert a[[ATTRIBUTION.EXAMPLE_ID, ATTRIBUTION.LAYER, ATTRIBUTION.POSITION]].equals(
+        b[[ATTRIBUTION.EXAMPLE_ID, ATTRIBUTION.LAYER, ATTRIBUTION.POSITION]])
+    np.testing.assert_allclose(a[ATTRIBUTION.ATTRIBUTION], b[ATTRIBUTION.ATTRIBUTION], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a[ATTRIBUTION.CLEAN_METRIC], b[ATTRIBUTION.CLEAN_METRIC], rtol=1e-5, atol=1e-5)
+    assert (a[ATTRIBUTION.CHANGED] == b[ATTRIBUTION.CHANGED]).all()
+    # every cell of a shared column is exactly 0 (and so is its counterpart without sharing)
+    assert (a.loc[~a[ATTRIBUTION.CHANGED], ATTRIBUTION.ATTRIBUTION] == 0).all()
+
+
+def test_identical_inputs_give_an_all_zero_map():
+    tm = toy.load("mediated")
+    runner = tm.runner()
+    inputs = toy.toy_inputs(tm.examples("test", 3))
+    clean = runner.run(**inputs.run_kwargs(), max_new_tokens=8, progress=False)
+    answers = {e.example_id: (int(e.answer_ids[0]), int(e.answer_ids[0]) + 1) for e in clean}
+    res = attribution_patching(runner, inputs, Custom(lambda p, im, m: (p, im), name="same"), answers=answers,
+                               verify_top="all")
+    t = res.table
+    assert len(t) and (t[ATTRIBUTION.ATTRIBUTION] == 0).all() and (~t[ATTRIBUTION.CHANGED]).all()
+    assert (t[ATTRIBUTION.EFFECT] == 0).all()
+    assert (t[ATTRIBUTION.CLEAN_METRIC] > 0).all()  # log p(own answer) - log p(another token)
+
+
+def test_few_shared_columns_are_not_run_apart():
+    """Shared columns are run apart only from a quarter of the sequence on; positions count as inputs."""
+    import latentprobe.causal.attribution as A
+
+    runner = toy.load("mediated").runner()
+    T = 20
+
+    def prep(first_embed, first_pos=T):
+        e, p = torch.zeros(2, T, 4), torch.arange(T).expand(3, 2, T).clone()
+        e2, p2 = e.clone(), p.clone()
+        e2[1, first_embed:] = 1.0
+        p2[:, 0, first_pos:] += 1
+        return (e, None, p, [0, 0]), (e2, None, p2, [0, 0])
+
+    assert A._shared_columns(runner, *prep(4)) == 0          # 4 < 0.25 * 20
+    assert A._shared_columns(runner, *prep(5)) == 5
+    assert A._shared_columns(runner, *prep(12, first_pos=7)) == 7
+    assert A._shared_columns(runner, *prep(T)) == T           # nothing differs
