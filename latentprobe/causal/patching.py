@@ -24,7 +24,8 @@ tokens are held at the base run's values.
 
 Patched rows of one example share the prefill of the positions before the first patched one with the
 mode's control (:func:`latentprobe.engine.fork.prefill_shared`), as in
-:meth:`~latentprobe.engine.LatentRunner.intervene_many`. Every batch holds the mode's control, and the
+:meth:`~latentprobe.engine.LatentRunner.intervene_many`: one copy of that prefix's KV cache, attended by every
+row (:class:`~latentprobe.engine.prefix_cache.SharedPrefixCache`; models with a sliding window copy it per row). Every batch holds the mode's control, and the
 source's states are read from a batch of the source's controls laid out exactly as the patched batch (same
 rows, same shared prefix), so self-patching (source = base) changes nothing, to the bit, in float32. The
 cost: about two forward passes (three with route cells) per batch of ``max_batch - 1`` cells.
@@ -47,7 +48,9 @@ from latentprobe.causal.patch_stats import PatchResult, summarize_patching
 from latentprobe.engine import modes as M
 from latentprobe.engine.fork import prefill_shared, shared_length
 from latentprobe.engine.loop import GenerationConfig
+from latentprobe.engine.many import check_prefix_cache
 from latentprobe.engine.patching import InterventionMode
+from latentprobe.engine.prefix_cache import attached, supports_shared
 from latentprobe.engine.decoding import config_from_record
 from latentprobe.errors import InputError
 from latentprobe.interventions import Intervention
@@ -166,19 +169,23 @@ def _resolve_sources(runner: LatentRunner, inputs: InputSet, perturbation: Any, 
 
 
 def _forward(runner: Any, e: ExampleTrace, rows: list, extra: list[list[int]], mode: InterventionMode,
-             cfg: GenerationConfig, proc: Any = None) -> tuple[list[ExampleTrace], list[dict[int, Any]]]:
+             cfg: GenerationConfig, proc: Any = None, shared: bool = True) -> tuple[list[ExampleTrace], list[dict[int, Any]]]:
     """Prefill (shared prefix) and, except in replay, decode ``rows`` of example ``e``; the finished examples
     and what each row's prefill gathered."""
     dec, tok = runner._decoder, runner.tokenizer
-    pre = prefill_shared(dec, rows, [0] * len(rows), gather_extra=extra, read_logits=mode is InterventionMode.REPLAY)
-    if mode is InterventionMode.REPLAY:
+    replay = mode is InterventionMode.REPLAY
+    budget = 0 if replay else 2 + max(cfg.max_new_tokens - r.budget_used() for r in rows)
+    pre = prefill_shared(dec, rows, [0] * len(rows), gather_extra=extra, read_logits=replay,
+                         shared=shared and supports_shared(dec.parts.layers), budget=budget)
+    if replay:
         return M.replay_finish(dec, tok, [e] * len(rows), rows, pre.gathered), pre.gathered
-    dec._decode(rows, cfg, proc, pre)
+    with attached(pre.cache, dec.parts.layers):
+        dec._decode(rows, cfg, proc, pre)
     return M.resume_finish(dec, tok, rows, pre.gathered, mode), pre.gathered
 
 
 def _states(runner: Any, e: ExampleTrace, mode: InterventionMode, want: list[int], n_rows: int, cut: int,
-            cfg: GenerationConfig, proc: Any = None) -> list[tuple[dict[int, Tensor], Tensor]]:
+            cfg: GenerationConfig, proc: Any = None, shared: bool = True) -> list[tuple[dict[int, Tensor], Tensor]]:
     """Per row of a batch of ``n_rows`` unpatched controls of ``e`` whose shared prefill stops at ``cut`` (the layout
     of the patched batch): residuals ``[L+1, d]`` at ``want`` positions, and the latents' ``[K, L+1, d]``. Row ``j``
     feeds condition ``j``, so self-patching writes back exactly what the control computes (same shapes, same
@@ -189,7 +196,7 @@ def _states(runner: Any, e: ExampleTrace, mode: InterventionMode, want: list[int
         r.prefix_cut = cut
         rows.append(r)
         extra.append(sorted(set(ex) | {p for p in want if p < len(r.ids)}))
-    done, gathered = _forward(runner, e, rows, extra, mode, cfg, proc)
+    done, gathered = _forward(runner, e, rows, extra, mode, cfg, proc, shared)
     return [({p: g[p].residual for p in want if p in g}, _latent_values(d)) for d, g in zip(done, gathered)]
 
 
@@ -261,7 +268,7 @@ def _score(row: ExampleTrace, ref: ExampleTrace, src: ExampleTrace, gold: str | 
 
 def _run_mode(runner: Any, base: LatentTrace, src: LatentTrace, mode: InterventionMode, groups: Sequence[str],
               layers: list[int], routes: bool, align: str | None, max_batch: int, skipped: list,
-              proc: Any = None) -> list[list]:
+              proc: Any = None, shared: bool = True) -> list[list]:
     """Per example: ``[(group, layer, n_positions, patched example, its batch's control)]``, the control first (group
     ``"none"``)."""
     dec = runner._decoder
@@ -290,11 +297,11 @@ def _run_mode(runner: Any, base: LatentTrace, src: LatentTrace, mode: Interventi
 
             cut = shared_length(build(None, None)[0])
             need = sorted({sp for _, _, pl in chunk if pl is not None and not pl["steps"] for _, sp in pl["patch"]})
-            s_st = _states(runner, s, mode, need, len(chunk), cut, cfg, proc)
+            s_st = _states(runner, s, mode, need, len(chunk), cut, cfg, proc, shared)
             fz = sorted({p for _, _, pl in chunk if pl is not None for p in pl["freeze"]})
-            b_st = _states(runner, e, mode, fz, len(chunk), cut, cfg, proc) if fz else [({}, zero)] * len(chunk)
+            b_st = _states(runner, e, mode, fz, len(chunk), cut, cfg, proc, shared) if fz else [({}, zero)] * len(chunk)
             rows, extra = build(s_st, b_st)
-            done, _ = _forward(runner, e, rows, extra, mode, cfg, proc)
+            done, _ = _forward(runner, e, rows, extra, mode, cfg, proc, shared)
             results += [(g, layer, 0 if pl is None else len(pl["patch"]), d, done[0])
                         for j, ((g, layer, pl), d) in enumerate(zip(chunk, done)) if j > 0 or c0 == 0]
         out.append(results)
@@ -319,7 +326,8 @@ def patch(runner: LatentRunner, inputs: InputSet, perturbation: Perturbation | M
           positions: str | Sequence[str] = "all", layers: Sequence[int] | None = None,
           modes: str | Sequence[str] = MODES, routes: bool = True, align: str | None = None,
           max_new_tokens: int = 32, batch_size: int = 8, max_batch: int = 32, seed: int = 0,
-          n_boot: int = 2000, ci: float = 0.95, logits_processor: Any = None) -> PatchResult:
+          n_boot: int = 2000, ci: float = 0.95, logits_processor: Any = None,
+          prefix_cache: str = "shared") -> PatchResult:
     """Activation patching from counterfactual sources, at every position group x residual layer x mode.
 
     Parameters
@@ -353,6 +361,9 @@ def patch(runner: LatentRunner, inputs: InputSet, perturbation: Perturbation | M
     logits_processor : LogitsProcessor, optional
         Applied in the base and source runs and in every regenerated token (e.g. ``ForceOpen`` on an untrained
         model).
+    prefix_cache : {"shared", "copied"}
+        How a batch holds its rows' common prefix, as in :meth:`~latentprobe.engine.LatentRunner.intervene_many`:
+        one KV cache attended by every row (default), or a copy per row (the reference).
 
     Returns
     -------
@@ -390,6 +401,7 @@ def patch(runner: LatentRunner, inputs: InputSet, perturbation: Perturbation | M
                          "decoder layer i-1).")
     if align not in (None, "end"):
         raise InputError(f"align={align!r}; use None (refuse groups of different lengths) or 'end'.")
+    check_prefix_cache(prefix_cache)
     kw = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "seed": seed, "progress": False,
           "logits_processor": logits_processor}
     base, src, src_ids = _resolve_sources(runner, inputs, perturbation, kw)
@@ -400,7 +412,7 @@ def patch(runner: LatentRunner, inputs: InputSet, perturbation: Perturbation | M
     T = PATCH_ROWS
     for mode in mode_list:
         per = _run_mode(runner, base, src, mode, groups, layer_list, routes, align, max_batch, skipped,
-                        logits_processor)
+                        logits_processor, prefix_cache == "shared")
         for e, s, sid, res in zip(base.examples, src.examples, src_ids, per):
             for g, layer, n, d, ref in res:
                 rows.append({T.EXAMPLE_ID: e.example_id, T.SOURCE_ID: sid, T.MODE: mode.value, T.POSITION_GROUP: g,
@@ -411,5 +423,5 @@ def patch(runner: LatentRunner, inputs: InputSet, perturbation: Perturbation | M
               "routes": bool(routes), "align": align, "max_new_tokens": max_new_tokens, "seed": seed,
               "logits_processor": logits_processor is not None,
               "source": perturbation.to_config() if isinstance(perturbation, Perturbation) else "pairs",
-              "skipped": skipped, "n_boot": n_boot, "ci": ci}
+              "skipped": skipped, "n_boot": n_boot, "ci": ci, "prefix_cache": prefix_cache}
     return PatchResult(table=table, summary=summary, config=config)

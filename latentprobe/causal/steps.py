@@ -329,6 +329,23 @@ def _summarize(table: pd.DataFrame, *, ci: float, n_boot: int, seed: int) -> pd.
     return T.STEP_SUMMARY.frame(recs) if recs else T.STEP_SUMMARY.empty()
 
 
+def _influence_runs(runner: LatentRunner, sub: LatentTrace, do: Intervention, k: int,
+                    batch_size: int) -> list[LatentTrace]:
+    """``do(z_i)`` in propagate mode for every step ``i``, as ``runner.intervene(sub, do, steps=[i],
+    mode="propagate")`` gives each, run as one sweep (:func:`latentprobe.engine.many.run_many`): the K conditions
+    of ``batch_size`` examples per batch, each example's prompt prefilled once and its KV cache shared by the K
+    rows; condition ``i`` feeds latents ``0..i-1`` as recorded."""
+    from latentprobe.engine import modes
+    from latentprobe.engine.many import run_many
+
+    imode, fns, layers, cfg, _ = runner._setup(sub, [do], None, (0,), "propagate", None, batch_size, False, None)
+    by_step = [[e.check_steps([i]) for e in sub.examples] for i in range(k)]
+    res = run_many(runner._decoder, runner.tokenizer, sub.examples, by_step[0], fns * k, layers, imode, cfg, None,
+                   False, max(1, batch_size) * k, chosen_by=by_step)
+    return [LatentTrace(tuple(r), sub.spec, modes.result_config(sub, imode, fns[0], [i], layers, False))
+            for i, r in enumerate(res)]
+
+
 def step_influence(runner: LatentRunner, trace: LatentTrace, *, intervention: str | Intervention = "swap",
                    gold: Any = None, early_exit: bool | Sequence[int] = True, counts: Sequence[int] = (),
                    oracle: LatentTrace | Mapping[str, Tensor] | None = None, format_only: bool = True,
@@ -358,7 +375,7 @@ def step_influence(runner: LatentRunner, trace: LatentTrace, *, intervention: st
     seed, n_boot, ci
         Seed of the swap and noise draws and of the bootstrap; resamples; interval level.
     batch_size : int
-        Examples per forward pass.
+        Examples per forward pass (the influence runs hold all K conditions of each: ``batch_size x K`` rows).
 
     Returns
     -------
@@ -413,8 +430,7 @@ def step_influence(runner: LatentRunner, trace: LatentTrace, *, intervention: st
     kw = dict(batch_size=batch_size, progress=False)
     rows = _Rows(sub, golds, gids, scorer, examples)
     rows.answer(sub, "clean")
-    for i in range(k if influence else 0):
-        out = runner.intervene(sub, do, steps=[i], mode="propagate", **kw)
+    for i, out in enumerate(_influence_runs(runner, sub, do, k, batch_size) if influence else []):
         rows.latents(out, "influence", i)
         rows.answer(out, "influence", i)
     for x in exits:

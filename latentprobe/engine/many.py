@@ -117,7 +117,8 @@ def check_max_batch(max_batch: object) -> None:
 def run_many(dec: Decoder, tokenizer: PreTrainedTokenizerBase, examples: Sequence[ExampleTrace], chosen: list[list[int]],
              fns: list[Any], layers: tuple[int, ...], mode: InterventionMode, cfg: GenerationConfig,
              processor: LogitsProcessor | None, drop: bool, max_batch: int,
-             progress: bool = False, prefix_cache: str = "shared") -> list[list[ExampleTrace]]:
+             progress: bool = False, prefix_cache: str = "shared",
+             chosen_by: Sequence[Sequence[Sequence[int]]] | None = None) -> list[list[ExampleTrace]]:
     """Run every intervention of ``fns`` (``None``: a control) on every example; ``out[c][i]`` is condition
     ``c`` on example ``i`` (a progress bar over the batches with ``progress``).
 
@@ -151,6 +152,9 @@ def run_many(dec: Decoder, tokenizer: PreTrainedTokenizerBase, examples: Sequenc
         ``"shared"``: each example's prefix cache stored once, every condition attending to it
         (:mod:`latentprobe.engine.prefix_cache`; models whose attention cannot run on it fall back to
         ``"copied"``); ``"copied"``: one copy per condition (transformers' ``DynamicCache``, the reference).
+    chosen_by : sequence or None
+        ``chosen_by[c][i]``: the steps condition ``c`` changes in example ``i``, where conditions change different
+        steps (e.g. one condition per step); ``None``: ``chosen`` for every condition.
 
     Returns
     -------
@@ -167,12 +171,12 @@ def run_many(dec: Decoder, tokenizer: PreTrainedTokenizerBase, examples: Sequenc
     for ex_idx, cond_idx in tqdm(chunks, desc=f"{mode.value} x{len(fns)}", unit="batch", leave=False,
                                  disable=not progress or len(chunks) <= 1):
         exs = [examples[i] for i in ex_idx]
-        sel = [chosen[i] for i in ex_idx]
         rows: list[Row] = []
         extra: list[list[int]] = []
         group: list[int] = []
         spans = []
         for c in cond_idx:
+            sel = [list((chosen if chosen_by is None else chosen_by[c])[i]) for i in ex_idx]
             if mode is InterventionMode.REPLAY:
                 rs, ex = modes.replay_rows(dec, exs, sel, layers, fns[c])
             else:

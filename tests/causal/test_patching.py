@@ -160,3 +160,23 @@ def test_pairs_mapping_patches_from_another_example():
     assert (t["source_answer"] == t["source_id"].map(by_id)).all()
     grid = res.grid("flip_rate", "replay")
     assert list(grid.index) == [1] and set(grid.columns) == {"image", "latents"}
+
+
+def test_shared_prefix_cache_equals_copied():
+    """Rows of a batch attend to one copy of their common prefix (the default) or to a copy each: same answers,
+    log-probabilities and KL within float noise, in every mode, routes included."""
+    torch.set_num_threads(1)
+    m = _load_trained("mediated")
+    inp = toy_inputs(m.examples("test", n=3))
+    kw = dict(positions=["image", "latents", "markers"], layers=[0, 2], n_boot=50, max_batch=6)
+    shared = patch(m.runner(), inp, Counterfactual(), **kw)
+    copied = patch(m.runner(), inp, Counterfactual(), prefix_cache="copied", **kw)
+    a, b = shared.table, copied.table
+    assert len(a) == len(b) > 0 and shared.config["prefix_cache"] == "shared"
+    key = ["example_id", "mode", "position_group", "layer"]
+    assert a[key].equals(b[key]) and (a["answer"] == b["answer"]).all()
+    for c in ("clean_logprob", "source_logprob", "kl"):
+        np.testing.assert_allclose(a[c].to_numpy(), b[c].to_numpy(), atol=1e-5, rtol=1e-5)
+    assert a["flip"].any()  # something moved: the comparison is not between two all-unchanged tables
+    with pytest.raises(InputError, match="prefix_cache"):
+        patch(m.runner(), inp, Counterfactual(), prefix_cache="paged", **kw)

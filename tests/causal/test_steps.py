@@ -155,3 +155,30 @@ def test_refusals(mediated):
     prompt_mode.spec = dataclasses.replace(runner.spec, open_mode="prompt")
     with pytest.raises(InputError, match="open_mode='prompt'"):
         step_influence(prompt_mode, trace, counts=[2], **kw)
+
+
+@pytest.mark.parametrize("variant", ["mediated", "bypass"])
+def test_batched_influence_runs_equal_one_intervene_per_step(variant):
+    """The K influence conditions run as one sweep (each example's prefix prefilled once, its cache shared by the
+    K rows) and equal ``runner.intervene(sub, do, steps=[i], mode="propagate")`` run step by step: the same
+    answers, latents j < i bitwise the recorded ones, later latents within float noise."""
+    from latentprobe.causal.steps import _do, _influence_runs
+
+    tm = toy.load(variant)
+    runner = tm.runner()
+    trace = runner.run(**toy_inputs(tm.examples("test", 5)).run_kwargs(), progress=False)
+    sub = trace.select(list(trace.latent_selection().indices))
+    k = sub.examples[0].num_latents
+    do = _do("swap", sub, 0)
+    batched = _influence_runs(runner, sub, do, k, batch_size=2)
+    assert len(batched) == k
+    for i, out in enumerate(batched):
+        one = runner.intervene(sub, do, steps=[i], mode="propagate", progress=False)
+        assert out.answers == one.answers
+        assert out.config["steps"] == one.config["steps"] and out.config["mode"] == "propagate"
+        for a, b, c in zip(out.examples, one.examples, sub.examples):
+            assert torch.equal(a.z[:i], c.z[:i])  # the recorded prefix, to the bit
+            torch.testing.assert_close(a.z, b.z, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(a.answer_logprobs, b.answer_logprobs, atol=1e-5, rtol=1e-5)
+        if i < k - 1:
+            assert any(not torch.equal(a.z[i + 1:], c.z[i + 1:]) for a, c in zip(out.examples, sub.examples))
