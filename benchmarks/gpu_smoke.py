@@ -4,6 +4,7 @@
     python benchmarks/gpu_smoke.py --tiny       # CPU, a tiny model of the same architecture (CI)
     python benchmarks/gpu_smoke.py --sweep      # also the sweep: 256 and 1,024 image tokens, M = 8 and 32
     python benchmarks/gpu_smoke.py --sweep --sweep-tokens 256 1024 4096   # and 4,096 image tokens
+    python benchmarks/gpu_smoke.py --attribution   # also the attribution map's cost in forward-pass equivalents
 
 Builds Qwen2.5-VL-7B's shapes (hidden 3584, 28 layers, vocabulary 152,064, the 32-block vision tower)
 with random bf16 weights directly on the GPU (several GPUs: sharded with accelerate's device map, as
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--answer-tokens", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--sweep", action="store_true", help="also time intervene_many sweeps (shared vs copied cache)")
+    ap.add_argument("--attribution", action="store_true", help="also time the attribution map against one forward")
     ap.add_argument("--sweep-tokens", type=int, nargs="*", default=[256, 1024], help="image tokens per example")
     ap.add_argument("--sweep-m", type=int, nargs="*", default=[8, 32], help="conditions per sweep")
     ap.add_argument("--sweep-examples", type=int, default=2)
@@ -178,9 +180,63 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<40s} {sec:8.2f} s")
     if device == "cuda":
         print(f"{'peak GPU memory (device 0)':<40s} {torch.cuda.max_memory_allocated(0) / 2**30:8.2f} GiB")
+    if args.attribution:
+        attribution(runner, msgs, trace, proc, args, device)
     if args.sweep:
         sweep(model, tok, args, device)
     return 0
+
+
+def attribution(runner: Any, msgs: list, trace: Any, proc: Any, args: argparse.Namespace, device: str) -> None:
+    """The attribution map on this model, against one forward over the same examples and batches: one forward
+    (teacher-forced, no gradients), the map (clean forward with gradients, backward, counterfactual forward), and
+    the map with the columns both runs share always / never run apart. The counterfactual asks about another
+    word (one token for one: the layout is kept); the metric compares two fixed tokens (random weights)."""
+    import latentprobe.causal.attribution as A
+    from latentprobe.causal.teacher_forced import _forward, _rows
+
+    cf_msgs = [[{"role": "user", "content": [m[0]["content"][0], {"type": "text", "text": "what colour is the w7 ?"}]}]
+               for m in msgs]
+    budget = args.latents + 2 + args.answer_tokens
+    cf = runner.run(cf_msgs, max_new_tokens=budget, logits_processor=proc, batch_size=args.batch_size, progress=False)
+    voc = runner.tokenizer.get_vocab()
+    answers = {e.example_id: (voc["what"], voc["colour"]) for e in trace}
+    pairs, _ = A._pairs(trace, cf, False, answers=answers)
+    layers, groups, b = list(range(runner.n_layers + 1)), set(A.POSITION_GROUPS), args.batch_size
+
+    def timed(fn: Any) -> float:
+        out = float("inf")
+        for _ in range(2):
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            out = min(out, time.perf_counter() - t0)
+        return out
+
+    def forward() -> None:
+        with torch.no_grad():
+            for s in range(0, len(pairs), b):
+                _forward(runner, _rows([e for e, _ in pairs[s:s + b]]), [])
+
+    def the_map() -> Any:
+        return A._map(runner, pairs, layers, groups, A.logprob_difference, b, answers)
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t_fwd, t_map = timed(forward), timed(the_map)
+    peak = torch.cuda.max_memory_allocated(0) / 2**30 if device == "cuda" else float("nan")
+    n_cells = len(the_map())
+    print(f"\nattribution map ({len(pairs)} pairs, {n_cells} cells: {len(layers)} layers x positions before the answer)")
+    print(f"{'one forward':<40s} {t_fwd:8.2f} s")
+    print(f"{'attribution map':<40s} {t_map:8.2f} s = {t_map / t_fwd:5.2f} forward equivalents, peak {peak:.2f} GiB")
+    for label, frac in (("shared columns always run apart", 0.0), ("never run apart", 2.0)):
+        keep, A.SHARED_MIN_FRACTION = A.SHARED_MIN_FRACTION, frac
+        try:
+            t = timed(the_map)
+        finally:
+            A.SHARED_MIN_FRACTION = keep
+        print(f"  {label:<38s} {t:8.2f} s = {t / t_fwd:5.2f}")
 
 
 class ForwardClock:

@@ -31,3 +31,17 @@ def test_gpu_smoke_tiny_sweep(capsys):
     kv = {(r[1], r[2]): float(r[6]) for r in rows}
     assert kv[("6", "shared")] < kv[("6", "copied")]
     assert all(float(r[3]) >= float(r[4]) > 0 for r in rows)  # wall time covers the forwards
+
+
+def test_gpu_smoke_tiny_attribution(capsys):
+    """The attribution section: one forward, the map and its ratio, with and without the shared-column split."""
+    spec = importlib.util.spec_from_file_location("gpu_smoke", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--tiny", "-n", "2", "-k", "3", "--answer-tokens", "2", "--batch-size", "2", "--attribution"]) == 0
+    out = capsys.readouterr().out
+    head = [line for line in out.splitlines() if line.startswith("attribution map (")]
+    assert head and "2 pairs" in head[0]
+    ratios = [float(line.split("=")[1].split()[0]) for line in out.splitlines()
+              if "forward equivalents" in line or "run apart" in line]
+    assert len(ratios) == 3 and all(r > 1.0 for r in ratios)  # a map costs more than one forward
