@@ -46,12 +46,14 @@ ARITHMETIC = ["What is 2 plus 3?", "What is 7 minus 4?", "What is 5 times 6?", "
               "What is 6 minus 5?", "What is 3 times 3?", "What is 4 plus 4?", "What is 8 minus 2?"]
 
 
-def best(fn, repeat: int = 3) -> float:
-    out = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        out = min(out, time.perf_counter() - t)
+def timed_rounds(fns: dict, rounds: int = 7) -> dict:
+    """The best time of each function over ``rounds`` rounds that run every function once, in turn."""
+    out = {k: float("inf") for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            out[k] = min(out[k], time.perf_counter() - t)
     return out
 
 
@@ -172,15 +174,18 @@ def measure(name: str, runner, inputs: InputSet, perturbation, batch: int, max_n
             for s in range(0, len(pairs), batch):
                 _forward(runner, _rows([e for e, _ in pairs[s:s + batch]]), [])
 
-    t_fwd = best(forward)
-    t_map = best(lambda: _map(runner, pairs, layers, groups, logprob_difference, batch, answers))
-    split = {}
-    for label, frac in (("shared columns always run apart", 0.0), ("never run apart", 2.0)):
-        keep, A.SHARED_MIN_FRACTION = A.SHARED_MIN_FRACTION, frac
+    def the_map(frac: float | None = None):
+        keep = A.SHARED_MIN_FRACTION
+        A.SHARED_MIN_FRACTION = keep if frac is None else frac
         try:
-            split[label] = best(lambda: _map(runner, pairs, layers, groups, logprob_difference, batch, answers))
+            return _map(runner, pairs, layers, groups, logprob_difference, batch, answers)
         finally:
             A.SHARED_MIN_FRACTION = keep
+
+    # interleaved rounds, the best of each: a busy machine slows all four alike within a round
+    t = timed_rounds({"fwd": forward, "map": the_map, "always": lambda: the_map(0.0), "never": lambda: the_map(2.0)})
+    t_fwd, t_map = t["fwd"], t["map"]
+    split = {"shared columns always run apart": t["always"], "never run apart": t["never"]}
     table = _map(runner, pairs, layers, groups, logprob_difference, batch, answers)
     by_id = {e.example_id: (e, o) for e, o in pairs}
     t = time.perf_counter()
