@@ -9,12 +9,12 @@ from typing import Any
 
 import pandas as pd
 
-from latentprobe.analyses.base import Analysis, ReportSink
+from latentprobe.analyses.base import Analysis, ReportSink, Unit
 from latentprobe.analyses.context import Context
 from latentprobe.analyses.options import AnalysisOptions, option
 from latentprobe.causal.patch_schema import PATCH_ROWS, PATCH_SUMMARY
 from latentprobe.causal.patch_stats import PatchResult
-from latentprobe.causal.patching import GROUPS
+from latentprobe.causal.patching import GROUPS, ROUTES
 
 __all__ = ["Patching", "PatchingOptions"]
 
@@ -41,6 +41,7 @@ class Patching(Analysis):
     title = "Activation patching: where does the information flow?"
     Options = PatchingOptions
     tables = {"summary": PATCH_SUMMARY, "table": PATCH_ROWS}
+    rows_table = "table"
     result_types = (PatchResult,)
     frame_keys = frozenset({"position_group", "layer", "mode", "metric", "estimate", "p_holm"})
 
@@ -48,17 +49,45 @@ class Patching(Analysis):
         assert isinstance(options, PatchingOptions)
         ctx.perturbation(options.perturbation, 0)
 
-    def run(self, ctx: Context, options: AnalysisOptions, folder: Path | None) -> PatchResult:
-        from latentprobe.causal import patch
+    def plan(self, ctx: Context, options: AnalysisOptions) -> list[Unit]:
+        """One unit per ``batch_size`` examples: each stored as it finishes, so a stopped study resumes at the next
+        unit, and workers share the units out."""
+        n, k = len(ctx.inputs), max(1, int(options.batch_size or 1))
+        return [Unit(key=f"examples {i}-{min(i + k, n) - 1}", data=list(range(i, min(i + k, n))))
+                for i in range(0, n, k)]
+
+    def run_unit(self, ctx: Context, options: AnalysisOptions, unit: Unit) -> pd.DataFrame:
+        from latentprobe.causal.patching import patch_rows
 
         assert isinstance(options, PatchingOptions)
         seed = int(options.seed or 0)
-        return patch(ctx.runner, ctx.inputs, ctx.perturbation(options.perturbation, seed),
-                     positions=list(options.positions), layers=None if options.layers is None else list(options.layers),
-                     modes=list(options.modes), routes=options.routes,
-                     align=None if options.align == "none" else options.align, max_new_tokens=ctx.max_new_tokens,
-                     batch_size=int(options.batch_size or 1), seed=seed, n_boot=int(options.n_boot or 0),
-                     ci=options.ci)
+        rows, _ = patch_rows(ctx.runner, ctx.inputs, ctx.perturbation(options.perturbation, seed),
+                             positions=list(options.positions),
+                             layers=None if options.layers is None else list(options.layers),
+                             modes=list(options.modes), routes=options.routes,
+                             align=None if options.align == "none" else options.align,
+                             max_new_tokens=ctx.max_new_tokens, batch_size=int(options.batch_size or 1), seed=seed,
+                             indices=list(unit.data))  # type: ignore[call-overload]
+        return rows
+
+    def summarise(self, ctx: Context, options: AnalysisOptions, rows: pd.DataFrame) -> PatchResult:
+        from latentprobe.causal.patch_stats import summarize_patching
+
+        assert isinstance(options, PatchingOptions)
+        seed = int(options.seed or 0)
+        groups = list(options.positions)
+        wanted = [(e, m, g) for e in ctx.inputs.example_ids for m in options.modes
+                  for g in groups + (list(ROUTES) if options.routes and m == "redecode" else [])]
+        have = set(zip(rows["example_id"], rows["mode"], rows["position_group"])) if len(rows) else set()
+        skipped = [{"example_id": e, "mode": m, "group": g,
+                    "reason": "not patched: the group is empty here, the mode regenerates its positions, or the two "
+                              "runs' latent counts differ (latentprobe.causal.patch)"}
+                   for e, m, g in wanted if (e, m, g) not in have]
+        config = {"analysis": "patching", "positions": groups, "layers": options.layers, "modes": list(options.modes),
+                  "routes": bool(options.routes), "align": options.align, "seed": seed, "skipped": skipped,
+                  "n_boot": int(options.n_boot or 0), "ci": options.ci, "units": "batch_size examples each"}
+        return PatchResult(table=rows, summary=summarize_patching(rows, n_boot=int(options.n_boot or 0), seed=seed,
+                                                                  ci=options.ci), config=config)
 
     def from_tables(self, tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any],
                     folder: Path | None = None) -> PatchResult:

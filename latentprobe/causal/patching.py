@@ -60,7 +60,7 @@ from latentprobe.trace import ExampleTrace, LatentTrace, Segment
 if TYPE_CHECKING:  # pragma: no cover
     from latentprobe.engine import LatentRunner
 
-__all__ = ["GROUPS", "ROUTES", "patch", "group_positions"]
+__all__ = ["GROUPS", "ROUTES", "patch", "patch_rows", "group_positions"]
 
 #: The position groups, in table order.
 GROUPS = ("image", "question", "markers", "latents", "answer")
@@ -143,14 +143,16 @@ def _match(base: list[int], src: list[int], align: str | None, where: str) -> tu
                      "last min(n_base, n_source) positions, or choose pairs whose groups have the same length.")
 
 
-def _resolve_sources(runner: LatentRunner, inputs: InputSet, perturbation: Any, kw: dict[str, Any]
-                     ) -> tuple[LatentTrace, LatentTrace, list[str]]:
-    """The base trace, the source trace (one source example per base example, same order) and the source ids."""
-    base = runner.run(**inputs.run_kwargs(), **kw)
+def _resolve_sources(runner: LatentRunner, inputs: InputSet, perturbation: Any, kw: dict[str, Any],
+                     indices: Sequence[int] | None = None) -> tuple[LatentTrace, LatentTrace, list[str]]:
+    """The base trace, the source trace (one source example per base example, same order) and the source ids;
+    ``indices``: only those base examples (sources still drawn from the whole ``inputs``)."""
+    idx = list(range(len(inputs))) if indices is None else [int(i) for i in indices]
     if isinstance(perturbation, Perturbation):
-        pin = perturbation.bind(inputs).apply(inputs)
+        base = runner.run(**inputs.select(idx).run_kwargs(), **kw)
+        pin = perturbation.bind(inputs).apply(inputs, idx)
         src = runner.run(**pin.run_kwargs(), **kw)
-        ids = [f"{perturbation.name}:{e}" for e in inputs.example_ids]
+        ids = [f"{perturbation.name}:{inputs.example_ids[i]}" for i in idx]
         return base, src, ids
     if isinstance(perturbation, Mapping):
         pairs = {str(k): str(v) for k, v in perturbation.items()}
@@ -159,6 +161,10 @@ def _resolve_sources(runner: LatentRunner, inputs: InputSet, perturbation: Any, 
         if missing:
             raise InputError(f"pairs name example ids {missing[:5]} not in inputs.example_ids; map each base id to the "
                              "id of its source, both in the inputs.")
+        mine = {inputs.example_ids[i] for i in idx}
+        pairs = {k: v for k, v in pairs.items() if k in mine}
+        need = [i for i, e in enumerate(inputs.example_ids) if e in mine or e in set(pairs.values())]
+        base = runner.run(**inputs.select(need).run_kwargs(), **kw)
         by_id = {e.example_id: e for e in base.examples}
         keep = [e for e in base.examples if e.example_id in pairs]
         ids = [pairs[e.example_id] for e in keep]
@@ -327,7 +333,7 @@ def patch(runner: LatentRunner, inputs: InputSet, perturbation: Perturbation | M
           modes: str | Sequence[str] = MODES, routes: bool = True, align: str | None = None,
           max_new_tokens: int = 32, batch_size: int = 8, max_batch: int = 32, seed: int = 0,
           n_boot: int = 2000, ci: float = 0.95, logits_processor: Any = None,
-          prefix_cache: str = "shared") -> PatchResult:
+          prefix_cache: str = "shared", indices: Sequence[int] | None = None) -> PatchResult:
     """Activation patching from counterfactual sources, at every position group x residual layer x mode.
 
     Parameters
@@ -364,6 +370,10 @@ def patch(runner: LatentRunner, inputs: InputSet, perturbation: Perturbation | M
     prefix_cache : {"shared", "copied"}
         How a batch holds its rows' common prefix, as in :meth:`~latentprobe.engine.LatentRunner.intervene_many`:
         one KV cache attended by every row (default), or a copy per row (the reference).
+    indices : sequence of int, optional
+        Patch only these examples of ``inputs`` (their sources still come from the whole input set: a
+        perturbation is bound to all of ``inputs``, and a pairs mapping may name a source outside them). A study
+        runs its examples unit by unit this way (:func:`patch_rows`).
 
     Returns
     -------
@@ -389,6 +399,42 @@ def patch(runner: LatentRunner, inputs: InputSet, perturbation: Perturbation | M
     >>> bool(res.table.query("position_group == 'latents'")["flip"].any())  # bypass: the answer ignores latents
     False
     """
+    table, config = patch_rows(runner, inputs, perturbation, positions=positions, layers=layers, modes=modes,
+                               routes=routes, align=align, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                               max_batch=max_batch, seed=seed, logits_processor=logits_processor,
+                               prefix_cache=prefix_cache, indices=indices)
+    summary = summarize_patching(table, n_boot=n_boot, seed=seed, ci=ci)
+    return PatchResult(table=table, summary=summary, config={**config, "n_boot": n_boot, "ci": ci})
+
+
+def patch_rows(runner: LatentRunner, inputs: InputSet, perturbation: Perturbation | Mapping[str, str], *,
+               positions: str | Sequence[str] = "all", layers: Sequence[int] | None = None,
+               modes: str | Sequence[str] = MODES, routes: bool = True, align: str | None = None,
+               max_new_tokens: int = 32, batch_size: int = 8, max_batch: int = 32, seed: int = 0,
+               logits_processor: Any = None, prefix_cache: str = "shared",
+               indices: Sequence[int] | None = None) -> tuple[Any, dict[str, Any]]:
+    """The rows of :func:`patch` (:class:`~latentprobe.causal.patch_schema.PATCH_ROWS`) and its configuration,
+    without the summary: what a study stores unit by unit (a unit's ``indices``), summarising once at the end.
+
+    Parameters
+    ----------
+    runner, inputs, perturbation, positions, layers, modes, routes, align, max_new_tokens, batch_size, max_batch, seed, logits_processor, prefix_cache, indices
+        As in :func:`patch`.
+
+    Returns
+    -------
+    tuple of (pandas.DataFrame, dict)
+        The rows, and the configuration (``skipped``: the cells a mode could not patch, and why).
+
+    Raises
+    ------
+    InputError
+        As :func:`patch`, and for an index out of range.
+    """
+    if indices is not None:
+        bad = [i for i in indices if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < len(inputs)]
+        if bad:
+            raise InputError(f"indices {bad[:5]}: give positions of examples in inputs (0..{len(inputs) - 1}).")
     groups = list(GROUPS) if positions == "all" else [positions] if isinstance(positions, str) else list(positions)
     bad = [g for g in groups if g not in GROUPS]
     if bad:
@@ -404,7 +450,7 @@ def patch(runner: LatentRunner, inputs: InputSet, perturbation: Perturbation | M
     check_prefix_cache(prefix_cache)
     kw = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "seed": seed, "progress": False,
           "logits_processor": logits_processor}
-    base, src, src_ids = _resolve_sources(runner, inputs, perturbation, kw)
+    base, src, src_ids = _resolve_sources(runner, inputs, perturbation, kw, indices)
     gold = dict(zip(inputs.example_ids, inputs.gold)) if inputs.gold is not None else {}
     runner._record(None, None)
     rows: list[dict[str, Any]] = []
@@ -417,11 +463,9 @@ def patch(runner: LatentRunner, inputs: InputSet, perturbation: Perturbation | M
             for g, layer, n, d, ref in res:
                 rows.append({T.EXAMPLE_ID: e.example_id, T.SOURCE_ID: sid, T.MODE: mode.value, T.POSITION_GROUP: g,
                              T.LAYER: layer, T.N_POSITIONS: n, **_score(d, ref, s, gold.get(e.example_id))})
-    table = T.frame(rows)
-    summary = summarize_patching(table, n_boot=n_boot, seed=seed, ci=ci)
     config = {"analysis": "patching", "positions": groups, "layers": layer_list, "modes": [m.value for m in mode_list],
               "routes": bool(routes), "align": align, "max_new_tokens": max_new_tokens, "seed": seed,
               "logits_processor": logits_processor is not None,
               "source": perturbation.to_config() if isinstance(perturbation, Perturbation) else "pairs",
-              "skipped": skipped, "n_boot": n_boot, "ci": ci, "prefix_cache": prefix_cache}
-    return PatchResult(table=table, summary=summary, config=config)
+              "skipped": skipped, "prefix_cache": prefix_cache}
+    return T.frame(rows), config
