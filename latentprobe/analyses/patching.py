@@ -67,6 +67,7 @@ class Patching(Analysis):
                              modes=list(options.modes), routes=options.routes,
                              align=None if options.align == "none" else options.align,
                              max_new_tokens=ctx.max_new_tokens, batch_size=int(options.batch_size or 1), seed=seed,
+                             logits_processor=ctx.logits_processor,
                              indices=list(unit.data))  # type: ignore[call-overload]
         return rows
 
