@@ -1,5 +1,7 @@
 """The ``attribution`` analysis record: attribution patching over layer x position, checked by exact patching
-on its top cells (:func:`latentprobe.causal.attribution_patching`); study key ``[analyses.attribution]``."""
+on its top cells (:func:`latentprobe.causal.attribution_patching`); study key ``[analyses.attribution]``. The map
+and the check run in units stored in the analysis folder as they finish (a stopped study resumes at the next
+unit; workers share the units out)."""
 
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ class Attribution(Analysis):
             positions=None if options.positions is None else list(options.positions),
             verify_top="all" if options.verify_top is None else int(options.verify_top),
             batch_size=int(options.batch_size or 1), max_new_tokens=ctx.max_new_tokens, seed=seed,
-            logits_processor=ctx.logits_processor)
+            logits_processor=ctx.logits_processor, out_dir=folder, progress=bool(options.progress))
 
     def from_tables(self, tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any],
                     folder: Path | None = None) -> AttributionResult:

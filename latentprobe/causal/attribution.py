@@ -35,7 +35,7 @@ close) at every position, else :class:`~latentprobe.errors.LayoutMismatchError`.
 
 from __future__ import annotations
 
-import time
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
@@ -46,7 +46,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from latentprobe import schema as S
-from latentprobe.causal.common import _run
+from latentprobe.causal.attribution_units import run_units
 from latentprobe.causal.teacher_forced import _forward, _prepare_pair, _rows
 from latentprobe.engine.forward import new_cache
 from latentprobe.engine.prefix_cache import supports_shared
@@ -382,7 +382,9 @@ def attribution_patching(runner: LatentRunner, inputs: InputSet, perturbation: P
                          metric: Metric | None = None, layers: Sequence[int] | None = None,
                          positions: Sequence[str] | None = None, verify_top: int | str = 0,
                          answers: Mapping[str, tuple[int, int]] | None = None, batch_size: int = 8,
-                         max_new_tokens: int = 8, seed: int = 0, logits_processor: Any = None) -> AttributionResult:
+                         max_new_tokens: int = 8, seed: int = 0, logits_processor: Any = None,
+                         out_dir: str | os.PathLike | None = None, overwrite: bool = False,
+                         progress: bool = False) -> AttributionResult:
     """Attribution patching over every layer x position (x latent step) of clean runs, towards a counterfactual.
 
     The clean inputs and ``perturbation``'s counterfactual inputs are run (generation, as
@@ -417,6 +419,13 @@ def attribution_patching(runner: LatentRunner, inputs: InputSet, perturbation: P
         Examples per batch of the map; cells per batch of the check.
     max_new_tokens, seed, logits_processor
         Generation of the two runs (:meth:`LatentRunner.run`).
+    out_dir : path, optional
+        Store every unit (``batch_size`` examples of the map, then of the check) as it finishes, under this
+        folder: a stopped run resumes at the next unit (:mod:`latentprobe.causal.attribution_units`).
+    overwrite : bool
+        Discard the units stored in ``out_dir`` and start again.
+    progress : bool
+        Progress bars over the units.
 
     Returns
     -------
@@ -439,7 +448,6 @@ def attribution_patching(runner: LatentRunner, inputs: InputSet, perturbation: P
     >>> len(res.verify), sorted(res.table.position_group.unique())
     (10, ['close', 'image', 'latent', 'open', 'text'])
     """
-    t0 = time.perf_counter()
     if not isinstance(inputs, InputSet):
         raise InputError(f"inputs must be a latentprobe.perturbations.InputSet, got {type(inputs).__name__}.")
     if not isinstance(perturbation, Perturbation):
@@ -464,29 +472,22 @@ def attribution_patching(runner: LatentRunner, inputs: InputSet, perturbation: P
     fn: Metric = logprob_difference if metric is None else metric
     p = perturbation.bind(inputs)
     kw = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, logits_processor=logits_processor)
-    clean = _run(runner, inputs, **kw)
-    cf = _run(runner, p.apply(inputs), **kw)
-    pairs, dropped = _pairs(clean, cf, metric is None, p.name, answers)
-    t_runs = time.perf_counter()
-    table = _map(runner, pairs, layers, groups, fn, int(batch_size), answers)
-    t_map = time.perf_counter()
+    table, dropped, timing, n_pairs = run_units(
+        runner, inputs, p, layers=layers, groups=groups, metric=fn, default_metric=metric is None,
+        verify_top=verify_top, answers=answers, batch_size=int(batch_size), kw=kw, out_dir=out_dir,
+        overwrite=overwrite, progress=progress, work=(_pairs, _map, _exact))
     A = S.ATTRIBUTION
-    k = len(table) if verify_top == "all" else min(int(verify_top), len(table))
-    if k:
-        top = table[A.ATTRIBUTION].abs().sort_values(ascending=False, kind="stable").index[:k]
-        by_id = {e.example_id: (e, o) for e, o in pairs}
-        table.loc[top, A.EFFECT] = _exact(runner, by_id, table.loc[top], fn, int(batch_size), answers)
-        table.loc[top, A.VERIFIED] = True
     verify = table[table[A.VERIFIED]].reset_index(drop=True)
     ch = verify[verify[A.CHANGED]]
     res = AttributionResult(
-        table=table, verify=verify, dropped=S.STATUS.frame(dropped),
+        table=table, verify=verify, dropped=dropped,
         spearman=_spearman(verify[A.ATTRIBUTION].to_numpy(), verify[A.EFFECT].to_numpy()),
         spearman_changed=_spearman(ch[A.ATTRIBUTION].to_numpy(), ch[A.EFFECT].to_numpy()),
         spearman_abs=_spearman(verify[A.ATTRIBUTION].abs().to_numpy(), verify[A.EFFECT].abs().to_numpy()),
-        timing={"runs_s": t_runs - t0, "map_s": t_map - t_runs, "verify_s": time.perf_counter() - t_map},
+        timing=timing,
         config={"perturbation": p.name, "layers": layers, "positions": sorted(groups), "verify_top": verify_top,
                 "metric": getattr(fn, "__name__", repr(fn)), "batch_size": int(batch_size),
-                "max_new_tokens": int(max_new_tokens), "seed": int(seed), "n_pairs": len(pairs)},
+                "max_new_tokens": int(max_new_tokens), "seed": int(seed), "n_pairs": n_pairs,
+                "out_dir": None if out_dir is None else str(out_dir)},
     )
     return res
