@@ -2,7 +2,9 @@
 
 The oracle condition takes its latents from the run of a perturbation of the same inputs
 (``oracle_perturbation``, e.g. the toys' ``"counterfactual"``), run with the study's generation settings.
-The analysis computes everything in one piece (no unit store): a killed study runs it again.
+It runs in units of ``batch_size`` examples, each stored as it finishes (a stopped study resumes at the next unit;
+workers share the units out); K and the swap partners come from the whole clean trace, so the units' rows are
+those of one whole run.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from latentprobe import schema_steps
-from latentprobe.analyses.base import Analysis, ReportSink
+from latentprobe.analyses.base import Analysis, ReportSink, Unit
 from latentprobe.analyses.context import Context
 from latentprobe.analyses.options import AnalysisOptions, option
 from latentprobe.causal.steps import StepResult
@@ -52,6 +54,7 @@ class Steps(Analysis):
     title = "Step structure: how the latent steps depend on one another"
     Options = StepsOptions
     tables = {"summary": schema_steps.STEP_SUMMARY, "table": schema_steps.STEP_ROWS}
+    rows_table = "table"
     result_types = (StepResult,)
     frame_keys = frozenset({"condition", "step", "target_step", "metric", "estimate"})
 
@@ -60,26 +63,54 @@ class Steps(Analysis):
         if options.oracle_perturbation is not None:
             ctx.perturbation(options.oracle_perturbation, 0)
 
-    def run(self, ctx: Context, options: AnalysisOptions, folder: Path | None) -> StepResult:
-        from latentprobe.causal import step_influence
+    def plan(self, ctx: Context, options: AnalysisOptions) -> list[Unit]:
+        """One unit per ``batch_size`` examples of the clean trace, each stored as it finishes."""
+        n, b = len(ctx.trace), max(1, int(options.batch_size or 1))
+        return [Unit(key=f"examples {i}-{min(i + b, n) - 1}", data=list(range(i, min(i + b, n))))
+                for i in range(0, n, b)]
+
+    def run_unit(self, ctx: Context, options: AnalysisOptions, unit: Unit) -> pd.DataFrame:
+        from latentprobe.causal.steps import step_rows
 
         assert isinstance(options, StepsOptions)
-        seed = int(options.seed or 0)
-        oracle = None
-        if options.oracle_perturbation is not None:
-            moved = ctx.perturbation(options.oracle_perturbation, seed).apply(ctx.inputs)
-            oracle = ctx.runner.run(
-                list(moved.prompts), None if moved.images is None else list(moved.images),
-                example_ids=list(moved.example_ids), max_new_tokens=ctx.max_new_tokens, seed=ctx.seed,
-                batch_size=int(options.batch_size or 1), generation=ctx.generation, progress=False,
-                **({"logits_processor": ctx.logits_processor} if ctx.logits_processor is not None else {}))
-        res = step_influence(ctx.runner, ctx.trace, intervention=options.intervention, gold=ctx.inputs,
-                             early_exit=options.early_exit, counts=list(options.counts), oracle=oracle,
-                             format_only=options.format_only, no_latents=options.no_latents,
-                             scorer=ctx.scoring(options.scorer), seed=seed, n_boot=int(options.n_boot or 0),
-                             ci=options.ci, batch_size=int(options.batch_size or 1))
+        idx = list(unit.data)  # type: ignore[call-overload]
+        rows, _ = step_rows(ctx.runner, ctx.trace, oracle=self._oracle(ctx, options, idx), indices=idx,
+                            **self._kwargs(ctx, options))
+        return rows
+
+    def summarise(self, ctx: Context, options: AnalysisOptions, rows: pd.DataFrame) -> StepResult:
+        from latentprobe.causal.steps import _summarize, step_rows
+
+        assert isinstance(options, StepsOptions)
+        # the configuration from no example (nothing runs): K, the kept selection, the conditions
+        _, config = step_rows(ctx.runner, ctx.trace, indices=[], oracle=None, **self._kwargs(ctx, options))
+        seed, n_boot = int(options.seed or 0), int(options.n_boot or 0)
+        config = {**config, "oracle": options.oracle_perturbation is not None, "n_boot": n_boot, "ci": options.ci}
+        return StepResult(rows, _summarize(rows, ci=options.ci, n_boot=n_boot, seed=seed), config)
+
+    def run(self, ctx: Context, options: AnalysisOptions, folder: Path | None) -> StepResult:
+        res = super().run(ctx, options, folder)
         ctx.save_trace(folder, options.save_trace)
         return res
+
+    @staticmethod
+    def _kwargs(ctx: Context, options: StepsOptions) -> dict[str, Any]:
+        return dict(intervention=options.intervention, gold=ctx.inputs, early_exit=options.early_exit,
+                    counts=list(options.counts), format_only=options.format_only, no_latents=options.no_latents,
+                    scorer=ctx.scoring(options.scorer), seed=int(options.seed or 0),
+                    batch_size=int(options.batch_size or 1))
+
+    @staticmethod
+    def _oracle(ctx: Context, options: StepsOptions, idx: list[int]) -> Any:
+        """The oracle run of these examples: the perturbation's inputs with the study's generation settings."""
+        if options.oracle_perturbation is None:
+            return None
+        moved = ctx.perturbation(options.oracle_perturbation, int(options.seed or 0)).apply(ctx.inputs, idx)
+        return ctx.runner.run(
+            list(moved.prompts), None if moved.images is None else list(moved.images),
+            example_ids=list(moved.example_ids), max_new_tokens=ctx.max_new_tokens, seed=ctx.seed,
+            batch_size=int(options.batch_size or 1), generation=ctx.generation, progress=False,
+            **({"logits_processor": ctx.logits_processor} if ctx.logits_processor is not None else {}))
 
     def from_tables(self, tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any],
                     folder: Path | None = None) -> StepResult:

@@ -63,7 +63,7 @@ from latentprobe.validate import positive_int
 if TYPE_CHECKING:  # pragma: no cover
     from latentprobe.engine import LatentRunner
 
-__all__ = ["StepResult", "step_influence", "latent_distances", "early_exit_trace", "with_latent_count"]
+__all__ = ["StepResult", "step_influence", "step_rows", "latent_distances", "early_exit_trace", "with_latent_count"]
 
 
 def latent_distances(a: Tensor, b: Tensor) -> tuple[float, float]:
@@ -350,7 +350,8 @@ def step_influence(runner: LatentRunner, trace: LatentTrace, *, intervention: st
                    gold: Any = None, early_exit: bool | Sequence[int] = True, counts: Sequence[int] = (),
                    oracle: LatentTrace | Mapping[str, Tensor] | None = None, format_only: bool = True,
                    no_latents: bool = True, influence: bool = True, scorer: Any = "exact", gold_prefix: str = "", seed: int = 0,
-                   n_boot: int = 2000, ci: float = 0.95, batch_size: int = 8) -> StepResult:
+                   n_boot: int = 2000, ci: float = 0.95, batch_size: int = 8,
+                   indices: Sequence[int] | None = None) -> StepResult:
     """The step -> step influence matrix and the step-structure conditions (see the module docs).
 
     Parameters
@@ -376,6 +377,9 @@ def step_influence(runner: LatentRunner, trace: LatentTrace, *, intervention: st
         Seed of the swap and noise draws and of the bootstrap; resamples; interval level.
     batch_size : int
         Examples per forward pass (the influence runs hold all K conditions of each: ``batch_size x K`` rows).
+    indices : sequence of int, optional
+        Run only these examples of ``trace`` (K and the swap partners still come from the whole trace): a study
+        runs its examples unit by unit this way (:func:`step_rows`).
 
     Returns
     -------
@@ -404,12 +408,41 @@ def step_influence(runner: LatentRunner, trace: LatentTrace, *, intervention: st
     (0.0, 0.0, True)
     """
     check_analysis_args(n_boot=n_boot, seed=seed, batch_size=batch_size, confidence=ci)
+    table, config = step_rows(runner, trace, intervention=intervention, gold=gold, early_exit=early_exit,
+                              counts=counts, oracle=oracle, format_only=format_only, no_latents=no_latents,
+                              influence=influence, scorer=scorer, gold_prefix=gold_prefix, seed=seed,
+                              batch_size=batch_size, indices=indices)
+    return StepResult(table, _summarize(table, ci=ci, n_boot=n_boot, seed=seed), {**config, "n_boot": int(n_boot),
+                                                                                  "ci": float(ci)})
+
+
+def step_rows(runner: LatentRunner, trace: LatentTrace, *, intervention: str | Intervention = "swap", gold: Any = None,
+              early_exit: bool | Sequence[int] = True, counts: Sequence[int] = (),
+              oracle: LatentTrace | Mapping[str, Tensor] | None = None, format_only: bool = True,
+              no_latents: bool = True, influence: bool = True, scorer: Any = "exact", gold_prefix: str = "",
+              seed: int = 0, batch_size: int = 8,
+              indices: Sequence[int] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """:func:`step_influence`'s rows (:class:`~latentprobe.schema_steps.STEP_ROWS`) and configuration, without the
+    summary: what a study stores unit by unit (a unit's ``indices``; ``oracle`` needs only those examples).
+    Arguments as in :func:`step_influence`; returns ``(rows, config)``."""
     if not isinstance(trace, LatentTrace):
         raise InputError(f"trace={type(trace).__name__}: step_influence takes the LatentTrace returned by runner.run().")
     selection = trace.latent_selection()
     kept, k = list(selection.indices), selection.num_latents
     if not kept:
         raise InterventionError("step_influence: no example of the trace entered latent mode; nothing to intervene on.")
+    every = trace.select(kept)
+    do = _do(intervention, every, seed)  # swap partners from every kept example, whichever examples run
+    if indices is not None:
+        bad = [i for i in indices if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < len(trace)]
+        if bad:
+            raise InputError(f"step_influence: indices {bad[:5]}: give positions of examples in the trace "
+                             f"(0..{len(trace) - 1}).")
+        mine = {int(i) for i in indices}
+        pos = [j for j, i in enumerate(kept) if i in mine]
+        kept = [kept[j] for j in pos]
+        if isinstance(do, Swap) and do.source is every:
+            do = Swap(every, tuple(do.mapping[j] for j in pos) if do.mapping is not None else None)
     sub = trace.select(kept)
     scorer = check_scorer(scorer)
     golds_all = _gold_list(gold, trace.example_ids)
@@ -425,9 +458,16 @@ def step_influence(runner: LatentRunner, trace: LatentTrace, *, intervention: st
         raise InputError(f"step_influence: counts={list(counts)}: spec {runner.spec.name!r} reads its latent slots from "
                          "the prompt (open_mode='prompt', as Coconut's), so the count is the number of slots the "
                          "prompts hold; build the prompts with K' slots, run them, and compare the two traces.")
-    do = _do(intervention, sub, seed)
-    oracle_z = _oracle_values(oracle, sub, k) if oracle is not None else None
+    oracle_z = _oracle_values(oracle, sub, k) if oracle is not None and len(sub) else None
     kw = dict(batch_size=batch_size, progress=False)
+    slot = runner.rspec.slot_id if runner.rspec.slot_id is not None else runner.rspec.placeholder_id
+    config = {"analysis": "steps", "n": len(trace), "n_kept": len(selection.indices), "num_latents": k,
+              "kept": selection.to_dict(), "intervention": intervention if isinstance(intervention, str)
+              else type(intervention).__name__, "early_exit": exits, "counts": [int(c) for c in counts],
+              "influence": bool(influence), "oracle": oracle is not None,
+              "format_only_token": None if not format_only else int(slot), "seed": int(seed)}
+    if not len(sub):  # none of these examples has the modal latent count
+        return T.STEP_ROWS.empty(), config
     rows = _Rows(sub, golds, gids, scorer, examples)
     rows.answer(sub, "clean")
     for i, out in enumerate(_influence_runs(runner, sub, do, k, batch_size) if influence else []):
@@ -446,16 +486,8 @@ def step_influence(runner: LatentRunner, trace: LatentTrace, *, intervention: st
         out = runner.intervene(sub, Replace(oracle_z[0]), mode="redecode", **kw)
         rows.answer(out, "oracle", moved_to=oracle_z[1])
     if format_only:
-        slot = runner.rspec.slot_id if runner.rspec.slot_id is not None else runner.rspec.placeholder_id
         vec = runner.parts.embed.weight[int(slot)].detach().float().cpu()
         rows.answer(runner.intervene(sub, Replace(vec), mode="redecode", **kw), "format_only")
     if no_latents:
         rows.answer(runner.intervene(sub, None, mode="redecode", drop_latents=True, **kw), "no_latents")
-    table = T.STEP_ROWS.frame(rows.recs)
-    config = {"analysis": "steps", "n": len(trace), "n_kept": len(kept), "num_latents": k,
-              "kept": selection.to_dict(), "intervention": intervention if isinstance(intervention, str)
-              else type(intervention).__name__, "early_exit": exits, "counts": [int(c) for c in counts],
-              "influence": bool(influence),
-              "oracle": oracle is not None, "format_only_token": None if not format_only else int(slot),
-              "seed": int(seed), "n_boot": int(n_boot), "ci": float(ci)}
-    return StepResult(table, _summarize(table, ci=ci, n_boot=n_boot, seed=seed), config)
+    return T.STEP_ROWS.frame(rows.recs), config

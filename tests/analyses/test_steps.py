@@ -102,3 +102,29 @@ def test_a_study_file_reaches_it_and_reads_it_back(tmp_path):
     assert isinstance(back, StepResult) and back.config["counts"] == [3]
     assert "oracle" in set(back.table.condition)
     assert "Step structure" in (out / "report.html").read_text()
+
+
+def test_units_of_examples_give_the_rows_of_one_whole_run():
+    """The record runs in units of batch_size examples (stored as they finish); K and the swap partners come from
+    the whole trace, so the rows equal step_influence over every example at once (to float noise)."""
+    from latentprobe.causal import step_influence
+
+    tm = toy.load("mediated")
+    inputs = toy.toy_inputs(tm.examples("test", 7))
+    ctx = Context(tm.runner(), inputs, max_new_tokens=8, progress=False, is_toy=True)
+    rec = get_analysis("steps")
+    opts = rec.Options(oracle_perturbation="counterfactual", counts=(3,), n_boot=50, batch_size=3).resolved(
+        ctx.defaults())
+    assert [u.data for u in rec.plan(ctx, opts)] == [[0, 1, 2], [3, 4, 5], [6]]
+    units = rec.run(ctx, opts, folder=None)
+    moved = toy.Counterfactual(seed=0).apply(inputs)
+    oracle = ctx.runner.run(**moved.run_kwargs(), max_new_tokens=8, progress=False)
+    whole = step_influence(ctx.runner, ctx.trace, gold=inputs, oracle=oracle, counts=[3], n_boot=50, batch_size=8)
+    key = ["example_id", "condition", "step", "target_step", "metric"]
+    a = units.table.sort_values(key).reset_index(drop=True)
+    b = whole.table.sort_values(key).reset_index(drop=True)
+    assert a[key].equals(b[key])
+    np.testing.assert_allclose(a["value"], b["value"], atol=1e-5)
+    flips = a[(a.metric == "flip")]
+    assert (flips["value"].to_numpy() == b[(b.metric == "flip")]["value"].to_numpy()).all()
+    assert units.config["num_latents"] == whole.config["num_latents"] and units.config["oracle"]
