@@ -1,3 +1,4 @@
+import json
 import os
 import sys
 
@@ -110,13 +111,13 @@ def _sharing_key(item, fixturedef) -> tuple | None:
     return (scope, fixturedef.baseid, fixturedef.argname)  # package
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the xdist_group marks
+@pytest.hookimpl(tryfirst=True)  # before pytest's own fixture reordering, which keeps this order otherwise
 def pytest_collection_modifyitems(config, items):
-    """Under ``--dist loadgroup`` (pyproject's addopts): keep the tests that share a costly module, class or
-    session fixture on one worker (it is built once), hand out everything else test by test, and start the
-    longest units first, so no long test starts last while the other worker idles.
+    """Order the tests into units, the longest units first: tests that share a costly module, class or session
+    fixture form one unit (one worker runs it, so the fixture is built once); every other test is a unit alone.
 
-    Every worker collects the same items and computes the same groups and order, as xdist requires.
+    Each xdist worker collects the same items and computes the same units and order; the workers write the units
+    to ``xdist-units.json`` in the run's base folder, where :class:`UnitScheduling` (the master's) reads them.
     """
     if not items:
         return
@@ -142,11 +143,43 @@ def pytest_collection_modifyitems(config, items):
     for index in range(len(items)):
         units.setdefault(find(index), []).append(index)
     order = sorted(units.values(), key=lambda members: (-sum(cost[i] for i in members), members[0]))
-    reordered = []
-    for members in order:
-        if len(members) > 1:
-            name = "g:" + items[members[0]].nodeid.split("[")[0]
-            for i in members:
-                items[i].add_marker(pytest.mark.xdist_group(name))
-        reordered.extend(items[i] for i in members)
-    items[:] = reordered
+    items[:] = [items[i] for members in order for i in members]
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        unit_of = {items[i].nodeid: items[members[0]].nodeid for members in order if len(members) > 1
+                   for i in members}
+        path = _units_file(config.getoption("basetemp"), worker=True)
+        part = path.with_name(f"{path.name}.{worker}")
+        part.write_text(json.dumps(unit_of))
+        os.replace(part, path)  # the workers write the same content; the master reads a whole file
+
+
+def _units_file(basetemp, *, worker: bool):
+    from pathlib import Path
+
+    base = Path(basetemp)
+    return (base.parent if worker else base) / "xdist-units.json"
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """The default ``--dist load`` hands out :func:`pytest_collection_modifyitems`'s units (in its order) instead of
+    fixed chunks of tests. (xdist's own ``--dist loadgroup`` renames ``item._nodeid``, which pytest 9.2 no longer
+    reads for ``item.nodeid``: the groups would be lost.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    basetemp = config._tmp_path_factory.getbasetemp()  # the folder whose popen-gw<i> the workers get
+
+    class UnitScheduling(LoadScopeScheduling):
+        """Work units are the conftest's units; tests outside any unit go one by one, in collection order."""
+
+        _units: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self._units is None:
+                path = _units_file(basetemp, worker=False)
+                self._units = json.loads(path.read_text()) if path.exists() else {}
+            return self._units.get(nodeid, nodeid)
+
+    return UnitScheduling(config, log)
