@@ -58,16 +58,16 @@ def pytest_xdist_auto_num_workers(config):
 
 
 # --------------------------------------------------------------------------- scheduling under xdist
-#: Seconds the longest tests took (call plus set-up) on two busy cores, by node id prefix: only the order in which
+#: Seconds the longest tests took (call plus set-up) beside another worker on two cores, by node id prefix: only the order in which
 #: work is handed out depends on them (a stale figure costs balance, never correctness).
 LONGEST = {
-    "tests/test_notebooks.py::test_smollm2_coconut_runs": 150,
+    "tests/test_notebooks.py::test_smollm2_coconut_runs": 80,
     "tests/workers/test_study_workers.py::test_a_sigkilled": 85,
     "tests/workers/test_study_workers.py::test_four_workers": 85,
     "tests/workers/test_study_workers.py::test_one_and_three": 40,
     "tests/workers/test_study_workers.py::test_a_changed": 25,
-    "tests/study/test_threads.py::test_one_and_two_threads": 85,
-    "tests/realformats/test_smollm2_threads.py": 70,
+    "tests/study/test_threads.py::test_one_and_two_threads": 50,
+    "tests/realformats/test_smollm2_threads.py": 15,
     "tests/formats/test_smollm2.py::test_architecture": 50,  # loads SmolLM2 (the group's first test)
     "tests/study/test_run.py::test_killed_run_resumes": 65,
     "tests/probing/test_significance.py::test_on_null_probe_grids": 55,
@@ -77,7 +77,7 @@ LONGEST = {
     "tests/study/test_owner.py::test_two_studies_started_together": 28,
     "tests/realformats/test_smollm2_ood.py": 30,
     "tests/study/test_data_fingerprint.py::test_a_gold_a_question": 24,
-    "tests/workers/test_sharded_sweep.py::test_a_hung_worker": 24,
+    "tests/workers/test_sharded_sweep.py::test_a_hung_worker": 5,
     "tests/analyses/test_third_party.py": 60,
     "tests/causal/test_attribution.py::test_full_grid_agreement": 30,
     "tests/test_demo.py": 21,
@@ -143,11 +143,10 @@ def pytest_collection_modifyitems(config, items):
     for index in range(len(items)):
         units.setdefault(find(index), []).append(index)
     order = sorted(units.values(), key=lambda members: (-sum(cost[i] for i in members), members[0]))
+    unit_of = {items[i].nodeid: items[members[0]].nodeid for members in order if len(members) > 1 for i in members}
     items[:] = [items[i] for members in order for i in members]
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker:
-        unit_of = {items[i].nodeid: items[members[0]].nodeid for members in order if len(members) > 1
-                   for i in members}
         path = _units_file(config.getoption("basetemp"), worker=True)
         part = path.with_name(f"{path.name}.{worker}")
         part.write_text(json.dumps(unit_of))
@@ -170,6 +169,7 @@ def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
     basetemp = config._tmp_path_factory.getbasetemp()  # the folder whose popen-gw<i> the workers get
+    config.option.loadscopereorder = False  # keep the conftest's order (xdist would put the most tests first)
 
     class UnitScheduling(LoadScopeScheduling):
         """Work units are the conftest's units; tests outside any unit go one by one, in collection order."""
