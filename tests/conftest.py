@@ -51,6 +51,7 @@ def images():
     return [rng.integers(0, 255, (112, 112, 3), dtype=np.uint8) for _ in range(3)]
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: -p no:xdist runs without it
 def pytest_xdist_auto_num_workers(config):
     """``-n auto`` (pyproject's addopts): one worker per core, at most four (every worker builds its own
     session fixtures: toy models, SmolLM2)."""
@@ -160,6 +161,7 @@ def _units_file(basetemp, *, worker: bool):
     return (base.parent if worker else base) / "xdist-units.json"
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """The default ``--dist load`` hands out :func:`pytest_collection_modifyitems`'s units (in its order) instead of
     fixed chunks of tests. (xdist's own ``--dist loadgroup`` renames ``item._nodeid``, which pytest 9.2 no longer
