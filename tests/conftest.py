@@ -59,30 +59,29 @@ def pytest_xdist_auto_num_workers(config):
 
 
 # --------------------------------------------------------------------------- scheduling under xdist
-#: Seconds the longest tests took (call plus set-up) beside another worker on two cores, by node id prefix: only the order in which
-#: work is handed out depends on them (a stale figure costs balance, never correctness).
+#: Seconds the longest tests took (call plus set-up, beside another worker on two cores), by node id prefix. Only
+#: the order in which work is handed out depends on them: a stale figure costs balance, never correctness.
 LONGEST = {
-    "tests/test_notebooks.py::test_smollm2_coconut_runs": 80,
-    "tests/workers/test_study_workers.py::test_a_sigkilled": 85,
-    "tests/workers/test_study_workers.py::test_four_workers": 85,
-    "tests/workers/test_study_workers.py::test_one_and_three": 40,
-    "tests/workers/test_study_workers.py::test_a_changed": 25,
-    "tests/study/test_threads.py::test_one_and_two_threads": 50,
-    "tests/realformats/test_smollm2_threads.py": 15,
-    "tests/formats/test_smollm2.py::test_architecture": 50,  # loads SmolLM2 (the group's first test)
-    "tests/study/test_run.py::test_killed_run_resumes": 65,
-    "tests/probing/test_significance.py::test_on_null_probe_grids": 55,
-    "tests/readouts/test_tuned.py::test_smollm2_tuned_lens": 40,
-    "tests/test_benchmark_scripts.py::test_similarity_coverage": 38,
-    "tests/test_notebooks.py::test_quickstart_runs": 30,
-    "tests/study/test_owner.py::test_two_studies_started_together": 28,
-    "tests/realformats/test_smollm2_ood.py": 30,
-    "tests/study/test_data_fingerprint.py::test_a_gold_a_question": 24,
-    "tests/workers/test_sharded_sweep.py::test_a_hung_worker": 5,
-    "tests/analyses/test_third_party.py": 60,
-    "tests/causal/test_attribution.py::test_full_grid_agreement": 30,
-    "tests/test_demo.py": 21,
+    "tests/test_notebooks.py::test_smollm2_coconut_runs": 70,
+    "tests/workers/test_study_workers.py::test_a_sigkilled": 52,
+    "tests/workers/test_study_workers.py::test_four_workers": 52,
+    "tests/workers/test_study_workers.py::test_one_and_three": 64,  # with the one-worker reference run
+    "tests/workers/test_study_workers.py::test_a_changed": 30,
+    "tests/formats/test_smollm2.py::test_architecture": 40,  # loads SmolLM2 (the group's first test)
+    "tests/readouts/test_tuned.py::test_smollm2_tuned_lens": 37,
+    "tests/realformats/test_smollm2_ood.py": 32,
+    "tests/realformats/test_smollm2_threads.py": 12,
+    "tests/probing/test_significance.py::test_on_null_probe_grids": 30,
+    "tests/study/test_threads.py::test_one_and_two_threads": 29,
+    "tests/test_notebooks.py::test_quickstart_runs": 23,
+    "tests/study/test_owner.py::test_two_studies_started_together": 22,
+    "tests/test_demo.py": 19,
+    "tests/study/test_run.py::test_killed_run_resumes": 19,
     "tests/test_docs_build.py": 40,
+    "tests/analyses/test_third_party.py": 30,
+    "tests/causal/test_attribution.py::test_full_grid_agreement": 20,
+    "tests/study/test_data_fingerprint.py::test_a_gold_a_question": 15,
+    "tests/test_benchmark_scripts.py::test_similarity_coverage": 14,
 }
 #: Session fixtures of the top conftest that are expensive enough for their tests to share one worker.
 SHARED_SESSION = {"smollm2"}
