@@ -109,17 +109,35 @@ def test_every_extension_point_has_a_runnable_block_naming_its_files():
     assert "howto/extend.md" in (ROOT / "mkdocs.yml").read_text()
 
 
+def _registries() -> list[dict]:
+    """The registries a page's blocks may add to (howto/extend.md registers one of each)."""
+    import latentprobe.analyses.registry as analyses
+    import latentprobe.data.registry as data
+    import latentprobe.interventions.base as interventions
+    import latentprobe.perturbations.base as perturbations
+    import latentprobe.presets as presets
+    import latentprobe.toy.perturbations  # noqa: F401 - registers the toy's perturbations before the snapshot
+
+    return [data._LOADERS, analyses._REGISTRY, interventions._REGISTRY, perturbations._REGISTRY, presets._PRESETS]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES, ids=[p.relative_to(DOCS).as_posix() for p in PAGES])
 def test_runnable_blocks(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # blocks that write (out_dir="runs/...") write here
     namespace: dict = {"__name__": "docs_block"}
-    for line, code in runnable_blocks(page):
-        try:
-            # dont_inherit: a block runs as a user runs it, without this file's __future__ annotations
-            exec(compile(code, f"{page.relative_to(ROOT)}:{line}", "exec", dont_inherit=True), namespace)
-        except Exception as exc:  # noqa: BLE001 - reported with the page and line
-            raise AssertionError(f"the block at {page.relative_to(ROOT)}:{line} failed: {exc!r}") from exc
+    saved = [(registry, dict(registry)) for registry in _registries()]
+    try:
+        for line, code in runnable_blocks(page):
+            try:
+                # dont_inherit: a block runs as a user runs it, without this file's __future__ annotations
+                exec(compile(code, f"{page.relative_to(ROOT)}:{line}", "exec", dont_inherit=True), namespace)
+            except Exception as exc:  # noqa: BLE001 - reported with the page and line
+                raise AssertionError(f"the block at {page.relative_to(ROOT)}:{line} failed: {exc!r}") from exc
+    finally:  # what the blocks registered would otherwise stay in this worker for the tests run after
+        for registry, before in saved:
+            registry.clear()
+            registry.update(before)
 
 
 def test_docs_state_the_codes_rule_for_unreadable_answers():

@@ -222,8 +222,16 @@ def save_qwen_tokenizer(folder: str | Path, family: str = "qwen2_5_vl") -> Path:
 
 
 def cached_qwen_tokenizer(cache_dir: str | Path, family: str = "qwen2_5_vl") -> Path:
-    """Folder ``cache_dir/<family>`` holding the saved tokenizer, written on first use (session cache)."""
+    """Folder ``cache_dir/<family>`` holding the saved tokenizer, written on first use (session cache).
+
+    The write holds a file lock and ends with a ``<family>.done`` marker, so processes sharing ``cache_dir`` (the
+    xdist workers of one run) build it once and never read a half-written folder."""
+    from filelock import FileLock
+
     folder = Path(cache_dir) / family
-    if not (folder / "tokenizer.json").is_file():
-        save_qwen_tokenizer(folder, family)
+    done = Path(cache_dir) / f"{family}.done"
+    with FileLock(str(folder) + ".lock"):
+        if not done.exists():
+            save_qwen_tokenizer(folder, family)
+            done.touch()
     return folder

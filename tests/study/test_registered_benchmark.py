@@ -21,6 +21,7 @@ def load_riddles(root, *, n=6):
 @pytest.fixture
 def riddles(monkeypatch):
     monkeypatch.setattr(registry, "_LOADERS", dict(registry._LOADERS))
+    registry._LOADERS.pop("riddles", None)  # registered here, whatever ran before in this process
     latentprobe.register_benchmark("riddles", load_riddles)
     return "riddles"
 

@@ -71,8 +71,8 @@ def _launch(folder, world, *, kill_at=None, sleep_at=None, timeout=60.0, config=
     for p in procs:
         p.start()
     procs[0].join(240)  # rank 0 ends (done, or reporting the others); a hung rank is then killed
-    for p in procs:
-        p.join(20)
+    for r, p in enumerate(procs):
+        p.join(0 if sleep_at is not None and r == sleep_at[0] else 20)  # the sleeping rank never reports
         if p.is_alive():
             p.kill()
             p.join()
