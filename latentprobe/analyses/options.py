@@ -170,7 +170,7 @@ def _check_value(owner: str, f: dataclasses.Field, tp: Any, value: Any) -> None:
     if origin is tuple:
         item = typing.get_args(base)[0]
         alt = '"all" or ' if f.metadata.get("all") else ""
-        if not isinstance(value, tuple) or not value:
+        if not isinstance(value, tuple) or (not value and f.default != ()):  # empty only where that is the default
             raise OptionError(owner, f.name, f"must be {alt}a non-empty list of {item.__name__}, got {value!r}",
                               f"write e.g. {f.name} = [...]")
         choices = _choices(f)

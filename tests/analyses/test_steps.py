@@ -128,3 +128,17 @@ def test_units_of_examples_give_the_rows_of_one_whole_run():
     flips = a[(a.metric == "flip")]
     assert (flips["value"].to_numpy() == b[(b.metric == "flip")]["value"].to_numpy()).all()
     assert units.config["num_latents"] == whole.config["num_latents"] and units.config["oracle"]
+
+
+def test_counts_may_be_left_empty_where_that_is_the_default():
+    """[analyses.steps] without counts (its default: no K' runs) resolves; an empty list where the default is not
+    empty is still refused."""
+    from latentprobe.analyses import OptionError
+
+    tm = toy.load("mediated")
+    ctx = Context(tm.runner(), toy.toy_inputs(tm.examples("test", 2)), max_new_tokens=8, progress=False, is_toy=True)
+    rec = get_analysis("steps")
+    assert rec.Options().resolved(ctx.defaults()).counts == ()
+    assert rec.Options(counts=()).resolved(ctx.defaults()).counts == ()
+    with pytest.raises(OptionError, match="non-empty"):
+        get_analysis("patching").Options(perturbation="counterfactual", positions=())

@@ -17,7 +17,7 @@ import pytest
 from latentprobe.sweep.sharded import RANKS_DIR, stored_keys
 
 ROOT = Path(__file__).resolve().parents[2]
-ANALYSES = ("x_to_z", "z_to_y", "collapse")
+ANALYSES = ("x_to_z", "z_to_y", "collapse", "patching", "steps")
 
 STUDY = """
 [study]
@@ -54,6 +54,18 @@ interventions = ["zero", "swap", "mean_ablate"]
 modes = ["propagate", "redecode"]
 
 [analyses.collapse]
+
+[analyses.patching]
+perturbation = "counterfactual"
+positions = ["latents"]
+layers = [1]
+modes = ["redecode"]
+routes = false
+
+[analyses.steps]
+early_exit = false
+format_only = false
+no_latents = false
 """
 
 #: A scorer that, when told to, kills its own worker with SIGKILL in the middle of a unit (after N calls).
