@@ -167,7 +167,10 @@ def pytest_xdist_make_scheduler(config, log):
     reads for ``item.nodeid``: the groups would be lost.)"""
     if config.getvalue("dist") != "load":
         return None
-    from xdist.scheduler import LoadScopeScheduling
+    try:
+        from xdist.scheduler import LoadScopeScheduling
+    except ImportError:  # another xdist layout: its own scheduler (only the balance suffers)
+        return None
 
     basetemp = config._tmp_path_factory.getbasetemp()  # the folder whose popen-gw<i> the workers get
     config.option.loadscopereorder = False  # keep the conftest's order (xdist would put the most tests first)
