@@ -266,7 +266,7 @@ def _map_batch(runner: LatentRunner, pairs: list[tuple[ExampleTrace, ExampleTrac
 
 #: Shared columns are run apart only when they are at least this share of the sequence: the extra pass reads every
 #: weight once more, which costs more than it saves when few columns are shared (SmolLM2 on CPU, 3 of 14 columns
-#: shared: 3.34 forward-pass equivalents split, 3.06 not; ``benchmarks/attribution_patching.py``).
+#: shared: 3.29 forward-pass equivalents split, 3.10 not; ``benchmarks/attribution_patching.py``).
 SHARED_MIN_FRACTION = 0.25
 
 
