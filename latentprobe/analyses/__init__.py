@@ -20,7 +20,7 @@ Examples
 
 from latentprobe.analyses.attention import Attention
 from latentprobe.analyses.attribution import Attribution
-from latentprobe.analyses.base import Analysis, ReportSink, Unit
+from latentprobe.analyses.base import Analysis, ReportSink, Unit, example_units
 from latentprobe.analyses.options import (SHARED_OPTIONS, AnalysisOptions, OptionError, document_options, option,
                                           options_from_mapping)
 from latentprobe.analyses.behavioural import Behavioural
@@ -40,6 +40,6 @@ for _record in (XToZ, ZToY, Decompose, Probes, Representations, Collapse, Simila
     register_analysis(_record)
 del _record
 
-__all__ = ["Analysis", "AnalysisOptions", "OptionError", "ReportSink", "Unit", "Context", "option",
+__all__ = ["Analysis", "AnalysisOptions", "OptionError", "ReportSink", "Unit", "example_units", "Context", "option",
            "options_from_mapping", "SHARED_OPTIONS", "register_analysis", "get_analysis", "registered_analyses",
            "analysis_for_result", "ENTRY_POINT_GROUP"]

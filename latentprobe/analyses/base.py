@@ -43,7 +43,7 @@ from latentprobe.schema import Table
 if TYPE_CHECKING:
     from latentprobe.analyses.context import Context
 
-__all__ = ["Analysis", "Unit", "ReportSink"]
+__all__ = ["Analysis", "Unit", "ReportSink", "example_units"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,29 @@ class Unit:
 
     key: str | int | tuple[str | int, ...]
     data: object = None
+
+
+def example_units(n: int, size: int) -> list[Unit]:
+    """Units of ``size`` consecutive examples out of ``n`` (``data``: their positions), keyed by their range.
+
+    Parameters
+    ----------
+    n : int
+        Examples.
+    size : int
+        Examples a unit (at least 1 is used).
+
+    Returns
+    -------
+    list of Unit
+
+    Examples
+    --------
+    >>> [(u.key, u.data) for u in example_units(5, 2)]
+    [('examples 0-1', [0, 1]), ('examples 2-3', [2, 3]), ('examples 4-4', [4])]
+    """
+    k = max(1, int(size))
+    return [Unit(key=f"examples {i}-{min(i + k, n) - 1}", data=list(range(i, min(i + k, n)))) for i in range(0, n, k)]
 
 
 class ReportSink(Protocol):

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from latentprobe.analyses.base import Analysis, ReportSink, Unit
+from latentprobe.analyses.base import Analysis, ReportSink, Unit, example_units
 from latentprobe.analyses.context import Context
 from latentprobe.analyses.options import AnalysisOptions, option
 from latentprobe.causal.patch_schema import PATCH_ROWS, PATCH_SUMMARY
@@ -52,9 +52,7 @@ class Patching(Analysis):
     def plan(self, ctx: Context, options: AnalysisOptions) -> list[Unit]:
         """One unit per ``batch_size`` examples: each stored as it finishes, so a stopped study resumes at the next
         unit, and workers share the units out."""
-        n, k = len(ctx.inputs), max(1, int(options.batch_size or 1))
-        return [Unit(key=f"examples {i}-{min(i + k, n) - 1}", data=list(range(i, min(i + k, n))))
-                for i in range(0, n, k)]
+        return example_units(len(ctx.inputs), int(options.batch_size or 1))
 
     def run_unit(self, ctx: Context, options: AnalysisOptions, unit: Unit) -> pd.DataFrame:
         from latentprobe.causal.patching import patch_rows

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from latentprobe import schema_steps
-from latentprobe.analyses.base import Analysis, ReportSink, Unit
+from latentprobe.analyses.base import Analysis, ReportSink, Unit, example_units
 from latentprobe.analyses.context import Context
 from latentprobe.analyses.options import AnalysisOptions, option
 from latentprobe.causal.steps import StepResult
@@ -65,9 +65,7 @@ class Steps(Analysis):
 
     def plan(self, ctx: Context, options: AnalysisOptions) -> list[Unit]:
         """One unit per ``batch_size`` examples of the clean trace, each stored as it finishes."""
-        n, b = len(ctx.trace), max(1, int(options.batch_size or 1))
-        return [Unit(key=f"examples {i}-{min(i + b, n) - 1}", data=list(range(i, min(i + b, n))))
-                for i in range(0, n, b)]
+        return example_units(len(ctx.trace), int(options.batch_size or 1))
 
     def run_unit(self, ctx: Context, options: AnalysisOptions, unit: Unit) -> pd.DataFrame:
         from latentprobe.causal.steps import step_rows

@@ -256,11 +256,11 @@ def _map_batch(runner: LatentRunner, pairs: list[tuple[ExampleTrace, ExampleTrac
         _, corr, _ = _forward(runner, [], layers, prepared=prep_o, cache=cache, cols=cols)
         up = torch.promote_types(clean[0].dtype, torch.float32)  # bf16/fp16 models: products in fp32
         diff = [(c.to(up) - h.detach().to(up)) for c, h in zip(corr, clean)]
+        first = start if cache is not None else 0  # the columns run (those before are exactly 0)
         attr = torch.zeros(len(pairs), len(layers), T, dtype=up)
         changed = torch.zeros(len(pairs), len(layers), T, dtype=torch.bool)
-        attr[..., start if cache is not None else 0:] = torch.stack([(d * g.to(up)).sum(-1) for d, g in zip(diff, grads)],
-                                                                     dim=1).cpu()
-        changed[..., start if cache is not None else 0:] = torch.stack([(d != 0).any(-1) for d in diff], dim=1).cpu()
+        attr[..., first:] = torch.stack([(d * g.to(up)).sum(-1) for d, g in zip(diff, grads)], dim=1).cpu()
+        changed[..., first:] = torch.stack([(d != 0).any(-1) for d in diff], dim=1).cpu()
     return attr, changed, m.detach().float().cpu(), offs
 
 

@@ -46,11 +46,11 @@ from latentprobe.causal.common import MODES, _first_lp, _kl
 from latentprobe.causal.patch_schema import PATCH_ROWS
 from latentprobe.causal.patch_stats import PatchResult, summarize_patching
 from latentprobe.engine import modes as M
-from latentprobe.engine.fork import prefill_shared, shared_length
+from latentprobe.engine.fork import shared_length
 from latentprobe.engine.loop import GenerationConfig
-from latentprobe.engine.many import check_prefix_cache
+from latentprobe.engine.many import check_prefix_cache, prefill_and_decode
 from latentprobe.engine.patching import InterventionMode
-from latentprobe.engine.prefix_cache import attached, supports_shared
+from latentprobe.engine.prefix_cache import supports_shared
 from latentprobe.engine.decoding import config_from_record
 from latentprobe.errors import InputError
 from latentprobe.interventions import Intervention
@@ -179,14 +179,10 @@ def _forward(runner: Any, e: ExampleTrace, rows: list, extra: list[list[int]], m
     """Prefill (shared prefix) and, except in replay, decode ``rows`` of example ``e``; the finished examples
     and what each row's prefill gathered."""
     dec, tok = runner._decoder, runner.tokenizer
-    replay = mode is InterventionMode.REPLAY
-    budget = 0 if replay else 2 + max(cfg.max_new_tokens - r.budget_used() for r in rows)
-    pre = prefill_shared(dec, rows, [0] * len(rows), gather_extra=extra, read_logits=replay,
-                         shared=shared and supports_shared(dec.parts.layers), budget=budget)
-    if replay:
+    pre = prefill_and_decode(dec, rows, [0] * len(rows), extra, mode, cfg, proc,
+                             shared and supports_shared(dec.parts.layers))
+    if mode is InterventionMode.REPLAY:
         return M.replay_finish(dec, tok, [e] * len(rows), rows, pre.gathered), pre.gathered
-    with attached(pre.cache, dec.parts.layers):
-        dec._decode(rows, cfg, proc, pre)
     return M.resume_finish(dec, tok, rows, pre.gathered, mode), pre.gathered
 
 

@@ -30,8 +30,8 @@ from latentprobe.validate import positive_int
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["control_is_clean", "check_max_batch", "check_prefix_cache", "run_many", "clean_as_control",
-           "PREFIX_CACHES"]
+__all__ = ["control_is_clean", "check_max_batch", "check_prefix_cache", "run_many", "prefill_and_decode",
+           "clean_as_control", "PREFIX_CACHES"]
 
 #: How a sweep holds each example's prefix cache (``run_many(prefix_cache=...)``).
 PREFIX_CACHES = ("shared", "copied")
@@ -186,12 +186,7 @@ def run_many(dec: Decoder, tokenizer: PreTrainedTokenizerBase, examples: Sequenc
             rows += rs
             extra += ex
             group += ex_idx
-        budget = 0 if mode is InterventionMode.REPLAY else 2 + max(cfg.max_new_tokens - r.budget_used() for r in rows)
-        pre = prefill_shared(dec, rows, group, gather_extra=extra, read_logits=mode is InterventionMode.REPLAY,
-                             shared=shared, budget=budget)
-        if mode is not InterventionMode.REPLAY:
-            with attached(pre.cache, dec.parts.layers):
-                dec._decode(rows, cfg, processor, pre)
+        pre = prefill_and_decode(dec, rows, group, extra, mode, cfg, processor, shared)
         for c, start, n in spans:
             rs, gs = rows[start:start + n], pre.gathered[start:start + n]
             done = (modes.replay_finish(dec, tokenizer, exs, rs, gs) if mode is InterventionMode.REPLAY
@@ -199,6 +194,35 @@ def run_many(dec: Decoder, tokenizer: PreTrainedTokenizerBase, examples: Sequenc
             for i, e in zip(ex_idx, done):
                 out[c][i] = e
     return out  # type: ignore[return-value]
+
+
+def prefill_and_decode(dec: Decoder, rows: list[Row], group: Sequence[Any], extra: list[list[int]],
+                       mode: InterventionMode, cfg: GenerationConfig, processor: LogitsProcessor | None,
+                       shared: bool) -> Any:
+    """Prefill ``rows`` with one prefix per ``group`` (:func:`~latentprobe.engine.fork.prefill_shared`; ``shared``:
+    one copy of its KV cache, suffix blocks preallocated for the decode budget) and, except in replay, decode them;
+    the prefill's state, with what each row gathered.
+
+    Parameters
+    ----------
+    dec, rows, group, extra
+        The decoder, the rows, each row's prefix group, and each row's further positions to gather.
+    mode, cfg, processor
+        The intervention mode, the run's settings and logits processor.
+    shared : bool
+        One copy of each group's prefix cache (the caller has checked the model supports it).
+
+    Returns
+    -------
+    _Prefill
+    """
+    replay = mode is InterventionMode.REPLAY
+    budget = 0 if replay else 2 + max(cfg.max_new_tokens - r.budget_used() for r in rows)
+    pre = prefill_shared(dec, rows, group, gather_extra=extra, read_logits=replay, shared=shared, budget=budget)
+    if not replay:
+        with attached(pre.cache, dec.parts.layers):
+            dec._decode(rows, cfg, processor, pre)
+    return pre
 
 
 def clean_as_control(trace: LatentTrace, config: Mapping[str, Any]) -> LatentTrace:
